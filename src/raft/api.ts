@@ -1,0 +1,151 @@
+// The contract between the consensus core and whoever drives it (the server, the simulator).
+// Read this file before using the core; node.ts implements it.
+
+import type { ConfState, Entry, HardState, Message, NodeId, ReadState, Snapshot, SoftState } from './types.js';
+
+/**
+ * Read access to the persisted log, as the core needs it (etcd raft's Storage).
+ * The driver writes to it (after making the data durable); the core only reads.
+ */
+export interface RaftStorage {
+  initialState(): { hardState: HardState; confState: ConfState };
+  /** Entries in [lo, hi), at least one if any exist, at most maxBytes in total otherwise. */
+  entries(lo: number, hi: number, maxBytes: number): Entry[];
+  /** Term of the entry at index; throws CompactedError / UnavailableError. */
+  term(index: number): number;
+  /** Index of the first entry still available (snapshot index + 1). */
+  firstIndex(): number;
+  lastIndex(): number;
+  /** The most recent snapshot; may throw SnapshotTemporarilyUnavailableError. */
+  snapshot(): Snapshot;
+}
+
+/** Injected randomness: the core has none of its own (determinism under the simulator). */
+export interface Rng {
+  /** A uniformly distributed integer in [0, bound). */
+  nextInt(bound: number): number;
+}
+
+export type ReadOnlyOption = 'safe' | 'lease-based';
+
+export interface RaftConfig {
+  id: NodeId;
+  /** Followers start an election after a random timeout in [electionTicks, 2*electionTicks). */
+  electionTicks: number;
+  heartbeatTicks: number;
+  storage: RaftStorage;
+  rng: Rng;
+  /** Last index the application has applied (on restart). */
+  applied?: number;
+  /** Bound on the bytes of entries in one Append message. */
+  maxMessageBytes?: number;
+  /** Bound on Append messages in flight to one follower in the replicate state. */
+  inflightMessagesMax?: number;
+  /** Bound on bytes of entries in flight to one follower; 0 = no bound. */
+  inflightBytesMax?: number;
+  /** Bound on bytes of proposed but uncommitted entries at the leader; 0 = no bound. */
+  uncommittedBytesMax?: number;
+  /** Bound on bytes of committed entries handed out in one Ready. */
+  committedBytesPerReadyMax?: number;
+  checkQuorum?: boolean;
+  preVote?: boolean;
+  /** 'lease-based' is only honoured when checkQuorum is on. */
+  readOnlyOption?: ReadOnlyOption;
+  /** Reject proposals on followers instead of forwarding them to the leader. */
+  disableProposalForwarding?: boolean;
+}
+
+/**
+ * What the core wants done. The driver must, in this order:
+ *  1. persist hardState, entries and snapshot (durably: fsync) — in parallel it may already send
+ *     `messages`;
+ *  2. once durable, send `messagesAfterPersist`;
+ *  3. apply the snapshot (if any) then `committedEntries`, and serve `readStates`
+ *     once the applied index reaches each state's index;
+ *  4. call advance(ready).
+ * Only one Ready is outstanding at a time: ready() must not be called again before advance().
+ */
+export interface Ready {
+  softState?: SoftState;
+  hardState?: HardState;
+  entries: Entry[];
+  snapshot?: Snapshot;
+  committedEntries: Entry[];
+  /** Safe to send before this Ready's state is durable (a leader's appends and heartbeats). */
+  messages: Message[];
+  /** Must only be sent after this Ready's hardState, entries and snapshot are durable. */
+  messagesAfterPersist: Message[];
+  readStates: ReadState[];
+  /** True when hardState or entries must be fsynced before messagesAfterPersist go out. */
+  mustSync: boolean;
+}
+
+export type ConfChangeType = 'add-node' | 'remove-node' | 'add-learner';
+
+export interface ConfChangeSingle {
+  type: ConfChangeType;
+  nodeId: NodeId;
+}
+
+/**
+ * A membership change (etcd's ConfChangeV2). One single change with transition 'auto' is applied
+ * directly (one node at a time); several changes enter joint consensus. An empty `changes` list
+ * leaves a joint configuration.
+ */
+export interface ConfChange {
+  transition: 'auto' | 'joint-implicit' | 'joint-explicit';
+  changes: ConfChangeSingle[];
+  /** Opaque to the core (the server puts the new member's URLs here). */
+  context: Uint8Array;
+}
+
+export type ProposalDropReason =
+  | 'no-leader'
+  | 'leader-transfer-in-progress'
+  | 'not-leader-forwarding-disabled'
+  | 'uncommitted-bytes-max'
+  | 'conf-change-pending'
+  | 'not-a-member';
+
+export type ProposeResult = { ok: true } | { ok: false; reason: ProposalDropReason; leaderHint: NodeId };
+
+export type ProgressState = 'probe' | 'replicate' | 'snapshot';
+
+export interface ProgressStatus {
+  match: number;
+  next: number;
+  state: ProgressState;
+  inflightMessages: number;
+  isLearner: boolean;
+  recentActive: boolean;
+}
+
+export interface Status {
+  id: NodeId;
+  hardState: HardState;
+  softState: SoftState;
+  applied: number;
+  lastIndex: number;
+  leadTransferee: NodeId;
+  confState: ConfState;
+  /** Present on the leader only. */
+  progress?: Map<NodeId, ProgressStatus>;
+}
+
+/** The operations a driver uses (implemented by RaftNode in node.ts). */
+export interface RaftNodeApi {
+  tick(): void;
+  step(message: Message): void;
+  propose(data: Uint8Array): ProposeResult;
+  proposeConfChange(change: ConfChange): ProposeResult;
+  readIndex(context: Uint8Array): ProposeResult;
+  transferLeadership(target: NodeId): void;
+  /** Called by the driver when it applies a ConfChange entry; returns the new membership. */
+  applyConfChange(change: ConfChange): ConfState;
+  reportUnreachable(peer: NodeId): void;
+  reportSnapshot(peer: NodeId, ok: boolean): void;
+  hasReady(): boolean;
+  ready(): Ready;
+  advance(ready: Ready): void;
+  status(): Status;
+}

@@ -1,0 +1,5 @@
+export * from './api.js';
+export * from './confchange.js';
+export * from './memory-storage.js';
+export * from './node.js';
+export * from './types.js';
