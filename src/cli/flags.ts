@@ -1,0 +1,299 @@
+// etcd-compatible command-line flags and CONCORD_* environment variables for `concord`.
+// A script written for etcd should work by changing the binary name, so flag names, defaults
+// and meanings follow etcd 3.4 (https://etcd.io/docs/v3.4/op-guide/configuration/).
+
+import { parseArgs } from 'node:util';
+
+export interface ServerFlags {
+  name: string;
+  dataDir: string;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: string[];
+  initialAdvertisePeerUrls: string[];
+  /** name → peer URLs */
+  initialCluster: Map<string, string[]>;
+  initialClusterState: 'new' | 'existing';
+  initialClusterToken: string;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  snapshotCount: number;
+  quotaBackendBytes: number;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  autoCompactionMode: 'periodic' | 'revision';
+  /** For 'periodic': a duration in ms; for 'revision': a number of revisions; 0 = off. */
+  autoCompactionRetention: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export class FlagError extends Error {
+  readonly code = 'FLAG_ERROR';
+}
+
+interface FlagSpec {
+  type: 'string' | 'boolean';
+  default?: string;
+  help: string;
+}
+
+/** Every flag we accept, with etcd's defaults. The order is the order of --help. */
+export const FLAG_SPECS: Record<string, FlagSpec> = {
+  name: { type: 'string', default: 'default', help: 'Human-readable name for this member.' },
+  'data-dir': { type: 'string', default: '${name}.concord', help: 'Path to the data directory.' },
+  'listen-client-urls': {
+    type: 'string',
+    default: 'http://localhost:2379',
+    help: 'List of URLs to listen on for client traffic.',
+  },
+  'advertise-client-urls': {
+    type: 'string',
+    default: 'http://localhost:2379',
+    help: "List of this member's client URLs to advertise to the public.",
+  },
+  'listen-peer-urls': {
+    type: 'string',
+    default: 'http://localhost:2380',
+    help: 'List of URLs to listen on for peer traffic.',
+  },
+  'initial-advertise-peer-urls': {
+    type: 'string',
+    default: 'http://localhost:2380',
+    help: "List of this member's peer URLs to advertise to the rest of the cluster.",
+  },
+  'initial-cluster': {
+    type: 'string',
+    default: '${name}=http://localhost:2380',
+    help: 'Initial cluster configuration for bootstrapping (name=peer-url,...).',
+  },
+  'initial-cluster-state': {
+    type: 'string',
+    default: 'new',
+    help: "Initial cluster state ('new' or 'existing').",
+  },
+  'initial-cluster-token': {
+    type: 'string',
+    default: 'etcd-cluster',
+    help: 'Initial cluster token for the cluster during bootstrap.',
+  },
+  'heartbeat-interval': {
+    type: 'string',
+    default: '100',
+    help: 'Time (in milliseconds) of a heartbeat interval.',
+  },
+  'election-timeout': {
+    type: 'string',
+    default: '1000',
+    help: 'Time (in milliseconds) for an election to timeout.',
+  },
+  'snapshot-count': {
+    type: 'string',
+    default: '100000',
+    help: 'Number of committed transactions to trigger a snapshot to disk.',
+  },
+  'quota-backend-bytes': {
+    type: 'string',
+    default: '0',
+    help: 'Raise alarms when backend size exceeds the given quota (0 defaults to low space quota, 2 GiB).',
+  },
+  'max-request-bytes': {
+    type: 'string',
+    default: '1572864',
+    help: 'Maximum client request size in bytes the server will accept.',
+  },
+  'max-txn-ops': {
+    type: 'string',
+    default: '128',
+    help: 'Maximum number of operations permitted in a transaction.',
+  },
+  'auto-compaction-mode': {
+    type: 'string',
+    default: 'periodic',
+    help: "Interpret 'auto-compaction-retention' one of: 'periodic', 'revision'.",
+  },
+  'auto-compaction-retention': {
+    type: 'string',
+    default: '0',
+    help: "Auto compaction retention length. 0 means disable auto compaction ('1h', '30m', or hours; revisions for 'revision' mode).",
+  },
+  'log-level': { type: 'string', default: 'info', help: "Log level: 'debug', 'info', 'warn', 'error'." },
+  version: { type: 'boolean', help: 'Print the version and exit.' },
+  help: { type: 'boolean', help: 'Show this help and exit.' },
+};
+
+const DEFAULT_QUOTA_BACKEND_BYTES = 2 * 1024 * 1024 * 1024;
+
+/** etcd reads ETCD_NAME, ETCD_DATA_DIR, …; we read CONCORD_NAME, CONCORD_DATA_DIR, … */
+export function envVarName(flag: string): string {
+  return `CONCORD_${flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+export type ParsedCommandLine = { kind: 'version' } | { kind: 'help' } | { kind: 'run'; flags: ServerFlags };
+
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedCommandLine {
+  const options: Record<string, { type: 'string' | 'boolean' }> = {};
+  for (const [flag, spec] of Object.entries(FLAG_SPECS)) options[flag] = { type: spec.type };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    // etcd accepts both -flag and --flag; node's parseArgs needs the double dash.
+    const normalized = argv.map((arg) => (/^-[a-z][a-z-]+/.test(arg) ? `-${arg}` : arg));
+    values = parseArgs({ args: normalized, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new FlagError(`${(error as Error).message}. Run 'concord --help' for the list of flags.`);
+  }
+  if (values.version === true) return { kind: 'version' };
+  if (values.help === true) return { kind: 'help' };
+
+  const lookup = (flag: string): string => {
+    const fromArgs = values[flag];
+    if (typeof fromArgs === 'string') return fromArgs;
+    const fromEnv = env[envVarName(flag)];
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+    return FLAG_SPECS[flag]?.default ?? '';
+  };
+  const name = lookup('name');
+  const expand = (text: string): string => text.replaceAll('${name}', name);
+  return { kind: 'run', flags: buildFlags(lookup, expand, name) };
+}
+
+function buildFlags(
+  lookup: (flag: string) => string,
+  expand: (t: string) => string,
+  name: string,
+): ServerFlags {
+  const initialClusterState = lookup('initial-cluster-state');
+  if (initialClusterState !== 'new' && initialClusterState !== 'existing') {
+    throw new FlagError(
+      `invalid value "${initialClusterState}" for flag -initial-cluster-state: must be 'new' or 'existing'`,
+    );
+  }
+  const autoCompactionMode = lookup('auto-compaction-mode');
+  if (autoCompactionMode !== 'periodic' && autoCompactionMode !== 'revision') {
+    throw new FlagError(`unknown auto-compaction-mode ${JSON.stringify(autoCompactionMode)}`);
+  }
+  const logLevel = lookup('log-level');
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) {
+    throw new FlagError(`unknown log level ${JSON.stringify(logLevel)}`);
+  }
+  const heartbeatIntervalMs = parsePositiveInt('heartbeat-interval', lookup('heartbeat-interval'));
+  const electionTimeoutMs = parsePositiveInt('election-timeout', lookup('election-timeout'));
+  if (electionTimeoutMs < 5 * heartbeatIntervalMs) {
+    throw new FlagError(
+      `--election-timeout[${electionTimeoutMs}ms] should be at least as 5 times as --heartbeat-interval[${heartbeatIntervalMs}ms]`,
+    );
+  }
+  const quota = parseNonNegativeInt('quota-backend-bytes', lookup('quota-backend-bytes'));
+  const flags: ServerFlags = {
+    name,
+    dataDir: expand(lookup('data-dir')),
+    listenClientUrls: parseUrlList('listen-client-urls', lookup('listen-client-urls')),
+    advertiseClientUrls: parseUrlList('advertise-client-urls', lookup('advertise-client-urls')),
+    listenPeerUrls: parseUrlList('listen-peer-urls', lookup('listen-peer-urls')),
+    initialAdvertisePeerUrls: parseUrlList(
+      'initial-advertise-peer-urls',
+      lookup('initial-advertise-peer-urls'),
+    ),
+    initialCluster: parseInitialCluster(expand(lookup('initial-cluster'))),
+    initialClusterState,
+    initialClusterToken: lookup('initial-cluster-token'),
+    heartbeatIntervalMs,
+    electionTimeoutMs,
+    snapshotCount: parsePositiveInt('snapshot-count', lookup('snapshot-count')),
+    quotaBackendBytes: quota === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quota,
+    maxRequestBytes: parsePositiveInt('max-request-bytes', lookup('max-request-bytes')),
+    maxTxnOps: parsePositiveInt('max-txn-ops', lookup('max-txn-ops')),
+    autoCompactionMode,
+    autoCompactionRetention: parseRetention(autoCompactionMode, lookup('auto-compaction-retention')),
+    logLevel: logLevel as ServerFlags['logLevel'],
+  };
+  if (flags.initialClusterState === 'new' && !flags.initialCluster.has(name)) {
+    throw new FlagError(
+      `couldn't find local name "${name}" in the initial cluster configuration (--initial-cluster=${lookup('initial-cluster')})`,
+    );
+  }
+  return flags;
+}
+
+function parsePositiveInt(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new FlagError(`invalid value "${text}" for flag -${flag}: must be a positive integer`);
+  }
+  return value;
+}
+
+function parseNonNegativeInt(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new FlagError(`invalid value "${text}" for flag -${flag}: must be a non-negative integer`);
+  }
+  return value;
+}
+
+export function parseUrlList(flag: string, text: string): string[] {
+  const urls = text
+    .split(',')
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  if (urls.length === 0) throw new FlagError(`flag -${flag} needs at least one URL`);
+  for (const url of urls) {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new FlagError(`invalid URL "${url}" for flag -${flag}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:' && parsed.protocol !== 'unix:') {
+      throw new FlagError(`URL scheme must be http, https, unix or unixs: ${url}`);
+    }
+    if (parsed.protocol !== 'unix:' && parsed.port === '') {
+      throw new FlagError(`URL address does not have the form "host:port": ${url}`);
+    }
+  }
+  return urls;
+}
+
+export function parseInitialCluster(text: string): Map<string, string[]> {
+  const cluster = new Map<string, string[]>();
+  for (const part of text.split(',')) {
+    const trimmed = part.trim();
+    if (trimmed === '') continue;
+    const eq = trimmed.indexOf('=');
+    if (eq <= 0) throw new FlagError(`invalid --initial-cluster entry "${trimmed}": expected name=url`);
+    const name = trimmed.slice(0, eq);
+    const [url] = parseUrlList('initial-cluster', trimmed.slice(eq + 1));
+    const urls = cluster.get(name) ?? [];
+    urls.push(url!);
+    cluster.set(name, urls);
+  }
+  if (cluster.size === 0) throw new FlagError('--initial-cluster is empty');
+  return cluster;
+}
+
+/** etcd's retention: plain numbers are hours in periodic mode ('1h', '30m', '90s' also accepted). */
+function parseRetention(mode: 'periodic' | 'revision', text: string): number {
+  if (mode === 'revision') return parseNonNegativeInt('auto-compaction-retention', text);
+  const match = /^(\d+(?:\.\d+)?)(h|m|s|ms)?$/.exec(text.trim());
+  if (!match) throw new FlagError(`invalid auto-compaction-retention "${text}"`);
+  const amount = Number(match[1]);
+  const unitMs = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 }[match[2] ?? 'h'] ?? 3_600_000;
+  return Math.round(amount * unitMs);
+}
+
+export function helpText(version: string): string {
+  const lines = [
+    `concord ${version}: a distributed, strongly consistent key-value store (etcd v3 API)`,
+    '',
+    'Usage: concord [flags]',
+    '',
+  ];
+  for (const [flag, spec] of Object.entries(FLAG_SPECS)) {
+    const dflt = spec.default !== undefined ? ` (default "${spec.default}")` : '';
+    lines.push(`  --${flag}`, `      ${spec.help}${dflt}`);
+  }
+  lines.push(
+    '',
+    'Every flag can also be set through the environment: --data-dir as CONCORD_DATA_DIR, and so on.',
+  );
+  return lines.join('\n');
+}

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { envVarName, FlagError, parseCommandLine } from '../../src/cli/flags.js';
+
+const cluster = ['--initial-cluster', 'n1=http://127.0.0.1:2380,n2=http://127.0.0.1:22380'];
+
+test('etcd flag names and meanings are accepted, single or double dash', () => {
+  const parsed = parseCommandLine(
+    [
+      '-name',
+      'n1',
+      '--data-dir',
+      '/tmp/x',
+      '--heartbeat-interval',
+      '50',
+      '--election-timeout',
+      '500',
+      ...cluster,
+    ],
+    {},
+  );
+  assert.equal(parsed.kind, 'run');
+  if (parsed.kind !== 'run') return;
+  assert.equal(parsed.flags.name, 'n1');
+  assert.equal(parsed.flags.dataDir, '/tmp/x');
+  assert.equal(parsed.flags.heartbeatIntervalMs, 50);
+  assert.deepEqual(parsed.flags.initialCluster.get('n2'), ['http://127.0.0.1:22380']);
+  assert.equal(parsed.flags.maxRequestBytes, 1.5 * 1024 * 1024);
+});
+
+test('CONCORD_* environment variables stand in for flags; flags win', () => {
+  assert.equal(envVarName('data-dir'), 'CONCORD_DATA_DIR');
+  const parsed = parseCommandLine(['--name', 'n1', ...cluster], {
+    CONCORD_SNAPSHOT_COUNT: '42',
+    CONCORD_NAME: 'n2',
+  });
+  assert.ok(parsed.kind === 'run');
+  assert.equal(parsed.flags.snapshotCount, 42);
+  assert.equal(parsed.flags.name, 'n1');
+  assert.equal(parsed.flags.dataDir, 'n1.concord');
+});
+
+test('bad flags are refused with a clear message', () => {
+  assert.throws(() => parseCommandLine(['--bogus'], {}), FlagError);
+  assert.throws(() => parseCommandLine(['--name', 'zz', ...cluster], {}), /couldn't find local name "zz"/);
+  assert.throws(
+    () => parseCommandLine(['--heartbeat-interval', '300', ...cluster, '--name', 'n1'], {}),
+    /at least as 5 times/,
+  );
+  assert.throws(
+    () => parseCommandLine(['--listen-client-urls', 'localhost', '--name', 'n1', ...cluster], {}),
+    /invalid URL/,
+  );
+  assert.throws(() => parseCommandLine(['--initial-cluster-state', 'old'], {}), /'new' or 'existing'/);
+});
+
+test('--version and --help short-circuit', () => {
+  assert.deepEqual(parseCommandLine(['--version'], {}), { kind: 'version' });
+  assert.deepEqual(parseCommandLine(['--help'], {}), { kind: 'help' });
+});
+
+test('auto-compaction retention reads hours by default, durations with units', () => {
+  const run = (value: string) => {
+    const parsed = parseCommandLine(['--name', 'n1', ...cluster, '--auto-compaction-retention', value], {});
+    assert.ok(parsed.kind === 'run');
+    return parsed.flags.autoCompactionRetention;
+  };
+  assert.equal(run('1'), 3_600_000);
+  assert.equal(run('30m'), 1_800_000);
+});
