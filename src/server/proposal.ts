@@ -1,0 +1,334 @@
+// What the server proposes through Raft: keyspace writes plus the cluster's own bookkeeping
+// (member attributes, alarms). Encoded in a compact binary form: every write crosses the log,
+// the WAL and the network, so the encoding is on the hot path.
+
+import type {
+  Compare,
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  RequestOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+  WriteOp,
+} from '../mvcc/types.js';
+import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js';
+
+export type AlarmType = 'NOSPACE' | 'CORRUPT';
+
+/** Operations on cluster state rather than the keyspace. */
+export type ClusterOp =
+  | { type: 'publishMember'; memberId: number; name: string; clientUrls: string[] }
+  | { type: 'updateMember'; memberId: number; peerUrls: string[] }
+  | { type: 'alarm'; action: 'activate' | 'deactivate'; memberId: number; alarm: AlarmType };
+
+export type ServerOp = WriteOp | ClusterOp;
+
+export interface Proposal {
+  /** Unique across the cluster: the proposer's member ID in the high bits of a counter space. */
+  requestId: number;
+  op: ServerOp;
+}
+
+const OP_TAGS = {
+  noop: 0,
+  put: 1,
+  deleteRange: 2,
+  txn: 3,
+  compact: 4,
+  leaseGrant: 5,
+  leaseRevoke: 6,
+  leaseCheckpoint: 7,
+  publishMember: 8,
+  updateMember: 9,
+  alarm: 10,
+} as const;
+
+const SORT_ORDERS: SortOrder[] = ['none', 'ascend', 'descend'];
+const SORT_TARGETS: SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
+const COMPARE_RESULTS: Compare['result'][] = ['equal', 'greater', 'less', 'not-equal'];
+const ALARMS: AlarmType[] = ['NOSPACE', 'CORRUPT'];
+const EMPTY = new Uint8Array(0);
+
+export function encodeProposal(proposal: Proposal): Uint8Array {
+  const writer = new BinaryWriter(64);
+  writer.uvarint(proposal.requestId);
+  writeOp(writer, proposal.op);
+  return writer.finish();
+}
+
+export function decodeProposal(data: Uint8Array): Proposal {
+  const reader = new BinaryReader(data);
+  const requestId = reader.uvarint();
+  const op = readOp(reader);
+  reader.expectDone();
+  return { requestId, op };
+}
+
+function writeOp(w: BinaryWriter, op: ServerOp): void {
+  w.u8(OP_TAGS[op.type]);
+  switch (op.type) {
+    case 'noop':
+      return;
+    case 'put':
+      return writePut(w, op.request);
+    case 'deleteRange':
+      return writeDelete(w, op.request);
+    case 'txn':
+      return writeTxn(w, op.request);
+    case 'compact':
+      w.uvarint(op.request.revision).bool(op.request.physical ?? false);
+      return;
+    case 'leaseGrant':
+      w.i64(op.request.id).uvarint(op.request.ttlSeconds);
+      return;
+    case 'leaseRevoke':
+      w.i64(op.request.id);
+      return;
+    case 'leaseCheckpoint':
+      w.i64(op.request.id).uvarint(op.request.remainingTtlSeconds);
+      return;
+    case 'publishMember':
+      w.uvarint(op.memberId).string(op.name);
+      writeStrings(w, op.clientUrls);
+      return;
+    case 'updateMember':
+      w.uvarint(op.memberId);
+      writeStrings(w, op.peerUrls);
+      return;
+    case 'alarm':
+      w.bool(op.action === 'activate')
+        .uvarint(op.memberId)
+        .u8(ALARMS.indexOf(op.alarm));
+      return;
+    default:
+      return assertNever(op);
+  }
+}
+
+function readOp(r: BinaryReader): ServerOp {
+  const tag = r.u8();
+  switch (tag) {
+    case OP_TAGS.noop:
+      return { type: 'noop' };
+    case OP_TAGS.put:
+      return { type: 'put', request: readPut(r) };
+    case OP_TAGS.deleteRange:
+      return { type: 'deleteRange', request: readDelete(r) };
+    case OP_TAGS.txn:
+      return { type: 'txn', request: readTxn(r) };
+    case OP_TAGS.compact:
+      return { type: 'compact', request: { revision: r.uvarint(), physical: r.bool() } };
+    case OP_TAGS.leaseGrant:
+      return { type: 'leaseGrant', request: { id: r.i64(), ttlSeconds: r.uvarint() } };
+    case OP_TAGS.leaseRevoke:
+      return { type: 'leaseRevoke', request: { id: r.i64() } };
+    case OP_TAGS.leaseCheckpoint:
+      return { type: 'leaseCheckpoint', request: { id: r.i64(), remainingTtlSeconds: r.uvarint() } };
+    case OP_TAGS.publishMember:
+      return { type: 'publishMember', memberId: r.uvarint(), name: r.string(), clientUrls: readStrings(r) };
+    case OP_TAGS.updateMember:
+      return { type: 'updateMember', memberId: r.uvarint(), peerUrls: readStrings(r) };
+    case OP_TAGS.alarm: {
+      const action = r.bool() ? 'activate' : 'deactivate';
+      const memberId = r.uvarint();
+      const alarm = ALARMS[r.u8()];
+      if (alarm === undefined) throw new DecodeError('unknown alarm type');
+      return { type: 'alarm', action, memberId, alarm };
+    }
+    default:
+      throw new DecodeError(`unknown proposal op tag ${tag}`);
+  }
+}
+
+function writePut(w: BinaryWriter, req: PutRequest): void {
+  const flags = (req.prevKv ? 1 : 0) | (req.ignoreValue ? 2 : 0) | (req.ignoreLease ? 4 : 0);
+  w.bytes(req.key)
+    .bytes(req.value ?? EMPTY)
+    .i64(req.lease ?? 0n)
+    .u8(flags);
+}
+
+function readPut(r: BinaryReader): PutRequest {
+  const key = r.bytes();
+  const value = r.bytes();
+  const lease = r.i64();
+  const flags = r.u8();
+  return {
+    key,
+    value,
+    lease,
+    prevKv: (flags & 1) !== 0,
+    ignoreValue: (flags & 2) !== 0,
+    ignoreLease: (flags & 4) !== 0,
+  };
+}
+
+function writeDelete(w: BinaryWriter, req: DeleteRangeRequest): void {
+  w.bytes(req.key)
+    .bytes(req.rangeEnd ?? EMPTY)
+    .bool(req.prevKv ?? false);
+}
+
+function readDelete(r: BinaryReader): DeleteRangeRequest {
+  return { key: r.bytes(), rangeEnd: r.bytes(), prevKv: r.bool() };
+}
+
+function writeRange(w: BinaryWriter, req: RangeRequest): void {
+  const flags = (req.serializable ? 1 : 0) | (req.keysOnly ? 2 : 0) | (req.countOnly ? 4 : 0);
+  w.bytes(req.key)
+    .bytes(req.rangeEnd ?? EMPTY)
+    .uvarint(req.limit ?? 0)
+    .uvarint(req.revision ?? 0)
+    .u8(SORT_ORDERS.indexOf(req.sortOrder ?? 'none'))
+    .u8(SORT_TARGETS.indexOf(req.sortTarget ?? 'key'))
+    .u8(flags)
+    .uvarint(req.minModRevision ?? 0)
+    .uvarint(req.maxModRevision ?? 0)
+    .uvarint(req.minCreateRevision ?? 0)
+    .uvarint(req.maxCreateRevision ?? 0);
+}
+
+function readRange(r: BinaryReader): RangeRequest {
+  const key = r.bytes();
+  const rangeEnd = r.bytes();
+  const limit = r.uvarint();
+  const revision = r.uvarint();
+  const sortOrder = SORT_ORDERS[r.u8()];
+  const sortTarget = SORT_TARGETS[r.u8()];
+  if (sortOrder === undefined || sortTarget === undefined) throw new DecodeError('bad sort option');
+  const flags = r.u8();
+  return {
+    key,
+    rangeEnd,
+    limit,
+    revision,
+    sortOrder,
+    sortTarget,
+    serializable: (flags & 1) !== 0,
+    keysOnly: (flags & 2) !== 0,
+    countOnly: (flags & 4) !== 0,
+    minModRevision: r.uvarint(),
+    maxModRevision: r.uvarint(),
+    minCreateRevision: r.uvarint(),
+    maxCreateRevision: r.uvarint(),
+  };
+}
+
+function writeCompare(w: BinaryWriter, cmp: Compare): void {
+  w.u8(COMPARE_RESULTS.indexOf(cmp.result))
+    .bytes(cmp.key)
+    .bytes(cmp.rangeEnd ?? EMPTY);
+  switch (cmp.target) {
+    case 'version':
+      w.u8(0).uvarint(cmp.version);
+      return;
+    case 'create':
+      w.u8(1).uvarint(cmp.createRevision);
+      return;
+    case 'mod':
+      w.u8(2).uvarint(cmp.modRevision);
+      return;
+    case 'value':
+      w.u8(3).bytes(cmp.value);
+      return;
+    case 'lease':
+      w.u8(4).i64(cmp.lease);
+      return;
+    default:
+      return assertNever(cmp);
+  }
+}
+
+function readCompare(r: BinaryReader): Compare {
+  const result = COMPARE_RESULTS[r.u8()];
+  if (result === undefined) throw new DecodeError('bad compare result');
+  const key = r.bytes();
+  const rangeEnd = r.bytes();
+  const target = r.u8();
+  switch (target) {
+    case 0:
+      return { result, key, rangeEnd, target: 'version', version: r.uvarint() };
+    case 1:
+      return { result, key, rangeEnd, target: 'create', createRevision: r.uvarint() };
+    case 2:
+      return { result, key, rangeEnd, target: 'mod', modRevision: r.uvarint() };
+    case 3:
+      return { result, key, rangeEnd, target: 'value', value: r.bytes() };
+    case 4:
+      return { result, key, rangeEnd, target: 'lease', lease: r.i64() };
+    default:
+      throw new DecodeError(`bad compare target ${target}`);
+  }
+}
+
+function writeRequestOps(w: BinaryWriter, ops: RequestOp[]): void {
+  w.uvarint(ops.length);
+  for (const op of ops) {
+    switch (op.type) {
+      case 'range':
+        w.u8(0);
+        writeRange(w, op.request);
+        break;
+      case 'put':
+        w.u8(1);
+        writePut(w, op.request);
+        break;
+      case 'deleteRange':
+        w.u8(2);
+        writeDelete(w, op.request);
+        break;
+      case 'txn':
+        w.u8(3);
+        writeTxn(w, op.request);
+        break;
+      default:
+        assertNever(op);
+    }
+  }
+}
+
+function readRequestOps(r: BinaryReader): RequestOp[] {
+  const count = r.uvarint();
+  const ops: RequestOp[] = [];
+  for (let i = 0; i < count; i++) {
+    const tag = r.u8();
+    if (tag === 0) ops.push({ type: 'range', request: readRange(r) });
+    else if (tag === 1) ops.push({ type: 'put', request: readPut(r) });
+    else if (tag === 2) ops.push({ type: 'deleteRange', request: readDelete(r) });
+    else if (tag === 3) ops.push({ type: 'txn', request: readTxn(r) });
+    else throw new DecodeError(`bad request op tag ${tag}`);
+  }
+  return ops;
+}
+
+function writeTxn(w: BinaryWriter, txn: TxnRequest): void {
+  w.uvarint(txn.compare.length);
+  for (const cmp of txn.compare) writeCompare(w, cmp);
+  writeRequestOps(w, txn.success);
+  writeRequestOps(w, txn.failure);
+}
+
+function readTxn(r: BinaryReader): TxnRequest {
+  const count = r.uvarint();
+  const compare: Compare[] = [];
+  for (let i = 0; i < count; i++) compare.push(readCompare(r));
+  return { compare, success: readRequestOps(r), failure: readRequestOps(r) };
+}
+
+function writeStrings(w: BinaryWriter, values: string[]): void {
+  w.uvarint(values.length);
+  for (const value of values) w.string(value);
+}
+
+function readStrings(r: BinaryReader): string[] {
+  const count = r.uvarint();
+  const values: string[] = [];
+  for (let i = 0; i < count; i++) values.push(r.string());
+  return values;
+}
+
+export function assertNever(value: never): never {
+  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import type { Compare, RequestOp, TxnRequest } from '../../src/mvcc/types.js';
+import { decodeProposal, encodeProposal, type Proposal, type ServerOp } from '../../src/server/proposal.js';
+import { DecodeError } from '../../src/util/binary.js';
+
+const bytes = fc.uint8Array({ maxLength: 40 }).map((b) => new Uint8Array(b));
+const rev = fc.nat({ max: Number.MAX_SAFE_INTEGER });
+const lease = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
+
+const put = fc.record({
+  key: bytes,
+  value: bytes,
+  lease,
+  prevKv: fc.boolean(),
+  ignoreValue: fc.boolean(),
+  ignoreLease: fc.boolean(),
+});
+const del = fc.record({ key: bytes, rangeEnd: bytes, prevKv: fc.boolean() });
+const range = fc.record({
+  key: bytes,
+  rangeEnd: bytes,
+  limit: rev,
+  revision: rev,
+  sortOrder: fc.constantFrom('none' as const, 'ascend' as const, 'descend' as const),
+  sortTarget: fc.constantFrom(
+    'key' as const,
+    'version' as const,
+    'create' as const,
+    'mod' as const,
+    'value' as const,
+  ),
+  serializable: fc.boolean(),
+  keysOnly: fc.boolean(),
+  countOnly: fc.boolean(),
+  minModRevision: rev,
+  maxModRevision: rev,
+  minCreateRevision: rev,
+  maxCreateRevision: rev,
+});
+const result = fc.constantFrom('equal' as const, 'greater' as const, 'less' as const, 'not-equal' as const);
+const compare: fc.Arbitrary<Compare> = fc.oneof(
+  fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('version' as const), version: rev }),
+  fc.record({
+    result,
+    key: bytes,
+    rangeEnd: bytes,
+    target: fc.constant('create' as const),
+    createRevision: rev,
+  }),
+  fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('mod' as const), modRevision: rev }),
+  fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('value' as const), value: bytes }),
+  fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('lease' as const), lease }),
+);
+const { txn } = fc.letrec<{ txn: TxnRequest; op: RequestOp }>((tie) => ({
+  txn: fc.record({
+    compare: fc.array(compare, { maxLength: 3 }),
+    success: fc.array(tie('op'), { maxLength: 3 }),
+    failure: fc.array(tie('op'), { maxLength: 3 }),
+  }),
+  op: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.record({ type: fc.constant('range' as const), request: range }),
+    fc.record({ type: fc.constant('put' as const), request: put }),
+    fc.record({ type: fc.constant('deleteRange' as const), request: del }),
+    fc.record({ type: fc.constant('txn' as const), request: tie('txn') as fc.Arbitrary<TxnRequest> }),
+  ),
+}));
+const urls = fc.array(fc.webUrl(), { maxLength: 3 });
+const serverOp: fc.Arbitrary<ServerOp> = fc.oneof(
+  fc.constant({ type: 'noop' as const }),
+  fc.record({ type: fc.constant('put' as const), request: put }),
+  fc.record({ type: fc.constant('deleteRange' as const), request: del }),
+  fc.record({ type: fc.constant('txn' as const), request: txn }),
+  fc.record({
+    type: fc.constant('compact' as const),
+    request: fc.record({ revision: rev, physical: fc.boolean() }),
+  }),
+  fc.record({
+    type: fc.constant('leaseGrant' as const),
+    request: fc.record({ id: lease, ttlSeconds: fc.nat() }),
+  }),
+  fc.record({ type: fc.constant('leaseRevoke' as const), request: fc.record({ id: lease }) }),
+  fc.record({
+    type: fc.constant('leaseCheckpoint' as const),
+    request: fc.record({ id: lease, remainingTtlSeconds: fc.nat() }),
+  }),
+  fc.record({
+    type: fc.constant('publishMember' as const),
+    memberId: rev,
+    name: fc.string(),
+    clientUrls: urls,
+  }),
+  fc.record({ type: fc.constant('updateMember' as const), memberId: rev, peerUrls: urls }),
+  fc.record({
+    type: fc.constant('alarm' as const),
+    action: fc.constantFrom('activate' as const, 'deactivate' as const),
+    memberId: rev,
+    alarm: fc.constantFrom('NOSPACE' as const, 'CORRUPT' as const),
+  }),
+);
+
+test('every proposal survives an encode/decode round trip unchanged', () => {
+  fc.assert(
+    fc.property(fc.record({ requestId: rev, op: serverOp }), (proposal: Proposal) => {
+      assert.deepEqual(decodeProposal(encodeProposal(proposal)), structuredClone(proposal));
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('truncated or padded proposals are rejected, never half-decoded', () => {
+  const data = encodeProposal({
+    requestId: 7,
+    op: { type: 'put', request: { key: new Uint8Array([1, 2]), value: new Uint8Array([3]), lease: 0n } },
+  });
+  for (let cut = 0; cut < data.length; cut++) {
+    assert.throws(() => decodeProposal(data.subarray(0, cut)), DecodeError);
+  }
+  const padded = new Uint8Array(data.length + 1);
+  padded.set(data);
+  assert.throws(() => decodeProposal(padded), DecodeError);
+});
