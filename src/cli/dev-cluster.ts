@@ -1,0 +1,166 @@
+// `npm start`: a local 3-node cluster on loopback, data under ./data, for trying Concord out.
+// Ports follow etcd's local-cluster habit (2379/22379/32379 for clients, +1 for peers); when a
+// port is taken the next free one is used and printed. Ctrl-C stops all three cleanly; running
+// it again reuses ./data, so the data survives.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BASE_PORTS = [2379, 22379, 32379];
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+interface DevNode {
+  name: string;
+  clientUrl: string;
+  peerUrl: string;
+  dataDir: string;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const server = createServer();
+    server.once('error', () => done(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => done(true)));
+  });
+}
+
+async function freePortFrom(start: number, taken: Set<number>): Promise<number> {
+  for (let port = start; port < start + 100; port++) {
+    if (!taken.has(port) && (await portIsFree(port))) {
+      taken.add(port);
+      return port;
+    }
+  }
+  throw new Error(`no free port in ${start}..${start + 99}`);
+}
+
+async function planNodes(dataRoot: string): Promise<DevNode[]> {
+  const taken = new Set<number>();
+  const nodes: DevNode[] = [];
+  for (const [i, base] of BASE_PORTS.entries()) {
+    const clientPort = await freePortFrom(base, taken);
+    const peerPort = await freePortFrom(base + 1, taken);
+    const name = `n${i + 1}`;
+    nodes.push({
+      name,
+      clientUrl: `http://127.0.0.1:${clientPort}`,
+      peerUrl: `http://127.0.0.1:${peerPort}`,
+      dataDir: join(dataRoot, name),
+    });
+  }
+  return nodes;
+}
+
+function startNode(node: DevNode, initialCluster: string, concordJs: string): ChildProcess {
+  mkdirSync(node.dataDir, { recursive: true });
+  const args = [
+    concordJs,
+    '--name',
+    node.name,
+    '--data-dir',
+    node.dataDir,
+    '--listen-client-urls',
+    node.clientUrl,
+    '--advertise-client-urls',
+    node.clientUrl,
+    '--listen-peer-urls',
+    node.peerUrl,
+    '--initial-advertise-peer-urls',
+    node.peerUrl,
+    '--initial-cluster',
+    initialCluster,
+    '--initial-cluster-token',
+    'concord-dev-cluster',
+    '--initial-cluster-state',
+    'new',
+  ];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const prefix = `[${node.name}] `;
+  const relay = (stream: NodeJS.ReadableStream, out: NodeJS.WriteStream) => {
+    let pending = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) out.write(prefix + line + '\n');
+    });
+  };
+  relay(child.stdout!, process.stdout);
+  relay(child.stderr!, process.stderr);
+  return child;
+}
+
+async function waitHealthy(nodes: DevNode[]): Promise<boolean> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const healthy = await Promise.all(
+      nodes.map(async (node) => {
+        try {
+          const response = await fetch(`${node.clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+          const body = (await response.json()) as { health?: string };
+          return body.health === 'true';
+        } catch {
+          return false;
+        }
+      }),
+    );
+    if (healthy.every(Boolean)) return true;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return false;
+}
+
+async function main(): Promise<void> {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const concordJs = join(here, 'concord.js');
+  const dataRoot = resolve(process.env.CONCORD_DEV_DATA ?? 'data');
+  const nodes = await planNodes(dataRoot);
+  const initialCluster = nodes.map((n) => `${n.name}=${n.peerUrl}`).join(',');
+  const children = nodes.map((node) => startNode(node, initialCluster, concordJs));
+  let stopping = false;
+
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    console.log('stopping the cluster…');
+    const exits = children.map(
+      (child) =>
+        new Promise<void>((done) => {
+          if (child.exitCode !== null || child.signalCode !== null) return done();
+          child.once('exit', () => done());
+          child.kill('SIGTERM');
+          setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS).unref();
+        }),
+    );
+    await Promise.all(exits);
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(0));
+  process.on('SIGTERM', () => void stopAll(0));
+  for (const [i, child] of children.entries()) {
+    child.on('exit', (code, signal) => {
+      if (stopping) return;
+      console.error(`${nodes[i]!.name} exited (code ${code}, signal ${signal}); stopping the others`);
+      void stopAll(1);
+    });
+  }
+
+  if (!(await waitHealthy(nodes))) {
+    console.error(`the cluster did not become healthy within ${READY_TIMEOUT_MS / 1000}s`);
+    await stopAll(1);
+    return;
+  }
+  const endpoints = nodes.map((n) => n.clientUrl.replace('http://', '')).join(',');
+  console.log('');
+  console.log(`Concord 3-node cluster is up. Data under ${dataRoot}`);
+  for (const node of nodes) console.log(`  ${node.name}: client ${node.clientUrl}  peer ${node.peerUrl}`);
+  console.log(`  try: ETCDCTL_API=3 etcdctl --endpoints=${endpoints} put hello world`);
+  console.log('Ctrl-C stops all three.');
+}
+
+await main();

@@ -1,0 +1,125 @@
+// Drives one Raft group: the loop that turns the core's Ready into I/O. Per batch it does each
+// costly thing once: one WAL write + fsync for everything the core produced, one send per
+// peer (the transport coalesces per turn), one state-machine transaction for all committed
+// entries. A leader's appends go out while its own fsync is in flight (Ready.messages); the
+// rest waits for durability (Ready.messagesAfterPersist).
+
+import type { RaftNodeApi, Ready } from '../raft/api.js';
+import type { MemoryStorage } from '../raft/memory-storage.js';
+import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '../raft/types.js';
+
+/** The durable half of the log (the WAL). */
+export interface DurableLog {
+  /** Writes hard state, entries and snapshot marker; resolves once they are on disk. */
+  persist(update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot }): Promise<void>;
+}
+
+export interface MessageSender {
+  send(messages: Message[]): void;
+}
+
+/** What the committed entries are applied to. */
+export interface StateMachine {
+  /** Replaces the state with a snapshot from the leader (already verified and durable). */
+  restoreSnapshot(snapshot: Snapshot): Promise<void>;
+  /** Applies entries in one transaction; returns once they are applied. */
+  applyEntries(entries: Entry[]): Promise<void>;
+}
+
+export interface RaftHostEvents {
+  onSoftState(state: SoftState): void;
+  onReadStates(states: ReadState[]): void;
+  onApplied(index: number): void;
+  /** A failure the node cannot continue after (disk error): stop, don't limp on. */
+  onFatal(error: Error): void;
+}
+
+export class RaftHost {
+  private running = false;
+  private scheduled = false;
+  private draining = false;
+  private stopped = false;
+  private tickTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly node: RaftNodeApi,
+    private readonly storage: MemoryStorage,
+    private readonly log: DurableLog,
+    private readonly sender: MessageSender,
+    private readonly stateMachine: StateMachine,
+    private readonly events: RaftHostEvents,
+    private readonly tickMs: number,
+  ) {}
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.tickTimer = setInterval(() => {
+      this.node.tick();
+      this.schedule();
+    }, this.tickMs);
+    this.schedule();
+  }
+
+  /** Stops ticking and processing; an in-flight batch completes but nothing new starts. */
+  stop(): void {
+    this.stopped = true;
+    this.running = false;
+    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
+    this.tickTimer = undefined;
+  }
+
+  /** Processes the core's output at the end of this turn; many calls in one turn → one batch. */
+  schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    if (this.draining || this.stopped) return;
+    this.draining = true;
+    try {
+      while (!this.stopped && this.node.hasReady()) await this.handleReady(this.node.ready());
+    } catch (error) {
+      this.stop();
+      this.events.onFatal(error as Error);
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  private async handleReady(ready: Ready): Promise<void> {
+    if (ready.softState !== undefined) this.events.onSoftState(ready.softState);
+    if (ready.messages.length > 0) this.sender.send(ready.messages);
+
+    const mustPersist =
+      ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined;
+    if (mustPersist) {
+      const update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot } = {
+        entries: ready.entries,
+      };
+      if (ready.hardState !== undefined) update.hardState = ready.hardState;
+      if (ready.snapshot !== undefined) update.snapshot = ready.snapshot;
+      await this.log.persist(update);
+    }
+    if (ready.snapshot !== undefined) this.storage.applySnapshot(ready.snapshot);
+    if (ready.entries.length > 0) this.storage.append(ready.entries);
+    if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
+    if (ready.messagesAfterPersist.length > 0) this.sender.send(ready.messagesAfterPersist);
+
+    if (ready.snapshot !== undefined) {
+      await this.stateMachine.restoreSnapshot(ready.snapshot);
+      this.events.onApplied(ready.snapshot.metadata.index);
+    }
+    if (ready.committedEntries.length > 0) {
+      await this.stateMachine.applyEntries(ready.committedEntries);
+      this.events.onApplied(ready.committedEntries[ready.committedEntries.length - 1]!.index);
+    }
+    if (ready.readStates.length > 0) this.events.onReadStates(ready.readStates);
+    this.node.advance(ready);
+  }
+}
