@@ -91,11 +91,11 @@ function writeOp(w: BinaryWriter, op: ServerOp): void {
       return;
     case 'publishMember':
       w.uvarint(op.memberId).string(op.name);
-      writeStrings(w, op.clientUrls);
+      w.strings(op.clientUrls);
       return;
     case 'updateMember':
       w.uvarint(op.memberId);
-      writeStrings(w, op.peerUrls);
+      w.strings(op.peerUrls);
       return;
     case 'alarm':
       w.bool(op.action === 'activate')
@@ -127,9 +127,9 @@ function readOp(r: BinaryReader): ServerOp {
     case OP_TAGS.leaseCheckpoint:
       return { type: 'leaseCheckpoint', request: { id: r.i64(), remainingTtlSeconds: r.uvarint() } };
     case OP_TAGS.publishMember:
-      return { type: 'publishMember', memberId: r.uvarint(), name: r.string(), clientUrls: readStrings(r) };
+      return { type: 'publishMember', memberId: r.uvarint(), name: r.string(), clientUrls: r.strings() };
     case OP_TAGS.updateMember:
-      return { type: 'updateMember', memberId: r.uvarint(), peerUrls: readStrings(r) };
+      return { type: 'updateMember', memberId: r.uvarint(), peerUrls: r.strings() };
     case OP_TAGS.alarm: {
       const action = r.bool() ? 'activate' : 'deactivate';
       const memberId = r.uvarint();
@@ -315,18 +315,6 @@ function readTxn(r: BinaryReader): TxnRequest {
   const compare: Compare[] = [];
   for (let i = 0; i < count; i++) compare.push(readCompare(r));
   return { compare, success: readRequestOps(r), failure: readRequestOps(r) };
-}
-
-function writeStrings(w: BinaryWriter, values: string[]): void {
-  w.uvarint(values.length);
-  for (const value of values) w.string(value);
-}
-
-function readStrings(r: BinaryReader): string[] {
-  const count = r.uvarint();
-  const values: string[] = [];
-  for (let i = 0; i < count; i++) values.push(r.string());
-  return values;
 }
 
 export function assertNever(value: never): never {

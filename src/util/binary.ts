@@ -71,6 +71,12 @@ export class BinaryWriter {
     return this.bytes(textEncoder.encode(value));
   }
 
+  strings(values: readonly string[]): this {
+    this.uvarint(values.length);
+    for (const value of values) this.string(value);
+    return this;
+  }
+
   finish(): Uint8Array {
     return this.buffer.slice(0, this.length);
   }
@@ -131,6 +137,13 @@ export class BinaryReader {
 
   string(): string {
     return textDecoder.decode(this.bytes());
+  }
+
+  strings(): string[] {
+    const count = this.uvarint();
+    const values: string[] = [];
+    for (let i = 0; i < count; i++) values.push(this.string());
+    return values;
   }
 
   done(): boolean {

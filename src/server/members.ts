@@ -1,0 +1,142 @@
+// Cluster membership as the server sees it: who the members are (IDs, names, URLs, learner or
+// voter) and which IDs were removed (a removed member may never come back under the same ID).
+// Changed only by applying committed entries, so every node holds the same picture.
+
+import { BinaryReader, BinaryWriter } from '../util/binary.js';
+
+export interface MemberInfo {
+  id: number;
+  /** Empty until the member has started and published its attributes. */
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+/** What a ConfChange entry carries in its context: the member being added or changed. */
+export interface MemberChangeContext {
+  id: number;
+  peerUrls: string[];
+  isLearner: boolean;
+}
+
+export class MemberNotFoundError extends Error {
+  readonly code = 'member-not-found';
+  constructor() {
+    super('etcdserver: member not found');
+  }
+}
+
+export class Members {
+  private readonly byId = new Map<number, MemberInfo>();
+  private readonly removedIds = new Set<number>();
+
+  constructor(readonly clusterId: number) {}
+
+  list(): MemberInfo[] {
+    return [...this.byId.values()].sort((a, b) => a.id - b.id).map((m) => structuredClone(m));
+  }
+
+  get(id: number): MemberInfo | undefined {
+    return this.byId.get(id);
+  }
+
+  has(id: number): boolean {
+    return this.byId.has(id);
+  }
+
+  isRemoved(id: number): boolean {
+    return this.removedIds.has(id);
+  }
+
+  /** Adds a member or, for a learner being promoted, flips it to voter. Idempotent (replay-safe). */
+  add(change: MemberChangeContext): void {
+    const existing = this.byId.get(change.id);
+    if (existing !== undefined) {
+      existing.isLearner = change.isLearner;
+      if (change.peerUrls.length > 0) existing.peerUrls = [...change.peerUrls];
+      return;
+    }
+    this.byId.set(change.id, {
+      id: change.id,
+      name: '',
+      peerUrls: [...change.peerUrls],
+      clientUrls: [],
+      isLearner: change.isLearner,
+    });
+  }
+
+  remove(id: number): void {
+    this.byId.delete(id);
+    this.removedIds.add(id);
+  }
+
+  publish(id: number, name: string, clientUrls: string[]): void {
+    const member = this.byId.get(id);
+    if (member === undefined) return; // published after its removal: ignore, as etcd does
+    member.name = name;
+    member.clientUrls = [...clientUrls];
+  }
+
+  updatePeerUrls(id: number, peerUrls: string[]): void {
+    const member = this.byId.get(id);
+    if (member === undefined) return;
+    member.peerUrls = [...peerUrls];
+  }
+
+  /** The peer URL set is unique per member (etcd refuses "Peer URLs already exists"). */
+  peerUrlsInUse(peerUrls: string[], exceptId = 0): boolean {
+    for (const member of this.byId.values()) {
+      if (member.id === exceptId) continue;
+      if (member.peerUrls.some((url) => peerUrls.includes(url))) return true;
+    }
+    return false;
+  }
+
+  encode(): Uint8Array {
+    const w = new BinaryWriter(256);
+    w.u8(1).uvarint(this.clusterId).uvarint(this.byId.size);
+    for (const m of this.byId.values()) {
+      w.uvarint(m.id).string(m.name).bool(m.isLearner);
+      w.strings(m.peerUrls);
+      w.strings(m.clientUrls);
+    }
+    w.uvarint(this.removedIds.size);
+    for (const id of this.removedIds) w.uvarint(id);
+    return w.finish();
+  }
+
+  static decode(data: Uint8Array): Members {
+    const r = new BinaryReader(data);
+    const version = r.u8();
+    if (version !== 1) throw new Error(`unknown members encoding version ${version}`);
+    const members = new Members(r.uvarint());
+    const count = r.uvarint();
+    for (let i = 0; i < count; i++) {
+      const id = r.uvarint();
+      const name = r.string();
+      const isLearner = r.bool();
+      const peerUrls = r.strings();
+      const clientUrls = r.strings();
+      members.byId.set(id, { id, name, isLearner, peerUrls, clientUrls });
+    }
+    const removed = r.uvarint();
+    for (let i = 0; i < removed; i++) members.removedIds.add(r.uvarint());
+    r.expectDone();
+    return members;
+  }
+}
+
+export function encodeMemberChange(change: MemberChangeContext): Uint8Array {
+  const w = new BinaryWriter(64);
+  w.uvarint(change.id).bool(change.isLearner);
+  w.strings(change.peerUrls);
+  return w.finish();
+}
+
+export function decodeMemberChange(data: Uint8Array): MemberChangeContext {
+  const r = new BinaryReader(data);
+  const change = { id: r.uvarint(), isLearner: r.bool(), peerUrls: r.strings() };
+  r.expectDone();
+  return change;
+}
