@@ -1,0 +1,894 @@
+// PeerTransport: how Raft messages travel between the nodes of one cluster.
+//
+// Connections. Exactly one long-lived TCP connection per node pair carries message batches in both
+// directions: the node with the LOWER id dials, the higher one accepts (and rejects a dial from a
+// higher id with DIAL_DIRECTION), so simultaneous dials cannot happen. A fresh dial from the same
+// peer replaces an older accepted connection (the dialer only redials once its old one is dead).
+// Snapshots use their own short-lived connection, dialed by the sender whatever the ids.
+//
+// Handshake. Dialer sends Hello {protocolVersion, kind, from, to, clusterId}; the acceptor answers
+// HelloAck accepted or rejected with a code (CLUSTER_ID_MISMATCH, NODE_ID_MISMATCH,
+// PROTOCOL_VERSION_MISMATCH, DIAL_DIRECTION) and closes. Rejections reach onError on both sides.
+//
+// Batching. send() only queues; one setImmediate per turn flushes every dirty peer with ONE
+// socket write holding all messages queued that turn (split into frames ≤ frameBytesMax inside
+// that one buffer). Queues are bounded by queuedMessagesMax and queuedBytesMax; when full, the
+// message is dropped and the peer reported unreachable, as etcd's rafthttp does when its stream
+// buffer is full. While the socket is not draining, messages keep queuing (same bound).
+//
+// Callbacks into the Raft driver (onUnreachable, onSnapshotStatus) are never made from inside
+// send(): they are deferred to the flush tick, so the driver is not re-entered mid-Ready.
+
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { type Message, MessageType, type NodeId } from '../raft/types.js';
+import { decodeBatch, messageBytes } from './codec.js';
+import { Connection } from './connection.js';
+import { assertNever, invariant, TransportError, type TransportErrorCode } from './errors.js';
+import { encodeMessageFrames, FRAME_OVERHEAD_BYTES, FrameType } from './frame.js';
+import {
+  SnapshotReceiver,
+  type SnapshotSource,
+  type SnapshotSourceProvider,
+  streamSnapshot,
+} from './snapshot.js';
+import { formatPeerUrl, type PeerAddress, parsePeerUrl } from './url.js';
+import {
+  ConnectionKind,
+  decodeHello,
+  decodeHelloAck,
+  decodeSnapshotAck,
+  encodeHello,
+  encodeHelloAck,
+  encodeSnapshotAck,
+  type Hello,
+  PROTOCOL_VERSION,
+} from './wire.js';
+
+export type LinkVerdict = 'pass' | 'drop' | { delayMs: number };
+/** Fault hook: decides the fate of each message from → to, on send and again on receive. */
+export type LinkFilter = (from: NodeId, to: NodeId) => LinkVerdict;
+
+export interface PeerTransportOptions {
+  nodeId: NodeId;
+  clusterId: string;
+  /** Where to accept peer connections, e.g. http://127.0.0.1:2380 (port 0: ephemeral). */
+  listenUrl: string;
+  /** Each decoded message, in order per sending peer. */
+  onMessage: (message: Message) => void;
+  /** The driver should call raft reportUnreachable(peer). */
+  onUnreachable?: (peer: NodeId) => void;
+  /** The driver should call raft reportSnapshot(peer, ok ? finish : failure). */
+  onSnapshotStatus?: (peer: NodeId, ok: boolean) => void;
+  /** Protocol problems worth logging (handshake rejections, CRC mismatches, oversize messages). */
+  onError?: (error: TransportError, peer: NodeId | undefined) => void;
+  /** Data for outgoing MsgSnap whose snapshot.data is empty; see SnapshotSourceProvider. */
+  snapshotSource?: SnapshotSourceProvider;
+  /** Largest frame payload accepted or produced. Default 32 MiB. */
+  frameBytesMax?: number;
+  /** Per-peer send queue bounds. Defaults 4096 messages, 64 MiB. */
+  queuedMessagesMax?: number;
+  queuedBytesMax?: number;
+  /** Snapshot chunk size. Default 1 MiB. */
+  chunkBytes?: number;
+  /** Largest snapshot a receiver reassembles in memory. Default 2 GiB. */
+  snapshotBytesMax?: number;
+  /** Redial backoff: doubles from min to max, with jitter in [base/2, base]. Defaults 50 ms, 2 s. */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  handshakeTimeoutMs?: number;
+  /** A snapshot stream with no frame for this long (or no ack after the end) fails. */
+  snapshotIdleTimeoutMs?: number;
+  keepAliveDelayMs?: number;
+  /** Jitter source, injectable for reproducible tests. */
+  random?: () => number;
+}
+
+export interface PeerStats {
+  messagesSent: number;
+  bytesSent: number;
+  /** Socket writes on the message connection: at most one per event-loop turn. */
+  writes: number;
+  messagesReceived: number;
+  bytesReceived: number;
+  messagesDropped: number;
+  queuedMessages: number;
+  queuedBytes: number;
+  connected: number;
+  connects: number;
+  /** Connections established after the first one. */
+  reconnects: number;
+  dialFailures: number;
+  snapshotsSent: number;
+  snapshotsFailed: number;
+  snapshotsReceived: number;
+  snapshotBytesSent: number;
+  snapshotBytesReceived: number;
+}
+
+export interface TransportStats {
+  peers: Record<string, PeerStats>;
+  /** Messages for peers never added (no address, no connection). */
+  messagesDroppedUnknownPeer: number;
+  connectionsRejected: number;
+  protocolErrors: number;
+}
+
+const DEFAULTS = {
+  frameBytesMax: 32 << 20,
+  queuedMessagesMax: 4096,
+  queuedBytesMax: 64 << 20,
+  chunkBytes: 1 << 20,
+  snapshotBytesMax: 2 ** 31,
+  backoffMinMs: 50,
+  backoffMaxMs: 2000,
+  handshakeTimeoutMs: 5000,
+  snapshotIdleTimeoutMs: 30_000,
+  keepAliveDelayMs: 10_000,
+};
+
+type Settings = typeof DEFAULTS;
+
+/** Message types the core hands out for the network (MsgProp is forwarded to the leader). */
+function isNetworkMessage(type: MessageType): boolean {
+  switch (type) {
+    case MessageType.Hup:
+    case MessageType.Beat:
+    case MessageType.Unreachable:
+    case MessageType.SnapshotStatus:
+    case MessageType.CheckQuorum:
+      return false;
+    case MessageType.Propose:
+    case MessageType.Append:
+    case MessageType.AppendResponse:
+    case MessageType.Vote:
+    case MessageType.VoteResponse:
+    case MessageType.PreVote:
+    case MessageType.PreVoteResponse:
+    case MessageType.Snapshot:
+    case MessageType.Heartbeat:
+    case MessageType.HeartbeatResponse:
+    case MessageType.TimeoutNow:
+    case MessageType.ReadIndex:
+    case MessageType.ReadIndexResponse:
+    case MessageType.TransferLeader:
+      return true;
+    default:
+      return assertNever(type, 'message type');
+  }
+}
+
+function emptyStats(): PeerStats {
+  return {
+    messagesSent: 0,
+    bytesSent: 0,
+    writes: 0,
+    messagesReceived: 0,
+    bytesReceived: 0,
+    messagesDropped: 0,
+    queuedMessages: 0,
+    queuedBytes: 0,
+    connected: 0,
+    connects: 0,
+    reconnects: 0,
+    dialFailures: 0,
+    snapshotsSent: 0,
+    snapshotsFailed: 0,
+    snapshotsReceived: 0,
+    snapshotBytesSent: 0,
+    snapshotBytesReceived: 0,
+  };
+}
+
+class Peer {
+  address: PeerAddress | undefined;
+  conn: Connection | undefined;
+  dialing: Connection | undefined;
+  redialTimer: NodeJS.Timeout | undefined;
+  backoffAttempt = 0;
+  queue: Message[] = [];
+  queueSizes: number[] = [];
+  queuedBytes = 0;
+  writeBlocked = false;
+  snapshotConn: Connection | undefined;
+  snapshotInFlight = false;
+  readonly stats = emptyStats();
+  constructor(readonly id: NodeId) {}
+}
+
+export class PeerTransport {
+  private readonly settings: Settings;
+  private readonly listenAddress: PeerAddress;
+  private readonly peers = new Map<NodeId, Peer>();
+  private readonly connections = new Set<Connection>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly dirty = new Set<Peer>();
+  private deferred: Array<() => void> = [];
+  private flushHandle: NodeJS.Immediate | undefined;
+  private server: Server | undefined;
+  private boundAddress: PeerAddress | undefined;
+  private linkFilter: LinkFilter | undefined;
+  private closed = false;
+  private readonly random: () => number;
+  private readonly totals = { messagesDroppedUnknownPeer: 0, connectionsRejected: 0, protocolErrors: 0 };
+
+  constructor(private readonly options: PeerTransportOptions) {
+    if (!Number.isSafeInteger(options.nodeId) || options.nodeId <= 0) {
+      throw new TypeError(`nodeId must be a positive safe integer, got ${options.nodeId}`);
+    }
+    const settings = { ...DEFAULTS };
+    for (const key of Object.keys(DEFAULTS) as Array<keyof Settings>) {
+      const value = options[key];
+      if (value === undefined) continue;
+      if (!Number.isFinite(value) || value <= 0)
+        throw new TypeError(`${key} must be a positive number, got ${value}`);
+      settings[key] = value;
+    }
+    invariant(settings.backoffMinMs <= settings.backoffMaxMs, 'backoffMinMs must not exceed backoffMaxMs');
+    invariant(settings.chunkBytes + 16 <= settings.frameBytesMax, 'chunkBytes must fit in a frame');
+    this.settings = settings;
+    this.listenAddress = parsePeerUrl(options.listenUrl);
+    this.random = options.random ?? Math.random;
+  }
+
+  get nodeId(): NodeId {
+    return this.options.nodeId;
+  }
+
+  /** The URL actually listened on (with the real port when port 0 was asked for). */
+  get url(): string {
+    if (this.boundAddress === undefined) throw new TransportError('CLOSED', 'transport is not listening');
+    return formatPeerUrl(this.boundAddress);
+  }
+
+  async listen(): Promise<string> {
+    invariant(this.server === undefined, 'listen() called twice');
+    if (this.closed) throw new TransportError('CLOSED', 'transport is closed');
+    const server = createServer((socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.listenAddress.port, this.listenAddress.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const bound = server.address();
+    invariant(bound !== null && typeof bound === 'object', 'TCP server has an address');
+    this.boundAddress = { host: this.listenAddress.host, port: bound.port };
+    return this.url;
+  }
+
+  addPeer(id: NodeId, url: string): void {
+    this.checkOpen();
+    if (id === this.nodeId) throw new TypeError(`cannot add self (${id}) as a peer`);
+    if (!Number.isSafeInteger(id) || id <= 0)
+      throw new TypeError(`peer id must be a positive safe integer, got ${id}`);
+    const address = parsePeerUrl(url);
+    const peer = this.peers.get(id) ?? new Peer(id);
+    this.peers.set(id, peer);
+    this.setAddress(peer, address);
+  }
+
+  updatePeer(id: NodeId, url: string): void {
+    this.checkOpen();
+    const peer = this.peers.get(id);
+    if (peer === undefined)
+      throw new TransportError('UNKNOWN_PEER', `peer ${id} is not known; addPeer it first`);
+    this.setAddress(peer, parsePeerUrl(url));
+  }
+
+  removePeer(id: NodeId): void {
+    const peer = this.peers.get(id);
+    if (peer === undefined) return;
+    this.peers.delete(id);
+    this.dirty.delete(peer);
+    this.clearRedial(peer);
+    peer.queue = [];
+    peer.queueSizes = [];
+    peer.queuedBytes = 0;
+    peer.dialing?.close(new TransportError('CLOSED', `peer ${id} removed`));
+    peer.conn?.close(new TransportError('CLOSED', `peer ${id} removed`));
+    peer.snapshotConn?.close(new TransportError('CLOSED', `peer ${id} removed`));
+  }
+
+  setLinkFilter(filter: LinkFilter | undefined): void {
+    this.linkFilter = filter;
+  }
+
+  /** Queue messages; they leave in one write per peer at the end of this event-loop turn. */
+  send(messages: readonly Message[]): void {
+    this.checkOpen();
+    for (const m of messages) {
+      if (!isNetworkMessage(m.type))
+        throw new TypeError(`message type ${MessageType[m.type]} is local, not sendable`);
+      if (m.to === this.nodeId || m.to <= 0)
+        throw new TypeError(`message to ${m.to} from node ${this.nodeId}`);
+      const verdict = this.verdict(this.nodeId, m.to);
+      if (verdict === 'drop') {
+        this.countDrop(m.to);
+      } else if (verdict === 'pass') {
+        this.route(m);
+      } else {
+        this.later(verdict.delayMs, () => this.route(m));
+      }
+    }
+  }
+
+  stats(): TransportStats {
+    const peers: Record<string, PeerStats> = {};
+    for (const [id, peer] of this.peers) {
+      peers[String(id)] = {
+        ...peer.stats,
+        queuedMessages: peer.queue.length,
+        queuedBytes: peer.queuedBytes,
+        connected: peer.conn === undefined ? 0 : 1,
+      };
+    }
+    return { peers, ...this.totals };
+  }
+
+  /** Releases every socket and timer; no callback fires afterwards. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.flushHandle !== undefined) clearImmediate(this.flushHandle);
+    this.flushHandle = undefined;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    for (const peer of this.peers.values()) this.clearRedial(peer);
+    for (const conn of [...this.connections]) conn.close(new TransportError('CLOSED', 'transport closed'));
+    const server = this.server;
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  private route(m: Message): void {
+    if (this.closed) return;
+    const peer = this.peers.get(m.to);
+    if (peer === undefined) {
+      this.totals.messagesDroppedUnknownPeer++;
+      this.defer(() => this.options.onUnreachable?.(m.to));
+      return;
+    }
+    if (m.type === MessageType.Snapshot) {
+      this.startSnapshot(peer, m);
+      return;
+    }
+    this.enqueue(peer, m);
+  }
+
+  private enqueue(peer: Peer, m: Message): void {
+    const size = messageBytes(m);
+    if (size + FRAME_OVERHEAD_BYTES + 6 > this.settings.frameBytesMax) {
+      peer.stats.messagesDropped++;
+      this.reportError(
+        new TransportError(
+          'MESSAGE_TOO_LARGE',
+          `message of ${size} bytes exceeds frameBytesMax ${this.settings.frameBytesMax}`,
+        ),
+        peer.id,
+      );
+      this.reportUnreachable(peer);
+      return;
+    }
+    if (
+      peer.queue.length >= this.settings.queuedMessagesMax ||
+      peer.queuedBytes + size > this.settings.queuedBytesMax
+    ) {
+      peer.stats.messagesDropped++;
+      this.reportUnreachable(peer);
+      return;
+    }
+    peer.queue.push(m);
+    peer.queueSizes.push(size);
+    peer.queuedBytes += size;
+    this.markDirty(peer);
+  }
+
+  private markDirty(peer: Peer): void {
+    this.dirty.add(peer);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushHandle !== undefined || this.closed) return;
+    this.flushHandle = setImmediate(() => this.flushTick());
+  }
+
+  private flushTick(): void {
+    this.flushHandle = undefined;
+    for (const peer of this.dirty) this.flushPeer(peer);
+    this.dirty.clear();
+    const callbacks = this.deferred;
+    this.deferred = [];
+    for (const callback of callbacks) callback();
+  }
+
+  private flushPeer(peer: Peer): void {
+    const conn = peer.conn;
+    if (conn === undefined || peer.writeBlocked || peer.queue.length === 0) return;
+    const frames = encodeMessageFrames(peer.queue, peer.queueSizes, this.settings.frameBytesMax);
+    const count = peer.queue.length;
+    peer.queue = [];
+    peer.queueSizes = [];
+    peer.queuedBytes = 0;
+    peer.stats.writes++;
+    peer.stats.messagesSent += count;
+    peer.stats.bytesSent += frames.length;
+    if (!conn.socket.write(frames)) {
+      // Keep queuing (bounded) until the kernel takes more; then flush everything at once.
+      peer.writeBlocked = true;
+      conn.socket.once('drain', () => {
+        peer.writeBlocked = false;
+        if (peer.conn === conn) this.markDirty(peer);
+      });
+    }
+  }
+
+  private defer(callback: () => void): void {
+    this.deferred.push(() => {
+      if (!this.closed) callback();
+    });
+    this.scheduleFlush();
+  }
+
+  private reportUnreachable(peer: Peer): void {
+    this.defer(() => this.options.onUnreachable?.(peer.id));
+  }
+
+  private countDrop(to: NodeId): void {
+    const peer = this.peers.get(to);
+    if (peer !== undefined) peer.stats.messagesDropped++;
+  }
+
+  // ---- message connection -------------------------------------------------------------------
+
+  private setAddress(peer: Peer, address: PeerAddress): void {
+    const changed =
+      peer.address === undefined || peer.address.host !== address.host || peer.address.port !== address.port;
+    peer.address = address;
+    if (!changed || !this.dials(peer.id)) return;
+    // A new address invalidates the current connection and any backoff towards the old one.
+    this.clearRedial(peer);
+    peer.backoffAttempt = 0;
+    peer.dialing?.close(new TransportError('CLOSED', 'peer address changed'));
+    peer.conn?.close(new TransportError('CLOSED', 'peer address changed'));
+    this.dial(peer);
+  }
+
+  /** Lower id dials: the rule that makes one connection per pair without dial races. */
+  private dials(peerId: NodeId): boolean {
+    return this.nodeId < peerId;
+  }
+
+  private dial(peer: Peer): void {
+    if (this.closed || peer.address === undefined || peer.dialing !== undefined || peer.conn !== undefined)
+      return;
+    if (this.peers.get(peer.id) !== peer) return;
+    const conn = this.openConnection(peer.address);
+    peer.dialing = conn;
+    conn.onClose((error) => {
+      if (peer.dialing !== conn) return;
+      peer.dialing = undefined;
+      peer.stats.dialFailures++;
+      if (error instanceof TransportError) this.reportError(error, peer.id);
+      this.scheduleRedial(peer);
+    });
+    this.handshakeAsDialer(conn, peer.id, ConnectionKind.Messages, () => {
+      peer.dialing = undefined;
+      this.attach(peer, conn);
+    });
+  }
+
+  private openConnection(address: PeerAddress): Connection {
+    const socket = tcpConnect({ host: address.host, port: address.port });
+    return this.track(new Connection(socket, this.settings.frameBytesMax, this.settings.keepAliveDelayMs));
+  }
+
+  private track(conn: Connection): Connection {
+    this.connections.add(conn);
+    conn.onClose(() => this.connections.delete(conn));
+    return conn;
+  }
+
+  /** Sends Hello; calls onReady synchronously from the HelloAck frame so no later frame is missed. */
+  private handshakeAsDialer(
+    conn: Connection,
+    peerId: NodeId,
+    kind: ConnectionKind,
+    onReady: () => void,
+  ): void {
+    const hello: Hello = {
+      protocolVersion: PROTOCOL_VERSION,
+      kind,
+      from: this.nodeId,
+      to: peerId,
+      clusterId: this.options.clusterId,
+    };
+    conn.writeFrame(FrameType.Hello, encodeHello(hello));
+    conn.setDeadline(
+      this.settings.handshakeTimeoutMs,
+      () => new TransportError('HANDSHAKE_TIMEOUT', `no handshake answer from peer ${peerId}`),
+    );
+    conn.handler = (type, payload) => {
+      if (type !== FrameType.HelloAck)
+        throw new TransportError('FRAME_UNEXPECTED', `expected HelloAck, got frame type ${type}`);
+      const ack = decodeHelloAck(payload);
+      if (!ack.accepted)
+        throw new TransportError(
+          rejectionCode(ack.errorCode),
+          `peer ${peerId} rejected the connection: ${ack.reason}`,
+        );
+      if (ack.nodeId !== peerId) {
+        throw new TransportError(
+          'NODE_ID_MISMATCH',
+          `dialed peer ${peerId} but node ${ack.nodeId} answered; check the peer URL`,
+        );
+      }
+      if (ack.clusterId !== this.options.clusterId) {
+        throw new TransportError(
+          'CLUSTER_ID_MISMATCH',
+          `peer ${peerId} is in cluster ${ack.clusterId}, this node in ${this.options.clusterId}`,
+        );
+      }
+      conn.clearDeadline();
+      onReady();
+    };
+  }
+
+  private attach(peer: Peer, conn: Connection): void {
+    invariant(peer.conn === undefined, `peer ${peer.id} already has a message connection`);
+    peer.conn = conn;
+    peer.writeBlocked = false;
+    peer.backoffAttempt = 0;
+    if (peer.stats.connects > 0) peer.stats.reconnects++;
+    peer.stats.connects++;
+    conn.handler = (type, payload) => this.onPeerFrame(peer, type, payload);
+    conn.onClose((error) => {
+      if (peer.conn !== conn) return;
+      peer.conn = undefined;
+      peer.writeBlocked = false;
+      if (error instanceof TransportError && error.code !== 'CLOSED') this.reportError(error, peer.id);
+      if (this.closed || this.peers.get(peer.id) !== peer) return;
+      this.reportUnreachable(peer);
+      if (this.dials(peer.id)) this.scheduleRedial(peer);
+    });
+    this.markDirty(peer);
+  }
+
+  private scheduleRedial(peer: Peer): void {
+    if (this.closed || this.peers.get(peer.id) !== peer || peer.redialTimer !== undefined) return;
+    const base = Math.min(this.settings.backoffMaxMs, this.settings.backoffMinMs * 2 ** peer.backoffAttempt);
+    peer.backoffAttempt = Math.min(peer.backoffAttempt + 1, 30);
+    const delayMs = base / 2 + (this.random() * base) / 2;
+    peer.redialTimer = setTimeout(() => {
+      peer.redialTimer = undefined;
+      this.dial(peer);
+    }, delayMs);
+  }
+
+  private clearRedial(peer: Peer): void {
+    if (peer.redialTimer !== undefined) clearTimeout(peer.redialTimer);
+    peer.redialTimer = undefined;
+  }
+
+  private onPeerFrame(peer: Peer, type: FrameType, payload: Buffer): void {
+    if (type !== FrameType.Messages)
+      throw new TransportError('FRAME_UNEXPECTED', `frame type ${type} on a message connection`);
+    const messages = decodeBatch(payload);
+    for (const m of messages) {
+      if (m.from !== peer.id || m.to !== this.nodeId) {
+        throw new TransportError(
+          'CODEC_INVALID',
+          `message ${m.from}→${m.to} on the connection between ${peer.id} and ${this.nodeId}`,
+        );
+      }
+    }
+    peer.stats.messagesReceived += messages.length;
+    peer.stats.bytesReceived += payload.length + FRAME_OVERHEAD_BYTES;
+    for (const m of messages) this.receive(peer, m);
+  }
+
+  private receive(peer: Peer, m: Message): void {
+    const verdict = this.verdict(m.from, this.nodeId);
+    if (verdict === 'pass') {
+      this.deliver(m);
+    } else if (verdict === 'drop') {
+      peer.stats.messagesDropped++;
+    } else {
+      this.later(verdict.delayMs, () => this.deliver(m));
+    }
+  }
+
+  private deliver(m: Message): void {
+    if (this.closed) return;
+    try {
+      this.options.onMessage(m);
+    } catch (error) {
+      // A throwing handler is a bug in the caller; surface it loudly instead of killing the link.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+
+  // ---- accepting ----------------------------------------------------------------------------
+
+  private accept(socket: Socket): void {
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    const conn = this.track(
+      new Connection(socket, this.settings.frameBytesMax, this.settings.keepAliveDelayMs),
+    );
+    conn.setDeadline(
+      this.settings.handshakeTimeoutMs,
+      () => new TransportError('HANDSHAKE_TIMEOUT', 'no Hello from dialer'),
+    );
+    let greeted = false;
+    conn.handler = (type, payload) => {
+      if (type !== FrameType.Hello)
+        throw new TransportError('FRAME_UNEXPECTED', `expected Hello, got frame type ${type}`);
+      conn.clearDeadline();
+      greeted = true;
+      this.onHello(conn, decodeHello(payload));
+    };
+    conn.onClose((error) => {
+      // After the Hello, the message or snapshot path owns error reporting.
+      if (!greeted && error instanceof TransportError && error.code !== 'CLOSED')
+        this.reportError(error, undefined);
+    });
+  }
+
+  private onHello(conn: Connection, hello: Hello): void {
+    const rejection = this.checkHello(hello);
+    if (rejection !== undefined) {
+      this.totals.connectionsRejected++;
+      const ack = {
+        accepted: false,
+        nodeId: this.nodeId,
+        clusterId: this.options.clusterId,
+        errorCode: rejection.code,
+        reason: rejection.message,
+      };
+      this.reportError(rejection, hello.from);
+      conn.endWithFrame(FrameType.HelloAck, encodeHelloAck(ack), new TransportError('CLOSED', 'rejected'));
+      return;
+    }
+    const ack = {
+      accepted: true,
+      nodeId: this.nodeId,
+      clusterId: this.options.clusterId,
+      errorCode: '',
+      reason: '',
+    };
+    conn.writeFrame(FrameType.HelloAck, encodeHelloAck(ack));
+    switch (hello.kind) {
+      case ConnectionKind.Messages:
+        this.acceptMessages(conn, hello.from);
+        return;
+      case ConnectionKind.Snapshot:
+        this.acceptSnapshot(conn, hello.from);
+        return;
+      default:
+        assertNever(hello.kind, 'connection kind');
+    }
+  }
+
+  private checkHello(hello: Hello): TransportError | undefined {
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      return new TransportError(
+        'PROTOCOL_VERSION_MISMATCH',
+        `peer ${hello.from} speaks protocol ${hello.protocolVersion}, this node ${PROTOCOL_VERSION}`,
+      );
+    }
+    if (hello.clusterId !== this.options.clusterId) {
+      return new TransportError(
+        'CLUSTER_ID_MISMATCH',
+        `request cluster ID mismatch: peer ${hello.from} is in cluster ${hello.clusterId}, this node in ${this.options.clusterId}`,
+      );
+    }
+    if (hello.to !== this.nodeId) {
+      return new TransportError(
+        'NODE_ID_MISMATCH',
+        `peer ${hello.from} dialed node ${hello.to} but reached node ${this.nodeId}`,
+      );
+    }
+    if (hello.from === this.nodeId || hello.from <= 0) {
+      return new TransportError('NODE_ID_MISMATCH', `dialer claims node id ${hello.from}`);
+    }
+    if (hello.kind === ConnectionKind.Messages && !(hello.from < this.nodeId)) {
+      return new TransportError(
+        'DIAL_DIRECTION',
+        `node ${hello.from} must not dial ${this.nodeId}: the lower id dials`,
+      );
+    }
+    return undefined;
+  }
+
+  private acceptMessages(conn: Connection, from: NodeId): void {
+    // A peer we were never told about (e.g. added to the cluster before our conf change applied)
+    // may still talk to us; its connection lets us answer it.
+    let peer = this.peers.get(from);
+    if (peer === undefined) {
+      peer = new Peer(from);
+      this.peers.set(from, peer);
+    }
+    // The dialer only redials when its old connection died, so the newest connection wins.
+    peer.conn?.close(new TransportError('CLOSED', 'replaced by a newer connection from the same peer'));
+    invariant(peer.conn === undefined, 'old connection detached on close');
+    this.attach(peer, conn);
+  }
+
+  // ---- snapshots ----------------------------------------------------------------------------
+
+  private startSnapshot(peer: Peer, m: Message): void {
+    invariant(m.snapshot !== undefined, 'MsgSnap carries a snapshot');
+    if (peer.snapshotInFlight) {
+      // Raft sends one snapshot per follower at a time; a second one means the first is stale.
+      this.reportError(
+        new TransportError('SNAPSHOT_BUSY', `a snapshot to peer ${peer.id} is already in flight`),
+        peer.id,
+      );
+      this.defer(() => this.options.onSnapshotStatus?.(peer.id, false));
+      return;
+    }
+    peer.snapshotInFlight = true;
+    this.sendSnapshot(peer, m).then(
+      (ok) => this.finishSnapshot(peer, ok),
+      (error: unknown) => {
+        if (error instanceof TransportError && error.code !== 'CLOSED') this.reportError(error, peer.id);
+        this.finishSnapshot(peer, false);
+      },
+    );
+  }
+
+  private finishSnapshot(peer: Peer, ok: boolean): void {
+    peer.snapshotInFlight = false;
+    peer.snapshotConn = undefined;
+    if (ok) peer.stats.snapshotsSent++;
+    else peer.stats.snapshotsFailed++;
+    if (!ok) this.reportUnreachable(peer);
+    this.defer(() => this.options.onSnapshotStatus?.(peer.id, ok));
+  }
+
+  private async sendSnapshot(peer: Peer, m: Message): Promise<boolean> {
+    const address = peer.address;
+    if (address === undefined) throw new TransportError('UNKNOWN_PEER', `no address for peer ${peer.id}`);
+    const conn = this.openConnection(address);
+    peer.snapshotConn = conn;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        conn.onClose((error) => reject(error ?? new TransportError('CLOSED', 'snapshot connection closed')));
+        this.handshakeAsDialer(conn, peer.id, ConnectionKind.Snapshot, resolve);
+      });
+      const ack = this.awaitSnapshotAck(conn);
+      const source = this.snapshotSourceOf(m);
+      const streamed = await streamSnapshot(conn, m, source, this.settings.chunkBytes);
+      peer.stats.snapshotBytesSent += streamed.totalBytes;
+      conn.setDeadline(
+        this.settings.snapshotIdleTimeoutMs,
+        () => new TransportError('SNAPSHOT_FAILED', 'no snapshot ack'),
+      );
+      const result = await ack;
+      if (!result.ok)
+        throw new TransportError('SNAPSHOT_FAILED', `peer ${peer.id} refused the snapshot: ${result.reason}`);
+      return true;
+    } finally {
+      conn.close(undefined);
+    }
+  }
+
+  private awaitSnapshotAck(conn: Connection): Promise<{ ok: boolean; reason: string }> {
+    const ack = new Promise<{ ok: boolean; reason: string }>((resolve, reject) => {
+      conn.handler = (type, payload) => {
+        if (type !== FrameType.SnapshotAck)
+          throw new TransportError('FRAME_UNEXPECTED', `frame type ${type} while sending a snapshot`);
+        resolve(decodeSnapshotAck(payload));
+      };
+      conn.onClose((error) =>
+        reject(error ?? new TransportError('SNAPSHOT_FAILED', 'snapshot connection closed before ack')),
+      );
+    });
+    // Streaming may fail first; the ack's rejection is then expected and must not go unhandled.
+    ack.catch(() => undefined);
+    return ack;
+  }
+
+  private snapshotSourceOf(m: Message): SnapshotSource {
+    const data = m.snapshot!.data;
+    if (data.length > 0) return [data];
+    return this.options.snapshotSource?.(m) ?? [];
+  }
+
+  private acceptSnapshot(conn: Connection, from: NodeId): void {
+    const receiver = new SnapshotReceiver(from, this.nodeId, this.settings.snapshotBytesMax);
+    const idle = (): void =>
+      conn.setDeadline(
+        this.settings.snapshotIdleTimeoutMs,
+        () => new TransportError('SNAPSHOT_FAILED', `snapshot from ${from} stalled`),
+      );
+    idle();
+    conn.onClose((error) => {
+      if (error instanceof TransportError && error.code !== 'CLOSED') this.reportError(error, from);
+    });
+    conn.handler = (type, payload) => {
+      idle();
+      const complete = receiver.onFrame(type, payload);
+      if (complete !== undefined) this.completeSnapshot(conn, from, complete);
+    };
+  }
+
+  private completeSnapshot(conn: Connection, from: NodeId, m: Message): void {
+    conn.clearDeadline();
+    const peer = this.peers.get(from);
+    const dataBytes = m.snapshot!.data.length;
+    const finish = (ok: boolean, reason: string): void => {
+      if (ok && peer !== undefined) {
+        peer.stats.snapshotsReceived++;
+        peer.stats.snapshotBytesReceived += dataBytes;
+      }
+      conn.endWithFrame(
+        FrameType.SnapshotAck,
+        encodeSnapshotAck(ok, reason),
+        new TransportError('CLOSED', 'snapshot done'),
+      );
+    };
+    const verdict = this.verdict(from, this.nodeId);
+    if (verdict === 'drop') {
+      finish(false, 'dropped by link filter');
+    } else if (verdict === 'pass') {
+      this.deliver(m);
+      finish(true, '');
+    } else {
+      this.later(verdict.delayMs, () => {
+        this.deliver(m);
+        finish(true, '');
+      });
+    }
+  }
+
+  // ---- helpers ------------------------------------------------------------------------------
+
+  private verdict(from: NodeId, to: NodeId): LinkVerdict {
+    return this.linkFilter === undefined ? 'pass' : this.linkFilter(from, to);
+  }
+
+  private later(delayMs: number, action: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.closed) action();
+    }, delayMs);
+    this.timers.add(timer);
+  }
+
+  private reportError(error: TransportError, peer: NodeId | undefined): void {
+    if (
+      error.code === 'FRAME_CRC_MISMATCH' ||
+      error.code === 'CODEC_INVALID' ||
+      error.code === 'FRAME_UNEXPECTED'
+    ) {
+      this.totals.protocolErrors++;
+    }
+    if (!this.closed) this.options.onError?.(error, peer);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new TransportError('CLOSED', 'transport is closed');
+  }
+}
+
+const REJECTION_CODES: readonly TransportErrorCode[] = [
+  'CLUSTER_ID_MISMATCH',
+  'PROTOCOL_VERSION_MISMATCH',
+  'NODE_ID_MISMATCH',
+  'DIAL_DIRECTION',
+];
+
+function rejectionCode(code: string): TransportErrorCode {
+  return (REJECTION_CODES as readonly string[]).includes(code)
+    ? (code as TransportErrorCode)
+    : 'HANDSHAKE_REJECTED';
+}
