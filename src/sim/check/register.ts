@@ -1,0 +1,191 @@
+// The register model for per-key linearizability: read, write, compare-and-set and delete on
+// one key, which is what a KV store offers per key (etcd's Put, Range, Txn-with-compare, Delete).
+
+import {
+  effectDeadline,
+  formatInterval,
+  formatProcess,
+  formatValue,
+  HistoryFormatError,
+  type Operation,
+} from './history.js';
+import { hashString, type Model, type StepResult } from './model.js';
+
+/** null means the key is absent (never written, or deleted). */
+export type RegisterValue = string | number | null;
+
+export interface CasInput {
+  expected: RegisterValue;
+  value: RegisterValue;
+}
+
+/**
+ * kind 'read': input ignored, output is the value read (null if absent).
+ * kind 'write': input is the value written, output ignored.
+ * kind 'cas': input {expected, value}; output true if the swap happened, false if the compare
+ *   failed (a definite answer that the value differed from expected). Use status 'fail' only
+ *   when the operation certainly had no effect and told nothing.
+ * kind 'delete': input and output ignored.
+ */
+export type RegisterInput = RegisterValue | CasInput | undefined;
+export type RegisterOutput = RegisterValue | boolean;
+export type RegisterOp = Operation<RegisterInput, RegisterOutput>;
+
+export const REGISTER_KINDS = ['read', 'write', 'cas', 'delete'] as const;
+
+function isRegisterValue(value: unknown): value is RegisterValue {
+  return value === null || typeof value === 'string' || typeof value === 'number';
+}
+
+function casInput(op: RegisterOp): CasInput {
+  const input = op.input;
+  if (typeof input !== 'object' || input === null || !('expected' in input) || !('value' in input)) {
+    throw new HistoryFormatError('HISTORY_BAD_OPERATION', 'cas input must be {expected, value}', op.id);
+  }
+  if (!isRegisterValue(input.expected) || !isRegisterValue(input.value)) {
+    throw new HistoryFormatError('HISTORY_BAD_OPERATION', 'cas values must be string, number or null', op.id);
+  }
+  return input;
+}
+
+function writeInput(op: RegisterOp): RegisterValue {
+  if (!isRegisterValue(op.input)) {
+    throw new HistoryFormatError(
+      'HISTORY_BAD_OPERATION',
+      'write input must be string, number or null',
+      op.id,
+    );
+  }
+  return op.input;
+}
+
+function stepRead(state: RegisterValue, op: RegisterOp): StepResult<RegisterValue> {
+  if (op.status === 'unknown') return { ok: true, newState: state };
+  return { ok: op.output === state, newState: state };
+}
+
+function stepCas(state: RegisterValue, op: RegisterOp): StepResult<RegisterValue> {
+  const { expected, value } = casInput(op);
+  const matches = state === expected;
+  // An unknown CAS whose compare would fail had no effect, which omission already covers.
+  if (op.status === 'unknown') return { ok: matches, newState: matches ? value : state };
+  if (typeof op.output !== 'boolean') {
+    throw new HistoryFormatError('HISTORY_BAD_OPERATION', 'ok cas output must be a boolean', op.id);
+  }
+  return { ok: op.output === matches, newState: matches ? value : state };
+}
+
+/** A write-like op's value if it (may have) set the register, for explanations. */
+function writtenValue(op: RegisterOp): { value: RegisterValue } | undefined {
+  switch (op.kind) {
+    case 'write':
+      return { value: writeInput(op) };
+    case 'delete':
+      return { value: null };
+    case 'cas':
+      if (op.status === 'ok' && op.output !== true) return undefined;
+      return { value: casInput(op).value };
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * Values a read over [invoke, complete] could return judging by real time alone: writes that
+ * may have landed before it completed, minus those certainly overwritten before it began.
+ * Used only to word explanations; the search is what decides.
+ */
+export function possibleValuesByTiming(
+  read: RegisterOp,
+  keyOps: readonly RegisterOp[],
+): { value: RegisterValue; by: RegisterOp | null }[] {
+  const readEnd = effectDeadline(read);
+  const writes = keyOps.filter((op) => op.status !== 'fail' && op.invokeTime < readEnd && writtenValue(op));
+  const certain = writes.filter((op) => op.status === 'ok' && effectDeadline(op) < read.invokeTime);
+  const overwritten = (w: RegisterOp): boolean =>
+    certain.some((later) => later !== w && effectDeadline(w) < later.invokeTime);
+  const possible: { value: RegisterValue; by: RegisterOp | null }[] = [];
+  if (certain.length === 0) possible.push({ value: null, by: null });
+  for (const w of writes) {
+    if (!overwritten(w)) possible.push({ value: writtenValue(w)!.value, by: w });
+  }
+  return possible;
+}
+
+function describeWriter(by: RegisterOp | null): string {
+  if (by === null) return 'initial value';
+  const when =
+    by.status === 'ok'
+      ? `completed at ${effectDeadline(by)}`
+      : `invoked at ${by.invokeTime}, outcome unknown`;
+  return `${by.kind} by ${formatProcess(by.process)} ${when}`;
+}
+
+function explainRead(op: RegisterOp, state: RegisterValue, keyOps: readonly RegisterOp[]): string {
+  const possible = possibleValuesByTiming(op, keyOps);
+  const observed = op.output as RegisterValue;
+  const head = `read of "${op.key}" by ${formatProcess(op.process)} returned ${formatValue(observed)} at ${formatInterval(op)}`;
+  const list = possible.map((p) => `${formatValue(p.value)} (${describeWriter(p.by)})`).join(', ');
+  if (!possible.some((p) => p.value === observed)) {
+    return `${head} but the only values possible then were ${list}`;
+  }
+  return (
+    `${head}; by timing alone the values possible then were ${list}, but no single order of all ` +
+    `operations allows it (after the longest linearizable prefix the value was ${formatValue(state)})`
+  );
+}
+
+export const registerModel: Model<RegisterValue, RegisterInput, RegisterOutput> = {
+  name: 'register',
+  init: () => null,
+  step(state, op) {
+    switch (op.kind) {
+      case 'read':
+        return stepRead(state, op);
+      case 'write':
+        return { ok: true, newState: writeInput(op) };
+      case 'delete':
+        return { ok: true, newState: null };
+      case 'cas':
+        return stepCas(state, op);
+      default:
+        throw new HistoryFormatError('HISTORY_BAD_OPERATION', `register has no op kind "${op.kind}"`, op.id);
+    }
+  },
+  equal: (a, b) => a === b,
+  hash: (state) => (state === null ? 0x9e3779b9 : hashString(`${typeof state}:${state}`)),
+  describeOp(op) {
+    const who = `${formatProcess(op.process)} ${formatInterval(op)} ${op.status}`;
+    switch (op.kind) {
+      case 'read':
+        return `read "${op.key}" -> ${op.status === 'ok' ? formatValue(op.output) : '?'} (${who})`;
+      case 'write':
+        return `write "${op.key}" := ${formatValue(op.input)} (${who})`;
+      case 'delete':
+        return `delete "${op.key}" (${who})`;
+      case 'cas': {
+        const { expected, value } = casInput(op);
+        const outcome = op.status === 'ok' ? (op.output === true ? ' -> swapped' : ' -> compare failed') : '';
+        return `cas "${op.key}" ${formatValue(expected)} -> ${formatValue(value)}${outcome} (${who})`;
+      }
+      default:
+        return `${op.kind} "${op.key}" (${who})`;
+    }
+  },
+  describeState: (state) => formatValue(state),
+  isReadOnly: (op) => op.kind === 'read',
+  explainUnplaceable(op, state, keyOps) {
+    if (op.kind === 'read' && op.status === 'ok') return explainRead(op, state, keyOps);
+    if (op.kind === 'cas' && op.status === 'ok') {
+      const { expected } = casInput(op);
+      const claim =
+        op.output === true ? `found ${formatValue(expected)} and swapped` : 'found a different value';
+      return (
+        `cas of "${op.key}" by ${formatProcess(op.process)} at ${formatInterval(op)} ${claim}, but after the ` +
+        `longest linearizable prefix the value was ${formatValue(state)} and no reordering of the ` +
+        'concurrent operations makes its outcome possible'
+      );
+    }
+    return `${registerModel.describeOp(op)} has no place in any order consistent with the other operations`;
+  },
+};
