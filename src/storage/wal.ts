@@ -1,0 +1,616 @@
+// The write-ahead log: one per node, shared by every Raft group the node hosts.
+//
+// Usage:
+//   const { wal, recovered } = await Wal.open(dir, { segmentBytes: 64 << 20 });
+//   // recovered.groups.get(g) -> { hardState, snapshot, entries } to seed each group's storage
+//   wal.saveHardState(g, hs); wal.appendEntries(g, entries); wal.saveSnapshotMarker(g, meta);
+//   await wal.sync();            // everything buffered so far is on disk (one write + fdatasync)
+//   await wal.releaseTo(g, idx); // entries <= idx (<= the group's snapshot marker) may be deleted
+//   await wal.close();
+//
+// Group commit: the save/append calls only encode and buffer. The first one in a turn of the
+// event loop schedules a flush with setImmediate, so everything buffered during that turn goes
+// out as one write() and one fdatasync(); while that is in flight the next batch accumulates.
+// sync() returns the promise of the batch holding everything buffered so far.
+//
+// Fail-stop: a failed write or fsync rejects its batch, and every later call throws
+// WalFailedError. After an fsync error the page cache state is unknown (the "fsyncgate" lesson),
+// so retrying could acknowledge data that never reached the disk.
+//
+// Rollover: a record that does not fit the current segment starts a new one. A new segment is
+// written as <seq>.wal.tmp holding a header plus the current hard state and snapshot marker of
+// every group, made durable, then renamed; so deleting older segments never loses that state.
+
+import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
+import {
+  invariant,
+  WalClosedError,
+  WalCorruptionError,
+  WalFailedError,
+  WalInvalidAppendError,
+  WalOverloadError,
+  WalRecordTooLargeError,
+} from './errors.js';
+import {
+  encodeEntries,
+  encodeHardState,
+  encodeSegmentHeader,
+  encodeSnapshotMarker,
+  entriesPayloadBytes,
+  RECORD_HEADER_BYTES,
+  RecordType,
+} from './wal-record.js';
+import { type RecoveredGroup, Replay } from './wal-replay.js';
+import { parseSegmentName, scanSegment, segmentPath, TEMP_SUFFIX, type TornTail } from './wal-segment.js';
+
+export type { RecoveredGroup } from './wal-replay.js';
+export type { TornTail } from './wal-segment.js';
+
+/** The file operations on the write path, injectable so tests can count syncs and inject faults. */
+export interface WalIo {
+  write(fh: FileHandle, data: Buffer, position: number): Promise<void>;
+  datasync(fh: FileHandle): Promise<void>;
+  syncDir(dir: string): Promise<void>;
+}
+
+export interface WalOptions {
+  /** Preallocated size of a segment; a record that does not fit starts the next one. */
+  segmentBytes?: number;
+  /** Largest single record (one appendEntries call); larger appends must be split by the caller. */
+  recordBytesMax?: number;
+  /** Bound on encoded bytes buffered and not yet handed to a flush. */
+  pendingBytesMax?: number;
+  io?: Partial<WalIo>;
+}
+
+export interface RecoveredState {
+  groups: Map<number, RecoveredGroup>;
+  /** Set when an interrupted append was cut off the end of the last segment. */
+  tornTail: TornTail | null;
+  segmentCount: number;
+}
+
+export interface WalStats {
+  batches: number;
+  writes: number;
+  datasyncs: number;
+  dirSyncs: number;
+  bytesWritten: number;
+  recordsWritten: number;
+  segmentsCreated: number;
+  segmentsDeleted: number;
+}
+
+export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
+const DEFAULT_RECORD_BYTES_MAX = 64 * 1024 * 1024;
+const DEFAULT_PENDING_BYTES_MAX = 256 * 1024 * 1024;
+
+export const defaultWalIo: WalIo = {
+  async write(fh, data, position) {
+    let done = 0;
+    while (done < data.length) {
+      const { bytesWritten } = await fh.write(data, done, data.length - done, position + done);
+      invariant(bytesWritten > 0, 'write() made no progress');
+      done += bytesWritten;
+    }
+  },
+  datasync: (fh) => fh.datasync(),
+  async syncDir(dir) {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+interface PendingRecord {
+  bytes: Buffer;
+  group: number;
+  hardState?: HardState;
+  marker?: SnapshotMetadata;
+  /** For entries records: the highest index written. */
+  lastIndex?: number;
+}
+
+interface SealedSegment {
+  seq: number;
+  path: string;
+  maxIndexByGroup: Map<number, number>;
+}
+
+interface ActiveSegment extends SealedSegment {
+  fh: FileHandle;
+  offset: number;
+  size: number;
+}
+
+/** What the writer knows about a group, to reject appends that would break the log's shape. */
+interface GroupCursor {
+  lastIndex: number | null;
+  snapshotIndex: number;
+}
+
+interface Batch {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+function newBatch(): Batch {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Callers that only buffer and never await must not crash the process with an unhandled
+  // rejection: the failure is also recorded and surfaces on the next call.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
+export class Wal {
+  private readonly io: WalIo;
+  private readonly segmentBytes: number;
+  private readonly recordBytesMax: number;
+  private readonly pendingBytesMax: number;
+  private readonly sealed: SealedSegment[];
+  private active: ActiveSegment;
+  private readonly cursors = new Map<number, GroupCursor>();
+  /** Hard state and marker per group as of the records already placed in segments. */
+  private readonly placedHardStates = new Map<number, HardState>();
+  private readonly placedMarkers = new Map<number, SnapshotMetadata>();
+  private readonly released = new Map<number, number>();
+  private pending: PendingRecord[] = [];
+  private pendingBytes = 0;
+  private pendingBatch: Batch | null = null;
+  private inflightBatch: Batch | null = null;
+  private flushScheduled = false;
+  private failure: WalFailedError | null = null;
+  private closed = false;
+  private purgeChain: Promise<number> = Promise.resolve(0);
+  private readonly counters: WalStats = {
+    batches: 0,
+    writes: 0,
+    datasyncs: 0,
+    dirSyncs: 0,
+    bytesWritten: 0,
+    recordsWritten: 0,
+    segmentsCreated: 0,
+    segmentsDeleted: 0,
+  };
+
+  private constructor(
+    readonly dir: string,
+    options: WalOptions,
+    sealed: SealedSegment[],
+    active: ActiveSegment,
+  ) {
+    const io = { ...defaultWalIo, ...options.io };
+    this.io = {
+      write: (fh, data, position) => {
+        this.counters.writes++;
+        this.counters.bytesWritten += data.length;
+        return io.write(fh, data, position);
+      },
+      datasync: (fh) => {
+        this.counters.datasyncs++;
+        return io.datasync(fh);
+      },
+      syncDir: (d) => {
+        this.counters.dirSyncs++;
+        return io.syncDir(d);
+      },
+    };
+    this.segmentBytes = options.segmentBytes ?? DEFAULT_SEGMENT_BYTES;
+    this.recordBytesMax = options.recordBytesMax ?? DEFAULT_RECORD_BYTES_MAX;
+    this.pendingBytesMax = options.pendingBytesMax ?? DEFAULT_PENDING_BYTES_MAX;
+    this.sealed = sealed;
+    this.active = active;
+  }
+
+  /**
+   * Opens (creating if needed) the WAL in `dir`, verifies every record of every segment and
+   * replays them. Throws WalCorruptionError for damage a torn write cannot explain.
+   */
+  static async open(dir: string, options: WalOptions = {}): Promise<{ wal: Wal; recovered: RecoveredState }> {
+    validateOptions(options);
+    await mkdir(dir, { recursive: true });
+    const io = { ...defaultWalIo, ...options.io };
+    const seqs = await listSegments(dir, io);
+    if (seqs.length === 0) {
+      const active = await createSegment(dir, 1, [encodeSegmentHeader(1)], options, io);
+      const wal = new Wal(dir, options, [], active);
+      return { wal, recovered: { groups: new Map(), tornTail: null, segmentCount: 1 } };
+    }
+    const replay = new Replay();
+    const sealed: SealedSegment[] = [];
+    let last: { seq: number; validEnd: number; fileBytes: number; torn: TornTail | null } | null = null;
+    let lastMaxIndex = new Map<number, number>();
+    for (let i = 0; i < seqs.length; i++) {
+      const seq = seqs[i]!;
+      const path = segmentPath(dir, seq);
+      const scan = scanSegment(path, seq, await readFile(path), i === seqs.length - 1);
+      const maxIndexByGroup = new Map<number, number>();
+      for (const { record, offset } of scan.records) {
+        replay.apply(record, path, offset);
+        if (record.type === RecordType.Entries) {
+          const lastIndex = record.entries[record.entries.length - 1]!.index;
+          maxIndexByGroup.set(record.group, Math.max(maxIndexByGroup.get(record.group) ?? 0, lastIndex));
+        }
+      }
+      if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup });
+      else {
+        last = scan;
+        lastMaxIndex = maxIndexByGroup;
+      }
+    }
+    invariant(last !== null, 'at least one segment scanned');
+    const path = segmentPath(dir, last.seq);
+    if (last.torn) await zeroTail(path, last.validEnd, last.fileBytes);
+    const fh = await open(path, 'r+');
+    const active: ActiveSegment = {
+      seq: last.seq,
+      path,
+      fh,
+      offset: last.validEnd,
+      size: last.fileBytes,
+      maxIndexByGroup: lastMaxIndex,
+    };
+    const wal = new Wal(dir, options, sealed, active);
+    wal.adoptRecovered(replay);
+    const recovered: RecoveredState = {
+      groups: replay.groups,
+      tornTail: last.torn,
+      segmentCount: seqs.length,
+    };
+    return { wal, recovered };
+  }
+
+  private adoptRecovered(replay: Replay): void {
+    for (const [groupId, g] of replay.groups) {
+      this.cursors.set(groupId, { lastIndex: g.lastIndex, snapshotIndex: g.snapshotIndex });
+      if (g.hardState) this.placedHardStates.set(groupId, g.hardState);
+      if (g.snapshot) this.placedMarkers.set(groupId, g.snapshot);
+    }
+  }
+
+  /** Buffers the group's hard state; durable once the batch's sync() resolves. */
+  saveHardState(group: number, hardState: HardState): void {
+    this.checkWritable();
+    checkId('group', group);
+    checkId('term', hardState.term);
+    checkId('vote', hardState.vote);
+    checkId('commit', hardState.commit);
+    const hs: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
+    this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs });
+  }
+
+  /**
+   * Buffers consecutive entries for a group. The first index may be at most lastIndex + 1; an
+   * index at or below lastIndex truncates the log there (Raft's conflict resolution).
+   */
+  appendEntries(group: number, entries: readonly Entry[]): void {
+    this.checkWritable();
+    checkId('group', group);
+    if (entries.length === 0) return;
+    checkConsecutive(group, entries);
+    const cursor = this.cursor(group);
+    const first = entries[0]!.index;
+    const last = entries[entries.length - 1]!.index;
+    if (first <= cursor.snapshotIndex) {
+      throw new WalInvalidAppendError(
+        `group ${group}: entry ${first} is inside the snapshot at ${cursor.snapshotIndex}`,
+      );
+    }
+    if (cursor.lastIndex !== null && first > cursor.lastIndex + 1) {
+      throw new WalInvalidAppendError(
+        `group ${group}: entry ${first} leaves a gap after ${cursor.lastIndex}`,
+      );
+    }
+    const payloadBytes = entriesPayloadBytes(entries);
+    this.checkRecordSize(payloadBytes);
+    this.enqueue({ bytes: encodeEntries(group, entries, payloadBytes), group, lastIndex: last });
+    cursor.lastIndex = last;
+  }
+
+  /** Buffers a snapshot marker: the group's state up to meta.index lives in a snapshot file. */
+  saveSnapshotMarker(group: number, metadata: SnapshotMetadata): void {
+    this.checkWritable();
+    checkId('group', group);
+    checkId('snapshot index', metadata.index);
+    checkId('snapshot term', metadata.term);
+    const cursor = this.cursor(group);
+    if (metadata.index < cursor.snapshotIndex) {
+      throw new WalInvalidAppendError(
+        `group ${group}: snapshot marker ${metadata.index} is older than ${cursor.snapshotIndex}`,
+      );
+    }
+    const marker = structuredClone(metadata);
+    this.enqueue({ bytes: encodeSnapshotMarker(group, marker), group, marker });
+    cursor.snapshotIndex = marker.index;
+    cursor.lastIndex = Math.max(cursor.lastIndex ?? 0, marker.index);
+  }
+
+  /** Resolves when everything buffered before this call is durable; rejects if its batch failed. */
+  sync(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.pendingBatch) return this.pendingBatch.promise;
+    if (this.inflightBatch) return this.inflightBatch.promise;
+    return Promise.resolve();
+  }
+
+  /**
+   * Declares the group no longer needs entries <= index (index must not pass the group's snapshot
+   * marker), then deletes whole old segments that no group needs. Waits for buffered records
+   * (the marker) to be durable first, so a crash never leaves entries deleted but unmarked.
+   * Resolves with the number of segments deleted.
+   */
+  async releaseTo(group: number, index: number): Promise<number> {
+    this.checkWritable();
+    checkId('group', group);
+    checkId('release index', index);
+    const snapshotIndex = this.cursors.get(group)?.snapshotIndex ?? 0;
+    if (index > snapshotIndex) {
+      throw new WalInvalidAppendError(
+        `group ${group}: cannot release to ${index}, past its snapshot marker at ${snapshotIndex}`,
+      );
+    }
+    this.released.set(group, Math.max(this.released.get(group) ?? 0, index));
+    await this.sync();
+    this.purgeChain = this.purgeChain.then(() => this.purgeSegments());
+    return this.purgeChain;
+  }
+
+  /** Flushes what is buffered, waits for deletions, and closes the active segment. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.sync();
+      await this.purgeChain;
+    } finally {
+      this.closed = true;
+      await this.active.fh.close();
+    }
+  }
+
+  stats(): WalStats {
+    return { ...this.counters };
+  }
+
+  /** Sequence numbers of the segment files currently in use, oldest first. */
+  segmentSeqs(): number[] {
+    return [...this.sealed.map((s) => s.seq), this.active.seq];
+  }
+
+  private cursor(group: number): GroupCursor {
+    let c = this.cursors.get(group);
+    if (!c) {
+      c = { lastIndex: null, snapshotIndex: 0 };
+      this.cursors.set(group, c);
+    }
+    return c;
+  }
+
+  private checkWritable(): void {
+    if (this.failure) throw this.failure;
+    if (this.closed) throw new WalClosedError();
+  }
+
+  private checkRecordSize(payloadBytes: number): void {
+    const recordBytes = RECORD_HEADER_BYTES + payloadBytes;
+    if (recordBytes > this.recordBytesMax) throw new WalRecordTooLargeError(recordBytes, this.recordBytesMax);
+    if (this.pendingBytes + recordBytes > this.pendingBytesMax) {
+      throw new WalOverloadError(this.pendingBytes + recordBytes, this.pendingBytesMax);
+    }
+  }
+
+  private enqueue(record: PendingRecord): void {
+    if (record.lastIndex === undefined) this.checkRecordSize(record.bytes.length - RECORD_HEADER_BYTES);
+    this.pending.push(record);
+    this.pendingBytes += record.bytes.length;
+    if (!this.pendingBatch) this.pendingBatch = newBatch();
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.inflightBatch) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    if (this.inflightBatch || !this.pendingBatch) return;
+    const batch = this.pendingBatch;
+    const records = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.pendingBatch = null;
+    this.inflightBatch = batch;
+    try {
+      await this.writeBatch(records);
+      this.counters.batches++;
+      this.counters.recordsWritten += records.length;
+      batch.resolve();
+    } catch (err) {
+      this.failure = new WalFailedError(err);
+      batch.reject(this.failure);
+    } finally {
+      this.inflightBatch = null;
+    }
+    // Records buffered while this batch was in flight form the next one.
+    const next = this.pendingBatch as Batch | null;
+    if (!next) return;
+    if (this.failure) {
+      next.reject(this.failure);
+      this.pendingBatch = null;
+      this.pending = [];
+      return;
+    }
+    this.scheduleFlush();
+  }
+
+  /** One write + one fdatasync per segment touched (one, unless the batch crosses a rollover). */
+  private async writeBatch(records: PendingRecord[]): Promise<void> {
+    let run: Buffer[] = [];
+    let runBytes = 0;
+    for (const record of records) {
+      if (this.active.offset + runBytes + record.bytes.length > this.active.size) {
+        if (runBytes > 0) await this.writeRun(run, runBytes);
+        run = [];
+        runBytes = 0;
+        await this.rollover(record.bytes.length);
+      }
+      run.push(record.bytes);
+      runBytes += record.bytes.length;
+      this.place(record);
+    }
+    if (runBytes > 0) await this.writeRun(run, runBytes);
+  }
+
+  private async writeRun(run: Buffer[], runBytes: number): Promise<void> {
+    const data = run.length === 1 ? run[0]! : Buffer.concat(run, runBytes);
+    await this.io.write(this.active.fh, data, this.active.offset);
+    this.active.offset += runBytes;
+    await this.io.datasync(this.active.fh);
+  }
+
+  private place(record: PendingRecord): void {
+    if (record.hardState) this.placedHardStates.set(record.group, record.hardState);
+    if (record.marker) this.placedMarkers.set(record.group, record.marker);
+    if (record.lastIndex !== undefined) {
+      const max = this.active.maxIndexByGroup;
+      max.set(record.group, Math.max(max.get(record.group) ?? 0, record.lastIndex));
+    }
+  }
+
+  private async rollover(nextRecordBytes: number): Promise<void> {
+    const seq = this.active.seq + 1;
+    const head: Buffer[] = [encodeSegmentHeader(seq)];
+    for (const [group, hs] of this.placedHardStates) head.push(encodeHardState(group, hs));
+    for (const [group, marker] of this.placedMarkers) head.push(encodeSnapshotMarker(group, marker));
+    const options = { segmentBytes: this.segmentBytes, minimumBytes: nextRecordBytes };
+    const next = await createSegment(this.dir, seq, head, options, this.io);
+    this.counters.segmentsCreated++;
+    const previous = this.active;
+    this.sealed.push({ seq: previous.seq, path: previous.path, maxIndexByGroup: previous.maxIndexByGroup });
+    this.active = next;
+    await previous.fh.close();
+  }
+
+  private canDelete(segment: SealedSegment): boolean {
+    for (const [group, maxIndex] of segment.maxIndexByGroup) {
+      if (maxIndex > (this.released.get(group) ?? 0)) return false;
+    }
+    return true;
+  }
+
+  /** Deletes the longest prefix of sealed segments no group needs, oldest first. */
+  private async purgeSegments(): Promise<number> {
+    let deleted = 0;
+    while (this.sealed.length > 0 && this.canDelete(this.sealed[0]!)) {
+      const victim = this.sealed.shift()!;
+      await unlink(victim.path);
+      // One directory sync per unlink keeps deletions in order on disk: a crash can never leave
+      // a later segment gone while an earlier one survives (a sequence gap fails recovery).
+      await this.io.syncDir(this.dir);
+      deleted++;
+      this.counters.segmentsDeleted++;
+    }
+    return deleted;
+  }
+}
+
+function validateOptions(options: WalOptions): void {
+  const { segmentBytes, recordBytesMax, pendingBytesMax } = options;
+  for (const [name, value] of Object.entries({ segmentBytes, recordBytesMax, pendingBytesMax })) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1024)) {
+      throw new RangeError(`WAL option ${name} must be an integer >= 1024, got ${value}`);
+    }
+  }
+}
+
+function checkId(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new WalInvalidAppendError(`${name} must be a non-negative safe integer, got ${value}`);
+  }
+}
+
+function checkConsecutive(group: number, entries: readonly Entry[]): void {
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    checkId('entry index', e.index);
+    checkId('entry term', e.term);
+    if (e.index === 0) throw new WalInvalidAppendError(`group ${group}: entry index 0 is reserved`);
+    if (i > 0 && e.index !== entries[i - 1]!.index + 1) {
+      throw new WalInvalidAppendError(
+        `group ${group}: entries ${entries[i - 1]!.index}, ${e.index} not consecutive`,
+      );
+    }
+  }
+}
+
+/** Lists segment sequence numbers in order, removing half-created temp files first. */
+async function listSegments(dir: string, io: WalIo): Promise<number[]> {
+  const names = await readdir(dir);
+  const stale = names.filter((n) => n.endsWith(`.wal${TEMP_SUFFIX}`));
+  for (const name of stale) await unlink(join(dir, name));
+  if (stale.length > 0) await io.syncDir(dir);
+  const seqs = names
+    .map(parseSegmentName)
+    .filter((s): s is number => s !== null)
+    .sort((a, b) => a - b);
+  for (let i = 1; i < seqs.length; i++) {
+    if (seqs[i] !== seqs[i - 1]! + 1) {
+      throw new WalCorruptionError(segmentPath(dir, seqs[i]!), 0, `segment ${seqs[i - 1]! + 1} is missing`);
+    }
+  }
+  return seqs;
+}
+
+async function createSegment(
+  dir: string,
+  seq: number,
+  head: Buffer[],
+  options: { segmentBytes?: number; minimumBytes?: number },
+  io: WalIo,
+): Promise<ActiveSegment> {
+  const path = segmentPath(dir, seq);
+  const tmp = path + TEMP_SUFFIX;
+  const headBytes = Buffer.concat(head);
+  const size = Math.max(
+    options.segmentBytes ?? DEFAULT_SEGMENT_BYTES,
+    headBytes.length + (options.minimumBytes ?? 0),
+  );
+  const fh = await open(tmp, 'w+');
+  try {
+    await fh.truncate(size);
+    await io.write(fh, headBytes, 0);
+    await io.datasync(fh);
+    await rename(tmp, path);
+    await io.syncDir(dir);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return { seq, path, fh, offset: headBytes.length, size, maxIndexByGroup: new Map() };
+}
+
+/** Cuts a torn append off the last segment, keeping its preallocated size, durably. */
+async function zeroTail(path: string, validEnd: number, fileBytes: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    await fh.truncate(validEnd);
+    await fh.truncate(fileBytes);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
