@@ -1,7 +1,16 @@
 // The contract between the consensus core and whoever drives it (the server, the simulator).
 // Read this file before using the core; node.ts implements it.
 
-import type { ConfState, Entry, HardState, Message, NodeId, ReadState, Snapshot, SoftState } from './types.js';
+import type {
+  ConfState,
+  Entry,
+  HardState,
+  Message,
+  NodeId,
+  ReadState,
+  Snapshot,
+  SoftState,
+} from './types.js';
 
 /**
  * Read access to the persisted log, as the core needs it (etcd raft's Storage).
