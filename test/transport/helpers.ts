@@ -1,0 +1,124 @@
+// Test helpers: transports on 127.0.0.1 port 0, bounded waits, a byte-flipping TCP proxy.
+
+import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import type { Message, NodeId } from '../../src/raft/types.js';
+import type { TransportError } from '../../src/transport/errors.js';
+import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer-transport.js';
+
+export interface Harness {
+  transport: PeerTransport;
+  received: Message[];
+  unreachable: NodeId[];
+  snapshotStatus: Array<{ peer: NodeId; ok: boolean }>;
+  errors: Array<{ error: TransportError; peer: NodeId | undefined }>;
+}
+
+export async function startTransport(
+  nodeId: NodeId,
+  overrides: Partial<PeerTransportOptions> = {},
+): Promise<Harness> {
+  const harness: Harness = {
+    transport: undefined as unknown as PeerTransport,
+    received: [],
+    unreachable: [],
+    snapshotStatus: [],
+    errors: [],
+  };
+  harness.transport = new PeerTransport({
+    nodeId,
+    clusterId: 'cluster-a',
+    listenUrl: 'http://127.0.0.1:0',
+    backoffMinMs: 10,
+    backoffMaxMs: 100,
+    onMessage: (m) => harness.received.push(m),
+    onUnreachable: (peer) => harness.unreachable.push(peer),
+    onSnapshotStatus: (peer, ok) => harness.snapshotStatus.push({ peer, ok }),
+    onError: (error, peer) => harness.errors.push({ error, peer }),
+    ...overrides,
+  });
+  await harness.transport.listen();
+  return harness;
+}
+
+/** Polls a condition every 5 ms; fails the test after timeoutMs instead of hanging. */
+export async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A port nothing listens on (bound, then released). */
+export async function deadPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/**
+ * TCP proxy to a target port. `corrupt` flips one byte of the client→target stream of the
+ * connection with the given ordinal (0-based) at the given offset.
+ */
+export class FlakyProxy {
+  corrupt: { connection: number; offset: number } | undefined;
+  connections = 0;
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(private readonly targetPort: number) {
+    this.server = createServer((client) => this.onClient(client));
+  }
+
+  static async start(targetPort: number): Promise<FlakyProxy> {
+    const proxy = new FlakyProxy(targetPort);
+    await new Promise<void>((resolve) => proxy.server.listen(0, '127.0.0.1', resolve));
+    return proxy;
+  }
+
+  get url(): string {
+    const address = this.server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('proxy not listening');
+    return `http://127.0.0.1:${address.port}`;
+  }
+
+  private onClient(client: Socket): void {
+    const ordinal = this.connections++;
+    const upstream = tcpConnect({ host: '127.0.0.1', port: this.targetPort });
+    this.sockets.add(client);
+    this.sockets.add(upstream);
+    let seen = 0;
+    client.on('data', (chunk: Buffer) => {
+      const c = this.corrupt;
+      if (c !== undefined && c.connection === ordinal && c.offset >= seen && c.offset < seen + chunk.length) {
+        chunk = Buffer.from(chunk);
+        chunk[c.offset - seen]! ^= 0x5a;
+      }
+      seen += chunk.length;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    const teardown = (): void => {
+      client.destroy();
+      upstream.destroy();
+      this.sockets.delete(client);
+      this.sockets.delete(upstream);
+    };
+    client.on('close', teardown);
+    upstream.on('close', teardown);
+    client.on('error', teardown);
+    upstream.on('error', teardown);
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}

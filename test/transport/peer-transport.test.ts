@@ -1,0 +1,273 @@
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { afterEach, describe, it } from 'node:test';
+import { EntryType, type Message, MessageType, message } from '../../src/raft/types.js';
+import { TransportError } from '../../src/transport/errors.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../../src/transport/frame.js';
+import { PeerTransport } from '../../src/transport/peer-transport.js';
+import { ConnectionKind, decodeHelloAck, encodeHello, PROTOCOL_VERSION } from '../../src/transport/wire.js';
+import { deadPort, FlakyProxy, type Harness, sleep, startTransport, waitFor } from './helpers.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function node(id: number, overrides: Parameters<typeof startTransport>[1] = {}): Promise<Harness> {
+  const harness = await startTransport(id, overrides);
+  cleanups.push(() => harness.transport.close());
+  return harness;
+}
+
+function append(from: number, to: number, index: number, dataBytes = 16): Message {
+  const data = new Uint8Array(dataBytes).map((_, i) => (index * 7 + i) & 0xff);
+  return message({
+    type: MessageType.Append,
+    from,
+    to,
+    term: 3,
+    logTerm: 2,
+    index,
+    commit: index - 1,
+    entries: [{ term: 3, index: index + 1, type: EntryType.Normal, data }],
+    context: Uint8Array.of(index & 0xff),
+  });
+}
+
+function normalize(messages: Message[]): unknown {
+  return JSON.parse(JSON.stringify(messages, (_k, v) => (v instanceof Uint8Array ? Array.from(v) : v)));
+}
+
+async function connectMesh(harnesses: Harness[]): Promise<void> {
+  for (const a of harnesses) {
+    for (const b of harnesses) if (a !== b) a.transport.addPeer(b.transport.nodeId, b.transport.url);
+  }
+  await waitFor('mesh connected', () =>
+    harnesses.every((h) => {
+      const peers = h.transport.stats().peers;
+      return harnesses.every((o) => o === h || peers[String(o.transport.nodeId)]?.connected === 1);
+    }),
+  );
+}
+
+describe('PeerTransport', () => {
+  it('delivers batches between three nodes exactly and in order per sender', async () => {
+    const nodes = [await node(1), await node(2), await node(3)];
+    await connectMesh(nodes);
+    const sent = new Map<string, Message[]>();
+    for (let turn = 0; turn < 20; turn++) {
+      for (const from of nodes) {
+        const batch: Message[] = [];
+        for (const to of nodes) {
+          if (to === from) continue;
+          for (let k = 0; k < 5; k++) {
+            const m = append(
+              from.transport.nodeId,
+              to.transport.nodeId,
+              turn * 5 + k + 1,
+              (turn * 13 + k) % 300,
+            );
+            batch.push(m);
+            const key = `${m.from}->${m.to}`;
+            sent.set(key, [...(sent.get(key) ?? []), m]);
+          }
+        }
+        from.transport.send(batch);
+      }
+      await sleep(turn % 3 === 0 ? 1 : 0);
+    }
+    await waitFor('all delivered', () => nodes.every((n) => n.received.length === 200));
+    for (const to of nodes) {
+      for (const from of nodes) {
+        if (from === to) continue;
+        const got = to.received.filter((m) => m.from === from.transport.nodeId);
+        assert.deepEqual(
+          normalize(got),
+          normalize(sent.get(`${from.transport.nodeId}->${to.transport.nodeId}`)!),
+        );
+      }
+    }
+  });
+
+  it('flushes everything queued in one event-loop turn with ONE write per peer', async () => {
+    const [a, b] = [await node(1), await node(2)];
+    await connectMesh([a, b]);
+    const before = a.transport.stats().peers['2']!;
+    for (let i = 1; i <= 100; i++) a.transport.send([append(1, 2, i)]);
+    await waitFor('100 delivered', () => b.received.length === 100);
+    const after = a.transport.stats().peers['2']!;
+    assert.equal(after.writes - before.writes, 1);
+    assert.equal(after.messagesSent - before.messagesSent, 100);
+    assert.deepEqual(
+      b.received.map((m) => m.index),
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+  });
+
+  it('lets the higher id answer over the connection the lower id dialed (one connection per pair)', async () => {
+    const [a, b] = [await node(1), await node(2)];
+    await connectMesh([a, b]);
+    b.transport.send([message({ type: MessageType.HeartbeatResponse, from: 2, to: 1, term: 9 })]);
+    await waitFor('response delivered', () => a.received.length === 1);
+    assert.equal(a.received[0]!.term, 9);
+    assert.equal(a.transport.stats().peers['2']!.connects, 1);
+    assert.equal(b.transport.stats().peers['1']!.connects, 1);
+  });
+
+  it('reconnects after the peer transport is closed and recreated on the same port', async () => {
+    const a = await node(1);
+    let b = await startTransport(2);
+    const url = b.transport.url;
+    await connectMesh([a, b]);
+    await b.transport.close();
+    await waitFor('a sees the link down', () => a.transport.stats().peers['2']!.connected === 0);
+    assert.ok(a.unreachable.includes(2), 'losing the connection reports the peer unreachable');
+    b = await startTransport(2, { listenUrl: url });
+    cleanups.push(() => b.transport.close());
+    b.transport.addPeer(1, a.transport.url);
+    await waitFor('reconnected', () => a.transport.stats().peers['2']!.connected === 1, 5000);
+    a.transport.send([append(1, 2, 42)]);
+    await waitFor('delivered after reconnect', () => b.received.length === 1);
+    assert.equal(b.received[0]!.index, 42);
+    assert.ok(a.transport.stats().peers['2']!.reconnects >= 1);
+  });
+
+  it('rejects a handshake from another cluster with CLUSTER_ID_MISMATCH on both sides', async () => {
+    const a = await node(1, { clusterId: 'cluster-a' });
+    const b = await node(2, { clusterId: 'cluster-b' });
+    a.transport.addPeer(2, b.transport.url);
+    b.transport.addPeer(1, a.transport.url);
+    a.transport.send([append(1, 2, 1)]);
+    await waitFor('both sides report the mismatch', () =>
+      [a, b].every((h) => h.errors.some((e) => e.error.code === 'CLUSTER_ID_MISMATCH')),
+    );
+    const dialerError = a.errors.find((e) => e.error.code === 'CLUSTER_ID_MISMATCH')!;
+    assert.equal(dialerError.peer, 2);
+    assert.match(dialerError.error.message, /cluster ID mismatch/);
+    await sleep(50);
+    assert.equal(b.received.length, 0);
+    assert.equal(a.transport.stats().peers['2']!.connected, 0);
+    assert.ok(b.transport.stats().connectionsRejected >= 1);
+  });
+
+  it('drops beyond queuedMessagesMax and reports the peer unreachable while it is down', async () => {
+    const a = await node(1, { queuedMessagesMax: 10 });
+    a.transport.addPeer(2, `http://127.0.0.1:${await deadPort()}`);
+    a.transport.send(Array.from({ length: 15 }, (_, i) => append(1, 2, i + 1)));
+    await waitFor('unreachable reported', () => a.unreachable.includes(2));
+    const stats = a.transport.stats().peers['2']!;
+    assert.equal(stats.queuedMessages, 10);
+    assert.equal(stats.messagesDropped, 5);
+    assert.ok(stats.dialFailures >= 1);
+  });
+
+  it('drops beyond queuedBytesMax', async () => {
+    const a = await node(1, { queuedBytesMax: 10_000 });
+    a.transport.addPeer(2, `http://127.0.0.1:${await deadPort()}`);
+    a.transport.send(Array.from({ length: 10 }, (_, i) => append(1, 2, i + 1, 3000)));
+    await waitFor('unreachable reported', () => a.unreachable.includes(2));
+    const stats = a.transport.stats().peers['2']!;
+    assert.ok(stats.queuedBytes <= 10_000);
+    assert.equal(stats.queuedMessages + stats.messagesDropped, 10);
+    assert.ok(stats.messagesDropped >= 7);
+  });
+
+  it('drops the connection on a corrupt frame, delivers nothing from it, and reconnects', async () => {
+    const b = await node(2);
+    const proxy = await FlakyProxy.start(Number(new URL(b.transport.url).port));
+    cleanups.push(() => proxy.close());
+    const a = await node(1);
+    a.transport.addPeer(2, proxy.url);
+    b.transport.addPeer(1, a.transport.url);
+    await waitFor('connected', () => a.transport.stats().peers['2']!.connected === 1);
+    proxy.corrupt = { connection: 0, offset: 50_000 };
+    const big = append(1, 2, 7, 100_000);
+    a.transport.send([big]);
+    await waitFor('corruption detected', () => b.errors.some((e) => e.error.code === 'FRAME_CRC_MISMATCH'));
+    await waitFor('reconnected', () => a.transport.stats().peers['2']!.reconnects >= 1);
+    a.transport.send([append(1, 2, 8, 100_000)]);
+    await waitFor('delivered after reconnect', () => b.received.some((m) => m.index === 8));
+    assert.ok(!b.received.some((m) => m.index === 7), 'the corrupted batch must not be delivered');
+    assert.deepEqual(normalize(b.received), normalize([append(1, 2, 8, 100_000)]));
+    assert.ok(proxy.connections >= 2);
+  });
+
+  it('applies the link filter on send and on receive (drop, delay)', async () => {
+    const [a, b] = [await node(1), await node(2)];
+    await connectMesh([a, b]);
+    a.transport.setLinkFilter((from, to) => (from === 1 && to === 2 ? 'drop' : 'pass'));
+    a.transport.send([append(1, 2, 1)]);
+    a.transport.setLinkFilter(undefined);
+    b.transport.setLinkFilter(() => ({ delayMs: 80 }));
+    const start = Date.now();
+    a.transport.send([append(1, 2, 2)]);
+    await waitFor('delayed delivery', () => b.received.length === 1);
+    assert.ok(Date.now() - start >= 70, 'receive-side delay applied');
+    assert.equal(b.received[0]!.index, 2);
+    b.transport.setLinkFilter(() => 'drop');
+    a.transport.send([append(1, 2, 3)]);
+    await sleep(50);
+    assert.equal(b.received.length, 1);
+    assert.equal(a.transport.stats().peers['2']!.messagesDropped, 1);
+    assert.equal(b.transport.stats().peers['1']!.messagesDropped, 1);
+  });
+
+  it('refuses local message types and messages to itself', async () => {
+    const a = await node(1);
+    assert.throws(() => a.transport.send([message({ type: MessageType.Hup, to: 2, from: 1 })]), TypeError);
+    assert.throws(() => a.transport.send([message({ type: MessageType.Append, to: 1, from: 1 })]), TypeError);
+  });
+
+  it('rejects a dial that reaches the wrong node with NODE_ID_MISMATCH', async () => {
+    const low = await node(4);
+    const high = await node(5);
+    // high believes the URL belongs to node 6 (so it dials, 5 < 6), but node 4 answers.
+    high.transport.addPeer(6, low.transport.url);
+    await waitFor('rejected', () => high.errors.some((e) => e.error.code === 'NODE_ID_MISMATCH'));
+    assert.ok(low.errors.some((e) => e.error.code === 'NODE_ID_MISMATCH'));
+    assert.equal(high.transport.stats().peers['6']!.connected, 0);
+  });
+
+  it('rejects a message connection dialed by the higher id with DIAL_DIRECTION', async () => {
+    const low = await node(4);
+    const socket = connect({ host: '127.0.0.1', port: Number(new URL(low.transport.url).port) });
+    cleanups.push(async () => {
+      socket.destroy();
+    });
+    const hello = {
+      protocolVersion: PROTOCOL_VERSION,
+      kind: ConnectionKind.Messages,
+      from: 5,
+      to: 4,
+      clusterId: 'cluster-a',
+    };
+    socket.write(encodeFrame(FrameType.Hello, encodeHello(hello)));
+    const acks: Array<ReturnType<typeof decodeHelloAck>> = [];
+    const decoder = new FrameDecoder(1 << 20, (type, payload) => {
+      assert.equal(type, FrameType.HelloAck);
+      acks.push(decodeHelloAck(payload));
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    let closed = false;
+    socket.on('close', () => {
+      closed = true;
+    });
+    await waitFor('ack and close', () => acks.length === 1 && closed);
+    assert.equal(acks[0]!.accepted, false);
+    assert.equal(acks[0]!.errorCode, 'DIAL_DIRECTION');
+    assert.ok(low.errors.some((e) => e.error.code === 'DIAL_DIRECTION' && e.peer === 5));
+  });
+
+  it('rejects a peer URL it cannot use with BAD_PEER_URL', () => {
+    assert.throws(
+      () =>
+        new PeerTransport({
+          nodeId: 1,
+          clusterId: 'c',
+          listenUrl: 'https://127.0.0.1:1',
+          onMessage: () => {},
+        }),
+      (e: unknown) => e instanceof TransportError && e.code === 'BAD_PEER_URL',
+    );
+  });
+});
