@@ -1,0 +1,1077 @@
+// The MVCC keyspace: etcd v3's KV semantics (revisions, versions, historical reads, txns,
+// compaction, leases) stored in LMDB. See encoding.ts for the on-disk layout.
+//
+// Writes arrive only through applyBatch (committed raft entries): one LMDB write transaction per
+// batch, which also records the applied raft index, so a crash never applies an entry twice or
+// skips one. Reads (range, read-only txn, hashKV) run against LMDB's read snapshot and never block
+// the writer.
+
+import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import { type Database, open, type RootDatabase } from 'lmdb';
+import {
+  decodeLeaseKey,
+  decodeLive,
+  decodeRecord,
+  decodeRevKey,
+  encodeHistoryKey,
+  encodeHistoryPrefix,
+  encodeLeaseKey,
+  encodeLive,
+  encodeRecord,
+  encodeRevKey,
+  KIND_PUT,
+  KIND_TOMBSTONE,
+  type LiveEntry,
+  REV_KEY_BYTES,
+  readU64,
+  writeU64,
+} from './encoding.js';
+import {
+  assertNever,
+  CompactedError,
+  FutureRevisionError,
+  InvalidRequestError,
+  invariant,
+  KeyNotFoundError,
+  LeaseExistsError,
+  LeaseNotFoundError,
+  LeaseTtlTooLargeError,
+  MvccError,
+  SnapshotInvalidError,
+} from './errors.js';
+import type {
+  AppliedEntry,
+  ApplyResult,
+  CompactionRequest,
+  CompactionResponse,
+  Compare,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  Event,
+  HashKVResult,
+  KeyValue,
+  LeaseCheckpointRequest,
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseId,
+  LeaseRecord,
+  LeaseRevokeRequest,
+  LeaseRevokeResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  RequestOp,
+  ResponseOp,
+  TxnRequest,
+  TxnResponse,
+  WriteOp,
+  WriteResponse,
+} from './types.js';
+import {
+  checkDeleteRequest,
+  checkPutRequest,
+  checkRangeRequest,
+  checkTxnRequest,
+  isTxnReadOnly,
+  TXN_OPS_MAX_DEFAULT,
+} from './validate.js';
+import { WatchHub, type WatchHubOptions } from './watch.js';
+
+/** etcd's MaxLeaseTTL (seconds). */
+export const LEASE_TTL_SECONDS_MAX = 9_000_000_000;
+const FORMAT_VERSION = 1;
+const DB_NAMES = ['revs', 'history', 'live', 'leases', 'leaseKeys', 'meta'] as const;
+const META_APPLIED = Buffer.from('appliedIndex');
+const META_REVISION = Buffer.from('currentRevision');
+const META_COMPACT = Buffer.from('compactRevision');
+const META_FORMAT = Buffer.from('formatVersion');
+const EMPTY = new Uint8Array(0);
+
+export interface KeyspaceOptions {
+  /** etcd's --max-txn-ops. */
+  txnOpsMax?: number;
+  /**
+   * Skip fsync of LMDB commits. Safe when the raft WAL is fsynced: after a machine crash LMDB
+   * rolls back to an earlier consistent commit (data and applied index together) and the WAL
+   * replays the rest. Never affects atomicity.
+   */
+  noSync?: boolean;
+  watch?: WatchHubOptions;
+}
+
+/** Where the keyspace lives on disk: a directory holding LMDB's data.mdb and lock.mdb. */
+export interface SnapshotInfo {
+  path: string;
+  appliedIndex: number;
+  revision: number;
+  compactRevision: number;
+  bytes: number;
+}
+
+type Bin = Database<Buffer, Buffer>;
+
+interface Dbs {
+  env: RootDatabase;
+  revs: Bin;
+  history: Bin;
+  live: Bin;
+  leases: Bin;
+  leaseKeys: Bin;
+  meta: Bin;
+}
+
+/** Per-revision write state: all changes of one request share main = beginRevision + 1. */
+interface WriteContext {
+  beginRevision: number;
+  sub: number;
+  events: Event[] | undefined;
+  prevKvInEvents: boolean;
+}
+
+/** [begin, end) in bytes; end undefined = up to the last key. */
+interface KeyRange {
+  begin: Uint8Array;
+  end: Uint8Array | undefined;
+  single: boolean;
+}
+
+function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array | undefined): KeyRange {
+  if (!rangeEnd || rangeEnd.length === 0) return { begin: key, end: undefined, single: true };
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { begin: key, end: undefined, single: false };
+  return { begin: key, end: rangeEnd, single: false };
+}
+
+function openDbs(path: string, noSync: boolean): Dbs {
+  mkdirSync(path, { recursive: true });
+  const env = open({ path, maxDbs: DB_NAMES.length + 2, noSync, noSubdir: false });
+  const sub = (name: string): Bin => env.openDB({ name, encoding: 'binary', keyEncoding: 'binary' }) as Bin;
+  return {
+    env,
+    revs: sub('revs'),
+    history: sub('history'),
+    live: sub('live'),
+    leases: sub('leases'),
+    leaseKeys: sub('leaseKeys'),
+    meta: sub('meta'),
+  };
+}
+
+function u64(value: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  writeU64(b, 0, value);
+  return b;
+}
+
+function readMeta(meta: Bin, name: Buffer): number {
+  const v = meta.getBinary(name);
+  return v ? readU64(v, 0) : 0;
+}
+
+function compareNumbers(a: number, b: number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareBigints(a: bigint, b: bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export class Keyspace {
+  private dbs: Dbs;
+  private revision = 0;
+  private compactRev = 0;
+  private applied = 0;
+  private closed = false;
+  private readonly txnOpsMax: number;
+  private readonly noSync: boolean;
+  readonly watchHub: WatchHub;
+
+  private constructor(
+    readonly path: string,
+    options: KeyspaceOptions,
+  ) {
+    this.txnOpsMax = options.txnOpsMax ?? TXN_OPS_MAX_DEFAULT;
+    this.noSync = options.noSync ?? false;
+    this.dbs = openDbs(path, this.noSync);
+    this.loadMeta();
+    this.watchHub = new WatchHub(this, options.watch ?? {});
+  }
+
+  /** Opens (creating if needed) the keyspace stored in directory `path`. */
+  static open(path: string, options: KeyspaceOptions = {}): Keyspace {
+    return new Keyspace(path, options);
+  }
+
+  private loadMeta(): void {
+    const { meta } = this.dbs;
+    const format = readMeta(meta, META_FORMAT);
+    if (format === 0) {
+      this.dbs.env.transactionSync(() => {
+        meta.putSync(META_FORMAT, u64(FORMAT_VERSION));
+      });
+    } else if (format !== FORMAT_VERSION) {
+      throw new InvalidRequestError(`unsupported keyspace format ${format} at ${this.path}`);
+    }
+    this.revision = readMeta(meta, META_REVISION);
+    this.compactRev = readMeta(meta, META_COMPACT);
+    this.applied = readMeta(meta, META_APPLIED);
+    invariant(this.compactRev <= this.revision, 'compact revision above current revision');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.watchHub.closeAll();
+    await this.dbs.env.close();
+  }
+
+  currentRevision(): number {
+    return this.revision;
+  }
+
+  compactRevision(): number {
+    return this.compactRev;
+  }
+
+  appliedIndex(): number {
+    return this.applied;
+  }
+
+  // ---- applying committed entries -----------------------------------------------------------
+
+  /**
+   * Applies committed raft entries in one LMDB write transaction together with the new applied
+   * index. Entries at or below appliedIndex() are skipped (replay after restart). A request that
+   * fails (typed MvccError) changes nothing; the others still apply. Any other exception aborts
+   * the whole batch and leaves the keyspace as it was.
+   */
+  applyBatch(entries: readonly AppliedEntry[]): ApplyResult[] {
+    this.assertOpen();
+    const results: ApplyResult[] = [];
+    const saved = { revision: this.revision, compactRev: this.compactRev, applied: this.applied };
+    const events: Event[] | undefined = this.watchHub.wantsEvents() ? [] : undefined;
+    const prevKvInEvents = this.watchHub.wantsPrevKv();
+    let lastIndex = this.applied;
+    try {
+      this.dbs.env.transactionSync(() => {
+        for (const entry of entries) {
+          if (entry.index <= this.applied) {
+            results.push({ index: entry.index, status: 'skipped' });
+            continue;
+          }
+          invariant(entry.index > lastIndex, `raft index ${entry.index} not increasing`);
+          lastIndex = entry.index;
+          results.push(this.applyEntry(entry, events, prevKvInEvents));
+          this.applied = entry.index;
+        }
+        const { meta } = this.dbs;
+        meta.putSync(META_APPLIED, u64(this.applied));
+        meta.putSync(META_REVISION, u64(this.revision));
+        meta.putSync(META_COMPACT, u64(this.compactRev));
+      });
+    } catch (e) {
+      this.revision = saved.revision;
+      this.compactRev = saved.compactRev;
+      this.applied = saved.applied;
+      throw e;
+    }
+    this.watchHub.onCommit(events ?? [], this.revision);
+    return results;
+  }
+
+  private applyEntry(entry: AppliedEntry, events: Event[] | undefined, prevKvInEvents: boolean): ApplyResult {
+    const ctx: WriteContext = { beginRevision: this.revision, sub: 0, events, prevKvInEvents };
+    const eventsBefore = events?.length ?? 0;
+    try {
+      const response = this.applyOp(entry.op, ctx);
+      if (ctx.sub > 0) this.revision = ctx.beginRevision + 1;
+      return { index: entry.index, status: 'ok', response };
+    } catch (e) {
+      if (!(e instanceof MvccError) || e.code === 'corrupt') throw e;
+      invariant(ctx.sub === 0, `request failed after writing (${e.code})`);
+      if (events) events.length = eventsBefore;
+      return { index: entry.index, status: 'error', error: e };
+    }
+  }
+
+  private applyOp(op: WriteOp, ctx: WriteContext): WriteResponse {
+    switch (op.type) {
+      case 'put':
+        return { type: 'put', response: this.applyPut(op.request, ctx) };
+      case 'deleteRange':
+        return { type: 'deleteRange', response: this.applyDeleteRange(op.request, ctx) };
+      case 'txn':
+        return { type: 'txn', response: this.applyTxn(op.request, ctx) };
+      case 'compact':
+        return { type: 'compact', response: this.applyCompact(op.request) };
+      case 'leaseGrant':
+        return { type: 'leaseGrant', response: this.applyLeaseGrant(op.request) };
+      case 'leaseRevoke':
+        return { type: 'leaseRevoke', response: this.applyLeaseRevoke(op.request, ctx) };
+      case 'leaseCheckpoint':
+        this.applyLeaseCheckpoint(op.request);
+        return { type: 'leaseCheckpoint', response: { revision: this.revision } };
+      case 'noop':
+        return { type: 'noop', response: { revision: this.revision } };
+      default:
+        return assertNever(op);
+    }
+  }
+
+  private applyPut(req: PutRequest, ctx: WriteContext): PutResponse {
+    const err = checkPutRequest(req);
+    if (err) throw err;
+    const lease = req.lease ?? 0n;
+    if (lease !== 0n && !this.leaseExists(lease)) throw new LeaseNotFoundError(lease);
+    return this.put(req, ctx);
+  }
+
+  private applyDeleteRange(req: DeleteRangeRequest, ctx: WriteContext): DeleteRangeResponse {
+    const err = checkDeleteRequest(req);
+    if (err) throw err;
+    return this.deleteRange(req, ctx);
+  }
+
+  private applyTxn(req: TxnRequest, ctx: WriteContext): TxnResponse {
+    const err = checkTxnRequest(req, this.txnOpsMax);
+    if (err) throw err;
+    const path = this.comparePath(req);
+    const checkError = this.checkTxnPath(req, path, { pos: 0 }, ctx.beginRevision);
+    if (checkError) throw checkError;
+    // Validation above covers every error etcd checks up front; a child transaction still guards
+    // the rare case etcd would panic on (an ignore_value put after a from-key delete of that key).
+    let response: TxnResponse | undefined;
+    const subBefore = ctx.sub;
+    const eventsBefore = ctx.events?.length ?? 0;
+    try {
+      this.dbs.env.transactionSync(() => {
+        response = this.executeTxn(req, path, { pos: 0 }, ctx, true);
+      });
+    } catch (e) {
+      ctx.sub = subBefore;
+      if (ctx.events) ctx.events.length = eventsBefore;
+      throw e;
+    }
+    invariant(response !== undefined, 'txn produced no response');
+    return response;
+  }
+
+  private applyCompact(req: CompactionRequest): CompactionResponse {
+    const target = req.revision;
+    if (!Number.isSafeInteger(target))
+      throw new InvalidRequestError('compaction revision must be an integer');
+    if (target <= this.compactRev) throw new CompactedError(this.compactRev);
+    if (target > this.revision) throw new FutureRevisionError(target, this.revision);
+    this.compactHistory(target);
+    this.compactRev = target;
+    return { revision: this.revision };
+  }
+
+  private applyLeaseGrant(req: LeaseGrantRequest): LeaseGrantResponse {
+    if (req.id === 0n) throw new InvalidRequestError('lease id must be chosen before proposal');
+    if (req.ttlSeconds > LEASE_TTL_SECONDS_MAX) throw new LeaseTtlTooLargeError(req.ttlSeconds);
+    if (!Number.isFinite(req.ttlSeconds) || req.ttlSeconds < 0) {
+      throw new InvalidRequestError('lease ttl must be a non-negative number');
+    }
+    if (this.leaseExists(req.id)) throw new LeaseExistsError(req.id);
+    this.writeLease({ id: req.id, ttlSeconds: req.ttlSeconds, remainingTtlSeconds: 0 });
+    return { revision: this.revision, id: req.id, ttlSeconds: req.ttlSeconds };
+  }
+
+  private applyLeaseRevoke(req: LeaseRevokeRequest, ctx: WriteContext): LeaseRevokeResponse {
+    if (!this.leaseExists(req.id)) throw new LeaseNotFoundError(req.id);
+    // Keys come back in byte order, which is the order etcd deletes them in (sorted).
+    for (const key of this.leaseKeys(req.id)) {
+      this.deleteRange({ key }, ctx);
+    }
+    this.dbs.leases.removeSync(encodeLeaseKey(req.id));
+    return { revision: ctx.beginRevision + (ctx.sub > 0 ? 1 : 0) };
+  }
+
+  /** etcd ignores checkpoints of leases that are gone (revoked meanwhile). */
+  private applyLeaseCheckpoint(req: LeaseCheckpointRequest): void {
+    const current = this.lease(req.id);
+    if (!current) return;
+    this.writeLease({ ...current, remainingTtlSeconds: req.remainingTtlSeconds });
+  }
+
+  private writeLease(record: LeaseRecord): void {
+    const value = Buffer.allocUnsafe(16);
+    value.writeDoubleBE(record.ttlSeconds, 0);
+    value.writeDoubleBE(record.remainingTtlSeconds, 8);
+    this.dbs.leases.putSync(encodeLeaseKey(record.id), value);
+  }
+
+  // ---- primitive writes -------------------------------------------------------------------------
+
+  private getLive(key: Uint8Array): LiveEntry | undefined {
+    const v = this.dbs.live.getBinary(key as Buffer);
+    return v ? decodeLive(v) : undefined;
+  }
+
+  private readRecord(main: number, sub: number) {
+    const v = this.dbs.revs.getBinary(encodeRevKey(main, sub));
+    invariant(v !== undefined, `missing revision record ${main}.${sub}`);
+    return decodeRecord(v);
+  }
+
+  private liveKv(key: Uint8Array, live: LiveEntry, withValue: boolean): KeyValue {
+    return {
+      key: Buffer.from(key),
+      createRevision: live.createRevision,
+      modRevision: live.main,
+      version: live.version,
+      value: withValue ? Buffer.from(this.readRecord(live.main, live.sub).value) : EMPTY,
+      lease: live.lease,
+    };
+  }
+
+  private put(req: PutRequest, ctx: WriteContext): PutResponse {
+    const live = this.getLive(req.key);
+    if ((req.ignoreValue || req.ignoreLease) && !live) throw new KeyNotFoundError();
+    const prev =
+      live && (req.prevKv || req.ignoreValue || ctx.prevKvInEvents)
+        ? this.liveKv(req.key, live, true)
+        : undefined;
+    const value = req.ignoreValue ? prev!.value : (req.value ?? EMPTY);
+    const lease = req.ignoreLease ? live!.lease : (req.lease ?? 0n);
+    const main = ctx.beginRevision + 1;
+    const sub = ctx.sub++;
+    const createRevision = live ? live.createRevision : main;
+    const version = live ? live.version + 1 : 1;
+    const { revs, history, leaseKeys } = this.dbs;
+    revs.putSync(
+      encodeRevKey(main, sub),
+      encodeRecord(KIND_PUT, req.key, createRevision, version, lease, value),
+    );
+    history.putSync(encodeHistoryKey(req.key, main, sub), Buffer.of(KIND_PUT));
+    this.dbs.live.putSync(req.key as Buffer, encodeLive({ main, sub, createRevision, version, lease }));
+    if (live && live.lease !== 0n && live.lease !== lease)
+      leaseKeys.removeSync(encodeLeaseKey(live.lease, req.key));
+    if (lease !== 0n) leaseKeys.putSync(encodeLeaseKey(lease, req.key), Buffer.alloc(0));
+    if (ctx.events) {
+      const kv = {
+        key: Buffer.from(req.key),
+        createRevision,
+        modRevision: main,
+        version,
+        value: Buffer.from(value),
+        lease,
+      };
+      ctx.events.push(prev ? { type: 'put', kv, prevKv: prev } : { type: 'put', kv });
+    }
+    const response: PutResponse = { revision: main };
+    if (req.prevKv && prev) response.prevKv = prev;
+    return response;
+  }
+
+  private deleteKey(key: Uint8Array, live: LiveEntry, ctx: WriteContext, prev: KeyValue | undefined): void {
+    const main = ctx.beginRevision + 1;
+    const sub = ctx.sub++;
+    this.dbs.revs.putSync(encodeRevKey(main, sub), encodeRecord(KIND_TOMBSTONE, key, 0, 0, 0n, EMPTY));
+    this.dbs.history.putSync(encodeHistoryKey(key, main, sub), Buffer.of(KIND_TOMBSTONE));
+    this.dbs.live.removeSync(key as Buffer);
+    if (live.lease !== 0n) this.dbs.leaseKeys.removeSync(encodeLeaseKey(live.lease, key));
+    if (ctx.events) {
+      const kv: KeyValue = {
+        key: Buffer.from(key),
+        createRevision: 0,
+        modRevision: main,
+        version: 0,
+        value: EMPTY,
+        lease: 0n,
+      };
+      ctx.events.push(prev ? { type: 'delete', kv, prevKv: prev } : { type: 'delete', kv });
+    }
+  }
+
+  private deleteRange(req: DeleteRangeRequest, ctx: WriteContext): DeleteRangeResponse {
+    const targets = this.liveInRange(toKeyRange(req.key, req.rangeEnd));
+    const prevKvs: KeyValue[] = [];
+    for (const { key, live } of targets) {
+      const prev = req.prevKv || ctx.prevKvInEvents ? this.liveKv(key, live, true) : undefined;
+      if (req.prevKv && prev) prevKvs.push(prev);
+      this.deleteKey(key, live, ctx, prev);
+    }
+    const changed = targets.length > 0 || ctx.sub > 0;
+    return { revision: ctx.beginRevision + (changed ? 1 : 0), deleted: targets.length, prevKvs };
+  }
+
+  private liveInRange(range: KeyRange): { key: Buffer; live: LiveEntry }[] {
+    if (range.single) {
+      const live = this.getLive(range.begin);
+      return live ? [{ key: Buffer.from(range.begin), live }] : [];
+    }
+    const out: { key: Buffer; live: LiveEntry }[] = [];
+    for (const { key, value } of this.dbs.live.getRange({
+      start: range.begin as Buffer,
+      end: range.end as Buffer,
+    })) {
+      out.push({ key, live: decodeLive(value) });
+    }
+    return out;
+  }
+
+  // ---- txn --------------------------------------------------------------------------------------
+
+  /** etcd evaluates every compare, nested ones included, against the state before the txn. */
+  private comparePath(req: TxnRequest): boolean[] {
+    const ok = req.compare.every((c) => this.evaluateCompare(c));
+    const path = [ok];
+    for (const op of ok ? req.success : req.failure) {
+      if (op.type === 'txn') path.push(...this.comparePath(op.request));
+    }
+    return path;
+  }
+
+  private evaluateCompare(c: Compare): boolean {
+    const targets = this.liveInRange(toKeyRange(c.key, c.rangeEnd));
+    if (targets.length === 0) {
+      if (c.target === 'value') return false;
+      return this.compareResult(c, compareTarget(c, undefined, EMPTY));
+    }
+    for (const { key, live } of targets) {
+      const value = c.target === 'value' ? this.readRecord(live.main, live.sub).value : EMPTY;
+      if (!this.compareResult(c, compareTarget(c, { key, live }, value))) return false;
+    }
+    return true;
+  }
+
+  private compareResult(c: Compare, result: number): boolean {
+    switch (c.result) {
+      case 'equal':
+        return result === 0;
+      case 'not-equal':
+        return result !== 0;
+      case 'greater':
+        return result > 0;
+      case 'less':
+        return result < 0;
+      default:
+        return assertNever(c.result);
+    }
+  }
+
+  /** etcd's checkTxn: range revisions and put preconditions along the chosen path, before writing. */
+  private checkTxnPath(
+    req: TxnRequest,
+    path: boolean[],
+    cursor: { pos: number },
+    beginRevision: number,
+  ): MvccError | undefined {
+    const ops = path[cursor.pos++] ? req.success : req.failure;
+    for (const op of ops) {
+      let err: MvccError | undefined;
+      switch (op.type) {
+        case 'range':
+          err = this.checkReadRevision(op.request.revision ?? 0, beginRevision);
+          break;
+        case 'put':
+          err = this.checkTxnPut(op.request);
+          break;
+        case 'deleteRange':
+          break;
+        case 'txn':
+          err = this.checkTxnPath(op.request, path, cursor, beginRevision);
+          break;
+        default:
+          assertNever(op);
+      }
+      if (err) return err;
+    }
+    return undefined;
+  }
+
+  private checkTxnPut(req: PutRequest): MvccError | undefined {
+    if ((req.ignoreValue || req.ignoreLease) && !this.getLive(req.key)) return new KeyNotFoundError();
+    const lease = req.lease ?? 0n;
+    if (lease !== 0n && !this.leaseExists(lease)) return new LeaseNotFoundError(lease);
+    return undefined;
+  }
+
+  private checkReadRevision(revision: number, current: number): MvccError | undefined {
+    if (revision === 0) return undefined;
+    if (revision > current) return new FutureRevisionError(revision, current);
+    if (revision < this.compactRev) return new CompactedError(this.compactRev);
+    return undefined;
+  }
+
+  private executeTxn(
+    req: TxnRequest,
+    path: boolean[],
+    cursor: { pos: number },
+    ctx: WriteContext,
+    top: boolean,
+  ): TxnResponse {
+    const succeeded = path[cursor.pos++]!;
+    const responses: ResponseOp[] = [];
+    for (const op of succeeded ? req.success : req.failure) {
+      responses.push(this.executeOp(op, path, cursor, ctx));
+    }
+    // etcd fills the header only on the outermost txn response; nested ones report revision 0.
+    const revision = top ? ctx.beginRevision + (ctx.sub > 0 ? 1 : 0) : 0;
+    return { revision, succeeded, responses };
+  }
+
+  private executeOp(op: RequestOp, path: boolean[], cursor: { pos: number }, ctx: WriteContext): ResponseOp {
+    switch (op.type) {
+      case 'range':
+        return {
+          type: 'range',
+          response: this.rangeAt(op.request, ctx.beginRevision + (ctx.sub > 0 ? 1 : 0)),
+        };
+      case 'put':
+        return { type: 'put', response: this.put(op.request, ctx) };
+      case 'deleteRange':
+        return { type: 'deleteRange', response: this.deleteRange(op.request, ctx) };
+      case 'txn':
+        return { type: 'txn', response: this.executeTxn(op.request, path, cursor, ctx, false) };
+      default:
+        return assertNever(op);
+    }
+  }
+
+  // ---- reads --------------------------------------------------------------------------------------
+
+  /** A range read outside raft (serializable, or after ReadIndex) at the current or an old revision. */
+  range(req: RangeRequest): RangeResponse {
+    this.assertOpen();
+    const err = checkRangeRequest(req) ?? this.checkReadRevision(req.revision ?? 0, this.revision);
+    if (err) throw err;
+    return this.rangeAt(req, this.revision);
+  }
+
+  /** A txn without writes, served outside raft. Throws InvalidRequestError for txns that write. */
+  readTxn(req: TxnRequest): TxnResponse {
+    this.assertOpen();
+    if (!isTxnReadOnly(req)) throw new InvalidRequestError('txn with writes must go through raft');
+    const err = checkTxnRequest(req, this.txnOpsMax);
+    if (err) throw err;
+    const path = this.comparePath(req);
+    const checkError = this.checkTxnPath(req, path, { pos: 0 }, this.revision);
+    if (checkError) throw checkError;
+    const ctx: WriteContext = {
+      beginRevision: this.revision,
+      sub: 0,
+      events: undefined,
+      prevKvInEvents: false,
+    };
+    return this.executeTxn(req, path, { pos: 0 }, ctx, true);
+  }
+
+  /** etcd's executeRange over `current` (the revision a write txn would report). */
+  private rangeAt(req: RangeRequest, current: number): RangeResponse {
+    const atRevision = req.revision && req.revision > 0 ? req.revision : current;
+    const range = toKeyRange(req.key, req.rangeEnd);
+    const sortOrder = req.sortOrder ?? 'none';
+    const sortTarget = req.sortTarget ?? 'key';
+    const limit = req.limit ?? 0;
+    const filtered = !!(
+      req.minModRevision ||
+      req.maxModRevision ||
+      req.minCreateRevision ||
+      req.maxCreateRevision
+    );
+    // Without sort or filters only limit+1 kvs are materialized (one extra for `more`).
+    const fetchMax = limit > 0 && sortOrder === 'none' && !filtered ? limit + 1 : 0;
+    const { kvs: raw, count } =
+      atRevision >= current
+        ? this.collectLive(range, req.countOnly ? -1 : fetchMax, !req.keysOnly)
+        : this.collectHistorical(range, atRevision, req.countOnly ? -1 : fetchMax, !req.keysOnly);
+    let kvs = raw.filter(
+      (kv) =>
+        !(req.maxModRevision && kv.modRevision > req.maxModRevision) &&
+        !(req.minModRevision && kv.modRevision < req.minModRevision) &&
+        !(req.maxCreateRevision && kv.createRevision > req.maxCreateRevision) &&
+        !(req.minCreateRevision && kv.createRevision < req.minCreateRevision),
+    );
+    kvs = sortKvs(kvs, sortOrder, sortTarget);
+    let more = false;
+    if (limit > 0 && kvs.length > limit) {
+      kvs = kvs.slice(0, limit);
+      more = true;
+    }
+    return { revision: current, kvs, more, count };
+  }
+
+  /** fetchMax: 0 = all, -1 = none (count only). */
+  private collectLive(
+    range: KeyRange,
+    fetchMax: number,
+    withValue: boolean,
+  ): { kvs: KeyValue[]; count: number } {
+    const kvs: KeyValue[] = [];
+    if (range.single) {
+      const live = this.getLive(range.begin);
+      if (!live) return { kvs, count: 0 };
+      if (fetchMax >= 0) kvs.push(this.liveKv(range.begin, live, withValue));
+      return { kvs, count: 1 };
+    }
+    let count = 0;
+    for (const { key, value } of this.dbs.live.getRange({
+      start: range.begin as Buffer,
+      end: range.end as Buffer,
+    })) {
+      count++;
+      if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
+      kvs.push(this.liveKv(key, decodeLive(value), withValue));
+    }
+    return { kvs, count };
+  }
+
+  private historyBounds(range: KeyRange): { start: Buffer; end: Buffer | undefined } {
+    const start = encodeHistoryPrefix(range.begin);
+    if (range.single) {
+      const end = Buffer.from(start);
+      end[end.length - 1] = 0x02;
+      return { start, end };
+    }
+    return { start, end: range.end ? encodeHistoryPrefix(range.end) : undefined };
+  }
+
+  /** Latest put at or below `revision` of every key in range (tombstoned keys skipped). */
+  private *historicalVersions(range: KeyRange, revision: number): Generator<{ main: number; sub: number }> {
+    let groupPrefix: Buffer | undefined;
+    let best: { main: number; sub: number; kind: number } | undefined;
+    for (const { key, value } of this.dbs.history.getRange(this.historyBounds(range))) {
+      const prefix = key.subarray(0, key.length - REV_KEY_BYTES);
+      if (!groupPrefix || !prefix.equals(groupPrefix)) {
+        if (best && best.kind === KIND_PUT) yield best;
+        groupPrefix = Buffer.from(prefix);
+        best = undefined;
+      }
+      const rev = decodeRevKey(key, key.length - REV_KEY_BYTES);
+      if (rev.main <= revision) best = { ...rev, kind: value[0]! };
+    }
+    if (best && best.kind === KIND_PUT) yield best;
+  }
+
+  private collectHistorical(
+    range: KeyRange,
+    revision: number,
+    fetchMax: number,
+    withValue: boolean,
+  ): { kvs: KeyValue[]; count: number } {
+    const kvs: KeyValue[] = [];
+    let count = 0;
+    for (const { main, sub } of this.historicalVersions(range, revision)) {
+      count++;
+      if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
+      const r = this.readRecord(main, sub);
+      kvs.push({
+        key: Buffer.from(r.key),
+        createRevision: r.createRevision,
+        modRevision: main,
+        version: r.version,
+        value: withValue ? Buffer.from(r.value) : EMPTY,
+        lease: r.lease,
+      });
+    }
+    return { kvs, count };
+  }
+
+  // ---- history for watchers -------------------------------------------------------------------
+
+  /**
+   * Events with revision in [fromRevision, toRevision] for keys in [key, rangeEnd), oldest first.
+   * Stops at the first revision boundary after `eventsMax` events: a revision's events are always
+   * delivered together, as etcd does. Returns the next revision still to read.
+   */
+  readEvents(
+    key: Uint8Array,
+    rangeEnd: Uint8Array | undefined,
+    fromRevision: number,
+    toRevision: number,
+    prevKv: boolean,
+    eventsMax: number,
+  ): { events: Event[]; nextRevision: number } {
+    invariant(fromRevision > this.compactRev || fromRevision === 0, 'reading compacted history');
+    const range = toKeyRange(key, rangeEnd);
+    const events: Event[] = [];
+    let nextRevision = toRevision + 1;
+    let lastMain = -1;
+    const iter = this.dbs.revs.getRange({
+      start: encodeRevKey(fromRevision, 0),
+      end: encodeRevKey(toRevision + 1, 0),
+    });
+    for (const { key: revKey, value } of iter) {
+      const { main, sub } = decodeRevKey(revKey);
+      if (events.length >= eventsMax && main !== lastMain) {
+        nextRevision = main;
+        break;
+      }
+      const r = decodeRecord(value);
+      if (!inRange(range, r.key)) continue;
+      lastMain = main;
+      events.push(this.eventFromRecord(r, main, sub, prevKv));
+    }
+    return { events, nextRevision };
+  }
+
+  private eventFromRecord(
+    r: ReturnType<typeof decodeRecord>,
+    main: number,
+    sub: number,
+    prevKv: boolean,
+  ): Event {
+    const kv: KeyValue =
+      r.kind === KIND_PUT
+        ? {
+            key: Buffer.from(r.key),
+            createRevision: r.createRevision,
+            modRevision: main,
+            version: r.version,
+            value: Buffer.from(r.value),
+            lease: r.lease,
+          }
+        : {
+            key: Buffer.from(r.key),
+            createRevision: 0,
+            modRevision: main,
+            version: 0,
+            value: EMPTY,
+            lease: 0n,
+          };
+    const event: Event = { type: r.kind === KIND_PUT ? 'put' : 'delete', kv };
+    if (prevKv) {
+      const prev = this.previousVersion(r.key, main, sub);
+      if (prev) event.prevKv = prev;
+    }
+    return event;
+  }
+
+  /** The version of `key` just before (main, sub), if it was a put that compaction kept. */
+  private previousVersion(key: Uint8Array, main: number, sub: number): KeyValue | undefined {
+    const start = encodeHistoryKey(key, main, sub);
+    for (const { key: hk, value } of this.dbs.history.getRange({
+      start,
+      end: encodeHistoryPrefix(key),
+      reverse: true,
+      limit: 2,
+    })) {
+      const rev = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
+      if (rev.main === main && rev.sub === sub) continue;
+      if (value[0] !== KIND_PUT) return undefined;
+      const r = this.readRecord(rev.main, rev.sub);
+      return {
+        key: Buffer.from(r.key),
+        createRevision: r.createRevision,
+        modRevision: rev.main,
+        version: r.version,
+        value: Buffer.from(r.value),
+        lease: r.lease,
+      };
+    }
+    return undefined;
+  }
+
+  // ---- compaction and hashing ------------------------------------------------------------------
+
+  /**
+   * Removes every version at or below `target` except the latest put of each key (what a read at
+   * `target` needs); tombstoned keys disappear entirely. Runs inside the apply transaction.
+   */
+  private compactHistory(target: number): void {
+    const { revs, history } = this.dbs;
+    const latest = new Map<string, string>();
+    const end = encodeRevKey(target + 1, 0);
+    for (const { key, value } of revs.getRange({ start: encodeRevKey(0, 0), end })) {
+      latest.set(decodeRecord(value).key.toString('latin1'), key.toString('latin1'));
+    }
+    const doomed: { revKey: Buffer; historyKey: Buffer }[] = [];
+    for (const { key, value } of revs.getRange({ start: encodeRevKey(0, 0), end })) {
+      const r = decodeRecord(value);
+      const keep = r.kind === KIND_PUT && latest.get(r.key.toString('latin1')) === key.toString('latin1');
+      if (keep) continue;
+      const { main, sub } = decodeRevKey(key);
+      doomed.push({ revKey: key, historyKey: encodeHistoryKey(r.key, main, sub) });
+    }
+    for (const d of doomed) {
+      invariant(revs.removeSync(d.revKey), 'compaction lost a revision record');
+      invariant(history.removeSync(d.historyKey), 'compaction lost a history entry');
+    }
+  }
+
+  /**
+   * CRC32 over every stored version with revision ≤ `revision` (key bytes then record bytes, in
+   * revision order). Replicas that applied the same entries agree; compaction changes the hash,
+   * so compare hashes taken at the same compact revision (as etcd's HashKV does).
+   */
+  hashKV(revision = 0): HashKVResult {
+    this.assertOpen();
+    const at = revision === 0 ? this.revision : revision;
+    if (at > this.revision) throw new FutureRevisionError(at, this.revision);
+    if (at < this.compactRev) throw new CompactedError(this.compactRev);
+    let hash = 0;
+    for (const { key, value } of this.dbs.revs.getRange({
+      start: encodeRevKey(0, 0),
+      end: encodeRevKey(at + 1, 0),
+    })) {
+      hash = crc32(value, crc32(key, hash));
+    }
+    return { hash, compactRevision: this.compactRev, revision: at };
+  }
+
+  // ---- leases ----------------------------------------------------------------------------------
+
+  private leaseExists(id: LeaseId): boolean {
+    return this.dbs.leases.getBinary(encodeLeaseKey(id)) !== undefined;
+  }
+
+  lease(id: LeaseId): LeaseRecord | undefined {
+    const v = this.dbs.leases.getBinary(encodeLeaseKey(id));
+    if (!v) return undefined;
+    return { id, ttlSeconds: v.readDoubleBE(0), remainingTtlSeconds: v.readDoubleBE(8) };
+  }
+
+  /** Every persisted lease (the lease layer rebuilds its timers from these on start). */
+  leases(): LeaseRecord[] {
+    const out: LeaseRecord[] = [];
+    for (const { key, value } of this.dbs.leases.getRange({})) {
+      out.push({
+        id: decodeLeaseKey(key),
+        ttlSeconds: value.readDoubleBE(0),
+        remainingTtlSeconds: value.readDoubleBE(8),
+      });
+    }
+    return out;
+  }
+
+  /** Keys attached to a lease, in byte order. */
+  leaseKeys(id: LeaseId): Buffer[] {
+    const start = encodeLeaseKey(id);
+    const end = id === (1n << 63n) - 1n ? undefined : encodeLeaseKey(id + 1n);
+    const out: Buffer[] = [];
+    for (const key of this.dbs.leaseKeys.getKeys({ start, end })) out.push(Buffer.from(key.subarray(8)));
+    return out;
+  }
+
+  // ---- snapshots -------------------------------------------------------------------------------
+
+  /** Writes a consistent copy of the whole environment (data, leases, applied index) to `path`. */
+  async createSnapshot(path: string): Promise<SnapshotInfo> {
+    this.assertOpen();
+    const meta = { appliedIndex: this.applied, revision: this.revision, compactRevision: this.compactRev };
+    rmSync(path, { force: true });
+    await this.dbs.env.backup(path, false);
+    const info = { ...verifySnapshotFile(path), bytes: statSync(path).size };
+    invariant(info.appliedIndex >= meta.appliedIndex, 'snapshot older than the state it copied');
+    return info;
+  }
+
+  /**
+   * Replaces the keyspace with the snapshot at `path`. The file is verified first (opened, format
+   * and meta checked); on failure the live keyspace is untouched. Watchers resume from history.
+   */
+  async restoreSnapshot(path: string): Promise<SnapshotInfo> {
+    this.assertOpen();
+    const staged = join(this.path, 'restore.mdb');
+    copyFileSync(path, staged);
+    let info: SnapshotInfo;
+    try {
+      info = verifySnapshotFile(staged);
+    } catch (e) {
+      rmSync(staged, { force: true });
+      throw e;
+    }
+    await this.dbs.env.close();
+    renameSync(staged, join(this.path, 'data.mdb'));
+    rmSync(join(this.path, 'lock.mdb'), { force: true });
+    this.dbs = openDbs(this.path, this.noSync);
+    this.loadMeta();
+    this.watchHub.onRestore(this.revision);
+    return { ...info, path, bytes: statSync(join(this.path, 'data.mdb')).size };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new InvalidRequestError('keyspace is closed');
+  }
+}
+
+function inRange(range: KeyRange, key: Uint8Array): boolean {
+  if (range.single) return Buffer.compare(range.begin, key) === 0;
+  if (Buffer.compare(key, range.begin) < 0) return false;
+  return range.end === undefined || Buffer.compare(key, range.end) < 0;
+}
+
+/** Compares the kv's target field with the compare's operand; missing key = zero values. */
+function compareTarget(
+  c: Compare,
+  target: { key: Uint8Array; live: LiveEntry } | undefined,
+  value: Uint8Array,
+): number {
+  const live = target?.live;
+  switch (c.target) {
+    case 'value':
+      return Buffer.compare(value, c.value);
+    case 'version':
+      return compareNumbers(live?.version ?? 0, c.version);
+    case 'create':
+      return compareNumbers(live?.createRevision ?? 0, c.createRevision);
+    case 'mod':
+      return compareNumbers(live?.main ?? 0, c.modRevision);
+    case 'lease':
+      return compareBigints(live?.lease ?? 0n, c.lease);
+    default:
+      return assertNever(c);
+  }
+}
+
+/**
+ * etcd's sort rules: target key + order none (or ascend) keeps key order; any other target with
+ * order none sorts ascending. Ties keep key order (etcd's sort of small results is stable).
+ */
+export function sortKvs(
+  kvs: KeyValue[],
+  order: RangeRequest['sortOrder'],
+  target: RangeRequest['sortTarget'],
+): KeyValue[] {
+  let effective = order ?? 'none';
+  const t = target ?? 'key';
+  if (t !== 'key' && effective === 'none') effective = 'ascend';
+  else if (t === 'key' && effective === 'ascend') effective = 'none';
+  if (effective === 'none') return kvs;
+  const cmp = (a: KeyValue, b: KeyValue): number => {
+    switch (t) {
+      case 'key':
+        return Buffer.compare(a.key, b.key);
+      case 'version':
+        return compareNumbers(a.version, b.version);
+      case 'create':
+        return compareNumbers(a.createRevision, b.createRevision);
+      case 'mod':
+        return compareNumbers(a.modRevision, b.modRevision);
+      case 'value':
+        return Buffer.compare(a.value, b.value);
+      default:
+        return assertNever(t);
+    }
+  };
+  const sign = effective === 'descend' ? -1 : 1;
+  return [...kvs].sort((a, b) => sign * cmp(a, b));
+}
+
+/** Opens a snapshot file read-only and checks its format and meta; throws SnapshotInvalidError. */
+export function verifySnapshotFile(path: string): SnapshotInfo {
+  if (!existsSync(path)) throw new SnapshotInvalidError(`${path} does not exist`);
+  let env: RootDatabase | undefined;
+  try {
+    env = open({ path, noSubdir: true, readOnly: true, maxDbs: DB_NAMES.length + 2 });
+    const meta = env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
+    const format = readMeta(meta, META_FORMAT);
+    if (format !== FORMAT_VERSION)
+      throw new SnapshotInvalidError(`format ${format}, expected ${FORMAT_VERSION}`);
+    const revision = readMeta(meta, META_REVISION);
+    const compactRevision = readMeta(meta, META_COMPACT);
+    if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
+    const info = { path, appliedIndex: readMeta(meta, META_APPLIED), revision, compactRevision, bytes: 0 };
+    return info;
+  } catch (e) {
+    if (e instanceof SnapshotInvalidError) throw e;
+    throw new SnapshotInvalidError(`${path}: ${(e as Error).message}`);
+  } finally {
+    env?.close();
+  }
+}

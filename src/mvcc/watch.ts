@@ -1,0 +1,265 @@
+// The watch hub: ordered, resumable event streams over key ranges (etcd's watchableStore).
+//
+// A watcher is either
+//   synced   — it has seen every revision up to the store's; new commits append to its buffer;
+//   unsynced — it fell behind (buffer full, or it started in the past); its next events are read
+//              from LMDB history when the consumer asks for more (take()).
+// Writers never wait for a watcher: a commit that would overflow a watcher's buffer
+// (eventsBufferedMax) just marks it unsynced, and it later re-reads exactly those revisions from
+// history. `nextRevision` is the first revision not yet buffered or delivered, so no event is
+// missed or repeated. Everything runs on the one JS thread and applyBatch is synchronous, so a
+// catch-up read and the switch back to synced happen with no commit in between.
+
+import { CompactedError } from './errors.js';
+import type { Event, WatchFilter } from './types.js';
+
+/** What the hub needs from the keyspace (kept narrow so tests can reason about it). */
+export interface WatchHistory {
+  currentRevision(): number;
+  compactRevision(): number;
+  readEvents(
+    key: Uint8Array,
+    rangeEnd: Uint8Array | undefined,
+    fromRevision: number,
+    toRevision: number,
+    prevKv: boolean,
+    eventsMax: number,
+  ): { events: Event[]; nextRevision: number };
+}
+
+export interface WatchHubOptions {
+  /** Per-watcher buffer bound (events); a commit that would exceed it makes the watcher unsynced. */
+  eventsBufferedMax?: number;
+}
+
+export const EVENTS_BUFFERED_MAX_DEFAULT = 1024;
+
+export interface WatchCreateRequest {
+  key: Uint8Array;
+  rangeEnd?: Uint8Array;
+  /** 0 = from the next revision on; otherwise the first revision to deliver (may be historical). */
+  startRevision?: number;
+  prevKv?: boolean;
+  filters?: WatchFilter[];
+}
+
+export type WatchBatch =
+  /** `revision` is the store revision when the batch was taken (the response header revision). */
+  | { kind: 'events'; events: Event[]; revision: number }
+  /** The watcher's next revision was compacted away; the watcher is now canceled. */
+  | { kind: 'compacted'; compactRevision: number };
+
+export type WatcherState = 'synced' | 'unsynced' | 'canceled';
+
+export class Watcher {
+  private buffer: Event[] = [];
+  private notified = false;
+  private currentState: WatcherState;
+
+  constructor(
+    readonly id: number,
+    readonly key: Uint8Array,
+    readonly rangeEnd: Uint8Array | undefined,
+    readonly prevKv: boolean,
+    private readonly filters: ReadonlySet<WatchFilter>,
+    /** First revision not yet buffered or delivered. */
+    public nextRevision: number,
+    synced: boolean,
+    private readonly hub: WatchHub,
+    private readonly onReadable: () => void,
+  ) {
+    this.currentState = synced ? 'synced' : 'unsynced';
+  }
+
+  get state(): WatcherState {
+    return this.currentState;
+  }
+
+  get bufferedEvents(): number {
+    return this.buffer.length;
+  }
+
+  /**
+   * Hands out what is ready: buffered events, or (when unsynced and drained) the next chunk of
+   * history. Undefined when there is nothing to deliver now; onReadable fires when there is.
+   */
+  take(): WatchBatch | undefined {
+    this.notified = false;
+    if (this.currentState === 'canceled') return undefined;
+    if (this.buffer.length === 0 && this.currentState === 'unsynced' && !this.catchUp()) {
+      return { kind: 'compacted', compactRevision: this.hub.history.compactRevision() };
+    }
+    if (this.buffer.length === 0) return undefined;
+    const events = this.buffer;
+    this.buffer = [];
+    return { kind: 'events', events, revision: this.hub.history.currentRevision() };
+  }
+
+  /** The revision up to which this watcher has delivered everything, if it has (progress notify). */
+  progressRevision(): number | undefined {
+    if (this.currentState !== 'synced' || this.buffer.length > 0) return undefined;
+    return this.hub.history.currentRevision();
+  }
+
+  cancel(): void {
+    if (this.currentState === 'canceled') return;
+    this.currentState = 'canceled';
+    this.buffer = [];
+    this.hub.remove(this);
+  }
+
+  /** False when the history this watcher needs was compacted (the watcher is then canceled). */
+  private catchUp(): boolean {
+    const history = this.hub.history;
+    // etcd's rule: reading from the compact revision itself is allowed.
+    if (this.nextRevision < history.compactRevision()) {
+      this.cancel();
+      return false;
+    }
+    const current = history.currentRevision();
+    if (this.nextRevision <= current) {
+      const { events, nextRevision } = history.readEvents(
+        this.key,
+        this.rangeEnd,
+        this.nextRevision,
+        current,
+        this.prevKv,
+        this.hub.eventsBufferedMax,
+      );
+      this.buffer = this.filter(events);
+      this.nextRevision = nextRevision;
+    }
+    if (this.nextRevision > current) this.currentState = 'synced';
+    return true;
+  }
+
+  private filter(events: Event[]): Event[] {
+    const out: Event[] = [];
+    for (const e of events) {
+      if (e.type === 'put' && this.filters.has('noput')) continue;
+      if (e.type === 'delete' && this.filters.has('nodelete')) continue;
+      out.push(this.prevKv || !e.prevKv ? e : { type: e.type, kv: e.kv });
+    }
+    return out;
+  }
+
+  /** Called by the hub after a commit; `matching` are this watcher's events of that commit. */
+  deliver(matching: Event[], revision: number): void {
+    if (this.currentState !== 'synced') return this.signal();
+    const fresh = matching.filter((e) => e.kv.modRevision >= this.nextRevision);
+    const filtered = this.filter(fresh);
+    if (this.buffer.length + filtered.length > this.hub.eventsBufferedMax) {
+      this.currentState = 'unsynced';
+      return this.signal();
+    }
+    this.buffer.push(...filtered);
+    this.nextRevision = Math.max(this.nextRevision, revision + 1);
+    if (filtered.length > 0) this.signal();
+  }
+
+  /** After a snapshot restore the buffer may describe a different history: re-read it. */
+  resync(): void {
+    if (this.currentState === 'canceled') return;
+    if (this.buffer.length > 0) this.nextRevision = this.buffer[0]!.kv.modRevision;
+    this.buffer = [];
+    this.currentState = 'unsynced';
+    this.signal();
+  }
+
+  signal(): void {
+    if (this.notified) return;
+    this.notified = true;
+    try {
+      this.onReadable();
+    } catch {
+      // A consumer's callback must never break the writer; it will poll again via take().
+    }
+  }
+
+  matches(key: Uint8Array): boolean {
+    if (!this.rangeEnd || this.rangeEnd.length === 0) return Buffer.compare(this.key, key) === 0;
+    if (Buffer.compare(key, this.key) < 0) return false;
+    if (this.rangeEnd.length === 1 && this.rangeEnd[0] === 0) return true;
+    return Buffer.compare(key, this.rangeEnd) < 0;
+  }
+}
+
+export class WatchHub {
+  readonly eventsBufferedMax: number;
+  private readonly watchers = new Map<number, Watcher>();
+  private nextId = 1;
+
+  constructor(
+    readonly history: WatchHistory,
+    options: WatchHubOptions,
+  ) {
+    this.eventsBufferedMax = options.eventsBufferedMax ?? EVENTS_BUFFERED_MAX_DEFAULT;
+    if (!(this.eventsBufferedMax >= 1)) throw new RangeError('eventsBufferedMax must be at least 1');
+  }
+
+  get watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  /**
+   * Starts a watcher. Throws CompactedError (with the compact revision) when startRevision is
+   * below the compaction point. `onReadable` is called (synchronously, after a commit or soon
+   * after creation) when take() has something; it must only schedule work.
+   */
+  watch(req: WatchCreateRequest, onReadable: () => void): Watcher {
+    const current = this.history.currentRevision();
+    const start = req.startRevision ?? 0;
+    if (start > 0 && start < this.history.compactRevision())
+      throw new CompactedError(this.history.compactRevision());
+    const nextRevision = start > 0 ? start : current + 1;
+    const synced = nextRevision > current;
+    const w = new Watcher(
+      this.nextId++,
+      Buffer.from(req.key),
+      req.rangeEnd && req.rangeEnd.length > 0 ? Buffer.from(req.rangeEnd) : undefined,
+      req.prevKv ?? false,
+      new Set(req.filters ?? []),
+      nextRevision,
+      synced,
+      this,
+      onReadable,
+    );
+    this.watchers.set(w.id, w);
+    if (!synced) queueMicrotask(() => w.signal());
+    return w;
+  }
+
+  get(id: number): Watcher | undefined {
+    return this.watchers.get(id);
+  }
+
+  remove(w: Watcher): void {
+    this.watchers.delete(w.id);
+  }
+
+  wantsEvents(): boolean {
+    for (const w of this.watchers.values()) if (w.state === 'synced') return true;
+    return false;
+  }
+
+  wantsPrevKv(): boolean {
+    for (const w of this.watchers.values()) if (w.state === 'synced' && w.prevKv) return true;
+    return false;
+  }
+
+  /** Called by the keyspace after each committed batch with its events in revision order. */
+  onCommit(events: Event[], revision: number): void {
+    for (const w of [...this.watchers.values()]) {
+      const matching = events.length === 0 ? events : events.filter((e) => w.matches(e.kv.key));
+      w.deliver(matching, revision);
+    }
+  }
+
+  onRestore(_revision: number): void {
+    for (const w of [...this.watchers.values()]) w.resync();
+  }
+
+  closeAll(): void {
+    for (const w of [...this.watchers.values()]) w.cancel();
+  }
+}
