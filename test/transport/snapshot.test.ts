@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { crc32 } from 'node:zlib';
+import { type Message, MessageType, message } from '../../src/raft/types.js';
+import { fileSnapshotSource, type SnapshotSourceProvider } from '../../src/transport/snapshot.js';
+import { FlakyProxy, type Harness, sleep, startTransport, waitFor } from './helpers.js';
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function node(id: number, overrides: Parameters<typeof startTransport>[1] = {}): Promise<Harness> {
+  const harness = await startTransport(id, overrides);
+  cleanups.push(() => harness.transport.close());
+  return harness;
+}
+
+function pattern(bytes: number, seed: number): Buffer {
+  const data = Buffer.allocUnsafe(bytes);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < bytes; i++) {
+    if ((i & 3) === 0) {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+    }
+    data[i] = (x >>> ((i & 3) * 8)) & 0xff;
+  }
+  return data;
+}
+
+function msgSnap(from: number, to: number, data: Uint8Array, index = 1000): Message {
+  return message({
+    type: MessageType.Snapshot,
+    from,
+    to,
+    term: 5,
+    snapshot: {
+      metadata: {
+        index,
+        term: 4,
+        confState: {
+          voters: [1, 2, 3],
+          learners: [4],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        },
+      },
+      data,
+    },
+  });
+}
+
+/** Receiver 1 and sender 2; the sender reaches the receiver through a proxy it alone uses. */
+async function pair(senderOptions: Parameters<typeof startTransport>[1] = {}) {
+  const receiver = await node(1);
+  const sender = await node(2, senderOptions);
+  const proxy = await FlakyProxy.start(Number(new URL(receiver.transport.url).port));
+  cleanups.push(() => proxy.close());
+  receiver.transport.addPeer(2, sender.transport.url);
+  sender.transport.addPeer(1, proxy.url);
+  await waitFor('message link up', () => receiver.transport.stats().peers['2']?.connected === 1);
+  return { receiver, sender, proxy };
+}
+
+const MiB = 1 << 20;
+
+describe('snapshot streaming', () => {
+  it('transfers a 20 MiB snapshot in verified chunks and reports success', async () => {
+    const { receiver, sender } = await pair();
+    const data = pattern(20 * MiB, 7);
+    const m = msgSnap(2, 1, data);
+    sender.transport.send([m]);
+    await waitFor('snapshot status', () => sender.snapshotStatus.length === 1, 20_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: true }]);
+    const got = receiver.received.filter((r) => r.type === MessageType.Snapshot);
+    assert.equal(got.length, 1);
+    assert.deepEqual(got[0]!.snapshot!.metadata, m.snapshot!.metadata);
+    assert.equal(got[0]!.snapshot!.data.length, data.length);
+    assert.equal(crc32(got[0]!.snapshot!.data), crc32(data));
+    assert.ok(Buffer.from(got[0]!.snapshot!.data).equals(data));
+    assert.equal(sender.transport.stats().peers['1']!.snapshotBytesSent, 20 * MiB);
+    assert.equal(receiver.transport.stats().peers['2']!.snapshotsReceived, 1);
+  });
+
+  it('detects a corrupted chunk, delivers nothing, reports failure, and a retry succeeds', async () => {
+    const { receiver, sender, proxy } = await pair();
+    const data = pattern(4 * MiB, 11);
+    // Connection 0 through the proxy is the first snapshot stream; 2.5 MiB is inside chunk 3.
+    proxy.corrupt = { connection: 0, offset: 2.5 * MiB };
+    sender.transport.send([msgSnap(2, 1, data)]);
+    await waitFor('failure reported', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.ok(sender.unreachable.includes(1), 'a failed snapshot also reports the peer unreachable');
+    assert.ok(receiver.errors.some((e) => e.error.code === 'FRAME_CRC_MISMATCH' && e.peer === 2));
+    assert.equal(receiver.received.filter((r) => r.type === MessageType.Snapshot).length, 0);
+    sender.transport.send([msgSnap(2, 1, data)]);
+    await waitFor('retry reported', () => sender.snapshotStatus.length === 2, 10_000);
+    assert.deepEqual(sender.snapshotStatus[1], { peer: 1, ok: true });
+    const got = receiver.received.filter((r) => r.type === MessageType.Snapshot);
+    assert.equal(got.length, 1);
+    assert.ok(Buffer.from(got[0]!.snapshot!.data).equals(data));
+  });
+
+  it('streams snapshot data from a file through snapshotSource, without it in the message', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'concord-transport-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'snap.mdb');
+    const data = pattern(5 * MiB + 123, 3);
+    await writeFile(path, data);
+    const provider: SnapshotSourceProvider = (m) =>
+      m.snapshot!.metadata.index === 77 ? fileSnapshotSource(path, 256 * 1024) : undefined;
+    const { receiver, sender } = await pair({ snapshotSource: provider });
+    sender.transport.send([msgSnap(2, 1, new Uint8Array(0), 77)]);
+    await waitFor('snapshot status', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: true }]);
+    const got = receiver.received.find((r) => r.type === MessageType.Snapshot)!;
+    assert.equal(got.snapshot!.metadata.index, 77);
+    assert.ok(Buffer.from(got.snapshot!.data).equals(data));
+  });
+
+  it('keeps heartbeats flowing while a snapshot streams on its own connection', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const provider: SnapshotSourceProvider = () =>
+      (async function* () {
+        yield pattern(MiB, 1);
+        await gate; // the snapshot stalls mid-stream until the heartbeats are through
+        yield pattern(MiB, 2);
+      })();
+    const { receiver, sender } = await pair({ snapshotSource: provider });
+    sender.transport.send([msgSnap(2, 1, new Uint8Array(0))]);
+    await sleep(30); // the first MiB is on the wire; the rest waits for the gate
+    for (let i = 0; i < 5; i++) {
+      sender.transport.send([
+        message({ type: MessageType.HeartbeatResponse, from: 2, to: 1, term: 5, index: i }),
+      ]);
+      await sleep(2);
+    }
+    await waitFor(
+      'heartbeats delivered mid-snapshot',
+      () => receiver.received.filter((m) => m.type === MessageType.HeartbeatResponse).length === 5,
+    );
+    assert.equal(sender.snapshotStatus.length, 0, 'snapshot still in flight');
+    release();
+    await waitFor('snapshot done', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: true }]);
+    const got = receiver.received.find((r) => r.type === MessageType.Snapshot)!;
+    assert.ok(Buffer.from(got.snapshot!.data).equals(Buffer.concat([pattern(MiB, 1), pattern(MiB, 2)])));
+  });
+
+  it('fails a second snapshot to the same peer while one is in flight (SNAPSHOT_BUSY)', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const provider: SnapshotSourceProvider = () =>
+      (async function* () {
+        await gate;
+        yield Buffer.from('state');
+      })();
+    const { sender } = await pair({ snapshotSource: provider });
+    sender.transport.send([msgSnap(2, 1, new Uint8Array(0))]);
+    await sleep(10);
+    sender.transport.send([msgSnap(2, 1, new Uint8Array(0))]);
+    await waitFor('busy reported', () => sender.snapshotStatus.length === 1);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.ok(sender.errors.some((e) => e.error.code === 'SNAPSHOT_BUSY'));
+    release();
+    await waitFor('first completes', () => sender.snapshotStatus.length === 2);
+    assert.deepEqual(sender.snapshotStatus[1], { peer: 1, ok: true });
+  });
+
+  it('refuses a snapshot larger than the receiver snapshotBytesMax', async () => {
+    const receiver = await node(1, { snapshotBytesMax: MiB });
+    const sender = await node(2);
+    receiver.transport.addPeer(2, sender.transport.url);
+    sender.transport.addPeer(1, receiver.transport.url);
+    sender.transport.send([msgSnap(2, 1, pattern(3 * MiB, 5))]);
+    await waitFor('failure reported', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.ok(receiver.errors.some((e) => e.error.code === 'SNAPSHOT_TOO_LARGE'));
+    assert.equal(receiver.received.length, 0);
+  });
+});
