@@ -1,0 +1,127 @@
+// One client port for gRPC and HTTP/1.1, as etcd serves both on --listen-client-urls.
+//
+// How: a plain net.Server accepts every connection and reads its first bytes. A connection that
+// opens with the HTTP/2 client preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", what gRPC clients
+// send with prior knowledge over cleartext) is handed, with those bytes pushed back, to grpc-js
+// through Server.createConnectionInjector (grpc-js's own http2 server then owns it; Node's http2
+// session picks up bytes already buffered on the socket). Anything else is handed to a Node
+// http.Server running the JSON gateway. No extra hop or proxy: after the first packet the socket
+// belongs to one server, so the steady-state cost is zero; the sniff costs one buffered read.
+
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { EtcdBackend } from './backend.js';
+import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
+import { createGatewayHandler, type HealthReport, type MetricsReport } from './http-gateway.js';
+
+const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+export interface ApiServerOptions {
+  backend: EtcdBackend;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  grpc?: Partial<GrpcServerOptions>;
+  serverVersion?: string;
+  clusterVersion?: string;
+  health?: () => Promise<HealthReport>;
+  metrics?: () => Promise<MetricsReport>;
+  /** Connections whose first bytes have not arrived after this long are closed. */
+  sniffTimeoutMs?: number;
+}
+
+export interface ApiServer {
+  readonly host: string;
+  readonly port: number;
+  /** e.g. http://127.0.0.1:2379, usable by etcdctl --endpoints and by curl alike. */
+  readonly url: string;
+  /** Stops accepting, ends open connections (grace for in-flight gRPC calls), frees the port. */
+  close(graceMs?: number): Promise<void>;
+}
+
+type Protocol = 'http2' | 'http1' | 'undecided';
+
+/** Classifies the first bytes of a connection; undecided until they diverge from the preface. */
+export function classifyPreface(head: Buffer): Protocol {
+  const length = Math.min(head.length, http2Preface.length);
+  if (head.subarray(0, length).equals(http2Preface.subarray(0, length))) {
+    return length === http2Preface.length ? 'http2' : 'undecided';
+  }
+  return 'http1';
+}
+
+export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
+  const grpcOptions: GrpcServerOptions = { ...defaultGrpcServerOptions, ...options.grpc };
+  const grpcServer = createGrpcServer(options.backend, grpcOptions);
+  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const httpServer: HttpServer = createHttpServer(
+    createGatewayHandler(options.backend, {
+      limits: grpcOptions.limits,
+      watch: grpcOptions.watch,
+      serverVersion: options.serverVersion ?? '3.4.0',
+      clusterVersion: options.clusterVersion ?? '3.4.0',
+      health: options.health,
+      metrics: options.metrics,
+    }),
+  );
+  const sniffTimeoutMs = options.sniffTimeoutMs ?? 10_000;
+  const sockets = new Set<Socket>();
+  const netServer: NetServer = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    sniff(socket, sniffTimeoutMs, (protocol) => {
+      if (protocol === 'http2') {
+        // Node's http2 session takes the pushed-back bytes from the socket buffer itself.
+        injector.injectConnection(socket);
+      } else {
+        httpServer.emit('connection', socket);
+        socket.resume();
+      }
+    });
+  });
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    netServer.once('error', reject);
+    netServer.listen(options.port ?? 0, host, () => {
+      netServer.off('error', reject);
+      resolve();
+    });
+  });
+  const address = netServer.address();
+  if (address === null || typeof address === 'string') throw new Error('api server has no TCP address');
+  const close = async (graceMs = 1000) => {
+    await new Promise<void>((resolve) => {
+      netServer.close(() => resolve());
+      injector.drain(graceMs);
+      httpServer.closeAllConnections();
+      const force = setTimeout(() => {
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      force.unref();
+    });
+    injector.destroy();
+    grpcServer.forceShutdown();
+  };
+  const bracketed = host.includes(':') ? `[${host}]` : host;
+  return { host, port: address.port, url: `http://${bracketed}:${address.port}`, close };
+}
+
+function sniff(socket: Socket, timeoutMs: number, decided: (protocol: 'http1' | 'http2') => void): void {
+  let head: Buffer = Buffer.alloc(0);
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  const onData = (chunk: Buffer) => {
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const protocol = classifyPreface(head);
+    if (protocol === 'undecided') return;
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('close', onClose);
+    socket.pause();
+    socket.unshift(head);
+    decided(protocol);
+  };
+  const onClose = () => clearTimeout(timer);
+  socket.on('data', onData);
+  socket.once('close', onClose);
+}

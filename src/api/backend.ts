@@ -1,0 +1,193 @@
+// The seam between the etcd v3 API layer and whatever serves it (the server, or a test fake).
+// The API layer validates requests before calling in, converts wire messages to these types,
+// and maps thrown errors (see errors.ts) to etcd's gRPC statuses. Implementations are free to
+// be asynchronous wherever consensus is needed.
+//
+// Conventions: revisions, versions and counts are `number` (int64 revisions stay far below
+// 2^53); lease IDs, member IDs, cluster IDs, raft terms and indexes are `bigint` because clients
+// treat them as opaque 64-bit values that must survive exactly. Ranges use etcd's encoding:
+// empty rangeEnd = the single key `key`; rangeEnd = [0x00] = every key >= key; key = [0x00]
+// with rangeEnd = [0x00] = every key.
+
+import type {
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  Event,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+} from '../mvcc/types.js';
+
+export type {
+  Compare,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  Event,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  RequestOp,
+  ResponseOp,
+  TxnRequest,
+  TxnResponse,
+} from '../mvcc/types.js';
+
+export interface HeaderInfo {
+  clusterId: bigint;
+  memberId: bigint;
+  revision: number;
+  raftTerm: bigint;
+}
+
+/** Every answer carries the header it was served under (revision = store revision then). */
+export type WithHeader<T> = T & { header: HeaderInfo };
+
+export interface WatchCreate {
+  key: Uint8Array;
+  rangeEnd: Uint8Array;
+  /** 0 = from the next revision on; otherwise replay history from this revision (inclusive). */
+  startRevision: number;
+  prevKv: boolean;
+}
+
+/** Callbacks a backend watcher drives. Calls must be in revision order, never concurrent. */
+export interface WatchListener {
+  /** Events of one or more whole revisions, ascending; `revision` is the store revision they bring us to. */
+  onEvents(events: Event[], revision: number): void;
+  /** The watcher's start revision was compacted away; the watcher is dead after this. */
+  onCompacted(compactRevision: number): void;
+}
+
+export interface BackendWatcher {
+  /** True once the watcher has replayed history and follows live writes. */
+  readonly synced: boolean;
+  cancel(): void;
+}
+
+export interface LeaseGrantResult {
+  id: bigint;
+  ttlSeconds: number;
+}
+
+export interface LeaseTimeToLiveResult {
+  id: bigint;
+  /** Remaining seconds; -1 when the lease does not exist (etcd's answer, not an error). */
+  ttlSeconds: number;
+  grantedTtlSeconds: number;
+  keys: Uint8Array[];
+}
+
+export interface Member {
+  id: bigint;
+  name: string;
+  peerUrls: string[];
+  clientUrls: string[];
+  isLearner: boolean;
+}
+
+export type AlarmType = 'none' | 'nospace' | 'corrupt';
+export type AlarmAction = 'get' | 'activate' | 'deactivate';
+
+export interface AlarmMember {
+  memberId: bigint;
+  alarm: AlarmType;
+}
+
+export interface StatusResult {
+  version: string;
+  dbSizeBytes: number;
+  dbSizeInUseBytes: number;
+  leader: bigint;
+  raftIndex: bigint;
+  raftTerm: bigint;
+  raftAppliedIndex: bigint;
+  errors: string[];
+  isLearner: boolean;
+}
+
+export interface SnapshotChunk {
+  blob: Uint8Array;
+  remainingBytes: number;
+}
+
+export interface LeaderKey {
+  name: Uint8Array;
+  key: Uint8Array;
+  rev: number;
+  lease: bigint;
+}
+
+export interface Disposable {
+  dispose(): void;
+}
+
+export interface EtcdBackend {
+  /** Header for answers that did not go through the keyspace (watch created/progress, errors). */
+  header(): HeaderInfo;
+
+  range(request: RangeRequest): Promise<WithHeader<RangeResponse>>;
+  put(request: PutRequest): Promise<WithHeader<PutResponse>>;
+  deleteRange(request: DeleteRangeRequest): Promise<WithHeader<DeleteRangeResponse>>;
+  txn(request: TxnRequest): Promise<WithHeader<TxnResponse>>;
+  compact(revision: number, physical: boolean): Promise<WithHeader<CompactionResponse>>;
+
+  /**
+   * Starts a watcher. Throws (compacted / future revision) only for errors the API must
+   * report synchronously; a compacted start revision may also be reported via onCompacted.
+   */
+  watch(request: WatchCreate, listener: WatchListener): BackendWatcher;
+
+  leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>>;
+  leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }>;
+  /** Renews and returns the new TTL; ttlSeconds 0 when the lease is gone (as etcd answers). */
+  leaseKeepAlive(id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>>;
+  leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>>;
+  leaseLeases(): Promise<WithHeader<{ ids: bigint[] }>>;
+
+  memberList(linearizable: boolean): Promise<WithHeader<{ members: Member[] }>>;
+  memberAdd(
+    peerUrls: string[],
+    isLearner: boolean,
+  ): Promise<WithHeader<{ member: Member; members: Member[] }>>;
+  memberRemove(id: bigint): Promise<WithHeader<{ members: Member[] }>>;
+  memberUpdate(id: bigint, peerUrls: string[]): Promise<WithHeader<{ members: Member[] }>>;
+  memberPromote(id: bigint): Promise<WithHeader<{ members: Member[] }>>;
+
+  status(): Promise<WithHeader<StatusResult>>;
+  alarm(
+    action: AlarmAction,
+    memberId: bigint,
+    alarm: AlarmType,
+  ): Promise<WithHeader<{ alarms: AlarmMember[] }>>;
+  defragment(): Promise<{ header: HeaderInfo }>;
+  hash(): Promise<WithHeader<{ hash: number }>>;
+  hashKV(revision: number): Promise<WithHeader<{ hash: number; compactRevision: number }>>;
+  /** Streams a consistent snapshot; the header is the snapshot's point in time. */
+  snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }>;
+  moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }>;
+
+  /** Blocks until the lock is held; the returned key's create revision is the fencing token. */
+  lock(name: Uint8Array, lease: bigint, signal: AbortSignal): Promise<WithHeader<{ key: Uint8Array }>>;
+  unlock(key: Uint8Array): Promise<{ header: HeaderInfo }>;
+
+  /** Blocks until leadership is won. */
+  campaign(
+    name: Uint8Array,
+    lease: bigint,
+    value: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<WithHeader<{ leader: LeaderKey }>>;
+  proclaim(leader: LeaderKey, value: Uint8Array): Promise<{ header: HeaderInfo }>;
+  /** Throws EtcdError('electionNoLeader') when nobody leads. */
+  leader(name: Uint8Array): Promise<WithHeader<{ kv: KeyValue }>>;
+  /** Calls onLeader with the current leader (if any) and each later proclamation, in order. */
+  observe(name: Uint8Array, onLeader: (kv: KeyValue, header: HeaderInfo) => void): Disposable;
+  resign(leader: LeaderKey): Promise<{ header: HeaderInfo }>;
+}

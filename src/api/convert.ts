@@ -1,0 +1,271 @@
+// The one place where protobuf wire objects and keyspace (mvcc) types meet.
+
+import { assertNever } from '../mvcc/errors.js';
+import type {
+  Compare,
+  CompareResult,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  Event,
+  KeyValue,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  RequestOp,
+  ResponseOp,
+  SortOrder,
+  SortTarget,
+  TxnRequest,
+  TxnResponse,
+} from '../mvcc/types.js';
+import type { HeaderInfo, LeaderKey, Member } from './backend.js';
+import type {
+  WireCompare,
+  WireDeleteRangeRequest,
+  WireDeleteRangeResponse,
+  WireEvent,
+  WireHeader,
+  WireKeyValue,
+  WireLeaderKey,
+  WireMember,
+  WirePutRequest,
+  WirePutResponse,
+  WireRangeRequest,
+  WireRangeResponse,
+  WireRequestOp,
+  WireResponseOp,
+  WireTxnRequest,
+  WireTxnResponse,
+} from './wire.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/** Views a Uint8Array as a Buffer without copying. */
+export function asBuffer(bytes: Uint8Array | undefined): Buffer {
+  if (bytes === undefined) return EMPTY;
+  if (Buffer.isBuffer(bytes)) return bytes;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** int64 revision/count fields; values beyond 2^53 cannot be revisions we issued. */
+export function wireToNumber(value: string | number | undefined): number {
+  if (value === undefined || value === '') return 0;
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new Error(`not an integer: ${String(value)}`);
+  return n;
+}
+
+export function wireToBigInt(value: string | number | undefined): bigint {
+  if (value === undefined || value === '') return 0n;
+  return BigInt(value);
+}
+
+export function bigToWire(value: bigint): string {
+  return value.toString();
+}
+
+/** uint64 fields (member IDs, cluster IDs) arrive as unsigned decimal; keep them unsigned. */
+export function uint64ToWire(value: bigint): string {
+  return BigInt.asUintN(64, value).toString();
+}
+
+/** int64 lease IDs are signed on the wire. */
+export function int64ToWire(value: bigint): string {
+  return BigInt.asIntN(64, value).toString();
+}
+
+export function headerToWire(header: HeaderInfo): WireHeader {
+  return {
+    cluster_id: uint64ToWire(header.clusterId),
+    member_id: uint64ToWire(header.memberId),
+    revision: header.revision,
+    raft_term: uint64ToWire(header.raftTerm),
+  };
+}
+
+export function kvToWire(kv: KeyValue): WireKeyValue {
+  return {
+    key: asBuffer(kv.key),
+    create_revision: kv.createRevision,
+    mod_revision: kv.modRevision,
+    version: kv.version,
+    value: asBuffer(kv.value),
+    lease: int64ToWire(kv.lease),
+  };
+}
+
+export function eventToWire(event: Event): WireEvent {
+  const wire: WireEvent = { type: event.type === 'put' ? 'PUT' : 'DELETE', kv: kvToWire(event.kv) };
+  if (event.prevKv !== undefined) wire.prev_kv = kvToWire(event.prevKv);
+  return wire;
+}
+
+const sortOrders: Record<WireRangeRequest['sort_order'], SortOrder> = {
+  NONE: 'none',
+  ASCEND: 'ascend',
+  DESCEND: 'descend',
+};
+const sortTargets: Record<WireRangeRequest['sort_target'], SortTarget> = {
+  KEY: 'key',
+  VERSION: 'version',
+  CREATE: 'create',
+  MOD: 'mod',
+  VALUE: 'value',
+};
+
+function nonNegative(value: string): number {
+  // etcd treats revision <= 0 as "current" and limit <= 0 as "no limit".
+  return Math.max(0, wireToNumber(value));
+}
+
+export function rangeFromWire(wire: WireRangeRequest): RangeRequest {
+  return {
+    key: wire.key,
+    rangeEnd: wire.range_end,
+    limit: nonNegative(wire.limit),
+    revision: nonNegative(wire.revision),
+    sortOrder: sortOrders[wire.sort_order] ?? 'none',
+    sortTarget: sortTargets[wire.sort_target] ?? 'key',
+    serializable: wire.serializable,
+    keysOnly: wire.keys_only,
+    countOnly: wire.count_only,
+    minModRevision: nonNegative(wire.min_mod_revision),
+    maxModRevision: nonNegative(wire.max_mod_revision),
+    minCreateRevision: nonNegative(wire.min_create_revision),
+    maxCreateRevision: nonNegative(wire.max_create_revision),
+  };
+}
+
+export function putFromWire(wire: WirePutRequest): PutRequest {
+  return {
+    key: wire.key,
+    value: wire.value,
+    lease: wireToBigInt(wire.lease),
+    prevKv: wire.prev_kv,
+    ignoreValue: wire.ignore_value,
+    ignoreLease: wire.ignore_lease,
+  };
+}
+
+export function deleteRangeFromWire(wire: WireDeleteRangeRequest): DeleteRangeRequest {
+  return { key: wire.key, rangeEnd: wire.range_end, prevKv: wire.prev_kv };
+}
+
+const compareResults: Record<WireCompare['result'], CompareResult> = {
+  EQUAL: 'equal',
+  GREATER: 'greater',
+  LESS: 'less',
+  NOT_EQUAL: 'not-equal',
+};
+
+export function compareFromWire(wire: WireCompare): Compare {
+  const base = { result: compareResults[wire.result] ?? 'equal', key: wire.key, rangeEnd: wire.range_end };
+  // etcd reads the operand named by `target`, whichever union member the client set.
+  switch (wire.target) {
+    case 'VERSION':
+      return { ...base, target: 'version', version: wireToNumber(wire.version) };
+    case 'CREATE':
+      return { ...base, target: 'create', createRevision: wireToNumber(wire.create_revision) };
+    case 'MOD':
+      return { ...base, target: 'mod', modRevision: wireToNumber(wire.mod_revision) };
+    case 'VALUE':
+      return { ...base, target: 'value', value: wire.value ?? EMPTY };
+    case 'LEASE':
+      return { ...base, target: 'lease', lease: wireToBigInt(wire.lease) };
+    default:
+      return assertNever(wire.target);
+  }
+}
+
+export function requestOpFromWire(wire: WireRequestOp): RequestOp | undefined {
+  if (wire.request_range) return { type: 'range', request: rangeFromWire(wire.request_range) };
+  if (wire.request_put) return { type: 'put', request: putFromWire(wire.request_put) };
+  if (wire.request_delete_range) {
+    return { type: 'deleteRange', request: deleteRangeFromWire(wire.request_delete_range) };
+  }
+  if (wire.request_txn) return { type: 'txn', request: txnFromWire(wire.request_txn) };
+  return undefined;
+}
+
+function opsFromWire(ops: WireRequestOp[]): RequestOp[] {
+  const result: RequestOp[] = [];
+  // An empty RequestOp is a no-op in etcd (it produces no response either).
+  for (const op of ops) {
+    const converted = requestOpFromWire(op);
+    if (converted !== undefined) result.push(converted);
+  }
+  return result;
+}
+
+export function txnFromWire(wire: WireTxnRequest): TxnRequest {
+  return {
+    compare: wire.compare.map(compareFromWire),
+    success: opsFromWire(wire.success),
+    failure: opsFromWire(wire.failure),
+  };
+}
+
+export function rangeToWire(response: RangeResponse, header: WireHeader): WireRangeResponse {
+  return { header, kvs: response.kvs.map(kvToWire), more: response.more, count: response.count };
+}
+
+export function putToWire(response: PutResponse, header: WireHeader): WirePutResponse {
+  const wire: WirePutResponse = { header };
+  if (response.prevKv !== undefined) wire.prev_kv = kvToWire(response.prevKv);
+  return wire;
+}
+
+export function deleteRangeToWire(
+  response: DeleteRangeResponse,
+  header: WireHeader,
+): WireDeleteRangeResponse {
+  return { header, deleted: response.deleted, prev_kvs: response.prevKvs.map(kvToWire) };
+}
+
+function responseOpToWire(op: ResponseOp, header: WireHeader): WireResponseOp {
+  switch (op.type) {
+    case 'range':
+      return { response_range: rangeToWire(op.response, header) };
+    case 'put':
+      return { response_put: putToWire(op.response, header) };
+    case 'deleteRange':
+      return { response_delete_range: deleteRangeToWire(op.response, header) };
+    case 'txn':
+      return { response_txn: txnToWire(op.response, header) };
+    default:
+      return assertNever(op);
+  }
+}
+
+/** Nested responses carry the same header as the outer one, as etcd fills them. */
+export function txnToWire(response: TxnResponse, header: WireHeader): WireTxnResponse {
+  return {
+    header,
+    succeeded: response.succeeded,
+    responses: response.responses.map((op) => responseOpToWire(op, header)),
+  };
+}
+
+export function memberToWire(member: Member): WireMember {
+  return {
+    ID: uint64ToWire(member.id),
+    name: member.name,
+    peerURLs: member.peerUrls,
+    clientURLs: member.clientUrls,
+    isLearner: member.isLearner,
+  };
+}
+
+export function leaderKeyToWire(leader: LeaderKey): WireLeaderKey {
+  return {
+    name: asBuffer(leader.name),
+    key: asBuffer(leader.key),
+    rev: String(leader.rev),
+    lease: int64ToWire(leader.lease),
+  };
+}
+
+export function leaderKeyFromWire(wire: WireLeaderKey): LeaderKey {
+  return { name: wire.name, key: wire.key, rev: wireToNumber(wire.rev), lease: wireToBigInt(wire.lease) };
+}

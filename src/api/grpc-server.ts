@@ -1,0 +1,215 @@
+// Builds the @grpc/grpc-js Server for every etcd v3 service on top of an EtcdBackend.
+
+import * as grpc from '@grpc/grpc-js';
+import { LeaseNotFoundError } from '../mvcc/errors.js';
+import type { EtcdBackend } from './backend.js';
+import { asBuffer, headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
+import { EtcdError, toWireStatus } from './errors.js';
+import { type EtcdServiceName, serviceDefinition } from './proto.js';
+import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
+import { defaultValidationLimits, type ValidationLimits } from './validate.js';
+import { defaultWatchSessionOptions, WatchSession, type WatchSessionOptions } from './watch-session.js';
+import type { WireWatchRequest, WireWatchResponse } from './wire.js';
+
+export interface GrpcServerOptions {
+  limits: ValidationLimits;
+  watch: WatchSessionOptions;
+  /** Responses a slow watch stream may have queued before we end it (the client resumes). */
+  watchResponsesQueuedMax: number;
+  /** Keep-alive requests of one stream waiting for the backend. */
+  keepAlivesInflightMax: number;
+}
+
+export const defaultGrpcServerOptions: GrpcServerOptions = {
+  limits: defaultValidationLimits,
+  watch: defaultWatchSessionOptions,
+  watchResponsesQueuedMax: 10_000,
+  keepAlivesInflightMax: 1_000,
+};
+
+/** etcd lets gRPC accept this much beyond --max-request-bytes, then refuses with its own error. */
+export const grpcOverheadBytes = 512 * 1024;
+
+type WireObject = Record<string, unknown>;
+
+function statusError(error: unknown): Partial<grpc.StatusObject> {
+  const { code, details } = toWireStatus(error);
+  return { code, details, metadata: new grpc.Metadata() };
+}
+
+function wrapUnary(handler: UnaryHandler): grpc.handleUnaryCall<WireObject, object> {
+  return (call, callback) => {
+    const abort = new AbortController();
+    call.on('cancelled', () => abort.abort());
+    handler(call.request, abort.signal).then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(statusError(error)),
+    );
+  };
+}
+
+function implementation(
+  service: EtcdServiceName,
+  handlers: Record<string, UnaryHandler>,
+  streaming: Record<string, grpc.UntypedHandleCall>,
+): grpc.UntypedServiceImplementation {
+  const shortName = service.slice(service.indexOf('.') + 1);
+  const result: grpc.UntypedServiceImplementation = {};
+  for (const method of Object.keys(serviceDefinition(service))) {
+    const key = `${shortName}/${method}`;
+    const unary = handlers[key];
+    const stream = streaming[key];
+    if (stream !== undefined) result[method] = stream;
+    else if (unary !== undefined) result[method] = wrapUnary(unary);
+    else throw new Error(`no handler for ${key}`);
+  }
+  return result;
+}
+
+function watchHandler(backend: EtcdBackend, options: GrpcServerOptions): grpc.UntypedHandleCall {
+  const handler: grpc.handleBidiStreamingCall<WireWatchRequest, WireWatchResponse> = (call) => {
+    const session = new WatchSession(
+      backend,
+      (response) => {
+        if (call.writableLength >= options.watchResponsesQueuedMax) {
+          session.close();
+          call.destroy(
+            Object.assign(
+              new Error('concord: watch stream fell too far behind; resume from the last revision'),
+              {
+                code: grpc.status.RESOURCE_EXHAUSTED,
+              },
+            ),
+          );
+          return;
+        }
+        call.write(response);
+      },
+      options.watch,
+    );
+    call.on('data', (request: WireWatchRequest) => session.handle(request));
+    call.on('end', () => {
+      session.close();
+      call.end();
+    });
+    call.on('cancelled', () => session.close());
+    call.on('error', () => session.close());
+  };
+  return handler as grpc.UntypedHandleCall;
+}
+
+function keepAliveHandler(backend: EtcdBackend, options: GrpcServerOptions): grpc.UntypedHandleCall {
+  const handler: grpc.handleBidiStreamingCall<{ ID: string }, object> = (call) => {
+    let inflight = 0;
+    let chain: Promise<void> = Promise.resolve();
+    let failed = false;
+    const fail = (error: unknown) => {
+      if (failed) return;
+      failed = true;
+      const { code, details } = toWireStatus(error);
+      call.destroy(Object.assign(new Error(details), { code, details }));
+    };
+    call.on('data', (request: { ID: string }) => {
+      if (inflight >= options.keepAlivesInflightMax) return fail(new EtcdError('tooManyRequests'));
+      inflight++;
+      const id = wireToBigInt(request.ID);
+      // Answers go out in request order, as etcd's single-goroutine loop does.
+      chain = chain.then(async () => {
+        try {
+          const response = await keepAliveOnce(backend, id);
+          if (!failed) call.write(response);
+        } catch (error) {
+          fail(error);
+        } finally {
+          inflight--;
+        }
+      });
+    });
+    call.on('end', () => {
+      chain.then(() => {
+        if (!failed) call.end();
+      });
+    });
+  };
+  return handler as grpc.UntypedHandleCall;
+}
+
+async function keepAliveOnce(backend: EtcdBackend, id: bigint): Promise<object> {
+  try {
+    const response = await backend.leaseKeepAlive(id);
+    return { header: headerToWire(response.header), ID: int64ToWire(response.id), TTL: response.ttlSeconds };
+  } catch (error) {
+    // etcd answers a keep-alive for an unknown lease with TTL 0 instead of failing the stream.
+    const notFound =
+      error instanceof LeaseNotFoundError || (error instanceof EtcdError && error.code === 'leaseNotFound');
+    if (!notFound) throw error;
+    return { header: headerToWire(backend.header()), ID: int64ToWire(id), TTL: 0 };
+  }
+}
+
+function snapshotHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
+  const handler: grpc.handleServerStreamingCall<WireObject, object> = async (call) => {
+    try {
+      const { header, chunks } = await backend.snapshot();
+      const wireHeader = headerToWire(header);
+      for await (const chunk of chunks) {
+        if (call.cancelled) return;
+        const more = call.write({
+          header: wireHeader,
+          remaining_bytes: chunk.remainingBytes,
+          blob: asBuffer(chunk.blob),
+        });
+        if (!more) await new Promise((resolve) => call.once('drain', resolve));
+      }
+      call.end();
+    } catch (error) {
+      const { code, details } = toWireStatus(error);
+      call.destroy(Object.assign(new Error(details), { code, details }));
+    }
+  };
+  return handler as grpc.UntypedHandleCall;
+}
+
+function observeHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
+  const handler: grpc.handleServerStreamingCall<WireObject, object> = (call) => {
+    const name = call.request.name;
+    const subscription = backend.observe(Buffer.isBuffer(name) ? name : Buffer.alloc(0), (kv, header) => {
+      call.write({ header: headerToWire(header), kv: kvToWire(kv) });
+    });
+    call.on('cancelled', () => subscription.dispose());
+    call.on('error', () => subscription.dispose());
+  };
+  return handler as grpc.UntypedHandleCall;
+}
+
+export function createGrpcServer(
+  backend: EtcdBackend,
+  options: GrpcServerOptions = defaultGrpcServerOptions,
+): grpc.Server {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': options.limits.requestBytesMax + grpcOverheadBytes,
+    'grpc.max_send_message_length': 2 ** 31 - 1,
+  });
+  const context: HandlerContext = { backend, limits: options.limits };
+  const handlers = unaryHandlers(context);
+  const streaming: Record<string, grpc.UntypedHandleCall> = {
+    'Watch/Watch': watchHandler(backend, options),
+    'Lease/LeaseKeepAlive': keepAliveHandler(backend, options),
+    'Maintenance/Snapshot': snapshotHandler(backend),
+    'Election/Observe': observeHandler(backend),
+  };
+  const services: EtcdServiceName[] = [
+    'etcdserverpb.KV',
+    'etcdserverpb.Watch',
+    'etcdserverpb.Lease',
+    'etcdserverpb.Cluster',
+    'etcdserverpb.Maintenance',
+    'etcdserverpb.Auth',
+    'v3lockpb.Lock',
+    'v3electionpb.Election',
+  ];
+  for (const service of services) {
+    server.addService(serviceDefinition(service), implementation(service, handlers, streaming));
+  }
+  return server;
+}

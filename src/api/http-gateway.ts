@@ -1,0 +1,278 @@
+// etcd's HTTP/1.1 JSON gateway (the grpc-gateway paths under /v3/...), plus /health, /version and
+// /metrics. Requests go through the same handlers as gRPC (unary-handlers.ts, watch-session.ts),
+// so validation, errors and results are identical; only the encoding differs (json-codec.ts).
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type * as grpc from '@grpc/grpc-js';
+import type { EtcdBackend } from './backend.js';
+import { ApiRequestError, EtcdError, httpStatusFromGrpc, toWireStatus } from './errors.js';
+import { JsonDecodeError, jsonToMessage, messageToJson } from './json-codec.js';
+import { serviceDefinition } from './proto.js';
+import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
+import type { ValidationLimits } from './validate.js';
+import { WatchSession, type WatchSessionOptions } from './watch-session.js';
+import type { WireWatchRequest } from './wire.js';
+
+export interface HealthReport {
+  healthy: boolean;
+  /** Why not healthy (e.g. "NOSPACE alarm", "no leader"); empty when healthy. */
+  reason: string;
+}
+
+export interface MetricsReport {
+  contentType: string;
+  body: string;
+}
+
+export interface GatewayOptions {
+  limits: ValidationLimits;
+  watch: WatchSessionOptions;
+  /** Reported by /version as etcdserver / etcdcluster. */
+  serverVersion: string;
+  clusterVersion: string;
+  health?: () => Promise<HealthReport>;
+  metrics?: () => Promise<MetricsReport>;
+}
+
+interface Route {
+  service: string;
+  method: string;
+  /** Fully qualified protobuf names of the request and response messages. */
+  requestType: string;
+  responseType: string;
+}
+
+const routeTable: Array<[string, string, string]> = [
+  ['/v3/kv/range', 'etcdserverpb.KV', 'Range'],
+  ['/v3/kv/put', 'etcdserverpb.KV', 'Put'],
+  ['/v3/kv/deleterange', 'etcdserverpb.KV', 'DeleteRange'],
+  ['/v3/kv/txn', 'etcdserverpb.KV', 'Txn'],
+  ['/v3/kv/compaction', 'etcdserverpb.KV', 'Compact'],
+  ['/v3/lease/grant', 'etcdserverpb.Lease', 'LeaseGrant'],
+  ['/v3/lease/revoke', 'etcdserverpb.Lease', 'LeaseRevoke'],
+  ['/v3/kv/lease/revoke', 'etcdserverpb.Lease', 'LeaseRevoke'],
+  ['/v3/lease/timetolive', 'etcdserverpb.Lease', 'LeaseTimeToLive'],
+  ['/v3/kv/lease/timetolive', 'etcdserverpb.Lease', 'LeaseTimeToLive'],
+  ['/v3/lease/leases', 'etcdserverpb.Lease', 'LeaseLeases'],
+  ['/v3/kv/lease/leases', 'etcdserverpb.Lease', 'LeaseLeases'],
+  ['/v3/cluster/member/list', 'etcdserverpb.Cluster', 'MemberList'],
+  ['/v3/cluster/member/add', 'etcdserverpb.Cluster', 'MemberAdd'],
+  ['/v3/cluster/member/remove', 'etcdserverpb.Cluster', 'MemberRemove'],
+  ['/v3/cluster/member/update', 'etcdserverpb.Cluster', 'MemberUpdate'],
+  ['/v3/cluster/member/promote', 'etcdserverpb.Cluster', 'MemberPromote'],
+  ['/v3/maintenance/status', 'etcdserverpb.Maintenance', 'Status'],
+  ['/v3/maintenance/alarm', 'etcdserverpb.Maintenance', 'Alarm'],
+  ['/v3/maintenance/defragment', 'etcdserverpb.Maintenance', 'Defragment'],
+  ['/v3/maintenance/hash', 'etcdserverpb.Maintenance', 'Hash'],
+  ['/v3/maintenance/hashkv', 'etcdserverpb.Maintenance', 'HashKV'],
+  ['/v3/maintenance/transfer-leadership', 'etcdserverpb.Maintenance', 'MoveLeader'],
+  ['/v3/auth/status', 'etcdserverpb.Auth', 'AuthStatus'],
+  ['/v3/auth/enable', 'etcdserverpb.Auth', 'AuthEnable'],
+  ['/v3/auth/disable', 'etcdserverpb.Auth', 'AuthDisable'],
+  ['/v3/auth/authenticate', 'etcdserverpb.Auth', 'Authenticate'],
+  ['/v3/auth/user/list', 'etcdserverpb.Auth', 'UserList'],
+  ['/v3/auth/role/list', 'etcdserverpb.Auth', 'RoleList'],
+  ['/v3/lock/lock', 'v3lockpb.Lock', 'Lock'],
+  ['/v3/lock/unlock', 'v3lockpb.Lock', 'Unlock'],
+  ['/v3/election/campaign', 'v3electionpb.Election', 'Campaign'],
+  ['/v3/election/proclaim', 'v3electionpb.Election', 'Proclaim'],
+  ['/v3/election/leader', 'v3electionpb.Election', 'Leader'],
+  ['/v3/election/resign', 'v3electionpb.Election', 'Resign'],
+];
+
+type MethodDefinition = grpc.MethodDefinition<object, object> & {
+  requestType: { type: { name: string } };
+  responseType: { type: { name: string } };
+};
+
+function buildRoutes(): Map<string, Route & { definition: MethodDefinition }> {
+  const routes = new Map<string, Route & { definition: MethodDefinition }>();
+  for (const [path, service, method] of routeTable) {
+    const definition = serviceDefinition(service as Parameters<typeof serviceDefinition>[0])[
+      method
+    ] as unknown as MethodDefinition;
+    if (definition === undefined) throw new Error(`no method ${service}/${method}`);
+    const pkg = service.slice(0, service.indexOf('.'));
+    routes.set(path, {
+      service,
+      method,
+      requestType: `${pkg}.${definition.requestType.type.name}`,
+      responseType: `${pkg}.${definition.responseType.type.name}`,
+      definition,
+    });
+  }
+  return routes;
+}
+
+class BodyTooLargeError extends Error {}
+
+async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of request) {
+    total += (chunk as Buffer).length;
+    if (total > bytesMax) throw new BodyTooLargeError();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
+  response.end(text);
+}
+
+function sendError(response: ServerResponse, error: unknown): void {
+  const { code, details } = toWireStatus(error);
+  // grpc-gateway's error body: the message twice (error + message) and the numeric gRPC code.
+  sendJson(response, httpStatusFromGrpc(code), { error: details, code, message: details });
+}
+
+/** Normalizes a decoded JSON request exactly as a gRPC request would arrive (defaults, enums). */
+function normalize(definition: MethodDefinition, message: Record<string, unknown>): Record<string, unknown> {
+  return definition.requestDeserialize(definition.requestSerialize(message)) as Record<string, unknown>;
+}
+
+export type GatewayHandler = (request: IncomingMessage, response: ServerResponse) => void;
+
+export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptions): GatewayHandler {
+  const routes = buildRoutes();
+  const context: HandlerContext = { backend, limits: options.limits };
+  const handlers = unaryHandlers(context);
+  const bodyBytesMax = options.limits.requestBytesMax * 2;
+  const watchDefinition = serviceDefinition('etcdserverpb.Watch').Watch as unknown as MethodDefinition;
+
+  const serveUnary = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    route: Route & { definition: MethodDefinition },
+  ) => {
+    const handler: UnaryHandler | undefined =
+      handlers[`${route.service.slice(route.service.indexOf('.') + 1)}/${route.method}`];
+    if (handler === undefined) throw new Error(`no handler for ${route.service}/${route.method}`);
+    const body = await readBody(request, bodyBytesMax);
+    const json = body.length === 0 ? {} : parseJson(body.toString('utf8'));
+    const wire = normalize(route.definition, jsonToMessage(json, route.requestType));
+    const abort = new AbortController();
+    response.on('close', () => abort.abort());
+    const result = await handler(wire, abort.signal);
+    sendJson(response, 200, messageToJson(result, route.responseType));
+  };
+
+  const serveWatch = (request: IncomingMessage, response: ServerResponse) => {
+    response.writeHead(200, { 'content-type': 'application/json' });
+    const session = new WatchSession(
+      backend,
+      (message) => {
+        response.write(
+          `${JSON.stringify({ result: messageToJson(message, 'etcdserverpb.WatchResponse') })}\n`,
+        );
+      },
+      options.watch,
+    );
+    const splitter = new JsonObjectSplitter(options.limits.requestBytesMax);
+    request.on('data', (chunk: Buffer) => {
+      try {
+        for (const text of splitter.push(chunk.toString('utf8'))) {
+          const wire = normalize(
+            watchDefinition,
+            jsonToMessage(parseJson(text), 'etcdserverpb.WatchRequest'),
+          );
+          session.handle(wire as unknown as WireWatchRequest);
+        }
+      } catch (error) {
+        const { code, details } = toWireStatus(error);
+        response.end(
+          `${JSON.stringify({ error: { grpc_code: code, http_code: httpStatusFromGrpc(code), message: details } })}\n`,
+        );
+        session.close();
+      }
+    });
+    response.on('close', () => session.close());
+  };
+
+  const serveFixed = async (path: string, response: ServerResponse): Promise<boolean> => {
+    if (path === '/health') {
+      const report = options.health ? await options.health() : { healthy: true, reason: '' };
+      const body = report.healthy ? { health: 'true' } : { health: 'false', reason: report.reason };
+      sendJson(response, report.healthy ? 200 : 503, body);
+      return true;
+    }
+    if (path === '/version') {
+      sendJson(response, 200, { etcdserver: options.serverVersion, etcdcluster: options.clusterVersion });
+      return true;
+    }
+    if (path === '/metrics' && options.metrics) {
+      const report = await options.metrics();
+      response.writeHead(200, { 'content-type': report.contentType });
+      response.end(report.body);
+      return true;
+    }
+    return false;
+  };
+
+  return (request, response) => {
+    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    const route = routes.get(path);
+    const run = async () => {
+      if (request.method === 'GET' && (await serveFixed(path, response))) return;
+      if (request.method === 'POST' && path === '/v3/watch') return serveWatch(request, response);
+      if (request.method === 'POST' && route !== undefined) return serveUnary(request, response, route);
+      sendJson(response, 404, { error: 'Not Found', code: 5, message: 'Not Found' });
+    };
+    run().catch((error: unknown) => {
+      if (response.headersSent) return response.destroy();
+      if (error instanceof BodyTooLargeError) return sendError(response, new EtcdError('requestTooLarge'));
+      if (error instanceof JsonDecodeError) return sendError(response, new ApiRequestError(3, error.message));
+      sendError(response, error);
+    });
+  };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new JsonDecodeError(`invalid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Splits a stream of concatenated JSON objects (grpc-gateway's streaming request body). */
+export class JsonObjectSplitter {
+  private buffer = '';
+  private depth = 0;
+  private inString = false;
+  private escaped = false;
+  private scanned = 0;
+
+  constructor(private readonly objectBytesMax: number) {}
+
+  push(text: string): string[] {
+    this.buffer += text;
+    const objects: string[] = [];
+    let start = 0;
+    for (let i = this.scanned; i < this.buffer.length; i++) {
+      const c = this.buffer[i];
+      if (this.inString) {
+        if (this.escaped) this.escaped = false;
+        else if (c === '\\') this.escaped = true;
+        else if (c === '"') this.inString = false;
+      } else if (c === '"') this.inString = true;
+      else if (c === '{') this.depth++;
+      else if (c === '}' && --this.depth === 0) {
+        objects.push(this.buffer.slice(start, i + 1).trim());
+        start = i + 1;
+      } else if (this.depth === 0 && c !== undefined && c.trim() !== '') {
+        throw new JsonDecodeError(`unexpected ${JSON.stringify(c)} between JSON objects`);
+      }
+    }
+    this.buffer = this.buffer.slice(start);
+    this.scanned = this.buffer.length;
+    if (this.buffer.length > this.objectBytesMax) throw new EtcdError('requestTooLarge');
+    return objects;
+  }
+}

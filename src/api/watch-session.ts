@@ -1,0 +1,231 @@
+// One etcd Watch stream: many watchers multiplexed over one bidirectional stream. Transport-free
+// (the gRPC server and the JSON gateway both drive it). Responses follow etcd's server:
+// - create: {created, watch_id}; a failed create also has canceled + cancel_reason;
+// - a start revision lost to compaction: {canceled, compact_revision} (clients resume from it);
+// - cancel: {canceled, watch_id}; progress request: {header.revision, watch_id: -1};
+// - progress_notify watchers get empty responses carrying the current revision when idle;
+// - fragment: a revision too big for one message goes out in pieces, fragment=true on all but
+//   the last.
+
+import { CompactedError } from '../mvcc/errors.js';
+import type { Event } from '../mvcc/types.js';
+import type { BackendWatcher, EtcdBackend, HeaderInfo } from './backend.js';
+import { eventToWire, headerToWire, wireToNumber } from './convert.js';
+import type { WireEvent, WireWatchCreateRequest, WireWatchRequest, WireWatchResponse } from './wire.js';
+
+export interface WatchSessionOptions {
+  /** How often idle progress_notify watchers hear the current revision (etcd: 10 minutes). */
+  progressNotifyIntervalMs: number;
+  /** A watch response bigger than this is split when the watcher asked for fragments. */
+  fragmentBytesMax: number;
+  /** Watchers one stream may hold; creating more fails the create. */
+  watchersPerStreamMax: number;
+}
+
+export const defaultWatchSessionOptions: WatchSessionOptions = {
+  progressNotifyIntervalMs: 10 * 60 * 1000,
+  fragmentBytesMax: 1.5 * 1024 * 1024,
+  watchersPerStreamMax: 10_000,
+};
+
+interface SessionWatcher {
+  id: number;
+  filterPut: boolean;
+  filterDelete: boolean;
+  progressNotify: boolean;
+  fragment: boolean;
+  /** Set when events went out since the last progress tick (then no notify is due). */
+  sentSinceTick: boolean;
+  backend?: BackendWatcher;
+}
+
+/** clientv3's InvalidWatchID: a progress response meant for every watcher of the stream. */
+const broadcastWatchId = -1;
+const eventOverheadBytes = 48;
+
+export class WatchSession {
+  private readonly watchers = new Map<number, SessionWatcher>();
+  private nextWatchId = 0;
+  private readonly progressTimer: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly backend: EtcdBackend,
+    private readonly send: (response: WireWatchResponse) => void,
+    private readonly options: WatchSessionOptions = defaultWatchSessionOptions,
+  ) {
+    this.progressTimer = setInterval(() => this.notifyProgress(), options.progressNotifyIntervalMs);
+    this.progressTimer.unref();
+  }
+
+  get watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  handle(request: WireWatchRequest): void {
+    if (this.closed) return;
+    if (request.create_request) this.create(request.create_request);
+    else if (request.cancel_request) this.cancel(wireToNumber(request.cancel_request.watch_id));
+    else if (request.progress_request) this.reply(this.backend.header(), { watch_id: broadcastWatchId });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.progressTimer);
+    for (const watcher of this.watchers.values()) watcher.backend?.cancel();
+    this.watchers.clear();
+  }
+
+  private create(request: WireWatchCreateRequest): void {
+    const requestedId = wireToNumber(request.watch_id);
+    const refusal = this.refuseCreate(requestedId);
+    if (refusal !== undefined) {
+      const id = requestedId === 0 ? broadcastWatchId : requestedId;
+      this.reply(this.backend.header(), {
+        watch_id: id,
+        created: true,
+        canceled: true,
+        cancel_reason: refusal,
+      });
+      return;
+    }
+    const id = requestedId === 0 ? this.allocateId() : requestedId;
+    const watcher: SessionWatcher = {
+      id,
+      filterPut: request.filters.includes('NOPUT'),
+      filterDelete: request.filters.includes('NODELETE'),
+      progressNotify: request.progress_notify,
+      fragment: request.fragment,
+      sentSinceTick: false,
+    };
+    this.watchers.set(id, watcher);
+    this.reply(this.backend.header(), { watch_id: id, created: true });
+    this.startBackendWatcher(watcher, request);
+  }
+
+  private refuseCreate(requestedId: number): string | undefined {
+    if (requestedId < 0) return 'mvcc: watch ID must not be negative';
+    if (requestedId !== 0 && this.watchers.has(requestedId)) {
+      return 'mvcc: duplicate watch ID provided on the WatchStream';
+    }
+    if (this.watchers.size >= this.options.watchersPerStreamMax) {
+      return `concord: more than ${this.options.watchersPerStreamMax} watchers on one stream; open another stream`;
+    }
+    return undefined;
+  }
+
+  private allocateId(): number {
+    while (this.watchers.has(this.nextWatchId)) this.nextWatchId++;
+    return this.nextWatchId++;
+  }
+
+  private startBackendWatcher(watcher: SessionWatcher, request: WireWatchCreateRequest): void {
+    // etcd watches from the smallest key when none is given.
+    const key = request.key.length === 0 ? Buffer.from([0]) : request.key;
+    try {
+      watcher.backend = this.backend.watch(
+        {
+          key,
+          rangeEnd: request.range_end,
+          startRevision: Math.max(0, wireToNumber(request.start_revision)),
+          prevKv: request.prev_kv,
+        },
+        {
+          onEvents: (events, revision) => this.deliver(watcher, events, revision),
+          onCompacted: (compactRevision) => this.compacted(watcher, compactRevision),
+        },
+      );
+    } catch (error) {
+      if (error instanceof CompactedError) return this.compacted(watcher, error.compactRevision);
+      this.watchers.delete(watcher.id);
+      const reason = error instanceof Error ? error.message : String(error);
+      this.reply(this.backend.header(), { watch_id: watcher.id, canceled: true, cancel_reason: reason });
+    }
+  }
+
+  private cancel(id: number): void {
+    const watcher = this.watchers.get(id);
+    // etcd sends nothing for an unknown watch ID.
+    if (watcher === undefined) return;
+    watcher.backend?.cancel();
+    this.watchers.delete(id);
+    this.reply(this.backend.header(), { watch_id: id, canceled: true });
+  }
+
+  private compacted(watcher: SessionWatcher, compactRevision: number): void {
+    if (this.closed || this.watchers.get(watcher.id) !== watcher) return;
+    this.watchers.delete(watcher.id);
+    watcher.backend?.cancel();
+    this.reply(this.backend.header(), {
+      watch_id: watcher.id,
+      canceled: true,
+      compact_revision: compactRevision,
+    });
+  }
+
+  private deliver(watcher: SessionWatcher, events: Event[], revision: number): void {
+    if (this.closed || this.watchers.get(watcher.id) !== watcher) return;
+    const kept = events.filter((e) => !(e.type === 'put' ? watcher.filterPut : watcher.filterDelete));
+    if (kept.length === 0) return;
+    watcher.sentSinceTick = true;
+    const header = { ...this.backend.header(), revision };
+    const wireEvents = kept.map(eventToWire);
+    if (!watcher.fragment) {
+      this.reply(header, { watch_id: watcher.id, events: wireEvents });
+      return;
+    }
+    const pieces = splitEvents(wireEvents, this.options.fragmentBytesMax);
+    pieces.forEach((piece, index) => {
+      const fragment = index < pieces.length - 1;
+      this.reply(header, { watch_id: watcher.id, events: piece, fragment });
+    });
+  }
+
+  private notifyProgress(): void {
+    const header = this.backend.header();
+    for (const watcher of this.watchers.values()) {
+      const due = watcher.progressNotify && !watcher.sentSinceTick && watcher.backend?.synced === true;
+      watcher.sentSinceTick = false;
+      if (due) this.reply(header, { watch_id: watcher.id });
+    }
+  }
+
+  private reply(header: HeaderInfo, fields: Partial<WireWatchResponse>): void {
+    this.send({
+      header: headerToWire(header),
+      watch_id: 0,
+      created: false,
+      canceled: false,
+      compact_revision: 0,
+      cancel_reason: '',
+      fragment: false,
+      events: [],
+      ...fields,
+    });
+  }
+}
+
+function eventBytes(event: WireEvent): number {
+  const prev = event.prev_kv ? event.prev_kv.key.length + event.prev_kv.value.length : 0;
+  return eventOverheadBytes + event.kv.key.length + event.kv.value.length + prev;
+}
+
+/** Greedy split keeping each piece under the limit; a single oversized event travels alone. */
+export function splitEvents(events: WireEvent[], bytesMax: number): WireEvent[][] {
+  const pieces: WireEvent[][] = [];
+  let current: WireEvent[] = [];
+  let currentBytes = 0;
+  for (const event of events) {
+    const size = eventBytes(event);
+    if (current.length > 0 && currentBytes + size > bytesMax) {
+      pieces.push(current);
+      current = [];
+      currentBytes = 0;
+    }
+    current.push(event);
+    currentBytes += size;
+  }
+  if (current.length > 0 || pieces.length === 0) pieces.push(current);
+  return pieces;
+}
