@@ -3,3 +3,4 @@ export * from './confchange.js';
 export * from './memory-storage.js';
 export * from './node.js';
 export * from './types.js';
+export * from './errors.js';

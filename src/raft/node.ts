@@ -656,6 +656,11 @@ export class RaftNode implements RaftNodeApi {
       case MessageType.TransferLeader:
         this.handleTransferLeader(m.index);
         return;
+      case MessageType.Append:
+      case MessageType.Heartbeat:
+      case MessageType.Snapshot:
+        this.assertSingleLeader(m);
+        return;
       default:
         break;
     }

@@ -12,6 +12,8 @@ import {
   emptyConfState,
   MemoryStorage,
   type Message,
+  MessageType,
+  message,
   type NodeId,
   type RaftConfig,
   RaftNode,
@@ -44,6 +46,8 @@ export interface TestPeer {
   id: NodeId;
   node: RaftNode;
   storage: MemoryStorage;
+  /** Application state restored from the last snapshot installed (the test app's encoding). */
+  snapshotData: Uint8Array | undefined;
   /** Application state: every normal entry applied, in order. */
   applied: Entry[];
   appliedIndex: number;
@@ -63,6 +67,10 @@ export class Network {
   private queue: Message[] = [];
   /** Return true to drop the message. */
   filters: MessageFilter[] = [];
+  /** Rewrite a message before delivery (e.g. trim entries); runs after filters. */
+  transforms: ((m: Message) => Message)[] = [];
+  /** When false, snapshots are not reported as delivered; the test calls reportSnapshot itself. */
+  autoReportSnapshots = true;
   /** Every message delivered, for tests that count traffic. */
   delivered: Message[] = [];
   recordDelivered = false;
@@ -87,6 +95,7 @@ export class Network {
       applied: [],
       appliedIndex: storage.firstIndex() - 1,
       readStates: [],
+      snapshotData: undefined,
       confState: storage.initialState().confState,
       alive: true,
     };
@@ -169,6 +178,7 @@ export class Network {
       p.appliedIndex = rd.snapshot.metadata.index;
       p.confState = rd.snapshot.metadata.confState;
       p.applied = [];
+      p.snapshotData = rd.snapshot.data;
     }
     for (const e of rd.committedEntries) {
       assert.equal(e.index, p.appliedIndex + 1, `node ${p.id} applies ${e.index} after ${p.appliedIndex}`);
@@ -190,8 +200,15 @@ export class Network {
     const to = this.peers.get(m.to);
     if (!to?.alive) return true;
     if (this.filters.some((f) => f(m))) return true;
-    if (this.recordDelivered) this.delivered.push(m);
-    to.node.step(m);
+    let msg = m;
+    for (const t of this.transforms) msg = t(msg);
+    if (this.recordDelivered) this.delivered.push(msg);
+    to.node.step(msg);
+    // The transport reports a streamed snapshot's outcome back to the sender's core.
+    if (msg.type === MessageType.Snapshot && this.autoReportSnapshots) {
+      const from = this.peers.get(msg.from);
+      if (from?.alive) from.node.reportSnapshot(msg.to, true);
+    }
     return true;
   }
 
@@ -236,11 +253,7 @@ export class Network {
 
   /** Makes `id` campaign now (as if its election timeout fired) and runs to quiescence. */
   campaign(id: NodeId): void {
-    const n = this.node(id);
-    for (let i = 0; i < 30 && n.status().softState.role !== Role.Candidate; i++) {
-      n.tick();
-      if (n.status().softState.role !== Role.Follower) break;
-    }
+    this.node(id).step(message({ type: MessageType.Hup }));
     this.stabilize();
   }
 
