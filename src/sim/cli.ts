@@ -1,0 +1,113 @@
+// `npm run sim -- --seeds N --from S [--nodes K] [--verbose]`: runs a range of seeds through the
+// simulator and prints one summary line `seeds=N failures=F`, then each failing seed with the exact
+// command that replays it. Exits non-zero on any failure. Without --nodes, each seed picks 3 or 5.
+
+import { parseArgs } from 'node:util';
+import { runSimulation, SimFailure, type SimResult } from './simulation.js';
+
+export interface SeedRangeOptions {
+  seeds: number;
+  from: number;
+  /** Fixed cluster size; otherwise derived from each seed (3 or 5). */
+  nodes?: number;
+  faultPhaseUs?: number;
+  trace?: (line: string) => void;
+}
+
+export interface SeedRangeReport {
+  seeds: number;
+  failures: SimFailure[];
+  results: SimResult[];
+  elapsedMs: number;
+}
+
+/** Cluster size a seed runs with when none is forced: mixes 3- and 5-node clusters. */
+export function nodesForSeed(seed: number): number {
+  return seed % 2 === 0 ? 3 : 5;
+}
+
+export function runSeedRange(options: SeedRangeOptions): SeedRangeReport {
+  const started = performance.now();
+  const failures: SimFailure[] = [];
+  const results: SimResult[] = [];
+  for (let seed = options.from; seed < options.from + options.seeds; seed++) {
+    const nodes = options.nodes ?? nodesForSeed(seed);
+    try {
+      results.push(runSimulation({ seed, nodes, faultPhaseUs: options.faultPhaseUs, trace: options.trace }));
+    } catch (err) {
+      if (!(err instanceof SimFailure)) throw err;
+      failures.push(err);
+    }
+  }
+  return { seeds: options.seeds, failures, results, elapsedMs: performance.now() - started };
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      seeds: { type: 'string', default: '100' },
+      from: { type: 'string', default: '1' },
+      nodes: { type: 'string' },
+      'fault-ms': { type: 'string' },
+      verbose: { type: 'boolean', default: false },
+      stats: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const seeds = parsePositiveInt('seeds', values.seeds);
+  const from = parseNonNegativeInt('from', values.from);
+  const nodes = values.nodes === undefined ? undefined : parsePositiveInt('nodes', values.nodes);
+  const faultMs =
+    values['fault-ms'] === undefined ? undefined : parsePositiveInt('fault-ms', values['fault-ms']);
+  if (values.verbose && seeds !== 1) usage('--verbose traces one seed: use it with --seeds 1');
+  const report = runSeedRange({
+    seeds,
+    from,
+    nodes,
+    faultPhaseUs: faultMs === undefined ? undefined : faultMs * 1000,
+    trace: values.verbose ? (line) => console.log(line) : undefined,
+  });
+  console.log(`seeds=${report.seeds} failures=${report.failures.length}`);
+  for (const failure of report.failures) console.log(failure.message);
+  if (values.stats) printStats(report);
+  process.exitCode = report.failures.length > 0 ? 1 : 0;
+}
+
+function printStats(report: SeedRangeReport): void {
+  const r = report.results;
+  const liveness = r.map((x) => x.livenessUs).sort((a, b) => a - b);
+  const sum = (f: (x: SimResult) => number) => r.reduce((acc, x) => acc + f(x), 0);
+  const pct = (p: number) =>
+    liveness.length === 0 ? 0 : liveness[Math.min(liveness.length - 1, Math.floor(p * liveness.length))]!;
+  console.error(
+    [
+      `elapsed=${report.elapsedMs.toFixed(0)}ms seeds/s=${((report.seeds * 1000) / report.elapsedMs).toFixed(1)}`,
+      `events=${sum((x) => x.events)} proposals=${sum((x) => x.proposals)} acked=${sum((x) => x.acked)}`,
+      `crashes=${sum((x) => x.crashes)} partitions=${sum((x) => x.partitions)} confChanges=${sum((x) => x.confChangesApplied)}`,
+      `transfers=${sum((x) => x.leaderTransfers)} snapshots=${sum((x) => x.snapshotsSent)} snapshotsFailed=${sum((x) => x.snapshotsFailed)}`,
+      `liveness p50=${(pct(0.5) / 1000).toFixed(0)}ms p99=${(pct(0.99) / 1000).toFixed(0)}ms max=${((liveness[liveness.length - 1] ?? 0) / 1000).toFixed(0)}ms`,
+    ].join('\n'),
+  );
+}
+
+function parsePositiveInt(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) usage(`--${name} must be a positive integer, got ${text}`);
+  return value;
+}
+
+function parseNonNegativeInt(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0)
+    usage(`--${name} must be a non-negative integer, got ${text}`);
+  return value;
+}
+
+function usage(problem: string): never {
+  console.error(
+    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--fault-ms MS] [--verbose] [--stats]`,
+  );
+  process.exit(2);
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) main();

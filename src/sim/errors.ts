@@ -1,0 +1,37 @@
+// Typed failures of a simulated run. A violation is a bug in the consensus core (or the simulator);
+// a SimulatorError is a broken assumption of the simulator itself.
+
+export type InvariantCode =
+  | 'leader-per-term'
+  | 'log-matching'
+  | 'leader-completeness'
+  | 'committed-entry-changed'
+  | 'state-machine-safety'
+  | 'commit-regressed'
+  | 'apply-regressed'
+  | 'acked-proposal-lost'
+  | 'unproposed-entry'
+  | 'core-contract'
+  | 'liveness';
+
+export class InvariantViolation extends Error {
+  constructor(
+    readonly code: InvariantCode,
+    message: string,
+  ) {
+    super(`[${code}] ${message}`);
+    this.name = 'InvariantViolation';
+  }
+}
+
+export class SimulatorError extends Error {
+  readonly code = 'simulator-error';
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimulatorError';
+  }
+}
+
+export function assertNever(value: never): never {
+  throw new SimulatorError(`unexpected value ${JSON.stringify(value)}`);
+}

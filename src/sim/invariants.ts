@@ -1,0 +1,420 @@
+// Safety invariants of Raft, checked by observation. The simulator reports what each node does
+// (role changes, log appends, commits, applies, snapshot installs, client acks) and the checker
+// keeps just enough global history to detect, at the moment it happens, any violation of:
+//   - election safety: at most one leader per term (Raft §5.2);
+//   - log matching: same index and term ⇒ same entry and same history before it (§5.3);
+//   - leader completeness: a new leader holds every entry committed before it was elected (§5.4);
+//   - state machine safety: no two nodes apply different entries at one index (§5.4.3);
+//   - commit and apply indexes never go back within one incarnation of a node;
+//   - every applied entry was proposed, and no acknowledged proposal is ever lost.
+// Entries are compared by a `key` the simulator derives from (type, data).
+
+import type { NodeId } from '../raft/types.js';
+import { InvariantViolation } from './errors.js';
+
+export interface ObservedEntry {
+  index: number;
+  term: number;
+  key: string;
+}
+
+interface IndexTermRecord {
+  key: string;
+  /** Term of the entry before it in the log where it was first seen; -1 when unknown. */
+  prevTerm: number;
+}
+
+/** What the checker believes one node's log looks like (including entries not yet durable). */
+class LogView {
+  snapshotIndex = 0;
+  snapshotTerm = 0;
+  terms: number[] = [];
+  keys: string[] = [];
+
+  lastIndex(): number {
+    return this.snapshotIndex + this.terms.length;
+  }
+
+  /** Term at index, 0 for index 0, -1 when unknown (compacted or beyond the log). */
+  termAt(index: number): number {
+    if (index === this.snapshotIndex) return this.snapshotTerm;
+    if (index < this.snapshotIndex || index > this.lastIndex()) return -1;
+    return this.terms[index - this.snapshotIndex - 1]!;
+  }
+
+  keyAt(index: number): string | undefined {
+    if (index <= this.snapshotIndex || index > this.lastIndex()) return undefined;
+    return this.keys[index - this.snapshotIndex - 1];
+  }
+
+  truncateFrom(index: number): void {
+    const keep = Math.max(0, index - this.snapshotIndex - 1);
+    this.terms.length = Math.min(this.terms.length, keep);
+    this.keys.length = Math.min(this.keys.length, keep);
+  }
+
+  reset(snapshotIndex: number, snapshotTerm: number): void {
+    this.snapshotIndex = snapshotIndex;
+    this.snapshotTerm = snapshotTerm;
+    this.terms = [];
+    this.keys = [];
+  }
+}
+
+interface NodeProgress {
+  incarnation: number;
+  commit: number;
+  applied: number;
+  /** Committed entries of this node's log up to here were registered globally. */
+  commitRegistered: number;
+  /** Pending leader-completeness check: entries committed before the election, up to this index. */
+  completenessUpTo: number;
+  completenessTerm: number;
+  isLeader: boolean;
+}
+
+export class InvariantChecker {
+  private readonly leaderByTerm = new Map<number, NodeId>();
+  private readonly byIndexTerm = new Map<string, IndexTermRecord>();
+  /** Global committed entries by index (sparse below the first registered index). */
+  private readonly committedKeys: string[] = [];
+  private readonly committedTerms: number[] = [];
+  private committedMax = 0;
+  /** Entry applied at each index, and the state machine hash after applying it. */
+  private readonly appliedKeys: string[] = [];
+  private readonly hashAt = new Map<number, number>();
+  private readonly logs = new Map<NodeId, LogView>();
+  private readonly progress = new Map<NodeId, NodeProgress>();
+  private readonly proposed = new Set<string>();
+  private readonly acked = new Map<number, { key: string; index: number }>();
+
+  /** Declares that a client proposed this entry key (so applying it is legitimate). */
+  registerProposal(key: string): void {
+    this.proposed.add(key);
+  }
+
+  get committedIndex(): number {
+    return this.committedMax;
+  }
+
+  get ackedCount(): number {
+    return this.acked.size;
+  }
+
+  /** A node (re)starts from durable state: its volatile history begins again. */
+  startNode(
+    node: NodeId,
+    incarnation: number,
+    durable: { snapshotIndex: number; snapshotTerm: number; commit: number; entries: ObservedEntry[] },
+  ): void {
+    const log = this.logOf(node);
+    log.reset(durable.snapshotIndex, durable.snapshotTerm);
+    for (const e of durable.entries) {
+      if (e.index !== log.lastIndex() + 1) {
+        throw new InvariantViolation('core-contract', `node ${node} durable log has a gap at ${e.index}`);
+      }
+      log.terms.push(e.term);
+      log.keys.push(e.key);
+    }
+    const previous = this.progress.get(node);
+    if (previous && previous.incarnation >= incarnation) {
+      throw new InvariantViolation('core-contract', `node ${node} restarted with a stale incarnation`);
+    }
+    this.progress.set(node, {
+      incarnation,
+      commit: durable.commit,
+      applied: durable.snapshotIndex,
+      commitRegistered: durable.snapshotIndex,
+      completenessUpTo: 0,
+      completenessTerm: 0,
+      isLeader: false,
+    });
+    this.registerCommitted(node, durable.commit);
+  }
+
+  /** Role as seen right after an event; lastIndex is the node's whole log (stable + unstable). */
+  observeRole(node: NodeId, term: number, isLeader: boolean, lastIndex: number): void {
+    const p = this.progressOf(node);
+    if (!isLeader) {
+      p.isLeader = false;
+      p.completenessUpTo = 0;
+      return;
+    }
+    const known = this.leaderByTerm.get(term);
+    if (known !== undefined && known !== node) {
+      throw new InvariantViolation(
+        'leader-per-term',
+        `nodes ${known} and ${node} are both leader of term ${term}`,
+      );
+    }
+    if (p.isLeader && p.completenessTerm === term) return;
+    this.leaderByTerm.set(term, node);
+    p.isLeader = true;
+    p.completenessTerm = term;
+    p.completenessUpTo = this.committedBeforeTerm(term);
+    if (lastIndex < p.completenessUpTo) {
+      throw new InvariantViolation(
+        'leader-completeness',
+        `node ${node} became leader of term ${term} with last index ${lastIndex} but ${p.completenessUpTo} is committed`,
+      );
+    }
+    this.checkLeaderCompleteness(node);
+  }
+
+  /** Entries a node handed out to persist; they replace any suffix from entries[0].index on. */
+  observeEntries(node: NodeId, entries: readonly ObservedEntry[]): void {
+    if (entries.length === 0) return;
+    const log = this.logOf(node);
+    const p = this.progressOf(node);
+    const first = entries[0]!.index;
+    if (first > log.lastIndex() + 1) {
+      throw new InvariantViolation(
+        'core-contract',
+        `node ${node} appends at ${first} past its last ${log.lastIndex()}`,
+      );
+    }
+    if (first <= log.snapshotIndex) {
+      throw new InvariantViolation('core-contract', `node ${node} appends at ${first} inside its snapshot`);
+    }
+    for (let i = first; i <= Math.min(p.commit, log.lastIndex()); i++) {
+      const replaced = entries[i - first];
+      if (replaced && replaced.term !== log.termAt(i)) {
+        throw new InvariantViolation(
+          'log-matching',
+          `node ${node} overwrites committed entry ${i} (term ${log.termAt(i)} → ${replaced.term}; commit ${p.commit})`,
+        );
+      }
+    }
+    log.truncateFrom(first);
+    for (const e of entries) {
+      if (e.index !== log.lastIndex() + 1) {
+        throw new InvariantViolation('core-contract', `node ${node} appends non-contiguous entry ${e.index}`);
+      }
+      this.checkIndexTerm(node, e, log.termAt(e.index - 1));
+      log.terms.push(e.term);
+      log.keys.push(e.key);
+    }
+    if (p.isLeader) this.checkLeaderCompleteness(node);
+  }
+
+  /** The node's log was replaced by a snapshot (installed from the leader). */
+  observeLogSnapshot(node: NodeId, index: number, term: number): void {
+    const log = this.logOf(node);
+    const p = this.progressOf(node);
+    this.checkCommittedAt(node, index, term, undefined);
+    log.reset(index, term);
+    p.commitRegistered = Math.max(p.commitRegistered, index);
+  }
+
+  /** Commit index from a Ready's hard state. */
+  observeCommit(node: NodeId, commit: number): void {
+    const p = this.progressOf(node);
+    if (commit < p.commit) {
+      throw new InvariantViolation(
+        'commit-regressed',
+        `node ${node} commit went back from ${p.commit} to ${commit}`,
+      );
+    }
+    p.commit = commit;
+    this.registerCommitted(node, commit);
+  }
+
+  /** The node's state machine applied an entry; hash is the state machine hash after it. */
+  observeApply(node: NodeId, entry: ObservedEntry, hash: number, needsProposal: boolean): void {
+    const p = this.progressOf(node);
+    if (entry.index !== p.applied + 1) {
+      throw new InvariantViolation(
+        'apply-regressed',
+        `node ${node} applied index ${entry.index} after ${p.applied} (must be the next index)`,
+      );
+    }
+    if (entry.index > p.commit) {
+      throw new InvariantViolation(
+        'core-contract',
+        `node ${node} applied ${entry.index} beyond commit ${p.commit}`,
+      );
+    }
+    const seen = this.appliedKeys[entry.index];
+    if (seen !== undefined && seen !== entry.key) {
+      throw new InvariantViolation(
+        'state-machine-safety',
+        `node ${node} applied ${entry.key} at index ${entry.index} where ${seen} was applied`,
+      );
+    }
+    this.appliedKeys[entry.index] = entry.key;
+    this.checkCommittedAt(node, entry.index, entry.term, entry.key);
+    this.checkHash(node, entry.index, hash);
+    if (needsProposal && !this.proposed.has(entry.key)) {
+      throw new InvariantViolation(
+        'unproposed-entry',
+        `node ${node} applied ${entry.key} that nobody proposed`,
+      );
+    }
+    p.applied = entry.index;
+  }
+
+  /** The node's state machine was replaced by a snapshot at index (hash = its state hash). */
+  observeRestore(node: NodeId, index: number, hash: number): void {
+    const p = this.progressOf(node);
+    if (index < p.applied) {
+      throw new InvariantViolation(
+        'apply-regressed',
+        `node ${node} restored snapshot ${index} below applied ${p.applied}`,
+      );
+    }
+    this.checkHash(node, index, hash);
+    p.applied = index;
+  }
+
+  /** A client was told its proposal succeeded: it was applied at `index` on the accepting node. */
+  observeAck(proposalId: number, key: string, index: number): void {
+    if (this.appliedKeys[index] !== key) {
+      throw new InvariantViolation(
+        'acked-proposal-lost',
+        `proposal ${proposalId} acked at ${index} but not applied there`,
+      );
+    }
+    const previous = this.acked.get(proposalId);
+    if (previous && previous.index !== index) {
+      throw new InvariantViolation(
+        'acked-proposal-lost',
+        `proposal ${proposalId} acked twice at different indexes`,
+      );
+    }
+    this.acked.set(proposalId, { key, index });
+  }
+
+  /**
+   * End of run: every acknowledged proposal is in every given state machine that has applied at
+   * least up to the proposal's index.
+   */
+  checkNoAckLost(
+    machines: ReadonlyArray<{ node: NodeId; applied: number; has(proposalId: number): boolean }>,
+  ): void {
+    for (const [proposalId, ack] of this.acked) {
+      for (const m of machines) {
+        if (m.applied >= ack.index && !m.has(proposalId)) {
+          throw new InvariantViolation(
+            'acked-proposal-lost',
+            `node ${m.node} applied up to ${m.applied} but lacks acked proposal ${proposalId} (index ${ack.index})`,
+          );
+        }
+      }
+      if (this.appliedKeys[ack.index] !== ack.key) {
+        throw new InvariantViolation(
+          'acked-proposal-lost',
+          `acked proposal ${proposalId} no longer at ${ack.index}`,
+        );
+      }
+    }
+  }
+
+  private committedBeforeTerm(term: number): number {
+    for (let i = this.committedMax; i > 0; i--) {
+      const t = this.committedTerms[i];
+      if (t !== undefined && t < term) return i;
+    }
+    return 0;
+  }
+
+  private checkLeaderCompleteness(node: NodeId): void {
+    const p = this.progressOf(node);
+    const upTo = p.completenessUpTo;
+    if (upTo === 0) return;
+    const log = this.logOf(node);
+    if (log.lastIndex() < upTo) return; // the rest of its log is not handed out yet
+    for (let i = log.snapshotIndex + 1; i <= upTo; i++) {
+      const key = this.committedKeys[i];
+      if (key !== undefined && (log.keyAt(i) !== key || log.termAt(i) !== this.committedTerms[i])) {
+        throw new InvariantViolation(
+          'leader-completeness',
+          `leader ${node} of term ${p.completenessTerm} lacks committed entry ${i} (${key}), has ${log.keyAt(i)}`,
+        );
+      }
+    }
+    p.completenessUpTo = 0;
+  }
+
+  private registerCommitted(node: NodeId, commit: number): void {
+    const p = this.progressOf(node);
+    const log = this.logOf(node);
+    if (commit > log.lastIndex()) {
+      throw new InvariantViolation(
+        'core-contract',
+        `node ${node} commit ${commit} beyond its log end ${log.lastIndex()}`,
+      );
+    }
+    for (let i = Math.max(p.commitRegistered, log.snapshotIndex) + 1; i <= commit; i++) {
+      this.checkCommittedAt(node, i, log.termAt(i), log.keyAt(i));
+    }
+    p.commitRegistered = Math.max(p.commitRegistered, commit);
+  }
+
+  /** Registers (or compares with) the globally committed entry at index. */
+  private checkCommittedAt(node: NodeId, index: number, term: number, key: string | undefined): void {
+    if (index === 0) return;
+    const knownTerm = this.committedTerms[index];
+    if (knownTerm !== undefined) {
+      const knownKey = this.committedKeys[index];
+      if (knownTerm !== term || (key !== undefined && knownKey !== undefined && knownKey !== key)) {
+        throw new InvariantViolation(
+          'committed-entry-changed',
+          `node ${node} has ${key ?? '?'}@term ${term} at committed index ${index}, committed was ${knownKey}@term ${knownTerm}`,
+        );
+      }
+      if (knownKey === undefined && key !== undefined) this.committedKeys[index] = key;
+      return;
+    }
+    this.committedTerms[index] = term;
+    if (key !== undefined) this.committedKeys[index] = key;
+    if (index > this.committedMax) this.committedMax = index;
+  }
+
+  private checkIndexTerm(node: NodeId, e: ObservedEntry, prevTerm: number): void {
+    const id = `${e.index}:${e.term}`;
+    const known = this.byIndexTerm.get(id);
+    if (!known) {
+      this.byIndexTerm.set(id, { key: e.key, prevTerm });
+      return;
+    }
+    if (known.key !== e.key) {
+      throw new InvariantViolation(
+        'log-matching',
+        `node ${node} has ${e.key} at index ${e.index} term ${e.term}, another log has ${known.key} there`,
+      );
+    }
+    if (known.prevTerm >= 0 && prevTerm >= 0 && known.prevTerm !== prevTerm) {
+      throw new InvariantViolation(
+        'log-matching',
+        `node ${node}: entry ${e.index}@${e.term} follows term ${prevTerm}, elsewhere term ${known.prevTerm}`,
+      );
+    }
+    if (known.prevTerm < 0) known.prevTerm = prevTerm;
+  }
+
+  private checkHash(node: NodeId, index: number, hash: number): void {
+    const known = this.hashAt.get(index);
+    if (known === undefined) this.hashAt.set(index, hash);
+    else if (known !== hash) {
+      throw new InvariantViolation(
+        'state-machine-safety',
+        `node ${node} state at index ${index} has hash ${hash}, another node had ${known}`,
+      );
+    }
+  }
+
+  private logOf(node: NodeId): LogView {
+    let log = this.logs.get(node);
+    if (!log) {
+      log = new LogView();
+      this.logs.set(node, log);
+    }
+    return log;
+  }
+
+  private progressOf(node: NodeId): NodeProgress {
+    const p = this.progress.get(node);
+    if (!p) throw new InvariantViolation('core-contract', `node ${node} observed before it started`);
+    return p;
+  }
+}

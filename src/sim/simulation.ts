@@ -1,0 +1,693 @@
+// A whole Raft cluster in one process on a virtual clock. One seed determines everything: the
+// cluster size, the latencies, which faults strike when, which proposals the clients make, the
+// election timeouts inside the core (through its injected Rng). Invariants are checked as each
+// node acts (see invariants.ts); after the fault phase the cluster is healed and must converge
+// within a bounded virtual time (liveness).
+
+import type { ConfChange, ConfChangeSingle } from '../raft/api.js';
+import { encodeConfChange } from '../raft/confchange.js';
+import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
+import { encodeProposal, entryKey } from './app.js';
+import { SimDisk } from './disk.js';
+import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
+import { EventQueue } from './event-queue.js';
+import { InvariantChecker } from './invariants.js';
+import { DEFAULT_NETWORK, Network, type NetworkConfig } from './network.js';
+import { SimRng } from './rng.js';
+import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
+
+export interface SimOptions {
+  seed: number;
+  /** Founding voters (3 or 5 in the seed tests). */
+  nodes: number;
+  /** Faults, membership changes and new proposals happen during this much virtual time. */
+  faultPhaseUs?: number;
+  /** After the faults stop, the cluster must converge within this much virtual time. */
+  livenessBoundUs?: number;
+  clients?: number;
+  faults?: boolean;
+  membership?: boolean;
+  /** Receives a human-readable line per interesting event (verbose replay). */
+  trace?: (line: string) => void;
+}
+
+export interface SimResult {
+  seed: number;
+  nodes: number;
+  events: number;
+  virtualUs: number;
+  proposals: number;
+  acked: number;
+  committedIndex: number;
+  /** Virtual time from "faults stop" until a leader and every pending proposal committed. */
+  livenessUs: number;
+  crashes: number;
+  partitions: number;
+  confChangesApplied: number;
+  leaderTransfers: number;
+  snapshotsSent: number;
+  snapshotsFailed: number;
+}
+
+export class SimFailure extends Error {
+  readonly code = 'sim-failure';
+  constructor(
+    readonly seed: number,
+    readonly nodes: number,
+    readonly replay: string,
+    override readonly cause: unknown,
+    where: string,
+  ) {
+    super(
+      `seed ${seed} (${nodes} nodes) failed ${where}: ${cause instanceof Error ? cause.message : String(cause)}\n  replay: ${replay}`,
+    );
+    this.name = 'SimFailure';
+  }
+}
+
+export function replayCommand(seed: number, nodes: number): string {
+  return `npm run sim -- --seeds 1 --from ${seed} --nodes ${nodes} --verbose`;
+}
+
+const TICK_INTERVAL_US = 10_000;
+const EVENTS_PER_RUN_MAX = 5_000_000;
+const EXTRA_NODES_MAX = 4;
+const VOTERS_MIN = 3;
+const MEMBERS_MAX = 7;
+const CLIENT_TIMEOUT_US = 300_000;
+const LIVENESS_CHECK_US = 10_000;
+const DECOMMISSION_DELAY_US = 1_000_000;
+
+type SimEvent =
+  | { kind: 'tick'; node: SimNode; incarnation: number }
+  | { kind: 'deliver'; message: Message }
+  | { kind: 'fsync'; node: SimNode; incarnation: number }
+  | { kind: 'snapshot-done'; message: Message; fromIncarnation: number; epoch: number; chunkFails: boolean }
+  | { kind: 'unreachable'; node: SimNode; incarnation: number; peer: NodeId }
+  | { kind: 'client'; client: Client }
+  | { kind: 'client-timeout'; client: Client; attempt: number }
+  | { kind: 'nemesis' }
+  | { kind: 'restart'; node: SimNode }
+  | { kind: 'heal' }
+  | { kind: 'disk-normal'; node: SimNode }
+  | { kind: 'admin' }
+  | { kind: 'decommission'; node: SimNode }
+  | { kind: 'quiesce' }
+  | { kind: 'liveness-check' };
+
+interface Proposal {
+  id: number;
+  data: Uint8Array;
+  key: string;
+}
+
+interface Client {
+  id: number;
+  current: Proposal | undefined;
+  attempt: number;
+  /** Where the current attempt was accepted: the ack must come from this node incarnation. */
+  waitingOn: { node: SimNode; incarnation: number } | undefined;
+}
+
+export class Simulation implements SimNodeHost {
+  readonly checker = new InvariantChecker();
+  private readonly queue = new EventQueue<SimEvent>();
+  private readonly network: Network;
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly rngRoot: SimRng;
+  private readonly rngFault: SimRng;
+  private readonly rngClient: SimRng;
+  private readonly rngAdmin: SimRng;
+  private readonly clients: Client[] = [];
+  private readonly nodeConfig: SimNodeConfig;
+  private readonly fsyncNormalUs: number;
+  private readonly faultPhaseUs: number;
+  private readonly livenessBoundUs: number;
+  private nextProposalId = 1;
+  private nextNodeId: NodeId;
+  private readonly lastNodeId: NodeId;
+  private membership: ConfState;
+  private membershipIndex = 0;
+  private quiesced = false;
+  private quiesceAtUs = 0;
+  private done = false;
+  private events = 0;
+  private readonly stats = {
+    proposals: 0,
+    crashes: 0,
+    partitions: 0,
+    confChangesApplied: 0,
+    leaderTransfers: 0,
+    snapshotsSent: 0,
+    snapshotsFailed: 0,
+    livenessUs: -1,
+  };
+
+  constructor(private readonly options: SimOptions) {
+    if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > MEMBERS_MAX) {
+      throw new SimulatorError(`nodes must be in [1, ${MEMBERS_MAX}], got ${options.nodes}`);
+    }
+    this.rngRoot = new SimRng(options.seed, 0);
+    const rngNet = new SimRng(options.seed, 1);
+    this.rngFault = new SimRng(options.seed, 2);
+    this.rngClient = new SimRng(options.seed, 3);
+    this.rngAdmin = new SimRng(options.seed, 4);
+    this.network = new Network(rngNet, this.networkConfig());
+    this.faultPhaseUs = options.faultPhaseUs ?? 2_000_000;
+    this.livenessBoundUs = options.livenessBoundUs ?? 10_000_000;
+    this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
+    this.nodeConfig = {
+      electionTicks: 10,
+      heartbeatTicks: this.rngRoot.between(1, 3),
+      snapshotEveryEntries: this.rngRoot.between(20, 120),
+      compactionKeepEntries: this.rngRoot.between(0, 30),
+      maxMessageBytes: this.rngRoot.pick([1024, 64 * 1024]),
+      inflightMessagesMax: this.rngRoot.pick([2, 16, 256]),
+    };
+    const voters: NodeId[] = [];
+    for (let id = 1; id <= options.nodes; id++) voters.push(id);
+    this.membership = { voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    this.nextNodeId = options.nodes + 1;
+    this.lastNodeId = options.nodes + EXTRA_NODES_MAX;
+    for (const id of voters) this.addNode(id, SimDisk.bootstrap(this.membership, new Uint8Array(0)));
+  }
+
+  run(): SimResult {
+    try {
+      this.schedule();
+      this.loop();
+      this.finalChecks();
+    } catch (err) {
+      const where = `at t=${(this.queue.now / 1000).toFixed(3)}ms after ${this.events} events`;
+      throw new SimFailure(
+        this.options.seed,
+        this.options.nodes,
+        replayCommand(this.options.seed, this.options.nodes),
+        err,
+        where,
+      );
+    }
+    return {
+      seed: this.options.seed,
+      nodes: this.options.nodes,
+      events: this.events,
+      virtualUs: this.queue.now,
+      proposals: this.stats.proposals,
+      acked: this.checker.ackedCount,
+      committedIndex: this.checker.committedIndex,
+      livenessUs: this.stats.livenessUs,
+      crashes: this.stats.crashes,
+      partitions: this.stats.partitions,
+      confChangesApplied: this.stats.confChangesApplied,
+      leaderTransfers: this.stats.leaderTransfers,
+      snapshotsSent: this.stats.snapshotsSent,
+      snapshotsFailed: this.stats.snapshotsFailed,
+    };
+  }
+
+  // ---- SimNodeHost -------------------------------------------------------------------------
+
+  send(from: SimNode, message: Message): void {
+    const to = message.to;
+    if (message.from !== from.id) {
+      throw new InvariantViolation('core-contract', `node ${from.id} sends a message from ${message.from}`);
+    }
+    if (to === from.id)
+      throw new InvariantViolation('core-contract', `node ${from.id} sends a message to itself`);
+    if (message.type === MessageType.Snapshot) return this.sendSnapshot(from, message);
+    if (!this.network.isLinkUp(from.id, to)) {
+      this.queue.after(0, { kind: 'unreachable', node: from, incarnation: from.incarnation, peer: to });
+      return;
+    }
+    for (const delay of this.network.planDelivery(from.id, to)) {
+      this.queue.after(delay, { kind: 'deliver', message: cloneMessage(message) });
+    }
+  }
+
+  scheduleFsync(node: SimNode, delayUs: number): void {
+    this.queue.after(delayUs, { kind: 'fsync', node, incarnation: node.incarnation });
+  }
+
+  onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void {
+    for (const client of this.clients) {
+      const waiting = client.waitingOn;
+      if (client.current?.id !== proposalId || !waiting) continue;
+      if (waiting.node !== node || waiting.incarnation !== node.incarnation) continue;
+      this.checker.observeAck(proposalId, key, index);
+      this.trace(`client ${client.id}: proposal ${proposalId} acked at index ${index} by n${node.id}`);
+      client.current = undefined;
+      client.waitingOn = undefined;
+      if (!this.quiesced) this.queue.after(this.rngClient.between(1000, 30_000), { kind: 'client', client });
+    }
+  }
+
+  onConfChangeApplied(node: SimNode, confState: ConfState, index: number): void {
+    if (index <= this.membershipIndex) return;
+    const before = members(this.membership);
+    this.membership = confState;
+    this.membershipIndex = index;
+    this.stats.confChangesApplied++;
+    this.trace(`n${node.id} applied membership at ${index}: ${formatConf(confState)}`);
+    const now = new Set(members(confState));
+    for (const id of before) {
+      const removed = this.nodes.get(id);
+      if (!now.has(id) && removed)
+        this.queue.after(DECOMMISSION_DELAY_US, { kind: 'decommission', node: removed });
+    }
+  }
+
+  trace(line: string): void {
+    this.options.trace?.(`${(this.queue.now / 1000).toFixed(3)}ms ${line}`);
+  }
+
+  // ---- setup -------------------------------------------------------------------------------
+
+  private networkConfig(): NetworkConfig {
+    const faults = this.options.faults ?? true;
+    const rng = new SimRng(this.options.seed, 5);
+    return {
+      ...DEFAULT_NETWORK,
+      latencyTailMeanUs: rng.between(200, 3000),
+      lossRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
+      duplicateRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
+      snapshotChunkBytes: 256,
+      snapshotChunkFailRate: faults ? rng.pick([0, 0.01]) : 0,
+    };
+  }
+
+  private addNode(id: NodeId, disk: SimDisk): SimNode {
+    const node = new SimNode(
+      id,
+      disk,
+      this,
+      this.rngRoot.fork(100 + id),
+      this.nodeConfig,
+      this.fsyncNormalUs,
+    );
+    this.nodes.set(id, node);
+    this.startNode(node);
+    return node;
+  }
+
+  private startNode(node: SimNode): void {
+    node.start();
+    const phase = this.rngRoot.between(0, TICK_INTERVAL_US - 1);
+    this.queue.after(phase, { kind: 'tick', node, incarnation: node.incarnation });
+  }
+
+  private schedule(): void {
+    const clients = this.options.clients ?? 3;
+    for (let id = 1; id <= clients; id++) {
+      const client: Client = { id, current: undefined, attempt: 0, waitingOn: undefined };
+      this.clients.push(client);
+      this.queue.after(this.rngClient.between(0, 50_000), { kind: 'client', client });
+    }
+    if (this.options.faults ?? true)
+      this.queue.after(this.rngFault.between(50_000, 300_000), { kind: 'nemesis' });
+    if (this.options.membership ?? true)
+      this.queue.after(this.rngAdmin.between(100_000, 400_000), { kind: 'admin' });
+    this.queue.after(this.faultPhaseUs, { kind: 'quiesce' });
+  }
+
+  // ---- the event loop ----------------------------------------------------------------------
+
+  private loop(): void {
+    while (!this.done) {
+      const item = this.queue.pop();
+      if (!item) throw new SimulatorError('event queue ran dry');
+      if (++this.events > EVENTS_PER_RUN_MAX)
+        throw new SimulatorError(`more than ${EVENTS_PER_RUN_MAX} events`);
+      this.handle(item.event);
+    }
+  }
+
+  private handle(event: SimEvent): void {
+    switch (event.kind) {
+      case 'tick':
+        return this.onTick(event.node, event.incarnation);
+      case 'deliver':
+        return this.deliver(event.message);
+      case 'fsync':
+        if (event.node.running && event.node.incarnation === event.incarnation) event.node.completeFsync();
+        return;
+      case 'snapshot-done':
+        return this.finishSnapshot(event.message, event.fromIncarnation, event.epoch, event.chunkFails);
+      case 'unreachable':
+        if (event.node.running && event.node.incarnation === event.incarnation) {
+          event.node.withCore((raft) => raft.reportUnreachable(event.peer));
+        }
+        return;
+      case 'client':
+        return this.clientAttempt(event.client);
+      case 'client-timeout':
+        return this.clientTimeout(event.client, event.attempt);
+      case 'nemesis':
+        return this.nemesis();
+      case 'restart':
+        if (!event.node.running && !event.node.decommissioned) {
+          this.trace(`n${event.node.id} restarts`);
+          this.startNode(event.node);
+        }
+        return;
+      case 'heal':
+        this.trace('network healed');
+        return this.network.healAll();
+      case 'disk-normal':
+        event.node.fsyncLatencyUs = this.fsyncNormalUs;
+        return;
+      case 'admin':
+        return this.admin();
+      case 'decommission':
+        return this.decommission(event.node);
+      case 'quiesce':
+        return this.quiesce();
+      case 'liveness-check':
+        return this.livenessCheck();
+      default:
+        assertNever(event);
+    }
+  }
+
+  private onTick(node: SimNode, incarnation: number): void {
+    if (!node.running || node.incarnation !== incarnation) return;
+    node.tick();
+    this.queue.after(TICK_INTERVAL_US, { kind: 'tick', node, incarnation });
+  }
+
+  private deliver(message: Message): void {
+    const node = this.nodes.get(message.to);
+    if (!node?.running || !this.network.isLinkUp(message.from, message.to)) return;
+    if (this.options.trace) {
+      this.trace(`deliver ${formatMessage(message)}`);
+    }
+    node.step(message);
+  }
+
+  private sendSnapshot(from: SimNode, message: Message): void {
+    const bytes = (message.snapshot?.data.length ?? 0) + 64;
+    const plan = this.network.planSnapshotTransfer(bytes);
+    this.stats.snapshotsSent++;
+    this.trace(
+      `n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to} (${plan.chunks} chunks)`,
+    );
+    this.queue.after(plan.durationUs, {
+      kind: 'snapshot-done',
+      message: cloneMessage(message),
+      fromIncarnation: from.incarnation,
+      epoch: this.network.linkEpoch(from.id, message.to),
+      chunkFails: plan.chunkFails || !this.network.isLinkUp(from.id, message.to),
+    });
+  }
+
+  /** A snapshot stream ended: delivered whole, or broken by a cut link / a failed chunk / a crash. */
+  private finishSnapshot(
+    message: Message,
+    fromIncarnation: number,
+    epoch: number,
+    chunkFails: boolean,
+  ): void {
+    const from = this.nodes.get(message.from)!;
+    const to = this.nodes.get(message.to);
+    const ok =
+      !chunkFails &&
+      to?.running === true &&
+      this.network.isLinkUp(message.from, message.to) &&
+      this.network.linkEpoch(message.from, message.to) === epoch;
+    if (ok) to!.step(message);
+    else this.stats.snapshotsFailed++;
+    if (from.running && from.incarnation === fromIncarnation) {
+      this.trace(`snapshot n${message.from}→n${message.to} ${ok ? 'delivered' : 'failed'}`);
+      from.withCore((raft) => raft.reportSnapshot(message.to, ok));
+    }
+  }
+
+  // ---- clients -----------------------------------------------------------------------------
+
+  private clientAttempt(client: Client): void {
+    if (!client.current) {
+      if (this.quiesced) return;
+      const id = this.nextProposalId++;
+      const data = encodeProposal(id, this.rngClient.between(0, 40));
+      client.current = { id, data, key: entryKey(EntryType.Normal, data) };
+      this.checker.registerProposal(client.current.key);
+      this.stats.proposals++;
+    }
+    client.attempt++;
+    client.waitingOn = undefined;
+    const candidates = [...this.nodes.values()].filter((n) => !n.decommissioned);
+    const node = this.rngClient.pick(candidates);
+    const result = node.running ? node.propose(client.current.data) : undefined;
+    if (result?.ok) {
+      client.waitingOn = { node, incarnation: node.incarnation };
+      this.queue.after(CLIENT_TIMEOUT_US, { kind: 'client-timeout', client, attempt: client.attempt });
+      return;
+    }
+    this.queue.after(this.rngClient.between(2000, 20_000), { kind: 'client', client });
+  }
+
+  private clientTimeout(client: Client, attempt: number): void {
+    if (client.current && client.attempt === attempt && client.waitingOn) this.clientAttempt(client);
+  }
+
+  // ---- faults ------------------------------------------------------------------------------
+
+  private nemesis(): void {
+    if (this.quiesced) return;
+    const rng = this.rngFault;
+    const alive = this.runningNodes();
+    const ids = [...this.nodes.values()].filter((n) => !n.decommissioned).map((n) => n.id);
+    const action = rng.nextInt(7);
+    if (action === 0 && alive.length > 0) {
+      const victim = rng.pick(alive);
+      this.trace(`n${victim.id} crashes`);
+      victim.crash();
+      this.stats.crashes++;
+      this.queue.after(rng.between(20_000, 800_000), { kind: 'restart', node: victim });
+    } else if (action === 1) {
+      const shuffled = shuffle(rng, ids);
+      const cut = rng.between(1, Math.max(1, shuffled.length - 1));
+      this.partitionFor(shuffled.slice(0, cut), shuffled.slice(cut));
+    } else if (action === 2) {
+      const leader = this.leader();
+      if (leader)
+        this.partitionFor(
+          [leader.id],
+          ids.filter((id) => id !== leader.id),
+        );
+    } else if (action === 3 && ids.length > 1) {
+      const [a, b] = shuffle(rng, ids);
+      this.trace(`link n${a}→n${b} cut (one way)`);
+      this.network.cutOneWay(a!, b!);
+      this.stats.partitions++;
+      this.queue.after(rng.between(50_000, 1_000_000), { kind: 'heal' });
+    } else if (action === 4 && alive.length > 0) {
+      const node = rng.pick(alive);
+      node.fsyncLatencyUs = rng.between(5_000, 60_000);
+      this.trace(`n${node.id} disk slow (${node.fsyncLatencyUs}us fsync)`);
+      this.queue.after(rng.between(100_000, 2_000_000), { kind: 'disk-normal', node });
+    } else if (action === 5) {
+      this.trace('network healed');
+      this.network.healAll();
+    }
+    this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
+  }
+
+  private partitionFor(a: NodeId[], b: NodeId[]): void {
+    this.trace(`partition [${a.join(',')}] | [${b.join(',')}]`);
+    this.network.partition(a, b);
+    this.stats.partitions++;
+    this.queue.after(this.rngFault.between(50_000, 1_500_000), { kind: 'heal' });
+  }
+
+  // ---- membership and leader transfer ------------------------------------------------------
+
+  private admin(): void {
+    if (this.quiesced) return;
+    this.queue.after(this.rngAdmin.between(100_000, 500_000), { kind: 'admin' });
+    const leader = this.leader();
+    if (!leader) return;
+    const conf = leader.withCore((raft) => raft.status().confState);
+    const change = this.chooseChange(leader, conf);
+    if (!change) return;
+    const data = encodeConfChange(change);
+    this.checker.registerProposal(entryKey(EntryType.ConfChange, data));
+    const result = leader.withCore((raft) => raft.proposeConfChange(change));
+    this.trace(
+      `admin proposes ${formatChange(change)} at n${leader.id}: ${result.ok ? 'accepted' : result.reason}`,
+    );
+  }
+
+  private chooseChange(leader: SimNode, conf: ConfState): ConfChange | undefined {
+    const rng = this.rngAdmin;
+    const context = new Uint8Array(0);
+    if (conf.votersOutgoing.length > 0) {
+      return conf.autoLeave ? undefined : { transition: 'auto', changes: [], context };
+    }
+    const action = rng.nextInt(5);
+    const memberCount = members(conf).length;
+    const canAdd = this.nextNodeId <= this.lastNodeId && memberCount < MEMBERS_MAX;
+    if (action === 0 && canAdd) {
+      return { transition: 'auto', changes: [{ type: 'add-learner', nodeId: this.spawnNode().id }], context };
+    }
+    if (action === 1 && conf.learners.length > 0) {
+      return {
+        transition: 'auto',
+        changes: [{ type: 'add-node', nodeId: rng.pick(conf.learners) }],
+        context,
+      };
+    }
+    if (action === 2 && conf.voters.length > VOTERS_MIN) {
+      return {
+        transition: 'auto',
+        changes: [{ type: 'remove-node', nodeId: rng.pick(conf.voters) }],
+        context,
+      };
+    }
+    if (action === 3 && canAdd && conf.voters.length >= VOTERS_MIN) {
+      const changes: ConfChangeSingle[] = [
+        { type: 'add-node', nodeId: this.spawnNode().id },
+        { type: 'remove-node', nodeId: rng.pick(conf.voters) },
+      ];
+      return { transition: rng.pick(['joint-implicit', 'joint-explicit'] as const), changes, context };
+    }
+    if (action === 4 && conf.voters.length > 1) {
+      const target = rng.pick(conf.voters.filter((id) => id !== leader.id));
+      this.trace(`admin transfers leadership n${leader.id} → n${target}`);
+      this.stats.leaderTransfers++;
+      leader.withCore((raft) => raft.transferLeadership(target));
+    }
+    return undefined;
+  }
+
+  /** Starts a brand-new, empty node (a member-to-be); it learns everything from the leader. */
+  private spawnNode(): SimNode {
+    const id = this.nextNodeId++;
+    this.trace(`n${id} starts empty`);
+    return this.addNode(id, new SimDisk());
+  }
+
+  private decommission(node: SimNode): void {
+    if (members(this.membership).includes(node.id) || node.decommissioned) return;
+    this.trace(`n${node.id} decommissioned (removed from the cluster)`);
+    if (node.running) node.crash();
+    node.decommissioned = true;
+  }
+
+  // ---- liveness ----------------------------------------------------------------------------
+
+  private quiesce(): void {
+    this.quiesced = true;
+    this.quiesceAtUs = this.queue.now;
+    this.trace('faults stop: heal the network, restart crashed nodes, disks back to normal');
+    this.network.healAll();
+    for (const node of this.nodes.values()) {
+      node.fsyncLatencyUs = this.fsyncNormalUs;
+      if (!node.running && !node.decommissioned) this.startNode(node);
+    }
+    this.queue.after(LIVENESS_CHECK_US, { kind: 'liveness-check' });
+  }
+
+  private livenessCheck(): void {
+    const elapsed = this.queue.now - this.quiesceAtUs;
+    if (this.converged()) {
+      this.stats.livenessUs = elapsed;
+      this.trace(`converged ${elapsed}us after the faults stopped`);
+      this.done = true;
+      return;
+    }
+    if (elapsed > this.livenessBoundUs) {
+      throw new InvariantViolation(
+        'liveness',
+        `no convergence within ${this.livenessBoundUs}us after faults stopped: ${this.why()}`,
+      );
+    }
+    this.queue.after(LIVENESS_CHECK_US, { kind: 'liveness-check' });
+  }
+
+  private converged(): boolean {
+    return this.why() === '';
+  }
+
+  /** Why the cluster has not converged yet ('' when it has). */
+  private why(): string {
+    const leader = this.leader();
+    if (!leader) return 'no leader';
+    const pending = this.clients.filter((c) => c.current !== undefined);
+    if (pending.length > 0) return `proposals pending: ${pending.map((c) => c.current!.id).join(',')}`;
+    const commit = leader.raft!.status().hardState.commit;
+    for (const id of members(this.membership)) {
+      const node = this.nodes.get(id);
+      if (node?.running && node.app.appliedIndex < commit)
+        return `n${id} applied ${node.app.appliedIndex} < ${commit}`;
+    }
+    return '';
+  }
+
+  private finalChecks(): void {
+    const machines = [...this.nodes.values()]
+      .filter((n) => n.running)
+      .map((n) => ({ node: n.id, applied: n.app.appliedIndex, has: (id: number) => n.app.has(id) }));
+    this.checker.checkNoAckLost(machines);
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  private runningNodes(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.running);
+  }
+
+  /** The running leader with the highest term, if any. */
+  private leader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    let bestTerm = -1;
+    for (const node of this.nodes.values()) {
+      if (!node.running || node.role !== Role.Leader) continue;
+      const term = node.raft!.status().hardState.term;
+      if (term > bestTerm) {
+        best = node;
+        bestTerm = term;
+      }
+    }
+    return best;
+  }
+}
+
+export function runSimulation(options: SimOptions): SimResult {
+  return new Simulation(options).run();
+}
+
+function members(conf: ConfState): NodeId[] {
+  return [...new Set([...conf.voters, ...conf.learners, ...conf.votersOutgoing, ...conf.learnersNext])];
+}
+
+function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
+  const out = items.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = rng.nextInt(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/** A copy as a real transport would deliver: the receiver never shares objects with the sender. */
+function cloneMessage(m: Message): Message {
+  return { ...m, entries: m.entries.map((e) => ({ ...e })) };
+}
+
+function formatMessage(m: Message): string {
+  const entries =
+    m.entries.length > 0 ? ` ents=${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
+  const reject = m.reject ? ` REJECT hint=${m.rejectHint}` : '';
+  return `${MessageType[m.type]} n${m.from}→n${m.to} term=${m.term} logTerm=${m.logTerm} index=${m.index} commit=${m.commit}${entries}${reject}`;
+}
+
+function formatConf(c: ConfState): string {
+  const out = c.votersOutgoing.length > 0 ? ` outgoing=[${c.votersOutgoing}]` : '';
+  const next = c.learnersNext.length > 0 ? ` learnersNext=[${c.learnersNext}]` : '';
+  return `voters=[${c.voters}] learners=[${c.learners}]${out}${next}${c.autoLeave ? ' autoLeave' : ''}`;
+}
+
+function formatChange(c: ConfChange): string {
+  if (c.changes.length === 0) return 'leave-joint';
+  return `${c.transition}(${c.changes.map((s) => `${s.type} n${s.nodeId}`).join(', ')})`;
+}
