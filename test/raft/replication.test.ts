@@ -22,7 +22,7 @@ test('figure 8: an entry of an older term replicated on a majority is not commit
   // (c) S5 is cut off; S1 wins term 4 and replicates X to S3 (and S4), but not its term-4 no-op.
   net.heal();
   net.restart(1);
-  net.isolate(5);
+  net.crash(5);
   net.transforms.push((m: Message) =>
     m.type === MessageType.Append ? { ...m, entries: m.entries.filter((e) => e.index < 4) } : m,
   );
@@ -34,7 +34,7 @@ test('figure 8: an entry of an older term replicated on a majority is not commit
   assert.equal(net.node(1).committedIndex, 2, 'X is on 4 of 5 nodes but from term 2: not committed');
   // (d) S1 crashes; S5 can still win (its last term 3 beats term 2) and overwrites X with Y.
   net.crash(1);
-  net.heal();
+  net.restart(5);
   net.transforms = [];
   for (let i = 0; i < 5 && net.role(5) !== Role.Leader; i++) net.campaign(5);
   assert.equal(net.role(5), Role.Leader);
