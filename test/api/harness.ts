@@ -1,0 +1,46 @@
+// Starts the API server on an ephemeral loopback port over a MemoryBackend, and builds raw
+// gRPC clients from our own protos for assertions on exact status codes and messages.
+
+import * as grpc from '@grpc/grpc-js';
+import { type ApiServer, type ApiServerOptions, startApiServer } from '../../src/api/api-server.js';
+import { etcdPackageDefinition } from '../../src/api/proto.js';
+import { MemoryBackend } from './memory-backend.js';
+
+export interface Harness {
+  backend: MemoryBackend;
+  server: ApiServer;
+  close(): Promise<void>;
+}
+
+export async function startHarness(options: Partial<ApiServerOptions> = {}): Promise<Harness> {
+  const backend = new MemoryBackend();
+  const server = await startApiServer({ backend, port: 0, ...options });
+  return { backend, server, close: () => server.close(100) };
+}
+
+type RawCallback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
+export type RawClient = grpc.Client & Record<string, (request: object, callback: RawCallback) => void>;
+
+/** A raw client for one service ('etcdserverpb.KV', ...) speaking to `address` (host:port). */
+export function rawClient(address: string, service: string): RawClient {
+  const loaded = grpc.loadPackageDefinition(etcdPackageDefinition());
+  const [pkg, name] = service.split('.') as [string, string];
+  const ctor = (loaded[pkg] as grpc.GrpcObject)[name] as grpc.ServiceClientConstructor;
+  return new ctor(address, grpc.credentials.createInsecure(), {
+    'grpc.max_send_message_length': 16 * 1024 * 1024,
+  }) as unknown as RawClient;
+}
+
+export function rawCall(
+  client: RawClient,
+  method: string,
+  request: object,
+): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    client[method]!(request, (error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+export function hostPort(server: ApiServer): string {
+  return `${server.host}:${server.port}`;
+}
