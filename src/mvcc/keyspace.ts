@@ -676,10 +676,12 @@ export class Keyspace {
     );
     // Without sort or filters only limit+1 kvs are materialized (one extra for `more`).
     const fetchMax = limit > 0 && sortOrder === 'none' && !filtered ? limit + 1 : 0;
+    // keys_only blanks values after sorting, so a sort by value still needs them.
+    const withValue = !req.keysOnly || sortTarget === 'value';
     const { kvs: raw, count } =
       atRevision >= current
-        ? this.collectLive(range, req.countOnly ? -1 : fetchMax, !req.keysOnly)
-        : this.collectHistorical(range, atRevision, req.countOnly ? -1 : fetchMax, !req.keysOnly);
+        ? this.collectLive(range, req.countOnly ? -1 : fetchMax, withValue)
+        : this.collectHistorical(range, atRevision, req.countOnly ? -1 : fetchMax, withValue);
     let kvs = raw.filter(
       (kv) =>
         !(req.maxModRevision && kv.modRevision > req.maxModRevision) &&
@@ -693,6 +695,7 @@ export class Keyspace {
       kvs = kvs.slice(0, limit);
       more = true;
     }
+    if (req.keysOnly && withValue) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
     return { revision: current, kvs, more, count };
   }
 
