@@ -675,7 +675,10 @@ export class RaftNode implements RaftNodeApi {
       case MessageType.HeartbeatResponse:
         pr.recentActive = true;
         pr.msgAppFlowPaused = false;
-        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, false);
+        // Appends may have been lost: free a slot so a full window cannot stall forever, and send
+        // even an empty append so a follower that missed entries rejects it and gets probed.
+        if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
+        if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
         if (m.context.byteLength > 0) this.ackReadRound(m);
         return;
       case MessageType.SnapshotStatus:

@@ -46,6 +46,10 @@ export class Inflights {
     }
   }
 
+  freeFirst(): void {
+    if (this.count > 0) this.freeLE(this.lastIndexes[this.start]!);
+  }
+
   full(): boolean {
     return this.count === this.messagesMax || (this.bytesMax > 0 && this.bytes >= this.bytesMax);
   }

@@ -52,13 +52,64 @@ test('majority vote result: won with a quorum of grants, lost when a quorum is o
     { voters: [1], votes: [[1, true]], want: W },
     { voters: [1], votes: [[1, false]], want: L },
     { voters: [1, 2], votes: [[1, true]], want: P },
-    { voters: [1, 2], votes: [[1, true], [2, false]], want: L },
-    { voters: [1, 2, 3], votes: [[1, true], [2, true]], want: W },
-    { voters: [1, 2, 3], votes: [[1, true], [2, false]], want: P },
-    { voters: [1, 2, 3], votes: [[1, false], [2, false]], want: L },
-    { voters: [1, 2, 3, 4], votes: [[1, true], [2, true]], want: P },
-    { voters: [1, 2, 3, 4], votes: [[1, true], [2, true], [3, false], [4, false]], want: L },
-    { voters: [1, 2, 3], votes: [[1, true], [9, true]], want: P },
+    {
+      voters: [1, 2],
+      votes: [
+        [1, true],
+        [2, false],
+      ],
+      want: L,
+    },
+    {
+      voters: [1, 2, 3],
+      votes: [
+        [1, true],
+        [2, true],
+      ],
+      want: W,
+    },
+    {
+      voters: [1, 2, 3],
+      votes: [
+        [1, true],
+        [2, false],
+      ],
+      want: P,
+    },
+    {
+      voters: [1, 2, 3],
+      votes: [
+        [1, false],
+        [2, false],
+      ],
+      want: L,
+    },
+    {
+      voters: [1, 2, 3, 4],
+      votes: [
+        [1, true],
+        [2, true],
+      ],
+      want: P,
+    },
+    {
+      voters: [1, 2, 3, 4],
+      votes: [
+        [1, true],
+        [2, true],
+        [3, false],
+        [4, false],
+      ],
+      want: L,
+    },
+    {
+      voters: [1, 2, 3],
+      votes: [
+        [1, true],
+        [9, true],
+      ],
+      want: P,
+    },
   ];
   for (const c of cases) assert.equal(majorityVoteResult(new Set(c.voters), new Map(c.votes)), c.want);
 });
@@ -66,9 +117,44 @@ test('majority vote result: won with a quorum of grants, lost when a quorum is o
 test('joint vote result needs both halves to win; either half losing loses', () => {
   const cfg = { incoming: new Set([1, 2, 3]), outgoing: new Set([3, 4, 5]) };
   const r = (votes: [number, boolean][]) => jointVoteResult(cfg, new Map(votes));
-  assert.equal(r([[1, true], [2, true]]), VoteResult.Pending);
-  assert.equal(r([[1, true], [2, true], [3, true]]), VoteResult.Pending);
-  assert.equal(r([[1, true], [2, true], [3, true], [4, true]]), VoteResult.Won);
-  assert.equal(r([[1, true], [2, true], [4, false], [5, false]]), VoteResult.Lost);
-  assert.equal(r([[3, true], [4, true]]), VoteResult.Pending);
+  assert.equal(
+    r([
+      [1, true],
+      [2, true],
+    ]),
+    VoteResult.Pending,
+  );
+  assert.equal(
+    r([
+      [1, true],
+      [2, true],
+      [3, true],
+    ]),
+    VoteResult.Pending,
+  );
+  assert.equal(
+    r([
+      [1, true],
+      [2, true],
+      [3, true],
+      [4, true],
+    ]),
+    VoteResult.Won,
+  );
+  assert.equal(
+    r([
+      [1, true],
+      [2, true],
+      [4, false],
+      [5, false],
+    ]),
+    VoteResult.Lost,
+  );
+  assert.equal(
+    r([
+      [3, true],
+      [4, true],
+    ]),
+    VoteResult.Pending,
+  );
 });

@@ -15,7 +15,9 @@ test('figure 8: an entry of an older term replicated on a majority is not commit
   // (b) S1 is cut off; S5 wins term 3 with S3, S4 and appends Y at index 3, which reaches nobody.
   net.heal();
   net.crash(1);
-  net.filters.push((m) => m.from === 5 && (m.type === MessageType.Append || m.type === MessageType.Heartbeat));
+  net.filters.push(
+    (m) => m.from === 5 && (m.type === MessageType.Append || m.type === MessageType.Heartbeat),
+  );
   net.campaign(5);
   assert.equal(net.role(5), Role.Leader);
   assert.equal(net.term(5), 3);
@@ -98,7 +100,9 @@ test('log conflict: a follower with a long divergent suffix is repaired in a con
   net.heal();
   net.recordDelivered = true;
   net.tickAll(5);
-  const rejections = net.delivered.filter((m) => m.type === MessageType.AppendResponse && m.reject && m.from === 1);
+  const rejections = net.delivered.filter(
+    (m) => m.type === MessageType.AppendResponse && m.reject && m.from === 1,
+  );
   assert.ok(rejections.length <= 2, `${rejections.length} rejections`);
   assert.equal(net.appliedData(1).length, 100);
   assert.deepEqual(net.appliedData(1), net.appliedData(2));
@@ -146,7 +150,8 @@ function inflightScenario(overrides: { inflightMessagesMax?: number; inflightByt
     net.node(1).propose(new Uint8Array(60));
     net.stabilize();
   }
-  return net.delivered.filter((m) => m.type === MessageType.Append && m.to === 2 && m.entries.length > 0).length;
+  return net.delivered.filter((m) => m.type === MessageType.Append && m.to === 2 && m.entries.length > 0)
+    .length;
 }
 
 test('inflight window: at most inflightMessagesMax unacknowledged appends to a follower', () => {
