@@ -85,6 +85,10 @@ export class MemoryBackend implements EtcdBackend {
     },
   ];
 
+  get watcherCount(): number {
+    return this.watchers.size;
+  }
+
   header(): HeaderInfo {
     return {
       clusterId: this.clusterId,
