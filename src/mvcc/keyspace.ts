@@ -257,7 +257,7 @@ export class Keyspace {
     try {
       this.dbs.env.transactionSync(() => {
         for (const entry of entries) {
-          if (entry.index <= this.applied) {
+          if (entry.index <= saved.applied) {
             results.push({ index: entry.index, status: 'skipped' });
             continue;
           }
@@ -915,6 +915,30 @@ export class Keyspace {
       hash = crc32(value, crc32(key, hash));
     }
     return { hash, compactRevision: this.compactRev, revision: at };
+  }
+
+  /** Entry counts of the raw sub-databases (tests, metrics, the benchmark). */
+  storageStats(): {
+    revisions: number;
+    historyEntries: number;
+    liveKeys: number;
+    leases: number;
+    leaseKeys: number;
+  } {
+    this.assertOpen();
+    const count = (db: Bin): number => {
+      let n = 0;
+      for (const _ of db.getKeys({})) n++;
+      return n;
+    };
+    const { revs, history, live, leases, leaseKeys } = this.dbs;
+    return {
+      revisions: count(revs),
+      historyEntries: count(history),
+      liveKeys: count(live),
+      leases: count(leases),
+      leaseKeys: count(leaseKeys),
+    };
   }
 
   // ---- leases ----------------------------------------------------------------------------------
