@@ -4,10 +4,9 @@
 // `messagesAfterPersist`, apply the snapshot and committed entries, then advance(). A crash drops
 // everything that is not on the disk; a restart builds a new RaftNode from the disk alone.
 
-import type { ProposeResult, RaftConfig, Ready } from '../raft/api.js';
+import type { ProposeResult, RaftConfig, RaftNodeApi, Ready } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { RaftNode } from '../raft/node.js';
 import { type ConfState, type Entry, EntryType, type Message, type NodeId, Role } from '../raft/types.js';
 import { decodeProposalId, entryKey, KvStateMachine } from './app.js';
 import type { SimDisk } from './disk.js';
@@ -30,7 +29,11 @@ export interface SimNodeHost {
   trace?(line: string): void;
 }
 
+/** Builds the consensus core for a node; the seam lets tests run the simulator on a broken core. */
+export type CoreFactory = (config: RaftConfig) => RaftNodeApi;
+
 export interface SimNodeConfig {
+  createCore: CoreFactory;
   electionTicks: number;
   heartbeatTicks: number;
   /** The application snapshots after this many applied entries... */
@@ -42,7 +45,7 @@ export interface SimNodeConfig {
 }
 
 export class SimNode {
-  raft: RaftNode | undefined;
+  raft: RaftNodeApi | undefined;
   storage = new MemoryStorage();
   app = new KvStateMachine();
   incarnation = 0;
@@ -102,7 +105,7 @@ export class SimNode {
       checkQuorum: true,
       preVote: true,
     };
-    this.raft = new RaftNode(raftConfig);
+    this.raft = this.config.createCore(raftConfig);
     this.lastRole = Role.Follower;
     this.pending = undefined;
     this.afterEvent();
@@ -131,7 +134,7 @@ export class SimNode {
   }
 
   /** Runs fn against the core, then drives Ready processing and checks (for admin operations). */
-  withCore<T>(fn: (raft: RaftNode) => T): T {
+  withCore<T>(fn: (raft: RaftNodeApi) => T): T {
     const result = fn(this.core());
     this.afterEvent();
     return result;
@@ -151,7 +154,7 @@ export class SimNode {
     this.afterEvent();
   }
 
-  private core(): RaftNode {
+  private core(): RaftNodeApi {
     if (!this.raft) throw new SimulatorError(`node ${this.id} is down`);
     return this.raft;
   }
@@ -235,7 +238,7 @@ export class SimNode {
     this.host.trace?.(`n${this.id} installs snapshot at ${index}`);
   }
 
-  private applyEntry(raft: RaftNode, e: Entry): void {
+  private applyEntry(raft: RaftNodeApi, e: Entry): void {
     const key = entryKey(e.type, e.data);
     let needsProposal = e.data.length > 0;
     if (e.type === EntryType.ConfChange) {

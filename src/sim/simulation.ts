@@ -6,6 +6,7 @@
 
 import type { ConfChange, ConfChangeSingle } from '../raft/api.js';
 import { encodeConfChange } from '../raft/confchange.js';
+import { RaftNode } from '../raft/node.js';
 import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
 import { encodeProposal, entryKey } from './app.js';
 import { SimDisk } from './disk.js';
@@ -14,7 +15,7 @@ import { EventQueue } from './event-queue.js';
 import { InvariantChecker } from './invariants.js';
 import { DEFAULT_NETWORK, Network, type NetworkConfig } from './network.js';
 import { SimRng } from './rng.js';
-import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
+import { type CoreFactory, SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 
 export interface SimOptions {
   seed: number;
@@ -27,6 +28,8 @@ export interface SimOptions {
   clients?: number;
   faults?: boolean;
   membership?: boolean;
+  /** The consensus core under test (default: RaftNode). */
+  createCore?: CoreFactory;
   /** Receives a human-readable line per interesting event (verbose replay). */
   trace?: (line: string) => void;
 }
@@ -157,6 +160,7 @@ export class Simulation implements SimNodeHost {
     this.livenessBoundUs = options.livenessBoundUs ?? 10_000_000;
     this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
     this.nodeConfig = {
+      createCore: options.createCore ?? ((config) => new RaftNode(config)),
       electionTicks: 10,
       heartbeatTicks: this.rngRoot.between(1, 3),
       snapshotEveryEntries: this.rngRoot.between(20, 120),
