@@ -3,7 +3,10 @@
 //  - the latest hard state and the latest snapshot marker win;
 //  - a marker at index s drops entries <= s (they are inside the snapshot) and keeps those after;
 //  - entries starting at index i replace everything previously written at >= i (Raft's log
-//    truncation on conflict); a start beyond lastIndex + 1 is a gap and fails recovery.
+//    truncation on conflict); a start beyond lastIndex + 1 is a gap and fails recovery;
+//  - except in the first surviving segment: deleting released segments can leave its head with an
+//    older marker than the one that allowed the deletion, followed by entries past the deleted
+//    ones. Such a gap is healed when a later marker covers it, and fails recovery otherwise.
 
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
 import { WalCorruptionError } from './errors.js';
@@ -17,10 +20,19 @@ export interface RecoveredGroup {
   entries: Entry[];
 }
 
+interface PendingGap {
+  file: string;
+  offset: number;
+  reason: string;
+  /** A marker at or beyond this index makes the gap harmless. */
+  coveredAt: number;
+}
+
 export class GroupReplay implements RecoveredGroup {
   hardState: HardState | null = null;
   snapshot: SnapshotMetadata | null = null;
   entries: Entry[] = [];
+  gap: PendingGap | null = null;
   constructor(readonly groupId: number) {}
 
   get snapshotIndex(): number {
@@ -33,19 +45,22 @@ export class GroupReplay implements RecoveredGroup {
     return this.snapshot ? this.snapshot.index : null;
   }
 
-  /** Returns an error reason, or null when applied. */
+  /** Applies the entries; returns the description of a gap they leave in the log, or null. */
   applyEntries(entries: Entry[]): string | null {
+    const snapshotIndex = this.snapshotIndex;
     const kept =
-      entries[0]!.index <= this.snapshotIndex ? entries.filter((e) => e.index > this.snapshotIndex) : entries;
+      entries[0]!.index <= snapshotIndex ? entries.filter((e) => e.index > snapshotIndex) : entries;
     if (kept.length === 0) return null;
     const first = kept[0]!.index;
     const last = this.lastIndex;
+    let gap: string | null = null;
     if (last !== null && first > last + 1) {
-      return `group ${this.groupId}: entries start at ${first} but the log ends at ${last} (missing entries)`;
+      gap = `group ${this.groupId}: entries start at ${first} but the log ends at ${last} (missing entries)`;
+      this.entries = [];
     }
     this.truncateFrom(first);
     for (const e of kept) this.entries.push(e);
-    return null;
+    return gap;
   }
 
   applySnapshot(meta: SnapshotMetadata): string | null {
@@ -53,6 +68,7 @@ export class GroupReplay implements RecoveredGroup {
       return `group ${this.groupId}: snapshot marker ${meta.index} is older than ${this.snapshotIndex}`;
     }
     this.snapshot = meta;
+    if (this.gap && meta.index >= this.gap.coveredAt) this.gap = null;
     const drop = this.entries.findIndex((e) => e.index > meta.index);
     this.entries = drop === -1 ? [] : this.entries.slice(drop);
     return null;
@@ -68,6 +84,8 @@ export class GroupReplay implements RecoveredGroup {
 
 export class Replay {
   readonly groups = new Map<number, GroupReplay>();
+  /** True while replaying the first surviving segment (see the file comment). */
+  gapsMayHeal = false;
 
   group(groupId: number): GroupReplay {
     let g = this.groups.get(groupId);
@@ -79,7 +97,6 @@ export class Replay {
   }
 
   apply(record: WalRecord, file: string, offset: number): void {
-    let problem: string | null = null;
     switch (record.type) {
       case RecordType.SegmentHeader:
         return;
@@ -87,16 +104,31 @@ export class Replay {
         this.group(record.group).hardState = record.hardState;
         return;
       case RecordType.Entries:
-        problem = this.group(record.group).applyEntries(record.entries);
-        break;
-      case RecordType.SnapshotMarker:
-        problem = this.group(record.group).applySnapshot(record.metadata);
-        break;
+        return this.applyEntries(record.group, record.entries, file, offset);
+      case RecordType.SnapshotMarker: {
+        const problem = this.group(record.group).applySnapshot(record.metadata);
+        if (problem !== null) throw new WalCorruptionError(file, offset, problem);
+        return;
+      }
       default: {
         const unknown: never = record;
         throw new Error(`unreachable record ${String(unknown)}`);
       }
     }
-    if (problem !== null) throw new WalCorruptionError(file, offset, problem);
+  }
+
+  private applyEntries(groupId: number, entries: Entry[], file: string, offset: number): void {
+    const group = this.group(groupId);
+    const gap = group.applyEntries(entries);
+    if (gap === null) return;
+    if (!this.gapsMayHeal || group.gap) throw new WalCorruptionError(file, offset, gap);
+    group.gap = { file, offset, reason: gap, coveredAt: entries[0]!.index - 1 };
+  }
+
+  /** Fails on any gap that no later marker covered. */
+  finish(): void {
+    for (const group of this.groups.values()) {
+      if (group.gap) throw new WalCorruptionError(group.gap.file, group.gap.offset, group.gap.reason);
+    }
   }
 }

@@ -43,7 +43,14 @@ import {
   RecordType,
 } from './wal-record.js';
 import { type RecoveredGroup, Replay } from './wal-replay.js';
-import { parseSegmentName, scanSegment, segmentPath, TEMP_SUFFIX, type TornTail } from './wal-segment.js';
+import {
+  parseSegmentName,
+  type ScannedRecord,
+  scanSegment,
+  segmentPath,
+  TEMP_SUFFIX,
+  type TornTail,
+} from './wal-segment.js';
 
 export type { RecoveredGroup } from './wal-replay.js';
 export type { TornTail } from './wal-segment.js';
@@ -119,6 +126,7 @@ interface PendingRecord {
 interface SealedSegment {
   seq: number;
   path: string;
+  /** Highest entry index each group wrote in this segment. */
   maxIndexByGroup: Map<number, number>;
 }
 
@@ -230,25 +238,20 @@ export class Wal {
     const replay = new Replay();
     const sealed: SealedSegment[] = [];
     let last: { seq: number; validEnd: number; fileBytes: number; torn: TornTail | null } | null = null;
-    let lastMaxIndex = new Map<number, number>();
+    let lastMaxIndexes = new Map<number, number>();
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
       const path = segmentPath(dir, seq);
       const scan = scanSegment(path, seq, await readFile(path), i === seqs.length - 1);
-      const maxIndexByGroup = new Map<number, number>();
-      for (const { record, offset } of scan.records) {
-        replay.apply(record, path, offset);
-        if (record.type === RecordType.Entries) {
-          const lastIndex = record.entries[record.entries.length - 1]!.index;
-          maxIndexByGroup.set(record.group, Math.max(maxIndexByGroup.get(record.group) ?? 0, lastIndex));
-        }
-      }
-      if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup });
+      replay.gapsMayHeal = i === 0;
+      for (const { record, offset } of scan.records) replay.apply(record, path, offset);
+      if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records) });
       else {
         last = scan;
-        lastMaxIndex = maxIndexByGroup;
+        lastMaxIndexes = maxIndexes(scan.records);
       }
     }
+    replay.finish();
     invariant(last !== null, 'at least one segment scanned');
     const path = segmentPath(dir, last.seq);
     if (last.torn) await zeroTail(path, last.validEnd, last.fileBytes);
@@ -259,7 +262,7 @@ export class Wal {
       fh,
       offset: last.validEnd,
       size: last.fileBytes,
-      maxIndexByGroup: lastMaxIndex,
+      maxIndexByGroup: lastMaxIndexes,
     };
     const wal = new Wal(dir, options, sealed, active);
     wal.adoptRecovered(replay);
@@ -500,12 +503,26 @@ export class Wal {
     const next = await createSegment(this.dir, seq, head, options, this.io);
     this.counters.segmentsCreated++;
     const previous = this.active;
-    this.sealed.push({ seq: previous.seq, path: previous.path, maxIndexByGroup: previous.maxIndexByGroup });
+    const { seq: prevSeq, path, maxIndexByGroup } = previous;
+    this.sealed.push({ seq: prevSeq, path, maxIndexByGroup });
     this.active = next;
     await previous.fh.close();
+    // The segment just sealed may hold nothing any group still needs.
+    if (this.released.size > 0) this.purgeChain = this.purgeChain.then(() => this.purgeSegments());
   }
 
-  private canDelete(segment: SealedSegment): boolean {
+  /**
+   * How many of the oldest segments may go: those in which every group released all its entries.
+   * Replay then starts at a segment whose head may hold an older marker than the one that allowed
+   * the deletion; Replay heals exactly that gap once it meets the newer (durable) marker.
+   */
+  private deletableCount(): number {
+    let count = 0;
+    while (count < this.sealed.length && this.isReleased(this.sealed[count]!)) count++;
+    return count;
+  }
+
+  private isReleased(segment: SealedSegment): boolean {
     for (const [group, maxIndex] of segment.maxIndexByGroup) {
       if (maxIndex > (this.released.get(group) ?? 0)) return false;
     }
@@ -515,7 +532,7 @@ export class Wal {
   /** Deletes the longest prefix of sealed segments no group needs, oldest first. */
   private async purgeSegments(): Promise<number> {
     let deleted = 0;
-    while (this.sealed.length > 0 && this.canDelete(this.sealed[0]!)) {
+    for (let count = this.deletableCount(); count > 0; count--) {
       const victim = this.sealed.shift()!;
       await unlink(victim.path);
       // One directory sync per unlink keeps deletions in order on disk: a crash can never leave
@@ -526,6 +543,17 @@ export class Wal {
     }
     return deleted;
   }
+}
+
+/** Highest entry index per group in one recovered segment, for deciding what may be deleted. */
+function maxIndexes(records: readonly ScannedRecord[]): Map<number, number> {
+  const maxIndexByGroup = new Map<number, number>();
+  for (const { record } of records) {
+    if (record.type !== RecordType.Entries) continue;
+    const lastIndex = record.entries[record.entries.length - 1]!.index;
+    maxIndexByGroup.set(record.group, Math.max(maxIndexByGroup.get(record.group) ?? 0, lastIndex));
+  }
+  return maxIndexByGroup;
 }
 
 function validateOptions(options: WalOptions): void {

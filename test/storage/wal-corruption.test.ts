@@ -46,7 +46,10 @@ describe('WAL corruption is never skipped', () => {
       const offsets = recordOffsets(await readFile(victim));
       const recordStart = offsets[Math.floor(offsets.length / 2)]!;
       await flipByte(victim, recordStart + 20);
-      await assert.rejects(Wal.open(dir, { segmentBytes: SEGMENT_BYTES }), expectCorruption(victim, recordStart));
+      await assert.rejects(
+        Wal.open(dir, { segmentBytes: SEGMENT_BYTES }),
+        expectCorruption(victim, recordStart),
+      );
     }));
 
   it('a flipped byte in the last segment followed by valid records is corruption, not a torn tail', () =>
@@ -57,7 +60,10 @@ describe('WAL corruption is never skipped', () => {
       assert.ok(offsets.length >= 4, 'last segment has several records');
       const recordStart = offsets[1]!;
       await flipByte(last, recordStart + 12);
-      await assert.rejects(Wal.open(dir, { segmentBytes: SEGMENT_BYTES }), expectCorruption(last, recordStart));
+      await assert.rejects(
+        Wal.open(dir, { segmentBytes: SEGMENT_BYTES }),
+        expectCorruption(last, recordStart),
+      );
     }));
 
   it('a damaged length field is caught by the CRC instead of mis-framing the rest', () =>
@@ -66,7 +72,10 @@ describe('WAL corruption is never skipped', () => {
       const victim = segments[0]!;
       const offsets = recordOffsets(await readFile(victim));
       await flipByte(victim, offsets[2]!);
-      await assert.rejects(Wal.open(dir, { segmentBytes: SEGMENT_BYTES }), expectCorruption(victim, offsets[2]!));
+      await assert.rejects(
+        Wal.open(dir, { segmentBytes: SEGMENT_BYTES }),
+        expectCorruption(victim, offsets[2]!),
+      );
     }));
 
   it('non-zero bytes inside the zero tail of an older segment are corruption', () =>
@@ -121,7 +130,11 @@ describe('WAL torn tail recovery', () => {
         const complete = offsets.filter((o, i) => i > 0 && o <= tear).length - 1;
         const { wal, recovered } = await Wal.open(dir, { segmentBytes: SEGMENT_BYTES });
         const expectedEntries = entries(1, complete * 5);
-        assert.deepEqual(recovered.groups.get(1)?.entries ?? [], expectedEntries, `trial ${trial} tear ${tear}`);
+        assert.deepEqual(
+          recovered.groups.get(1)?.entries ?? [],
+          expectedEntries,
+          `trial ${trial} tear ${tear}`,
+        );
         const atBoundary = offsets.includes(tear);
         if (atBoundary && !shortFile) assert.equal(recovered.tornTail, null);
         if (!atBoundary) assert.equal(recovered.tornTail?.offset, offsets[complete + 1]);

@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { emptyConfState, type SnapshotMetadata } from '../../src/raft/types.js';
-import { WalClosedError, WalFailedError, WalInvalidAppendError } from '../../src/storage/errors.js';
+import {
+  WalClosedError,
+  WalCorruptionError,
+  WalFailedError,
+  WalInvalidAppendError,
+} from '../../src/storage/errors.js';
 import { Wal } from '../../src/storage/wal.js';
 import { entries, withTempDir } from './helpers.js';
 
@@ -115,9 +121,8 @@ describe('WAL segments', () => {
       wal.saveSnapshotMarker(1, marker(250, 1));
       const deleted = await wal.releaseTo(1, 250);
       assert.ok(deleted > 0, 'some segments deleted');
-      const after = wal.segmentSeqs();
-      assert.equal(after.length, before.length - deleted);
-      assert.equal((await readdir(dir)).length, after.length);
+      assert.deepEqual(wal.segmentSeqs(), before.slice(deleted));
+      assert.equal((await readdir(dir)).length, before.length - deleted);
       await wal.close();
 
       const { wal: again, recovered } = await Wal.open(dir, { segmentBytes: 4096 });
@@ -129,6 +134,40 @@ describe('WAL segments', () => {
       await again.close();
     }));
 
+  it('segments deleted behind an older head marker still recover: the newer marker heals the gap', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir, { segmentBytes: 4096 });
+      wal.saveSnapshotMarker(1, marker(10, 1));
+      for (let i = 11; i <= 300; i += 10) {
+        wal.appendEntries(1, entries(i, i + 9));
+        await wal.sync();
+      }
+      wal.saveSnapshotMarker(1, marker(250, 1));
+      assert.ok((await wal.releaseTo(1, 250)) > 0);
+      await wal.close();
+      const { wal: again, recovered } = await Wal.open(dir, { segmentBytes: 4096 });
+      assert.deepEqual(recovered.groups.get(1)!.snapshot, marker(250, 1));
+      assert.deepEqual(recovered.groups.get(1)!.entries, entries(251, 300));
+      await again.close();
+    }));
+
+  it('a lost oldest segment that no marker covers fails recovery instead of hiding the gap', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir, { segmentBytes: 4096 });
+      wal.saveSnapshotMarker(1, marker(10, 1));
+      for (let i = 11; i <= 300; i += 10) {
+        wal.appendEntries(1, entries(i, i + 9));
+        await wal.sync();
+      }
+      await wal.close();
+      const names = (await readdir(dir)).sort();
+      await rm(join(dir, names[0]!));
+      await assert.rejects(
+        Wal.open(dir, { segmentBytes: 4096 }),
+        (err: unknown) => err instanceof WalCorruptionError && err.file === join(dir, names[1]!),
+      );
+    }));
+
   it('keeps a segment while any group still needs entries in it', () =>
     withTempDir(async (dir) => {
       const { wal } = await Wal.open(dir, { segmentBytes: 4096 });
@@ -138,12 +177,17 @@ describe('WAL segments', () => {
         await wal.sync();
       }
       wal.saveSnapshotMarker(1, marker(200, 1));
+      wal.appendEntries(2, entries(201, 240));
+      await wal.sync();
       assert.equal(await wal.releaseTo(1, 200), 0, 'group 2 still needs every segment');
       wal.saveSnapshotMarker(2, marker(100, 1));
-      assert.ok((await wal.releaseTo(2, 100)) > 0);
+      wal.appendEntries(2, entries(241, 280));
+      await wal.sync();
+      await wal.releaseTo(2, 100);
+      assert.ok(wal.stats().segmentsDeleted > 0);
       await wal.close();
       const { wal: again, recovered } = await Wal.open(dir, { segmentBytes: 4096 });
-      assert.deepEqual(recovered.groups.get(2)!.entries, entries(101, 200));
+      assert.deepEqual(recovered.groups.get(2)!.entries, entries(101, 280));
       assert.deepEqual(recovered.groups.get(1)!.entries, []);
       await again.close();
     }));
