@@ -132,6 +132,29 @@ describe('linearizability: histories that must be accepted', () => {
     assert.equal(check(r).valid, true);
   });
 
+  it('omits an unknown write nobody could observe, and keeps one that explains a failed compare', () => {
+    const unobserved = new Recorder()
+      .write(1, 1, 0, 5)
+      .write(2, 2, 6, undefined, 'unknown')
+      .read(3, 1, 20, 25);
+    const verdict = check(unobserved);
+    assert.equal(verdict.valid, true);
+    assert.equal(verdict.keys[0]?.opsChecked, 2);
+    // Only the unknown write of 5 can make this compare fail, so it must stay in the search.
+    const explains = new Recorder()
+      .write(1, 0, 0, 1)
+      .write(2, 5, 2, undefined, 'unknown')
+      .cas(3, 0, 1, false, 10, 11);
+    const explained = check(explains);
+    assert.equal(explained.valid, true);
+    assert.equal(explained.keys[0]?.opsChecked, 3);
+    const unexplained = new Recorder()
+      .write(1, 0, 0, 1)
+      .write(2, 5, 20, undefined, 'unknown')
+      .cas(3, 0, 1, false, 10, 11);
+    assert.equal(check(unexplained).valid, false);
+  });
+
   it('drops failed operations: a failed write is neither required nor allowed to be seen', () => {
     const r = new Recorder().write(1, 1, 0, 1).write(2, 9, 2, 3, 'fail').read(3, 1, 4, 5);
     assert.equal(check(r).valid, true);

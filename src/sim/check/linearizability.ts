@@ -149,7 +149,7 @@ function checkKey<State, I, O>(
   budget: Budget,
 ): { result: KeyResult; anomaly?: Anomaly; explanation?: string } {
   const ops = keyOps.filter(
-    (op) => op.status === 'ok' || (op.status === 'unknown' && !(model.isReadOnly?.(op) ?? false)),
+    (op) => op.status === 'ok' || (op.status === 'unknown' && !omittable(model, op, keyOps)),
   );
   const base = { key, opsChecked: ops.length };
   if (budget.exhausted) {
@@ -179,6 +179,14 @@ function checkKey<State, I, O>(
       };
     }
   }
+}
+
+function omittable<State, I, O>(
+  model: Model<State, I, O>,
+  op: Operation<I, O>,
+  keyOps: readonly Operation<I, O>[],
+): boolean {
+  return (model.isReadOnly?.(op) ?? false) || (model.canOmit?.(op, keyOps) ?? false);
 }
 
 function budgetAnomaly(key: string, why: string): Anomaly {

@@ -30,6 +30,12 @@ export interface Model<State, Input = unknown, Output = unknown> {
    */
   isReadOnly?(op: Operation<Input, Output>): boolean;
   /**
+   * Optional: true when an unknown-status op can be left out of every linearization without
+   * losing one, because no other op on the key could observe its effect. Dropping such ops
+   * before the search avoids trying them at every step (they never leave the candidate list).
+   */
+  canOmit?(op: Operation<Input, Output>, keyOps: readonly Operation<Input, Output>[]): boolean;
+  /**
    * Optional: one sentence saying why op could not be placed after a prefix that left state,
    * using the other operations on the same key for context (e.g. which values were possible).
    */

@@ -135,6 +135,53 @@ function explainRead(op: RegisterOp, state: RegisterValue, keyOps: readonly Regi
   );
 }
 
+interface Observations {
+  /**
+   * For each value some op depends on the register holding (ok reads, cas expectations): the
+   * latest time such an op can take effect.
+   */
+  dependedUntil: Map<RegisterValue, number>;
+  /** Latest completion of an ok cas whose compare failed: it observes "not X", which any write might explain. */
+  compareFailedUntil: number;
+}
+
+const observationsByKeyOps = new WeakMap<readonly RegisterOp[], Observations>();
+
+function observationsOf(keyOps: readonly RegisterOp[]): Observations {
+  const found = observationsByKeyOps.get(keyOps);
+  if (found) return found;
+  const seen: Observations = { dependedUntil: new Map(), compareFailedUntil: Number.NEGATIVE_INFINITY };
+  const depend = (value: RegisterValue, until: number): void => {
+    seen.dependedUntil.set(value, Math.max(until, seen.dependedUntil.get(value) ?? Number.NEGATIVE_INFINITY));
+  };
+  for (const op of keyOps) {
+    if (op.kind === 'read' && op.status === 'ok') depend(op.output as RegisterValue, effectDeadline(op));
+    if (op.kind !== 'cas' || op.status === 'fail') continue;
+    depend(casInput(op).expected, effectDeadline(op));
+    if (op.status === 'ok' && op.output === false) {
+      seen.compareFailedUntil = Math.max(seen.compareFailedUntil, effectDeadline(op));
+    }
+  }
+  observationsByKeyOps.set(keyOps, seen);
+  return seen;
+}
+
+/**
+ * An unknown write (or cas, or delete) of v can be omitted when no op that could come after it
+ * depends on the register holding v, and no failed compare could come after it: in any valid
+ * order containing it, removing it only changes the value between it and the next write from v
+ * back to the previous value, and no op in that stretch can tell. Ops that finished before it
+ * was invoked cannot be in that stretch.
+ */
+function canOmitRegisterOp(op: RegisterOp, keyOps: readonly RegisterOp[]): boolean {
+  if (op.status !== 'unknown') return false;
+  const written = writtenValue(op);
+  if (written === undefined) return op.kind === 'read';
+  const seen = observationsOf(keyOps);
+  const dependedUntil = seen.dependedUntil.get(written.value) ?? Number.NEGATIVE_INFINITY;
+  return dependedUntil < op.invokeTime && seen.compareFailedUntil < op.invokeTime;
+}
+
 export const registerModel: Model<RegisterValue, RegisterInput, RegisterOutput> = {
   name: 'register',
   init: () => null,
@@ -174,6 +221,7 @@ export const registerModel: Model<RegisterValue, RegisterInput, RegisterOutput> 
   },
   describeState: (state) => formatValue(state),
   isReadOnly: (op) => op.kind === 'read',
+  canOmit: canOmitRegisterOp,
   explainUnplaceable(op, state, keyOps) {
     if (op.kind === 'read' && op.status === 'ok') return explainRead(op, state, keyOps);
     if (op.kind === 'cas' && op.status === 'ok') {
