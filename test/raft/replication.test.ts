@@ -206,3 +206,19 @@ test('commit only advances for current-term entries and never goes back', () => 
     last = c;
   }
 });
+
+test('a follower that lost in-flight appends (crash) is re-probed on heartbeat responses (sim bug 1)', () => {
+  const net = new Network([1, 2, 3], { inflightMessagesMax: 4, maxMessageBytes: 1 });
+  net.campaign(1);
+  net.tickAll(2);
+  net.crash(3);
+  // Appends to node 3 are lost while it is down, filling the inflight window.
+  for (let i = 0; i < 10; i++) {
+    net.node(1).propose(enc(`e${i}`));
+    net.stabilize();
+  }
+  net.restart(3);
+  // No new proposals: only heartbeats can get node 3 going again.
+  net.tickAll(10);
+  assert.equal(net.appliedData(3).length, 10);
+});
