@@ -13,6 +13,9 @@ export type CloseListener = (error: Error | undefined) => void;
 
 export class Connection {
   handler: FrameHandler;
+  /** Wall-clock ms of the last byte received / last frame written (liveness, keepalive). */
+  lastReceiveMs = Date.now();
+  lastWriteMs = Date.now();
   private readonly decoder: FrameDecoder;
   private readonly closeListeners: CloseListener[] = [];
   private closedFlag = false;
@@ -30,6 +33,7 @@ export class Connection {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, keepAliveDelayMs);
     socket.on('data', (chunk: Buffer) => {
+      this.lastReceiveMs = Date.now();
       try {
         this.decoder.push(chunk);
       } catch (error) {

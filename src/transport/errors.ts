@@ -19,6 +19,7 @@ export type TransportErrorCode =
   | 'SNAPSHOT_TOO_LARGE'
   | 'SNAPSHOT_BUSY'
   | 'SNAPSHOT_FAILED'
+  | 'PEER_SILENT'
   | 'CLOSED';
 
 export class TransportError extends Error {

@@ -23,9 +23,11 @@ export enum FrameType {
   SnapshotEnd = 6,
   /** Receiver → sender: snapshot verified and delivered, or failed with a reason. */
   SnapshotAck = 7,
+  /** Empty frame on an idle message connection, so a silent peer can be told from a quiet one. */
+  KeepAlive = 8,
 }
 
-const FRAME_TYPE_MAX = FrameType.SnapshotAck;
+const FRAME_TYPE_MAX = FrameType.KeepAlive;
 export const FRAME_HEADER_BYTES = 5;
 export const FRAME_TRAILER_BYTES = 4;
 export const FRAME_OVERHEAD_BYTES = FRAME_HEADER_BYTES + FRAME_TRAILER_BYTES;

@@ -79,6 +79,13 @@ export interface PeerTransportOptions {
   /** A snapshot stream with no frame for this long (or no ack after the end) fails. */
   snapshotIdleTimeoutMs?: number;
   keepAliveDelayMs?: number;
+  /** Send a KeepAlive frame on a message connection idle (nothing written) this long. Default 1 s. */
+  pingIntervalMs?: number;
+  /**
+   * Drop a message connection that received nothing for this long (a frozen or partitioned peer
+   * whose TCP connection never closes). Must exceed pingIntervalMs. Default 5 s.
+   */
+  idleTimeoutMs?: number;
   /** Jitter source, injectable for reproducible tests. */
   random?: () => number;
 }
@@ -124,6 +131,8 @@ const DEFAULTS = {
   handshakeTimeoutMs: 5000,
   snapshotIdleTimeoutMs: 30_000,
   keepAliveDelayMs: 10_000,
+  pingIntervalMs: 1000,
+  idleTimeoutMs: 5000,
 };
 
 type Settings = typeof DEFAULTS;
@@ -203,6 +212,9 @@ export class PeerTransport {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly dirty = new Set<Peer>();
   private deferred: Array<() => void> = [];
+  private readonly unreachablePending = new Set<NodeId>();
+  private keepAliveTimer: NodeJS.Timeout | undefined;
+  private lastLivenessCheckMs = Date.now();
   private flushHandle: NodeJS.Immediate | undefined;
   private server: Server | undefined;
   private boundAddress: PeerAddress | undefined;
@@ -225,6 +237,7 @@ export class PeerTransport {
     }
     invariant(settings.backoffMinMs <= settings.backoffMaxMs, 'backoffMinMs must not exceed backoffMaxMs');
     invariant(settings.chunkBytes + 16 <= settings.frameBytesMax, 'chunkBytes must fit in a frame');
+    invariant(settings.pingIntervalMs < settings.idleTimeoutMs, 'pingIntervalMs must be below idleTimeoutMs');
     this.settings = settings;
     this.listenAddress = parsePeerUrl(options.listenUrl);
     this.random = options.random ?? Math.random;
@@ -255,6 +268,7 @@ export class PeerTransport {
     const bound = server.address();
     invariant(bound !== null && typeof bound === 'object', 'TCP server has an address');
     this.boundAddress = { host: this.listenAddress.host, port: bound.port };
+    this.keepAliveTimer = setInterval(() => this.checkLiveness(), this.settings.pingIntervalMs / 2);
     return this.url;
   }
 
@@ -303,9 +317,13 @@ export class PeerTransport {
         throw new TypeError(`message type ${MessageType[m.type]} is local, not sendable`);
       if (m.to === this.nodeId || m.to <= 0)
         throw new TypeError(`message to ${m.to} from node ${this.nodeId}`);
+      // The receiver drops a connection carrying a message not from its peer, so catch it here.
+      if (m.from !== this.nodeId) throw new TypeError(`message from ${m.from} sent by node ${this.nodeId}`);
       const verdict = this.verdict(this.nodeId, m.to);
       if (verdict === 'drop') {
         this.countDrop(m.to);
+        // Raft waits for a snapshot's outcome; a dropped one must still be reported as failed.
+        if (m.type === MessageType.Snapshot) this.defer(() => this.options.onSnapshotStatus?.(m.to, false));
       } else if (verdict === 'pass') {
         this.route(m);
       } else {
@@ -335,6 +353,8 @@ export class PeerTransport {
     this.flushHandle = undefined;
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
+    if (this.keepAliveTimer !== undefined) clearInterval(this.keepAliveTimer);
+    this.keepAliveTimer = undefined;
     for (const peer of this.peers.values()) this.clearRedial(peer);
     for (const conn of [...this.connections]) conn.close(new TransportError('CLOSED', 'transport closed'));
     const server = this.server;
@@ -348,7 +368,7 @@ export class PeerTransport {
     const peer = this.peers.get(m.to);
     if (peer === undefined) {
       this.totals.messagesDroppedUnknownPeer++;
-      this.defer(() => this.options.onUnreachable?.(m.to));
+      this.reportUnreachableId(m.to);
       return;
     }
     if (m.type === MessageType.Snapshot) {
@@ -416,6 +436,7 @@ export class PeerTransport {
     peer.stats.writes++;
     peer.stats.messagesSent += count;
     peer.stats.bytesSent += frames.length;
+    conn.lastWriteMs = Date.now();
     if (!conn.socket.write(frames)) {
       // Keep queuing (bounded) until the kernel takes more; then flush everything at once.
       peer.writeBlocked = true;
@@ -434,7 +455,17 @@ export class PeerTransport {
   }
 
   private reportUnreachable(peer: Peer): void {
-    this.defer(() => this.options.onUnreachable?.(peer.id));
+    this.reportUnreachableId(peer.id);
+  }
+
+  /** At most one report per peer per turn: a full queue drops many messages at once. */
+  private reportUnreachableId(id: NodeId): void {
+    if (this.unreachablePending.has(id)) return;
+    this.unreachablePending.add(id);
+    this.defer(() => {
+      this.unreachablePending.delete(id);
+      this.options.onUnreachable?.(id);
+    });
   }
 
   private countDrop(to: NodeId): void {
@@ -574,6 +605,7 @@ export class PeerTransport {
   }
 
   private onPeerFrame(peer: Peer, type: FrameType, payload: Buffer): void {
+    if (type === FrameType.KeepAlive) return;
     if (type !== FrameType.Messages)
       throw new TransportError('FRAME_UNEXPECTED', `frame type ${type} on a message connection`);
     const messages = decodeBatch(payload);
@@ -610,6 +642,30 @@ export class PeerTransport {
       queueMicrotask(() => {
         throw error;
       });
+    }
+  }
+
+  /** Pings idle message connections and drops silent ones (see idleTimeoutMs). */
+  private checkLiveness(): void {
+    const now = Date.now();
+    // After a stalled event loop, timers run before the socket reads that queued up meanwhile:
+    // silence measured across a stall is no evidence, so skip one round and look again.
+    const stalled = now - this.lastLivenessCheckMs > this.settings.pingIntervalMs;
+    this.lastLivenessCheckMs = now;
+    for (const peer of this.peers.values()) {
+      const conn = peer.conn;
+      if (conn === undefined) continue;
+      if (!stalled && now - conn.lastReceiveMs > this.settings.idleTimeoutMs) {
+        conn.close(
+          new TransportError(
+            'PEER_SILENT',
+            `peer ${peer.id} sent nothing for ${now - conn.lastReceiveMs} ms`,
+          ),
+        );
+      } else if (now - conn.lastWriteMs >= this.settings.pingIntervalMs && !peer.writeBlocked) {
+        conn.lastWriteMs = now;
+        conn.writeFrame(FrameType.KeepAlive, EMPTY_PAYLOAD);
+      }
     }
   }
 
@@ -879,6 +935,8 @@ export class PeerTransport {
     if (this.closed) throw new TransportError('CLOSED', 'transport is closed');
   }
 }
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
 
 const REJECTION_CODES: readonly TransportErrorCode[] = [
   'CLUSTER_ID_MISMATCH',

@@ -69,6 +69,8 @@ export async function deadPort(): Promise<number> {
  */
 export class FlakyProxy {
   corrupt: { connection: number; offset: number } | undefined;
+  /** Swallow all bytes both ways without closing: a frozen or partitioned peer. */
+  blackhole = false;
   connections = 0;
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
@@ -102,9 +104,11 @@ export class FlakyProxy {
         chunk[c.offset - seen]! ^= 0x5a;
       }
       seen += chunk.length;
-      upstream.write(chunk);
+      if (!this.blackhole) upstream.write(chunk);
     });
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    upstream.on('data', (chunk: Buffer) => {
+      if (!this.blackhole) client.write(chunk);
+    });
     const teardown = (): void => {
       client.destroy();
       upstream.destroy();

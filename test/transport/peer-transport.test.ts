@@ -121,7 +121,7 @@ describe('PeerTransport', () => {
     await connectMesh([a, b]);
     await b.transport.close();
     await waitFor('a sees the link down', () => a.transport.stats().peers['2']!.connected === 0);
-    assert.ok(a.unreachable.includes(2), 'losing the connection reports the peer unreachable');
+    await waitFor('losing the connection reports the peer unreachable', () => a.unreachable.includes(2));
     b = await startTransport(2, { listenUrl: url });
     cleanups.push(() => b.transport.close());
     b.transport.addPeer(1, a.transport.url);
@@ -158,6 +158,7 @@ describe('PeerTransport', () => {
     const stats = a.transport.stats().peers['2']!;
     assert.equal(stats.queuedMessages, 10);
     assert.equal(stats.messagesDropped, 5);
+    assert.deepEqual(a.unreachable, [2], 'one report per turn, not one per dropped message');
     assert.ok(stats.dialFailures >= 1);
   });
 
@@ -192,6 +193,36 @@ describe('PeerTransport', () => {
     assert.ok(proxy.connections >= 2);
   });
 
+  it('drops a silent connection after idleTimeoutMs and reconnects once the peer answers again', async () => {
+    const fast = { pingIntervalMs: 50, idleTimeoutMs: 300, handshakeTimeoutMs: 300 };
+    // Only a has a short idle timeout, so it is a that notices the silence.
+    const b = await node(2, { ...fast, idleTimeoutMs: 10_000 });
+    const proxy = await FlakyProxy.start(Number(new URL(b.transport.url).port));
+    cleanups.push(() => proxy.close());
+    const a = await node(1, fast);
+    a.transport.addPeer(2, proxy.url);
+    b.transport.addPeer(1, a.transport.url);
+    await waitFor('connected', () => a.transport.stats().peers['2']!.connected === 1);
+    await sleep(400);
+    assert.equal(a.transport.stats().peers['2']!.connected, 1, 'keepalives hold an idle link open');
+    proxy.blackhole = true;
+    await waitFor(
+      'silence detected',
+      () => a.errors.some((e) => e.error.code === 'PEER_SILENT' && e.peer === 2),
+      3000,
+    );
+    assert.ok(a.unreachable.includes(2));
+    await waitFor(
+      'b drops its side too (by its own idle timeout or by the close that a propagates)',
+      () => b.transport.stats().peers['1']!.connected === 0,
+      3000,
+    );
+    proxy.blackhole = false;
+    await waitFor('reconnected', () => a.transport.stats().peers['2']!.connected === 1, 3000);
+    a.transport.send([append(1, 2, 5)]);
+    await waitFor('delivered', () => b.received.some((m) => m.index === 5));
+  });
+
   it('applies the link filter on send and on receive (drop, delay)', async () => {
     const [a, b] = [await node(1), await node(2)];
     await connectMesh([a, b]);
@@ -216,6 +247,7 @@ describe('PeerTransport', () => {
     const a = await node(1);
     assert.throws(() => a.transport.send([message({ type: MessageType.Hup, to: 2, from: 1 })]), TypeError);
     assert.throws(() => a.transport.send([message({ type: MessageType.Append, to: 1, from: 1 })]), TypeError);
+    assert.throws(() => a.transport.send([message({ type: MessageType.Append, to: 2, from: 3 })]), TypeError);
   });
 
   it('rejects a dial that reaches the wrong node with NODE_ID_MISMATCH', async () => {

@@ -178,6 +178,15 @@ describe('snapshot streaming', () => {
     assert.deepEqual(sender.snapshotStatus[1], { peer: 1, ok: true });
   });
 
+  it('reports a snapshot dropped by the link filter as failed', async () => {
+    const { receiver, sender } = await pair();
+    sender.transport.setLinkFilter(() => 'drop');
+    sender.transport.send([msgSnap(2, 1, pattern(1000, 9))]);
+    await waitFor('failure reported', () => sender.snapshotStatus.length === 1);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.equal(receiver.received.length, 0);
+  });
+
   it('refuses a snapshot larger than the receiver snapshotBytesMax', async () => {
     const receiver = await node(1, { snapshotBytesMax: MiB });
     const sender = await node(2);

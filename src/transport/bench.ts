@@ -1,0 +1,114 @@
+// Micro-benchmark: two PeerTransports on loopback in ONE process (so sender and receiver share
+// one core; a real cluster has one per node). Measures one-way Append throughput (10 × 100-byte
+// entries per message, bounded in-flight window) and heartbeat round-trip latency.
+//
+// Run: npx tsc -p tsconfig.json --outDir .build/transport && node .build/transport/src/transport/bench.js
+//
+// Back of the envelope: one message ≈ 10 × (100 + 4) + 20 ≈ 1.06 KB on the wire. Encoding is one
+// size pass + one copy of the entry bytes; decoding allocates one object per message and entry
+// and no byte copies (views into the frame). At ~1 µs per entry for both sides together, one core
+// gives ~100k messages/s ≈ 100 MB/s; loopback bandwidth is not the limit.
+
+import { EntryType, type Message, MessageType, message } from '../raft/types.js';
+import { PeerTransport } from './peer-transport.js';
+
+const entriesPerMessage = 10;
+const entryBytes = 100;
+const batchMessages = 64;
+const inflightMessagesMax = 4096;
+const throughputMs = 6000;
+const latencyMs = 3000;
+
+function appendMessage(index: number, data: Uint8Array): Message {
+  const entries = Array.from({ length: entriesPerMessage }, (_, i) => ({
+    term: 2,
+    index: index * entriesPerMessage + i + 1,
+    type: EntryType.Normal,
+    data,
+  }));
+  return message({
+    type: MessageType.Append,
+    from: 1,
+    to: 2,
+    term: 2,
+    logTerm: 2,
+    index,
+    commit: index,
+    entries,
+  });
+}
+
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+async function main(): Promise<void> {
+  let received = 0;
+  let pong: (() => void) | undefined;
+  const receiver = new PeerTransport({
+    nodeId: 2,
+    clusterId: 'bench',
+    listenUrl: 'http://127.0.0.1:0',
+    queuedMessagesMax: inflightMessagesMax * 2,
+    onMessage: (m) => {
+      if (m.type === MessageType.Heartbeat) {
+        receiver.send([message({ type: MessageType.HeartbeatResponse, from: 2, to: 1, term: m.term })]);
+      } else {
+        received++;
+      }
+    },
+  });
+  const sender = new PeerTransport({
+    nodeId: 1,
+    clusterId: 'bench',
+    listenUrl: 'http://127.0.0.1:0',
+    queuedMessagesMax: inflightMessagesMax * 2,
+    onMessage: () => pong?.(),
+  });
+  await receiver.listen();
+  await sender.listen();
+  sender.addPeer(2, receiver.url);
+  receiver.addPeer(1, sender.url);
+  while (sender.stats().peers['2']?.connected !== 1) await new Promise((r) => setTimeout(r, 5));
+
+  const data = new Uint8Array(entryBytes).fill(0x61);
+  let sent = 0;
+  const start = performance.now();
+  while (performance.now() - start < throughputMs) {
+    if (sent - received < inflightMessagesMax) {
+      const batch = new Array<Message>(batchMessages);
+      for (let i = 0; i < batchMessages; i++) batch[i] = appendMessage(sent + i, data);
+      sender.send(batch);
+      sent += batchMessages;
+    }
+    await turn();
+  }
+  while (received < sent) await turn();
+  const seconds = (performance.now() - start) / 1000;
+  const stats = sender.stats().peers['2']!;
+  const payloadMB = (received * entriesPerMessage * entryBytes) / 1e6;
+  console.log(
+    `throughput: ${Math.round(received / seconds)} messages/s, ${Math.round((received * entriesPerMessage) / seconds)} entries/s, ` +
+      `${(payloadMB / seconds).toFixed(1)} MB/s entry payload, ${(stats.bytesSent / 1e6 / seconds).toFixed(1)} MB/s on the wire, ` +
+      `${(stats.messagesSent / stats.writes).toFixed(1)} messages per write`,
+  );
+
+  const rtts: number[] = [];
+  const latencyStart = performance.now();
+  while (performance.now() - latencyStart < latencyMs) {
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      pong = resolve;
+      sender.send([message({ type: MessageType.Heartbeat, from: 1, to: 2, term: 2 })]);
+    });
+    rtts.push(performance.now() - t0);
+  }
+  rtts.sort((a, b) => a - b);
+  const pct = (p: number): string => `${(rtts[Math.floor((rtts.length - 1) * p)]! * 1000).toFixed(0)} µs`;
+  console.log(
+    `heartbeat round trip: ${rtts.length} samples, p50 ${pct(0.5)}, p99 ${pct(0.99)}, max ${pct(1)}`,
+  );
+  await Promise.all([sender.close(), receiver.close()]);
+}
+
+await main();
