@@ -790,7 +790,7 @@ export class Keyspace {
     prevKv: boolean,
     eventsMax: number,
   ): { events: Event[]; nextRevision: number } {
-    invariant(fromRevision > this.compactRev || fromRevision === 0, 'reading compacted history');
+    invariant(fromRevision >= this.compactRev, 'reading compacted history');
     const range = toKeyRange(key, rangeEnd);
     const events: Event[] = [];
     let nextRevision = toRevision + 1;

@@ -86,8 +86,10 @@ export class Watcher {
   take(): WatchBatch | undefined {
     this.notified = false;
     if (this.currentState === 'canceled') return undefined;
-    if (this.buffer.length === 0 && this.currentState === 'unsynced' && !this.catchUp()) {
-      return { kind: 'compacted', compactRevision: this.hub.history.compactRevision() };
+    // Filters can drop a whole chunk of history, so keep reading until something is left or the
+    // watcher is synced (each round advances nextRevision, so this terminates).
+    while (this.buffer.length === 0 && this.currentState === 'unsynced') {
+      if (!this.catchUp()) return { kind: 'compacted', compactRevision: this.hub.history.compactRevision() };
     }
     if (this.buffer.length === 0) return undefined;
     const events = this.buffer;
