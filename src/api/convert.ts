@@ -223,7 +223,13 @@ export function deleteRangeToWire(
   return { header, deleted: response.deleted, prev_kvs: response.prevKvs.map(kvToWire) };
 }
 
-function responseOpToWire(op: ResponseOp, header: WireHeader): WireResponseOp {
+/** etcd fills only the revision of headers nested in a txn response (the server fills the outer one). */
+function nestedHeader(revision: number): WireHeader {
+  return { cluster_id: 0, member_id: 0, revision, raft_term: 0 };
+}
+
+function responseOpToWire(op: ResponseOp): WireResponseOp {
+  const header = nestedHeader(op.response.revision);
   switch (op.type) {
     case 'range':
       return { response_range: rangeToWire(op.response, header) };
@@ -238,13 +244,8 @@ function responseOpToWire(op: ResponseOp, header: WireHeader): WireResponseOp {
   }
 }
 
-/** Nested responses carry the same header as the outer one, as etcd fills them. */
 export function txnToWire(response: TxnResponse, header: WireHeader): WireTxnResponse {
-  return {
-    header,
-    succeeded: response.succeeded,
-    responses: response.responses.map((op) => responseOpToWire(op, header)),
-  };
+  return { header, succeeded: response.succeeded, responses: response.responses.map(responseOpToWire) };
 }
 
 export function memberToWire(member: Member): WireMember {

@@ -4,7 +4,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { type ApiServer, type ApiServerOptions, startApiServer } from '../../src/api/api-server.js';
 import { etcdPackageDefinition } from '../../src/api/proto.js';
+import { KeyspaceBackend } from './keyspace-backend.js';
 import { MemoryBackend } from './memory-backend.js';
+
+export type BackendKind = 'memory' | 'keyspace';
+export const backendKinds: BackendKind[] = ['memory', 'keyspace'];
 
 export interface Harness {
   backend: MemoryBackend;
@@ -12,10 +16,17 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(options: Partial<ApiServerOptions> = {}): Promise<Harness> {
-  const backend = new MemoryBackend();
+export async function startHarness(
+  options: Partial<ApiServerOptions> = {},
+  kind: BackendKind = 'memory',
+): Promise<Harness> {
+  const backend = kind === 'keyspace' ? new KeyspaceBackend() : new MemoryBackend();
   const server = await startApiServer({ backend, port: 0, ...options });
-  return { backend, server, close: () => server.close(100) };
+  const close = async () => {
+    await server.close(100);
+    if (backend instanceof KeyspaceBackend) await backend.dispose();
+  };
+  return { backend, server, close };
 }
 
 type RawCallback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;

@@ -8,6 +8,7 @@ import type {
   EtcdBackend,
   HeaderInfo,
   LeaderKey,
+  LeaseTimeToLiveResult,
   Member,
   WatchCreate,
   WatchListener,
@@ -353,7 +354,7 @@ export class MemoryBackend implements EtcdBackend {
     return this.withHeader({ id, ttlSeconds: lease.ttl });
   }
 
-  async leaseTimeToLive(id: bigint, keys: boolean) {
+  async leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>> {
     const lease = this.leases.get(id);
     if (lease === undefined) return this.withHeader({ id, ttlSeconds: -1, grantedTtlSeconds: 0, keys: [] });
     const attached = keys ? [...lease.keys].map((k) => Buffer.from(k, 'hex')) : [];
