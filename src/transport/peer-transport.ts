@@ -590,9 +590,9 @@ export class PeerTransport {
 
   private scheduleRedial(peer: Peer): void {
     if (this.closed || this.peers.get(peer.id) !== peer || peer.redialTimer !== undefined) return;
-    const base = Math.min(this.settings.backoffMaxMs, this.settings.backoffMinMs * 2 ** peer.backoffAttempt);
-    peer.backoffAttempt = Math.min(peer.backoffAttempt + 1, 30);
-    const delayMs = base / 2 + (this.random() * base) / 2;
+    const { backoffMinMs, backoffMaxMs } = this.settings;
+    const delayMs = backoffDelayMs(peer.backoffAttempt, backoffMinMs, backoffMaxMs, this.random());
+    peer.backoffAttempt = Math.min(peer.backoffAttempt + 1, BACKOFF_ATTEMPTS_MAX);
     peer.redialTimer = setTimeout(() => {
       peer.redialTimer = undefined;
       this.dial(peer);
@@ -937,6 +937,17 @@ export class PeerTransport {
 }
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
+/** Past this many doublings the delay is long capped anyway; keeps 2 ** attempt finite. */
+const BACKOFF_ATTEMPTS_MAX = 30;
+
+/**
+ * Redial delay: the base doubles per failed attempt from minMs up to maxMs, and the delay is
+ * drawn from [base/2, base] so that nodes restarted together do not redial in lockstep.
+ */
+export function backoffDelayMs(attempt: number, minMs: number, maxMs: number, random01: number): number {
+  const base = Math.min(maxMs, minMs * 2 ** attempt);
+  return base / 2 + (random01 * base) / 2;
+}
 
 const REJECTION_CODES: readonly TransportErrorCode[] = [
   'CLUSTER_ID_MISMATCH',

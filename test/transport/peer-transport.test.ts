@@ -4,7 +4,7 @@ import { afterEach, describe, it } from 'node:test';
 import { EntryType, type Message, MessageType, message } from '../../src/raft/types.js';
 import { TransportError } from '../../src/transport/errors.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../../src/transport/frame.js';
-import { PeerTransport } from '../../src/transport/peer-transport.js';
+import { backoffDelayMs, PeerTransport } from '../../src/transport/peer-transport.js';
 import { ConnectionKind, decodeHelloAck, encodeHello, PROTOCOL_VERSION } from '../../src/transport/wire.js';
 import { deadPort, FlakyProxy, type Harness, sleep, startTransport, waitFor } from './helpers.js';
 
@@ -288,6 +288,44 @@ describe('PeerTransport', () => {
     assert.equal(acks[0]!.accepted, false);
     assert.equal(acks[0]!.errorCode, 'DIAL_DIRECTION');
     assert.ok(low.errors.some((e) => e.error.code === 'DIAL_DIRECTION' && e.peer === 5));
+  });
+
+  it('redials towards a new address after updatePeer', async () => {
+    const a = await node(1);
+    const b = await node(2);
+    await connectMesh([a, b]);
+    const b2 = await node(2);
+    b2.transport.addPeer(1, a.transport.url);
+    a.transport.updatePeer(2, b2.transport.url);
+    await waitFor('b2 connected', () => b2.transport.stats().peers['1']?.connected === 1);
+    a.transport.send([append(1, 2, 3)]);
+    await waitFor('delivered to the new address', () => b2.received.length === 1);
+    assert.equal(b.received.length, 0);
+    assert.throws(
+      () => a.transport.updatePeer(7, b2.transport.url),
+      (e: unknown) => e instanceof TransportError && e.code === 'UNKNOWN_PEER',
+    );
+  });
+
+  it('removePeer closes the connection and later messages count as unknown-peer drops', async () => {
+    const [a, b] = [await node(1), await node(2)];
+    await connectMesh([a, b]);
+    a.transport.removePeer(2);
+    await waitFor('b sees the link down', () => b.transport.stats().peers['1']!.connected === 0);
+    a.transport.send([append(1, 2, 1)]);
+    await waitFor('reported unreachable', () => a.unreachable.includes(2));
+    assert.equal(a.transport.stats().messagesDroppedUnknownPeer, 1);
+    assert.equal(a.transport.stats().peers['2'], undefined);
+    await sleep(100);
+    assert.equal(b.transport.stats().peers['1']!.connected, 0, 'a removed peer is not redialed');
+  });
+
+  it('backs off exponentially from backoffMinMs to backoffMaxMs with jitter in [base/2, base]', () => {
+    assert.equal(backoffDelayMs(0, 50, 2000, 1), 50);
+    assert.equal(backoffDelayMs(0, 50, 2000, 0), 25);
+    assert.equal(backoffDelayMs(3, 50, 2000, 1), 400);
+    assert.equal(backoffDelayMs(6, 50, 2000, 1), 2000);
+    assert.equal(backoffDelayMs(30, 50, 2000, 0.5), 1500);
   });
 
   it('rejects a peer URL it cannot use with BAD_PEER_URL', () => {
