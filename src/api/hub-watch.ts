@@ -1,7 +1,7 @@
 // Adapts the keyspace's pull-based WatchHub (take() when signalled) to the push-based
 // BackendWatcher the API layer consumes. A server backend can implement EtcdBackend.watch with it.
 
-import type { WatchHub, Watcher } from '../mvcc/watch.js';
+import type { Watcher, WatchHub } from '../mvcc/watch.js';
 import type { BackendWatcher, WatchCreate, WatchListener } from './backend.js';
 
 /** Batches handed over per event-loop turn before yielding, so one busy watcher cannot starve I/O. */
@@ -28,7 +28,12 @@ export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: Watc
   };
   // Throws CompactedError synchronously for a start revision below the compaction point.
   watcher = hub.watch(
-    { key: request.key, rangeEnd: request.rangeEnd, startRevision: request.startRevision, prevKv: request.prevKv },
+    {
+      key: request.key,
+      rangeEnd: request.rangeEnd,
+      startRevision: request.startRevision,
+      prevKv: request.prevKv,
+    },
     schedule,
   );
   const created = watcher;
