@@ -6,7 +6,17 @@
 // skips one. Reads (range, read-only txn, hashKV) run against LMDB's read snapshot and never block
 // the writer.
 
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { type Database, open, type RootDatabase } from 'lmdb';
@@ -981,9 +991,17 @@ export class Keyspace {
   async createSnapshot(path: string): Promise<SnapshotInfo> {
     this.assertOpen();
     const meta = { appliedIndex: this.applied, revision: this.revision, compactRevision: this.compactRev };
-    rmSync(path, { force: true });
-    await this.dbs.env.backup(path, false);
-    const info = { ...verifySnapshotFile(path), bytes: statSync(path).size };
+    // LMDB copies a directory environment into a directory; stage there, then move the file.
+    const stagingDir = `${path}.staging`;
+    rmSync(stagingDir, { recursive: true, force: true });
+    mkdirSync(stagingDir, { recursive: true });
+    try {
+      await this.dbs.env.backup(stagingDir, false);
+      renameSync(join(stagingDir, 'data.mdb'), path);
+    } finally {
+      rmSync(stagingDir, { recursive: true, force: true });
+    }
+    const info = await verifySnapshotFile(path);
     invariant(info.appliedIndex >= meta.appliedIndex, 'snapshot older than the state it copied');
     return info;
   }
@@ -998,7 +1016,7 @@ export class Keyspace {
     copyFileSync(path, staged);
     let info: SnapshotInfo;
     try {
-      info = verifySnapshotFile(staged);
+      info = await verifySnapshotFile(staged);
     } catch (e) {
       rmSync(staged, { force: true });
       throw e;
@@ -1080,9 +1098,31 @@ export function sortKvs(
   return [...kvs].sort((a, b) => sign * cmp(a, b));
 }
 
+const LMDB_MAGIC = 0xbeefc0de;
+const LMDB_MAGIC_OFFSET = 24;
+const LMDB_PAGE_BYTES_MIN = 4096;
+
+/** Refuse to mmap a file that is not an LMDB environment: a garbage file can crash the process. */
+function checkLmdbHeader(path: string): void {
+  const size = statSync(path).size;
+  if (size < 2 * LMDB_PAGE_BYTES_MIN || size % LMDB_PAGE_BYTES_MIN !== 0) {
+    throw new SnapshotInvalidError(`${path}: size ${size} is not a whole number of LMDB pages`);
+  }
+  const header = Buffer.alloc(LMDB_MAGIC_OFFSET + 4);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, header, 0, header.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (header.readUInt32LE(LMDB_MAGIC_OFFSET) !== LMDB_MAGIC)
+    throw new SnapshotInvalidError(`${path}: not an LMDB file`);
+}
+
 /** Opens a snapshot file read-only and checks its format and meta; throws SnapshotInvalidError. */
-export function verifySnapshotFile(path: string): SnapshotInfo {
+export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
   if (!existsSync(path)) throw new SnapshotInvalidError(`${path} does not exist`);
+  checkLmdbHeader(path);
   let env: RootDatabase | undefined;
   try {
     env = open({ path, noSubdir: true, readOnly: true, maxDbs: DB_NAMES.length + 2 });
@@ -1093,12 +1133,31 @@ export function verifySnapshotFile(path: string): SnapshotInfo {
     const revision = readMeta(meta, META_REVISION);
     const compactRevision = readMeta(meta, META_COMPACT);
     if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
-    const info = { path, appliedIndex: readMeta(meta, META_APPLIED), revision, compactRevision, bytes: 0 };
-    return info;
+    const revs = env.openDB({ name: 'revs', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
+    let lastMain = 0;
+    for (const { key, value } of revs.getRange({})) {
+      // Walking every record exercises the whole B-tree and catches truncated or torn copies.
+      if (key.length !== REV_KEY_BYTES) throw new SnapshotInvalidError('malformed revision key');
+      const { main } = decodeRevKey(key);
+      const r = decodeRecord(value);
+      if (main < lastMain || main > revision) throw new SnapshotInvalidError(`revision ${main} out of order`);
+      if (r.kind !== KIND_PUT && r.kind !== KIND_TOMBSTONE)
+        throw new SnapshotInvalidError('unknown record kind');
+      lastMain = main;
+    }
+    return {
+      path,
+      appliedIndex: readMeta(meta, META_APPLIED),
+      revision,
+      compactRevision,
+      bytes: statSync(path).size,
+    };
   } catch (e) {
     if (e instanceof SnapshotInvalidError) throw e;
     throw new SnapshotInvalidError(`${path}: ${(e as Error).message}`);
   } finally {
-    env?.close();
+    if (env) await env.close();
+    // A read-only open of a file environment leaves LMDB's "<file>-lock" beside it.
+    rmSync(`${path}-lock`, { force: true });
   }
 }

@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { SnapshotInvalidError } from '../../src/mvcc/errors.js';
+import type { WriteOp } from '../../src/mvcc/types.js';
+import { applyOps, b, norm, openTemp } from './helpers.js';
+
+const put = (key: string, value = 'v', lease = 0n): WriteOp => ({
+  type: 'put',
+  request: { key: b(key), value: b(value), lease },
+});
+const everything = { key: b('\u0000'), rangeEnd: b('\u0000') };
+
+test('restoreSnapshot brings back data, leases, revisions and applied index exactly as snapshotted', async () => {
+  const t = openTemp({ noSync: true });
+  try {
+    applyOps(t.ks, [
+      { type: 'leaseGrant', request: { id: 3n, ttlSeconds: 60 } },
+      put('a', '1', 3n),
+      put('b', '1'),
+      put('a', '2', 3n),
+    ]);
+    applyOps(t.ks, [{ type: 'compact', request: { revision: 2 } }]);
+    const before = {
+      range: norm(t.ks.range(everything)),
+      old: norm(t.ks.range({ ...everything, revision: 2 })),
+      hash: t.ks.hashKV(0),
+      leases: norm(t.ks.leases()),
+      applied: t.ks.appliedIndex(),
+    };
+    const file = join(t.dir, 'snap.mdb');
+    const info = await t.ks.createSnapshot(file);
+    assert.deepEqual([info.appliedIndex, info.revision, info.compactRevision], [5, 3, 2]);
+    assert.ok(info.bytes > 0);
+
+    applyOps(t.ks, [put('c'), { type: 'leaseRevoke', request: { id: 3n } }]);
+    assert.notDeepEqual(norm(t.ks.range(everything)), before.range);
+    const w = t.ks.watchHub.watch({ key: b('a') }, () => {});
+
+    await t.ks.restoreSnapshot(file);
+    assert.deepEqual(norm(t.ks.range(everything)), before.range);
+    assert.deepEqual(norm(t.ks.range({ ...everything, revision: 2 })), before.old);
+    assert.deepEqual(t.ks.hashKV(0), before.hash);
+    assert.deepEqual(norm(t.ks.leases()), before.leases);
+    assert.equal(t.ks.appliedIndex(), before.applied);
+    assert.equal(w.state, 'unsynced', 'watchers re-read history after a restore');
+
+    const ks = await t.reopen();
+    assert.deepEqual(norm(ks.range(everything)), before.range);
+    applyOps(ks, [put('d')]);
+    assert.equal(ks.currentRevision(), 4);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('an invalid snapshot is rejected and the live keyspace is untouched', async () => {
+  const t = openTemp({ noSync: true });
+  try {
+    applyOps(t.ks, [put('a')]);
+    const bad = join(t.dir, 'bad.mdb');
+    writeFileSync(bad, Buffer.alloc(64 * 1024, 7));
+    await assert.rejects(t.ks.restoreSnapshot(bad), SnapshotInvalidError);
+    await assert.rejects(t.ks.restoreSnapshot(join(t.dir, 'missing.mdb')));
+    assert.equal(t.ks.range({ key: b('a') }).count, 1);
+    applyOps(t.ks, [put('b')]);
+    assert.equal(t.ks.currentRevision(), 2);
+  } finally {
+    await t.cleanup();
+  }
+});
