@@ -26,7 +26,9 @@ import { Connection } from './connection.js';
 import { assertNever, invariant, TransportError, type TransportErrorCode } from './errors.js';
 import { encodeMessageFrames, FRAME_OVERHEAD_BYTES, FrameType } from './frame.js';
 import {
+  memorySnapshotSink,
   SnapshotReceiver,
+  type SnapshotSinkProvider,
   type SnapshotSource,
   type SnapshotSourceProvider,
   streamSnapshot,
@@ -63,6 +65,8 @@ export interface PeerTransportOptions {
   onError?: (error: TransportError, peer: NodeId | undefined) => void;
   /** Data for outgoing MsgSnap whose snapshot.data is empty; see SnapshotSourceProvider. */
   snapshotSource?: SnapshotSourceProvider;
+  /** Where incoming snapshot bytes go; default reassembles in memory. See SnapshotSink. */
+  snapshotSink?: SnapshotSinkProvider;
   /** Largest frame payload accepted or produced. Default 32 MiB. */
   frameBytesMax?: number;
   /** Per-peer send queue bounds. Defaults 4096 messages, 64 MiB. */
@@ -860,50 +864,83 @@ export class PeerTransport {
   }
 
   private acceptSnapshot(conn: Connection, from: NodeId): void {
-    const receiver = new SnapshotReceiver(from, this.nodeId, this.settings.snapshotBytesMax);
     const idle = (): void =>
       conn.setDeadline(
         this.settings.snapshotIdleTimeoutMs,
         () => new TransportError('SNAPSHOT_FAILED', `snapshot from ${from} stalled`),
       );
+    const refuse = (error: TransportError): void => {
+      this.reportError(error, from);
+      conn.endWithFrame(FrameType.SnapshotAck, encodeSnapshotAck(false, error.message), error);
+    };
+    const receiver = new SnapshotReceiver(
+      from,
+      this.nodeId,
+      this.settings.snapshotBytesMax,
+      this.options.snapshotSink ?? memorySnapshotSink,
+      {
+        pause: () => conn.socket.pause(),
+        resume: () => {
+          idle();
+          conn.socket.resume();
+        },
+        fail: (error) =>
+          refuse(
+            new TransportError('SNAPSHOT_FAILED', `snapshot sink failed: ${error.message}`, { cause: error }),
+          ),
+      },
+    );
     idle();
     conn.onClose((error) => {
+      receiver.abort(error ?? new TransportError('CLOSED', 'snapshot connection closed'));
       if (error instanceof TransportError && error.code !== 'CLOSED') this.reportError(error, from);
     });
     conn.handler = (type, payload) => {
       idle();
       const complete = receiver.onFrame(type, payload);
-      if (complete !== undefined) this.completeSnapshot(conn, from, complete);
+      if (complete === undefined) return;
+      conn.clearDeadline();
+      const verdict = this.verdict(from, this.nodeId);
+      if (verdict === 'drop') {
+        receiver.abort(new TransportError('CLOSED', 'dropped by link filter'));
+        conn.endWithFrame(
+          FrameType.SnapshotAck,
+          encodeSnapshotAck(false, 'dropped by link filter'),
+          new TransportError('CLOSED', 'dropped'),
+        );
+        return;
+      }
+      complete.then(
+        (m) => {
+          if (verdict === 'pass') this.completeSnapshot(conn, from, m, receiver.bytesReceived);
+          else
+            this.later(verdict.delayMs, () => this.completeSnapshot(conn, from, m, receiver.bytesReceived));
+        },
+        (error: unknown) =>
+          refuse(
+            error instanceof TransportError
+              ? error
+              : new TransportError('SNAPSHOT_FAILED', `snapshot sink failed: ${String(error)}`, {
+                  cause: error,
+                }),
+          ),
+      );
     };
   }
 
-  private completeSnapshot(conn: Connection, from: NodeId, m: Message): void {
-    conn.clearDeadline();
+  private completeSnapshot(conn: Connection, from: NodeId, m: Message, bytes: number): void {
+    if (conn.closed) return;
     const peer = this.peers.get(from);
-    const dataBytes = m.snapshot!.data.length;
-    const finish = (ok: boolean, reason: string): void => {
-      if (ok && peer !== undefined) {
-        peer.stats.snapshotsReceived++;
-        peer.stats.snapshotBytesReceived += dataBytes;
-      }
-      conn.endWithFrame(
-        FrameType.SnapshotAck,
-        encodeSnapshotAck(ok, reason),
-        new TransportError('CLOSED', 'snapshot done'),
-      );
-    };
-    const verdict = this.verdict(from, this.nodeId);
-    if (verdict === 'drop') {
-      finish(false, 'dropped by link filter');
-    } else if (verdict === 'pass') {
-      this.deliver(m);
-      finish(true, '');
-    } else {
-      this.later(verdict.delayMs, () => {
-        this.deliver(m);
-        finish(true, '');
-      });
+    if (peer !== undefined) {
+      peer.stats.snapshotsReceived++;
+      peer.stats.snapshotBytesReceived += bytes;
     }
+    this.deliver(m);
+    conn.endWithFrame(
+      FrameType.SnapshotAck,
+      encodeSnapshotAck(true, ''),
+      new TransportError('CLOSED', 'snapshot done'),
+    );
   }
 
   // ---- helpers ------------------------------------------------------------------------------

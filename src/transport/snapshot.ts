@@ -5,8 +5,9 @@
 // more than one chunk plus the socket buffer in memory: it waits for 'drain' when write() says so.
 
 import { createReadStream } from 'node:fs';
+import { type FileHandle, open as fsOpen } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
-import { type Message, MessageType } from '../raft/types.js';
+import { EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
 import { decodeBatch, encodeBatch } from './codec.js';
 import type { Connection } from './connection.js';
 import { TransportError } from './errors.js';
@@ -75,25 +76,113 @@ export async function streamSnapshot(
   return { totalBytes, crc };
 }
 
-/** Receiving side of one snapshot connection: verifies as it goes, reassembles at the end. */
+/**
+ * Where a receiver puts incoming snapshot bytes. write() is called once per verified chunk, in
+ * order; a returned promise holds the stream back (the socket is paused) until it settles.
+ * finish() runs after the whole-snapshot length and CRC checked out and returns what goes into
+ * the delivered message's snapshot.data (EMPTY_BYTES when the bytes stay where the sink put
+ * them, e.g. a file). abort() is called instead of finish() when the stream fails.
+ */
+export interface SnapshotSink {
+  write(chunk: Uint8Array): void | Promise<void>;
+  finish(): Uint8Array | Promise<Uint8Array>;
+  abort(error: Error): void;
+}
+
+/** Picks a sink for an incoming MsgSnap (snapshot.data still empty: only metadata is known). */
+export type SnapshotSinkProvider = (message: Message) => SnapshotSink;
+
+/** The default sink: reassembles in memory (bounded by the receiver's snapshotBytesMax). */
+export function memorySnapshotSink(): SnapshotSink {
+  let chunks: Uint8Array[] = [];
+  return {
+    write: (chunk) => {
+      chunks.push(chunk);
+    },
+    finish: () => {
+      const data = Buffer.concat(chunks);
+      chunks = [];
+      return data;
+    },
+    abort: () => {
+      chunks = [];
+    },
+  };
+}
+
+/**
+ * A sink writing the snapshot to a file (created or truncated), fsynced before finish() returns;
+ * the delivered message carries empty data and the caller knows the path it chose.
+ */
+export function fileSnapshotSink(path: string): SnapshotSink {
+  let handle: Promise<FileHandle> | undefined;
+  const open = (): Promise<FileHandle> => {
+    handle ??= fsOpen(path, 'w');
+    return handle;
+  };
+  return {
+    write: async (chunk) => {
+      const fh = await open();
+      let written = 0;
+      while (written < chunk.length) {
+        const { bytesWritten } = await fh.write(chunk, written, chunk.length - written);
+        written += bytesWritten;
+      }
+    },
+    finish: async () => {
+      const fh = await open();
+      await fh.sync();
+      await fh.close();
+      return EMPTY_BYTES;
+    },
+    abort: () => {
+      void open().then(
+        (fh) => fh.close(),
+        () => undefined,
+      );
+    },
+  };
+}
+
+export interface SnapshotReceiverHooks {
+  /** The sink is behind: stop reading the socket. */
+  pause(): void;
+  /** The sink caught up (also a sign of progress for idle deadlines). */
+  resume(): void;
+  /** The sink failed: the stream must be abandoned. */
+  fail(error: Error): void;
+}
+
+/** Sink writes allowed in flight before the socket is paused. */
+const SINK_WRITES_PENDING_MAX = 2;
+
+/** Receiving side of one snapshot connection: verifies every chunk as it arrives and the whole. */
 export class SnapshotReceiver {
   private message: Message | undefined;
-  private readonly chunks: Buffer[] = [];
+  private sink: SnapshotSink | undefined;
   private receivedBytes = 0;
   private crc = 0;
+  private writes: Promise<void> = Promise.resolve();
+  private writesPending = 0;
+  private settled = false;
 
   constructor(
     private readonly from: number,
     private readonly to: number,
     private readonly snapshotBytesMax: number,
+    private readonly sinkProvider: SnapshotSinkProvider,
+    private readonly hooks: SnapshotReceiverHooks,
   ) {}
 
   get bytesReceived(): number {
     return this.receivedBytes;
   }
 
-  /** Returns the complete, verified MsgSnap on SnapshotEnd; throws on any inconsistency. */
-  onFrame(type: FrameType, payload: Buffer): Message | undefined {
+  /**
+   * On SnapshotEnd returns a promise of the complete MsgSnap (after the sink finished);
+   * throws synchronously on any inconsistency in the stream.
+   */
+  onFrame(type: FrameType, payload: Buffer): Promise<Message> | undefined {
     switch (type) {
       case FrameType.SnapshotBegin:
         this.begin(payload);
@@ -106,6 +195,13 @@ export class SnapshotReceiver {
       default:
         throw new TransportError('FRAME_UNEXPECTED', `frame type ${type} on a snapshot connection`);
     }
+  }
+
+  /** The stream failed or was refused: discard whatever the sink holds (idempotent). */
+  abort(error: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.sink?.abort(error);
   }
 
   private begin(payload: Buffer): void {
@@ -124,10 +220,12 @@ export class SnapshotReceiver {
       throw corrupt(`MsgSnap ${m.from}→${m.to} on a connection from ${this.from} to ${this.to}`);
     }
     this.message = m;
+    this.sink = this.sinkProvider(m);
   }
 
   private chunk(payload: Buffer): void {
-    if (this.message === undefined) throw corrupt('SnapshotChunk before SnapshotBegin');
+    const sink = this.sink;
+    if (sink === undefined) throw corrupt('SnapshotChunk before SnapshotBegin');
     const { offset, data } = decodeSnapshotChunk(payload);
     if (offset !== this.receivedBytes)
       throw corrupt(`chunk at offset ${offset}, expected ${this.receivedBytes}`);
@@ -137,23 +235,35 @@ export class SnapshotReceiver {
         `snapshot exceeds snapshotBytesMax ${this.snapshotBytesMax}`,
       );
     }
-    this.chunks.push(data);
     this.receivedBytes += data.length;
     this.crc = crc32(data, this.crc);
+    if (++this.writesPending >= SINK_WRITES_PENDING_MAX) this.hooks.pause();
+    this.writes = this.writes.then(async () => {
+      if (this.settled) return;
+      try {
+        await sink.write(data);
+      } catch (error) {
+        this.hooks.fail(error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+      if (--this.writesPending < SINK_WRITES_PENDING_MAX) this.hooks.resume();
+    });
   }
 
-  private end(payload: Buffer): Message {
+  private end(payload: Buffer): Promise<Message> {
     const m = this.message;
-    if (m === undefined) throw corrupt('SnapshotEnd before SnapshotBegin');
+    const sink = this.sink;
+    if (m === undefined || sink === undefined) throw corrupt('SnapshotEnd before SnapshotBegin');
     const { totalBytes, crc } = decodeSnapshotEnd(payload);
     if (totalBytes !== this.receivedBytes)
       throw corrupt(`snapshot has ${this.receivedBytes} bytes, sender sent ${totalBytes}`);
     if (crc !== this.crc) throw corrupt(`whole-snapshot CRC ${this.crc} does not match sender's ${crc}`);
-    const data = Buffer.concat(this.chunks, totalBytes);
-    this.chunks.length = 0;
-    // Verify the reassembled copy too: it is what gets installed.
-    if (crc32(data) !== crc) throw corrupt('reassembled snapshot CRC mismatch');
-    return { ...m, snapshot: { metadata: m.snapshot!.metadata, data } };
+    return this.writes.then(async () => {
+      if (this.settled) throw new TransportError('SNAPSHOT_FAILED', 'snapshot stream was abandoned');
+      const data = await sink.finish();
+      this.settled = true;
+      return { ...m, snapshot: { metadata: m.snapshot!.metadata, data } };
+    });
   }
 }
 

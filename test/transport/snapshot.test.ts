@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { type Message, MessageType, message } from '../../src/raft/types.js';
-import { fileSnapshotSource, type SnapshotSourceProvider } from '../../src/transport/snapshot.js';
+import {
+  fileSnapshotSink,
+  fileSnapshotSource,
+  type SnapshotSink,
+  type SnapshotSourceProvider,
+} from '../../src/transport/snapshot.js';
 import { FlakyProxy, type Harness, sleep, startTransport, waitFor } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -57,8 +62,11 @@ function msgSnap(from: number, to: number, data: Uint8Array, index = 1000): Mess
 }
 
 /** Receiver 1 and sender 2; the sender reaches the receiver through a proxy it alone uses. */
-async function pair(senderOptions: Parameters<typeof startTransport>[1] = {}) {
-  const receiver = await node(1);
+async function pair(
+  senderOptions: Parameters<typeof startTransport>[1] = {},
+  receiverOptions: Parameters<typeof startTransport>[1] = {},
+) {
+  const receiver = await node(1, receiverOptions);
   const sender = await node(2, senderOptions);
   const proxy = await FlakyProxy.start(Number(new URL(receiver.transport.url).port));
   cleanups.push(() => proxy.close());
@@ -122,6 +130,76 @@ describe('snapshot streaming', () => {
     const got = receiver.received.find((r) => r.type === MessageType.Snapshot)!;
     assert.equal(got.snapshot!.metadata.index, 77);
     assert.ok(Buffer.from(got.snapshot!.data).equals(data));
+  });
+
+  it('streams received snapshot bytes into a file sink, never reassembling them in memory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'concord-transport-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'incoming.mdb');
+    const { receiver, sender } = await pair(
+      { chunkBytes: 256 * 1024 },
+      { snapshotSink: () => fileSnapshotSink(path) },
+    );
+    const data = pattern(6 * MiB + 5, 21);
+    sender.transport.send([msgSnap(2, 1, data, 99)]);
+    await waitFor('snapshot status', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: true }]);
+    const got = receiver.received.find((r) => r.type === MessageType.Snapshot)!;
+    assert.equal(got.snapshot!.metadata.index, 99);
+    assert.equal(got.snapshot!.data.length, 0);
+    assert.ok((await readFile(path)).equals(data));
+    assert.equal(receiver.transport.stats().peers['2']!.snapshotBytesReceived, data.length);
+  });
+
+  it('holds the stream back while a slow sink catches up (writes never overlap)', async () => {
+    let writing = 0;
+    let overlapped = false;
+    const pieces: Uint8Array[] = [];
+    const slowSink = (): SnapshotSink => ({
+      write: async (chunk) => {
+        if (++writing > 1) overlapped = true;
+        await sleep(3);
+        pieces.push(Buffer.from(chunk));
+        writing--;
+      },
+      finish: () => Buffer.concat(pieces),
+      abort: () => {},
+    });
+    const { receiver, sender } = await pair({ chunkBytes: 64 * 1024 }, { snapshotSink: slowSink });
+    const data = pattern(4 * MiB, 8);
+    sender.transport.send([msgSnap(2, 1, data)]);
+    await waitFor('snapshot status', () => sender.snapshotStatus.length === 1, 15_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: true }]);
+    assert.equal(overlapped, false);
+    assert.equal(pieces.length, 64);
+    assert.ok(
+      Buffer.from(receiver.received.find((r) => r.type === MessageType.Snapshot)!.snapshot!.data).equals(
+        data,
+      ),
+    );
+  });
+
+  it('refuses the snapshot and aborts the sink when the sink fails', async () => {
+    let aborted = false;
+    let writes = 0;
+    const failingSink = (): SnapshotSink => ({
+      write: () => {
+        if (++writes === 2) throw new Error('disk full');
+      },
+      finish: () => new Uint8Array(0),
+      abort: () => {
+        aborted = true;
+      },
+    });
+    const { receiver, sender } = await pair({ chunkBytes: 64 * 1024 }, { snapshotSink: failingSink });
+    sender.transport.send([msgSnap(2, 1, pattern(MiB, 4))]);
+    await waitFor('failure reported', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.ok(aborted);
+    assert.ok(
+      receiver.errors.some((e) => e.error.code === 'SNAPSHOT_FAILED' && /disk full/.test(e.error.message)),
+    );
+    assert.equal(receiver.received.length, 0);
   });
 
   it('keeps heartbeats flowing while a snapshot streams on its own connection', async () => {
