@@ -8,6 +8,8 @@ export type InvariantCode =
   | 'committed-entry-changed'
   | 'state-machine-safety'
   | 'commit-regressed'
+  | 'term-regressed'
+  | 'vote-changed'
   | 'apply-regressed'
   | 'acked-proposal-lost'
   | 'unproposed-entry'

@@ -9,7 +9,7 @@
 //   - every applied entry was proposed, and no acknowledged proposal is ever lost.
 // Entries are compared by a `key` the simulator derives from (type, data).
 
-import type { NodeId } from '../raft/types.js';
+import type { HardState, NodeId } from '../raft/types.js';
 import { InvariantViolation } from './errors.js';
 
 export interface ObservedEntry {
@@ -204,6 +204,31 @@ export class InvariantChecker {
     this.checkCommittedAt(node, index, term, undefined);
     log.reset(index, term);
     p.commitRegistered = Math.max(p.commitRegistered, index);
+  }
+
+  /**
+   * A hard state is about to become durable over `previous`. Term and durable commit never go back,
+   * and a vote once cast in a term is never changed (or a node could vote twice: two leaders).
+   */
+  observeDurableHardState(node: NodeId, previous: HardState, next: HardState): void {
+    if (next.term < previous.term) {
+      throw new InvariantViolation(
+        'term-regressed',
+        `node ${node} persists term ${next.term} over ${previous.term}`,
+      );
+    }
+    if (next.term === previous.term && previous.vote !== 0 && next.vote !== previous.vote) {
+      throw new InvariantViolation(
+        'vote-changed',
+        `node ${node} changes its vote in term ${next.term} from ${previous.vote} to ${next.vote}`,
+      );
+    }
+    if (next.commit < previous.commit) {
+      throw new InvariantViolation(
+        'commit-regressed',
+        `node ${node} persists commit ${next.commit} over durable commit ${previous.commit}`,
+      );
+    }
   }
 
   /** Commit index from a Ready's hard state. */

@@ -56,6 +56,10 @@ export class SimNode {
   /** Permanently stopped (removed from the cluster). */
   decommissioned = false;
   private lastRole: Role = Role.Follower;
+  /** While virtual time is below this, the process is frozen (a GC pause, SIGSTOP). */
+  pausedUntilUs = 0;
+  /** This node's tick period: clocks drift, so nodes tick at slightly different rates. */
+  tickIntervalUs = 10_000;
 
   constructor(
     readonly id: NodeId,
@@ -115,6 +119,7 @@ export class SimNode {
   crash(): void {
     this.raft = undefined;
     this.pending = undefined;
+    this.pausedUntilUs = 0;
   }
 
   tick(): void {
@@ -220,6 +225,7 @@ export class SimNode {
 
   private finishReady(rd: Ready): void {
     const raft = this.core();
+    if (rd.hardState) this.host.checker.observeDurableHardState(this.id, this.disk.hardState, rd.hardState);
     this.disk.persist(rd.hardState, rd.entries, rd.snapshot);
     if (rd.snapshot) this.storage.applySnapshot(rd.snapshot);
     this.storage.append(rd.entries);

@@ -45,6 +45,7 @@ export interface SimResult {
   /** Virtual time from "faults stop" until a leader and every pending proposal committed. */
   livenessUs: number;
   crashes: number;
+  pauses: number;
   partitions: number;
   confChangesApplied: number;
   leaderTransfers: number;
@@ -73,6 +74,8 @@ export function replayCommand(seed: number, nodes: number): string {
 }
 
 const TICK_INTERVAL_US = 10_000;
+/** Clock rate differences between nodes, as a percentage of the tick interval. */
+const TICK_DRIFT_PERCENT_MAX = 10;
 const EVENTS_PER_RUN_MAX = 5_000_000;
 const EXTRA_NODES_MAX = 4;
 const VOTERS_MIN = 3;
@@ -138,6 +141,7 @@ export class Simulation implements SimNodeHost {
   private readonly stats = {
     proposals: 0,
     crashes: 0,
+    pauses: 0,
     partitions: 0,
     confChangesApplied: 0,
     leaderTransfers: 0,
@@ -156,8 +160,8 @@ export class Simulation implements SimNodeHost {
     this.rngClient = new SimRng(options.seed, 3);
     this.rngAdmin = new SimRng(options.seed, 4);
     this.network = new Network(rngNet, this.networkConfig());
-    this.faultPhaseUs = options.faultPhaseUs ?? 2_000_000;
-    this.livenessBoundUs = options.livenessBoundUs ?? 10_000_000;
+    this.faultPhaseUs = options.faultPhaseUs ?? 3_000_000;
+    this.livenessBoundUs = options.livenessBoundUs ?? 5_000_000;
     this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
     this.nodeConfig = {
       createCore: options.createCore ?? ((config) => new RaftNode(config)),
@@ -201,6 +205,7 @@ export class Simulation implements SimNodeHost {
       committedIndex: this.checker.committedIndex,
       livenessUs: this.stats.livenessUs,
       crashes: this.stats.crashes,
+      pauses: this.stats.pauses,
       partitions: this.stats.partitions,
       confChangesApplied: this.stats.confChangesApplied,
       leaderTransfers: this.stats.leaderTransfers,
@@ -288,6 +293,8 @@ export class Simulation implements SimNodeHost {
       this.nodeConfig,
       this.fsyncNormalUs,
     );
+    const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
+    node.tickIntervalUs = TICK_INTERVAL_US + this.rngRoot.between(-driftUs, driftUs);
     this.nodes.set(id, node);
     this.startNode(node);
     return node;
@@ -295,7 +302,7 @@ export class Simulation implements SimNodeHost {
 
   private startNode(node: SimNode): void {
     node.start();
-    const phase = this.rngRoot.between(0, TICK_INTERVAL_US - 1);
+    const phase = this.rngRoot.between(0, node.tickIntervalUs - 1);
     this.queue.after(phase, { kind: 'tick', node, incarnation: node.incarnation });
   }
 
@@ -325,7 +332,32 @@ export class Simulation implements SimNodeHost {
     }
   }
 
+  /** The node an event acts on, when that node could be paused. */
+  private actor(event: SimEvent): SimNode | undefined {
+    switch (event.kind) {
+      case 'tick':
+      case 'fsync':
+      case 'unreachable':
+        return event.node;
+      case 'deliver':
+        return this.nodes.get(event.message.to);
+      case 'snapshot-done': {
+        const from = this.nodes.get(event.message.from);
+        const to = this.nodes.get(event.message.to);
+        return from && from.pausedUntilUs > this.queue.now ? from : to;
+      }
+      default:
+        return undefined;
+    }
+  }
+
   private handle(event: SimEvent): void {
+    const actor = this.actor(event);
+    if (actor && actor.pausedUntilUs > this.queue.now) {
+      // A frozen process handles nothing; what arrives meanwhile waits, in order, for the resume.
+      this.queue.after(actor.pausedUntilUs - this.queue.now, event);
+      return;
+    }
     switch (event.kind) {
       case 'tick':
         return this.onTick(event.node, event.incarnation);
@@ -349,7 +381,7 @@ export class Simulation implements SimNodeHost {
         return this.nemesis();
       case 'restart':
         if (!event.node.running && !event.node.decommissioned) {
-          this.trace(`n${event.node.id} restarts`);
+          this.trace(`n${event.node.id} restarts from its disk`);
           this.startNode(event.node);
         }
         return;
@@ -375,7 +407,7 @@ export class Simulation implements SimNodeHost {
   private onTick(node: SimNode, incarnation: number): void {
     if (!node.running || node.incarnation !== incarnation) return;
     node.tick();
-    this.queue.after(TICK_INTERVAL_US, { kind: 'tick', node, incarnation });
+    this.queue.after(node.tickIntervalUs, { kind: 'tick', node, incarnation });
   }
 
   private deliver(message: Message): void {
@@ -440,7 +472,8 @@ export class Simulation implements SimNodeHost {
     client.waitingOn = undefined;
     const candidates = [...this.nodes.values()].filter((n) => !n.decommissioned);
     const node = this.rngClient.pick(candidates);
-    const result = node.running ? node.propose(client.current.data) : undefined;
+    const reachable = node.running && node.pausedUntilUs <= this.queue.now;
+    const result = reachable ? node.propose(client.current.data) : undefined;
     if (result?.ok) {
       client.waitingOn = { node, incarnation: node.incarnation };
       this.queue.after(CLIENT_TIMEOUT_US, { kind: 'client-timeout', client, attempt: client.attempt });
@@ -460,7 +493,7 @@ export class Simulation implements SimNodeHost {
     const rng = this.rngFault;
     const alive = this.runningNodes();
     const ids = [...this.nodes.values()].filter((n) => !n.decommissioned).map((n) => n.id);
-    const action = rng.nextInt(7);
+    const action = rng.nextInt(8);
     if (action === 0 && alive.length > 0) {
       const victim = rng.pick(alive);
       this.trace(`n${victim.id} crashes`);
@@ -492,6 +525,11 @@ export class Simulation implements SimNodeHost {
     } else if (action === 5) {
       this.trace('network healed');
       this.network.healAll();
+    } else if (action === 6 && alive.length > 0) {
+      const node = rng.pick(alive);
+      node.pausedUntilUs = this.queue.now + rng.between(20_000, 800_000);
+      this.stats.pauses++;
+      this.trace(`n${node.id} paused until ${(node.pausedUntilUs / 1000).toFixed(3)}ms`);
     }
     this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
   }
@@ -586,7 +624,11 @@ export class Simulation implements SimNodeHost {
     this.network.healAll();
     for (const node of this.nodes.values()) {
       node.fsyncLatencyUs = this.fsyncNormalUs;
-      if (!node.running && !node.decommissioned) this.startNode(node);
+      node.pausedUntilUs = 0;
+      if (!node.running && !node.decommissioned) {
+        this.trace(`n${node.id} restarts from its disk`);
+        this.startNode(node);
+      }
     }
     this.queue.after(LIVENESS_CHECK_US, { kind: 'liveness-check' });
   }
@@ -645,7 +687,7 @@ export class Simulation implements SimNodeHost {
     let best: SimNode | undefined;
     let bestTerm = -1;
     for (const node of this.nodes.values()) {
-      if (!node.running || node.role !== Role.Leader) continue;
+      if (!node.running || node.role !== Role.Leader || node.pausedUntilUs > this.queue.now) continue;
       const term = node.raft!.status().hardState.term;
       if (term > bestTerm) {
         best = node;

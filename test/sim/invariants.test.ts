@@ -170,6 +170,32 @@ describe('InvariantChecker: indexes never go back', () => {
   });
 });
 
+describe('InvariantChecker: durable hard state', () => {
+  it('flags a node changing its vote within a term', () => {
+    const c = checker();
+    violates('vote-changed', () =>
+      c.observeDurableHardState(1, { term: 3, vote: 2, commit: 0 }, { term: 3, vote: 3, commit: 0 }),
+    );
+  });
+
+  it('flags a term or a durable commit going back', () => {
+    const c = checker();
+    violates('term-regressed', () =>
+      c.observeDurableHardState(1, { term: 3, vote: 2, commit: 0 }, { term: 2, vote: 2, commit: 0 }),
+    );
+    violates('commit-regressed', () =>
+      c.observeDurableHardState(1, { term: 3, vote: 2, commit: 5 }, { term: 3, vote: 2, commit: 4 }),
+    );
+  });
+
+  it('accepts a first vote in a term, a new term with a new vote, and a commit moving on', () => {
+    const c = checker();
+    c.observeDurableHardState(1, { term: 3, vote: 0, commit: 0 }, { term: 3, vote: 2, commit: 0 });
+    c.observeDurableHardState(1, { term: 3, vote: 2, commit: 0 }, { term: 4, vote: 1, commit: 2 });
+    c.observeDurableHardState(1, { term: 4, vote: 1, commit: 2 }, { term: 4, vote: 1, commit: 3 });
+  });
+});
+
 describe('InvariantChecker: proposals and acknowledgements', () => {
   it('flags applying an entry nobody proposed', () => {
     const c = checker();
