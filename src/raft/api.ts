@@ -17,6 +17,11 @@ import type {
  * The driver writes to it (after making the data durable); the core only reads.
  */
 export interface RaftStorage {
+  /**
+   * The persisted hard state and the membership as of the applied index passed in
+   * RaftConfig.applied (MemoryStorage: the last setConfState() or snapshot). Conf changes in
+   * committed entries after that index are re-delivered and must be re-applied by the driver.
+   */
   initialState(): { hardState: HardState; confState: ConfState };
   /** Entries in [lo, hi), at least one if any exist, at most maxBytes in total otherwise. */
   entries(lo: number, hi: number, maxBytes: number): Entry[];
@@ -44,17 +49,20 @@ export interface RaftConfig {
   heartbeatTicks: number;
   storage: RaftStorage;
   rng: Rng;
-  /** Last index the application has applied (on restart). */
+  /**
+   * Last index the application has applied (on restart); committed entries after it are handed
+   * out again. Default: the storage's snapshot index. Must not exceed the stored commit index.
+   */
   applied?: number;
-  /** Bound on the bytes of entries in one Append message. */
+  /** Bound on the bytes of entries in one Append message (at least one entry is always sent). */
   maxMessageBytes?: number;
-  /** Bound on Append messages in flight to one follower in the replicate state. */
+  /** Bound on Append messages in flight to one follower in the replicate state. Default 256. */
   inflightMessagesMax?: number;
   /** Bound on bytes of entries in flight to one follower; 0 = no bound. */
   inflightBytesMax?: number;
   /** Bound on bytes of proposed but uncommitted entries at the leader; 0 = no bound. */
   uncommittedBytesMax?: number;
-  /** Bound on bytes of committed entries handed out in one Ready. */
+  /** Bound on bytes of committed entries handed out in one Ready (at least one). Default 64 MiB. */
   committedBytesPerReadyMax?: number;
   checkQuorum?: boolean;
   preVote?: boolean;
@@ -114,6 +122,8 @@ export type ProposalDropReason =
   | 'not-leader-forwarding-disabled'
   | 'uncommitted-bytes-max'
   | 'conf-change-pending'
+  /** The ConfChange would produce an invalid configuration (e.g. no voters left) or is malformed. */
+  | 'invalid-conf-change'
   | 'not-a-member';
 
 export type ProposeResult = { ok: true } | { ok: false; reason: ProposalDropReason; leaderHint: NodeId };
@@ -147,11 +157,22 @@ export interface RaftNodeApi {
   step(message: Message): void;
   propose(data: Uint8Array): ProposeResult;
   proposeConfChange(change: ConfChange): ProposeResult;
+  /**
+   * The ReadState with this context appears in a later Ready (on this node, also when it is a
+   * follower). Requests are batched into one heartbeat round per Ready. The result is ok:false
+   * only for 'no-leader' (or, on a leader, 'uncommitted-bytes-max' when the read queue is full).
+   */
   readIndex(context: Uint8Array): ProposeResult;
+  /** On a follower the request is forwarded to the leader. Aborted after one election timeout. */
   transferLeadership(target: NodeId): void;
-  /** Called by the driver when it applies a ConfChange entry; returns the new membership. */
+  /**
+   * Called by the driver when it applies a ConfChange entry; returns the new membership (persist
+   * it with the applied index, e.g. MemoryStorage.setConfState). A leader that is no longer a
+   * voter steps down here. Throws ConfChangeError for an invalid transition.
+   */
   applyConfChange(change: ConfChange): ConfState;
   reportUnreachable(peer: NodeId): void;
+  /** The transport's outcome of streaming a Snapshot message to peer (required, or it stays paused). */
   reportSnapshot(peer: NodeId, ok: boolean): void;
   hasReady(): boolean;
   ready(): Ready;

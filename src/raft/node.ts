@@ -15,7 +15,6 @@ import type {
 import {
   decodeConfChange,
   encodeConfChange,
-  entersJoint,
   leavesJoint,
   members,
   nextConfig,
@@ -23,6 +22,7 @@ import {
 } from './confchange.js';
 import {
   assertNever,
+  ConfChangeError,
   RaftInvariantError,
   RaftUsageError,
   SnapshotTemporarilyUnavailableError,
@@ -353,13 +353,27 @@ export class RaftNode implements RaftNodeApi {
     if (this.uncommittedBytesMax > 0 && this.uncommittedBytes > 0) {
       if (this.uncommittedBytes + data.byteLength > this.uncommittedBytesMax) return 'uncommitted-bytes-max';
     }
-    if (type === EntryType.ConfChange) {
-      if (this.pendingConfIndex > this.log.applied) return 'conf-change-pending';
-      const cc = decodeConfChange(data);
-      const joint = this.trk.isJoint();
-      if (joint && !leavesJoint(cc)) return 'conf-change-pending';
-      if (!joint && leavesJoint(cc)) return 'conf-change-pending';
-      if (entersJoint(cc) && joint) return 'conf-change-pending';
+    if (type === EntryType.ConfChange) return this.confChangeRejects(data);
+    return undefined;
+  }
+
+  private confChangeRejects(data: Uint8Array): ProposalDropReason | undefined {
+    if (this.pendingConfIndex > this.log.applied) return 'conf-change-pending';
+    let cc: ConfChange;
+    try {
+      cc = decodeConfChange(data);
+    } catch (err) {
+      if (err instanceof ConfChangeError) return 'invalid-conf-change';
+      throw err;
+    }
+    // While joint, the only change allowed is leaving: the leave is as good as pending.
+    if (this.trk.isJoint() && !leavesJoint(cc)) return 'conf-change-pending';
+    try {
+      // Validate now: an invalid change that commits would stop every node when applied.
+      nextConfig(this.trk.config, cc);
+    } catch (err) {
+      if (err instanceof ConfChangeError) return 'invalid-conf-change';
+      throw err;
     }
     return undefined;
   }

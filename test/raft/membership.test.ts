@@ -237,6 +237,21 @@ test('leader removal: the leader steps down once the config without it commits, 
   assert.ok(net.term(1) >= term);
 });
 
+test('an invalid conf change is refused at proposal time, not when it would be applied', () => {
+  const net = new Network([1]);
+  net.campaign(1);
+  assert.deepEqual(net.node(1).proposeConfChange(cc('auto', [{ type: 'remove-node', nodeId: 1 }])), {
+    ok: false,
+    reason: 'invalid-conf-change',
+    leaderHint: 1,
+  });
+  assert.deepEqual(net.node(1).proposeConfChange(cc('auto', [])), {
+    ok: false,
+    reason: 'invalid-conf-change',
+    leaderHint: 1,
+  });
+});
+
 test('removing all voters is refused', () => {
   const net = new Network([1]);
   assert.throws(() => net.node(1).applyConfChange(cc('auto', [{ type: 'remove-node', nodeId: 1 }])), {
