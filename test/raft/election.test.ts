@@ -159,3 +159,48 @@ test('invariant: a leader receiving an append from another leader of its term th
     /two leaders in term/,
   );
 });
+
+test('vote requests and vote grants are sent only after the term and vote are persisted', () => {
+  const net = new Network([1, 2, 3]);
+  net.node(1).step(message({ type: MessageType.Hup }));
+  const rd = net.node(1).ready();
+  assert.equal(rd.hardState?.vote, 1);
+  assert.equal(rd.mustSync, true);
+  assert.equal(rd.messages.length, 0);
+  assert.deepEqual(
+    rd.messagesAfterPersist.map((m) => [m.type, m.to]),
+    [
+      [MessageType.Vote, 2],
+      [MessageType.Vote, 3],
+    ],
+  );
+  net.node(2).step(rd.messagesAfterPersist[0]!);
+  const rd2 = net.node(2).ready();
+  assert.equal(rd2.hardState?.vote, 1);
+  assert.deepEqual(
+    rd2.messagesAfterPersist.map((m) => [m.type, m.reject]),
+    [[MessageType.VoteResponse, false]],
+  );
+});
+
+test('a node votes at most once per term', () => {
+  const net = new Network([1, 2, 3]);
+  net.crash(3);
+  net.node(1).step(message({ type: MessageType.Hup }));
+  net.processReady(1);
+  const [toTwo] = net.takeQueue().filter((m) => m.to === 2);
+  net.node(2).step(toTwo!);
+  // Another candidate of the same term asks too and is refused.
+  net
+    .node(2)
+    .step(message({ type: MessageType.Vote, from: 3, to: 2, term: toTwo!.term, index: 99, logTerm: 99 }));
+  net.processReady(2);
+  const responses = net.takeQueue().filter((m) => m.type === MessageType.VoteResponse);
+  assert.deepEqual(
+    responses.map((m) => [m.to, m.reject]),
+    [
+      [1, false],
+      [3, true],
+    ],
+  );
+});
