@@ -485,10 +485,11 @@ export class PeerTransport {
     peer.address = address;
     if (!changed || !this.dials(peer.id)) return;
     // A new address invalidates the current connection and any backoff towards the old one.
-    this.clearRedial(peer);
-    peer.backoffAttempt = 0;
+    // Closing schedules a redial towards the old backoff; clear it afterwards and dial now.
     peer.dialing?.close(new TransportError('CLOSED', 'peer address changed'));
     peer.conn?.close(new TransportError('CLOSED', 'peer address changed'));
+    this.clearRedial(peer);
+    peer.backoffAttempt = 0;
     this.dial(peer);
   }
 

@@ -211,7 +211,7 @@ describe('PeerTransport', () => {
       () => a.errors.some((e) => e.error.code === 'PEER_SILENT' && e.peer === 2),
       3000,
     );
-    assert.ok(a.unreachable.includes(2));
+    await waitFor('silent peer reported unreachable', () => a.unreachable.includes(2));
     await waitFor(
       'b drops its side too (by its own idle timeout or by the close that a propagates)',
       () => b.transport.stats().peers['1']!.connected === 0,
