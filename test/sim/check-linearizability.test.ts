@@ -256,6 +256,15 @@ describe('linearizability: budget and input checks', () => {
     assert.equal(verdict.valid, 'unknown');
   });
 
+  it('returns unknown when the memo cache reaches its memory bound', () => {
+    const r = new Recorder();
+    for (let i = 0; i < 20; i++) r.write(i, i, 0, 100);
+    r.read(99, 7, 101, 102);
+    const verdict = checkLinearizability(r.ops, registerModel, { memoBytesMax: 10_000 });
+    assert.equal(verdict.valid, 'unknown');
+    assert.match(verdict.anomalies[0]!.message, /memoBytesMax/);
+  });
+
   it('rejects malformed histories with a typed error', () => {
     const r = new Recorder().write(1, 1, 0, 5);
     r.ops.push({ ...r.ops[0]! });
@@ -267,6 +276,12 @@ describe('linearizability: budget and input checks', () => {
     assert.throws(
       () => check(backwards),
       (e: unknown) => e instanceof HistoryFormatError && e.code === 'HISTORY_BAD_TIME',
+    );
+    const noOutput = new Recorder().read(1, null, 0, 1);
+    delete noOutput.ops[0]!.output;
+    assert.throws(
+      () => check(noOutput),
+      (e: unknown) => e instanceof HistoryFormatError && e.code === 'HISTORY_BAD_OPERATION',
     );
   });
 

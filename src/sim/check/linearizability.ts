@@ -28,6 +28,11 @@ export interface LinearizabilityOptions<Input, Output> {
   stepsMax?: number;
   /** Wall-clock budget over all keys, measured with now(). */
   timeBudgetMs?: number;
+  /**
+   * Memory for Lowe's cache over all keys (estimated: bitset words plus per-entry overhead).
+   * Reaching it ends the search with 'unknown', like the other budgets.
+   */
+  memoBytesMax?: number;
   /** Clock for the time budget; injected so simulator runs can stay deterministic. */
   now?: () => number;
   /** Splits the history into independent sub-histories; defaults to op.key. */
@@ -36,6 +41,9 @@ export interface LinearizabilityOptions<Input, Output> {
 
 export const LINEARIZABILITY_STEPS_MAX_DEFAULT = 20_000_000;
 export const LINEARIZABILITY_TIME_BUDGET_MS_DEFAULT = 60_000;
+export const LINEARIZABILITY_MEMO_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
+/** Rough V8 cost of one cache entry besides its bitset words (object, typed array header, bucket slot). */
+const MEMO_ENTRY_OVERHEAD_BYTES = 120;
 /** How many of the last prefix ops an explanation lists. */
 const EXPLANATION_PREFIX_OPS_MAX = 8;
 /** How many other pending candidates an explanation lists. */
@@ -73,6 +81,9 @@ interface Event {
 
 interface Budget {
   stepsLeft: number;
+  memoBytesLeft: number;
+  /** Why the search stopped, once it has. */
+  reason: string;
   deadline: number;
   now: () => number;
   exhausted: boolean;
@@ -100,6 +111,8 @@ export function checkLinearizability<State, Input, Output>(
   const started = now();
   const budget: Budget = {
     stepsLeft: options.stepsMax ?? LINEARIZABILITY_STEPS_MAX_DEFAULT,
+    memoBytesLeft: options.memoBytesMax ?? LINEARIZABILITY_MEMO_BYTES_MAX_DEFAULT,
+    reason: '',
     deadline: started + (options.timeBudgetMs ?? LINEARIZABILITY_TIME_BUDGET_MS_DEFAULT),
     now,
     exhausted: false,
@@ -165,7 +178,7 @@ function checkKey<State, I, O>(
     case 'budget':
       return {
         result: { ...base, valid: 'unknown', steps: outcome.steps },
-        anomaly: budgetAnomaly(key, `search gave up after ${outcome.steps} steps`),
+        anomaly: budgetAnomaly(key, `search gave up after ${outcome.steps} steps: ${budget.reason}`),
       };
     case 'violation': {
       const { failure } = outcome;
@@ -274,9 +287,18 @@ function remember<State>(
 
 function spendStep(budget: Budget): boolean {
   budget.stepsLeft--;
-  if (budget.stepsLeft < 0) return false;
-  if (budget.stepsLeft % CLOCK_CHECK_INTERVAL_STEPS === 0 && budget.now() > budget.deadline) return false;
+  if (budget.stepsLeft < 0) return stop(budget, 'step budget (stepsMax) spent');
+  if (budget.memoBytesLeft < 0) return stop(budget, 'memo cache reached memoBytesMax');
+  if (budget.stepsLeft % CLOCK_CHECK_INTERVAL_STEPS === 0 && budget.now() > budget.deadline) {
+    return stop(budget, 'time budget (timeBudgetMs) spent');
+  }
   return true;
+}
+
+function stop(budget: Budget, reason: string): false {
+  budget.exhausted = true;
+  budget.reason = reason;
+  return false;
 }
 
 function search<State, I, O>(
@@ -289,6 +311,7 @@ function search<State, I, O>(
   const cache = new Map<number, CacheEntry<State>[]>();
   const stack: { call: Event; stateBefore: State }[] = [];
   const untypedModel = model as Model<State, unknown, unknown>;
+  const memoEntryBytes = linearized.words.length * 4 + MEMO_ENTRY_OVERHEAD_BYTES;
   let state = model.init();
   let steps = 0;
   let bestDepth = 0;
@@ -297,16 +320,14 @@ function search<State, I, O>(
   let event = head.next;
   while (event !== null) {
     if (event.isCall) {
-      if (!spendStep(budget)) {
-        budget.exhausted = true;
-        return { kind: 'budget', steps };
-      }
+      if (!spendStep(budget)) return { kind: 'budget', steps };
       steps++;
       const op = ops[event.opIndex]!;
       const { ok, newState } = model.step(state, op);
       if (ok) {
         linearized.set(event.opIndex);
         if (remember(cache, untypedModel, linearized, newState)) {
+          budget.memoBytesLeft -= memoEntryBytes;
           stack.push({ call: event, stateBefore: state });
           state = newState;
           lift(event);

@@ -61,6 +61,13 @@ function writeInput(op: RegisterOp): RegisterValue {
 
 function stepRead(state: RegisterValue, op: RegisterOp): StepResult<RegisterValue> {
   if (op.status === 'unknown') return { ok: true, newState: state };
+  if (!isRegisterValue(op.output)) {
+    throw new HistoryFormatError(
+      'HISTORY_BAD_OPERATION',
+      'ok read output must be string, number or null',
+      op.id,
+    );
+  }
   return { ok: op.output === state, newState: state };
 }
 
