@@ -74,6 +74,17 @@ export class FlakyProxy {
   connections = 0;
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private readonly clients = new Set<Socket>();
+  private stalled = false;
+
+  /** Stop (or resume) reading from clients: their writes back up into kernel buffers. */
+  stall(on: boolean): void {
+    this.stalled = on;
+    for (const client of this.clients) {
+      if (on) client.pause();
+      else client.resume();
+    }
+  }
 
   private constructor(private readonly targetPort: number) {
     this.server = createServer((client) => this.onClient(client));
@@ -96,6 +107,8 @@ export class FlakyProxy {
     const upstream = tcpConnect({ host: '127.0.0.1', port: this.targetPort });
     this.sockets.add(client);
     this.sockets.add(upstream);
+    this.clients.add(client);
+    if (this.stalled) client.pause();
     let seen = 0;
     client.on('data', (chunk: Buffer) => {
       const c = this.corrupt;
@@ -114,6 +127,7 @@ export class FlakyProxy {
       upstream.destroy();
       this.sockets.delete(client);
       this.sockets.delete(upstream);
+      this.clients.delete(client);
     };
     client.on('close', teardown);
     upstream.on('close', teardown);

@@ -193,6 +193,35 @@ describe('PeerTransport', () => {
     assert.ok(proxy.connections >= 2);
   });
 
+  it('queues behind a full socket until drain, drops beyond the bound, and keeps order', async () => {
+    const b = await node(2);
+    const proxy = await FlakyProxy.start(Number(new URL(b.transport.url).port));
+    cleanups.push(() => proxy.close());
+    const a = await node(1, { queuedBytesMax: 2 << 20 });
+    a.transport.addPeer(2, proxy.url);
+    b.transport.addPeer(1, a.transport.url);
+    await waitFor('connected', () => a.transport.stats().peers['2']!.connected === 1);
+    proxy.stall(true);
+    for (let i = 1; i <= 300; i++) {
+      a.transport.send([append(1, 2, i, 100_000)]);
+      await sleep(0);
+    }
+    await waitFor('overflow reported', () => a.unreachable.includes(2));
+    const stalled = a.transport.stats().peers['2']!;
+    assert.ok(stalled.messagesDropped > 0, 'a stalled peer must cost drops, not unbounded memory');
+    assert.ok(stalled.queuedBytes <= 2 << 20);
+    assert.ok(stalled.writes < 300, 'writes are held back while the socket is full');
+    proxy.stall(false);
+    const expected = 300 - stalled.messagesDropped;
+    await waitFor('queued messages flushed after drain', () => b.received.length === expected, 10_000);
+    const indexes = b.received.map((m) => m.index);
+    assert.ok(
+      indexes.every((index, i) => i === 0 || index > indexes[i - 1]!),
+      'delivered in send order',
+    );
+    assert.equal(a.transport.stats().peers['2']!.queuedMessages, 0);
+  });
+
   it('drops a silent connection after idleTimeoutMs and reconnects once the peer answers again', async () => {
     const fast = { pingIntervalMs: 50, idleTimeoutMs: 300, handshakeTimeoutMs: 300 };
     // Only a has a short idle timeout, so it is a that notices the silence.
