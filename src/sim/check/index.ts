@@ -39,6 +39,7 @@ export {
   type LinearizabilityVerdict,
 } from './linearizability.js';
 export { hashString, type Model, type StepResult } from './model.js';
+export { HistoryRecorder, type PendingOp } from './recorder.js';
 export {
   type CasInput,
   possibleValuesByTiming,
