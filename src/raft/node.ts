@@ -120,6 +120,8 @@ export class RaftNode implements RaftNodeApi {
   private prevSoft: SoftState;
   private prevHard: HardState;
   private readyOutstanding = false;
+  /** Last index of the committed entries handed out in the outstanding Ready (being applied). */
+  private applyingIndex = 0;
 
   constructor(readonly config: RaftConfig) {
     if (!Number.isSafeInteger(config.id) || config.id <= 0)
@@ -636,6 +638,9 @@ export class RaftNode implements RaftNodeApi {
       this.log.commitTo(index);
       return false;
     }
+    // The application is applying entries (maybe conf changes) older than the snapshot; restoring
+    // now would let them land on the snapshot's membership. Refuse; the leader retries later.
+    if (this.readyOutstanding && this.applyingIndex > this.log.applied) return false;
     this.log.restore(snap);
     this.trk.config = trackerConfigFromConfState(snap.metadata.confState);
     this.trk.progress.clear();
@@ -981,6 +986,8 @@ export class RaftNode implements RaftNodeApi {
       rd.snapshot !== undefined ||
       (rd.hardState !== undefined && (hard.term !== prev.term || hard.vote !== prev.vote));
     this.readyOutstanding = true;
+    const n = rd.committedEntries.length;
+    this.applyingIndex = n > 0 ? rd.committedEntries[n - 1]!.index : this.log.applied;
     return rd;
   }
 

@@ -88,3 +88,63 @@ test('MemoryStorage: append truncates a conflicting suffix and refuses gaps', ()
   assert.throws(() => s.append([e(9, 2)]), { code: 'RAFT_INVARIANT' });
   assert.equal(s.entries(2, 4, 1).length, 1, 'maxBytes still returns one entry');
 });
+
+test('a snapshot arriving while older committed entries are being applied is refused, then retried (sim seed 1156)', () => {
+  const net = new Network([1, 2, 3]);
+  net.campaign(1);
+  net.crash(3);
+  for (let i = 0; i < 5; i++) net.node(1).propose(enc(`e${i}`));
+  net.stabilize();
+  net.restart(3);
+  // Node 3 receives the missing entries with a commit index, and its driver starts applying them.
+  net.tickAll(1);
+  assert.ok(net.peer(3).appliedIndex > 2);
+  net.crash(3);
+  for (let i = 0; i < 5; i++) net.node(1).propose(enc(`f${i}`));
+  net.stabilize();
+  net.restart(3);
+  const leaderLast = net.peer(1).storage.lastIndex();
+  const n3 = net.node(3);
+  const heartbeat = {
+    type: MessageType.Append,
+    to: 3,
+    from: 1,
+    term: net.term(1),
+    logTerm: net.peer(1).storage.term(net.peer(3).storage.lastIndex()),
+    index: net.peer(3).storage.lastIndex(),
+    entries: net
+      .peer(1)
+      .storage.entries(net.peer(3).storage.lastIndex() + 1, leaderLast - 1, Number.POSITIVE_INFINITY),
+    commit: leaderLast - 2,
+    reject: false,
+    rejectHint: 0,
+    context: new Uint8Array(0),
+  };
+  n3.step(heartbeat);
+  const rd = n3.ready();
+  assert.ok(rd.committedEntries.length > 0);
+  // While rd is being applied, a snapshot from the leader arrives.
+  const snapIndex = snapshotAndCompact(net, 1);
+  n3.step({
+    ...heartbeat,
+    type: MessageType.Snapshot,
+    entries: [],
+    snapshot: net.peer(1).storage.snapshot(),
+  });
+  assert.ok(snapIndex > n3.status().hardState.commit, 'the snapshot is ahead of what node 3 committed');
+  assert.equal(n3.status().hardState.commit, leaderLast - 2);
+  net.peer(3).storage.append(rd.entries);
+  if (rd.hardState) net.peer(3).storage.setHardState(rd.hardState);
+  n3.advance(rd);
+  const next = n3.ready();
+  assert.equal(next.snapshot, undefined, 'snapshot refused while entries were being applied');
+  n3.advance(next);
+  // Once applied, the same snapshot is accepted.
+  n3.step({
+    ...heartbeat,
+    type: MessageType.Snapshot,
+    entries: [],
+    snapshot: net.peer(1).storage.snapshot(),
+  });
+  assert.equal(n3.ready().snapshot?.metadata.index, snapIndex);
+});
