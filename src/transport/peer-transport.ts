@@ -800,7 +800,18 @@ export class PeerTransport {
     this.sendSnapshot(peer, m).then(
       (ok) => this.finishSnapshot(peer, ok),
       (error: unknown) => {
-        if (error instanceof TransportError && error.code !== 'CLOSED') this.reportError(error, peer.id);
+        if (!(error instanceof TransportError)) {
+          // Socket errors and snapshot source errors (a missing file): say why the snapshot failed.
+          const reason = error instanceof Error ? error.message : String(error);
+          this.reportError(
+            new TransportError('SNAPSHOT_FAILED', `snapshot to peer ${peer.id} failed: ${reason}`, {
+              cause: error,
+            }),
+            peer.id,
+          );
+        } else if (error.code !== 'CLOSED') {
+          this.reportError(error, peer.id);
+        }
         this.finishSnapshot(peer, false);
       },
     );

@@ -202,6 +202,18 @@ describe('snapshot streaming', () => {
     assert.equal(receiver.received.length, 0);
   });
 
+  it('reports a failing snapshot source (missing file) as a failed snapshot with the reason', async () => {
+    const provider: SnapshotSourceProvider = () => fileSnapshotSource('/nonexistent/concord/snap.mdb');
+    const { receiver, sender } = await pair({ snapshotSource: provider });
+    sender.transport.send([msgSnap(2, 1, new Uint8Array(0))]);
+    await waitFor('failure reported', () => sender.snapshotStatus.length === 1);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.ok(
+      sender.errors.some((e) => e.error.code === 'SNAPSHOT_FAILED' && /ENOENT/.test(e.error.message)),
+    );
+    assert.equal(receiver.received.length, 0);
+  });
+
   it('keeps heartbeats flowing while a snapshot streams on its own connection', async () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
