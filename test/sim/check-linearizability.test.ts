@@ -244,6 +244,26 @@ describe('linearizability: budget and input checks', () => {
     assert.equal(verdict.anomalies[0]?.code, 'SEARCH_BUDGET_EXHAUSTED');
   });
 
+  it('still finds a violation on one key when another key exhausts its step budget', () => {
+    const r = new Recorder();
+    for (let i = 0; i < 20; i++) r.write(i, i, 0, 100, 'ok', 'a-hard');
+    r.read(99, 7, 101, 102, 'a-hard');
+    r.write(1, 1, 0, 1, 'ok', 'b-broken').read(2, 2, 3, 4, 'b-broken');
+    const verdict = checkLinearizability(r.ops, registerModel, { stepsMax: 10 });
+    assert.equal(verdict.valid, false);
+    assert.deepEqual(
+      verdict.keys.map((k) => [k.key, k.valid]),
+      [
+        ['a-hard', 'unknown'],
+        ['b-broken', false],
+      ],
+    );
+    assert.deepEqual(verdict.anomalies.map((a) => a.code).sort(), [
+      'LINEARIZABILITY_VIOLATION',
+      'SEARCH_BUDGET_EXHAUSTED',
+    ]);
+  });
+
   it('returns unknown when the time budget runs out, read from the injected clock', () => {
     let clock = 0;
     const r = new Recorder();

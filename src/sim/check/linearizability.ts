@@ -24,13 +24,16 @@ import {
 } from './verdict.js';
 
 export interface LinearizabilityOptions<Input, Output> {
-  /** Model steps over all keys before the check gives up with 'unknown'. */
+  /**
+   * Model steps per key before that key is given up as 'unknown'. Per key, so one hard key
+   * does not hide a violation on another.
+   */
   stepsMax?: number;
-  /** Wall-clock budget over all keys, measured with now(). */
+  /** Wall-clock budget over all keys, measured with now(); keys not reached are 'unknown'. */
   timeBudgetMs?: number;
   /**
-   * Memory for Lowe's cache over all keys (estimated: bitset words plus per-entry overhead).
-   * Reaching it ends the search with 'unknown', like the other budgets.
+   * Memory for Lowe's cache of one key (estimated: bitset words plus per-entry overhead; the
+   * cache is dropped after each key). Reaching it gives the key up as 'unknown'.
    */
   memoBytesMax?: number;
   /** Clock for the time budget; injected so simulator runs can stay deterministic. */
@@ -80,9 +83,12 @@ interface Event {
 }
 
 interface Budget {
+  stepsMax: number;
+  memoBytesMax: number;
+  /** Reset for each key. */
   stepsLeft: number;
   memoBytesLeft: number;
-  /** Why the search stopped, once it has. */
+  /** Why the search of the current key stopped, once it has. */
   reason: string;
   deadline: number;
   now: () => number;
@@ -110,8 +116,10 @@ export function checkLinearizability<State, Input, Output>(
   const now = options.now ?? (() => performance.now());
   const started = now();
   const budget: Budget = {
-    stepsLeft: options.stepsMax ?? LINEARIZABILITY_STEPS_MAX_DEFAULT,
-    memoBytesLeft: options.memoBytesMax ?? LINEARIZABILITY_MEMO_BYTES_MAX_DEFAULT,
+    stepsMax: options.stepsMax ?? LINEARIZABILITY_STEPS_MAX_DEFAULT,
+    memoBytesMax: options.memoBytesMax ?? LINEARIZABILITY_MEMO_BYTES_MAX_DEFAULT,
+    stepsLeft: 0,
+    memoBytesLeft: 0,
     reason: '',
     deadline: started + (options.timeBudgetMs ?? LINEARIZABILITY_TIME_BUDGET_MS_DEFAULT),
     now,
@@ -168,9 +176,12 @@ function checkKey<State, I, O>(
   if (budget.exhausted) {
     return {
       result: { ...base, valid: 'unknown', steps: 0 },
-      anomaly: budgetAnomaly(key, 'not checked: the budget was spent on earlier keys'),
+      anomaly: budgetAnomaly(key, 'not checked: the time budget was spent on earlier keys'),
     };
   }
+  budget.stepsLeft = budget.stepsMax;
+  budget.memoBytesLeft = budget.memoBytesMax;
+  budget.reason = '';
   const outcome = search(ops, model, budget);
   switch (outcome.kind) {
     case 'linearizable':
@@ -287,17 +298,17 @@ function remember<State>(
 
 function spendStep(budget: Budget): boolean {
   budget.stepsLeft--;
-  if (budget.stepsLeft < 0) return stop(budget, 'step budget (stepsMax) spent');
-  if (budget.memoBytesLeft < 0) return stop(budget, 'memo cache reached memoBytesMax');
+  if (budget.stepsLeft < 0) return stop(budget, 'step budget (stepsMax) spent', false);
+  if (budget.memoBytesLeft < 0) return stop(budget, 'memo cache reached memoBytesMax', false);
   if (budget.stepsLeft % CLOCK_CHECK_INTERVAL_STEPS === 0 && budget.now() > budget.deadline) {
-    return stop(budget, 'time budget (timeBudgetMs) spent');
+    return stop(budget, 'time budget (timeBudgetMs) spent', true);
   }
   return true;
 }
 
-function stop(budget: Budget, reason: string): false {
-  budget.exhausted = true;
+function stop(budget: Budget, reason: string, forAllKeys: boolean): false {
   budget.reason = reason;
+  if (forAllKeys) budget.exhausted = true;
   return false;
 }
 
