@@ -3,29 +3,9 @@
 // and meanings follow etcd 3.4 (https://etcd.io/docs/v3.4/op-guide/configuration/).
 
 import { parseArgs } from 'node:util';
+import type { ServerConfig } from '../server/config.js';
 
-export interface ServerFlags {
-  name: string;
-  dataDir: string;
-  listenClientUrls: string[];
-  advertiseClientUrls: string[];
-  listenPeerUrls: string[];
-  initialAdvertisePeerUrls: string[];
-  /** name → peer URLs */
-  initialCluster: Map<string, string[]>;
-  initialClusterState: 'new' | 'existing';
-  initialClusterToken: string;
-  heartbeatIntervalMs: number;
-  electionTimeoutMs: number;
-  snapshotCount: number;
-  quotaBackendBytes: number;
-  maxRequestBytes: number;
-  maxTxnOps: number;
-  autoCompactionMode: 'periodic' | 'revision';
-  /** For 'periodic': a duration in ms; for 'revision': a number of revisions; 0 = off. */
-  autoCompactionRetention: number;
-  logLevel: 'debug' | 'info' | 'warn' | 'error';
-}
+export type ServerFlags = ServerConfig;
 
 export class FlagError extends Error {
   readonly code = 'FLAG_ERROR';

@@ -5,11 +5,10 @@
 
 import { createHash } from 'node:crypto';
 
-const ID_BITS_MASK = 0xffff_ffff_ffff;
-
 function hash48(text: string): number {
   const digest = createHash('sha1').update(text).digest();
-  const id = digest.readUIntBE(0, 6) & ID_BITS_MASK;
+  // Six bytes: below 2^48, so exact as a JS number (no bitwise ops: they truncate to 32 bits).
+  const id = digest.readUIntBE(0, 6);
   return id === 0 ? 1 : id;
 }
 

@@ -13,11 +13,19 @@ export interface MemberInfo {
   isLearner: boolean;
 }
 
-/** What a ConfChange entry carries in its context: the member being added or changed. */
+/**
+ * What a ConfChange entry carries in its context: the member being added or changed, the
+ * cluster ID (so a member joining from an empty log learns it) and who waits for the result.
+ */
 export interface MemberChangeContext {
   id: number;
+  /** Known for founding members (from --initial-cluster); empty for added ones until they publish. */
+  name: string;
   peerUrls: string[];
   isLearner: boolean;
+  clusterId: number;
+  proposer: number;
+  requestId: number;
 }
 
 export class MemberNotFoundError extends Error {
@@ -27,11 +35,20 @@ export class MemberNotFoundError extends Error {
   }
 }
 
+export type AlarmKind = 'NOSPACE' | 'CORRUPT';
+
+export interface Alarm {
+  memberId: number;
+  alarm: AlarmKind;
+}
+
 export class Members {
   private readonly byId = new Map<number, MemberInfo>();
   private readonly removedIds = new Set<number>();
+  private readonly alarmSet = new Map<string, Alarm>();
 
-  constructor(readonly clusterId: number) {}
+  /** 0 until learned (a member joining an existing cluster learns it from the log). */
+  constructor(public clusterId: number) {}
 
   list(): MemberInfo[] {
     return [...this.byId.values()].sort((a, b) => a.id - b.id).map((m) => structuredClone(m));
@@ -59,7 +76,7 @@ export class Members {
     }
     this.byId.set(change.id, {
       id: change.id,
-      name: '',
+      name: change.name,
       peerUrls: [...change.peerUrls],
       clientUrls: [],
       isLearner: change.isLearner,
@@ -93,6 +110,28 @@ export class Members {
     return false;
   }
 
+  activateAlarm(alarm: Alarm): void {
+    this.alarmSet.set(`${alarm.memberId}:${alarm.alarm}`, { ...alarm });
+  }
+
+  /** Deactivates one alarm; etcd's alarm disarm with no member clears every alarm of that kind. */
+  deactivateAlarm(alarm: Alarm): void {
+    if (alarm.memberId === 0) {
+      for (const [key, value] of this.alarmSet) if (value.alarm === alarm.alarm) this.alarmSet.delete(key);
+      return;
+    }
+    this.alarmSet.delete(`${alarm.memberId}:${alarm.alarm}`);
+  }
+
+  alarms(): Alarm[] {
+    return [...this.alarmSet.values()].map((a) => ({ ...a }));
+  }
+
+  hasAlarm(kind: AlarmKind): boolean {
+    for (const alarm of this.alarmSet.values()) if (alarm.alarm === kind) return true;
+    return false;
+  }
+
   encode(): Uint8Array {
     const w = new BinaryWriter(256);
     w.u8(1).uvarint(this.clusterId).uvarint(this.byId.size);
@@ -103,6 +142,8 @@ export class Members {
     }
     w.uvarint(this.removedIds.size);
     for (const id of this.removedIds) w.uvarint(id);
+    w.uvarint(this.alarmSet.size);
+    for (const alarm of this.alarmSet.values()) w.uvarint(alarm.memberId).string(alarm.alarm);
     return w.finish();
   }
 
@@ -122,6 +163,13 @@ export class Members {
     }
     const removed = r.uvarint();
     for (let i = 0; i < removed; i++) members.removedIds.add(r.uvarint());
+    const alarms = r.uvarint();
+    for (let i = 0; i < alarms; i++) {
+      const memberId = r.uvarint();
+      const alarm = r.string();
+      if (alarm !== 'NOSPACE' && alarm !== 'CORRUPT') throw new Error(`unknown alarm ${alarm}`);
+      members.activateAlarm({ memberId, alarm });
+    }
     r.expectDone();
     return members;
   }
@@ -129,14 +177,22 @@ export class Members {
 
 export function encodeMemberChange(change: MemberChangeContext): Uint8Array {
   const w = new BinaryWriter(64);
-  w.uvarint(change.id).bool(change.isLearner);
-  w.strings(change.peerUrls);
+  w.uvarint(change.id).string(change.name).bool(change.isLearner).strings(change.peerUrls);
+  w.uvarint(change.clusterId).uvarint(change.proposer).uvarint(change.requestId);
   return w.finish();
 }
 
 export function decodeMemberChange(data: Uint8Array): MemberChangeContext {
   const r = new BinaryReader(data);
-  const change = { id: r.uvarint(), isLearner: r.bool(), peerUrls: r.strings() };
+  const change: MemberChangeContext = {
+    id: r.uvarint(),
+    name: r.string(),
+    isLearner: r.bool(),
+    peerUrls: r.strings(),
+    clusterId: r.uvarint(),
+    proposer: r.uvarint(),
+    requestId: r.uvarint(),
+  };
   r.expectDone();
   return change;
 }

@@ -26,7 +26,9 @@ export type ClusterOp =
 export type ServerOp = WriteOp | ClusterOp;
 
 export interface Proposal {
-  /** Unique across the cluster: the proposer's member ID in the high bits of a counter space. */
+  /** The member that proposed it: only that member has a client waiting for the result. */
+  proposer: number;
+  /** Unique per proposer (a counter). */
   requestId: number;
   op: ServerOp;
 }
@@ -53,17 +55,18 @@ const EMPTY = new Uint8Array(0);
 
 export function encodeProposal(proposal: Proposal): Uint8Array {
   const writer = new BinaryWriter(64);
-  writer.uvarint(proposal.requestId);
+  writer.uvarint(proposal.proposer).uvarint(proposal.requestId);
   writeOp(writer, proposal.op);
   return writer.finish();
 }
 
 export function decodeProposal(data: Uint8Array): Proposal {
   const reader = new BinaryReader(data);
+  const proposer = reader.uvarint();
   const requestId = reader.uvarint();
   const op = readOp(reader);
   reader.expectDone();
-  return { requestId, op };
+  return { proposer, requestId, op };
 }
 
 function writeOp(w: BinaryWriter, op: ServerOp): void {

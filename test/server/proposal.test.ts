@@ -103,7 +103,7 @@ const serverOp: fc.Arbitrary<ServerOp> = fc.oneof(
 
 test('every proposal survives an encode/decode round trip unchanged', () => {
   fc.assert(
-    fc.property(fc.record({ requestId: rev, op: serverOp }), (proposal: Proposal) => {
+    fc.property(fc.record({ proposer: rev, requestId: rev, op: serverOp }), (proposal: Proposal) => {
       assert.deepEqual(decodeProposal(encodeProposal(proposal)), structuredClone(proposal));
     }),
     { numRuns: 500 },
@@ -112,6 +112,7 @@ test('every proposal survives an encode/decode round trip unchanged', () => {
 
 test('truncated or padded proposals are rejected, never half-decoded', () => {
   const data = encodeProposal({
+    proposer: 3,
     requestId: 7,
     op: { type: 'put', request: { key: new Uint8Array([1, 2]), value: new Uint8Array([3]), lease: 0n } },
   });

@@ -1,0 +1,81 @@
+// `concord`: runs one member. Flags and CONCORD_* variables follow etcd's (see flags.ts).
+
+import { type ApiServer, startApiServer } from '../api/api-server.js';
+import { defaultGrpcServerOptions } from '../api/grpc-server.js';
+import { createLogger } from '../server/logger.js';
+import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
+import { FlagError, helpText, parseCommandLine } from './flags.js';
+import { metricsReport } from './metrics.js';
+
+const GRACEFUL_STOP_MS = 5000;
+
+async function main(): Promise<number> {
+  let parsed: ReturnType<typeof parseCommandLine>;
+  try {
+    parsed = parseCommandLine(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof FlagError) {
+      process.stderr.write(`concord: ${error.message}\n`);
+      return 2;
+    }
+    throw error;
+  }
+  if (parsed.kind === 'version') {
+    process.stdout.write(
+      `concord Version: ${CONCORD_VERSION}\nAPI: etcd v3 (3.4 compatible)\nNode Version: ${process.version}\n`,
+    );
+    return 0;
+  }
+  if (parsed.kind === 'help') {
+    process.stdout.write(`${helpText(CONCORD_VERSION)}\n`);
+    return 0;
+  }
+  const config = parsed.flags;
+  const log = createLogger(config.logLevel, { member: config.name });
+  const server = await ConcordServer.start(config, log);
+  const apis: ApiServer[] = [];
+  for (const url of config.listenClientUrls) {
+    const parsedUrl = new URL(url);
+    const api = await startApiServer({
+      backend: server,
+      host: parsedUrl.hostname === 'localhost' ? '127.0.0.1' : parsedUrl.hostname,
+      port: Number(parsedUrl.port),
+      grpc: {
+        ...defaultGrpcServerOptions,
+        limits: { txnOpsMax: config.maxTxnOps, requestBytesMax: config.maxRequestBytes },
+      },
+      serverVersion: CONCORD_VERSION,
+      clusterVersion: '3.4.0',
+      health: () => server.health(),
+      metrics: () => metricsReport(server),
+    });
+    apis.push(api);
+    log.info('serving client requests', { url: api.url });
+  }
+  log.info('ready to serve client requests');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('received signal; shutting down', { signal });
+    const force = setTimeout(() => process.exit(1), GRACEFUL_STOP_MS * 2);
+    force.unref();
+    await Promise.all(apis.map((api) => api.close(GRACEFUL_STOP_MS).catch(() => undefined)));
+    await server.stop();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  return -1;
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (error: Error) => {
+    process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,24 @@
+// How a node is configured: etcd's flags, parsed (src/cli/flags.ts maps the command line here).
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: string[];
+  initialAdvertisePeerUrls: string[];
+  /** name → peer URLs */
+  initialCluster: Map<string, string[]>;
+  initialClusterState: 'new' | 'existing';
+  initialClusterToken: string;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  snapshotCount: number;
+  quotaBackendBytes: number;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  autoCompactionMode: 'periodic' | 'revision';
+  /** For 'periodic': a duration in ms; for 'revision': a number of revisions; 0 = off. */
+  autoCompactionRetention: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}

@@ -1,0 +1,28 @@
+// The durable half of the Raft log: WAL records (hard state, entries, snapshot markers) plus
+// snapshot files. One persist() = one WAL batch = one fdatasync, whatever it holds.
+
+import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import type { SnapshotStore } from '../storage/snapshot-store.js';
+import type { Wal } from '../storage/wal.js';
+import type { DurableLog } from './raft-host.js';
+
+export const GROUP_ID = 1;
+
+export class WalLog implements DurableLog {
+  constructor(
+    private readonly wal: Wal,
+    private readonly snapshots: SnapshotStore,
+  ) {}
+
+  async persist(update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot }): Promise<void> {
+    if (update.snapshot !== undefined) {
+      // The file must be durable before the marker that points at it.
+      if (update.snapshot.data.length > 0)
+        await this.snapshots.write(update.snapshot.metadata, update.snapshot.data);
+      this.wal.saveSnapshotMarker(GROUP_ID, update.snapshot.metadata);
+    }
+    if (update.entries.length > 0) this.wal.appendEntries(GROUP_ID, update.entries);
+    if (update.hardState !== undefined) this.wal.saveHardState(GROUP_ID, update.hardState);
+    await this.wal.sync();
+  }
+}

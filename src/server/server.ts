@@ -1,0 +1,1226 @@
+// A Concord node: one Raft group (the whole keyspace) hosted on this process. It joins the
+// consensus core (src/raft), the WAL and snapshot files (src/storage), the keyspace (src/mvcc),
+// the lease clock (src/lease) and the peer transport (src/transport), and serves the etcd v3 API
+// (src/api calls it through the EtcdBackend shape).
+//
+// Write path: encode → raft.propose → (batch) WAL fsync + send → commit → one LMDB transaction
+// for the whole committed batch → the waiting request is answered with its apply result.
+// Read path: ReadIndex (batched per turn) → wait until applied ≥ read index → read LMDB.
+
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type {
+  AlarmAction,
+  AlarmMember,
+  AlarmType,
+  BackendWatcher,
+  Disposable,
+  HeaderInfo,
+  KeyValue,
+  LeaderKey,
+  LeaseGrantResult,
+  LeaseTimeToLiveResult,
+  Member,
+  SnapshotChunk,
+  StatusResult,
+  WatchCreate,
+  WatchListener,
+  WithHeader,
+} from '../api/backend.js';
+import { EtcdError } from '../api/errors.js';
+import { watchFromHub } from '../api/hub-watch.js';
+import { LeaseTable } from '../lease/lease-table.js';
+import { LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
+import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
+import type {
+  AppliedEntry,
+  CompactionResponse,
+  DeleteRangeRequest,
+  DeleteRangeResponse,
+  PutRequest,
+  PutResponse,
+  RangeRequest,
+  RangeResponse,
+  TxnRequest,
+  TxnResponse,
+  WriteOp,
+  WriteResponse,
+} from '../mvcc/types.js';
+import { isTxnReadOnly } from '../mvcc/validate.js';
+import type { ConfChange, ProposeResult, Rng } from '../raft/api.js';
+import { decodeConfChange } from '../raft/confchange.js';
+import { MemoryStorage } from '../raft/memory-storage.js';
+import { RaftNode } from '../raft/node.js';
+import {
+  type ConfState,
+  EMPTY_BYTES,
+  type Entry,
+  EntryType,
+  type NodeId,
+  Role,
+  type Snapshot,
+  type SoftState,
+} from '../raft/types.js';
+import { SnapshotStore } from '../storage/snapshot-store.js';
+import { Wal } from '../storage/wal.js';
+import { PeerTransport } from '../transport/peer-transport.js';
+import { AppliedWait } from './applied-wait.js';
+import { Concurrency } from './concurrency.js';
+import type { ServerConfig } from './config.js';
+import { GROUP_ID, WalLog } from './durable-log.js';
+import { clusterIdFor, memberIdFor } from './ids.js';
+import { LeaderClient } from './leader-client.js';
+import type { Logger } from './logger.js';
+import {
+  decodeMemberChange,
+  encodeMemberChange,
+  type MemberChangeContext,
+  type MemberInfo,
+  Members,
+} from './members.js';
+import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
+import { RaftHost } from './raft-host.js';
+import { ReadBatcher } from './read-batcher.js';
+import { Waiters } from './waiters.js';
+
+export const CONCORD_VERSION = '3.4.23';
+/** Entries kept behind a snapshot so a briefly lagging follower catches up without one. */
+const SNAPSHOT_CATCHUP_ENTRIES = 5000;
+const LEASE_REVOKES_PER_CHECK_MAX = 64;
+const LEASE_CHECK_INTERVAL_MS = 500;
+const PUBLISH_RETRY_MS = 500;
+const META_MEMBERS = 'cluster/members';
+
+export type ApplyOutcome =
+  | { status: 'ok'; response: WriteResponse }
+  | { status: 'error'; error: Error }
+  | { status: 'done' };
+
+type ResponseOf<T extends WriteResponse['type']> =
+  Extract<WriteResponse, { type: T }> extends { response: infer R } ? R : never;
+
+class CryptoRng implements Rng {
+  nextInt(bound: number): number {
+    return randomBytes(4).readUInt32BE(0) % bound;
+  }
+}
+
+function dropError(result: ProposeResult): EtcdError | undefined {
+  if (result.ok) return undefined;
+  switch (result.reason) {
+    case 'no-leader':
+    case 'not-a-member':
+      return new EtcdError('noLeader');
+    case 'leader-transfer-in-progress':
+      return new EtcdError('leaderChanged');
+    case 'not-leader-forwarding-disabled':
+      return new EtcdError('notLeader');
+    case 'uncommitted-bytes-max':
+      return new EtcdError('tooManyRequests');
+    case 'conf-change-pending':
+      return new EtcdError('unhealthy');
+    default:
+      return new EtcdError('noLeader');
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class ConcordServer {
+  readonly memberId: number;
+  private readonly raft: RaftNode;
+  private readonly host: RaftHost;
+  private readonly waiters: Waiters<ApplyOutcome>;
+  private readonly reads: ReadBatcher;
+  private readonly appliedWait: AppliedWait;
+  private readonly leases: LeaseTable;
+  private readonly leaderClient: LeaderClient;
+  private readonly concurrency: Concurrency;
+  private softState: SoftState = { leader: 0, role: Role.Follower };
+  private term = 0;
+  private nextRequestId = 1;
+  private snapshotIndex: number;
+  private snapshotting = false;
+  private confState: ConfState;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly revokesInFlight = new Set<bigint>();
+  private published = false;
+  private stopped = false;
+  private fatalError: Error | undefined;
+  private compactionSamples: Array<{ atMs: number; revision: number }> = [];
+
+  private constructor(
+    readonly config: ServerConfig,
+    private readonly log: Logger,
+    private readonly keyspace: Keyspace,
+    private readonly wal: Wal,
+    private readonly snapshots: SnapshotStore,
+    private readonly storage: MemoryStorage,
+    private members: Members,
+    memberId: number,
+    appliedIndex: number,
+    readonly transport: PeerTransport,
+    private readonly snapshotScratchDir: string,
+  ) {
+    this.memberId = memberId;
+    this.snapshotIndex = storage.snapshot().metadata.index;
+    this.confState = storage.initialState().confState;
+    const electionTicks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
+    this.raft = new RaftNode({
+      id: memberId,
+      electionTicks,
+      heartbeatTicks: 1,
+      storage,
+      rng: new CryptoRng(),
+      applied: appliedIndex,
+      checkQuorum: true,
+      preVote: true,
+      readOnlyOption: 'safe',
+      maxMessageBytes: 1024 * 1024,
+      inflightMessagesMax: 256,
+      inflightBytesMax: 64 * 1024 * 1024,
+      uncommittedBytesMax: 256 * 1024 * 1024,
+      committedBytesPerReadyMax: 64 * 1024 * 1024,
+    });
+    const requestTimeoutMs = 5000 + 2 * config.electionTimeoutMs;
+    this.waiters = new Waiters(requestTimeoutMs);
+    this.appliedWait = new AppliedWait(appliedIndex);
+    this.leases = new LeaseTable(Math.ceil((3 * config.electionTimeoutMs) / 2 / 1000));
+    const nowMs = Date.now();
+    for (const lease of keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
+    this.leaderClient = new LeaderClient(requestTimeoutMs);
+    this.reads = new ReadBatcher(
+      { readIndex: (ctx) => this.raft.readIndex(ctx), schedule: () => this.host.schedule() },
+      config.electionTimeoutMs,
+      requestTimeoutMs,
+    );
+    this.host = new RaftHost(
+      this.raft,
+      storage,
+      new WalLog(wal, snapshots),
+      { send: (messages) => transport.send(messages) },
+      {
+        restoreSnapshot: (snapshot) => this.restoreSnapshot(snapshot),
+        applyEntries: (entries) => this.applyEntries(entries),
+      },
+      {
+        onSoftState: (state) => this.onSoftState(state),
+        onReadStates: (states) => this.reads.onReadStates(states),
+        onApplied: (index) => this.onApplied(index),
+        onFatal: (error) => this.onFatal(error),
+      },
+      config.heartbeatIntervalMs,
+    );
+    this.concurrency = new Concurrency(this);
+  }
+
+  // ---- lifecycle -----------------------------------------------------------------------------
+
+  static async start(config: ServerConfig, log: Logger): Promise<ConcordServer> {
+    const memberDir = join(config.dataDir, 'member');
+    const walDir = join(memberDir, 'wal');
+    const snapDir = join(memberDir, 'snap');
+    const dbDir = join(memberDir, 'db');
+    const scratchDir = join(memberDir, 'tmp');
+    for (const dir of [walDir, snapDir, dbDir]) mkdirSync(dir, { recursive: true });
+    rmSync(scratchDir, { recursive: true, force: true });
+    mkdirSync(scratchDir, { recursive: true });
+
+    const keyspace = Keyspace.open(dbDir, { noSync: true, txnOpsMax: config.maxTxnOps });
+    const { wal, recovered } = await Wal.open(walDir);
+    if (recovered.tornTail !== null)
+      log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
+    const snapshots = await SnapshotStore.open(snapDir);
+    const storage = new MemoryStorage();
+    const group = recovered.groups.get(GROUP_ID);
+    const selfId = memberIdFor(config.initialAdvertisePeerUrls, config.initialClusterToken);
+    let members = loadMembers(keyspace);
+    let memberId: number;
+
+    if (
+      group === undefined ||
+      (group.hardState === null && group.snapshot === null && group.entries.length === 0)
+    ) {
+      // A fresh data dir: found a new cluster or join an existing one.
+      memberId = selfId;
+      const initial = initialMembers(config);
+      if (!initial.some((m) => m.id === memberId)) {
+        throw new Error(
+          `--initial-advertise-peer-urls ${config.initialAdvertisePeerUrls.join(',')} do not match the ` +
+            `--initial-cluster entry for "${config.name}"`,
+        );
+      }
+      members = new Members(
+        config.initialClusterState === 'new' ? clusterIdFor(initial.map((m) => m.id)) : 0,
+      );
+      for (const m of initial) {
+        members.add({ ...m, isLearner: false, clusterId: members.clusterId, proposer: 0, requestId: 0 });
+      }
+      if (config.initialClusterState === 'new') {
+        const confState: ConfState = {
+          voters: initial.map((m) => m.id),
+          learners: [],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        };
+        storage.bootstrap(confState);
+        const snap = storage.snapshot();
+        wal.saveSnapshotMarker(GROUP_ID, snap.metadata);
+        wal.saveHardState(GROUP_ID, storage.initialState().hardState);
+        await wal.sync();
+      }
+      keyspace.putMeta(META_MEMBERS, members.encode());
+      log.info('initialized a new data dir', {
+        memberId: memberId.toString(16),
+        state: config.initialClusterState,
+      });
+    } else {
+      if (members === undefined)
+        throw new Error(`data dir ${config.dataDir} has a WAL but no cluster membership`);
+      memberId = selfId;
+      if (!members.has(memberId) && members.isRemoved(memberId)) {
+        throw new Error(
+          `this member (${memberId.toString(16)}) was removed from the cluster; start it with a new data dir`,
+        );
+      }
+      if (group.snapshot !== null) {
+        storage.applySnapshot({ metadata: group.snapshot, data: EMPTY_BYTES });
+        if (keyspace.appliedIndex() < group.snapshot.index && group.snapshot.index > 1) {
+          // Crashed between recording a received snapshot and installing it: install it now.
+          const file = (await snapshots.list()).find((f) => f.index === group.snapshot!.index);
+          if (file === undefined)
+            throw new Error(`snapshot file for index ${group.snapshot.index} is missing in ${snapDir}`);
+          await installSnapshotFile(keyspace, snapshots, file.path, scratchDir);
+          members = loadMembers(keyspace) ?? members;
+        }
+      }
+      storage.append(group.entries);
+      if (group.hardState !== null) storage.setHardState(group.hardState);
+    }
+    if (members === undefined) throw new Error('no cluster membership');
+
+    // Entries after the snapshot are re-delivered: the keyspace skips what it already applied,
+    // while conf changes are re-applied to the core (which restarts from the snapshot's config).
+    const appliedIndex = storage.snapshot().metadata.index;
+    const transport = new PeerTransport({
+      nodeId: memberId,
+      clusterId: config.initialClusterToken,
+      listenUrl: config.listenPeerUrls[0]!,
+      onMessage: (message) => server.onPeerMessage(message),
+      onUnreachable: (peer) => server.raft.reportUnreachable(peer),
+      onSnapshotStatus: (peer, ok) => {
+        server.raft.reportSnapshot(peer, ok);
+        server.host.schedule();
+      },
+      onError: (error, peer) => log.debug('peer transport', { error: error.message, peer }),
+      snapshotSource: (message) => server.snapshotSource(message),
+    });
+    const server: ConcordServer = new ConcordServer(
+      config,
+      log,
+      keyspace,
+      wal,
+      snapshots,
+      storage,
+      members,
+      memberId,
+      appliedIndex,
+      transport,
+      scratchDir,
+    );
+    await transport.listen();
+    server.syncPeers();
+    server.host.start();
+    server.startTimers();
+    log.info('concord member started', {
+      name: config.name,
+      memberId: memberId.toString(16),
+      clusterId: members.clusterId.toString(16),
+      applied: keyspace.appliedIndex(),
+      revision: keyspace.currentRevision(),
+    });
+    return server;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.host.stop();
+    const error = new EtcdError('stopped');
+    this.waiters.rejectAll(error);
+    this.reads.rejectAll(error);
+    this.leaderClient.close();
+    await this.transport.close();
+    await this.wal.close().catch(() => undefined);
+    await this.keyspace.close();
+  }
+
+  get isLeader(): boolean {
+    return this.softState.role === Role.Leader;
+  }
+
+  get leaderId(): number {
+    return this.softState.leader;
+  }
+
+  private startTimers(): void {
+    this.timers.push(setInterval(() => this.checkLeases(), LEASE_CHECK_INTERVAL_MS));
+    this.timers.push(setInterval(() => this.reads.onTick(), this.config.heartbeatIntervalMs));
+    this.timers.push(setInterval(() => void this.publishIfNeeded(), PUBLISH_RETRY_MS));
+    if (this.config.autoCompactionRetention > 0) {
+      const everyMs =
+        this.config.autoCompactionMode === 'periodic'
+          ? Math.max(1000, Math.min(this.config.autoCompactionRetention / 10, 3_600_000))
+          : 5 * 60_000;
+      this.timers.push(setInterval(() => void this.autoCompact(), everyMs));
+    }
+  }
+
+  private onFatal(error: Error): void {
+    this.fatalError = error;
+    this.log.error('fatal error in the raft loop; the member stops serving', {
+      error: error.message,
+      stack: error.stack,
+    });
+    this.waiters.rejectAll(new EtcdError('stopped'));
+  }
+
+  private onPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+    if (this.stopped) return;
+    if (this.members.isRemoved(message.from)) return;
+    try {
+      this.raft.step(message);
+    } catch (error) {
+      this.log.warn('dropped a peer message the core refused', {
+        error: (error as Error).message,
+        type: message.type,
+      });
+    }
+    this.host.schedule();
+  }
+
+  private onSoftState(state: SoftState): void {
+    const wasLeader = this.softState.role === Role.Leader;
+    this.softState = state;
+    const isLeader = state.role === Role.Leader;
+    if (isLeader && !wasLeader) {
+      this.leases.promote(Date.now(), this.config.electionTimeoutMs);
+      this.log.info('became leader', { term: this.raft.status().hardState.term });
+    } else if (!isLeader && wasLeader) {
+      this.leases.demote();
+      this.log.info('lost leadership', { leader: state.leader.toString(16) });
+    }
+  }
+
+  private onApplied(index: number): void {
+    this.appliedWait.advance(Math.max(index, this.appliedWait.appliedIndex));
+    this.term = this.raft.status().hardState.term;
+  }
+
+  /** Keeps the transport's peer list equal to the membership. */
+  private syncPeers(): void {
+    const wanted = new Map<number, string>();
+    for (const member of this.members.list()) {
+      if (member.id !== this.memberId && member.peerUrls[0] !== undefined)
+        wanted.set(member.id, member.peerUrls[0]);
+    }
+    for (const [id, url] of wanted) this.transport.addPeer(id, url);
+    for (const id of this.knownPeers) if (!wanted.has(id)) this.transport.removePeer(id);
+    this.knownPeers = new Set(wanted.keys());
+  }
+  private knownPeers = new Set<number>();
+
+  // ---- applying committed entries -------------------------------------------------------------
+
+  private async applyEntries(entries: Entry[]): Promise<void> {
+    const batch: AppliedEntry[] = [];
+    const owners: Array<number | undefined> = [];
+    const done: number[] = [];
+    let membersChanged = false;
+    for (const entry of entries) {
+      if (entry.type === EntryType.ConfChange) {
+        const requestId = this.applyConfChangeEntry(entry);
+        if (requestId !== undefined) done.push(requestId);
+        membersChanged = true;
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        continue;
+      }
+      if (entry.data.length === 0) {
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        continue;
+      }
+      const proposal = decodeProposal(entry.data);
+      const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
+      if (isClusterOp(proposal.op)) {
+        this.applyClusterOp(proposal.op);
+        membersChanged = true;
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        if (mine !== undefined) done.push(mine);
+        continue;
+      }
+      batch.push({ index: entry.index, op: proposal.op });
+      owners.push(mine);
+    }
+    const results = this.keyspace.applyBatch(batch);
+    if (membersChanged) {
+      this.keyspace.putMeta(META_MEMBERS, this.members.encode());
+      this.syncPeers();
+    }
+    const nowMs = Date.now();
+    for (let i = 0; i < results.length; i++) {
+      const result = results[i]!;
+      const owner = owners[i];
+      if (result.status === 'ok') {
+        this.trackLease(batch[i]!.op, result.response, nowMs);
+        if (owner !== undefined) this.waiters.resolve(owner, { status: 'ok', response: result.response });
+      } else if (result.status === 'error') {
+        if (owner !== undefined) this.waiters.resolve(owner, { status: 'error', error: result.error });
+      }
+    }
+    for (const requestId of done) this.waiters.resolve(requestId, { status: 'done' });
+    await this.maybeSnapshot();
+    this.checkQuota();
+  }
+
+  private trackLease(op: WriteOp, response: WriteResponse, nowMs: number): void {
+    if (op.type === 'leaseGrant' && response.type === 'leaseGrant') {
+      this.leases.grant(response.response.id, response.response.ttlSeconds, nowMs);
+    } else if (op.type === 'leaseRevoke') {
+      this.leases.revoke(op.request.id);
+      this.revokesInFlight.delete(op.request.id);
+    }
+  }
+
+  private applyConfChangeEntry(entry: Entry): number | undefined {
+    const change = decodeConfChange(entry.data);
+    let context: MemberChangeContext | undefined;
+    if (change.context.length > 0) context = decodeMemberChange(change.context);
+    try {
+      this.confState = this.raft.applyConfChange(change);
+      this.storage.setConfState(this.confState);
+    } catch (error) {
+      this.log.warn('ignored an invalid membership change', {
+        index: entry.index,
+        error: (error as Error).message,
+      });
+      return context?.proposer === this.memberId ? context.requestId : undefined;
+    }
+    if (context !== undefined && this.members.clusterId === 0) this.members.clusterId = context.clusterId;
+    for (const single of change.changes) {
+      switch (single.type) {
+        case 'add-node':
+        case 'add-learner':
+          this.members.add({
+            id: single.nodeId,
+            name: context?.id === single.nodeId ? context.name : '',
+            peerUrls: context?.id === single.nodeId ? context.peerUrls : [],
+            isLearner: single.type === 'add-learner',
+            clusterId: this.members.clusterId,
+            proposer: 0,
+            requestId: 0,
+          });
+          break;
+        case 'remove-node':
+          this.members.remove(single.nodeId);
+          if (single.nodeId === this.memberId) this.log.warn('this member was removed from the cluster');
+          break;
+      }
+    }
+    return context?.proposer === this.memberId ? context.requestId : undefined;
+  }
+
+  private applyClusterOp(op: ClusterOp): void {
+    switch (op.type) {
+      case 'publishMember':
+        this.members.publish(op.memberId, op.name, op.clientUrls);
+        if (op.memberId === this.memberId) this.published = true;
+        return;
+      case 'updateMember':
+        this.members.updatePeerUrls(op.memberId, op.peerUrls);
+        return;
+      case 'alarm':
+        if (op.action === 'activate') this.members.activateAlarm({ memberId: op.memberId, alarm: op.alarm });
+        else this.members.deactivateAlarm({ memberId: op.memberId, alarm: op.alarm });
+        return;
+    }
+  }
+
+  private async restoreSnapshot(snapshot: Snapshot): Promise<void> {
+    this.confState = snapshot.metadata.confState;
+    if (snapshot.data.length === 0) return; // the bootstrap snapshot: an empty keyspace
+    const path = join(this.snapshotScratchDir, `incoming-${snapshot.metadata.index}.mdb`);
+    const files = await this.snapshots.list();
+    const file = files.find((f) => f.index === snapshot.metadata.index && f.term === snapshot.metadata.term);
+    if (file === undefined) throw new Error(`snapshot file for index ${snapshot.metadata.index} is missing`);
+    await this.snapshots.installTo(file.path, path);
+    await this.keyspace.restoreSnapshot(path);
+    rmSync(path, { force: true });
+    this.members = loadMembers(this.keyspace) ?? this.members;
+    this.leases.clear();
+    const nowMs = Date.now();
+    for (const lease of this.keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
+    if (this.isLeader) this.leases.promote(nowMs, this.config.electionTimeoutMs);
+    this.snapshotIndex = snapshot.metadata.index;
+    this.syncPeers();
+    this.log.info('installed a snapshot from the leader', { index: snapshot.metadata.index });
+  }
+
+  /** Every --snapshot-count applied entries: snapshot the keyspace, compact the log, free the WAL. */
+  private async maybeSnapshot(): Promise<void> {
+    const applied = this.keyspace.appliedIndex();
+    if (this.snapshotting || applied - this.snapshotIndex < this.config.snapshotCount) return;
+    if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return;
+    this.snapshotting = true;
+    try {
+      const scratch = join(this.snapshotScratchDir, `local-${applied}.mdb`);
+      const info = await this.keyspace.createSnapshot(scratch);
+      const index = info.appliedIndex;
+      const metadata = { index, term: this.storage.term(index), confState: this.confState };
+      await this.snapshots.write(metadata, readFileChunks(scratch));
+      rmSync(scratch, { force: true });
+      this.storage.createSnapshot(index, this.confState, EMPTY_BYTES);
+      this.wal.saveSnapshotMarker(GROUP_ID, metadata);
+      const compactTo = Math.max(this.storage.firstIndex(), index - SNAPSHOT_CATCHUP_ENTRIES);
+      if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+      await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
+      await this.snapshots.prune();
+      this.snapshotIndex = index;
+      this.log.info('took a snapshot', { index, bytes: info.bytes });
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  /** Bytes of the snapshot a leader sends to a follower: the snapshot file's verified data. */
+  private snapshotSource(message: Parameters<RaftNode['step']>[0]): AsyncIterable<Uint8Array> | undefined {
+    const metadata = message.snapshot?.metadata;
+    if (metadata === undefined || metadata.index <= 1) return undefined;
+    const snapshots = this.snapshots;
+    return (async function* () {
+      const files = await snapshots.list();
+      const file = files.find((f) => f.index === metadata.index && f.term === metadata.term);
+      if (file === undefined) throw new Error(`no snapshot file for index ${metadata.index}`);
+      yield* snapshots.readData(file.path);
+    })();
+  }
+
+  // ---- proposals -------------------------------------------------------------------------------
+
+  private assertServing(): void {
+    if (this.stopped || this.fatalError !== undefined) throw new EtcdError('stopped');
+  }
+
+  private async propose(op: ServerOp): Promise<ApplyOutcome> {
+    this.assertServing();
+    const requestId = this.nextRequestId++;
+    const outcome = this.waiters.register(requestId);
+    const result = this.raft.propose(encodeProposal({ proposer: this.memberId, requestId, op }));
+    const error = dropError(result);
+    if (error !== undefined) this.waiters.reject(requestId, error);
+    this.host.schedule();
+    return outcome;
+  }
+
+  private async write<T extends WriteResponse['type']>(op: WriteOp & { type: T }): Promise<ResponseOf<T>> {
+    const outcome = await this.propose(op);
+    if (outcome.status === 'error') throw outcome.error;
+    if (outcome.status !== 'ok' || outcome.response.type !== op.type) {
+      throw new Error(`unexpected apply outcome for ${op.type}`);
+    }
+    return outcome.response.response as ResponseOf<T>;
+  }
+
+  private async proposeConfChange(change: ConfChange, requestId: number): Promise<void> {
+    this.assertServing();
+    const deadline = Date.now() + 2 * this.config.electionTimeoutMs + 5000;
+    for (;;) {
+      const outcome = this.waiters.register(requestId);
+      const result = this.raft.proposeConfChange(change);
+      this.host.schedule();
+      if (result.ok) {
+        await outcome;
+        return;
+      }
+      this.waiters.reject(requestId, dropError(result) ?? new EtcdError('unhealthy'));
+      await outcome.catch(() => undefined);
+      // One change at a time: wait for the previous one (or the joint config) to finish.
+      if (result.reason !== 'conf-change-pending' || Date.now() > deadline) throw dropError(result);
+      await sleep(50);
+    }
+  }
+
+  header(revision = this.keyspace.currentRevision()): HeaderInfo {
+    return {
+      clusterId: BigInt(this.members.clusterId),
+      memberId: BigInt(this.memberId),
+      revision,
+      raftTerm: BigInt(this.raft.status().hardState.term),
+    };
+  }
+
+  private async linearizableBarrier(): Promise<void> {
+    this.assertServing();
+    const index = await this.reads.requestReadIndex();
+    await this.appliedWait.wait(index);
+  }
+
+  private refuseIfNoSpace(): void {
+    if (this.members.hasAlarm('NOSPACE')) throw new EtcdError('noSpace');
+  }
+
+  // ---- KV ------------------------------------------------------------------------------------
+
+  async range(request: RangeRequest): Promise<WithHeader<RangeResponse>> {
+    if (!request.serializable) await this.linearizableBarrier();
+    else this.assertServing();
+    const response = this.keyspace.range(request);
+    return { ...response, header: this.header(response.revision) };
+  }
+
+  async put(request: PutRequest): Promise<WithHeader<PutResponse>> {
+    this.refuseIfNoSpace();
+    const response = await this.write({ type: 'put', request });
+    return { ...response, header: this.header(response.revision) };
+  }
+
+  async deleteRange(request: DeleteRangeRequest): Promise<WithHeader<DeleteRangeResponse>> {
+    const response = await this.write({ type: 'deleteRange', request });
+    return { ...response, header: this.header(response.revision) };
+  }
+
+  async txn(request: TxnRequest): Promise<WithHeader<TxnResponse>> {
+    if (isTxnReadOnly(request)) {
+      await this.linearizableBarrier();
+      const response = this.keyspace.readTxn(request);
+      return { ...response, header: this.header(response.revision) };
+    }
+    if (txnHasPut(request)) this.refuseIfNoSpace();
+    const response = await this.write({ type: 'txn', request });
+    return { ...response, header: this.header(response.revision) };
+  }
+
+  async compact(revision: number, physical: boolean): Promise<WithHeader<CompactionResponse>> {
+    const response = await this.write({ type: 'compact', request: { revision, physical } });
+    return { ...response, header: this.header(response.revision) };
+  }
+
+  watch(request: WatchCreate, listener: WatchListener): BackendWatcher {
+    this.assertServing();
+    return watchFromHub(this.keyspace.watchHub, request, listener);
+  }
+
+  // ---- leases ----------------------------------------------------------------------------------
+
+  async leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>> {
+    this.refuseIfNoSpace();
+    if (ttlSeconds > LEASE_TTL_SECONDS_MAX) throw new LeaseTtlTooLargeError(ttlSeconds);
+    const leaseId = id === 0n ? randomLeaseId() : id;
+    const ttl = this.leases.effectiveTtl(ttlSeconds);
+    const response = await this.write({ type: 'leaseGrant', request: { id: leaseId, ttlSeconds: ttl } });
+    return { id: response.id, ttlSeconds: response.ttlSeconds, header: this.header(response.revision) };
+  }
+
+  async leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }> {
+    const response = await this.write({ type: 'leaseRevoke', request: { id } });
+    return { header: this.header(response.revision) };
+  }
+
+  async leaseKeepAlive(id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>> {
+    this.assertServing();
+    if (this.isLeader) {
+      const ttl = this.leases.renew(id, Date.now()) ?? 0;
+      return { id, ttlSeconds: ttl, header: this.header() };
+    }
+    const ttl = await this.leaderClient.keepAlive(this.leaderClientUrl(), id);
+    return { id, ttlSeconds: ttl, header: this.header() };
+  }
+
+  async leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>> {
+    this.assertServing();
+    if (!this.isLeader) {
+      const answer = await this.leaderClient.timeToLive(this.leaderClientUrl(), id, keys);
+      return { id, ...answer, header: this.header() };
+    }
+    const record = this.keyspace.lease(id);
+    const remaining = this.leases.remainingSeconds(id, Date.now());
+    if (record === undefined || remaining === undefined) {
+      return { id, ttlSeconds: -1, grantedTtlSeconds: 0, keys: [], header: this.header() };
+    }
+    return {
+      id,
+      ttlSeconds: remaining,
+      grantedTtlSeconds: record.ttlSeconds,
+      keys: keys ? this.keyspace.leaseKeys(id) : [],
+      header: this.header(),
+    };
+  }
+
+  async leaseLeases(): Promise<WithHeader<{ ids: bigint[] }>> {
+    this.assertServing();
+    return { ids: this.keyspace.leases().map((lease) => lease.id), header: this.header() };
+  }
+
+  private leaderClientUrl(): string {
+    const leader = this.members.get(this.softState.leader);
+    const url = leader?.clientUrls[0];
+    if (url === undefined) throw new EtcdError('noLeader');
+    return url;
+  }
+
+  /** The leader revokes expired leases through Raft, a bounded number per check. */
+  private checkLeases(): void {
+    if (!this.isLeader || this.stopped) return;
+    for (const id of this.leases.expired(Date.now(), LEASE_REVOKES_PER_CHECK_MAX)) {
+      if (this.revokesInFlight.has(id)) continue;
+      this.revokesInFlight.add(id);
+      this.write({ type: 'leaseRevoke', request: { id } })
+        .catch((error: Error) => {
+          if (!(error instanceof LeaseNotFoundError))
+            this.log.warn('lease revoke failed', { lease: id, error: error.message });
+        })
+        .finally(() => this.revokesInFlight.delete(id));
+    }
+  }
+
+  // ---- cluster -----------------------------------------------------------------------------------
+
+  private toMember(info: MemberInfo): Member {
+    return {
+      id: BigInt(info.id),
+      name: info.name,
+      peerUrls: info.peerUrls,
+      clientUrls: info.clientUrls,
+      isLearner: info.isLearner,
+    };
+  }
+
+  private memberInfos(): Member[] {
+    return this.members.list().map((m) => this.toMember(m));
+  }
+
+  /** Announces this member's name and client URLs through Raft, once, as etcd does on start. */
+  private async publishIfNeeded(): Promise<void> {
+    if (this.published || this.stopped || this.softState.leader === 0) return;
+    const current = this.members.get(this.memberId);
+    if (current === undefined) return;
+    if (current.name === this.config.name && sameUrls(current.clientUrls, this.config.advertiseClientUrls)) {
+      this.published = true;
+      return;
+    }
+    try {
+      await this.propose({
+        type: 'publishMember',
+        memberId: this.memberId,
+        name: this.config.name,
+        clientUrls: this.config.advertiseClientUrls,
+      });
+    } catch {
+      // retried by the timer
+    }
+  }
+
+  async memberList(linearizable: boolean): Promise<WithHeader<{ members: Member[] }>> {
+    if (linearizable) await this.linearizableBarrier();
+    return { members: this.memberInfos(), header: this.header() };
+  }
+
+  async memberAdd(
+    peerUrls: string[],
+    isLearner: boolean,
+  ): Promise<WithHeader<{ member: Member; members: Member[] }>> {
+    this.assertServing();
+    if (this.members.peerUrlsInUse(peerUrls)) throw new EtcdError('peerUrlExist');
+    const id = memberIdFor(peerUrls, this.config.initialClusterToken);
+    if (this.members.has(id)) throw new EtcdError('memberExist');
+    if (!isLearner) this.checkQuorumAfterAdd();
+    const requestId = this.nextRequestId++;
+    const context: MemberChangeContext = {
+      id,
+      name: '',
+      peerUrls,
+      isLearner,
+      clusterId: this.members.clusterId,
+      proposer: this.memberId,
+      requestId,
+    };
+    await this.proposeConfChange(
+      {
+        transition: 'auto',
+        changes: [{ type: isLearner ? 'add-learner' : 'add-node', nodeId: id }],
+        context: encodeMemberChange(context),
+      },
+      requestId,
+    );
+    const member = this.members.get(id);
+    if (member === undefined) throw new EtcdError('memberNotFound');
+    return { member: this.toMember(member), members: this.memberInfos(), header: this.header() };
+  }
+
+  async memberRemove(id: bigint): Promise<WithHeader<{ members: Member[] }>> {
+    this.assertServing();
+    const memberId = Number(id);
+    if (this.members.isRemoved(memberId)) throw new EtcdError('idRemoved');
+    const member = this.members.get(memberId);
+    if (member === undefined) throw new EtcdError('memberNotFound');
+    if (!member.isLearner) this.checkQuorumAfterRemove(memberId);
+    const requestId = this.nextRequestId++;
+    const context: MemberChangeContext = {
+      id: memberId,
+      name: member.name,
+      peerUrls: member.peerUrls,
+      isLearner: member.isLearner,
+      clusterId: this.members.clusterId,
+      proposer: this.memberId,
+      requestId,
+    };
+    await this.proposeConfChange(
+      {
+        transition: 'auto',
+        changes: [{ type: 'remove-node', nodeId: memberId }],
+        context: encodeMemberChange(context),
+      },
+      requestId,
+    );
+    return { members: this.memberInfos(), header: this.header() };
+  }
+
+  async memberUpdate(id: bigint, peerUrls: string[]): Promise<WithHeader<{ members: Member[] }>> {
+    const memberId = Number(id);
+    if (!this.members.has(memberId)) throw new EtcdError('memberNotFound');
+    if (this.members.peerUrlsInUse(peerUrls, memberId)) throw new EtcdError('peerUrlExist');
+    const outcome = await this.propose({ type: 'updateMember', memberId, peerUrls });
+    if (outcome.status === 'error') throw outcome.error;
+    return { members: this.memberInfos(), header: this.header() };
+  }
+
+  async memberPromote(id: bigint): Promise<WithHeader<{ members: Member[] }>> {
+    this.assertServing();
+    const memberId = Number(id);
+    const member = this.members.get(memberId);
+    if (member === undefined) throw new EtcdError('memberNotFound');
+    if (!member.isLearner) throw new EtcdError('memberNotLearner');
+    if (!this.isLeader) {
+      await this.leaderClient.memberPromote(this.leaderClientUrl(), id);
+      return { members: this.memberInfos(), header: this.header() };
+    }
+    // etcd promotes only a learner whose log is within 10% of the leader's.
+    const progress = this.raft.status().progress;
+    const learner = progress?.get(memberId);
+    const leader = progress?.get(this.memberId);
+    if (learner === undefined || leader === undefined || learner.match < leader.match * 0.9) {
+      throw new EtcdError('learnerNotReady');
+    }
+    const requestId = this.nextRequestId++;
+    const context: MemberChangeContext = {
+      id: memberId,
+      name: member.name,
+      peerUrls: member.peerUrls,
+      isLearner: false,
+      clusterId: this.members.clusterId,
+      proposer: this.memberId,
+      requestId,
+    };
+    await this.proposeConfChange(
+      {
+        transition: 'auto',
+        changes: [{ type: 'add-node', nodeId: memberId }],
+        context: encodeMemberChange(context),
+      },
+      requestId,
+    );
+    return { members: this.memberInfos(), header: this.header() };
+  }
+
+  /** etcd's strict reconfiguration check: the new voter set must still have a started quorum. */
+  private checkQuorumAfterAdd(): void {
+    const voters = this.confState.voters.length + 1;
+    if (this.activeVoters() < Math.floor(voters / 2) + 1) throw new EtcdError('memberNotEnoughStarted');
+  }
+
+  private checkQuorumAfterRemove(removed: number): void {
+    const voters = this.confState.voters.filter((v) => v !== removed);
+    const active = this.activeVoters(removed);
+    if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1) {
+      throw new EtcdError('memberNotEnoughStarted');
+    }
+  }
+
+  private activeVoters(excluding?: NodeId): number {
+    const progress = this.raft.status().progress;
+    if (progress === undefined) return this.confState.voters.filter((v) => v !== excluding).length;
+    let active = 0;
+    for (const voter of this.confState.voters) {
+      if (voter === excluding) continue;
+      if (voter === this.memberId || progress.get(voter)?.recentActive) active++;
+    }
+    return active;
+  }
+
+  // ---- maintenance ----------------------------------------------------------------------------
+
+  private dbSizeBytes(): number {
+    try {
+      return statSync(join(this.keyspace.path, 'data.mdb')).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  async status(): Promise<WithHeader<StatusResult>> {
+    const status = this.raft.status();
+    const self = this.members.get(this.memberId);
+    return {
+      version: CONCORD_VERSION,
+      dbSizeBytes: this.dbSizeBytes(),
+      dbSizeInUseBytes: this.dbSizeBytes(),
+      leader: BigInt(status.softState.leader),
+      raftIndex: BigInt(status.hardState.commit),
+      raftTerm: BigInt(status.hardState.term),
+      raftAppliedIndex: BigInt(this.appliedWait.appliedIndex),
+      errors: this.members.alarms().map((a) => `memberID:${a.memberId} alarm:${a.alarm} `),
+      isLearner: self?.isLearner ?? false,
+      header: this.header(),
+    };
+  }
+
+  async alarm(
+    action: AlarmAction,
+    memberId: bigint,
+    alarm: AlarmType,
+  ): Promise<WithHeader<{ alarms: AlarmMember[] }>> {
+    if (action !== 'get') {
+      const kind = alarm === 'nospace' ? 'NOSPACE' : alarm === 'corrupt' ? 'CORRUPT' : undefined;
+      if (kind !== undefined) {
+        const outcome = await this.propose({
+          type: 'alarm',
+          action,
+          memberId: Number(memberId),
+          alarm: kind,
+        });
+        if (outcome.status === 'error') throw outcome.error;
+      }
+    } else {
+      await this.linearizableBarrier();
+    }
+    const alarms = this.members.alarms().map((a) => ({
+      memberId: BigInt(a.memberId),
+      alarm: (a.alarm === 'NOSPACE' ? 'nospace' : 'corrupt') as AlarmType,
+    }));
+    return { alarms, header: this.header() };
+  }
+
+  private checkQuota(): void {
+    if (this.members.hasAlarm('NOSPACE') || this.dbSizeBytes() <= this.config.quotaBackendBytes) return;
+    this.log.warn('database space exceeded; raising the NOSPACE alarm', {
+      quota: this.config.quotaBackendBytes,
+    });
+    this.propose({ type: 'alarm', action: 'activate', memberId: this.memberId, alarm: 'NOSPACE' }).catch(
+      () => undefined,
+    );
+  }
+
+  async defragment(): Promise<{ header: HeaderInfo }> {
+    this.assertServing();
+    return { header: this.header() };
+  }
+
+  async hash(): Promise<WithHeader<{ hash: number }>> {
+    this.assertServing();
+    return { hash: this.keyspace.hashKV(0).hash, header: this.header() };
+  }
+
+  async hashKV(revision: number): Promise<WithHeader<{ hash: number; compactRevision: number }>> {
+    this.assertServing();
+    const result = this.keyspace.hashKV(revision);
+    return { hash: result.hash, compactRevision: result.compactRevision, header: this.header() };
+  }
+
+  async snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }> {
+    this.assertServing();
+    const path = join(
+      this.snapshotScratchDir,
+      `save-${Date.now()}-${Math.random().toString(16).slice(2)}.mdb`,
+    );
+    await this.keyspace.createSnapshot(path);
+    const header = this.header();
+    const totalBytes = statSync(path).size;
+    return {
+      header,
+      chunks: (async function* () {
+        let sent = 0;
+        try {
+          for await (const chunk of readFileChunks(path)) {
+            sent += chunk.length;
+            yield { blob: chunk, remainingBytes: totalBytes - sent };
+          }
+        } finally {
+          rmSync(path, { force: true });
+        }
+      })(),
+    };
+  }
+
+  async moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }> {
+    this.assertServing();
+    const target = Number(targetId);
+    if (!this.isLeader) throw new EtcdError('notLeader');
+    if (!this.confState.voters.includes(target)) throw new EtcdError('badLeaderTransferee');
+    this.raft.transferLeadership(target);
+    this.host.schedule();
+    const deadline = Date.now() + 2 * this.config.electionTimeoutMs + 2000;
+    while (Date.now() < deadline) {
+      if (this.softState.leader === target) return { header: this.header() };
+      await sleep(this.config.heartbeatIntervalMs);
+    }
+    throw new EtcdError('timeoutDueToLeaderFail');
+  }
+
+  private async autoCompact(): Promise<void> {
+    if (!this.isLeader || this.stopped) return;
+    const nowMs = Date.now();
+    const revision = this.keyspace.currentRevision();
+    let target = 0;
+    if (this.config.autoCompactionMode === 'revision') {
+      target = revision - this.config.autoCompactionRetention;
+    } else {
+      this.compactionSamples.push({ atMs: nowMs, revision });
+      const cutoff = nowMs - this.config.autoCompactionRetention;
+      const old = this.compactionSamples.filter((s) => s.atMs <= cutoff);
+      this.compactionSamples = this.compactionSamples.filter((s) => s.atMs > cutoff - 1);
+      target = old.length > 0 ? old[old.length - 1]!.revision : 0;
+    }
+    if (target <= this.keyspace.compactRevision()) return;
+    try {
+      await this.write({ type: 'compact', request: { revision: target, physical: false } });
+      this.log.info('auto-compacted', { revision: target });
+    } catch (error) {
+      this.log.warn('auto-compaction failed', { revision: target, error: (error as Error).message });
+    }
+  }
+
+  // ---- lock and election -----------------------------------------------------------------------
+
+  lock(name: Uint8Array, lease: bigint, signal: AbortSignal): Promise<WithHeader<{ key: Uint8Array }>> {
+    return this.concurrency.lock(name, lease, signal);
+  }
+
+  unlock(key: Uint8Array): Promise<{ header: HeaderInfo }> {
+    return this.concurrency.unlock(key);
+  }
+
+  campaign(
+    name: Uint8Array,
+    lease: bigint,
+    value: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<WithHeader<{ leader: LeaderKey }>> {
+    return this.concurrency.campaign(name, lease, value, signal);
+  }
+
+  proclaim(leader: LeaderKey, value: Uint8Array): Promise<{ header: HeaderInfo }> {
+    return this.concurrency.proclaim(leader, value);
+  }
+
+  leader(name: Uint8Array): Promise<WithHeader<{ kv: KeyValue }>> {
+    return this.concurrency.leader(name);
+  }
+
+  observe(name: Uint8Array, onLeader: (kv: KeyValue, header: HeaderInfo) => void): Disposable {
+    const stop = this.concurrency.observe(
+      name,
+      (kv) => onLeader(kv, this.header()),
+      (error) => this.log.warn('election observe failed', { error: error.message }),
+    );
+    return { dispose: stop };
+  }
+
+  resign(leader: LeaderKey): Promise<{ header: HeaderInfo }> {
+    return this.concurrency.resign(leader);
+  }
+
+  // ---- health ------------------------------------------------------------------------------------
+
+  /** etcd's /health: healthy when a leader is known, no alarm is raised, and a read commits. */
+  async health(): Promise<{ healthy: boolean; reason: string }> {
+    if (this.fatalError !== undefined) return { healthy: false, reason: this.fatalError.message };
+    if (this.softState.leader === 0) return { healthy: false, reason: 'RAFT NO LEADER' };
+    if (this.members.alarms().length > 0) return { healthy: false, reason: 'ALARM ACTIVE' };
+    try {
+      await Promise.race([
+        this.linearizableBarrier(),
+        sleep(this.config.electionTimeoutMs + 1000).then(() => {
+          throw new Error('timed out');
+        }),
+      ]);
+      return { healthy: true, reason: '' };
+    } catch (error) {
+      return { healthy: false, reason: (error as Error).message };
+    }
+  }
+
+  debugStatus() {
+    return {
+      memberId: this.memberId,
+      leader: this.softState.leader,
+      role: this.softState.role,
+      term: this.term,
+      applied: this.appliedWait.appliedIndex,
+      revision: this.keyspace.currentRevision(),
+    };
+  }
+}
+
+function isClusterOp(op: ServerOp): op is ClusterOp {
+  return op.type === 'publishMember' || op.type === 'updateMember' || op.type === 'alarm';
+}
+
+function txnHasPut(request: TxnRequest): boolean {
+  const ops = [...request.success, ...request.failure];
+  return ops.some((op) => op.type === 'put' || (op.type === 'txn' && txnHasPut(op.request)));
+}
+
+function sameUrls(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((url, i) => url === b[i]);
+}
+
+function randomLeaseId(): bigint {
+  // Positive int64, as etcd's IDs are.
+  const id = randomBytes(8).readBigInt64BE(0) & 0x7fff_ffff_ffff_ffffn;
+  return id === 0n ? 1n : id;
+}
+
+function loadMembers(keyspace: Keyspace): Members | undefined {
+  const data = keyspace.getMeta(META_MEMBERS);
+  return data === undefined ? undefined : Members.decode(data);
+}
+
+function initialMembers(config: ServerConfig): Array<{ id: number; name: string; peerUrls: string[] }> {
+  return [...config.initialCluster.entries()].map(([name, peerUrls]) => ({
+    id: memberIdFor(peerUrls, config.initialClusterToken),
+    name,
+    peerUrls,
+  }));
+}
+
+async function* readFileChunks(path: string): AsyncGenerator<Uint8Array> {
+  const { createReadStream } = await import('node:fs');
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
+}
+
+async function installSnapshotFile(
+  keyspace: Keyspace,
+  snapshots: SnapshotStore,
+  path: string,
+  scratchDir: string,
+) {
+  const staged = join(scratchDir, 'recover.mdb');
+  await snapshots.installTo(path, staged);
+  await keyspace.restoreSnapshot(staged);
+  rmSync(staged, { force: true });
+}
