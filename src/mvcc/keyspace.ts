@@ -684,7 +684,9 @@ export class Keyspace {
       req.minCreateRevision ||
       req.maxCreateRevision
     );
-    // Without sort or filters only limit+1 kvs are materialized (one extra for `more`).
+    // Without sort order or filters only limit+1 kvs are fetched (one extra for `more`). As in etcd
+    // this looks at the raw sort order: target≠key with order none fetches limit+1 in key order,
+    // then sorts those ascending by the target.
     const fetchMax = limit > 0 && sortOrder === 'none' && !filtered ? limit + 1 : 0;
     // keys_only blanks values after sorting, so a sort by value still needs them.
     const withValue = !req.keysOnly || sortTarget === 'value';
@@ -983,6 +985,26 @@ export class Keyspace {
     const out: Buffer[] = [];
     for (const key of this.dbs.leaseKeys.getKeys({ start, end })) out.push(Buffer.from(key.subarray(8)));
     return out;
+  }
+
+  // ---- server metadata -------------------------------------------------------------------------
+
+  /**
+   * Small records the server keeps beside the keyspace (cluster membership), so they travel in
+   * snapshots with it. Names live under a prefix of their own in the meta sub-database.
+   */
+  putMeta(name: string, value: Uint8Array): void {
+    this.assertOpen();
+    const key = Buffer.from(`server/${name}`);
+    this.dbs.env.transactionSync(() => {
+      this.dbs.meta.putSync(key, Buffer.from(value));
+    });
+  }
+
+  getMeta(name: string): Uint8Array | undefined {
+    this.assertOpen();
+    const value = this.dbs.meta.getBinary(Buffer.from(`server/${name}`));
+    return value === undefined ? undefined : Uint8Array.from(value);
   }
 
   // ---- snapshots -------------------------------------------------------------------------------
