@@ -138,6 +138,7 @@ export class Simulation implements SimNodeHost {
   private quiesceAtUs = 0;
   private done = false;
   private events = 0;
+  private current: SimEvent | undefined;
   private readonly stats = {
     proposals: 0,
     crashes: 0,
@@ -186,7 +187,8 @@ export class Simulation implements SimNodeHost {
       this.loop();
       this.finalChecks();
     } catch (err) {
-      const where = `at t=${(this.queue.now / 1000).toFixed(3)}ms after ${this.events} events`;
+      const during = this.current ? ` (handling ${describeEvent(this.current)})` : '';
+      const where = `at t=${(this.queue.now / 1000).toFixed(3)}ms after ${this.events} events${during}`;
       throw new SimFailure(
         this.options.seed,
         this.options.nodes,
@@ -328,6 +330,7 @@ export class Simulation implements SimNodeHost {
       if (!item) throw new SimulatorError('event queue ran dry');
       if (++this.events > EVENTS_PER_RUN_MAX)
         throw new SimulatorError(`more than ${EVENTS_PER_RUN_MAX} events`);
+      this.current = item.event;
       this.handle(item.event);
     }
   }
@@ -725,6 +728,27 @@ function formatMessage(m: Message): string {
     m.entries.length > 0 ? ` ents=${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
   const reject = m.reject ? ` REJECT hint=${m.rejectHint}` : '';
   return `${MessageType[m.type]} n${m.from}→n${m.to} term=${m.term} logTerm=${m.logTerm} index=${m.index} commit=${m.commit}${entries}${reject}`;
+}
+
+function describeEvent(event: SimEvent): string {
+  switch (event.kind) {
+    case 'tick':
+    case 'fsync':
+    case 'restart':
+    case 'disk-normal':
+    case 'decommission':
+      return `${event.kind} n${event.node.id}`;
+    case 'unreachable':
+      return `unreachable n${event.node.id}→n${event.peer}`;
+    case 'deliver':
+    case 'snapshot-done':
+      return `${event.kind} ${formatMessage(event.message)}`;
+    case 'client':
+    case 'client-timeout':
+      return `${event.kind} ${event.client.id}`;
+    default:
+      return event.kind;
+  }
 }
 
 function formatConf(c: ConfState): string {
