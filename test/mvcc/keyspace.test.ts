@@ -459,3 +459,41 @@ describe('leases', () => {
     }
   });
 });
+
+describe('reads outside raft', () => {
+  test('readTxn serves read-only txns and refuses txns that write', async () => {
+    const t = openTemp({ noSync: true });
+    try {
+      applyOps(t.ks, [put('a', '1'), put('a', '2')]);
+      const r = t.ks.readTxn({
+        compare: [{ target: 'value', key: b('a'), result: 'equal', value: b('2') }],
+        success: [
+          { type: 'range', request: { key: b('a') } },
+          { type: 'range', request: { key: b('a'), revision: 1 } },
+        ],
+        failure: [],
+      });
+      assert.equal(r.succeeded, true);
+      assert.equal(r.revision, 2);
+      assert.deepEqual(
+        r.responses.map((x) => x.type === 'range' && x.response.kvs[0]!.value.toString()),
+        ['2', '1'],
+      );
+      assert.throws(
+        () => t.ks.readTxn({ compare: [], success: [opPut('x')], failure: [] }),
+        /must go through raft/,
+      );
+      assert.throws(
+        () =>
+          t.ks.readTxn({
+            compare: [],
+            success: [{ type: 'range', request: { key: b('a'), revision: 9 } }],
+            failure: [],
+          }),
+        FutureRevisionError,
+      );
+    } finally {
+      await t.cleanup();
+    }
+  });
+});

@@ -202,6 +202,12 @@ test('keyspace agrees with the reference model on random histories (responses an
         await t.cleanup();
       }
     }),
-    { numRuns: 200 },
+    {
+      numRuns: 200,
+      // Replays a failure printed by an earlier run: MVCC_FC_SEED=<seed> MVCC_FC_PATH=<path>.
+      ...(process.env.MVCC_FC_SEED
+        ? { seed: Number(process.env.MVCC_FC_SEED), path: process.env.MVCC_FC_PATH }
+        : {}),
+    },
   );
 });

@@ -80,6 +80,15 @@ export class Model {
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([, kv]) => kv);
     const count = kvs.length;
+    const filtered = !!(
+      req.minModRevision ||
+      req.maxModRevision ||
+      req.minCreateRevision ||
+      req.maxCreateRevision
+    );
+    // etcd quirk: with sort_order NONE (even when sort_target is not KEY, which later sorts
+    // ascending) and no filters, only the first limit+1 keys in key order are fetched and sorted.
+    if (req.limit && (req.sortOrder ?? 'none') === 'none' && !filtered) kvs = kvs.slice(0, req.limit + 1);
     kvs = kvs.filter(
       (kv) =>
         (!req.minModRevision || kv.modRevision >= req.minModRevision) &&
