@@ -838,7 +838,12 @@ export class PeerTransport {
       });
       const ack = this.awaitSnapshotAck(conn);
       const source = this.snapshotSourceOf(m);
-      const streamed = await streamSnapshot(conn, m, source, this.settings.chunkBytes);
+      // A receiver that stops reading (frozen, partitioned) must not pin snapshotInFlight forever.
+      const stalled = (): TransportError =>
+        new TransportError('SNAPSHOT_FAILED', `snapshot stream to peer ${peer.id} stalled`);
+      const progress = (): void => conn.setDeadline(this.settings.snapshotIdleTimeoutMs, stalled);
+      progress();
+      const streamed = await streamSnapshot(conn, m, source, this.settings.chunkBytes, progress);
       peer.stats.snapshotBytesSent += streamed.totalBytes;
       conn.setDeadline(
         this.settings.snapshotIdleTimeoutMs,

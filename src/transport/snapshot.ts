@@ -54,6 +54,7 @@ export async function streamSnapshot(
   message: Message,
   source: SnapshotSource,
   chunkBytes: number,
+  onProgress: () => void,
 ): Promise<StreamedSnapshot> {
   const metadataOnly: Message = {
     ...message,
@@ -71,6 +72,7 @@ export async function streamSnapshot(
     totalBytes += chunk.length;
     crc = crc32(chunk, crc);
     if (!conn.socket.write(frame)) await conn.waitDrain();
+    onProgress();
   }
   conn.writeFrame(FrameType.SnapshotEnd, encodeSnapshotEnd(totalBytes, crc));
   return { totalBytes, crc };

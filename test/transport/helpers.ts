@@ -76,10 +76,13 @@ export class FlakyProxy {
   private readonly sockets = new Set<Socket>();
   private readonly clients = new Set<Socket>();
   private stalled = false;
+  /** Stop reading from a client once it has sent this many bytes (a peer freezing mid-stream). */
+  stallAfterBytes: number | undefined;
 
   /** Stop (or resume) reading from clients: their writes back up into kernel buffers. */
   stall(on: boolean): void {
     this.stalled = on;
+    this.stallAfterBytes = undefined;
     for (const client of this.clients) {
       if (on) client.pause();
       else client.resume();
@@ -118,6 +121,7 @@ export class FlakyProxy {
       }
       seen += chunk.length;
       if (!this.blackhole) upstream.write(chunk);
+      if (this.stallAfterBytes !== undefined && seen >= this.stallAfterBytes) client.pause();
     });
     upstream.on('data', (chunk: Buffer) => {
       if (!this.blackhole) client.write(chunk);

@@ -268,6 +268,25 @@ describe('snapshot streaming', () => {
     assert.deepEqual(sender.snapshotStatus[1], { peer: 1, ok: true });
   });
 
+  it('fails a snapshot whose receiver stops reading, then sends the next one', async () => {
+    const { receiver, sender, proxy } = await pair({ snapshotIdleTimeoutMs: 300 });
+    proxy.stallAfterBytes = 2 * MiB;
+    const data = pattern(20 * MiB, 12);
+    sender.transport.send([msgSnap(2, 1, data)]);
+    await waitFor('stall detected', () => sender.snapshotStatus.length === 1, 10_000);
+    assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
+    assert.ok(
+      sender.errors.some((e) => e.error.code === 'SNAPSHOT_FAILED' && /stalled/.test(e.error.message)),
+    );
+    proxy.stall(false);
+    sender.transport.send([msgSnap(2, 1, data.subarray(0, MiB))]);
+    await waitFor('next snapshot', () => sender.snapshotStatus.length === 2, 10_000);
+    assert.deepEqual(sender.snapshotStatus[1], { peer: 1, ok: true });
+    const got = receiver.received.filter((r) => r.type === MessageType.Snapshot);
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.snapshot!.data.length, MiB);
+  });
+
   it('reports a snapshot dropped by the link filter as failed', async () => {
     const { receiver, sender } = await pair();
     sender.transport.setLinkFilter(() => 'drop');
