@@ -28,6 +28,7 @@ export interface StateMachine {
 
 export interface RaftHostEvents {
   onSoftState(state: SoftState): void;
+  onHardState(state: HardState): void;
   onReadStates(states: ReadState[]): void;
   onApplied(index: number): void;
   /** A failure the node cannot continue after (disk error): stop, don't limp on. */
@@ -108,7 +109,10 @@ export class RaftHost {
     }
     if (ready.snapshot !== undefined) this.storage.applySnapshot(ready.snapshot);
     if (ready.entries.length > 0) this.storage.append(ready.entries);
-    if (ready.hardState !== undefined) this.storage.setHardState(ready.hardState);
+    if (ready.hardState !== undefined) {
+      this.storage.setHardState(ready.hardState);
+      this.events.onHardState(ready.hardState);
+    }
     if (ready.messagesAfterPersist.length > 0) this.sender.send(ready.messagesAfterPersist);
 
     if (ready.snapshot !== undefined) {

@@ -166,6 +166,7 @@ export class ConcordServer {
     this.memberId = memberId;
     this.snapshotIndex = storage.snapshot().metadata.index;
     this.confState = storage.initialState().confState;
+    this.term = storage.initialState().hardState.term;
     const electionTicks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
     this.raft = new RaftNode({
       id: memberId,
@@ -206,6 +207,9 @@ export class ConcordServer {
       },
       {
         onSoftState: (state) => this.onSoftState(state),
+        onHardState: (state) => {
+          this.term = state.term;
+        },
         onReadStates: (states) => this.reads.onReadStates(states),
         onApplied: (index) => this.onApplied(index),
         onFatal: (error) => this.onFatal(error),
@@ -417,7 +421,6 @@ export class ConcordServer {
 
   private onApplied(index: number): void {
     this.appliedWait.advance(Math.max(index, this.appliedWait.appliedIndex));
-    this.term = this.raft.status().hardState.term;
   }
 
   /** Keeps the transport's peer list equal to the membership. */
@@ -660,7 +663,7 @@ export class ConcordServer {
       clusterId: BigInt(this.members.clusterId),
       memberId: BigInt(this.memberId),
       revision,
-      raftTerm: BigInt(this.raft.status().hardState.term),
+      raftTerm: BigInt(this.term),
     };
   }
 
