@@ -4,9 +4,10 @@
 //  - a marker at index s drops entries <= s (they are inside the snapshot) and keeps those after;
 //  - entries starting at index i replace everything previously written at >= i (Raft's log
 //    truncation on conflict); a start beyond lastIndex + 1 is a gap and fails recovery;
-//  - except in the first surviving segment: deleting released segments can leave its head with an
-//    older marker than the one that allowed the deletion, followed by entries past the deleted
-//    ones. Such a gap is healed when a later marker covers it, and fails recovery otherwise.
+//  - except at a group's first entries record in the replay: deleting released segments can leave
+//    the first surviving heads with an older marker than the one that allowed the deletion, then
+//    the group's entries past the deleted ones. Such a gap is healed when a later marker covers
+//    it, and fails recovery otherwise. Any later gap fails at once.
 
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
 import { WalCorruptionError } from './errors.js';
@@ -33,6 +34,8 @@ export class GroupReplay implements RecoveredGroup {
   snapshot: SnapshotMetadata | null = null;
   entries: Entry[] = [];
   gap: PendingGap | null = null;
+  /** Whether any entries (above the snapshot) of this group were replayed yet. */
+  seenEntries = false;
   constructor(readonly groupId: number) {}
 
   get snapshotIndex(): number {
@@ -51,6 +54,7 @@ export class GroupReplay implements RecoveredGroup {
     const kept =
       entries[0]!.index <= snapshotIndex ? entries.filter((e) => e.index > snapshotIndex) : entries;
     if (kept.length === 0) return null;
+    this.seenEntries = true;
     const first = kept[0]!.index;
     const last = this.lastIndex;
     let gap: string | null = null;
@@ -84,8 +88,6 @@ export class GroupReplay implements RecoveredGroup {
 
 export class Replay {
   readonly groups = new Map<number, GroupReplay>();
-  /** True while replaying the first surviving segment (see the file comment). */
-  gapsMayHeal = false;
 
   group(groupId: number): GroupReplay {
     let g = this.groups.get(groupId);
@@ -119,9 +121,10 @@ export class Replay {
 
   private applyEntries(groupId: number, entries: Entry[], file: string, offset: number): void {
     const group = this.group(groupId);
+    const first = !group.seenEntries;
     const gap = group.applyEntries(entries);
     if (gap === null) return;
-    if (!this.gapsMayHeal || group.gap) throw new WalCorruptionError(file, offset, gap);
+    if (!first) throw new WalCorruptionError(file, offset, gap);
     group.gap = { file, offset, reason: gap, coveredAt: entries[0]!.index - 1 };
   }
 

@@ -243,7 +243,6 @@ export class Wal {
       const seq = seqs[i]!;
       const path = segmentPath(dir, seq);
       const scan = scanSegment(path, seq, await readFile(path), i === seqs.length - 1);
-      replay.gapsMayHeal = i === 0;
       for (const { record, offset } of scan.records) replay.apply(record, path, offset);
       if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records) });
       else {
