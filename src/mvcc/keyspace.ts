@@ -112,7 +112,19 @@ export interface KeyspaceOptions {
   watch?: WatchHubOptions;
 }
 
-/** Where the keyspace lives on disk: a directory holding LMDB's data.mdb and lock.mdb. */
+export interface ApplyBatchOptions {
+  /**
+   * Server metadata records (see putMeta) written in the same LMDB transaction as the batch and
+   * its applied index, e.g. the membership a conf-change entry in this batch produced.
+   */
+  meta?: Readonly<Record<string, Uint8Array>>;
+}
+
+function serverMetaKey(name: string): Buffer {
+  return Buffer.from(`server/${name}`);
+}
+
+/** A snapshot file and the state it holds (read back from the file's own meta). */
 export interface SnapshotInfo {
   path: string;
   appliedIndex: number;
@@ -257,7 +269,7 @@ export class Keyspace {
    * fails (typed MvccError) changes nothing; the others still apply. Any other exception aborts
    * the whole batch and leaves the keyspace as it was.
    */
-  applyBatch(entries: readonly AppliedEntry[]): ApplyResult[] {
+  applyBatch(entries: readonly AppliedEntry[], options: ApplyBatchOptions = {}): ApplyResult[] {
     this.assertOpen();
     const results: ApplyResult[] = [];
     const saved = { revision: this.revision, compactRev: this.compactRev, applied: this.applied };
@@ -280,6 +292,8 @@ export class Keyspace {
         meta.putSync(META_APPLIED, u64(this.applied));
         meta.putSync(META_REVISION, u64(this.revision));
         meta.putSync(META_COMPACT, u64(this.compactRev));
+        for (const [name, value] of Object.entries(options.meta ?? {}))
+          meta.putSync(serverMetaKey(name), Buffer.from(value));
       });
     } catch (e) {
       this.revision = saved.revision;
@@ -995,7 +1009,7 @@ export class Keyspace {
    */
   putMeta(name: string, value: Uint8Array): void {
     this.assertOpen();
-    const key = Buffer.from(`server/${name}`);
+    const key = serverMetaKey(name);
     this.dbs.env.transactionSync(() => {
       this.dbs.meta.putSync(key, Buffer.from(value));
     });
@@ -1003,7 +1017,7 @@ export class Keyspace {
 
   getMeta(name: string): Uint8Array | undefined {
     this.assertOpen();
-    const value = this.dbs.meta.getBinary(Buffer.from(`server/${name}`));
+    const value = this.dbs.meta.getBinary(serverMetaKey(name));
     return value === undefined ? undefined : Uint8Array.from(value);
   }
 

@@ -497,3 +497,28 @@ describe('reads outside raft', () => {
     }
   });
 });
+
+describe('server metadata', () => {
+  test('meta written with a batch commits atomically with it and survives reopen', async () => {
+    const t = openTemp({ noSync: true });
+    try {
+      t.ks.applyBatch([{ index: 1, op: { type: 'noop' } }], { meta: { members: b('m1') } });
+      assert.throws(() =>
+        t.ks.applyBatch(
+          [
+            { index: 2, op: put('a') },
+            { index: 2, op: put('b') },
+          ],
+          { meta: { members: b('m2') } },
+        ),
+      );
+      const ks = await t.reopen();
+      assert.equal(Buffer.from(ks.getMeta('members')!).toString(), 'm1', 'aborted batch wrote no meta');
+      ks.putMeta('other', b('x'));
+      assert.equal(Buffer.from(ks.getMeta('other')!).toString(), 'x');
+      assert.equal(ks.getMeta('missing'), undefined);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
