@@ -38,6 +38,11 @@ export interface LinearizabilityOptions<Input, Output> {
   memoBytesMax?: number;
   /** Clock for the time budget; injected so simulator runs can stay deterministic. */
   now?: () => number;
+  /**
+   * Run the model's findCertainViolation before the search (default true). Off only to test
+   * the search itself.
+   */
+  precheck?: boolean;
   /** Splits the history into independent sub-histories; defaults to op.key. */
   partitionKey?: (op: Operation<Input, Output>) => string;
 }
@@ -132,7 +137,7 @@ export function checkLinearizability<State, Input, Output>(
   let valid: Validity = true;
   let steps = 0;
   for (const [key, keyOps] of partitions) {
-    const { result, anomaly, explanation } = checkKey(key, keyOps, model, budget);
+    const { result, anomaly, explanation } = checkKey(key, keyOps, model, budget, options.precheck ?? true);
     keys.push(result);
     steps += result.steps;
     valid = combineValidity(valid, result.valid);
@@ -168,7 +173,29 @@ function checkKey<State, I, O>(
   keyOps: readonly Operation<I, O>[],
   model: Model<State, I, O>,
   budget: Budget,
+  precheck: boolean,
 ): { result: KeyResult; anomaly?: Anomaly; explanation?: string } {
+  const certain = precheck ? model.findCertainViolation?.(keyOps) : undefined;
+  if (certain) {
+    const explanation = `key "${key}" is not linearizable (found before any search).\n  Could not place: ${certain.explanation}.`;
+    return {
+      result: {
+        key,
+        opsChecked: keyOps.length,
+        valid: false,
+        steps: 0,
+        longestPrefix: [],
+        unplaced: [certain.opId],
+      },
+      anomaly: {
+        code: 'LINEARIZABILITY_VIOLATION',
+        subject: key,
+        opIds: [certain.opId],
+        message: explanation,
+      },
+      explanation,
+    };
+  }
   const ops = keyOps.filter(
     (op) => op.status === 'ok' || (op.status === 'unknown' && !omittable(model, op, keyOps)),
   );

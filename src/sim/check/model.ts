@@ -36,6 +36,15 @@ export interface Model<State, Input = unknown, Output = unknown> {
    */
   canOmit?(op: Operation<Input, Output>, keyOps: readonly Operation<Input, Output>[]): boolean;
   /**
+   * Optional: a cheap necessary condition checked before the search (e.g. a read of a value no
+   * write could have left in place at its time). Returning an op means the key is certainly not
+   * linearizable; it must never fire on a linearizable history. Saves the exponential search on
+   * the most common anomalies and gives a direct explanation.
+   */
+  findCertainViolation?(
+    keyOps: readonly Operation<Input, Output>[],
+  ): { opId: number; explanation: string } | undefined;
+  /**
    * Optional: one sentence saying why op could not be placed after a prefix that left state,
    * using the other operations on the same key for context (e.g. which values were possible).
    */

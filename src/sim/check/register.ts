@@ -107,7 +107,8 @@ export function possibleValuesByTiming(
   keyOps: readonly RegisterOp[],
 ): { value: RegisterValue; by: RegisterOp | null }[] {
   const readEnd = effectDeadline(read);
-  const writes = keyOps.filter((op) => op.status !== 'fail' && op.invokeTime < readEnd && writtenValue(op));
+  // <= because a write invoked exactly when the read returned may still be ordered before it.
+  const writes = keyOps.filter((op) => op.status !== 'fail' && op.invokeTime <= readEnd && writtenValue(op));
   const certain = writes.filter((op) => op.status === 'ok' && effectDeadline(op) < read.invokeTime);
   const overwritten = (w: RegisterOp): boolean =>
     certain.some((later) => later !== w && effectDeadline(w) < later.invokeTime);
@@ -117,6 +118,92 @@ export function possibleValuesByTiming(
     if (!overwritten(w)) possible.push({ value: writtenValue(w)!.value, by: w });
   }
   return possible;
+}
+
+/**
+ * The same necessary condition as possibleValuesByTiming, fast enough to run on every read:
+ * ok writers sorted by completion with the two largest invocation times of each prefix, so
+ * "some certain write began after w ended" is one comparison.
+ */
+class TimingIndex {
+  private readonly completions: number[] = [];
+  private readonly top1Invoke: number[] = [Number.NEGATIVE_INFINITY];
+  private readonly top1Op: (RegisterOp | null)[] = [null];
+  private readonly top2Invoke: number[] = [Number.NEGATIVE_INFINITY];
+  private readonly writersByValue = new Map<RegisterValue, RegisterOp[]>();
+
+  constructor(keyOps: readonly RegisterOp[]) {
+    const certain: RegisterOp[] = [];
+    for (const op of keyOps) {
+      const written = op.status === 'fail' ? undefined : writtenValue(op);
+      if (written === undefined) continue;
+      const list = this.writersByValue.get(written.value);
+      if (list) list.push(op);
+      else this.writersByValue.set(written.value, [op]);
+      if (op.status === 'ok') certain.push(op);
+    }
+    certain.sort((a, b) => effectDeadline(a) - effectDeadline(b));
+    for (const op of certain) {
+      const i = this.completions.length;
+      this.completions.push(effectDeadline(op));
+      const [t1, o1, t2] = [this.top1Invoke[i]!, this.top1Op[i]!, this.top2Invoke[i]!];
+      if (op.invokeTime > t1) {
+        this.top1Invoke.push(op.invokeTime);
+        this.top1Op.push(op);
+        this.top2Invoke.push(t1);
+      } else {
+        this.top1Invoke.push(t1);
+        this.top1Op.push(o1);
+        this.top2Invoke.push(Math.max(t2, op.invokeTime));
+      }
+    }
+  }
+
+  /** Number of certain writes completed strictly before time. */
+  private certainBefore(time: number): number {
+    let lo = 0;
+    let hi = this.completions.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.completions[mid]! < time) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  isPossible(read: RegisterOp, value: RegisterValue): boolean {
+    const k = this.certainBefore(read.invokeTime);
+    if (k === 0 && value === null) return true;
+    const readEnd = effectDeadline(read);
+    for (const w of this.writersByValue.get(value) ?? []) {
+      if (w.invokeTime > readEnd) continue;
+      const latestOtherInvoke = this.top1Op[k] === w ? this.top2Invoke[k]! : this.top1Invoke[k]!;
+      if (effectDeadline(w) >= latestOtherInvoke) return true;
+    }
+    return false;
+  }
+}
+
+/** The earliest ok read whose value no write could have left in place at its time. */
+function findImpossibleRead(
+  keyOps: readonly RegisterOp[],
+): { opId: number; explanation: string } | undefined {
+  const index = new TimingIndex(keyOps);
+  const reads = keyOps.filter((op) => op.kind === 'read' && op.status === 'ok');
+  reads.sort((a, b) => a.invokeTime - b.invokeTime);
+  for (const read of reads) {
+    const value = read.output;
+    if (!isRegisterValue(value)) {
+      throw new HistoryFormatError(
+        'HISTORY_BAD_OPERATION',
+        'ok read output must be string, number or null',
+        read.id,
+      );
+    }
+    if (!index.isPossible(read, value))
+      return { opId: read.id, explanation: explainRead(read, null, keyOps) };
+  }
+  return undefined;
 }
 
 function describeWriter(by: RegisterOp | null): string {
@@ -229,6 +316,7 @@ export const registerModel: Model<RegisterValue, RegisterInput, RegisterOutput> 
   describeState: (state) => formatValue(state),
   isReadOnly: (op) => op.kind === 'read',
   canOmit: canOmitRegisterOp,
+  findCertainViolation: findImpossibleRead,
   explainUnplaceable(op, state, keyOps) {
     if (op.kind === 'read' && op.status === 'ok') return explainRead(op, state, keyOps);
     if (op.kind === 'cas' && op.status === 'ok') {
