@@ -360,7 +360,10 @@ export class PeerTransport {
     if (this.keepAliveTimer !== undefined) clearInterval(this.keepAliveTimer);
     this.keepAliveTimer = undefined;
     for (const peer of this.peers.values()) this.clearRedial(peer);
-    for (const conn of [...this.connections]) conn.close(new TransportError('CLOSED', 'transport closed'));
+    for (const conn of [...this.connections]) {
+      conn.close(new TransportError('CLOSED', 'transport closed'));
+      conn.socket.destroy();
+    }
     const server = this.server;
     if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -524,7 +527,8 @@ export class PeerTransport {
 
   private track(conn: Connection): Connection {
     this.connections.add(conn);
-    conn.onClose(() => this.connections.delete(conn));
+    // Until the socket itself is gone: a rejected connection lingers briefly to flush its reason.
+    conn.socket.once('close', () => this.connections.delete(conn));
     return conn;
   }
 

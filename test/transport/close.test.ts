@@ -21,6 +21,9 @@ for (const a of nodes) for (const b of nodes) if (a !== b) a.addPeer(b.nodeId, b
 const probe = createServer(); await new Promise((r) => probe.listen(0, '127.0.0.1', r));
 const dead = probe.address().port; await new Promise((r) => probe.close(r));
 nodes[0].addPeer(9, 'http://127.0.0.1:' + dead);
+const stranger = new PeerTransport({ nodeId: 8, clusterId: 'other', listenUrl: 'http://127.0.0.1:0', onMessage() {} });
+await stranger.listen();
+nodes[0].addPeer(8, stranger.url); // rejected handshakes linger while they flush their reason
 const msg = (from, to, extra = {}) => ({ type: 3, from, to, term: 1, logTerm: 1, index: 1, entries: [], commit: 0, reject: false, rejectHint: 0, context: new Uint8Array(0), ...extra });
 for (let i = 0; i < 50; i++) nodes[0].send([msg(1, 2), msg(1, 3), msg(1, 9)]);
 const snap = (data) => ({ metadata: { index: 5, term: 1, confState: { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false } }, data });
@@ -30,7 +33,7 @@ const deadline = Date.now() + 5000;
 while (got.length < 101 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
 nodes[1].setLinkFilter(() => ({ delayMs: 60_000 }));
 nodes[1].send([msg(2, 1)]);
-await Promise.all(nodes.map((n) => n.close()));
+await Promise.all([...nodes, stranger].map((n) => n.close()));
 console.log('closed after ' + got.length + ' messages');
 `;
 
@@ -41,8 +44,10 @@ describe('PeerTransport.close', () => {
     });
     let stdout = '';
     let stderr = '';
+    let closedAt = 0;
     child.stdout.on('data', (d: Buffer) => {
       stdout += d.toString();
+      if (closedAt === 0 && stdout.includes('closed after')) closedAt = Date.now();
     });
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -58,6 +63,8 @@ describe('PeerTransport.close', () => {
       });
     });
     assert.equal(exit, 0, `child did not exit cleanly (stdout: ${stdout}, stderr: ${stderr})`);
+    // Nothing (not even a lingering rejected socket) may hold the process after close() resolves.
+    assert.ok(Date.now() - closedAt < 900, `process lingered ${Date.now() - closedAt} ms after close()`);
     assert.match(stdout, /closed after (10[1-9]|1[1-9]\d) messages/);
   });
 });
