@@ -23,6 +23,17 @@ export function payloadFor(index: number, term: number): Uint8Array {
   return out;
 }
 
+/**
+ * Payload for the crash test: every 50th entry is large (256 KiB), so a SIGKILL can land inside
+ * a multi-page write() and leave a genuinely torn record behind.
+ */
+export function crashPayload(index: number): Uint8Array {
+  if (index % 50 !== 0) return payloadFor(index, 1);
+  const out = new Uint8Array(256 * 1024);
+  for (let i = 0; i < out.length; i += 4096) out.set(payloadFor(index + i, 1).subarray(0, 16), i);
+  return out;
+}
+
 export function entry(index: number, term = 1): Entry {
   return { index, term, type: EntryType.Normal, data: payloadFor(index, term) };
 }

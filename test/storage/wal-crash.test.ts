@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Wal } from '../../src/storage/wal.js';
-import { payloadFor, seededRandom, withTempDir } from './helpers.js';
+import { crashPayload, seededRandom, withTempDir } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/wal-crash-child.js', import.meta.url));
 const CYCLES = 25;
@@ -63,7 +63,7 @@ async function verifyRecovery(dir: string, durableMax: number): Promise<{ torn: 
     assert.ok(group.hardState!.commit >= durableMax, 'hard state written with the batch is durable');
     group.entries.forEach((e, i) => {
       assert.equal(e.index, snapshotIndex + 1 + i, 'entries are consecutive after the snapshot');
-      assert.deepEqual(e.data, payloadFor(e.index, 1), `entry ${e.index} intact`);
+      assert.deepEqual(e.data, crashPayload(e.index), `entry ${e.index} intact`);
     });
     return facts;
   } finally {
