@@ -615,6 +615,7 @@ export class Keyspace {
     return undefined;
   }
 
+  /** etcd's checkRange: 0 = current; note a negative revision is below any compact revision. */
   private checkReadRevision(revision: number, current: number): MvccError | undefined {
     if (revision === 0) return undefined;
     if (revision > current) return new FutureRevisionError(revision, current);
@@ -662,7 +663,9 @@ export class Keyspace {
   /** A range read outside raft (serializable, or after ReadIndex) at the current or an old revision. */
   range(req: RangeRequest): RangeResponse {
     this.assertOpen();
-    const err = checkRangeRequest(req) ?? this.checkReadRevision(req.revision ?? 0, this.revision);
+    // etcd's range treats a negative revision as the current one (inside a txn it is "compacted").
+    const revision = Math.max(0, req.revision ?? 0);
+    const err = checkRangeRequest(req) ?? this.checkReadRevision(revision, this.revision);
     if (err) throw err;
     return this.rangeAt(req, this.revision);
   }
@@ -691,7 +694,7 @@ export class Keyspace {
     const range = toKeyRange(req.key, req.rangeEnd);
     const sortOrder = req.sortOrder ?? 'none';
     const sortTarget = req.sortTarget ?? 'key';
-    const limit = req.limit ?? 0;
+    const limit = Math.max(0, req.limit ?? 0);
     const filtered = !!(
       req.minModRevision ||
       req.maxModRevision ||

@@ -44,9 +44,9 @@ function checkRevisionField(name: string, value: number | undefined): MvccError 
 export function checkRangeRequest(r: RangeRequest): MvccError | undefined {
   const keyError = checkKey(r.key) ?? checkRangeEnd(r.rangeEnd);
   if (keyError) return keyError;
-  if (r.limit !== undefined && (!Number.isSafeInteger(r.limit) || r.limit < 0)) {
-    return new InvalidRequestError('limit must be a non-negative integer');
-  }
+  // A negative limit means "no limit" to etcd, so only non-integers are refused.
+  if (r.limit !== undefined && !Number.isSafeInteger(r.limit))
+    return new InvalidRequestError('limit must be an integer');
   return (
     checkRevisionField('revision', r.revision) ??
     checkRevisionField('min_mod_revision', r.minModRevision) ??

@@ -26,7 +26,7 @@ const endArb = fc.constantFrom<string | undefined>(
 );
 const valueArb = fc.constantFrom('', 'x', 'y', 'zz');
 const leaseArb = fc.constantFrom(0n, 0n, 0n, 1n, 2n);
-const revArb = fc.oneof(fc.constant(0), fc.nat(14));
+const revArb = fc.oneof(fc.constant(0), fc.nat(14), fc.constant(-1));
 
 const putArb = fc
   .record({
@@ -49,7 +49,7 @@ const rangeArb: fc.Arbitrary<RangeRequest> = fc
   .record({
     key: keyArb,
     rangeEnd: endArb,
-    limit: fc.constantFrom(0, 0, 1, 2, 3),
+    limit: fc.constantFrom(0, 0, 1, 2, 3, -1),
     revision: revArb,
     sortOrder: fc.constantFrom('none' as const, 'ascend' as const, 'descend' as const),
     sortTarget: fc.constantFrom(

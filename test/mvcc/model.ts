@@ -60,15 +60,17 @@ export class Model {
   range(req: RangeRequest): ModelResult<RangeResponse> {
     return wrap(() => {
       checkRange(req);
-      this.checkRev(req.revision ?? 0, this.revision);
-      return this.rangeIn(req, this.stateAt(this.revision), this.revision);
+      // Top-level ranges read a negative revision as "current".
+      const r = { ...req, revision: Math.max(0, req.revision ?? 0) };
+      this.checkRev(r.revision, this.revision);
+      return this.rangeIn(r, this.stateAt(this.revision), this.revision);
     });
   }
 
   private checkRev(rev: number, current: number): void {
     if (rev === 0) return;
     if (rev > current) throw new ModelError('future-revision');
-    if (rev < this.compactRevision) throw new ModelError('compacted');
+    if (rev < this.compactRevision || rev < 0) throw new ModelError('compacted');
   }
 
   private rangeIn(req: RangeRequest, working: Map<string, KeyValue>, reported: number): RangeResponse {
@@ -88,7 +90,8 @@ export class Model {
     );
     // etcd quirk: with sort_order NONE (even when sort_target is not KEY, which later sorts
     // ascending) and no filters, only the first limit+1 keys in key order are fetched and sorted.
-    if (req.limit && (req.sortOrder ?? 'none') === 'none' && !filtered) kvs = kvs.slice(0, req.limit + 1);
+    if (req.limit && req.limit > 0 && (req.sortOrder ?? 'none') === 'none' && !filtered)
+      kvs = kvs.slice(0, req.limit + 1);
     kvs = kvs.filter(
       (kv) =>
         (!req.minModRevision || kv.modRevision >= req.minModRevision) &&
@@ -118,7 +121,7 @@ export class Model {
       });
     }
     let more = false;
-    if (req.limit && kvs.length > req.limit) {
+    if (req.limit && req.limit > 0 && kvs.length > req.limit) {
       kvs = kvs.slice(0, req.limit);
       more = true;
     }
