@@ -28,7 +28,7 @@ import {
   SnapshotTemporarilyUnavailableError,
 } from './errors.js';
 import { RaftLog } from './log.js';
-import { VoteResult } from './quorum.js';
+import { jointCommittedIndex, VoteResult } from './quorum.js';
 import { ReadIndexBatcher, type ReadRequest } from './read-index.js';
 import { ProgressTracker } from './tracker.js';
 import {
@@ -112,6 +112,18 @@ export class RaftNode implements RaftNodeApi {
   private pendingConfIndex = 0;
   private uncommittedBytes = 0;
   private readonly reads = new ReadIndexBatcher();
+  /** Ticks since this node started: the clock of leader leases. */
+  private ticks = 0;
+  /**
+   * Per follower, the send tick of the latest heartbeat it acknowledged in this term. The follower
+   * heard us no earlier than that tick, so it refuses other candidates until electionTicks later.
+   */
+  private readonly leaseAcks = new Map<NodeId, number>();
+  /**
+   * With lease reads, a freshly started node may have promised a lease before it crashed: it
+   * refuses (non-forced) votes until one election timeout has passed since it started.
+   */
+  private bootGuard: boolean;
   /** Reads that arrived before this leader committed an entry of its term. */
   private readsAwaitingTermCommit: ReadRequest[] = [];
   /** Set by proposals and commit advances; flushed as one append per follower in ready(). */
@@ -135,6 +147,7 @@ export class RaftNode implements RaftNodeApi {
     this.checkQuorum = config.checkQuorum ?? false;
     this.preVote = config.preVote ?? false;
     this.leaseRead = config.readOnlyOption === 'lease-based' && this.checkQuorum;
+    this.bootGuard = this.leaseRead;
     this.disableProposalForwarding = config.disableProposalForwarding ?? false;
     this.maxMessageBytes = config.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.uncommittedBytesMax = config.uncommittedBytesMax ?? 0;
@@ -207,6 +220,7 @@ export class RaftNode implements RaftNodeApi {
     this.pendingConfIndex = 0;
     this.uncommittedBytes = 0;
     this.reads.reset();
+    this.leaseAcks.clear();
     this.readsAwaitingTermCommit = [];
     this.broadcastPending = false;
   }
@@ -299,6 +313,8 @@ export class RaftNode implements RaftNodeApi {
   // ---------------------------------------------------------------- driver API
 
   tick(): void {
+    this.ticks++;
+    if (this.bootGuard && this.ticks >= this.electionTicks) this.bootGuard = false;
     if (this.role === Role.Leader) this.tickHeartbeat();
     else this.tickElection();
   }
@@ -464,7 +480,10 @@ export class RaftNode implements RaftNodeApi {
   private stepHigherTerm(m: Message): boolean {
     if (m.type === MessageType.Vote || m.type === MessageType.PreVote) {
       const force = bytesEqual(m.context, TRANSFER_CONTEXT);
-      const inLease = this.checkQuorum && this.lead !== NONE && this.electionElapsed < this.electionTicks;
+      const inLease =
+        this.checkQuorum &&
+        (this.lead !== NONE || this.bootGuard) &&
+        this.electionElapsed < this.electionTicks;
       // Leader stickiness: while we hear from a live leader, a (pre-)candidate cannot disrupt it.
       if (!force && inLease) return false;
     }
@@ -617,7 +636,10 @@ export class RaftNode implements RaftNodeApi {
   private handleHeartbeat(m: Message): void {
     const last = this.log.lastIndex();
     this.log.commitTo(Math.min(m.commit, last));
-    this.send(message({ type: MessageType.HeartbeatResponse, to: m.from, context: m.context }));
+    // Echo the leader's send tick (index) so it can time its lease from when we heard it.
+    this.send(
+      message({ type: MessageType.HeartbeatResponse, to: m.from, index: m.index, context: m.context }),
+    );
   }
 
   private handleSnapshot(m: Message): void {
@@ -693,6 +715,7 @@ export class RaftNode implements RaftNodeApi {
         return;
       case MessageType.HeartbeatResponse:
         pr.recentActive = true;
+        if (m.index > (this.leaseAcks.get(m.from) ?? -1)) this.leaseAcks.set(m.from, m.index);
         pr.msgAppFlowPaused = false;
         // Appends may have been lost: free a slot so a full window cannot stall forever, and send
         // even an empty append so a follower that missed entries rejects it and gets probed.
@@ -737,7 +760,7 @@ export class RaftNode implements RaftNodeApi {
       if (this.maybeCommit()) this.broadcastPending = true;
       else if (wasPaused || pr.state === 'replicate') this.sendAppendLoop(m.from);
       if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-        this.send(message({ type: MessageType.TimeoutNow, to: m.from }));
+        this.sendTimeoutNow(m.from);
       }
     }
   }
@@ -820,8 +843,23 @@ export class RaftNode implements RaftNodeApi {
       if (id === this.id) continue;
       // Never tell a follower to commit past what it is known to hold.
       const commit = Math.min(pr.match, committed);
-      this.send(message({ type: MessageType.Heartbeat, to: id, commit, context }));
+      this.send(message({ type: MessageType.Heartbeat, to: id, commit, context, index: this.ticks }));
     }
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    // The target's forced campaign ignores the followers' leases: ours is void from now on.
+    this.leaseAcks.clear();
+    this.send(message({ type: MessageType.TimeoutNow, to }));
+  }
+
+  /** Whether a quorum acknowledged heartbeats sent less than electionTicks ago. */
+  private leaseValid(): boolean {
+    if (this.leadTransferee !== NONE) return false;
+    const start = jointCommittedIndex(this.trk.config, (id) =>
+      id === this.id ? this.ticks : (this.leaseAcks.get(id) ?? Number.NEGATIVE_INFINITY),
+    );
+    return this.ticks - start < this.electionTicks;
   }
 
   private handleTransferLeader(target: NodeId): void {
@@ -831,7 +869,7 @@ export class RaftNode implements RaftNodeApi {
     this.leadTransferee = target;
     // The transfer must finish within one election timeout or it is abandoned (tickHeartbeat).
     this.electionElapsed = 0;
-    if (pr.match === this.log.lastIndex()) this.send(message({ type: MessageType.TimeoutNow, to: target }));
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(target);
     else this.sendAppend(target, false);
   }
 
@@ -849,7 +887,7 @@ export class RaftNode implements RaftNodeApi {
       this.readsAwaitingTermCommit.push(r);
       return true;
     }
-    if (this.leaseRead) {
+    if (this.leaseRead && this.leaseValid()) {
       this.respondRead(r, this.log.committed);
       return true;
     }

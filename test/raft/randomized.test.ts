@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type NodeId, Role } from '../../src/raft/index.js';
+import { type NodeId, type ReadOnlyOption, Role } from '../../src/raft/index.js';
 import { dec, enc, Network, SeededRng } from './helpers.js';
 
 const SEEDS = 100;
@@ -31,12 +31,36 @@ function checkSafety(net: Network, leadersByTerm: Map<number, NodeId>, seed: num
   }
 }
 
-function runSeed(seed: number, preVote: boolean): void {
+/**
+ * ReadIndex safety: a read released at index i must see every write committed anywhere before the
+ * read was issued, so i ≥ the highest commit index any node knew at issue time.
+ */
+function checkReads(net: Network, issuedAt: Map<string, number>, seed: number): number {
+  let released = 0;
+  for (const p of net.peers.values()) {
+    for (const rs of p.readStates) {
+      const floor = issuedAt.get(dec(rs.context));
+      assert.ok(floor !== undefined, `seed ${seed}: unknown read context`);
+      assert.ok(
+        rs.index >= floor,
+        `seed ${seed}: read at ${rs.index} misses writes committed up to ${floor}`,
+      );
+      released++;
+    }
+    p.readStates = [];
+  }
+  return released;
+}
+
+function runSeed(seed: number, preVote: boolean, readOnlyOption: ReadOnlyOption = 'safe'): number {
   const rng = new SeededRng(seed);
   const ids = [1, 2, 3, 4, 5];
-  const net = new Network(ids, { preVote, checkQuorum: preVote });
+  const net = new Network(ids, { preVote, checkQuorum: preVote, readOnlyOption });
   const leadersByTerm = new Map<number, NodeId>();
   let proposals = 0;
+  const issuedAt = new Map<string, number>();
+  let reads = 0;
+  let released = 0;
   for (let step = 0; step < STEPS; step++) {
     const r = rng.nextInt(100);
     if (r < 5) {
@@ -60,10 +84,19 @@ function runSeed(seed: number, preVote: boolean): void {
       // Random message loss: drop a burst of queued messages.
       const q = net.takeQueue();
       for (const m of q) if (rng.nextInt(3) !== 0) net.send(m);
+    } else if (r < 60) {
+      const alive = ids.filter((id) => net.peer(id).alive);
+      const id = alive[rng.nextInt(alive.length)];
+      if (id !== undefined) {
+        const ctx = `read${reads++}`;
+        issuedAt.set(ctx, Math.max(...ids.map((i) => net.node(i).committedIndex)));
+        net.node(id).readIndex(enc(ctx));
+      }
     }
     for (const p of net.peers.values()) if (p.alive) p.node.tick();
     net.stabilize();
     checkSafety(net, leadersByTerm, seed);
+    released += checkReads(net, issuedAt, seed);
   }
   // Heal everything: the cluster must converge and apply the same sequence everywhere.
   net.heal();
@@ -85,13 +118,23 @@ function runSeed(seed: number, preVote: boolean): void {
   const first = net.appliedData(ids[0]!);
   assert.ok(first.includes('final'), `seed ${seed}: final proposal applied`);
   for (const id of ids) assert.deepEqual(net.appliedData(id), first, `seed ${seed}: node ${id} converged`);
-  assert.ok(first.every((s) => dec(enc(s)) === s));
+  return released;
 }
 
 test('randomized partitions, crashes and loss: one leader per term, applied logs never diverge', () => {
-  for (let seed = 1; seed <= SEEDS; seed++) runSeed(seed, false);
+  let released = 0;
+  for (let seed = 1; seed <= SEEDS; seed++) released += runSeed(seed, false);
+  assert.ok(released > SEEDS * 10, `only ${released} reads released`);
 });
 
 test('randomized with pre-vote and check-quorum: same safety and convergence', () => {
-  for (let seed = 1; seed <= SEEDS; seed++) runSeed(seed, true);
+  let released = 0;
+  for (let seed = 1; seed <= SEEDS; seed++) released += runSeed(seed, true);
+  assert.ok(released > SEEDS * 10, `only ${released} reads released`);
+});
+
+test('randomized with lease-based reads (check-quorum on): reads stay linearizable', () => {
+  let released = 0;
+  for (let seed = 1; seed <= SEEDS / 2; seed++) released += runSeed(seed, true, 'lease-based');
+  assert.ok(released > 0);
 });

@@ -75,12 +75,56 @@ test('ReadIndex without a known leader is refused', () => {
 
 test('ReadIndex lease-based (with check-quorum): answered without a heartbeat round', () => {
   const net = new Network([1, 2, 3], { checkQuorum: true, readOnlyOption: 'lease-based' });
-  net.campaign(1);
+  const leader = net.electLeader();
+  net.tickAll(1);
   net.recordDelivered = true;
-  net.node(1).readIndex(enc('lease'));
-  net.processReady(1);
-  assert.equal(net.peer(1).readStates.length, 1);
+  net.node(leader).readIndex(enc('lease'));
+  net.processReady(leader);
+  assert.equal(net.peer(leader).readStates.length, 1);
   assert.equal(net.delivered.length, 0);
+});
+
+test('ReadIndex lease-based: the lease lapses electionTicks after the last acknowledged heartbeat', () => {
+  const net = new Network([1, 2, 3], { checkQuorum: true, readOnlyOption: 'lease-based' });
+  const leader = net.electLeader();
+  net.tickAll(1);
+  net.isolate(leader);
+  // Still leader (check-quorum has not fired yet) but followers may vote for others by now.
+  for (let i = 0; i < 10; i++) net.tick(leader);
+  net.stabilize();
+  net.node(leader).readIndex(enc('late'));
+  net.processReady(leader);
+  assert.equal(
+    net.peer(leader).readStates.length,
+    0,
+    'falls back to a heartbeat round, which cannot complete',
+  );
+});
+
+test('lease-based: a restarted node refuses votes for one election timeout (it may have promised a lease)', () => {
+  const net = new Network([1, 2, 3], { checkQuorum: true, readOnlyOption: 'lease-based' });
+  const leader = net.electLeader();
+  const other = [1, 2, 3].find((id) => id !== leader)!;
+  const third = [1, 2, 3].find((id) => id !== leader && id !== other)!;
+  net.crash(other);
+  net.restart(other);
+  net.isolate(leader);
+  const term = net.term(third);
+  net.campaign(third);
+  assert.equal(net.term(other), term, 'the restarted node ignored the vote request');
+  assert.notEqual(net.role(third), 'leader');
+});
+
+test('lease-based: no lease reads during a leader transfer', () => {
+  const net = new Network([1, 2, 3], { checkQuorum: true, readOnlyOption: 'lease-based' });
+  const leader = net.electLeader();
+  net.tickAll(1);
+  const target = leader === 1 ? 2 : 1;
+  net.isolate(target);
+  net.node(leader).transferLeadership(target);
+  net.node(leader).readIndex(enc('during-transfer'));
+  net.processReady(leader);
+  assert.equal(net.peer(leader).readStates.length, 0);
 });
 
 test('ReadIndex lease-based is ignored without check-quorum (falls back to a heartbeat round)', () => {
