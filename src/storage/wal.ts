@@ -265,8 +265,12 @@ export class Wal {
     };
     const wal = new Wal(dir, options, sealed, active);
     wal.adoptRecovered(replay);
+    const groups = new Map<number, RecoveredGroup>();
+    for (const [groupId, g] of replay.groups) {
+      groups.set(groupId, { groupId, hardState: g.hardState, snapshot: g.snapshot, entries: g.entries });
+    }
     const recovered: RecoveredState = {
-      groups: replay.groups,
+      groups,
       tornTail: last.torn,
       segmentCount: seqs.length,
     };
