@@ -66,7 +66,12 @@ export interface RaftConfig {
   committedBytesPerReadyMax?: number;
   checkQuorum?: boolean;
   preVote?: boolean;
-  /** 'lease-based' is only honoured when checkQuorum is on. */
+  /**
+   * 'lease-based' is only honoured when checkQuorum is on: the leader answers reads locally while a
+   * quorum acknowledged a heartbeat sent less than electionTicks ago (assumes tick rates agree
+   * across nodes), never during a leader transfer; otherwise it falls back to a ReadIndex round.
+   * Nodes with it also refuse votes for one election timeout after starting.
+   */
   readOnlyOption?: ReadOnlyOption;
   /** Reject proposals on followers instead of forwarding them to the leader. */
   disableProposalForwarding?: boolean;

@@ -83,6 +83,11 @@ export interface Message {
   term: number;
   /** Term of the entry at `index` (Append), or of the candidate's last entry (votes). */
   logTerm: number;
+  /**
+   * Append: index of the entry preceding `entries`; AppendResponse: last matching index;
+   * votes: the candidate's last index; ReadIndexResponse: the read index; TransferLeader: the
+   * target; Heartbeat/HeartbeatResponse: the leader's tick when it sent the heartbeat (leases).
+   */
   index: number;
   entries: Entry[];
   commit: number;
