@@ -215,6 +215,7 @@ describe('linearizability: histories that must be rejected', () => {
     const verdict = check(r);
     assert.equal(verdict.valid, false);
     assert.deepEqual(verdict.keys[0]?.longestPrefix, [1, 2, 3]);
+    assert.match(verdict.explanation, /before it began, client 3 had already read 2 at \[10, 20\]/);
   });
 
   it('rejects a value from an unknown write seen before that write was invoked', () => {

@@ -225,8 +225,21 @@ function explainRead(op: RegisterOp, state: RegisterValue, keyOps: readonly Regi
   }
   return (
     `${head}; by timing alone the values possible then were ${list}, but no single order of all ` +
-    `operations allows it (after the longest linearizable prefix the value was ${formatValue(state)})`
+    `operations allows it (after the longest linearizable prefix the value was ${formatValue(state)})` +
+    latestOtherRead(op, keyOps)
   );
+}
+
+/** The most recent read that finished before this one began and saw something else: often the culprit. */
+function latestOtherRead(read: RegisterOp, keyOps: readonly RegisterOp[]): string {
+  let latest: RegisterOp | undefined;
+  for (const op of keyOps) {
+    if (op.kind !== 'read' || op.status !== 'ok' || op.output === read.output) continue;
+    if (effectDeadline(op) >= read.invokeTime) continue;
+    if (!latest || effectDeadline(op) > effectDeadline(latest)) latest = op;
+  }
+  if (!latest) return '';
+  return `; before it began, ${formatProcess(latest.process)} had already read ${formatValue(latest.output)} at ${formatInterval(latest)}`;
 }
 
 interface Observations {
