@@ -103,6 +103,30 @@ describe('WAL corruption is never skipped', () => {
       await assert.rejects(Wal.open(dir, { segmentBytes: SEGMENT_BYTES }), expectCorruption(last, at));
     }));
 
+  it('a segment renamed to another sequence number fails open (header disagrees with name)', () =>
+    withTempDir(async (dir) => {
+      const segments = await writeLog(dir, 40);
+      const last = segments[segments.length - 1]!;
+      const lastSeq = Number.parseInt(last.slice(-20, -4), 16);
+      const moved = join(dir, `${(lastSeq + 1).toString(16).padStart(16, '0')}.wal`);
+      await writeFile(moved, await readFile(last));
+      await assert.rejects(Wal.open(dir, { segmentBytes: SEGMENT_BYTES }), expectCorruption(moved, 0));
+    }));
+
+  it('a half-created segment (temp file from a crash during rollover) is removed on open', () =>
+    withTempDir(async (dir) => {
+      const segments = await writeLog(dir, 10);
+      const tmp = join(dir, `${(segments.length + 1).toString(16).padStart(16, '0')}.wal.tmp`);
+      await writeFile(tmp, Buffer.alloc(SEGMENT_BYTES));
+      const { wal, recovered } = await Wal.open(dir, { segmentBytes: SEGMENT_BYTES });
+      assert.deepEqual(recovered.groups.get(1)!.entries, entries(1, 50));
+      assert.deepEqual(
+        (await readdir(dir)).sort(),
+        segments.map((p) => p.slice(dir.length + 1)),
+      );
+      await wal.close();
+    }));
+
   it('a missing segment in the middle of the sequence fails open', () =>
     withTempDir(async (dir) => {
       const segments = await writeLog(dir, 40);

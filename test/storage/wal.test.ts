@@ -8,6 +8,7 @@ import {
   WalCorruptionError,
   WalFailedError,
   WalInvalidAppendError,
+  WalOverloadError,
 } from '../../src/storage/errors.js';
 import { Wal } from '../../src/storage/wal.js';
 import { entries, withTempDir } from './helpers.js';
@@ -241,6 +242,24 @@ describe('WAL group commit', () => {
       const { wal: again, recovered } = await Wal.open(dir);
       assert.deepEqual(recovered.groups.get(1)!.entries, entries(1, 2));
       await again.close();
+    }));
+
+  it('refuses to buffer more than pendingBytesMax until a sync drains it', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir, { pendingBytesMax: 4096 });
+      let index = 0;
+      assert.throws(() => {
+        for (;;) {
+          index++;
+          wal.appendEntries(1, entries(index, index));
+        }
+      }, WalOverloadError);
+      await wal.sync();
+      wal.appendEntries(1, entries(index, index)); // the refused entry was not recorded
+      await wal.close();
+      const again = await Wal.open(dir);
+      assert.deepEqual(again.recovered.groups.get(1)!.entries, entries(1, index));
+      await again.wal.close();
     }));
 
   it('a failed fdatasync fails the batch and the WAL refuses every later write', () =>
