@@ -565,8 +565,9 @@ export class RaftNode implements RaftNodeApi {
         if (this.lead !== NONE && this.lead !== m.from) this.send({ ...m, to: this.lead, term: 0 });
         return;
       case MessageType.TimeoutNow:
-        // The leader chose us: campaign at once, skipping pre-vote and stickiness.
-        this.campaign(false, true);
+        // The leader chose us: campaign at once, skipping pre-vote and stickiness. Not with
+        // unapplied conf changes: we might count votes against the wrong membership.
+        if (!this.hasUnappliedConfChanges()) this.campaign(false, true);
         return;
       case MessageType.ReadIndex:
         if (this.lead === NONE || this.lead === m.from) return;
