@@ -447,7 +447,8 @@ export class Keyspace {
       createRevision: live.createRevision,
       modRevision: live.main,
       version: live.version,
-      value: withValue ? Buffer.from(this.readRecord(live.main, live.sub).value) : EMPTY,
+      // lmdb-js hands out a fresh buffer per read, so subarrays of it need no copy.
+      value: withValue ? this.readRecord(live.main, live.sub).value : EMPTY,
       lease: live.lease,
     };
   }
@@ -711,13 +712,15 @@ export class Keyspace {
       atRevision >= current
         ? this.collectLive(range, req.countOnly ? -1 : fetchMax, withValue)
         : this.collectHistorical(range, atRevision, req.countOnly ? -1 : fetchMax, withValue);
-    let kvs = raw.filter(
-      (kv) =>
-        !(req.maxModRevision && kv.modRevision > req.maxModRevision) &&
-        !(req.minModRevision && kv.modRevision < req.minModRevision) &&
-        !(req.maxCreateRevision && kv.createRevision > req.maxCreateRevision) &&
-        !(req.minCreateRevision && kv.createRevision < req.minCreateRevision),
-    );
+    let kvs = !filtered
+      ? raw
+      : raw.filter(
+          (kv) =>
+            !(req.maxModRevision && kv.modRevision > req.maxModRevision) &&
+            !(req.minModRevision && kv.modRevision < req.minModRevision) &&
+            !(req.maxCreateRevision && kv.createRevision > req.maxCreateRevision) &&
+            !(req.minCreateRevision && kv.createRevision < req.minCreateRevision),
+        );
     kvs = sortKvs(kvs, sortOrder, sortTarget);
     let more = false;
     if (limit > 0 && kvs.length > limit) {
@@ -793,11 +796,11 @@ export class Keyspace {
       if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
       const r = this.readRecord(main, sub);
       kvs.push({
-        key: Buffer.from(r.key),
+        key: r.key,
         createRevision: r.createRevision,
         modRevision: main,
         version: r.version,
-        value: withValue ? Buffer.from(r.value) : EMPTY,
+        value: withValue ? r.value : EMPTY,
         lease: r.lease,
       });
     }
@@ -851,15 +854,15 @@ export class Keyspace {
     const kv: KeyValue =
       r.kind === KIND_PUT
         ? {
-            key: Buffer.from(r.key),
+            key: r.key,
             createRevision: r.createRevision,
             modRevision: main,
             version: r.version,
-            value: Buffer.from(r.value),
+            value: r.value,
             lease: r.lease,
           }
         : {
-            key: Buffer.from(r.key),
+            key: r.key,
             createRevision: 0,
             modRevision: main,
             version: 0,
@@ -888,11 +891,11 @@ export class Keyspace {
       if (value[0] !== KIND_PUT) return undefined;
       const r = this.readRecord(rev.main, rev.sub);
       return {
-        key: Buffer.from(r.key),
+        key: r.key,
         createRevision: r.createRevision,
         modRevision: rev.main,
         version: r.version,
-        value: Buffer.from(r.value),
+        value: r.value,
         lease: r.lease,
       };
     }
