@@ -1,9 +1,8 @@
 export { CODEC_VERSION, decodeBatch, encodeBatch, messageBytes } from './codec.js';
 export { TransportError, type TransportErrorCode } from './errors.js';
+export { MemoryNetwork, MemoryTransport, type MemoryTransportOptions } from './memory-transport.js';
 export {
   backoffDelayMs,
-  type LinkFilter,
-  type LinkVerdict,
   type PeerStats,
   PeerTransport,
   type PeerTransportOptions,
@@ -18,5 +17,6 @@ export {
   type SnapshotSource,
   type SnapshotSourceProvider,
 } from './snapshot.js';
+export type { LinkFilter, LinkVerdict, Transport } from './transport.js';
 export { DEFAULT_PEER_PORT, formatPeerUrl, type PeerAddress, parsePeerUrl } from './url.js';
 export { PROTOCOL_VERSION } from './wire.js';

@@ -33,6 +33,7 @@ import {
   type SnapshotSourceProvider,
   streamSnapshot,
 } from './snapshot.js';
+import type { LinkFilter, LinkVerdict, Transport } from './transport.js';
 import { formatPeerUrl, type PeerAddress, parsePeerUrl } from './url.js';
 import {
   ConnectionKind,
@@ -46,9 +47,7 @@ import {
   PROTOCOL_VERSION,
 } from './wire.js';
 
-export type LinkVerdict = 'pass' | 'drop' | { delayMs: number };
-/** Fault hook: decides the fate of each message from → to, on send and again on receive. */
-export type LinkFilter = (from: NodeId, to: NodeId) => LinkVerdict;
+export type { LinkFilter, LinkVerdict } from './transport.js';
 
 export interface PeerTransportOptions {
   nodeId: NodeId;
@@ -208,7 +207,7 @@ class Peer {
   constructor(readonly id: NodeId) {}
 }
 
-export class PeerTransport {
+export class PeerTransport implements Transport {
   private readonly settings: Settings;
   private readonly listenAddress: PeerAddress;
   private readonly peers = new Map<NodeId, Peer>();
