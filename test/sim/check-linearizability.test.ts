@@ -243,6 +243,19 @@ describe('linearizability: histories that must be rejected', () => {
   });
 });
 
+describe('linearizability: partitioning', () => {
+  it('checks independently only what partitionKey separates', () => {
+    const r = new Recorder().write(1, 1, 0, 1, 'ok', 'a').read(2, null, 2, 3, 'b');
+    assert.equal(check(r).valid, true);
+    const merged = checkLinearizability(r.ops, registerModel, { partitionKey: () => 'one register' });
+    assert.equal(merged.valid, false);
+    assert.deepEqual(
+      merged.keys.map((k) => k.key),
+      ['one register'],
+    );
+  });
+});
+
 describe('linearizability: budget and input checks', () => {
   it('returns unknown, never ok, when the step budget runs out', () => {
     const r = new Recorder();
