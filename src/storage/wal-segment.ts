@@ -68,14 +68,31 @@ export function scanSegment(path: string, seq: number, buf: Buffer, isLast: bool
       offset = step.next;
       continue;
     }
-    const badEnd = Math.min(step.claimedEnd, buf.length);
-    if (!isLast || !isAllZero(buf, badEnd, buf.length))
+    if (!isLast || !looksTorn(buf, offset, step.claimedEnd)) {
       throw new WalCorruptionError(path, offset, step.reason);
+    }
     torn = { file: path, offset, reason: step.reason };
     break;
   }
   if (records.length === 0) throw new WalCorruptionError(path, 0, 'segment has no header record');
   return { seq, path, records, validEnd: offset, fileBytes: buf.length, torn };
+}
+
+/**
+ * An interrupted append writes a prefix of its bytes and leaves zeros after them. So a bad record
+ * is a torn tail only if nothing but zeros follows its claimed end, and no intact record starts
+ * inside it: a damaged length field can claim to cover later, acknowledged records (or run past
+ * the end of the file), and those must fail recovery instead of being cut away.
+ */
+function looksTorn(buf: Buffer, offset: number, claimedEnd: number): boolean {
+  const end = Math.min(claimedEnd, buf.length);
+  if (!isAllZero(buf, end, buf.length)) return false;
+  for (let at = offset + 1; at + RECORD_HEADER_BYTES <= end; at++) {
+    const length = buf.readUInt32LE(at);
+    if (length === 0 || at + 8 + length > buf.length) continue;
+    if (recordCrc(buf, at, at + 8 + length) === buf.readUInt32LE(at + 4)) return false;
+  }
+  return true;
 }
 
 type ScanStep =

@@ -78,6 +78,24 @@ describe('WAL corruption is never skipped', () => {
       );
     }));
 
+  it('a damaged length field in the last segment cannot hide the acknowledged records after it', () =>
+    withTempDir(async (dir) => {
+      const segments = await writeLog(dir, 40);
+      const last = segments[segments.length - 1]!;
+      const buf = await readFile(last);
+      const offsets = recordOffsets(buf);
+      assert.ok(offsets.length >= 4);
+      // Claim the record runs to (or past) the end of the file, swallowing the records after it.
+      for (const claimed of [SEGMENT_BYTES - offsets[1]! - 8, 0x00ff_ffff]) {
+        buf.writeUInt32LE(claimed, offsets[1]!);
+        await writeFile(last, buf);
+        await assert.rejects(
+          Wal.open(dir, { segmentBytes: SEGMENT_BYTES }),
+          expectCorruption(last, offsets[1]!),
+        );
+      }
+    }));
+
   it('non-zero bytes inside the zero tail of an older segment are corruption', () =>
     withTempDir(async (dir) => {
       const segments = await writeLog(dir, 40);
