@@ -189,6 +189,9 @@ export class Watcher {
 export class WatchHub {
   readonly eventsBufferedMax: number;
   private readonly watchers = new Map<number, Watcher>();
+  /** Single-key watchers by key (latin1), so a commit finds them without scanning every watcher. */
+  private readonly byKey = new Map<string, Set<Watcher>>();
+  private readonly rangeWatchers = new Set<Watcher>();
   private nextId = 1;
 
   constructor(
@@ -227,6 +230,14 @@ export class WatchHub {
       onReadable,
     );
     this.watchers.set(w.id, w);
+    if (w.rangeEnd === undefined) {
+      const k = Buffer.from(w.key).toString('latin1');
+      let set = this.byKey.get(k);
+      if (!set) this.byKey.set(k, (set = new Set()));
+      set.add(w);
+    } else {
+      this.rangeWatchers.add(w);
+    }
     if (!synced) queueMicrotask(() => w.signal());
     return w;
   }
@@ -237,6 +248,10 @@ export class WatchHub {
 
   remove(w: Watcher): void {
     this.watchers.delete(w.id);
+    this.rangeWatchers.delete(w);
+    const k = Buffer.from(w.key).toString('latin1');
+    const set = this.byKey.get(k);
+    if (set?.delete(w) && set.size === 0) this.byKey.delete(k);
   }
 
   wantsEvents(): boolean {
@@ -251,10 +266,21 @@ export class WatchHub {
 
   /** Called by the keyspace after each committed batch with its events in revision order. */
   onCommit(events: Event[], revision: number): void {
-    for (const w of [...this.watchers.values()]) {
-      const matching = events.length === 0 ? events : events.filter((e) => w.matches(e.kv.key));
-      w.deliver(matching, revision);
+    // Only watchers with matching events need a delivery: a watcher that sees no event in a
+    // commit loses nothing by keeping its older nextRevision (re-reading those revisions from
+    // history finds nothing for it).
+    const perWatcher = new Map<Watcher, Event[]>();
+    const add = (w: Watcher, e: Event): void => {
+      const list = perWatcher.get(w);
+      if (list) list.push(e);
+      else perWatcher.set(w, [e]);
+    };
+    for (const e of events) {
+      const exact = this.byKey.get(Buffer.from(e.kv.key).toString('latin1'));
+      if (exact) for (const w of exact) add(w, e);
+      for (const w of this.rangeWatchers) if (w.matches(e.kv.key)) add(w, e);
     }
+    for (const [w, matching] of perWatcher) w.deliver(matching, revision);
   }
 
   onRestore(_revision: number): void {

@@ -62,19 +62,31 @@ test('slow watchers deliver the same events as fast ones, once each, in order', 
           const range = { key: b('a'), rangeEnd: b('c'), prevKv: true };
           const fastWatcher = t.ks.watchHub.watch({ ...range, startRevision: 1 }, () => {});
           const slowWatcher = t.ks.watchHub.watch({ ...range, startRevision: 1 }, () => {});
+          // A single-key pair too: those are indexed by key rather than scanned.
+          const single = { key: b('b'), prevKv: true };
+          const fastSingle = t.ks.watchHub.watch(single, () => {});
+          const slowSingle = t.ks.watchHub.watch(single, () => {});
+          const fastSingleEvents: Event[] = [];
+          const slowSingleEvents: Event[] = [];
           takeAll(fastWatcher, fast);
           for (const step of steps) {
             if (step.kind === 'take') {
               const batch = slowWatcher.take();
               if (batch?.kind === 'events') slow.push(...batch.events);
+              const singleBatch = slowSingle.take();
+              if (singleBatch?.kind === 'events') slowSingleEvents.push(...singleBatch.events);
               continue;
             }
             applyOps(t.ks, step.ops);
             takeAll(fastWatcher, fast);
+            takeAll(fastSingle, fastSingleEvents);
             assert.ok(slowWatcher.bufferedEvents <= bufferMax);
           }
           takeAll(slowWatcher, slow);
+          takeAll(slowSingle, slowSingleEvents);
           assert.deepEqual(show(slow), show(fast));
+          assert.deepEqual(show(slowSingleEvents), show(fastSingleEvents));
+          assert.deepEqual(show(fastSingleEvents), show(fast.filter((e) => e.kv.key.toString() === 'b')));
           const revisions = fast.map((e) => e.kv.modRevision);
           assert.deepEqual(
             revisions,
