@@ -169,7 +169,11 @@ export interface EtcdBackend {
   defragment(): Promise<{ header: HeaderInfo }>;
   hash(): Promise<WithHeader<{ hash: number }>>;
   hashKV(revision: number): Promise<WithHeader<{ hash: number; compactRevision: number }>>;
-  /** Streams a consistent snapshot; the header is the snapshot's point in time. */
+  /**
+   * Streams a consistent snapshot; the header is the snapshot's point in time. The API layer
+   * appends the sha256 of the streamed bytes as etcd does. etcdctl also insists that the total
+   * size is a multiple of 512 bytes (bbolt files are page-aligned): pad the file accordingly.
+   */
   snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }>;
   moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }>;
 

@@ -1,5 +1,6 @@
 // Builds the @grpc/grpc-js Server for every etcd v3 service on top of an EtcdBackend.
 
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
 import type { EtcdBackend } from './backend.js';
@@ -152,15 +153,17 @@ function snapshotHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
     try {
       const { header, chunks } = await backend.snapshot();
       const wireHeader = headerToWire(header);
+      // etcd ends the stream with the sha256 of everything sent; etcdctl verifies it.
+      const digest = createHash('sha256');
+      const send = async (message: object) => {
+        if (!call.write(message)) await new Promise((resolve) => call.once('drain', resolve));
+      };
       for await (const chunk of chunks) {
         if (call.cancelled) return;
-        const more = call.write({
-          header: wireHeader,
-          remaining_bytes: chunk.remainingBytes,
-          blob: asBuffer(chunk.blob),
-        });
-        if (!more) await new Promise((resolve) => call.once('drain', resolve));
+        digest.update(chunk.blob);
+        await send({ header: wireHeader, remaining_bytes: chunk.remainingBytes, blob: asBuffer(chunk.blob) });
       }
+      await send({ header: wireHeader, remaining_bytes: 0, blob: digest.digest() });
       call.end();
     } catch (error) {
       const { code, details } = toWireStatus(error);

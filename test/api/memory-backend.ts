@@ -439,7 +439,8 @@ export class MemoryBackend implements EtcdBackend {
   }
 
   async snapshot() {
-    const blob = Buffer.from(JSON.stringify([...this.live.keys()]));
+    const content = Buffer.from(JSON.stringify([...this.live.keys()]));
+    const blob = Buffer.concat([content, Buffer.alloc((512 - (content.length % 512)) % 512, 0x20)]);
     const half = Math.ceil(blob.length / 2);
     async function* chunks() {
       yield { blob: blob.subarray(0, half), remainingBytes: blob.length - half };
