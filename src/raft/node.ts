@@ -269,7 +269,8 @@ export class RaftNode implements RaftNodeApi {
 
   private hasUnappliedConfChanges(): boolean {
     if (this.log.applied >= this.log.committed) return false;
-    const ents = this.log.slice(this.log.applied + 1, this.log.committed + 1, Number.POSITIVE_INFINITY);
+    const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    const ents = this.log.slice(lo, this.log.committed + 1, Number.POSITIVE_INFINITY);
     return ents.some((e) => e.type === EntryType.ConfChange);
   }
 
@@ -504,7 +505,8 @@ export class RaftNode implements RaftNodeApi {
       // pre-vote/check-quorum could leave it unable ever to learn it was replaced.
       this.send(message({ type: MessageType.AppendResponse, to: m.from }));
     } else if (m.type === MessageType.PreVote) {
-      this.send(message({ type: MessageType.PreVoteResponse, to: m.from, reject: true }));
+      // Carries our (higher) term so the pre-candidate learns it is behind.
+      this.send(message({ type: MessageType.PreVoteResponse, to: m.from, term: this.term, reject: true }));
     }
   }
 

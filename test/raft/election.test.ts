@@ -204,3 +204,17 @@ test('a node votes at most once per term', () => {
     ],
   );
 });
+
+test('a pre-vote from a lower term is rejected with our term, and the pre-candidate adopts it', () => {
+  const net = new Network([1, 2, 3], { preVote: true });
+  net.campaign(1);
+  const term = net.term(1);
+  // Node 3 is stuck in an older term (it missed the election) and pre-campaigns.
+  net
+    .node(2)
+    .step(message({ type: MessageType.PreVote, from: 3, to: 2, term: term - 1, index: 1, logTerm: 1 }));
+  net.processReady(2);
+  const [resp] = net.takeQueue().filter((m) => m.type === MessageType.PreVoteResponse);
+  assert.equal(resp!.reject, true);
+  assert.equal(resp!.term, term);
+});
