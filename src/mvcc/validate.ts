@@ -16,21 +16,32 @@ import type { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnReques
 
 /** etcd's default --max-txn-ops. */
 export const TXN_OPS_MAX_DEFAULT = 128;
+/** LMDB's key size limit with 4 KiB pages. */
+export const LMDB_KEY_BYTES_MAX = 1978;
 /**
- * Longest user key the LMDB layout can store: the history index key (escaped key + 12-byte
- * revision) must fit LMDB's 1978-byte key limit even when every byte needs escaping.
+ * Longest user key the LMDB layout can store: the history index key (escaped key: +1 byte per
+ * 0x00 byte, +2 terminator bytes, then a 12-byte revision) must fit LMDB's key limit. A key
+ * without zero bytes may be up to 1964 bytes.
  */
-export const KEY_BYTES_MAX = Math.floor((1978 - 12 - 2) / 2);
+export const KEY_BYTES_MAX = LMDB_KEY_BYTES_MAX - 14;
+
+function storedKeyBytes(key: Uint8Array): number {
+  let zeros = 0;
+  for (let i = 0; i < key.length; i++) if (key[i] === 0) zeros++;
+  return key.length + zeros;
+}
 
 function checkKey(key: Uint8Array | undefined): MvccError | undefined {
   if (!key || key.length === 0) return new KeyNotProvidedError();
-  if (key.length > KEY_BYTES_MAX) return new InvalidRequestError(`key longer than ${KEY_BYTES_MAX} bytes`);
+  if (storedKeyBytes(key) > KEY_BYTES_MAX) {
+    return new InvalidRequestError(`key longer than ${KEY_BYTES_MAX} bytes (0x00 bytes count twice)`);
+  }
   return undefined;
 }
 
 function checkRangeEnd(rangeEnd: Uint8Array | undefined): MvccError | undefined {
-  if (rangeEnd && rangeEnd.length > KEY_BYTES_MAX) {
-    return new InvalidRequestError(`range_end longer than ${KEY_BYTES_MAX} bytes`);
+  if (rangeEnd && storedKeyBytes(rangeEnd) > KEY_BYTES_MAX) {
+    return new InvalidRequestError(`range_end longer than ${KEY_BYTES_MAX} bytes (0x00 bytes count twice)`);
   }
   return undefined;
 }

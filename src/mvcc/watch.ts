@@ -192,6 +192,7 @@ export class WatchHub {
   /** Single-key watchers by key (latin1), so a commit finds them without scanning every watcher. */
   private readonly byKey = new Map<string, Set<Watcher>>();
   private readonly rangeWatchers = new Set<Watcher>();
+  private prevKvWatchers = 0;
   private nextId = 1;
 
   constructor(
@@ -230,6 +231,7 @@ export class WatchHub {
       onReadable,
     );
     this.watchers.set(w.id, w);
+    if (w.prevKv) this.prevKvWatchers++;
     if (w.rangeEnd === undefined) {
       const k = Buffer.from(w.key).toString('latin1');
       let set = this.byKey.get(k);
@@ -247,21 +249,21 @@ export class WatchHub {
   }
 
   remove(w: Watcher): void {
-    this.watchers.delete(w.id);
+    if (!this.watchers.delete(w.id)) return;
+    if (w.prevKv) this.prevKvWatchers--;
     this.rangeWatchers.delete(w);
     const k = Buffer.from(w.key).toString('latin1');
     const set = this.byKey.get(k);
     if (set?.delete(w) && set.size === 0) this.byKey.delete(k);
   }
 
+  /** Cheap per-batch checks: collecting events for a hub with only lagging watchers is harmless. */
   wantsEvents(): boolean {
-    for (const w of this.watchers.values()) if (w.state === 'synced') return true;
-    return false;
+    return this.watchers.size > 0;
   }
 
   wantsPrevKv(): boolean {
-    for (const w of this.watchers.values()) if (w.state === 'synced' && w.prevKv) return true;
-    return false;
+    return this.prevKvWatchers > 0;
   }
 
   /** Called by the keyspace after each committed batch with its events in revision order. */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CompactedError, FutureRevisionError } from '../../src/mvcc/errors.js';
 import type { ApplyResult, RequestOp, TxnRequest, WriteOp } from '../../src/mvcc/types.js';
+import { KEY_BYTES_MAX } from '../../src/mvcc/validate.js';
 import { applyOps, b, norm, okResponse, openTemp, type TempKeyspace } from './helpers.js';
 
 const put = (key: string, value = 'v', extra: object = {}): WriteOp => ({
@@ -517,6 +518,29 @@ describe('server metadata', () => {
       ks.putMeta('other', b('x'));
       assert.equal(Buffer.from(ks.getMeta('other')!).toString(), 'x');
       assert.equal(ks.getMeta('missing'), undefined);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});
+
+describe('key size', () => {
+  test('keys up to the LMDB layout limit are stored; longer ones are refused without applying', async () => {
+    const t = openTemp({ noSync: true });
+    try {
+      const longest = 'k'.repeat(KEY_BYTES_MAX);
+      const results = applyOps(t.ks, [
+        put(longest),
+        put(`${longest}x`),
+        put('\u0000'.repeat(KEY_BYTES_MAX / 2 + 1)),
+      ]);
+      assert.deepEqual(
+        results.map((r) => r.status),
+        ['ok', 'error', 'error'],
+      );
+      assert.equal(t.ks.range({ key: b(longest) }).count, 1);
+      assert.equal(t.ks.range({ key: b(longest), revision: 1 }).count, 1);
+      assert.equal(t.ks.currentRevision(), 1);
     } finally {
       await t.cleanup();
     }
