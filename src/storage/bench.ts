@@ -37,7 +37,7 @@ interface Row {
 const FSYNC_SAMPLES_MAX = 2000;
 
 function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { dir: null, payloadBytes: 256, secondsPerCase: 4 };
+  const args: BenchArgs = { dir: null, payloadBytes: 256, secondsPerCase: 3 };
   for (let i = 0; i < argv.length; i += 2) {
     const value = argv[i + 1];
     if (value === undefined) throw new Error(`missing value for ${argv[i]}`);
@@ -76,9 +76,15 @@ async function measureFsync(dir: string, seconds: number): Promise<number[]> {
   return samples.sort((a, b) => a - b);
 }
 
-async function measureWal(dir: string, label: string, batchRecords: number, args: BenchArgs): Promise<Row> {
-  const walDir = join(dir, `wal-${batchRecords}`);
-  const { wal } = await Wal.open(walDir);
+async function measureWal(
+  dir: string,
+  label: string,
+  batchRecords: number,
+  args: BenchArgs,
+  preallocate: 'sparse' | 'zero-fill' = 'sparse',
+): Promise<Row> {
+  const walDir = join(dir, `wal-${batchRecords}-${preallocate}`);
+  const { wal } = await Wal.open(walDir, { preallocate });
   const data = randomBytes(args.payloadBytes);
   const latencies: number[] = [];
   const syncsBefore = wal.stats().datasyncs;
@@ -169,6 +175,8 @@ async function main(): Promise<void> {
     rows.push(await measureWal(dir, 'WAL, 1 fdatasync per record', 1, args));
     rows.push(await measureWal(dir, 'WAL, group commit 100/turn', 100, args));
     rows.push(await measureWal(dir, 'WAL, group commit 1000/turn', 1000, args));
+    rows.push(await measureWal(dir, 'WAL, 1 fdatasync/record, zero-filled', 1, args, 'zero-fill'));
+    rows.push(await measureWal(dir, 'WAL, 100/turn, zero-filled segments', 100, args, 'zero-fill'));
     printTable(rows);
     const snap = await measureSnapshot(dir);
     console.log(

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { emptyConfState, type SnapshotMetadata } from '../../src/raft/types.js';
@@ -105,6 +105,25 @@ describe('WAL segments', () => {
       assert.equal(recovered.segmentCount, names.length);
       assert.deepEqual(recovered.groups.get(1)!.entries, entries(1, 200));
       assert.deepEqual(recovered.groups.get(1)!.hardState, { term: 1, vote: 1, commit: 200 });
+      await again.close();
+    }));
+
+  it('zero-filled segments are fully allocated and replay like sparse ones', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir, { segmentBytes: 64 * 1024, preallocate: 'zero-fill' });
+      for (let i = 1; i <= 2000; i += 100) {
+        wal.appendEntries(1, entries(i, i + 99));
+        await wal.sync();
+      }
+      await wal.close();
+      const names = (await readdir(dir)).sort();
+      assert.ok(names.length > 1);
+      for (const name of names) {
+        const info = await stat(join(dir, name));
+        assert.ok(info.blocks * 512 >= info.size, `${name} is allocated, not sparse`);
+      }
+      const { wal: again, recovered } = await Wal.open(dir, { preallocate: 'zero-fill' });
+      assert.deepEqual(recovered.groups.get(1)!.entries, entries(1, 2000));
       await again.close();
     }));
 
