@@ -12,7 +12,7 @@
 // invocation. Once every op with a real return is linearized the search succeeds, which is
 // exactly "the remaining unknown ops never took effect" (or took effect later, unobserved).
 
-import { Bitset } from './bitset.js';
+import { LinearizedSet } from './bitset.js';
 import { formatInterval, groupByKey, type History, type Operation, validateHistory } from './history.js';
 import type { Model } from './model.js';
 import {
@@ -32,7 +32,7 @@ export interface LinearizabilityOptions<Input, Output> {
   /** Wall-clock budget over all keys, measured with now(); keys not reached are 'unknown'. */
   timeBudgetMs?: number;
   /**
-   * Memory for Lowe's cache of one key (estimated: bitset words plus per-entry overhead; the
+   * Memory for Lowe's cache of one key (estimated: snapshot words plus per-entry overhead; the
    * cache is dropped after each key). Reaching it gives the key up as 'unknown'.
    */
   memoBytesMax?: number;
@@ -50,7 +50,7 @@ export interface LinearizabilityOptions<Input, Output> {
 export const LINEARIZABILITY_STEPS_MAX_DEFAULT = 20_000_000;
 export const LINEARIZABILITY_TIME_BUDGET_MS_DEFAULT = 60_000;
 export const LINEARIZABILITY_MEMO_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
-/** Rough V8 cost of one cache entry besides its bitset words (object, typed array header, bucket slot). */
+/** Rough V8 cost of one cache entry besides its snapshot words (object, typed array header, bucket slot). */
 const MEMO_ENTRY_OVERHEAD_BYTES = 120;
 /** How many of the last prefix ops an explanation lists. */
 const EXPLANATION_PREFIX_OPS_MAX = 8;
@@ -196,8 +196,8 @@ function checkKey<State, I, O>(
       explanation,
     };
   }
-  const ops = keyOps.filter(
-    (op) => op.status === 'ok' || (op.status === 'unknown' && !omittable(model, op, keyOps)),
+  const ops = searchOrder(
+    keyOps.filter((op) => op.status === 'ok' || (op.status === 'unknown' && !omittable(model, op, keyOps))),
   );
   const base = { key, opsChecked: ops.length };
   if (budget.exhausted) {
@@ -230,6 +230,12 @@ function checkKey<State, I, O>(
       };
     }
   }
+}
+
+/** Known-outcome ops first, then unknown ones, each by invocation: the numbering LinearizedSet compresses well. */
+function searchOrder<I, O>(ops: Operation<I, O>[]): Operation<I, O>[] {
+  const rank = (op: Operation<I, O>): number => (op.status === 'ok' ? 0 : 1);
+  return ops.sort((a, b) => rank(a) - rank(b) || a.invokeTime - b.invokeTime || a.id - b.id);
 }
 
 function omittable<State, I, O>(
@@ -299,28 +305,32 @@ function restore(call: Event): void {
 }
 
 interface CacheEntry<State> {
-  words: Uint32Array;
+  linearized: Uint32Array;
   state: State;
 }
 
-/** Lowe's memo: returns false when (linearized, state) was seen before, else records it. */
+/**
+ * Lowe's memo: returns 0 when (linearized, state) was seen before, else records it and returns
+ * the estimated bytes the new entry takes.
+ */
 function remember<State>(
   cache: Map<number, CacheEntry<State>[]>,
   model: Model<State, unknown, unknown>,
-  linearized: Bitset,
+  linearized: LinearizedSet,
   state: State,
-): boolean {
+): number {
   const hash = (linearized.hash ^ Math.imul(model.hash(state) | 0, 0x27d4eb2d)) >>> 0;
-  const bucket = cache.get(hash);
+  let bucket = cache.get(hash);
   if (bucket === undefined) {
-    cache.set(hash, [{ words: linearized.snapshot(), state }]);
-    return true;
+    bucket = [];
+    cache.set(hash, bucket);
   }
   for (const entry of bucket) {
-    if (linearized.equalsWords(entry.words) && model.equal(entry.state, state)) return false;
+    if (linearized.matches(entry.linearized) && model.equal(entry.state, state)) return 0;
   }
-  bucket.push({ words: linearized.snapshot(), state });
-  return true;
+  const snapshot = linearized.snapshot();
+  bucket.push({ linearized: snapshot, state });
+  return snapshot.byteLength + MEMO_ENTRY_OVERHEAD_BYTES;
 }
 
 function spendStep(budget: Budget): boolean {
@@ -345,11 +355,11 @@ function search<State, I, O>(
   budget: Budget,
 ): SearchOutcome<State> {
   const head = buildEvents(ops);
-  const linearized = new Bitset(ops.length);
+  const finiteCount = ops.findIndex((op) => op.status !== 'ok');
+  const linearized = new LinearizedSet(finiteCount === -1 ? ops.length : finiteCount, ops.length);
   const cache = new Map<number, CacheEntry<State>[]>();
   const stack: { call: Event; stateBefore: State }[] = [];
   const untypedModel = model as Model<State, unknown, unknown>;
-  const memoEntryBytes = linearized.words.length * 4 + MEMO_ENTRY_OVERHEAD_BYTES;
   let state = model.init();
   let steps = 0;
   let bestDepth = 0;
@@ -364,8 +374,9 @@ function search<State, I, O>(
       const { ok, newState } = model.step(state, op);
       if (ok) {
         linearized.set(event.opIndex);
-        if (remember(cache, untypedModel, linearized, newState)) {
-          budget.memoBytesLeft -= memoEntryBytes;
+        const entryBytes = remember(cache, untypedModel, linearized, newState);
+        if (entryBytes > 0) {
+          budget.memoBytesLeft -= entryBytes;
           stack.push({ call: event, stateBefore: state });
           state = newState;
           lift(event);
