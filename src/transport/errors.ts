@@ -20,6 +20,7 @@ export type TransportErrorCode =
   | 'SNAPSHOT_BUSY'
   | 'SNAPSHOT_FAILED'
   | 'PEER_SILENT'
+  | 'TLS_FAILED'
   | 'CLOSED';
 
 export class TransportError extends Error {

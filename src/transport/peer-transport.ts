@@ -20,6 +20,7 @@
 // send(): they are deferred to the flush tick, so the driver is not re-entered mid-Ready.
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
+import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { type Message, MessageType, type NodeId } from '../raft/types.js';
 import { decodeBatch, messageBytes } from './codec.js';
 import { Connection } from './connection.js';
@@ -89,8 +90,22 @@ export interface PeerTransportOptions {
    * whose TCP connection never closes). Must exceed pingIntervalMs. Default 5 s.
    */
   idleTimeoutMs?: number;
+  /**
+   * Mutual TLS for peer connections (etcd's --peer-cert-file, --peer-key-file,
+   * --peer-trusted-ca-file with client cert auth). When set, every peer URL, including
+   * listenUrl, must be https://; when unset, https:// URLs are refused.
+   */
+  tls?: PeerTlsOptions;
   /** Jitter source, injectable for reproducible tests. */
   random?: () => number;
+}
+
+export interface PeerTlsOptions {
+  /** PEM certificate of this node; used both as server and as client certificate. */
+  cert: string | Buffer;
+  key: string | Buffer;
+  /** PEM CA bundle that peers' certificates must chain to. */
+  ca: string | Buffer;
 }
 
 export interface PeerStats {
@@ -242,7 +257,7 @@ export class PeerTransport implements Transport {
     invariant(settings.chunkBytes + 16 <= settings.frameBytesMax, 'chunkBytes must fit in a frame');
     invariant(settings.pingIntervalMs < settings.idleTimeoutMs, 'pingIntervalMs must be below idleTimeoutMs');
     this.settings = settings;
-    this.listenAddress = parsePeerUrl(options.listenUrl);
+    this.listenAddress = this.parseUrl(options.listenUrl);
     this.random = options.random ?? Math.random;
   }
 
@@ -259,7 +274,22 @@ export class PeerTransport implements Transport {
   async listen(): Promise<string> {
     invariant(this.server === undefined, 'listen() called twice');
     if (this.closed) throw new TransportError('CLOSED', 'transport is closed');
-    const server = createServer((socket) => this.accept(socket));
+    const tls = this.options.tls;
+    const server =
+      tls === undefined
+        ? createServer((socket) => this.accept(socket))
+        : createTlsServer(
+            { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true },
+            (socket) => this.accept(socket),
+          );
+    // A peer whose certificate does not verify never reaches accept(); count it and move on.
+    server.on('tlsClientError', (error: Error) => {
+      this.totals.connectionsRejected++;
+      this.reportError(
+        new TransportError('TLS_FAILED', `peer TLS handshake failed: ${error.message}`),
+        undefined,
+      );
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -270,7 +300,7 @@ export class PeerTransport implements Transport {
     });
     const bound = server.address();
     invariant(bound !== null && typeof bound === 'object', 'TCP server has an address');
-    this.boundAddress = { host: this.listenAddress.host, port: bound.port };
+    this.boundAddress = { ...this.listenAddress, port: bound.port };
     this.keepAliveTimer = setInterval(() => this.checkLiveness(), this.settings.pingIntervalMs / 2);
     return this.url;
   }
@@ -280,7 +310,7 @@ export class PeerTransport implements Transport {
     if (id === this.nodeId) throw new TypeError(`cannot add self (${id}) as a peer`);
     if (!Number.isSafeInteger(id) || id <= 0)
       throw new TypeError(`peer id must be a positive safe integer, got ${id}`);
-    const address = parsePeerUrl(url);
+    const address = this.parseUrl(url);
     const peer = this.peers.get(id) ?? new Peer(id);
     this.peers.set(id, peer);
     this.setAddress(peer, address);
@@ -291,7 +321,7 @@ export class PeerTransport implements Transport {
     const peer = this.peers.get(id);
     if (peer === undefined)
       throw new TransportError('UNKNOWN_PEER', `peer ${id} is not known; addPeer it first`);
-    this.setAddress(peer, parsePeerUrl(url));
+    this.setAddress(peer, this.parseUrl(url));
   }
 
   removePeer(id: NodeId): void {
@@ -511,6 +541,12 @@ export class PeerTransport implements Transport {
       peer.dialing = undefined;
       peer.stats.dialFailures++;
       if (error instanceof TransportError) this.reportError(error, peer.id);
+      else if (error !== undefined && isTlsError(error)) {
+        this.reportError(
+          new TransportError('TLS_FAILED', `TLS to peer ${peer.id} failed: ${error.message}`),
+          peer.id,
+        );
+      }
       this.scheduleRedial(peer);
     });
     this.handshakeAsDialer(conn, peer.id, ConnectionKind.Messages, () => {
@@ -520,7 +556,11 @@ export class PeerTransport implements Transport {
   }
 
   private openConnection(address: PeerAddress): Connection {
-    const socket = tcpConnect({ host: address.host, port: address.port });
+    const tls = this.options.tls;
+    const socket =
+      tls === undefined
+        ? tcpConnect({ host: address.host, port: address.port })
+        : tlsConnect({ host: address.host, port: address.port, cert: tls.cert, key: tls.key, ca: tls.ca });
     return this.track(new Connection(socket, this.settings.frameBytesMax, this.settings.keepAliveDelayMs));
   }
 
@@ -965,6 +1005,23 @@ export class PeerTransport implements Transport {
 
   // ---- helpers ------------------------------------------------------------------------------
 
+  private parseUrl(url: string): PeerAddress {
+    const address = parsePeerUrl(url);
+    if (address.tls && this.options.tls === undefined) {
+      throw new TransportError(
+        'BAD_PEER_URL',
+        `peer URL "${url}" is https:// but no peer TLS cert/key/ca is configured`,
+      );
+    }
+    if (!address.tls && this.options.tls !== undefined) {
+      throw new TransportError(
+        'BAD_PEER_URL',
+        `peer URL "${url}" is http:// but this node requires peer TLS; use https://`,
+      );
+    }
+    return address;
+  }
+
   private verdict(from: NodeId, to: NodeId): LinkVerdict {
     return this.linkFilter === undefined ? 'pass' : this.linkFilter(from, to);
   }
@@ -994,6 +1051,12 @@ export class PeerTransport implements Transport {
 }
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
+
+/** Certificate and TLS protocol failures: configuration problems worth an onError, unlike ECONNREFUSED. */
+function isTlsError(error: Error): boolean {
+  const code = (error as NodeJS.ErrnoException).code ?? '';
+  return /CERT|TLS|SSL|ALTNAME|SELF_SIGNED/.test(code) || /certificate|handshake/i.test(error.message);
+}
 /** Past this many doublings the delay is long capped anyway; keeps 2 ** attempt finite. */
 const BACKOFF_ATTEMPTS_MAX = 30;
 

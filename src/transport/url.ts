@@ -5,6 +5,8 @@ import { TransportError } from './errors.js';
 export interface PeerAddress {
   host: string;
   port: number;
+  /** https:// — the connection is mutual TLS. */
+  tls: boolean;
 }
 
 /** etcd's conventional peer port, used when a URL names none. */
@@ -19,16 +21,10 @@ export function parsePeerUrl(url: string): PeerAddress {
       cause,
     });
   }
-  if (parsed.protocol === 'https:') {
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
     throw new TransportError(
       'BAD_PEER_URL',
-      `peer URL "${url}": TLS peer transport is not supported yet, use http://`,
-    );
-  }
-  if (parsed.protocol !== 'http:') {
-    throw new TransportError(
-      'BAD_PEER_URL',
-      `peer URL "${url}": unsupported scheme ${parsed.protocol}, use http://`,
+      `peer URL "${url}": unsupported scheme ${parsed.protocol}, use http:// or https://`,
     );
   }
   if (parsed.pathname !== '/' && parsed.pathname !== '') {
@@ -38,10 +34,10 @@ export function parsePeerUrl(url: string): PeerAddress {
   const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
   if (host === '') throw new TransportError('BAD_PEER_URL', `peer URL "${url}" has no host`);
   const port = parsed.port === '' ? DEFAULT_PEER_PORT : Number(parsed.port);
-  return { host, port };
+  return { host, port, tls: parsed.protocol === 'https:' };
 }
 
 export function formatPeerUrl(address: PeerAddress): string {
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return `http://${host}:${address.port}`;
+  return `${address.tls ? 'https' : 'http'}://${host}:${address.port}`;
 }
