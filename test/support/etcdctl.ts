@@ -1,0 +1,121 @@
+// Runs etcdctl (v3 API) as a child process with a deadline, capturing its output.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export const etcdctlPath = process.env.E2E_ETCDCTL_BIN ?? '/usr/bin/etcdctl';
+const defaultTimeoutMs = 15_000;
+const outputBytesMax = 4 * 1024 * 1024;
+
+export interface EtcdctlResult {
+  stdout: string;
+  stderr: string;
+  /** Exit code; null when the process was killed by the deadline. */
+  code: number | null;
+  timedOut: boolean;
+}
+
+export interface EtcdctlOptions {
+  endpoints: string[];
+  stdin?: string;
+  timeoutMs?: number;
+}
+
+function etcdctlArgs(args: string[], endpoints: string[]): string[] {
+  return [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=3s', '--command-timeout=10s', ...args];
+}
+
+function spawnEtcdctl(args: string[], endpoints: string[]): ChildProcess {
+  return spawn(etcdctlPath, etcdctlArgs(args, endpoints), {
+    env: { ...process.env, ETCDCTL_API: '3' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+}
+
+function collect(stream: NodeJS.ReadableStream | null, sink: { text: string }): void {
+  stream?.on('data', (chunk: Buffer) => {
+    if (sink.text.length < outputBytesMax) sink.text += chunk.toString('utf8');
+  });
+}
+
+/** Runs one etcdctl command to completion (or until the deadline, then SIGKILL). */
+export function etcdctl(args: string[], options: EtcdctlOptions): Promise<EtcdctlResult> {
+  const child = spawnEtcdctl(args, options.endpoints);
+  const stdout = { text: '' };
+  const stderr = { text: '' };
+  collect(child.stdout, stdout);
+  collect(child.stderr, stderr);
+  child.stdin?.end(options.stdin ?? '');
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, options.timeoutMs ?? defaultTimeoutMs);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ stdout: stdout.text, stderr: stderr.text, code: timedOut ? null : code, timedOut });
+    });
+  });
+}
+
+/** Like etcdctl() but throws with the output when the command did not exit 0. */
+export async function etcdctlOk(args: string[], options: EtcdctlOptions): Promise<string> {
+  const result = await etcdctl(args, options);
+  if (result.code !== 0) {
+    throw new Error(
+      `etcdctl ${args.join(' ')} failed (code ${result.code}, timedOut ${result.timedOut}):\n${result.stderr}${result.stdout}`,
+    );
+  }
+  return result.stdout;
+}
+
+/** A long-running etcdctl (e.g. `watch`) whose output is read while it runs. */
+export class EtcdctlProcess {
+  private readonly child: ChildProcess;
+  private readonly out = { text: '' };
+  private readonly err = { text: '' };
+  private exited = false;
+
+  constructor(args: string[], endpoints: string[]) {
+    this.child = spawnEtcdctl(args, endpoints);
+    collect(this.child.stdout, this.out);
+    collect(this.child.stderr, this.err);
+    this.child.stdin?.end();
+    this.child.once('close', () => {
+      this.exited = true;
+    });
+  }
+
+  get stdout(): string {
+    return this.out.text;
+  }
+
+  get stderr(): string {
+    return this.err.text;
+  }
+
+  /** Polls the output until `done(stdout)` holds; throws with the output after `timeoutMs`. */
+  async waitFor(what: string, done: (stdout: string) => boolean, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!done(this.out.text)) {
+      if (Date.now() > deadline || this.exited) {
+        throw new Error(
+          `etcdctl: ${what} not seen (exited=${this.exited})\nstdout:\n${this.out.text}\nstderr:\n${this.err.text}`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const closed = new Promise((resolve) => this.child.once('close', resolve));
+    this.child.kill('SIGKILL');
+    await closed;
+  }
+}
