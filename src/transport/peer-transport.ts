@@ -930,6 +930,7 @@ export class PeerTransport implements Transport {
         () => new TransportError('SNAPSHOT_FAILED', `snapshot from ${from} stalled`),
       );
     const refuse = (error: TransportError): void => {
+      if (conn.closed) return; // already refused or gone: one report per stream
       this.reportError(error, from);
       conn.endWithFrame(FrameType.SnapshotAck, encodeSnapshotAck(false, error.message), error);
     };
