@@ -49,6 +49,7 @@ export {
   type RegisterValue,
   registerModel,
 } from './register.js';
+export { checkRevisions, type RevisionFacts } from './revision.js';
 export { checkSet, type SetElement, type SetOp, type SetVerdict } from './set.js';
 export {
   ANOMALIES_PER_CODE_MAX,
