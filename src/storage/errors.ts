@@ -6,6 +6,7 @@ export type StorageErrorCode =
   | 'WAL_CORRUPT'
   | 'WAL_FAILED'
   | 'WAL_CLOSED'
+  | 'WAL_LOCKED'
   | 'WAL_RECORD_TOO_LARGE'
   | 'WAL_OVERLOAD'
   | 'WAL_INVALID_APPEND'
@@ -46,6 +47,18 @@ export class WalClosedError extends StorageError {
   constructor() {
     super('WAL is closed');
     this.name = 'WalClosedError';
+  }
+}
+
+/** Another live process (or another Wal in this one) has the directory open. */
+export class WalLockedError extends StorageError {
+  readonly code = 'WAL_LOCKED' as const;
+  constructor(
+    readonly dir: string,
+    readonly ownerPid: number,
+  ) {
+    super(`WAL directory ${dir} is in use by process ${ownerPid}; stop it or use another data dir`);
+    this.name = 'WalLockedError';
   }
 }
 

@@ -24,6 +24,7 @@
 import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
+import { DirLock } from './dir-lock.js';
 import {
   invariant,
   WalClosedError,
@@ -189,6 +190,7 @@ export class Wal {
   private failure: WalFailedError | null = null;
   private closed = false;
   private purgeChain: Promise<number> = Promise.resolve(0);
+  private lock: DirLock | null = null;
   private readonly counters: WalStats = {
     batches: 0,
     writes: 0,
@@ -237,6 +239,21 @@ export class Wal {
   static async open(dir: string, options: WalOptions = {}): Promise<{ wal: Wal; recovered: RecoveredState }> {
     validateOptions(options);
     await mkdir(dir, { recursive: true });
+    const lock = await DirLock.acquire(dir);
+    try {
+      const opened = await Wal.openLocked(dir, options);
+      opened.wal.lock = lock;
+      return opened;
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  private static async openLocked(
+    dir: string,
+    options: WalOptions,
+  ): Promise<{ wal: Wal; recovered: RecoveredState }> {
     const io = { ...defaultWalIo, ...options.io };
     const seqs = await listSegments(dir, io);
     if (seqs.length === 0) {
@@ -389,7 +406,11 @@ export class Wal {
       await this.purgeChain;
     } finally {
       this.closed = true;
-      await this.active.fh.close();
+      try {
+        await this.active.fh.close();
+      } finally {
+        await this.lock?.release();
+      }
     }
   }
 

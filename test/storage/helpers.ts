@@ -1,7 +1,7 @@
 // Shared fixtures for the storage tests: temp dirs that are always removed, and deterministic
 // entries whose payload can be re-derived from the index to check integrity after recovery.
 
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Entry, EntryType } from '../../src/raft/types.js';
@@ -13,6 +13,11 @@ export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** Names of the files in a WAL directory other than its lock file. */
+export async function walFiles(dir: string): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => name !== 'LOCK');
 }
 
 /** Payload derived from (index, term): any corruption or mix-up shows up as a mismatch. */

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { WalCorruptionError } from '../../src/storage/errors.js';
 import { Wal } from '../../src/storage/wal.js';
-import { entries, recordOffsets, seededRandom, withTempDir } from './helpers.js';
+import { entries, recordOffsets, seededRandom, walFiles, withTempDir } from './helpers.js';
 
 const SEGMENT_BYTES = 4096;
 
@@ -17,7 +17,7 @@ async function writeLog(dir: string, batches: number): Promise<string[]> {
     await wal.sync();
   }
   await wal.close();
-  return (await readdir(dir)).sort().map((n) => join(dir, n));
+  return (await walFiles(dir)).sort().map((n) => join(dir, n));
 }
 
 async function flipByte(path: string, offset: number): Promise<void> {
@@ -139,7 +139,7 @@ describe('WAL corruption is never skipped', () => {
       const { wal, recovered } = await Wal.open(dir, { segmentBytes: SEGMENT_BYTES });
       assert.deepEqual(recovered.groups.get(1)!.entries, entries(1, 50));
       assert.deepEqual(
-        (await readdir(dir)).sort(),
+        (await walFiles(dir)).sort(),
         segments.map((p) => p.slice(dir.length + 1)),
       );
       await wal.close();

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { emptyConfState, type SnapshotMetadata } from '../../src/raft/types.js';
@@ -8,10 +9,11 @@ import {
   WalCorruptionError,
   WalFailedError,
   WalInvalidAppendError,
+  WalLockedError,
   WalOverloadError,
 } from '../../src/storage/errors.js';
 import { Wal } from '../../src/storage/wal.js';
-import { entries, withTempDir } from './helpers.js';
+import { entries, walFiles, withTempDir } from './helpers.js';
 
 function marker(index: number, term: number): SnapshotMetadata {
   return { index, term, confState: { ...emptyConfState(), voters: [1, 2, 3], learners: [4] } };
@@ -98,7 +100,7 @@ describe('WAL segments', () => {
         await wal.sync();
       }
       await wal.close();
-      const names = (await readdir(dir)).sort();
+      const names = (await walFiles(dir)).sort();
       assert.ok(names.length >= 5, `expected several segments, got ${names.length}`);
       assert.ok(names.every((n) => /^[0-9a-f]{16}\.wal$/.test(n)));
       const { wal: again, recovered } = await Wal.open(dir, { segmentBytes: 4096 });
@@ -116,7 +118,7 @@ describe('WAL segments', () => {
         await wal.sync();
       }
       await wal.close();
-      const names = (await readdir(dir)).sort();
+      const names = (await walFiles(dir)).sort();
       assert.ok(names.length > 1);
       for (const name of names) {
         const info = await stat(join(dir, name));
@@ -142,7 +144,7 @@ describe('WAL segments', () => {
       const deleted = await wal.releaseTo(1, 250);
       assert.ok(deleted > 0, 'some segments deleted');
       assert.deepEqual(wal.segmentSeqs(), before.slice(deleted));
-      assert.equal((await readdir(dir)).length, before.length - deleted);
+      assert.equal((await walFiles(dir)).length, before.length - deleted);
       await wal.close();
 
       const { wal: again, recovered } = await Wal.open(dir, { segmentBytes: 4096 });
@@ -180,7 +182,7 @@ describe('WAL segments', () => {
         await wal.sync();
       }
       await wal.close();
-      const names = (await readdir(dir)).sort();
+      const names = (await walFiles(dir)).sort();
       await rm(join(dir, names[0]!));
       await assert.rejects(
         Wal.open(dir, { segmentBytes: 4096 }),
@@ -303,5 +305,37 @@ describe('WAL group commit', () => {
       assert.throws(() => wal.saveHardState(1, { term: 1, vote: 0, commit: 1 }), WalFailedError);
       await assert.rejects(wal.sync(), WalFailedError);
       await assert.rejects(wal.close(), WalFailedError);
+    }));
+});
+
+describe('WAL directory lock', () => {
+  it('a second open of a directory in use fails until the first closes', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir);
+      await assert.rejects(
+        Wal.open(dir),
+        (err: unknown) => err instanceof WalLockedError && err.ownerPid === process.pid,
+      );
+      await wal.close();
+      const again = await Wal.open(dir);
+      await again.wal.close();
+    }));
+
+  it('a lock left by a process that died is taken over', () =>
+    withTempDir(async (dir) => {
+      const dead = spawnSync(process.execPath, ['-e', 'process.exit(0)']).pid!;
+      await writeFile(join(dir, 'LOCK'), `${dead}\n`);
+      const { wal } = await Wal.open(dir);
+      assert.equal((await readFile(join(dir, 'LOCK'), 'utf8')).trim(), String(process.pid));
+      await wal.close();
+    }));
+
+  it('a lock held by another live process is refused', () =>
+    withTempDir(async (dir) => {
+      await writeFile(join(dir, 'LOCK'), `${process.ppid}\n`);
+      await assert.rejects(
+        Wal.open(dir),
+        (err: unknown) => err instanceof WalLockedError && err.ownerPid === process.ppid,
+      );
     }));
 });
