@@ -17,6 +17,8 @@
 // WalFailedError. After an fsync error the page cache state is unknown (the "fsyncgate" lesson),
 // so retrying could acknowledge data that never reached the disk.
 //
+// One writer per directory: open() takes <dir>/LOCK (see dir-lock.ts); close() releases it.
+//
 // Rollover: a record that does not fit the current segment starts a new one. A new segment is
 // written as <seq>.wal.tmp holding a header plus the current hard state and snapshot marker of
 // every group, made durable, then renamed; so deleting older segments never loses that state.
