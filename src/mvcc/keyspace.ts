@@ -98,6 +98,10 @@ const META_APPLIED = Buffer.from('appliedIndex');
 const META_REVISION = Buffer.from('currentRevision');
 const META_COMPACT = Buffer.from('compactRevision');
 const META_FORMAT = Buffer.from('formatVersion');
+/** Revision key from which physical compaction continues; past compactRevision = done. */
+const META_COMPACT_CURSOR = Buffer.from('compactCursor');
+/** Default bound on revision records examined by physical compaction per applied batch. */
+export const COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT = 10_000;
 const EMPTY = new Uint8Array(0);
 
 export interface KeyspaceOptions {
@@ -110,6 +114,12 @@ export interface KeyspaceOptions {
    */
   noSync?: boolean;
   watch?: WatchHubOptions;
+  /**
+   * Physical compaction runs in bounded steps at the end of each applied batch (and via
+   * compactStep()), so a large compaction never stalls the apply loop. Logical results (reads,
+   * hashKV, watch history) never depend on how far it got.
+   */
+  compactionRecordsPerBatchMax?: number;
 }
 
 export interface ApplyBatchOptions {
@@ -206,6 +216,8 @@ export class Keyspace {
   private compactRev = 0;
   private applied = 0;
   private closed = false;
+  private compactCursor = encodeRevKey(0, 0);
+  private readonly compactionRecordsPerBatchMax: number;
   private readonly txnOpsMax: number;
   private readonly noSync: boolean;
   readonly watchHub: WatchHub;
@@ -216,6 +228,9 @@ export class Keyspace {
   ) {
     this.txnOpsMax = options.txnOpsMax ?? TXN_OPS_MAX_DEFAULT;
     this.noSync = options.noSync ?? false;
+    this.compactionRecordsPerBatchMax =
+      options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT;
+    invariant(this.compactionRecordsPerBatchMax >= 1, 'compactionRecordsPerBatchMax must be at least 1');
     this.dbs = openDbs(path, this.noSync);
     this.loadMeta();
     this.watchHub = new WatchHub(this, options.watch ?? {});
@@ -239,6 +254,8 @@ export class Keyspace {
     this.revision = readMeta(meta, META_REVISION);
     this.compactRev = readMeta(meta, META_COMPACT);
     this.applied = readMeta(meta, META_APPLIED);
+    const cursor = meta.getBinary(META_COMPACT_CURSOR);
+    this.compactCursor = cursor ? Buffer.from(cursor) : encodeRevKey(this.compactRev + 1, 0);
     invariant(this.compactRev <= this.revision, 'compact revision above current revision');
   }
 
@@ -272,7 +289,12 @@ export class Keyspace {
   applyBatch(entries: readonly AppliedEntry[], options: ApplyBatchOptions = {}): ApplyResult[] {
     this.assertOpen();
     const results: ApplyResult[] = [];
-    const saved = { revision: this.revision, compactRev: this.compactRev, applied: this.applied };
+    const saved = {
+      revision: this.revision,
+      compactRev: this.compactRev,
+      applied: this.applied,
+      compactCursor: this.compactCursor,
+    };
     const events: Event[] | undefined = this.watchHub.wantsEvents() ? [] : undefined;
     const prevKvInEvents = this.watchHub.wantsPrevKv();
     let lastIndex = this.applied;
@@ -292,6 +314,7 @@ export class Keyspace {
         meta.putSync(META_APPLIED, u64(this.applied));
         meta.putSync(META_REVISION, u64(this.revision));
         meta.putSync(META_COMPACT, u64(this.compactRev));
+        this.compactChunk(this.compactionRecordsPerBatchMax);
         for (const [name, value] of Object.entries(options.meta ?? {}))
           meta.putSync(serverMetaKey(name), Buffer.from(value));
       });
@@ -299,6 +322,7 @@ export class Keyspace {
       this.revision = saved.revision;
       this.compactRev = saved.compactRev;
       this.applied = saved.applied;
+      this.compactCursor = saved.compactCursor;
       throw e;
     }
     this.watchHub.onCommit(events ?? [], this.revision);
@@ -388,8 +412,10 @@ export class Keyspace {
       throw new InvalidRequestError('compaction revision must be an integer');
     if (target <= this.compactRev) throw new CompactedError(this.compactRev);
     if (target > this.revision) throw new FutureRevisionError(target, this.revision);
-    this.compactHistory(target);
     this.compactRev = target;
+    // Records kept for an earlier target may be superseded under this one: rescan from the start
+    // (what earlier steps left is one record per key, so the rescan is cheap).
+    this.compactCursor = encodeRevKey(0, 0);
     return { revision: this.revision };
   }
 
@@ -838,7 +864,7 @@ export class Keyspace {
         break;
       }
       const r = decodeRecord(value);
-      if (!inRange(range, r.key)) continue;
+      if (!inRange(range, r.key) || !this.logicallyPresent(r.key, main, sub, r.kind)) continue;
       lastMain = main;
       events.push(this.eventFromRecord(r, main, sub, prevKv));
     }
@@ -879,6 +905,9 @@ export class Keyspace {
 
   /** The version of `key` just before (main, sub), if it was a put that compaction kept. */
   private previousVersion(key: Uint8Array, main: number, sub: number): KeyValue | undefined {
+    // The version before an event at the compact revision is compacted away (maybe not yet
+    // physically); for later events the entry just before is the one a read would see.
+    if (main <= this.compactRev) return undefined;
     const start = encodeHistoryKey(key, main, sub);
     for (const { key: hk, value } of this.dbs.history.getRange({
       start,
@@ -904,35 +933,88 @@ export class Keyspace {
 
   // ---- compaction and hashing ------------------------------------------------------------------
 
+  /** True while superseded versions at or below the compact revision still sit on disk. */
+  compactionPending(): boolean {
+    return decodeRevKey(this.compactCursor).main <= this.compactRev;
+  }
+
   /**
-   * Removes every version at or below `target` except the latest put of each key (what a read at
-   * `target` needs); tombstoned keys disappear entirely. Runs inside the apply transaction.
+   * Runs one bounded step of physical compaction in its own transaction. Safe at any time on any
+   * replica (it changes no logical result); the server may call it when idle. Returns whether
+   * more remains.
    */
-  private compactHistory(target: number): void {
-    const { revs, history } = this.dbs;
-    const latest = new Map<string, string>();
-    const end = encodeRevKey(target + 1, 0);
-    for (const { key, value } of revs.getRange({ start: encodeRevKey(0, 0), end })) {
-      latest.set(decodeRecord(value).key.toString('latin1'), key.toString('latin1'));
+  compactStep(recordsMax = this.compactionRecordsPerBatchMax): boolean {
+    this.assertOpen();
+    if (!this.compactionPending()) return false;
+    const saved = this.compactCursor;
+    try {
+      this.dbs.env.transactionSync(() => this.compactChunk(recordsMax));
+    } catch (e) {
+      this.compactCursor = saved;
+      throw e;
     }
+    return this.compactionPending();
+  }
+
+  /**
+   * Examines up to recordsMax revision records from the cursor and deletes those at or below the
+   * compact revision that a read at the compact revision no longer needs (everything but the
+   * latest put of each key; tombstoned keys vanish). Must run inside a write transaction.
+   */
+  private compactChunk(recordsMax: number): void {
+    if (!this.compactionPending()) return;
+    const { revs, history, meta } = this.dbs;
+    const end = encodeRevKey(this.compactRev + 1, 0);
     const doomed: { revKey: Buffer; historyKey: Buffer }[] = [];
-    for (const { key, value } of revs.getRange({ start: encodeRevKey(0, 0), end })) {
-      const r = decodeRecord(value);
-      const keep = r.kind === KIND_PUT && latest.get(r.key.toString('latin1')) === key.toString('latin1');
-      if (keep) continue;
+    let examined = 0;
+    let next = end;
+    for (const { key, value } of revs.getRange({ start: this.compactCursor, end })) {
+      if (examined === recordsMax) {
+        next = key;
+        break;
+      }
+      examined++;
       const { main, sub } = decodeRevKey(key);
-      doomed.push({ revKey: key, historyKey: encodeHistoryKey(r.key, main, sub) });
+      const r = decodeRecord(value);
+      if (!this.keptByCompaction(r.key, main, sub, r.kind)) {
+        doomed.push({ revKey: key, historyKey: encodeHistoryKey(r.key, main, sub) });
+      }
     }
     for (const d of doomed) {
       invariant(revs.removeSync(d.revKey), 'compaction lost a revision record');
       invariant(history.removeSync(d.historyKey), 'compaction lost a history entry');
     }
+    this.compactCursor = Buffer.from(next);
+    meta.putSync(META_COMPACT_CURSOR, this.compactCursor);
+  }
+
+  /** Whether the version (main, sub) ≤ compact revision is the latest put of its key at that point. */
+  private keptByCompaction(key: Uint8Array, main: number, sub: number, kind: number): boolean {
+    if (kind !== KIND_PUT) return false;
+    const start = encodeHistoryKey(key, this.compactRev, 0xffffffff);
+    for (const { key: hk } of this.dbs.history.getRange({
+      start,
+      end: encodeHistoryPrefix(key),
+      reverse: true,
+      limit: 1,
+    })) {
+      const rev = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
+      return rev.main === main && rev.sub === sub;
+    }
+    invariant(false, `history entry missing for revision ${main}.${sub}`);
+  }
+
+  /** Logical presence of a stored record, whatever physical compaction has reached. */
+  private logicallyPresent(key: Uint8Array, main: number, sub: number, kind: number): boolean {
+    if (main > this.compactRev || !this.compactionPending()) return true;
+    return this.keptByCompaction(key, main, sub, kind);
   }
 
   /**
-   * CRC32 over every stored version with revision ≤ `revision` (key bytes then record bytes, in
-   * revision order). Replicas that applied the same entries agree; compaction changes the hash,
-   * so compare hashes taken at the same compact revision (as etcd's HashKV does).
+   * CRC32 over every version with revision ≤ `revision` that survives compaction (key bytes then
+   * record bytes, in revision order), whether or not physical compaction has finished. Replicas
+   * that applied the same entries agree; compare hashes taken at the same compact revision (as
+   * etcd's HashKV does).
    */
   hashKV(revision = 0): HashKVResult {
     this.assertOpen();
@@ -944,6 +1026,11 @@ export class Keyspace {
       start: encodeRevKey(0, 0),
       end: encodeRevKey(at + 1, 0),
     })) {
+      const { main, sub } = decodeRevKey(key);
+      if (main <= this.compactRev && this.compactionPending()) {
+        const r = decodeRecord(value);
+        if (!this.keptByCompaction(r.key, main, sub, r.kind)) continue;
+      }
       hash = crc32(value, crc32(key, hash));
     }
     return { hash, compactRevision: this.compactRev, revision: at };
