@@ -3,7 +3,10 @@
 // keeps just enough global history to detect, at the moment it happens, any violation of:
 //   - election safety: at most one leader per term (Raft §5.2);
 //   - log matching: same index and term ⇒ same entry and same history before it (§5.3);
-//   - leader completeness: a new leader holds every entry committed before it was elected (§5.4);
+//   - leader completeness: a leader of term T holds every entry committed by a leader of a term
+//     below T (§5.4). The checker records, for each committed index, the term of the node that
+//     first saw it committed: never below the term of the leader that committed it, so the check
+//     is conservative (it may skip a case, it never flags a legal history);
 //   - state machine safety: no two nodes apply different entries at one index (§5.4.3);
 //   - commit and apply indexes never go back within one incarnation of a node;
 //   - every applied entry was proposed, and no acknowledged proposal is ever lost.
@@ -71,6 +74,8 @@ interface NodeProgress {
   completenessUpTo: number;
   completenessTerm: number;
   isLeader: boolean;
+  /** Latest term this node was seen in. */
+  term: number;
 }
 
 export class InvariantChecker {
@@ -79,6 +84,8 @@ export class InvariantChecker {
   /** Global committed entries by index (sparse below the first registered index). */
   private readonly committedKeys: string[] = [];
   private readonly committedTerms: number[] = [];
+  /** Term of the node that first reported the index committed (≥ the committing leader's term). */
+  private readonly committedInTerm: number[] = [];
   private committedMax = 0;
   /** Entry applied at each index, and the state machine hash after applying it. */
   private readonly appliedKeys: string[] = [];
@@ -105,7 +112,14 @@ export class InvariantChecker {
   startNode(
     node: NodeId,
     incarnation: number,
-    durable: { snapshotIndex: number; snapshotTerm: number; commit: number; entries: ObservedEntry[] },
+    durable: {
+      snapshotIndex: number;
+      snapshotTerm: number;
+      commit: number;
+      entries: ObservedEntry[];
+      /** Durable current term (0 when unknown). */
+      term?: number;
+    },
   ): void {
     const log = this.logOf(node);
     log.reset(durable.snapshotIndex, durable.snapshotTerm);
@@ -128,6 +142,7 @@ export class InvariantChecker {
       completenessUpTo: 0,
       completenessTerm: 0,
       isLeader: false,
+      term: durable.term ?? 0,
     });
     this.registerCommitted(node, durable.commit);
   }
@@ -135,6 +150,7 @@ export class InvariantChecker {
   /** Role as seen right after an event; lastIndex is the node's whole log (stable + unstable). */
   observeRole(node: NodeId, term: number, isLeader: boolean, lastIndex: number): void {
     const p = this.progressOf(node);
+    p.term = Math.max(p.term, term);
     if (!isLeader) {
       p.isLeader = false;
       p.completenessUpTo = 0;
@@ -231,9 +247,16 @@ export class InvariantChecker {
     }
   }
 
-  /** Commit index from a Ready's hard state. */
-  observeCommit(node: NodeId, commit: number): void {
+  /** The node's current term (from a Ready's hard state), before anything else in that Ready. */
+  observeTerm(node: NodeId, term: number): void {
     const p = this.progressOf(node);
+    p.term = Math.max(p.term, term);
+  }
+
+  /** Commit index (and current term, when known) from a Ready's hard state. */
+  observeCommit(node: NodeId, commit: number, term?: number): void {
+    const p = this.progressOf(node);
+    if (term !== undefined) p.term = Math.max(p.term, term);
     if (commit < p.commit) {
       throw new InvariantViolation(
         'commit-regressed',
@@ -334,9 +357,10 @@ export class InvariantChecker {
     }
   }
 
+  /** Highest index committed by a leader of a term below `term`. */
   private committedBeforeTerm(term: number): number {
     for (let i = this.committedMax; i > 0; i--) {
-      const t = this.committedTerms[i];
+      const t = this.committedInTerm[i];
       if (t !== undefined && t < term) return i;
     }
     return 0;
@@ -350,6 +374,8 @@ export class InvariantChecker {
     if (log.lastIndex() < upTo) return; // the rest of its log is not handed out yet
     for (let i = log.snapshotIndex + 1; i <= upTo; i++) {
       const key = this.committedKeys[i];
+      const inTerm = this.committedInTerm[i];
+      if (inTerm === undefined || inTerm >= p.completenessTerm) continue;
       if (key !== undefined && (log.keyAt(i) !== key || log.termAt(i) !== this.committedTerms[i])) {
         throw new InvariantViolation(
           'leader-completeness',
@@ -391,6 +417,7 @@ export class InvariantChecker {
       return;
     }
     this.committedTerms[index] = term;
+    this.committedInTerm[index] = this.progressOf(node).term;
     if (key !== undefined) this.committedKeys[index] = key;
     if (index > this.committedMax) this.committedMax = index;
   }

@@ -94,6 +94,7 @@ export class SimNode {
       snapshotIndex: snap.metadata.index,
       snapshotTerm: snap.metadata.term,
       commit,
+      term: disk.hardState.term,
       entries: entries.map((e) => ({ index: e.index, term: e.term, key: entryKey(e.type, e.data) })),
     });
     this.host.checker.observeRestore(this.id, snap.metadata.index, this.app.hash);
@@ -212,6 +213,7 @@ export class SimNode {
 
   private observeReady(rd: Ready): void {
     const checker = this.host.checker;
+    if (rd.hardState) checker.observeTerm(this.id, rd.hardState.term);
     if (rd.snapshot)
       checker.observeLogSnapshot(this.id, rd.snapshot.metadata.index, rd.snapshot.metadata.term);
     if (rd.entries.length > 0) {
@@ -220,7 +222,7 @@ export class SimNode {
         rd.entries.map((e) => ({ index: e.index, term: e.term, key: entryKey(e.type, e.data) })),
       );
     }
-    if (rd.hardState) checker.observeCommit(this.id, rd.hardState.commit);
+    if (rd.hardState) checker.observeCommit(this.id, rd.hardState.commit, rd.hardState.term);
   }
 
   private finishReady(rd: Ready): void {

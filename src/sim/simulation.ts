@@ -63,20 +63,22 @@ export class SimFailure extends Error {
     where: string,
   ) {
     super(
-      `seed ${seed} (${nodes} nodes) failed ${where}: ${cause instanceof Error ? cause.message : String(cause)}\n  replay: ${replay}`,
+      `seed ${seed} (${nodes} nodes) failed ${where}: ${cause instanceof Error ? cause.message : String(cause)}\n  replay: ${replay} (add --verbose for a trace)`,
     );
     this.name = 'SimFailure';
   }
 }
 
+/** The exact command that replays one seed (add --verbose for a trace of every event). */
 export function replayCommand(seed: number, nodes: number): string {
-  return `npm run sim -- --seeds 1 --from ${seed} --nodes ${nodes} --verbose`;
+  return `npm run sim -- --seeds 1 --from ${seed} --nodes ${nodes}`;
 }
 
 const TICK_INTERVAL_US = 10_000;
 /** Clock rate differences between nodes, as a percentage of the tick interval. */
 const TICK_DRIFT_PERCENT_MAX = 10;
-const EVENTS_PER_RUN_MAX = 5_000_000;
+/** A healthy run takes a few thousand events; far more means a message storm in the core. */
+const EVENTS_PER_RUN_MAX = 1_000_000;
 const EXTRA_NODES_MAX = 4;
 const VOTERS_MIN = 3;
 const MEMBERS_MAX = 7;
@@ -139,6 +141,7 @@ export class Simulation implements SimNodeHost {
   private done = false;
   private events = 0;
   private current: SimEvent | undefined;
+  private readonly unreachableReportedAtUs = new Map<string, number>();
   private readonly stats = {
     proposals: 0,
     crashes: 0,
@@ -227,12 +230,25 @@ export class Simulation implements SimNodeHost {
       throw new InvariantViolation('core-contract', `node ${from.id} sends a message to itself`);
     if (message.type === MessageType.Snapshot) return this.sendSnapshot(from, message);
     if (!this.network.isLinkUp(from.id, to)) {
-      this.queue.after(0, { kind: 'unreachable', node: from, incarnation: from.incarnation, peer: to });
+      this.reportUnreachable(from, to);
       return;
     }
     for (const delay of this.network.planDelivery(from.id, to)) {
       this.queue.after(delay, { kind: 'deliver', message: cloneMessage(message) });
     }
+  }
+
+  /**
+   * A transport notices a dead connection after a while and says so at most once per tick, as a real
+   * one would; reporting instantly on every send could spin the core without virtual time passing.
+   */
+  private reportUnreachable(from: SimNode, to: NodeId): void {
+    const link = `${from.id}>${to}`;
+    const last = this.unreachableReportedAtUs.get(link);
+    if (last !== undefined && this.queue.now - last < TICK_INTERVAL_US) return;
+    this.unreachableReportedAtUs.set(link, this.queue.now);
+    const delayUs = this.network.config.latencyMinUs;
+    this.queue.after(delayUs, { kind: 'unreachable', node: from, incarnation: from.incarnation, peer: to });
   }
 
   scheduleFsync(node: SimNode, delayUs: number): void {

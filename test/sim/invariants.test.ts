@@ -89,6 +89,25 @@ describe('InvariantChecker: leader completeness', () => {
     violates('leader-completeness', () => c.observeRole(2, 3, true, 2));
   });
 
+  it('accepts a stale-term leader lacking entries committed later by a higher-term leader', () => {
+    // Raft §5.4 speaks of terms, not wall-clock time: a leader of term 3 whose vote arrives late
+    // need not hold what the leader of term 4 committed.
+    const c = checker();
+    c.observeEntries(1, [e(1, 2, 'a'), e(2, 4, 'noop')]);
+    c.observeRole(1, 4, true, 2);
+    c.observeCommit(1, 2, 4);
+    c.observeRole(2, 3, true, 0);
+  });
+
+  it('flags a higher-term leader lacking an entry committed in a lower term, even if proposed earlier', () => {
+    const c = checker();
+    c.observeEntries(1, [e(1, 2, 'a'), e(2, 4, 'noop')]);
+    c.observeRole(1, 4, true, 2);
+    c.observeCommit(1, 2, 4);
+    c.observeEntries(2, [e(1, 2, 'a')]);
+    violates('leader-completeness', () => c.observeRole(2, 5, true, 1));
+  });
+
   it('accepts a leader holding every committed entry', () => {
     const c = checker();
     c.observeEntries(1, [e(1, 1, 'a'), e(2, 1, 'b')]);
