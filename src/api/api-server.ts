@@ -55,7 +55,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const grpcOptions: GrpcServerOptions = { ...defaultGrpcServerOptions, ...options.grpc };
   const grpcServer = createGrpcServer(options.backend, grpcOptions);
   const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  // No whole-request deadline: /v3/watch request bodies stay open as long as the watch does.
   const httpServer: HttpServer = createHttpServer(
+    { requestTimeout: 0 },
     createGatewayHandler(options.backend, {
       limits: grpcOptions.limits,
       watch: grpcOptions.watch,

@@ -1,6 +1,6 @@
 // One etcd Watch stream: many watchers multiplexed over one bidirectional stream. Transport-free
 // (the gRPC server and the JSON gateway both drive it). Responses follow etcd's server:
-// - create: {created, watch_id}; a failed create also has canceled + cancel_reason;
+// - create: {created, watch_id}; a refused create: {created, canceled, cancel_reason, watch_id: -1};
 // - a start revision lost to compaction: {canceled, compact_revision} (clients resume from it);
 // - cancel: {canceled, watch_id}; progress request: {header.revision, watch_id: -1};
 // - progress_notify watchers get empty responses carrying the current revision when idle;
@@ -81,9 +81,9 @@ export class WatchSession {
     const requestedId = wireToNumber(request.watch_id);
     const refusal = this.refuseCreate(requestedId);
     if (refusal !== undefined) {
-      const id = requestedId === 0 ? broadcastWatchId : requestedId;
+      // etcd answers a refused create with watch_id -1: no watcher exists under any ID.
       this.reply(this.backend.header(), {
-        watch_id: id,
+        watch_id: broadcastWatchId,
         created: true,
         canceled: true,
         cancel_reason: refusal,

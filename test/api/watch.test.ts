@@ -117,6 +117,7 @@ for (const kind of backendKinds) {
       assert.equal(duplicate.created, true);
       assert.equal(duplicate.canceled, true);
       assert.equal(duplicate.cancel_reason, 'mvcc: duplicate watch ID provided on the WatchStream');
+      assert.equal(duplicate.watch_id, '-1');
       stream.close();
     });
 
