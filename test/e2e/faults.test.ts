@@ -1,0 +1,222 @@
+// Real Concord processes under faults: the leader killed with SIGKILL under write load, members
+// added and removed under load, the whole cluster killed and restarted, and a follower that
+// must catch up by snapshot. The rule every case defends: an acknowledged write is never lost.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { b64, readPrefix, startLoad } from '../support/load.js';
+import { gatewayPost, pollUntil } from '../support/process-cluster.js';
+
+const heartbeatIntervalMs = 50;
+const electionTimeoutMs = 500;
+/**
+ * How long a survivor may take to accept writes again after the leader died. Raft needs one
+ * election timeout to notice and one or two rounds to elect; the rest is slack for this shared
+ * 2-core machine running many test processes (we measure and report the real figure).
+ */
+const failoverBoundMs = 12 * electionTimeoutMs;
+const loadWriters = 4;
+const loadBeforeKillMs = 2000;
+const loadAfterKillMs = 3000;
+
+function assertAllPresent(acked: Map<string, string>, found: Map<string, string>, what: string): void {
+  let missing = 0;
+  let wrong = 0;
+  const examples: string[] = [];
+  for (const [key, value] of acked) {
+    const got = found.get(key);
+    if (got === undefined) missing++;
+    else if (got !== value) wrong++;
+    if ((got === undefined || got !== value) && examples.length < 5)
+      examples.push(`${key}=${value} got ${got}`);
+  }
+  assert.equal(
+    missing + wrong,
+    0,
+    `${what}: ${missing} acknowledged writes missing, ${wrong} wrong: ${examples.join(', ')}`,
+  );
+}
+
+/** Polls the member's serializable (local) view until it holds exactly `expected`. */
+async function waitCaughtUp(
+  cluster: ProcessCluster,
+  index: number,
+  prefix: string,
+  expected: Map<string, string>,
+  timeoutMs: number,
+): Promise<void> {
+  await pollUntil(`${cluster.member(index).name} to catch up on ${prefix}`, timeoutMs, async () => {
+    const local = await readPrefix(cluster.endpoint(index), prefix, true);
+    if (local.kvs.size !== expected.size) return undefined;
+    for (const [key, value] of expected) if (local.kvs.get(key) !== value) return undefined;
+    return true;
+  });
+}
+
+describe('faults: leader kill, full restart', { timeout: 150_000 }, () => {
+  let cluster: ProcessCluster;
+  /** Everything the cluster acknowledged across the tests of this block. */
+  const expected = new Map<string, string>();
+
+  before(async () => {
+    cluster = await startConcordCluster({ size: 3, heartbeatIntervalMs, electionTimeoutMs });
+  });
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  it('kill -9 of the leader under load: a new leader serves within the bound and no acknowledged write is lost', async (t: TestContext) => {
+    await cluster.withLogsOnFailure(async () => {
+      const leader = await cluster.leaderIndex();
+      const load = startLoad({ endpoints: () => cluster.endpoints(), writers: loadWriters, prefix: 'load/' });
+      await pollUntil('some writes before the kill', 20_000, async () =>
+        load.ackedCount() >= 50 ? true : undefined,
+      );
+      await sleep(loadBeforeKillMs);
+      const ackedBeforeKill = load.ackedCount();
+      const killedAt = Date.now();
+      await cluster.kill(leader);
+      // Failover is over when a write is acknowledged that was sent after the kill.
+      const resumedAt = await load.firstAckAfter(killedAt, failoverBoundMs * 3);
+      const failoverMs = resumedAt - killedAt;
+      const newLeader = await cluster.leaderIndex();
+      t.diagnostic(`failover: first acknowledged write ${failoverMs} ms after SIGKILL of the leader`);
+      await sleep(loadAfterKillMs);
+      const { acked, failures } = await load.stop();
+      t.diagnostic(
+        `load: ${acked.size} acknowledged puts (${ackedBeforeKill} before the kill), ${failures} failed`,
+      );
+      assert.notEqual(newLeader, leader);
+      assert.ok(failoverMs <= failoverBoundMs, `failover took ${failoverMs} ms > ${failoverBoundMs} ms`);
+      assert.ok(acked.size > ackedBeforeKill, 'writes were acknowledged after the kill');
+
+      const survivor = cluster.runningIndexes()[0] as number;
+      const linearizable = await readPrefix(cluster.endpoint(survivor), 'load/');
+      assertAllPresent(acked, linearizable.kvs, 'linearizable read from a survivor');
+      for (const [key, value] of linearizable.kvs) expected.set(key, value);
+
+      await cluster.restart(leader);
+      await waitCaughtUp(cluster, leader, 'load/', linearizable.kvs, 20_000);
+    });
+  });
+
+  it('SIGKILL of every member, then a restart of all: every acknowledged write is still there', async () => {
+    await cluster.withLogsOnFailure(async () => {
+      const load = startLoad({ endpoints: () => cluster.endpoints(), writers: 2, prefix: 'restart/' });
+      await pollUntil('writes before the crash', 20_000, async () =>
+        load.ackedCount() >= 100 ? true : undefined,
+      );
+      const running = cluster.runningIndexes();
+      await Promise.all(running.map((i) => cluster.kill(i)));
+      const { acked } = await load.stop();
+      for (const index of running) await cluster.restart(index, { waitHealthy: false });
+      await cluster.waitHealthy(30_000);
+      const loadKeys = await readPrefix(cluster.endpoint(0), 'load/');
+      assertAllPresent(expected, loadKeys.kvs, 'earlier writes after a full restart');
+      const restartKeys = await readPrefix(cluster.endpoint(1), 'restart/');
+      assertAllPresent(acked, restartKeys.kvs, 'writes acknowledged just before the crash');
+      for (const index of running) await waitCaughtUp(cluster, index, 'restart/', restartKeys.kvs, 20_000);
+      // And the cluster still takes writes.
+      await gatewayPost(cluster.endpoint(2), '/v3/kv/put', { key: b64('restart/after'), value: b64('ok') });
+    });
+  });
+});
+
+describe('faults: membership changes under load', { timeout: 120_000 }, () => {
+  let cluster: ProcessCluster;
+  before(async () => {
+    cluster = await startConcordCluster({ size: 3, heartbeatIntervalMs, electionTimeoutMs });
+  });
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  it('adding a 4th member and removing an original one under load loses no acknowledged write', async () => {
+    await cluster.withLogsOnFailure(async () => {
+      const load = startLoad({
+        endpoints: () => cluster.endpoints(),
+        writers: loadWriters,
+        prefix: 'member/',
+      });
+      try {
+        await pollUntil('writes before the change', 20_000, async () =>
+          load.ackedCount() >= 50 ? true : undefined,
+        );
+        const added = await cluster.addMember();
+        const beforeRemove = load.ackedCount();
+        const leader = await cluster.leaderIndex();
+        const victim = [0, 1, 2].find((i) => i !== leader) as number;
+        await cluster.removeMember(victim);
+        await pollUntil('writes after the change', 20_000, async () =>
+          load.ackedCount() >= beforeRemove + 50 ? true : undefined,
+        );
+        const { acked } = await load.stop();
+        const list = await gatewayPost(cluster.endpoint(added), '/v3/cluster/member/list', {});
+        const names = (list.members as Array<{ name: string }>).map((m) => m.name).sort();
+        assert.deepEqual(
+          names,
+          ['m0', 'm1', 'm2', 'm3'].filter((n) => n !== `m${victim}`),
+        );
+        const linearizable = await readPrefix(cluster.endpoint(added), 'member/');
+        assertAllPresent(acked, linearizable.kvs, 'linearizable read from the new member');
+        for (const index of cluster.runningIndexes()) {
+          await waitCaughtUp(cluster, index, 'member/', linearizable.kvs, 20_000);
+        }
+      } finally {
+        await load.stop();
+      }
+    });
+  });
+});
+
+describe('faults: follower catch-up by snapshot', { timeout: 150_000 }, () => {
+  let cluster: ProcessCluster;
+  const snapshotCount = 100;
+  /**
+   * Like etcd (SnapshotCatchUpEntries), Concord keeps 5000 entries behind each snapshot so a
+   * briefly absent follower catches up from the log. 500 writes (the first version of this
+   * test) are therefore served from the log; to force a snapshot the follower must fall more
+   * than 5000 entries + one snapshot interval behind.
+   */
+  const catchUpEntries = 5000;
+  const keys = catchUpEntries + 3 * snapshotCount;
+  const writersMax = 32;
+  before(async () => {
+    cluster = await startConcordCluster({ size: 3, heartbeatIntervalMs, electionTimeoutMs, snapshotCount });
+  });
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  it(`a follower stopped while ${keys} keys are written (--snapshot-count ${snapshotCount}) catches up from a snapshot`, async (t: TestContext) => {
+    await cluster.withLogsOnFailure(async () => {
+      const leader = await cluster.leaderIndex();
+      const follower = (leader + 1) % 3;
+      await cluster.stop(follower);
+      const written = new Map<string, string>();
+      const startedAt = Date.now();
+      const writeStripe = async (stripe: number) => {
+        for (let i = stripe; i < keys; i += writersMax) {
+          const key = `snap/${String(i).padStart(5, '0')}`;
+          await gatewayPost(
+            cluster.endpoint(leader),
+            '/v3/kv/put',
+            { key: b64(key), value: b64(`value-${i}`) },
+            10_000,
+          );
+          written.set(key, `value-${i}`);
+        }
+      };
+      await Promise.all(Array.from({ length: writersMax }, (_, stripe) => writeStripe(stripe)));
+      t.diagnostic(`${keys} puts with ${writersMax} concurrent writers took ${Date.now() - startedAt} ms`);
+      assert.equal(written.size, keys);
+      const restartedAt = Date.now();
+      await cluster.restart(follower);
+      await waitCaughtUp(cluster, follower, 'snap/', written, 60_000);
+      t.diagnostic(`follower caught up ${Date.now() - restartedAt} ms after its restart`);
+      assert.match(cluster.member(follower).log.text(), /installed a snapshot from the leader/);
+    });
+  });
+});
