@@ -98,7 +98,7 @@ const META_APPLIED = Buffer.from('appliedIndex');
 const META_REVISION = Buffer.from('currentRevision');
 const META_COMPACT = Buffer.from('compactRevision');
 const META_FORMAT = Buffer.from('formatVersion');
-/** Revision key from which physical compaction continues; past compactRevision = done. */
+/** 0x00 = physical compaction done; 0x01 ‖ history key = continue from that history entry. */
 const META_COMPACT_CURSOR = Buffer.from('compactCursor');
 /** Default bound on revision records examined by physical compaction per applied batch. */
 export const COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT = 10_000;
@@ -216,7 +216,8 @@ export class Keyspace {
   private compactRev = 0;
   private applied = 0;
   private closed = false;
-  private compactCursor = encodeRevKey(0, 0);
+  /** History-db key where physical compaction resumes (empty = from the start); undefined = done. */
+  private compactCursor: Buffer | undefined;
   private readonly compactionRecordsPerBatchMax: number;
   private readonly txnOpsMax: number;
   private readonly noSync: boolean;
@@ -255,7 +256,7 @@ export class Keyspace {
     this.compactRev = readMeta(meta, META_COMPACT);
     this.applied = readMeta(meta, META_APPLIED);
     const cursor = meta.getBinary(META_COMPACT_CURSOR);
-    this.compactCursor = cursor ? Buffer.from(cursor) : encodeRevKey(this.compactRev + 1, 0);
+    this.compactCursor = cursor && cursor[0] === 1 ? Buffer.from(cursor.subarray(1)) : undefined;
     invariant(this.compactRev <= this.revision, 'compact revision above current revision');
   }
 
@@ -415,7 +416,7 @@ export class Keyspace {
     this.compactRev = target;
     // Records kept for an earlier target may be superseded under this one: rescan from the start
     // (what earlier steps left is one record per key, so the rescan is cheap).
-    this.compactCursor = encodeRevKey(0, 0);
+    this.compactCursor = Buffer.alloc(0);
     return { revision: this.revision };
   }
 
@@ -935,7 +936,7 @@ export class Keyspace {
 
   /** True while superseded versions at or below the compact revision still sit on disk. */
   compactionPending(): boolean {
-    return decodeRevKey(this.compactCursor).main <= this.compactRev;
+    return this.compactCursor !== undefined;
   }
 
   /**
@@ -957,35 +958,56 @@ export class Keyspace {
   }
 
   /**
-   * Examines up to recordsMax revision records from the cursor and deletes those at or below the
-   * compact revision that a read at the compact revision no longer needs (everything but the
-   * latest put of each key; tombstoned keys vanish). Must run inside a write transaction.
+   * Walks up to entriesMax history entries (key-major, so each key's versions are adjacent and
+   * no per-record lookups are needed) and deletes the versions at or below the compact revision
+   * that a read there no longer needs: everything but the latest put of each key, so tombstoned
+   * keys vanish. Must run inside a write transaction.
    */
-  private compactChunk(recordsMax: number): void {
-    if (!this.compactionPending()) return;
+  private compactChunk(entriesMax: number): void {
+    if (this.compactCursor === undefined) return;
     const { revs, history, meta } = this.dbs;
-    const end = encodeRevKey(this.compactRev + 1, 0);
-    const doomed: { revKey: Buffer; historyKey: Buffer }[] = [];
+    const doomed: Buffer[] = [];
+    const compactRev = this.compactRev;
+    type Entry = { hk: Buffer; prefixLength: number; main: number; kind: number };
+    // An entry's fate depends only on the next entry of the same key, so a chunk may stop
+    // anywhere and the next one resumes at the first undecided entry.
+    const decide = (entry: Entry, next: Entry | undefined): void => {
+      if (entry.main > compactRev) return;
+      const supersededInTime =
+        next !== undefined &&
+        next.main <= compactRev &&
+        next.prefixLength === entry.prefixLength &&
+        next.hk.compare(entry.hk, 0, entry.prefixLength, 0, entry.prefixLength) === 0;
+      if (entry.kind !== KIND_PUT || supersededInTime) doomed.push(entry.hk);
+    };
+    let previous: Entry | undefined;
+    let resume: Buffer | undefined;
     let examined = 0;
-    let next = end;
-    for (const { key, value } of revs.getRange({ start: this.compactCursor, end })) {
-      if (examined === recordsMax) {
-        next = key;
+    const start = this.compactCursor.length > 0 ? this.compactCursor : undefined;
+    for (const { key: hk, value } of history.getRange({ start })) {
+      const entry: Entry = {
+        hk,
+        prefixLength: hk.length - REV_KEY_BYTES,
+        main: readU64(hk, hk.length - REV_KEY_BYTES),
+        kind: value[0]!,
+      };
+      if (previous) decide(previous, entry);
+      if (examined === entriesMax) {
+        resume = Buffer.from(hk);
+        previous = undefined;
         break;
       }
       examined++;
-      const { main, sub } = decodeRevKey(key);
-      const r = decodeRecord(value);
-      if (!this.keptByCompaction(r.key, main, sub, r.kind)) {
-        doomed.push({ revKey: key, historyKey: encodeHistoryKey(r.key, main, sub) });
-      }
+      previous = entry;
     }
-    for (const d of doomed) {
-      invariant(revs.removeSync(d.revKey), 'compaction lost a revision record');
-      invariant(history.removeSync(d.historyKey), 'compaction lost a history entry');
+    if (previous) decide(previous, undefined);
+    for (const hk of doomed) {
+      const { main, sub } = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
+      invariant(revs.removeSync(encodeRevKey(main, sub)), 'compaction lost a revision record');
+      invariant(history.removeSync(hk), 'compaction lost a history entry');
     }
-    this.compactCursor = Buffer.from(next);
-    meta.putSync(META_COMPACT_CURSOR, this.compactCursor);
+    this.compactCursor = resume;
+    meta.putSync(META_COMPACT_CURSOR, resume ? Buffer.concat([Buffer.of(1), resume]) : Buffer.of(0));
   }
 
   /** Whether the version (main, sub) ≤ compact revision is the latest put of its key at that point. */
