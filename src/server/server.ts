@@ -8,7 +8,18 @@
 // Read path: ReadIndex (batched per turn) → wait until applied ≥ read index → read LMDB.
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type {
   AlarmAction,
@@ -91,6 +102,8 @@ const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 const META_MEMBERS = 'cluster/members';
+/** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
+const SELF_ID_FILE = 'id';
 
 export type ApplyOutcome =
   | { status: 'ok'; response: WriteResponse }
@@ -246,22 +259,20 @@ export class ConcordServer {
       group === undefined ||
       (group.hardState === null && group.snapshot === null && group.entries.length === 0)
     ) {
-      // A fresh data dir: found a new cluster or join an existing one.
-      memberId = selfId;
-      const initial = initialMembers(config);
-      if (!initial.some((m) => m.id === memberId)) {
-        throw new Error(
-          `--initial-advertise-peer-urls ${config.initialAdvertisePeerUrls.join(',')} do not match the ` +
-            `--initial-cluster entry for "${config.name}"`,
-        );
-      }
-      members = new Members(
-        config.initialClusterState === 'new' ? clusterIdFor(initial.map((m) => m.id)) : 0,
-      );
-      for (const m of initial) {
-        members.add({ ...m, isLearner: false, clusterId: members.clusterId, proposer: 0, requestId: 0 });
-      }
+      // A fresh data dir: found a new cluster, or join an existing one that already added us.
       if (config.initialClusterState === 'new') {
+        memberId = selfId;
+        const initial = initialMembers(config);
+        if (!initial.some((m) => m.id === memberId)) {
+          throw new Error(
+            `--initial-advertise-peer-urls ${config.initialAdvertisePeerUrls.join(',')} do not match the ` +
+              `--initial-cluster entry for "${config.name}"`,
+          );
+        }
+        members = new Members(clusterIdFor(initial.map((m) => m.id)));
+        for (const m of initial) {
+          members.add({ ...m, isLearner: false, clusterId: members.clusterId, proposer: 0, requestId: 0 });
+        }
         const confState: ConfState = {
           voters: initial.map((m) => m.id),
           learners: [],
@@ -270,12 +281,20 @@ export class ConcordServer {
           autoLeave: false,
         };
         storage.bootstrap(confState);
-        const snap = storage.snapshot();
-        wal.saveSnapshotMarker(GROUP_ID, snap.metadata);
+        wal.saveSnapshotMarker(GROUP_ID, storage.snapshot().metadata);
         wal.saveHardState(GROUP_ID, storage.initialState().hardState);
         await wal.sync();
+      } else {
+        members = await discoverCluster(config, log);
+        const self = members
+          .list()
+          .find((m) => m.peerUrls.some((url) => config.initialAdvertisePeerUrls.includes(url)));
+        if (self === undefined)
+          throw new Error('the cluster does not list this member; run `member add` first');
+        memberId = self.id;
       }
       keyspace.putMeta(META_MEMBERS, members.encode());
+      writeSelfId(memberDir, memberId);
       log.info('initialized a new data dir', {
         memberId: memberId.toString(16),
         state: config.initialClusterState,
@@ -283,7 +302,7 @@ export class ConcordServer {
     } else {
       if (members === undefined)
         throw new Error(`data dir ${config.dataDir} has a WAL but no cluster membership`);
-      memberId = selfId;
+      memberId = readSelfId(memberDir) ?? selfId;
       if (!members.has(memberId) && members.isRemoved(memberId)) {
         throw new Error(
           `this member (${memberId.toString(16)}) was removed from the cluster; start it with a new data dir`,
@@ -310,7 +329,7 @@ export class ConcordServer {
     const appliedIndex = storage.snapshot().metadata.index;
     const transport = new PeerTransport({
       nodeId: memberId,
-      clusterId: config.initialClusterToken,
+      clusterId: members.clusterId.toString(16),
       listenUrl: config.listenPeerUrls[0]!,
       onMessage: (message) => server.onPeerMessage(message),
       onUnreachable: (peer) => server.raft.reportUnreachable(peer),
@@ -320,7 +339,9 @@ export class ConcordServer {
       },
       onError: (error, peer) => log.debug('peer transport', { error: error.message, peer }),
       snapshotSource: (message) => server.snapshotSource(message),
+      httpConnection: (socket) => peerHttp.emit('connection', socket),
     });
+    const peerHttp = createHttpServer((request, response) => server.handlePeerHttp(request, response));
     const server: ConcordServer = new ConcordServer(
       config,
       log,
@@ -437,6 +458,25 @@ export class ConcordServer {
   private knownPeers = new Set<number>();
 
   // ---- applying committed entries -------------------------------------------------------------
+
+  /** The peer port's HTTP side: GET /members, which a joining member asks for (as in etcd). */
+  handlePeerHttp(request: IncomingMessage, response: ServerResponse): void {
+    if (request.method === 'GET' && request.url === '/members') {
+      const body = {
+        clusterId: this.members.clusterId.toString(16),
+        members: this.members.list().map((m) => ({
+          id: m.id.toString(16),
+          name: m.name,
+          peerURLs: m.peerUrls,
+          clientURLs: m.clientUrls,
+          isLearner: m.isLearner,
+        })),
+      };
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      return;
+    }
+    response.writeHead(404).end();
+  }
 
   private async applyEntries(entries: Entry[]): Promise<void> {
     const batch: AppliedEntry[] = [];
@@ -839,8 +879,9 @@ export class ConcordServer {
   ): Promise<WithHeader<{ member: Member; members: Member[] }>> {
     this.assertServing();
     if (this.members.peerUrlsInUse(peerUrls)) throw new EtcdError('peerUrlExist');
-    const id = memberIdFor(peerUrls, this.config.initialClusterToken);
-    if (this.members.has(id)) throw new EtcdError('memberExist');
+    // The time makes the ID new even for peer URLs a removed member used (etcd does the same).
+    const id = memberIdFor(peerUrls, this.config.initialClusterToken, Date.now());
+    if (this.members.has(id) || this.members.isRemoved(id)) throw new EtcdError('memberExist');
     if (!isLearner) this.checkQuorumAfterAdd();
     const requestId = this.nextRequestId++;
     const context: MemberChangeContext = {
@@ -1198,9 +1239,78 @@ function randomLeaseId(): bigint {
   return id === 0n ? 1n : id;
 }
 
+function writeSelfId(memberDir: string, id: number): void {
+  const path = join(memberDir, SELF_ID_FILE);
+  writeFileSync(`${path}.tmp`, `${id.toString(16)}\n`);
+  const fd = openSync(`${path}.tmp`, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(`${path}.tmp`, path);
+}
+
+function readSelfId(memberDir: string): number | undefined {
+  try {
+    return Number.parseInt(readFileSync(join(memberDir, SELF_ID_FILE), 'utf8').trim(), 16);
+  } catch {
+    return undefined;
+  }
+}
+
 function loadMembers(keyspace: Keyspace): Members | undefined {
   const data = keyspace.getMeta(META_MEMBERS);
   return data === undefined ? undefined : Members.decode(data);
+}
+
+const DISCOVERY_TIMEOUT_MS = 30_000;
+
+/**
+ * A member joining an existing cluster learns the membership (its own ID, the cluster ID, the
+ * other members) from the peers listed in --initial-cluster, as etcd's GetClusterFromRemotePeers.
+ */
+async function discoverCluster(config: ServerConfig, log: Logger): Promise<Members> {
+  const own = new Set(config.initialAdvertisePeerUrls);
+  const peers = [...config.initialCluster.values()].flat().filter((url) => !own.has(url));
+  const deadline = Date.now() + DISCOVERY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    for (const url of peers) {
+      try {
+        const response = await fetch(`${url.replace(/\/$/, '')}/members`, {
+          signal: AbortSignal.timeout(2000),
+        });
+        const body = (await response.json()) as {
+          clusterId: string;
+          members: Array<{
+            id: string;
+            name: string;
+            peerURLs: string[];
+            clientURLs: string[];
+            isLearner: boolean;
+          }>;
+        };
+        const members = new Members(Number.parseInt(body.clusterId, 16));
+        for (const m of body.members) {
+          const id = Number.parseInt(m.id, 16);
+          members.add({
+            id,
+            name: m.name,
+            peerUrls: m.peerURLs,
+            isLearner: m.isLearner,
+            clusterId: members.clusterId,
+            proposer: 0,
+            requestId: 0,
+          });
+          members.publish(id, m.name, m.clientURLs);
+        }
+        return members;
+      } catch (error) {
+        log.debug('cluster discovery: peer did not answer', { url, error: (error as Error).message });
+      }
+    }
+    await sleep(500);
+  }
+  throw new Error(
+    `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
+  );
 }
 
 function initialMembers(config: ServerConfig): Array<{ id: number; name: string; peerUrls: string[] }> {

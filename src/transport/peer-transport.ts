@@ -98,6 +98,13 @@ export interface PeerTransportOptions {
   tls?: PeerTlsOptions;
   /** Jitter source, injectable for reproducible tests. */
   random?: () => number;
+  /**
+   * Serves plain HTTP/1.1 on the peer port (a joining member asks a peer for the member list,
+   * as etcd serves /members on its peer URL). A connection whose first byte is an ASCII letter
+   * is HTTP (every frame starts with a big-endian length below 2^25, so its first byte is tiny);
+   * the socket, with its first bytes pushed back, goes to this handler.
+   */
+  httpConnection?: (socket: Socket) => void;
 }
 
 export interface PeerTlsOptions {
@@ -724,6 +731,20 @@ export class PeerTransport implements Transport {
       socket.destroy();
       return;
     }
+    const httpConnection = this.options.httpConnection;
+    if (httpConnection === undefined) return this.acceptPeer(socket);
+    socket.setTimeout(this.settings.handshakeTimeoutMs, () => socket.destroy());
+    socket.once('data', (first: Buffer) => {
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(first);
+      if (first[0]! >= 0x41) httpConnection(socket);
+      else this.acceptPeer(socket);
+      socket.resume();
+    });
+  }
+
+  private acceptPeer(socket: Socket): void {
     const conn = this.track(
       new Connection(socket, this.settings.frameBytesMax, this.settings.keepAliveDelayMs),
     );
