@@ -135,7 +135,8 @@ function keepAliveHandler(backend: EtcdBackend, options: GrpcServerOptions): grp
   return handler as grpc.UntypedHandleCall;
 }
 
-async function keepAliveOnce(backend: EtcdBackend, id: bigint): Promise<object> {
+/** One keep-alive answer, as etcd's LeaseKeepAlive stream (and the gateway's) sends it. */
+export async function keepAliveOnce(backend: EtcdBackend, id: bigint): Promise<object> {
   try {
     const response = await backend.leaseKeepAlive(id);
     return { header: headerToWire(response.header), ID: int64ToWire(response.id), TTL: response.ttlSeconds };

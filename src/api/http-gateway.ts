@@ -5,7 +5,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import type { EtcdBackend } from './backend.js';
+import { wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, httpStatusFromGrpc, toWireStatus } from './errors.js';
+import { keepAliveOnce } from './grpc-server.js';
 import { JsonDecodeError, jsonToMessage, messageToJson } from './json-codec.js';
 import { serviceDefinition } from './proto.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
@@ -106,6 +108,17 @@ function buildRoutes(): Map<string, Route & { definition: MethodDefinition }> {
 
 class BodyTooLargeError extends Error {}
 
+interface StreamBinding {
+  definition: MethodDefinition;
+  requestType: string;
+  responseType: string;
+}
+
+interface StreamSession {
+  handle(wire: Record<string, unknown>): void;
+  close(): void;
+}
+
 async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
@@ -144,7 +157,16 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
   const context: HandlerContext = { backend, limits: options.limits };
   const handlers = unaryHandlers(context);
   const bodyBytesMax = options.limits.requestBytesMax * 2;
-  const watchDefinition = serviceDefinition('etcdserverpb.Watch').Watch as unknown as MethodDefinition;
+  const watchStream: StreamBinding = {
+    definition: serviceDefinition('etcdserverpb.Watch').Watch as unknown as MethodDefinition,
+    requestType: 'etcdserverpb.WatchRequest',
+    responseType: 'etcdserverpb.WatchResponse',
+  };
+  const keepAliveStream: StreamBinding = {
+    definition: serviceDefinition('etcdserverpb.Lease').LeaseKeepAlive as unknown as MethodDefinition,
+    requestType: 'etcdserverpb.LeaseKeepAliveRequest',
+    responseType: 'etcdserverpb.LeaseKeepAliveResponse',
+  };
 
   const serveUnary = async (
     request: IncomingMessage,
@@ -163,36 +185,69 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     sendJson(response, 200, messageToJson(result, route.responseType));
   };
 
-  const serveWatch = (request: IncomingMessage, response: ServerResponse) => {
+  /**
+   * grpc-gateway's streaming shape: the request body is a sequence of JSON messages, each answer
+   * is one line {"result": ...}; a failure ends the stream with one line {"error": ...}.
+   */
+  const serveStream = (
+    request: IncomingMessage,
+    response: ServerResponse,
+    stream: StreamBinding,
+    open: (send: (message: object) => void, fail: (error: unknown) => void) => StreamSession,
+  ) => {
     response.writeHead(200, { 'content-type': 'application/json' });
-    const session = new WatchSession(
-      backend,
-      (message) => {
-        response.write(
-          `${JSON.stringify({ result: messageToJson(message, 'etcdserverpb.WatchResponse') })}\n`,
-        );
-      },
-      options.watch,
-    );
+    let session: StreamSession | undefined;
+    const send = (message: object) => {
+      response.write(`${JSON.stringify({ result: messageToJson(message, stream.responseType) })}\n`);
+    };
+    const fail = (error: unknown) => {
+      const { code, details } = toWireStatus(error);
+      const body = { error: { grpc_code: code, http_code: httpStatusFromGrpc(code), message: details } };
+      response.end(`${JSON.stringify(body)}\n`);
+      session?.close();
+    };
+    session = open(send, fail);
     const splitter = new JsonObjectSplitter(options.limits.requestBytesMax);
     request.on('data', (chunk: Buffer) => {
       try {
         for (const text of splitter.push(chunk.toString('utf8'))) {
-          const wire = normalize(
-            watchDefinition,
-            jsonToMessage(parseJson(text), 'etcdserverpb.WatchRequest'),
-          );
-          session.handle(wire as unknown as WireWatchRequest);
+          session.handle(normalize(stream.definition, jsonToMessage(parseJson(text), stream.requestType)));
         }
       } catch (error) {
-        const { code, details } = toWireStatus(error);
-        response.end(
-          `${JSON.stringify({ error: { grpc_code: code, http_code: httpStatusFromGrpc(code), message: details } })}\n`,
-        );
-        session.close();
+        fail(error);
       }
     });
     response.on('close', () => session.close());
+  };
+
+  const openWatch = (send: (message: object) => void): StreamSession => {
+    const session = new WatchSession(backend, send, options.watch);
+    return {
+      handle: (wire) => session.handle(wire as unknown as WireWatchRequest),
+      close: () => session.close(),
+    };
+  };
+
+  const openKeepAlive = (send: (message: object) => void, fail: (error: unknown) => void): StreamSession => {
+    let chain: Promise<void> = Promise.resolve();
+    let closed = false;
+    return {
+      handle: (wire) => {
+        const id = wireToBigInt(String(wire.ID ?? '0'));
+        // Answers keep request order, as on the gRPC stream.
+        chain = chain.then(() =>
+          keepAliveOnce(backend, id).then(
+            (answer) => {
+              if (!closed) send(answer);
+            },
+            (error: unknown) => fail(error),
+          ),
+        );
+      },
+      close: () => {
+        closed = true;
+      },
+    };
   };
 
   const serveFixed = async (path: string, response: ServerResponse): Promise<boolean> => {
@@ -220,7 +275,12 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     const route = routes.get(path);
     const run = async () => {
       if (request.method === 'GET' && (await serveFixed(path, response))) return;
-      if (request.method === 'POST' && path === '/v3/watch') return serveWatch(request, response);
+      if (request.method === 'POST' && path === '/v3/watch') {
+        return serveStream(request, response, watchStream, openWatch);
+      }
+      if (request.method === 'POST' && path === '/v3/lease/keepalive') {
+        return serveStream(request, response, keepAliveStream, openKeepAlive);
+      }
       if (request.method === 'POST' && route !== undefined) return serveUnary(request, response, route);
       sendJson(response, 404, { error: 'Not Found', code: 5, message: 'Not Found' });
     };

@@ -162,6 +162,32 @@ describe('JSON gateway', () => {
     assert.equal(events[0]!.type, undefined, 'PUT is the enum default and is omitted');
   });
 
+  it('/v3/lease/keepalive answers each request line with a result line', async () => {
+    await post('/v3/lease/grant', { TTL: '45', ID: '4242' });
+    const request = httpRequest(`${harness.server.url}/v3/lease/keepalive`, { method: 'POST' });
+    const lines = new Promise<string[]>((resolve, reject) => {
+      request.on('response', (response) => {
+        let buffer = '';
+        response.on('data', (chunk: Buffer) => {
+          buffer += chunk.toString();
+          const complete = buffer.split('\n').filter((l) => l !== '');
+          if (complete.length >= 2 && buffer.endsWith('\n')) resolve(complete);
+        });
+      });
+      request.on('error', reject);
+    });
+    request.write(JSON.stringify({ ID: '4242' }));
+    request.write(JSON.stringify({ ID: '777' }));
+    const [known, unknown] = (await lines).map(
+      (l) => (JSON.parse(l) as { result: Record<string, unknown> }).result,
+    );
+    request.destroy();
+    assert.equal(known!.ID, '4242');
+    assert.equal(known!.TTL, '45');
+    assert.equal(unknown!.ID, '777');
+    assert.equal(unknown!.TTL, undefined, 'TTL 0 is the default and is omitted');
+  });
+
   it('gRPC and HTTP share the port: a gRPC put is visible through the gateway', async () => {
     const kv = rawClient(hostPort(harness.server), 'etcdserverpb.KV');
     await rawCall(kv, 'Put', { key: Buffer.from('shared'), value: Buffer.from('both') });
