@@ -2,6 +2,7 @@
 // simulator and prints one summary line `seeds=N failures=F`, then each failing seed with the exact
 // command that replays it. Exits non-zero on any failure. Without --nodes, each seed picks 3 or 5.
 
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runSimulation, SimFailure, type SimResult } from './simulation.js';
 
@@ -110,4 +111,4 @@ function usage(problem: string): never {
   process.exit(2);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();
