@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Keyspace } from './keyspace.js';
+import { COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT, Keyspace } from './keyspace.js';
 import type { AppliedEntry } from './types.js';
 
 const BATCH_ENTRIES = 1000;
@@ -112,10 +112,11 @@ async function main(): Promise<void> {
     }
     rows.push(['overwrite puts/s', fmt((keys / (performance.now() - t1)) * 1000)]);
     const before = ks.storageStats().revisions;
-    ks.applyBatch([{ index: ++index, op: { type: 'compact', request: { revision: ks.currentRevision() } } }]);
     const t2 = performance.now();
-    let steps = 0;
-    let stepMsMax = 0;
+    // The compact entry's own batch already runs the first bounded step.
+    ks.applyBatch([{ index: ++index, op: { type: 'compact', request: { revision: ks.currentRevision() } } }]);
+    let steps = 1;
+    let stepMsMax = performance.now() - t2;
     for (;;) {
       const s0 = performance.now();
       const more = ks.compactStep();
@@ -128,7 +129,10 @@ async function main(): Promise<void> {
       'compaction: superseded versions removed/s',
       fmt((removed / (performance.now() - t2)) * 1000),
     ]);
-    rows.push(['compaction: slowest step ms (10k records/step)', stepMsMax.toFixed(1)]);
+    rows.push([
+      `compaction: slowest of ${steps} steps, ms (${COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT} entries/step)`,
+      stepMsMax.toFixed(1),
+    ]);
 
     const per100k = 100_000 / keys;
     rows.push(['data file bytes per 100k keys', fmt(disk.apparent * per100k)]);
