@@ -28,9 +28,9 @@ import {
   SnapshotTemporarilyUnavailableError,
 } from './errors.js';
 import { RaftLog } from './log.js';
-import { jointCommittedIndex, VoteResult } from './quorum.js';
+import { jointCommittedIndex, jointVoteResult, VoteResult } from './quorum.js';
 import { ReadIndexBatcher, type ReadRequest } from './read-index.js';
-import { ProgressTracker } from './tracker.js';
+import { emptyTrackerConfig, ProgressTracker, type TrackerConfig } from './tracker.js';
 import {
   type ConfState,
   EMPTY_BYTES,
@@ -108,6 +108,8 @@ export class RaftNode implements RaftNodeApi {
   private readonly committedBytesPerReadyMax: number;
 
   private leadTransferee: NodeId = NONE;
+  /** The membership the current (pre-)campaign counts votes against (see electionConfig). */
+  private electionQuorum: TrackerConfig = emptyTrackerConfig();
   /** Index of the last conf change proposed by this leader; another waits until it is applied. */
   private pendingConfIndex = 0;
   private uncommittedBytes = 0;
@@ -274,8 +276,37 @@ export class RaftNode implements RaftNodeApi {
     return ents.some((e) => e.type === EntryType.ConfChange);
   }
 
+  /**
+   * The membership an election must satisfy: the applied config with every conf change still in
+   * the log on top (Raft thesis §4.1: a server uses the latest configuration in its log). A node
+   * whose log already holds its own removal must not win with the old voter set, and votes must
+   * meet every pending config's quorum, or a removed node could be elected by a stale majority.
+   */
+  private electionConfig(): TrackerConfig {
+    let config = this.trk.config;
+    const lo = Math.max(this.log.applied + 1, this.log.firstIndex());
+    const hi = this.log.lastIndex() + 1;
+    if (lo >= hi) return config;
+    for (const e of this.log.slice(lo, hi, Number.POSITIVE_INFINITY)) {
+      if (e.type !== EntryType.ConfChange) continue;
+      try {
+        config = nextConfig(config, decodeConfChange(e.data));
+      } catch (err) {
+        if (!(err instanceof ConfChangeError)) throw err;
+        // Each leader validated its change against the config it follows, so the chain in any log
+        // must apply cleanly on top of ours.
+        throw new RaftInvariantError(
+          `conf change at ${e.index} does not apply to the log's config: ${err.message}`,
+        );
+      }
+    }
+    return config;
+  }
+
   private campaign(pre: boolean, transfer: boolean): void {
     if (!this.promotable()) return;
+    const config = this.electionConfig();
+    if (!config.incoming.has(this.id) && !config.outgoing.has(this.id)) return;
     let voteTerm: number;
     let type: MessageType;
     if (pre) {
@@ -287,8 +318,9 @@ export class RaftNode implements RaftNodeApi {
       voteTerm = this.term;
       type = MessageType.Vote;
     }
+    this.electionQuorum = config;
     this.trk.recordVote(this.id, true);
-    if (this.trk.tallyVotes().result === VoteResult.Won) {
+    if (jointVoteResult(config, this.trk.votes) === VoteResult.Won) {
       // Single voter: won on its own vote.
       if (pre) this.campaign(false, transfer);
       else this.becomeLeader();
@@ -296,8 +328,8 @@ export class RaftNode implements RaftNodeApi {
     }
     const lastIndex = this.log.lastIndex();
     const lastTerm = this.log.lastTerm();
-    for (const id of this.trk.progress.keys()) {
-      if (id === this.id || !this.trk.isVoter(id)) continue;
+    for (const id of members({ ...config, learners: new Set(), learnersNext: new Set() })) {
+      if (id === this.id) continue;
       this.send(
         message({
           type,
@@ -595,7 +627,7 @@ export class RaftNode implements RaftNodeApi {
         return;
       case expected: {
         this.trk.recordVote(m.from, !m.reject);
-        const { result } = this.trk.tallyVotes();
+        const result = jointVoteResult(this.electionQuorum, this.trk.votes);
         if (result === VoteResult.Won) {
           if (this.role === Role.PreCandidate) this.campaign(false, false);
           else this.becomeLeader();

@@ -259,3 +259,37 @@ test('removing all voters is refused', () => {
   });
   assert.deepEqual(net.node(1).status().confState, { ...emptyConfState(), voters: [1] });
 });
+
+test('a node whose log holds its own removal cannot win with the old voter set (sim seed 8891)', () => {
+  const net = new Network([1, 2, 3, 4, 5]);
+  net.addPeer(6);
+  net.campaign(2);
+  const base = net.node(2).committedIndex;
+  // Nodes 1 and 5 fall behind; node 3 gets the entries but never learns they committed.
+  net.filters.push((m) => m.from === 2 && (m.to === 1 || m.to === 5));
+  net.transforms.push((m) => (m.to === 3 ? { ...m, commit: Math.min(m.commit, base) } : m));
+  net.node(2).proposeConfChange(
+    cc('joint-implicit', [
+      { type: 'add-node', nodeId: 6 },
+      { type: 'remove-node', nodeId: 3 },
+    ]),
+  );
+  net.stabilize();
+  assert.deepEqual(net.peer(2).confState.voters, [1, 2, 4, 5, 6]);
+  assert.deepEqual(net.peer(2).confState.votersOutgoing, [], 'joint entered and left');
+  // E commits under the new config with {2, 4, 6}; node 3 does not get it.
+  net.filters.push((m) => m.to === 3);
+  net.node(2).propose(enc('E'));
+  net.stabilize();
+  assert.deepEqual(net.appliedData(2), ['E']);
+  // The leader dies. Node 3 still applies the old config, and 1 and 5 would vote for it.
+  net.crash(2);
+  net.heal();
+  net.transforms = [];
+  net.campaign(3);
+  assert.notEqual(net.role(3), Role.Leader, 'node 3 knows from its log that it was removed');
+  const leader = net.electLeader();
+  assert.notEqual(leader, 3);
+  net.tickAll(5);
+  for (const id of [1, 4, 5, 6]) assert.deepEqual(net.appliedData(id), ['E'], `node ${id}`);
+});
