@@ -102,6 +102,30 @@ describe('faults: leader kill, full restart', { timeout: 150_000 }, () => {
     });
   });
 
+  it('SIGSTOP of the leader: the others elect a new leader and serve; after SIGCONT the old leader follows and catches up', async (t: TestContext) => {
+    await cluster.withLogsOnFailure(async () => {
+      const leader = await cluster.leaderIndex();
+      cluster.pause(leader);
+      const pausedAt = Date.now();
+      const other = cluster.runningIndexes()[0] as number;
+      await pollUntil('a write accepted while the leader is frozen', failoverBoundMs * 3, async () => {
+        await gatewayPost(cluster.endpoint(other), '/v3/kv/put', { key: b64('pause/k'), value: b64('while-paused') }, 1000);
+        return true;
+      });
+      t.diagnostic(`frozen leader replaced: first write accepted ${Date.now() - pausedAt} ms after SIGSTOP`);
+      const newLeader = await cluster.leaderIndex();
+      assert.notEqual(newLeader, leader);
+      cluster.resume(leader);
+      const newLeaderId = cluster.member(newLeader).memberId;
+      await pollUntil('the resumed member to follow the new leader', 20_000, async () => {
+        const status = await gatewayPost(cluster.endpoint(leader), '/v3/maintenance/status', {}, 1000);
+        return String(status.leader) === newLeaderId ? true : undefined;
+      });
+      await waitCaughtUp(cluster, leader, 'pause/', new Map([['pause/k', 'while-paused']]), 20_000);
+      expected.set('pause/k', 'while-paused');
+    });
+  });
+
   it('SIGKILL of every member, then a restart of all: every acknowledged write is still there', async () => {
     await cluster.withLogsOnFailure(async () => {
       const load = startLoad({ endpoints: () => cluster.endpoints(), writers: 2, prefix: 'restart/' });
@@ -114,7 +138,8 @@ describe('faults: leader kill, full restart', { timeout: 150_000 }, () => {
       for (const index of running) await cluster.restart(index, { waitHealthy: false });
       await cluster.waitHealthy(30_000);
       const loadKeys = await readPrefix(cluster.endpoint(0), 'load/');
-      assertAllPresent(expected, loadKeys.kvs, 'earlier writes after a full restart');
+      const pauseKeys = await readPrefix(cluster.endpoint(0), 'pause/');
+      assertAllPresent(expected, new Map([...loadKeys.kvs, ...pauseKeys.kvs]), 'earlier writes after a full restart');
       const restartKeys = await readPrefix(cluster.endpoint(1), 'restart/');
       assertAllPresent(acked, restartKeys.kvs, 'writes acknowledged just before the crash');
       for (const index of running) await waitCaughtUp(cluster, index, 'restart/', restartKeys.kvs, 20_000);
