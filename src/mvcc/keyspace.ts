@@ -108,9 +108,9 @@ export interface KeyspaceOptions {
   /** etcd's --max-txn-ops. */
   txnOpsMax?: number;
   /**
-   * Skip fsync of LMDB commits. Safe when the raft WAL is fsynced: after a machine crash LMDB
-   * rolls back to an earlier consistent commit (data and applied index together) and the WAL
-   * replays the rest. Never affects atomicity.
+   * Skip LMDB's fsync per commit (applyBatch otherwise returns only once the batch is on disk).
+   * For tests and benchmarks: after a machine crash LMDB keeps atomicity only on filesystems that
+   * preserve write order, and may lose recent batches (the raft WAL would have to replay them).
    */
   noSync?: boolean;
   watch?: WatchHubOptions;
@@ -277,6 +277,20 @@ export class Keyspace {
 
   appliedIndex(): number {
     return this.applied;
+  }
+
+  /**
+   * Flushes every committed batch to disk and resolves with the applied index that is now
+   * durable. With noSync the server must call this before discarding WAL entries up to that
+   * index (a machine crash may otherwise lose batches the WAL no longer holds).
+   */
+  sync(): Promise<number> {
+    this.assertOpen();
+    const applied = this.applied;
+    const env = this.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
+    return new Promise((resolve, reject) => {
+      env.sync((error?: Error) => (error ? reject(error) : resolve(applied)));
+    });
   }
 
   // ---- applying committed entries -----------------------------------------------------------

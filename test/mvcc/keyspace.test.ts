@@ -582,3 +582,13 @@ describe('incremental physical compaction', () => {
     }
   });
 });
+
+test('sync resolves with the applied index it made durable', async () => {
+  const t = openTemp({ noSync: true });
+  try {
+    applyOps(t.ks, [put('a'), put('b')]);
+    assert.equal(await t.ks.sync(), 2);
+  } finally {
+    await t.cleanup();
+  }
+});
