@@ -166,6 +166,24 @@ describe('etcdctl against the API server', {
     assert.deepEqual(lines, ['PUT', 'ctl/w', 'seen']);
   });
 
+  it('watch --rev replays history, then follows', async () => {
+    await ok(['put', 'ctl/h/1', 'a']);
+    const rev = (JSON.parse(await ok(['get', 'ctl/h/1', '-w', 'json'])) as { header: { revision: number } })
+      .header.revision;
+    await ok(['put', 'ctl/h/2', 'b']);
+    const lines = await firstLines(['watch', '--prefix', 'ctl/h/', `--rev=${rev}`], 8, async () => {
+      await ok(['del', 'ctl/h/1']);
+    });
+    assert.deepEqual(lines, ['PUT', 'ctl/h/1', 'a', 'PUT', 'ctl/h/2', 'b', 'DELETE', 'ctl/h/1']);
+  });
+
+  it('member add reports the new member and refuses a duplicate peer URL', async () => {
+    const added = await ok(['member', 'add', 'n2', '--peer-urls=http://127.0.0.1:2480']);
+    assert.match(added, /Member\s+[0-9a-f]+ added to cluster [0-9a-f]+/);
+    const again = await run(['member', 'add', 'n3', '--peer-urls=http://127.0.0.1:2480']);
+    assert.match(again.stderr, /etcdserver: Peer URLs already exists/);
+  });
+
   it('lock (client-side recipe: txn, watch, lease keep-alive) runs the command while held', async () => {
     assert.equal(await ok(['lock', 'ctl-lock', '--', 'echo', 'held']), 'held\n');
   });
