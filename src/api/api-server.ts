@@ -13,7 +13,12 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import * as grpc from '@grpc/grpc-js';
 import type { EtcdBackend } from './backend.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
-import { createGatewayHandler, type HealthReport, type MetricsReport } from './http-gateway.js';
+import {
+  createGatewayHandler,
+  type GatewayOptions,
+  type HealthReport,
+  type MetricsReport,
+} from './http-gateway.js';
 
 const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -27,6 +32,7 @@ export interface ApiServerOptions {
   clusterVersion?: string;
   health?: () => Promise<HealthReport>;
   metrics?: () => Promise<MetricsReport>;
+  extraRoutes?: GatewayOptions['extraRoutes'];
   /** Connections whose first bytes have not arrived after this long are closed. */
   sniffTimeoutMs?: number;
 }
@@ -65,6 +71,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
       clusterVersion: options.clusterVersion ?? '3.4.0',
       health: options.health,
       metrics: options.metrics,
+      extraRoutes: options.extraRoutes,
     }),
   );
   const sniffTimeoutMs = options.sniffTimeoutMs ?? 10_000;

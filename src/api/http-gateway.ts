@@ -34,6 +34,8 @@ export interface GatewayOptions {
   clusterVersion: string;
   health?: () => Promise<HealthReport>;
   metrics?: () => Promise<MetricsReport>;
+  /** Routes the server adds (test-only fault hooks); answers true when it handled the request. */
+  extraRoutes?: (request: IncomingMessage, response: ServerResponse, path: string) => Promise<boolean>;
 }
 
 interface Route {
@@ -282,6 +284,7 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
         return serveStream(request, response, keepAliveStream, openKeepAlive);
       }
       if (request.method === 'POST' && route !== undefined) return serveUnary(request, response, route);
+      if (options.extraRoutes && (await options.extraRoutes(request, response, path))) return;
       sendJson(response, 404, { error: 'Not Found', code: 5, message: 'Not Found' });
     };
     run().catch((error: unknown) => {

@@ -48,6 +48,7 @@ async function main(): Promise<number> {
       clusterVersion: '3.4.0',
       health: () => server.health(),
       metrics: () => metricsReport(server),
+      extraRoutes: (request, response, path) => server.faultRoutes(request, response, path),
     });
     apis.push(api);
     log.info('serving client requests', { url: api.url });

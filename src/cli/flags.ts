@@ -97,6 +97,14 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     help: "Auto compaction retention length. 0 means disable auto compaction ('1h', '30m', or hours; revisions for 'revision' mode).",
   },
   'log-level': { type: 'string', default: 'info', help: "Log level: 'debug', 'info', 'warn', 'error'." },
+  'experimental-fault-injection': {
+    type: 'boolean',
+    help: 'TEST ONLY: serve /debug/faults on the client URL to drop or delay peer messages.',
+  },
+  'experimental-stale-reads': {
+    type: 'boolean',
+    help: 'TEST ONLY, UNSAFE: serve linearizable reads without ReadIndex (to prove the fault tests catch it).',
+  },
   version: { type: 'boolean', help: 'Print the version and exit.' },
   help: { type: 'boolean', help: 'Show this help and exit.' },
 };
@@ -131,16 +139,30 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
     return FLAG_SPECS[flag]?.default ?? '';
   };
+  const lookupBool = (flag: string): boolean => {
+    if (values[flag] === true) return true;
+    const fromEnv = env[envVarName(flag)];
+    return fromEnv === 'true' || fromEnv === '1';
+  };
   const name = lookup('name');
   const expand = (text: string): string => text.replaceAll('${name}', name);
-  return { kind: 'run', flags: buildFlags(lookup, expand, name) };
+  return {
+    kind: 'run',
+    flags: {
+      ...buildFlags(lookup, expand, name),
+      experimentalFaultInjection: lookupBool('experimental-fault-injection'),
+      experimentalStaleReads: lookupBool('experimental-stale-reads'),
+    },
+  };
 }
+
+type StringFlags = Omit<ServerFlags, 'experimentalFaultInjection' | 'experimentalStaleReads'>;
 
 function buildFlags(
   lookup: (flag: string) => string,
   expand: (t: string) => string,
   name: string,
-): ServerFlags {
+): StringFlags {
   const initialClusterState = lookup('initial-cluster-state');
   if (initialClusterState !== 'new' && initialClusterState !== 'existing') {
     throw new FlagError(
@@ -163,7 +185,7 @@ function buildFlags(
     );
   }
   const quota = parseNonNegativeInt('quota-backend-bytes', lookup('quota-backend-bytes'));
-  const flags: ServerFlags = {
+  const flags: StringFlags = {
     name,
     dataDir: expand(lookup('data-dir')),
     listenClientUrls: parseUrlList('listen-client-urls', lookup('listen-client-urls')),

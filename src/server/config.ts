@@ -21,4 +21,8 @@ export interface ServerConfig {
   /** For 'periodic': a duration in ms; for 'revision': a number of revisions; 0 = off. */
   autoCompactionRetention: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Test-only: /debug/faults on the client URL drops or delays peer messages (Jepsen nemesis). */
+  experimentalFaultInjection: boolean;
+  /** Test-only bug switch: linearizable reads skip ReadIndex (the fault tests must catch it). */
+  experimentalStaleReads: boolean;
 }

@@ -720,7 +720,8 @@ export class ConcordServer {
   // ---- KV ------------------------------------------------------------------------------------
 
   async range(request: RangeRequest): Promise<WithHeader<RangeResponse>> {
-    if (!request.serializable) await this.linearizableBarrier();
+    // --experimental-stale-reads is the deliberate bug the fault tests must catch.
+    if (!request.serializable && !this.config.experimentalStaleReads) await this.linearizableBarrier();
     else this.assertServing();
     const response = this.keyspace.range(request);
     return { ...response, header: this.header(response.revision) };
@@ -1186,6 +1187,52 @@ export class ConcordServer {
 
   resign(leader: LeaderKey): Promise<{ header: HeaderInfo }> {
     return this.concurrency.resign(leader);
+  }
+
+  // ---- test-only fault hooks -------------------------------------------------------------------
+
+  private faultDrop = new Set<number>();
+  private faultDelayMs = 0;
+
+  /**
+   * /debug/faults (only with --experimental-fault-injection): GET shows, POST {"drop": [ids hex],
+   * "delayMs": n} sets, DELETE clears the peers this member drops or delays messages to and from.
+   */
+  async faultRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
+    if (!this.config.experimentalFaultInjection || path !== '/debug/faults') return false;
+    if (request.method === 'POST') {
+      let body = '';
+      for await (const chunk of request) body += chunk;
+      const spec = JSON.parse(body || '{}') as { drop?: string[]; delayMs?: number };
+      this.faultDrop = new Set((spec.drop ?? []).map((id) => Number.parseInt(id, 16)));
+      this.faultDelayMs = Math.max(0, Math.min(spec.delayMs ?? 0, 60_000));
+    } else if (request.method === 'DELETE') {
+      this.faultDrop.clear();
+      this.faultDelayMs = 0;
+    } else if (request.method !== 'GET') {
+      return false;
+    }
+    const active = this.faultDrop.size > 0 || this.faultDelayMs > 0;
+    this.transport.setLinkFilter(
+      active
+        ? (from, to) => {
+            const peer = from === this.memberId ? to : from;
+            if (this.faultDrop.has(peer)) return 'drop';
+            return this.faultDelayMs > 0 ? { delayMs: this.faultDelayMs } : 'pass';
+          }
+        : undefined,
+    );
+    const peers = Object.fromEntries(this.members.list().map((m) => [m.id.toString(16), m.name]));
+    response.writeHead(200, { 'content-type': 'application/json' });
+    response.end(
+      JSON.stringify({
+        memberId: this.memberId.toString(16),
+        drop: [...this.faultDrop].map((id) => id.toString(16)),
+        delayMs: this.faultDelayMs,
+        peers,
+      }),
+    );
+    return true;
   }
 
   // ---- health ------------------------------------------------------------------------------------
