@@ -289,7 +289,11 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     };
     run().catch((error: unknown) => {
       if (response.headersSent) return response.destroy();
-      if (error instanceof BodyTooLargeError) return sendError(response, new EtcdError('requestTooLarge'));
+      if (error instanceof BodyTooLargeError) {
+        // The rest of the body is still coming: answer, then drop the connection instead of reusing it.
+        response.setHeader('connection', 'close');
+        return sendError(response, new EtcdError('requestTooLarge'));
+      }
       if (error instanceof JsonDecodeError) return sendError(response, new ApiRequestError(3, error.message));
       sendError(response, error);
     });

@@ -89,6 +89,17 @@ describe('JSON gateway', () => {
     assert.equal(bad.status, 400);
   });
 
+  it('a put over max-request-bytes is refused through the gateway too; a huge body is cut off', async () => {
+    const value = Buffer.alloc(1.5 * 1024 * 1024 + 1, 7).toString('base64');
+    const big = await post('/v3/kv/put', { key: b64('gw-big'), value });
+    assert.equal(big.status, 400);
+    assert.equal(big.json.error, 'etcdserver: request is too large');
+    const huge = await post('/v3/kv/put', { key: b64('gw-big'), value: 'A'.repeat(4 * 1024 * 1024) });
+    assert.equal(huge.json.error, 'etcdserver: request is too large');
+    const range = await post('/v3/kv/range', { key: b64('gw-big') });
+    assert.equal(range.json.kvs, undefined);
+  });
+
   it('lease grant, timetolive and leases keep 64-bit IDs as strings', async () => {
     const granted = await post('/v3/lease/grant', { TTL: '20', ID: '9007199254740993' });
     assert.equal(granted.json.ID, '9007199254740993');
