@@ -852,8 +852,9 @@ export class Keyspace {
 
   /**
    * Events with revision in [fromRevision, toRevision] for keys in [key, rangeEnd), oldest first.
-   * Stops at the first revision boundary after `eventsMax` events: a revision's events are always
-   * delivered together, as etcd does. Returns the next revision still to read.
+   * Stops at the first revision boundary after `eventsMax` events or `recordsScannedMax` scanned
+   * records: a revision's events are always delivered together, as etcd does. Returns the next
+   * revision still to read.
    */
   readEvents(
     key: Uint8Array,
@@ -862,12 +863,15 @@ export class Keyspace {
     toRevision: number,
     prevKv: boolean,
     eventsMax: number,
+    recordsScannedMax = Number.POSITIVE_INFINITY,
   ): { events: Event[]; nextRevision: number } {
     invariant(fromRevision >= this.compactRev, 'reading compacted history');
     const range = toKeyRange(key, rangeEnd);
     const events: Event[] = [];
     let nextRevision = toRevision + 1;
     let lastMain = -1;
+    let scanned = 0;
+    let lastScannedMain = -1;
     const iter = this.dbs.revs.getRange({
       start: encodeRevKey(fromRevision, 0),
       end: encodeRevKey(toRevision + 1, 0),
@@ -878,6 +882,13 @@ export class Keyspace {
         nextRevision = main;
         break;
       }
+      // Bounds the work of one call for a watcher whose keys rarely change in a busy history.
+      if (scanned >= recordsScannedMax && main !== lastScannedMain) {
+        nextRevision = main;
+        break;
+      }
+      scanned++;
+      lastScannedMain = main;
       const r = decodeRecord(value);
       if (!inRange(range, r.key) || !this.logicallyPresent(r.key, main, sub, r.kind)) continue;
       lastMain = main;

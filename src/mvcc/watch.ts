@@ -24,6 +24,7 @@ export interface WatchHistory {
     toRevision: number,
     prevKv: boolean,
     eventsMax: number,
+    recordsScannedMax?: number,
   ): { events: Event[]; nextRevision: number };
 }
 
@@ -33,6 +34,9 @@ export interface WatchHubOptions {
 }
 
 export const EVENTS_BUFFERED_MAX_DEFAULT = 1024;
+/** History records one take() may scan before yielding (then onReadable fires again soon). */
+export const CATCH_UP_RECORDS_PER_TAKE_MAX = 20_000;
+const CATCH_UP_ROUNDS_PER_TAKE_MAX = 4;
 
 export interface WatchCreateRequest {
   key: Uint8Array;
@@ -86,9 +90,14 @@ export class Watcher {
   take(): WatchBatch | undefined {
     this.notified = false;
     if (this.currentState === 'canceled') return undefined;
-    // Filters can drop a whole chunk of history, so keep reading until something is left or the
-    // watcher is synced (each round advances nextRevision, so this terminates).
-    while (this.buffer.length === 0 && this.currentState === 'unsynced') {
+    // Filters and key ranges can leave a whole chunk of history empty for this watcher: keep
+    // reading (each round advances nextRevision) within a bounded number of rounds.
+    for (let round = 0; this.buffer.length === 0 && this.currentState === 'unsynced'; round++) {
+      if (round === CATCH_UP_ROUNDS_PER_TAKE_MAX) {
+        // Still nothing for this watcher: yield to I/O and let the consumer come back.
+        setImmediate(() => this.signal());
+        return undefined;
+      }
       if (!this.catchUp()) return { kind: 'compacted', compactRevision: this.hub.history.compactRevision() };
     }
     if (this.buffer.length === 0) return undefined;
@@ -127,6 +136,7 @@ export class Watcher {
         current,
         this.prevKv,
         this.hub.eventsBufferedMax,
+        CATCH_UP_RECORDS_PER_TAKE_MAX / CATCH_UP_ROUNDS_PER_TAKE_MAX,
       );
       this.buffer = this.filter(events);
       this.nextRevision = nextRevision;
@@ -169,7 +179,7 @@ export class Watcher {
   }
 
   signal(): void {
-    if (this.notified) return;
+    if (this.notified || this.currentState === 'canceled') return;
     this.notified = true;
     try {
       this.onReadable();

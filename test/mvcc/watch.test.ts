@@ -158,3 +158,33 @@ test('a filtered catch-up keeps reading history until it finds events or is sync
     await t.cleanup();
   }
 });
+
+test('catch-up work per take() is bounded: a quiet key in a busy history yields and resumes', async () => {
+  const t = openTemp({ noSync: true });
+  try {
+    for (let batch = 0; batch < 5; batch++) {
+      applyOps(
+        t.ks,
+        Array.from({ length: 5000 }, (_, i) => put(`busy/${i}`)),
+      );
+    }
+    applyOps(t.ks, [put('quiet', 'here')]);
+    let signalled = 0;
+    let wake: () => void = () => {};
+    const w = t.ks.watchHub.watch({ key: b('quiet'), startRevision: 1 }, () => {
+      signalled++;
+      wake();
+    });
+    await new Promise<void>((resolve) => queueMicrotask(resolve));
+    assert.equal(w.take(), undefined, 'first take scans a bounded slice and yields');
+    assert.equal(w.state, 'unsynced');
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    assert.ok(signalled >= 2);
+    assert.deepEqual(show(drain(w)), ['put quiet@25001=here']);
+    assert.equal(w.state, 'synced');
+  } finally {
+    await t.cleanup();
+  }
+});
