@@ -40,6 +40,7 @@ import {
 } from './encoding.js';
 import {
   assertNever,
+  ClosedError,
   CompactedError,
   FutureRevisionError,
   InvalidRequestError,
@@ -1207,7 +1208,7 @@ export class Keyspace {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new InvalidRequestError('keyspace is closed');
+    if (this.closed) throw new ClosedError();
   }
 }
 

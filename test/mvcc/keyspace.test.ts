@@ -592,3 +592,17 @@ test('sync resolves with the applied index it made durable', async () => {
     await t.cleanup();
   }
 });
+
+test('a closed keyspace refuses work with a typed error', async () => {
+  const t = openTemp({ noSync: true });
+  await t.ks.close();
+  assert.throws(
+    () => t.ks.range({ key: b('a') }),
+    (e: unknown) => (e as { code?: string }).code === 'closed',
+  );
+  assert.throws(
+    () => applyOps(t.ks, [put('a')]),
+    (e: unknown) => (e as { code?: string }).code === 'closed',
+  );
+  await t.cleanup();
+});
