@@ -85,7 +85,7 @@ function printStats(report: SeedRangeReport): void {
       `elapsed=${report.elapsedMs.toFixed(0)}ms seeds/s=${((report.seeds * 1000) / report.elapsedMs).toFixed(1)}`,
       `events=${sum((x) => x.events)} proposals=${sum((x) => x.proposals)} acked=${sum((x) => x.acked)}`,
       `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} confChanges=${sum((x) => x.confChangesApplied)}`,
-      `transfers=${sum((x) => x.leaderTransfers)} snapshots=${sum((x) => x.snapshotsSent)} snapshotsFailed=${sum((x) => x.snapshotsFailed)}`,
+      `transfers=${sum((x) => x.leaderTransfers)} reads=${sum((x) => x.readsServed)} snapshots=${sum((x) => x.snapshotsSent)} snapshotsFailed=${sum((x) => x.snapshotsFailed)}`,
       `liveness p50=${(pct(0.5) / 1000).toFixed(0)}ms p99=${(pct(0.99) / 1000).toFixed(0)}ms max=${((liveness[liveness.length - 1] ?? 0) / 1000).toFixed(0)}ms`,
     ].join('\n'),
   );

@@ -12,6 +12,7 @@ export type InvariantCode =
   | 'vote-changed'
   | 'apply-regressed'
   | 'acked-proposal-lost'
+  | 'stale-read'
   | 'unproposed-entry'
   | 'core-contract'
   | 'liveness';

@@ -94,6 +94,7 @@ export class InvariantChecker {
   private readonly progress = new Map<NodeId, NodeProgress>();
   private readonly proposed = new Set<string>();
   private readonly acked = new Map<number, { key: string; index: number }>();
+  private ackedMax = 0;
 
   /** Declares that a client proposed this entry key (so applying it is legitimate). */
   registerProposal(key: string): void {
@@ -102,6 +103,11 @@ export class InvariantChecker {
 
   get committedIndex(): number {
     return this.committedMax;
+  }
+
+  /** Highest log index of any acknowledged proposal so far. */
+  get ackedIndexMax(): number {
+    return this.ackedMax;
   }
 
   get ackedCount(): number {
@@ -330,6 +336,7 @@ export class InvariantChecker {
       );
     }
     this.acked.set(proposalId, { key, index });
+    if (index > this.ackedMax) this.ackedMax = index;
   }
 
   /**

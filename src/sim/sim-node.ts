@@ -7,7 +7,15 @@
 import type { ProposeResult, RaftConfig, RaftNodeApi, Ready } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { type ConfState, type Entry, EntryType, type Message, type NodeId, Role } from '../raft/types.js';
+import {
+  type ConfState,
+  type Entry,
+  EntryType,
+  type Message,
+  type NodeId,
+  type ReadState,
+  Role,
+} from '../raft/types.js';
 import { decodeProposalId, entryKey, KvStateMachine } from './app.js';
 import type { SimDisk } from './disk.js';
 import { InvariantViolation, SimulatorError } from './errors.js';
@@ -26,6 +34,8 @@ export interface SimNodeHost {
   /** A proposal (by id) was applied on this node at index. */
   onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void;
   onConfChangeApplied(node: SimNode, confState: ConfState, index: number): void;
+  /** A ReadIndex request is served: the state machine has applied up to at least readIndex. */
+  onReadServed(node: SimNode, context: Uint8Array, readIndex: number): void;
   trace?(line: string): void;
 }
 
@@ -51,6 +61,8 @@ export class SimNode {
   incarnation = 0;
   /** The Ready waiting for its fsync; the core is not asked for another until it completes. */
   private pending: Ready | undefined;
+  /** Read states waiting for the state machine to reach their index. */
+  private readsWaiting: ReadState[] = [];
   /** Current fsync latency of this node's disk (raised while the disk is "slow"). */
   fsyncLatencyUs: number;
   /** Permanently stopped (removed from the cluster). */
@@ -120,6 +132,7 @@ export class SimNode {
   crash(): void {
     this.raft = undefined;
     this.pending = undefined;
+    this.readsWaiting = [];
     this.pausedUntilUs = 0;
   }
 
@@ -236,8 +249,19 @@ export class SimNode {
     if (rd.snapshot)
       this.restoreApp(rd.snapshot.metadata.index, rd.snapshot.metadata.confState, rd.snapshot.data);
     for (const e of rd.committedEntries) this.applyEntry(raft, e);
+    for (const rs of rd.readStates) this.readsWaiting.push(rs);
+    this.serveReads();
     raft.advance(rd);
     this.maybeTakeSnapshot();
+  }
+
+  private serveReads(): void {
+    if (this.readsWaiting.length === 0) return;
+    const applied = this.app.appliedIndex;
+    const ready = this.readsWaiting.filter((rs) => rs.index <= applied);
+    if (ready.length === 0) return;
+    this.readsWaiting = this.readsWaiting.filter((rs) => rs.index > applied);
+    for (const rs of ready) this.host.onReadServed(this, rs.context, rs.index);
   }
 
   private restoreApp(index: number, confState: ConfState, data: Uint8Array): void {

@@ -51,6 +51,7 @@ export interface SimResult {
   leaderTransfers: number;
   snapshotsSent: number;
   snapshotsFailed: number;
+  readsServed: number;
 }
 
 export class SimFailure extends Error {
@@ -83,6 +84,8 @@ const EXTRA_NODES_MAX = 4;
 const VOTERS_MIN = 3;
 const MEMBERS_MAX = 7;
 const CLIENT_TIMEOUT_US = 300_000;
+/** Share of client operations that are linearizable reads (ReadIndex) rather than writes. */
+const READ_PROBABILITY = 0.25;
 const LIVENESS_CHECK_US = 10_000;
 const DECOMMISSION_DELAY_US = 1_000_000;
 
@@ -94,6 +97,7 @@ type SimEvent =
   | { kind: 'unreachable'; node: SimNode; incarnation: number; peer: NodeId }
   | { kind: 'client'; client: Client }
   | { kind: 'client-timeout'; client: Client; attempt: number }
+  | { kind: 'read-timeout'; client: Client; readId: number }
   | { kind: 'nemesis' }
   | { kind: 'restart'; node: SimNode }
   | { kind: 'heal' }
@@ -109,8 +113,17 @@ interface Proposal {
   key: string;
 }
 
+interface PendingRead {
+  id: number;
+  /** Highest index of any write acknowledged before the read was issued: the read must see it. */
+  ackFloor: number;
+  node: SimNode;
+  incarnation: number;
+}
+
 interface Client {
   id: number;
+  read: PendingRead | undefined;
   current: Proposal | undefined;
   attempt: number;
   /** Where the current attempt was accepted: the ack must come from this node incarnation. */
@@ -132,6 +145,7 @@ export class Simulation implements SimNodeHost {
   private readonly faultPhaseUs: number;
   private readonly livenessBoundUs: number;
   private nextProposalId = 1;
+  private nextReadId = 1;
   private nextNodeId: NodeId;
   private readonly lastNodeId: NodeId;
   private membership: ConfState;
@@ -152,6 +166,8 @@ export class Simulation implements SimNodeHost {
     snapshotsSent: 0,
     snapshotsFailed: 0,
     livenessUs: -1,
+    reads: 0,
+    readsServed: 0,
   };
 
   constructor(private readonly options: SimOptions) {
@@ -216,6 +232,7 @@ export class Simulation implements SimNodeHost {
       leaderTransfers: this.stats.leaderTransfers,
       snapshotsSent: this.stats.snapshotsSent,
       snapshotsFailed: this.stats.snapshotsFailed,
+      readsServed: this.stats.readsServed,
     };
   }
 
@@ -264,7 +281,7 @@ export class Simulation implements SimNodeHost {
       this.trace(`client ${client.id}: proposal ${proposalId} acked at index ${index} by n${node.id}`);
       client.current = undefined;
       client.waitingOn = undefined;
-      if (!this.quiesced) this.queue.after(this.rngClient.between(1000, 30_000), { kind: 'client', client });
+      this.clientNext(client);
     }
   }
 
@@ -327,7 +344,7 @@ export class Simulation implements SimNodeHost {
   private schedule(): void {
     const clients = this.options.clients ?? 3;
     for (let id = 1; id <= clients; id++) {
-      const client: Client = { id, current: undefined, attempt: 0, waitingOn: undefined };
+      const client: Client = { id, read: undefined, current: undefined, attempt: 0, waitingOn: undefined };
       this.clients.push(client);
       this.queue.after(this.rngClient.between(0, 50_000), { kind: 'client', client });
     }
@@ -396,6 +413,8 @@ export class Simulation implements SimNodeHost {
         return this.clientAttempt(event.client);
       case 'client-timeout':
         return this.clientTimeout(event.client, event.attempt);
+      case 'read-timeout':
+        return this.readTimeout(event.client, event.readId);
       case 'nemesis':
         return this.nemesis();
       case 'restart':
@@ -479,8 +498,10 @@ export class Simulation implements SimNodeHost {
   // ---- clients -----------------------------------------------------------------------------
 
   private clientAttempt(client: Client): void {
+    if (client.read) return;
     if (!client.current) {
       if (this.quiesced) return;
+      if (this.rngClient.chance(READ_PROBABILITY)) return this.clientRead(client);
       const id = this.nextProposalId++;
       const data = encodeProposal(id, this.rngClient.between(0, 40));
       client.current = { id, data, key: entryKey(EntryType.Normal, data) };
@@ -499,6 +520,48 @@ export class Simulation implements SimNodeHost {
       return;
     }
     this.queue.after(this.rngClient.between(2000, 20_000), { kind: 'client', client });
+  }
+
+  /** A linearizable read through ReadIndex: it must observe every write acknowledged before it. */
+  private clientRead(client: Client): void {
+    const candidates = [...this.nodes.values()].filter((n) => n.running && n.pausedUntilUs <= this.queue.now);
+    const readId = this.nextReadId++;
+    if (candidates.length === 0) return this.clientNext(client);
+    const node = this.rngClient.pick(candidates);
+    const result = node.withCore((raft) => raft.readIndex(encodeReadContext(readId)));
+    if (!result.ok) return this.clientNext(client);
+    this.stats.reads++;
+    client.read = { id: readId, ackFloor: this.checker.ackedIndexMax, node, incarnation: node.incarnation };
+    this.queue.after(CLIENT_TIMEOUT_US, { kind: 'read-timeout', client, readId });
+  }
+
+  onReadServed(node: SimNode, context: Uint8Array, readIndex: number): void {
+    const readId = decodeReadContext(context);
+    for (const client of this.clients) {
+      const read = client.read;
+      if (!read || read.id !== readId || read.node !== node || read.incarnation !== node.incarnation)
+        continue;
+      if (readIndex < read.ackFloor) {
+        throw new InvariantViolation(
+          'stale-read',
+          `read ${readId} at n${node.id} served at index ${readIndex}, but a write acknowledged before it is at ${read.ackFloor}`,
+        );
+      }
+      this.stats.readsServed++;
+      this.trace(`client ${client.id}: read ${readId} served at index ${readIndex} by n${node.id}`);
+      client.read = undefined;
+      this.clientNext(client);
+    }
+  }
+
+  private readTimeout(client: Client, readId: number): void {
+    if (client.read?.id !== readId) return;
+    client.read = undefined;
+    this.clientNext(client);
+  }
+
+  private clientNext(client: Client): void {
+    if (!this.quiesced) this.queue.after(this.rngClient.between(1000, 30_000), { kind: 'client', client });
   }
 
   private clientTimeout(client: Client, attempt: number): void {
@@ -719,6 +782,20 @@ export class Simulation implements SimNodeHost {
 
 export function runSimulation(options: SimOptions): SimResult {
   return new Simulation(options).run();
+}
+
+function encodeReadContext(readId: number): Uint8Array {
+  const context = new Uint8Array(5);
+  context[0] = 0x52;
+  new DataView(context.buffer).setUint32(1, readId);
+  return context;
+}
+
+function decodeReadContext(context: Uint8Array): number {
+  if (context.length !== 5 || context[0] !== 0x52) {
+    throw new InvariantViolation('core-contract', 'a read state carries a context nobody sent');
+  }
+  return new DataView(context.buffer, context.byteOffset, context.byteLength).getUint32(1);
 }
 
 function members(conf: ConfState): NodeId[] {

@@ -55,6 +55,24 @@ describe('Simulation', () => {
     );
   });
 
+  it('a core that answers ReadIndex with a stale index is caught as a stale read', () => {
+    assert.throws(
+      () =>
+        runSimulation({
+          seed: 21,
+          nodes: 3,
+          faultPhaseUs: 1_000_000,
+          faults: false,
+          membership: false,
+          createCore: (config) => new StaleReadCore(config),
+        }),
+      (err: unknown) =>
+        err instanceof SimFailure &&
+        err.cause instanceof InvariantViolation &&
+        err.cause.code === 'stale-read',
+    );
+  });
+
   it('a core that never sends messages after persisting fails liveness', () => {
     const mute = (config: RaftConfig) => new MuteAfterPersistCore(config);
     assert.throws(
@@ -116,6 +134,14 @@ class CorruptApplyCore extends RaftNode {
 
   override advance(rd: Ready): void {
     super.advance(rd);
+  }
+}
+
+/** Serves every read at index 1, as if nothing had been written since the cluster was born. */
+class StaleReadCore extends RaftNode {
+  override ready(): Ready {
+    const rd = super.ready();
+    return { ...rd, readStates: rd.readStates.map((rs) => ({ ...rs, index: 1 })) };
   }
 }
 
