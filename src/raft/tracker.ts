@@ -85,18 +85,6 @@ export class ProgressTracker {
     if (!this.votes.has(id)) this.votes.set(id, granted);
   }
 
-  tallyVotes(): { granted: number; rejected: number; result: VoteResult } {
-    let granted = 0;
-    let rejected = 0;
-    for (const id of this.progress.keys()) {
-      if (!this.isVoter(id)) continue;
-      const v = this.votes.get(id);
-      if (v === true) granted++;
-      else if (v === false) rejected++;
-    }
-    return { granted, rejected, result: jointVoteResult(this.quorum, this.votes) };
-  }
-
   voteResult(votes: ReadonlyMap<NodeId, boolean>): VoteResult {
     return jointVoteResult(this.quorum, votes);
   }
