@@ -113,6 +113,19 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
   });
 
   it(
+    'a fresh cluster is at revision 1 and the first put creates revision 2, as in etcd',
+    check(async () => {
+      const fresh = await onBoth(pair, currentRevision);
+      assert.equal(fresh.etcd, 1);
+      assert.equal(fresh.concord, fresh.etcd, 'revision of an empty store');
+      const put = await runBoth(pair, ['put', 'fresh/k', 'v', '-w', 'json']);
+      const revisionOf = (r: EtcdctlResult) =>
+        (JSON.parse(r.stdout) as { header: { revision: number } }).header.revision;
+      assert.equal(revisionOf(put.concord), revisionOf(put.etcd));
+    }),
+  );
+
+  it(
     'put and get print what etcd prints (prefix, limit, sort, order, keys-only, value-only, count-only)',
     check(async () => {
       for (const [key, value] of [
@@ -362,33 +375,6 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
   );
 
   it(
-    'endpoint health, status and hashkv answer for every member (--cluster)',
-    check(async () => {
-      const health = await ctl(['endpoint', 'health', '--cluster']);
-      assert.equal(health.code, 0, health.stderr);
-      assert.equal(
-        (health.stderr.match(/is healthy: successfully committed proposal/g) ?? []).length,
-        3,
-        health.stderr,
-      );
-      const status = await ctl(['endpoint', 'status', '--cluster', '-w', 'json']);
-      assert.equal(status.code, 0, status.stderr);
-      const rows = JSON.parse(status.stdout) as Array<{
-        Endpoint: string;
-        Status: { leader: number; header: { member_id: number } };
-      }>;
-      assert.equal(rows.length, 3);
-      const leaders = new Set(rows.map((r) => r.Status.leader));
-      assert.equal(leaders.size, 1, 'every member names the same leader');
-      const hashes = await ctl(['endpoint', 'hashkv', '--cluster', '-w', 'json']);
-      assert.equal(hashes.code, 0, hashes.stderr);
-      const hashRows = JSON.parse(hashes.stdout) as Array<{ HashKV: { hash: number } }>;
-      assert.equal(hashRows.length, 3);
-      assert.equal(new Set(hashRows.map((r) => r.HashKV.hash)).size, 1, 'replicas hold the same keyspace');
-    }),
-  );
-
-  it(
     'snapshot save writes a non-empty file; defrag and alarm list/disarm succeed',
     check(async () => {
       const file = join(scratchDir, 'snap.db');
@@ -411,51 +397,105 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
     }),
   );
 
-  it(
-    'move-leader hands leadership to the named follower',
-    check(async () => {
-      const leader = await concord.leaderIndex();
-      const target = (leader + 1) % 3;
-      const targetHex = BigInt(concord.member(target).memberId).toString(16);
-      const moved = await etcdctl(['move-leader', targetHex], { endpoints: [concord.endpoint(leader)] });
-      assert.equal(moved.code, 0, moved.stderr);
-      assert.match(moved.stdout, new RegExp(`Leadership transferred from [0-9a-f]+ to ${targetHex}`));
-      assert.equal(await concord.leaderIndex(), target);
-      const notLeader = await etcdctl(['move-leader', targetHex], { endpoints: [concord.endpoint(leader)] });
-      assert.notEqual(notLeader.code, 0, 'only the leader can transfer leadership');
-    }),
-  );
+  // These run against etcd too: etcd passing them shows the expectations (and the harness's
+  // member add/remove) are right, so a Concord failure is Concord's.
+  for (const kind of ['etcd', 'concord'] as const) {
+    describe(`on ${kind}`, () => {
+      let cluster!: ProcessCluster;
+      before(() => {
+        cluster = kind === 'etcd' ? pair.etcd : pair.concord;
+      });
+      const checkHere = (body: () => Promise<void>) => () => cluster.withLogsOnFailure(body);
 
-  it(
-    'member add --learner, start it, promote once caught up, then remove it',
-    check(async () => {
-      // etcd answers "rpc not supported for learner" to a learner, so talk to the voters only.
-      const voters = { endpoints: [0, 1, 2].map((i) => concord.endpoint(i)) };
-      await etcdctlOk(['put', 'learner/k', 'before-join'], voters);
-      const index = await concord.addMember({ learner: true });
-      const list = await etcdctlOk(['member', 'list'], voters);
-      assert.match(list, /, started, m3, .*, true$/m);
-      // A learner cannot be promoted until its log is close to the leader's; retry until it is.
-      await pollUntil('learner promotion', 20_000, async () => {
-        const promoted = await etcdctl(
-          ['member', 'promote', BigInt(concord.member(index).memberId).toString(16)],
-          voters,
-        );
-        return promoted.code === 0 ? promoted.stdout : undefined;
-      });
-      assert.match(await etcdctlOk(['member', 'list'], voters), /, started, m3, .*, false$/m);
-      const read = await etcdctlOk(['get', 'learner/k', '--consistency=s'], {
-        endpoints: [concord.endpoint(index)],
-      });
-      assert.equal(read, 'learner/k\nbefore-join\n');
-      const removed = await etcdctl(
-        ['member', 'remove', BigInt(concord.member(index).memberId).toString(16)],
-        voters,
+      it(
+        'endpoint health, status and hashkv answer for every member (--cluster)',
+        checkHere(async () => {
+          const health = await etcdctl(['endpoint', 'health', '--cluster'], {
+            endpoints: cluster.endpoints(),
+          });
+          assert.equal(health.code, 0, health.stderr);
+          assert.equal(
+            (health.stderr.match(/is healthy: successfully committed proposal/g) ?? []).length,
+            3,
+            health.stderr,
+          );
+          const status = await etcdctl(['endpoint', 'status', '--cluster', '-w', 'json'], {
+            endpoints: cluster.endpoints(),
+          });
+          assert.equal(status.code, 0, status.stderr);
+          const rows = JSON.parse(status.stdout) as Array<{
+            Endpoint: string;
+            Status: { leader: number; header: { member_id: number } };
+          }>;
+          assert.equal(rows.length, 3);
+          const leaders = new Set(rows.map((r) => r.Status.leader));
+          assert.equal(leaders.size, 1, 'every member names the same leader');
+          const hashes = await etcdctl(['endpoint', 'hashkv', '--cluster', '-w', 'json'], {
+            endpoints: cluster.endpoints(),
+          });
+          assert.equal(hashes.code, 0, hashes.stderr);
+          const hashRows = JSON.parse(hashes.stdout) as Array<{ HashKV: { hash: number } }>;
+          assert.equal(hashRows.length, 3);
+          assert.equal(
+            new Set(hashRows.map((r) => r.HashKV.hash)).size,
+            1,
+            'replicas hold the same keyspace',
+          );
+        }),
       );
-      assert.equal(removed.code, 0, removed.stderr);
-      assert.match(removed.stdout, /^Member [0-9a-f]+ removed from cluster [0-9a-f]+$/m);
-      await concord.retireMember(index);
-      assert.equal((await etcdctlOk(['member', 'list'], voters)).trim().split('\n').length, 3);
-    }),
-  );
+
+      it(
+        'move-leader hands leadership to the named follower',
+        checkHere(async () => {
+          const leader = await cluster.leaderIndex();
+          const target = (leader + 1) % 3;
+          const targetHex = BigInt(cluster.member(target).memberId).toString(16);
+          const moved = await etcdctl(['move-leader', targetHex], { endpoints: [cluster.endpoint(leader)] });
+          assert.equal(moved.code, 0, moved.stderr);
+          assert.match(moved.stdout, new RegExp(`Leadership transferred from [0-9a-f]+ to ${targetHex}`));
+          assert.equal(await cluster.leaderIndex(), target);
+          const notLeader = await etcdctl(['move-leader', targetHex], {
+            endpoints: [cluster.endpoint(leader)],
+          });
+          assert.notEqual(notLeader.code, 0, 'only the leader can transfer leadership');
+        }),
+      );
+
+      it(
+        'member add --learner, start it, promote once caught up, then remove it',
+        checkHere(async () => {
+          // etcd answers "rpc not supported for learner" to a learner, so talk to the voters only.
+          const voters = { endpoints: [0, 1, 2].map((i) => cluster.endpoint(i)) };
+          await etcdctlOk(['put', 'learner/k', 'before-join'], voters);
+          const index = await cluster.addMember({ learner: true });
+          // A joined member publishes its name and client URLs through the log ("started").
+          await pollUntil('the learner to be listed as started', 10_000, async () => {
+            const list = await etcdctlOk(['member', 'list'], voters);
+            return /, started, m3, .*, true$/m.test(list) ? true : undefined;
+          });
+          // A learner cannot be promoted until its log is close to the leader's; retry until it is.
+          await pollUntil('learner promotion', 20_000, async () => {
+            const promoted = await etcdctl(
+              ['member', 'promote', BigInt(cluster.member(index).memberId).toString(16)],
+              voters,
+            );
+            return promoted.code === 0 ? promoted.stdout : undefined;
+          });
+          assert.match(await etcdctlOk(['member', 'list'], voters), /, started, m3, .*, false$/m);
+          const read = await etcdctlOk(['get', 'learner/k', '--consistency=s'], {
+            endpoints: [cluster.endpoint(index)],
+          });
+          assert.equal(read, 'learner/k\nbefore-join\n');
+          const removed = await etcdctl(
+            ['member', 'remove', BigInt(cluster.member(index).memberId).toString(16)],
+            voters,
+          );
+          assert.equal(removed.code, 0, removed.stderr);
+          assert.match(removed.stdout, /^Member +[0-9a-f]+ removed from cluster +[0-9a-f]+$/m);
+          await cluster.retireMember(index);
+          assert.equal((await etcdctlOk(['member', 'list'], voters)).trim().split('\n').length, 3);
+        }),
+      );
+    });
+  }
 });

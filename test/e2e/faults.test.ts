@@ -109,7 +109,12 @@ describe('faults: leader kill, full restart', { timeout: 150_000 }, () => {
       const pausedAt = Date.now();
       const other = cluster.runningIndexes()[0] as number;
       await pollUntil('a write accepted while the leader is frozen', failoverBoundMs * 3, async () => {
-        await gatewayPost(cluster.endpoint(other), '/v3/kv/put', { key: b64('pause/k'), value: b64('while-paused') }, 1000);
+        await gatewayPost(
+          cluster.endpoint(other),
+          '/v3/kv/put',
+          { key: b64('pause/k'), value: b64('while-paused') },
+          1000,
+        );
         return true;
       });
       t.diagnostic(`frozen leader replaced: first write accepted ${Date.now() - pausedAt} ms after SIGSTOP`);
@@ -139,7 +144,11 @@ describe('faults: leader kill, full restart', { timeout: 150_000 }, () => {
       await cluster.waitHealthy(30_000);
       const loadKeys = await readPrefix(cluster.endpoint(0), 'load/');
       const pauseKeys = await readPrefix(cluster.endpoint(0), 'pause/');
-      assertAllPresent(expected, new Map([...loadKeys.kvs, ...pauseKeys.kvs]), 'earlier writes after a full restart');
+      assertAllPresent(
+        expected,
+        new Map([...loadKeys.kvs, ...pauseKeys.kvs]),
+        'earlier writes after a full restart',
+      );
       const restartKeys = await readPrefix(cluster.endpoint(1), 'restart/');
       assertAllPresent(acked, restartKeys.kvs, 'writes acknowledged just before the crash');
       for (const index of running) await waitCaughtUp(cluster, index, 'restart/', restartKeys.kvs, 20_000);

@@ -45,7 +45,10 @@ describe('e2e harness', { timeout: 60_000 }, () => {
       assert.deepEqual(cluster.endpoints(), []);
       await cluster.restart(0);
       assert.equal((await readPrefix(cluster.endpoint(0), 'h/')).kvs.get('h/k'), 'v');
-      assert.equal(await etcdctlOk(['get', 'h/k', '--print-value-only'], { endpoints: cluster.endpoints() }), 'v\n');
+      assert.equal(
+        await etcdctlOk(['get', 'h/k', '--print-value-only'], { endpoints: cluster.endpoints() }),
+        'v\n',
+      );
       const missing = await etcdctl(['get', 'h/k'], { endpoints: ['http://127.0.0.1:1'], timeoutMs: 8000 });
       assert.notEqual(missing.code, 0, 'etcdctl reports an unreachable endpoint as a failure');
     } finally {
