@@ -13,6 +13,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import * as grpc from '@grpc/grpc-js';
 import type { EtcdBackend } from './backend.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
+import { wrapHttp2Connection } from './h2-authority.js';
 import {
   createGatewayHandler,
   type GatewayOptions,
@@ -81,8 +82,8 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     socket.once('close', () => sockets.delete(socket));
     sniff(socket, sniffTimeoutMs, (protocol) => {
       if (protocol === 'http2') {
-        // Node's http2 session takes the pushed-back bytes from the socket buffer itself.
-        injector.injectConnection(socket);
+        // Through the authority repair (see h2-authority.ts); the pushed-back preface included.
+        injector.injectConnection(wrapHttp2Connection(socket));
       } else {
         httpServer.emit('connection', socket);
         socket.resume();
