@@ -1165,7 +1165,7 @@ export class Keyspace {
   // ---- snapshots -------------------------------------------------------------------------------
 
   /** Writes a consistent copy of the whole environment (data, leases, applied index) to `path`. */
-  async createSnapshot(path: string): Promise<SnapshotInfo> {
+  async createSnapshot(path: string, options: { compact?: boolean } = {}): Promise<SnapshotInfo> {
     this.assertOpen();
     const meta = { appliedIndex: this.applied, revision: this.revision, compactRevision: this.compactRev };
     // LMDB copies a directory environment into a directory; stage there, then move the file.
@@ -1173,7 +1173,8 @@ export class Keyspace {
     rmSync(stagingDir, { recursive: true, force: true });
     mkdirSync(stagingDir, { recursive: true });
     try {
-      await this.dbs.env.backup(stagingDir, false);
+      // compact: LMDB writes only live pages, renumbered (free pages dropped) — a defragmented copy.
+      await this.dbs.env.backup(stagingDir, options.compact ?? false);
       renameSync(join(stagingDir, 'data.mdb'), path);
     } finally {
       rmSync(stagingDir, { recursive: true, force: true });
@@ -1181,6 +1182,22 @@ export class Keyspace {
     const info = await verifySnapshotFile(path);
     invariant(info.appliedIndex >= meta.appliedIndex, 'snapshot older than the state it copied');
     return info;
+  }
+
+  /**
+   * Rewrites the database without its free pages (etcd's defrag): a compacting copy replaces the
+   * file. Returns the file size before and after.
+   */
+  async defragment(scratchPath: string): Promise<{ bytesBefore: number; bytesAfter: number }> {
+    const file = join(this.path, 'data.mdb');
+    const bytesBefore = statSync(file).size;
+    await this.createSnapshot(scratchPath, { compact: true });
+    try {
+      await this.restoreSnapshot(scratchPath);
+    } finally {
+      rmSync(scratchPath, { force: true });
+    }
+    return { bytesBefore, bytesAfter: statSync(file).size };
   }
 
   /**

@@ -101,6 +101,7 @@ const SNAPSHOT_CATCHUP_ENTRIES = 5000;
 const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
+const COMPACTION_IDLE_STEP_MS = 100;
 const META_MEMBERS = 'cluster/members';
 /** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
 const SELF_ID_FILE = 'id';
@@ -395,6 +396,12 @@ export class ConcordServer {
     this.timers.push(setInterval(() => this.checkLeases(), LEASE_CHECK_INTERVAL_MS));
     this.timers.push(setInterval(() => this.reads.onTick(), this.config.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.publishIfNeeded(), PUBLISH_RETRY_MS));
+    // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
+    this.timers.push(
+      setInterval(() => {
+        if (!this.stopped && this.keyspace.compactionPending()) this.keyspace.compactStep();
+      }, COMPACTION_IDLE_STEP_MS),
+    );
     if (this.config.autoCompactionRetention > 0) {
       const everyMs =
         this.config.autoCompactionMode === 'periodic'
@@ -478,7 +485,23 @@ export class ConcordServer {
     response.writeHead(404).end();
   }
 
-  private async applyEntries(entries: Entry[]): Promise<void> {
+  /** Serializes applies with work that replaces the database file (defragment). */
+  private applyQueue: Promise<void> = Promise.resolve();
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.applyQueue.then(work);
+    this.applyQueue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  private applyEntries(entries: Entry[]): Promise<void> {
+    return this.exclusive(() => this.applyEntriesNow(entries));
+  }
+
+  private async applyEntriesNow(entries: Entry[]): Promise<void> {
     const batch: AppliedEntry[] = [];
     const owners: Array<number | undefined> = [];
     const done: number[] = [];
@@ -510,11 +533,10 @@ export class ConcordServer {
       batch.push({ index: entry.index, op: proposal.op });
       owners.push(mine);
     }
-    const results = this.keyspace.applyBatch(batch);
-    if (membersChanged) {
-      this.keyspace.putMeta(META_MEMBERS, this.members.encode());
-      this.syncPeers();
-    }
+    // Membership rides in the same LMDB transaction as the entries that changed it.
+    const meta = membersChanged ? { [META_MEMBERS]: this.members.encode() } : undefined;
+    const results = this.keyspace.applyBatch(batch, meta === undefined ? {} : { meta });
+    if (membersChanged) this.syncPeers();
     const nowMs = Date.now();
     for (let i = 0; i < results.length; i++) {
       const result = results[i]!;
@@ -1072,6 +1094,9 @@ export class ConcordServer {
 
   async defragment(): Promise<{ header: HeaderInfo }> {
     this.assertServing();
+    const scratch = join(this.snapshotScratchDir, `defrag-${Date.now()}.mdb`);
+    const { bytesBefore, bytesAfter } = await this.exclusive(() => this.keyspace.defragment(scratch));
+    this.log.info('defragmented the keyspace', { bytesBefore, bytesAfter });
     return { header: this.header() };
   }
 
