@@ -21,7 +21,7 @@ export interface LoadResult {
 
 export interface RunningLoad {
   ackedCount(): number;
-  /** Resolves with the time of the first ack at or after `sinceMs` (Date.now() clock). */
+  /** Resolves with the ack time of the first put *sent* at or after `sinceMs` (Date.now() clock). */
   firstAckAfter(sinceMs: number, timeoutMs: number): Promise<number>;
   stop(): Promise<LoadResult>;
 }
@@ -38,7 +38,7 @@ export function fromB64(text: string | undefined): string {
 
 export function startLoad(options: LoadOptions): RunningLoad {
   const acked = new Map<string, string>();
-  const ackTimes: number[] = [];
+  const acks: Array<{ sentAt: number; ackedAt: number }> = [];
   let failures = 0;
   let stopping = false;
   const writer = async (id: number) => {
@@ -51,6 +51,7 @@ export function startLoad(options: LoadOptions): RunningLoad {
       }
       const key = `${options.prefix}w${id}/${String(seq).padStart(6, '0')}`;
       const value = `v${id}-${seq}`;
+      const sentAt = Date.now();
       try {
         await gatewayPost(
           endpoint,
@@ -59,7 +60,7 @@ export function startLoad(options: LoadOptions): RunningLoad {
           options.requestTimeoutMs ?? 3000,
         );
         acked.set(key, value);
-        ackTimes.push(Date.now());
+        acks.push({ sentAt, ackedAt: Date.now() });
         seq++;
       } catch {
         failures++;
@@ -75,8 +76,8 @@ export function startLoad(options: LoadOptions): RunningLoad {
     async firstAckAfter(sinceMs, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
-        const hit = ackTimes.find((t) => t >= sinceMs);
-        if (hit !== undefined) return hit;
+        const hit = acks.find((a) => a.sentAt >= sinceMs);
+        if (hit !== undefined) return hit.ackedAt;
         if (Date.now() > deadline) throw new Error(`no write acknowledged within ${timeoutMs} ms`);
         await sleep(10);
       }
@@ -96,6 +97,8 @@ export async function readPrefix(
   serializable = false,
 ): Promise<{ revision: number; kvs: Map<string, string> }> {
   const end = Buffer.from(prefix, 'utf8');
+  if (end.length === 0 || end[end.length - 1] === 0xff)
+    throw new Error(`prefix ${prefix} has no simple range end`);
   end[end.length - 1] = (end[end.length - 1] as number) + 1;
   const range = await gatewayPost(
     endpoint,
