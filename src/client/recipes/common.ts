@@ -1,0 +1,145 @@
+// Building blocks shared by the recipes: a session (a lease kept alive), and waiting for keys to
+// be deleted, which is how every fair recipe waits for its predecessor.
+
+import type { Client } from '../client.js';
+import { CancelledError, type ConcordError, LeaseLostError } from '../errors.js';
+import type { LeaseKeepAlive } from '../lease.js';
+import { type Bytes, type KeyValue, toBuffer } from '../types.js';
+
+export const defaultSessionTtlSeconds = 10;
+
+/** A lease kept alive for the life of a recipe; closing it revokes the lease (and its keys). */
+export class Session {
+  private constructor(
+    readonly client: Client,
+    readonly keepAlive: LeaseKeepAlive,
+  ) {}
+
+  static async create(
+    client: Client,
+    options: { ttlSeconds?: number; onLoss?: (error: LeaseLostError) => void } = {},
+  ): Promise<Session> {
+    const keepAlive = await client.lease(options.ttlSeconds ?? defaultSessionTtlSeconds, {
+      onLoss: options.onLoss,
+    });
+    return new Session(client, keepAlive);
+  }
+
+  get leaseId(): bigint {
+    return this.keepAlive.id;
+  }
+
+  /** The lease ID as etcd's concurrency package writes it in keys: lowercase hex, no padding. */
+  get leaseHex(): string {
+    return this.leaseId.toString(16);
+  }
+
+  /** Throws when the lease was lost: whatever the session held may now belong to someone else. */
+  assertAlive(): void {
+    const lost = this.keepAlive.lost;
+    if (lost !== undefined) throw lost;
+  }
+
+  async close(): Promise<void> {
+    await this.keepAlive.revoke();
+  }
+}
+
+export interface RecipeOptions {
+  /** Reuse a session (several recipes on one lease); by default each recipe makes its own. */
+  session?: Session;
+  ttlSeconds?: number;
+}
+
+export interface WaitOptions {
+  signal?: AbortSignal;
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw new CancelledError('the wait was aborted');
+}
+
+/** Races `work` against the session's lease loss and an abort signal. */
+export async function guarded<T>(
+  work: Promise<T>,
+  session: Session | undefined,
+  options: WaitOptions,
+): Promise<T> {
+  const contenders: Promise<T>[] = [work];
+  if (session !== undefined)
+    contenders.push(session.keepAlive.whenLost().then((lost) => Promise.reject(lost)));
+  let onAbort: (() => void) | undefined;
+  if (options.signal !== undefined) {
+    const signal = options.signal;
+    contenders.push(
+      new Promise<never>((_, reject) => {
+        onAbort = () => reject(new CancelledError('the wait was aborted'));
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    );
+  }
+  try {
+    return await Promise.race(contenders);
+  } finally {
+    if (onAbort !== undefined) options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Resolves once `key` is deleted at or after `fromRevision`. */
+export async function waitDelete(
+  client: Client,
+  key: Bytes,
+  fromRevision: bigint,
+  options: WaitOptions = {},
+): Promise<void> {
+  const watcher = client.watch(key, { fromRevision, noPut: true });
+  const onAbort = () => watcher.close();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const event of watcher) {
+      if (event.type === 'delete') return;
+    }
+    throwIfAborted(options.signal);
+    throw new CancelledError('watch closed before the key was deleted');
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    watcher.close();
+  }
+}
+
+/**
+ * Waits until no key under `prefix` has a create revision <= `maxCreateRevision` (and passes
+ * `blocks`), waiting each time only on the newest such key: each waiter watches one predecessor,
+ * so a release wakes one waiter, not the herd.
+ */
+export async function waitDeletes(
+  client: Client,
+  prefix: Bytes,
+  maxCreateRevision: bigint,
+  options: WaitOptions & { blocks?: (kv: KeyValue) => boolean } = {},
+): Promise<void> {
+  for (;;) {
+    throwIfAborted(options.signal);
+    const result = await client.get(prefix, {
+      prefix: true,
+      maxCreateRevision,
+      sort: { target: 'create', order: 'descend' },
+      limit: options.blocks === undefined ? 1 : 0,
+      keysOnly: true,
+    });
+    const blocker = options.blocks === undefined ? result.kvs[0] : result.kvs.find(options.blocks);
+    if (blocker === undefined) return;
+    await waitDelete(client, blocker.key, result.header.revision, options);
+  }
+}
+
+export function keyString(key: Bytes): string {
+  return toBuffer(key).toString('utf8');
+}
+
+export function isLeaseLost(error: unknown): error is LeaseLostError {
+  return error instanceof LeaseLostError;
+}
+
+export type { ConcordError };
