@@ -129,6 +129,8 @@ export type ProposalDropReason =
   | 'conf-change-pending'
   /** The ConfChange would produce an invalid configuration (e.g. no voters left) or is malformed. */
   | 'invalid-conf-change'
+  /** readIndex() on a leader whose queue of pending reads is full (READ_REQUESTS_BATCH_MAX). */
+  | 'read-index-queue-full'
   | 'not-a-member';
 
 export type ProposeResult = { ok: true } | { ok: false; reason: ProposalDropReason; leaderHint: NodeId };
@@ -165,7 +167,7 @@ export interface RaftNodeApi {
   /**
    * The ReadState with this context appears in a later Ready (on this node, also when it is a
    * follower). Requests are batched into one heartbeat round per Ready. The result is ok:false
-   * only for 'no-leader' (or, on a leader, 'uncommitted-bytes-max' when the read queue is full).
+   * only for 'no-leader' (or, on a leader, 'read-index-queue-full').
    */
   readIndex(context: Uint8Array): ProposeResult;
   /** On a follower the request is forwarded to the leader. Aborted after one election timeout. */

@@ -444,7 +444,7 @@ export class RaftNode implements RaftNodeApi {
 
   readIndex(context: Uint8Array): ProposeResult {
     if (this.role === Role.Leader) {
-      if (!this.handleReadRequest({ from: this.id, context })) return drop('uncommitted-bytes-max', this.id);
+      if (!this.handleReadRequest({ from: this.id, context })) return drop('read-index-queue-full', this.id);
       return OK;
     }
     if (this.lead === NONE) return drop('no-leader', NONE);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { MessageType } from '../../src/raft/index.js';
+import { READ_REQUESTS_BATCH_MAX } from '../../src/raft/read-index.js';
 import { dec, enc, Network } from './helpers.js';
 
 test('ReadIndex batching: N reads share one heartbeat round and are released together', () => {
@@ -143,4 +144,15 @@ test('ReadIndex in a single-voter cluster is answered at once', () => {
   net.node(1).readIndex(enc('solo'));
   net.processReady(1);
   assert.equal(net.peer(1).readStates.length, 1);
+});
+
+test('ReadIndex: the pending read queue is bounded (read-index-queue-full)', () => {
+  const net = new Network([1, 2, 3]);
+  net.campaign(1);
+  const ctx = enc('r');
+  for (let i = 0; i < READ_REQUESTS_BATCH_MAX; i++) assert.equal(net.node(1).readIndex(ctx).ok, true);
+  assert.deepEqual(net.node(1).readIndex(ctx), { ok: false, reason: 'read-index-queue-full', leaderHint: 1 });
+  net.stabilize();
+  assert.equal(net.peer(1).readStates.length, READ_REQUESTS_BATCH_MAX);
+  assert.equal(net.node(1).readIndex(ctx).ok, true, 'the queue drains with each round');
 });
