@@ -55,7 +55,7 @@ const TRANSFER_CONTEXT = new TextEncoder().encode('concord-leader-transfer');
 const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 const DEFAULT_INFLIGHT_MESSAGES_MAX = 256;
 const DEFAULT_COMMITTED_BYTES_PER_READY_MAX = 64 * 1024 * 1024;
-/** Proposals forwarded by followers or queued reads waiting for the first commit of a term. */
+/** Reads queued on a new leader until an entry of its term commits (Raft thesis §6.4). */
 const PENDING_READ_MESSAGES_MAX = 65536;
 
 function drop(reason: ProposalDropReason, leaderHint: NodeId): ProposeResult {
