@@ -159,6 +159,11 @@ export class SimNode {
     return result;
   }
 
+  /** A Ready is waiting for its simulated fsync. */
+  get hasPendingReady(): boolean {
+    return this.pending !== undefined;
+  }
+
   get role(): Role {
     return this.lastRole;
   }
