@@ -1,0 +1,91 @@
+// npm run jepsen -- --workload W --nemesis N --time S --seed K [--nodes 3|5] [--stale-reads]
+// Runs one Jepsen-style test on real processes, prints the summary line (and the explanation
+// when the history is not valid) and exits non-zero on any anomaly or undecided verdict.
+
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { isNemesisName, NEMESES } from './nemesis.js';
+import { failureReport, isWorkloadName, type RunOptions, runJepsen, WORKLOAD_NAMES } from './runner.js';
+
+const usage = `usage: jepsen --workload ${WORKLOAD_NAMES.join('|')} --nemesis ${Object.keys(NEMESES).join('|')}
+              [--time SECONDS=20] [--seed N=1] [--nodes 3|5] [--stale-reads]
+              [--clients N=5] [--timeout-ms MS=1000] [--verbose]`;
+
+export class UsageError extends Error {
+  readonly code = 'JEPSEN_USAGE';
+}
+
+export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean } {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    options: {
+      workload: { type: 'string' },
+      nemesis: { type: 'string', default: 'none' },
+      time: { type: 'string', default: '20' },
+      seed: { type: 'string', default: '1' },
+      nodes: { type: 'string', default: '3' },
+      clients: { type: 'string', default: '5' },
+      'timeout-ms': { type: 'string', default: '1000' },
+      'stale-reads': { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+    },
+  });
+  const workload = values.workload ?? '';
+  if (!isWorkloadName(workload)) throw new UsageError(`unknown --workload "${workload}"\n${usage}`);
+  const nemesis = values.nemesis;
+  if (!isNemesisName(nemesis)) throw new UsageError(`unknown --nemesis "${nemesis}"\n${usage}`);
+  const integer = (flag: string, text: string, min: number, max: number): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw new UsageError(`--${flag} must be an integer in [${min}, ${max}], got "${text}"\n${usage}`);
+    return value;
+  };
+  const nodes = integer('nodes', values.nodes, 3, 5);
+  if (nodes !== 3 && nodes !== 5) throw new UsageError(`--nodes must be 3 or 5\n${usage}`);
+  return {
+    workload,
+    nemesis,
+    nodes,
+    timeMs: integer('time', values.time, 1, 3600) * 1000,
+    seed: integer('seed', values.seed, 0, 2 ** 31 - 1),
+    clients: integer('clients', values.clients, 1, 32),
+    requestTimeoutMs: integer('timeout-ms', values['timeout-ms'], 50, 60_000),
+    staleReads: values['stale-reads'],
+    verbose: values.verbose,
+  };
+}
+
+async function main(): Promise<number> {
+  let options: ReturnType<typeof parseJepsenArgs>;
+  try {
+    options = parseJepsenArgs(process.argv.slice(2));
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    return 2;
+  }
+  const result = await runJepsen({
+    ...options,
+    log: (line) => {
+      if (options.verbose || line.startsWith('run failed')) process.stderr.write(`${line}\n`);
+    },
+  });
+  process.stdout.write(`${result.summary}\n`);
+  if (options.verbose) process.stdout.write(`nemesis log:\n  ${result.nemesisLog.join('\n  ')}\n`);
+  if (result.verdict.valid === true) return 0;
+  process.stdout.write(`${failureReport(result)}\n`);
+  if (options.verbose && result.memberLogs !== undefined) process.stderr.write(result.memberLogs);
+  return 1;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`jepsen: ${(error as Error).stack ?? String(error)}\n`);
+      process.exitCode = 3;
+    },
+  );
+}

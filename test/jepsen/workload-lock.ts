@@ -1,0 +1,239 @@
+// Lock workload: clients take one lock through the v3lock service (each with its own short
+// lease), write a guarded resource, unlock and revoke. The fencing token is the lock key's
+// create revision. The guarded write is a Txn that only applies while the holder's lock key
+// still exists with that create revision and the resource holds no newer token, so the
+// resource itself refuses stale holders (Chubby's sequencer). checkFencing then checks the
+// tokens, mutual exclusion by certainly-held intervals, the resource's accept order, and that
+// keys of revoked leases are gone.
+
+import {
+  checkFencing,
+  type FencedWriteOp,
+  HistoryRecorder,
+  type LeaseExpiry,
+  type LeaseId,
+  type LockHold,
+} from '../../src/sim/check/index.js';
+import { classifyError, revisionOf } from './rpc.js';
+import {
+  pause,
+  retryIdempotent,
+  type Workload,
+  type WorkloadContext,
+  type WorkloadResult,
+} from './workload.js';
+
+const lockName = '/jepsen/lock';
+const resourceKey = '/jepsen/lock-resource';
+const leaseTtlSeconds = 2;
+const lockTimeoutMs = 3000;
+const tokenDigits = 12;
+/** Guarded writes per hold. */
+const writesPerHold = 2;
+
+function padToken(token: number): string {
+  return String(token).padStart(tokenDigits, '0');
+}
+
+interface Acquired {
+  lockKey: Buffer;
+  token: number;
+  acquireInvokeTime: number;
+  acquireCompleteTime: number;
+}
+
+export class LockWorkload implements Workload {
+  readonly name = 'lock';
+  private readonly writes: HistoryRecorder<{ token: number }, number>;
+  private readonly keyReads: HistoryRecorder<unknown, { present: boolean; lease?: LeaseId }>;
+  private readonly holds: LockHold[] = [];
+  private readonly leaseExpiries: LeaseExpiry[] = [];
+  /** Lock attempts (including failed ones), for the summary counts. */
+  private readonly attempts: HistoryRecorder<string, string>;
+
+  constructor(private readonly now: () => number) {
+    this.writes = new HistoryRecorder(now);
+    this.keyReads = new HistoryRecorder(now);
+    this.attempts = new HistoryRecorder(now);
+  }
+
+  async setup(ctx: WorkloadContext): Promise<void> {
+    await retryIdempotent('resource init', 20, () =>
+      ctx.rpc.put(ctx.anyEndpoint(), resourceKey, padToken(0), ctx.requestTimeoutMs),
+    );
+  }
+
+  async runClient(ctx: WorkloadContext, process: number, stop: AbortSignal): Promise<void> {
+    while (!stop.aborted) {
+      await this.cycle(ctx, process);
+      await pause(ctx.opIntervalMs, stop);
+    }
+  }
+
+  private async cycle(ctx: WorkloadContext, process: number): Promise<void> {
+    const endpoint = ctx.endpointFor(process);
+    let lease: string;
+    try {
+      const granted = await ctx.rpc.unary<{ ID: string }>(
+        endpoint,
+        'etcdserverpb.Lease',
+        'LeaseGrant',
+        { TTL: String(leaseTtlSeconds), ID: '0' },
+        ctx.requestTimeoutMs,
+      );
+      lease = granted.ID;
+    } catch {
+      return;
+    }
+    const acquired = await this.acquire(ctx, process, endpoint, lease);
+    if (acquired !== undefined) {
+      let heldUntil: number | undefined;
+      for (let i = 0; i < writesPerHold; i++) {
+        const provedAt = await this.guardedWrite(ctx, process, endpoint, acquired);
+        if (provedAt !== undefined) heldUntil = provedAt;
+      }
+      this.holds.push({
+        id: this.holds.length + 1,
+        holder: process,
+        lock: lockName,
+        token: acquired.token,
+        acquireInvokeTime: acquired.acquireInvokeTime,
+        acquireCompleteTime: acquired.acquireCompleteTime,
+        ...(heldUntil === undefined ? {} : { heldAtLeastUntil: heldUntil }),
+      });
+      await ctx.rpc
+        .unary(endpoint, 'v3lockpb.Lock', 'Unlock', { key: acquired.lockKey }, ctx.requestTimeoutMs)
+        .catch(() => undefined);
+    }
+    await this.revoke(ctx, process, endpoint, lease, acquired?.lockKey);
+  }
+
+  private async acquire(
+    ctx: WorkloadContext,
+    process: number,
+    endpoint: string,
+    lease: string,
+  ): Promise<Acquired | undefined> {
+    const attempt = this.attempts.invoke(process, 'lock', lockName, lease);
+    const acquireInvokeTime = this.now();
+    try {
+      const locked = await ctx.rpc.unary<{ key: Buffer }>(
+        endpoint,
+        'v3lockpb.Lock',
+        'Lock',
+        { name: Buffer.from(lockName), lease },
+        lockTimeoutMs,
+      );
+      const acquireCompleteTime = this.now();
+      attempt.ok(locked.key.toString('utf8'));
+      const range = await ctx.rpc.range(endpoint, { key: locked.key }, ctx.requestTimeoutMs);
+      const kv = range.kvs[0];
+      // The key is gone already (lease expired while we were slow): no token to check against.
+      if (kv === undefined) return undefined;
+      return {
+        lockKey: locked.key,
+        token: Number(kv.create_revision),
+        acquireInvokeTime,
+        acquireCompleteTime,
+      };
+    } catch (error) {
+      if (classifyError(error) === 'fail') attempt.fail();
+      else attempt.unknown();
+      return undefined;
+    }
+  }
+
+  /** Returns the invocation time when the write applied (which proves the lock key still existed then). */
+  private async guardedWrite(
+    ctx: WorkloadContext,
+    process: number,
+    endpoint: string,
+    acquired: Acquired,
+  ): Promise<number | undefined> {
+    const op = this.writes.invoke(process, 'write', resourceKey, { token: acquired.token });
+    const invokedAt = this.now();
+    try {
+      const response = await ctx.rpc.txn(
+        endpoint,
+        [
+          {
+            result: 'EQUAL',
+            target: 'CREATE',
+            key: acquired.lockKey,
+            create_revision: String(acquired.token),
+          },
+          {
+            result: 'LESS',
+            target: 'VALUE',
+            key: Buffer.from(resourceKey),
+            value: Buffer.from(padToken(acquired.token + 1)),
+          },
+        ],
+        [{ request_put: { key: Buffer.from(resourceKey), value: Buffer.from(padToken(acquired.token)) } }],
+        [],
+        ctx.requestTimeoutMs,
+      );
+      if (!response.succeeded) {
+        op.fail(); // the compare refused it: certainly not applied
+        return undefined;
+      }
+      op.ok(revisionOf(response.header));
+      return invokedAt;
+    } catch (error) {
+      if (classifyError(error) === 'fail') op.fail();
+      else op.unknown();
+      return undefined;
+    }
+  }
+
+  /** Revokes the lease; once that is acknowledged, a read of the lock key must not find it. */
+  private async revoke(
+    ctx: WorkloadContext,
+    process: number,
+    endpoint: string,
+    lease: string,
+    lockKey: Buffer | undefined,
+  ): Promise<void> {
+    try {
+      await ctx.rpc.unary(endpoint, 'etcdserverpb.Lease', 'LeaseRevoke', { ID: lease }, ctx.requestTimeoutMs);
+    } catch {
+      return; // the lease expires by itself within its TTL
+    }
+    this.leaseExpiries.push({ lease, confirmedAt: this.now() });
+    if (lockKey === undefined) return;
+    const read = this.keyReads.invoke(process, 'read', lockKey.toString('utf8'), undefined);
+    try {
+      const range = await ctx.rpc.range(endpoint, { key: lockKey }, ctx.requestTimeoutMs);
+      const kv = range.kvs[0];
+      read.ok(kv === undefined ? { present: false } : { present: true, lease: kv.lease });
+    } catch {
+      read.unknown();
+    }
+  }
+
+  async finish(): Promise<void> {}
+
+  check(): WorkloadResult {
+    const writes: FencedWriteOp[] = this.writes.history();
+    const acceptOrder = writes
+      .filter((w) => w.status === 'ok')
+      .sort((a, b) => Number(a.output) - Number(b.output))
+      .map((w) => w.id);
+    const verdict = checkFencing({
+      holds: this.holds,
+      writes,
+      acceptOrder: { [resourceKey]: acceptOrder },
+      leaseExpiries: this.leaseExpiries,
+      keyReads: this.keyReads.history(),
+    });
+    const accepted = acceptOrder.length;
+    const refused = writes.filter((w) => w.status === 'fail').length;
+    return {
+      verdict,
+      operations: [...this.attempts.history(), ...writes],
+      notes: `holds=${this.holds.length} fenced-writes-accepted=${accepted} refused=${refused}`,
+    };
+  }
+
+  dispose(): void {}
+}
