@@ -70,6 +70,9 @@ export interface DeleteResult {
   prevKvs: KeyValue[];
 }
 
+// An empty bytes field must be left out, not sent empty: etcd (Go) decodes an explicitly
+// encoded empty range_end as a non-nil slice and then serves a range instead of a single key.
+
 export function rangeEndOf(key: Bytes, options: RangeOptions): Buffer | undefined {
   const set = [options.prefix === true, options.rangeEnd !== undefined, options.fromKey === true].filter(
     Boolean,
@@ -77,7 +80,15 @@ export function rangeEndOf(key: Bytes, options: RangeOptions): Buffer | undefine
   if (set.length > 1) throw new RangeError('use only one of prefix, rangeEnd and fromKey');
   if (options.prefix === true) return toBuffer(key).length === 0 ? Buffer.from([0]) : prefixEnd(key);
   if (options.fromKey === true) return Buffer.from([0]);
-  return options.rangeEnd === undefined ? undefined : toBuffer(options.rangeEnd);
+  if (options.rangeEnd === undefined) return undefined;
+  const end = toBuffer(options.rangeEnd);
+  return end.length === 0 ? undefined : end;
+}
+
+/** etcd refuses an empty key; a range from the empty key starts at "\0" instead (as clientv3 does). */
+export function rangeStartOf(key: Bytes, rangeEnd: Buffer | undefined): Buffer {
+  const start = toBuffer(key);
+  return start.length === 0 && rangeEnd !== undefined ? Buffer.from([0]) : start;
 }
 
 const sortTargets: Record<SortTarget, string> = {
@@ -94,9 +105,10 @@ function int64(value: bigint | number | undefined): string {
 }
 
 export function rangeRequest(key: Bytes, options: GetOptions = {}): Record<string, unknown> {
+  const rangeEnd = rangeEndOf(key, options);
   return {
-    key: toBuffer(key),
-    range_end: rangeEndOf(key, options) ?? Buffer.alloc(0),
+    key: rangeStartOf(key, rangeEnd),
+    range_end: rangeEnd,
     limit: int64(options.limit),
     revision: int64(options.revision),
     sort_order: sortOrders[options.sort?.order ?? 'none'],
@@ -123,9 +135,10 @@ export function putRequest(key: Bytes, value: Bytes, options: PutOptions = {}): 
 }
 
 export function deleteRequest(key: Bytes, options: DeleteOptions = {}): Record<string, unknown> {
+  const rangeEnd = rangeEndOf(key, options);
   return {
-    key: toBuffer(key),
-    range_end: rangeEndOf(key, options) ?? Buffer.alloc(0),
+    key: rangeStartOf(key, rangeEnd),
+    range_end: rangeEnd,
     prev_kv: options.prevKv ?? false,
   };
 }
@@ -219,7 +232,7 @@ function compareToWire(c: Compare): Record<string, unknown> {
   const base = {
     key: c.key,
     result: compareResults[c.operator],
-    range_end: c.rangeEnd ?? Buffer.alloc(0),
+    range_end: c.rangeEnd,
   };
   const operand = c.operand;
   switch (c.target) {

@@ -7,23 +7,9 @@
 
 import type * as grpc from '@grpc/grpc-js';
 import type { Client } from './client.js';
-import {
-  ClientClosedError,
-  CompactedError,
-  type ConcordError,
-  fromGrpcError,
-  ServerError,
-} from './errors.js';
-import { type RangeOptions, rangeEndOf } from './ops.js';
-import {
-  type Bytes,
-  big,
-  type KeyValue,
-  toBuffer,
-  toKeyValue,
-  type WireHeader,
-  type WireKeyValue,
-} from './types.js';
+import { CompactedError, type ConcordError, fromGrpcError, ServerError } from './errors.js';
+import { type RangeOptions, rangeEndOf, rangeStartOf } from './ops.js';
+import { type Bytes, big, type KeyValue, toKeyValue, type WireHeader, type WireKeyValue } from './types.js';
 
 export interface WatchOptions extends RangeOptions {
   /** First revision to deliver; default: changes after the watch is created. */
@@ -80,7 +66,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
   /** The lowest revision not yet delivered; 0 until the first watch is created. */
   private nextRevisionValue: bigint;
   private readonly key: Buffer;
-  private readonly rangeEnd: Buffer;
+  private readonly rangeEnd: Buffer | undefined;
   private readonly eventsBufferedMax: number;
   /** Resolves once the first watch is created on the server (events from then on are covered). */
   readonly ready: Promise<void>;
@@ -93,8 +79,8 @@ export class Watcher implements AsyncIterable<WatchEvent> {
     key: Bytes,
     private readonly options: WatchOptions,
   ) {
-    this.key = toBuffer(key);
-    this.rangeEnd = rangeEndOf(key, options) ?? Buffer.alloc(0);
+    this.rangeEnd = rangeEndOf(key, options);
+    this.key = rangeStartOf(key, this.rangeEnd);
     this.nextRevisionValue = options.fromRevision === undefined ? 0n : BigInt(options.fromRevision);
     this.eventsBufferedMax = options.eventsBufferedMax ?? defaultEventsBufferedMax;
     this.ready = new Promise((resolve) => {
