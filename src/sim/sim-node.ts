@@ -52,6 +52,8 @@ export interface SimNodeConfig {
   compactionKeepEntries: number;
   maxMessageBytes: number;
   inflightMessagesMax: number;
+  checkQuorum: boolean;
+  preVote: boolean;
 }
 
 export class SimNode {
@@ -119,8 +121,8 @@ export class SimNode {
       applied: snap.metadata.index,
       maxMessageBytes: this.config.maxMessageBytes,
       inflightMessagesMax: this.config.inflightMessagesMax,
-      checkQuorum: true,
-      preVote: true,
+      checkQuorum: this.config.checkQuorum,
+      preVote: this.config.preVote,
     };
     this.raft = this.config.createCore(raftConfig);
     this.lastRole = Role.Follower;

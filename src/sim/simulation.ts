@@ -191,6 +191,9 @@ export class Simulation implements SimNodeHost {
       compactionKeepEntries: this.rngRoot.between(0, 30),
       maxMessageBytes: this.rngRoot.pick([1024, 64 * 1024]),
       inflightMessagesMax: this.rngRoot.pick([2, 16, 256]),
+      // Mostly the server's settings; sometimes without them, where elections are more disruptive.
+      checkQuorum: this.rngRoot.chance(0.8),
+      preVote: this.rngRoot.chance(0.8),
     };
     const voters: NodeId[] = [];
     for (let id = 1; id <= options.nodes; id++) voters.push(id);

@@ -50,6 +50,8 @@ function makeNode(host: RecordingHost, voters: number[], createCore: CoreFactory
     compactionKeepEntries: 0,
     maxMessageBytes: 1 << 20,
     inflightMessagesMax: 16,
+    checkQuorum: true,
+    preVote: true,
   };
   const node = new SimNode(
     1,
