@@ -198,6 +198,8 @@ interface PendingBlock {
   priority: Buffer | undefined;
   fragments: Buffer[];
   bytes: number;
+  /** The block's frames as received, forwarded untouched when no repair is needed. */
+  rawFrames: Buffer[];
 }
 
 /**
@@ -237,6 +239,9 @@ export class AuthorityRewriter {
   }
 
   private frame(frame: Buffer): Buffer {
+    // Decided to pass through: later frames must reach the server exactly as the client's
+    // encoder produced them (their indexes refer to table entries the server already holds).
+    if (this.firstAuthorityNeedsFix === false) return frame;
     const type = frame[3]!;
     const flags = frame[4]!;
     const streamId = frame.readUInt32BE(5) & 0x7fff_ffff;
@@ -257,10 +262,12 @@ export class AuthorityRewriter {
         priority,
         fragments: [],
         bytes: 0,
+        rawFrames: [frame],
       };
       return this.collect(payload, flags);
     }
     if (type === FRAME_CONTINUATION && this.pending !== undefined && this.pending.streamId === streamId) {
+      this.pending.rawFrames.push(frame);
       return this.collect(payload, flags);
     }
     return frame;
@@ -281,6 +288,10 @@ export class AuthorityRewriter {
       field[1] = fixed;
     }
     this.firstAuthorityNeedsFix ??= false;
+    // A fine first block goes out as sent: re-encoding it as literals would leave the server's
+    // HPACK table without the entries the client's encoder just indexed, and every later block
+    // that refers to them would fail to decode (COMPRESSION_ERROR).
+    if (this.firstAuthorityNeedsFix === false) return Buffer.concat(pending.rawFrames);
     return headerFrames(pending, encodeLiterals(fields));
   }
 }

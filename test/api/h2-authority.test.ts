@@ -82,3 +82,16 @@ test('the rewriter repairs the authority of a header block split across CONTINUA
   assert.deepEqual(fields[1], [':authority', '127.0.0.1:2379']);
   assert.deepEqual(rewrittenHeaders.subarray(9 + length), data, 'other frames pass unchanged');
 });
+
+test('a connection whose first authority is fine reaches the server byte for byte', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  // RFC 7541 C.4: the first block indexes its authority, the second refers to that entry. Were
+  // the first re-encoded as literals, the server's table would lack it and the second would fail.
+  const first = frame(0x1, 0x5, 1, Buffer.from('828684418cf1e3c2e5f23a6ba0ab90f4ff', 'hex'));
+  const second = frame(0x1, 0x5, 3, Buffer.from('828684be5886a8eb10649cbf', 'hex'));
+  const input = Buffer.concat([preface, first, second]);
+  const rewriter = new AuthorityRewriter();
+  const output = Buffer.concat([...input].map((byte) => rewriter.push(Buffer.from([byte]))));
+  assert.equal(rewriter.firstAuthorityNeedsFix, false);
+  assert.deepEqual(output, input);
+});
