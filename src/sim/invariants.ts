@@ -421,6 +421,8 @@ export class InvariantChecker {
         );
       }
       if (knownKey === undefined && key !== undefined) this.committedKeys[index] = key;
+      // Every observer's term is ≥ the committing leader's: the lowest one is the tightest bound.
+      this.committedInTerm[index] = Math.min(this.committedInTerm[index]!, this.progressOf(node).term);
       return;
     }
     this.committedTerms[index] = term;
