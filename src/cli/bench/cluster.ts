@@ -1,0 +1,257 @@
+// Starts a 3-member cluster of either etcd or Concord on loopback with the same flags, ports
+// chosen the same way and temp data dirs, for the side-by-side benchmark. Output of each member
+// goes to a log file in its temp root (a pipe nobody reads would stall the member).
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { lstat, readdir } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { BenchConnection, type StatusResponse, unary } from './connections.js';
+
+export class BenchClusterError extends Error {
+  readonly code = 'BENCH_CLUSTER';
+}
+
+export interface MemberBinary {
+  label: string;
+  command: string;
+  /** Arguments before the etcd flags (the script path for node, profiler flags). */
+  argsBefore: (memberName: string) => string[];
+}
+
+export interface BenchMember {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  dataDir: string;
+  logPath: string;
+  child: ChildProcess | undefined;
+  spawnedAtMs: number;
+}
+
+const probeIntervalMs = 20;
+const probeTimeoutMs = 1000;
+const stopTimeoutMs = 20_000;
+/** /proc/<pid>/stat times are in clock ticks; Linux reports USER_HZ = 100 on every mainstream arch. */
+const clockTicksPerSec = 100;
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close();
+        reject(new BenchClusterError('listening socket has no port'));
+        return;
+      }
+      server.close(() => resolve(address.port));
+    });
+  });
+}
+
+export class BenchCluster {
+  private constructor(
+    readonly binary: MemberBinary,
+    readonly members: BenchMember[],
+    private readonly timing: { heartbeatMs: number; electionMs: number },
+  ) {}
+
+  static async create(
+    binary: MemberBinary,
+    rootDir: string,
+    size: number,
+    timing: { heartbeatMs: number; electionMs: number },
+  ): Promise<BenchCluster> {
+    const members: BenchMember[] = [];
+    for (let i = 0; i < size; i++) {
+      const name = `m${i}`;
+      members.push({
+        name,
+        clientPort: await freePort(),
+        peerPort: await freePort(),
+        dataDir: join(rootDir, name),
+        logPath: join(rootDir, `${name}.log`),
+        child: undefined,
+        spawnedAtMs: 0,
+      });
+    }
+    return new BenchCluster(binary, members, timing);
+  }
+
+  endpoints(): string[] {
+    return this.members.map((m) => `127.0.0.1:${m.clientPort}`);
+  }
+
+  private flags(member: BenchMember): string[] {
+    const peerUrl = (m: BenchMember) => `http://127.0.0.1:${m.peerPort}`;
+    const clientUrl = `http://127.0.0.1:${member.clientPort}`;
+    return [
+      '--name',
+      member.name,
+      '--data-dir',
+      member.dataDir,
+      '--listen-client-urls',
+      clientUrl,
+      '--advertise-client-urls',
+      clientUrl,
+      '--listen-peer-urls',
+      peerUrl(member),
+      '--initial-advertise-peer-urls',
+      peerUrl(member),
+      '--initial-cluster',
+      this.members.map((m) => `${m.name}=${peerUrl(m)}`).join(','),
+      '--initial-cluster-token',
+      'bench-cluster',
+      '--initial-cluster-state',
+      'new',
+      '--heartbeat-interval',
+      String(this.timing.heartbeatMs),
+      '--election-timeout',
+      String(this.timing.electionMs),
+    ];
+  }
+
+  /** Spawns every member (again, after stop(): the data dirs are reused). */
+  startAll(): void {
+    for (const member of this.members) {
+      if (member.child !== undefined) throw new BenchClusterError(`${member.name} is already running`);
+      const log = openSync(member.logPath, 'a');
+      const child = spawn(
+        this.binary.command,
+        [...this.binary.argsBefore(member.name), ...this.flags(member)],
+        {
+          stdio: ['ignore', log, log],
+        },
+      );
+      closeSync(log);
+      member.child = child;
+      member.spawnedAtMs = performance.now();
+      child.once('exit', () => {
+        if (member.child === child) member.child = undefined;
+      });
+    }
+  }
+
+  /**
+   * Waits until every member answers a linearizable get; returns, per member, the ms from its
+   * spawn to that first answer (the "time to serving" after a restart).
+   */
+  async waitServing(timeoutMs: number): Promise<number[]> {
+    return Promise.all(this.members.map((member) => this.waitMemberServing(member, timeoutMs)));
+  }
+
+  private async waitMemberServing(member: BenchMember, timeoutMs: number): Promise<number> {
+    const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`);
+    const deadline = member.spawnedAtMs + timeoutMs;
+    let lastError = '';
+    try {
+      while (performance.now() < deadline) {
+        if (member.child === undefined)
+          throw new BenchClusterError(`${this.binary.label} ${member.name} exited; see ${member.logPath}`);
+        try {
+          await unary(
+            connection.kv.Range,
+            connection.kv,
+            { key: Buffer.from('bench-probe'), serializable: false },
+            probeTimeoutMs,
+          );
+          return performance.now() - member.spawnedAtMs;
+        } catch (error) {
+          lastError = (error as Error).message;
+        }
+        await new Promise((resolve) => setTimeout(resolve, probeIntervalMs));
+      }
+    } finally {
+      connection.close();
+    }
+    throw new BenchClusterError(
+      `${this.binary.label} ${member.name} not serving after ${timeoutMs} ms (${lastError}); see ${member.logPath}`,
+    );
+  }
+
+  /** Index of the member that reports itself leader. */
+  async leaderIndex(): Promise<number> {
+    for (const [index, member] of this.members.entries()) {
+      const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`);
+      try {
+        const status: StatusResponse = await unary(
+          connection.maintenance.Status,
+          connection.maintenance,
+          {},
+          probeTimeoutMs,
+        );
+        if (status.leader !== '0' && status.leader === status.header.member_id) return index;
+      } catch {
+        // a member that cannot answer is not the leader we are looking for
+      } finally {
+        connection.close();
+      }
+    }
+    throw new BenchClusterError(`no ${this.binary.label} member reports itself as leader`);
+  }
+
+  rssBytes(index: number): number {
+    const pid = this.runningPid(index);
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    if (match === null) throw new BenchClusterError(`no VmRSS in /proc/${pid}/status`);
+    return Number(match[1]) * 1024;
+  }
+
+  /** User + system CPU seconds the member has used so far. */
+  cpuSeconds(index: number): number {
+    const pid = this.runningPid(index);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the ")" that closes the command name; utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / clockTicksPerSec;
+  }
+
+  private runningPid(index: number): number {
+    const pid = this.members[index]?.child?.pid;
+    if (pid === undefined) throw new BenchClusterError(`member ${index} is not running`);
+    return pid;
+  }
+
+  /** Bytes allocated on disk under every member's data dir (what `du` reports). */
+  async diskBytes(): Promise<number> {
+    let total = 0;
+    for (const member of this.members) total += await allocatedBytes(member.dataDir);
+    return total;
+  }
+
+  /** SIGTERM to every member, SIGKILL after stopTimeoutMs; resolves when all exited. */
+  async stopAll(): Promise<void> {
+    await Promise.all(
+      this.members.map(
+        (member) =>
+          new Promise<void>((resolve) => {
+            const child = member.child;
+            if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
+              member.child = undefined;
+              resolve();
+              return;
+            }
+            const force = setTimeout(() => child.kill('SIGKILL'), stopTimeoutMs);
+            child.once('exit', () => {
+              clearTimeout(force);
+              member.child = undefined;
+              resolve();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+  }
+}
+
+async function allocatedBytes(path: string): Promise<number> {
+  const info = await lstat(path);
+  if (!info.isDirectory()) return info.blocks * 512;
+  let total = info.blocks * 512;
+  for (const entry of await readdir(path)) total += await allocatedBytes(join(path, entry));
+  return total;
+}

@@ -1,0 +1,472 @@
+// `npm run bench:vs-etcd`: the same workloads, with the same tool, against a 3-member etcd and a
+// 3-member Concord started the same way (loopback, ephemeral ports, temp data dirs, default
+// fsync, heartbeat 100 ms / election 1000 ms), one cluster at a time, then a table of ratios.
+// The machine is shared and noisy: read the ratios, not the absolute numbers.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { CONCORD_VERSION } from '../../server/server.js';
+import { BenchCluster, type MemberBinary } from './cluster.js';
+import { readCpuProfile, topSelfTime } from './cpu-profile.js';
+import type { BenchOptions } from './options.js';
+import { formatMs } from './report.js';
+import { type BenchResult, runWorkload } from './run.js';
+
+const clusterSize = 3;
+const timing = { heartbeatMs: 100, electionMs: 1000 };
+const startTimeoutMs = 60_000;
+const restartTimeoutMs = 120_000;
+const settleMs = 1000;
+const profileTopCount = 15;
+
+interface VsOptions {
+  quick: boolean;
+  markdown: boolean;
+  json: boolean;
+  profileDir: string | undefined;
+  workloadMs: number;
+  loadKeys: number;
+}
+
+interface WorkloadSpec {
+  id: string;
+  title: string;
+  options: Partial<BenchOptions> & Pick<BenchOptions, 'workload'>;
+}
+
+interface Measured {
+  result: BenchResult;
+  /** Server CPU over the measured loop, % of one core: the leader's, and all members' summed. */
+  leaderCpuPercent: number;
+  clusterCpuPercent: number;
+}
+
+interface SystemRun {
+  label: string;
+  version: string;
+  freshStartMs: number;
+  load: Measured;
+  rssBytes: number[];
+  diskBytes: number;
+  restartServingMs: number[];
+  workloads: Map<string, Measured>;
+}
+
+const keySize = 16;
+const valSize = 256;
+
+function workloadSpecs(options: VsOptions): WorkloadSpec[] {
+  const kv = { keySize, valSize, keySpaceSize: options.loadKeys, skipPreload: true };
+  return [
+    { id: 'put-64', title: 'put, 64 clients', options: { workload: 'put', clients: 64, conns: 8, ...kv } },
+    {
+      id: 'put-256',
+      title: 'put, 256 clients',
+      options: { workload: 'put', clients: 256, conns: 16, ...kv },
+    },
+    {
+      id: 'range-l',
+      title: 'range linearizable, 64 clients',
+      options: { workload: 'range', consistency: 'l', clients: 64, conns: 8, ...kv },
+    },
+    {
+      id: 'range-s',
+      title: 'range serializable, 64 clients',
+      options: { workload: 'range', consistency: 's', clients: 64, conns: 8, ...kv },
+    },
+    {
+      id: 'watch',
+      title: 'watch fan-out: 100 watchers, 1 writer (events/s)',
+      options: {
+        workload: 'watch',
+        clients: 1,
+        watchers: 100,
+        watchStreams: 100,
+        conns: 8,
+        keySize,
+        valSize,
+        keySpaceSize: 1000,
+      },
+    },
+    {
+      id: 'lease',
+      title: 'lease keep-alive: 1000 leases, 64 clients',
+      options: { workload: 'lease-keepalive', clients: 64, leases: 1000, conns: 8 },
+    },
+  ];
+}
+
+function benchOptions(endpoints: string[], durationMs: number, spec: WorkloadSpec['options']): BenchOptions {
+  return {
+    endpoints,
+    conns: 1,
+    clients: 1,
+    total: undefined,
+    durationMs,
+    keySize: 8,
+    valSize: 8,
+    keySpaceSize: 1000,
+    sequentialKeys: false,
+    consistency: 'l',
+    readRatio: 0.5,
+    watchers: 100,
+    watchStreams: 100,
+    leases: 100,
+    targetLeader: false,
+    skipPreload: false,
+    requestTimeoutMs: 10_000,
+    json: true,
+    progress: false,
+    ...spec,
+  };
+}
+
+async function measure(cluster: BenchCluster, options: BenchOptions): Promise<Measured> {
+  const leader = await cluster.leaderIndex();
+  const indexes = cluster.members.map((_, i) => i);
+  let startCpu: number[] = [];
+  let endCpu: number[] = [];
+  let startMs = 0;
+  let endMs = 0;
+  const result = await runWorkload(options, {
+    started: () => {
+      startCpu = indexes.map((i) => cluster.cpuSeconds(i));
+      startMs = performance.now();
+    },
+    ended: () => {
+      endCpu = indexes.map((i) => cluster.cpuSeconds(i));
+      endMs = performance.now();
+    },
+  });
+  const wallSec = (endMs - startMs) / 1000;
+  const used = indexes.map((i) => endCpu[i]! - startCpu[i]!);
+  return {
+    result,
+    leaderCpuPercent: (used[leader]! / wallSec) * 100,
+    clusterCpuPercent: (used.reduce((a, b) => a + b, 0) / wallSec) * 100,
+  };
+}
+
+function note(text: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${text}\n`);
+}
+
+function summary(measured: Measured): string {
+  const r = measured.result;
+  return `${r.opsPerSec.toFixed(0)} ops/s, p50 ${formatMs(r.latencyMs.p50)} ms, p99 ${formatMs(r.latencyMs.p99)} ms, errors ${r.errors}, client CPU ${r.clientCpuPercent.toFixed(0)}%, leader CPU ${measured.leaderCpuPercent.toFixed(0)}%`;
+}
+
+async function runSystem(binary: MemberBinary, version: string, options: VsOptions): Promise<SystemRun> {
+  const root = await mkdtemp(join(tmpdir(), `bench-${binary.label}-`));
+  const cluster = await BenchCluster.create(binary, root, clusterSize, timing);
+  activeClusters.add(cluster);
+  try {
+    cluster.startAll();
+    const fresh = await cluster.waitServing(startTimeoutMs);
+    note(`${binary.label}: 3 members serving after ${Math.max(...fresh).toFixed(0)} ms`);
+    const endpoints = cluster.endpoints();
+    const load = await measure(
+      cluster,
+      benchOptions(endpoints, 0, {
+        workload: 'put',
+        sequentialKeys: true,
+        total: options.loadKeys,
+        durationMs: undefined,
+        keySpaceSize: options.loadKeys,
+        keySize,
+        valSize,
+        clients: 64,
+        conns: 8,
+      }),
+    );
+    note(`${binary.label}: loaded ${options.loadKeys} keys: ${summary(load)}`);
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    const rssBytes = cluster.members.map((_, i) => cluster.rssBytes(i));
+    const diskBytes = await cluster.diskBytes();
+    await cluster.stopAll();
+    cluster.startAll();
+    const restartServingMs = await cluster.waitServing(restartTimeoutMs);
+    note(`${binary.label}: restarted, serving after ${Math.max(...restartServingMs).toFixed(0)} ms`);
+    const workloads = new Map<string, Measured>();
+    for (const spec of workloadSpecs(options)) {
+      const measured = await measure(cluster, benchOptions(endpoints, options.workloadMs, spec.options));
+      workloads.set(spec.id, measured);
+      note(`${binary.label}: ${spec.title}: ${summary(measured)}`);
+    }
+    return {
+      label: binary.label,
+      version,
+      freshStartMs: Math.max(...fresh),
+      load,
+      rssBytes,
+      diskBytes,
+      restartServingMs,
+      workloads,
+    };
+  } finally {
+    await cluster.stopAll();
+    activeClusters.delete(cluster);
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+const activeClusters = new Set<BenchCluster>();
+
+// ---- output ---------------------------------------------------------------------------------
+
+function renderTable(header: string[], rows: string[][], markdown: boolean): string {
+  if (markdown) {
+    const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+    return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+  }
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, c) => cell.padEnd(widths[c]!))
+      .join('  ')
+      .trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+function ratio(concord: number, etcd: number): string {
+  return etcd > 0 ? `${(concord / etcd).toFixed(2)}x` : 'n/a';
+}
+
+function p50p99(result: BenchResult): string {
+  return `${formatMs(result.latencyMs.p50)} / ${formatMs(result.latencyMs.p99)} ms`;
+}
+
+function errorsNote(result: BenchResult): string {
+  return result.errors > 0 ? ` (${result.errors} errors)` : '';
+}
+
+function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOptions): string {
+  const specs = [
+    { id: 'load', title: `load ${options.loadKeys} keys × ${valSize} B, 64 clients` },
+    ...workloadSpecs(options),
+  ];
+  const pick = (run: SystemRun, id: string): Measured => (id === 'load' ? run.load : run.workloads.get(id)!);
+  const throughputRows = specs.map((spec) => {
+    const e = pick(etcd, spec.id).result;
+    const c = pick(concord, spec.id).result;
+    return [
+      spec.title,
+      `${e.opsPerSec.toFixed(0)}${errorsNote(e)}`,
+      `${c.opsPerSec.toFixed(0)}${errorsNote(c)}`,
+      ratio(c.opsPerSec, e.opsPerSec),
+      p50p99(e),
+      p50p99(c),
+    ];
+  });
+  const cpuRows = specs.map((spec) => {
+    const e = pick(etcd, spec.id);
+    const c = pick(concord, spec.id);
+    const pct = (m: Measured) => `${m.leaderCpuPercent.toFixed(0)} / ${m.clusterCpuPercent.toFixed(0)} %`;
+    return [
+      spec.title,
+      pct(e),
+      pct(c),
+      `${e.result.clientCpuPercent.toFixed(0)} / ${c.result.clientCpuPercent.toFixed(0)} %`,
+    ];
+  });
+  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+  const resourceRows = [
+    [
+      `RSS per member after loading ${options.loadKeys} keys (MiB)`,
+      etcd.rssBytes.map(mb).join(' / '),
+      concord.rssBytes.map(mb).join(' / '),
+      ratio(sum(concord.rssBytes), sum(etcd.rssBytes)),
+    ],
+    [
+      'data dirs on disk, 3 members (MiB, du)',
+      mb(etcd.diskBytes),
+      mb(concord.diskBytes),
+      ratio(concord.diskBytes, etcd.diskBytes),
+    ],
+    [
+      'restart with that data → first linearizable get (ms, slowest member)',
+      Math.max(...etcd.restartServingMs).toFixed(0),
+      Math.max(...concord.restartServingMs).toFixed(0),
+      ratio(Math.max(...concord.restartServingMs), Math.max(...etcd.restartServingMs)),
+    ],
+    [
+      'fresh cluster start → first linearizable get (ms)',
+      etcd.freshStartMs.toFixed(0),
+      concord.freshStartMs.toFixed(0),
+      ratio(concord.freshStartMs, etcd.freshStartMs),
+    ],
+  ];
+  return [
+    renderTable(
+      ['workload', 'etcd ops/s', 'concord ops/s', 'ratio', 'etcd p50/p99', 'concord p50/p99'],
+      throughputRows,
+      options.markdown,
+    ),
+    '',
+    "Server CPU during each workload (leader / all 3 members, % of one core) and the bench client's own CPU:",
+    '',
+    renderTable(['workload', 'etcd', 'concord', 'client CPU etcd / concord'], cpuRows, options.markdown),
+    '',
+    renderTable(['resource', 'etcd', 'concord', 'ratio'], resourceRows, options.markdown),
+  ].join('\n');
+}
+
+function machineHeader(etcdVersion: string): string {
+  const cores = cpus();
+  const memGiB = (totalmem() / 1024 ** 3).toFixed(1);
+  return [
+    `date: ${new Date().toISOString()}`,
+    `machine: ${cores.length} cores (${cores[0]?.model.trim() ?? 'unknown'}), ${memGiB} GiB RAM`,
+    `node: ${process.version}, ${etcdVersion}, concord ${CONCORD_VERSION}`,
+    `clusters: 3 members on loopback, heartbeat ${timing.heartbeatMs} ms, election ${timing.electionMs} ms, default fsync; keys ${keySize} B, values ${valSize} B`,
+  ].join('\n');
+}
+
+// ---- entry ----------------------------------------------------------------------------------
+
+function findEtcd(): string | undefined {
+  const fromEnv = process.env.ETCD_BIN;
+  if (fromEnv !== undefined && fromEnv !== '') return existsSync(fromEnv) ? fromEnv : undefined;
+  if (existsSync('/usr/bin/etcd')) return '/usr/bin/etcd';
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, 'etcd');
+    if (dir !== '' && existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function parseVsArgs(argv: string[]): VsOptions {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      quick: { type: 'boolean' },
+      markdown: { type: 'boolean' },
+      json: { type: 'boolean' },
+      'profile-put': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help === true) {
+    process.stdout.write(
+      'Usage: bench-vs-etcd [--quick] [--markdown] [--json] [--profile-put DIR]\n' +
+        '  --quick            fewer keys and shorter runs (~2 min instead of ~10)\n' +
+        '  --markdown         print the tables as Markdown\n' +
+        '  --json             also print every measurement as one JSON line\n' +
+        '  --profile-put DIR  only Concord: put workload with the members under node --cpu-prof,\n' +
+        "                     then the leader's top self-time functions\n",
+    );
+    process.exit(0);
+  }
+  const quick = values.quick === true;
+  return {
+    quick,
+    markdown: values.markdown === true,
+    json: values.json === true,
+    profileDir: values['profile-put'],
+    workloadMs: quick ? 3000 : 10_000,
+    loadKeys: quick ? 20_000 : 100_000,
+  };
+}
+
+function concordBinary(nodeArgs: (name: string) => string[]): MemberBinary {
+  const script = fileURLToPath(new URL('../concord.js', import.meta.url));
+  if (!existsSync(script))
+    throw new Error(`compiled concord not found at ${script}; run npm run build first`);
+  return { label: 'concord', command: process.execPath, argsBefore: (name) => [...nodeArgs(name), script] };
+}
+
+async function profilePut(options: VsOptions, profileDir: string): Promise<number> {
+  const binary = concordBinary((name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]);
+  const root = await mkdtemp(join(tmpdir(), 'bench-profile-'));
+  const cluster = await BenchCluster.create(binary, root, clusterSize, timing);
+  activeClusters.add(cluster);
+  let leader: number;
+  let measured: Measured;
+  try {
+    cluster.startAll();
+    await cluster.waitServing(startTimeoutMs);
+    const spec = workloadSpecs(options).find((s) => s.id === 'put-64')!;
+    leader = await cluster.leaderIndex();
+    measured = await measure(cluster, benchOptions(cluster.endpoints(), options.workloadMs, spec.options));
+    note(`concord (profiled): ${spec.title}: ${summary(measured)}`);
+    if ((await cluster.leaderIndex()) !== leader)
+      throw new Error('leadership moved during the profiled run; run again');
+  } finally {
+    await cluster.stopAll();
+    activeClusters.delete(cluster);
+    await rm(root, { recursive: true, force: true });
+  }
+  const leaderName = cluster.members[leader]!.name;
+  const dir = join(profileDir, leaderName);
+  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
+  if (files.length !== 1) throw new Error(`expected one .cpuprofile in ${dir}, found ${files.length}`);
+  const rows = topSelfTime(readCpuProfile(join(dir, files[0]!)), profileTopCount);
+  process.stdout.write(`Concord leader (${leaderName}) under put, 64 clients: ${summary(measured)}\n`);
+  process.stdout.write(`profile: ${join(dir, files[0]!)}\n\n`);
+  process.stdout.write(
+    `${renderTable(
+      ['self ms', '%', 'function', 'location'],
+      rows.map((r) => [r.selfMs.toFixed(0), r.percent.toFixed(1), r.functionName, r.location]),
+      options.markdown,
+    )}\n`,
+  );
+  return 0;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const options = parseVsArgs(argv);
+  const stopEverything = () => {
+    void Promise.all([...activeClusters].map((c) => c.stopAll())).then(() => process.exit(130));
+  };
+  process.once('SIGINT', stopEverything);
+  process.once('SIGTERM', stopEverything);
+  if (options.profileDir !== undefined) return profilePut(options, options.profileDir);
+  const etcdPath = findEtcd();
+  if (etcdPath === undefined) {
+    process.stderr.write('bench-vs-etcd: etcd not found (looked at $ETCD_BIN, /usr/bin/etcd and PATH).\n');
+    process.stderr.write('Install it with `apt-get install etcd-server` (or set ETCD_BIN) and run again.\n');
+    return 2;
+  }
+  const etcdVersion = execFileSync(etcdPath, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
+  const header = machineHeader(etcdVersion);
+  process.stderr.write(`${header}\n`);
+  const etcd = await runSystem(
+    { label: 'etcd', command: etcdPath, argsBefore: () => [] },
+    etcdVersion,
+    options,
+  );
+  const concord = await runSystem(
+    concordBinary(() => []),
+    CONCORD_VERSION,
+    options,
+  );
+  process.stdout.write(
+    `${header}${options.quick ? '\nmode: --quick' : ''}\n\n${comparisonTables(etcd, concord, options)}\n`,
+  );
+  if (options.json) {
+    const plain = (run: SystemRun) => ({ ...run, workloads: Object.fromEntries(run.workloads) });
+    process.stdout.write(`${JSON.stringify({ etcd: plain(etcd), concord: plain(concord) })}\n`);
+  }
+  const failed = [etcd, concord].some((run) =>
+    [run.load, ...run.workloads.values()].some((m) => m.result.errors > 0),
+  );
+  if (failed) process.stderr.write('some workloads had errors; see the (N errors) marks in the table\n');
+  return failed ? 1 : 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: Error) => {
+      process.stderr.write(`bench-vs-etcd: ${error.stack ?? error.message}\n`);
+      void Promise.all([...activeClusters].map((c) => c.stopAll())).then(() => process.exit(1));
+    },
+  );
+}
