@@ -22,6 +22,9 @@ export interface SeedRangeReport {
   elapsedMs: number;
 }
 
+/** Largest founding cluster the simulator accepts (members are capped at 7). */
+const NODES_MAX = 7;
+
 /** Cluster size a seed runs with when none is forced: mixes 3- and 5-node clusters. */
 export function nodesForSeed(seed: number): number {
   return seed % 2 === 0 ? 3 : 5;
@@ -58,6 +61,7 @@ function main(): void {
   const seeds = parsePositiveInt('seeds', values.seeds);
   const from = parseNonNegativeInt('from', values.from);
   const nodes = values.nodes === undefined ? undefined : parsePositiveInt('nodes', values.nodes);
+  if (nodes !== undefined && nodes > NODES_MAX) usage(`--nodes must be at most ${NODES_MAX}, got ${nodes}`);
   const faultMs =
     values['fault-ms'] === undefined ? undefined : parsePositiveInt('fault-ms', values['fault-ms']);
   if (values.verbose && seeds !== 1) usage('--verbose traces one seed: use it with --seeds 1');
