@@ -336,7 +336,8 @@ export class Nemesis {
     const name = this.cluster.member(follower).name;
     await this.cluster.removeMember(follower);
     this.note(`removed member ${name}`);
-    const added = await this.cluster.addMember({ waitHealthy: false });
+    // Waits until the new member serves: etcd refuses the next removal while it is not started.
+    const added = await this.cluster.addMember({ waitHealthy: true });
     this.note(`added member ${this.cluster.member(added).name}`);
   }
 }

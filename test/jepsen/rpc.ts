@@ -110,6 +110,14 @@ const channelOptions: grpc.ChannelOptions = {
 export class EtcdRpc {
   private readonly channels = new Map<string, grpc.Client>();
   private closed = false;
+  /** When each member last refused a connection (performance.now()). */
+  private readonly refusedAt = new Map<string, number>();
+
+  /** Whether the member refused a connection within the last `withinMs`. */
+  refusedRecently(clientUrl: string, withinMs: number): boolean {
+    const at = this.refusedAt.get(clientUrl);
+    return at !== undefined && performance.now() - at < withinMs;
+  }
 
   private channel(clientUrl: string): grpc.Client {
     if (this.closed) throw new Error('EtcdRpc is closed');
@@ -140,6 +148,9 @@ export class EtcdRpc {
         request,
         { deadline: Date.now() + timeoutMs },
         (error, response) => {
+          if (error !== null && classifyError(error) === 'fail' && error.code === grpc.status.UNAVAILABLE) {
+            this.refusedAt.set(clientUrl, performance.now());
+          }
           if (error !== null || response === undefined) reject(error ?? new Error('empty response'));
           else resolve(response);
         },

@@ -8,7 +8,7 @@ import { assertNever, seededRandom, type Verdict } from '../../src/sim/check/ind
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { describeStep, Nemesis, type NemesisName, nemesisSchedule } from './nemesis.js';
 import { EtcdRpc } from './rpc.js';
-import type { Workload, WorkloadContext } from './workload.js';
+import { pause, type Workload, type WorkloadContext } from './workload.js';
 import { CounterWorkload } from './workload-counter.js';
 import { LockWorkload } from './workload-lock.js';
 import { RegisterWorkload } from './workload-register.js';
@@ -60,6 +60,8 @@ const clientsDefault = 5;
 const requestTimeoutMsDefault = 1000;
 const opIntervalMsDefault = 20;
 const quietMsDefault = 2000;
+/** A client whose member refuses connections waits this long between tries. */
+const refusedBackoffMs = 250;
 const heartbeatIntervalMs = 50;
 const electionTimeoutMs = 500;
 
@@ -111,7 +113,11 @@ function makeContext(
       return running[Math.floor(Math.random() * running.length)] ?? cluster.endpoint(0);
     },
     requestTimeoutMs: options.requestTimeoutMs ?? requestTimeoutMsDefault,
-    opIntervalMs: options.opIntervalMs ?? opIntervalMsDefault,
+    pace: async (process, stop) => {
+      const endpoint = liveEndpoints(cluster)[process % Math.max(1, liveEndpoints(cluster).length)];
+      const refused = endpoint !== undefined && rpc.refusedRecently(endpoint, refusedBackoffMs);
+      await pause(refused ? refusedBackoffMs : (options.opIntervalMs ?? opIntervalMsDefault), stop);
+    },
     random: (process) => seededRandom(options.seed * 7919 + process),
   };
 }
@@ -139,13 +145,20 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     await cluster.leaderIndex(10_000);
     await workload.setup(ctx);
     const stop = new AbortController();
+    // A client or nemesis that throws stops the run at once (it is a harness bug, not history).
+    let crashed: unknown;
+    const crash = (error: unknown): void => {
+      crashed ??= error;
+      stop.abort();
+    };
     const running = Array.from({ length: clients }, (_, process) =>
-      workload.runClient(ctx, process, stop.signal),
+      workload.runClient(ctx, process, stop.signal).catch(crash),
     );
-    const faults = nemesis.run(schedule, stop.signal);
-    await sleep(options.timeMs);
+    const faults = nemesis.run(schedule, stop.signal).catch(crash);
+    await sleep(options.timeMs, undefined, { signal: stop.signal }).catch(() => undefined);
     stop.abort();
     await Promise.all([...running, faults]);
+    if (crashed !== undefined) throw crashed;
     await nemesis.healAll();
     await cluster.waitHealthy(30_000);
     await sleep(options.quietMs ?? quietMsDefault);
@@ -175,9 +188,9 @@ function summarize(
   const [ok, fail, unknown] = [count('ok'), count('fail'), count('unknown')];
   const { verdict } = outcome;
   const summary =
-    `workload=${options.workload} nemesis=${options.nemesis} seed=${options.seed} nodes=${options.nodes}` +
-    `${options.staleReads ? ' stale-reads' : ''} ops=${ops} ok=${ok} fail=${fail} unknown=${unknown} ` +
-    `anomalies=${verdict.anomalies.length} verdict=${verdictWord(verdict.valid)} ${outcome.notes}`;
+    `workload=${options.workload} nemesis=${options.nemesis} seed=${options.seed} ops=${ops} ok=${ok} ` +
+    `fail=${fail} unknown=${unknown} anomalies=${verdict.anomalies.length} verdict=${verdictWord(verdict.valid)} ` +
+    `nodes=${options.nodes}${options.staleReads ? ' stale-reads' : ''} ${outcome.notes}`;
   return {
     options,
     verdict,

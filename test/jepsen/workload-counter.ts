@@ -6,7 +6,6 @@ import { type CounterOp, checkCounter, HistoryRecorder } from '../../src/sim/che
 import { classifyError, type RangeResponse } from './rpc.js';
 import {
   finalReadAttemptsMax,
-  pause,
   retryIdempotent,
   type Workload,
   type WorkloadContext,
@@ -47,7 +46,7 @@ export class CounterWorkload implements Workload {
     while (!stop.aborted) {
       if (random() < 1 / readEveryOps) await this.read(ctx, process, ctx.endpointFor(process));
       else await this.add(ctx, process, 1 + Math.floor(random() * 5));
-      await pause(ctx.opIntervalMs, stop);
+      await ctx.pace(process, stop);
     }
   }
 

@@ -15,13 +15,7 @@ import {
   type LockHold,
 } from '../../src/sim/check/index.js';
 import { classifyError, revisionOf } from './rpc.js';
-import {
-  pause,
-  retryIdempotent,
-  type Workload,
-  type WorkloadContext,
-  type WorkloadResult,
-} from './workload.js';
+import { retryIdempotent, type Workload, type WorkloadContext, type WorkloadResult } from './workload.js';
 
 const lockName = '/jepsen/lock';
 const resourceKey = '/jepsen/lock-resource';
@@ -66,7 +60,7 @@ export class LockWorkload implements Workload {
   async runClient(ctx: WorkloadContext, process: number, stop: AbortSignal): Promise<void> {
     while (!stop.aborted) {
       await this.cycle(ctx, process);
-      await pause(ctx.opIntervalMs, stop);
+      await ctx.pace(process, stop);
     }
   }
 
@@ -116,6 +110,7 @@ export class LockWorkload implements Workload {
   ): Promise<Acquired | undefined> {
     const attempt = this.attempts.invoke(process, 'lock', lockName, lease);
     const acquireInvokeTime = this.now();
+    let lockKey: Buffer;
     try {
       const locked = await ctx.rpc.unary<{ key: Buffer }>(
         endpoint,
@@ -124,22 +119,22 @@ export class LockWorkload implements Workload {
         { name: Buffer.from(lockName), lease },
         lockTimeoutMs,
       );
-      const acquireCompleteTime = this.now();
-      attempt.ok(locked.key.toString('utf8'));
-      const range = await ctx.rpc.range(endpoint, { key: locked.key }, ctx.requestTimeoutMs);
-      const kv = range.kvs[0];
-      // The key is gone already (lease expired while we were slow): no token to check against.
-      if (kv === undefined) return undefined;
-      return {
-        lockKey: locked.key,
-        token: Number(kv.create_revision),
-        acquireInvokeTime,
-        acquireCompleteTime,
-      };
+      lockKey = locked.key;
+      attempt.ok(lockKey.toString('utf8'));
     } catch (error) {
       if (classifyError(error) === 'fail') attempt.fail();
       else attempt.unknown();
       return undefined;
+    }
+    const acquireCompleteTime = this.now();
+    try {
+      const range = await ctx.rpc.range(endpoint, { key: lockKey }, ctx.requestTimeoutMs);
+      const kv = range.kvs[0];
+      // The key is gone already (lease expired while we were slow): no token to check against.
+      if (kv === undefined) return undefined;
+      return { lockKey, token: Number(kv.create_revision), acquireInvokeTime, acquireCompleteTime };
+    } catch {
+      return undefined; // held, but its token is unknown: nothing to check this hold against
     }
   }
 

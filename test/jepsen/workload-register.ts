@@ -13,7 +13,6 @@ import {
 import { classifyError } from './rpc.js';
 import {
   finalReadAttemptsMax,
-  pause,
   retryIdempotent,
   type Workload,
   type WorkloadContext,
@@ -66,7 +65,7 @@ export class RegisterWorkload implements Workload {
       if (dice < 0.5) await this.read(ctx, process, key);
       else if (dice < 0.75) await this.write(ctx, process, key);
       else await this.cas(ctx, process, key, random);
-      await pause(ctx.opIntervalMs, stop);
+      await ctx.pace(process, stop);
     }
   }
 

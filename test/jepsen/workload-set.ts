@@ -6,7 +6,6 @@ import { checkSet, HistoryRecorder, type SetElement } from '../../src/sim/check/
 import { classifyError, prefixEnd } from './rpc.js';
 import {
   finalReadAttemptsMax,
-  pause,
   retryIdempotent,
   type Workload,
   type WorkloadContext,
@@ -33,7 +32,7 @@ export class SetWorkload implements Workload {
     while (!stop.aborted) {
       if (random() < 1 / readEveryOps) await this.read(ctx, process, ctx.endpointFor(process), 'unknown');
       else await this.add(ctx, process, `p${process}-${sequence++}`);
-      await pause(ctx.opIntervalMs, stop);
+      await ctx.pace(process, stop);
     }
   }
 

@@ -17,6 +17,7 @@ import {
 } from '../../src/sim/check/index.js';
 import { classifyError, prefixEnd, revisionOf, type WatchResponse, type WireEvent } from './rpc.js';
 import {
+  deadline,
   pause,
   retryIdempotent,
   type Workload,
@@ -33,6 +34,7 @@ const segmentLifeSpreadMs = 2000;
 const segmentsPerWatcherMax = 400;
 const catchUpTimeoutMs = 15_000;
 const createTimeoutMs = 2000;
+const historyReadTimeoutMs = 10_000;
 
 interface MutableSegment extends WatchSegment {
   events: KeyspaceEvent[];
@@ -177,7 +179,7 @@ export class WatchWorkload implements Workload {
         if (classifyError(error) === 'fail') op.fail();
         else op.unknown();
       }
-      await pause(ctx.opIntervalMs, stop);
+      await ctx.pace(process, stop);
     }
   }
 
@@ -188,19 +190,18 @@ export class WatchWorkload implements Workload {
       const endpoint = ctx.endpointFor(process + watcher.segments.length);
       const segment: MutableSegment = { startRevision: watcher.nextStart, createdAt: this.now(), events: [] };
       watcher.segments.push(segment);
-      const life = AbortSignal.any([
-        stop,
-        AbortSignal.timeout(segmentLifeMinMs + Math.floor(random() * segmentLifeSpreadMs)),
-      ]);
+      const life = deadline(segmentLifeMinMs + Math.floor(random() * segmentLifeSpreadMs), stop);
       let stream: ClientDuplexStream<object, WatchResponse>;
       try {
         stream = ctx.rpc.watchStream(endpoint);
       } catch {
+        life.dispose();
         return; // the rpc layer was closed: the run is over
       }
-      await runStream(stream, segment.startRevision, life, (response) => {
+      await runStream(stream, segment.startRevision, life.signal, (response) => {
         this.onResponse(watcher, segment, response);
       });
+      life.dispose();
       watcher.nextStart = watcher.lastRevision + 1;
       await pause(50, stop);
     }
@@ -243,19 +244,14 @@ export class WatchWorkload implements Workload {
     through: number,
   ): Promise<KeyspaceEvent[]> {
     const events: KeyspaceEvent[] = [];
-    const done = new AbortController();
-    const timeout = AbortSignal.timeout(10_000);
+    const done = deadline(historyReadTimeoutMs);
     let compacted = 0;
-    await runStream(
-      ctx.rpc.watchStream(endpoint),
-      from,
-      AbortSignal.any([done.signal, timeout]),
-      (response) => {
-        compacted = Number(response.compact_revision ?? '0');
-        appendEvents(events, response.events ?? []);
-        if ((events[events.length - 1]?.revision ?? 0) >= through) done.abort();
-      },
-    );
+    await runStream(ctx.rpc.watchStream(endpoint), from, done.signal, (response) => {
+      compacted = Number(response.compact_revision ?? '0');
+      appendEvents(events, response.events ?? []);
+      if ((events[events.length - 1]?.revision ?? 0) >= through) done.abort();
+    });
+    done.dispose();
     if (compacted > 0) throw new Error(`history read from ${from} hit compaction at ${compacted}`);
     // Writes only touch the prefix, so the stream reaches `through` unless it was cut short.
     if ((events[events.length - 1]?.revision ?? 0) < through) {
@@ -319,16 +315,12 @@ export class WatchWorkload implements Workload {
       lastRevision: 0,
       nextStart: 0,
     };
-    const done = new AbortController();
-    await runStream(
-      ctx.rpc.watchStream(endpoint),
-      start,
-      AbortSignal.any([done.signal, AbortSignal.timeout(createTimeoutMs * 3)]),
-      (response) => {
-        this.onResponse(state, segment, response);
-        if (segment.compactRevision !== undefined || state.lastRevision >= through) done.abort();
-      },
-    );
+    const done = deadline(createTimeoutMs * 3);
+    await runStream(ctx.rpc.watchStream(endpoint), start, done.signal, (response) => {
+      this.onResponse(state, segment, response);
+      if (segment.compactRevision !== undefined || state.lastRevision >= through) done.abort();
+    });
+    done.dispose();
     if (segment.compactRevision === undefined && state.lastRevision >= through)
       segment.caughtUpThrough = through;
     return { id: state.id, key: prefix, rangeEnd: prefixEnd(prefix).toString('utf8'), segments: [segment] };

@@ -15,8 +15,11 @@ export interface WorkloadContext {
   anyEndpoint(): string;
   /** Per-call deadline; an expired one records the op as unknown. */
   requestTimeoutMs: number;
-  /** Pause between one client's operations, bounding the history's size. */
-  opIntervalMs: number;
+  /**
+   * Waits before process's next op: a short pause bounding the history's size, longer while
+   * its member refuses connections (so a dead member's clients do not spin).
+   */
+  pace(process: number, stop: AbortSignal): Promise<void>;
   /** Seeded PRNG for one client process, so op choices replay with the seed. */
   random(process: number): () => number;
 }
@@ -75,3 +78,30 @@ export async function pause(ms: number, stop: AbortSignal): Promise<void> {
 }
 
 export const finalReadAttemptsMax = 50;
+
+export interface Deadline {
+  readonly signal: AbortSignal;
+  abort(): void;
+  dispose(): void;
+}
+
+/**
+ * A signal that aborts after `ms`, when `parent` aborts, or on abort(). Holds its timer
+ * strongly: an AbortSignal.timeout() only reachable through AbortSignal.any() can be garbage
+ * collected and then never fires.
+ */
+export function deadline(ms: number, parent?: AbortSignal): Deadline {
+  const controller = new AbortController();
+  const abort = (): void => controller.abort();
+  const timer = setTimeout(abort, ms);
+  parent?.addEventListener('abort', abort, { once: true });
+  if (parent?.aborted) abort();
+  return {
+    signal: controller.signal,
+    abort,
+    dispose: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', abort);
+    },
+  };
+}
