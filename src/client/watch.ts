@@ -73,6 +73,8 @@ export class Watcher implements AsyncIterable<WatchEvent> {
   private markReady: () => void = () => {};
   /** How many times the watch was re-created after a broken stream. */
   reconnects = 0;
+  /** The endpoint the current stream is on (undefined between streams). */
+  currentEndpoint: string | undefined;
 
   constructor(
     private readonly client: Client,
@@ -129,6 +131,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
     metadata.set('hasleader', 'true');
     const stream = connection.duplex('Watch', 'Watch', metadata);
     this.stream = stream;
+    this.currentEndpoint = endpoint;
     this.paused = false;
     await new Promise<void>((resolve, reject) => {
       stream.on('data', (response: WireWatchResponse) => {
