@@ -222,7 +222,13 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
         await sameOutput(pair, ['txn'], 'version("txn/absent") = "0"\n\ndel txn/other\n\n\n'),
         'SUCCESS\n\n1\n',
       );
-      assert.equal(await sameOutput(pair, ['get', 'txn/', '--prefix']), 'txn/k\ntwo\n');
+      // --interactive prints its prompts to stdout but reads the same input from the pipe.
+      const interactive = 'value("txn/k") = "two"\n\nput txn/k three\n\nput txn/k no\n\n';
+      assert.equal(
+        await sameOutput(pair, ['txn', '-i'], interactive),
+        'compares:\nsuccess requests (get, put, del):\nfailure requests (get, put, del):\nSUCCESS\n\nOK\n',
+      );
+      assert.equal(await sameOutput(pair, ['get', 'txn/', '--prefix']), 'txn/k\nthree\n');
     }),
   );
 

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Etcd3 } from 'etcd3';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { b64, readPrefix, startLoad } from '../support/load.js';
 import { gatewayPost, pollUntil } from '../support/process-cluster.js';
@@ -263,6 +264,77 @@ describe('faults: follower catch-up by snapshot', { timeout: 150_000 }, () => {
       await waitCaughtUp(cluster, follower, 'snap/', written, 60_000);
       t.diagnostic(`follower caught up ${Date.now() - restartedAt} ms after its restart`);
       assert.match(cluster.member(follower).log.text(), /installed a snapshot from the leader/);
+    });
+  });
+});
+
+describe('faults: clients across a leader kill', { timeout: 120_000 }, () => {
+  let cluster: ProcessCluster;
+  let client: Etcd3 | undefined;
+  before(async () => {
+    cluster = await startConcordCluster({ size: 3, heartbeatIntervalMs, electionTimeoutMs });
+  });
+  after(async () => {
+    client?.close();
+    await cluster?.dispose();
+  });
+
+  it('an etcd3 watcher misses no acknowledged write and sees none twice; a kept-alive lease outlives the failover', async () => {
+    await cluster.withLogsOnFailure(async () => {
+      client = new Etcd3({ hosts: cluster.endpoints() });
+      const lease = client.lease(3);
+      await lease.put('eph/k').value('alive');
+      const seen: Array<{ key: string; revision: bigint }> = [];
+      const watcher = await client.watch().prefix('seq/').create();
+      watcher.on('put', (kv) => seen.push({ key: kv.key.toString(), revision: BigInt(kv.mod_revision) }));
+
+      const acked = new Map<string, bigint>();
+      let stopping = false;
+      const writer = (async () => {
+        for (let seq = 0; !stopping; seq++) {
+          const key = `seq/${String(seq).padStart(6, '0')}`;
+          const endpoints = cluster.endpoints();
+          try {
+            const put = await gatewayPost(
+              endpoints[seq % endpoints.length] as string,
+              '/v3/kv/put',
+              { key: b64(key), value: b64('x') },
+              2000,
+            );
+            acked.set(key, BigInt((put.header as { revision: string }).revision));
+          } catch {
+            await sleep(20);
+          }
+        }
+      })();
+      await pollUntil('writes before the kill', 20_000, async () => (acked.size >= 50 ? true : undefined));
+      await cluster.kill(await cluster.leaderIndex());
+      const countAtKill = acked.size;
+      await pollUntil('writes after the kill', 30_000, async () =>
+        acked.size >= countAtKill + 50 ? true : undefined,
+      );
+      stopping = true;
+      await writer;
+      await pollUntil('the watcher to see every acknowledged write', 20_000, async () => {
+        const keys = new Set(seen.map((e) => e.key));
+        return [...acked.keys()].every((k) => keys.has(k)) ? true : undefined;
+      });
+      await watcher.cancel();
+      for (let i = 1; i < seen.length; i++) {
+        const previous = seen[i - 1] as { revision: bigint };
+        const current = seen[i] as { key: string; revision: bigint };
+        assert.ok(
+          current.revision > previous.revision,
+          `event ${current.key} at ${current.revision} not after ${previous.revision}`,
+        );
+      }
+      for (const event of seen) {
+        const revision = acked.get(event.key);
+        if (revision !== undefined)
+          assert.equal(event.revision, revision, `${event.key} seen at the revision its put returned`);
+      }
+      assert.equal(await client.get('eph/k').string(), 'alive', 'the kept-alive lease survived the failover');
+      lease.release();
     });
   });
 });
