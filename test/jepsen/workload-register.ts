@@ -4,13 +4,16 @@
 
 import {
   checkLinearizability,
+  checkRevisions,
+  combineVerdicts,
   HistoryRecorder,
   type RegisterInput,
   type RegisterOutput,
   type RegisterValue,
+  type RevisionFacts,
   registerModel,
 } from '../../src/sim/check/index.js';
-import { classifyError } from './rpc.js';
+import { classifyError, revisionOf } from './rpc.js';
 import {
   finalReadAttemptsMax,
   retryIdempotent,
@@ -40,6 +43,8 @@ export class RegisterWorkload implements Workload {
   /** Each client's last observed value per key: its CAS guesses, so some of them succeed. */
   private readonly lastSeen = new Map<string, RegisterValue>();
   private nextValue = 1;
+  /** Header revision of each ok op, for the keyspace-wide revision order check. */
+  private readonly revisions = new Map<number, RevisionFacts>();
 
   constructor(now: () => number) {
     this.recorder = new HistoryRecorder(now);
@@ -79,6 +84,7 @@ export class RegisterWorkload implements Workload {
       );
       const value = parseValue(response.kvs[0]?.value);
       this.lastSeen.set(`${process}/${key}`, value);
+      this.revisions.set(op.id, { revision: revisionOf(response.header), mutation: false });
       op.ok(value);
     } catch (error) {
       // A read has no effect either way; only its answer matters.
@@ -91,7 +97,8 @@ export class RegisterWorkload implements Workload {
     const value = this.nextValue++;
     const op = this.recorder.invoke(process, 'write', key, value);
     try {
-      await ctx.rpc.put(ctx.endpointFor(process), key, String(value), ctx.requestTimeoutMs);
+      const response = await ctx.rpc.put(ctx.endpointFor(process), key, String(value), ctx.requestTimeoutMs);
+      this.revisions.set(op.id, { revision: revisionOf(response.header), mutation: true });
       op.ok();
     } catch (error) {
       if (classifyError(error) === 'fail') op.fail();
@@ -113,6 +120,7 @@ export class RegisterWorkload implements Workload {
         [],
         ctx.requestTimeoutMs,
       );
+      this.revisions.set(op.id, { revision: revisionOf(response.header), mutation: response.succeeded });
       op.ok(response.succeeded);
     } catch (error) {
       if (classifyError(error) === 'fail') op.fail();
@@ -132,6 +140,7 @@ export class RegisterWorkload implements Workload {
             { key: Buffer.from(key) },
             ctx.requestTimeoutMs,
           );
+          this.revisions.set(op.id, { revision: revisionOf(response.header), mutation: false });
           op.ok(parseValue(response.kvs[0]?.value));
         } catch (error) {
           op.unknown();
@@ -143,13 +152,14 @@ export class RegisterWorkload implements Workload {
 
   check(): WorkloadResult {
     const history = this.recorder.history();
-    const verdict = checkLinearizability(history, registerModel, {
+    const linearizability = checkLinearizability(history, registerModel, {
       timeBudgetMs: linearizabilityTimeBudgetMs,
     });
+    const revisions = checkRevisions(history, (op) => this.revisions.get(op.id));
     return {
-      verdict,
+      verdict: combineVerdicts([linearizability, revisions]),
       operations: history,
-      notes: `keys=${keysCount} search-steps=${verdict.steps} search-ms=${Math.round(verdict.elapsedMs)}`,
+      notes: `keys=${keysCount} search-steps=${linearizability.steps} search-ms=${Math.round(linearizability.elapsedMs)} revisions-checked=${this.revisions.size}`,
     };
   }
 

@@ -277,13 +277,18 @@ export class WatchWorkload implements Workload {
     }
   }
 
-  /** Compacts half-way, then watches from 1 (must be refused) and from after the compaction. */
+  /**
+   * Compacts about half-way, at a delete when there is one: a tombstone at exactly the
+   * compaction revision must survive for watches from that revision (etcd lost it until
+   * etcd-io/etcd#18274). Then watches from 1 (must be refused), from the compaction revision
+   * and from the one after (both must deliver everything from their start).
+   */
   private async checkCompaction(
     ctx: WorkloadContext,
     endpoint: string,
     currentRevision: number,
   ): Promise<void> {
-    const compactAt = Math.max(2, Math.floor(currentRevision / 2));
+    const compactAt = this.compactionTarget(currentRevision);
     const record: CompactionRecord = { revision: compactAt, invokeTime: this.now(), status: 'unknown' };
     this.compactions.push(record);
     await retryIdempotent('compaction', 20, () =>
@@ -300,6 +305,17 @@ export class WatchWorkload implements Workload {
     for (const start of [1, compactAt, compactAt + 1]) {
       this.extraWatchers.push(await this.oneShotWatcher(ctx, endpoint, start, currentRevision));
     }
+  }
+
+  private compactionTarget(currentRevision: number): number {
+    const middle = Math.max(2, Math.floor(currentRevision / 2));
+    let best: number | undefined;
+    for (const event of this.keyspace) {
+      if (event.type !== 'delete' || event.revision < 2 || event.revision >= currentRevision) continue;
+      if (best === undefined || Math.abs(event.revision - middle) < Math.abs(best - middle))
+        best = event.revision;
+    }
+    return best ?? middle;
   }
 
   private async oneShotWatcher(
