@@ -34,13 +34,30 @@ export function readCpuProfile(path: string): CpuProfile {
   return profile;
 }
 
+/**
+ * Time window in the profile's clock: V8 stamps samples with CLOCK_MONOTONIC microseconds, the
+ * clock of process.hrtime in any process on the same machine, so a window measured by the bench
+ * client selects the samples taken under load.
+ */
+export interface ProfileWindow {
+  fromUs: number;
+  toUs: number;
+}
+
+export function monotonicNowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
 /** Top `limit` functions by self time; `(idle)` is kept so an idle process shows as such. */
-export function topSelfTime(profile: CpuProfile, limit: number): SelfTimeRow[] {
+export function topSelfTime(profile: CpuProfile, limit: number, window?: ProfileWindow): SelfTimeRow[] {
   const nodeById = new Map(profile.nodes.map((node) => [node.id, node]));
   const selfUsByFunction = new Map<string, { functionName: string; location: string; us: number }>();
   let totalUs = 0;
+  let sampleUs = profile.startTime;
   // timeDeltas[i] is the time before sample i; attributing it to sample i is what DevTools does.
   for (let i = 0; i < profile.samples.length; i++) {
+    sampleUs += profile.timeDeltas[i]!;
+    if (window !== undefined && (sampleUs < window.fromUs || sampleUs > window.toUs)) continue;
     const node = nodeById.get(profile.samples[i]!);
     if (node === undefined) throw new Error(`profile sample refers to unknown node ${profile.samples[i]}`);
     const deltaUs = Math.max(0, profile.timeDeltas[i]!);
