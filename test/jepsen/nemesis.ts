@@ -101,6 +101,8 @@ export class NemesisError extends Error {
 }
 
 const faultRequestTimeoutMs = 2000;
+/** A restarted or resumed member may need a few election timeouts before a leader is known. */
+const leaderLookupTimeoutMs = 8000;
 
 /** POST/DELETE /debug/faults on one member (needs --experimental-fault-injection). */
 export async function setPeerFaults(
@@ -219,7 +221,7 @@ export class Nemesis {
   }
 
   private async leader(): Promise<number> {
-    return this.cluster.leaderIndex(3000);
+    return this.cluster.leaderIndex(leaderLookupTimeoutMs);
   }
 
   private async follower(pick: number): Promise<number> {
@@ -257,7 +259,8 @@ export class Nemesis {
     for (const side of sides) {
       const others = components.flat().filter((i) => !side.includes(i));
       for (const index of side) {
-        await setPeerFaults(this.cluster.endpoint(index), { drop: others.map((i) => ids.get(i) as string) });
+        const drop = others.map((i) => ids.get(i) as string);
+        await this.retry(() => setPeerFaults(this.cluster.endpoint(index), { drop }));
       }
     }
     const names = components.map((c) => c.map((i) => this.cluster.member(i).name).join(','));
@@ -312,7 +315,8 @@ export class Nemesis {
       [right, left],
     ] as const) {
       for (const index of side) {
-        await setPeerFaults(this.cluster.endpoint(index), { drop: other.map((i) => ids.get(i) as string) });
+        const drop = other.map((i) => ids.get(i) as string);
+        await this.retry(() => setPeerFaults(this.cluster.endpoint(index), { drop }));
       }
     }
     const name = (i: number): string => this.cluster.member(i).name;
@@ -326,7 +330,9 @@ export class Nemesis {
     const order = this.shuffled(pick);
     const slow = order.slice(0, Math.max(1, Math.floor(order.length / 2)));
     this.healers.push(() => this.clearFaults(slow));
-    for (const index of slow) await setPeerFaults(this.cluster.endpoint(index), { drop: [], delayMs });
+    for (const index of slow) {
+      await this.retry(() => setPeerFaults(this.cluster.endpoint(index), { drop: [], delayMs }));
+    }
     this.note(`slow links ${delayMs}ms on ${slow.map((i) => this.cluster.member(i).name).join(',')}`);
   }
 
