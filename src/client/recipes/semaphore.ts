@@ -43,13 +43,19 @@ export class Semaphore {
   }
 
   private async waitForPermit(revision: bigint, options: WaitOptions): Promise<void> {
+    // max_create_revision 0 would mean "no bound"; nothing is older than revision 1 anyway.
+    if (revision <= 1n) return;
     for (;;) {
+      // Fetch the keys, not a count: etcd's count ignores the create-revision filter (it counts the
+      // whole range), while the keys are filtered before the limit applies.
       const older = await this.client.get(`${this.name}/`, {
         prefix: true,
-        countOnly: true,
+        keysOnly: true,
         maxCreateRevision: revision - 1n,
+        sort: { target: 'create', order: 'ascend' },
+        limit: this.permits,
       });
-      if (older.count < BigInt(this.permits)) return;
+      if (older.kvs.length < this.permits) return;
       const watcher = this.client.watch(`${this.name}/`, {
         prefix: true,
         fromRevision: older.header.revision + 1n,
