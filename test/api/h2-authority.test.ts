@@ -57,6 +57,18 @@ function frame(type: number, flags: number, streamId: number, payload: Buffer): 
   return Buffer.concat([header, payload]);
 }
 
+test('a connection whose first authority is fine passes byte for byte, HPACK state intact', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  // RFC 7541 C.4: the second block indexes the dynamic entry the first one inserted.
+  const first = frame(0x1, 0x4, 1, Buffer.from('828684418cf1e3c2e5f23a6ba0ab90f4ff', 'hex'));
+  const second = frame(0x1, 0x4, 3, Buffer.from('828684be5886a8eb10649cbf', 'hex'));
+  const input = Buffer.concat([preface, first, second]);
+  const rewriter = new AuthorityRewriter();
+  const output = Buffer.concat([rewriter.push(input.subarray(0, 30)), rewriter.push(input.subarray(30))]);
+  assert.equal(rewriter.firstAuthorityNeedsFix, false);
+  assert.deepEqual(output, input);
+});
+
 test('the rewriter repairs the authority of a header block split across CONTINUATION frames', () => {
   const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
   const settings = frame(0x4, 0, 0, Buffer.alloc(0));
