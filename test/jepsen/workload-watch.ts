@@ -9,9 +9,15 @@
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import {
   type CompactionRecord,
+  checkRevisions,
+  checkSet,
   checkWatches,
+  combineVerdicts,
   HistoryRecorder,
   type KeyspaceEvent,
+  type RevisionFacts,
+  type SetOp,
+  type SetVerdict,
   type WatcherRecord,
   type WatchSegment,
 } from '../../src/sim/check/index.js';
@@ -113,7 +119,9 @@ function runStream(
 
 export class WatchWorkload implements Workload {
   readonly name = 'watch';
-  private readonly writes: HistoryRecorder<string | null, number>;
+  private readonly writes: HistoryRecorder<string | null, RevisionFacts>;
+  /** When the final history read began and ended (it is the set checker's final read). */
+  private keyspaceReadTimes = { invoke: 0, complete: 0 };
   private readonly watchers = new Map<number, WatcherState>();
   private readonly watcherLoops: Promise<void>[] = [];
   private readonly watchersStop = new AbortController();
@@ -132,10 +140,12 @@ export class WatchWorkload implements Workload {
   }
 
   async setup(ctx: WorkloadContext): Promise<void> {
+    const op = this.writes.invoke('setup', 'put', `${prefix}k0`, 'initial');
     const response = await retryIdempotent('watch setup write', 20, () =>
       ctx.rpc.put(ctx.anyEndpoint(), `${prefix}k0`, 'initial', ctx.requestTimeoutMs),
     );
     this.initialRevision = revisionOf(response.header);
+    op.ok({ revision: this.initialRevision, mutation: true });
   }
 
   async runClient(ctx: WorkloadContext, process: number, stop: AbortSignal): Promise<void> {
@@ -164,17 +174,20 @@ export class WatchWorkload implements Workload {
       const op = this.writes.invoke(process, isDelete ? 'delete' : 'put', key, value);
       try {
         const endpoint = ctx.endpointFor(process);
-        const response =
-          value === null
-            ? await ctx.rpc.unary<{ header: { revision: string } }>(
-                endpoint,
-                'etcdserverpb.KV',
-                'DeleteRange',
-                { key: Buffer.from(key) },
-                ctx.requestTimeoutMs,
-              )
-            : await ctx.rpc.put(endpoint, key, value, ctx.requestTimeoutMs);
-        op.ok(revisionOf(response.header));
+        if (value === null) {
+          const response = await ctx.rpc.unary<{ header: { revision: string }; deleted: string }>(
+            endpoint,
+            'etcdserverpb.KV',
+            'DeleteRange',
+            { key: Buffer.from(key) },
+            ctx.requestTimeoutMs,
+          );
+          // Deleting a missing key creates no revision; the header then only tells where "now" was.
+          op.ok({ revision: revisionOf(response.header), mutation: Number(response.deleted) > 0 });
+        } else {
+          const response = await ctx.rpc.put(endpoint, key, value, ctx.requestTimeoutMs);
+          op.ok({ revision: revisionOf(response.header), mutation: true });
+        }
       } catch (error) {
         if (classifyError(error) === 'fail') op.fail();
         else op.unknown();
@@ -226,9 +239,11 @@ export class WatchWorkload implements Workload {
     const currentRevision = await retryIdempotent('current revision', 50, async () =>
       revisionOf((await ctx.rpc.range(endpoint, { key: Buffer.from(prefix) }, ctx.requestTimeoutMs)).header),
     );
+    this.keyspaceReadTimes.invoke = this.now();
     this.keyspace = await retryIdempotent('keyspace history read', 10, () =>
       this.readHistory(ctx, endpoint, 1, currentRevision),
     );
+    this.keyspaceReadTimes.complete = this.now();
     const lastMatching = this.keyspace[this.keyspace.length - 1]?.revision ?? 0;
     await this.awaitCatchUp(lastMatching);
     this.watchersStop.abort();
@@ -361,11 +376,36 @@ export class WatchWorkload implements Workload {
       (sum, w) => sum + w.segments.reduce((s, g) => s + g.events.length, 0),
       0,
     );
+    const writes = this.writes.history();
+    const revisions = checkRevisions(writes, (op) => op.output);
     return {
-      verdict,
-      operations: this.writes.history(),
+      verdict: combineVerdicts([verdict, this.checkWritesInKeyspace(writes), revisions]),
+      operations: writes,
       notes: `keyspace-events=${this.keyspace.length} watchers=${watchers.length} segments=${segments} delivered=${delivered}`,
     };
+  }
+
+  /**
+   * The keyspace read is what every watcher is compared with, so it must itself hold every
+   * acknowledged put and nothing never written: a set check with elements "key=value" (values
+   * are unique) and the history read as the final read.
+   */
+  private checkWritesInKeyspace(writes: ReturnType<typeof this.writes.history>): SetVerdict {
+    const puts: SetOp[] = writes
+      .filter((op) => op.kind === 'put')
+      .map((op) => ({ ...op, kind: 'add', key: prefix, input: `${op.key}=${op.input}`, output: [] }));
+    const finalRead: SetOp = {
+      id: writes.length + 1,
+      process: 'final',
+      kind: 'read',
+      key: prefix,
+      input: undefined,
+      output: this.keyspace.filter((e) => e.type === 'put').map((e) => `${e.key}=${e.value}`),
+      invokeTime: this.keyspaceReadTimes.invoke,
+      completeTime: this.keyspaceReadTimes.complete,
+      status: 'ok',
+    };
+    return checkSet([...puts, finalRead]);
   }
 
   dispose(): void {
