@@ -78,6 +78,9 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const sniffTimeoutMs = options.sniffTimeoutMs ?? 10_000;
   const sockets = new Set<Socket>();
   const netServer: NetServer = createNetServer((socket) => {
+    // Small request/response traffic: Nagle's algorithm would hold replies for a delayed ACK
+    // (~40 ms). http2 sets this itself only on sockets it is handed directly, not on our wrapper.
+    socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
     sniff(socket, sniffTimeoutMs, (protocol) => {
