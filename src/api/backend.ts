@@ -21,6 +21,7 @@ import type {
   RangeResponse,
   TxnRequest,
   TxnResponse,
+  WatchFilter,
 } from '../mvcc/types.js';
 
 export type {
@@ -37,6 +38,7 @@ export type {
   ResponseOp,
   TxnRequest,
   TxnResponse,
+  WatchFilter,
 } from '../mvcc/types.js';
 
 export interface HeaderInfo {
@@ -55,6 +57,8 @@ export interface WatchCreate {
   /** 0 = from the next revision on; otherwise replay history from this revision (inclusive). */
   startRevision: number;
   prevKv: boolean;
+  /** Event kinds the watcher does not want (etcd's NOPUT / NODELETE); absent means none. */
+  filters?: WatchFilter[];
 }
 
 /** Callbacks a backend watcher drives. Calls must be in revision order, never concurrent. */
@@ -63,12 +67,23 @@ export interface WatchListener {
   onEvents(events: Event[], revision: number): void;
   /** The watcher's start revision was compacted away; the watcher is dead after this. */
   onCompacted(compactRevision: number): void;
+  /**
+   * Flow control: false while the consumer cannot take more (its transport is full). A backend
+   * that honours it hands out nothing until BackendWatcher.resume() and lets the watcher fall
+   * behind on its side instead (bounded: the hub re-reads history later). Absent = always ready.
+   */
+  ready?(): boolean;
 }
 
 export interface BackendWatcher {
   /** True once the watcher has replayed history and follows live writes. */
   readonly synced: boolean;
   cancel(): void;
+  /**
+   * The listener is ready again after ready() answered false. Optional: a push-only backend
+   * ignores flow control and the API layer's last-resort queue bound applies instead.
+   */
+  resume?(): void;
 }
 
 export interface LeaseGrantResult {

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
 import type { EtcdBackend } from './backend.js';
 import { asBuffer, headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
-import { EtcdError, toWireStatus } from './errors.js';
+import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
 import { type EtcdServiceName, serviceDefinition } from './proto.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import { defaultValidationLimits, type ValidationLimits } from './validate.js';
@@ -28,6 +28,9 @@ export const defaultGrpcServerOptions: GrpcServerOptions = {
   keepAlivesInflightMax: 1_000,
 };
 
+export const watchFellBehindMessage =
+  'concord: watch stream fell too far behind; resume from the last revision';
+
 /** etcd lets gRPC accept this much beyond --max-request-bytes, then refuses with its own error. */
 export const grpcOverheadBytes = 512 * 1024;
 
@@ -36,6 +39,16 @@ type WireObject = Record<string, unknown>;
 function statusError(error: unknown): Partial<grpc.StatusObject> {
   const { code, details } = toWireStatus(error);
   return { code, details, metadata: new grpc.Metadata() };
+}
+
+/**
+ * Ends a streaming call with an error status. grpc-js turns an 'error' event into the status
+ * and sends it after the responses already queued (destroy() would drop the call without any
+ * status: the client would wait forever and the HTTP/2 stream would stay open).
+ */
+function failStream(call: Pick<NodeJS.EventEmitter, 'emit'>, error: unknown): void {
+  const { code, details } = toWireStatus(error);
+  call.emit('error', Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() }));
 }
 
 function wrapUnary(handler: UnaryHandler): grpc.handleUnaryCall<WireObject, object> {
@@ -69,25 +82,20 @@ function implementation(
 
 function watchHandler(backend: EtcdBackend, options: GrpcServerOptions): grpc.UntypedHandleCall {
   const handler: grpc.handleBidiStreamingCall<WireWatchRequest, WireWatchResponse> = (call) => {
-    const session = new WatchSession(
-      backend,
-      (response) => {
-        if (call.writableLength >= options.watchResponsesQueuedMax) {
-          session.close();
-          call.destroy(
-            Object.assign(
-              new Error('concord: watch stream fell too far behind; resume from the last revision'),
-              {
-                code: grpc.status.RESOURCE_EXHAUSTED,
-              },
-            ),
-          );
-          return;
-        }
-        call.write(response);
-      },
-      options.watch,
-    );
+    // call.write() answers false once the stream's buffer is full (the client reads slower than
+    // we write; HTTP/2 flow control holds the rest): the session then stops taking events until
+    // 'drain'. The queued-responses bound only catches what flow control cannot (a backend that
+    // pushes regardless).
+    const send = (response: WireWatchResponse): boolean => {
+      if (call.writableLength >= options.watchResponsesQueuedMax) {
+        session.close();
+        failStream(call, new ApiRequestError(grpc.status.RESOURCE_EXHAUSTED, watchFellBehindMessage));
+        return false;
+      }
+      return call.write(response);
+    };
+    const session = new WatchSession(backend, send, options.watch);
+    call.on('drain', () => session.drained());
     call.on('data', (request: WireWatchRequest) => session.handle(request));
     call.on('end', () => {
       session.close();
@@ -107,8 +115,7 @@ function keepAliveHandler(backend: EtcdBackend, options: GrpcServerOptions): grp
     const fail = (error: unknown) => {
       if (failed) return;
       failed = true;
-      const { code, details } = toWireStatus(error);
-      call.destroy(Object.assign(new Error(details), { code, details }));
+      failStream(call, error);
     };
     call.on('data', (request: { ID: string }) => {
       if (inflight >= options.keepAlivesInflightMax) return fail(new EtcdError('tooManyRequests'));
@@ -167,8 +174,7 @@ function snapshotHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
       await send({ header: wireHeader, remaining_bytes: 0, blob: digest.digest() });
       call.end();
     } catch (error) {
-      const { code, details } = toWireStatus(error);
-      call.destroy(Object.assign(new Error(details), { code, details }));
+      failStream(call, error);
     }
   };
   return handler as grpc.UntypedHandleCall;

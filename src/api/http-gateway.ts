@@ -118,8 +118,13 @@ interface StreamBinding {
 
 interface StreamSession {
   handle(wire: Record<string, unknown>): void;
+  /** The response drained after a write reported it full. */
+  drained?(): void;
   close(): void;
 }
+
+/** Writes one result line; false when the response buffer is full (wait for drained()). */
+type StreamSend = (message: object) => boolean;
 
 async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -195,12 +200,13 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     request: IncomingMessage,
     response: ServerResponse,
     stream: StreamBinding,
-    open: (send: (message: object) => void, fail: (error: unknown) => void) => StreamSession,
+    open: (send: StreamSend, fail: (error: unknown) => void) => StreamSession,
   ) => {
     response.writeHead(200, { 'content-type': 'application/json' });
     let session: StreamSession | undefined;
-    const send = (message: object) => {
-      response.write(`${JSON.stringify({ result: messageToJson(message, stream.responseType) })}\n`);
+    const send: StreamSend = (message) => {
+      if (response.writableEnded || response.destroyed) return false;
+      return response.write(`${JSON.stringify({ result: messageToJson(message, stream.responseType) })}\n`);
     };
     const fail = (error: unknown) => {
       const { code, details } = toWireStatus(error);
@@ -219,18 +225,20 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
         fail(error);
       }
     });
+    response.on('drain', () => session.drained?.());
     response.on('close', () => session.close());
   };
 
-  const openWatch = (send: (message: object) => void): StreamSession => {
+  const openWatch = (send: StreamSend): StreamSession => {
     const session = new WatchSession(backend, send, options.watch);
     return {
       handle: (wire) => session.handle(wire as unknown as WireWatchRequest),
+      drained: () => session.drained(),
       close: () => session.close(),
     };
   };
 
-  const openKeepAlive = (send: (message: object) => void, fail: (error: unknown) => void): StreamSession => {
+  const openKeepAlive = (send: StreamSend, fail: (error: unknown) => void): StreamSession => {
     let chain: Promise<void> = Promise.resolve();
     let closed = false;
     return {

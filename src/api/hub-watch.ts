@@ -1,5 +1,11 @@
 // Adapts the keyspace's pull-based WatchHub (take() when signalled) to the push-based
 // BackendWatcher the API layer consumes. A server backend can implement EtcdBackend.watch with it.
+//
+// Flow control: batches are taken only while the listener is ready (its stream can take more).
+// When it is not, we stop calling take(); the hub watcher's bounded buffer then fills, it turns
+// unsynced and later re-reads the missed revisions from history. So a slow client costs a
+// bounded buffer in the hub, not an ever-growing queue of responses in this process, and no
+// event is lost or repeated. resume() restarts taking.
 
 import type { Watcher, WatchHub } from '../mvcc/watch.js';
 import type { BackendWatcher, WatchCreate, WatchListener } from './backend.js';
@@ -9,11 +15,16 @@ export const watchBatchesPerTurnMax = 16;
 
 export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: WatchListener): BackendWatcher {
   let scheduled = false;
+  let paused = false;
   let watcher: Watcher | undefined;
   const drain = () => {
     scheduled = false;
     if (watcher === undefined || watcher.state === 'canceled') return;
     for (let i = 0; i < watchBatchesPerTurnMax; i++) {
+      if (listener.ready?.() === false) {
+        paused = true;
+        return;
+      }
       const batch = watcher.take();
       if (batch === undefined) return;
       if (batch.kind === 'compacted') return listener.onCompacted(batch.compactRevision);
@@ -22,7 +33,8 @@ export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: Watc
     schedule();
   };
   const schedule = () => {
-    if (scheduled) return;
+    // While paused the hub may signal; only resume() restarts the drain.
+    if (scheduled || paused) return;
     scheduled = true;
     setImmediate(drain);
   };
@@ -33,6 +45,7 @@ export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: Watc
       rangeEnd: request.rangeEnd,
       startRevision: request.startRevision,
       prevKv: request.prevKv,
+      filters: request.filters ?? [],
     },
     schedule,
   );
@@ -42,5 +55,10 @@ export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: Watc
       return created.state === 'synced';
     },
     cancel: () => created.cancel(),
+    resume: () => {
+      if (!paused) return;
+      paused = false;
+      schedule();
+    },
   };
 }

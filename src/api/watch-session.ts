@@ -6,10 +6,13 @@
 // - progress_notify watchers get empty responses carrying the current revision when idle;
 // - fragment: a revision too big for one message goes out in pieces, fragment=true on all but
 //   the last.
+// Flow control: `send` answers whether the transport can take more. Once it says no, watchers
+// asking BackendWatcher's listener ready() hear false and queue up; drained() (the transport's
+// 'drain') resumes them in the order they were stopped, so busy watchers cannot starve others.
 
 import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
-import type { BackendWatcher, EtcdBackend, HeaderInfo } from './backend.js';
+import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from './backend.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
 import type { WireEvent, WireWatchCreateRequest, WireWatchRequest, WireWatchResponse } from './wire.js';
 
@@ -43,15 +46,25 @@ interface SessionWatcher {
 const broadcastWatchId = -1;
 const eventOverheadBytes = 48;
 
+/**
+ * Hands one response to the transport. False means its buffer is full: stop producing until
+ * WatchSession.drained(). (void counts as true, for transports without backpressure.)
+ */
+export type WatchSend = (response: WireWatchResponse) => boolean | undefined;
+
 export class WatchSession {
   private readonly watchers = new Map<number, SessionWatcher>();
   private nextWatchId = 0;
   private readonly progressTimer: NodeJS.Timeout;
   private closed = false;
+  /** Set when send() reported a full transport; cleared by drained(). */
+  private blocked = false;
+  /** Watchers told "not ready" while blocked, in the order they were stopped (insertion order). */
+  private readonly stalled = new Set<SessionWatcher>();
 
   constructor(
     private readonly backend: EtcdBackend,
-    private readonly send: (response: WireWatchResponse) => void,
+    private readonly send: WatchSend,
     private readonly options: WatchSessionOptions = defaultWatchSessionOptions,
   ) {
     this.progressTimer = setInterval(() => this.notifyProgress(), options.progressNotifyIntervalMs);
@@ -69,12 +82,29 @@ export class WatchSession {
     else if (request.progress_request) this.reply(this.backend.header(), { watch_id: broadcastWatchId });
   }
 
+  /** Whether the transport reported a full buffer and has not drained since. */
+  get isBlocked(): boolean {
+    return this.blocked;
+  }
+
+  /** The transport can take more again: resume the watchers that were stopped, oldest first. */
+  drained(): void {
+    if (this.closed) return;
+    this.blocked = false;
+    const resumed = [...this.stalled];
+    this.stalled.clear();
+    for (const watcher of resumed) {
+      if (this.watchers.get(watcher.id) === watcher) watcher.backend?.resume?.();
+    }
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.progressTimer);
     for (const watcher of this.watchers.values()) watcher.backend?.cancel();
     this.watchers.clear();
+    this.stalled.clear();
   }
 
   private create(request: WireWatchCreateRequest): void {
@@ -130,10 +160,12 @@ export class WatchSession {
           rangeEnd: request.range_end,
           startRevision: Math.max(0, wireToNumber(request.start_revision)),
           prevKv: request.prev_kv,
+          filters: backendFilters(watcher),
         },
         {
           onEvents: (events, revision) => this.deliver(watcher, events, revision),
           onCompacted: (compactRevision) => this.compacted(watcher, compactRevision),
+          ready: () => this.ready(watcher),
         },
       );
     } catch (error) {
@@ -144,18 +176,26 @@ export class WatchSession {
     }
   }
 
+  private ready(watcher: SessionWatcher): boolean {
+    if (!this.blocked) return true;
+    this.stalled.add(watcher);
+    return false;
+  }
+
   private cancel(id: number): void {
     const watcher = this.watchers.get(id);
     // etcd sends nothing for an unknown watch ID.
     if (watcher === undefined) return;
     watcher.backend?.cancel();
     this.watchers.delete(id);
+    this.stalled.delete(watcher);
     this.reply(this.backend.header(), { watch_id: id, canceled: true });
   }
 
   private compacted(watcher: SessionWatcher, compactRevision: number): void {
     if (this.closed || this.watchers.get(watcher.id) !== watcher) return;
     this.watchers.delete(watcher.id);
+    this.stalled.delete(watcher);
     watcher.backend?.cancel();
     this.reply(this.backend.header(), {
       watch_id: watcher.id,
@@ -192,7 +232,7 @@ export class WatchSession {
   }
 
   private reply(header: HeaderInfo, fields: Partial<WireWatchResponse>): void {
-    this.send({
+    const more = this.send({
       header: headerToWire(header),
       watch_id: 0,
       created: false,
@@ -203,7 +243,16 @@ export class WatchSession {
       events: [],
       ...fields,
     });
+    if (more === false) this.blocked = true;
   }
+}
+
+/** The session filters too (for backends that ignore these); the hub skips them at the source. */
+function backendFilters(watcher: SessionWatcher): WatchFilter[] {
+  const filters: WatchFilter[] = [];
+  if (watcher.filterPut) filters.push('noput');
+  if (watcher.filterDelete) filters.push('nodelete');
+  return filters;
 }
 
 function eventBytes(event: WireEvent): number {

@@ -71,6 +71,17 @@ export class KeyspaceBackend extends MemoryBackend {
     }
   }
 
+  /** Applies one put per key, each its own revision, in a single keyspace batch (fast bulk load). */
+  putMany(keys: Uint8Array[], value: Uint8Array): void {
+    const entries = keys.map((key) => ({
+      index: ++this.raftIndex,
+      op: { type: 'put' as const, request: { key, value } },
+    }));
+    for (const result of this.keyspace.applyBatch(entries)) {
+      if (result.status !== 'ok') throw new Error(`bulk put entry ${result.index} ended ${result.status}`);
+    }
+  }
+
   private applyAs<T extends WriteResponse['type']>(op: WriteOp & { type: T }) {
     const response = this.apply(op);
     if (response.type !== op.type) throw new Error(`expected ${op.type} response, got ${response.type}`);
