@@ -309,6 +309,12 @@ function ratio(concord: number, etcd: number): string {
   return etcd > 0 ? `${(concord / etcd).toFixed(2)}x` : 'n/a';
 }
 
+/** CPU milliseconds all members spent per operation over the measured loop. */
+function cpuMsPerOp(measured: Measured): number {
+  const cpuMs = (measured.clusterCpuPercent / 100) * measured.result.durationSec * 1000;
+  return measured.result.ops > 0 ? cpuMs / measured.result.ops : 0;
+}
+
 function p50p99(result: BenchResult): string {
   return `${formatMs(result.latencyMs.p50)} / ${formatMs(result.latencyMs.p99)} ms`;
 }
@@ -343,6 +349,9 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
       spec.title,
       pct(e),
       pct(c),
+      cpuMsPerOp(e).toFixed(3),
+      cpuMsPerOp(c).toFixed(3),
+      ratio(cpuMsPerOp(c), cpuMsPerOp(e)),
       `${e.result.clientCpuPercent.toFixed(0)} / ${c.result.clientCpuPercent.toFixed(0)} %`,
     ];
   });
@@ -381,9 +390,22 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
       options.markdown,
     ),
     '',
-    "Server CPU during each workload (leader / all 3 members, % of one core) and the bench client's own CPU:",
+    'Server CPU during each workload (leader / all 3 members, % of one core); CPU time of all members per operation',
+    '(robust on a busy machine, where a single-threaded process only gets its share of the cores); the client CPU:',
     '',
-    renderTable(['workload', 'etcd', 'concord', 'client CPU etcd / concord'], cpuRows, options.markdown),
+    renderTable(
+      [
+        'workload',
+        'etcd CPU',
+        'concord CPU',
+        'etcd CPU ms/op',
+        'concord CPU ms/op',
+        'ratio',
+        'client CPU etcd / concord',
+      ],
+      cpuRows,
+      options.markdown,
+    ),
     '',
     renderTable(['resource', 'etcd', 'concord', 'ratio'], resourceRows, options.markdown),
   ].join('\n');
