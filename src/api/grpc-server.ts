@@ -1,12 +1,12 @@
 // Builds the @grpc/grpc-js Server for every etcd v3 service on top of an EtcdBackend.
 
-import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
-import type { EtcdBackend } from './backend.js';
-import { asBuffer, headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
+import type { Disposable, EtcdBackend } from './backend.js';
+import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
 import { type EtcdServiceName, serviceDefinition } from './proto.js';
+import { snapshotMessages, writableOrGone } from './streams.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import { defaultValidationLimits, type ValidationLimits } from './validate.js';
 import { defaultWatchSessionOptions, WatchSession, type WatchSessionOptions } from './watch-session.js';
@@ -15,7 +15,8 @@ import type { WireWatchRequest, WireWatchResponse } from './wire.js';
 export interface GrpcServerOptions {
   limits: ValidationLimits;
   watch: WatchSessionOptions;
-  /** Responses a slow watch stream may have queued before we end it (the client resumes). */
+  /** Responses a slow watch or observe stream may have queued before we end it (flow control pauses
+   * hub watchers long before this; it catches what is pushed regardless). */
   watchResponsesQueuedMax: number;
   /** Keep-alive requests of one stream waiting for the backend. */
   keepAlivesInflightMax: number;
@@ -28,6 +29,7 @@ export const defaultGrpcServerOptions: GrpcServerOptions = {
   keepAlivesInflightMax: 1_000,
 };
 
+export const observeFellBehindMessage = 'concord: observe stream fell too far behind; observe again';
 export const watchFellBehindMessage =
   'concord: watch stream fell too far behind; resume from the last revision';
 
@@ -159,20 +161,11 @@ export async function keepAliveOnce(backend: EtcdBackend, id: bigint): Promise<o
 function snapshotHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
   const handler: grpc.handleServerStreamingCall<WireObject, object> = async (call) => {
     try {
-      const { header, chunks } = await backend.snapshot();
-      const wireHeader = headerToWire(header);
-      // etcd ends the stream with the sha256 of everything sent; etcdctl verifies it.
-      const digest = createHash('sha256');
-      const send = async (message: object) => {
-        if (!call.write(message)) await new Promise((resolve) => call.once('drain', resolve));
-      };
-      for await (const chunk of chunks) {
-        if (call.cancelled) return;
-        digest.update(chunk.blob);
-        await send({ header: wireHeader, remaining_bytes: chunk.remainingBytes, blob: asBuffer(chunk.blob) });
+      for await (const message of snapshotMessages(backend)) {
+        if (call.cancelled || call.destroyed) return;
+        if (!call.write(message)) await writableOrGone(call);
       }
-      await send({ header: wireHeader, remaining_bytes: 0, blob: digest.digest() });
-      call.end();
+      if (!call.cancelled) call.end();
     } catch (error) {
       failStream(call, error);
     }
@@ -180,16 +173,41 @@ function snapshotHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
   return handler as grpc.UntypedHandleCall;
 }
 
-function observeHandler(backend: EtcdBackend): grpc.UntypedHandleCall {
+function observeHandler(backend: EtcdBackend, options: GrpcServerOptions): grpc.UntypedHandleCall {
   const handler: grpc.handleServerStreamingCall<WireObject, object> = (call) => {
-    const name = call.request.name;
-    const subscription = backend.observe(Buffer.isBuffer(name) ? name : Buffer.alloc(0), (kv, header) => {
-      call.write({ header: headerToWire(header), kv: kvToWire(kv) });
-    });
-    call.on('cancelled', () => subscription.dispose());
-    call.on('error', () => subscription.dispose());
+    let subscription: Disposable | undefined;
+    let closed = false;
+    const close = () => {
+      closed = true;
+      subscription?.dispose();
+    };
+    call.on('cancelled', close);
+    call.on('error', close);
+    try {
+      subscription = backend.observe(bytesField(call.request, 'name'), (kv, header) => {
+        if (closed) return;
+        // Proclamations are pushed; a client that stops reading must not grow our queue forever.
+        if (call.writableLength >= options.watchResponsesQueuedMax) {
+          close();
+          return failStream(
+            call,
+            new ApiRequestError(grpc.status.RESOURCE_EXHAUSTED, observeFellBehindMessage),
+          );
+        }
+        call.write({ header: headerToWire(header), kv: kvToWire(kv) });
+      });
+      if (closed) subscription.dispose();
+    } catch (error) {
+      close();
+      failStream(call, error);
+    }
   };
   return handler as grpc.UntypedHandleCall;
+}
+
+function bytesField(request: WireObject, field: string): Buffer {
+  const value = request[field];
+  return Buffer.isBuffer(value) ? value : Buffer.alloc(0);
 }
 
 export function createGrpcServer(
@@ -206,7 +224,7 @@ export function createGrpcServer(
     'Watch/Watch': watchHandler(backend, options),
     'Lease/LeaseKeepAlive': keepAliveHandler(backend, options),
     'Maintenance/Snapshot': snapshotHandler(backend),
-    'Election/Observe': observeHandler(backend),
+    'Election/Observe': observeHandler(backend, options),
   };
   const services: EtcdServiceName[] = [
     'etcdserverpb.KV',

@@ -4,12 +4,14 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import type { EtcdBackend } from './backend.js';
-import { wireToBigInt } from './convert.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import type { Disposable, EtcdBackend } from './backend.js';
+import { headerToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, httpStatusFromGrpc, toWireStatus } from './errors.js';
 import { keepAliveOnce } from './grpc-server.js';
 import { JsonDecodeError, jsonToMessage, messageToJson } from './json-codec.js';
-import { serviceDefinition } from './proto.js';
+import { type EtcdServiceName, serviceDefinition } from './proto.js';
+import { snapshotMessages, writableOrGone } from './streams.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import type { ValidationLimits } from './validate.js';
 import { WatchSession, type WatchSessionOptions } from './watch-session.js';
@@ -110,6 +112,17 @@ function buildRoutes(): Map<string, Route & { definition: MethodDefinition }> {
 
 class BodyTooLargeError extends Error {}
 
+function streamBinding(service: EtcdServiceName, method: string): StreamBinding {
+  const definition = serviceDefinition(service)[method] as unknown as MethodDefinition | undefined;
+  if (definition === undefined) throw new Error(`no method ${service}/${method}`);
+  const pkg = service.slice(0, service.indexOf('.'));
+  return {
+    definition,
+    requestType: `${pkg}.${definition.requestType.type.name}`,
+    responseType: `${pkg}.${definition.responseType.type.name}`,
+  };
+}
+
 interface StreamBinding {
   definition: MethodDefinition;
   requestType: string;
@@ -125,6 +138,43 @@ interface StreamSession {
 
 /** Writes one result line; false when the response buffer is full (wait for drained()). */
 type StreamSend = (message: object) => boolean;
+
+/**
+ * Bytes a streaming response may have waiting for a slow reader before we end it. Watch pauses
+ * its watchers long before this (flow control); it bounds what is pushed regardless (observe).
+ */
+export const streamQueuedBytesMax = 64 * 1024 * 1024;
+
+interface StreamWriter {
+  send: StreamSend;
+  /** Ends the stream with grpc-gateway's error line. */
+  fail(error: unknown): void;
+  /** The client is gone or the stream ended. */
+  gone(): boolean;
+  /** Resolves when a full response can take more, or is gone. */
+  writable(): Promise<void>;
+}
+
+/** grpc-gateway's streaming response: one line {"result": ...} per message, {"error": ...} last on failure. */
+function streamWriter(response: ServerResponse, responseType: string, onFail: () => void): StreamWriter {
+  const fail = (error: unknown) => {
+    onFail();
+    if (response.writableEnded || response.destroyed) return;
+    const { code, details } = toWireStatus(error);
+    const body = { error: { grpc_code: code, http_code: httpStatusFromGrpc(code), message: details } };
+    response.end(`${JSON.stringify(body)}\n`);
+  };
+  const send: StreamSend = (message) => {
+    if (response.writableEnded || response.destroyed) return false;
+    if (response.writableLength > streamQueuedBytesMax) {
+      fail(new ApiRequestError(grpcStatus.RESOURCE_EXHAUSTED, 'concord: stream fell too far behind'));
+      return false;
+    }
+    return response.write(`${JSON.stringify({ result: messageToJson(message, responseType) })}\n`);
+  };
+  const gone = () => response.writableEnded || response.destroyed;
+  return { send, fail, gone, writable: () => writableOrGone(response) };
+}
 
 async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -164,16 +214,10 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
   const context: HandlerContext = { backend, limits: options.limits };
   const handlers = unaryHandlers(context);
   const bodyBytesMax = options.limits.requestBytesMax * 2;
-  const watchStream: StreamBinding = {
-    definition: serviceDefinition('etcdserverpb.Watch').Watch as unknown as MethodDefinition,
-    requestType: 'etcdserverpb.WatchRequest',
-    responseType: 'etcdserverpb.WatchResponse',
-  };
-  const keepAliveStream: StreamBinding = {
-    definition: serviceDefinition('etcdserverpb.Lease').LeaseKeepAlive as unknown as MethodDefinition,
-    requestType: 'etcdserverpb.LeaseKeepAliveRequest',
-    responseType: 'etcdserverpb.LeaseKeepAliveResponse',
-  };
+  const watchStream = streamBinding('etcdserverpb.Watch', 'Watch');
+  const keepAliveStream = streamBinding('etcdserverpb.Lease', 'LeaseKeepAlive');
+  const snapshotStream = streamBinding('etcdserverpb.Maintenance', 'Snapshot');
+  const observeStream = streamBinding('v3electionpb.Election', 'Observe');
 
   const serveUnary = async (
     request: IncomingMessage,
@@ -192,10 +236,7 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     sendJson(response, 200, messageToJson(result, route.responseType));
   };
 
-  /**
-   * grpc-gateway's streaming shape: the request body is a sequence of JSON messages, each answer
-   * is one line {"result": ...}; a failure ends the stream with one line {"error": ...}.
-   */
+  /** A bidirectional stream: the request body is a sequence of JSON messages. */
   const serveStream = (
     request: IncomingMessage,
     response: ServerResponse,
@@ -204,16 +245,7 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
   ) => {
     response.writeHead(200, { 'content-type': 'application/json' });
     let session: StreamSession | undefined;
-    const send: StreamSend = (message) => {
-      if (response.writableEnded || response.destroyed) return false;
-      return response.write(`${JSON.stringify({ result: messageToJson(message, stream.responseType) })}\n`);
-    };
-    const fail = (error: unknown) => {
-      const { code, details } = toWireStatus(error);
-      const body = { error: { grpc_code: code, http_code: httpStatusFromGrpc(code), message: details } };
-      response.end(`${JSON.stringify(body)}\n`);
-      session?.close();
-    };
+    const { send, fail } = streamWriter(response, stream.responseType, () => session?.close());
     session = open(send, fail);
     const splitter = new JsonObjectSplitter(options.limits.requestBytesMax);
     request.on('data', (chunk: Buffer) => {
@@ -228,6 +260,51 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     response.on('drain', () => session.drained?.());
     response.on('close', () => session.close());
   };
+
+  /** A server stream: one JSON request body, then result lines until done (or forever: observe). */
+  const serveServerStream = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    stream: StreamBinding,
+    run: (response: ServerResponse, writer: StreamWriter, wire: Record<string, unknown>) => Promise<void>,
+  ) => {
+    const body = await readBody(request, bodyBytesMax);
+    const json = body.length === 0 ? {} : parseJson(body.toString('utf8'));
+    const wire = normalize(stream.definition, jsonToMessage(json, stream.requestType));
+    response.writeHead(200, { 'content-type': 'application/json' });
+    const writer = streamWriter(response, stream.responseType, () => {});
+    try {
+      await run(response, writer, wire);
+    } catch (error) {
+      writer.fail(error);
+    }
+  };
+
+  const runSnapshot = async (response: ServerResponse, writer: StreamWriter) => {
+    // Leaving the loop early returns the backend's iterator (it frees its read transaction).
+    for await (const message of snapshotMessages(backend)) {
+      if (writer.gone()) return;
+      if (!writer.send(message)) await writer.writable();
+    }
+    if (!writer.gone()) response.end();
+  };
+
+  const runObserve = (response: ServerResponse, writer: StreamWriter, wire: Record<string, unknown>) =>
+    new Promise<void>((resolve) => {
+      const name = Buffer.isBuffer(wire.name) ? wire.name : Buffer.alloc(0);
+      let subscription: Disposable | undefined;
+      let done = false;
+      // 'close' also follows our own end() after a failure (e.g. the queued-bytes bound).
+      response.once('close', () => {
+        done = true;
+        subscription?.dispose();
+        resolve();
+      });
+      subscription = backend.observe(name, (kv, header) => {
+        if (!done) writer.send({ header: headerToWire(header), kv: kvToWire(kv) });
+      });
+      if (done) subscription.dispose();
+    });
 
   const openWatch = (send: StreamSend): StreamSession => {
     const session = new WatchSession(backend, send, options.watch);
@@ -290,6 +367,12 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
       }
       if (request.method === 'POST' && path === '/v3/lease/keepalive') {
         return serveStream(request, response, keepAliveStream, openKeepAlive);
+      }
+      if (request.method === 'POST' && path === '/v3/maintenance/snapshot') {
+        return serveServerStream(request, response, snapshotStream, runSnapshot);
+      }
+      if (request.method === 'POST' && path === '/v3/election/observe') {
+        return serveServerStream(request, response, observeStream, runObserve);
       }
       if (request.method === 'POST' && route !== undefined) return serveUnary(request, response, route);
       if (options.extraRoutes && (await options.extraRoutes(request, response, path))) return;

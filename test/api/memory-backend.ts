@@ -3,6 +3,9 @@
 // attached keys, a one-member cluster, and the lock/election recipes.
 
 import type {
+  AlarmAction,
+  AlarmMember,
+  AlarmType,
   BackendWatcher,
   Disposable,
   EtcdBackend,
@@ -421,8 +424,13 @@ export class MemoryBackend implements EtcdBackend {
     });
   }
 
-  async alarm() {
-    return this.withHeader({ alarms: [] });
+  private alarms: AlarmMember[] = [];
+
+  async alarm(action: AlarmAction, memberId: bigint, alarm: AlarmType) {
+    const same = (a: AlarmMember) => a.memberId === memberId && a.alarm === alarm;
+    if (action === 'activate' && !this.alarms.some(same)) this.alarms = [...this.alarms, { memberId, alarm }];
+    if (action === 'deactivate') this.alarms = this.alarms.filter((a) => !same(a));
+    return this.withHeader({ alarms: this.alarms });
   }
 
   async defragment() {
