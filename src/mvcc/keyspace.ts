@@ -987,7 +987,9 @@ export class Keyspace {
    * Walks up to entriesMax history entries (key-major, so each key's versions are adjacent and
    * no per-record lookups are needed) and deletes the versions at or below the compact revision
    * that a read there no longer needs: everything but the latest put of each key, so tombstoned
-   * keys vanish. Must run inside a write transaction.
+   * keys vanish — except a tombstone at exactly the compact revision, which a watch starting
+   * there must still see (etcd keeps it too, etcd-io/etcd#18089). Must run inside a write
+   * transaction.
    */
   private compactChunk(entriesMax: number): void {
     if (this.compactCursor === undefined) return;
@@ -1004,7 +1006,8 @@ export class Keyspace {
         next.main <= compactRev &&
         next.prefixLength === entry.prefixLength &&
         next.hk.compare(entry.hk, 0, entry.prefixLength, 0, entry.prefixLength) === 0;
-      if (entry.kind !== KIND_PUT || supersededInTime) doomed.push(entry.hk);
+      const deadTombstone = entry.kind !== KIND_PUT && entry.main < compactRev;
+      if (deadTombstone || supersededInTime) doomed.push(entry.hk);
     };
     let previous: Entry | undefined;
     let resume: Buffer | undefined;
@@ -1038,7 +1041,7 @@ export class Keyspace {
 
   /** Whether the version (main, sub) ≤ compact revision is the latest put of its key at that point. */
   private keptByCompaction(key: Uint8Array, main: number, sub: number, kind: number): boolean {
-    if (kind !== KIND_PUT) return false;
+    if (kind !== KIND_PUT && main < this.compactRev) return false;
     const start = encodeHistoryKey(key, this.compactRev, 0xffffffff);
     for (const { key: hk } of this.dbs.history.getRange({
       start,

@@ -32,6 +32,24 @@ function drain(w: Watcher): Event[] {
 }
 
 describe('watch', () => {
+  test('a watch starting at the compact revision still sees a delete made at that revision', async () => {
+    const t = openTemp({ noSync: true });
+    try {
+      applyOps(t.ks, [put('a', '1'), put('b', '1'), del('a'), put('b', '2')]);
+      // Revision 3 is the delete of a; compacting at 3 must keep that tombstone (etcd-io/etcd#18089).
+      applyOps(t.ks, [{ type: 'compact', request: { revision: 3 } }]);
+      while (t.ks.compactionPending()) t.ks.compactStep();
+      const w = t.ks.watchHub.watch({ key: b('a'), rangeEnd: b('c'), startRevision: 3 }, () => {});
+      assert.deepEqual(show(drain(w)), ['delete a@3', 'put b@4=2']);
+      // A later compaction past it removes the tombstone for good.
+      applyOps(t.ks, [put('c', '1'), { type: 'compact', request: { revision: 5 } }]);
+      while (t.ks.compactionPending()) t.ks.compactStep();
+      assert.equal(t.ks.storageStats().historyEntries, 2, 'only the latest puts of b and c remain');
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('catches up from history at startRevision, then follows live commits in order', async () => {
     const t = openTemp({ noSync: true });
     try {
