@@ -164,6 +164,7 @@ export class Client {
   private readonly owned = new Set<{ close(): void }>();
   private token: string | undefined;
   private leaderRefresh: Promise<void> | undefined;
+  private probing = false;
   private closedFlag = false;
 
   constructor(private readonly options: ClientOptions) {
@@ -378,9 +379,20 @@ export class Client {
   }
 
   private async probeEjected(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    try {
+      await this.probeDue();
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private async probeDue(): Promise<void> {
     for (const endpoint of this.pool.dueForProbe()) {
+      // Answering Status at all is the re-admission test: the member is up and serving gRPC.
       const healthy = await this.status(endpoint.address, leaderProbeTimeoutMs).then(
-        (status) => status.errors.length === 0 || true,
+        () => true,
         () => false,
       );
       if (!this.closedFlag) this.pool.recordProbe(endpoint, healthy);

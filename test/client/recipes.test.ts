@@ -184,7 +184,7 @@ describe('recipes against a 3-node cluster', { timeout: 150_000 }, () => {
     }
   });
 
-  test('Counter: 4 clients x 25 concurrent increments end at exactly 100', async () => {
+  test('Counter: 4 clients x 25 concurrent increments end at exactly 100', async (t) => {
     const counters = [0, 1, 2, 3].map(() => new Counter(newClient(), 'recipes/counter'));
     const results: bigint[] = [];
     await Promise.all(
@@ -199,10 +199,10 @@ describe('recipes against a 3-node cluster', { timeout: 150_000 }, () => {
       'every increment returned a distinct new value',
     );
     const conflicts = counters.reduce((sum, c) => sum + c.conflicts, 0);
-    process.stdout.write(`# counter 4x25: final 100, CAS conflicts retried: ${conflicts}\n`);
+    t.diagnostic(`counter 4x25: final 100, CAS conflicts retried: ${conflicts}`);
   });
 
-  test('Counter: with the cluster leader killed mid-run the value is within [acked, acked + unknown]', async () => {
+  test('Counter: with the cluster leader killed mid-run the value is within [acked, acked + unknown]', async (t) => {
     const counters = [0, 1, 2, 3].map(() => new Counter(newClient(), 'recipes/counter-crash'));
     let acked = 0;
     let unknown = 0;
@@ -236,8 +236,8 @@ describe('recipes against a 3-node cluster', { timeout: 150_000 }, () => {
     await workers;
     await cluster.restart(leader);
     const final = Number(await (counters[0] as Counter).get());
-    process.stdout.write(
-      `# counter with leader killed: acked ${acked}, unknown ${unknown}, retried-not-applied ${notApplied}, final ${final}\n`,
+    t.diagnostic(
+      `counter with leader killed: acked ${acked}, unknown ${unknown}, retried-not-applied ${notApplied}, final ${final}`,
     );
     assert.equal(acked + unknown, 100);
     assert.ok(

@@ -19,13 +19,10 @@ import { flagBool, flagInt, flagString, UsageError } from './args.js';
 import { type Command, type CommandContext, readAll } from './context.js';
 import { headerJson, kvJson, toJson } from './output.js';
 
-function printKv(
-  ctx: CommandContext,
-  kv: KeyValue,
-  options: { keysOnly?: boolean; valueOnly?: boolean } = {},
-): void {
+function printKv(ctx: CommandContext, kv: KeyValue, options: { valueOnly?: boolean } = {}): void {
   if (options.valueOnly !== true) ctx.io.out(kv.key.toString('utf8'));
-  if (options.keysOnly !== true) ctx.io.out(kv.value.toString('utf8'));
+  // Like etcdctl, --keys-only still prints a (then empty) value line.
+  ctx.io.out(kv.value.toString('utf8'));
 }
 
 const sortTargets: Record<string, SortTarget> = {
@@ -78,7 +75,6 @@ function printGet(ctx: CommandContext, result: GetResult): void {
   }
   for (const kv of result.kvs) {
     printKv(ctx, kv, {
-      keysOnly: flagBool(ctx.args, 'keys-only'),
       valueOnly: flagBool(ctx.args, 'print-value-only'),
     });
   }

@@ -4,6 +4,11 @@ import { flagBool, UsageError } from './args.js';
 import { aborted, type Command, type CommandContext } from './context.js';
 import { headerJson, hex, toJson } from './output.js';
 
+/** etcdctl prints lease IDs as %016x. */
+function leaseHex(id: bigint): string {
+  return hex(id).padStart(16, '0');
+}
+
 function leaseOperand(ctx: CommandContext, usage: string): bigint {
   const [text] = ctx.operands;
   if (text === undefined || ctx.operands.length !== 1) throw new UsageError(usage);
@@ -18,7 +23,7 @@ export const leaseGrant: Command = async (ctx) => {
   const granted = await ctx.client.leaseGrant(Number(ttlText));
   if (ctx.writeOut === 'json')
     ctx.io.out(toJson({ ...headerJson(granted.header), id: granted.id, ttl: granted.ttl }));
-  else ctx.io.out(`lease ${hex(granted.id)} granted with TTL(${granted.ttl}s)`);
+  else ctx.io.out(`lease ${leaseHex(granted.id)} granted with TTL(${granted.ttl}s)`);
   return 0;
 };
 
@@ -26,7 +31,7 @@ export const leaseRevoke: Command = async (ctx) => {
   const id = leaseOperand(ctx, 'lease revoke command needs 1 argument');
   const header = await ctx.client.leaseRevoke(id);
   if (ctx.writeOut === 'json') ctx.io.out(toJson({ header: headerJson(header) }));
-  else ctx.io.out(`lease ${hex(id)} revoked`);
+  else ctx.io.out(`lease ${leaseHex(id)} revoked`);
   return 0;
 };
 
@@ -47,10 +52,10 @@ export const leaseTimeToLive: Command = async (ctx) => {
     return 0;
   }
   if (info.grantedTtl === 0n && info.ttl === -1n) {
-    ctx.io.out(`lease ${hex(id)} already expired`);
+    ctx.io.out(`lease ${leaseHex(id)} already expired`);
     return 0;
   }
-  let text = `lease ${hex(id)} granted with TTL(${info.grantedTtl}s), remaining(${info.ttl}s)`;
+  let text = `lease ${leaseHex(id)} granted with TTL(${info.grantedTtl}s), remaining(${info.ttl}s)`;
   if (withKeys) text += `, attached keys([${info.keys.map((k) => k.toString('utf8')).join(' ')}])`;
   ctx.io.out(text);
   return 0;
@@ -63,7 +68,7 @@ export const leaseList: Command = async (ctx) => {
     return 0;
   }
   ctx.io.out(`found ${result.ids.length} leases`);
-  for (const id of result.ids) ctx.io.out(hex(id));
+  for (const id of result.ids) ctx.io.out(leaseHex(id));
   return 0;
 };
 
@@ -72,7 +77,7 @@ export const leaseKeepAlive: Command = async (ctx) => {
   const once = flagBool(ctx.args, 'once');
   const info = await ctx.client.leaseTimeToLive(id);
   if (info.ttl <= 0n) {
-    ctx.io.out(`lease ${hex(id)} expired or revoked.`);
+    ctx.io.out(`lease ${leaseHex(id)} expired or revoked.`);
     return 1;
   }
   let printed = 0;
@@ -80,7 +85,7 @@ export const leaseKeepAlive: Command = async (ctx) => {
   const report = setInterval(() => {
     if (keeper.renewals > printed) {
       printed = keeper.renewals;
-      ctx.io.out(`lease ${hex(id)} keepalived with TTL(${info.grantedTtl})`);
+      ctx.io.out(`lease ${leaseHex(id)} keepalived with TTL(${info.grantedTtl})`);
       if (once) keeper.close();
     }
   }, 50);
@@ -100,7 +105,7 @@ export const leaseKeepAlive: Command = async (ctx) => {
         : new Promise<never>(() => {}),
     ]);
     if (outcome === 'lost') {
-      ctx.io.out(`lease ${hex(id)} expired or revoked.`);
+      ctx.io.out(`lease ${leaseHex(id)} expired or revoked.`);
       return 1;
     }
     return 0;
