@@ -11,6 +11,9 @@ export class FlagError extends Error {
   readonly code = 'FLAG_ERROR';
 }
 
+/** etcd's defaults mention the member name as the literal text "${name}". */
+const NAME_PLACEHOLDER = '$' + '{name}';
+
 interface FlagSpec {
   type: 'string' | 'boolean';
   default?: string;
@@ -20,7 +23,7 @@ interface FlagSpec {
 /** Every flag we accept, with etcd's defaults. The order is the order of --help. */
 export const FLAG_SPECS: Record<string, FlagSpec> = {
   name: { type: 'string', default: 'default', help: 'Human-readable name for this member.' },
-  'data-dir': { type: 'string', default: '${name}.concord', help: 'Path to the data directory.' },
+  'data-dir': { type: 'string', default: `${NAME_PLACEHOLDER}.concord`, help: 'Path to the data directory.' },
   'listen-client-urls': {
     type: 'string',
     default: 'http://localhost:2379',
@@ -43,7 +46,7 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
   },
   'initial-cluster': {
     type: 'string',
-    default: '${name}=http://localhost:2380',
+    default: `${NAME_PLACEHOLDER}=http://localhost:2380`,
     help: 'Initial cluster configuration for bootstrapping (name=peer-url,...).',
   },
   'initial-cluster-state': {
@@ -145,7 +148,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     return fromEnv === 'true' || fromEnv === '1';
   };
   const name = lookup('name');
-  const expand = (text: string): string => text.replaceAll('${name}', name);
+  const expand = (text: string): string => text.replaceAll(NAME_PLACEHOLDER, name);
   return {
     kind: 'run',
     flags: {
