@@ -5,7 +5,14 @@
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isNemesisName, NEMESES } from './nemesis.js';
-import { failureReport, isWorkloadName, type RunOptions, runJepsen, WORKLOAD_NAMES } from './runner.js';
+import {
+  failureReport,
+  isWorkloadName,
+  type RunOptions,
+  runJepsen,
+  runPassed,
+  WORKLOAD_NAMES,
+} from './runner.js';
 
 const usage = `usage: jepsen --workload ${WORKLOAD_NAMES.join('|')} --nemesis ${Object.keys(NEMESES).join('|')}
               [--time SECONDS=20] [--seed N=1] [--nodes 3|5] [--stale-reads]
@@ -72,7 +79,7 @@ async function main(): Promise<number> {
   });
   process.stdout.write(`${result.summary}\n`);
   if (options.verbose) process.stdout.write(`nemesis log:\n  ${result.nemesisLog.join('\n  ')}\n`);
-  if (result.verdict.valid === true) return 0;
+  if (runPassed(result)) return 0;
   process.stdout.write(`${failureReport(result)}\n`);
   if (options.verbose && result.memberLogs !== undefined) process.stderr.write(result.memberLogs);
   return 1;

@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FAULT_KINDS, type FaultKind, type NemesisName, nemesisSchedule } from './nemesis.js';
-import { failureReport, type RunOptions, runJepsen, WORKLOAD_NAMES, type WorkloadName } from './runner.js';
+import {
+  failureReport,
+  type RunOptions,
+  runJepsen,
+  runPassed,
+  WORKLOAD_NAMES,
+  type WorkloadName,
+} from './runner.js';
 
 interface PlannedRun {
   workload: WorkloadName;
@@ -64,7 +71,7 @@ describe('jepsen on concord processes', () => {
       const options: RunOptions = { ...run };
       const result = await runJepsen(options);
       t.diagnostic(result.summary);
-      if (result.verdict.valid !== true) {
+      if (!runPassed(result)) {
         process.stderr.write(result.memberLogs ?? '');
         assert.fail(`${result.summary}\n${failureReport(result)}`);
       }

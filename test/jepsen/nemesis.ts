@@ -109,12 +109,20 @@ export async function setPeerFaults(
   clientUrl: string,
   spec: { drop: string[]; delayMs?: number } | 'heal',
 ): Promise<void> {
-  const response = await fetch(`${clientUrl}/debug/faults`, {
-    method: spec === 'heal' ? 'DELETE' : 'POST',
-    headers: { 'content-type': 'application/json' },
-    ...(spec === 'heal' ? {} : { body: JSON.stringify(spec) }),
-    signal: AbortSignal.timeout(faultRequestTimeoutMs),
-  });
+  let response: Response;
+  try {
+    response = await fetch(`${clientUrl}/debug/faults`, {
+      method: spec === 'heal' ? 'DELETE' : 'POST',
+      headers: { 'content-type': 'application/json' },
+      ...(spec === 'heal' ? {} : { body: JSON.stringify(spec) }),
+      signal: AbortSignal.timeout(faultRequestTimeoutMs),
+    });
+  } catch (error) {
+    // Not listening yet: a process still starting keeps no link faults, so there is nothing to heal.
+    const cause = (error as { cause?: { code?: unknown } }).cause;
+    if (spec === 'heal' && cause?.code === 'ECONNREFUSED') return;
+    throw error;
+  }
   const text = await response.text();
   if (!response.ok) throw new NemesisError(`/debug/faults on ${clientUrl}: HTTP ${response.status} ${text}`);
 }
@@ -128,7 +136,11 @@ export function memberIdHex(decimalId: string): string {
 /** Runs a schedule against a cluster; every action and error is logged for the report. */
 export class Nemesis {
   readonly log: string[] = [];
+  /** Members that exited without the nemesis killing them: a crash is a server bug. */
+  readonly crashes: string[] = [];
   private readonly healers: Array<() => Promise<void>> = [];
+  /** Members the nemesis killed and has not restarted yet. */
+  private readonly killed = new Set<number>();
 
   constructor(
     private readonly cluster: ProcessCluster,
@@ -169,13 +181,24 @@ export class Nemesis {
   /** End of run: every member not removed is running, unpaused, with no link faults. */
   async healAll(): Promise<void> {
     await this.healActive();
+    // A freshly started process has no link faults; only members that stayed up need clearing.
+    const restarted = new Set<number>();
     for (const index of this.cluster.members.keys()) {
       const member = this.cluster.member(index);
       if (member.state === 'paused') this.cluster.resume(index);
-      if (member.state === 'stopped') await this.cluster.restart(index, { waitHealthy: false });
+      if (member.state !== 'stopped') continue;
+      if (!this.killed.has(index)) {
+        const tail = member.log.text().split('\n').slice(-6).join('\n    ');
+        this.crashes.push(
+          `${member.name} exited code=${member.exitCode} signal=${member.exitSignal}:\n    ${tail}`,
+        );
+      }
+      await this.cluster.restart(index, { waitHealthy: false });
+      this.killed.delete(index);
+      restarted.add(index);
     }
     for (const index of this.cluster.runningIndexes()) {
-      await this.retry(() => setPeerFaults(this.cluster.endpoint(index), 'heal'));
+      if (!restarted.has(index)) await this.retry(() => setPeerFaults(this.cluster.endpoint(index), 'heal'));
     }
     this.note('healed all');
   }
@@ -233,10 +256,12 @@ export class Nemesis {
   }
 
   private async kill(index: number, role: string): Promise<void> {
+    this.killed.add(index);
     await this.cluster.kill(index);
     this.note(`kill -9 ${role} ${this.cluster.member(index).name}`);
     this.healers.push(async () => {
       await this.cluster.restart(index, { waitHealthy: false });
+      this.killed.delete(index);
       this.note(`restarted ${this.cluster.member(index).name}`);
     });
   }

@@ -49,6 +49,8 @@ export interface RunResult {
   unknown: number;
   notes: string;
   nemesisLog: string[];
+  /** Members that exited on their own (not killed by the nemesis): server crashes. */
+  crashes: string[];
   schedule: string[];
   /** The one summary line. */
   summary: string;
@@ -164,7 +166,7 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     await sleep(options.quietMs ?? quietMsDefault);
     await workload.finish(ctx);
     const outcome = workload.check(ctx);
-    return summarize(options, outcome, nemesis.log, schedule.map(describeStep), cluster);
+    return summarize(options, outcome, nemesis, schedule.map(describeStep), cluster);
   } catch (error) {
     log(`run failed: ${(error as Error).message}\nnemesis: ${nemesis.log.join('; ')}`);
     log(cluster.dumpLogs());
@@ -179,10 +181,11 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
 function summarize(
   options: RunOptions,
   outcome: ReturnType<Workload['check']>,
-  nemesisLog: string[],
+  nemesis: Nemesis,
   schedule: string[],
   cluster: ProcessCluster,
 ): RunResult {
+  const { crashes } = nemesis;
   const count = (status: string): number => outcome.operations.filter((op) => op.status === status).length;
   const ops = outcome.operations.length;
   const [ok, fail, unknown] = [count('ok'), count('fail'), count('unknown')];
@@ -199,22 +202,30 @@ function summarize(
     fail,
     unknown,
     notes: outcome.notes,
-    nemesisLog,
+    nemesisLog: nemesis.log,
+    crashes,
     schedule,
     summary,
-    ...(verdict.valid === true ? {} : { memberLogs: cluster.dumpLogs() }),
+    ...(verdict.valid === true && crashes.length === 0 ? {} : { memberLogs: cluster.dumpLogs() }),
   };
 }
 
-/** The explanation printed under the summary line when a run is not valid. */
+/** A run passes when the history is valid and no member crashed on its own. */
+export function runPassed(result: RunResult): boolean {
+  return result.verdict.valid === true && result.crashes.length === 0;
+}
+
+/** The explanation printed under the summary line when a run did not pass. */
 export function failureReport(result: RunResult): string {
   const anomalies = result.verdict.anomalies
     .slice(0, 10)
     .map((a) => `  [${a.code}] ${a.message}`)
     .join('\n');
+  const crashes = result.crashes.map((c) => `  [CRASH] ${c}`).join('\n');
   return [
     result.verdict.explanation,
     anomalies,
+    ...(crashes === '' ? [] : [crashes]),
     `nemesis schedule: ${result.schedule.join(' ')}`,
     `nemesis log:\n  ${result.nemesisLog.join('\n  ')}`,
   ].join('\n');
