@@ -245,12 +245,21 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
         try {
           // The watch is registered once etcdctl connected; a put we make after a short poll of
           // a sentinel proves it: keep putting the sentinel until the watcher prints it.
+          let sentinelPuts = 0;
           await pollUntil('watchers to be registered', 10_000, async () => {
-            await etcdctlOk(['put', 'watch/sentinel', 's'], { endpoints: cluster.endpoints() });
+            sentinelPuts++;
+            await etcdctlOk(['put', 'watch/sentinel', `s${sentinelPuts}`], {
+              endpoints: cluster.endpoints(),
+            });
             return live.stdout.includes('watch/sentinel') && withPrev.stdout.includes('watch/sentinel')
               ? true
               : undefined;
           });
+          // Earlier sentinel puts may still be on their way; events arrive in revision order, so
+          // once the last sentinel is printed none can land after the mark.
+          const lastSentinel = `watch/sentinel\ns${sentinelPuts}\n`;
+          await live.waitFor('the last sentinel', (text) => text.endsWith(lastSentinel));
+          await withPrev.waitFor('the last sentinel', (text) => text.endsWith(lastSentinel));
           const mark = [live.stdout.length, withPrev.stdout.length];
           const ep = { endpoints: cluster.endpoints() };
           await etcdctlOk(['put', 'watch/a', '1'], ep);
@@ -282,7 +291,7 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
         );
         try {
           await replay.waitFor('the replayed delete', (s) => s.includes('DELETE'));
-          return replay.stdout.replace(/^(PUT\nwatch\/sentinel\ns\n)+/, '');
+          return replay.stdout.replace(/^(PUT\nwatch\/sentinel\ns\d+\n)+/, '');
         } finally {
           await replay.stop();
         }
