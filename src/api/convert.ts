@@ -1,5 +1,6 @@
 // The one place where protobuf wire objects and keyspace (mvcc) types meet.
 
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { assertNever } from '../mvcc/errors.js';
 import type {
   Compare,
@@ -20,6 +21,7 @@ import type {
   TxnResponse,
 } from '../mvcc/types.js';
 import type { HeaderInfo, LeaderKey, Member } from './backend.js';
+import { ApiRequestError } from './errors.js';
 import type {
   WireCompare,
   WireDeleteRangeRequest,
@@ -174,7 +176,11 @@ export function compareFromWire(wire: WireCompare): Compare {
     case 'LEASE':
       return { ...base, target: 'lease', lease: wireToBigInt(wire.lease) };
     default:
-      return assertNever(wire.target);
+      // Unknown enum numbers arrive as numbers (a newer or broken client): refuse, not crash.
+      throw new ApiRequestError(
+        grpcStatus.INVALID_ARGUMENT,
+        `concord: unknown compare target ${String(wire.target)}`,
+      );
   }
 }
 
