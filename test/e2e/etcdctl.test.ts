@@ -101,9 +101,18 @@ describe('etcdctl against a 3-node Concord cluster (compared with etcd 3.4)', { 
   const check = (body: () => Promise<void>) => () => concord.withLogsOnFailure(body);
 
   before(async () => {
-    const [c, e] = await Promise.all([startConcordCluster({ size: 3 }), startEtcdCluster({ size: 3 })]);
-    pair = { concord: c, etcd: e };
-    concord = c;
+    // allSettled: when one cluster fails to start, the other must still be disposed, or its
+    // processes would keep the test runner alive.
+    const [c, e] = await Promise.allSettled([
+      startConcordCluster({ size: 3 }),
+      startEtcdCluster({ size: 3 }),
+    ]);
+    if (c.status === 'rejected' || e.status === 'rejected') {
+      await Promise.all([c, e].map((r) => (r.status === 'fulfilled' ? r.value.dispose() : undefined)));
+      throw c.status === 'rejected' ? c.reason : (e as PromiseRejectedResult).reason;
+    }
+    pair = { concord: c.value, etcd: e.value };
+    concord = c.value;
     scratchDir = await mkdtemp(join(tmpdir(), 'concord-e2e-etcdctl-'));
   });
 

@@ -4,8 +4,9 @@
 // also when a test failed half-way.
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -76,6 +77,18 @@ export class RingBuffer {
 }
 
 const logBytesMax = 64 * 1024;
+
+/**
+ * Every member process any cluster in this test process started and that has not exited. A
+ * test that never reaches dispose() (a failed before hook, a crash) must neither leave servers
+ * running nor hang the runner: children and their pipes are unref'd, and on exit they are killed.
+ */
+const liveChildren = new Set<ChildProcess>();
+const liveRootDirs = new Set<string>();
+process.on('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  for (const dir of liveRootDirs) rmSync(dir, { recursive: true, force: true });
+});
 const pollIntervalMs = 100;
 const requestTimeoutMs = 2000;
 const exitWaitMs = 10_000;
@@ -198,6 +211,7 @@ export class ProcessCluster {
       rootDir,
     );
     cluster.tempDirs.push(rootDir);
+    liveRootDirs.add(rootDir);
     try {
       const token = `e2e-${process.pid}-${Date.now()}`;
       const planned = [];
@@ -388,7 +402,10 @@ export class ProcessCluster {
         await this.waitExit(member, exitWaitMs);
       }
     }
-    for (const dir of this.tempDirs) await rm(dir, { recursive: true, force: true });
+    for (const dir of this.tempDirs) {
+      await rm(dir, { recursive: true, force: true });
+      liveRootDirs.delete(dir);
+    }
   }
 
   private async planMember(name: string): Promise<MemberProcess> {
@@ -445,6 +462,10 @@ export class ProcessCluster {
     const child = spawn(this.binary.command, [...this.binary.argsBefore, ...member.flags], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    liveChildren.add(child);
+    child.unref();
+    (child.stdout as Socket | null)?.unref();
+    (child.stderr as Socket | null)?.unref();
     member.child = child;
     member.state = 'running';
     member.exitCode = null;
@@ -453,6 +474,7 @@ export class ProcessCluster {
     child.stdout?.on('data', record);
     child.stderr?.on('data', record);
     child.on('exit', (code, signal) => {
+      liveChildren.delete(child);
       member.exitCode = code;
       member.exitSignal = signal;
       member.log.push(Buffer.from(`[harness] ${member.name} exited code=${code} signal=${signal}\n`));
