@@ -6,15 +6,19 @@
 // tokens, mutual exclusion by certainly-held intervals, the resource's accept order, and that
 // keys of revoked leases are gone.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  type Anomaly,
   checkFencing,
+  combineVerdicts,
   type FencedWriteOp,
   HistoryRecorder,
   type LeaseExpiry,
   type LeaseId,
   type LockHold,
+  type Verdict,
 } from '../../src/sim/check/index.js';
-import { classifyError, revisionOf } from './rpc.js';
+import { classifyError, revisionOf, type TxnResponse } from './rpc.js';
 import { retryIdempotent, type Workload, type WorkloadContext, type WorkloadResult } from './workload.js';
 
 const lockName = '/jepsen/lock';
@@ -24,6 +28,9 @@ const lockTimeoutMs = 3000;
 const tokenDigits = 12;
 /** Guarded writes per hold. */
 const writesPerHold = 2;
+/** Share of holds that stall past the lease TTL before their last guarded write. */
+const stallProbability = 0.1;
+const stallExtraMs = 700;
 
 function padToken(token: number): string {
   return String(token).padStart(tokenDigits, '0');
@@ -41,6 +48,10 @@ export class LockWorkload implements Workload {
   private readonly writes: HistoryRecorder<{ token: number }, number>;
   private readonly keyReads: HistoryRecorder<unknown, { present: boolean; lease?: LeaseId }>;
   private readonly holds: LockHold[] = [];
+  /** Certain double-holding seen by a refused guarded write (see judgeRefusal). */
+  private readonly usurped: Anomaly[] = [];
+  /** Guarded writes refused because the holder's lock key was gone (lease expired): allowed. */
+  private refusedLostLock = 0;
   private readonly leaseExpiries: LeaseExpiry[] = [];
   /** Lock attempts (including failed ones), for the summary counts. */
   private readonly attempts: HistoryRecorder<string, string>;
@@ -58,13 +69,14 @@ export class LockWorkload implements Workload {
   }
 
   async runClient(ctx: WorkloadContext, process: number, stop: AbortSignal): Promise<void> {
+    const random = ctx.random(process);
     while (!stop.aborted) {
-      await this.cycle(ctx, process);
+      await this.cycle(ctx, process, random);
       await ctx.pace(process, stop);
     }
   }
 
-  private async cycle(ctx: WorkloadContext, process: number): Promise<void> {
+  private async cycle(ctx: WorkloadContext, process: number, random: () => number): Promise<void> {
     const endpoint = ctx.endpointFor(process);
     let lease: string;
     try {
@@ -82,7 +94,11 @@ export class LockWorkload implements Workload {
     const acquired = await this.acquire(ctx, process, endpoint, lease);
     if (acquired !== undefined) {
       let heldUntil: number | undefined;
+      // Some holders stall past their lease TTL (a GC pause, say) before the last write: by then
+      // another client may hold the lock, and the resource must refuse the stale token.
+      const stalls = random() < stallProbability;
       for (let i = 0; i < writesPerHold; i++) {
+        if (stalls && i === writesPerHold - 1) await sleep(leaseTtlSeconds * 1000 + stallExtraMs);
         const provedAt = await this.guardedWrite(ctx, process, endpoint, acquired);
         if (provedAt !== undefined) heldUntil = provedAt;
       }
@@ -165,11 +181,13 @@ export class LockWorkload implements Workload {
           },
         ],
         [{ request_put: { key: Buffer.from(resourceKey), value: Buffer.from(padToken(acquired.token)) } }],
-        [],
+        // On refusal, read both keys in the same snapshot to tell a lost lock from a usurper.
+        [{ request_range: { key: acquired.lockKey } }, { request_range: { key: Buffer.from(resourceKey) } }],
         ctx.requestTimeoutMs,
       );
       if (!response.succeeded) {
         op.fail(); // the compare refused it: certainly not applied
+        this.judgeRefusal(process, op.id, acquired, response);
         return undefined;
       }
       op.ok(revisionOf(response.header));
@@ -179,6 +197,30 @@ export class LockWorkload implements Workload {
       else op.unknown();
       return undefined;
     }
+  }
+
+  /**
+   * A refusal read in one snapshot. Our lock key still there with our token while the resource
+   * holds a newer token means a later holder was granted the lock while ours was still the
+   * lowest key: two owners at once, certain because the Txn is atomic.
+   */
+  private judgeRefusal(process: number, opId: number, acquired: Acquired, response: TxnResponse): void {
+    const lockKv = response.responses[0]?.response_range?.kvs[0];
+    const resourceKv = response.responses[1]?.response_range?.kvs[0];
+    const stillOurs = lockKv !== undefined && Number(lockKv.create_revision) === acquired.token;
+    if (!stillOurs) {
+      this.refusedLostLock++;
+      return;
+    }
+    const resourceToken = Number(resourceKv?.value.toString('utf8') ?? '0');
+    this.usurped.push({
+      code: 'LOCK_MUTUAL_EXCLUSION_VIOLATED',
+      subject: lockName,
+      opIds: [opId],
+      message:
+        `lock "${lockName}": client ${process} (token ${acquired.token}) still had its lock key at revision ` +
+        `${response.header.revision}, yet the resource already held token ${resourceToken} from a later holder`,
+    });
   }
 
   /** Revokes the lease; once that is acknowledged, a read of the lock key must not find it. */
@@ -214,19 +256,28 @@ export class LockWorkload implements Workload {
       .filter((w) => w.status === 'ok')
       .sort((a, b) => Number(a.output) - Number(b.output))
       .map((w) => w.id);
-    const verdict = checkFencing({
+    const fencing = checkFencing({
       holds: this.holds,
       writes,
       acceptOrder: { [resourceKey]: acceptOrder },
       leaseExpiries: this.leaseExpiries,
       keyReads: this.keyReads.history(),
     });
+    const snapshots: Verdict =
+      this.usurped.length === 0
+        ? { valid: true, anomalies: [], explanation: 'lock snapshots: ok.' }
+        : {
+            valid: false,
+            anomalies: this.usurped,
+            explanation: `lock snapshots: INVALID. ${this.usurped.length} refused writes saw two owners at once.`,
+          };
+    const verdict = combineVerdicts([fencing, snapshots]);
     const accepted = acceptOrder.length;
     const refused = writes.filter((w) => w.status === 'fail').length;
     return {
       verdict,
       operations: [...this.attempts.history(), ...writes],
-      notes: `holds=${this.holds.length} fenced-writes-accepted=${accepted} refused=${refused}`,
+      notes: `holds=${this.holds.length} fenced-writes-accepted=${accepted} refused=${refused} (lock lost: ${this.refusedLostLock})`,
     };
   }
 
