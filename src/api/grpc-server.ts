@@ -96,7 +96,7 @@ function watchHandler(backend: EtcdBackend, options: GrpcServerOptions): grpc.Un
       }
       return call.write(response);
     };
-    const session = new WatchSession(backend, send, options.watch);
+    const session = new WatchSession(backend, send, options.watch, (error) => failStream(call, error));
     call.on('drain', () => session.drained());
     call.on('data', (request: WireWatchRequest) => session.handle(request));
     call.on('end', () => {

@@ -306,8 +306,8 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
       if (done) subscription.dispose();
     });
 
-  const openWatch = (send: StreamSend): StreamSession => {
-    const session = new WatchSession(backend, send, options.watch);
+  const openWatch = (send: StreamSend, fail: (error: unknown) => void): StreamSession => {
+    const session = new WatchSession(backend, send, options.watch, fail);
     return {
       handle: (wire) => session.handle(wire as unknown as WireWatchRequest),
       drained: () => session.drained(),

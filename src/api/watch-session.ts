@@ -66,9 +66,29 @@ export class WatchSession {
     private readonly backend: EtcdBackend,
     private readonly send: WatchSend,
     private readonly options: WatchSessionOptions = defaultWatchSessionOptions,
+    /**
+     * Ends the transport with an error status. Called (once, after the session closed itself)
+     * when the backend throws where nobody awaits it: a request handler, a watcher callback or
+     * the progress timer (e.g. the server stopping). Without it such a throw would be uncaught.
+     */
+    private readonly onFailure: (error: unknown) => void = () => {},
   ) {
-    this.progressTimer = setInterval(() => this.notifyProgress(), options.progressNotifyIntervalMs);
+    this.progressTimer = setInterval(
+      () => this.guard(() => this.notifyProgress()),
+      options.progressNotifyIntervalMs,
+    );
     this.progressTimer.unref();
+  }
+
+  /** Runs `work`; a throw closes the session and reports it instead of escaping to the event loop. */
+  private guard(work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      if (this.closed) return;
+      this.close();
+      this.onFailure(error);
+    }
   }
 
   get watcherCount(): number {
@@ -77,9 +97,11 @@ export class WatchSession {
 
   handle(request: WireWatchRequest): void {
     if (this.closed) return;
-    if (request.create_request) this.create(request.create_request);
-    else if (request.cancel_request) this.cancel(wireToNumber(request.cancel_request.watch_id));
-    else if (request.progress_request) this.reply(this.backend.header(), { watch_id: broadcastWatchId });
+    this.guard(() => {
+      if (request.create_request) this.create(request.create_request);
+      else if (request.cancel_request) this.cancel(wireToNumber(request.cancel_request.watch_id));
+      else if (request.progress_request) this.reply(this.backend.header(), { watch_id: broadcastWatchId });
+    });
   }
 
   /** Whether the transport reported a full buffer and has not drained since. */
@@ -163,8 +185,8 @@ export class WatchSession {
           filters: backendFilters(watcher),
         },
         {
-          onEvents: (events, revision) => this.deliver(watcher, events, revision),
-          onCompacted: (compactRevision) => this.compacted(watcher, compactRevision),
+          onEvents: (events, revision) => this.guard(() => this.deliver(watcher, events, revision)),
+          onCompacted: (compactRevision) => this.guard(() => this.compacted(watcher, compactRevision)),
           ready: () => this.ready(watcher),
         },
       );

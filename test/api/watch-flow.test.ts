@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
+import { EtcdError } from '../../src/api/errors.js';
 import { defaultGrpcServerOptions } from '../../src/api/grpc-server.js';
 import { watchFromHub } from '../../src/api/hub-watch.js';
 import type { Event } from '../../src/mvcc/types.js';
@@ -143,6 +144,49 @@ describe('watch flow control', () => {
     const error = await ended;
     assert.equal(error.code, 8, 'RESOURCE_EXHAUSTED');
     assert.match(error.details, /fell too far behind/);
+  });
+});
+
+describe('watch stream failures', () => {
+  it('a backend that throws under an open watch stream ends that stream with its status, nothing uncaught', {
+    timeout: 10_000,
+  }, async () => {
+    const harness = await startHarness();
+    const client = rawClient(hostPort(harness.server), 'etcdserverpb.Watch');
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      let stopped = false;
+      const header = harness.backend.header.bind(harness.backend);
+      harness.backend.header = () => {
+        if (stopped) throw new EtcdError('stopped');
+        return header();
+      };
+      const call = openWatch(client);
+      const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+      const created = new Promise<WatchResponse>((resolve) => call.once('data', resolve));
+      call.write({ create_request: { key: Buffer.from('s') } });
+      assert.equal((await created).created, true);
+      stopped = true;
+      call.write({ progress_request: {} });
+      const error = await ended;
+      assert.equal(error.code, 14, 'UNAVAILABLE');
+      assert.equal(error.details, 'etcdserver: server stopped');
+      assert.equal(harness.backend.watcherCount, 0, 'the failed session canceled its watchers');
+      stopped = false;
+      const again = openWatch(client);
+      again.on('error', () => {});
+      const createdAgain = new Promise<WatchResponse>((resolve) => again.once('data', resolve));
+      again.write({ create_request: { key: Buffer.from('s') } });
+      assert.equal((await createdAgain).created, true, 'other streams keep working');
+      again.cancel();
+      assert.deepEqual(uncaught, []);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      client.close();
+      await harness.close();
+    }
   });
 });
 
