@@ -492,6 +492,7 @@ function concordBinary(nodeArgs: (name: string) => string[]): MemberBinary {
 async function profilePut(options: VsOptions, profileDir: string): Promise<number> {
   const binary = concordBinary((name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]);
   const root = await mkdtemp(join(tmpdir(), 'bench-profile-'));
+  tempRoots.add(root);
   const cluster = await BenchCluster.create(binary, root, clusterSize, timing);
   activeClusters.add(cluster);
   let leader: number;
@@ -512,11 +513,15 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
   }
   const leaderName = cluster.members[leader]!.name;
   const dir = join(profileDir, leaderName);
-  const files = (await readdir(dir)).filter((f) => f.endsWith('.cpuprofile'));
-  if (files.length !== 1) throw new Error(`expected one .cpuprofile in ${dir}, found ${files.length}`);
-  const rows = topSelfTime(readCpuProfile(join(dir, files[0]!)), profileTopCount, measured.window);
+  // Node names profiles CPU.<date>.<time>.<pid>…, so the last name is this run's (the dir may hold older ones).
+  const file = (await readdir(dir))
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort()
+    .at(-1);
+  if (file === undefined) throw new Error(`no .cpuprofile in ${dir}: did the leader exit cleanly?`);
+  const rows = topSelfTime(readCpuProfile(join(dir, file)), profileTopCount, measured.window);
   process.stdout.write(`Concord leader (${leaderName}) under put, 64 clients: ${summary(measured)}\n`);
-  process.stdout.write(`profile: ${join(dir, files[0]!)} (samples taken during the measured run only)\n\n`);
+  process.stdout.write(`profile: ${join(dir, file)} (samples taken during the measured run only)\n\n`);
   process.stdout.write(
     `${renderTable(
       ['self ms', '%', 'function', 'location'],
