@@ -325,7 +325,9 @@ export const snapshotStatus: Command = async (ctx) => {
   try {
     const copy = join(scratch, 'snapshot.mdb');
     await writeFile(copy, data);
-    const info = await verifySnapshotFile(copy);
+    const info = await verifySnapshotFile(copy).catch((error: unknown) => {
+      throw new CommandError(`${path} is not a readable Concord snapshot: ${(error as Error).message}`);
+    });
     const status = {
       hash: crc32(data),
       revision: BigInt(info.revision),
