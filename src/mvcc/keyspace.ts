@@ -94,6 +94,7 @@ import { WatchHub, type WatchHubOptions } from './watch.js';
 /** etcd's MaxLeaseTTL (seconds). */
 export const LEASE_TTL_SECONDS_MAX = 9_000_000_000;
 const FORMAT_VERSION = 1;
+export const INITIAL_REVISION = 1;
 const DB_NAMES = ['revs', 'history', 'live', 'leases', 'leaseKeys', 'meta'] as const;
 const META_APPLIED = Buffer.from('appliedIndex');
 const META_REVISION = Buffer.from('currentRevision');
@@ -108,6 +109,8 @@ const EMPTY = new Uint8Array(0);
 export interface KeyspaceOptions {
   /** etcd's --max-txn-ops. */
   txnOpsMax?: number;
+  /** Revision of a fresh store: etcd's is 1 (the default); unit tests count from 0. */
+  initialRevision?: number;
   /**
    * Skip LMDB's fsync per commit (applyBatch otherwise returns only once the batch is on disk).
    * For tests and benchmarks: after a machine crash LMDB keeps atomicity only on filesystems that
@@ -221,6 +224,7 @@ export class Keyspace {
   private compactCursor: Buffer | undefined;
   private readonly compactionRecordsPerBatchMax: number;
   private readonly txnOpsMax: number;
+  private readonly initialRevision: number;
   private readonly noSync: boolean;
   readonly watchHub: WatchHub;
 
@@ -229,6 +233,7 @@ export class Keyspace {
     options: KeyspaceOptions,
   ) {
     this.txnOpsMax = options.txnOpsMax ?? TXN_OPS_MAX_DEFAULT;
+    this.initialRevision = options.initialRevision ?? INITIAL_REVISION;
     this.noSync = options.noSync ?? false;
     this.compactionRecordsPerBatchMax =
       options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT;
@@ -247,8 +252,11 @@ export class Keyspace {
     const { meta } = this.dbs;
     const format = readMeta(meta, META_FORMAT);
     if (format === 0) {
+      // etcd's store starts at revision 1: a fresh cluster answers with header revision 1 and
+      // the first write gets revision 2. Clients and scripts see these numbers, so we match.
       this.dbs.env.transactionSync(() => {
         meta.putSync(META_FORMAT, u64(FORMAT_VERSION));
+        meta.putSync(META_REVISION, u64(this.initialRevision));
       });
     } else if (format !== FORMAT_VERSION) {
       throw new InvalidRequestError(`unsupported keyspace format ${format} at ${this.path}`);

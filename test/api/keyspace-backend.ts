@@ -39,7 +39,7 @@ export class KeyspaceBackend extends MemoryBackend {
   constructor() {
     super();
     this.dir = mkdtempSync(join(tmpdir(), 'concord-api-'));
-    this.keyspace = Keyspace.open(this.dir, { noSync: true });
+    this.keyspace = Keyspace.open(this.dir, { noSync: true, initialRevision: 0 });
   }
 
   async dispose(): Promise<void> {

@@ -7,7 +7,7 @@ const ENTRIES_MAX = 200_000;
 const dir = process.argv[2];
 const seed = Number(process.argv[3] ?? 1);
 if (!dir) throw new Error('usage: crash-child <dir> <seed>');
-const ks = Keyspace.open(dir);
+const ks = Keyspace.open(dir, { initialRevision: 0 });
 let rng = seed >>> 0 || 1;
 const nextBatchSize = (): number => {
   rng ^= rng << 13;

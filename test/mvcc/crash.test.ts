@@ -56,7 +56,7 @@ test('applyBatch survives SIGKILL at random moments: applied index and data stay
     for (let cycle = 1; cycle <= CYCLES; cycle++) {
       const killAfterMs = 20 + ((cycle * 7919) % 180);
       const reported = await runAndKill(dir, cycle, killAfterMs);
-      const ks = Keyspace.open(dir);
+      const ks = Keyspace.open(dir, { initialRevision: 0 });
       try {
         const applied = ks.appliedIndex();
         assert.ok(applied >= reported, `cycle ${cycle}: applied ${applied} < reported ${reported}`);

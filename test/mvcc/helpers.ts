@@ -30,7 +30,9 @@ export function tempDir(prefix = 'mvcc-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-export function openTemp(options: KeyspaceOptions = {}): TempKeyspace {
+/** Unit tests count revisions from 0 (the server's stores start at etcd's 1). */
+export function openTemp(userOptions: KeyspaceOptions = {}): TempKeyspace {
+  const options: KeyspaceOptions = { initialRevision: 0, ...userOptions };
   const dir = tempDir();
   const t: TempKeyspace = {
     ks: Keyspace.open(join(dir, 'ks'), options),
