@@ -27,6 +27,7 @@ const randomValueCallsPerMethod = 12;
 /** Lock and Campaign legitimately block; a deadline ends them (DEADLINE_EXCEEDED is fine). */
 const callDeadlineMs = 1500;
 const nestingDepthMax = 3;
+const watchRequestsMax = 200;
 
 /** Deterministic PRNG (mulberry32) so a failure reproduces from its seed. */
 function prng(start: number): () => number {
@@ -324,6 +325,42 @@ for (const kind of backendKinds)
             ),
           );
         });
+      }
+      assert.deepEqual(unhandled, []);
+    });
+
+    it('random watch requests on one stream never escape as errors, and closing it frees every watcher', async () => {
+      const generate = new Generator(prng(seed + 2));
+      const watch = rawClient(hostPort(harness.server), 'etcdserverpb.Watch');
+      const kv = rawClient(hostPort(harness.server), 'etcdserverpb.KV');
+      try {
+        const open = (watch as unknown as { Watch: () => grpc.ClientDuplexStream<object, object> }).Watch;
+        const call = open.call(watch);
+        let streamError: grpc.ServiceError | undefined;
+        call.on('error', (error: grpc.ServiceError) => {
+          streamError = error;
+        });
+        let responses = 0;
+        call.on('data', () => responses++);
+        for (let i = 0; i < watchRequestsMax; i++) {
+          call.write(generate.message('etcdserverpb.WatchRequest'));
+          if (i % 20 === 0) {
+            await rawCall(kv, 'Put', { key: generate.bytes(4), value: Buffer.from('v') }).catch(() => {});
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(streamError, undefined, `the stream failed: ${streamError?.details}`);
+        assert.ok(responses > 0);
+        assert.ok(harness.backend.watcherCount > 0, 'some random creates made watchers');
+        call.end();
+        call.cancel();
+        for (let i = 0; i < 100 && harness.backend.watcherCount > 0; i++) {
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        assert.equal(harness.backend.watcherCount, 0, 'closing the stream canceled its watchers');
+      } finally {
+        watch.close();
+        kv.close();
       }
       assert.deepEqual(unhandled, []);
     });
