@@ -86,6 +86,8 @@ async function main(): Promise<number> {
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  // Ctrl-C must still run the harness's exit hook, which kills the members (paused ones too).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
   main().then(
     (code) => {
       process.exitCode = code;
