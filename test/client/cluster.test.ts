@@ -179,6 +179,22 @@ describe('client against a 3-node cluster', { timeout: 90_000 }, () => {
     assert.equal(info.ttl, -1n);
   });
 
+  test('on-loss fires ("unrenewable") when no member can renew the lease before it expires', async () => {
+    const losses: LeaseLostError[] = [];
+    const lease = await client.lease(2, { onLoss: (error) => losses.push(error) });
+    await waitUntil('a first renewal', 3000, () => lease.renewals >= 1);
+    const running = cluster.runningIndexes();
+    for (const index of running) cluster.pause(index);
+    try {
+      await waitUntil('on-loss while the cluster is frozen', 6000, () => losses.length === 1);
+      assert.equal(losses[0]?.reason, 'unrenewable');
+      assert.equal(lease.lost, losses[0]);
+    } finally {
+      for (const index of running) cluster.resume(index);
+    }
+    await cluster.waitHealthy();
+  });
+
   test('writes fail over from a killed member and the leader is learned for writes', async () => {
     await client.refreshLeader();
     const leaderIndex = await cluster.leaderIndex();
