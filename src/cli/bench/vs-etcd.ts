@@ -40,7 +40,7 @@ interface WorkloadSpec {
   options: Partial<BenchOptions> & Pick<BenchOptions, 'workload'>;
 }
 
-interface Measured {
+export interface Measured {
   result: BenchResult;
   /** Server CPU over the measured loop, % of one core: the leader's, and all members' summed. */
   leaderCpuPercent: number;
@@ -49,7 +49,7 @@ interface Measured {
   window: ProfileWindow;
 }
 
-interface SystemRun {
+export interface SystemRun {
   label: string;
   version: string;
   freshStartMs: number;
@@ -226,7 +226,7 @@ async function prepareSystem(
   }
 }
 
-interface RoundResult {
+export interface RoundResult {
   restartServingMs: number[];
   workloads: Map<string, Measured>;
 }
@@ -254,7 +254,10 @@ async function runRound(system: PreparedSystem, options: VsOptions, round: numbe
 }
 
 /** Noise on a shared machine only ever slows a run down, so each workload keeps its best round. */
-function bestOfRounds(system: PreparedSystem, rounds: RoundResult[]): SystemRun {
+export function bestOfRounds(
+  system: Omit<PreparedSystem, 'cluster' | 'root'>,
+  rounds: RoundResult[],
+): SystemRun {
   const workloads = new Map<string, Measured>();
   for (const round of rounds) {
     for (const [id, measured] of round.workloads) {
@@ -291,7 +294,7 @@ const activeClusters = new Set<BenchCluster>();
 
 // ---- output ---------------------------------------------------------------------------------
 
-function renderTable(header: string[], rows: string[][], markdown: boolean): string {
+export function renderTable(header: string[], rows: string[][], markdown: boolean): string {
   if (markdown) {
     const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
     return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
@@ -305,7 +308,7 @@ function renderTable(header: string[], rows: string[][], markdown: boolean): str
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
-function ratio(concord: number, etcd: number): string {
+export function ratio(concord: number, etcd: number): string {
   return etcd > 0 ? `${(concord / etcd).toFixed(2)}x` : 'n/a';
 }
 

@@ -1,0 +1,65 @@
+// The pure parts of `bench:vs-etcd` (the clusters themselves are exercised by running it).
+
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { BenchResult } from '../../src/cli/bench/run.js';
+import { bestOfRounds, type Measured, ratio, renderTable } from '../../src/cli/bench/vs-etcd.js';
+
+function measured(opsPerSec: number): Measured {
+  const result = { workload: 'put', opsPerSec, ops: opsPerSec, durationSec: 1 } as BenchResult;
+  return { result, leaderCpuPercent: 10, clusterCpuPercent: 30, window: { fromUs: 0, toUs: 1 } };
+}
+
+describe('bench vs etcd report', () => {
+  it('markdown tables have a header, a separator and one line per row', () => {
+    const text = renderTable(
+      ['a', 'b'],
+      [
+        ['1', '2'],
+        ['3', '4'],
+      ],
+      true,
+    );
+    assert.equal(text, '| a | b |\n| --- | --- |\n| 1 | 2 |\n| 3 | 4 |');
+  });
+
+  it('text tables pad every column to its widest cell', () => {
+    const text = renderTable(['workload', 'x'], [['put', '12345']], false);
+    assert.deepEqual(text.split('\n'), ['workload  x', '--------  -----', 'put       12345']);
+  });
+
+  it('the ratio is concord over etcd, and n/a when etcd measured nothing', () => {
+    assert.equal(ratio(50, 200), '0.25x');
+    assert.equal(ratio(5, 0), 'n/a');
+  });
+
+  it('each workload keeps its fastest round; the restart kept is the one whose slowest member was fastest', () => {
+    const system = {
+      label: 'concord',
+      version: 'v',
+      freshStartMs: 1,
+      load: measured(1),
+      rssBytes: [1],
+      diskBytes: 1,
+    };
+    const run = bestOfRounds(system, [
+      {
+        restartServingMs: [100, 900],
+        workloads: new Map([
+          ['put', measured(10)],
+          ['range', measured(70)],
+        ]),
+      },
+      {
+        restartServingMs: [500, 600],
+        workloads: new Map([
+          ['put', measured(30)],
+          ['range', measured(20)],
+        ]),
+      },
+    ]);
+    assert.equal(run.workloads.get('put')?.result.opsPerSec, 30);
+    assert.equal(run.workloads.get('range')?.result.opsPerSec, 70);
+    assert.deepEqual(run.restartServingMs, [500, 600]);
+  });
+});
