@@ -10,6 +10,10 @@ import { metricsReport } from './metrics.js';
 const GRACEFUL_STOP_MS = 5000;
 
 async function main(): Promise<number> {
+  if (process.argv[2] === 'bench') {
+    const { runBench } = await import('./bench/index.js');
+    return runBench(process.argv.slice(3));
+  }
   let parsed: ReturnType<typeof parseCommandLine>;
   try {
     parsed = parseCommandLine(process.argv.slice(2), process.env);
