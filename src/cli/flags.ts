@@ -289,7 +289,8 @@ export function helpText(version: string): string {
   const lines = [
     `concord ${version}: a distributed, strongly consistent key-value store (etcd v3 API)`,
     '',
-    'Usage: concord [flags]',
+    'Usage: concord [flags]          run a member',
+    '       concord bench WORKLOAD   load-test a cluster (put, range, txn, watch, lease-keepalive, mixed)',
     '',
   ];
   for (const [flag, spec] of Object.entries(FLAG_SPECS)) {
