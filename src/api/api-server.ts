@@ -83,10 +83,10 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    sniff(socket, sniffTimeoutMs, (protocol) => {
+    sniff(socket, sniffTimeoutMs, (protocol, head) => {
       if (protocol === 'http2') {
-        // Through the authority repair (see h2-authority.ts); the pushed-back preface included.
-        injector.injectConnection(wrapHttp2Connection(socket));
+        // Node's http2 session takes the pushed-back bytes from the socket buffer itself.
+        injector.injectConnection(opensWithEmptySettings(head) ? wrapHttp2Connection(socket) : socket);
       } else {
         httpServer.emit('connection', socket);
         socket.resume();
@@ -120,19 +120,36 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   return { host, port: address.port, url: `http://${bracketed}:${address.port}`, close };
 }
 
-function sniff(socket: Socket, timeoutMs: number, decided: (protocol: 'http1' | 'http2') => void): void {
+/**
+ * grpc-go (etcdctl, Go clients) opens with an empty SETTINGS frame; nghttp2-based clients
+ * (grpc-js, Node, curl) always send some settings. Only grpc-go dials with a scheme in
+ * :authority, so only its connections pay for the HTTP/2 repair stream (see h2-authority.ts);
+ * everyone else gets the native socket path.
+ */
+export function opensWithEmptySettings(head: Buffer): boolean {
+  const at = http2Preface.length;
+  return head.length >= at + 9 && head.readUIntBE(at, 3) === 0 && head[at + 3] === 0x4;
+}
+
+function sniff(
+  socket: Socket,
+  timeoutMs: number,
+  decided: (protocol: 'http1' | 'http2', head: Buffer) => void,
+): void {
   let head: Buffer = Buffer.alloc(0);
   const timer = setTimeout(() => socket.destroy(), timeoutMs);
   const onData = (chunk: Buffer) => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
     const protocol = classifyPreface(head);
     if (protocol === 'undecided') return;
+    // A client sends SETTINGS right after the preface without waiting: wait for its header.
+    if (protocol === 'http2' && head.length < http2Preface.length + 9) return;
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('close', onClose);
     socket.pause();
     socket.unshift(head);
-    decided(protocol);
+    decided(protocol, head);
   };
   const onClose = () => clearTimeout(timer);
   socket.on('data', onData);

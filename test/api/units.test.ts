@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { classifyPreface } from '../../src/api/api-server.js';
+import { classifyPreface, opensWithEmptySettings } from '../../src/api/api-server.js';
 import { EtcdError } from '../../src/api/errors.js';
 import { JsonObjectSplitter } from '../../src/api/http-gateway.js';
 import { jsonToMessage, messageToJson } from '../../src/api/json-codec.js';
@@ -159,4 +159,13 @@ describe('proto location', () => {
     assert.match(findProtoDir(), /proto$/);
     assert.throws(() => findProtoDir('file:///'), /cannot find the proto/);
   });
+});
+
+it('only connections opening with an empty SETTINGS frame (grpc-go) take the authority repair path', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const emptySettings = Buffer.from('000000040000000000', 'hex');
+  const nodeSettings = Buffer.from('000006040000000000' + '00040000ffff', 'hex');
+  assert.equal(opensWithEmptySettings(Buffer.concat([preface, emptySettings])), true);
+  assert.equal(opensWithEmptySettings(Buffer.concat([preface, nodeSettings])), false);
+  assert.equal(opensWithEmptySettings(preface), false);
 });
