@@ -61,6 +61,7 @@ export class WatchSession {
   private blocked = false;
   /** Watchers told "not ready" while blocked, in the order they were stopped (insertion order). */
   private readonly stalled = new Set<SessionWatcher>();
+  private lastDelivered: SessionWatcher | undefined;
 
   constructor(
     private readonly backend: EtcdBackend,
@@ -113,7 +114,11 @@ export class WatchSession {
   drained(): void {
     if (this.closed) return;
     this.blocked = false;
-    const resumed = [...this.stalled];
+    // The watcher that filled the transport last goes to the back of the line: otherwise it
+    // would take first again after every drain and starve the others (round-robin instead).
+    const last = this.lastDelivered;
+    const resumed = [...this.stalled].filter((w) => w !== last);
+    if (last !== undefined && this.stalled.has(last)) resumed.push(last);
     this.stalled.clear();
     for (const watcher of resumed) {
       if (this.watchers.get(watcher.id) === watcher) watcher.backend?.resume?.();
@@ -127,6 +132,7 @@ export class WatchSession {
     for (const watcher of this.watchers.values()) watcher.backend?.cancel();
     this.watchers.clear();
     this.stalled.clear();
+    this.lastDelivered = undefined;
   }
 
   private create(request: WireWatchCreateRequest): void {
@@ -231,6 +237,7 @@ export class WatchSession {
     const kept = events.filter((e) => !(e.type === 'put' ? watcher.filterPut : watcher.filterDelete));
     if (kept.length === 0) return;
     watcher.sentSinceTick = true;
+    this.lastDelivered = watcher;
     const header = { ...this.backend.header(), revision };
     const wireEvents = kept.map(eventToWire);
     if (!watcher.fragment) {

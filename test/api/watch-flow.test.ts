@@ -6,13 +6,16 @@ import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { setImmediate as turn } from 'node:timers/promises';
 import type * as grpc from '@grpc/grpc-js';
+import type { BackendWatcher, WatchCreate, WatchListener } from '../../src/api/backend.js';
 import { EtcdError } from '../../src/api/errors.js';
 import { defaultGrpcServerOptions } from '../../src/api/grpc-server.js';
 import { watchFromHub } from '../../src/api/hub-watch.js';
+import { WatchSession } from '../../src/api/watch-session.js';
 import type { Event } from '../../src/mvcc/types.js';
 import type { Watcher } from '../../src/mvcc/watch.js';
 import { type Harness, hostPort, type RawClient, rawClient, startHarness } from './harness.js';
 import { KeyspaceBackend } from './keyspace-backend.js';
+import { MemoryBackend } from './memory-backend.js';
 
 interface WatchResponse {
   watch_id: string;
@@ -186,6 +189,92 @@ describe('watch stream failures', () => {
       process.off('uncaughtException', onUncaught);
       client.close();
       await harness.close();
+    }
+  });
+});
+
+/** Every watcher always has another event: only flow control stops them. */
+class EndlessBackend extends MemoryBackend {
+  override watch(request: WatchCreate, listener: WatchListener): BackendWatcher {
+    let paused = false;
+    let canceled = false;
+    const kv = {
+      key: request.key,
+      value: Buffer.from('v'),
+      createRevision: 1,
+      modRevision: 1,
+      version: 1,
+      lease: 0n,
+    };
+    const stop = (): boolean => {
+      if (listener.ready?.() !== false) return false;
+      paused = true;
+      return true;
+    };
+    // Like watchFromHub: ask ready() before every batch, including right after one.
+    const pump = (): void => {
+      setImmediate(() => {
+        if (canceled || paused || stop()) return;
+        listener.onEvents([{ type: 'put', kv }], 1);
+        if (!stop()) pump();
+      });
+    };
+    pump();
+    return {
+      synced: true,
+      cancel: () => {
+        canceled = true;
+      },
+      resume: () => {
+        if (!paused) return;
+        paused = false;
+        pump();
+      },
+    };
+  }
+}
+
+describe('watch session fairness', () => {
+  it('busy watchers on one full stream take turns after each drain instead of one starving the rest', async () => {
+    const backend = new EndlessBackend();
+    const perWatcher = new Map<string, number>();
+    let sent = 0;
+    const responsesMax = 300;
+    let session: WatchSession | undefined;
+    const finished = new Promise<void>((resolve) => {
+      session = new WatchSession(backend, (response) => {
+        if (response.events.length === 0) return true;
+        const id = String(response.watch_id);
+        perWatcher.set(id, (perWatcher.get(id) ?? 0) + 1);
+        sent++;
+        if (sent >= responsesMax) {
+          session?.close();
+          resolve();
+          return false;
+        }
+        // A transport that fills after every response and drains on the next turn.
+        setImmediate(() => session?.drained());
+        return false;
+      });
+    });
+    for (const key of ['a', 'b', 'c']) {
+      session!.handle({
+        create_request: {
+          key: Buffer.from(key),
+          range_end: Buffer.alloc(0),
+          start_revision: '0',
+          progress_notify: false,
+          filters: [],
+          prev_kv: false,
+          watch_id: '0',
+          fragment: false,
+        },
+      });
+    }
+    await finished;
+    assert.equal(perWatcher.size, 3);
+    for (const [id, count] of perWatcher) {
+      assert.ok(count >= responsesMax / 3 - 2, `watcher ${id} sent ${count} of ${responsesMax}`);
     }
   });
 });
