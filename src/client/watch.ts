@@ -158,7 +158,9 @@ export class Watcher implements AsyncIterable<WatchEvent> {
       key: this.key,
       range_end: this.rangeEnd,
       start_revision: this.nextRevisionValue.toString(),
-      progress_notify: true,
+      // No progress notifications: advancing the resume revision on one is only safe when the
+      // member is fully caught up, which the response does not say.
+      progress_notify: false,
       filters,
       prev_kv: this.options.prevKv ?? false,
     };
@@ -181,12 +183,7 @@ export class Watcher implements AsyncIterable<WatchEvent> {
     const events = (response.events ?? [])
       .filter((e) => big(e.kv.mod_revision) >= this.nextRevisionValue)
       .map(toEvent);
-    if (events.length === 0) {
-      // A progress notification: everything up to the header revision has been sent.
-      if (!response.created && response.events?.length === 0 && headerRevision >= this.nextRevisionValue)
-        this.nextRevisionValue = headerRevision + 1n;
-      return;
-    }
+    if (events.length === 0) return;
     const last = events[events.length - 1] as WatchEvent;
     if (last.kv.modRevision < (events[0] as WatchEvent).kv.modRevision)
       throw new Error('watch invariant: events out of revision order');
