@@ -20,7 +20,7 @@ describe('client against a 3-node cluster', { timeout: 90_000 }, () => {
   let client: Client;
 
   before(async () => {
-    cluster = await startCluster({ size: 3 });
+    cluster = await startCluster({ size: 3, electionTimeoutMs: 1000 });
     client = clientFor(cluster);
   });
 

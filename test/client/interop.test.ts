@@ -24,7 +24,7 @@ describe('interop with etcdctl lock and elect', {
   };
 
   before(async () => {
-    cluster = await startCluster({ size: 3 });
+    cluster = await startCluster({ size: 3, electionTimeoutMs: 1000 });
     client = clientFor(cluster);
   });
 

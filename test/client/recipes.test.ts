@@ -67,7 +67,7 @@ describe('recipes against a 3-node cluster', { timeout: 150_000 }, () => {
   };
 
   before(async () => {
-    cluster = await startCluster({ size: 3 });
+    cluster = await startCluster({ size: 3, electionTimeoutMs: 1000 });
   });
 
   after(async () => {

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../../src/api/proto.js';
+import { serviceDefinition } from '../../src/wire/etcd-proto.js';
 import {
   Client,
   CompactedError,

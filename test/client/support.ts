@@ -10,6 +10,10 @@ import type { ClusterOptions, ProcessCluster } from '../support/process-cluster.
 
 export const serverKind = process.env.CLIENT_TEST_SERVER === 'etcd' ? 'etcd' : 'concord';
 
+/**
+ * The tests share 2 cores with other suites; a 1 s election timeout (instead of the harness's
+ * 500 ms) keeps a loaded machine from causing spurious elections that tests would read as faults.
+ */
 export function startCluster(options: ClusterOptions): Promise<ProcessCluster> {
   return serverKind === 'etcd' ? startEtcdCluster(options) : startConcordCluster(options);
 }
