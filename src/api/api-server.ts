@@ -11,7 +11,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { EtcdBackend } from './backend.js';
+import type { EtcdBackend } from '../server/backend.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
 import { wrapHttp2Connection } from './h2-authority.js';
 import {

@@ -20,7 +20,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../mvcc/types.js';
-import type { HeaderInfo, LeaderKey, Member } from './backend.js';
+import type { HeaderInfo, LeaderKey, Member } from '../server/backend.js';
 import { ApiRequestError } from './errors.js';
 import type {
   WireCompare,

@@ -2,10 +2,10 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
-import type { Disposable, EtcdBackend } from './backend.js';
+import type { Disposable, EtcdBackend } from '../server/backend.js';
+import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
-import { type EtcdServiceName, serviceDefinition } from './proto.js';
 import { snapshotMessages, writableOrGone } from './streams.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import { defaultValidationLimits, type ValidationLimits } from './validate.js';

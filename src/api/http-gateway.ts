@@ -5,12 +5,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import type { Disposable, EtcdBackend } from './backend.js';
+import type { Disposable, EtcdBackend } from '../server/backend.js';
+import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { headerToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, httpStatusFromGrpc, toWireStatus } from './errors.js';
 import { keepAliveOnce } from './grpc-server.js';
 import { JsonDecodeError, jsonToMessage, messageToJson } from './json-codec.js';
-import { type EtcdServiceName, serviceDefinition } from './proto.js';
 import { snapshotMessages, writableOrGone } from './streams.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import type { ValidationLimits } from './validate.js';

@@ -3,7 +3,7 @@
 // Input accepts both snake_case and lowerCamelCase names, as jsonpb does.
 
 import type * as protoLoader from '@grpc/proto-loader';
-import { etcdPackageDefinition } from './proto.js';
+import { etcdPackageDefinition } from '../wire/etcd-proto.js';
 
 interface FieldDescriptor {
   name: string;

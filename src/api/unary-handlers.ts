@@ -1,7 +1,7 @@
 // Unary etcd v3 methods as plain async functions from wire request to wire response. The gRPC
 // server and the JSON gateway both call these, so validation and error mapping are identical.
 
-import type { AlarmAction, AlarmType, EtcdBackend } from './backend.js';
+import type { AlarmAction, AlarmType, EtcdBackend } from '../server/backend.js';
 import {
   asBuffer,
   deleteRangeFromWire,

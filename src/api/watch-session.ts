@@ -12,7 +12,7 @@
 
 import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
-import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from './backend.js';
+import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
 import type { WireEvent, WireWatchCreateRequest, WireWatchRequest, WireWatchResponse } from './wire.js';
 

@@ -2,7 +2,7 @@
 // Which endpoint to use, retries and deadlines are decided by the caller (client.ts).
 
 import * as grpc from '@grpc/grpc-js';
-import { type EtcdServiceName, serviceDefinition } from '../api/proto.js';
+import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { UnavailableError } from './errors.js';
 
 export interface TlsOptions {

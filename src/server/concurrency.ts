@@ -7,16 +7,6 @@
 // sequencer): it strictly increases from holder to holder.
 
 import type {
-  BackendWatcher,
-  Event,
-  KeyValue,
-  LeaderKey,
-  WatchCreate,
-  WatchListener,
-  WithHeader,
-} from '../api/backend.js';
-import { EtcdError } from '../api/errors.js';
-import type {
   DeleteRangeRequest,
   DeleteRangeResponse,
   RangeRequest,
@@ -24,6 +14,16 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../mvcc/types.js';
+import type {
+  BackendWatcher,
+  Event,
+  KeyValue,
+  LeaderKey,
+  WatchCreate,
+  WatchListener,
+  WithHeader,
+} from './backend.js';
+import { EtcdError } from './errors.js';
 
 export interface KvAccess {
   range(request: RangeRequest): Promise<WithHeader<RangeResponse>>;

@@ -3,7 +3,7 @@
 // progress), forwarded from a follower over the leader's own etcd v3 client API.
 
 import * as grpc from '@grpc/grpc-js';
-import { etcdPackageDefinition } from '../api/proto.js';
+import { etcdPackageDefinition } from '../wire/etcd-proto.js';
 
 type UnaryCall = (
   request: object,

@@ -21,26 +21,6 @@ import {
 } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import type {
-  AlarmAction,
-  AlarmMember,
-  AlarmType,
-  BackendWatcher,
-  Disposable,
-  HeaderInfo,
-  KeyValue,
-  LeaderKey,
-  LeaseGrantResult,
-  LeaseTimeToLiveResult,
-  Member,
-  SnapshotChunk,
-  StatusResult,
-  WatchCreate,
-  WatchListener,
-  WithHeader,
-} from '../api/backend.js';
-import { EtcdError } from '../api/errors.js';
-import { watchFromHub } from '../api/hub-watch.js';
 import { LeaseTable } from '../lease/lease-table.js';
 import { LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
@@ -77,9 +57,29 @@ import { SnapshotStore } from '../storage/snapshot-store.js';
 import { Wal } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { AppliedWait } from './applied-wait.js';
+import type {
+  AlarmAction,
+  AlarmMember,
+  AlarmType,
+  BackendWatcher,
+  Disposable,
+  HeaderInfo,
+  KeyValue,
+  LeaderKey,
+  LeaseGrantResult,
+  LeaseTimeToLiveResult,
+  Member,
+  SnapshotChunk,
+  StatusResult,
+  WatchCreate,
+  WatchListener,
+  WithHeader,
+} from './backend.js';
 import { Concurrency } from './concurrency.js';
 import type { ServerConfig } from './config.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
+import { EtcdError } from './errors.js';
+import { watchFromHub } from './hub-watch.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import { LeaderClient } from './leader-client.js';
 import type { Logger } from './logger.js';

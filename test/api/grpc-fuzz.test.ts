@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import { etcdErrors } from '../../src/api/errors.js';
-import { type EtcdServiceName, etcdPackageDefinition, serviceDefinition } from '../../src/api/proto.js';
+import { type EtcdServiceName, etcdPackageDefinition, serviceDefinition } from '../../src/wire/etcd-proto.js';
 import { backendKinds, type Harness, hostPort, rawCall, rawClient, startHarness } from './harness.js';
 
 const services: EtcdServiceName[] = [

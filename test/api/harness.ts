@@ -3,7 +3,7 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { type ApiServer, type ApiServerOptions, startApiServer } from '../../src/api/api-server.js';
-import { etcdPackageDefinition } from '../../src/api/proto.js';
+import { etcdPackageDefinition } from '../../src/wire/etcd-proto.js';
 import { KeyspaceBackend } from './keyspace-backend.js';
 import { MemoryBackend } from './memory-backend.js';
 

@@ -5,15 +5,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type {
-  BackendWatcher,
-  HeaderInfo,
-  LeaseTimeToLiveResult,
-  WatchCreate,
-  WatchListener,
-  WithHeader,
-} from '../../src/api/backend.js';
-import { watchFromHub } from '../../src/api/hub-watch.js';
 import { assertNever, LeaseNotFoundError } from '../../src/mvcc/errors.js';
 import { Keyspace } from '../../src/mvcc/keyspace.js';
 import type {
@@ -28,6 +19,15 @@ import type {
   WriteOp,
   WriteResponse,
 } from '../../src/mvcc/types.js';
+import type {
+  BackendWatcher,
+  HeaderInfo,
+  LeaseTimeToLiveResult,
+  WatchCreate,
+  WatchListener,
+  WithHeader,
+} from '../../src/server/backend.js';
+import { watchFromHub } from '../../src/server/hub-watch.js';
 import { MemoryBackend } from './memory-backend.js';
 
 export class KeyspaceBackend extends MemoryBackend {

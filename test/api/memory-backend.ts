@@ -2,21 +2,6 @@
 // revisions, history (for reads at a revision and watch replay), compaction, leases with
 // attached keys, a one-member cluster, and the lock/election recipes.
 
-import type {
-  AlarmAction,
-  AlarmMember,
-  AlarmType,
-  BackendWatcher,
-  Disposable,
-  EtcdBackend,
-  HeaderInfo,
-  LeaderKey,
-  LeaseTimeToLiveResult,
-  Member,
-  WatchCreate,
-  WatchListener,
-  WithHeader,
-} from '../../src/api/backend.js';
 import { EtcdError } from '../../src/api/errors.js';
 import {
   assertNever,
@@ -41,6 +26,21 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../../src/mvcc/types.js';
+import type {
+  AlarmAction,
+  AlarmMember,
+  AlarmType,
+  BackendWatcher,
+  Disposable,
+  EtcdBackend,
+  HeaderInfo,
+  LeaderKey,
+  LeaseTimeToLiveResult,
+  Member,
+  WatchCreate,
+  WatchListener,
+  WithHeader,
+} from '../../src/server/backend.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 

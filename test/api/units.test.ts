@@ -7,11 +7,11 @@ import { classifyPreface, opensWithEmptySettings } from '../../src/api/api-serve
 import { EtcdError } from '../../src/api/errors.js';
 import { JsonObjectSplitter } from '../../src/api/http-gateway.js';
 import { jsonToMessage, messageToJson } from '../../src/api/json-codec.js';
-import { findProtoDir } from '../../src/api/proto.js';
 import { checkTxn, defaultValidationLimits } from '../../src/api/validate.js';
 import { splitEvents } from '../../src/api/watch-session.js';
 import type { WireEvent } from '../../src/api/wire.js';
 import type { RequestOp, TxnRequest } from '../../src/mvcc/types.js';
+import { findProtoDir } from '../../src/wire/etcd-proto.js';
 
 const b = (text: string) => Buffer.from(text);
 const put = (key: string): RequestOp => ({ type: 'put', request: { key: b(key), value: b('v') } });

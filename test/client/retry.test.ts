@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../../src/wire/etcd-proto.js';
 import {
   Client,
   CompactedError,
@@ -14,6 +13,7 @@ import {
   NoLeaderError,
   UnavailableError,
 } from '../../src/client/index.js';
+import { serviceDefinition } from '../../src/wire/etcd-proto.js';
 import { freePort } from '../support/process-cluster.js';
 
 type Step = { error: [grpc.status, string] } | { hang: true } | { ok: true };

@@ -4,7 +4,7 @@
 // several server-side effects and make the history lie.
 
 import * as grpc from '@grpc/grpc-js';
-import { type EtcdServiceName, serviceDefinition } from '../../src/api/proto.js';
+import { type EtcdServiceName, serviceDefinition } from '../../src/wire/etcd-proto.js';
 
 export interface WireHeader {
   revision: string;

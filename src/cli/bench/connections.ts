@@ -4,7 +4,6 @@
 // a local subchannel pool, otherwise N channels to one endpoint would share one TCP socket.
 
 import * as grpc from '@grpc/grpc-js';
-import { etcdPackageDefinition } from '../../api/proto.js';
 import type {
   WirePutRequest,
   WirePutResponse,
@@ -15,6 +14,7 @@ import type {
   WireWatchRequest,
   WireWatchResponse,
 } from '../../api/wire.js';
+import { etcdPackageDefinition } from '../../wire/etcd-proto.js';
 
 export class BenchConnectionError extends Error {
   readonly code = 'BENCH_CONNECTION';
