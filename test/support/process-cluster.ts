@@ -89,25 +89,44 @@ process.on('exit', () => {
   for (const child of liveChildren) child.kill('SIGKILL');
   for (const dir of liveRootDirs) rmSync(dir, { recursive: true, force: true });
 });
+/** A member could not bind its planned port (taken by another process meanwhile). */
+class PortTakenError extends Error {}
+
 const pollIntervalMs = 100;
 const requestTimeoutMs = 2000;
 const exitWaitMs = 10_000;
 
-/** A free loopback port: bind port 0, read the number the kernel chose, release it. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * Ports below Linux's ephemeral range (32768–60999) that outgoing connections never take, so a
+ * port found free stays free until our member binds it. Random within the range, so concurrent
+ * test files rarely pick the same one; each candidate is checked by binding it.
+ */
+const portRangeMin = 15_000;
+const portRangeMax = 32_000;
+const portAttemptsMax = 200;
+const handedOutPorts = new Set<number>();
+
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new HarnessError('listening socket has no port'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** A free loopback port, not handed out before by this process. */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < portAttemptsMax; attempt++) {
+    const port = portRangeMin + Math.floor(Math.random() * (portRangeMax - portRangeMin));
+    if (handedOutPorts.has(port)) continue;
+    if (await canBind(port)) {
+      handedOutPorts.add(port);
+      return port;
+    }
+  }
+  throw new HarnessError(
+    `no free port in ${portRangeMin}..${portRangeMax} after ${portAttemptsMax} attempts`,
+  );
 }
 
 /** POSTs a JSON body to the member's grpc-gateway path and returns the parsed response. */
@@ -194,7 +213,19 @@ export class ProcessCluster {
     private readonly rootDir: string,
   ) {}
 
+  /** Starts the cluster; a port taken between planning and binding gets a fresh set of ports. */
   static async start(binary: ServerBinary, options: ClusterOptions): Promise<ProcessCluster> {
+    const attemptsMax = 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await ProcessCluster.startOnce(binary, options);
+      } catch (error) {
+        if (!(error instanceof PortTakenError) || attempt >= attemptsMax) throw error;
+      }
+    }
+  }
+
+  private static async startOnce(binary: ServerBinary, options: ClusterOptions): Promise<ProcessCluster> {
     if (options.size < 1 || options.size > 7)
       throw new HarnessError(`cluster size ${options.size} out of range`);
     const rootDir = await mkdtemp(join(tmpdir(), `${binary.label}-e2e-`));
@@ -224,8 +255,10 @@ export class ProcessCluster {
       }
       await cluster.waitHealthy(cluster.options.startTimeoutMs);
     } catch (error) {
-      process.stderr.write(cluster.dumpLogs());
+      const logs = cluster.dumpLogs();
       await cluster.dispose();
+      if (/EADDRINUSE|address already in use/.test(logs)) throw new PortTakenError(String(error));
+      process.stderr.write(logs);
       throw error;
     }
     return cluster;
