@@ -720,13 +720,29 @@ export class Client {
       throw fromGrpcError(error);
     });
     const stream = connection.serverStream('Maintenance', 'Snapshot', {}, await this.metadata());
+    // A snapshot may take longer than any request deadline, so the deadline is on silence: the
+    // stream fails when no chunk arrives for requestTimeoutMs.
+    let stalled = false;
+    let idle: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        stalled = true;
+        stream.cancel();
+      }, this.requestTimeoutMs);
+    };
+    arm();
     try {
       for await (const message of stream as AsyncIterable<{ blob: Buffer; remaining_bytes: string }>) {
+        arm();
         yield { blob: message.blob, remainingBytes: big(message.remaining_bytes) };
       }
     } catch (error) {
+      if (stalled)
+        throw new DeadlineExceededError(`snapshot from ${endpoint}: no data for ${this.requestTimeoutMs} ms`);
       throw fromGrpcError(error);
     } finally {
+      clearTimeout(idle);
       stream.cancel();
     }
   }

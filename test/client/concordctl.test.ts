@@ -242,6 +242,7 @@ describe('concordctl against a 1-node cluster', { timeout: 120_000 }, () => {
   });
 
   test('snapshot save writes a verified file and snapshot status reads it', async () => {
+    await ok(['put', 'snap/k', 'v']);
     const path = join(scratch, 'snap.db');
     assert.equal(await ok(['snapshot', 'save', path]), `Snapshot saved at ${path}\n`);
     assert.ok((await stat(path)).size > 0);
