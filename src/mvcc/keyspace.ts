@@ -1153,6 +1153,19 @@ export class Keyspace {
     return out;
   }
 
+  /**
+   * Rebases the applied Raft index (snapshot restore: the keyspace of one cluster becomes the
+   * starting state of a new cluster whose log begins again at `index`). Nothing else changes.
+   */
+  rebaseAppliedIndex(index: number): void {
+    this.assertOpen();
+    invariant(Number.isSafeInteger(index) && index >= 0, `bad applied index ${index}`);
+    this.dbs.env.transactionSync(() => {
+      this.dbs.meta.putSync(META_APPLIED, u64(index));
+    });
+    this.applied = index;
+  }
+
   // ---- server metadata -------------------------------------------------------------------------
 
   /**

@@ -27,6 +27,8 @@ export interface ClusterOptions {
   extraFlags?: string[];
   /** How long start() waits for every member to report healthy. */
   startTimeoutMs?: number;
+  /** Data dirs to use (e.g. restored from a snapshot) instead of fresh ones, by member index. */
+  dataDirs?: string[];
 }
 
 export interface MemberProcess {
@@ -237,6 +239,7 @@ export class ProcessCluster {
         snapshotCount: 10_000,
         extraFlags: [],
         startTimeoutMs: 30_000,
+        dataDirs: [],
         ...options,
       },
       rootDir,
@@ -246,7 +249,8 @@ export class ProcessCluster {
     try {
       const token = `e2e-${process.pid}-${Date.now()}`;
       const planned = [];
-      for (let i = 0; i < options.size; i++) planned.push(await cluster.planMember(`m${i}`));
+      for (let i = 0; i < options.size; i++)
+        planned.push(await cluster.planMember(`m${i}`, options.dataDirs?.[i]));
       const initialCluster = planned.map((m) => `${m.name}=${m.peerUrl}`).join(',');
       for (const member of planned) {
         member.flags = cluster.memberFlags(member, initialCluster, 'new', token);
@@ -441,7 +445,7 @@ export class ProcessCluster {
     }
   }
 
-  private async planMember(name: string): Promise<MemberProcess> {
+  private async planMember(name: string, dataDir?: string): Promise<MemberProcess> {
     const clientPort = await freePort();
     let peerPort = await freePort();
     while (peerPort === clientPort) peerPort = await freePort();
@@ -449,7 +453,7 @@ export class ProcessCluster {
       name,
       clientUrl: `http://127.0.0.1:${clientPort}`,
       peerUrl: `http://127.0.0.1:${peerPort}`,
-      dataDir: join(this.rootDir, name),
+      dataDir: dataDir ?? join(this.rootDir, name),
       flags: [],
       child: undefined,
       memberId: '',

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { type EndpointStatus, fromGrpcError, type Member } from '../../client/index.js';
 import { verifySnapshotFile } from '../../mvcc/keyspace.js';
+import { restoreSnapshotToDataDir } from '../../server/restore.js';
 import { flagBool, flagString, UsageError } from './args.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
 import { headerJson, hex, humanBytes, ProgressBar, renderTable, toJson } from './output.js';
@@ -314,6 +315,27 @@ async function verifySnapshotHash(path: string): Promise<number> {
     throw new CommandError(`${path}: snapshot sha256 mismatch (corrupt or truncated download)`);
   return size - sha256Bytes;
 }
+
+/**
+ * etcdctl's `snapshot restore FILE --data-dir DIR`: a data dir from which `concord` starts a new
+ * cluster with the snapshot's keyspace (run it for every member, then start each with
+ * --initial-cluster-state new). The membership comes from the flags the members start with.
+ */
+export const snapshotRestore: Command = async (ctx) => {
+  const [path] = ctx.operands;
+  if (path === undefined || ctx.operands.length !== 1)
+    throw new UsageError('snapshot restore requires exactly one argument: the snapshot file');
+  const name = flagString(ctx.args, 'name') ?? 'default';
+  const dataDir = flagString(ctx.args, 'data-dir') ?? `${name}.concord`;
+  const result = await restoreSnapshotToDataDir({ snapshotPath: path, dataDir }).catch((error: unknown) => {
+    throw new CommandError(`snapshot restore: ${(error as Error).message}`);
+  });
+  ctx.io.out(
+    `restored snapshot ${path} into ${dataDir} (revision ${result.revision}, compacted ${result.compactRevision}, ${result.dataBytes} bytes); ` +
+      `start the member with --data-dir ${dataDir} --initial-cluster-state new`,
+  );
+  return 0;
+};
 
 export const snapshotStatus: Command = async (ctx) => {
   const [path] = ctx.operands;

@@ -42,6 +42,11 @@ const flagSpecs: FlagSpec[] = [
   { name: 'ttl', type: 'string' },
   { name: 'listen', alias: 'l', type: 'boolean' },
   { name: 'peer-urls', type: 'string' },
+  { name: 'name', type: 'string' },
+  { name: 'data-dir', type: 'string' },
+  { name: 'initial-cluster', type: 'string' },
+  { name: 'initial-cluster-token', type: 'string' },
+  { name: 'initial-advertise-peer-urls', type: 'string' },
   { name: 'learner', type: 'boolean' },
   { name: 'cluster', type: 'boolean' },
   { name: 'load', type: 'string' },
@@ -78,7 +83,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
     health: cluster.endpointHealth,
     hashkv: cluster.endpointHashKv,
   },
-  snapshot: { save: cluster.snapshotSave, status: cluster.snapshotStatus },
+  snapshot: { save: cluster.snapshotSave, status: cluster.snapshotStatus, restore: cluster.snapshotRestore },
   defrag: cluster.defrag,
   alarm: { list: cluster.alarmList, disarm: cluster.alarmDisarm },
   'move-leader': cluster.moveLeader,
@@ -86,7 +91,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
 };
 
 /** Commands that never talk to a server. */
-const offline = new Set(['snapshot status']);
+const offline = new Set(['snapshot status', 'snapshot restore']);
 
 function usage(): string {
   const lines = ['usage: concordctl [global flags] <command> [flags] [args]', '', 'commands:'];
