@@ -87,7 +87,7 @@ function startNode(node: DevNode, initialCluster: string, concordJs: string): Ch
       pending += chunk;
       const lines = pending.split('\n');
       pending = lines.pop() ?? '';
-      for (const line of lines) out.write(prefix + line + '\n');
+      for (const line of lines) out.write(`${prefix}${line}\n`);
     });
   };
   relay(child.stdout!, process.stdout);
