@@ -6,6 +6,7 @@ import type { Disposable, EtcdBackend } from '../server/backend.js';
 import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
+import { withFastCodecs } from './grpc-codecs.js';
 import { snapshotMessages, writableOrGone } from './streams.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import { defaultValidationLimits, type ValidationLimits } from './validate.js';
@@ -237,7 +238,8 @@ export function createGrpcServer(
     'v3electionpb.Election',
   ];
   for (const service of services) {
-    server.addService(serviceDefinition(service), implementation(service, handlers, streaming));
+    const definition = withFastCodecs(service, serviceDefinition(service));
+    server.addService(definition, implementation(service, handlers, streaming));
   }
   return server;
 }
