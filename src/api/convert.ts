@@ -77,12 +77,29 @@ export function int64ToWire(value: bigint): string {
   return BigInt.asIntN(64, value).toString();
 }
 
+/** Remembers the last conversion: header IDs and terms are the same on nearly every response. */
+function lastValueMemo(convert: (value: bigint) => string): (value: bigint) => string {
+  let lastValue: bigint | undefined;
+  let lastWire = '';
+  return (value) => {
+    if (value !== lastValue) {
+      lastWire = convert(value);
+      lastValue = value;
+    }
+    return lastWire;
+  };
+}
+
+const clusterIdToWire = lastValueMemo(uint64ToWire);
+const memberIdToWire = lastValueMemo(uint64ToWire);
+const raftTermToWire = lastValueMemo(uint64ToWire);
+
 export function headerToWire(header: HeaderInfo): WireHeader {
   return {
-    cluster_id: uint64ToWire(header.clusterId),
-    member_id: uint64ToWire(header.memberId),
+    cluster_id: clusterIdToWire(header.clusterId),
+    member_id: memberIdToWire(header.memberId),
     revision: header.revision,
-    raft_term: uint64ToWire(header.raftTerm),
+    raft_term: raftTermToWire(header.raftTerm),
   };
 }
 

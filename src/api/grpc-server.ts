@@ -54,13 +54,27 @@ function failStream(call: Pick<NodeJS.EventEmitter, 'emit'>, error: unknown): vo
   call.emit('error', Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() }));
 }
 
+/** Handed to handlers that do not declare the signal parameter: they never look at it. */
+const neverAborted = new AbortController().signal;
+
 function wrapUnary(handler: UnaryHandler): grpc.handleUnaryCall<WireObject, object> {
+  const fail = (callback: grpc.sendUnaryData<object>, error: unknown) => callback(statusError(error));
+  // Only the handlers that can block (Lock, Campaign) declare the signal; the rest skip the
+  // per-call AbortController and 'cancelled' listener.
+  if (handler.length < 2) {
+    return (call, callback) => {
+      handler(call.request, neverAborted).then(
+        (response) => callback(null, response),
+        (error: unknown) => fail(callback, error),
+      );
+    };
+  }
   return (call, callback) => {
     const abort = new AbortController();
     call.on('cancelled', () => abort.abort());
     handler(call.request, abort.signal).then(
       (response) => callback(null, response),
-      (error: unknown) => callback(statusError(error)),
+      (error: unknown) => fail(callback, error),
     );
   };
 }

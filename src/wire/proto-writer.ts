@@ -18,6 +18,8 @@ const twoPow32 = 2 ** 32;
 /** Decimal strings this short are exact doubles (< 2^53), so Number() parses them safely. */
 const safeDecimalDigitsMax = 15;
 const decimalPattern = /^-?\d+$/;
+/** Distinct long decimal strings remembered; past this the cache starts over. */
+const bigDecimalCacheEntriesMax = 256;
 
 export class ProtoWriter {
   private buf: Buffer = Buffer.allocUnsafe(scratchBytesInitial);
@@ -102,7 +104,23 @@ export class ProtoWriter {
       return this.int64Number(field, Number(value));
     }
     if (!decimalPattern.test(value)) throw new ProtoShapeError(`int64 field ${field} holds "${value}"`);
-    this.int64Bigint(field, BigInt(value));
+    this.int64BigDecimal(field, value);
+  }
+
+  /** Long decimals seen lately (cluster and member IDs recur on every header) → their words. */
+  private readonly bigDecimalWords = new Map<string, readonly [number, number]>();
+
+  private int64BigDecimal(field: number, value: string): void {
+    let words = this.bigDecimalWords.get(value);
+    if (words === undefined) {
+      const bits = BigInt.asUintN(64, BigInt(value));
+      words = [Number(bits & 0xffffffffn), Number(bits >> 32n)];
+      if (this.bigDecimalWords.size >= bigDecimalCacheEntriesMax) this.bigDecimalWords.clear();
+      this.bigDecimalWords.set(value, words);
+    }
+    if (words[0] === 0 && words[1] === 0) return;
+    this.tag(field, 0);
+    this.varintWords(words[0], words[1]);
   }
 
   private int64Bigint(field: number, value: bigint): void {
