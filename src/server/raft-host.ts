@@ -97,6 +97,14 @@ export class RaftHost {
     if (ready.softState !== undefined) this.events.onSoftState(ready.softState);
     if (ready.messages.length > 0) this.sender.send(ready.messages);
 
+    // Committed entries already on our own disk are applied while this Ready's fsync runs (as
+    // etcd does): committed means durable on a quorum, and none of them waits for this write.
+    // Entries committed in the same Ready that brings them wait for the fsync, like a snapshot.
+    const durableIndex = this.storage.lastIndex();
+    const lastCommitted = ready.committedEntries.at(-1)?.index ?? 0;
+    const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
+    const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
+
     const mustPersist =
       ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined;
     if (mustPersist) {
@@ -119,11 +127,14 @@ export class RaftHost {
       await this.stateMachine.restoreSnapshot(ready.snapshot);
       this.events.onApplied(ready.snapshot.metadata.index);
     }
-    if (ready.committedEntries.length > 0) {
-      await this.stateMachine.applyEntries(ready.committedEntries);
-      this.events.onApplied(ready.committedEntries[ready.committedEntries.length - 1]!.index);
-    }
+    await (earlyApply ?? this.applyCommitted(ready));
     if (ready.readStates.length > 0) this.events.onReadStates(ready.readStates);
     this.node.advance(ready);
+  }
+
+  private async applyCommitted(ready: Ready): Promise<void> {
+    if (ready.committedEntries.length === 0) return;
+    await this.stateMachine.applyEntries(ready.committedEntries);
+    this.events.onApplied(ready.committedEntries[ready.committedEntries.length - 1]!.index);
   }
 }
