@@ -18,6 +18,8 @@ const twoPow32 = 2 ** 32;
 /** Decimal strings this short are exact doubles (< 2^53), so Number() parses them safely. */
 const safeDecimalDigitsMax = 15;
 const decimalPattern = /^-?\d+$/;
+/** Below this a byte loop beats TypedArray.set, whose call overhead dominates tiny keys. */
+const smallCopyBytesMax = 32;
 /** Distinct long decimal strings remembered; past this the cache starts over. */
 const bigDecimalCacheEntriesMax = 256;
 
@@ -157,8 +159,15 @@ export class ProtoWriter {
     this.tag(field, 2);
     this.varint32(value.length);
     this.ensure(value.length);
-    this.buf.set(value, this.pos);
-    this.pos += value.length;
+    const length = value.length;
+    if (length <= smallCopyBytesMax) {
+      const buf = this.buf;
+      const start = this.pos;
+      for (let index = 0; index < length; index++) buf[start + index] = value[index] as number;
+    } else {
+      this.buf.set(value, this.pos);
+    }
+    this.pos += length;
   }
 
   string(field: number, value: unknown): void {
