@@ -4,6 +4,7 @@
 import type { Client } from '../client.js';
 import { CancelledError, type ConcordError, LeaseLostError } from '../errors.js';
 import type { LeaseKeepAlive } from '../lease.js';
+import { compare, op } from '../ops.js';
 import { type Bytes, type KeyValue, toBuffer } from '../types.js';
 
 export const defaultSessionTtlSeconds = 10;
@@ -146,3 +147,15 @@ export function isLeaseLost(error: unknown): error is LeaseLostError {
 }
 
 export type { ConcordError };
+
+/**
+ * Deletes a recipe's key only while it is still the key we created (same create revision): a
+ * lease expiry followed by someone else's key under the same name is left alone.
+ */
+export async function deleteIfCreatedAt(client: Client, key: string, createRevision: bigint): Promise<void> {
+  await client
+    .txn()
+    .if(compare.createRevision(key, '=', createRevision))
+    .then(op.delete(key))
+    .commit();
+}

@@ -6,7 +6,14 @@ import type { Client } from '../client.js';
 import { ElectionNotLeaderError } from '../errors.js';
 import { compare, op } from '../ops.js';
 import type { Bytes, KeyValue } from '../types.js';
-import { guarded, type RecipeOptions, Session, type WaitOptions, waitDeletes } from './common.js';
+import {
+  deleteIfCreatedAt,
+  guarded,
+  type RecipeOptions,
+  Session,
+  type WaitOptions,
+  waitDeletes,
+} from './common.js';
 
 export interface LeaderInfo {
   key: Buffer;
@@ -111,11 +118,7 @@ export class Election {
     this.leaderKey = undefined;
     this.leaderRevision = undefined;
     if (key !== undefined && revision !== undefined) {
-      await this.client
-        .txn()
-        .if(compare.createRevision(key, '=', revision))
-        .then(op.delete(key))
-        .commit();
+      await deleteIfCreatedAt(this.client, key, revision);
     }
     if (this.ownsSession && this.session !== undefined) {
       const session = this.session;

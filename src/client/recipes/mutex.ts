@@ -6,7 +6,14 @@
 
 import type { Client } from '../client.js';
 import { compare, op } from '../ops.js';
-import { guarded, type RecipeOptions, Session, type WaitOptions, waitDeletes } from './common.js';
+import {
+  deleteIfCreatedAt,
+  guarded,
+  type RecipeOptions,
+  Session,
+  type WaitOptions,
+  waitDeletes,
+} from './common.js';
 
 export class LockNotHeldError extends Error {
   readonly code = 'lock-not-held';
@@ -126,11 +133,7 @@ export class Mutex {
     this.heldKey = undefined;
     this.heldToken = undefined;
     if (key !== undefined && token !== undefined) {
-      await this.client
-        .txn()
-        .if(compare.createRevision(key, '=', token))
-        .then(op.delete(key))
-        .commit();
+      await deleteIfCreatedAt(this.client, key, token);
     }
     if (this.ownsSession && this.session !== undefined) {
       const session = this.session;

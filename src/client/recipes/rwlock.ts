@@ -5,7 +5,14 @@
 import type { Client } from '../client.js';
 import { compare, op } from '../ops.js';
 import type { KeyValue } from '../types.js';
-import { guarded, type RecipeOptions, Session, type WaitOptions, waitDeletes } from './common.js';
+import {
+  deleteIfCreatedAt,
+  guarded,
+  type RecipeOptions,
+  Session,
+  type WaitOptions,
+  waitDeletes,
+} from './common.js';
 import { LockNotHeldError } from './mutex.js';
 
 type Mode = 'read' | 'write';
@@ -82,11 +89,7 @@ export class ReadWriteLock {
     const held = this.held;
     this.held = undefined;
     if (held !== undefined) {
-      await this.client
-        .txn()
-        .if(compare.createRevision(held.key, '=', held.revision))
-        .then(op.delete(held.key))
-        .commit();
+      await deleteIfCreatedAt(this.client, held.key, held.revision);
     }
     if (this.ownsSession && this.session !== undefined) {
       const session = this.session;
