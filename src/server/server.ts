@@ -735,6 +735,14 @@ export class ConcordServer {
     await this.appliedWait.wait(index);
   }
 
+  /**
+   * etcd serves a learner's clients only serializable reads and Status (its gRPC interceptor's
+   * isRPCSupportedForLearner); everything else is refused so clients move to a voter.
+   */
+  private refuseOnLearner(): void {
+    if (this.members.get(this.memberId)?.isLearner === true) throw new EtcdError('notSupportedForLearner');
+  }
+
   private refuseIfNoSpace(): void {
     if (this.members.hasAlarm('NOSPACE')) throw new EtcdError('noSpace');
   }
@@ -742,6 +750,7 @@ export class ConcordServer {
   // ---- KV ------------------------------------------------------------------------------------
 
   async range(request: RangeRequest): Promise<WithHeader<RangeResponse>> {
+    if (!request.serializable) this.refuseOnLearner();
     // --experimental-stale-reads is the deliberate bug the fault tests must catch.
     if (!request.serializable && !this.config.experimentalStaleReads) await this.linearizableBarrier();
     else this.assertServing();
@@ -750,17 +759,20 @@ export class ConcordServer {
   }
 
   async put(request: PutRequest): Promise<WithHeader<PutResponse>> {
+    this.refuseOnLearner();
     this.refuseIfNoSpace();
     const response = await this.write({ type: 'put', request });
     return { ...response, header: this.header(response.revision) };
   }
 
   async deleteRange(request: DeleteRangeRequest): Promise<WithHeader<DeleteRangeResponse>> {
+    this.refuseOnLearner();
     const response = await this.write({ type: 'deleteRange', request });
     return { ...response, header: this.header(response.revision) };
   }
 
   async txn(request: TxnRequest): Promise<WithHeader<TxnResponse>> {
+    this.refuseOnLearner();
     if (isTxnReadOnly(request)) {
       await this.linearizableBarrier();
       const response = this.keyspace.readTxn(request);
@@ -772,11 +784,13 @@ export class ConcordServer {
   }
 
   async compact(revision: number, physical: boolean): Promise<WithHeader<CompactionResponse>> {
+    this.refuseOnLearner();
     const response = await this.write({ type: 'compact', request: { revision, physical } });
     return { ...response, header: this.header(response.revision) };
   }
 
   watch(request: WatchCreate, listener: WatchListener): BackendWatcher {
+    this.refuseOnLearner();
     this.assertServing();
     return watchFromHub(this.keyspace.watchHub, request, listener);
   }
@@ -784,6 +798,7 @@ export class ConcordServer {
   // ---- leases ----------------------------------------------------------------------------------
 
   async leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>> {
+    this.refuseOnLearner();
     this.refuseIfNoSpace();
     if (ttlSeconds > LEASE_TTL_SECONDS_MAX) throw new LeaseTtlTooLargeError(ttlSeconds);
     const leaseId = id === 0n ? randomLeaseId() : id;
@@ -793,11 +808,13 @@ export class ConcordServer {
   }
 
   async leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }> {
+    this.refuseOnLearner();
     const response = await this.write({ type: 'leaseRevoke', request: { id } });
     return { header: this.header(response.revision) };
   }
 
   async leaseKeepAlive(id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>> {
+    this.refuseOnLearner();
     this.assertServing();
     if (this.isLeader) {
       const ttl = this.leases.renew(id, Date.now()) ?? 0;
@@ -808,6 +825,7 @@ export class ConcordServer {
   }
 
   async leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>> {
+    this.refuseOnLearner();
     this.assertServing();
     if (!this.isLeader) {
       const answer = await this.leaderClient.timeToLive(this.leaderClientUrl(), id, keys);
@@ -828,6 +846,7 @@ export class ConcordServer {
   }
 
   async leaseLeases(): Promise<WithHeader<{ ids: bigint[] }>> {
+    this.refuseOnLearner();
     this.assertServing();
     return { ids: this.keyspace.leases().map((lease) => lease.id), header: this.header() };
   }
