@@ -121,6 +121,9 @@ describe('client against a 3-node cluster', { timeout: 90_000 }, () => {
           killed = cluster.members.findIndex((m) => m.clientUrl === endpoint);
           assert.ok(killed >= 0, `watcher endpoint ${endpoint} is a member`);
           await cluster.kill(killed);
+          // The watch is under test, not failover latency: if the leader died, wait for the new
+          // one instead of letting a write time out (a timed-out write is never retried).
+          await cluster.waitHealthy(20_000, cluster.runningIndexes());
         }
         await writer.put(`resume/${String(i).padStart(3, '0')}`, String(i));
       }
