@@ -46,6 +46,39 @@ export class Session {
   }
 }
 
+/**
+ * The session a recipe runs under: the caller's own (never closed here), or one this recipe
+ * creates on first use and closes when it releases what it holds.
+ */
+export class RecipeSession {
+  private created: Session | undefined;
+
+  constructor(
+    private readonly client: Client,
+    private readonly given: Session | undefined,
+    private readonly ttlSeconds: number | undefined,
+  ) {}
+
+  /** The session in use, if any yet. */
+  get current(): Session | undefined {
+    return this.given ?? this.created;
+  }
+
+  async acquire(): Promise<Session> {
+    const existing = this.current;
+    if (existing !== undefined) return existing;
+    this.created = await Session.create(this.client, { ttlSeconds: this.ttlSeconds });
+    return this.created;
+  }
+
+  /** Closes (revokes) the session only if we created it. */
+  async release(): Promise<void> {
+    const created = this.created;
+    this.created = undefined;
+    await created?.close();
+  }
+}
+
 export interface RecipeOptions {
   /** Reuse a session (several recipes on one lease); by default each recipe makes its own. */
   session?: Session;

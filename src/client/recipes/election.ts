@@ -10,7 +10,7 @@ import {
   deleteIfCreatedAt,
   guarded,
   type RecipeOptions,
-  Session,
+  RecipeSession,
   type WaitOptions,
   waitDeletes,
 } from './common.js';
@@ -28,18 +28,17 @@ function toLeader(kv: KeyValue): LeaderInfo {
 
 export class Election {
   private readonly prefix: string;
-  private session: Session | undefined;
-  private ownsSession = false;
+  private readonly sessions: RecipeSession;
   private leaderKey: string | undefined;
   private leaderRevision: bigint | undefined;
 
   constructor(
     private readonly client: Client,
     readonly name: string,
-    private readonly options: RecipeOptions = {},
+    options: RecipeOptions = {},
   ) {
     this.prefix = `${name}/`;
-    this.session = options.session;
+    this.sessions = new RecipeSession(client, options.session, options.ttlSeconds);
   }
 
   get isLeader(): boolean {
@@ -59,11 +58,7 @@ export class Election {
 
   /** Blocks until elected with `value`; returns our leader key's create revision. */
   async campaign(value: Bytes, options: WaitOptions = {}): Promise<bigint> {
-    if (this.session === undefined) {
-      this.session = await Session.create(this.client, { ttlSeconds: this.options.ttlSeconds });
-      this.ownsSession = true;
-    }
-    const session = this.session;
+    const session = await this.sessions.acquire();
     session.assertAlive();
     const key = `${this.prefix}${session.leaseHex}`;
     const result = await this.client
@@ -97,7 +92,7 @@ export class Election {
   /** Changes the leader's value without an election; fails if we no longer lead. */
   async proclaim(value: Bytes): Promise<void> {
     const key = this.key;
-    const session = this.session;
+    const session = this.sessions.current;
     if (session === undefined) throw new ElectionNotLeaderError();
     const result = await this.client
       .txn()
@@ -120,12 +115,7 @@ export class Election {
     if (key !== undefined && revision !== undefined) {
       await deleteIfCreatedAt(this.client, key, revision);
     }
-    if (this.ownsSession && this.session !== undefined) {
-      const session = this.session;
-      this.session = undefined;
-      this.ownsSession = false;
-      await session.close();
-    }
+    await this.sessions.release();
   }
 
   /** The current leader, or undefined when there is none. */

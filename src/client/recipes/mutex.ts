@@ -10,7 +10,8 @@ import {
   deleteIfCreatedAt,
   guarded,
   type RecipeOptions,
-  Session,
+  RecipeSession,
+  type Session,
   type WaitOptions,
   waitDeletes,
 } from './common.js';
@@ -25,18 +26,17 @@ export class LockNotHeldError extends Error {
 
 export class Mutex {
   private readonly prefix: string;
-  private session: Session | undefined;
-  private ownsSession = false;
+  private readonly sessions: RecipeSession;
   private heldKey: string | undefined;
   private heldToken: bigint | undefined;
 
   constructor(
     private readonly client: Client,
     readonly name: string,
-    private readonly options: RecipeOptions = {},
+    options: RecipeOptions = {},
   ) {
     this.prefix = `${name}/`;
-    this.session = options.session;
+    this.sessions = new RecipeSession(client, options.session, options.ttlSeconds);
   }
 
   /** The holder key (valid while locked). */
@@ -53,14 +53,6 @@ export class Mutex {
 
   get isLocked(): boolean {
     return this.heldKey !== undefined;
-  }
-
-  private async ensureSession(): Promise<Session> {
-    if (this.session === undefined) {
-      this.session = await Session.create(this.client, { ttlSeconds: this.options.ttlSeconds });
-      this.ownsSession = true;
-    }
-    return this.session;
   }
 
   /** Writes our key if absent; returns its create revision and the current holder's. */
@@ -94,7 +86,7 @@ export class Mutex {
 
   /** Blocks until the lock is held; returns the fencing token. */
   async lock(options: WaitOptions = {}): Promise<bigint> {
-    const session = await this.ensureSession();
+    const session = await this.sessions.acquire();
     session.assertAlive();
     const { key, revision, holderRevision } = await this.enqueue(session);
     try {
@@ -115,7 +107,7 @@ export class Mutex {
 
   /** Takes the lock only if it is free right now. */
   async tryLock(): Promise<boolean> {
-    const session = await this.ensureSession();
+    const session = await this.sessions.acquire();
     const { key, revision, holderRevision } = await this.enqueue(session);
     if (holderRevision !== revision) {
       await this.client.delete(key);
@@ -135,11 +127,6 @@ export class Mutex {
     if (key !== undefined && token !== undefined) {
       await deleteIfCreatedAt(this.client, key, token);
     }
-    if (this.ownsSession && this.session !== undefined) {
-      const session = this.session;
-      this.session = undefined;
-      this.ownsSession = false;
-      await session.close();
-    }
+    await this.sessions.release();
   }
 }

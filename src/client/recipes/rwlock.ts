@@ -9,7 +9,7 @@ import {
   deleteIfCreatedAt,
   guarded,
   type RecipeOptions,
-  Session,
+  RecipeSession,
   type WaitOptions,
   waitDeletes,
 } from './common.js';
@@ -18,16 +18,15 @@ import { LockNotHeldError } from './mutex.js';
 type Mode = 'read' | 'write';
 
 export class ReadWriteLock {
-  private session: Session | undefined;
-  private ownsSession = false;
+  private readonly sessions: RecipeSession;
   private held: { key: string; revision: bigint } | undefined;
 
   constructor(
     private readonly client: Client,
     readonly name: string,
-    private readonly options: RecipeOptions = {},
+    options: RecipeOptions = {},
   ) {
-    this.session = options.session;
+    this.sessions = new RecipeSession(client, options.session, options.ttlSeconds);
   }
 
   get token(): bigint {
@@ -45,11 +44,7 @@ export class ReadWriteLock {
 
   private async acquire(mode: Mode, options: WaitOptions): Promise<bigint> {
     if (this.held !== undefined) throw new Error(`rwlock ${this.name}: already held by this handle`);
-    if (this.session === undefined) {
-      this.session = await Session.create(this.client, { ttlSeconds: this.options.ttlSeconds });
-      this.ownsSession = true;
-    }
-    const session = this.session;
+    const session = await this.sessions.acquire();
     const key = `${this.name}/${mode}/${session.leaseHex}`;
     const result = await this.client
       .txn()
@@ -91,11 +86,6 @@ export class ReadWriteLock {
     if (held !== undefined) {
       await deleteIfCreatedAt(this.client, held.key, held.revision);
     }
-    if (this.ownsSession && this.session !== undefined) {
-      const session = this.session;
-      this.session = undefined;
-      this.ownsSession = false;
-      await session.close();
-    }
+    await this.sessions.release();
   }
 }
