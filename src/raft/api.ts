@@ -161,6 +161,8 @@ export interface Status {
 /** The operations a driver uses (implemented by RaftNode in node.ts). */
 export interface RaftNodeApi {
   tick(): void;
+  /** Start-up shortcut (etcd's advanceTicks): the first election within one election timeout. */
+  fastForwardElection(): boolean;
   step(message: Message): void;
   propose(data: Uint8Array): ProposeResult;
   proposeConfChange(change: ConfChange): ProposeResult;

@@ -352,6 +352,20 @@ export class RaftNode implements RaftNodeApi {
     else this.tickElection();
   }
 
+  /**
+   * Brings the first election near, as etcd does on start: a follower that knows no leader
+   * counts electionTicks - 1 ticks as already elapsed, so it campaigns within 1..electionTicks
+   * ticks instead of electionTicks..2*electionTicks. Only liveness changes: pre-vote and leader
+   * stickiness still apply. Refused (false) with lease reads, whose boot guard must last a full
+   * election timeout, and on a node that has a leader or is not promotable.
+   */
+  fastForwardElection(): boolean {
+    if (this.leaseRead || this.role !== Role.Follower || this.lead !== NONE || !this.promotable())
+      return false;
+    this.electionElapsed = Math.max(this.electionElapsed, this.electionTicks - 1);
+    return true;
+  }
+
   private tickElection(): void {
     this.electionElapsed++;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTicks) {

@@ -59,6 +59,8 @@ export interface PeerTransportOptions {
   onMessage: (message: Message) => void;
   /** The driver should call raft reportUnreachable(peer). */
   onUnreachable?: (peer: NodeId) => void;
+  /** A message connection to peer is up (either side dialed); e.g. to start the first election. */
+  onPeerConnected?: (peer: NodeId) => void;
   /** The driver should call raft reportSnapshot(peer, ok ? finish : failure). */
   onSnapshotStatus?: (peer: NodeId, ok: boolean) => void;
   /** Protocol problems worth logging (handshake rejections, CRC mismatches, oversize messages). */
@@ -631,6 +633,7 @@ export class PeerTransport implements Transport {
     if (peer.stats.connects > 0) peer.stats.reconnects++;
     peer.stats.connects++;
     conn.handler = (type, payload) => this.onPeerFrame(peer, type, payload);
+    this.defer(() => this.options.onPeerConnected?.(peer.id));
     conn.onClose((error) => {
       if (peer.conn !== conn) return;
       peer.conn = undefined;

@@ -27,6 +27,30 @@ test('election timeout is randomized in [electionTicks, 2*electionTicks)', () =>
   }
 });
 
+test('fast-forwarded election: a leaderless follower campaigns within one election timeout', () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const net = new Network([1, 2, 3]);
+    const n = net.node(seed % 3 === 0 ? 3 : seed % 3);
+    assert.equal(n.fastForwardElection(), true);
+    let ticks = 0;
+    while (n.status().softState.role === Role.Follower && ticks < 100) {
+      n.tick();
+      ticks++;
+    }
+    assert.ok(ticks >= 1 && ticks <= 10, `campaigned after ${ticks} ticks`);
+  }
+});
+
+test('fast-forward is refused with a known leader, and with lease reads (the boot guard stays)', () => {
+  const net = new Network([1, 2, 3]);
+  const leader = net.electLeader();
+  const follower = leader === 1 ? 2 : 1;
+  assert.equal(net.node(follower).fastForwardElection(), false, 'a follower with a leader keeps its clock');
+  assert.equal(net.node(leader).fastForwardElection(), false, 'a leader has no election to bring near');
+  const leased = new Network([1, 2, 3], { checkQuorum: true, readOnlyOption: 'lease-based' });
+  assert.equal(leased.node(1).fastForwardElection(), false);
+});
+
 test('a single-node cluster elects itself and commits only after its own entries are durable', () => {
   const net = new Network([1]);
   net.campaign(1);

@@ -145,7 +145,7 @@ export class BenchCluster {
   }
 
   private async waitMemberServing(member: BenchMember, timeoutMs: number): Promise<number> {
-    const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`);
+    const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`, probeIntervalMs);
     const deadline = member.spawnedAtMs + timeoutMs;
     let lastError = '';
     try {

@@ -96,11 +96,26 @@ export class BenchConnection {
   readonly maintenance: MaintenanceStub;
   private readonly channel: grpc.Channel;
 
-  constructor(readonly target: string) {
+  /**
+   * `reconnectBackoffMs` caps grpc-js's reconnect backoff (default: 1 s growing to 120 s). A probe
+   * of a starting server sets it low, or it would time the client's backoff, not the server.
+   */
+  constructor(
+    readonly target: string,
+    reconnectBackoffMs?: number,
+  ) {
     const credentials = grpc.credentials.createInsecure();
+    const backoff =
+      reconnectBackoffMs === undefined
+        ? {}
+        : {
+            'grpc.initial_reconnect_backoff_ms': reconnectBackoffMs,
+            'grpc.max_reconnect_backoff_ms': reconnectBackoffMs,
+          };
     this.channel = new grpc.Channel(target, credentials, {
       'grpc.use_local_subchannel_pool': 1,
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      ...backoff,
     });
     const options: grpc.ClientOptions = { channelOverride: this.channel };
     this.kv = new (stubConstructor(['etcdserverpb', 'KV']))(target, credentials, options) as KvStub;
