@@ -114,9 +114,23 @@ export function kvToWire(kv: KeyValue): WireKeyValue {
   };
 }
 
+/**
+ * Each event's wire form, made once and shared by every watcher the hub hands the same Event to.
+ * It is frozen: nothing may change it under the other watchers, and the codec may then cache its
+ * encoded bytes (wire/etcd-codecs.ts).
+ */
+const wireEvents = new WeakMap<Event, WireEvent>();
+
 export function eventToWire(event: Event): WireEvent {
-  const wire: WireEvent = { type: event.type === 'put' ? 'PUT' : 'DELETE', kv: kvToWire(event.kv) };
-  if (event.prevKv !== undefined) wire.prev_kv = kvToWire(event.prevKv);
+  const cached = wireEvents.get(event);
+  if (cached !== undefined) return cached;
+  const wire: WireEvent = {
+    type: event.type === 'put' ? 'PUT' : 'DELETE',
+    kv: Object.freeze(kvToWire(event.kv)),
+  };
+  if (event.prevKv !== undefined) wire.prev_kv = Object.freeze(kvToWire(event.prevKv));
+  Object.freeze(wire);
+  wireEvents.set(event, wire);
   return wire;
 }
 

@@ -234,14 +234,29 @@ export class WatchSession {
 
   private deliver(watcher: SessionWatcher, events: Event[], revision: number): void {
     if (this.closed || this.watchers.get(watcher.id) !== watcher) return;
-    const kept = events.filter((e) => !(e.type === 'put' ? watcher.filterPut : watcher.filterDelete));
+    const kept =
+      watcher.filterPut || watcher.filterDelete
+        ? events.filter((e) => !(e.type === 'put' ? watcher.filterPut : watcher.filterDelete))
+        : events;
     if (kept.length === 0) return;
     watcher.sentSinceTick = true;
     this.lastDelivered = watcher;
-    const header = { ...this.backend.header(), revision };
+    const current = this.backend.header();
+    const header = current.revision === revision ? current : { ...current, revision };
+    // eventToWire hands every watcher of an event the same frozen object: encoded once.
     const wireEvents = kept.map(eventToWire);
     if (!watcher.fragment) {
-      this.reply(header, { watch_id: watcher.id, events: wireEvents });
+      // The hot path of a fan-out: one literal, no spread of defaults.
+      this.sendResponse({
+        header: headerToWire(header),
+        watch_id: watcher.id,
+        created: false,
+        canceled: false,
+        compact_revision: 0,
+        cancel_reason: '',
+        fragment: false,
+        events: wireEvents,
+      });
       return;
     }
     const pieces = splitEvents(wireEvents, this.options.fragmentBytesMax);
@@ -261,7 +276,7 @@ export class WatchSession {
   }
 
   private reply(header: HeaderInfo, fields: Partial<WireWatchResponse>): void {
-    const more = this.send({
+    this.sendResponse({
       header: headerToWire(header),
       watch_id: 0,
       created: false,
@@ -272,7 +287,10 @@ export class WatchSession {
       events: [],
       ...fields,
     });
-    if (more === false) this.blocked = true;
+  }
+
+  private sendResponse(response: WireWatchResponse): void {
+    if (this.send(response) === false) this.blocked = true;
   }
 }
 

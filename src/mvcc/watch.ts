@@ -145,21 +145,25 @@ export class Watcher {
     return true;
   }
 
-  private filter(events: Event[]): Event[] {
+  /** `fromRevision`: events below it were delivered already (kept out). */
+  private filter(events: readonly Event[], fromRevision = 0): Event[] {
     const out: Event[] = [];
     for (const e of events) {
+      if (e.kv.modRevision < fromRevision) continue;
       if (e.type === 'put' && this.filters.has('noput')) continue;
       if (e.type === 'delete' && this.filters.has('nodelete')) continue;
-      out.push(this.prevKv || !e.prevKv ? e : { type: e.type, kv: e.kv });
+      out.push(this.prevKv || !e.prevKv ? e : withoutPrevKv(e));
     }
     return out;
   }
 
-  /** Called by the hub after a commit; `matching` are this watcher's events of that commit. */
-  deliver(matching: Event[], revision: number): void {
+  /**
+   * Called by the hub after a commit; `matching` are this watcher's events of that commit (the
+   * array is shared with other watchers of the same range: read it, never keep or change it).
+   */
+  deliver(matching: readonly Event[], revision: number): void {
     if (this.currentState !== 'synced') return this.signal();
-    const fresh = matching.filter((e) => e.kv.modRevision >= this.nextRevision);
-    const filtered = this.filter(fresh);
+    const filtered = this.filter(matching, this.nextRevision);
     if (this.buffer.length + filtered.length > this.hub.eventsBufferedMax) {
       this.currentState = 'unsynced';
       return this.signal();
@@ -189,11 +193,41 @@ export class Watcher {
   }
 
   matches(key: Uint8Array): boolean {
-    if (!this.rangeEnd || this.rangeEnd.length === 0) return Buffer.compare(this.key, key) === 0;
-    if (Buffer.compare(key, this.key) < 0) return false;
-    if (this.rangeEnd.length === 1 && this.rangeEnd[0] === 0) return true;
-    return Buffer.compare(key, this.rangeEnd) < 0;
+    return rangeMatches(this.key, this.rangeEnd, key);
   }
+}
+
+function rangeMatches(start: Uint8Array, rangeEnd: Uint8Array | undefined, key: Uint8Array): boolean {
+  if (!rangeEnd || rangeEnd.length === 0) return Buffer.compare(start, key) === 0;
+  if (Buffer.compare(key, start) < 0) return false;
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return true;
+  return Buffer.compare(key, rangeEnd) < 0;
+}
+
+/**
+ * The copy without prevKv that watchers not asking for it get, one per event: every such watcher
+ * then holds the same object, so the API layer converts and encodes it once (api/convert.ts).
+ */
+const strippedEvents = new WeakMap<Event, Event>();
+
+function withoutPrevKv(event: Event): Event {
+  let stripped = strippedEvents.get(event);
+  if (stripped === undefined) {
+    stripped = { type: event.type, kv: event.kv };
+    strippedEvents.set(event, stripped);
+  }
+  return stripped;
+}
+
+/** Watchers of one exact [key, rangeEnd): a commit is matched against the range once for all. */
+interface RangeGroup {
+  key: Uint8Array;
+  rangeEnd: Uint8Array;
+  watchers: Set<Watcher>;
+}
+
+function rangeGroupId(key: Uint8Array, rangeEnd: Uint8Array): string {
+  return `${key.length}:${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')}${Buffer.from(rangeEnd.buffer, rangeEnd.byteOffset, rangeEnd.byteLength).toString('latin1')}`;
 }
 
 export class WatchHub {
@@ -201,7 +235,8 @@ export class WatchHub {
   private readonly watchers = new Map<number, Watcher>();
   /** Single-key watchers by key (latin1), so a commit finds them without scanning every watcher. */
   private readonly byKey = new Map<string, Set<Watcher>>();
-  private readonly rangeWatchers = new Set<Watcher>();
+  /** Range watchers grouped by their exact range: many watchers of one prefix cost one match. */
+  private readonly rangeGroups = new Map<string, RangeGroup>();
   private prevKvWatchers = 0;
   private nextId = 1;
 
@@ -248,7 +283,11 @@ export class WatchHub {
       if (!set) this.byKey.set(k, (set = new Set()));
       set.add(w);
     } else {
-      this.rangeWatchers.add(w);
+      const id = rangeGroupId(w.key, w.rangeEnd);
+      let group = this.rangeGroups.get(id);
+      if (!group)
+        this.rangeGroups.set(id, (group = { key: w.key, rangeEnd: w.rangeEnd, watchers: new Set() }));
+      group.watchers.add(w);
     }
     if (!synced) queueMicrotask(() => w.signal());
     return w;
@@ -261,7 +300,12 @@ export class WatchHub {
   remove(w: Watcher): void {
     if (!this.watchers.delete(w.id)) return;
     if (w.prevKv) this.prevKvWatchers--;
-    this.rangeWatchers.delete(w);
+    if (w.rangeEnd !== undefined) {
+      const id = rangeGroupId(w.key, w.rangeEnd);
+      const group = this.rangeGroups.get(id);
+      if (group?.watchers.delete(w) && group.watchers.size === 0) this.rangeGroups.delete(id);
+      return;
+    }
     const k = Buffer.from(w.key).toString('latin1');
     const set = this.byKey.get(k);
     if (set?.delete(w) && set.size === 0) this.byKey.delete(k);
@@ -281,18 +325,26 @@ export class WatchHub {
     // Only watchers with matching events need a delivery: a watcher that sees no event in a
     // commit loses nothing by keeping its older nextRevision (re-reading those revisions from
     // history finds nothing for it).
-    const perWatcher = new Map<Watcher, Event[]>();
-    const add = (w: Watcher, e: Event): void => {
-      const list = perWatcher.get(w);
+    // Every watcher sits in exactly one set (its key's, or its range group's), so the events
+    // matched per set are exactly each member watcher's events, and one list serves them all.
+    const perSet = new Map<Set<Watcher>, Event[]>();
+    const add = (set: Set<Watcher>, e: Event): void => {
+      const list = perSet.get(set);
       if (list) list.push(e);
-      else perWatcher.set(w, [e]);
+      else perSet.set(set, [e]);
     };
     for (const e of events) {
-      const exact = this.byKey.get(Buffer.from(e.kv.key).toString('latin1'));
-      if (exact) for (const w of exact) add(w, e);
-      for (const w of this.rangeWatchers) if (w.matches(e.kv.key)) add(w, e);
+      const exact = this.byKey.get(
+        Buffer.from(e.kv.key.buffer, e.kv.key.byteOffset, e.kv.key.byteLength).toString('latin1'),
+      );
+      if (exact) add(exact, e);
+      for (const group of this.rangeGroups.values()) {
+        if (rangeMatches(group.key, group.rangeEnd, e.kv.key)) add(group.watchers, e);
+      }
     }
-    for (const [w, matching] of perWatcher) w.deliver(matching, revision);
+    // deliver() only schedules its consumer (onReadable must not do more), so the sets do not
+    // change under this loop.
+    for (const [set, matching] of perSet) for (const w of set) w.deliver(matching, revision);
   }
 
   onRestore(_revision: number): void {

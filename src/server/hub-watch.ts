@@ -13,6 +13,33 @@ import type { BackendWatcher, WatchCreate, WatchListener } from './backend.js';
 /** Batches handed over per event-loop turn before yielding, so one busy watcher cannot starve I/O. */
 export const watchBatchesPerTurnMax = 16;
 
+/**
+ * Drains due next turn, in the order they were scheduled. One commit readies every watcher of
+ * its key at once: one setImmediate for all of them instead of one each. Each drain is scheduled
+ * at most once at a time (its own `scheduled` flag), so this holds at most one entry per watcher.
+ */
+let dueDrains: Array<() => void> = [];
+
+function runDueDrains(): void {
+  const due = dueDrains;
+  dueDrains = [];
+  for (const drain of due) {
+    try {
+      drain();
+    } catch (error) {
+      // One failing watcher must not strand the others; the error still surfaces as uncaught.
+      queueMicrotask(() => {
+        throw error;
+      });
+    }
+  }
+}
+
+function scheduleDrain(drain: () => void): void {
+  dueDrains.push(drain);
+  if (dueDrains.length === 1) setImmediate(runDueDrains);
+}
+
 export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: WatchListener): BackendWatcher {
   let scheduled = false;
   let paused = false;
@@ -36,7 +63,7 @@ export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: Watc
     // While paused the hub may signal; only resume() restarts the drain.
     if (scheduled || paused) return;
     scheduled = true;
-    setImmediate(drain);
+    scheduleDrain(drain);
   };
   // Throws CompactedError synchronously for a start revision below the compaction point.
   watcher = hub.watch(

@@ -397,7 +397,45 @@ function writeWatchResponse(w: ProtoWriter, m: Fields): void {
   w.int64(5, m.compact_revision);
   w.string(6, m.cancel_reason);
   w.bool(7, m.fragment);
-  writeRepeated(w, 11, m.events, writeEvent, 'events');
+  for (const item of listOf(m.events, 'events')) writeWatchEvent(w, fieldsOf(item, 'events'));
+}
+
+/**
+ * Encoded Event messages of frozen events. A frozen event cannot change, so its bytes are made
+ * once and spliced into the response of every watcher it goes to (api/convert.ts freezes the
+ * events it shares between watchers). Weak: an entry lives as long as its event.
+ */
+const encodedEvents = new WeakMap<Fields, Buffer>();
+/** Separate from sharedWriter: an event is encoded while a response is half written there. */
+const eventWriter = new ProtoWriter();
+let eventEncodings = 0;
+
+/** Events encoded to bytes so far (tests check that a shared event is encoded once). */
+export function watchEventEncodings(): number {
+  return eventEncodings;
+}
+
+function writeWatchEvent(w: ProtoWriter, event: Fields): void {
+  if (!Object.isFrozen(event)) {
+    writeEmbedded(w, 11, event, writeEvent, 'events');
+    return;
+  }
+  let bytes = encodedEvents.get(event);
+  if (bytes === undefined) {
+    try {
+      writeEvent(eventWriter, event);
+    } catch (error) {
+      eventWriter.reset();
+      throw error;
+    }
+    bytes = eventWriter.finish();
+    eventEncodings++;
+    encodedEvents.set(event, bytes);
+  }
+  // A length-delimited field carrying a message's bytes is that embedded message on the wire;
+  // bytes() drops an empty value, an empty message must still count as an event.
+  if (bytes.length === 0) w.endMessage(w.beginMessage(11));
+  else w.bytes(11, bytes);
 }
 
 function writeLeaseKeepAliveResponse(w: ProtoWriter, m: Fields): void {
