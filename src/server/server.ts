@@ -520,7 +520,15 @@ export class ConcordServer {
     const owners: Array<number | undefined> = [];
     const done: number[] = [];
     let membersChanged = false;
+    // After a restart the log re-delivers entries the keyspace (and the membership stored with
+    // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
+    const appliedBefore = this.keyspace.appliedIndex();
     for (const entry of entries) {
+      if (entry.index <= appliedBefore && entry.type !== EntryType.ConfChange) {
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        continue;
+      }
       if (entry.type === EntryType.ConfChange) {
         const requestId = this.applyConfChangeEntry(entry);
         if (requestId !== undefined) done.push(requestId);

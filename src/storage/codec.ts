@@ -116,6 +116,22 @@ export class Reader {
     return out;
   }
 
+  /**
+   * One copy of the unread rest of the payload, without advancing: a record holding many values
+   * takes views of it (bytesIn) instead of one allocation per value.
+   */
+  copyRest(): { slab: Uint8Array; base: number } {
+    return { slab: new Uint8Array(this.buf.subarray(this.position, this.end)), base: this.position };
+  }
+
+  /** The next `length` bytes as a view of slab (from copyRest at base); advances past them. */
+  bytesIn(copy: { slab: Uint8Array; base: number }, length: number): Uint8Array {
+    this.need(length);
+    const offset = this.position - copy.base;
+    this.position += length;
+    return copy.slab.subarray(offset, offset + length);
+  }
+
   u64List(): number[] {
     const count = this.u32();
     this.need(count * 8);

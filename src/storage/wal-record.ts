@@ -144,12 +144,15 @@ function decodeEntries(r: Reader, start: number): WalRecord {
   const count = r.u32();
   if (count === 0) throw new DecodeError('entries record with no entries', start);
   const entries: Entry[] = [];
+  // One copy per record; each entry's data is a view of it (a record is one group-commit batch,
+  // so its entries are compacted away together and the copy is freed with the last of them).
+  const rest = r.copyRest();
   for (let i = 0; i < count; i++) {
     const term = r.u64();
     const index = r.u64();
     const type = r.u8();
     if (type > 1) throw new DecodeError(`unknown entry type ${type}`, r.position - 1);
-    const data = r.bytes(r.u32());
+    const data = r.bytesIn(rest, r.u32());
     if (i > 0 && index !== entries[i - 1]!.index + 1) {
       throw new DecodeError('entry indexes in one record are not consecutive', start);
     }
