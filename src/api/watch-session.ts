@@ -14,7 +14,13 @@ import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
 import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
-import type { WireEvent, WireWatchCreateRequest, WireWatchRequest, WireWatchResponse } from './wire.js';
+import type {
+  WireEvent,
+  WireHeader,
+  WireWatchCreateRequest,
+  WireWatchRequest,
+  WireWatchResponse,
+} from './wire.js';
 
 export interface WatchSessionOptions {
   /** How often idle progress_notify watchers hear the current revision (etcd: 10 minutes). */
@@ -40,6 +46,27 @@ interface SessionWatcher {
   /** Set when events went out since the last progress tick (then no notify is due). */
   sentSinceTick: boolean;
   backend?: BackendWatcher;
+}
+
+/**
+ * The last response header made, frozen: every watcher's response of one revision shares it, so
+ * the codec encodes it once (wire/etcd-codecs.ts). Reused only when every field matches.
+ */
+let lastHeader: { info: HeaderInfo; wire: WireHeader } | undefined;
+
+function sharedHeaderToWire(info: HeaderInfo): WireHeader {
+  const last = lastHeader;
+  if (
+    last !== undefined &&
+    last.info.revision === info.revision &&
+    last.info.raftTerm === info.raftTerm &&
+    last.info.memberId === info.memberId &&
+    last.info.clusterId === info.clusterId
+  )
+    return last.wire;
+  const wire = Object.freeze(headerToWire(info));
+  lastHeader = { info: { ...info }, wire };
+  return wire;
 }
 
 /** clientv3's InvalidWatchID: a progress response meant for every watcher of the stream. */
@@ -248,7 +275,7 @@ export class WatchSession {
     if (!watcher.fragment) {
       // The hot path of a fan-out: one literal, no spread of defaults.
       this.sendResponse({
-        header: headerToWire(header),
+        header: sharedHeaderToWire(header),
         watch_id: watcher.id,
         created: false,
         canceled: false,
@@ -277,7 +304,7 @@ export class WatchSession {
 
   private reply(header: HeaderInfo, fields: Partial<WireWatchResponse>): void {
     this.sendResponse({
-      header: headerToWire(header),
+      header: sharedHeaderToWire(header),
       watch_id: 0,
       created: false,
       canceled: false,

@@ -390,52 +390,71 @@ function writeEvent(w: ProtoWriter, m: Fields): void {
 }
 
 function writeWatchResponse(w: ProtoWriter, m: Fields): void {
-  writeEmbedded(w, 1, m.header, writeHeader, 'header');
+  if (m.header !== undefined && m.header !== null)
+    writeShared(w, 1, fieldsOf(m.header, 'header'), writeHeader, headerEncodings);
   w.int64(2, m.watch_id);
   w.bool(3, m.created);
   w.bool(4, m.canceled);
   w.int64(5, m.compact_revision);
   w.string(6, m.cancel_reason);
   w.bool(7, m.fragment);
-  for (const item of listOf(m.events, 'events')) writeWatchEvent(w, fieldsOf(item, 'events'));
+  for (const item of listOf(m.events, 'events'))
+    writeShared(w, 11, fieldsOf(item, 'events'), writeEvent, eventEncodings);
 }
 
 /**
- * Encoded Event messages of frozen events. A frozen event cannot change, so its bytes are made
- * once and spliced into the response of every watcher it goes to (api/convert.ts freezes the
- * events it shares between watchers). Weak: an entry lives as long as its event.
+ * Encoded embedded messages of frozen objects (watch events and headers). A frozen message
+ * cannot change, so its bytes are made once and spliced into the response of every watcher it
+ * goes to (api/convert.ts and api/watch-session.ts freeze what they share between watchers).
+ * Weak: an entry lives as long as its message.
  */
-const encodedEvents = new WeakMap<Fields, Buffer>();
-/** Separate from sharedWriter: an event is encoded while a response is half written there. */
-const eventWriter = new ProtoWriter();
-let eventEncodings = 0;
+const encodedShared = new WeakMap<Fields, Buffer>();
+/** Separate from sharedWriter: a message is encoded here while a response is half written there. */
+const sharedPartWriter = new ProtoWriter();
+/** Frozen messages encoded so far, per kind: tests check that a shared one is encoded once. */
+interface EncodingCount {
+  count: number;
+}
+const eventEncodings: EncodingCount = { count: 0 };
+const headerEncodings: EncodingCount = { count: 0 };
 
-/** Events encoded to bytes so far (tests check that a shared event is encoded once). */
 export function watchEventEncodings(): number {
-  return eventEncodings;
+  return eventEncodings.count;
 }
 
-function writeWatchEvent(w: ProtoWriter, event: Fields): void {
-  if (!Object.isFrozen(event)) {
-    writeEmbedded(w, 11, event, writeEvent, 'events');
+export function watchHeaderEncodings(): number {
+  return headerEncodings.count;
+}
+
+function writeShared(
+  w: ProtoWriter,
+  field: number,
+  message: Fields,
+  write: Writer,
+  encodings: EncodingCount,
+): void {
+  if (!Object.isFrozen(message)) {
+    const slot = w.beginMessage(field);
+    write(w, message);
+    w.endMessage(slot);
     return;
   }
-  let bytes = encodedEvents.get(event);
+  let bytes = encodedShared.get(message);
   if (bytes === undefined) {
     try {
-      writeEvent(eventWriter, event);
+      write(sharedPartWriter, message);
     } catch (error) {
-      eventWriter.reset();
+      sharedPartWriter.reset();
       throw error;
     }
-    bytes = eventWriter.finish();
-    eventEncodings++;
-    encodedEvents.set(event, bytes);
+    bytes = sharedPartWriter.finish();
+    encodings.count++;
+    encodedShared.set(message, bytes);
   }
   // A length-delimited field carrying a message's bytes is that embedded message on the wire;
-  // bytes() drops an empty value, an empty message must still count as an event.
-  if (bytes.length === 0) w.endMessage(w.beginMessage(11));
-  else w.bytes(11, bytes);
+  // bytes() drops an empty value, but an empty message is still present (an event, a header).
+  if (bytes.length === 0) w.endMessage(w.beginMessage(field));
+  else w.bytes(field, bytes);
 }
 
 function writeLeaseKeepAliveResponse(w: ProtoWriter, m: Fields): void {

@@ -8,7 +8,11 @@ import { setImmediate as turn } from 'node:timers/promises';
 import type { MethodDefinition } from '@grpc/grpc-js';
 import { WatchSession } from '../../src/api/watch-session.js';
 import type { WireWatchCreateRequest, WireWatchResponse } from '../../src/api/wire.js';
-import { encodeWatchResponse, watchEventEncodings } from '../../src/wire/etcd-codecs.js';
+import {
+  encodeWatchResponse,
+  watchEventEncodings,
+  watchHeaderEncodings,
+} from '../../src/wire/etcd-codecs.js';
 import { serviceDefinition } from '../../src/wire/etcd-proto.js';
 import { KeyspaceBackend } from './keyspace-backend.js';
 
@@ -62,18 +66,21 @@ afterEach(async () => {
 });
 
 describe('watch fan-out through WatchSession', () => {
-  it('100 watchers on 100 streams each get every event; each event is encoded once', async () => {
+  it('100 watchers on 100 streams each get every event; each event and each header is encoded once', async () => {
     backend = new KeyspaceBackend();
     const streams = Array.from({ length: 100 }, () => stream(backend!));
     for (const { session } of streams) session.handle({ create_request: create('w/', 'w0') });
     await settle();
     const before = watchEventEncodings();
+    const headersBefore = watchHeaderEncodings();
     const puts = 5;
     for (let i = 0; i < puts; i++) {
       await backend.put({ key: Buffer.from(`w/${i}`), value: Buffer.from(`v${i}`) });
       await settle();
     }
     assert.equal(watchEventEncodings() - before, puts);
+    // One header per revision, shared by the 100 responses of that revision.
+    assert.equal(watchHeaderEncodings() - headersBefore, puts);
     for (const { events } of streams) {
       const keys = events.flatMap((r) => r.events.map((e) => e.kv.key.toString()));
       assert.deepEqual(keys, ['w/0', 'w/1', 'w/2', 'w/3', 'w/4']);

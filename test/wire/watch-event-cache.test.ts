@@ -9,7 +9,12 @@ import fc from 'fast-check';
 import { eventToWire } from '../../src/api/convert.js';
 import type { WireEvent, WireWatchResponse } from '../../src/api/wire.js';
 import type { Event, KeyValue } from '../../src/mvcc/types.js';
-import { encodeWatchResponse, ProtoShapeError, watchEventEncodings } from '../../src/wire/etcd-codecs.js';
+import {
+  encodeWatchResponse,
+  ProtoShapeError,
+  watchEventEncodings,
+  watchHeaderEncodings,
+} from '../../src/wire/etcd-codecs.js';
 import { serviceDefinition } from '../../src/wire/etcd-proto.js';
 
 const runs = Number(process.env.CONCORD_CODEC_RUNS ?? 200);
@@ -117,6 +122,33 @@ describe('watch responses splice each shared event encoding', () => {
       assert.deepStrictEqual(decoded.events, (decodedByProtobufjs(first) as { events: unknown[] }).events);
     }
     assert.equal(watchEventEncodings() - before, 1);
+  });
+
+  it('a frozen header is encoded once and spliced; a header that is not frozen is encoded inline', () => {
+    const event = eventToWire({ type: 'put', kv: keyValue('h', 'v', 9) });
+    const shared = Object.freeze({
+      cluster_id: '18446744073709551615',
+      member_id: '5',
+      revision: 9,
+      raft_term: '2',
+    });
+    const before = watchHeaderEncodings();
+    for (let watcher = 0; watcher < 10; watcher++) {
+      const wire = { ...response([event], watcher), header: shared };
+      const inline = { ...wire, header: { ...shared } };
+      assert.deepStrictEqual(encodeWatchResponse(wire), encodeWatchResponse(inline));
+      assert.deepStrictEqual(
+        decodedByProtobufjs(encodeWatchResponse(wire)),
+        decodedByProtobufjs(reference.responseSerialize(wire)),
+      );
+    }
+    assert.equal(watchHeaderEncodings() - before, 1);
+    // An all-default header is an empty message, still present on the wire.
+    const zero = Object.freeze({ cluster_id: '0', member_id: '0', revision: 0, raft_term: '0' });
+    const decoded = decodedByProtobufjs(encodeWatchResponse({ ...response([]), header: zero })) as {
+      header: unknown;
+    };
+    assert.notEqual(decoded.header, null);
   });
 
   it('an empty event still counts as one event', () => {
