@@ -23,6 +23,6 @@ export class WalLog implements DurableLog {
     }
     if (update.entries.length > 0) this.wal.appendEntries(GROUP_ID, update.entries);
     if (update.hardState !== undefined) this.wal.saveHardState(GROUP_ID, update.hardState);
-    await this.wal.sync();
+    await this.wal.syncNow();
   }
 }

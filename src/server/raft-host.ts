@@ -15,7 +15,10 @@ export interface DurableLog {
 }
 
 export interface MessageSender {
+  /** Queues messages; they leave by the end of the turn, or at flush(). */
   send(messages: Message[]): void;
+  /** Sends what is queued now. */
+  flush(): void;
 }
 
 /** What the committed entries are applied to. */
@@ -95,7 +98,11 @@ export class RaftHost {
 
   private async handleReady(ready: Ready): Promise<void> {
     if (ready.softState !== undefined) this.events.onSoftState(ready.softState);
-    if (ready.messages.length > 0) this.sender.send(ready.messages);
+    if (ready.messages.length > 0) {
+      // Out before our fsync starts, so the followers' fsyncs overlap ours.
+      this.sender.send(ready.messages);
+      this.sender.flush();
+    }
 
     // Committed entries already on our own disk are applied while this Ready's fsync runs (as
     // etcd does): committed means durable on a quorum, and none of them waits for this write.
@@ -121,7 +128,10 @@ export class RaftHost {
       this.storage.setHardState(ready.hardState);
       this.events.onHardState(ready.hardState);
     }
-    if (ready.messagesAfterPersist.length > 0) this.sender.send(ready.messagesAfterPersist);
+    if (ready.messagesAfterPersist.length > 0) {
+      this.sender.send(ready.messagesAfterPersist);
+      this.sender.flush();
+    }
 
     if (ready.snapshot !== undefined) {
       await this.stateMachine.restoreSnapshot(ready.snapshot);

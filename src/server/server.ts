@@ -215,7 +215,7 @@ export class ConcordServer {
       this.raft,
       storage,
       new WalLog(wal, snapshots),
-      { send: (messages) => transport.send(messages) },
+      { send: (messages) => transport.send(messages), flush: () => transport.flush() },
       {
         restoreSnapshot: (snapshot) => this.restoreSnapshot(snapshot),
         applyEntries: (entries) => this.applyEntries(entries),

@@ -374,6 +374,16 @@ export class PeerTransport implements Transport {
     }
   }
 
+  /**
+   * Writes what is queued now rather than at the end of the turn: for a caller about to wait
+   * (a Raft loop starting its fsync), so the peers can start on it meanwhile. Still one write per
+   * peer for everything queued; callbacks into the driver keep waiting for the turn's end.
+   */
+  flush(): void {
+    for (const peer of this.dirty) this.flushPeer(peer);
+    this.dirty.clear();
+  }
+
   stats(): TransportStats {
     const peers: Record<string, PeerStats> = {};
     for (const [id, peer] of this.peers) {

@@ -248,6 +248,27 @@ describe('WAL group commit', () => {
       await wal.close();
     }));
 
+  it('syncNow writes the buffered batch before the turn ends; later appends form the next batch', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir);
+      const base = wal.stats();
+      for (let i = 1; i <= 10; i++) wal.appendEntries(1, entries(i, i));
+      const first = wal.syncNow();
+      // Written synchronously by syncNow: the write is counted before any turn has passed.
+      assert.equal(wal.stats().writes - base.writes, 1);
+      wal.appendEntries(1, entries(11, 11));
+      const second = wal.sync();
+      assert.notEqual(first, second, 'an append after syncNow waits for the next batch');
+      await Promise.all([first, second]);
+      const after = wal.stats();
+      assert.equal(after.batches - base.batches, 2);
+      assert.equal(after.recordsWritten - base.recordsWritten, 11);
+      await wal.close();
+      const reopened = await Wal.open(dir);
+      assert.equal(reopened.recovered.groups.get(1)?.entries.length, 11);
+      await reopened.wal.close();
+    }));
+
   it('appends made while a batch is in flight form the next batch', () =>
     withTempDir(async (dir) => {
       const { wal } = await Wal.open(dir);
