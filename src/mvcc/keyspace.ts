@@ -220,6 +220,8 @@ export class Keyspace {
   private compactRev = 0;
   private applied = 0;
   private closed = false;
+  /** LMDB copies in progress (createSnapshot); close() waits for them. */
+  private readonly backups = new Set<Promise<unknown>>();
   /** History-db key where physical compaction resumes (empty = from the start); undefined = done. */
   private compactCursor: Buffer | undefined;
   private readonly compactionRecordsPerBatchMax: number;
@@ -273,6 +275,8 @@ export class Keyspace {
     if (this.closed) return;
     this.closed = true;
     this.watchHub.closeAll();
+    // LMDB copies on a native thread; closing the environment under it crashes the process.
+    await Promise.allSettled(this.backups);
     await this.dbs.env.close();
   }
 
@@ -1198,7 +1202,13 @@ export class Keyspace {
     mkdirSync(stagingDir, { recursive: true });
     try {
       // compact: LMDB writes only live pages, renumbered (free pages dropped) — a defragmented copy.
-      await this.dbs.env.backup(stagingDir, options.compact ?? false);
+      const backup = this.dbs.env.backup(stagingDir, options.compact ?? false);
+      this.backups.add(backup);
+      try {
+        await backup;
+      } finally {
+        this.backups.delete(backup);
+      }
       renameSync(join(stagingDir, 'data.mdb'), path);
     } finally {
       rmSync(stagingDir, { recursive: true, force: true });
