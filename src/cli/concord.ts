@@ -1,5 +1,6 @@
 // `concord`: runs one member. Flags and CONCORD_* variables follow etcd's (see flags.ts).
 
+import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { createLogger } from '../server/logger.js';
@@ -8,6 +9,24 @@ import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { metricsReport } from './metrics.js';
 
 const GRACEFUL_STOP_MS = 5000;
+
+/**
+ * V8 flags a member runs with unless node was given them. A member keeps little live JS data
+ * (the keyspace is in LMDB, off the V8 heap) but allocates fast, and with V8's default heap
+ * growing its old generation grew to about four times the live data before a full collection (here: 1.6×):
+ * RSS after loading 100k keys was twice etcd's. Only flags V8 reads at each collection work
+ * here (the young generation's size is fixed when node starts).
+ */
+const SERVING_V8_FLAGS: Readonly<Record<string, string>> = {
+  '--heap-growing-percent': '60',
+};
+
+function tuneHeapForServing(): void {
+  const given = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;
+  for (const [flag, value] of Object.entries(SERVING_V8_FLAGS)) {
+    if (!given.includes(flag)) setFlagsFromString(`${flag}=${value}`);
+  }
+}
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'bench') {
@@ -34,6 +53,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${helpText(CONCORD_VERSION)}\n`);
     return 0;
   }
+  tuneHeapForServing();
   const config = parsed.flags;
   const log = createLogger(config.logLevel, { member: config.name });
   const server = await ConcordServer.start(config, log);
