@@ -1348,6 +1348,10 @@ function checkLmdbHeader(path: string): void {
 }
 
 /** Opens a snapshot file read-only and checks its format and meta; throws SnapshotInvalidError. */
+/** Records verifySnapshotFile checks between yields to the event loop. */
+export const SNAPSHOT_VERIFY_STEP_RECORDS = 5000;
+const ZERO_BYTE = Buffer.alloc(1);
+
 export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
   if (!existsSync(path)) throw new SnapshotInvalidError(`${path} does not exist`);
   checkLmdbHeader(path);
@@ -1363,15 +1367,29 @@ export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
     if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
     const revs = env.openDB({ name: 'revs', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
     let lastMain = 0;
-    for (const { key, value } of revs.getRange({})) {
-      // Walking every record exercises the whole B-tree and catches truncated or torn copies.
-      if (key.length !== REV_KEY_BYTES) throw new SnapshotInvalidError('malformed revision key');
-      const { main } = decodeRevKey(key);
-      const r = decodeRecord(value);
-      if (main < lastMain || main > revision) throw new SnapshotInvalidError(`revision ${main} out of order`);
-      if (r.kind !== KIND_PUT && r.kind !== KIND_TOMBSTONE)
-        throw new SnapshotInvalidError('unknown record kind');
-      lastMain = main;
+    // Walking every record exercises the whole B-tree and catches truncated or torn copies. In
+    // steps, yielding between them: a member verifies its own snapshot while serving, and a
+    // walk of a large keyspace in one go would stall heartbeats past the election timeout.
+    let start: Buffer | undefined;
+    for (;;) {
+      let seen = 0;
+      let lastKey: Buffer | undefined;
+      for (const { key, value } of revs.getRange({ start, limit: SNAPSHOT_VERIFY_STEP_RECORDS })) {
+        seen++;
+        lastKey = key;
+        if (key.length !== REV_KEY_BYTES) throw new SnapshotInvalidError('malformed revision key');
+        const { main } = decodeRevKey(key);
+        const r = decodeRecord(value);
+        if (main < lastMain || main > revision)
+          throw new SnapshotInvalidError(`revision ${main} out of order`);
+        if (r.kind !== KIND_PUT && r.kind !== KIND_TOMBSTONE)
+          throw new SnapshotInvalidError('unknown record kind');
+        lastMain = main;
+      }
+      if (seen < SNAPSHOT_VERIFY_STEP_RECORDS || lastKey === undefined) break;
+      // The smallest key after lastKey: the next step starts there.
+      start = Buffer.concat([lastKey, ZERO_BYTE]);
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
     return {
       path,

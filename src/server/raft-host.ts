@@ -121,6 +121,12 @@ export class RaftHost {
       if (ready.hardState !== undefined) update.hardState = ready.hardState;
       if (ready.snapshot !== undefined) update.snapshot = ready.snapshot;
       await this.log.persist(update);
+      // Stopped while the fsync ran: the transport may be closed; the batch is durable, and the
+      // rest (sends, apply) is what a restart redoes from the log.
+      if (this.stopped) {
+        await earlyApply;
+        return;
+      }
     }
     if (ready.snapshot !== undefined) this.storage.applySnapshot(ready.snapshot);
     if (ready.entries.length > 0) this.storage.append(ready.entries);

@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { SnapshotInvalidError } from '../../src/mvcc/errors.js';
+import { SNAPSHOT_VERIFY_STEP_RECORDS, verifySnapshotFile } from '../../src/mvcc/keyspace.js';
 import type { WriteOp } from '../../src/mvcc/types.js';
 import { applyOps, b, norm, openTemp } from './helpers.js';
 
@@ -91,6 +92,35 @@ test('close() during a snapshot waits for the copy instead of crashing the proce
       () => undefined,
     );
     if (revision !== undefined) assert.equal(revision, 10_000);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('verifying a snapshot yields to the event loop between steps (a member keeps heartbeating)', async () => {
+  const t = openTemp({ noSync: true });
+  try {
+    const steps = 6;
+    for (let batch = 0; batch < steps; batch++) {
+      applyOps(
+        t.ks,
+        Array.from({ length: SNAPSHOT_VERIFY_STEP_RECORDS }, (_, i) => put(`k${batch}-${i}`)),
+      );
+    }
+    const file = join(t.dir, 'snap.mdb');
+    await t.ks.createSnapshot(file);
+    let turns = 0;
+    let running = true;
+    const spin = () => {
+      if (!running) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    const info = await verifySnapshotFile(file);
+    running = false;
+    assert.equal(info.revision, steps * SNAPSHOT_VERIFY_STEP_RECORDS);
+    assert.ok(turns >= steps - 1, `other callbacks ran ${turns} times during the walk`);
   } finally {
     await t.cleanup();
   }
