@@ -25,4 +25,8 @@ export class WalLog implements DurableLog {
     if (update.hardState !== undefined) this.wal.saveHardState(GROUP_ID, update.hardState);
     await this.wal.syncNow();
   }
+
+  persistCommit(hardState: HardState): void {
+    this.wal.saveHardStateLazily(GROUP_ID, hardState);
+  }
 }

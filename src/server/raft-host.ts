@@ -12,6 +12,8 @@ import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '
 export interface DurableLog {
   /** Writes hard state, entries and snapshot marker; resolves once they are on disk. */
   persist(update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot }): Promise<void>;
+  /** Records a hard state whose term and vote are already durable (only commit moved): no fsync. */
+  persistCommit(hardState: HardState): void;
 }
 
 export interface MessageSender {
@@ -44,6 +46,9 @@ export class RaftHost {
   private draining = false;
   private stopped = false;
   private tickTimer: NodeJS.Timeout | undefined;
+  /** Term and vote of the last hard state on disk. */
+  private durableTerm: number;
+  private durableVote: number;
 
   constructor(
     readonly node: RaftNodeApi,
@@ -53,7 +58,11 @@ export class RaftHost {
     private readonly stateMachine: StateMachine,
     private readonly events: RaftHostEvents,
     private readonly tickMs: number,
-  ) {}
+  ) {
+    const recovered = storage.initialState().hardState;
+    this.durableTerm = recovered.term;
+    this.durableVote = recovered.vote;
+  }
 
   start(): void {
     if (this.running) return;
@@ -112,8 +121,19 @@ export class RaftHost {
     const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
     const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
 
+    // Term and vote must be durable before any message that depends on them leaves; a commit
+    // index need not be (Raft relearns it from the leader), so a Ready that only moves commit
+    // costs no fsync, as etcd's MustSync.
+    const hardState = ready.hardState;
+    const commitOnly =
+      hardState !== undefined &&
+      ready.entries.length === 0 &&
+      ready.snapshot === undefined &&
+      hardState.term === this.durableTerm &&
+      hardState.vote === this.durableVote;
     const mustPersist =
-      ready.hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined;
+      !commitOnly && (hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined);
+    if (commitOnly) this.log.persistCommit(hardState);
     if (mustPersist) {
       const update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot } = {
         entries: ready.entries,
@@ -121,6 +141,10 @@ export class RaftHost {
       if (ready.hardState !== undefined) update.hardState = ready.hardState;
       if (ready.snapshot !== undefined) update.snapshot = ready.snapshot;
       await this.log.persist(update);
+      if (hardState !== undefined) {
+        this.durableTerm = hardState.term;
+        this.durableVote = hardState.vote;
+      }
       // Stopped while the fsync ran: the transport may be closed; the batch is durable, and the
       // rest (sends, apply) is what a restart redoes from the log.
       if (this.stopped) {

@@ -193,6 +193,8 @@ export class Wal {
   private pendingBatch: Batch | null = null;
   private inflightBatch: Batch | null = null;
   private flushScheduled = false;
+  /** Whether the pending batch holds a record that asked for a flush (not only lazy ones). */
+  private pendingEager = false;
   private failure: WalFailedError | null = null;
   private closed = false;
   private purgeChain: Promise<number> = Promise.resolve(0);
@@ -329,6 +331,21 @@ export class Wal {
   }
 
   /**
+   * Buffers a hard state that need not be durable by itself: only its commit index moved, which
+   * Raft can always learn again from the leader (etcd's MustSync is false for it). It costs no
+   * write or fdatasync of its own: it goes out with the next batch that does.
+   */
+  saveHardStateLazily(group: number, hardState: HardState): void {
+    this.checkWritable();
+    checkId('group', group);
+    checkId('term', hardState.term);
+    checkId('vote', hardState.vote);
+    checkId('commit', hardState.commit);
+    const hs: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
+    this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs }, false);
+  }
+
+  /**
    * Buffers consecutive entries for a group. The first index may be at most lastIndex + 1; an
    * index at or below lastIndex truncates the log there (Raft's conflict resolution).
    */
@@ -377,7 +394,12 @@ export class Wal {
   /** Resolves when everything buffered before this call is durable; rejects if its batch failed. */
   sync(): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.pendingBatch) return this.pendingBatch.promise;
+    if (this.pendingBatch) {
+      // Somebody waits for it: a batch of lazy records only must go out now.
+      this.pendingEager = true;
+      this.scheduleFlush();
+      return this.pendingBatch.promise;
+    }
     if (this.inflightBatch) return this.inflightBatch.promise;
     return Promise.resolve();
   }
@@ -463,11 +485,14 @@ export class Wal {
     }
   }
 
-  private enqueue(record: PendingRecord): void {
+  /** `eager`: the record asks for a flush; a lazy one waits for the next record that does. */
+  private enqueue(record: PendingRecord, eager = true): void {
     if (record.lastIndex === undefined) this.checkRecordSize(record.bytes.length - RECORD_HEADER_BYTES);
     this.pending.push(record);
     this.pendingBytes += record.bytes.length;
     if (!this.pendingBatch) this.pendingBatch = newBatch();
+    if (!eager) return;
+    this.pendingEager = true;
     this.scheduleFlush();
   }
 
@@ -487,6 +512,7 @@ export class Wal {
     this.pending = [];
     this.pendingBytes = 0;
     this.pendingBatch = null;
+    this.pendingEager = false;
     this.inflightBatch = batch;
     try {
       await this.writeBatch(records);
@@ -508,7 +534,7 @@ export class Wal {
       this.pending = [];
       return;
     }
-    this.scheduleFlush();
+    if (this.pendingEager) this.scheduleFlush();
   }
 
   /** One write + one fdatasync per segment touched (one, unless the batch crosses a rollover). */

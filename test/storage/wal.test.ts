@@ -248,6 +248,31 @@ describe('WAL group commit', () => {
       await wal.close();
     }));
 
+  it('a lazily saved hard state costs no write of its own and rides with the next batch', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir);
+      wal.appendEntries(1, entries(1, 2));
+      await wal.sync();
+      const base = wal.stats();
+      wal.saveHardStateLazily(1, { term: 1, vote: 0, commit: 2 });
+      for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(wal.stats().writes - base.writes, 0, 'no write for a lazy record alone');
+      wal.appendEntries(1, entries(3, 3));
+      await wal.sync();
+      const after = wal.stats();
+      assert.equal(after.writes - base.writes, 1);
+      assert.equal(after.datasyncs - base.datasyncs, 1);
+      assert.equal(after.recordsWritten - base.recordsWritten, 2, 'the lazy record went with the entries');
+      // A waiter makes a batch of lazy records only go out.
+      wal.saveHardStateLazily(1, { term: 1, vote: 0, commit: 3 });
+      await wal.sync();
+      assert.equal(wal.stats().writes - after.writes, 1);
+      await wal.close();
+      const reopened = await Wal.open(dir);
+      assert.deepEqual(reopened.recovered.groups.get(1)?.hardState, { term: 1, vote: 0, commit: 3 });
+      await reopened.wal.close();
+    }));
+
   it('syncNow writes the buffered batch before the turn ends; later appends form the next batch', () =>
     withTempDir(async (dir) => {
       const { wal } = await Wal.open(dir);
