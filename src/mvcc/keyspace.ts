@@ -1249,6 +1249,7 @@ export class Keyspace {
       rmSync(staged, { force: true });
       throw e;
     }
+    await Promise.allSettled(this.backups);
     await this.dbs.env.close();
     renameSync(staged, join(this.path, 'data.mdb'));
     rmSync(join(this.path, 'lock.mdb'), { force: true });

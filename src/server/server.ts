@@ -156,6 +156,8 @@ export class ConcordServer {
   private nextRequestId = 1;
   private snapshotIndex: number;
   private snapshotting = false;
+  /** Bumped by every membership change or installed snapshot (see takeSnapshot). */
+  private confChanges = 0;
   private electionFastForwarded = false;
   private confState: ConfState;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -571,7 +573,7 @@ export class ConcordServer {
       }
     }
     for (const requestId of done) this.waiters.resolve(requestId, { status: 'done' });
-    await this.maybeSnapshot();
+    this.snapshotIfDue();
     this.checkQuota();
   }
 
@@ -590,6 +592,7 @@ export class ConcordServer {
     if (change.context.length > 0) context = decodeMemberChange(change.context);
     try {
       this.confState = this.raft.applyConfChange(change);
+      this.confChanges++;
       this.storage.setConfState(this.confState);
     } catch (error) {
       this.log.warn('ignored an invalid membership change', {
@@ -640,6 +643,7 @@ export class ConcordServer {
 
   private async restoreSnapshot(snapshot: Snapshot): Promise<void> {
     this.confState = snapshot.metadata.confState;
+    this.confChanges++;
     if (snapshot.data.length === 0) return; // the bootstrap snapshot: an empty keyspace
     const path = join(this.snapshotScratchDir, `incoming-${snapshot.metadata.index}.mdb`);
     const files = await this.snapshots.list();
@@ -658,20 +662,39 @@ export class ConcordServer {
     this.log.info('installed a snapshot from the leader', { index: snapshot.metadata.index });
   }
 
-  /** Every --snapshot-count applied entries: snapshot the keyspace, compact the log, free the WAL. */
-  private async maybeSnapshot(): Promise<void> {
+  /**
+   * Every --snapshot-count applied entries: snapshot the keyspace, compact the log, free the WAL.
+   * In the background: the Raft loop goes on (a copy of a large keyspace takes longer than an
+   * election timeout, and a loop waiting for it sends no heartbeats).
+   */
+  private snapshotIfDue(): void {
+    if (this.stopped) return;
+    this.takeSnapshot().catch((error: Error) => {
+      if (!this.stopped) this.onFatal(error);
+    });
+  }
+
+  private async takeSnapshot(): Promise<void> {
     const applied = this.keyspace.appliedIndex();
     if (this.snapshotting || applied - this.snapshotIndex < this.config.snapshotCount) return;
     if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return;
     this.snapshotting = true;
     try {
+      const confChangesBefore = this.confChanges;
       const scratch = join(this.snapshotScratchDir, `local-${applied}.mdb`);
       const info = await this.keyspace.createSnapshot(scratch);
       const index = info.appliedIndex;
+      // Entries kept being applied meanwhile: the copy's membership is the current one only if no
+      // membership change (or installed snapshot) came in between. Otherwise try again later.
+      if (this.stopped || this.confChanges !== confChangesBefore) {
+        rmSync(scratch, { force: true });
+        return;
+      }
       const metadata = { index, term: this.storage.term(index), confState: this.confState };
       await this.snapshots.write(metadata, readFileChunks(scratch));
       rmSync(scratch, { force: true });
-      this.storage.createSnapshot(index, this.confState, EMPTY_BYTES);
+      if (this.stopped || this.confChanges !== confChangesBefore) return;
+      this.storage.createSnapshot(index, metadata.confState, EMPTY_BYTES);
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
       const compactTo = Math.max(this.storage.firstIndex(), index - SNAPSHOT_CATCHUP_ENTRIES);
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
