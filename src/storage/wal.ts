@@ -321,13 +321,7 @@ export class Wal {
 
   /** Buffers the group's hard state; durable once the batch's sync() resolves. */
   saveHardState(group: number, hardState: HardState): void {
-    this.checkWritable();
-    checkId('group', group);
-    checkId('term', hardState.term);
-    checkId('vote', hardState.vote);
-    checkId('commit', hardState.commit);
-    const hs: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
-    this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs });
+    this.bufferHardState(group, hardState, true);
   }
 
   /**
@@ -336,13 +330,17 @@ export class Wal {
    * write or fdatasync of its own: it goes out with the next batch that does.
    */
   saveHardStateLazily(group: number, hardState: HardState): void {
+    this.bufferHardState(group, hardState, false);
+  }
+
+  private bufferHardState(group: number, hardState: HardState, eager: boolean): void {
     this.checkWritable();
     checkId('group', group);
     checkId('term', hardState.term);
     checkId('vote', hardState.vote);
     checkId('commit', hardState.commit);
     const hs: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
-    this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs }, false);
+    this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs }, eager);
   }
 
   /**

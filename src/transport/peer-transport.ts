@@ -473,8 +473,7 @@ export class PeerTransport implements Transport {
 
   private flushTick(): void {
     this.flushHandle = undefined;
-    for (const peer of this.dirty) this.flushPeer(peer);
-    this.dirty.clear();
+    this.flush();
     const callbacks = this.deferred;
     this.deferred = [];
     for (const callback of callbacks) callback();
