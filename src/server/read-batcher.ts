@@ -1,6 +1,8 @@
 // Linearizable reads through ReadIndex, batched: every read that arrives in one turn of the
 // event loop shares one readIndex() call, hence one heartbeat round (Raft thesis §6.4). A batch
-// whose read state does not come back (leader change, lost heartbeat) is re-issued.
+// whose read state does not come back (leader change, lost heartbeat) is re-issued: at once when
+// a leader becomes known (a read that arrived before the first election is answered as soon as
+// there is a leader, not a retry period later), otherwise after the retry period.
 
 import type { ProposeResult } from '../raft/api.js';
 import type { ReadState } from '../raft/types.js';
@@ -76,6 +78,14 @@ export class ReadBatcher {
       this.inFlight.delete(id);
       for (const waiter of batch.waiters) waiter.resolve(state.index);
     }
+  }
+
+  /**
+   * A (new) leader is known: re-issue every batch in flight. One issued with no leader was
+   * dropped, one sent to the old leader may be lost with it; a duplicate ReadState is ignored.
+   */
+  onLeaderChange(): void {
+    for (const batch of this.inFlight.values()) this.issue(batch);
   }
 
   /** Called every tick: re-issues stale batches and fails reads past their deadline. */

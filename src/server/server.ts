@@ -452,7 +452,9 @@ export class ConcordServer {
 
   private onSoftState(state: SoftState): void {
     const wasLeader = this.softState.role === Role.Leader;
+    const leaderChanged = state.leader !== 0 && state.leader !== this.softState.leader;
     this.softState = state;
+    if (leaderChanged) this.reads.onLeaderChange();
     const isLeader = state.role === Role.Leader;
     if (isLeader && !wasLeader) {
       this.leases.promote(Date.now(), this.config.electionTimeoutMs);
