@@ -180,9 +180,18 @@ function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array | undefined): KeyRange
   return { begin: key, end: rangeEnd, single: false };
 }
 
+/**
+ * Address space reserved for the database file up front (not memory, not disk: the file grows
+ * with the data). Left to grow on demand, LMDB maps the file again at each doubling and the old
+ * mappings stay, so every page read before a growth is resident twice: 80 MiB of RSS for a
+ * 44 MiB file after 100k puts, 42 MiB with one mapping. 8 GiB is etcd's largest recommended
+ * backend quota; a bigger database still grows past it.
+ */
+const LMDB_MAP_BYTES = 8 * 1024 ** 3;
+
 function openDbs(path: string, noSync: boolean): Dbs {
   mkdirSync(path, { recursive: true });
-  const env = open({ path, maxDbs: DB_NAMES.length + 2, noSync, noSubdir: false });
+  const env = open({ path, maxDbs: DB_NAMES.length + 2, noSync, noSubdir: false, mapSize: LMDB_MAP_BYTES });
   const sub = (name: string): Bin => env.openDB({ name, encoding: 'binary', keyEncoding: 'binary' }) as Bin;
   return {
     env,

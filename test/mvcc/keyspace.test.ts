@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { CompactedError, FutureRevisionError } from '../../src/mvcc/errors.js';
 import type { ApplyResult, RequestOp, TxnRequest, WriteOp } from '../../src/mvcc/types.js';
@@ -605,4 +607,28 @@ test('a closed keyspace refuses work with a typed error', async () => {
     (e: unknown) => (e as { code?: string }).code === 'closed',
   );
   await t.cleanup();
+});
+
+describe('memory', () => {
+  test('the database file is mapped once however much it grows (each remap kept its pages resident again)', async (t) => {
+    if (process.platform !== 'linux') return t.skip('reads /proc/self/maps');
+    const temp = openTemp();
+    try {
+      const value = 'v'.repeat(2048);
+      for (let batch = 0; batch < 20; batch++) {
+        applyOps(
+          temp.ks,
+          Array.from({ length: 500 }, (_, i) => put(`key-${batch}-${i}`, value)),
+        );
+      }
+      const dataFile = `${join(temp.dir, 'ks')}/data.mdb`;
+      assert.ok(statSync(dataFile).size > 20 * 1024 * 1024, 'the file grew well past a small map');
+      const mappings = readFileSync('/proc/self/maps', 'utf8')
+        .split('\n')
+        .filter((line) => line.endsWith(dataFile));
+      assert.equal(mappings.length, 1, mappings.join('\n'));
+    } finally {
+      await temp.cleanup();
+    }
+  });
 });
