@@ -7,19 +7,9 @@ import { createLogger } from '../server/logger.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { metricsReport } from './metrics.js';
+import { SERVING_V8_FLAGS } from './serving-flags.js';
 
 const GRACEFUL_STOP_MS = 5000;
-
-/**
- * V8 flags a member runs with unless node was given them. A member keeps little live JS data
- * (the keyspace is in LMDB, off the V8 heap) but allocates fast, and with V8's default heap
- * growing its old generation grew to about four times the live data before a full collection (here: 1.6×):
- * RSS after loading 100k keys was twice etcd's. Only flags V8 reads at each collection work
- * here (the young generation's size is fixed when node starts).
- */
-const SERVING_V8_FLAGS: Readonly<Record<string, string>> = {
-  '--heap-growing-percent': '60',
-};
 
 function tuneHeapForServing(): void {
   const given = `${process.execArgv.join(' ')} ${process.env.NODE_OPTIONS ?? ''}`;

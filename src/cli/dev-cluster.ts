@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SERVING_NODE_FLAGS } from './serving-flags.js';
 
 const BASE_PORTS = [2379, 22379, 32379];
 const READY_TIMEOUT_MS = 30_000;
@@ -58,6 +59,7 @@ async function planNodes(dataRoot: string): Promise<DevNode[]> {
 function startNode(node: DevNode, initialCluster: string, concordJs: string): ChildProcess {
   mkdirSync(node.dataDir, { recursive: true });
   const args = [
+    ...SERVING_NODE_FLAGS,
     concordJs,
     '--name',
     node.name,

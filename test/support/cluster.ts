@@ -4,6 +4,7 @@
 
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { SERVING_NODE_FLAGS } from '../../src/cli/serving-flags.js';
 import { type ClusterOptions, HarnessError, ProcessCluster, type ServerBinary } from './process-cluster.js';
 
 export { type ClusterOptions, ProcessCluster } from './process-cluster.js';
@@ -11,7 +12,7 @@ export { type ClusterOptions, ProcessCluster } from './process-cluster.js';
 export function concordBinary(): ServerBinary {
   const script = fileURLToPath(new URL('../../src/cli/concord.js', import.meta.url));
   if (!existsSync(script)) throw new HarnessError(`compiled concord not found at ${script}; build first`);
-  return { label: 'concord', command: process.execPath, argsBefore: [script] };
+  return { label: 'concord', command: process.execPath, argsBefore: [...SERVING_NODE_FLAGS, script] };
 }
 
 /** Starts `size` concord members and waits until /health is true on all of them. */

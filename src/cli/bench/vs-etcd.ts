@@ -11,6 +11,7 @@ import { delimiter, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CONCORD_VERSION } from '../../server/server.js';
+import { SERVING_NODE_FLAGS } from '../serving-flags.js';
 import { BenchCluster, type MemberBinary } from './cluster.js';
 import { monotonicNowUs, type ProfileWindow, readCpuProfile, topSelfTime } from './cpu-profile.js';
 import type { BenchOptions } from './options.js';
@@ -489,7 +490,11 @@ function concordBinary(nodeArgs: (name: string) => string[]): MemberBinary {
   const script = fileURLToPath(new URL('../concord.js', import.meta.url));
   if (!existsSync(script))
     throw new Error(`compiled concord not found at ${script}; run npm run build first`);
-  return { label: 'concord', command: process.execPath, argsBefore: (name) => [...nodeArgs(name), script] };
+  return {
+    label: 'concord',
+    command: process.execPath,
+    argsBefore: (name) => [...SERVING_NODE_FLAGS, ...nodeArgs(name), script],
+  };
 }
 
 async function profilePut(options: VsOptions, profileDir: string): Promise<number> {
