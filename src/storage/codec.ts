@@ -117,19 +117,14 @@ export class Reader {
   }
 
   /**
-   * One copy of the unread rest of the payload, without advancing: a record holding many values
-   * takes views of it (bytesIn) instead of one allocation per value.
+   * The next `length` bytes as a view of the buffer being read (no copy); advances past them.
+   * The caller owns the aliasing: it must copy what it keeps once the buffer is reused or freed.
    */
-  copyRest(): { slab: Uint8Array; base: number } {
-    return { slab: new Uint8Array(this.buf.subarray(this.position, this.end)), base: this.position };
-  }
-
-  /** The next `length` bytes as a view of slab (from copyRest at base); advances past them. */
-  bytesIn(copy: { slab: Uint8Array; base: number }, length: number): Uint8Array {
+  view(length: number): Uint8Array {
     this.need(length);
-    const offset = this.position - copy.base;
+    const out = this.buf.subarray(this.position, this.position + length);
     this.position += length;
-    return copy.slab.subarray(offset, offset + length);
+    return out;
   }
 
   u64List(): number[] {

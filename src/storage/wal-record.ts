@@ -104,7 +104,10 @@ export function encodeSnapshotMarker(group: number, meta: SnapshotMetadata): Buf
   });
 }
 
-/** Decodes the payload of a record whose CRC has already been verified. Throws DecodeError. */
+/**
+ * Decodes the payload of a record whose CRC has already been verified. Throws DecodeError.
+ * Entry data in the result are views of buf.
+ */
 export function decodeRecord(buf: Buffer, start: number, end: number): WalRecord {
   const r = new Reader(buf, start + RECORD_HEADER_BYTES, end);
   const type = buf[start + 8]! as RecordType;
@@ -144,15 +147,14 @@ function decodeEntries(r: Reader, start: number): WalRecord {
   const count = r.u32();
   if (count === 0) throw new DecodeError('entries record with no entries', start);
   const entries: Entry[] = [];
-  // One copy per record; each entry's data is a view of it (a record is one group-commit batch,
-  // so its entries are compacted away together and the copy is freed with the last of them).
-  const rest = r.copyRest();
+  // Entry data are views of the segment's read buffer: recovery copies only the entries that
+  // survive the replay (see GroupReplay.detachFrom); most are inside a snapshot and dropped.
   for (let i = 0; i < count; i++) {
     const term = r.u64();
     const index = r.u64();
     const type = r.u8();
     if (type > 1) throw new DecodeError(`unknown entry type ${type}`, r.position - 1);
-    const data = r.bytesIn(rest, r.u32());
+    const data = r.view(r.u32());
     if (i > 0 && index !== entries[i - 1]!.index + 1) {
       throw new DecodeError('entry indexes in one record are not consecutive', start);
     }

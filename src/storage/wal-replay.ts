@@ -10,7 +10,7 @@
 //    it, and fails recovery otherwise. Any later gap fails at once.
 
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
-import { WalCorruptionError } from './errors.js';
+import { invariant, WalCorruptionError } from './errors.js';
 import { RecordType, type WalRecord } from './wal-record.js';
 
 export interface RecoveredGroup {
@@ -20,6 +20,9 @@ export interface RecoveredGroup {
   /** Consecutive entries after the snapshot marker (or from the first written one if none). */
   entries: Entry[];
 }
+
+/** Slab size for entries copied out of a segment's read buffer (see GroupReplay.detachFrom). */
+const DETACH_SLAB_BYTES = 1024 * 1024;
 
 interface PendingGap {
   file: string;
@@ -78,6 +81,32 @@ export class GroupReplay implements RecoveredGroup {
     return null;
   }
 
+  /**
+   * Gives the kept entries whose data still view `source` (a segment's read buffer, about to be
+   * dropped) memory of their own, packed into slabs of up to DETACH_SLAB_BYTES so that entries
+   * compacted away later free their slab together, as the records they came from did.
+   */
+  detachFrom(source: ArrayBufferLike): void {
+    let remainingBytes = 0;
+    for (const e of this.entries) if (e.data.buffer === source) remainingBytes += e.data.length;
+    let slab = new Uint8Array(0);
+    let used = 0;
+    for (let i = 0; i < this.entries.length; i++) {
+      const e = this.entries[i]!;
+      if (e.data.buffer !== source) continue;
+      const length = e.data.length;
+      if (used + length > slab.length) {
+        slab = new Uint8Array(Math.min(remainingBytes, Math.max(length, DETACH_SLAB_BYTES)));
+        used = 0;
+      }
+      slab.set(e.data, used);
+      this.entries[i] = { ...e, data: slab.subarray(used, used + length) };
+      used += length;
+      remainingBytes -= length;
+    }
+    invariant(remainingBytes === 0, 'every kept entry viewing the segment was copied');
+  }
+
   private truncateFrom(index: number): void {
     if (this.entries.length === 0) return;
     const offset = index - this.entries[0]!.index;
@@ -126,6 +155,11 @@ export class Replay {
     if (gap === null) return;
     if (!first) throw new WalCorruptionError(file, offset, gap);
     group.gap = { file, offset, reason: gap, coveredAt: entries[0]!.index - 1 };
+  }
+
+  /** See GroupReplay.detachFrom: call before a segment's read buffer is dropped. */
+  detachFrom(source: ArrayBufferLike): void {
+    for (const group of this.groups.values()) group.detachFrom(source);
   }
 
   /** Fails on any gap that no later marker covered. */

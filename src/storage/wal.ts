@@ -276,8 +276,10 @@ export class Wal {
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
       const path = segmentPath(dir, seq);
-      const scan = scanSegment(path, seq, await readFile(path), i === seqs.length - 1);
+      const buf = await readFile(path);
+      const scan = scanSegment(path, seq, buf, i === seqs.length - 1);
       for (const { record, offset } of scan.records) replay.apply(record, path, offset);
+      replay.detachFrom(buf.buffer);
       if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records) });
       else {
         last = scan;

@@ -45,6 +45,22 @@ describe('WAL round trip', () => {
       await reopened.wal.close();
     }));
 
+  it('recovered entries own packed copies of their data: the segment buffer is not kept, and entries inside a snapshot are not copied', () =>
+    withTempDir(async (dir) => {
+      const { wal } = await Wal.open(dir);
+      for (let first = 1; first <= 3000; first += 100) wal.appendEntries(1, entries(first, first + 99, 1));
+      wal.saveSnapshotMarker(1, marker(2900, 1));
+      await wal.close();
+      const reopened = await Wal.open(dir);
+      const kept = reopened.recovered.groups.get(1)!.entries;
+      assert.deepEqual(kept, entries(2901, 3000, 1));
+      const buffers = new Set(kept.map((e) => e.data.buffer));
+      const copiedBytes = [...buffers].reduce((sum, buffer) => sum + buffer.byteLength, 0);
+      const keptBytes = kept.reduce((sum, e) => sum + e.data.length, 0);
+      assert.equal(copiedBytes, keptBytes, 'exactly the surviving entries were copied, nothing else retained');
+      await reopened.wal.close();
+    }));
+
   it('an entry rewritten at index i supersedes everything previously written at >= i', () =>
     withTempDir(async (dir) => {
       const { wal } = await Wal.open(dir);
