@@ -100,7 +100,8 @@ export class GroupReplay implements RecoveredGroup {
         used = 0;
       }
       slab.set(e.data, used);
-      this.entries[i] = { ...e, data: slab.subarray(used, used + length) };
+      // In place: the entry objects were made by this replay's decoder and nobody else holds them.
+      e.data = slab.subarray(used, used + length);
       used += length;
       remainingBytes -= length;
     }
