@@ -210,14 +210,30 @@ function normalize(definition: MethodDefinition, message: Record<string, unknown
 export type GatewayHandler = (request: IncomingMessage, response: ServerResponse) => void;
 
 export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptions): GatewayHandler {
-  const routes = buildRoutes();
   const context: HandlerContext = { backend, limits: options.limits };
   const handlers = unaryHandlers(context);
   const bodyBytesMax = options.limits.requestBytesMax * 2;
-  const watchStream = streamBinding('etcdserverpb.Watch', 'Watch');
-  const keepAliveStream = streamBinding('etcdserverpb.Lease', 'LeaseKeepAlive');
-  const snapshotStream = streamBinding('etcdserverpb.Maintenance', 'Snapshot');
-  const observeStream = streamBinding('v3electionpb.Election', 'Observe');
+  // Built at the first JSON request: they need the reflected message types, which a member
+  // should not load at start-up (see wire/etcd-proto.ts).
+  let bindings:
+    | {
+        routes: ReturnType<typeof buildRoutes>;
+        watch: StreamBinding;
+        keepAlive: StreamBinding;
+        snapshot: StreamBinding;
+        observe: StreamBinding;
+      }
+    | undefined;
+  const bound = () => {
+    bindings ??= {
+      routes: buildRoutes(),
+      watch: streamBinding('etcdserverpb.Watch', 'Watch'),
+      keepAlive: streamBinding('etcdserverpb.Lease', 'LeaseKeepAlive'),
+      snapshot: streamBinding('etcdserverpb.Maintenance', 'Snapshot'),
+      observe: streamBinding('v3electionpb.Election', 'Observe'),
+    };
+    return bindings;
+  };
 
   const serveUnary = async (
     request: IncomingMessage,
@@ -359,21 +375,22 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
 
   return (request, response) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-    const route = routes.get(path);
     const run = async () => {
       if (request.method === 'GET' && (await serveFixed(path, response))) return;
+      const { routes, watch, keepAlive, snapshot, observe } = bound();
       if (request.method === 'POST' && path === '/v3/watch') {
-        return serveStream(request, response, watchStream, openWatch);
+        return serveStream(request, response, watch, openWatch);
       }
       if (request.method === 'POST' && path === '/v3/lease/keepalive') {
-        return serveStream(request, response, keepAliveStream, openKeepAlive);
+        return serveStream(request, response, keepAlive, openKeepAlive);
       }
       if (request.method === 'POST' && path === '/v3/maintenance/snapshot') {
-        return serveServerStream(request, response, snapshotStream, runSnapshot);
+        return serveServerStream(request, response, snapshot, runSnapshot);
       }
       if (request.method === 'POST' && path === '/v3/election/observe') {
-        return serveServerStream(request, response, observeStream, runObserve);
+        return serveServerStream(request, response, observe, runObserve);
       }
+      const route = routes.get(path);
       if (request.method === 'POST' && route !== undefined) return serveUnary(request, response, route);
       if (options.extraRoutes && (await options.extraRoutes(request, response, path))) return;
       sendJson(response, 404, { error: 'Not Found', code: 5, message: 'Not Found' });

@@ -20,15 +20,29 @@ interface KeepAliveStream {
 export class LeaderClient {
   private readonly clients = new Map<string, grpc.Client>();
   private readonly streams = new Map<string, KeepAliveStream>();
-  private readonly leaseService: grpc.ServiceClientConstructor;
-  private readonly clusterService: grpc.ServiceClientConstructor;
+  private services:
+    | { lease: grpc.ServiceClientConstructor; cluster: grpc.ServiceClientConstructor }
+    | undefined;
 
-  constructor(private readonly requestTimeoutMs: number) {
-    const pkg = grpc.loadPackageDefinition(etcdPackageDefinition()) as unknown as {
-      etcdserverpb: { Lease: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor };
-    };
-    this.leaseService = pkg.etcdserverpb.Lease;
-    this.clusterService = pkg.etcdserverpb.Cluster;
+  constructor(private readonly requestTimeoutMs: number) {}
+
+  /** Built on first use: most members never forward, and protobuf reflection costs start-up time. */
+  private get leaseService(): grpc.ServiceClientConstructor {
+    return this.loadServices().lease;
+  }
+
+  private get clusterService(): grpc.ServiceClientConstructor {
+    return this.loadServices().cluster;
+  }
+
+  private loadServices(): { lease: grpc.ServiceClientConstructor; cluster: grpc.ServiceClientConstructor } {
+    if (this.services === undefined) {
+      const pkg = grpc.loadPackageDefinition(etcdPackageDefinition()) as unknown as {
+        etcdserverpb: { Lease: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor };
+      };
+      this.services = { lease: pkg.etcdserverpb.Lease, cluster: pkg.etcdserverpb.Cluster };
+    }
+    return this.services;
   }
 
   private client(url: string, service: grpc.ServiceClientConstructor): grpc.Client {
