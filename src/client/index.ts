@@ -35,7 +35,7 @@ export type {
 } from './ops.js';
 export { compare, op } from './ops.js';
 export { Barrier, DoubleBarrier } from './recipes/barrier.js';
-export { type RecipeOptions, Session, type WaitOptions } from './recipes/common.js';
+export { type RecipeOptions, Session, type WaitOptions, whenAborted } from './recipes/common.js';
 export { type ConfigSnapshot, ConfigWatch, type ConfigWatchOptions } from './recipes/config-watch.js';
 export { Counter } from './recipes/counter.js';
 export { Election, type LeaderInfo } from './recipes/election.js';

@@ -264,6 +264,8 @@ export class Concurrency {
         else resolve();
       };
       const onAbort = () => finish(abortError(signal));
+      // Aborted already (the call was cancelled while an earlier step ran): 'abort' won't fire again.
+      if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort);
       watcher = this.kv.watch(
         { key, rangeEnd: new Uint8Array(0), startRevision: fromRevision, prevKv: false },

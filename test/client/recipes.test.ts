@@ -184,6 +184,32 @@ describe('recipes against a 3-node cluster', { timeout: 150_000 }, () => {
     }
   });
 
+  test('Election: observing ends when aborted while its request is in flight (nobody leads, nothing else will wake it)', async () => {
+    const client = newClient();
+    const controller = new AbortController();
+    // The abort lands while the observer's get is outstanding, before it starts waiting.
+    const abortingGet = new Proxy(client, {
+      get(target, property) {
+        const value: unknown = Reflect.get(target, property);
+        if (typeof value !== 'function') return value;
+        if (property !== 'get') return value.bind(target);
+        return async (...args: unknown[]) => {
+          const result: unknown = await value.apply(target, args);
+          controller.abort();
+          return result;
+        };
+      },
+    });
+    const observer = new Election(abortingGet, 'recipes/observe-abort');
+    const seen: LeaderInfo[] = [];
+    const observing = (async () => {
+      for await (const leader of observer.observe({ signal: controller.signal })) seen.push(leader);
+    })();
+    const stuck = sleep(5000).then(() => 'still observing 5 s after the abort');
+    assert.equal(await Promise.race([observing.then(() => 'ended'), stuck]), 'ended');
+    assert.deepEqual(seen, []);
+  });
+
   test('Counter: 4 clients x 25 concurrent increments end at exactly 100', async (t) => {
     const counters = [0, 1, 2, 3].map(() => new Counter(newClient(), 'recipes/counter'));
     const results: bigint[] = [];

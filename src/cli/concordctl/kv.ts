@@ -14,6 +14,7 @@ import {
   type SortTarget,
   type TxnResult,
   type WatchBatch,
+  whenAborted,
 } from '../../client/index.js';
 import { flagBool, flagInt, flagString, UsageError } from './args.js';
 import { type Command, type CommandContext, readAll } from './context.js';
@@ -338,7 +339,7 @@ export const watch: Command = async (ctx) => {
     fromRevision: revision > 0 ? revision : undefined,
     prevKv: flagBool(ctx.args, 'prev-kv'),
   });
-  ctx.signal.addEventListener('abort', () => watcher.close(), { once: true });
+  whenAborted(ctx.signal, () => watcher.close());
   for await (const batch of watcher.batches()) printWatchBatch(ctx, batch);
   return 0;
 };

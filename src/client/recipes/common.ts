@@ -89,6 +89,21 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Runs `stop` when `signal` aborts, at once if it already has: a signal aborted before the
+ * listener exists (during an awaited request) never fires 'abort' again, and a wait that only
+ * listened would hang until something else ended it. Returns the function that unregisters.
+ */
+export function whenAborted(signal: AbortSignal | undefined, stop: () => void): () => void {
+  if (signal === undefined) return () => undefined;
+  if (signal.aborted) {
+    stop();
+    return () => undefined;
+  }
+  signal.addEventListener('abort', stop, { once: true });
+  return () => signal.removeEventListener('abort', stop);
+}
+
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw new CancelledError('the wait was aborted');
 }
@@ -128,8 +143,7 @@ export async function waitDelete(
   options: WaitOptions = {},
 ): Promise<void> {
   const watcher = client.watch(key, { fromRevision, noPut: true });
-  const onAbort = () => watcher.close();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const unlisten = whenAborted(options.signal, () => watcher.close());
   try {
     for await (const event of watcher) {
       if (event.type === 'delete') return;
@@ -137,7 +151,7 @@ export async function waitDelete(
     throwIfAborted(options.signal);
     throw new CancelledError('watch closed before the key was deleted');
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    unlisten();
     watcher.close();
   }
 }

@@ -13,6 +13,7 @@ import {
   RecipeSession,
   type WaitOptions,
   waitDeletes,
+  whenAborted,
 } from './common.js';
 
 export interface LeaderInfo {
@@ -150,8 +151,7 @@ export class Election {
       }
       // Follow the leader key: each put is a proclamation, a delete ends this leader's term.
       const watcher = this.client.watch(kv.key, { fromRevision: from });
-      const onAbort = () => watcher.close();
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const unlisten = whenAborted(options.signal, () => watcher.close());
       try {
         for await (const event of watcher) {
           if (event.type === 'delete') break;
@@ -159,7 +159,7 @@ export class Election {
           yield { key: event.kv.key, value: event.kv.value, revision: event.kv.createRevision };
         }
       } finally {
-        options.signal?.removeEventListener('abort', onAbort);
+        unlisten();
         watcher.close();
       }
     }
@@ -173,12 +173,11 @@ export class Election {
     options: WaitOptions,
   ): Promise<void> {
     const watcher = this.client.watch(key, { prefix, fromRevision });
-    const onAbort = () => watcher.close();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const unlisten = whenAborted(options.signal, () => watcher.close());
     try {
       for await (const event of watcher) if (match(event)) return;
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      unlisten();
       watcher.close();
     }
   }

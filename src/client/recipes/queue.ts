@@ -8,7 +8,7 @@ import type { Client } from '../client.js';
 import { ConflictRetriesExhaustedError } from '../errors.js';
 import { compare, op } from '../ops.js';
 import type { Bytes, KeyValue } from '../types.js';
-import { throwIfAborted, type WaitOptions } from './common.js';
+import { throwIfAborted, type WaitOptions, whenAborted } from './common.js';
 
 const dequeueAttemptsMax = 1000;
 
@@ -47,13 +47,12 @@ async function waitForPut(
   options: WaitOptions,
 ): Promise<void> {
   const watcher = client.watch(prefix, { prefix: true, fromRevision, noDelete: true });
-  const onAbort = () => watcher.close();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const unlisten = whenAborted(options.signal, () => watcher.close());
   try {
     for await (const _ of watcher) return;
     throwIfAborted(options.signal);
   } finally {
-    options.signal?.removeEventListener('abort', onAbort);
+    unlisten();
     watcher.close();
   }
 }

@@ -5,7 +5,14 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Client } from '../client.js';
-import { guarded, type RecipeOptions, Session, throwIfAborted, type WaitOptions } from './common.js';
+import {
+  guarded,
+  type RecipeOptions,
+  Session,
+  throwIfAborted,
+  type WaitOptions,
+  whenAborted,
+} from './common.js';
 
 export class Semaphore {
   private session: Session | undefined;
@@ -61,12 +68,11 @@ export class Semaphore {
         fromRevision: older.header.revision + 1n,
         noPut: true,
       });
-      const onAbort = () => watcher.close();
-      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const unlisten = whenAborted(options.signal, () => watcher.close());
       try {
         for await (const _ of watcher) break;
       } finally {
-        options.signal?.removeEventListener('abort', onAbort);
+        unlisten();
         watcher.close();
       }
       throwIfAborted(options.signal);
