@@ -2,15 +2,14 @@
 //
 // How: a plain net.Server accepts every connection and reads its first bytes. A connection that
 // opens with the HTTP/2 client preface ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", what gRPC clients
-// send with prior knowledge over cleartext) is handed, with those bytes pushed back, to grpc-js
-// through Server.createConnectionInjector (grpc-js's own http2 server then owns it; Node's http2
-// session picks up bytes already buffered on the socket). Anything else is handed to a Node
+// send with prior knowledge over cleartext) is handed, with those bytes pushed back, to the gRPC
+// server's node:http2 server (h2-grpc.ts; Node's http2 session picks up bytes already buffered on
+// the socket). Anything else is handed to a Node
 // http.Server running the JSON gateway. No extra hop or proxy: after the first packet the socket
 // belongs to one server, so the steady-state cost is zero; the sniff costs one buffered read.
 
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import type { EtcdBackend } from '../server/backend.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
 import { wrapHttp2Connection } from './h2-authority.js';
@@ -61,7 +60,6 @@ export function classifyPreface(head: Buffer): Protocol {
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const grpcOptions: GrpcServerOptions = { ...defaultGrpcServerOptions, ...options.grpc };
   const grpcServer = createGrpcServer(options.backend, grpcOptions);
-  const injector = grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   // No whole-request deadline: /v3/watch request bodies stay open as long as the watch does.
   const httpServer: HttpServer = createHttpServer(
     { requestTimeout: 0 },
@@ -86,7 +84,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     sniff(socket, sniffTimeoutMs, (protocol, head) => {
       if (protocol === 'http2') {
         // Node's http2 session takes the pushed-back bytes from the socket buffer itself.
-        injector.injectConnection(opensWithEmptySettings(head) ? wrapHttp2Connection(socket) : socket);
+        grpcServer.injectConnection(opensWithEmptySettings(head) ? wrapHttp2Connection(socket) : socket);
       } else {
         httpServer.emit('connection', socket);
         socket.resume();
@@ -104,17 +102,17 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const address = netServer.address();
   if (address === null || typeof address === 'string') throw new Error('api server has no TCP address');
   const close = async (graceMs = 1000) => {
-    await new Promise<void>((resolve) => {
-      netServer.close(() => resolve());
-      injector.drain(graceMs);
-      httpServer.closeAllConnections();
-      const force = setTimeout(() => {
-        for (const socket of sockets) socket.destroy();
-      }, graceMs);
-      force.unref();
-    });
-    injector.destroy();
-    grpcServer.forceShutdown();
+    const force = setTimeout(() => {
+      for (const socket of sockets) socket.destroy();
+    }, graceMs);
+    force.unref();
+    const listenerClosed = new Promise<void>((resolve) => netServer.close(() => resolve()));
+    httpServer.closeAllConnections();
+    await grpcServer.close(graceMs);
+    // Sockets still undecided (mid-sniff) or owned by the gateway go now.
+    for (const socket of sockets) socket.destroy();
+    await listenerClosed;
+    clearTimeout(force);
   };
   const bracketed = host.includes(':') ? `[${host}]` : host;
   return { host, port: address.port, url: `http://${bracketed}:${address.port}`, close };

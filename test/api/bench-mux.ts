@@ -1,8 +1,8 @@
 // Measures what the one-port multiplexer costs: the same gRPC server over the same backend,
-// reached (a) through startApiServer's sniffing front socket and (b) bound directly by grpc-js.
+// reached (a) through startApiServer's sniffing front socket and (b) bound directly to its own
+// port (the node:http2 server of h2-grpc.ts).
 // Run: npx tsc -p tsconfig.json --outDir .build/api && node .build/api/test/api/bench-mux.js
 
-import * as grpc from '@grpc/grpc-js';
 import { startApiServer } from '../../src/api/api-server.js';
 import { createGrpcServer } from '../../src/api/grpc-server.js';
 import { rawCall, rawClient } from './harness.js';
@@ -38,11 +38,7 @@ async function main(): Promise<void> {
   await backend.put({ key: Buffer.from('k'), value: Buffer.from('v') });
   const muxed = await startApiServer({ backend, port: 0 });
   const direct = createGrpcServer(backend);
-  const port = await new Promise<number>((resolve, reject) =>
-    direct.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) =>
-      e ? reject(e) : resolve(p),
-    ),
-  );
+  const port = await direct.listen(0, '127.0.0.1');
   for (let round = 0; round < 4; round++) {
     const viaMux = await measure(`${muxed.host}:${muxed.port}`);
     const viaDirect = await measure(`127.0.0.1:${port}`);
@@ -56,7 +52,7 @@ async function main(): Promise<void> {
     );
   }
   await muxed.close(100);
-  direct.forceShutdown();
+  await direct.close(100);
 }
 
 await main();
