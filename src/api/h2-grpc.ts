@@ -371,8 +371,13 @@ export class H2ServerCall extends CallBase {
   private queued = 0;
   private trailers: OutgoingHttpHeaders = okTrailers;
   private writableWaiters: Array<() => void> = [];
+  private corked = false;
   private readonly onWritten = () => {
     this.queued--;
+  };
+  private readonly uncork = () => {
+    this.corked = false;
+    this.stream.uncork();
   };
 
   constructor(server: H2GrpcServer, stream: ServerHttp2Stream, route: Route, timeoutMs: number | undefined) {
@@ -409,6 +414,13 @@ export class H2ServerCall extends CallBase {
     if (stream.destroyed || stream.closed) return false;
     if (!stream.headersSent) stream.respond(responseHeaders, respondOptions);
     this.queued++;
+    // Messages written in one turn (a watch fan-out answers many watchers at once) reach nghttp2
+    // as one writev at the end of the turn instead of one native write each.
+    if (!this.corked) {
+      this.corked = true;
+      stream.cork();
+      process.nextTick(this.uncork);
+    }
     if (body.length <= frameCopyBytesMax) return stream.write(frameCopy(body), this.onWritten);
     stream.write(framePrefix(body.length));
     return stream.write(body, this.onWritten);
