@@ -583,8 +583,8 @@ export class H2GrpcServer {
         this.listening = true;
         const address = this.http2.address();
         if (address === null || typeof address === 'string')
-          throw new Error('h2 grpc server has no TCP address');
-        resolve(address.port);
+          reject(new Error('h2 grpc server has no TCP address'));
+        else resolve(address.port);
       });
     });
   }
