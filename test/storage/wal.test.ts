@@ -57,7 +57,11 @@ describe('WAL round trip', () => {
       const buffers = new Set(kept.map((e) => e.data.buffer));
       const copiedBytes = [...buffers].reduce((sum, buffer) => sum + buffer.byteLength, 0);
       const keptBytes = kept.reduce((sum, e) => sum + e.data.length, 0);
-      assert.equal(copiedBytes, keptBytes, 'exactly the surviving entries were copied, nothing else retained');
+      assert.equal(
+        copiedBytes,
+        keptBytes,
+        'exactly the surviving entries were copied, nothing else retained',
+      );
       await reopened.wal.close();
     }));
 
