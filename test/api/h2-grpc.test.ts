@@ -200,6 +200,23 @@ describe('h2 gRPC server', () => {
     return fixture;
   };
 
+  /** A chat call that has sent one message; `cancelled()` tells whether its server side saw onCancel. */
+  const openChat = async (f: Fixture) => {
+    let cancelled = false;
+    f.chatScript = (call) => {
+      call.onCancel = () => {
+        cancelled = true;
+      };
+    };
+    const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[
+      chat.path
+    ]!.call(client);
+    stream.on('error', () => {});
+    stream.write(Buffer.from('x'));
+    await sleep(50);
+    return { stream, cancelled: () => cancelled };
+  };
+
   afterEach(async () => {
     client?.close();
     session?.destroy();
@@ -404,21 +421,9 @@ describe('h2 gRPC server', () => {
   });
 
   it('a client that goes away cancels its streaming call', async () => {
-    const f = await start();
-    let cancelled = false;
-    f.chatScript = (call) => {
-      call.onCancel = () => {
-        cancelled = true;
-      };
-    };
-    const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[
-      chat.path
-    ]!.call(client);
-    stream.on('error', () => {});
-    stream.write(Buffer.from('x'));
-    await sleep(50);
+    const { stream, cancelled } = await openChat(await start());
     stream.cancel();
-    await waitFor(() => cancelled, 'onCancel');
+    await waitFor(cancelled, 'onCancel');
   });
 
   it('close(grace) lets an in-flight unary finish, then frees every connection and the port', async () => {
@@ -439,22 +444,11 @@ describe('h2 gRPC server', () => {
 
   it('close(grace) ends calls that outlive the grace period', async () => {
     const f = await start();
-    let cancelled = false;
-    f.chatScript = (call) => {
-      call.onCancel = () => {
-        cancelled = true;
-      };
-    };
-    const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[
-      chat.path
-    ]!.call(client);
-    stream.on('error', () => {});
-    stream.write(Buffer.from('x'));
-    await sleep(50);
+    const { cancelled } = await openChat(f);
     const started = Date.now();
     await f.server.close(100);
     assert.ok(Date.now() - started < waitMs);
-    assert.equal(cancelled, true);
+    assert.equal(cancelled(), true);
     assert.equal(f.server.sessionCount, 0);
   });
 });
