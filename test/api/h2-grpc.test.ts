@@ -200,6 +200,12 @@ describe('h2 gRPC server', () => {
     return fixture;
   };
 
+  /** A bidi call to the chat method from the grpc-js client. */
+  const openChatStream = () =>
+    (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[chat.path]!.call(
+      client,
+    );
+
   /** A chat call that has sent one message; `cancelled()` tells whether its server side saw onCancel. */
   const openChat = async (f: Fixture) => {
     let cancelled = false;
@@ -208,9 +214,7 @@ describe('h2 gRPC server', () => {
         cancelled = true;
       };
     };
-    const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[
-      chat.path
-    ]!.call(client);
+    const stream = openChatStream();
     stream.on('error', () => {});
     stream.write(Buffer.from('x'));
     await sleep(50);
@@ -347,9 +351,7 @@ describe('h2 gRPC server', () => {
         call.fail(new ApiRequestError(grpc.status.RESOURCE_EXHAUSTED, 'stop here'));
       };
     };
-    const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[
-      chat.path
-    ]!.call(client);
+    const stream = openChatStream();
     const received: string[] = [];
     stream.on('data', (message: Buffer) => received.push(message.toString()));
     const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
@@ -370,9 +372,7 @@ describe('h2 gRPC server', () => {
         call.end();
       };
     };
-    const stream = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)[
-      chat.path
-    ]!.call(client);
+    const stream = openChatStream();
     const received: string[] = [];
     stream.on('data', (message: Buffer) => received.push(message.toString()));
     const status = new Promise<grpc.StatusObject>((resolve) => stream.on('status', resolve));
