@@ -113,13 +113,8 @@ export class RaftHost {
       this.sender.flush();
     }
 
-    // Committed entries already on our own disk are applied while this Ready's fsync runs (as
-    // etcd does): committed means durable on a quorum, and none of them waits for this write.
-    // Entries committed in the same Ready that brings them wait for the fsync, like a snapshot.
+    // What our own disk held before this Ready (persist below does not touch MemoryStorage).
     const durableIndex = this.storage.lastIndex();
-    const lastCommitted = ready.committedEntries.at(-1)?.index ?? 0;
-    const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
-    const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
 
     // Term and vote must be durable before any message that depends on them leaves; a commit
     // index need not be (Raft relearns it from the leader), so a Ready that only moves commit
@@ -134,13 +129,28 @@ export class RaftHost {
     const mustPersist =
       !commitOnly && (hardState !== undefined || ready.entries.length > 0 || ready.snapshot !== undefined);
     if (commitOnly) this.log.persistCommit(hardState);
+    let persisting: Promise<void> | undefined;
     if (mustPersist) {
       const update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot } = {
         entries: ready.entries,
       };
       if (ready.hardState !== undefined) update.hardState = ready.hardState;
       if (ready.snapshot !== undefined) update.snapshot = ready.snapshot;
-      await this.log.persist(update);
+      persisting = this.log.persist(update);
+    }
+
+    // Committed entries already on our own disk are applied while this Ready's fsync runs (as
+    // etcd does): committed means durable on a quorum, and none of them waits for this write.
+    // Entries committed in the same Ready that brings them wait for the fsync, like a snapshot.
+    // The apply starts only after persist() was called: the WAL writes and hands its fdatasync
+    // to the thread pool before the apply's (synchronous) transaction takes the event loop, so
+    // the disk and the apply overlap instead of queueing one behind the other.
+    const lastCommitted = ready.committedEntries.at(-1)?.index ?? 0;
+    const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
+    const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
+
+    if (persisting !== undefined) {
+      await persisting;
       if (hardState !== undefined) {
         this.durableTerm = hardState.term;
         this.durableVote = hardState.vote;
