@@ -37,7 +37,17 @@ function runDueDrains(): void {
 
 function scheduleDrain(drain: () => void): void {
   dueDrains.push(drain);
-  if (dueDrains.length === 1) setImmediate(runDueDrains);
+  if (dueDrains.length === 1) setImmediate(afterResponses);
+}
+
+/**
+ * One more turn before the drains: a unary response written in the turn that applied the write
+ * (the put itself) leaves in two HTTP/2 writes, headers and data next turn, the trailers (which
+ * complete the call) the turn after, behind that turn's immediates. Draining a fan-out there
+ * would hold the writer's put back by the whole fan-out; one turn later it does not.
+ */
+function afterResponses(): void {
+  setImmediate(runDueDrains);
 }
 
 export function watchFromHub(hub: WatchHub, request: WatchCreate, listener: WatchListener): BackendWatcher {
