@@ -45,78 +45,79 @@ const quietEvents = {
 };
 const noSender = { send: () => {}, flush: () => {} };
 
+/**
+ * Runs one Ready through a RaftHost over a real WAL in `dir`. The state machine applies as the
+ * server's does (its transaction in a later microtask, synchronously); `onApply` sees the WAL at
+ * that moment.
+ */
+async function runReady(
+  dir: string,
+  storage: MemoryStorage,
+  one: Ready,
+  onApply: (wal: Wal, batch: Entry[]) => void,
+): Promise<void> {
+  const { wal } = await Wal.open(dir);
+  const node = scriptedNode([one]);
+  const stateMachine = {
+    restoreSnapshot: async () => {},
+    applyEntries: (batch: Entry[]) => Promise.resolve().then(() => onApply(wal, batch)),
+  };
+  const host = new RaftHost(
+    node,
+    storage,
+    new WalLog(wal, {} as SnapshotStore),
+    noSender,
+    stateMachine,
+    quietEvents,
+    1000,
+  );
+  host.schedule();
+  try {
+    while (node.advanced === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  } finally {
+    host.stop();
+    await wal.close();
+  }
+}
+
 describe('RaftHost', () => {
   it("hands the WAL's fdatasync to the disk before it applies entries already durable, so the two overlap", () =>
     withTempDir(async (dir) => {
-      const { wal } = await Wal.open(dir);
       const storage = new MemoryStorage();
       storage.append(entries(1, 1, 1));
       storage.setHardState({ term: 1, vote: 1, commit: 0 });
-      // Entry 1 is on our disk and now committed; entry 2 arrives in the same Ready.
-      const node = scriptedNode([
-        ready({
-          hardState: { term: 1, vote: 1, commit: 1 },
-          entries: entries(2, 2, 1),
-          committedEntries: entries(1, 1, 1),
-        }),
-      ]);
       const fsyncsWhenApplying: number[] = [];
       const applied: Entry[] = [];
-      const stateMachine = {
-        restoreSnapshot: async () => {},
-        // Like the server's: the transaction runs in a later microtask, synchronously.
-        applyEntries: (batch: Entry[]) =>
-          Promise.resolve().then(() => {
-            fsyncsWhenApplying.push(wal.stats().datasyncs);
-            applied.push(...batch);
-          }),
-      };
-      const log = new WalLog(wal, {} as SnapshotStore);
-      const host = new RaftHost(node, storage, log, noSender, stateMachine, quietEvents, 1000);
-      host.schedule();
-      while (node.advanced === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      // Entry 1 is on our disk and now committed; entry 2 arrives in the same Ready.
+      const one = ready({
+        hardState: { term: 1, vote: 1, commit: 1 },
+        entries: entries(2, 2, 1),
+        committedEntries: entries(1, 1, 1),
+      });
+      await runReady(dir, storage, one, (wal, batch) => {
+        fsyncsWhenApplying.push(wal.stats().datasyncs);
+        applied.push(...batch);
+      });
       assert.deepEqual(
         applied.map((e) => e.index),
         [1],
       );
       assert.deepEqual(fsyncsWhenApplying, [1], 'the fdatasync was issued before the apply ran');
       assert.equal(storage.lastIndex(), 2);
-      host.stop();
-      await wal.close();
     }));
 
   it('applies entries committed in the Ready that brings them only after they are durable', () =>
     withTempDir(async (dir) => {
-      const { wal } = await Wal.open(dir);
-      const storage = new MemoryStorage();
-      const node = scriptedNode([
-        ready({
-          hardState: { term: 1, vote: 1, commit: 1 },
-          entries: entries(1, 1, 1),
-          committedEntries: entries(1, 1, 1),
-        }),
-      ]);
       const recordsWhenApplying: number[] = [];
-      const stateMachine = {
-        restoreSnapshot: async () => {},
-        applyEntries: async () => {
-          recordsWhenApplying.push(wal.stats().recordsWritten);
-        },
-      };
-      const host = new RaftHost(
-        node,
-        storage,
-        new WalLog(wal, {} as SnapshotStore),
-        noSender,
-        stateMachine,
-        quietEvents,
-        1000,
-      );
-      host.schedule();
-      while (node.advanced === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      const one = ready({
+        hardState: { term: 1, vote: 1, commit: 1 },
+        entries: entries(1, 1, 1),
+        committedEntries: entries(1, 1, 1),
+      });
+      await runReady(dir, new MemoryStorage(), one, (wal) => {
+        recordsWhenApplying.push(wal.stats().recordsWritten);
+      });
       assert.equal(recordsWhenApplying.length, 1);
       assert.ok(recordsWhenApplying[0]! >= 2, 'entry and hard state were written before the apply');
-      host.stop();
-      await wal.close();
     }));
 });
