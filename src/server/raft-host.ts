@@ -150,7 +150,14 @@ export class RaftHost {
     const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
 
     if (persisting !== undefined) {
-      await persisting;
+      try {
+        await persisting;
+      } catch (error) {
+        // The disk error is what stops this member; an apply still running must not surface
+        // later as an unhandled rejection on top of it.
+        await earlyApply?.catch(() => undefined);
+        throw error;
+      }
       if (hardState !== undefined) {
         this.durableTerm = hardState.term;
         this.durableVote = hardState.vote;

@@ -120,4 +120,42 @@ describe('RaftHost', () => {
       assert.equal(recordsWhenApplying.length, 1);
       assert.ok(recordsWhenApplying[0]! >= 2, 'entry and hard state were written before the apply');
     }));
+
+  it('stops on a WAL failure with that error, while an early apply that also fails stays handled', async () => {
+    const storage = new MemoryStorage();
+    storage.append(entries(1, 1, 1));
+    const node = scriptedNode([
+      ready({
+        hardState: { term: 1, vote: 1, commit: 1 },
+        entries: entries(2, 2, 1),
+        committedEntries: entries(1, 1, 1),
+      }),
+    ]);
+    const diskError = new Error('EIO: the WAL write failed');
+    const log = {
+      persist: () => new Promise<void>((_, reject) => setImmediate(() => reject(diskError))),
+      persistCommit: () => {},
+    };
+    const stateMachine = {
+      restoreSnapshot: async () => {},
+      applyEntries: () =>
+        new Promise<void>((_, reject) => setTimeout(() => reject(new Error('apply failed')), 5)),
+    };
+    const fatal: Error[] = [];
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const events = { ...quietEvents, onFatal: (error: Error) => fatal.push(error) };
+      const host = new RaftHost(node, storage, log, noSender, stateMachine, events, 1000);
+      host.schedule();
+      while (fatal.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(fatal, [diskError]);
+      assert.deepEqual(unhandled, []);
+      assert.equal(node.advanced, 0, 'a Ready whose entries are not durable is not advanced');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 });
