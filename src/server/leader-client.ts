@@ -17,32 +17,25 @@ interface KeepAliveStream {
   pending: Map<string, Array<(ttl: number | Error) => void>>;
 }
 
+/** The services a member calls on the leader. */
+type ServiceName = 'Lease' | 'Cluster';
+
 export class LeaderClient {
   private readonly clients = new Map<string, grpc.Client>();
   private readonly streams = new Map<string, KeepAliveStream>();
-  private services:
-    | { lease: grpc.ServiceClientConstructor; cluster: grpc.ServiceClientConstructor }
-    | undefined;
+  private services: Record<ServiceName, grpc.ServiceClientConstructor> | undefined;
 
   constructor(private readonly requestTimeoutMs: number) {}
 
   /** Built on first use: most members never forward, and protobuf reflection costs start-up time. */
-  private get leaseService(): grpc.ServiceClientConstructor {
-    return this.loadServices().lease;
-  }
-
-  private get clusterService(): grpc.ServiceClientConstructor {
-    return this.loadServices().cluster;
-  }
-
-  private loadServices(): { lease: grpc.ServiceClientConstructor; cluster: grpc.ServiceClientConstructor } {
+  private service(name: ServiceName): grpc.ServiceClientConstructor {
     if (this.services === undefined) {
       const pkg = grpc.loadPackageDefinition(etcdPackageDefinition()) as unknown as {
-        etcdserverpb: { Lease: grpc.ServiceClientConstructor; Cluster: grpc.ServiceClientConstructor };
+        etcdserverpb: Record<ServiceName, grpc.ServiceClientConstructor>;
       };
-      this.services = { lease: pkg.etcdserverpb.Lease, cluster: pkg.etcdserverpb.Cluster };
+      this.services = { Lease: pkg.etcdserverpb.Lease, Cluster: pkg.etcdserverpb.Cluster };
     }
-    return this.services;
+    return this.services[name];
   }
 
   private client(url: string, service: grpc.ServiceClientConstructor): grpc.Client {
@@ -98,7 +91,7 @@ export class LeaderClient {
   private keepAliveStream(url: string): KeepAliveStream {
     const existing = this.streams.get(url);
     if (existing !== undefined) return existing;
-    const client = this.client(url, this.leaseService) as unknown as {
+    const client = this.client(url, this.service('Lease')) as unknown as {
       LeaseKeepAlive(): grpc.ClientDuplexStream<object, { ID: string; TTL: string }>;
     };
     const stream: KeepAliveStream = { call: client.LeaseKeepAlive(), pending: new Map() };
@@ -124,7 +117,10 @@ export class LeaderClient {
     id: bigint,
     keys: boolean,
   ): Promise<{ ttlSeconds: number; grantedTtlSeconds: number; keys: Uint8Array[] }> {
-    const response = await this.unary(url, this.leaseService, 'LeaseTimeToLive', { ID: id.toString(), keys });
+    const response = await this.unary(url, this.service('Lease'), 'LeaseTimeToLive', {
+      ID: id.toString(),
+      keys,
+    });
     return {
       ttlSeconds: Number(response.TTL),
       grantedTtlSeconds: Number(response.grantedTTL),
@@ -133,7 +129,7 @@ export class LeaderClient {
   }
 
   async memberPromote(url: string, id: bigint): Promise<void> {
-    await this.unary(url, this.clusterService, 'MemberPromote', { ID: id.toString() });
+    await this.unary(url, this.service('Cluster'), 'MemberPromote', { ID: id.toString() });
   }
 
   close(): void {
