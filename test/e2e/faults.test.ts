@@ -40,7 +40,13 @@ function assertAllPresent(acked: Map<string, string>, found: Map<string, string>
   );
 }
 
-/** Polls the member's serializable (local) view until it holds exactly `expected`. */
+/**
+ * Polls until the member's serializable (local) view holds every entry of `expected` and matches
+ * what another running member serves linearizably now. Not `expected` alone: a put whose client
+ * gave up (an unknown outcome) may still commit later — e.g. a proposal a follower had forwarded
+ * to the killed leader, delivered when it came back — and the member rightly has it then too.
+ * While it does not match, the probe fails with what differs (the timeout reports the last).
+ */
 async function waitCaughtUp(
   cluster: ProcessCluster,
   index: number,
@@ -49,10 +55,21 @@ async function waitCaughtUp(
   timeoutMs: number,
 ): Promise<void> {
   await pollUntil(`${cluster.member(index).name} to catch up on ${prefix}`, timeoutMs, async () => {
+    const other = cluster.runningIndexes().find((i) => i !== index);
+    if (other === undefined) throw new Error('no other running member to compare with');
     const local = await readPrefix(cluster.endpoint(index), prefix, true);
-    if (local.kvs.size !== expected.size) return undefined;
-    for (const [key, value] of expected) if (local.kvs.get(key) !== value) return undefined;
-    return true;
+    const current = await readPrefix(cluster.endpoint(other), prefix);
+    const missing = [...expected].filter(([key, value]) => local.kvs.get(key) !== value).map(([key]) => key);
+    const differing = [...new Set([...local.kvs.keys(), ...current.kvs.keys()])].filter(
+      (key) => local.kvs.get(key) !== current.kvs.get(key),
+    );
+    if (missing.length === 0 && differing.length === 0) return true;
+    throw new Error(
+      `at revision ${local.revision} it holds ${local.kvs.size} keys (${cluster.member(other).name}: ` +
+        `${current.kvs.size} at revision ${current.revision}); ${missing.length} acknowledged ` +
+        `missing or different (${missing.slice(0, 3).join(', ')}), ${differing.length} differing ` +
+        `from ${cluster.member(other).name} (${differing.slice(0, 3).join(', ')})`,
+    );
   });
 }
 
