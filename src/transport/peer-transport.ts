@@ -14,7 +14,10 @@
 // socket write holding all messages queued that turn (split into frames ≤ frameBytesMax inside
 // that one buffer). Queues are bounded by queuedMessagesMax and queuedBytesMax; when full, the
 // message is dropped and the peer reported unreachable, as etcd's rafthttp does when its stream
-// buffer is full. While the socket is not draining, messages keep queuing (same bound).
+// buffer is full. While the socket is not draining, messages keep queuing (same bound). While a
+// peer has no connection, Raft messages queue (same bound) for when it comes back, but a
+// forwarded proposal is dropped at once: delivered later it could still commit, seconds after
+// its client timed out (a follower's put forwarded to a killed leader did, once it restarted).
 //
 // Callbacks into the Raft driver (onUnreachable, onSnapshotStatus) are never made from inside
 // send(): they are deferred to the flush tick, so the driver is not re-entered mid-Ready.
@@ -434,6 +437,13 @@ export class PeerTransport implements Transport {
   }
 
   private enqueue(peer: Peer, m: Message): void {
+    if (m.type === MessageType.Propose && peer.conn === undefined) {
+      // A proposal forwarded to a leader we cannot reach is dropped, not kept for its return:
+      // queued, it could commit seconds later, long after its client gave up on it.
+      peer.stats.messagesDropped++;
+      this.reportUnreachable(peer);
+      return;
+    }
     const size = messageBytes(m);
     if (size + FRAME_OVERHEAD_BYTES + 6 > this.settings.frameBytesMax) {
       peer.stats.messagesDropped++;

@@ -43,9 +43,10 @@ function assertAllPresent(acked: Map<string, string>, found: Map<string, string>
 /**
  * Polls until the member's serializable (local) view holds every entry of `expected` and matches
  * what another running member serves linearizably now. Not `expected` alone: a put whose client
- * gave up (an unknown outcome) may still commit later — e.g. a proposal a follower had forwarded
- * to the killed leader, delivered when it came back — and the member rightly has it then too.
- * While it does not match, the probe fails with what differs (the timeout reports the last).
+ * gave up (an unknown outcome) may still commit after `expected` was read, and the member rightly
+ * has it then too. (Seen: a follower's put forwarded to the killed leader, queued by the peer
+ * transport and delivered when that member came back; such proposals are now dropped.) While it
+ * does not match, the probe fails with what differs (the timeout reports the last).
  */
 async function waitCaughtUp(
   cluster: ProcessCluster,

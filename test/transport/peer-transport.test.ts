@@ -162,6 +162,24 @@ describe('PeerTransport', () => {
     assert.ok(stats.dialFailures >= 1);
   });
 
+  it('drops a proposal forwarded to a peer it has no connection to instead of queuing it', async () => {
+    const a = await node(1);
+    a.transport.addPeer(2, `http://127.0.0.1:${await deadPort()}`);
+    a.transport.send([
+      message({
+        type: MessageType.Propose,
+        from: 1,
+        to: 2,
+        entries: [{ term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(8) }],
+      }),
+      append(1, 2, 1),
+    ]);
+    await waitFor('unreachable reported', () => a.unreachable.includes(2));
+    const stats = a.transport.stats().peers['2']!;
+    assert.equal(stats.messagesDropped, 1, 'the proposal is dropped');
+    assert.equal(stats.queuedMessages, 1, 'the append still waits for the connection');
+  });
+
   it('drops beyond queuedBytesMax', async () => {
     const a = await node(1, { queuedBytesMax: 10_000 });
     a.transport.addPeer(2, `http://127.0.0.1:${await deadPort()}`);
