@@ -9,7 +9,15 @@ import * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import { etcdErrors } from '../../src/api/errors.js';
 import { type EtcdServiceName, etcdPackageDefinition, serviceDefinition } from '../../src/wire/etcd-proto.js';
-import { backendKinds, type Harness, hostPort, rawCall, rawClient, startHarness } from './harness.js';
+import {
+  backendKinds,
+  type Harness,
+  hostPort,
+  type RawBytesMethod,
+  rawCall,
+  rawClient,
+  startHarness,
+} from './harness.js';
 
 const services: EtcdServiceName[] = [
   'etcdserverpb.KV',
@@ -208,13 +216,6 @@ function unaryMethods(): UnaryMethod[] {
 
 type Outcome = { code: grpc.status; details: string };
 
-type BytesMethod = (
-  body: Buffer,
-  metadata: grpc.Metadata,
-  options: grpc.CallOptions,
-  callback: grpc.requestCallback<Buffer>,
-) => grpc.ClientUnaryCall;
-
 /** A client that sends raw bytes to any method path and takes raw bytes back. */
 function bytesClient(address: string, paths: string[]): grpc.Client {
   const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
@@ -236,7 +237,7 @@ function bytesClient(address: string, paths: string[]): grpc.Client {
 function callBytes(client: grpc.Client, path: string, body: Buffer): Promise<Outcome> {
   return new Promise((resolveOutcome) => {
     const deadline = new Date(Date.now() + callDeadlineMs);
-    const method = (client as unknown as Record<string, BytesMethod>)[path];
+    const method = (client as unknown as Record<string, RawBytesMethod>)[path];
     if (method === undefined) throw new Error(`no client method ${path}`);
     method.call(client, body, new grpc.Metadata(), { deadline }, (error) => {
       resolveOutcome(

@@ -15,6 +15,7 @@ import {
   type H2ServerCall,
   parseGrpcTimeoutMs,
 } from '../../src/api/h2-grpc.js';
+import type { RawBytesMethod } from './harness.js';
 
 const receiveMessageBytesMax = 1024;
 const waitMs = 5000;
@@ -102,13 +103,6 @@ function bytesClient(port: number): grpc.Client {
   return new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
 }
 
-type UnaryFn = (
-  body: Buffer,
-  metadata: grpc.Metadata,
-  options: grpc.CallOptions,
-  callback: grpc.requestCallback<Buffer>,
-) => grpc.ClientUnaryCall;
-
 function unary(
   client: grpc.Client,
   path: string,
@@ -117,7 +111,7 @@ function unary(
 ): { call: grpc.ClientUnaryCall; result: Promise<Buffer> } {
   let call: grpc.ClientUnaryCall | undefined;
   const result = new Promise<Buffer>((resolve, reject) => {
-    const fn = (client as unknown as Record<string, UnaryFn>)[path]!;
+    const fn = (client as unknown as Record<string, RawBytesMethod>)[path]!;
     call = fn.call(client, body, new grpc.Metadata(), options, (error, response) =>
       error ? reject(error) : resolve(response!),
     );

@@ -30,6 +30,14 @@ export async function startHarness(
 }
 
 type RawCallback = (error: grpc.ServiceError | null, response: Record<string, unknown>) => void;
+/** A generic client's unary method over raw bytes (grpc-js with identity (de)serializers). */
+export type RawBytesMethod = (
+  body: Buffer,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: grpc.requestCallback<Buffer>,
+) => grpc.ClientUnaryCall;
+
 export type RawClient = grpc.Client & Record<string, (request: object, callback: RawCallback) => void>;
 
 /** A raw client for one service ('etcdserverpb.KV', ...) speaking to `address` (host:port). */
