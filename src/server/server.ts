@@ -54,7 +54,7 @@ import {
   type SoftState,
 } from '../raft/types.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
-import { Wal } from '../storage/wal.js';
+import { UNSAFE_WAL_NO_FDATASYNC_ENV, unsafeNoDatasyncIo, Wal } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { AppliedWait } from './applied-wait.js';
 import type {
@@ -254,7 +254,10 @@ export class ConcordServer {
     mkdirSync(scratchDir, { recursive: true });
 
     const keyspace = Keyspace.open(dbDir, { noSync: true, txnOpsMax: config.maxTxnOps });
-    const { wal, recovered } = await Wal.open(walDir);
+    const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
+    if (unsafeNoDatasync)
+      log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
+    const { wal, recovered } = await Wal.open(walDir, unsafeNoDatasync ? { io: unsafeNoDatasyncIo } : {});
     if (recovered.tornTail !== null)
       log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
     const snapshots = await SnapshotStore.open(snapDir);
