@@ -53,6 +53,7 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/types.js';
+import { mkdirDurableSync, syncDirSync } from '../storage/durable-fs.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import { UNSAFE_WAL_NO_FDATASYNC_ENV, unsafeNoDatasyncIo, Wal } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
@@ -249,11 +250,12 @@ export class ConcordServer {
     const snapDir = join(memberDir, 'snap');
     const dbDir = join(memberDir, 'db');
     const scratchDir = join(memberDir, 'tmp');
-    for (const dir of [walDir, snapDir, dbDir]) mkdirSync(dir, { recursive: true });
+    // Durable directories: a power cut must not take the WAL or the store away with its name.
+    for (const dir of [walDir, snapDir, dbDir]) mkdirDurableSync(dir);
     rmSync(scratchDir, { recursive: true, force: true });
     mkdirSync(scratchDir, { recursive: true });
 
-    const keyspace = Keyspace.open(dbDir, { noSync: true, txnOpsMax: config.maxTxnOps });
+    const keyspace = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps });
     const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
     if (unsafeNoDatasync)
       log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
@@ -715,6 +717,9 @@ export class ConcordServer {
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
       const compactTo = Math.max(this.storage.firstIndex(), index - SNAPSHOT_CATCHUP_ENTRIES);
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+      // The WAL may drop only entries the store holds on disk: a power cut rolls the store back
+      // to its last synced commit, and the WAL must still hold every entry after it.
+      await this.keyspace.sync();
       await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
       await this.snapshots.prune();
       this.snapshotIndex = index;
@@ -1399,6 +1404,7 @@ function writeSelfId(memberDir: string, id: number): void {
   fsyncSync(fd);
   closeSync(fd);
   renameSync(`${path}.tmp`, path);
+  syncDirSync(memberDir);
 }
 
 function readSelfId(memberDir: string): number | undefined {

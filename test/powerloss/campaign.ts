@@ -156,7 +156,10 @@ async function runCut(cluster: ProcessCluster, mounts: PlfsMount[], plan: CutPla
   await load.firstAckAfter(startedAt, ACK_WAIT_MS).catch(() => undefined);
   // The cut: the file systems freeze first (nothing more becomes durable), then the processes die.
   const powerOffs = await Promise.all(plan.targets.map((i) => mounts[i]!.powerOff()));
-  await Promise.all(plan.targets.map((i) => cluster.kill(i)));
+  // A member may already have stopped by itself on the first EIO.
+  await Promise.all(
+    plan.targets.map((i) => (cluster.member(i).child !== undefined ? cluster.kill(i) : undefined)),
+  );
   const { acked } = await load.stop();
   for (const [key, value] of acked) plan.acked.set(key, value);
   for (const i of plan.targets) await mounts[i]!.unmount();

@@ -304,7 +304,11 @@ export class ProcessCluster {
         return (await isHealthy(member.clientUrl)) ? true : undefined;
       });
       if (member.memberId === '' || member.memberId === '0') {
-        member.memberId = (await memberStatus(member.clientUrl)).memberId;
+        member.memberId = await pollUntil(
+          `${member.name}'s member ID`,
+          timeoutMs,
+          async () => (await memberStatus(member.clientUrl)).memberId,
+        );
       }
     }
   }
