@@ -55,7 +55,12 @@ import {
 } from '../raft/types.js';
 import { mkdirDurableSync, syncDirSync } from '../storage/durable-fs.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
-import { UNSAFE_WAL_NO_FDATASYNC_ENV, unsafeNoDatasyncIo, Wal } from '../storage/wal.js';
+import {
+  UNSAFE_KEYSPACE_NO_SYNC_ENV,
+  UNSAFE_WAL_NO_FDATASYNC_ENV,
+  unsafeNoDatasyncIo,
+  Wal,
+} from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { AppliedWait } from './applied-wait.js';
 import type {
@@ -255,7 +260,10 @@ export class ConcordServer {
     rmSync(scratchDir, { recursive: true, force: true });
     mkdirSync(scratchDir, { recursive: true });
 
-    const keyspace = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps });
+    const unsafeKeyspaceNoSync = process.env[UNSAFE_KEYSPACE_NO_SYNC_ENV] === '1';
+    if (unsafeKeyspaceNoSync)
+      log.warn(`${UNSAFE_KEYSPACE_NO_SYNC_ENV}=1: the keyspace is written WITHOUT fsync (fault injection)`);
+    const keyspace = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps, noSync: unsafeKeyspaceNoSync });
     const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
     if (unsafeNoDatasync)
       log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);

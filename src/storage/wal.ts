@@ -108,6 +108,12 @@ export interface WalStats {
  */
 export const UNSAFE_WAL_NO_FDATASYNC_ENV = 'CONCORD_UNSAFE_WAL_NO_FDATASYNC';
 
+/**
+ * Likewise for the keyspace: a member started with this set to 1 opens its LMDB store without
+ * any sync (as Concord did before the harness existed), to show the harness catches that too.
+ */
+export const UNSAFE_KEYSPACE_NO_SYNC_ENV = 'CONCORD_UNSAFE_KEYSPACE_NO_SYNC';
+
 /** The WAL io for UNSAFE_WAL_NO_FDATASYNC_ENV: every data sync is skipped. */
 export const unsafeNoDatasyncIo: Partial<WalIo> = { datasync: async () => {} };
 

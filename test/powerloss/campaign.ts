@@ -73,6 +73,8 @@ const KEY_PREFIX = 'pl/';
 const SIZE = 3;
 const ACK_WAIT_MS = 10_000;
 const CONVERGE_TIMEOUT_MS = 30_000;
+const HEALTH_STEP_MS = 1000;
+const EXIT_GRACE_MS = 1000;
 
 export async function runCampaign(options: CampaignOptions): Promise<CampaignResult> {
   const log = options.log ?? (() => {});
@@ -166,20 +168,35 @@ async function runCut(cluster: ProcessCluster, mounts: PlfsMount[], plan: CutPla
   for (const i of plan.targets) await mounts[i]!.mount(plan.nextSeed());
   const base = { cut: plan.cut, kind: plan.kind, members: plan.targets, acked: acked.size, powerOffs };
   for (const i of plan.targets) await cluster.restart(i, { waitHealthy: false });
-  try {
-    await cluster.waitHealthy(plan.restartTimeoutMs);
-  } catch (error) {
-    return {
-      ...base,
-      lost: [],
-      diverged: false,
-      failure: `${(error as Error).message}\n${cluster.dumpLogs()}`,
-    };
-  }
+  const failure = await waitBack(cluster, plan.targets, plan.restartTimeoutMs);
+  if (failure !== undefined) return { ...base, lost: [], diverged: false, failure };
   const lost = await findLost(cluster, plan.acked);
   for (const key of lost) plan.acked.delete(key); // counted once, at the cut that lost it
   const diverged = await membersDiverge(cluster);
   return { ...base, lost, diverged };
+}
+
+/** Waits for the restarted members to be healthy; says why not as soon as one exits. */
+async function waitBack(
+  cluster: ProcessCluster,
+  targets: number[],
+  timeoutMs: number,
+): Promise<string | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const exited = targets.filter((i) => cluster.member(i).child === undefined);
+    if (exited.length > 0) {
+      await sleep(EXIT_GRACE_MS); // let the others finish their start, for the logs
+      const names = exited.map((i) => cluster.member(i).name).join(', ');
+      return `${names} exited at restart\n${cluster.dumpLogs()}`;
+    }
+    try {
+      await cluster.waitHealthy(Math.min(HEALTH_STEP_MS, Math.max(1, deadline - Date.now())), targets);
+      return undefined;
+    } catch (error) {
+      if (Date.now() > deadline) return `${(error as Error).message}\n${cluster.dumpLogs()}`;
+    }
+  }
 }
 
 /** Acknowledged keys the cluster no longer has (or has with another value), by a linearizable read. */

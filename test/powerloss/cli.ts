@@ -1,17 +1,17 @@
 // npm run powerloss -- [--cuts N=20] [--seed S=random] [--member-cut-every K=3] [--writers W=8]
-//                     [--snapshot-count C=10000] [--unsafe-wal-no-fsync]
+//                     [--snapshot-count C=10000] [--unsafe-wal-no-fsync] [--unsafe-keyspace-no-sync]
 // Runs a power-loss campaign (see campaign.ts) on a 3-member cluster, prints the seed first (run
 // again with --seed to repeat the campaign's cuts), one line per cut and a summary, and exits
 // non-zero when any acknowledged write was lost, members diverged or the cluster did not come back.
 
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { UNSAFE_WAL_NO_FDATASYNC_ENV } from '../../src/storage/wal.js';
+import { UNSAFE_KEYSPACE_NO_SYNC_ENV, UNSAFE_WAL_NO_FDATASYNC_ENV } from '../../src/storage/wal.js';
 import { type CampaignOptions, runCampaign } from './campaign.js';
 import { plfsUnavailableReason } from './plfs-mount.js';
 
 const usage = `usage: powerloss [--cuts N=20] [--seed S] [--member-cut-every K=3] [--writers W=8]
-                 [--snapshot-count C=10000] [--unsafe-wal-no-fsync]`;
+                 [--snapshot-count C=10000] [--unsafe-wal-no-fsync] [--unsafe-keyspace-no-sync]`;
 
 export class UsageError extends Error {
   readonly code = 'POWERLOSS_USAGE';
@@ -28,6 +28,7 @@ export function parsePowerlossArgs(argv: string[]): CampaignOptions {
       writers: { type: 'string', default: '8' },
       'snapshot-count': { type: 'string', default: '10000' },
       'unsafe-wal-no-fsync': { type: 'boolean', default: false },
+      'unsafe-keyspace-no-sync': { type: 'boolean', default: false },
     },
   });
   const integer = (flag: string, text: string, min: number, max: number): number => {
@@ -45,7 +46,10 @@ export function parsePowerlossArgs(argv: string[]): CampaignOptions {
     memberCutEvery: integer('member-cut-every', values['member-cut-every'], 0, 100_000),
     writers: integer('writers', values.writers, 1, 256),
     snapshotCount: integer('snapshot-count', values['snapshot-count'], 1, 10_000_000),
-    env: values['unsafe-wal-no-fsync'] ? { [UNSAFE_WAL_NO_FDATASYNC_ENV]: '1' } : {},
+    env: {
+      ...(values['unsafe-wal-no-fsync'] ? { [UNSAFE_WAL_NO_FDATASYNC_ENV]: '1' } : {}),
+      ...(values['unsafe-keyspace-no-sync'] ? { [UNSAFE_KEYSPACE_NO_SYNC_ENV]: '1' } : {}),
+    },
   };
 }
 
