@@ -20,6 +20,7 @@ import {
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { type Database, open, type RootDatabase } from 'lmdb';
+import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-fs.js';
 import {
   decodeLeaseKey,
   decodeLive,
@@ -112,9 +113,11 @@ export interface KeyspaceOptions {
   /** Revision of a fresh store: etcd's is 1 (the default); unit tests count from 0. */
   initialRevision?: number;
   /**
-   * Skip LMDB's fsync per commit (applyBatch otherwise returns only once the batch is on disk).
-   * For tests and benchmarks: after a machine crash LMDB keeps atomicity only on filesystems that
-   * preserve write order, and may lose recent batches (the raft WAL would have to replay them).
+   * Skip LMDB's fsync per commit. For tests and benchmarks only: after a power cut such a store
+   * may be corrupt (LMDB's meta page can reach the disk before the pages it points to), not just
+   * behind. Without it each commit fdatasyncs its pages before writing its meta page, and the
+   * meta page is flushed by the next commit's fdatasync (LMDB's NOMETASYNC): a power cut may undo
+   * the last commit but never corrupts the tree, and the WAL replays what was undone.
    */
   noSync?: boolean;
   watch?: WatchHubOptions;
@@ -190,8 +193,22 @@ function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array | undefined): KeyRange
 const LMDB_MAP_BYTES = 8 * 1024 ** 3;
 
 function openDbs(path: string, noSync: boolean): Dbs {
-  mkdirSync(path, { recursive: true });
-  const env = open({ path, maxDbs: DB_NAMES.length + 2, noSync, noSubdir: false, mapSize: LMDB_MAP_BYTES });
+  if (!noSync) mkdirDurableSync(path);
+  else mkdirSync(path, { recursive: true });
+  const env = open({
+    path,
+    maxDbs: DB_NAMES.length + 2,
+    noSync,
+    // One fdatasync per commit (see KeyspaceOptions.noSync). Not lmdb-js's overlappingSync: it
+    // trusts an unflushed commit after restart unless the boot id changed, and a lost disk write
+    // without a reboot (a storage path failing over, a power-cut test) would then read a torn tree.
+    noMetaSync: !noSync,
+    overlappingSync: false,
+    noSubdir: false,
+    mapSize: LMDB_MAP_BYTES,
+  });
+  // LMDB creates data.mdb without syncing the directory: make its name durable with it.
+  if (!noSync) syncDirSync(path);
   const sub = (name: string): Bin => env.openDB({ name, encoding: 'binary', keyEncoding: 'binary' }) as Bin;
   return {
     env,
@@ -303,8 +320,8 @@ export class Keyspace {
 
   /**
    * Flushes every committed batch to disk and resolves with the applied index that is now
-   * durable. With noSync the server must call this before discarding WAL entries up to that
-   * index (a machine crash may otherwise lose batches the WAL no longer holds).
+   * durable. The server calls it before discarding WAL entries up to that index: a commit's meta
+   * page is otherwise flushed only by the next commit, so a power cut may undo the last batch.
    */
   sync(): Promise<number> {
     this.assertOpen();
@@ -1251,6 +1268,7 @@ export class Keyspace {
     this.assertOpen();
     const staged = join(this.path, 'restore.mdb');
     copyFileSync(path, staged);
+    if (!this.noSync) syncFileSync(staged);
     let info: SnapshotInfo;
     try {
       info = await verifySnapshotFile(staged);
@@ -1262,6 +1280,7 @@ export class Keyspace {
     await this.dbs.env.close();
     renameSync(staged, join(this.path, 'data.mdb'));
     rmSync(join(this.path, 'lock.mdb'), { force: true });
+    if (!this.noSync) syncDirSync(this.path);
     this.dbs = openDbs(this.path, this.noSync);
     this.loadMeta();
     this.watchHub.onRestore(this.revision);

@@ -53,8 +53,14 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/types.js';
+import { mkdirDurableSync, syncDirSync } from '../storage/durable-fs.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
-import { Wal } from '../storage/wal.js';
+import {
+  UNSAFE_KEYSPACE_NO_SYNC_ENV,
+  UNSAFE_WAL_NO_FDATASYNC_ENV,
+  unsafeNoDatasyncIo,
+  Wal,
+} from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { AppliedWait } from './applied-wait.js';
 import type {
@@ -249,12 +255,19 @@ export class ConcordServer {
     const snapDir = join(memberDir, 'snap');
     const dbDir = join(memberDir, 'db');
     const scratchDir = join(memberDir, 'tmp');
-    for (const dir of [walDir, snapDir, dbDir]) mkdirSync(dir, { recursive: true });
+    // Durable directories: a power cut must not take the WAL or the store away with its name.
+    for (const dir of [walDir, snapDir, dbDir]) mkdirDurableSync(dir);
     rmSync(scratchDir, { recursive: true, force: true });
     mkdirSync(scratchDir, { recursive: true });
 
-    const keyspace = Keyspace.open(dbDir, { noSync: true, txnOpsMax: config.maxTxnOps });
-    const { wal, recovered } = await Wal.open(walDir);
+    const unsafeKeyspaceNoSync = process.env[UNSAFE_KEYSPACE_NO_SYNC_ENV] === '1';
+    if (unsafeKeyspaceNoSync)
+      log.warn(`${UNSAFE_KEYSPACE_NO_SYNC_ENV}=1: the keyspace is written WITHOUT fsync (fault injection)`);
+    const keyspace = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps, noSync: unsafeKeyspaceNoSync });
+    const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
+    if (unsafeNoDatasync)
+      log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
+    const { wal, recovered } = await Wal.open(walDir, unsafeNoDatasync ? { io: unsafeNoDatasyncIo } : {});
     if (recovered.tornTail !== null)
       log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
     const snapshots = await SnapshotStore.open(snapDir);
@@ -712,6 +725,9 @@ export class ConcordServer {
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
       const compactTo = Math.max(this.storage.firstIndex(), index - SNAPSHOT_CATCHUP_ENTRIES);
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
+      // The WAL may drop only entries the store holds on disk: a power cut rolls the store back
+      // to its last synced commit, and the WAL must still hold every entry after it.
+      await this.keyspace.sync();
       await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
       await this.snapshots.prune();
       this.snapshotIndex = index;
@@ -1396,6 +1412,7 @@ function writeSelfId(memberDir: string, id: number): void {
   fsyncSync(fd);
   closeSync(fd);
   renameSync(`${path}.tmp`, path);
+  syncDirSync(memberDir);
 }
 
 function readSelfId(memberDir: string): number | undefined {

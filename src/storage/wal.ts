@@ -101,6 +101,22 @@ export interface WalStats {
   segmentsDeleted: number;
 }
 
+/**
+ * Fault injection for the power-loss harness's self-test only (test/powerloss): a member started
+ * with this variable set to 1 writes its WAL without fdatasync, so that the harness can show it
+ * catches a write path that acknowledges what is not on disk. Never set it anywhere else.
+ */
+export const UNSAFE_WAL_NO_FDATASYNC_ENV = 'CONCORD_UNSAFE_WAL_NO_FDATASYNC';
+
+/**
+ * Likewise for the keyspace: a member started with this set to 1 opens its LMDB store without
+ * any sync (as Concord did before the harness existed), to show the harness catches that too.
+ */
+export const UNSAFE_KEYSPACE_NO_SYNC_ENV = 'CONCORD_UNSAFE_KEYSPACE_NO_SYNC';
+
+/** The WAL io for UNSAFE_WAL_NO_FDATASYNC_ENV: every data sync is skipped. */
+export const unsafeNoDatasyncIo: Partial<WalIo> = { datasync: async () => {} };
+
 export const DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024;
 const DEFAULT_RECORD_BYTES_MAX = 64 * 1024 * 1024;
 const DEFAULT_PENDING_BYTES_MAX = 256 * 1024 * 1024;

@@ -1,13 +1,14 @@
 // Child process of the crash test: applies batches of the deterministic workload forever (bounded)
-// and prints "applied <index>" after each commit. The parent SIGKILLs it at random moments.
+// and prints "applied <index>" after each commit. The parent SIGKILLs it at random moments
+// (test/powerloss/keyspace-powerloss.test.ts also cuts the power of its file system first).
 import { Keyspace } from '../../src/mvcc/keyspace.js';
 import { opForIndex } from './crash-ops.js';
 
 const ENTRIES_MAX = 200_000;
 const dir = process.argv[2];
 const seed = Number(process.argv[3] ?? 1);
-if (!dir) throw new Error('usage: crash-child <dir> <seed>');
-const ks = Keyspace.open(dir, { initialRevision: 0 });
+if (!dir) throw new Error('usage: crash-child <dir> <seed> [nosync]');
+const ks = Keyspace.open(dir, { initialRevision: 0, noSync: process.argv[4] === 'nosync' });
 let rng = seed >>> 0 || 1;
 const nextBatchSize = (): number => {
   rng ^= rng << 13;

@@ -29,6 +29,8 @@ export interface ClusterOptions {
   startTimeoutMs?: number;
   /** Data dirs to use (e.g. restored from a snapshot) instead of fresh ones, by member index. */
   dataDirs?: string[];
+  /** Environment variables added to every member's (e.g. a fault-injection switch). */
+  env?: Record<string, string>;
 }
 
 export interface MemberProcess {
@@ -240,6 +242,7 @@ export class ProcessCluster {
         extraFlags: [],
         startTimeoutMs: 30_000,
         dataDirs: [],
+        env: {},
         ...options,
       },
       rootDir,
@@ -301,7 +304,11 @@ export class ProcessCluster {
         return (await isHealthy(member.clientUrl)) ? true : undefined;
       });
       if (member.memberId === '' || member.memberId === '0') {
-        member.memberId = (await memberStatus(member.clientUrl)).memberId;
+        member.memberId = await pollUntil(
+          `${member.name}'s member ID`,
+          timeoutMs,
+          async () => (await memberStatus(member.clientUrl)).memberId,
+        );
       }
     }
   }
@@ -498,6 +505,7 @@ export class ProcessCluster {
   private spawnMember(member: MemberProcess): void {
     const child = spawn(this.binary.command, [...this.binary.argsBefore, ...member.flags], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...this.options.env },
     });
     liveChildren.add(child);
     child.unref();
