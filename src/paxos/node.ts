@@ -972,10 +972,13 @@ export class PaxosNode implements RaftNodeApi {
 
   /** An Accept, heartbeat or snapshot from the leader of the promised ballot. */
   private followLeader(m: Message): void {
-    if (this.vote === NONE) this.vote = m.from;
-    if (this.vote !== m.from) {
-      throw new PaxosInvariantError(`ballot ${m.term} has two leaders: ${this.vote} and ${m.from}`);
+    // The vote records whom this acceptor promised the ballot to, not who won it: a candidate
+    // that lost (or the one it promised to) still follows the winner. Only a leader of the very
+    // same ballot hearing from another leader proves two phase-1 quorums missed each other.
+    if (this.role === Role.Leader) {
+      throw new PaxosInvariantError(`ballot ${m.term} has two leaders: ${this.id} and ${m.from}`);
     }
+    if (this.vote === NONE) this.vote = m.from;
     if (this.role !== Role.Follower || this.leader !== m.from) this.becomeFollower(m.term, m.from);
     this.electionElapsed = 0;
     if (this.matchBallot !== this.promised) this.resetMatch();
@@ -1068,6 +1071,9 @@ export class PaxosNode implements RaftNodeApi {
     if (!p) return;
     p.recentActive = true;
     if (p.state === 'probe') p.probeSent = false;
+    // A full window whose answers were lost would stall the acceptor: free one slot so the next
+    // Accept goes out (and is rejected into a probe if its predecessors never arrived).
+    if (p.state === 'replicate' && p.inflight.length >= this.inflightMessagesMax) p.inflight.shift();
     if (p.match < this.log.lastIndex()) this.sendAccept(m.from, p, true);
     if (m.context.byteLength > 0) {
       const safe = this.reads.ack(m.context, m.from, (acks) =>
