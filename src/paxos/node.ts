@@ -41,7 +41,7 @@ import {
   type SoftState,
 } from '../raft/types.js';
 import { bytesEqual, payloadBytes } from '../raft/util.js';
-import { PaxosInvariantError, PaxosUsageError } from './errors.js';
+import { PaxosInvariantError, PaxosUsageError, QuorumConfigError } from './errors.js';
 import { SlotLog } from './log.js';
 import { isQuorum, isQuorumImpossible, quorumIndex, quorumSizes } from './quorum.js';
 
@@ -244,8 +244,19 @@ export class PaxosNode implements RaftNodeApi {
     const slot = this.confSlotsApplying.shift() ?? this.configIndex + 1;
     // A snapshot installed meanwhile already holds the configuration after this change.
     if (slot <= this.configIndex) return this.confState();
-    const next = nextConfig(this.config, change);
-    this.checkQuorums(next);
+    // A proposed value may be chosen long after it was proposed (a later leader adopts it in
+    // phase 1), so a change can reach the apply stage after other changes made it meaningless
+    // (leaving a joint configuration already left). Every node applies the same slots in the
+    // same order, so such a change is a no-op everywhere alike.
+    let next: TrackerConfig;
+    try {
+      next = nextConfig(this.config, change);
+      this.checkQuorums(next);
+    } catch (err) {
+      if (!(err instanceof ConfChangeError) && !(err instanceof QuorumConfigError)) throw err;
+      this.logConfChanges.delete(slot);
+      return this.confState();
+    }
     this.config = next;
     this.configIndex = slot;
     this.logConfChanges.delete(slot);
@@ -655,7 +666,7 @@ export class PaxosNode implements RaftNodeApi {
       return;
     }
     if (m.index < 0) return; // a snapshot is on its way; the Prepare is repeated after it lands
-    const covered = m.index + m.entries.length;
+    const covered = m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index;
     // Slots the acceptor knows to be chosen: learn them (they are final) and move the floor up.
     const chosenUpTo = Math.min(m.commit, covered);
     if (chosenUpTo > this.log.committed && m.index <= this.log.committed) {
@@ -730,11 +741,13 @@ export class PaxosNode implements RaftNodeApi {
     for (const slot of [...changes.keys()].sort((a, b) => a - b)) {
       if (slot <= this.configIndex) continue;
       try {
-        cfg = nextConfig(cfg, changes.get(slot)!);
+        const next = nextConfig(cfg, changes.get(slot)!);
+        this.checkQuorums(next);
+        cfg = next;
         chain.push(cfg);
       } catch (err) {
-        // A change that will not apply (the host rejects it too) governs nothing.
-        if (!(err instanceof ConfChangeError)) throw err;
+        // A change that will not apply (applyConfChange makes it a no-op) governs nothing.
+        if (!(err instanceof ConfChangeError) && !(err instanceof QuorumConfigError)) throw err;
       }
     }
     return chain;
