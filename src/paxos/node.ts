@@ -261,12 +261,10 @@ export class PaxosNode implements RaftNodeApi {
     this.configIndex = slot;
     this.logConfChanges.delete(slot);
     if (this.role === Role.Leader) {
-      for (const id of members(next)) {
-        if (!this.peers.has(id) && id !== this.id)
-          this.peers.set(id, this.newPeer(this.log.lastIndex() + 1, 0));
-      }
-      for (const id of [...this.peers.keys()]) if (!members(next).includes(id)) this.peers.delete(id);
-      if (!this.isVoter(this.id)) this.becomeFollower(this.promised, NONE);
+      this.trackChainMembers();
+      const kept = new Set(this.configChain().flatMap((cfg) => members(cfg)));
+      for (const id of [...this.peers.keys()]) if (!kept.has(id)) this.peers.delete(id);
+      if (!this.isVoter(this.id)) this.handOff();
       else if (this.leadTransferee !== NONE && !this.isVoter(this.leadTransferee)) this.abortTransfer();
       else if (this.maybeCommit()) this.commitPending = true;
     }
@@ -850,9 +848,24 @@ export class PaxosNode implements RaftNodeApi {
   /** Every write to the log goes through here, to keep the conf changes above applied known. */
   private writeSlots(entries: Entry[]): void {
     this.log.write(entries);
+    let confChanged = false;
     for (const e of entries) {
-      this.logConfChanges.delete(e.index);
+      confChanged ||= this.logConfChanges.delete(e.index) || e.type === EntryType.ConfChange;
       this.noteSlot(e);
+    }
+    if (confChanged && this.role === Role.Leader) this.trackChainMembers();
+  }
+
+  /**
+   * A pending change's new members must accept slots before the change applies: slots after it
+   * need a quorum of its configuration too (configChain), so the leader replicates to them now.
+   */
+  private trackChainMembers(): void {
+    for (const cfg of this.configChain()) {
+      for (const id of members(cfg)) {
+        if (id !== this.id && !this.peers.has(id))
+          this.peers.set(id, this.newPeer(this.log.lastIndex() + 1, 0));
+      }
     }
   }
 
@@ -1131,7 +1144,10 @@ export class PaxosNode implements RaftNodeApi {
   private tickLeader(): void {
     this.heartbeatElapsed++;
     this.electionElapsed++;
-    if (this.leadTransferee !== NONE && ++this.transferElapsed >= this.electionTicks) this.abortTransfer();
+    if (this.leadTransferee !== NONE && ++this.transferElapsed >= this.electionTicks) {
+      this.abortTransfer();
+      if (!this.isVoter(this.id)) this.handOff();
+    }
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
       if (this.checkQuorum && !this.quorumActive()) {
@@ -1266,6 +1282,26 @@ export class PaxosNode implements RaftNodeApi {
     } else {
       this.sendAccept(target, p, true);
     }
+  }
+
+  /**
+   * A leader removed by a change it applied hands leadership to the most caught-up voter, and
+   * retries until someone leads a higher ballot. Stepping down silently would leave the slots
+   * only it knows to be chosen (with a phase-2 quorum of 1, possibly only it holds them) and the
+   * remaining voters on the old configuration, whose phase-1 quorum may need the leaver.
+   */
+  private handOff(): void {
+    let target: NodeId = NONE;
+    let targetMatch = -1;
+    for (const id of this.voterIds(this.config)) {
+      const p = this.peers.get(id);
+      if (p && p.match > targetMatch) {
+        target = id;
+        targetMatch = p.match;
+      }
+    }
+    if (target === NONE) return this.becomeFollower(this.promised, NONE);
+    this.startTransfer(target);
   }
 
   private abortTransfer(): void {
