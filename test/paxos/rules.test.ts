@@ -461,3 +461,47 @@ test('membership: a change chosen after it became meaningless (a second leave-jo
   });
   assert.deepEqual(kept.voters, [1, 2, 3], 'a configuration without intersecting quorums is never entered');
 });
+
+test('membership: slots after a pending change need its quorum too, so its new members are replicated to before it applies', () => {
+  // Phase-2 quorum 3: the joint configuration's incoming half {1, 2, 4} needs node 4's acceptance.
+  const net = new PaxosNetwork([1, 2, 3], { phase2Quorum: 3 });
+  net.campaign(1);
+  net.addPeer(4);
+  const r = net.node(1).proposeConfChange({
+    transition: 'joint-implicit',
+    changes: [
+      { type: 'add-node', nodeId: 4 },
+      { type: 'remove-node', nodeId: 3 },
+    ],
+    context: new Uint8Array(0),
+  });
+  assert.equal(r.ok, true);
+  net.stabilize();
+  net.tickAll(3);
+  assert.deepEqual(net.node(1).status().confState.voters, [1, 2, 4]);
+  assert.deepEqual(
+    net.node(1).status().confState.votersOutgoing,
+    [],
+    'entered and left the joint configuration',
+  );
+  net.node(1).propose(enc('after'));
+  net.stabilize();
+  assert.deepEqual(net.values(4), ['after']);
+});
+
+test('membership: a leader that removes itself hands leadership to a caught-up voter at once', () => {
+  const net = new PaxosNetwork([1, 2, 3]);
+  net.campaign(1);
+  const r = net.node(1).proposeConfChange({
+    transition: 'auto',
+    changes: [{ type: 'remove-node', nodeId: 1 }],
+    context: new Uint8Array(0),
+  });
+  assert.equal(r.ok, true);
+  net.stabilize();
+  const [leader] = net.leaders().filter((id) => id !== 1);
+  assert.ok(leader !== undefined, 'a remaining voter leads without waiting for an election timeout');
+  net.node(leader).propose(enc('after'));
+  net.stabilize();
+  for (const id of [2, 3]) assert.deepEqual(net.values(id), ['after']);
+});
