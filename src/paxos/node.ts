@@ -126,6 +126,8 @@ export class PaxosNode implements RaftNodeApi {
 
   // Candidate side.
   private readonly promises = new Map<NodeId, Promise1>();
+  /** Promises still arriving in chunks: the slots gathered so far after `floor`. */
+  private readonly partials = new Map<NodeId, { floor: number; entries: Entry[] }>();
   private readonly rejections = new Set<NodeId>();
   private readonly asked = new Set<NodeId>();
   private readonly preVotes = new Map<NodeId, boolean>();
@@ -593,6 +595,7 @@ export class PaxosNode implements RaftNodeApi {
     this.electionElapsed = 0;
     this.resetElectionTimeout();
     this.promises.clear();
+    this.partials.clear();
     this.rejections.clear();
     this.asked.clear();
     this.asked.add(this.id);
@@ -600,25 +603,35 @@ export class PaxosNode implements RaftNodeApi {
     this.maybeWinPhase1();
   }
 
+  /** Prepare(ballot, floor, cursor): promise, and report your slots after the cursor. */
   private sendPrepare(to: NodeId): void {
     this.asked.add(to);
+    const floor = this.log.committed;
+    let partial = this.partials.get(to);
+    const cursor = partial ? (partial.entries[partial.entries.length - 1]?.index ?? partial.floor) : floor;
+    if (partial && cursor < floor) {
+      // Chosen slots learned meanwhile cover what was gathered: start again from the new floor.
+      this.partials.delete(to);
+      partial = undefined;
+    }
     this.msgsAfterPersist.push(
       message({
         type: MessageType.Vote,
         to,
         from: this.id,
         term: this.promised,
-        index: this.log.committed,
-        commit: this.log.committed,
+        index: partial ? cursor : floor,
+        commit: floor,
         context: this.campaignTransfer ? TRANSFER_CONTEXT : EMPTY_BYTES,
       }),
     );
   }
 
   /**
-   * Prepare(ballot, floor): promise unless a higher ballot is promised or this ballot is promised
-   * to another. The promise carries the accepted slots after the floor (the candidate's commit)
-   * so the candidate can adopt the highest-ballot value of each; when this acceptor knows more
+   * Prepare(ballot, floor, cursor): promise unless a higher ballot is promised or this ballot is
+   * promised to another. The promise carries the accepted slots after the cursor (at most
+   * maxMessageBytes; the candidate asks again from where it ends) so the candidate can adopt the
+   * highest-ballot value of each slot above its floor (its commit). When this acceptor knows more
    * slots to be chosen than the candidate, it sends those first (or its snapshot).
    */
   private onPrepare(m: Message): void {
@@ -630,15 +643,19 @@ export class PaxosNode implements RaftNodeApi {
     if (this.role === Role.Leader) return;
     this.vote = m.from;
     this.electionElapsed = 0;
-    const floor = m.index;
+    const floor = m.commit;
     const last = this.log.lastIndex();
     let entries: Entry[] = [];
+    let after = Math.max(m.index, floor);
     if (floor + 1 < this.log.firstIndex()) {
       this.sendSnapshotTo(m.from, ballot);
+      after = -1;
     } else if (this.log.committed > floor) {
+      // Catch-up (the answer's commit is above its index): chosen slots only.
+      after = floor;
       entries = this.log.slice(floor + 1, this.log.committed + 1, this.maxMessageBytes);
-    } else if (last > floor) {
-      entries = this.log.slice(floor + 1, last + 1, 0);
+    } else if (last > after) {
+      entries = this.log.slice(after + 1, last + 1, this.maxMessageBytes);
     }
     this.msgsAfterPersist.push(
       message({
@@ -646,7 +663,7 @@ export class PaxosNode implements RaftNodeApi {
         to: m.from,
         from: this.id,
         term: ballot,
-        index: floor + 1 < this.log.firstIndex() ? -1 : floor,
+        index: after,
         logTerm: last,
         commit: this.log.committed,
         entries,
@@ -664,17 +681,28 @@ export class PaxosNode implements RaftNodeApi {
       return;
     }
     if (m.index < 0) return; // a snapshot is on its way; the Prepare is repeated after it lands
-    const covered = m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index;
-    // Slots the acceptor knows to be chosen: learn them (they are final) and move the floor up.
-    const chosenUpTo = Math.min(m.commit, covered);
-    if (chosenUpTo > this.log.committed && m.index <= this.log.committed) {
-      this.learnChosen(m.entries.filter((e) => e.index > this.log.committed && e.index <= chosenUpTo));
-    }
-    if (covered >= m.logTerm) {
-      this.promises.set(m.from, { floor: m.index, entries: m.entries, commit: m.commit });
-    } else {
+    if (this.promises.has(m.from)) return;
+    if (m.commit > m.index) {
+      // Slots the acceptor knows to be chosen: learn them (they are final), raise the floor, ask again.
+      if (m.index <= this.log.committed) {
+        this.learnChosen(m.entries.filter((e) => e.index > this.log.committed && e.index <= m.commit));
+      }
       this.sendPrepare(m.from);
+      return this.maybeWinPhase1();
     }
+    let partial = this.partials.get(m.from);
+    if (!partial) {
+      if (m.index > this.log.committed) return; // answers a cursor since dropped
+      partial = { floor: m.index, entries: [] };
+      this.partials.set(m.from, partial);
+    }
+    const cursor = partial.entries[partial.entries.length - 1]?.index ?? partial.floor;
+    if (m.index !== cursor) return; // a duplicate or an answer to an older cursor
+    for (const e of m.entries) partial.entries.push(e);
+    const covered = partial.entries[partial.entries.length - 1]?.index ?? partial.floor;
+    if (covered < m.logTerm) return this.sendPrepare(m.from);
+    this.partials.delete(m.from);
+    this.promises.set(m.from, { floor: partial.floor, entries: partial.entries, commit: m.commit });
     this.maybeWinPhase1();
   }
 

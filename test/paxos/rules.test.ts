@@ -22,24 +22,24 @@ test('promise ordering: an acceptor promises only ballots above its promise, and
       .filter((m) => m.type === MessageType.VoteResponse)
       .map((m) => ({ to: m.to, term: m.term, reject: m.reject }));
   };
-  node.step(message({ type: MessageType.Vote, from: 3, to: 1, term: 4 }));
+  node.step(message({ type: MessageType.Vote, from: 3, to: 1, term: 4, index: 1, commit: 1 }));
   assert.deepEqual(
     answers(),
     [{ to: 3, term: 5, reject: true }],
     'a lower ballot is refused with the promise',
   );
-  node.step(message({ type: MessageType.Vote, from: 3, to: 1, term: 5 }));
+  node.step(message({ type: MessageType.Vote, from: 3, to: 1, term: 5, index: 1, commit: 1 }));
   assert.deepEqual(answers(), [{ to: 3, term: 5, reject: true }], 'ballot 5 is promised to node 2 already');
-  node.step(message({ type: MessageType.Vote, from: 2, to: 1, term: 5 }));
+  node.step(message({ type: MessageType.Vote, from: 2, to: 1, term: 5, index: 1, commit: 1 }));
   assert.deepEqual(answers(), [{ to: 2, term: 5, reject: false }], 'the same proposer may ask again');
-  node.step(message({ type: MessageType.Vote, from: 3, to: 1, term: 6 }));
+  node.step(message({ type: MessageType.Vote, from: 3, to: 1, term: 6, index: 1, commit: 1 }));
   assert.deepEqual(answers(), [{ to: 3, term: 6, reject: false }]);
   assert.deepEqual(node.status().hardState, { term: 6, vote: 3, commit: 1 });
 });
 
 test('promise ordering: a promise is durable before the reply that reports it leaves', () => {
   const node = lone(acceptorStorage([1, 2, 3], { ballot: 1, vote: 0 }, [[1, 'a']]));
-  node.step(message({ type: MessageType.Vote, from: 2, to: 1, term: 3, index: 1 }));
+  node.step(message({ type: MessageType.Vote, from: 2, to: 1, term: 3, index: 1, commit: 1 }));
   const rd = node.ready();
   assert.equal(rd.mustSync, true);
   assert.deepEqual(rd.hardState, { term: 3, vote: 2, commit: 1 });
@@ -103,6 +103,27 @@ test('accepted-value adoption in phase 1: only the promises of the quorum count 
   net.stabilize();
   for (const id of voters) assert.deepEqual(net.values(id), ['y'], `node ${id}`);
   assert.equal(net.peer(2).storage.term(2), net.ballot(3), 'node 2 accepted y over x, at the higher ballot');
+});
+
+test('phase 1 over all open slots, in bounded messages: a long promise arrives in chunks and is adopted whole', () => {
+  const voters = [1, 2, 3];
+  const slots: [number, string][] = Array.from({ length: 12 }, (_, i) => [2, `value-${i}`.padEnd(40, '.')]);
+  const net = new PaxosNetwork([], { maxMessageBytes: 150 });
+  net.addPeer(1, undefined, acceptorStorage(voters, { ballot: 2, vote: 0 }, []));
+  net.addPeer(2, undefined, acceptorStorage(voters, { ballot: 2, vote: 0 }, slots));
+  net.addPeer(3, undefined, acceptorStorage(voters, { ballot: 2, vote: 0 }, []));
+  net.filters.push((m) => m.from === 3 && m.type === MessageType.VoteResponse);
+  net.campaign(1);
+  assert.equal(net.role(1), Role.Leader);
+  const promises = net.delivered.filter((m) => m.type === MessageType.VoteResponse && m.from === 2);
+  assert.ok(promises.length >= 4, `${promises.length} promise messages`);
+  assert.ok(promises.every((m) => m.entries.length <= 3));
+  net.heal();
+  net.tickAll(2);
+  assert.deepEqual(
+    net.values(3),
+    slots.map(([, v]) => v),
+  );
 });
 
 test('no-op filling: slots no promise reports a value for are proposed as no-ops', () => {
