@@ -188,3 +188,13 @@ export interface RaftNodeApi {
   advance(ready: Ready): void;
   status(): Status;
 }
+
+/**
+ * The engine a host (the server, the simulator) drives: anything with the operations above and
+ * the Ready contract. RaftNode implements it, and so does the Multi-Paxos core (src/paxos), which
+ * reads the same RaftConfig (plus options of its own) and the same storage.
+ */
+export type ConsensusEngine = RaftNodeApi;
+
+/** Builds a node's engine from the host's configuration. */
+export type ConsensusFactory = (config: RaftConfig) => ConsensusEngine;

@@ -1,9 +1,13 @@
-// `npm run sim -- --seeds N --from S [--nodes K] [--verbose]`: runs a range of seeds through the
+// `npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos]
+// [--paxos-phase2-quorum Q] [--verbose]`: runs a range of seeds through the
 // simulator and prints one summary line `seeds=N failures=F`, then each failing seed with the exact
 // command that replays it. Exits non-zero on any failure. Without --nodes, each seed picks 3 or 5.
 
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { QuorumConfigError } from '../paxos/errors.js';
+import { quorumSizes } from '../paxos/quorum.js';
+import { CONSENSUS_KINDS, type Consensus } from './consensus.js';
 import { runSimulation, SimFailure, type SimResult } from './simulation.js';
 
 export interface SeedRangeOptions {
@@ -11,6 +15,10 @@ export interface SeedRangeOptions {
   from: number;
   /** Fixed cluster size; otherwise derived from each seed (3 or 5). */
   nodes?: number;
+  /** Default 'raft'. */
+  consensus?: Consensus;
+  /** Multi-Paxos: phase-2 quorum size (default: majority). */
+  phase2Quorum?: number;
   faultPhaseUs?: number;
   trace?: (line: string) => void;
 }
@@ -37,7 +45,16 @@ export function runSeedRange(options: SeedRangeOptions): SeedRangeReport {
   for (let seed = options.from; seed < options.from + options.seeds; seed++) {
     const nodes = options.nodes ?? nodesForSeed(seed);
     try {
-      results.push(runSimulation({ seed, nodes, faultPhaseUs: options.faultPhaseUs, trace: options.trace }));
+      results.push(
+        runSimulation({
+          seed,
+          nodes,
+          consensus: options.consensus,
+          phase2Quorum: options.phase2Quorum,
+          faultPhaseUs: options.faultPhaseUs,
+          trace: options.trace,
+        }),
+      );
     } catch (err) {
       if (!(err instanceof SimFailure)) throw err;
       failures.push(err);
@@ -52,6 +69,8 @@ function main(): void {
       seeds: { type: 'string', default: '100' },
       from: { type: 'string', default: '1' },
       nodes: { type: 'string' },
+      consensus: { type: 'string', default: 'raft' },
+      'paxos-phase2-quorum': { type: 'string' },
       'fault-ms': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       stats: { type: 'boolean', default: false },
@@ -64,11 +83,30 @@ function main(): void {
   if (nodes !== undefined && nodes > NODES_MAX) usage(`--nodes must be at most ${NODES_MAX}, got ${nodes}`);
   const faultMs =
     values['fault-ms'] === undefined ? undefined : parsePositiveInt('fault-ms', values['fault-ms']);
+  const consensus = CONSENSUS_KINDS.find((k) => k === values.consensus);
+  if (!consensus) usage(`--consensus must be one of ${CONSENSUS_KINDS.join(', ')}, got ${values.consensus}`);
+  const quorumText = values['paxos-phase2-quorum'];
+  const phase2Quorum =
+    quorumText === undefined ? undefined : parsePositiveInt('paxos-phase2-quorum', quorumText);
+  if (phase2Quorum !== undefined) {
+    if (consensus !== 'multi-paxos') usage('--paxos-phase2-quorum needs --consensus multi-paxos');
+    // Checked for every cluster size the run may use (3 and 5 without --nodes).
+    for (const n of nodes === undefined ? [3, 5] : [nodes]) {
+      try {
+        quorumSizes(n, phase2Quorum);
+      } catch (err) {
+        if (err instanceof QuorumConfigError) usage(`--paxos-phase2-quorum: ${err.message}`);
+        throw err;
+      }
+    }
+  }
   if (values.verbose && seeds !== 1) usage('--verbose traces one seed: use it with --seeds 1');
   const report = runSeedRange({
     seeds,
     from,
     nodes,
+    consensus,
+    phase2Quorum,
     faultPhaseUs: faultMs === undefined ? undefined : faultMs * 1000,
     trace: values.verbose ? (line) => console.log(line) : undefined,
   });
@@ -110,7 +148,7 @@ function parseNonNegativeInt(name: string, text: string): number {
 
 function usage(problem: string): never {
   console.error(
-    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--fault-ms MS] [--verbose] [--stats]`,
+    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--verbose] [--stats]`,
   );
   process.exit(2);
 }

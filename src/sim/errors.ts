@@ -4,6 +4,8 @@
 export type InvariantCode =
   | 'leader-per-term'
   | 'log-matching'
+  /** Multi-Paxos: an acceptor's ballot for a slot went down (it forgot an accepted value). */
+  | 'ballot-regressed'
   | 'leader-completeness'
   | 'committed-entry-changed'
   | 'state-machine-safety'

@@ -11,8 +11,18 @@
 //   - commit and apply indexes never go back within one incarnation of a node;
 //   - every applied entry was proposed, and no acknowledged proposal is ever lost.
 // Entries are compared by a `key` the simulator derives from (type, data).
+//
+// Multi-Paxos runs under the same checks with terms read as ballots (a ballot has one leader, a
+// promise once given in a ballot never moves, (slot, ballot) names one value). Where Raft's
+// invariants rest on terms naming entries, the Paxos analogue compares values: a new leader
+// re-proposes open slots in its own ballot, so a chosen value may be accepted again under a
+// higher ballot. So for Paxos: committed slots and leader completeness compare keys, not terms;
+// log matching keeps "one value per (slot, ballot)" but not the preceding-term rule (an acceptor
+// may hold stale slots past the leader's log); and an acceptor's ballot for a slot never goes
+// down (`ballot-regressed`), which is what "an acceptor never forgets an accepted value" means.
 
 import type { HardState, NodeId } from '../raft/types.js';
+import type { Consensus } from './consensus.js';
 import { InvariantViolation } from './errors.js';
 
 export interface ObservedEntry {
@@ -78,7 +88,14 @@ interface NodeProgress {
   term: number;
 }
 
+export interface InvariantOptions {
+  /** Default 'raft'. */
+  consensus?: Consensus;
+}
+
 export class InvariantChecker {
+  /** Entries are named by (index, term) in Raft; in Paxos by their value. */
+  private readonly termsNameEntries: boolean;
   private readonly leaderByTerm = new Map<number, NodeId>();
   private readonly byIndexTerm = new Map<string, IndexTermRecord>();
   /** Global committed entries by index (sparse below the first registered index). */
@@ -95,6 +112,10 @@ export class InvariantChecker {
   private readonly proposed = new Set<string>();
   private readonly acked = new Map<number, { key: string; index: number }>();
   private ackedMax = 0;
+
+  constructor(options: InvariantOptions = {}) {
+    this.termsNameEntries = (options.consensus ?? 'raft') === 'raft';
+  }
 
   /** Declares that a client proposed this entry key (so applying it is legitimate). */
   registerProposal(key: string): void {
@@ -180,6 +201,10 @@ export class InvariantChecker {
         `node ${node} became leader of term ${term} with last index ${lastIndex} but ${p.completenessUpTo} is committed`,
       );
     }
+    // A Paxos leader rewrites its open slots when it takes over, all in its own ballot: until
+    // those entries are seen (they may sit behind a pending fsync), the view is of its old log.
+    const log = this.logOf(node);
+    if (!this.termsNameEntries && log.termAt(log.lastIndex()) !== term) return;
     this.checkLeaderCompleteness(node);
   }
 
@@ -200,13 +225,17 @@ export class InvariantChecker {
     }
     for (let i = first; i <= Math.min(p.commit, log.lastIndex()); i++) {
       const replaced = entries[i - first];
-      if (replaced && replaced.term !== log.termAt(i)) {
+      const changed = this.termsNameEntries
+        ? replaced?.term !== log.termAt(i)
+        : replaced?.key !== log.keyAt(i);
+      if (replaced && changed) {
         throw new InvariantViolation(
           'log-matching',
           `node ${node} overwrites committed entry ${i} (term ${log.termAt(i)} → ${replaced.term}; commit ${p.commit})`,
         );
       }
     }
+    if (!this.termsNameEntries) this.checkBallotsKept(node, log, entries);
     log.truncateFrom(first);
     for (const e of entries) {
       if (e.index !== log.lastIndex() + 1) {
@@ -217,6 +246,26 @@ export class InvariantChecker {
       log.keys.push(e.key);
     }
     if (p.isLeader) this.checkLeaderCompleteness(node);
+  }
+
+  /** Paxos: every slot the write replaces is rewritten at the same or a higher ballot. */
+  private checkBallotsKept(node: NodeId, log: LogView, entries: readonly ObservedEntry[]): void {
+    const first = entries[0]!.index;
+    for (let i = Math.max(first, log.snapshotIndex + 1); i <= log.lastIndex(); i++) {
+      const replaced = entries[i - first];
+      if (!replaced) {
+        throw new InvariantViolation(
+          'ballot-regressed',
+          `node ${node} drops accepted slot ${i} (log cut at ${first})`,
+        );
+      }
+      if (replaced.term < log.termAt(i)) {
+        throw new InvariantViolation(
+          'ballot-regressed',
+          `node ${node} rewrites slot ${i} at ballot ${replaced.term} over ballot ${log.termAt(i)}`,
+        );
+      }
+    }
   }
 
   /** The node's log was replaced by a snapshot (installed from the leader). */
@@ -383,7 +432,8 @@ export class InvariantChecker {
       const key = this.committedKeys[i];
       const inTerm = this.committedInTerm[i];
       if (inTerm === undefined || inTerm >= p.completenessTerm) continue;
-      if (key !== undefined && (log.keyAt(i) !== key || log.termAt(i) !== this.committedTerms[i])) {
+      const termDiffers = this.termsNameEntries && log.termAt(i) !== this.committedTerms[i];
+      if (key !== undefined && (log.keyAt(i) !== key || termDiffers)) {
         throw new InvariantViolation(
           'leader-completeness',
           `leader ${node} of term ${p.completenessTerm} lacks committed entry ${i} (${key}), has ${log.keyAt(i)}`,
@@ -414,7 +464,8 @@ export class InvariantChecker {
     const knownTerm = this.committedTerms[index];
     if (knownTerm !== undefined) {
       const knownKey = this.committedKeys[index];
-      if (knownTerm !== term || (key !== undefined && knownKey !== undefined && knownKey !== key)) {
+      const termDiffers = this.termsNameEntries && knownTerm !== term;
+      if (termDiffers || (key !== undefined && knownKey !== undefined && knownKey !== key)) {
         throw new InvariantViolation(
           'committed-entry-changed',
           `node ${node} has ${key ?? '?'}@term ${term} at committed index ${index}, committed was ${knownKey}@term ${knownTerm}`,
@@ -444,7 +495,7 @@ export class InvariantChecker {
         `node ${node} has ${e.key} at index ${e.index} term ${e.term}, another log has ${known.key} there`,
       );
     }
-    if (known.prevTerm >= 0 && prevTerm >= 0 && known.prevTerm !== prevTerm) {
+    if (this.termsNameEntries && known.prevTerm >= 0 && prevTerm >= 0 && known.prevTerm !== prevTerm) {
       throw new InvariantViolation(
         'log-matching',
         `node ${node}: entry ${e.index}@${e.term} follows term ${prevTerm}, elsewhere term ${known.prevTerm}`,

@@ -1,10 +1,10 @@
-// One simulated server: drives a RaftNode exactly as a real server does. ready() → hand entries,
+// One simulated server: drives a consensus engine (RaftNode or PaxosNode) exactly as a real server does. ready() → hand entries,
 // hard state and snapshot to the simulated disk, send `messages` at once → when the simulated fsync
 // completes: make the data durable, update the MemoryStorage the core reads, send
 // `messagesAfterPersist`, apply the snapshot and committed entries, then advance(). A crash drops
-// everything that is not on the disk; a restart builds a new RaftNode from the disk alone.
+// everything that is not on the disk; a restart builds a new engine from the disk alone.
 
-import type { ProposeResult, RaftConfig, RaftNodeApi, Ready } from '../raft/api.js';
+import type { ConsensusEngine, ConsensusFactory, ProposeResult, RaftConfig, Ready } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import {
@@ -39,8 +39,11 @@ export interface SimNodeHost {
   trace?(line: string): void;
 }
 
-/** Builds the consensus core for a node; the seam lets tests run the simulator on a broken core. */
-export type CoreFactory = (config: RaftConfig) => RaftNodeApi;
+/**
+ * Builds the consensus engine for a node (Raft or Multi-Paxos); the seam also lets tests run the
+ * simulator on a broken core.
+ */
+export type CoreFactory = ConsensusFactory;
 
 export interface SimNodeConfig {
   createCore: CoreFactory;
@@ -57,7 +60,7 @@ export interface SimNodeConfig {
 }
 
 export class SimNode {
-  raft: RaftNodeApi | undefined;
+  raft: ConsensusEngine | undefined;
   storage = new MemoryStorage();
   app = new KvStateMachine();
   incarnation = 0;
@@ -155,7 +158,7 @@ export class SimNode {
   }
 
   /** Runs fn against the core, then drives Ready processing and checks (for admin operations). */
-  withCore<T>(fn: (raft: RaftNodeApi) => T): T {
+  withCore<T>(fn: (raft: ConsensusEngine) => T): T {
     const result = fn(this.core());
     this.afterEvent();
     return result;
@@ -180,7 +183,7 @@ export class SimNode {
     this.afterEvent();
   }
 
-  private core(): RaftNodeApi {
+  private core(): ConsensusEngine {
     if (!this.raft) throw new SimulatorError(`node ${this.id} is down`);
     return this.raft;
   }
@@ -277,7 +280,7 @@ export class SimNode {
     this.host.trace?.(`n${this.id} installs snapshot at ${index}`);
   }
 
-  private applyEntry(raft: RaftNodeApi, e: Entry): void {
+  private applyEntry(raft: ConsensusEngine, e: Entry): void {
     const key = entryKey(e.type, e.data);
     let needsProposal = e.data.length > 0;
     if (e.type === EntryType.ConfChange) {

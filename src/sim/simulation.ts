@@ -6,9 +6,9 @@
 
 import type { ConfChange, ConfChangeSingle } from '../raft/api.js';
 import { encodeConfChange } from '../raft/confchange.js';
-import { RaftNode } from '../raft/node.js';
 import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
 import { encodeProposal, entryKey } from './app.js';
+import { type Consensus, engineFactory } from './consensus.js';
 import { SimDisk } from './disk.js';
 import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
 import { EventQueue } from './event-queue.js';
@@ -28,7 +28,11 @@ export interface SimOptions {
   clients?: number;
   faults?: boolean;
   membership?: boolean;
-  /** The consensus core under test (default: RaftNode). */
+  /** The consensus engine (default 'raft'); the invariants follow it (terms vs ballots). */
+  consensus?: Consensus;
+  /** Multi-Paxos only: the flexible phase-2 quorum size (default: a majority). */
+  phase2Quorum?: number;
+  /** A core under test instead of the engine's own (a broken one, to show the checks catch it). */
   createCore?: CoreFactory;
   /** Receives a human-readable line per interesting event (verbose replay). */
   trace?: (line: string) => void;
@@ -71,8 +75,15 @@ export class SimFailure extends Error {
 }
 
 /** The exact command that replays one seed (add --verbose for a trace of every event). */
-export function replayCommand(seed: number, nodes: number): string {
-  return `npm run sim -- --seeds 1 --from ${seed} --nodes ${nodes}`;
+export function replayCommand(
+  seed: number,
+  nodes: number,
+  consensus: Consensus = 'raft',
+  phase2Quorum?: number,
+): string {
+  const engine = consensus === 'raft' ? '' : ` --consensus ${consensus}`;
+  const quorum = phase2Quorum === undefined ? '' : ` --paxos-phase2-quorum ${phase2Quorum}`;
+  return `npm run sim -- --seeds 1 --from ${seed} --nodes ${nodes}${engine}${quorum}`;
 }
 
 const TICK_INTERVAL_US = 10_000;
@@ -131,7 +142,7 @@ interface Client {
 }
 
 export class Simulation implements SimNodeHost {
-  readonly checker = new InvariantChecker();
+  readonly checker: InvariantChecker;
   private readonly queue = new EventQueue<SimEvent>();
   private readonly network: Network;
   private readonly nodes = new Map<NodeId, SimNode>();
@@ -174,6 +185,7 @@ export class Simulation implements SimNodeHost {
     if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > MEMBERS_MAX) {
       throw new SimulatorError(`nodes must be in [1, ${MEMBERS_MAX}], got ${options.nodes}`);
     }
+    this.checker = new InvariantChecker({ consensus: options.consensus ?? 'raft' });
     this.rngRoot = new SimRng(options.seed, 0);
     const rngNet = new SimRng(options.seed, 1);
     this.rngFault = new SimRng(options.seed, 2);
@@ -184,7 +196,8 @@ export class Simulation implements SimNodeHost {
     this.livenessBoundUs = options.livenessBoundUs ?? 5_000_000;
     this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
     this.nodeConfig = {
-      createCore: options.createCore ?? ((config) => new RaftNode(config)),
+      createCore:
+        options.createCore ?? engineFactory(options.consensus ?? 'raft', options.nodes, options.phase2Quorum),
       electionTicks: 10,
       heartbeatTicks: this.rngRoot.between(1, 3),
       snapshotEveryEntries: this.rngRoot.between(20, 120),
@@ -214,7 +227,12 @@ export class Simulation implements SimNodeHost {
       throw new SimFailure(
         this.options.seed,
         this.options.nodes,
-        replayCommand(this.options.seed, this.options.nodes),
+        replayCommand(
+          this.options.seed,
+          this.options.nodes,
+          this.options.consensus,
+          this.options.phase2Quorum,
+        ),
         err,
         where,
       );

@@ -1,0 +1,3 @@
+export * from './errors.js';
+export * from './node.js';
+export * from './quorum.js';
