@@ -152,8 +152,9 @@ function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler
 }
 
 function clusterHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
+  // etcd's cluster service fills no revision in its headers (cluster_id, member_id, raft_term only).
   const membersReply = (response: Awaited<ReturnType<EtcdBackend['memberList']>>) => ({
-    header: headerToWire(response.header),
+    header: { ...headerToWire(response.header), revision: 0 },
     members: response.members.map(memberToWire),
   });
   return {
