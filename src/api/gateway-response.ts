@@ -144,18 +144,19 @@ export class GatewayStreamWriter {
     return this.response.writableEnded || this.response.destroyed;
   }
 
-  private head(status: number): void {
+  /** `answered`: the server sent a message (with its headers) before this point. */
+  private head(status: number, answered: boolean): void {
     if (this.headSent) return;
     this.headSent = true;
     const headers: Array<[string, string]> = [jsonContentType];
-    if (this.grpcMetadata()) headers.push(grpcMetadataContentType);
+    if (answered && this.grpcMetadata()) headers.push(grpcMetadataContentType);
     writeGoHead(this.response, status, headers, 'chunked');
   }
 
   /** Writes one message line; false when the socket buffer is full (wait for 'drain'). */
   send(json: Record<string, unknown>): boolean {
     if (this.gone) return false;
-    this.head(200);
+    this.head(200, true);
     const line = goJsonStringify({ result: json });
     if (Buffer.byteLength(line) < goResponseBufferBytes) return this.response.write(`${line}\n`);
     this.response.write(line);
@@ -165,7 +166,7 @@ export class GatewayStreamWriter {
   /** Ends the stream after its last message. */
   end(): void {
     if (this.gone) return;
-    this.head(200);
+    this.head(200, true);
     this.response.end();
   }
 
@@ -173,7 +174,9 @@ export class GatewayStreamWriter {
   fail(status: WireStatus): void {
     if (this.gone) return;
     const httpCode = httpStatusFromGrpc(status.code);
-    this.head(httpCode);
+    // A stream that fails before its first message is a trailers-only gRPC answer: no header
+    // metadata to relay.
+    this.head(httpCode, false);
     const body = goJsonStringify({
       error: {
         grpc_code: status.code === 0 ? undefined : status.code,

@@ -24,10 +24,17 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { startConcordCluster } from '../support/cluster.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import type { ProcessCluster } from '../support/process-cluster.js';
-import { parseRawResponse, type RawRequest, type RawResponse, rawExchange } from '../support/raw-http.js';
+import {
+  parseRawResponse,
+  type RawReadOptions,
+  type RawRequest,
+  type RawResponse,
+  rawExchange,
+} from '../support/raw-http.js';
 import { generateCases } from './gateway-generator.js';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
@@ -121,8 +128,8 @@ export function describeResponse(response: RawResponse, normalise?: (text: strin
   return lines.join('\n');
 }
 
-async function exchange(url: string, testCase: Case): Promise<string> {
-  const bytes = await rawExchange(url, testCase.request, testCase.stream ? streamRead : unaryRead);
+async function exchange(url: string, testCase: Case, read?: RawReadOptions): Promise<string> {
+  const bytes = await rawExchange(url, testCase.request, read ?? (testCase.stream ? streamRead : unaryRead));
   return describeResponse(parseRawResponse(bytes), testCase.normalise);
 }
 
@@ -317,5 +324,33 @@ describe('JSON gateway against etcd 3.4, byte for byte', {
       }
       assert.equal(mismatches.length, 0, `GATEWAY_SEEDS=${seeds.join(',')}:\n${mismatches.join('\n\n')}`);
     });
+  });
+
+  it('fails a keep-alive stream without a leader as etcd does', async () => {
+    // Three members each; two killed: the survivor has no leader to send a keep-alive to.
+    const [concord3, etcd3] = await Promise.all([
+      startConcordCluster({ size: 3 }),
+      startEtcdCluster({ size: 3 }),
+    ]);
+    try {
+      const grant = postJson('/v3/lease/grant', { TTL: 600, ID: 77 });
+      const keepAlive: Case = {
+        name: 'keepalive without a leader',
+        request: postJson('/v3/lease/keepalive', { ID: 77 }),
+      };
+      const answers: string[] = [];
+      for (const cluster of [etcd3, concord3]) {
+        await rawExchange(cluster.endpoint(0), grant, unaryRead);
+        await Promise.all([cluster.kill(1), cluster.kill(2)]);
+        // Four election timeouts: a leader among the dead or not, the survivor knows it has none.
+        await sleep(2000);
+        answers.push(await exchange(cluster.endpoint(0), keepAlive, { quietMs: 1000, totalMs: 15_000 }));
+      }
+      const [expected, actual] = answers;
+      assert.match(expected ?? '', /no leader/);
+      assert.equal(actual, expected);
+    } finally {
+      await Promise.all([concord3.dispose(), etcd3.dispose()]);
+    }
   });
 });
