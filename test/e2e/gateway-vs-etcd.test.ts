@@ -297,6 +297,41 @@ const fixedCases: Case[] = [
     ]),
     stream: true,
   },
+  // The requests Patroni 3's etcd3 DCS sends (patroni/dcs/etcd3.py), as it shapes them.
+  {
+    name: 'Patroni: initialize key by txn on create_revision 0',
+    request: postJson('/v3/kv/txn', {
+      compare: [{ target: 'CREATE', create_revision: 0, key: b64('/service/s/initialize') }],
+      success: [{ request_put: { key: b64('/service/s/initialize'), value: b64('7001') } }],
+    }),
+  },
+  {
+    name: 'Patroni: leader key put with a lease, by txn on mod_revision',
+    request: postJson('/v3/kv/txn', {
+      compare: [{ target: 'MOD', mod_revision: '3', key: b64('/service/s/leader') }],
+      success: [{ request_put: { key: b64('/service/s/leader'), value: b64('pg1'), lease: '1234' } }],
+    }),
+  },
+  {
+    name: 'Patroni: serializable prefix range',
+    request: postJson('/v3/kv/range', {
+      key: b64('/service/s/'),
+      range_end: b64('/service/s0'),
+      serializable: true,
+    }),
+  },
+  {
+    name: 'Patroni: prefix watch from a revision, empty filters',
+    request: postJson('/v3/watch', {
+      create_request: {
+        key: b64('/service/s/'),
+        range_end: b64('/service/s0'),
+        start_revision: '2',
+        filters: [],
+      },
+    }),
+    stream: true,
+  },
   { name: 'watch, empty create', request: postJson('/v3/watch', { create_request: {} }), stream: true },
   {
     name: 'watch, cancel of an unknown watch',
