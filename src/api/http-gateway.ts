@@ -320,12 +320,9 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     const finishRequest = () => {
       if (requestDone) return;
       requestDone = true;
+      // The rest of the body, if any, is read and dropped. With no message at all a keep-alive
+      // stream ends at once, empty; a watch stream stays open, silent.
       request.off('data', onData);
-      if (messages === 0) {
-        // grpc-gateway saw no message: for keep-alive the stream ends at once, empty.
-        session?.requestEnded();
-        return;
-      }
       session?.requestEnded();
     };
     const onMessage = (node: JsonNode, source: Buffer) => {
