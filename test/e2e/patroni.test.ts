@@ -45,6 +45,18 @@ describe('Patroni HA on Concord as its etcd3 DCS', { skip: skip ?? false }, () =
   let patroni: PatroniCluster;
 
   before(async () => {
+    // node:test does not print why a before hook failed: say it here.
+    try {
+      await setUp();
+    } catch (error) {
+      process.stderr.write(
+        `Patroni test set-up failed: ${error instanceof Error ? error.stack : String(error)}\n`,
+      );
+      throw error;
+    }
+  });
+
+  const setUp = async () => {
     dcs =
       process.env.PATRONI_DCS === 'etcd'
         ? await startEtcdCluster({ size: 3 })
@@ -54,7 +66,7 @@ describe('Patroni HA on Concord as its etcd3 DCS', { skip: skip ?? false }, () =
       dcsHosts: dcs.endpoints().map((url) => url.slice('http://'.length)),
       names: ['pg1', 'pg2'],
     });
-  });
+  };
 
   after(async () => {
     await patroni?.dispose();
