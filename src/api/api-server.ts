@@ -60,9 +60,11 @@ export function classifyPreface(head: Buffer): Protocol {
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
   const grpcOptions: GrpcServerOptions = { ...defaultGrpcServerOptions, ...options.grpc };
   const grpcServer = createGrpcServer(options.backend, grpcOptions);
-  // No whole-request deadline: /v3/watch request bodies stay open as long as the watch does.
+  // No whole-request deadline: /v3/watch request bodies stay open as long as the watch does. No
+  // idle timeout on kept-alive connections either, as etcd's Go server: a client that reuses a
+  // pooled connection (Patroni's urllib3) must not race a server-side close.
   const httpServer: HttpServer = createHttpServer(
-    { requestTimeout: 0 },
+    { requestTimeout: 0, keepAliveTimeout: 0 },
     createGatewayHandler(options.backend, {
       limits: grpcOptions.limits,
       watch: grpcOptions.watch,

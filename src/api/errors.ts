@@ -40,7 +40,7 @@ export function toWireStatus(error: unknown): WireStatus {
   return { code: S.UNKNOWN, details };
 }
 
-/** HTTP status the grpc-gateway uses for a gRPC code (grpc-gateway's HTTPStatusFromCode). */
+/** HTTP status etcd 3.4's grpc-gateway (v1) uses for a gRPC code (its HTTPStatusFromCode). */
 export function httpStatusFromGrpc(code: GrpcStatus): number {
   switch (code) {
     case S.OK:
@@ -64,7 +64,8 @@ export function httpStatusFromGrpc(code: GrpcStatus): number {
     case S.RESOURCE_EXHAUSTED:
       return 429;
     case S.FAILED_PRECONDITION:
-      return 400;
+      // grpc-gateway v1 (etcd 3.4's) answers 412; v2 changed it to 400.
+      return 412;
     case S.ABORTED:
       return 409;
     case S.OUT_OF_RANGE:

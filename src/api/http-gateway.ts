@@ -1,6 +1,14 @@
-// etcd's HTTP/1.1 JSON gateway (the grpc-gateway paths under /v3/...), plus /health, /version and
-// /metrics. Requests go through the same handlers as gRPC (unary-handlers.ts, watch-session.ts),
-// so validation, errors and results are identical; only the encoding differs (json-codec.ts).
+// etcd's HTTP/1.1 JSON gateway (the grpc-gateway paths under /v3/... and /v3beta/...), plus
+// /health, /version and /metrics. Requests go through the same handlers as gRPC
+// (unary-handlers.ts, watch-session.ts), so validation, errors and results are identical; only the
+// encoding differs: requests are read as etcd's gateway reads them (go-json.ts), answers are
+// rendered by json-codec.ts and framed as etcd frames them (gateway-response.ts).
+//
+// Streams follow etcd's gateway: a request body carries any number of JSON messages; lease
+// keep-alive ends its answer once the body has ended and every message was answered; watch keeps
+// streaming after the body ended, until the client goes. Unlike etcd, whose Go HTTP server holds
+// a streaming answer until the whole request body has arrived, each message is answered as soon
+// as it is read.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
@@ -8,9 +16,19 @@ import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Disposable, EtcdBackend } from '../server/backend.js';
 import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { headerToWire, kvToWire, wireToBigInt } from './convert.js';
-import { ApiRequestError, EtcdError, httpStatusFromGrpc, toWireStatus } from './errors.js';
+import { ApiRequestError, EtcdError, toWireStatus, type WireStatus } from './errors.js';
+import {
+  GatewayStreamWriter,
+  sendGatewayError,
+  sendGoBody,
+  sendGoText,
+  sendServerError,
+  sendUnaryResult,
+  writeGoHead,
+} from './gateway-response.js';
+import { decodeJsonpb, GoJsonError, goJsonStringify, type JsonNode, readNextJson } from './go-json.js';
 import { keepAliveOnce } from './grpc-server.js';
-import { JsonDecodeError, jsonToMessage, messageToJson } from './json-codec.js';
+import { messageToJson } from './json-codec.js';
 import { snapshotMessages, writableOrGone } from './streams.js';
 import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
 import type { ValidationLimits } from './validate.js';
@@ -72,12 +90,22 @@ const routeTable: Array<[string, string, string]> = [
   ['/v3/maintenance/hash', 'etcdserverpb.Maintenance', 'Hash'],
   ['/v3/maintenance/hashkv', 'etcdserverpb.Maintenance', 'HashKV'],
   ['/v3/maintenance/transfer-leadership', 'etcdserverpb.Maintenance', 'MoveLeader'],
-  ['/v3/auth/status', 'etcdserverpb.Auth', 'AuthStatus'],
   ['/v3/auth/enable', 'etcdserverpb.Auth', 'AuthEnable'],
   ['/v3/auth/disable', 'etcdserverpb.Auth', 'AuthDisable'],
   ['/v3/auth/authenticate', 'etcdserverpb.Auth', 'Authenticate'],
+  ['/v3/auth/user/add', 'etcdserverpb.Auth', 'UserAdd'],
+  ['/v3/auth/user/get', 'etcdserverpb.Auth', 'UserGet'],
   ['/v3/auth/user/list', 'etcdserverpb.Auth', 'UserList'],
+  ['/v3/auth/user/delete', 'etcdserverpb.Auth', 'UserDelete'],
+  ['/v3/auth/user/changepw', 'etcdserverpb.Auth', 'UserChangePassword'],
+  ['/v3/auth/user/grant', 'etcdserverpb.Auth', 'UserGrantRole'],
+  ['/v3/auth/user/revoke', 'etcdserverpb.Auth', 'UserRevokeRole'],
+  ['/v3/auth/role/add', 'etcdserverpb.Auth', 'RoleAdd'],
+  ['/v3/auth/role/get', 'etcdserverpb.Auth', 'RoleGet'],
   ['/v3/auth/role/list', 'etcdserverpb.Auth', 'RoleList'],
+  ['/v3/auth/role/delete', 'etcdserverpb.Auth', 'RoleDelete'],
+  ['/v3/auth/role/grant', 'etcdserverpb.Auth', 'RoleGrantPermission'],
+  ['/v3/auth/role/revoke', 'etcdserverpb.Auth', 'RoleRevokePermission'],
   ['/v3/lock/lock', 'v3lockpb.Lock', 'Lock'],
   ['/v3/lock/unlock', 'v3lockpb.Lock', 'Unlock'],
   ['/v3/election/campaign', 'v3electionpb.Election', 'Campaign'],
@@ -110,7 +138,9 @@ function buildRoutes(): Map<string, Route & { definition: MethodDefinition }> {
   return routes;
 }
 
-class BodyTooLargeError extends Error {}
+class BodyTooLargeError extends Error {
+  readonly code = 'body-too-large';
+}
 
 function streamBinding(service: EtcdServiceName, method: string): StreamBinding {
   const definition = serviceDefinition(service)[method] as unknown as MethodDefinition | undefined;
@@ -131,6 +161,8 @@ interface StreamBinding {
 
 interface StreamSession {
   handle(wire: Record<string, unknown>): void;
+  /** The request body ended after `handle` saw its last message. */
+  requestEnded(): void;
   /** The response drained after a write reported it full. */
   drained?(): void;
   close(): void;
@@ -139,42 +171,17 @@ interface StreamSession {
 /** Writes one result line; false when the response buffer is full (wait for drained()). */
 type StreamSend = (message: object) => boolean;
 
+/** How a session ends its stream: after its last answer, or with an error. */
+interface StreamEnd {
+  end(): void;
+  fail(error: unknown): void;
+}
+
 /**
  * Bytes a streaming response may have waiting for a slow reader before we end it. Watch pauses
  * its watchers long before this (flow control); it bounds what is pushed regardless (observe).
  */
 export const streamQueuedBytesMax = 64 * 1024 * 1024;
-
-interface StreamWriter {
-  send: StreamSend;
-  /** Ends the stream with grpc-gateway's error line. */
-  fail(error: unknown): void;
-  /** The client is gone or the stream ended. */
-  gone(): boolean;
-  /** Resolves when a full response can take more, or is gone. */
-  writable(): Promise<void>;
-}
-
-/** grpc-gateway's streaming response: one line {"result": ...} per message, {"error": ...} last on failure. */
-function streamWriter(response: ServerResponse, responseType: string, onFail: () => void): StreamWriter {
-  const fail = (error: unknown) => {
-    onFail();
-    if (response.writableEnded || response.destroyed) return;
-    const { code, details } = toWireStatus(error);
-    const body = { error: { grpc_code: code, http_code: httpStatusFromGrpc(code), message: details } };
-    response.end(`${JSON.stringify(body)}\n`);
-  };
-  const send: StreamSend = (message) => {
-    if (response.writableEnded || response.destroyed) return false;
-    if (response.writableLength > streamQueuedBytesMax) {
-      fail(new ApiRequestError(grpcStatus.RESOURCE_EXHAUSTED, 'concord: stream fell too far behind'));
-      return false;
-    }
-    return response.write(`${JSON.stringify({ result: messageToJson(message, responseType) })}\n`);
-  };
-  const gone = () => response.writableEnded || response.destroyed;
-  return { send, fail, gone, writable: () => writableOrGone(response) };
-}
 
 async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -187,24 +194,32 @@ async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buf
   return Buffer.concat(chunks);
 }
 
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  response.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-  });
-  response.end(text);
-}
-
-function sendError(response: ServerResponse, error: unknown): void {
-  const { code, details } = toWireStatus(error);
-  // grpc-gateway's error body: the message twice (error + message) and the numeric gRPC code.
-  sendJson(response, httpStatusFromGrpc(code), { error: details, code, message: details });
-}
-
 /** Normalizes a decoded JSON request exactly as a gRPC request would arrive (defaults, enums). */
 function normalize(definition: MethodDefinition, message: Record<string, unknown>): Record<string, unknown> {
   return definition.requestDeserialize(definition.requestSerialize(message)) as Record<string, unknown>;
+}
+
+/**
+ * A unary or server-streaming request body: the first JSON value, as grpc-gateway reads it (an
+ * empty body is an empty request; anything after the first value is ignored).
+ */
+function decodeSingleRequest(body: Buffer, binding: { definition: MethodDefinition; requestType: string }) {
+  const next = readNextJson(body, 0);
+  const json = next === undefined ? {} : decodeJsonpb(next.node, binding.requestType, body);
+  return normalize(binding.definition, json);
+}
+
+/** The gateway's own answer to a request that did not decode; `code` differs by call kind. */
+function decodeFailure(error: unknown, code: grpcStatus): WireStatus | undefined {
+  if (error instanceof GoJsonError) return { code, details: error.message };
+  return undefined;
+}
+
+/** The gateway paths as etcd 3.4 serves them: /v3/... and the deprecated /v3beta/... alias. */
+function gatewayPath(path: string): string | undefined {
+  if (path.startsWith('/v3/')) return path;
+  if (path.startsWith('/v3beta/')) return `/v3/${path.slice('/v3beta/'.length)}`;
+  return undefined;
 }
 
 export type GatewayHandler = (request: IncomingMessage, response: ServerResponse) => void;
@@ -244,37 +259,115 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
       handlers[`${route.service.slice(route.service.indexOf('.') + 1)}/${route.method}`];
     if (handler === undefined) throw new Error(`no handler for ${route.service}/${route.method}`);
     const body = await readBody(request, bodyBytesMax);
-    const json = body.length === 0 ? {} : parseJson(body.toString('utf8'));
-    const wire = normalize(route.definition, jsonToMessage(json, route.requestType));
+    let wire: Record<string, unknown>;
+    try {
+      wire = decodeSingleRequest(body, route);
+    } catch (error) {
+      const status = decodeFailure(error, grpcStatus.INVALID_ARGUMENT);
+      if (status === undefined) throw error;
+      return sendGatewayError(response, status);
+    }
     const abort = new AbortController();
     response.on('close', () => abort.abort());
-    const result = await handler(wire, abort.signal);
-    sendJson(response, 200, messageToJson(result, route.responseType));
+    let result: object;
+    try {
+      result = await handler(wire, abort.signal);
+    } catch (error) {
+      return sendServerError(response, toWireStatus(error));
+    }
+    sendUnaryResult(response, messageToJson(result, route.responseType));
   };
 
-  /** A bidirectional stream: the request body is a sequence of JSON messages. */
-  const serveStream = (
+  /**
+   * A bidirectional stream: the request body is a sequence of JSON messages, read as
+   * grpc-gateway reads it. A first message that does not decode fails the call (HTTP 500, code
+   * Unknown, nothing streamed); a later one ends the request side as the body's end would.
+   */
+  const serveBidiStream = (
     request: IncomingMessage,
     response: ServerResponse,
     stream: StreamBinding,
-    open: (send: StreamSend, fail: (error: unknown) => void) => StreamSession,
+    open: (send: StreamSend, end: StreamEnd) => StreamSession,
   ) => {
-    response.writeHead(200, { 'content-type': 'application/json' });
+    let messages = 0;
+    let requestDone = false;
+    const writer = new GatewayStreamWriter(response, () => messages > 0);
     let session: StreamSession | undefined;
-    const { send, fail } = streamWriter(response, stream.responseType, () => session?.close());
-    session = open(send, fail);
-    const splitter = new JsonObjectSplitter(options.limits.requestBytesMax);
-    request.on('data', (chunk: Buffer) => {
-      try {
-        for (const text of splitter.push(chunk.toString('utf8'))) {
-          session.handle(normalize(stream.definition, jsonToMessage(parseJson(text), stream.requestType)));
-        }
-      } catch (error) {
-        fail(error);
+    const close = () => {
+      requestDone = true;
+      session?.close();
+    };
+    const end: StreamEnd = {
+      end: () => {
+        close();
+        writer.end();
+      },
+      fail: (error) => {
+        close();
+        writer.fail(toWireStatus(error));
+      },
+    };
+    const send: StreamSend = (message) => {
+      if (writer.gone) return false;
+      if (response.writableLength > streamQueuedBytesMax) {
+        end.fail(new ApiRequestError(grpcStatus.RESOURCE_EXHAUSTED, 'concord: stream fell too far behind'));
+        return false;
       }
-    });
-    response.on('drain', () => session.drained?.());
-    response.on('close', () => session.close());
+      return writer.send(messageToJson(message, stream.responseType));
+    };
+    session = open(send, end);
+    const reader = new RequestStreamReader(options.limits.requestBytesMax);
+    const finishRequest = () => {
+      if (requestDone) return;
+      requestDone = true;
+      // The rest of the body, if any, is read and dropped. With no message at all a keep-alive
+      // stream ends at once, empty; a watch stream stays open, silent.
+      request.off('data', onData);
+      session?.requestEnded();
+    };
+    const onMessage = (node: JsonNode, source: Buffer) => {
+      const wire = normalize(stream.definition, decodeJsonpb(node, stream.requestType, source));
+      messages++;
+      session?.handle(wire);
+    };
+    const consume = (ended: boolean) => {
+      if (requestDone) return;
+      try {
+        for (const { node, source } of reader.messages(ended)) {
+          onMessage(node, source);
+          if (requestDone) return;
+        }
+        if (ended) finishRequest();
+      } catch (error) {
+        if (messages === 0) {
+          close();
+          const status = decodeFailure(error, grpcStatus.UNKNOWN);
+          if (status !== undefined) return sendGatewayError(response, status);
+          return end.fail(error);
+        }
+        // After the first message grpc-gateway drops a request it cannot decode and stops reading.
+        if (error instanceof GoJsonError) return finishRequest();
+        end.fail(error);
+      }
+    };
+    // Whatever goes wrong in here ends this one exchange, never the process.
+    const guarded = (work: () => void) => {
+      try {
+        work();
+      } catch {
+        close();
+        response.destroy();
+      }
+    };
+    const onData = (chunk: Buffer) =>
+      guarded(() => {
+        reader.push(chunk);
+        consume(false);
+      });
+    request.on('data', onData);
+    request.on('end', () => guarded(() => consume(true)));
+    response.on('drain', () => session?.drained?.());
+    response.on('close', close);
   };
 
   /** A server stream: one JSON request body, then result lines until done (or forever: observe). */
@@ -282,36 +375,58 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     request: IncomingMessage,
     response: ServerResponse,
     stream: StreamBinding,
-    run: (response: ServerResponse, writer: StreamWriter, wire: Record<string, unknown>) => Promise<void>,
+    run: (writer: ServerStreamWriter, wire: Record<string, unknown>) => Promise<void>,
   ) => {
     const body = await readBody(request, bodyBytesMax);
-    const json = body.length === 0 ? {} : parseJson(body.toString('utf8'));
-    const wire = normalize(stream.definition, jsonToMessage(json, stream.requestType));
-    response.writeHead(200, { 'content-type': 'application/json' });
-    const writer = streamWriter(response, stream.responseType, () => {});
+    let wire: Record<string, unknown>;
     try {
-      await run(response, writer, wire);
+      wire = decodeSingleRequest(body, stream);
     } catch (error) {
-      writer.fail(error);
+      const status = decodeFailure(error, grpcStatus.INVALID_ARGUMENT);
+      if (status === undefined) throw error;
+      return sendGatewayError(response, status);
+    }
+    const writer = new GatewayStreamWriter(response, () => true);
+    const serverWriter: ServerStreamWriter = {
+      send: (message) => {
+        if (response.writableLength > streamQueuedBytesMax) {
+          writer.fail(
+            toWireStatus(
+              new ApiRequestError(grpcStatus.RESOURCE_EXHAUSTED, 'concord: stream fell too far behind'),
+            ),
+          );
+          return false;
+        }
+        return writer.send(messageToJson(message, stream.responseType));
+      },
+      end: () => writer.end(),
+      gone: () => writer.gone,
+      writable: () => writableOrGone(response),
+      response,
+    };
+    try {
+      await run(serverWriter, wire);
+    } catch (error) {
+      writer.fail(toWireStatus(error));
     }
   };
 
-  const runSnapshot = async (response: ServerResponse, writer: StreamWriter) => {
+  const runSnapshot = async (writer: ServerStreamWriter) => {
     // Leaving the loop early returns the backend's iterator (it frees its read transaction).
     for await (const message of snapshotMessages(backend)) {
       if (writer.gone()) return;
       if (!writer.send(message)) await writer.writable();
     }
-    if (!writer.gone()) response.end();
+    writer.end();
   };
 
-  const runObserve = (response: ServerResponse, writer: StreamWriter, wire: Record<string, unknown>) =>
+  const runObserve = (writer: ServerStreamWriter, wire: Record<string, unknown>) =>
     new Promise<void>((resolve) => {
       const name = Buffer.isBuffer(wire.name) ? wire.name : Buffer.alloc(0);
       let subscription: Disposable | undefined;
       let done = false;
       // 'close' also follows our own end() after a failure (e.g. the queued-bytes bound).
-      response.once('close', () => {
+      writer.response.once('close', () => {
         done = true;
         subscription?.dispose();
         resolve();
@@ -322,16 +437,18 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
       if (done) subscription.dispose();
     });
 
-  const openWatch = (send: StreamSend, fail: (error: unknown) => void): StreamSession => {
-    const session = new WatchSession(backend, send, options.watch, fail);
+  const openWatch = (send: StreamSend, end: StreamEnd): StreamSession => {
+    const session = new WatchSession(backend, send, options.watch, (error) => end.fail(error));
     return {
       handle: (wire) => session.handle(wire as unknown as WireWatchRequest),
+      // etcd's watch stream outlives its request side: watchers keep sending until the client goes.
+      requestEnded: () => {},
       drained: () => session.drained(),
       close: () => session.close(),
     };
   };
 
-  const openKeepAlive = (send: StreamSend, fail: (error: unknown) => void): StreamSession => {
+  const openKeepAlive = (send: StreamSend, end: StreamEnd): StreamSession => {
     let chain: Promise<void> = Promise.resolve();
     let closed = false;
     return {
@@ -343,9 +460,19 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
             (answer) => {
               if (!closed) send(answer);
             },
-            (error: unknown) => fail(error),
+            (error: unknown) => {
+              if (!closed) end.fail(error);
+              closed = true;
+            },
           ),
         );
+      },
+      // etcd's LeaseKeepAlive returns when its request side ends: the stream ends after the
+      // answers to every message sent.
+      requestEnded: () => {
+        chain = chain.then(() => {
+          if (!closed) end.end();
+        });
       },
       close: () => {
         closed = true;
@@ -357,97 +484,113 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     if (path === '/health') {
       const report = options.health ? await options.health() : { healthy: true, reason: '' };
       const body = report.healthy ? { health: 'true' } : { health: 'false', reason: report.reason };
-      sendJson(response, report.healthy ? 200 : 503, body);
+      // etcd writes no Content-Type: Go sniffs one, and adds it after Content-Length.
+      const text = goJsonStringify(body);
+      writeGoHead(response, report.healthy ? 200 : 503, [], { contentLength: Buffer.byteLength(text) }, [
+        ['Content-Type', 'text/plain; charset=utf-8'],
+      ]);
+      response.end(text);
       return true;
     }
     if (path === '/version') {
-      sendJson(response, 200, { etcdserver: options.serverVersion, etcdcluster: options.clusterVersion });
+      const text = goJsonStringify({
+        etcdserver: options.serverVersion,
+        etcdcluster: options.clusterVersion,
+      });
+      sendGoBody(response, 200, [['Content-Type', 'application/json']], text);
       return true;
     }
     if (path === '/metrics' && options.metrics) {
       const report = await options.metrics();
-      response.writeHead(200, { 'content-type': report.contentType });
-      response.end(report.body);
+      sendGoBody(response, 200, [['Content-Type', report.contentType]], report.body);
       return true;
     }
     return false;
   };
 
-  return (request, response) => {
+  const route = async (request: IncomingMessage, response: ServerResponse) => {
     const path = new URL(request.url ?? '/', 'http://localhost').pathname;
-    const run = async () => {
+    // etcd's CORS wrapper answers every preflight itself.
+    if (request.method === 'OPTIONS') {
+      writeGoHead(response, 200, [], { contentLength: 0 });
+      return response.end();
+    }
+    const v3Path = gatewayPath(path);
+    if (v3Path === undefined) {
       if (request.method === 'GET' && (await serveFixed(path, response))) return;
-      const { routes, watch, keepAlive, snapshot, observe } = bound();
-      if (request.method === 'POST' && path === '/v3/watch') {
-        return serveStream(request, response, watch, openWatch);
-      }
-      if (request.method === 'POST' && path === '/v3/lease/keepalive') {
-        return serveStream(request, response, keepAlive, openKeepAlive);
-      }
-      if (request.method === 'POST' && path === '/v3/maintenance/snapshot') {
-        return serveServerStream(request, response, snapshot, runSnapshot);
-      }
-      if (request.method === 'POST' && path === '/v3/election/observe') {
-        return serveServerStream(request, response, observe, runObserve);
-      }
-      const route = routes.get(path);
-      if (request.method === 'POST' && route !== undefined) return serveUnary(request, response, route);
       if (options.extraRoutes && (await options.extraRoutes(request, response, path))) return;
-      sendJson(response, 404, { error: 'Not Found', code: 5, message: 'Not Found' });
+      return sendGoText(response, 404, '404 page not found');
+    }
+    const { routes, watch, keepAlive, snapshot, observe } = bound();
+    const unary = routes.get(v3Path);
+    const streaming: Record<string, () => unknown> = {
+      '/v3/watch': () => serveBidiStream(request, response, watch, openWatch),
+      '/v3/lease/keepalive': () => serveBidiStream(request, response, keepAlive, openKeepAlive),
+      '/v3/maintenance/snapshot': () => serveServerStream(request, response, snapshot, runSnapshot),
+      '/v3/election/observe': () => serveServerStream(request, response, observe, runObserve),
     };
-    run().catch((error: unknown) => {
+    const serve = streaming[v3Path] ?? (unary && (() => serveUnary(request, response, unary)));
+    // grpc-gateway's own answers: an unknown path, a known path with another method.
+    if (serve === undefined) return sendGoText(response, 404, 'Not Found');
+    if (request.method !== 'POST') return sendGoText(response, 405, 'Method Not Allowed');
+    await serve();
+  };
+
+  return (request, response) => {
+    route(request, response).catch((error: unknown) => {
       if (response.headersSent) return response.destroy();
       if (error instanceof BodyTooLargeError) {
         // The rest of the body is still coming: answer, then drop the connection instead of reusing it.
-        response.setHeader('connection', 'close');
-        return sendError(response, new EtcdError('requestTooLarge'));
+        response.shouldKeepAlive = false;
+        return sendServerError(response, toWireStatus(new EtcdError('requestTooLarge')));
       }
-      if (error instanceof JsonDecodeError) return sendError(response, new ApiRequestError(3, error.message));
-      sendError(response, error);
+      sendServerError(response, toWireStatus(error));
     });
   };
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new JsonDecodeError(`invalid JSON: ${(error as Error).message}`);
-  }
+interface ServerStreamWriter {
+  send(message: object): boolean;
+  end(): void;
+  gone(): boolean;
+  writable(): Promise<void>;
+  response: ServerResponse;
 }
 
-/** Splits a stream of concatenated JSON objects (grpc-gateway's streaming request body). */
-export class JsonObjectSplitter {
-  private buffer = '';
-  private depth = 0;
-  private inString = false;
-  private escaped = false;
-  private scanned = 0;
+/**
+ * Cuts a streaming request body into JSON values as Go's json.Decoder does: values may be
+ * concatenated or separated by spaces; a value still incomplete waits for more bytes until the
+ * body ends (then it is "unexpected EOF"). Bounded: one value may not exceed `valueBytesMax`.
+ */
+export class RequestStreamReader {
+  private buffer: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly objectBytesMax: number) {}
+  constructor(private readonly valueBytesMax: number) {}
 
-  push(text: string): string[] {
-    this.buffer += text;
-    const objects: string[] = [];
-    let start = 0;
-    for (let i = this.scanned; i < this.buffer.length; i++) {
-      const c = this.buffer[i];
-      if (this.inString) {
-        if (this.escaped) this.escaped = false;
-        else if (c === '\\') this.escaped = true;
-        else if (c === '"') this.inString = false;
-      } else if (c === '"') this.inString = true;
-      else if (c === '{') this.depth++;
-      else if (c === '}' && --this.depth === 0) {
-        objects.push(this.buffer.slice(start, i + 1).trim());
-        start = i + 1;
-      } else if (this.depth === 0 && c !== undefined && c.trim() !== '') {
-        throw new JsonDecodeError(`unexpected ${JSON.stringify(c)} between JSON objects`);
+  push(chunk: Buffer): void {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+  }
+
+  *messages(ended: boolean): Generator<{ node: JsonNode; source: Buffer }> {
+    for (;;) {
+      let next: ReturnType<typeof readNextJson>;
+      try {
+        next = readNextJson(this.buffer, 0);
+      } catch (error) {
+        const incomplete = error instanceof GoJsonError && error.message === 'unexpected EOF';
+        if (!incomplete || ended) throw error;
+        if (this.buffer.length > this.valueBytesMax) throw new EtcdError('requestTooLarge');
+        return;
       }
+      if (next === undefined) {
+        this.buffer = Buffer.alloc(0);
+        return;
+      }
+      // A number at the very end may still be growing.
+      if (!ended && next.node.kind === 'number' && next.end === this.buffer.length) return;
+      const source = this.buffer;
+      this.buffer = this.buffer.subarray(next.end);
+      yield { node: next.node, source };
     }
-    this.buffer = this.buffer.slice(start);
-    this.scanned = this.buffer.length;
-    if (this.buffer.length > this.objectBytesMax) throw new EtcdError('requestTooLarge');
-    return objects;
   }
 }

@@ -152,8 +152,9 @@ function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler
 }
 
 function clusterHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
+  // etcd's cluster service fills no revision in its headers (cluster_id, member_id, raft_term only).
   const membersReply = (response: Awaited<ReturnType<EtcdBackend['memberList']>>) => ({
-    header: headerToWire(response.header),
+    header: { ...headerToWire(response.header), revision: 0 },
     members: response.members.map(memberToWire),
   });
   return {
@@ -207,15 +208,18 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
       const action = alarmActions[String(request.action)] ?? 'get';
       const alarm = alarmTypes[String(request.alarm)] ?? 'none';
       const response = await backend.alarm(action, wireToBigInt(str(request, 'memberID')), alarm);
+      // etcd's Alarm and Defragment answers carry no header at all.
       return {
-        header: headerToWire(response.header),
         alarms: response.alarms.map((a) => ({
           memberID: uint64ToWire(a.memberId),
           alarm: alarmTypeNames[a.alarm],
         })),
       };
     },
-    'Maintenance/Defragment': async () => ({ header: headerToWire((await backend.defragment()).header) }),
+    'Maintenance/Defragment': async () => {
+      await backend.defragment();
+      return {};
+    },
     'Maintenance/Hash': async () => {
       const response = await backend.hash();
       return { header: headerToWire(response.header), hash: response.hash };

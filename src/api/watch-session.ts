@@ -224,7 +224,13 @@ export class WatchSession {
         },
       );
     } catch (error) {
-      if (error instanceof CompactedError) return this.compacted(watcher, error.compactRevision);
+      if (error instanceof CompactedError) {
+        // etcd finds the compaction in its next watcher sync, not in the create: a cancel sent
+        // right behind the create still wins and gets a plain {canceled} answer.
+        const compactRevision = error.compactRevision;
+        setImmediate(() => this.guard(() => this.compacted(watcher, compactRevision)));
+        return;
+      }
       this.watchers.delete(watcher.id);
       const reason = error instanceof Error ? error.message : String(error);
       this.reply(this.backend.header(), { watch_id: watcher.id, canceled: true, cancel_reason: reason });
@@ -252,11 +258,11 @@ export class WatchSession {
     this.watchers.delete(watcher.id);
     this.stalled.delete(watcher);
     watcher.backend?.cancel();
-    this.reply(this.backend.header(), {
-      watch_id: watcher.id,
-      canceled: true,
-      compact_revision: compactRevision,
-    });
+    // etcd's compaction notice carries no revision in its header.
+    this.reply(
+      { ...this.backend.header(), revision: 0 },
+      { watch_id: watcher.id, canceled: true, compact_revision: compactRevision },
+    );
   }
 
   private deliver(watcher: SessionWatcher, events: Event[], revision: number): void {

@@ -923,7 +923,12 @@ export class ConcordServer {
   async leaseLeases(): Promise<WithHeader<{ ids: bigint[] }>> {
     this.refuseOnLearner();
     this.assertServing();
-    return { ids: this.keyspace.leases().map((lease) => lease.id), header: this.header() };
+    // etcd lists leases by time left, soonest expiry first (lessor.Leases sorts by Remaining).
+    const expiresAtMs = (id: bigint) => this.leases.get(id)?.expiresAtMs ?? Number.POSITIVE_INFINITY;
+    const ids = this.keyspace.leases().map((lease) => lease.id);
+    const order = new Map(ids.map((id) => [id, expiresAtMs(id)]));
+    ids.sort((a, b) => (order.get(a) as number) - (order.get(b) as number) || (a < b ? -1 : a > b ? 1 : 0));
+    return { ids, header: this.header() };
   }
 
   private leaderClientUrl(): string {

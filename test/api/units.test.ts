@@ -5,8 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { classifyPreface, opensWithEmptySettings } from '../../src/api/api-server.js';
 import { EtcdError } from '../../src/api/errors.js';
-import { JsonObjectSplitter } from '../../src/api/http-gateway.js';
-import { jsonToMessage, messageToJson } from '../../src/api/json-codec.js';
+import { decodeJsonpb, readWholeJson } from '../../src/api/go-json.js';
+import { RequestStreamReader } from '../../src/api/http-gateway.js';
+import { messageToJson } from '../../src/api/json-codec.js';
 import { checkTxn, defaultValidationLimits } from '../../src/api/validate.js';
 import { splitEvents } from '../../src/api/watch-session.js';
 import type { WireEvent } from '../../src/api/wire.js';
@@ -108,30 +109,71 @@ describe('watch fragments', () => {
   });
 });
 
-describe('streaming JSON request splitting', () => {
-  it('finds whole objects across chunk boundaries, ignoring braces in strings', () => {
-    const splitter = new JsonObjectSplitter(1024);
-    assert.deepEqual(splitter.push('{"a":"}{"'), []);
-    assert.deepEqual(splitter.push(',"b":{"c":1}}\n{"d'), ['{"a":"}{","b":{"c":1}}']);
-    assert.deepEqual(splitter.push('":"\\"}"}'), ['{"d":"\\"}"}']);
+describe('streaming JSON request reading', () => {
+  const texts = (reader: RequestStreamReader, ended = false) =>
+    [...reader.messages(ended)].map(({ node, source }) => source.subarray(node.start, node.end).toString());
+
+  it('finds whole values across chunk boundaries, ignoring braces in strings', () => {
+    const reader = new RequestStreamReader(1024);
+    reader.push(Buffer.from('{"a":"}{"'));
+    assert.deepEqual(texts(reader), []);
+    reader.push(Buffer.from(',"b":{"c":1}}\n{"d'));
+    assert.deepEqual(texts(reader), ['{"a":"}{","b":{"c":1}}']);
+    reader.push(Buffer.from('":"\\"}"}'));
+    assert.deepEqual(texts(reader), ['{"d":"\\"}"}']);
   });
 
-  it('refuses garbage between objects and over-long objects', () => {
-    assert.throws(() => new JsonObjectSplitter(1024).push('x{}'), /unexpected/);
-    assert.throws(() => new JsonObjectSplitter(8).push('{"aaaaaaaaaaaa'), {
-      message: 'etcdserver: request is too large',
-    });
+  it('names garbage as Go does, and bounds an unfinished value', () => {
+    const garbage = new RequestStreamReader(1024);
+    garbage.push(Buffer.from('x{}'));
+    assert.throws(() => texts(garbage), { message: "invalid character 'x' looking for beginning of value" });
+    const long = new RequestStreamReader(8);
+    long.push(Buffer.from('{"aaaaaaaaaaaa'));
+    assert.throws(() => texts(long), { message: 'etcdserver: request is too large' });
+    const truncated = new RequestStreamReader(1024);
+    truncated.push(Buffer.from('{"a":1'));
+    assert.deepEqual(texts(truncated), []);
+    assert.throws(() => texts(truncated, true), { message: 'unexpected EOF' });
   });
 });
 
 describe('gateway JSON codec', () => {
-  it('decodes base64 bytes and both name styles; rejects non-integer int64', () => {
-    const decoded = jsonToMessage(
-      { key: b('k').toString('base64'), rangeEnd: 'AA==', limit: '5' },
-      'etcdserverpb.RangeRequest',
+  const decode = (text: string, type = 'etcdserverpb.RangeRequest') => {
+    const bytes = Buffer.from(text);
+    return decodeJsonpb(readWholeJson(bytes), type, bytes);
+  };
+
+  it('decodes base64 bytes and both name styles, camelCase winning as in jsonpb', () => {
+    const decoded = decode(
+      `{"key":"${b('k').toString('base64')}","rangeEnd":"AA==","limit":"5","keys_only":true,"keysOnly":false}`,
     );
-    assert.deepEqual(decoded, { key: b('k'), range_end: Buffer.from([0]), limit: '5' });
-    assert.throws(() => jsonToMessage({ limit: '1.5' }, 'etcdserverpb.RangeRequest'), /integer/);
+    assert.deepEqual(decoded, { key: b('k'), range_end: Buffer.from([0]), limit: '5', keys_only: false });
+    assert.deepEqual(decode('{"ID":9135039952044942139}', 'etcdserverpb.LeaseKeepAliveRequest'), {
+      ID: '9135039952044942139',
+    });
+  });
+
+  it("refuses what etcd's gateway refuses, in its words", () => {
+    const cases: Array<[string, string]> = [
+      ['{"key":"YQ==","limit":1.5}', 'json: cannot unmarshal number 1.5 into Go value of type int64'],
+      ['{"key":"YQ==","limit":"x"}', "invalid character 'x' looking for beginning of value"],
+      [
+        '{"key":"YQ==","limit":"18446744073709551616"}',
+        'json: cannot unmarshal number 18446744073709551616 into Go value of type int64',
+      ],
+      ['{"key":5}', 'json: cannot unmarshal number into Go value of type []uint8'],
+      ['{"key":"YQ"}', 'illegal base64 data at input byte 0'],
+      ['{"key":"YQ==","serializable":"true"}', 'json: cannot unmarshal string into Go value of type bool'],
+      [
+        '{"key":"YQ==","sort_order":"BAD"}',
+        'unknown value "BAD" for enum etcdserverpb.RangeRequest_SortOrder',
+      ],
+      ['[]', 'json: cannot unmarshal array into Go value of type map[string]json.RawMessage'],
+      ['{"key":"YQ=="', 'unexpected end of JSON input'],
+      ['{"key" 1}', "invalid character '1' after object key"],
+      ['{"key":tru}', "invalid character '}' in literal true (expecting 'e')"],
+    ];
+    for (const [text, message] of cases) assert.throws(() => decode(text), { message }, text);
   });
 
   it('encodes int64 as strings, bytes as base64 and omits zero values and zero enums', () => {
