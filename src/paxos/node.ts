@@ -1164,6 +1164,7 @@ export class PaxosNode implements RaftNodeApi {
       );
     } else if (this.role === Role.Candidate) {
       for (const id of this.asked) if (id !== this.id && !this.promises.has(id)) this.sendPrepare(id);
+      this.maybeWinPhase1();
     }
   }
 
