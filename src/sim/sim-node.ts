@@ -4,7 +4,14 @@
 // `messagesAfterPersist`, apply the snapshot and committed entries, then advance(). A crash drops
 // everything that is not on the disk; a restart builds a new engine from the disk alone.
 
-import type { ConsensusEngine, ConsensusFactory, ProposeResult, RaftConfig, Ready } from '../raft/api.js';
+import type {
+  ConsensusEngine,
+  ConsensusFactory,
+  ProposeResult,
+  RaftConfig,
+  ReadOnlyOption,
+  Ready,
+} from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import {
@@ -57,6 +64,8 @@ export interface SimNodeConfig {
   inflightMessagesMax: number;
   checkQuorum: boolean;
   preVote: boolean;
+  /** 'lease-based' lets a leader answer reads alone under a lease (needs checkQuorum). */
+  readOnlyOption?: ReadOnlyOption;
 }
 
 export class SimNode {
@@ -126,6 +135,7 @@ export class SimNode {
       inflightMessagesMax: this.config.inflightMessagesMax,
       checkQuorum: this.config.checkQuorum,
       preVote: this.config.preVote,
+      readOnlyOption: this.config.readOnlyOption,
     };
     this.raft = this.config.createCore(raftConfig);
     this.lastRole = Role.Follower;

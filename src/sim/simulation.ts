@@ -208,6 +208,12 @@ export class Simulation implements SimNodeHost {
       checkQuorum: this.rngRoot.chance(0.8),
       preVote: this.rngRoot.chance(0.8),
     };
+    if (options.consensus === 'multi-paxos' && this.nodeConfig.checkQuorum) {
+      // Half the Paxos runs read under the leader lease; node clocks drift by up to ±10 % (rates
+      // differ by < 25 %, the core's default bound). Drawn apart so Raft runs replay unchanged.
+      const lease = new SimRng(options.seed, 6).chance(0.5);
+      if (lease) this.nodeConfig.readOnlyOption = 'lease-based';
+    }
     const voters: NodeId[] = [];
     for (let id = 1; id <= options.nodes; id++) voters.push(id);
     this.membership = { voters, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
