@@ -1,8 +1,9 @@
 // One simulated server: drives a consensus engine (RaftNode or PaxosNode) exactly as a real server
 // does. ready() → hand entries, hard state and snapshot to the simulated disk, send `messages` at
-// once → when the simulated fsync completes: make the data durable, update the MemoryStorage the core reads, send
-// `messagesAfterPersist`, apply the snapshot and committed entries, then advance(). A crash drops
-// everything that is not on the disk; a restart builds a new engine from the disk alone.
+// once → when the simulated fsync completes: make the data durable, update the MemoryStorage the
+// core reads, send `messagesAfterPersist`, apply the snapshot and committed entries, then
+// advance(). A crash drops everything that is not on the disk; a restart builds a new engine from
+// the disk alone.
 
 import type {
   ConsensusEngine,

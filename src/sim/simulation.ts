@@ -1,8 +1,8 @@
-// A whole cluster (Raft or Multi-Paxos) in one process on a virtual clock. One seed determines everything: the
-// cluster size, the latencies, which faults strike when, which proposals the clients make, the
-// election timeouts inside the core (through its injected Rng). Invariants are checked as each
-// node acts (see invariants.ts); after the fault phase the cluster is healed and must converge
-// within a bounded virtual time (liveness).
+// A whole cluster (Raft or Multi-Paxos) in one process on a virtual clock. One seed determines
+// everything: the cluster size, the latencies, which faults strike when, which proposals the
+// clients make, the election timeouts inside the core (through its injected Rng). Invariants are
+// checked as each node acts (see invariants.ts); after the fault phase the cluster is healed and
+// must converge within a bounded virtual time (liveness).
 
 import type { ConfChange, ConfChangeSingle } from '../raft/api.js';
 import { encodeConfChange } from '../raft/confchange.js';
