@@ -555,11 +555,21 @@ export class Simulation implements SimNodeHost {
     const readId = this.nextReadId++;
     if (candidates.length === 0) return this.clientNext(client);
     const node = this.rngClient.pick(candidates);
+    // Registered before the call: a core may serve the read within it (a lease, a lone voter).
+    const read: PendingRead = {
+      id: readId,
+      ackFloor: this.checker.ackedIndexMax,
+      node,
+      incarnation: node.incarnation,
+    };
+    client.read = read;
     const result = node.withCore((raft) => raft.readIndex(encodeReadContext(readId)));
-    if (!result.ok) return this.clientNext(client);
+    if (!result.ok) {
+      client.read = undefined;
+      return this.clientNext(client);
+    }
     this.stats.reads++;
-    client.read = { id: readId, ackFloor: this.checker.ackedIndexMax, node, incarnation: node.incarnation };
-    this.queue.after(CLIENT_TIMEOUT_US, { kind: 'read-timeout', client, readId });
+    if (client.read === read) this.queue.after(CLIENT_TIMEOUT_US, { kind: 'read-timeout', client, readId });
   }
 
   onReadServed(node: SimNode, context: Uint8Array, readIndex: number): void {
