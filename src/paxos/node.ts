@@ -1259,7 +1259,9 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
-      if (this.checkQuorum && !this.quorumActive()) {
+      // A leader handing off after its own removal keeps leading (and sending the commit index)
+      // until someone else leads: stepping down would strand what only it knows is chosen.
+      if (this.checkQuorum && this.isVoter(this.id) && !this.quorumActive()) {
         this.becomeFollower(this.promised, NONE);
         return;
       }
