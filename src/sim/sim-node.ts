@@ -87,6 +87,8 @@ export class SimNode {
   pausedUntilUs = 0;
   /** This node's tick period: clocks drift, so nodes tick at slightly different rates. */
   tickIntervalUs = 10_000;
+  /** Virtual time of this incarnation's last tick (0 before the first). */
+  lastTickUs = 0;
 
   constructor(
     readonly id: NodeId,
@@ -108,6 +110,7 @@ export class SimNode {
     if (this.raft) throw new SimulatorError(`node ${this.id} started twice`);
     if (this.decommissioned) throw new SimulatorError(`node ${this.id} is decommissioned`);
     this.incarnation++;
+    this.lastTickUs = 0;
     const disk = this.disk;
     const snap = disk.snapshot;
     this.storage = new MemoryStorage();

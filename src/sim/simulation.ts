@@ -471,7 +471,17 @@ export class Simulation implements SimNodeHost {
 
   private onTick(node: SimNode, incarnation: number): void {
     if (!node.running || node.incarnation !== incarnation) return;
-    node.tick();
+    // Lease reads assume ticks measure elapsed time, so a host that serves them counts ticks from
+    // a monotonic clock: after a pause it delivers the ticks it missed before anything else.
+    // Other runs tick once per timer event, as a plain interval timer does after a pause.
+    const lease = this.nodeConfig.readOnlyOption === 'lease-based';
+    const missed =
+      lease && node.lastTickUs > 0 ? Math.floor((this.queue.now - node.lastTickUs) / node.tickIntervalUs) : 1;
+    node.lastTickUs = this.queue.now;
+    for (let i = 0; i < Math.max(1, missed); i++) {
+      if (!node.running) return;
+      node.tick();
+    }
     this.queue.after(node.tickIntervalUs, { kind: 'tick', node, incarnation });
   }
 

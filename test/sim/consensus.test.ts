@@ -43,6 +43,17 @@ describe('simulated consensus engine', () => {
     }
   });
 
+  it('a leader paused past its lease answers no read from heartbeats answered before the pause', () => {
+    // Seeds where a paused Paxos leader, resumed with its tick count frozen, served a stale lease
+    // read while another leader had committed writes; lease runs now catch up missed ticks.
+    for (const [seed, nodes] of [
+      [60760, 3],
+      [61369, 5],
+    ] as const) {
+      assert.doesNotThrow(() => runSimulation({ seed, nodes, consensus: 'multi-paxos' }), `seed ${seed}`);
+    }
+  });
+
   it('the replay command names the engine and the quorum', () => {
     assert.equal(replayCommand(5, 3), 'npm run sim -- --seeds 1 --from 5 --nodes 3');
     assert.equal(
