@@ -51,10 +51,21 @@ export interface PaxosConfig extends RaftConfig {
    * promises. Undefined: majorities for both. Checked against every configuration.
    */
   phase2Quorum?: number;
+  /**
+   * Lease reads ('lease-based' with checkQuorum): the most any two nodes' tick rates may differ,
+   * in percent of the slower one. The lease is shortened by it. Default 25.
+   */
+  leaseClockDriftPercentMax?: number;
 }
 
-/** Context of a Prepare sent because of TimeoutNow: it overrides leader stickiness. */
-const TRANSFER_CONTEXT = new TextEncoder().encode('concord-leader-transfer');
+/**
+ * Context of a Prepare sent because of TimeoutNow: magic, then the ballot and the id of the leader
+ * that handed over. It overrides the stickiness of acceptors following that leader in that ballot
+ * (which gave up its lease when it sent TimeoutNow), and nobody else's.
+ */
+const TRANSFER_MAGIC = 0x54;
+const TRANSFER_CONTEXT_BYTES = 17;
+const DEFAULT_LEASE_DRIFT_PERCENT_MAX = 25;
 const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 const DEFAULT_INFLIGHT_MESSAGES_MAX = 256;
 const DEFAULT_COMMITTED_BYTES_PER_READY_MAX = 64 * 1024 * 1024;
@@ -131,7 +142,22 @@ export class PaxosNode implements RaftNodeApi {
   private readonly rejections = new Set<NodeId>();
   private readonly asked = new Set<NodeId>();
   private readonly preVotes = new Map<NodeId, boolean>();
-  private campaignTransfer = false;
+  /** A transfer campaign's Prepare context (empty for an ordinary campaign). */
+  private campaignContext: Uint8Array = EMPTY_BYTES;
+
+  // Lease reads. Ticks counted by this node since it started (any role).
+  private readonly leaseRead: boolean;
+  /** Longest a leader may answer reads alone after sending a heartbeat round (see tick()). */
+  private readonly leaseTicksMax: number;
+  private tickCount = 0;
+  /** While tickCount is below this, promise no other ballot (see the lease rule on tick()). */
+  private stickyUntil = 0;
+  private stickyLeader: NodeId = NONE;
+  private stickyBallot = 0;
+  /** Leader: the send tick of the latest heartbeat each acceptor answered in this ballot. */
+  private readonly heartbeatAcked = new Map<NodeId, number>();
+  /** Leader: a TimeoutNow went out in this ballot, so its acceptors may promise the target. */
+  private leaseGivenUp = false;
 
   // Leader side.
   private readonly peers = new Map<NodeId, Peer>();
@@ -172,6 +198,17 @@ export class PaxosNode implements RaftNodeApi {
     this.checkQuorum = config.checkQuorum ?? false;
     this.preVote = config.preVote ?? false;
     this.forwarding = !(config.disableProposalForwarding ?? false);
+    this.leaseRead = config.readOnlyOption === 'lease-based' && this.checkQuorum;
+    const drift = config.leaseClockDriftPercentMax ?? DEFAULT_LEASE_DRIFT_PERCENT_MAX;
+    if (!(drift >= 0 && drift < 100)) {
+      throw new PaxosUsageError(`leaseClockDriftPercentMax must be in [0, 100), got ${drift}`);
+    }
+    // An acceptor stays sticky for electionTicks of its own ticks from receipt, so at least
+    // electionTicks - 1 whole periods; the leader's count since sending is short by up to one
+    // period, and the acceptor's clock may run faster by the drift bound.
+    this.leaseTicksMax = Math.floor((config.electionTicks - 1) / (1 + drift / 100)) - 1;
+    // A restarted acceptor forgot whom it followed: it promises nothing for one election timeout.
+    if (this.leaseRead) this.stickyUntil = config.electionTicks;
     this.storage = config.storage;
     const { hardState, confState } = config.storage.initialState();
     const snapshotIndex = config.storage.firstIndex() - 1;
@@ -193,7 +230,14 @@ export class PaxosNode implements RaftNodeApi {
 
   // ---- the driver's API ------------------------------------------------------------------
 
+  /**
+   * The lease rule (lease-based reads): an acceptor that hears from the leader of its ballot
+   * promises no other ballot for electionTicks of its own ticks, except to a transfer target of
+   * that very leader and ballot. A leader whose heartbeat, sent at its tick t, was answered by a
+   * phase-2 quorum (which meets every phase-1 quorum) answers reads alone until t + leaseTicksMax.
+   */
   tick(): void {
+    this.tickCount++;
     if (this.role === Role.Leader) return this.tickLeader();
     this.electionElapsed++;
     if (this.role === Role.Candidate && this.electionElapsed % this.heartbeatTicks === 0) {
@@ -203,12 +247,14 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (this.electionElapsed >= this.randomizedElectionTimeout && this.promotable()) {
       this.electionElapsed = 0;
-      this.campaign(false);
+      this.campaign(undefined);
     }
   }
 
   fastForwardElection(): boolean {
-    if (this.role !== Role.Follower || this.leader !== NONE || !this.promotable()) return false;
+    if (this.leaseRead || this.role !== Role.Follower || this.leader !== NONE || !this.promotable()) {
+      return false;
+    }
     this.electionElapsed = Math.max(this.electionElapsed, this.electionTicks - 1);
     return true;
   }
@@ -291,7 +337,7 @@ export class PaxosNode implements RaftNodeApi {
     if (!this.checkBallot(m)) return;
     switch (m.type) {
       case MessageType.Hup:
-        if (this.role !== Role.Leader && this.promotable()) this.campaign(false);
+        if (this.role !== Role.Leader && this.promotable()) this.campaign(undefined);
         return;
       case MessageType.Beat:
         if (this.role === Role.Leader) this.broadcastHeartbeat();
@@ -317,7 +363,7 @@ export class PaxosNode implements RaftNodeApi {
       case MessageType.Snapshot:
         return this.onSnapshot(m);
       case MessageType.TimeoutNow:
-        if (this.promotable()) this.campaign(true);
+        if (this.promotable()) this.campaign(m);
         return;
       case MessageType.ReadIndex:
         if (this.role === Role.Leader) this.addRead({ from: m.from, context: m.context });
@@ -461,7 +507,7 @@ export class PaxosNode implements RaftNodeApi {
       switch (m.type) {
         case MessageType.Vote:
           // Leader stickiness: while a leader is heard from, a Prepare is ignored (not promised).
-          if (this.checkQuorum && this.inLease() && !bytesEqual(m.context, TRANSFER_CONTEXT)) return false;
+          if (this.isSticky(m)) return false;
           this.becomeFollower(m.term, NONE);
           return true;
         case MessageType.PreVote:
@@ -502,6 +548,20 @@ export class PaxosNode implements RaftNodeApi {
     return true;
   }
 
+  private isSticky(prepare: Message): boolean {
+    const transfer = this.transferOf(prepare.context);
+    if (this.leaseRead && this.tickCount < this.stickyUntil) {
+      return !(transfer && transfer.leader === this.stickyLeader && transfer.ballot === this.stickyBallot);
+    }
+    return this.checkQuorum && this.inLease() && !transfer;
+  }
+
+  private transferOf(context: Uint8Array): { leader: NodeId; ballot: number } | undefined {
+    if (context.byteLength !== TRANSFER_CONTEXT_BYTES || context[0] !== TRANSFER_MAGIC) return undefined;
+    const view = new DataView(context.buffer, context.byteOffset, context.byteLength);
+    return { ballot: view.getFloat64(1), leader: view.getFloat64(9) };
+  }
+
   private inLease(): boolean {
     return this.leader !== NONE && this.electionElapsed < this.electionTicks;
   }
@@ -536,8 +596,19 @@ export class PaxosNode implements RaftNodeApi {
 
   // ---- phase 1: election by ballot ---------------------------------------------------------
 
-  private campaign(transfer: boolean): void {
-    this.campaignTransfer = transfer;
+  /** `transfer`: the TimeoutNow that started this campaign, if any. */
+  private campaign(transfer: Message | undefined): void {
+    // Under the lease rule this node may not promise itself a ballot either.
+    if (!transfer && this.leaseRead && this.tickCount < this.stickyUntil) return;
+    this.campaignContext = EMPTY_BYTES;
+    if (transfer) {
+      const context = new Uint8Array(TRANSFER_CONTEXT_BYTES);
+      context[0] = TRANSFER_MAGIC;
+      const view = new DataView(context.buffer);
+      view.setFloat64(1, transfer.term);
+      view.setFloat64(9, transfer.from);
+      this.campaignContext = context;
+    }
     this.resetElectionTimeout();
     this.electionElapsed = 0;
     if (this.preVote && !transfer) {
@@ -558,7 +629,8 @@ export class PaxosNode implements RaftNodeApi {
 
   private onPrepareProbe(m: Message): void {
     // Granted when this acceptor would promise the ballot and has lost its leader.
-    const grant = m.term > this.promised && !this.inLease() && this.role !== Role.Leader;
+    const sticky = this.inLease() || (this.leaseRead && this.tickCount < this.stickyUntil);
+    const grant = m.term > this.promised && !sticky && this.role !== Role.Leader;
     this.send(
       message({
         type: MessageType.PreVoteResponse,
@@ -622,7 +694,7 @@ export class PaxosNode implements RaftNodeApi {
         term: this.promised,
         index: partial ? cursor : floor,
         commit: floor,
-        context: this.campaignTransfer ? TRANSFER_CONTEXT : EMPTY_BYTES,
+        context: this.campaignContext,
       }),
     );
   }
@@ -808,6 +880,8 @@ export class PaxosNode implements RaftNodeApi {
     this.reads.reset();
     this.pendingReads = [];
     this.peers.clear();
+    this.heartbeatAcked.clear();
+    this.leaseGivenUp = false;
     const everyone = new Set<NodeId>();
     for (const cfg of this.configChain()) for (const id of members(cfg)) everyone.add(id);
     for (const id of everyone) {
@@ -1035,6 +1109,11 @@ export class PaxosNode implements RaftNodeApi {
     if (this.vote === NONE) this.vote = m.from;
     if (this.role !== Role.Follower || this.leader !== m.from) this.becomeFollower(m.term, m.from);
     this.electionElapsed = 0;
+    if (this.leaseRead) {
+      this.stickyUntil = Math.max(this.stickyUntil, this.tickCount + this.electionTicks);
+      this.stickyLeader = m.from;
+      this.stickyBallot = m.term;
+    }
     if (this.matchBallot !== this.promised) this.resetMatch();
   }
 
@@ -1084,7 +1163,7 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (this.maybeCommit()) this.commitPending = true;
     if (m.from === this.leadTransferee && p.match >= this.log.lastIndex()) {
-      this.send(message({ type: MessageType.TimeoutNow, to: m.from, term: this.promised }));
+      this.sendTimeoutNow(m.from);
     }
     this.sendAccept(m.from, p, false);
   }
@@ -1113,7 +1192,7 @@ export class PaxosNode implements RaftNodeApi {
         to: m.from,
         from: this.id,
         term: this.promised,
-        index: this.matchIndex,
+        index: m.index,
         context: m.context,
       }),
     );
@@ -1124,6 +1203,7 @@ export class PaxosNode implements RaftNodeApi {
     const p = this.peers.get(m.from);
     if (!p) return;
     p.recentActive = true;
+    if (m.index > (this.heartbeatAcked.get(m.from) ?? -1)) this.heartbeatAcked.set(m.from, m.index);
     if (p.state === 'probe') p.probeSent = false;
     // A full window whose answers were lost would stall the acceptor: free one slot so the next
     // Accept goes out (and is rejected into a probe if its predecessors never arrived).
@@ -1164,6 +1244,7 @@ export class PaxosNode implements RaftNodeApi {
       );
     } else if (this.role === Role.Candidate) {
       for (const id of this.asked) if (id !== this.id && !this.promises.has(id)) this.sendPrepare(id);
+      this.maybeWinPhase1();
     }
   }
 
@@ -1178,7 +1259,9 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (this.electionElapsed >= this.electionTicks) {
       this.electionElapsed = 0;
-      if (this.checkQuorum && !this.quorumActive()) {
+      // A leader handing off after its own removal keeps leading (and sending the commit index)
+      // until someone else leads: stepping down would strand what only it knows is chosen.
+      if (this.checkQuorum && this.isVoter(this.id) && !this.quorumActive()) {
         this.becomeFollower(this.promised, NONE);
         return;
       }
@@ -1204,6 +1287,7 @@ export class PaxosNode implements RaftNodeApi {
           type: MessageType.Heartbeat,
           to: id,
           term: this.promised,
+          index: this.tickCount,
           commit: Math.min(this.log.committed, p.match),
           context: ctx,
         }),
@@ -1228,6 +1312,7 @@ export class PaxosNode implements RaftNodeApi {
             type: MessageType.Heartbeat,
             to: id,
             term: this.promised,
+            index: this.tickCount,
             commit: Math.min(this.log.committed, p.match),
           }),
         );
@@ -1248,11 +1333,20 @@ export class PaxosNode implements RaftNodeApi {
       this.pendingReads.push(request);
       return true;
     }
-    if (this.isReadQuorum((id) => id === this.id)) {
+    if (this.isReadQuorum((id) => id === this.id) || this.holdsLease()) {
       this.releaseRound(this.log.committed, [request]);
       return true;
     }
     return this.reads.add(request);
+  }
+
+  /** See the lease rule on tick(). */
+  private holdsLease(): boolean {
+    if (!this.leaseRead || this.leaseGivenUp || this.leadTransferee !== NONE) return false;
+    const fresh = (id: NodeId): boolean =>
+      id === this.id ||
+      this.tickCount - (this.heartbeatAcked.get(id) ?? Number.NEGATIVE_INFINITY) <= this.leaseTicksMax;
+    return this.isReadQuorum(fresh);
   }
 
   private releasePendingReads(): void {
@@ -1306,7 +1400,7 @@ export class PaxosNode implements RaftNodeApi {
     this.leadTransferee = target;
     this.transferElapsed = 0;
     if (p.match >= this.log.lastIndex()) {
-      this.send(message({ type: MessageType.TimeoutNow, to: target, term: this.promised }));
+      this.sendTimeoutNow(target);
     } else {
       this.sendAccept(target, p, true);
     }
@@ -1330,6 +1424,12 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (target === NONE) return this.becomeFollower(this.promised, NONE);
     this.startTransfer(target);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    // The target's Prepare may pass our acceptors' stickiness: no lease reads in this ballot now.
+    this.leaseGivenUp = true;
+    this.send(message({ type: MessageType.TimeoutNow, to, term: this.promised }));
   }
 
   private abortTransfer(): void {

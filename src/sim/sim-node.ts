@@ -1,10 +1,18 @@
-// One simulated server: drives a consensus engine (RaftNode or PaxosNode) exactly as a real server does. ready() → hand entries,
-// hard state and snapshot to the simulated disk, send `messages` at once → when the simulated fsync
-// completes: make the data durable, update the MemoryStorage the core reads, send
-// `messagesAfterPersist`, apply the snapshot and committed entries, then advance(). A crash drops
-// everything that is not on the disk; a restart builds a new engine from the disk alone.
+// One simulated server: drives a consensus engine (RaftNode or PaxosNode) exactly as a real server
+// does. ready() → hand entries, hard state and snapshot to the simulated disk, send `messages` at
+// once → when the simulated fsync completes: make the data durable, update the MemoryStorage the
+// core reads, send `messagesAfterPersist`, apply the snapshot and committed entries, then
+// advance(). A crash drops everything that is not on the disk; a restart builds a new engine from
+// the disk alone.
 
-import type { ConsensusEngine, ConsensusFactory, ProposeResult, RaftConfig, Ready } from '../raft/api.js';
+import type {
+  ConsensusEngine,
+  ConsensusFactory,
+  ProposeResult,
+  RaftConfig,
+  ReadOnlyOption,
+  Ready,
+} from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import {
@@ -57,6 +65,8 @@ export interface SimNodeConfig {
   inflightMessagesMax: number;
   checkQuorum: boolean;
   preVote: boolean;
+  /** 'lease-based' lets a leader answer reads alone under a lease (needs checkQuorum). */
+  readOnlyOption?: ReadOnlyOption;
 }
 
 export class SimNode {
@@ -77,6 +87,8 @@ export class SimNode {
   pausedUntilUs = 0;
   /** This node's tick period: clocks drift, so nodes tick at slightly different rates. */
   tickIntervalUs = 10_000;
+  /** Virtual time of this incarnation's last tick (0 before the first). */
+  lastTickUs = 0;
 
   constructor(
     readonly id: NodeId,
@@ -98,6 +110,7 @@ export class SimNode {
     if (this.raft) throw new SimulatorError(`node ${this.id} started twice`);
     if (this.decommissioned) throw new SimulatorError(`node ${this.id} is decommissioned`);
     this.incarnation++;
+    this.lastTickUs = 0;
     const disk = this.disk;
     const snap = disk.snapshot;
     this.storage = new MemoryStorage();
@@ -126,6 +139,7 @@ export class SimNode {
       inflightMessagesMax: this.config.inflightMessagesMax,
       checkQuorum: this.config.checkQuorum,
       preVote: this.config.preVote,
+      readOnlyOption: this.config.readOnlyOption,
     };
     this.raft = this.config.createCore(raftConfig);
     this.lastRole = Role.Follower;

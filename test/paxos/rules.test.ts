@@ -526,3 +526,128 @@ test('membership: a leader that removes itself hands leadership to a caught-up v
   net.stabilize();
   for (const id of [2, 3]) assert.deepEqual(net.values(id), ['after']);
 });
+
+function transferContext(ballot: number, leader: number): Uint8Array {
+  const context = new Uint8Array(17);
+  context[0] = 0x54;
+  const view = new DataView(context.buffer);
+  view.setFloat64(1, ballot);
+  view.setFloat64(9, leader);
+  return context;
+}
+
+const leased = { checkQuorum: true, readOnlyOption: 'lease-based' as const };
+
+test('lease reads: a leader with fresh heartbeat answers from a phase-2 quorum answers a read alone', () => {
+  const net = new PaxosNetwork([1, 2, 3], leased);
+  net.tickAll(12); // the boot guard: nobody promises during the first election timeout
+  net.campaign(1);
+  net.tickAll(1);
+  assert.equal(net.role(1), Role.Leader);
+  net.delivered.length = 0;
+  net.node(1).readIndex(enc('r'));
+  net.stabilize();
+  assert.deepEqual(
+    net.peer(1).readStates.map((r) => dec(r.context)),
+    ['r'],
+  );
+  assert.equal(
+    net.delivered.filter((m) => m.type === MessageType.Heartbeat && m.context.byteLength > 0).length,
+    0,
+    'no read round was needed',
+  );
+});
+
+test('lease reads: once heartbeats go unanswered past the lease, reads take a round again', () => {
+  const net = new PaxosNetwork([1, 2, 3], leased);
+  net.tickAll(12);
+  net.campaign(1);
+  net.tickAll(1);
+  net.filters.push((m) => m.type === MessageType.HeartbeatResponse);
+  net.tickAll(8); // leaseTicksMax is 6 for electionTicks 10 and the default 25 % drift bound
+  net.node(1).readIndex(enc('late'));
+  net.stabilize();
+  assert.deepEqual(net.peer(1).readStates, [], 'no fresh quorum: the read waits for its round');
+  net.heal();
+  net.tickAll(1);
+  assert.deepEqual(
+    net.peer(1).readStates.map((r) => dec(r.context)),
+    ['late'],
+  );
+});
+
+test("lease rule: an acceptor following a leader promises no other ballot for an election timeout, but that leader's transfer target", () => {
+  const net = new PaxosNetwork([1, 2, 3], leased);
+  net.tickAll(12);
+  net.campaign(1);
+  const ballot = net.ballot(1);
+  const node2 = net.node(2);
+  node2.step(message({ type: MessageType.Vote, from: 3, to: 2, term: ballot + 1, commit: 2, index: 2 }));
+  assert.equal(net.ballot(2), ballot, 'an ordinary Prepare is ignored');
+  node2.step(
+    message({
+      type: MessageType.Vote,
+      from: 3,
+      to: 2,
+      term: ballot + 1,
+      commit: 2,
+      index: 2,
+      context: transferContext(ballot - 1, 1),
+    }),
+  );
+  assert.equal(net.ballot(2), ballot, 'a transfer from another ballot is ignored too');
+  node2.step(
+    message({
+      type: MessageType.Vote,
+      from: 3,
+      to: 2,
+      term: ballot + 1,
+      commit: 2,
+      index: 2,
+      context: transferContext(ballot, 1),
+    }),
+  );
+  assert.equal(net.ballot(2), ballot + 1, 'the transfer target of its own leader is promised');
+});
+
+test('lease rule: a restarted acceptor promises nothing for one election timeout', () => {
+  const net = new PaxosNetwork([1, 2, 3], leased);
+  net.tickAll(12);
+  net.campaign(1);
+  const ballot = net.ballot(1);
+  net.crash(2);
+  net.restart(2);
+  net
+    .node(2)
+    .step(message({ type: MessageType.Vote, from: 3, to: 2, term: ballot + 1, commit: 2, index: 2 }));
+  assert.equal(net.ballot(2), ballot);
+  for (let i = 0; i < 10; i++) net.node(2).tick();
+  net
+    .node(2)
+    .step(message({ type: MessageType.Vote, from: 3, to: 2, term: ballot + 1, commit: 2, index: 2 }));
+  assert.equal(net.ballot(2), ballot + 1);
+});
+
+test('lease reads: a leader that sent TimeoutNow answers reads only through rounds', () => {
+  const net = new PaxosNetwork([1, 2, 3], leased);
+  net.tickAll(12);
+  net.campaign(1);
+  net.tickAll(1);
+  net.filters.push((m) => m.type === MessageType.TimeoutNow);
+  net.node(1).transferLeadership(2);
+  net.stabilize();
+  net.tickAll(11); // the transfer aborts; heartbeats keep being answered
+  assert.equal(net.role(1), Role.Leader);
+  assert.equal(net.node(1).status().leadTransferee, 0);
+  net.delivered.length = 0;
+  net.node(1).readIndex(enc('after-transfer'));
+  net.stabilize();
+  assert.deepEqual(
+    net.peer(1).readStates.map((r) => dec(r.context)),
+    ['after-transfer'],
+  );
+  assert.ok(
+    net.delivered.some((m) => m.type === MessageType.Heartbeat && m.context.byteLength > 0),
+    'the lease was given up with the TimeoutNow: the read took a round',
+  );
+});

@@ -27,6 +27,33 @@ describe('simulated consensus engine', () => {
     assert.ok(traces[0]!.length > 100);
   });
 
+  it('a read the core serves inside readIndex() (a lone voter, a lease) is checked and counted', () => {
+    // It used to be registered only after the call returned, so such reads went unmatched: they
+    // timed out unchecked (one of 32 served on one node before the fix).
+    for (const consensus of ['raft', 'multi-paxos'] as const) {
+      const r = runSimulation({
+        seed: 7,
+        nodes: 1,
+        consensus,
+        faultPhaseUs: 1_000_000,
+        faults: false,
+        membership: false,
+      });
+      assert.ok(r.readsServed >= 20, `${consensus}: ${r.readsServed} reads served`);
+    }
+  });
+
+  it('a leader paused past its lease answers no read from heartbeats answered before the pause', () => {
+    // Seeds where a paused Paxos leader, resumed with its tick count frozen, served a stale lease
+    // read while another leader had committed writes; lease runs now catch up missed ticks.
+    for (const [seed, nodes] of [
+      [60760, 3],
+      [61369, 5],
+    ] as const) {
+      assert.doesNotThrow(() => runSimulation({ seed, nodes, consensus: 'multi-paxos' }), `seed ${seed}`);
+    }
+  });
+
   it('the replay command names the engine and the quorum', () => {
     assert.equal(replayCommand(5, 3), 'npm run sim -- --seeds 1 --from 5 --nodes 3');
     assert.equal(
