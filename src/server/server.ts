@@ -54,7 +54,7 @@ import {
   type SoftState,
 } from '../raft/types.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
-import { Wal } from '../storage/wal.js';
+import { Wal, type WalOptions } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { AppliedWait } from './applied-wait.js';
 import type {
@@ -96,8 +96,6 @@ import { ReadBatcher } from './read-batcher.js';
 import { Waiters } from './waiters.js';
 
 export const CONCORD_VERSION = '3.4.23';
-/** Entries kept behind a snapshot so a briefly lagging follower catches up without one. */
-const SNAPSHOT_CATCHUP_ENTRIES = 5000;
 const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
@@ -108,6 +106,17 @@ const QUOTA_CHECK_INTERVAL_MS = 100;
 const META_MEMBERS = 'cluster/members';
 /** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
 const SELF_ID_FILE = 'id';
+
+/**
+ * How the server opens its storage. Production passes nothing; tests wrap the real objects to
+ * inject faults at these seams (a WAL fsync that fails, an LMDB transaction that throws).
+ */
+export interface StorageHooks {
+  walOptions?: WalOptions;
+  wrapKeyspace?(keyspace: Keyspace): Keyspace;
+  wrapSnapshots?(store: SnapshotStore): SnapshotStore;
+  wrapWal?(wal: Wal): Wal;
+}
 
 export type ApplyOutcome =
   | { status: 'ok'; response: WriteResponse }
@@ -170,6 +179,10 @@ export class ConcordServer {
   private published = false;
   private stopped = false;
   private fatalError: Error | undefined;
+  private reportFailure: (error: Error) => void = () => undefined;
+  private readonly failed = new Promise<Error>((resolve) => {
+    this.reportFailure = resolve;
+  });
   private compactionSamples: Array<{ atMs: number; revision: number }> = [];
 
   private constructor(
@@ -243,7 +256,7 @@ export class ConcordServer {
 
   // ---- lifecycle -----------------------------------------------------------------------------
 
-  static async start(config: ServerConfig, log: Logger): Promise<ConcordServer> {
+  static async start(config: ServerConfig, log: Logger, hooks: StorageHooks = {}): Promise<ConcordServer> {
     const memberDir = join(config.dataDir, 'member');
     const walDir = join(memberDir, 'wal');
     const snapDir = join(memberDir, 'snap');
@@ -253,11 +266,14 @@ export class ConcordServer {
     rmSync(scratchDir, { recursive: true, force: true });
     mkdirSync(scratchDir, { recursive: true });
 
-    const keyspace = Keyspace.open(dbDir, { noSync: true, txnOpsMax: config.maxTxnOps });
-    const { wal, recovered } = await Wal.open(walDir);
+    const opened = Keyspace.open(dbDir, { noSync: true, txnOpsMax: config.maxTxnOps });
+    const keyspace = hooks.wrapKeyspace?.(opened) ?? opened;
+    const { wal: openedWal, recovered } = await Wal.open(walDir, hooks.walOptions);
+    const wal = hooks.wrapWal?.(openedWal) ?? openedWal;
     if (recovered.tornTail !== null)
       log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
-    const snapshots = await SnapshotStore.open(snapDir);
+    const store = await SnapshotStore.open(snapDir);
+    const snapshots = hooks.wrapSnapshots?.(store) ?? store;
     const storage = new MemoryStorage();
     const group = recovered.groups.get(GROUP_ID);
     const selfId = memberIdFor(config.initialAdvertisePeerUrls, config.initialClusterToken);
@@ -439,8 +455,14 @@ export class ConcordServer {
     }
   }
 
+  /** Resolves with the cause if the member stops after a fatal error; never rejects. */
+  whenFailed(): Promise<Error> {
+    return this.failed;
+  }
+
   private onFatal(error: Error): void {
     this.fatalError = error;
+    this.reportFailure(error);
     this.log.error('fatal error in the raft loop; the member stops serving', {
       error: error.message,
       stack: error.stack,
@@ -710,7 +732,7 @@ export class ConcordServer {
       if (this.stopped || this.confChanges !== confChangesBefore) return;
       this.storage.createSnapshot(index, metadata.confState, EMPTY_BYTES);
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
-      const compactTo = Math.max(this.storage.firstIndex(), index - SNAPSHOT_CATCHUP_ENTRIES);
+      const compactTo = Math.max(this.storage.firstIndex(), index - this.config.snapshotCatchUpEntries);
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
       await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
       await this.snapshots.prune();
