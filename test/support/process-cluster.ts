@@ -301,7 +301,10 @@ export class ProcessCluster {
         return (await isHealthy(member.clientUrl)) ? true : undefined;
       });
       if (member.memberId === '' || member.memberId === '0') {
-        member.memberId = (await memberStatus(member.clientUrl)).memberId;
+        // Polled: on a loaded machine one Status call may take longer than its timeout.
+        member.memberId = await pollUntil(`${member.name} to answer Status`, timeoutMs, async () => {
+          return (await memberStatus(member.clientUrl)).memberId;
+        });
       }
     }
   }
