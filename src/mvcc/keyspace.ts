@@ -46,6 +46,7 @@ import {
   InvalidRequestError,
   invariant,
   KeyNotFoundError,
+  KeyspaceFailedError,
   LeaseExistsError,
   LeaseNotFoundError,
   LeaseTtlTooLargeError,
@@ -229,6 +230,8 @@ export class Keyspace {
   private compactRev = 0;
   private applied = 0;
   private closed = false;
+  /** Set when a restore lost the live database (see restoreSnapshot). */
+  private failed: KeyspaceFailedError | undefined;
   /** LMDB copies in progress (createSnapshot); close() waits for them. */
   private readonly backups = new Set<Promise<unknown>>();
   /** History-db key where physical compaction resumes (empty = from the start); undefined = done. */
@@ -286,7 +289,12 @@ export class Keyspace {
     this.watchHub.closeAll();
     // LMDB copies on a native thread; closing the environment under it crashes the process.
     await Promise.allSettled(this.backups);
-    await this.dbs.env.close();
+    try {
+      await this.dbs.env.close();
+    } catch (e) {
+      // After a failed restore the environment may be closed already.
+      if (this.failed === undefined) throw e;
+    }
   }
 
   currentRevision(): number {
@@ -1260,15 +1268,21 @@ export class Keyspace {
     }
     await Promise.allSettled(this.backups);
     await this.dbs.env.close();
-    renameSync(staged, join(this.path, 'data.mdb'));
-    rmSync(join(this.path, 'lock.mdb'), { force: true });
-    this.dbs = openDbs(this.path, this.noSync);
-    this.loadMeta();
+    try {
+      renameSync(staged, join(this.path, 'data.mdb'));
+      rmSync(join(this.path, 'lock.mdb'), { force: true });
+      this.dbs = openDbs(this.path, this.noSync);
+      this.loadMeta();
+    } catch (e) {
+      this.failed = new KeyspaceFailedError(this.path, e);
+      throw this.failed;
+    }
     this.watchHub.onRestore(this.revision);
     return { ...info, path, bytes: statSync(join(this.path, 'data.mdb')).size };
   }
 
   private assertOpen(): void {
+    if (this.failed !== undefined) throw this.failed;
     if (this.closed) throw new ClosedError();
   }
 }

@@ -22,7 +22,7 @@ import {
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { LeaseTable } from '../lease/lease-table.js';
-import { LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
+import { KeyspaceFailedError, LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
 import type {
   AppliedEntry,
@@ -79,6 +79,7 @@ import { Concurrency } from './concurrency.js';
 import type { ServerConfig } from './config.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
 import { EtcdError } from './errors.js';
+import { FailStopError, type FailStopOperation } from './fail-stop.js';
 import { watchFromHub } from './hub-watch.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import { LeaderClient } from './leader-client.js';
@@ -91,7 +92,7 @@ import {
   Members,
 } from './members.js';
 import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
-import { RaftHost } from './raft-host.js';
+import { type HostStage, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
 import { Waiters } from './waiters.js';
 
@@ -104,6 +105,13 @@ const COMPACTION_IDLE_STEP_MS = 100;
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
 const META_MEMBERS = 'cluster/members';
+/** What a failure in each stage of the Raft loop was doing. */
+const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
+  persist: 'wal-write',
+  apply: 'apply',
+  restore: 'snapshot-install',
+  loop: 'raft-loop',
+};
 /** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
 const SELF_ID_FILE = 'id';
 
@@ -177,10 +185,14 @@ export class ConcordServer {
   private quotaCheckDue = false;
   private readonly revokesInFlight = new Set<bigint>();
   private published = false;
+  /** No new work starts: set by stop() and by failStop(). */
   private stopped = false;
-  private fatalError: Error | undefined;
-  private reportFailure: (error: Error) => void = () => undefined;
-  private readonly failed = new Promise<Error>((resolve) => {
+  private closing: Promise<void> | undefined;
+  private transportClosed: Promise<void> | undefined;
+  /** Why the member fail-stopped, if it did. */
+  private failure: FailStopError | undefined;
+  private reportFailure: (error: FailStopError) => void = () => undefined;
+  private readonly failed = new Promise<FailStopError>((resolve) => {
     this.reportFailure = resolve;
   });
   private compactionSamples: Array<{ atMs: number; revision: number }> = [];
@@ -247,7 +259,7 @@ export class ConcordServer {
         },
         onReadStates: (states) => this.reads.onReadStates(states),
         onApplied: (index) => this.onApplied(index),
-        onFatal: (error) => this.onFatal(error),
+        onFatal: (error, stage) => this.failStop(HOST_STAGE_OPERATIONS[stage], error),
       },
       config.heartbeatIntervalMs,
     );
@@ -407,7 +419,20 @@ export class ConcordServer {
     if (this.raft.fastForwardElection()) this.host.schedule();
   }
 
-  async stop(): Promise<void> {
+  /** Stops serving and closes the transport, the WAL and the keyspace (also after a fail-stop). */
+  stop(): Promise<void> {
+    this.closing ??= (async () => {
+      this.halt();
+      this.transportClosed ??= this.transport.close();
+      await this.transportClosed;
+      await this.wal.close().catch(() => undefined);
+      await this.keyspace.close();
+    })();
+    return this.closing;
+  }
+
+  /** Stops the Raft loop, the timers and every waiting request; nothing new starts after it. */
+  private halt(): void {
     if (this.stopped) return;
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
@@ -416,9 +441,36 @@ export class ConcordServer {
     this.waiters.rejectAll(error);
     this.reads.rejectAll(error);
     this.leaderClient.close();
-    await this.transport.close();
-    await this.wal.close().catch(() => undefined);
-    await this.keyspace.close();
+  }
+
+  /**
+   * The one way a storage failure ends (see fail-stop.ts): Raft stops ticking and stepping, the
+   * peer transport closes so the peers see this member gone (a leader loses its leadership at
+   * once instead of heartbeating while refusing every request), client calls are refused, the
+   * cause is logged once, and whenFailed() resolves with it. Closing the client listeners and
+   * exiting the process is the embedder's part (the CLI's). The first failure wins: later ones
+   * are its consequences; failures during a stop() are expected and ignored.
+   */
+  private failStop(operation: FailStopOperation, cause: unknown): void {
+    if (this.stopped) return;
+    const error = new FailStopError(operation, cause, this.config.dataDir);
+    this.failure = error;
+    this.log.error('fatal storage error; the member stops', error.logFields());
+    this.halt();
+    this.transportClosed = this.transport.close();
+    void this.transportClosed.then(
+      () => this.reportFailure(error),
+      () => this.reportFailure(error),
+    );
+  }
+
+  /** Runs storage work outside the Raft loop (a timer's, a client call's); a failure stops the member. */
+  private storageStep(operation: FailStopOperation, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.failStop(operation, error);
+    }
   }
 
   get isLeader(): boolean {
@@ -437,13 +489,16 @@ export class ConcordServer {
       setInterval(() => {
         if (this.stopped || !this.quotaCheckDue) return;
         this.quotaCheckDue = false;
-        this.checkQuota();
+        this.storageStep('quota-check', () => this.checkQuota());
       }, QUOTA_CHECK_INTERVAL_MS),
     );
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
     this.timers.push(
       setInterval(() => {
-        if (!this.stopped && this.keyspace.compactionPending()) this.keyspace.compactStep();
+        if (this.stopped) return;
+        this.storageStep('compaction', () => {
+          if (this.keyspace.compactionPending()) this.keyspace.compactStep();
+        });
       }, COMPACTION_IDLE_STEP_MS),
     );
     if (this.config.autoCompactionRetention > 0) {
@@ -455,19 +510,12 @@ export class ConcordServer {
     }
   }
 
-  /** Resolves with the cause if the member stops after a fatal error; never rejects. */
-  whenFailed(): Promise<Error> {
+  /**
+   * Resolves with the cause once the member fail-stopped (its transport is closed by then);
+   * never rejects, and stays pending for a member that never fails.
+   */
+  whenFailed(): Promise<FailStopError> {
     return this.failed;
-  }
-
-  private onFatal(error: Error): void {
-    this.fatalError = error;
-    this.reportFailure(error);
-    this.log.error('fatal error in the raft loop; the member stops serving', {
-      error: error.message,
-      stack: error.stack,
-    });
-    this.waiters.rejectAll(new EtcdError('stopped'));
   }
 
   private onPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
@@ -705,16 +753,16 @@ export class ConcordServer {
    */
   private snapshotIfDue(): void {
     if (this.stopped) return;
-    this.takeSnapshot().catch((error: Error) => {
-      if (!this.stopped) this.onFatal(error);
-    });
+    void this.takeSnapshot();
   }
 
+  /** Never rejects: a failing step stops the member, named by the step. */
   private async takeSnapshot(): Promise<void> {
     const applied = this.keyspace.appliedIndex();
     if (this.snapshotting || applied - this.snapshotIndex < this.config.snapshotCount) return;
     if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return;
     this.snapshotting = true;
+    let step: FailStopOperation = 'snapshot-create';
     try {
       const confChangesBefore = this.confChanges;
       const scratch = join(this.snapshotScratchDir, `local-${applied}.mdb`);
@@ -730,14 +778,18 @@ export class ConcordServer {
       await this.snapshots.write(metadata, readFileChunks(scratch));
       rmSync(scratch, { force: true });
       if (this.stopped || this.confChanges !== confChangesBefore) return;
+      step = 'wal-release';
       this.storage.createSnapshot(index, metadata.confState, EMPTY_BYTES);
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
       const compactTo = Math.max(this.storage.firstIndex(), index - this.config.snapshotCatchUpEntries);
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
       await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
+      step = 'snapshot-prune';
       await this.snapshots.prune();
       this.snapshotIndex = index;
       this.log.info('took a snapshot', { index, bytes: info.bytes });
+    } catch (error) {
+      this.failStop(step, error);
     } finally {
       this.snapshotting = false;
     }
@@ -759,7 +811,7 @@ export class ConcordServer {
   // ---- proposals -------------------------------------------------------------------------------
 
   private assertServing(): void {
-    if (this.stopped || this.fatalError !== undefined) throw new EtcdError('stopped');
+    if (this.stopped) throw new EtcdError('stopped');
   }
 
   private async propose(op: ServerOp): Promise<ApplyOutcome> {
@@ -1131,21 +1183,23 @@ export class ConcordServer {
 
   // ---- maintenance ----------------------------------------------------------------------------
 
+  /** Throws when the database file cannot be looked at: it is gone, or the disk fails. */
   private dbSizeBytes(): number {
-    try {
-      return statSync(join(this.keyspace.path, 'data.mdb')).size;
-    } catch {
-      return 0;
-    }
+    return statSync(join(this.keyspace.path, 'data.mdb')).size;
   }
 
   async status(): Promise<WithHeader<StatusResult>> {
     const status = this.raft.status();
     const self = this.members.get(this.memberId);
+    let dbSizeBytes = 0;
+    this.storageStep('quota-check', () => {
+      dbSizeBytes = this.dbSizeBytes();
+    });
+    this.assertServing();
     return {
       version: CONCORD_VERSION,
-      dbSizeBytes: this.dbSizeBytes(),
-      dbSizeInUseBytes: this.dbSizeBytes(),
+      dbSizeBytes,
+      dbSizeInUseBytes: dbSizeBytes,
       leader: BigInt(status.softState.leader),
       raftIndex: BigInt(status.hardState.commit),
       raftTerm: BigInt(status.hardState.term),
@@ -1192,11 +1246,23 @@ export class ConcordServer {
     );
   }
 
+  /**
+   * A copy that fails (no room for it) is the caller's error and changes nothing, as in etcd; a
+   * swap that fails after the live database was closed leaves no keyspace to serve from, so the
+   * member stops (etcd exits there too).
+   */
   async defragment(): Promise<{ header: HeaderInfo }> {
     this.assertServing();
     const scratch = join(this.snapshotScratchDir, `defrag-${Date.now()}.mdb`);
-    const { bytesBefore, bytesAfter } = await this.exclusive(() => this.keyspace.defragment(scratch));
-    this.log.info('defragmented the keyspace', { bytesBefore, bytesAfter });
+    let bytes: { bytesBefore: number; bytesAfter: number };
+    try {
+      bytes = await this.exclusive(() => this.keyspace.defragment(scratch));
+    } catch (error) {
+      if (!(error instanceof KeyspaceFailedError)) throw error;
+      this.failStop('defragment', error);
+      throw new EtcdError('stopped');
+    }
+    this.log.info('defragmented the keyspace', bytes);
     return { header: this.header() };
   }
 
@@ -1364,7 +1430,7 @@ export class ConcordServer {
 
   /** etcd's /health: healthy when a leader is known, no alarm is raised, and a read commits. */
   async health(): Promise<{ healthy: boolean; reason: string }> {
-    if (this.fatalError !== undefined) return { healthy: false, reason: this.fatalError.message };
+    if (this.failure !== undefined) return { healthy: false, reason: this.failure.message };
     if (this.softState.leader === 0) return { healthy: false, reason: 'RAFT NO LEADER' };
     if (this.members.alarms().length > 0) return { healthy: false, reason: 'ALARM ACTIVE' };
     try {
