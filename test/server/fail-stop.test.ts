@@ -5,12 +5,13 @@
 // or made real on disk.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Keyspace } from '../../src/mvcc/keyspace.js';
 import type { ConcordServer, StorageHooks } from '../../src/server/server.js';
+import type { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { faulty, InProcessCluster, ioError, isListening, within } from './in-process-cluster.js';
 
 const enc = (text: string) => new TextEncoder().encode(text);
@@ -334,5 +335,44 @@ describe('fail-stop: a member of three', { timeout: 120_000 }, () => {
     armed = true;
     await cluster.startMember(follower);
     await assertFailStopped(cluster, follower, 'snapshot-install', /EIO/);
+  });
+
+  it('a follower that cannot write a snapshot it receives stops, leaving no partial file', async () => {
+    await cluster?.dispose();
+    let armed = false;
+    let appends = 0;
+    const hooks: StorageHooks[] = [{}, {}, {}];
+    cluster = await InProcessCluster.start({ size: 3, snapshotCount: 10, snapshotCatchUpEntries: 2, hooks });
+    const leader = await cluster.leader();
+    const follower = (leader + 1) % 3;
+    await cluster.stopMember(follower);
+    // A few chunks per snapshot, so the write fails in the middle of the stream.
+    for (let i = 0; i < 40; i++) await put(cluster.server(leader), `k${i}`, 'x'.repeat(100_000));
+    hooks[follower] = {
+      wrapSnapshots: (store) =>
+        new Proxy(store, {
+          get(target, property) {
+            const value: unknown = Reflect.get(target, property, target);
+            if (property !== 'writer' || typeof value !== 'function') {
+              return typeof value === 'function' ? value.bind(target) : value;
+            }
+            return async (...args: unknown[]) => {
+              const writer = (await value.apply(target, args)) as object;
+              return faulty(
+                writer,
+                { append: 'rejects' } as never,
+                () => armed && ++appends > 2,
+                () => ioError('ENOSPC', 'write', 'received snapshot'),
+              );
+            };
+          },
+        }) as SnapshotStore,
+    };
+    armed = true;
+    await cluster.startMember(follower);
+    await assertFailStopped(cluster, follower, 'snapshot-receive', /ENOSPC/);
+    const scratch = join(cluster.members[follower]!.dataDir, 'member', 'tmp');
+    await sleep(200);
+    assert.deepEqual(readdirSync(scratch), [], 'the partial snapshot file is removed');
   });
 });
