@@ -6,7 +6,15 @@
 
 import type { RaftNodeApi, Ready } from '../raft/api.js';
 import type { MemoryStorage } from '../raft/memory-storage.js';
-import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '../raft/types.js';
+import {
+  EMPTY_BYTES,
+  type Entry,
+  type HardState,
+  type Message,
+  type ReadState,
+  type Snapshot,
+  type SoftState,
+} from '../raft/types.js';
 
 /** The durable half of the log (the WAL). */
 export interface DurableLog {
@@ -195,7 +203,10 @@ export class RaftHost {
         return;
       }
     }
-    if (ready.snapshot !== undefined) this.storage.applySnapshot(ready.snapshot);
+    // The snapshot's data is durable in the log's snapshot file now (the transport streams it
+    // from there); holding it here too would keep a whole keyspace in memory.
+    if (ready.snapshot !== undefined)
+      this.storage.applySnapshot({ metadata: ready.snapshot.metadata, data: EMPTY_BYTES });
     if (ready.entries.length > 0) this.storage.append(ready.entries);
     if (ready.hardState !== undefined) {
       this.storage.setHardState(ready.hardState);

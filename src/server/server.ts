@@ -48,6 +48,7 @@ import {
   EMPTY_BYTES,
   type Entry,
   EntryType,
+  MessageType,
   type NodeId,
   Role,
   type Snapshot,
@@ -94,6 +95,7 @@ import {
 import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
 import { type HostStage, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
+import { ReceivedSnapshots } from './received-snapshots.js';
 import { Waiters } from './waiters.js';
 
 export const CONCORD_VERSION = '3.4.23';
@@ -101,6 +103,11 @@ const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 const COMPACTION_IDLE_STEP_MS = 100;
+/**
+ * Headroom over the space quota for a snapshot received from a peer: the database passes the
+ * quota before the NOSPACE alarm stops writes, and its file keeps free pages.
+ */
+const SNAPSHOT_QUOTA_SLACK_BYTES_MIN = 256 * 1024 * 1024;
 /** Applies only mark the quota as due; the database file's size is looked at this often (a stat per
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
@@ -209,6 +216,7 @@ export class ConcordServer {
     appliedIndex: number,
     readonly transport: PeerTransport,
     private readonly snapshotScratchDir: string,
+    private readonly received: ReceivedSnapshots,
   ) {
     this.memberId = memberId;
     this.snapshotIndex = storage.snapshot().metadata.index;
@@ -246,7 +254,7 @@ export class ConcordServer {
     this.host = new RaftHost(
       this.raft,
       storage,
-      new WalLog(wal, snapshots),
+      new WalLog(wal, snapshots, received),
       { send: (messages) => transport.send(messages), flush: () => transport.flush() },
       {
         restoreSnapshot: (snapshot) => this.restoreSnapshot(snapshot),
@@ -377,9 +385,14 @@ export class ConcordServer {
       },
       onError: (error, peer) => log.debug('peer transport', { error: error.message, peer }),
       snapshotSource: (message) => server.snapshotSource(message),
+      snapshotSink: (message) => received.sink(message),
+      snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
     });
     const peerHttp = createHttpServer((request, response) => server.handlePeerHttp(request, response));
+    const received = new ReceivedSnapshots(scratchDir, snapshots, (error) =>
+      server.failStop('snapshot-receive', error),
+    );
     const server: ConcordServer = new ConcordServer(
       config,
       log,
@@ -392,6 +405,7 @@ export class ConcordServer {
       appliedIndex,
       transport,
       scratchDir,
+      received,
     );
     await transport.listen();
     server.syncPeers();
@@ -519,6 +533,16 @@ export class ConcordServer {
   }
 
   private onPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+    const snapshot = message.type === MessageType.Snapshot ? message.snapshot : undefined;
+    try {
+      this.stepPeerMessage(message);
+    } finally {
+      // A snapshot streamed to a file that Raft did not take (stale, or refused for now) is dropped.
+      if (snapshot !== undefined && this.raft.pendingSnapshot !== snapshot) this.received.discard(snapshot);
+    }
+  }
+
+  private stepPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
     if (this.stopped) return;
     if (this.members.isRemoved(message.from)) return;
     try {
@@ -1456,6 +1480,14 @@ export class ConcordServer {
       revision: this.keyspace.currentRevision(),
     };
   }
+}
+
+/**
+ * Largest snapshot this member accepts from a peer. It streams to a file, so memory sets no
+ * bound; the space quota does (a keyspace larger than quota + slack cannot be legitimate).
+ */
+function snapshotBytesMaxFor(quotaBackendBytes: number): number {
+  return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
 }
 
 function isClusterOp(op: ServerOp): op is ClusterOp {
