@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
-import { b64, readPrefix } from '../support/load.js';
+import { b64, fromB64 } from '../support/load.js';
 import { gatewayPost, memberStatus, pollUntil } from '../support/process-cluster.js';
 
 const heartbeatIntervalMs = 50;
@@ -87,6 +87,32 @@ async function waitHashKvEqual(cluster: ProcessCluster, timeoutMs: number): Prom
   });
 }
 
+/** Every key/value under `prefix` on one member (serializable), read in pages of `pageKeys`. */
+async function readAll(endpoint: string, prefix: string, pageKeys = 64): Promise<Map<string, string>> {
+  const end = Buffer.from(prefix);
+  end[end.length - 1] = end[end.length - 1]! + 1;
+  const found = new Map<string, string>();
+  let from = Buffer.from(prefix);
+  for (;;) {
+    const page = await gatewayPost(
+      endpoint,
+      '/v3/kv/range',
+      {
+        key: from.toString('base64'),
+        range_end: end.toString('base64'),
+        limit: pageKeys,
+        serializable: true,
+      },
+      30_000,
+    );
+    const kvs = (page.kvs ?? []) as Array<{ key: string; value?: string }>;
+    for (const kv of kvs) found.set(fromB64(kv.key), fromB64(kv.value));
+    const last = kvs.at(-1);
+    if (page.more !== true || last === undefined) return found;
+    from = Buffer.concat([Buffer.from(last.key, 'base64'), Buffer.of(0)]);
+  }
+}
+
 function assertAllPresent(acked: Map<string, string>, found: Map<string, string>, what: string): void {
   const missing = [...acked].filter(([key, value]) => found.get(key) !== value).map(([key]) => key);
   assert.equal(missing.length, 0, `${what}: acknowledged writes missing: ${missing.slice(0, 5).join(', ')}`);
@@ -97,11 +123,23 @@ describe('fail-stop: a leader whose disk fills up', { timeout: 240_000 }, () => 
   let mounted = false;
   let mountError = '';
   let cluster: ProcessCluster | undefined;
+  const unmount = () => {
+    if (!mounted || mountDir === undefined) return;
+    try {
+      execFileSync('umount', [mountDir], { stdio: 'pipe' });
+    } catch {
+      execFileSync('umount', ['-l', mountDir], { stdio: 'pipe' });
+    }
+    mounted = false;
+  };
+  // A runner that dies before after() must not leave the mount behind either.
+  const onExit = () => unmount();
   before(() => {
     mountDir = mkdtempSync(join(tmpdir(), 'concord-diskfull-'));
     try {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=40m', 'tmpfs', mountDir], { stdio: 'pipe' });
       mounted = true;
+      process.on('exit', onExit);
     } catch (error) {
       mountError = String((error as { stderr?: Buffer }).stderr ?? error).trim();
     }
@@ -109,13 +147,8 @@ describe('fail-stop: a leader whose disk fills up', { timeout: 240_000 }, () => 
   after(async () => {
     await cluster?.dispose();
     if (mountDir === undefined) return;
-    if (mounted) {
-      try {
-        execFileSync('umount', [mountDir], { stdio: 'pipe' });
-      } catch {
-        execFileSync('umount', ['-l', mountDir], { stdio: 'pipe' });
-      }
-    }
+    unmount();
+    process.off('exit', onExit);
     rmdirSync(mountDir);
   });
 
@@ -162,11 +195,7 @@ describe('fail-stop: a leader whose disk fills up', { timeout: 240_000 }, () => 
       const revision = await waitHashKvEqual(c, 60_000);
       t.diagnostic(`HashKV equal on all three members at revision ${revision}`);
       for (const index of c.runningIndexes()) {
-        assertAllPresent(
-          acked,
-          (await readPrefix(c.endpoint(index), 'fill/', true)).kvs,
-          c.member(index).name,
-        );
+        assertAllPresent(acked, await readAll(c.endpoint(index), 'fill/'), c.member(index).name);
       }
     });
   });
@@ -216,11 +245,7 @@ describe('fail-stop: a leader whose background snapshot fails', { timeout: 180_0
       await c.restart(leader);
       await waitHashKvEqual(c, 60_000);
       for (const index of c.runningIndexes()) {
-        assertAllPresent(
-          acked,
-          (await readPrefix(c.endpoint(index), 'snap/', true)).kvs,
-          c.member(index).name,
-        );
+        assertAllPresent(acked, await readAll(c.endpoint(index), 'snap/'), c.member(index).name);
       }
     });
   });
