@@ -16,7 +16,7 @@
 
 import { readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Message, Snapshot, SnapshotMetadata } from '../raft/types.js';
+import { EMPTY_BYTES, type Message, type Snapshot, type SnapshotMetadata } from '../raft/types.js';
 import type { SnapshotFileWriter, SnapshotStore } from '../storage/snapshot-store.js';
 import type { SnapshotSink } from '../transport/snapshot.js';
 
@@ -61,6 +61,8 @@ export class ReceivedSnapshots {
       write: (chunk) => guarded(async () => (await open()).append(chunk)),
       finish: () =>
         guarded(async () => {
+          // No data: the bootstrap snapshot (an empty keyspace), delivered as such, as in memory.
+          if (writer === undefined) return EMPTY_BYTES;
           await (await open()).commit();
           return tokenFor(name);
         }),

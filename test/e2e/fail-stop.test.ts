@@ -4,14 +4,15 @@
 // serving, and once the disk is fixed the member rejoins and catches up (HashKV equal).
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { concordBinary, type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { b64, fromB64 } from '../support/load.js';
-import { gatewayPost, memberStatus, pollUntil } from '../support/process-cluster.js';
+import { freePort, gatewayPost, memberStatus, pollUntil } from '../support/process-cluster.js';
 
 const heartbeatIntervalMs = 50;
 const electionTimeoutMs = 500;
@@ -191,7 +192,8 @@ describe('fail-stop: a leader whose disk fills up', { timeout: 240_000 }, () => 
       );
 
       execFileSync('mount', ['-o', 'remount,size=512m', mountDir!], { stdio: 'pipe' });
-      await c.restart(0);
+      await c.restart(0, { waitHealthy: false });
+      await c.waitHealthy(60_000, [0]);
       const revision = await waitHashKvEqual(c, 60_000);
       t.diagnostic(`HashKV equal on all three members at revision ${revision}`);
       for (const index of c.runningIndexes()) {
@@ -242,11 +244,46 @@ describe('fail-stop: a leader whose background snapshot fails', { timeout: 180_0
 
       rmSync(snapDir, { force: true });
       mkdirSync(snapDir);
-      await c.restart(leader);
+      await c.restart(leader, { waitHealthy: false });
+      await c.waitHealthy(60_000, [leader]);
       await waitHashKvEqual(c, 60_000);
       for (const index of c.runningIndexes()) {
         assertAllPresent(acked, await readAll(c.endpoint(index), 'snap/'), c.member(index).name);
       }
     });
+  });
+});
+
+describe('fail-stop: a storage error while starting', { timeout: 60_000 }, () => {
+  it('a member that cannot write its id file exits non-zero naming the file', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'concord-start-'));
+    try {
+      // A directory where the id file's temp copy goes: writing it fails.
+      mkdirSync(join(dataDir, 'member', 'id.tmp'), { recursive: true });
+      const peer = `http://127.0.0.1:${await freePort()}`;
+      const client = `http://127.0.0.1:${await freePort()}`;
+      const binary = concordBinary();
+      const child = spawn(
+        binary.command,
+        [
+          ...binary.argsBefore,
+          ...['--name', 'solo', '--data-dir', dataDir, '--listen-client-urls', client],
+          ...['--advertise-client-urls', client, '--listen-peer-urls', peer],
+          ...['--initial-advertise-peer-urls', peer, '--initial-cluster', `solo=${peer}`],
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const [code] = (await once(child, 'exit')) as [number | null];
+      clearTimeout(timer);
+      assert.notEqual(code, 0, output);
+      assert.notEqual(code, null, 'it exits by itself');
+      assert.match(output, /EISDIR.*id\.tmp/);
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -65,6 +65,15 @@ describe('received snapshots', () => {
       assert.deepEqual(await collect(store.readData(file.path)), data);
     }));
 
+  it('a snapshot without data (the bootstrap one, index 1) is delivered empty and leaves no file', () =>
+    withTempDir(async (dir) => {
+      const { scratch, received } = await setup(dir);
+      const sink = received.sink(msgSnap(meta(1, 1)));
+      const data = await sink.finish();
+      assert.equal(data.length, 0, 'empty data: the member starts from an empty keyspace');
+      assert.deepEqual(await readdir(scratch), []);
+    }));
+
   it('an aborted transfer leaves no file, also when it is aborted after it finished', () =>
     withTempDir(async (dir) => {
       const { scratch, received } = await setup(dir);
