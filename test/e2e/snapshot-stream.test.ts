@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Etcd3 } from 'etcd3';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
-import { b64 } from '../support/load.js';
 import { gatewayPost, memberStatus, pollUntil } from '../support/process-cluster.js';
 
 const MiB = 1024 * 1024;
@@ -20,10 +20,11 @@ const MiB = 1024 * 1024;
  * budget, so a member holding it whole cannot stay within it.
  */
 const memoryBudgetBytes = 160 * MiB;
-const valueBytes = 256 * 1024;
-/** One snapshot, at about 680 × 256 KiB; the few keys after it reach the follower as log. */
-const snapshotCount = 680;
-const keys = 700;
+/** Large values: the fewer the puts, the sooner the data is written (one fsync per batch). */
+const valueBytes = 1024 * 1024;
+/** One snapshot, at about 180 × 1 MiB; the few keys after it reach the follower as log. */
+const snapshotCount = 180;
+const keys = 186;
 const catchUpEntries = 10;
 const putAttemptsMax = 3;
 
@@ -37,13 +38,18 @@ function rssAnonBytes(pid: number): number | undefined {
   }
 }
 
-describe('catch-up by a snapshot larger than the memory budget', { timeout: 300_000 }, () => {
+describe('catch-up by a snapshot larger than the memory budget', { timeout: 480_000 }, () => {
   let cluster: ProcessCluster;
   before(async () => {
     cluster = await startConcordCluster({
       size: 3,
       snapshotCount,
-      extraFlags: ['--experimental-snapshot-catchup-entries', String(catchUpEntries)],
+      extraFlags: [
+        '--experimental-snapshot-catchup-entries',
+        String(catchUpEntries),
+        '--max-request-bytes',
+        String(2 * valueBytes),
+      ],
     });
   });
   after(async () => {
@@ -55,8 +61,10 @@ describe('catch-up by a snapshot larger than the memory budget', { timeout: 300_
       const leader = await cluster.leaderIndex();
       const follower = (leader + 1) % 3;
       await cluster.stop(follower);
-      const value = 'v'.repeat(valueBytes);
+      const value = Buffer.alloc(valueBytes, 'v');
       let next = 0;
+      // gRPC, not the JSON gateway: a megabyte of base64 per put costs both sides CPU.
+      const client = new Etcd3({ hosts: [cluster.endpoint(leader)] });
       const writer = async () => {
         for (let i = next++; i < keys; i = next++) {
           const key = `big/${String(i).padStart(5, '0')}`;
@@ -64,8 +72,7 @@ describe('catch-up by a snapshot larger than the memory budget', { timeout: 300_
           // value again is harmless.
           for (let attempt = 1; ; attempt++) {
             try {
-              const body = { key: b64(key), value: b64(value) };
-              await gatewayPost(cluster.endpoint(leader), '/v3/kv/put', body, 30_000);
+              await client.put(key).value(value);
               break;
             } catch (error) {
               if (attempt >= putAttemptsMax) throw error;
@@ -74,7 +81,11 @@ describe('catch-up by a snapshot larger than the memory budget', { timeout: 300_
         }
       };
       const startedAt = Date.now();
-      await Promise.all(Array.from({ length: 2 }, writer));
+      try {
+        await Promise.all(Array.from({ length: 2 }, writer));
+      } finally {
+        client.close();
+      }
       t.diagnostic(`${keys} puts of ${valueBytes / 1024} KiB took ${Date.now() - startedAt} ms`);
       await pollUntil('the leader to take a snapshot', 60_000, async () =>
         /took a snapshot/.test(cluster.member(leader).log.text()) ? true : undefined,
