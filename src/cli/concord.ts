@@ -3,6 +3,7 @@
 import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
+import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger } from '../server/logger.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
@@ -48,7 +49,20 @@ async function main(): Promise<number> {
   const log = createLogger(config.logLevel, { member: config.name });
   const server = await ConcordServer.start(config, log);
   const apis: ApiServer[] = [];
+  let stopping = false;
+  // A fatal storage error (the server logged the cause): stop serving clients and exit non-zero,
+  // so a supervisor sees the member gone and restarts it once the disk is fixed.
+  void server.whenFailed().then(async () => {
+    if (stopping) return;
+    stopping = true;
+    const force = setTimeout(() => process.exit(EXIT_STORAGE_FAILED), GRACEFUL_STOP_MS);
+    force.unref();
+    await Promise.all(apis.map((api) => api.close(0).catch(() => undefined)));
+    await server.stop().catch(() => undefined);
+    process.exit(EXIT_STORAGE_FAILED);
+  });
   for (const url of config.listenClientUrls) {
+    if (stopping) break;
     const parsedUrl = new URL(url);
     const api = await startApiServer({
       backend: server,
@@ -67,9 +81,13 @@ async function main(): Promise<number> {
     apis.push(api);
     log.info('serving client requests', { url: api.url });
   }
+  if (stopping) {
+    // Failed while the listeners were starting: the failure handler may have missed the last one.
+    await Promise.all(apis.map((api) => api.close(0).catch(() => undefined)));
+    return -1;
+  }
   log.info('ready to serve client requests');
 
-  let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;

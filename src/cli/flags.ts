@@ -74,6 +74,11 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     default: '100000',
     help: 'Number of committed transactions to trigger a snapshot to disk.',
   },
+  'experimental-snapshot-catchup-entries': {
+    type: 'string',
+    default: '5000',
+    help: 'Number of entries kept in the log behind a snapshot for slow followers to catch up from.',
+  },
   'quota-backend-bytes': {
     type: 'string',
     default: '0',
@@ -204,6 +209,10 @@ function buildFlags(
     heartbeatIntervalMs,
     electionTimeoutMs,
     snapshotCount: parsePositiveInt('snapshot-count', lookup('snapshot-count')),
+    snapshotCatchUpEntries: parsePositiveInt(
+      'experimental-snapshot-catchup-entries',
+      lookup('experimental-snapshot-catchup-entries'),
+    ),
     quotaBackendBytes: quota === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quota,
     maxRequestBytes: parsePositiveInt('max-request-bytes', lookup('max-request-bytes')),
     maxTxnOps: parsePositiveInt('max-txn-ops', lookup('max-txn-ops')),

@@ -30,6 +30,7 @@ export type MvccErrorCode =
   | 'watch-not-found'
   | 'snapshot-invalid'
   | 'closed'
+  | 'failed'
   | 'corrupt';
 
 export abstract class MvccError extends Error {
@@ -185,6 +186,24 @@ export class ClosedError extends MvccError {
   constructor() {
     super('mvcc: keyspace is closed');
     this.name = 'ClosedError';
+  }
+}
+
+/**
+ * Replacing the database file failed after the live one was closed: there is no keyspace to serve
+ * from any more, and every later call fails with this. The node must stop.
+ */
+export class KeyspaceFailedError extends MvccError {
+  readonly code = 'failed';
+  readonly grpcCode = GrpcCode.Internal;
+  constructor(
+    readonly path: string,
+    override readonly cause: unknown,
+  ) {
+    super(
+      `mvcc: replacing the database in ${path} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
+    );
+    this.name = 'KeyspaceFailedError';
   }
 }
 

@@ -47,6 +47,7 @@ import {
   InvalidRequestError,
   invariant,
   KeyNotFoundError,
+  KeyspaceFailedError,
   LeaseExistsError,
   LeaseNotFoundError,
   LeaseTtlTooLargeError,
@@ -246,6 +247,8 @@ export class Keyspace {
   private compactRev = 0;
   private applied = 0;
   private closed = false;
+  /** Set when a restore lost the live database (see restoreSnapshot). */
+  private failed: KeyspaceFailedError | undefined;
   /** LMDB copies in progress (createSnapshot); close() waits for them. */
   private readonly backups = new Set<Promise<unknown>>();
   /** History-db key where physical compaction resumes (empty = from the start); undefined = done. */
@@ -303,7 +306,12 @@ export class Keyspace {
     this.watchHub.closeAll();
     // LMDB copies on a native thread; closing the environment under it crashes the process.
     await Promise.allSettled(this.backups);
-    await this.dbs.env.close();
+    try {
+      await this.dbs.env.close();
+    } catch (e) {
+      // After a failed restore the environment may be closed already.
+      if (this.failed === undefined) throw e;
+    }
   }
 
   currentRevision(): number {
@@ -1278,16 +1286,22 @@ export class Keyspace {
     }
     await Promise.allSettled(this.backups);
     await this.dbs.env.close();
-    renameSync(staged, join(this.path, 'data.mdb'));
-    rmSync(join(this.path, 'lock.mdb'), { force: true });
-    if (!this.noSync) syncDirSync(this.path);
-    this.dbs = openDbs(this.path, this.noSync);
-    this.loadMeta();
+    try {
+      renameSync(staged, join(this.path, 'data.mdb'));
+      rmSync(join(this.path, 'lock.mdb'), { force: true });
+      if (!this.noSync) syncDirSync(this.path);
+      this.dbs = openDbs(this.path, this.noSync);
+      this.loadMeta();
+    } catch (e) {
+      this.failed = new KeyspaceFailedError(this.path, e);
+      throw this.failed;
+    }
     this.watchHub.onRestore(this.revision);
     return { ...info, path, bytes: statSync(join(this.path, 'data.mdb')).size };
   }
 
   private assertOpen(): void {
+    if (this.failed !== undefined) throw this.failed;
     if (this.closed) throw new ClosedError();
   }
 }

@@ -1129,4 +1129,13 @@ export class RaftNode implements RaftNodeApi {
   get committedIndex(): number {
     return this.log.committed;
   }
+
+  /**
+   * The snapshot step() accepted that is not yet persisted (handed out by ready(), stable after
+   * advance()); a driver holding a snapshot's data outside the core learns from it whether a
+   * MsgSnap it delivered was taken or refused.
+   */
+  get pendingSnapshot(): Snapshot | undefined {
+    return this.log.unstable.snapshot;
+  }
 }

@@ -14,6 +14,9 @@ export interface ServerConfig {
   heartbeatIntervalMs: number;
   electionTimeoutMs: number;
   snapshotCount: number;
+  /** Entries kept in the log behind each snapshot, so a briefly lagging follower catches up
+   * without one (etcd's --experimental-snapshot-catchup-entries). */
+  snapshotCatchUpEntries: number;
   quotaBackendBytes: number;
   maxRequestBytes: number;
   maxTxnOps: number;

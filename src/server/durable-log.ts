@@ -5,6 +5,7 @@ import type { Entry, HardState, Snapshot } from '../raft/types.js';
 import type { SnapshotStore } from '../storage/snapshot-store.js';
 import type { Wal } from '../storage/wal.js';
 import type { DurableLog } from './raft-host.js';
+import type { ReceivedSnapshots } from './received-snapshots.js';
 
 export const GROUP_ID = 1;
 
@@ -12,12 +13,15 @@ export class WalLog implements DurableLog {
   constructor(
     private readonly wal: Wal,
     private readonly snapshots: SnapshotStore,
+    /** Where snapshots streamed from a peer were written as they arrived. */
+    private readonly received?: ReceivedSnapshots,
   ) {}
 
   async persist(update: { hardState?: HardState; entries: Entry[]; snapshot?: Snapshot }): Promise<void> {
     if (update.snapshot !== undefined) {
       // The file must be durable before the marker that points at it.
-      if (update.snapshot.data.length > 0)
+      if (this.received?.fileOf(update.snapshot) !== undefined) await this.received.adopt(update.snapshot);
+      else if (update.snapshot.data.length > 0)
         await this.snapshots.write(update.snapshot.metadata, update.snapshot.data);
       this.wal.saveSnapshotMarker(GROUP_ID, update.snapshot.metadata);
     }

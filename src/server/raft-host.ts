@@ -6,7 +6,15 @@
 
 import type { RaftNodeApi, Ready } from '../raft/api.js';
 import type { MemoryStorage } from '../raft/memory-storage.js';
-import type { Entry, HardState, Message, ReadState, Snapshot, SoftState } from '../raft/types.js';
+import {
+  EMPTY_BYTES,
+  type Entry,
+  type HardState,
+  type Message,
+  type ReadState,
+  type Snapshot,
+  type SoftState,
+} from '../raft/types.js';
 
 /** The durable half of the log (the WAL). */
 export interface DurableLog {
@@ -36,8 +44,30 @@ export interface RaftHostEvents {
   onHardState(state: HardState): void;
   onReadStates(states: ReadState[]): void;
   onApplied(index: number): void;
-  /** A failure the node cannot continue after (disk error): stop, don't limp on. */
-  onFatal(error: Error): void;
+  /**
+   * A failure the node cannot continue after (a disk error): the host has stopped; the node must
+   * stop too, not limp on. `stage` says where it happened: persisting the Ready (WAL, snapshot
+   * file), applying committed entries, restoring a snapshot, or anything else in the loop.
+   */
+  onFatal(error: Error, stage: HostStage): void;
+}
+
+export type HostStage = 'persist' | 'apply' | 'restore' | 'loop';
+
+/** Carries the stage a failure happened in up to drain(). */
+class StageFailure extends Error {
+  constructor(
+    readonly stage: HostStage,
+    override readonly cause: Error,
+  ) {
+    super(cause.message);
+  }
+}
+
+function inStage<T>(stage: HostStage, work: Promise<T>): Promise<T> {
+  return work.catch((error: unknown) => {
+    throw new StageFailure(stage, error instanceof Error ? error : new Error(String(error)));
+  });
 }
 
 export class RaftHost {
@@ -99,7 +129,8 @@ export class RaftHost {
       while (!this.stopped && this.node.hasReady()) await this.handleReady(this.node.ready());
     } catch (error) {
       this.stop();
-      this.events.onFatal(error as Error);
+      if (error instanceof StageFailure) this.events.onFatal(error.cause, error.stage);
+      else this.events.onFatal(error instanceof Error ? error : new Error(String(error)), 'loop');
     } finally {
       this.draining = false;
     }
@@ -136,7 +167,7 @@ export class RaftHost {
       };
       if (ready.hardState !== undefined) update.hardState = ready.hardState;
       if (ready.snapshot !== undefined) update.snapshot = ready.snapshot;
-      persisting = this.log.persist(update);
+      persisting = inStage('persist', this.log.persist(update));
     }
 
     // Committed entries already on our own disk are applied while this Ready's fsync runs (as
@@ -148,6 +179,9 @@ export class RaftHost {
     const lastCommitted = ready.committedEntries.at(-1)?.index ?? 0;
     const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
     const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
+    // Its failure is taken up below, after the fsync; until then it must not count as unhandled
+    // (Node would end the process on it, skipping the orderly stop).
+    earlyApply?.catch(() => undefined);
 
     if (persisting !== undefined) {
       try {
@@ -169,7 +203,10 @@ export class RaftHost {
         return;
       }
     }
-    if (ready.snapshot !== undefined) this.storage.applySnapshot(ready.snapshot);
+    // The snapshot's data is durable in the log's snapshot file now (the transport streams it
+    // from there); holding it here too would keep a whole keyspace in memory.
+    if (ready.snapshot !== undefined)
+      this.storage.applySnapshot({ metadata: ready.snapshot.metadata, data: EMPTY_BYTES });
     if (ready.entries.length > 0) this.storage.append(ready.entries);
     if (ready.hardState !== undefined) {
       this.storage.setHardState(ready.hardState);
@@ -181,7 +218,7 @@ export class RaftHost {
     }
 
     if (ready.snapshot !== undefined) {
-      await this.stateMachine.restoreSnapshot(ready.snapshot);
+      await inStage('restore', this.stateMachine.restoreSnapshot(ready.snapshot));
       this.events.onApplied(ready.snapshot.metadata.index);
     }
     await (earlyApply ?? this.applyCommitted(ready));
@@ -191,7 +228,7 @@ export class RaftHost {
 
   private async applyCommitted(ready: Ready): Promise<void> {
     if (ready.committedEntries.length === 0) return;
-    await this.stateMachine.applyEntries(ready.committedEntries);
+    await inStage('apply', this.stateMachine.applyEntries(ready.committedEntries));
     this.events.onApplied(ready.committedEntries[ready.committedEntries.length - 1]!.index);
   }
 }

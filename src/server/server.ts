@@ -22,7 +22,7 @@ import {
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { LeaseTable } from '../lease/lease-table.js';
-import { LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
+import { KeyspaceFailedError, LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
 import type {
   AppliedEntry,
@@ -48,6 +48,7 @@ import {
   EMPTY_BYTES,
   type Entry,
   EntryType,
+  MessageType,
   type NodeId,
   Role,
   type Snapshot,
@@ -60,6 +61,7 @@ import {
   UNSAFE_WAL_NO_FDATASYNC_ENV,
   unsafeNoDatasyncIo,
   Wal,
+  type WalOptions,
 } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { AppliedWait } from './applied-wait.js';
@@ -85,6 +87,7 @@ import { Concurrency } from './concurrency.js';
 import type { ServerConfig } from './config.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
 import { EtcdError } from './errors.js';
+import { FailStopError, type FailStopOperation } from './fail-stop.js';
 import { watchFromHub } from './hub-watch.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import { LeaderClient } from './leader-client.js';
@@ -97,23 +100,45 @@ import {
   Members,
 } from './members.js';
 import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
-import { RaftHost } from './raft-host.js';
+import { type HostStage, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
+import { ReceivedSnapshots } from './received-snapshots.js';
 import { Waiters } from './waiters.js';
 
 export const CONCORD_VERSION = '3.4.23';
-/** Entries kept behind a snapshot so a briefly lagging follower catches up without one. */
-const SNAPSHOT_CATCHUP_ENTRIES = 5000;
 const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 const COMPACTION_IDLE_STEP_MS = 100;
+/**
+ * Headroom over the space quota for a snapshot received from a peer: the database passes the
+ * quota before the NOSPACE alarm stops writes, and its file keeps free pages.
+ */
+const SNAPSHOT_QUOTA_SLACK_BYTES_MIN = 256 * 1024 * 1024;
 /** Applies only mark the quota as due; the database file's size is looked at this often (a stat per
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
 const META_MEMBERS = 'cluster/members';
+/** What a failure in each stage of the Raft loop was doing. */
+const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
+  persist: 'wal-write',
+  apply: 'apply',
+  restore: 'snapshot-install',
+  loop: 'raft-loop',
+};
 /** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
 const SELF_ID_FILE = 'id';
+
+/**
+ * How the server opens its storage. Production passes nothing; tests wrap the real objects to
+ * inject faults at these seams (a WAL fsync that fails, an LMDB transaction that throws).
+ */
+export interface StorageHooks {
+  walOptions?: WalOptions;
+  wrapKeyspace?(keyspace: Keyspace): Keyspace;
+  wrapSnapshots?(store: SnapshotStore): SnapshotStore;
+  wrapWal?(wal: Wal): Wal;
+}
 
 export type ApplyOutcome =
   | { status: 'ok'; response: WriteResponse }
@@ -174,8 +199,16 @@ export class ConcordServer {
   private quotaCheckDue = false;
   private readonly revokesInFlight = new Set<bigint>();
   private published = false;
+  /** No new work starts: set by stop() and by failStop(). */
   private stopped = false;
-  private fatalError: Error | undefined;
+  private closing: Promise<void> | undefined;
+  private transportClosed: Promise<void> | undefined;
+  /** Why the member fail-stopped, if it did. */
+  private failure: FailStopError | undefined;
+  private reportFailure: (error: FailStopError) => void = () => undefined;
+  private readonly failed = new Promise<FailStopError>((resolve) => {
+    this.reportFailure = resolve;
+  });
   private compactionSamples: Array<{ atMs: number; revision: number }> = [];
 
   private constructor(
@@ -190,6 +223,7 @@ export class ConcordServer {
     appliedIndex: number,
     readonly transport: PeerTransport,
     private readonly snapshotScratchDir: string,
+    private readonly received: ReceivedSnapshots,
   ) {
     this.memberId = memberId;
     this.snapshotIndex = storage.snapshot().metadata.index;
@@ -227,7 +261,7 @@ export class ConcordServer {
     this.host = new RaftHost(
       this.raft,
       storage,
-      new WalLog(wal, snapshots),
+      new WalLog(wal, snapshots, received),
       { send: (messages) => transport.send(messages), flush: () => transport.flush() },
       {
         restoreSnapshot: (snapshot) => this.restoreSnapshot(snapshot),
@@ -240,7 +274,7 @@ export class ConcordServer {
         },
         onReadStates: (states) => this.reads.onReadStates(states),
         onApplied: (index) => this.onApplied(index),
-        onFatal: (error) => this.onFatal(error),
+        onFatal: (error, stage) => this.failStop(HOST_STAGE_OPERATIONS[stage], error),
       },
       config.heartbeatIntervalMs,
     );
@@ -249,7 +283,7 @@ export class ConcordServer {
 
   // ---- lifecycle -----------------------------------------------------------------------------
 
-  static async start(config: ServerConfig, log: Logger): Promise<ConcordServer> {
+  static async start(config: ServerConfig, log: Logger, hooks: StorageHooks = {}): Promise<ConcordServer> {
     const memberDir = join(config.dataDir, 'member');
     const walDir = join(memberDir, 'wal');
     const snapDir = join(memberDir, 'snap');
@@ -263,14 +297,20 @@ export class ConcordServer {
     const unsafeKeyspaceNoSync = process.env[UNSAFE_KEYSPACE_NO_SYNC_ENV] === '1';
     if (unsafeKeyspaceNoSync)
       log.warn(`${UNSAFE_KEYSPACE_NO_SYNC_ENV}=1: the keyspace is written WITHOUT fsync (fault injection)`);
-    const keyspace = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps, noSync: unsafeKeyspaceNoSync });
+    const opened = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps, noSync: unsafeKeyspaceNoSync });
+    const keyspace = hooks.wrapKeyspace?.(opened) ?? opened;
     const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
     if (unsafeNoDatasync)
       log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
-    const { wal, recovered } = await Wal.open(walDir, unsafeNoDatasync ? { io: unsafeNoDatasyncIo } : {});
+    const walOptions = unsafeNoDatasync
+      ? { ...hooks.walOptions, io: { ...hooks.walOptions?.io, ...unsafeNoDatasyncIo } }
+      : hooks.walOptions;
+    const { wal: openedWal, recovered } = await Wal.open(walDir, walOptions);
+    const wal = hooks.wrapWal?.(openedWal) ?? openedWal;
     if (recovered.tornTail !== null)
       log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
-    const snapshots = await SnapshotStore.open(snapDir);
+    const store = await SnapshotStore.open(snapDir);
+    const snapshots = hooks.wrapSnapshots?.(store) ?? store;
     const storage = new MemoryStorage();
     const group = recovered.groups.get(GROUP_ID);
     const selfId = memberIdFor(config.initialAdvertisePeerUrls, config.initialClusterToken);
@@ -362,9 +402,14 @@ export class ConcordServer {
       },
       onError: (error, peer) => log.debug('peer transport', { error: error.message, peer }),
       snapshotSource: (message) => server.snapshotSource(message),
+      snapshotSink: (message) => received.sink(message),
+      snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
     });
     const peerHttp = createHttpServer((request, response) => server.handlePeerHttp(request, response));
+    const received = new ReceivedSnapshots(scratchDir, snapshots, (error) =>
+      server.failStop('snapshot-receive', error),
+    );
     const server: ConcordServer = new ConcordServer(
       config,
       log,
@@ -377,6 +422,7 @@ export class ConcordServer {
       appliedIndex,
       transport,
       scratchDir,
+      received,
     );
     await transport.listen();
     server.syncPeers();
@@ -404,7 +450,20 @@ export class ConcordServer {
     if (this.raft.fastForwardElection()) this.host.schedule();
   }
 
-  async stop(): Promise<void> {
+  /** Stops serving and closes the transport, the WAL and the keyspace (also after a fail-stop). */
+  stop(): Promise<void> {
+    this.closing ??= (async () => {
+      this.halt();
+      this.transportClosed ??= this.transport.close();
+      await this.transportClosed;
+      await this.wal.close().catch(() => undefined);
+      await this.keyspace.close();
+    })();
+    return this.closing;
+  }
+
+  /** Stops the Raft loop, the timers and every waiting request; nothing new starts after it. */
+  private halt(): void {
     if (this.stopped) return;
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
@@ -413,9 +472,36 @@ export class ConcordServer {
     this.waiters.rejectAll(error);
     this.reads.rejectAll(error);
     this.leaderClient.close();
-    await this.transport.close();
-    await this.wal.close().catch(() => undefined);
-    await this.keyspace.close();
+  }
+
+  /**
+   * The one way a storage failure ends (see fail-stop.ts): Raft stops ticking and stepping, the
+   * peer transport closes so the peers see this member gone (a leader loses its leadership at
+   * once instead of heartbeating while refusing every request), client calls are refused, the
+   * cause is logged once, and whenFailed() resolves with it. Closing the client listeners and
+   * exiting the process is the embedder's part (the CLI's). The first failure wins: later ones
+   * are its consequences; failures during a stop() are expected and ignored.
+   */
+  private failStop(operation: FailStopOperation, cause: unknown): void {
+    if (this.stopped) return;
+    const error = new FailStopError(operation, cause, this.config.dataDir);
+    this.failure = error;
+    this.log.error('fatal storage error; the member stops', error.logFields());
+    this.halt();
+    this.transportClosed = this.transport.close();
+    void this.transportClosed.then(
+      () => this.reportFailure(error),
+      () => this.reportFailure(error),
+    );
+  }
+
+  /** Runs storage work outside the Raft loop (a timer's, a client call's); a failure stops the member. */
+  private storageStep(operation: FailStopOperation, work: () => void): void {
+    try {
+      work();
+    } catch (error) {
+      this.failStop(operation, error);
+    }
   }
 
   get isLeader(): boolean {
@@ -434,13 +520,16 @@ export class ConcordServer {
       setInterval(() => {
         if (this.stopped || !this.quotaCheckDue) return;
         this.quotaCheckDue = false;
-        this.checkQuota();
+        this.storageStep('quota-check', () => this.checkQuota());
       }, QUOTA_CHECK_INTERVAL_MS),
     );
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
     this.timers.push(
       setInterval(() => {
-        if (!this.stopped && this.keyspace.compactionPending()) this.keyspace.compactStep();
+        if (this.stopped) return;
+        this.storageStep('compaction', () => {
+          if (this.keyspace.compactionPending()) this.keyspace.compactStep();
+        });
       }, COMPACTION_IDLE_STEP_MS),
     );
     if (this.config.autoCompactionRetention > 0) {
@@ -452,16 +541,25 @@ export class ConcordServer {
     }
   }
 
-  private onFatal(error: Error): void {
-    this.fatalError = error;
-    this.log.error('fatal error in the raft loop; the member stops serving', {
-      error: error.message,
-      stack: error.stack,
-    });
-    this.waiters.rejectAll(new EtcdError('stopped'));
+  /**
+   * Resolves with the cause once the member fail-stopped (its transport is closed by then);
+   * never rejects, and stays pending for a member that never fails.
+   */
+  whenFailed(): Promise<FailStopError> {
+    return this.failed;
   }
 
   private onPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+    const snapshot = message.type === MessageType.Snapshot ? message.snapshot : undefined;
+    try {
+      this.stepPeerMessage(message);
+    } finally {
+      // A snapshot streamed to a file that Raft did not take (stale, or refused for now) is dropped.
+      if (snapshot !== undefined && this.raft.pendingSnapshot !== snapshot) this.received.discard(snapshot);
+    }
+  }
+
+  private stepPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
     if (this.stopped) return;
     if (this.members.isRemoved(message.from)) return;
     try {
@@ -696,16 +794,16 @@ export class ConcordServer {
    */
   private snapshotIfDue(): void {
     if (this.stopped) return;
-    this.takeSnapshot().catch((error: Error) => {
-      if (!this.stopped) this.onFatal(error);
-    });
+    void this.takeSnapshot();
   }
 
+  /** Never rejects: a failing step stops the member, named by the step. */
   private async takeSnapshot(): Promise<void> {
     const applied = this.keyspace.appliedIndex();
     if (this.snapshotting || applied - this.snapshotIndex < this.config.snapshotCount) return;
     if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return;
     this.snapshotting = true;
+    let step: FailStopOperation = 'snapshot-create';
     try {
       const confChangesBefore = this.confChanges;
       const scratch = join(this.snapshotScratchDir, `local-${applied}.mdb`);
@@ -721,17 +819,21 @@ export class ConcordServer {
       await this.snapshots.write(metadata, readFileChunks(scratch));
       rmSync(scratch, { force: true });
       if (this.stopped || this.confChanges !== confChangesBefore) return;
+      step = 'wal-release';
       this.storage.createSnapshot(index, metadata.confState, EMPTY_BYTES);
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
-      const compactTo = Math.max(this.storage.firstIndex(), index - SNAPSHOT_CATCHUP_ENTRIES);
+      const compactTo = Math.max(this.storage.firstIndex(), index - this.config.snapshotCatchUpEntries);
       if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
       // The WAL may drop only entries the store holds on disk: a power cut rolls the store back
       // to its last synced commit, and the WAL must still hold every entry after it.
       await this.keyspace.sync();
       await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
+      step = 'snapshot-prune';
       await this.snapshots.prune();
       this.snapshotIndex = index;
       this.log.info('took a snapshot', { index, bytes: info.bytes });
+    } catch (error) {
+      this.failStop(step, error);
     } finally {
       this.snapshotting = false;
     }
@@ -753,7 +855,7 @@ export class ConcordServer {
   // ---- proposals -------------------------------------------------------------------------------
 
   private assertServing(): void {
-    if (this.stopped || this.fatalError !== undefined) throw new EtcdError('stopped');
+    if (this.stopped) throw new EtcdError('stopped');
   }
 
   private async propose(op: ServerOp): Promise<ApplyOutcome> {
@@ -1130,21 +1232,23 @@ export class ConcordServer {
 
   // ---- maintenance ----------------------------------------------------------------------------
 
+  /** Throws when the database file cannot be looked at: it is gone, or the disk fails. */
   private dbSizeBytes(): number {
-    try {
-      return statSync(join(this.keyspace.path, 'data.mdb')).size;
-    } catch {
-      return 0;
-    }
+    return statSync(join(this.keyspace.path, 'data.mdb')).size;
   }
 
   async status(): Promise<WithHeader<StatusResult>> {
     const status = this.raft.status();
     const self = this.members.get(this.memberId);
+    let dbSizeBytes = 0;
+    this.storageStep('quota-check', () => {
+      dbSizeBytes = this.dbSizeBytes();
+    });
+    this.assertServing();
     return {
       version: CONCORD_VERSION,
-      dbSizeBytes: this.dbSizeBytes(),
-      dbSizeInUseBytes: this.dbSizeBytes(),
+      dbSizeBytes,
+      dbSizeInUseBytes: dbSizeBytes,
       leader: BigInt(status.softState.leader),
       raftIndex: BigInt(status.hardState.commit),
       raftTerm: BigInt(status.hardState.term),
@@ -1191,11 +1295,23 @@ export class ConcordServer {
     );
   }
 
+  /**
+   * A copy that fails (no room for it) is the caller's error and changes nothing, as in etcd; a
+   * swap that fails after the live database was closed leaves no keyspace to serve from, so the
+   * member stops (etcd exits there too).
+   */
   async defragment(): Promise<{ header: HeaderInfo }> {
     this.assertServing();
     const scratch = join(this.snapshotScratchDir, `defrag-${Date.now()}.mdb`);
-    const { bytesBefore, bytesAfter } = await this.exclusive(() => this.keyspace.defragment(scratch));
-    this.log.info('defragmented the keyspace', { bytesBefore, bytesAfter });
+    let bytes: { bytesBefore: number; bytesAfter: number };
+    try {
+      bytes = await this.exclusive(() => this.keyspace.defragment(scratch));
+    } catch (error) {
+      if (!(error instanceof KeyspaceFailedError)) throw error;
+      this.failStop('defragment', error);
+      throw new EtcdError('stopped');
+    }
+    this.log.info('defragmented the keyspace', bytes);
     return { header: this.header() };
   }
 
@@ -1363,7 +1479,7 @@ export class ConcordServer {
 
   /** etcd's /health: healthy when a leader is known, no alarm is raised, and a read commits. */
   async health(): Promise<{ healthy: boolean; reason: string }> {
-    if (this.fatalError !== undefined) return { healthy: false, reason: this.fatalError.message };
+    if (this.failure !== undefined) return { healthy: false, reason: this.failure.message };
     if (this.softState.leader === 0) return { healthy: false, reason: 'RAFT NO LEADER' };
     if (this.members.alarms().length > 0) return { healthy: false, reason: 'ALARM ACTIVE' };
     try {
@@ -1389,6 +1505,14 @@ export class ConcordServer {
       revision: this.keyspace.currentRevision(),
     };
   }
+}
+
+/**
+ * Largest snapshot this member accepts from a peer. It streams to a file, so memory sets no
+ * bound; the space quota does (a keyspace larger than quota + slack cannot be legitimate).
+ */
+function snapshotBytesMaxFor(quotaBackendBytes: number): number {
+  return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
 }
 
 function isClusterOp(op: ServerOp): op is ClusterOp {

@@ -60,8 +60,16 @@ export function encodeHeader(meta: SnapshotMetadata, chunkBytes: number): Buffer
   });
 }
 
-export function encodeChunk(data: Uint8Array): Buffer {
-  return frame(FrameType.Chunk, data.length, (w) => w.bytes(data));
+/**
+ * The 9 bytes that precede `data` in its chunk frame; the frame is these followed by the data,
+ * written side by side so a chunk is never copied into a frame buffer.
+ */
+export function encodeChunkHeader(data: Uint8Array): Buffer {
+  const head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  head.writeUInt32LE(data.length + 1, 0);
+  head[8] = FrameType.Chunk;
+  head.writeUInt32LE(crc32(data, crc32(head.subarray(8), crc32(head.subarray(0, 4)))), 4);
+  return head;
 }
 
 export function encodeTrailer(trailer: SnapshotTrailer): Buffer {

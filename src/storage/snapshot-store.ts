@@ -3,6 +3,8 @@
 //
 //   const store = await SnapshotStore.open(dir, { chunkBytes: 1 << 20, retain: 2 });
 //   const info = await store.write(metadata, source);     // source: bytes, iterable or stream
+//   const w = await store.writer(metadata, path); await w.append(bytes)…; await w.commit();
+//   await store.adopt(path, metadata);                     // a file written elsewhere moves in
 //   for await (const piece of store.readData(info.path)) … // verified chunks (transport source)
 //   await store.installTo(info.path, '/data/db.lmdb');     // verify all, then atomically place
 //   for await (const frame of store.frames(info.path)) …   // the raw file, frame by frame
@@ -19,7 +21,7 @@ import { crc32 } from 'node:zlib';
 import type { SnapshotMetadata } from '../raft/types.js';
 import { invariant, SnapshotCorruptionError, SnapshotInvalidError } from './errors.js';
 import {
-  encodeChunk,
+  encodeChunkHeader,
   encodeHeader,
   encodeTrailer,
   FrameAssembler,
@@ -90,29 +92,34 @@ export class SnapshotStore {
 
   /** Writes a snapshot file atomically. Existing files for the same term/index are replaced. */
   async write(metadata: SnapshotMetadata, data: SnapshotData): Promise<SnapshotFileInfo> {
-    const path = join(this.dir, snapshotFileName(metadata.term, metadata.index));
-    const out = await TempFile.create(path);
+    const out = await this.writer(metadata);
     try {
-      let fileCrc = 0;
-      const put = async (frame: Buffer) => {
-        await out.append(frame);
-        fileCrc = crc32(frame, fileCrc);
-      };
-      await put(encodeHeader(metadata, this.chunkBytes));
-      let dataBytes = 0;
-      let chunkCount = 0;
-      for await (const chunk of rechunk(data, this.chunkBytes)) {
-        await put(encodeChunk(chunk));
-        dataBytes += chunk.length;
-        chunkCount++;
-      }
-      await out.append(encodeTrailer({ dataBytes, chunkCount, fileCrc }));
-      await out.commit(this.dir);
-      return { path, metadata: structuredClone(metadata), dataBytes, chunkCount };
+      for await (const chunk of rechunk(data, this.chunkBytes)) await out.append(chunk);
+      return await out.commit();
     } catch (err) {
       await out.discard();
       throw err;
     }
+  }
+
+  /**
+   * A writer for one snapshot file whose data arrives piece by piece (a peer's stream), at `path`
+   * (default: its place in this store). Nothing appears under `path` before commit().
+   */
+  writer(metadata: SnapshotMetadata, path?: string): Promise<SnapshotFileWriter> {
+    const target = path ?? join(this.dir, snapshotFileName(metadata.term, metadata.index));
+    return SnapshotFileWriter.create(target, metadata, this.chunkBytes);
+  }
+
+  /**
+   * Moves a complete snapshot file (committed by a SnapshotFileWriter on this file system) into
+   * the store under its name, durably. Its content is checked when it is read (installTo).
+   */
+  async adopt(path: string, metadata: SnapshotMetadata): Promise<string> {
+    const target = join(this.dir, snapshotFileName(metadata.term, metadata.index));
+    await rename(path, target);
+    await syncDir(this.dir);
+    return target;
   }
 
   /** Snapshot files by name, newest (highest index, then term) first. No content is read. */
@@ -316,10 +323,85 @@ export class SnapshotFileReceiver {
   }
 }
 
+/**
+ * Writes one snapshot file frame by frame as its data arrives: the header at create(), a chunk
+ * frame per chunkBytes of data (at most; a smaller piece makes a smaller frame, so nothing is
+ * held back in memory), the trailer with the whole-file CRC at commit(). Until commit() has
+ * fsynced it, the file lives under `<path>.tmp`; discard() removes it.
+ */
+export class SnapshotFileWriter {
+  private fileCrc = 0;
+  private dataBytes = 0;
+  private chunkCount = 0;
+
+  private constructor(
+    private readonly out: TempFile,
+    readonly path: string,
+    private readonly metadata: SnapshotMetadata,
+    private readonly chunkBytes: number,
+  ) {}
+
+  static async create(
+    path: string,
+    metadata: SnapshotMetadata,
+    chunkBytes: number,
+  ): Promise<SnapshotFileWriter> {
+    const out = await TempFile.create(path);
+    const writer = new SnapshotFileWriter(out, path, structuredClone(metadata), chunkBytes);
+    try {
+      await writer.put(encodeHeader(metadata, chunkBytes));
+    } catch (err) {
+      await out.discard();
+      throw err;
+    }
+    return writer;
+  }
+
+  get bytesOfData(): number {
+    return this.dataBytes;
+  }
+
+  /** Appends data; resolves once it is written (not yet durable). */
+  async append(data: Uint8Array): Promise<void> {
+    for (let at = 0; at < data.length; at += this.chunkBytes) {
+      const chunk = data.subarray(at, Math.min(data.length, at + this.chunkBytes));
+      // Header and data go out side by side: no copy of the chunk into a frame buffer.
+      await this.put(encodeChunkHeader(chunk));
+      await this.put(chunk);
+      this.dataBytes += chunk.length;
+      this.chunkCount++;
+    }
+  }
+
+  /** Writes the trailer, fsyncs, and renames the file into place (the directory fsynced). */
+  async commit(): Promise<SnapshotFileInfo> {
+    const trailer = { dataBytes: this.dataBytes, chunkCount: this.chunkCount, fileCrc: this.fileCrc };
+    await this.out.append(encodeTrailer(trailer));
+    await this.out.commit(dirname(this.path));
+    return {
+      path: this.path,
+      metadata: this.metadata,
+      dataBytes: this.dataBytes,
+      chunkCount: this.chunkCount,
+    };
+  }
+
+  /** Removes the unfinished file. Safe to call more than once, and after a failed commit. */
+  discard(): Promise<void> {
+    return this.out.discard();
+  }
+
+  private async put(bytes: Uint8Array): Promise<void> {
+    await this.out.append(bytes);
+    this.fileCrc = crc32(bytes, this.fileCrc);
+  }
+}
+
 /** A file written under `<path>.tmp`, then fsynced and renamed into place (or removed). */
 class TempFile {
   private position = 0;
   private closed = false;
+  private renamed = false;
 
   private constructor(
     private readonly fh: FileHandle,
@@ -346,12 +428,13 @@ class TempFile {
     await this.fh.sync();
     await this.close();
     await rename(this.tmpPath, this.finalPath);
+    this.renamed = true;
     await syncDir(dir);
   }
 
   async discard(): Promise<void> {
-    if (this.closed) return;
-    await this.close();
+    if (this.renamed) return;
+    await this.close().catch(() => {});
     await unlink(this.tmpPath).catch(() => {});
   }
 

@@ -450,8 +450,27 @@ export class Wal {
     }
     this.released.set(group, Math.max(this.released.get(group) ?? 0, index));
     await this.sync();
-    this.purgeChain = this.purgeChain.then(() => this.purgeSegments());
-    return this.purgeChain;
+    return this.schedulePurge();
+  }
+
+  /**
+   * Queues a deletion of the segments no group needs. A deletion that fails fails the WAL like a
+   * failed write (the disk misbehaves; fail-stop): a rollover's purge has no caller waiting, so
+   * its failure surfaces on the next call instead of as an unhandled rejection.
+   */
+  private schedulePurge(): Promise<number> {
+    const run = this.purgeChain
+      .then(() => {
+        if (this.failure) throw this.failure;
+        return this.purgeSegments();
+      })
+      .catch((err: unknown) => {
+        this.failure ??= err instanceof WalFailedError ? err : new WalFailedError(err);
+        throw this.failure;
+      });
+    run.catch(() => {});
+    this.purgeChain = run;
+    return run;
   }
 
   /** Flushes what is buffered, waits for deletions, and closes the active segment. */
@@ -605,7 +624,7 @@ export class Wal {
     this.active = next;
     await previous.fh.close();
     // The segment just sealed may hold nothing any group still needs.
-    if (this.released.size > 0) this.purgeChain = this.purgeChain.then(() => this.purgeSegments());
+    if (this.released.size > 0) void this.schedulePurge();
   }
 
   /**

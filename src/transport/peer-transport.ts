@@ -79,7 +79,10 @@ export interface PeerTransportOptions {
   queuedBytesMax?: number;
   /** Snapshot chunk size. Default 1 MiB. */
   chunkBytes?: number;
-  /** Largest snapshot a receiver reassembles in memory. Default 2 GiB. */
+  /**
+   * Largest snapshot a receiver accepts. Default 2 GiB: the default sink reassembles it in
+   * memory; with a file sink (snapshotSink) only the disk bounds it.
+   */
   snapshotBytesMax?: number;
   /** Redial backoff: doubles from min to max, with jitter in [base/2, base]. Defaults 50 ms, 2 s. */
   backoffMinMs?: number;
@@ -1016,9 +1019,8 @@ export class PeerTransport implements Transport {
       }
       complete.then(
         (m) => {
-          if (verdict === 'pass') this.completeSnapshot(conn, from, m, receiver.bytesReceived);
-          else
-            this.later(verdict.delayMs, () => this.completeSnapshot(conn, from, m, receiver.bytesReceived));
+          if (verdict === 'pass') this.completeSnapshot(conn, from, m, receiver);
+          else this.later(verdict.delayMs, () => this.completeSnapshot(conn, from, m, receiver));
         },
         (error: unknown) =>
           refuse(
@@ -1032,12 +1034,16 @@ export class PeerTransport implements Transport {
     };
   }
 
-  private completeSnapshot(conn: Connection, from: NodeId, m: Message, bytes: number): void {
-    if (conn.closed) return;
+  private completeSnapshot(conn: Connection, from: NodeId, m: Message, receiver: SnapshotReceiver): void {
+    if (conn.closed || this.closed) {
+      // The sender will not hear of it and sends again: what the sink kept goes.
+      receiver.discardFinished(new TransportError('CLOSED', 'snapshot connection closed before delivery'));
+      return;
+    }
     const peer = this.peers.get(from);
     if (peer !== undefined) {
       peer.stats.snapshotsReceived++;
-      peer.stats.snapshotBytesReceived += bytes;
+      peer.stats.snapshotBytesReceived += receiver.bytesReceived;
     }
     this.deliver(m);
     conn.endWithFrame(

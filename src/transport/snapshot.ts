@@ -1,8 +1,10 @@
 // Snapshot streaming. A snapshot travels on its own short-lived connection:
 //   SnapshotBegin (the MsgSnap, snapshot.data empty) → SnapshotChunk* → SnapshotEnd → SnapshotAck
 // Each chunk frame carries its own CRC (the frame CRC) and its offset; SnapshotEnd carries the
-// total length and the CRC of the whole data, checked after reassembly. The sender never holds
-// more than one chunk plus the socket buffer in memory: it waits for 'drain' when write() says so.
+// total length and the CRC of the whole data, checked once every chunk went to the sink. The
+// sender never holds more than one chunk plus the socket buffer in memory: it waits for 'drain'
+// when write() says so; the receiver holds a few chunks at most when its sink writes to a file
+// (the socket is paused while the sink is behind).
 
 import { createReadStream } from 'node:fs';
 import { type FileHandle, open as fsOpen } from 'node:fs/promises';
@@ -82,8 +84,10 @@ export async function streamSnapshot(
  * Where a receiver puts incoming snapshot bytes. write() is called once per verified chunk, in
  * order; a returned promise holds the stream back (the socket is paused) until it settles.
  * finish() runs after the whole-snapshot length and CRC checked out and returns what goes into
- * the delivered message's snapshot.data (EMPTY_BYTES when the bytes stay where the sink put
- * them, e.g. a file). abort() is called instead of finish() when the stream fails.
+ * the delivered message's snapshot.data (EMPTY_BYTES, or a reference the receiving node
+ * understands, when the bytes stay where the sink put them, e.g. a file). abort() is called
+ * instead of finish() when the stream fails, and after it when the finished snapshot is not
+ * delivered after all (the connection closed first): the sink drops what it kept.
  */
 export interface SnapshotSink {
   write(chunk: Uint8Array): void | Promise<void>;
@@ -167,6 +171,7 @@ export class SnapshotReceiver {
   private writes: Promise<void> = Promise.resolve();
   private writesPending = 0;
   private settled = false;
+  private finished = false;
 
   constructor(
     private readonly from: number,
@@ -204,6 +209,11 @@ export class SnapshotReceiver {
     if (this.settled) return;
     this.settled = true;
     this.sink?.abort(error);
+  }
+
+  /** The snapshot was finished but will not be delivered: the sink drops it. */
+  discardFinished(error: Error): void {
+    if (this.finished) this.sink?.abort(error);
   }
 
   private begin(payload: Buffer): void {
@@ -263,7 +273,10 @@ export class SnapshotReceiver {
     return this.writes.then(async () => {
       if (this.settled) throw new TransportError('SNAPSHOT_FAILED', 'snapshot stream was abandoned');
       const data = await sink.finish();
+      // Aborted while finishing: the sink drops what it finished.
+      if (this.settled) throw new TransportError('SNAPSHOT_FAILED', 'snapshot stream was abandoned');
       this.settled = true;
+      this.finished = true;
       return { ...m, snapshot: { metadata: m.snapshot!.metadata, data } };
     });
   }

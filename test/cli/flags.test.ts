@@ -40,6 +40,22 @@ test('CONCORD_* environment variables stand in for flags; flags win', () => {
   assert.equal(parsed.flags.dataDir, 'n1.concord');
 });
 
+test('--experimental-snapshot-catchup-entries sets the entries kept behind a snapshot (etcd default 5000)', () => {
+  const defaults = parseCommandLine(['--name', 'n1', ...cluster], {});
+  assert.ok(defaults.kind === 'run');
+  assert.equal(defaults.flags.snapshotCatchUpEntries, 5000);
+  const parsed = parseCommandLine(
+    ['--name', 'n1', ...cluster, '--experimental-snapshot-catchup-entries', '10'],
+    {},
+  );
+  assert.ok(parsed.kind === 'run');
+  assert.equal(parsed.flags.snapshotCatchUpEntries, 10);
+  assert.throws(
+    () => parseCommandLine(['--name', 'n1', ...cluster, '--experimental-snapshot-catchup-entries', '0'], {}),
+    /must be a positive integer/,
+  );
+});
+
 test('bad flags are refused with a clear message', () => {
   assert.throws(() => parseCommandLine(['--bogus'], {}), FlagError);
   assert.throws(() => parseCommandLine(['--name', 'zz', ...cluster], {}), /couldn't find local name "zz"/);

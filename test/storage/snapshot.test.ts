@@ -104,6 +104,55 @@ describe('snapshot files', () => {
     }));
 });
 
+describe('snapshot file writer', () => {
+  it('writes pieces as they come (smaller or larger than a chunk) into a file that verifies', () =>
+    withTempDir(async (dir) => {
+      const store = await SnapshotStore.open(dir, { chunkBytes: CHUNK });
+      const data = randomBytes(5 * CHUNK + 77);
+      const target = join(dir, 'elsewhere.snap');
+      const writer = await store.writer(meta(300, 6), target);
+      const cuts = [0, 100, CHUNK + 5, 3 * CHUNK, 3 * CHUNK + 1, data.length];
+      for (let i = 1; i < cuts.length; i++) {
+        await writer.append(data.subarray(cuts[i - 1], cuts[i]));
+        assert.deepEqual(await readdir(dir), ['elsewhere.snap.tmp'], 'nothing under the name before commit');
+      }
+      const info = await writer.commit();
+      assert.equal(info.dataBytes, data.length);
+      assert.deepEqual(await readdir(dir), ['elsewhere.snap']);
+      const verified = await store.verify(target);
+      assert.deepEqual(verified.metadata, meta(300, 6));
+      assert.deepEqual(await collect(store.readData(target)), data);
+    }));
+
+  it('discard removes the unfinished file, also after a failed commit', () =>
+    withTempDir(async (dir) => {
+      const store = await SnapshotStore.open(dir, { chunkBytes: CHUNK });
+      const writer = await store.writer(meta(5, 1));
+      await writer.append(randomBytes(CHUNK * 2));
+      await writer.discard();
+      await writer.discard();
+      assert.deepEqual(await readdir(dir), []);
+    }));
+
+  it('adopt moves a finished file into the store under its name', () =>
+    withTempDir(async (dir) => {
+      const snapDir = join(dir, 'snap');
+      const store = await SnapshotStore.open(snapDir, { chunkBytes: CHUNK });
+      const data = randomBytes(CHUNK + 3);
+      const writer = await store.writer(meta(42, 3), join(dir, 'received.snap'));
+      await writer.append(data);
+      await writer.commit();
+      const path = await store.adopt(join(dir, 'received.snap'), meta(42, 3));
+      assert.equal(path, join(snapDir, snapshotFileName(3, 42)));
+      assert.deepEqual(await readdir(snapDir), [snapshotFileName(3, 42)]);
+      assert.deepEqual(
+        (await store.list()).map((f) => f.index),
+        [42],
+      );
+      assert.deepEqual(await collect(store.readData(path)), data);
+    }));
+});
+
 describe('snapshot corruption', () => {
   it('a bad chunk CRC is reported with path and the chunk offset, and nothing is installed', () =>
     withTempDir(async (dir) => {

@@ -5,12 +5,20 @@ import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { crc32 } from 'node:zlib';
 import { type Message, MessageType, message } from '../../src/raft/types.js';
+import { encodeBatch } from '../../src/transport/codec.js';
+import { FrameType } from '../../src/transport/frame.js';
 import {
   fileSnapshotSink,
   fileSnapshotSource,
+  SnapshotReceiver,
   type SnapshotSink,
   type SnapshotSourceProvider,
 } from '../../src/transport/snapshot.js';
+import {
+  encodeSnapshotEnd,
+  snapshotChunkPayloadBytes,
+  writeSnapshotChunk,
+} from '../../src/transport/wire.js';
 import { FlakyProxy, type Harness, sleep, startTransport, waitFor } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -306,5 +314,56 @@ describe('snapshot streaming', () => {
     assert.deepEqual(sender.snapshotStatus, [{ peer: 1, ok: false }]);
     assert.ok(receiver.errors.some((e) => e.error.code === 'SNAPSHOT_TOO_LARGE'));
     assert.equal(receiver.received.length, 0);
+  });
+});
+
+describe('snapshot receiver and its sink', () => {
+  /** A receiver for a MsgSnap 2 → 1 whose sink records what happens to it. */
+  function receiverWithSink(finish: () => Promise<Uint8Array>) {
+    const calls: string[] = [];
+    const sink: SnapshotSink = {
+      write: () => {
+        calls.push('write');
+      },
+      finish: async () => {
+        calls.push('finish');
+        return finish();
+      },
+      abort: () => {
+        calls.push('abort');
+      },
+    };
+    const hooks = { pause: () => undefined, resume: () => undefined, fail: () => undefined };
+    const receiver = new SnapshotReceiver(2, 1, 1 << 20, () => sink, hooks);
+    const data = pattern(1000, 3);
+    const chunk = Buffer.alloc(snapshotChunkPayloadBytes(0, data.length));
+    writeSnapshotChunk(chunk, 0, 0, data);
+    receiver.onFrame(FrameType.SnapshotBegin, Buffer.from(encodeBatch([msgSnap(2, 1, new Uint8Array(0))])));
+    receiver.onFrame(FrameType.SnapshotChunk, chunk);
+    const end = encodeSnapshotEnd(data.length, crc32(data));
+    return { calls, receiver, end: () => receiver.onFrame(FrameType.SnapshotEnd, end)! };
+  }
+
+  it('a finished snapshot that is not delivered after all is handed back to the sink to drop', async () => {
+    const { calls, receiver, end } = receiverWithSink(async () => new Uint8Array([1]));
+    const delivered = await end();
+    assert.deepEqual([...delivered.snapshot!.data], [1]);
+    receiver.abort(new Error('closed')); // settled: no effect
+    assert.deepEqual(calls, ['write', 'finish']);
+    receiver.discardFinished(new Error('connection closed before delivery'));
+    assert.deepEqual(calls, ['write', 'finish', 'abort']);
+  });
+
+  it('a stream aborted while the sink finishes is not delivered', async () => {
+    let release = () => {};
+    const { calls, receiver, end } = receiverWithSink(
+      () => new Promise<Uint8Array>((resolve) => (release = () => resolve(new Uint8Array([1])))),
+    );
+    const delivered = end();
+    await sleep(10);
+    receiver.abort(new Error('closed'));
+    release();
+    await assert.rejects(delivered, /abandoned/);
+    assert.deepEqual(calls, ['write', 'finish', 'abort']);
   });
 });
