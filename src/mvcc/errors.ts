@@ -30,6 +30,7 @@ export type MvccErrorCode =
   | 'watch-not-found'
   | 'snapshot-invalid'
   | 'closed'
+  | 'snapshot-aborted'
   | 'corrupt';
 
 export abstract class MvccError extends Error {
@@ -185,6 +186,16 @@ export class ClosedError extends MvccError {
   constructor() {
     super('mvcc: keyspace is closed');
     this.name = 'ClosedError';
+  }
+}
+
+/** A copy of the keyspace being read out (a snapshot stream) lost its view: the keyspace was closed or replaced. */
+export class SnapshotAbortedError extends MvccError {
+  readonly code = 'snapshot-aborted';
+  readonly grpcCode = GrpcCode.Internal;
+  constructor() {
+    super('mvcc: snapshot aborted: the keyspace was closed or replaced while it was being read');
+    this.name = 'SnapshotAbortedError';
   }
 }
 

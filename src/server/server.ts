@@ -23,6 +23,7 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { join } from 'node:path';
 import { LeaseTable } from '../lease/lease-table.js';
 import { LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
+import { createEtcdSnapshot } from '../mvcc/etcd-snapshot.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
 import type {
   AppliedEntry,
@@ -1189,26 +1190,33 @@ export class ConcordServer {
     return { hash: result.hash, compactRevision: result.compactRevision, header: this.header() };
   }
 
+  /**
+   * A snapshot in etcd's format (a bbolt file; see mvcc/etcd-snapshot.ts), streamed from one LMDB
+   * read transaction as it is written: nothing is staged on disk or held in memory beyond a page
+   * plan, and writes go on meanwhile. The stream releases the transaction when it ends or is
+   * abandoned.
+   */
   async snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }> {
     this.assertServing();
-    const path = join(
-      this.snapshotScratchDir,
-      `save-${Date.now()}-${Math.random().toString(16).slice(2)}.mdb`,
-    );
-    await this.keyspace.createSnapshot(path);
     const header = this.header();
-    const totalBytes = statSync(path).size;
+    const members = this.members;
+    const snapshot = await createEtcdSnapshot(this.keyspace, {
+      members: members.list(),
+      removedMemberIds: members.removed(),
+      alarms: members.alarms(),
+      clusterVersion: `${CONCORD_VERSION.split('.').slice(0, 2).join('.')}.0`,
+    });
     return {
       header,
       chunks: (async function* () {
         let sent = 0;
         try {
-          for await (const chunk of readFileChunks(path)) {
+          for await (const chunk of snapshot.chunks()) {
             sent += chunk.length;
-            yield { blob: chunk, remainingBytes: totalBytes - sent };
+            yield { blob: chunk, remainingBytes: snapshot.totalBytes - sent };
           }
         } finally {
-          rmSync(path, { force: true });
+          snapshot.close();
         }
       })(),
     };
