@@ -29,6 +29,18 @@ export interface ClusterOptions {
   startTimeoutMs?: number;
   /** Data dirs to use (e.g. restored from a snapshot) instead of fresh ones, by member index. */
   dataDirs?: string[];
+  /**
+   * Runs once ports and data dirs are chosen, before any member starts: e.g. a snapshot restore
+   * into each data dir for exactly these names and peer URLs. Called again if the start is
+   * retried on fresh ports.
+   */
+  beforeStart?: (plan: StartPlan) => Promise<void>;
+}
+
+export interface StartPlan {
+  members: { name: string; clientUrl: string; peerUrl: string; dataDir: string }[];
+  initialCluster: string;
+  token: string;
 }
 
 export interface MemberProcess {
@@ -240,6 +252,7 @@ export class ProcessCluster {
         extraFlags: [],
         startTimeoutMs: 30_000,
         dataDirs: [],
+        beforeStart: async () => {},
         ...options,
       },
       rootDir,
@@ -252,6 +265,7 @@ export class ProcessCluster {
       for (let i = 0; i < options.size; i++)
         planned.push(await cluster.planMember(`m${i}`, options.dataDirs?.[i]));
       const initialCluster = planned.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+      await cluster.options.beforeStart({ members: planned, initialCluster, token });
       for (const member of planned) {
         member.flags = cluster.memberFlags(member, initialCluster, 'new', token);
         cluster.members.push(member);
@@ -301,7 +315,11 @@ export class ProcessCluster {
         return (await isHealthy(member.clientUrl)) ? true : undefined;
       });
       if (member.memberId === '' || member.memberId === '0') {
-        member.memberId = (await memberStatus(member.clientUrl)).memberId;
+        // Healthy already, but on a loaded machine one status call may still miss its deadline.
+        member.memberId = await pollUntil(`${member.name}'s member ID`, timeoutMs, async () => {
+          const id = (await memberStatus(member.clientUrl)).memberId;
+          return id === '0' ? undefined : id;
+        });
       }
     }
   }

@@ -122,11 +122,12 @@ export function decodeMeta(buf: Buffer, offset: number): BboltMeta {
 
 /** Why a meta cannot be used, or undefined when it can (bbolt's meta.validate, same order). */
 export function metaProblem(buf: Buffer, offset: number): string | undefined {
-  const meta = decodeMeta(buf, offset);
-  if (meta.magic !== BBOLT_MAGIC) return `bad magic 0x${meta.magic.toString(16)} (not a bbolt file)`;
-  if (meta.version !== BBOLT_VERSION) return `unsupported version ${meta.version}`;
+  const magic = buf.readUInt32LE(offset);
+  if (magic !== BBOLT_MAGIC) return `bad magic 0x${magic.toString(16)} (not a bbolt file)`;
+  const version = buf.readUInt32LE(offset + 4);
+  if (version !== BBOLT_VERSION) return `unsupported version ${version}`;
   const sum = fnv64a(buf.subarray(offset, offset + META_CHECKSUM_OFFSET));
-  if (sum !== meta.checksum) return 'checksum mismatch';
+  if (sum !== buf.readBigUInt64LE(offset + META_CHECKSUM_OFFSET)) return 'checksum mismatch';
   return undefined;
 }
 
