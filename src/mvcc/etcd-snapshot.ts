@@ -275,9 +275,11 @@ function safeNumber(value: bigint, what: string): number {
 
 export function revisionBytes(main: number, sub: number, tombstone: boolean): Buffer {
   const out = Buffer.alloc(REVISION_BYTES + (tombstone ? 1 : 0));
-  out.writeBigUInt64BE(BigInt(main), 0);
+  out.writeUInt32BE(Math.floor(main / 2 ** 32), 0);
+  out.writeUInt32BE(main >>> 0, 4);
   out[8] = REVISION_SEPARATOR;
-  out.writeBigUInt64BE(BigInt(sub), 9);
+  out.writeUInt32BE(Math.floor(sub / 2 ** 32), 9);
+  out.writeUInt32BE(sub >>> 0, 13);
   if (tombstone) out[REVISION_BYTES] = TOMBSTONE_MARK;
   return out;
 }

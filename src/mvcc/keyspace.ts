@@ -176,7 +176,6 @@ export interface KeyspaceExport {
   /** Every version a read at or above the compact revision can see, in revision order. */
   records(): Generator<HistoryRecord>;
   leases(): Generator<LeaseRecord>;
-  getMeta(name: string): Uint8Array | undefined;
   close(): void;
 }
 
@@ -1306,8 +1305,16 @@ export class Keyspace {
               !keyspace.keptByCompaction(r.key, main, sub, r.kind, compactRevision, transaction)
             )
               continue;
-            const tombstone = r.kind !== KIND_PUT;
-            yield { main, sub, tombstone, ...r };
+            yield {
+              main,
+              sub,
+              tombstone: r.kind !== KIND_PUT,
+              key: r.key,
+              createRevision: r.createRevision,
+              version: r.version,
+              lease: r.lease,
+              value: r.value,
+            };
           }
           if (batch.length < EXPORT_RECORDS_PER_READ_MAX) return;
           after = batch[batch.length - 1]!.key;
@@ -1321,10 +1328,6 @@ export class Keyspace {
           if (batch.length < EXPORT_RECORDS_PER_READ_MAX) return;
           after = batch[batch.length - 1]!.key;
         }
-      },
-      getMeta(name: string) {
-        const value = read(serverMetaKey(name));
-        return value === undefined ? undefined : Uint8Array.from(value);
       },
       close: release,
     };

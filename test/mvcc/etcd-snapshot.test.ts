@@ -417,3 +417,24 @@ test('users, roles and alarms are reported as not restored; keys of a lease the 
     await scratch.cleanup();
   }
 });
+
+test('a snapshot is imported only into an empty keyspace', async () => {
+  const source = openTemp({ noSync: true, initialRevision: 1 });
+  const target = openTemp({ noSync: true, initialRevision: 1 });
+  try {
+    applyOps(source.ks, [put('a', '1')]);
+    const file = join(source.dir, 'snap.db');
+    await writeSnapshot(source.ks, file);
+    applyOps(target.ks, [put('mine', '1')]);
+    const reader = BboltReader.open(file);
+    try {
+      await assert.rejects(importEtcdSnapshot(reader, target.ks), /is not empty; import into a fresh one/);
+    } finally {
+      reader.close();
+    }
+    assert.deepEqual(norm(target.ks.range(everything).kvs.map((kv) => kv.key)), ['b:mine']);
+  } finally {
+    await source.cleanup();
+    await target.cleanup();
+  }
+});
