@@ -1342,7 +1342,8 @@ export class Keyspace {
    * which must be empty: the records, the leases (first, so keys attach to them) and the compact
    * revision. The current revision becomes the last record's, or the compact revision if that is
    * higher (etcd's rule when compaction removed the newest revisions). The applied index stays 0.
-   * Throws SnapshotInvalidError on records out of order or inconsistent with each other.
+   * Throws SnapshotInvalidError on records out of order or inconsistent with each other; the
+   * keyspace is then partly loaded (records go in in bounded transactions) and must be discarded.
    */
   async importHistory(input: HistoryImport): Promise<HistoryImportResult> {
     this.assertOpen();

@@ -195,7 +195,11 @@ async function restoreConcordFormat(
       : size;
     copyFileSync(options.snapshotPath, staged);
     if (dataBytes < size) truncateSync(staged, dataBytes);
-    const info = await verifySnapshotFile(staged);
+    const info = await verifySnapshotFile(staged).catch((error: Error) => {
+      throw new RestoreError(
+        `${options.snapshotPath} is neither an etcd snapshot (bbolt) nor a readable Concord one (LMDB): ${error.message}`,
+      );
+    });
     copyFileSync(staged, join(dbDir, 'data.mdb'));
     const keyspace = Keyspace.open(dbDir);
     try {

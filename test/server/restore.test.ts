@@ -228,3 +228,14 @@ test("concord refuses an etcd member's data dir (member/snap/db is a file) and a
   refuseEtcdDataDir(ours);
   refuseEtcdDataDir(fresh('does-not-exist'));
 });
+
+test('a file in neither format is refused with both named', async () => {
+  const path = fresh('junk.db');
+  writeFileSync(path, Buffer.alloc(4096 * 3 + 32, 0x5a));
+  const dataDir = fresh('data');
+  await assert.rejects(
+    restoreSnapshotToDataDir({ snapshotPath: path, dataDir, skipHashCheck: true }),
+    /is neither an etcd snapshot \(bbolt\) nor a readable Concord one \(LMDB\)/,
+  );
+  assert.equal(existsSync(join(dataDir, 'member')), false);
+});

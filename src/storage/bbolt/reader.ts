@@ -46,6 +46,8 @@ type BucketRoot = { pageId: number } | { inline: Buffer };
 const CHECK_PROBLEMS_MAX = 100;
 /** Nested buckets deeper than this are refused (bbolt itself has no limit; etcd nests one level). */
 const BUCKET_DEPTH_MAX = 64;
+/** A B+tree of 2^53 pages is less than 64 levels deep: a deeper one is a damaged (or made-up) chain. */
+const TREE_DEPTH_MAX = 64;
 
 interface Page {
   id: number;
@@ -230,7 +232,7 @@ export class BboltReader {
       return;
     }
     const seen = new Set<number>();
-    for (const { entry, pageId } of this.walkPage(root.pageId, label, seen, visit, undefined, undefined)) {
+    for (const { entry, pageId } of this.walkPage(root.pageId, label, seen, visit, undefined, undefined, 0)) {
       inOrder(entry.key, `page ${pageId}`);
       yield entry;
     }
@@ -243,7 +245,12 @@ export class BboltReader {
     visit: ((page: Page) => void) | undefined,
     lowerBound: Buffer | undefined,
     upperBound: Buffer | undefined,
+    depth: number,
   ): Generator<{ entry: BboltEntry; pageId: number }> {
+    if (depth > TREE_DEPTH_MAX)
+      throw new BboltFormatError(
+        `${this.path}: bucket ${label} is more than ${TREE_DEPTH_MAX} levels deep at page ${pageId}`,
+      );
     if (seen.has(pageId))
       throw new BboltFormatError(`${this.path}: page ${pageId} is referenced twice in bucket ${label}`);
     seen.add(pageId);
@@ -274,7 +281,7 @@ export class BboltReader {
       const next = children[i + 1]?.key ?? upperBound;
       if (next !== undefined && Buffer.compare(child.key, next) >= 0)
         throw new BboltFormatError(`${this.path}: ${where}: separators out of order`);
-      yield* this.walkPage(child.pageId, label, seen, visit, child.key, next);
+      yield* this.walkPage(child.pageId, label, seen, visit, child.key, next, depth + 1);
     }
   }
 
