@@ -20,7 +20,13 @@ import { fileURLToPath } from 'node:url';
 import { concordBinary, startConcordCluster } from '../support/cluster.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl, etcdctlOk } from '../support/etcdctl.js';
-import { freePort, type ProcessCluster, type StartPlan } from '../support/process-cluster.js';
+import {
+  freePort,
+  gatewayPost,
+  type ProcessCluster,
+  pollUntil,
+  type StartPlan,
+} from '../support/process-cluster.js';
 
 const concordctlScript = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
 
@@ -63,9 +69,32 @@ async function etcdctlRetrying(args: string[], endpoints: string[], stdin?: stri
   }
 }
 
-/** The same history on either system: overwrites, deletes, a multi-op txn, leases, a compaction. */
+/** Keys put through the JSON gateway, enough that the key bucket needs branch pages (~1 MB). */
+const BULK_KEYS = 3000;
+const BULK_CONCURRENCY = 16;
+
+async function bulkPut(endpoint: string, prefix: string): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < BULK_KEYS) {
+      const i = next++;
+      const key = Buffer.from(`${prefix}${String(i).padStart(5, '0')}`).toString('base64');
+      const value = Buffer.from(`${i}:`.padEnd(300, 'v')).toString('base64');
+      await pollUntil(`bulk put ${i}`, 20_000, () =>
+        gatewayPost(endpoint, '/v3/kv/put', { key, value }, 5000),
+      );
+    }
+  };
+  await Promise.all(Array.from({ length: BULK_CONCURRENCY }, worker));
+}
+
+/**
+ * The same history on either system: overwrites, deletes, a multi-op txn, leases, a compaction,
+ * and a few thousand keys (some of them overwritten after the compaction point).
+ */
 async function load(endpoints: string[]): Promise<Loaded> {
   const run = (...args: string[]) => etcdctlRetrying(args, endpoints);
+  await bulkPut(endpoints[0]!, 'bulk/');
   const revision = async () =>
     Number((parseJson(await run('get', 'k1', '-w', 'json')).header as { revision: unknown }).revision);
   await run('put', 'k1', 'v1');
@@ -87,6 +116,7 @@ async function load(endpoints: string[]): Promise<Loaded> {
   await run('compaction', String(compactRevision));
   await run('del', '--prefix', 't/');
   await run('put', 'k4', 'after the compaction');
+  await etcdctlRetrying(['del', '--prefix', 'bulk/01'], endpoints);
   await run('put', 'big', 'C'.repeat(9_000));
   return { olderRevision, compactRevision, finalRevision: await revision() };
 }
@@ -153,7 +183,7 @@ async function snapshotStatus(tool: 'etcdctl' | 'concordctl', file: string, form
 
 describe('snapshot migrations between Concord and etcd 3.4', {
   skip: !etcdAvailable(),
-  timeout: 300_000,
+  timeout: 600_000,
 }, () => {
   let scratch: string;
   const clusters: ProcessCluster[] = [];
