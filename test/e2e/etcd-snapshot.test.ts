@@ -53,8 +53,11 @@ interface Loaded {
   finalRevision: number;
 }
 
-/** Slow elections: the machine running the tests may be loaded, and a write refused for want of a leader would fail the load. */
-const timing = { heartbeatIntervalMs: 100, electionTimeoutMs: 2000 };
+/**
+ * Slow elections and a patient start: the machine running the tests may be loaded, and a write
+ * refused for want of a leader would fail the load.
+ */
+const timing = { heartbeatIntervalMs: 100, electionTimeoutMs: 2000, startTimeoutMs: 120_000 };
 
 /** etcdctl that tries again when a write was refused before it was proposed (no leader yet). */
 async function etcdctlRetrying(args: string[], endpoints: string[], stdin?: string): Promise<string> {
