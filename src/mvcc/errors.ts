@@ -31,6 +31,7 @@ export type MvccErrorCode =
   | 'snapshot-invalid'
   | 'closed'
   | 'failed'
+  | 'snapshot-aborted'
   | 'corrupt';
 
 export abstract class MvccError extends Error {
@@ -204,6 +205,16 @@ export class KeyspaceFailedError extends MvccError {
       `mvcc: replacing the database in ${path} failed: ${cause instanceof Error ? cause.message : String(cause)}`,
     );
     this.name = 'KeyspaceFailedError';
+  }
+}
+
+/** A copy of the keyspace being read out (a snapshot stream) lost its view: the keyspace was closed or replaced. */
+export class SnapshotAbortedError extends MvccError {
+  readonly code = 'snapshot-aborted';
+  readonly grpcCode = GrpcCode.Internal;
+  constructor() {
+    super('mvcc: snapshot aborted: the keyspace was closed or replaced while it was being read');
+    this.name = 'SnapshotAbortedError';
   }
 }
 

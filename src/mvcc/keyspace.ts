@@ -18,8 +18,9 @@ import {
   statSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
-import { type Database, open, type RootDatabase } from 'lmdb';
+import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-fs.js';
 import {
   decodeLeaseKey,
@@ -52,6 +53,7 @@ import {
   LeaseNotFoundError,
   LeaseTtlTooLargeError,
   MvccError,
+  SnapshotAbortedError,
   SnapshotInvalidError,
 } from './errors.js';
 import type {
@@ -151,6 +153,60 @@ export interface SnapshotInfo {
   bytes: number;
 }
 
+/**
+ * One stored version of a key as export and import see it: a put (with its metadata) or a
+ * tombstone (key only). etcd's backend stores the same thing per revision.
+ */
+export interface HistoryRecord {
+  main: number;
+  sub: number;
+  tombstone: boolean;
+  key: Buffer;
+  createRevision: number;
+  version: number;
+  lease: bigint;
+  value: Buffer;
+}
+
+/**
+ * A consistent read-only view of the whole keyspace for copying it out (an LMDB read transaction:
+ * writes go on meanwhile). Reads throw SnapshotAbortedError once the keyspace is closed or
+ * replaced. The owner closes it.
+ */
+export interface KeyspaceExport {
+  readonly revision: number;
+  readonly compactRevision: number;
+  readonly appliedIndex: number;
+  /** Every version a read at or above the compact revision can see, in revision order. */
+  records(): Generator<HistoryRecord>;
+  leases(): Generator<LeaseRecord>;
+  close(): void;
+}
+
+export interface HistoryImport {
+  /** In increasing revision order. */
+  records: Iterable<HistoryRecord>;
+  leases: Iterable<LeaseRecord>;
+  compactRevision: number;
+  /** Versions at or below the compact revision may still include superseded ones: compact them. */
+  compactionPending: boolean;
+}
+
+export interface HistoryImportResult {
+  revision: number;
+  compactRevision: number;
+  records: number;
+  liveKeys: number;
+  leases: number;
+  /** Keys whose lease is not among the leases: kept, but attached to nothing (etcd does the same). */
+  keysWithMissingLease: number;
+}
+
+/** Records read from LMDB per step of an export (the step's records are copied out). */
+const EXPORT_RECORDS_PER_READ_MAX = 1024;
+/** Records written per LMDB transaction by importHistory. */
+const IMPORT_RECORDS_PER_TXN_MAX = 10_000;
+
 type Bin = Database<Buffer, Buffer>;
 
 interface Dbs {
@@ -228,6 +284,14 @@ function u64(value: number): Buffer {
   return b;
 }
 
+function decodeLeaseRecord(key: Buffer, value: Buffer): LeaseRecord {
+  return {
+    id: decodeLeaseKey(key),
+    ttlSeconds: value.readDoubleBE(0),
+    remainingTtlSeconds: value.readDoubleBE(8),
+  };
+}
+
 function readMeta(meta: Bin, name: Buffer): number {
   const v = meta.getBinary(name);
   return v ? readU64(v, 0) : 0;
@@ -251,6 +315,8 @@ export class Keyspace {
   private failed: KeyspaceFailedError | undefined;
   /** LMDB copies in progress (createSnapshot); close() waits for them. */
   private readonly backups = new Set<Promise<unknown>>();
+  /** Open exports (openExport); closing or replacing the environment aborts them first. */
+  private readonly exports = new Set<() => void>();
   /** History-db key where physical compaction resumes (empty = from the start); undefined = done. */
   private compactCursor: Buffer | undefined;
   private readonly compactionRecordsPerBatchMax: number;
@@ -306,6 +372,7 @@ export class Keyspace {
     this.watchHub.closeAll();
     // LMDB copies on a native thread; closing the environment under it crashes the process.
     await Promise.allSettled(this.backups);
+    this.abortExports();
     try {
       await this.dbs.env.close();
     } catch (e) {
@@ -1085,15 +1152,26 @@ export class Keyspace {
     meta.putSync(META_COMPACT_CURSOR, resume ? Buffer.concat([Buffer.of(1), resume]) : Buffer.of(0));
   }
 
-  /** Whether the version (main, sub) ≤ compact revision is the latest put of its key at that point. */
-  private keptByCompaction(key: Uint8Array, main: number, sub: number, kind: number): boolean {
-    if (kind !== KIND_PUT && main < this.compactRev) return false;
-    const start = encodeHistoryKey(key, this.compactRev, 0xffffffff);
+  /**
+   * Whether the version (main, sub) ≤ compact revision is the latest put of its key at that point
+   * (read in `transaction` against `compactRev` when given: an export's view).
+   */
+  private keptByCompaction(
+    key: Uint8Array,
+    main: number,
+    sub: number,
+    kind: number,
+    compactRev = this.compactRev,
+    transaction?: Transaction,
+  ): boolean {
+    if (kind !== KIND_PUT && main < compactRev) return false;
+    const start = encodeHistoryKey(key, compactRev, 0xffffffff);
     for (const { key: hk } of this.dbs.history.getRange({
       start,
       end: encodeHistoryPrefix(key),
       reverse: true,
       limit: 1,
+      transaction,
     })) {
       const rev = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
       return rev.main === main && rev.sub === sub;
@@ -1172,13 +1250,7 @@ export class Keyspace {
   /** Every persisted lease (the lease layer rebuilds its timers from these on start). */
   leases(): LeaseRecord[] {
     const out: LeaseRecord[] = [];
-    for (const { key, value } of this.dbs.leases.getRange({})) {
-      out.push({
-        id: decodeLeaseKey(key),
-        ttlSeconds: value.readDoubleBE(0),
-        remainingTtlSeconds: value.readDoubleBE(8),
-      });
-    }
+    for (const { key, value } of this.dbs.leases.getRange({})) out.push(decodeLeaseRecord(key, value));
     return out;
   }
 
@@ -1202,6 +1274,193 @@ export class Keyspace {
       this.dbs.meta.putSync(META_APPLIED, u64(index));
     });
     this.applied = index;
+  }
+
+  // ---- copying the whole history out and in (etcd-format snapshots) ---------------------------
+
+  /** A consistent view of the keyspace to copy out; see KeyspaceExport. */
+  openExport(): KeyspaceExport {
+    this.assertOpen();
+    const { env, revs, leases, meta } = this.dbs;
+    const transaction = env.useReadTransaction();
+    let open = true;
+    const release = (): void => {
+      if (!open) return;
+      open = false;
+      this.exports.delete(release);
+      transaction.done();
+    };
+    this.exports.add(release);
+    const read = (name: Buffer): Buffer | undefined => {
+      if (!open) throw new SnapshotAbortedError();
+      return meta.get(name, { transaction });
+    };
+    const number = (name: Buffer): number => {
+      const value = read(name);
+      return value === undefined ? 0 : readU64(value, 0);
+    };
+    const revision = number(META_REVISION);
+    const compactRevision = number(META_COMPACT);
+    const cursor = read(META_COMPACT_CURSOR);
+    const compactionPending = cursor !== undefined && cursor[0] === 1;
+    /** Copies of up to `limit` entries after `after` (a step's entries outlive its LMDB cursor). */
+    const step = (db: Bin, after: Buffer | undefined): { key: Buffer; value: Buffer }[] => {
+      if (!open) throw new SnapshotAbortedError();
+      const start = after === undefined ? undefined : Buffer.concat([after, ZERO_BYTE]);
+      const out: { key: Buffer; value: Buffer }[] = [];
+      for (const { key, value } of db.getRange({ start, limit: EXPORT_RECORDS_PER_READ_MAX, transaction }))
+        out.push({ key: Buffer.from(key), value: Buffer.from(value) });
+      return out;
+    };
+    const keyspace = this;
+    return {
+      revision,
+      compactRevision,
+      appliedIndex: number(META_APPLIED),
+      *records() {
+        let after: Buffer | undefined;
+        for (;;) {
+          const batch = step(revs, after);
+          for (const { key, value } of batch) {
+            const { main, sub } = decodeRevKey(key);
+            const r = decodeRecord(value);
+            if (
+              compactionPending &&
+              main <= compactRevision &&
+              !keyspace.keptByCompaction(r.key, main, sub, r.kind, compactRevision, transaction)
+            )
+              continue;
+            yield {
+              main,
+              sub,
+              tombstone: r.kind !== KIND_PUT,
+              key: r.key,
+              createRevision: r.createRevision,
+              version: r.version,
+              lease: r.lease,
+              value: r.value,
+            };
+          }
+          if (batch.length < EXPORT_RECORDS_PER_READ_MAX) return;
+          after = batch[batch.length - 1]!.key;
+        }
+      },
+      *leases() {
+        let after: Buffer | undefined;
+        for (;;) {
+          const batch = step(leases, after);
+          for (const { key, value } of batch) yield decodeLeaseRecord(key, value);
+          if (batch.length < EXPORT_RECORDS_PER_READ_MAX) return;
+          after = batch[batch.length - 1]!.key;
+        }
+      },
+      close: release,
+    };
+  }
+
+  private abortExports(): void {
+    for (const release of [...this.exports]) release();
+  }
+
+  /**
+   * Loads history copied out of another store (a snapshot in etcd's format) into this keyspace,
+   * which must be empty: the records, the leases (first, so keys attach to them) and the compact
+   * revision. The current revision becomes the last record's, or the compact revision if that is
+   * higher (etcd's rule when compaction removed the newest revisions). The applied index stays 0.
+   * Throws SnapshotInvalidError on records out of order or inconsistent with each other; the
+   * keyspace is then partly loaded (records go in in bounded transactions) and must be discarded.
+   */
+  async importHistory(input: HistoryImport): Promise<HistoryImportResult> {
+    this.assertOpen();
+    const { env, revs, history, live, leaseKeys, meta } = this.dbs;
+    if (this.applied !== 0 || this.revision !== this.initialRevision || revs.getKeysCount({ limit: 1 }) > 0)
+      throw new InvalidRequestError(`keyspace at ${this.path} is not empty; import into a fresh one`);
+    const leaseIds = new Set<bigint>();
+    env.transactionSync(() => {
+      for (const lease of input.leases) {
+        if (leaseIds.has(lease.id)) throw new SnapshotInvalidError(`lease ${lease.id} is listed twice`);
+        leaseIds.add(lease.id);
+        this.writeLease(lease);
+      }
+    });
+    let last = { main: 0, sub: 0 };
+    let records = 0;
+    let keysWithMissingLease = 0;
+    const importOne = (r: HistoryRecord): void => {
+      if (
+        !Number.isSafeInteger(r.main) ||
+        r.main < 1 ||
+        !Number.isInteger(r.sub) ||
+        r.sub < 0 ||
+        r.sub > 0xffffffff
+      )
+        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} is out of range`);
+      if (r.main < last.main || (r.main === last.main && r.sub <= last.sub))
+        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} comes after ${last.main}.${last.sub}`);
+      if (r.key.length === 0) throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has an empty key`);
+      last = { main: r.main, sub: r.sub };
+      const previous = live.get(r.key);
+      const previousLease = previous === undefined ? 0n : decodeLive(previous).lease;
+      if (previousLease !== 0n) leaseKeys.removeSync(encodeLeaseKey(previousLease, r.key));
+      const revKey = encodeRevKey(r.main, r.sub);
+      if (r.tombstone) {
+        revs.putSync(revKey, encodeRecord(KIND_TOMBSTONE, r.key, 0, 0, 0n, EMPTY));
+        history.putSync(encodeHistoryKey(r.key, r.main, r.sub), Buffer.of(KIND_TOMBSTONE));
+        live.removeSync(r.key);
+        return;
+      }
+      const { createRevision, version, lease } = r;
+      if (!Number.isSafeInteger(createRevision) || createRevision < 1 || createRevision > r.main)
+        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has create revision ${createRevision}`);
+      if (!Number.isSafeInteger(version) || version < 1)
+        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has version ${version}`);
+      revs.putSync(revKey, encodeRecord(KIND_PUT, r.key, createRevision, version, lease, r.value));
+      history.putSync(encodeHistoryKey(r.key, r.main, r.sub), Buffer.of(KIND_PUT));
+      live.putSync(r.key, encodeLive({ main: r.main, sub: r.sub, createRevision, version, lease }));
+      if (lease === 0n) return;
+      if (leaseIds.has(lease)) leaseKeys.putSync(encodeLeaseKey(lease, r.key), Buffer.alloc(0));
+      else keysWithMissingLease++;
+    };
+    const iterator = input.records[Symbol.iterator]();
+    try {
+      for (let done = false; !done; ) {
+        env.transactionSync(() => {
+          for (let n = 0; n < IMPORT_RECORDS_PER_TXN_MAX; n++) {
+            const next = iterator.next();
+            if (next.done) {
+              done = true;
+              return;
+            }
+            importOne(next.value);
+            records++;
+          }
+        });
+        await nextTurn();
+      }
+    } finally {
+      iterator.return?.();
+    }
+    const compactRev = input.compactRevision;
+    if (!Number.isSafeInteger(compactRev) || compactRev < 0)
+      throw new SnapshotInvalidError(`compact revision ${compactRev} is out of range`);
+    const revision = Math.max(last.main, compactRev, this.initialRevision);
+    env.transactionSync(() => {
+      meta.putSync(META_REVISION, u64(revision));
+      meta.putSync(META_COMPACT, u64(compactRev));
+      meta.putSync(META_COMPACT_CURSOR, input.compactionPending ? Buffer.of(1) : Buffer.of(0));
+    });
+    this.revision = revision;
+    this.compactRev = compactRev;
+    this.compactCursor = input.compactionPending ? Buffer.alloc(0) : undefined;
+    while (this.compactStep()) await nextTurn();
+    return {
+      revision,
+      compactRevision: compactRev,
+      records,
+      liveKeys: live.getKeysCount(),
+      leases: leaseIds.size,
+      keysWithMissingLease,
+    };
   }
 
   // ---- server metadata -------------------------------------------------------------------------
@@ -1285,6 +1544,7 @@ export class Keyspace {
       throw e;
     }
     await Promise.allSettled(this.backups);
+    this.abortExports();
     await this.dbs.env.close();
     try {
       renameSync(staged, join(this.path, 'data.mdb'));

@@ -185,9 +185,10 @@ export interface EtcdBackend {
   hash(): Promise<WithHeader<{ hash: number }>>;
   hashKV(revision: number): Promise<WithHeader<{ hash: number; compactRevision: number }>>;
   /**
-   * Streams a consistent snapshot; the header is the snapshot's point in time. The API layer
-   * appends the sha256 of the streamed bytes as etcd does. etcdctl also insists that the total
-   * size is a multiple of 512 bytes (bbolt files are page-aligned): pad the file accordingly.
+   * Streams a consistent snapshot in etcd's format (a bbolt file, so `etcdctl snapshot status`
+   * and `restore` take it); the header is the snapshot's point in time. The API layer appends the
+   * sha256 of the streamed bytes as etcd does (etcdctl finds the trailer because bbolt files are
+   * whole pages: size % 512 === 32).
    */
   snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }>;
   moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }>;

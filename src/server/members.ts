@@ -66,6 +66,10 @@ export class Members {
     return this.removedIds.has(id);
   }
 
+  removed(): number[] {
+    return [...this.removedIds].sort((a, b) => a - b);
+  }
+
   /** Adds a member or, for a learner being promoted, flips it to voter. Idempotent (replay-safe). */
   add(change: MemberChangeContext): void {
     const existing = this.byId.get(change.id);

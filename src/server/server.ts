@@ -8,21 +8,12 @@
 // Read path: ReadIndex (batched per turn) → wait until applied ≥ read index → read LMDB.
 
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { LeaseTable } from '../lease/lease-table.js';
 import { KeyspaceFailedError, LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
+import { createEtcdSnapshot } from '../mvcc/etcd-snapshot.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
 import type {
   AppliedEntry,
@@ -54,7 +45,7 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/types.js';
-import { mkdirDurableSync, syncDirSync } from '../storage/durable-fs.js';
+import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import {
   UNSAFE_KEYSPACE_NO_SYNC_ENV,
@@ -92,6 +83,7 @@ import { watchFromHub } from './hub-watch.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import { LeaderClient } from './leader-client.js';
 import type { Logger } from './logger.js';
+import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
 import {
   decodeMemberChange,
   encodeMemberChange,
@@ -118,7 +110,7 @@ const SNAPSHOT_QUOTA_SLACK_BYTES_MIN = 256 * 1024 * 1024;
 /** Applies only mark the quota as due; the database file's size is looked at this often (a stat per
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
-const META_MEMBERS = 'cluster/members';
+const META_MEMBERS = MEMBERS_META_NAME;
 /** What a failure in each stage of the Raft loop was doing. */
 const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
   persist: 'wal-write',
@@ -126,8 +118,6 @@ const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
   restore: 'snapshot-install',
   loop: 'raft-loop',
 };
-/** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
-const SELF_ID_FILE = 'id';
 
 /**
  * How the server opens its storage. Production passes nothing; tests wrap the real objects to
@@ -284,6 +274,7 @@ export class ConcordServer {
   // ---- lifecycle -----------------------------------------------------------------------------
 
   static async start(config: ServerConfig, log: Logger, hooks: StorageHooks = {}): Promise<ConcordServer> {
+    refuseEtcdDataDir(config.dataDir);
     const memberDir = join(config.dataDir, 'member');
     const walDir = join(memberDir, 'wal');
     const snapDir = join(memberDir, 'snap');
@@ -322,21 +313,14 @@ export class ConcordServer {
       (group.hardState === null && group.snapshot === null && group.entries.length === 0)
     ) {
       // A fresh data dir: found a new cluster, or join an existing one that already added us.
+      let membership: 'flags' | 'snapshot restore' | 'existing cluster' = 'existing cluster';
       if (config.initialClusterState === 'new') {
-        memberId = selfId;
-        const initial = initialMembers(config);
-        if (!initial.some((m) => m.id === memberId)) {
-          throw new Error(
-            `--initial-advertise-peer-urls ${config.initialAdvertisePeerUrls.join(',')} do not match the ` +
-              `--initial-cluster entry for "${config.name}"`,
-          );
-        }
-        members = new Members(clusterIdFor(initial.map((m) => m.id)));
-        for (const m of initial) {
-          members.add({ ...m, isLearner: false, clusterId: members.clusterId, proposer: 0, requestId: 0 });
-        }
+        const founding = foundingMembers(config, memberDir, members, selfId);
+        members = founding.members;
+        memberId = founding.memberId;
+        membership = founding.source;
         const confState: ConfState = {
-          voters: initial.map((m) => m.id),
+          voters: members.list().map((m) => m.id),
           learners: [],
           votersOutgoing: [],
           learnersNext: [],
@@ -360,6 +344,7 @@ export class ConcordServer {
       log.info('initialized a new data dir', {
         memberId: memberId.toString(16),
         state: config.initialClusterState,
+        membership,
       });
     } else {
       if (members === undefined)
@@ -1326,26 +1311,33 @@ export class ConcordServer {
     return { hash: result.hash, compactRevision: result.compactRevision, header: this.header() };
   }
 
+  /**
+   * A snapshot in etcd's format (a bbolt file; see mvcc/etcd-snapshot.ts), streamed from one LMDB
+   * read transaction as it is written: nothing is staged on disk or held in memory beyond a page
+   * plan, and writes go on meanwhile. The stream releases the transaction when it ends or is
+   * abandoned.
+   */
   async snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }> {
     this.assertServing();
-    const path = join(
-      this.snapshotScratchDir,
-      `save-${Date.now()}-${Math.random().toString(16).slice(2)}.mdb`,
-    );
-    await this.keyspace.createSnapshot(path);
     const header = this.header();
-    const totalBytes = statSync(path).size;
+    const members = this.members;
+    const snapshot = await createEtcdSnapshot(this.keyspace, {
+      members: members.list(),
+      removedMemberIds: members.removed(),
+      alarms: members.alarms(),
+      clusterVersion: `${CONCORD_VERSION.split('.').slice(0, 2).join('.')}.0`,
+    });
     return {
       header,
       chunks: (async function* () {
         let sent = 0;
         try {
-          for await (const chunk of readFileChunks(path)) {
+          for await (const chunk of snapshot.chunks()) {
             sent += chunk.length;
-            yield { blob: chunk, remainingBytes: totalBytes - sent };
+            yield { blob: chunk, remainingBytes: snapshot.totalBytes - sent };
           }
         } finally {
-          rmSync(path, { force: true });
+          snapshot.close();
         }
       })(),
     };
@@ -1534,24 +1526,6 @@ function randomLeaseId(): bigint {
   return id === 0n ? 1n : id;
 }
 
-function writeSelfId(memberDir: string, id: number): void {
-  const path = join(memberDir, SELF_ID_FILE);
-  writeFileSync(`${path}.tmp`, `${id.toString(16)}\n`);
-  const fd = openSync(`${path}.tmp`, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(`${path}.tmp`, path);
-  syncDirSync(memberDir);
-}
-
-function readSelfId(memberDir: string): number | undefined {
-  try {
-    return Number.parseInt(readFileSync(join(memberDir, SELF_ID_FILE), 'utf8').trim(), 16);
-  } catch {
-    return undefined;
-  }
-}
-
 function loadMembers(keyspace: Keyspace): Members | undefined {
   const data = keyspace.getMeta(META_MEMBERS);
   return data === undefined ? undefined : Members.decode(data);
@@ -1607,6 +1581,40 @@ async function discoverCluster(config: ServerConfig, log: Logger): Promise<Membe
   throw new Error(
     `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
   );
+}
+
+/**
+ * The members a new cluster starts with. A data dir made by `concordctl snapshot restore
+ * --initial-cluster ...` already holds them and this member's ID (etcd's restore writes them into
+ * the new WAL), and the member founds that cluster whatever --initial-cluster it is started with;
+ * otherwise they come from --initial-cluster.
+ */
+function foundingMembers(
+  config: ServerConfig,
+  memberDir: string,
+  stored: Members | undefined,
+  selfId: number,
+): { members: Members; memberId: number; source: 'flags' | 'snapshot restore' } {
+  const restoredId = readSelfId(memberDir);
+  if (restoredId !== undefined && stored !== undefined) {
+    if (!stored.has(restoredId))
+      throw new Error(
+        `data dir ${config.dataDir} was restored for member ${restoredId.toString(16)}, which its membership does not list`,
+      );
+    return { members: stored, memberId: restoredId, source: 'snapshot restore' };
+  }
+  const initial = initialMembers(config);
+  if (!initial.some((m) => m.id === selfId)) {
+    throw new Error(
+      `--initial-advertise-peer-urls ${config.initialAdvertisePeerUrls.join(',')} do not match the ` +
+        `--initial-cluster entry for "${config.name}"`,
+    );
+  }
+  const members = new Members(clusterIdFor(initial.map((m) => m.id)));
+  for (const m of initial) {
+    members.add({ ...m, isLearner: false, clusterId: members.clusterId, proposer: 0, requestId: 0 });
+  }
+  return { members, memberId: selfId, source: 'flags' };
 }
 
 function initialMembers(config: ServerConfig): Array<{ id: number; name: string; peerUrls: string[] }> {

@@ -31,6 +31,18 @@ export interface ClusterOptions {
   dataDirs?: string[];
   /** Environment variables added to every member's (e.g. a fault-injection switch). */
   env?: Record<string, string>;
+  /**
+   * Runs once ports and data dirs are chosen, before any member starts: e.g. a snapshot restore
+   * into each data dir for exactly these names and peer URLs. Called again if the start is
+   * retried on fresh ports.
+   */
+  beforeStart?: (plan: StartPlan) => Promise<void>;
+}
+
+export interface StartPlan {
+  members: { name: string; clientUrl: string; peerUrl: string; dataDir: string }[];
+  initialCluster: string;
+  token: string;
 }
 
 export interface MemberProcess {
@@ -243,6 +255,7 @@ export class ProcessCluster {
         startTimeoutMs: 30_000,
         dataDirs: [],
         env: {},
+        beforeStart: async () => {},
         ...options,
       },
       rootDir,
@@ -255,6 +268,7 @@ export class ProcessCluster {
       for (let i = 0; i < options.size; i++)
         planned.push(await cluster.planMember(`m${i}`, options.dataDirs?.[i]));
       const initialCluster = planned.map((m) => `${m.name}=${m.peerUrl}`).join(',');
+      await cluster.options.beforeStart({ members: planned, initialCluster, token });
       for (const member of planned) {
         member.flags = cluster.memberFlags(member, initialCluster, 'new', token);
         cluster.members.push(member);
@@ -304,11 +318,11 @@ export class ProcessCluster {
         return (await isHealthy(member.clientUrl)) ? true : undefined;
       });
       if (member.memberId === '' || member.memberId === '0') {
-        member.memberId = await pollUntil(
-          `${member.name}'s member ID`,
-          timeoutMs,
-          async () => (await memberStatus(member.clientUrl)).memberId,
-        );
+        // Healthy already, but on a loaded machine one status call may still miss its deadline.
+        member.memberId = await pollUntil(`${member.name}'s member ID`, timeoutMs, async () => {
+          const id = (await memberStatus(member.clientUrl)).memberId;
+          return id === '0' ? undefined : id;
+        });
       }
     }
   }

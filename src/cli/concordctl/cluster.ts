@@ -1,14 +1,21 @@
 // member, endpoint, snapshot, defrag, alarm and move-leader: cluster and maintenance commands.
 
-import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { type EndpointStatus, fromGrpcError, type Member } from '../../client/index.js';
+import { type EtcdSnapshotStatus, etcdSnapshotStatus } from '../../mvcc/etcd-snapshot.js';
 import { verifySnapshotFile } from '../../mvcc/keyspace.js';
-import { restoreSnapshotToDataDir } from '../../server/restore.js';
+import {
+  hasHashTrailer,
+  restoreSnapshotToDataDir,
+  snapshotFormat,
+  verifySnapshotHash,
+} from '../../server/restore.js';
+import { BboltReader } from '../../storage/bbolt/index.js';
+import { parseInitialCluster, parseUrlList } from '../flags.js';
 import { flagBool, flagString, UsageError } from './args.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
 import { headerJson, hex, humanBytes, ProgressBar, renderTable, toJson } from './output.js';
@@ -268,9 +275,6 @@ export const endpointHashKv: Command = async (ctx) => {
   return 0;
 };
 
-const sha256Bytes = 32;
-const snapshotPageBytes = 512;
-
 export const snapshotSave: Command = async (ctx) => {
   const [path] = ctx.operands;
   if (path === undefined || ctx.operands.length !== 1)
@@ -293,7 +297,9 @@ export const snapshotSave: Command = async (ctx) => {
       file.end((error?: Error | null) => (error ? reject(error) : resolve())),
     );
     progress.finish();
-    await verifySnapshotHash(partPath);
+    await verifySnapshotHash(partPath, false).catch((error: Error) => {
+      throw new CommandError(`${error.message} (corrupt or truncated download)`);
+    });
     await rename(partPath, path);
   } catch (error) {
     file.destroy();
@@ -304,22 +310,13 @@ export const snapshotSave: Command = async (ctx) => {
   return 0;
 };
 
-/** When the file ends in etcd's sha256 trailer, checks it; returns the data length. */
-async function verifySnapshotHash(path: string): Promise<number> {
-  const { size } = await stat(path);
-  if (size % snapshotPageBytes !== sha256Bytes) return size;
-  const data = await readFile(path);
-  const body = data.subarray(0, size - sha256Bytes);
-  const expected = data.subarray(size - sha256Bytes);
-  if (!createHash('sha256').update(body).digest().equals(expected))
-    throw new CommandError(`${path}: snapshot sha256 mismatch (corrupt or truncated download)`);
-  return size - sha256Bytes;
-}
-
 /**
- * etcdctl's `snapshot restore FILE --data-dir DIR`: a data dir from which `concord` starts a new
- * cluster with the snapshot's keyspace (run it for every member, then start each with
- * --initial-cluster-state new). The membership comes from the flags the members start with.
+ * etcdctl's `snapshot restore FILE`: a data dir from which `concord` starts a new cluster with
+ * the snapshot's keyspace; the file may be etcd's (from `snapshot save` against etcd or Concord,
+ * or an etcd member's member/snap/db with --skip-hash-check) or an older Concord LMDB snapshot.
+ * Run it for every member. With --initial-cluster (and --name, --initial-advertise-peer-urls,
+ * --initial-cluster-token as etcdctl takes them) the new cluster's membership is fixed here, as
+ * etcdctl does; without, it comes from the flags each member is started with.
  */
 export const snapshotRestore: Command = async (ctx) => {
   const [path] = ctx.operands;
@@ -327,58 +324,124 @@ export const snapshotRestore: Command = async (ctx) => {
     throw new UsageError('snapshot restore requires exactly one argument: the snapshot file');
   const name = flagString(ctx.args, 'name') ?? 'default';
   const dataDir = flagString(ctx.args, 'data-dir') ?? `${name}.concord`;
-  const result = await restoreSnapshotToDataDir({ snapshotPath: path, dataDir }).catch((error: unknown) => {
+  const initialCluster = flagString(ctx.args, 'initial-cluster');
+  const cluster =
+    initialCluster === undefined
+      ? undefined
+      : {
+          name,
+          initialCluster: parseFlag(() => parseInitialCluster(initialCluster)),
+          initialClusterToken: flagString(ctx.args, 'initial-cluster-token') ?? 'etcd-cluster',
+          initialAdvertisePeerUrls: parseFlag(() =>
+            parseUrlList(
+              'initial-advertise-peer-urls',
+              flagString(ctx.args, 'initial-advertise-peer-urls') ?? 'http://localhost:2380',
+            ),
+          ),
+        };
+  const result = await restoreSnapshotToDataDir({
+    snapshotPath: path,
+    dataDir,
+    skipHashCheck: flagBool(ctx.args, 'skip-hash-check'),
+    cluster,
+  }).catch((error: unknown) => {
     throw new CommandError(`snapshot restore: ${(error as Error).message}`);
   });
+  const contents =
+    result.format === 'etcd'
+      ? `${result.keys} keys, ${result.leases} leases, revision ${result.revision}, compacted at ${result.compactRevision}`
+      : `revision ${result.revision}, compacted at ${result.compactRevision}, ${result.dataBytes} bytes`;
+  for (const note of result.notes) ctx.io.err(`note: ${note}`);
+  const membership =
+    result.memberId === undefined
+      ? 'with the --initial-cluster of the new cluster'
+      : `(member ${hex(BigInt(result.memberId))}; the membership is in the data dir)`;
   ctx.io.out(
-    `restored snapshot ${path} into ${dataDir} (revision ${result.revision}, compacted ${result.compactRevision}, ${result.dataBytes} bytes); ` +
-      `start the member with --data-dir ${dataDir} --initial-cluster-state new`,
+    `restored ${result.format === 'etcd' ? 'an etcd-format' : 'a Concord'} snapshot ${path} into ${dataDir} (${contents}); ` +
+      `start the member with --data-dir ${dataDir} --initial-cluster-state new ${membership}`,
   );
   return 0;
 };
 
+function parseFlag<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+/** etcdctl's `snapshot status`: hash, revision, total keys, total size, of either format. */
 export const snapshotStatus: Command = async (ctx) => {
   const [path] = ctx.operands;
   if (path === undefined || ctx.operands.length !== 1)
     throw new UsageError('snapshot status requires exactly one argument');
-  const dataBytes = await verifySnapshotHash(path);
+  const size = (
+    await stat(path).catch((error: Error) => {
+      throw new CommandError(error.message);
+    })
+  ).size;
+  const dataBytes = hasHashTrailer(size)
+    ? await verifySnapshotHash(path, false).catch((error: Error) => {
+        throw new CommandError(error.message);
+      })
+    : size;
+  const status =
+    snapshotFormat(path) === 'etcd' ? etcdStatus(path, dataBytes) : await concordStatus(path, dataBytes);
+  const hash = status.hash.toString(16);
+  if (ctx.writeOut === 'json')
+    ctx.io.out(
+      toJson({
+        hash: BigInt(status.hash),
+        revision: BigInt(status.revision),
+        totalKey: BigInt(status.totalKey),
+        totalSize: BigInt(status.totalSize),
+      }),
+    );
+  else if (ctx.writeOut === 'table')
+    ctx.io.out(
+      renderTable(
+        ['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE'],
+        [[hash, String(status.revision), String(status.totalKey), humanBytes(BigInt(status.totalSize))]],
+      ),
+    );
+  else ctx.io.out(`${hash}, ${status.revision}, ${status.totalKey}, ${humanBytes(BigInt(status.totalSize))}`);
+  return 0;
+};
+
+function etcdStatus(path: string, dataBytes: number): EtcdSnapshotStatus {
+  try {
+    const reader = BboltReader.open(path, { dataBytes });
+    try {
+      return etcdSnapshotStatus(reader);
+    } finally {
+      reader.close();
+    }
+  } catch (error) {
+    throw new CommandError(`${path}: ${(error as Error).message}`);
+  }
+}
+
+/** An older Concord snapshot (an LMDB copy): CRC-32 of the file, the keyspace's revision. */
+async function concordStatus(path: string, dataBytes: number): Promise<EtcdSnapshotStatus> {
   const data = (await readFile(path)).subarray(0, dataBytes);
   const scratch = await mkdtemp(join(tmpdir(), 'concordctl-snap-'));
   try {
     const copy = join(scratch, 'snapshot.mdb');
     await writeFile(copy, data);
     const info = await verifySnapshotFile(copy).catch((error: unknown) => {
-      throw new CommandError(`${path} is not a readable Concord snapshot: ${(error as Error).message}`);
+      throw new CommandError(`${path} is not a readable snapshot: ${(error as Error).message}`);
     });
-    const status = {
+    return {
       hash: crc32(data),
-      revision: BigInt(info.revision),
+      revision: info.revision,
       totalKey: await countRecords(copy),
-      totalSize: BigInt(dataBytes),
+      totalSize: dataBytes,
     };
-    const hash = status.hash.toString(16).padStart(8, '0');
-    if (ctx.writeOut === 'json')
-      ctx.io.out(
-        toJson({
-          hash: BigInt(status.hash),
-          revision: status.revision,
-          totalKey: BigInt(status.totalKey),
-          totalSize: status.totalSize,
-        }),
-      );
-    else if (ctx.writeOut === 'table')
-      ctx.io.out(
-        renderTable(
-          ['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE'],
-          [[hash, String(status.revision), String(status.totalKey), humanBytes(status.totalSize)]],
-        ),
-      );
-    else ctx.io.out(`${hash}, ${status.revision}, ${status.totalKey}, ${humanBytes(status.totalSize)}`);
   } finally {
     await rm(scratch, { recursive: true, force: true });
   }
-  return 0;
-};
+}
 
 /** Revision records in the snapshot (etcd's "total keys" counts its key bucket the same way). */
 async function countRecords(path: string): Promise<number> {

@@ -47,6 +47,7 @@ const flagSpecs: FlagSpec[] = [
   { name: 'initial-cluster', type: 'string' },
   { name: 'initial-cluster-token', type: 'string' },
   { name: 'initial-advertise-peer-urls', type: 'string' },
+  { name: 'skip-hash-check', type: 'boolean' },
   { name: 'learner', type: 'boolean' },
   { name: 'cluster', type: 'boolean' },
   { name: 'load', type: 'string' },
