@@ -20,6 +20,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../mvcc/types.js';
+import { emptyRequestOps } from '../mvcc/validate.js';
 import type { HeaderInfo, LeaderKey, Member } from '../server/backend.js';
 import { ApiRequestError } from './errors.js';
 import type {
@@ -147,8 +148,8 @@ const sortTargets: Record<WireRangeRequest['sort_target'], SortTarget> = {
   VALUE: 'value',
 };
 
-function nonNegative(value: string): number {
-  // etcd treats revision <= 0 as "current" and limit <= 0 as "no limit".
+/** etcd treats a limit <= 0 as "no limit". */
+function limitFromWire(value: string): number {
   return Math.max(0, wireToNumber(value));
 }
 
@@ -156,17 +157,20 @@ export function rangeFromWire(wire: WireRangeRequest): RangeRequest {
   return {
     key: wire.key,
     rangeEnd: wire.range_end,
-    limit: nonNegative(wire.limit),
-    revision: nonNegative(wire.revision),
+    limit: limitFromWire(wire.limit),
+    // Revisions keep their sign, as in etcd: a negative revision reads the current one outside a
+    // txn but is below the compact revision inside one; a negative max_mod_revision filters out
+    // every key, a negative min_mod_revision none.
+    revision: wireToNumber(wire.revision),
     sortOrder: sortOrders[wire.sort_order] ?? 'none',
     sortTarget: sortTargets[wire.sort_target] ?? 'key',
     serializable: wire.serializable,
     keysOnly: wire.keys_only,
     countOnly: wire.count_only,
-    minModRevision: nonNegative(wire.min_mod_revision),
-    maxModRevision: nonNegative(wire.max_mod_revision),
-    minCreateRevision: nonNegative(wire.min_create_revision),
-    maxCreateRevision: nonNegative(wire.max_create_revision),
+    minModRevision: wireToNumber(wire.min_mod_revision),
+    maxModRevision: wireToNumber(wire.max_mod_revision),
+    minCreateRevision: wireToNumber(wire.min_create_revision),
+    maxCreateRevision: wireToNumber(wire.max_create_revision),
   };
 }
 
@@ -226,13 +230,14 @@ export function requestOpFromWire(wire: WireRequestOp): RequestOp | undefined {
 }
 
 function opsFromWire(ops: WireRequestOp[]): RequestOp[] {
-  const result: RequestOp[] = [];
-  // An empty RequestOp is a no-op in etcd (it produces no response either).
-  for (const op of ops) {
-    const converted = requestOpFromWire(op);
-    if (converted !== undefined) result.push(converted);
-  }
-  return result;
+  return ops.map((op) => requestOpFromWire(op) ?? emptyRequestOp());
+}
+
+/** A RequestOp with no request set: etcd's checks refuse it ("key not found") where they meet it. */
+function emptyRequestOp(): RequestOp {
+  const placeholder: RequestOp = { type: 'range', request: { key: EMPTY } };
+  emptyRequestOps.add(placeholder);
+  return placeholder;
 }
 
 export function txnFromWire(wire: WireTxnRequest): TxnRequest {

@@ -4,7 +4,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
 import type { Disposable, EtcdBackend } from '../server/backend.js';
-import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
+import { declaredServices, type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
+import { gogoDecodeError } from '../wire/proto-check.js';
 import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
 import { withFastCodecs } from './grpc-codecs.js';
@@ -14,6 +15,7 @@ import {
   type H2Status,
   type H2StreamingHandler,
   type H2UnaryHandler,
+  RequestDecodeError,
 } from './h2-grpc.js';
 import { snapshotMessages } from './streams.js';
 import { type HandlerContext, unaryHandlers } from './unary-handlers.js';
@@ -168,6 +170,22 @@ function bytesField(request: WireObject, field: string): Buffer {
   return Buffer.isBuffer(value) ? value : Buffer.alloc(0);
 }
 
+/**
+ * Runs etcd's decoder rules (wire/proto-check.ts) before our decoder: bytes etcd cannot decode
+ * are refused with its text, also where our decoders would have read them leniently.
+ */
+function withEtcdDecodeErrors(method: H2Method, requestType: string): H2Method {
+  const decode = method.requestDeserialize;
+  return {
+    ...method,
+    requestDeserialize: (bytes) => {
+      const refusal = gogoDecodeError(requestType, bytes);
+      if (refusal !== undefined) throw new RequestDecodeError(refusal);
+      return decode(bytes);
+    },
+  };
+}
+
 export function createGrpcServer(
   backend: EtcdBackend,
   options: GrpcServerOptions = defaultGrpcServerOptions,
@@ -197,9 +215,12 @@ export function createGrpcServer(
   for (const service of services) {
     const shortName = service.slice(service.indexOf('.') + 1);
     const definition = withFastCodecs(service, serviceDefinition(service));
+    const declared = declaredServices().get(service) ?? [];
     for (const [method, methodDefinition] of Object.entries(definition)) {
       const key = `${shortName}/${method}`;
-      const route = methodDefinition as unknown as H2Method;
+      const requestType = declared.find((m) => m.name === method)?.requestType;
+      if (requestType === undefined) throw new Error(`${service}/${method} is not declared`);
+      const route = withEtcdDecodeErrors(methodDefinition as unknown as H2Method, requestType);
       const stream = streaming[key];
       const unary = handlers[key];
       if (stream !== undefined) server.addStreaming(route, stream);

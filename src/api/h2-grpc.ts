@@ -32,6 +32,14 @@ export interface H2Method {
   responseSerialize: (message: never) => Buffer;
 }
 
+/**
+ * A request the method's decoder refused, with the decoder's own text. The call ends INTERNAL
+ * with grpc-go's wording around it (etcd's), which differs for unary and streaming calls.
+ */
+export class RequestDecodeError extends Error {
+  readonly code = 'request-decode';
+}
+
 export interface H2Status {
   code: Status;
   details: string;
@@ -233,7 +241,10 @@ abstract class CallBase {
     }
     const max = this.server.options.receiveMessageBytesMax;
     if (length > max) {
-      this.finishWith(Status.RESOURCE_EXHAUSTED, `Received message larger than max (${length} vs. ${max})`);
+      this.finishWith(
+        Status.RESOURCE_EXHAUSTED,
+        `grpc: received message larger than max (${length} vs. ${max})`,
+      );
       return false;
     }
     return true;
@@ -243,8 +254,14 @@ abstract class CallBase {
     let message: unknown;
     try {
       message = this.route.method.requestDeserialize(bytes);
-    } catch {
-      this.finishWith(Status.INTERNAL, 'Error deserializing request');
+    } catch (error) {
+      const text = error instanceof Error ? error.message : String(error);
+      this.finishWith(
+        Status.INTERNAL,
+        this.route.method.requestStream
+          ? `grpc: failed to unmarshal the received message ${text}`
+          : `grpc: error unmarshalling request: ${text}`,
+      );
       return;
     }
     this.onRequest(message);

@@ -1,7 +1,7 @@
 // Unary etcd v3 methods as plain async functions from wire request to wire response. The gRPC
 // server and the JSON gateway both call these, so validation and error mapping are identical.
 
-import type { AlarmAction, AlarmType, EtcdBackend } from '../server/backend.js';
+import type { AlarmAction, AlarmType, EtcdBackend, HeaderInfo } from '../server/backend.js';
 import {
   asBuffer,
   deleteRangeFromWire,
@@ -28,12 +28,12 @@ import {
   checkRange,
   checkRequestSize,
   checkTxn,
-  leaseTtlSecondsMax,
   type ValidationLimits,
 } from './validate.js';
 import type {
   WireCompactionRequest,
   WireDeleteRangeRequest,
+  WireHeader,
   WireLeaderKey,
   WirePutRequest,
   WireRangeRequest,
@@ -117,8 +117,8 @@ function kvHandlers({ backend, limits }: HandlerContext): Record<string, UnaryHa
 function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   return {
     'Lease/LeaseGrant': async (request) => {
+      // A TTL over etcd's maximum is refused by the backend, after the NOSPACE check (as etcd).
       const ttlSeconds = wireToNumber(str(request, 'TTL'));
-      if (ttlSeconds > leaseTtlSecondsMax) throw new EtcdError('leaseTtlTooLarge');
       const response = await backend.leaseGrant(ttlSeconds, wireToBigInt(str(request, 'ID')));
       return {
         header: headerToWire(response.header),
@@ -151,10 +151,15 @@ function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler
   };
 }
 
+/** etcd's Cluster service fills the header without a revision (its ClusterServer.header). */
+function clusterHeaderToWire(header: HeaderInfo): WireHeader {
+  return headerToWire({ ...header, revision: 0 });
+}
+
 function clusterHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   // etcd's cluster service fills no revision in its headers (cluster_id, member_id, raft_term only).
   const membersReply = (response: Awaited<ReturnType<EtcdBackend['memberList']>>) => ({
-    header: { ...headerToWire(response.header), revision: 0 },
+    header: clusterHeaderToWire(response.header),
     members: response.members.map(memberToWire),
   });
   return {
@@ -208,7 +213,7 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
       const action = alarmActions[String(request.action)] ?? 'get';
       const alarm = alarmTypes[String(request.alarm)] ?? 'none';
       const response = await backend.alarm(action, wireToBigInt(str(request, 'memberID')), alarm);
-      // etcd's Alarm and Defragment answers carry no header at all.
+      // etcd answers Alarm without a header (its maintenance server passes the applied answer on).
       return {
         alarms: response.alarms.map((a) => ({
           memberID: uint64ToWire(a.memberId),
@@ -216,6 +221,7 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
         })),
       };
     },
+    // etcd's Defragment and MoveLeader answers carry no header.
     'Maintenance/Defragment': async () => {
       await backend.defragment();
       return {};
@@ -233,8 +239,8 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
       };
     },
     'Maintenance/MoveLeader': async (request) => {
-      const response = await backend.moveLeader(wireToBigInt(str(request, 'targetID')));
-      return { header: headerToWire(response.header) };
+      await backend.moveLeader(wireToBigInt(str(request, 'targetID')));
+      return {};
     },
     'Maintenance/Downgrade': async () => {
       throw new ApiRequestError(12, 'concord: cluster downgrade is not supported');

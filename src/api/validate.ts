@@ -1,9 +1,10 @@
 // Request checks done before the backend sees a request, so a refused request changes nothing.
-// The rules and their order follow etcd's v3rpc key checks (empty key, ignore_value/lease,
-// ops limit, duplicate keys in one txn branch) and its request size limit.
+// The rules and their order follow etcd's v3rpc key checks (empty key, ignore_value/lease, ops
+// limit, put/delete overlaps in a txn: mvcc/validate.ts) and its request size limit.
 
 import { assertNever } from '../mvcc/errors.js';
 import type { DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest } from '../mvcc/types.js';
+import { checkTxnRequest } from '../mvcc/validate.js';
 import { EtcdError } from './errors.js';
 
 export interface ValidationLimits {
@@ -17,9 +18,6 @@ export const defaultValidationLimits: ValidationLimits = {
   txnOpsMax: 128,
   requestBytesMax: 1.5 * 1024 * 1024,
 };
-
-/** etcd's lessor.MaxLeaseTTL in seconds. */
-export const leaseTtlSecondsMax = 9_000_000_000;
 
 export function checkRange(request: RangeRequest): void {
   if (request.key.length === 0) throw new EtcdError('emptyKey');
@@ -35,97 +33,14 @@ export function checkDeleteRange(request: DeleteRangeRequest): void {
   if (request.key.length === 0) throw new EtcdError('emptyKey');
 }
 
-export function checkTxn(request: TxnRequest, limits: ValidationLimits): void {
-  checkTxnShape(request, limits);
-  collectWrites(request.success);
-  collectWrites(request.failure);
-}
-
-function checkTxnShape(request: TxnRequest, limits: ValidationLimits): void {
-  const { txnOpsMax } = limits;
-  if (request.compare.length > txnOpsMax || request.success.length > txnOpsMax) {
-    throw new EtcdError('tooManyOps');
-  }
-  if (request.failure.length > txnOpsMax) throw new EtcdError('tooManyOps');
-  for (const compare of request.compare) {
-    if (compare.key.length === 0) throw new EtcdError('emptyKey');
-  }
-  for (const op of [...request.success, ...request.failure]) checkOp(op, limits);
-}
-
-function checkOp(op: RequestOp, limits: ValidationLimits): void {
-  switch (op.type) {
-    case 'range':
-      return checkRange(op.request);
-    case 'put':
-      return checkPut(op.request);
-    case 'deleteRange':
-      return checkDeleteRange(op.request);
-    case 'txn':
-      return checkTxnShape(op.request, limits);
-    default:
-      return assertNever(op);
-  }
-}
-
-interface KeyRange {
-  start: Buffer;
-  /** Exclusive; undefined = the single key `start`; empty = unbounded. */
-  end: Buffer | undefined;
-}
-
-interface BranchWrites {
-  puts: Map<string, Buffer>;
-  deletes: KeyRange[];
-}
-
-function toRange(key: Uint8Array, rangeEnd: Uint8Array | undefined): KeyRange {
-  const start = Buffer.from(key);
-  if (rangeEnd === undefined || rangeEnd.length === 0) return { start, end: undefined };
-  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start, end: Buffer.alloc(0) };
-  return { start, end: Buffer.from(rangeEnd) };
-}
-
-function rangeContains(range: KeyRange, key: Buffer): boolean {
-  if (range.end === undefined) return range.start.equals(key);
-  if (Buffer.compare(key, range.start) < 0) return false;
-  return range.end.length === 0 || Buffer.compare(key, range.end) < 0;
-}
-
 /**
- * One branch may not put the same key twice, nor put a key it also deletes; nested txns count
- * with both of their branches (only one runs, so the two may overlap each other).
+ * etcd's txn checks in etcd's order: op counts (nested txns get the remaining budget), compares,
+ * every op, then the put/delete overlap rules of each branch across nesting levels
+ * (checkIntervals). The keyspace runs the same checks again when it applies the txn.
  */
-function collectWrites(ops: RequestOp[]): BranchWrites {
-  const writes: BranchWrites = { puts: new Map(), deletes: [] };
-  for (const op of ops) {
-    if (op.type === 'put') addPut(writes, Buffer.from(op.request.key));
-    if (op.type === 'deleteRange') writes.deletes.push(toRange(op.request.key, op.request.rangeEnd));
-    if (op.type === 'txn') mergeNested(writes, op.request);
-  }
-  for (const range of writes.deletes) {
-    for (const key of writes.puts.values()) {
-      if (rangeContains(range, key)) throw new EtcdError('duplicateKey');
-    }
-  }
-  return writes;
-}
-
-function addPut(writes: BranchWrites, key: Buffer): void {
-  const id = key.toString('hex');
-  if (writes.puts.has(id)) throw new EtcdError('duplicateKey');
-  writes.puts.set(id, key);
-}
-
-function mergeNested(writes: BranchWrites, txn: TxnRequest): void {
-  const success = collectWrites(txn.success);
-  const failure = collectWrites(txn.failure);
-  const nestedPuts = new Map([...success.puts, ...failure.puts]);
-  for (const [id, key] of nestedPuts) {
-    if (writes.puts.has(id)) throw new EtcdError('duplicateKey');
-    writes.puts.set(id, key);
-  }
-  writes.deletes.push(...success.deletes, ...failure.deletes);
+export function checkTxn(request: TxnRequest, limits: ValidationLimits): void {
+  const error = checkTxnRequest(request, limits.txnOpsMax);
+  if (error !== undefined) throw error;
 }
 
 /** Approximates the encoded size of a write as etcd measures its raft request. */

@@ -2,6 +2,7 @@
 // (the gRPC server and the JSON gateway both drive it). Responses follow etcd's server:
 // - create: {created, watch_id}; a refused create: {created, canceled, cancel_reason, watch_id: -1};
 // - a start revision lost to compaction: {canceled, compact_revision} (clients resume from it);
+//   the watcher keeps its ID until the client cancels it, as in etcd;
 // - cancel: {canceled, watch_id}; progress request: {header.revision, watch_id: -1};
 // - progress_notify watchers get empty responses carrying the current revision when idle;
 // - fragment: a revision too big for one message goes out in pieces, fragment=true on all but
@@ -45,6 +46,11 @@ interface SessionWatcher {
   fragment: boolean;
   /** Set when events went out since the last progress tick (then no notify is due). */
   sentSinceTick: boolean;
+  /**
+   * Compacted watchers stay on the stream, silent, until the client cancels them: etcd keeps
+   * their ID taken (auto IDs skip it, a create with it is a duplicate) and answers the cancel.
+   */
+  compacted: boolean;
   backend?: BackendWatcher;
 }
 
@@ -164,7 +170,7 @@ export class WatchSession {
 
   private create(request: WireWatchCreateRequest): void {
     const requestedId = wireToNumber(request.watch_id);
-    const refusal = this.refuseCreate(requestedId);
+    const refusal = emptyRange(request) ?? this.refuseCreate(requestedId);
     if (refusal !== undefined) {
       // etcd answers a refused create with watch_id -1: no watcher exists under any ID.
       this.reply(this.backend.header(), {
@@ -183,14 +189,15 @@ export class WatchSession {
       progressNotify: request.progress_notify,
       fragment: request.fragment,
       sentSinceTick: false,
+      compacted: false,
     };
     this.watchers.set(id, watcher);
     this.reply(this.backend.header(), { watch_id: id, created: true });
     this.startBackendWatcher(watcher, request);
   }
 
+  /** etcd takes any client-chosen ID but 0 (which asks the server to choose), negative ones too. */
   private refuseCreate(requestedId: number): string | undefined {
-    if (requestedId < 0) return 'mvcc: watch ID must not be negative';
     if (requestedId !== 0 && this.watchers.has(requestedId)) {
       return 'mvcc: duplicate watch ID provided on the WatchStream';
     }
@@ -213,7 +220,7 @@ export class WatchSession {
         {
           key,
           rangeEnd: request.range_end,
-          startRevision: Math.max(0, wireToNumber(request.start_revision)),
+          startRevision: wireToNumber(request.start_revision),
           prevKv: request.prev_kv,
           filters: backendFilters(watcher),
         },
@@ -254,19 +261,20 @@ export class WatchSession {
   }
 
   private compacted(watcher: SessionWatcher, compactRevision: number): void {
-    if (this.closed || this.watchers.get(watcher.id) !== watcher) return;
-    this.watchers.delete(watcher.id);
+    if (this.closed || this.watchers.get(watcher.id) !== watcher || watcher.compacted) return;
+    watcher.compacted = true;
     this.stalled.delete(watcher);
     watcher.backend?.cancel();
-    // etcd's compaction notice carries no revision in its header.
+    // etcd's compacted answer carries a header with revision 0, and counts as canceled only when
+    // the compact revision is not 0 (its sendLoop: canceled = CompactRevision != 0).
     this.reply(
       { ...this.backend.header(), revision: 0 },
-      { watch_id: watcher.id, canceled: true, compact_revision: compactRevision },
+      { watch_id: watcher.id, canceled: compactRevision !== 0, compact_revision: compactRevision },
     );
   }
 
   private deliver(watcher: SessionWatcher, events: Event[], revision: number): void {
-    if (this.closed || this.watchers.get(watcher.id) !== watcher) return;
+    if (this.closed || this.watchers.get(watcher.id) !== watcher || watcher.compacted) return;
     const kept =
       watcher.filterPut || watcher.filterDelete
         ? events.filter((e) => !(e.type === 'put' ? watcher.filterPut : watcher.filterDelete))
@@ -302,7 +310,11 @@ export class WatchSession {
   private notifyProgress(): void {
     const header = this.backend.header();
     for (const watcher of this.watchers.values()) {
-      const due = watcher.progressNotify && !watcher.sentSinceTick && watcher.backend?.synced === true;
+      const due =
+        watcher.progressNotify &&
+        !watcher.compacted &&
+        !watcher.sentSinceTick &&
+        watcher.backend?.synced === true;
       watcher.sentSinceTick = false;
       if (due) this.reply(header, { watch_id: watcher.id });
     }
@@ -325,6 +337,17 @@ export class WatchSession {
   private sendResponse(response: WireWatchResponse): void {
     if (this.send(response) === false) this.blocked = true;
   }
+}
+
+/**
+ * etcd's watchStream.Watch refuses a range whose end is not after its key (an end of "\0" means
+ * "from the key on", an empty key means "\0"), before it looks at the watch ID.
+ */
+function emptyRange(request: WireWatchCreateRequest): string | undefined {
+  const end = request.range_end;
+  if (end.length === 0 || (end.length === 1 && end[0] === 0)) return undefined;
+  const key = request.key.length === 0 ? Buffer.from([0]) : request.key;
+  return Buffer.compare(key, end) >= 0 ? 'mvcc: watcher range is empty' : undefined;
 }
 
 /** The session filters too (for backends that ignore these); the hub skips them at the source. */

@@ -225,6 +225,8 @@ interface WriteContext {
   sub: number;
   events: Event[] | undefined;
   prevKvInEvents: boolean;
+  /** Keys this request changed, as they were before it (null: absent); for events' prevKv. */
+  before?: Map<string, KeyValue | null>;
 }
 
 /** [begin, end) in bytes; end undefined = up to the last key. */
@@ -297,6 +299,13 @@ function readMeta(meta: Bin, name: Buffer): number {
   return v ? readU64(v, 0) : 0;
 }
 
+/** etcd's compactMainRev starts at -1 (never compacted), so Compact(0) succeeds once; stored only from then on. */
+const NEVER_COMPACTED = -1;
+
+function readCompactMeta(meta: Bin): number {
+  return meta.getBinary(META_COMPACT) ? readMeta(meta, META_COMPACT) : NEVER_COMPACTED;
+}
+
 function compareNumbers(a: number, b: number): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -308,7 +317,7 @@ function compareBigints(a: bigint, b: bigint): number {
 export class Keyspace {
   private dbs: Dbs;
   private revision = 0;
-  private compactRev = 0;
+  private compactRev = NEVER_COMPACTED;
   private applied = 0;
   private closed = false;
   /** Set when a restore lost the live database (see restoreSnapshot). */
@@ -359,7 +368,7 @@ export class Keyspace {
       throw new InvalidRequestError(`unsupported keyspace format ${format} at ${this.path}`);
     }
     this.revision = readMeta(meta, META_REVISION);
-    this.compactRev = readMeta(meta, META_COMPACT);
+    this.compactRev = readCompactMeta(meta);
     this.applied = readMeta(meta, META_APPLIED);
     const cursor = meta.getBinary(META_COMPACT_CURSOR);
     this.compactCursor = cursor && cursor[0] === 1 ? Buffer.from(cursor.subarray(1)) : undefined;
@@ -442,7 +451,7 @@ export class Keyspace {
         const { meta } = this.dbs;
         meta.putSync(META_APPLIED, u64(this.applied));
         meta.putSync(META_REVISION, u64(this.revision));
-        meta.putSync(META_COMPACT, u64(this.compactRev));
+        if (this.compactRev !== NEVER_COMPACTED) meta.putSync(META_COMPACT, u64(this.compactRev));
         this.compactChunk(this.compactionRecordsPerBatchMax);
         for (const [name, value] of Object.entries(options.meta ?? {}))
           meta.putSync(serverMetaKey(name), Buffer.from(value));
@@ -640,11 +649,32 @@ export class Keyspace {
         value: Buffer.from(value),
         lease,
       };
-      ctx.events.push(prev ? { type: 'put', kv, prevKv: prev } : { type: 'put', kv });
+      const eventPrev = this.eventPrev(ctx, req.key, prev, createRevision === main);
+      ctx.events.push(eventPrev ? { type: 'put', kv, prevKv: eventPrev } : { type: 'put', kv });
     }
     const response: PutResponse = { revision: main };
     if (req.prevKv && prev) response.prevKv = prev;
     return response;
+  }
+
+  /**
+   * etcd fills an event's prev_kv with the key as of the revision before the event (before the
+   * whole txn, not before an earlier op of it), and none for a create event.
+   */
+  private eventPrev(
+    ctx: WriteContext,
+    key: Uint8Array,
+    current: KeyValue | undefined,
+    createEvent: boolean,
+  ): KeyValue | undefined {
+    const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
+    ctx.before ??= new Map();
+    let before = ctx.before.get(id);
+    if (before === undefined) {
+      before = current ?? null;
+      ctx.before.set(id, before);
+    }
+    return createEvent ? undefined : (before ?? undefined);
   }
 
   private deleteKey(key: Uint8Array, live: LiveEntry, ctx: WriteContext, prev: KeyValue | undefined): void {
@@ -663,7 +693,8 @@ export class Keyspace {
         value: EMPTY,
         lease: 0n,
       };
-      ctx.events.push(prev ? { type: 'delete', kv, prevKv: prev } : { type: 'delete', kv });
+      const eventPrev = this.eventPrev(ctx, key, prev, false);
+      ctx.events.push(eventPrev ? { type: 'delete', kv, prevKv: eventPrev } : { type: 'delete', kv });
     }
   }
 
@@ -1006,17 +1037,12 @@ export class Keyspace {
       const r = decodeRecord(value);
       if (!inRange(range, r.key) || !this.logicallyPresent(r.key, main, sub, r.kind)) continue;
       lastMain = main;
-      events.push(this.eventFromRecord(r, main, sub, prevKv));
+      events.push(this.eventFromRecord(r, main, prevKv));
     }
     return { events, nextRevision };
   }
 
-  private eventFromRecord(
-    r: ReturnType<typeof decodeRecord>,
-    main: number,
-    sub: number,
-    prevKv: boolean,
-  ): Event {
+  private eventFromRecord(r: ReturnType<typeof decodeRecord>, main: number, prevKv: boolean): Event {
     const kv: KeyValue =
       r.kind === KIND_PUT
         ? {
@@ -1036,19 +1062,20 @@ export class Keyspace {
             lease: 0n,
           };
     const event: Event = { type: r.kind === KIND_PUT ? 'put' : 'delete', kv };
-    if (prevKv) {
-      const prev = this.previousVersion(r.key, main, sub);
+    // As etcd: no prev_kv for a create event; else the key as of the revision before.
+    if (prevKv && !(r.kind === KIND_PUT && r.createRevision === main)) {
+      const prev = this.previousVersion(r.key, main);
       if (prev) event.prevKv = prev;
     }
     return event;
   }
 
-  /** The version of `key` just before (main, sub), if it was a put that compaction kept. */
-  private previousVersion(key: Uint8Array, main: number, sub: number): KeyValue | undefined {
+  /** The version of `key` at revision main - 1 (before main's txn), if a put that compaction kept. */
+  private previousVersion(key: Uint8Array, main: number): KeyValue | undefined {
     // The version before an event at the compact revision is compacted away (maybe not yet
-    // physically); for later events the entry just before is the one a read would see.
+    // physically); for later events the latest entry below main is the one a read would see.
     if (main <= this.compactRev) return undefined;
-    const start = encodeHistoryKey(key, main, sub);
+    const start = encodeHistoryKey(key, main, 0);
     for (const { key: hk, value } of this.dbs.history.getRange({
       start,
       end: encodeHistoryPrefix(key),
@@ -1056,7 +1083,7 @@ export class Keyspace {
       limit: 2,
     })) {
       const rev = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
-      if (rev.main === main && rev.sub === sub) continue;
+      if (rev.main === main) continue;
       if (value[0] !== KIND_PUT) return undefined;
       const r = this.readRecord(rev.main, rev.sub);
       return {
@@ -1193,9 +1220,10 @@ export class Keyspace {
    */
   hashKV(revision = 0): HashKVResult {
     this.assertOpen();
-    const at = revision === 0 ? this.revision : revision;
-    if (at > this.revision) throw new FutureRevisionError(at, this.revision);
-    if (at < this.compactRev) throw new CompactedError(this.compactRev);
+    // etcd's HashByRev: a revision at (not only below) the compact revision is compacted.
+    if (revision > 0 && revision <= this.compactRev) throw new CompactedError(this.compactRev);
+    if (revision > this.revision) throw new FutureRevisionError(revision, this.revision);
+    const at = revision <= 0 ? this.revision : revision;
     let hash = 0;
     for (const { key, value } of this.dbs.revs.getRange({
       start: encodeRevKey(0, 0),
@@ -1546,6 +1574,7 @@ export class Keyspace {
     await Promise.allSettled(this.backups);
     this.abortExports();
     await this.dbs.env.close();
+    const revisionBefore = this.revision;
     try {
       renameSync(staged, join(this.path, 'data.mdb'));
       rmSync(join(this.path, 'lock.mdb'), { force: true });
@@ -1556,7 +1585,7 @@ export class Keyspace {
       this.failed = new KeyspaceFailedError(this.path, e);
       throw this.failed;
     }
-    this.watchHub.onRestore(this.revision);
+    this.watchHub.onRestore(revisionBefore);
     return { ...info, path, bytes: statSync(join(this.path, 'data.mdb')).size };
   }
 
@@ -1666,7 +1695,7 @@ export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
     if (format !== FORMAT_VERSION)
       throw new SnapshotInvalidError(`format ${format}, expected ${FORMAT_VERSION}`);
     const revision = readMeta(meta, META_REVISION);
-    const compactRevision = readMeta(meta, META_COMPACT);
+    const compactRevision = readCompactMeta(meta);
     if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
     const revs = env.openDB({ name: 'revs', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
     let lastMain = 0;

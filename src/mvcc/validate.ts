@@ -6,6 +6,7 @@
 import {
   DuplicateKeyError,
   InvalidRequestError,
+  KeyNotFoundError,
   KeyNotProvidedError,
   LeaseProvidedError,
   type MvccError,
@@ -79,7 +80,14 @@ export function checkDeleteRequest(r: DeleteRangeRequest): MvccError | undefined
   return checkKey(r.key) ?? checkRangeEnd(r.rangeEnd);
 }
 
+/**
+ * Placeholders for RequestOps with no request set, made by the API layer so that etcd's checks
+ * meet them in order: etcd refuses such an op with "key not found". They never get past checks.
+ */
+export const emptyRequestOps = new WeakSet<RequestOp>();
+
 function checkRequestOp(op: RequestOp, txnOpsMax: number): MvccError | undefined {
+  if (emptyRequestOps.has(op)) return new KeyNotFoundError();
   switch (op.type) {
     case 'range':
       return checkRangeRequest(op.request);

@@ -173,10 +173,17 @@ export class Watcher {
     if (filtered.length > 0) this.signal();
   }
 
-  /** After a snapshot restore the buffer may describe a different history: re-read it. */
-  resync(): void {
+  /**
+   * After a snapshot restore the buffer may describe a different history: re-read it. A synced
+   * watcher had seen every revision up to `seenRevision` (the store's before the restore), events
+   * of its own or not: it resumes after it, so an idle watcher is not taken for one that lost
+   * compacted history (a defragment restores the store's own copy).
+   */
+  resync(seenRevision: number): void {
     if (this.currentState === 'canceled') return;
     if (this.buffer.length > 0) this.nextRevision = this.buffer[0]!.kv.modRevision;
+    else if (this.currentState === 'synced')
+      this.nextRevision = Math.max(this.nextRevision, seenRevision + 1);
     this.buffer = [];
     this.currentState = 'unsynced';
     this.signal();
@@ -260,9 +267,12 @@ export class WatchHub {
   watch(req: WatchCreateRequest, onReadable: () => void): Watcher {
     const current = this.history.currentRevision();
     const start = req.startRevision ?? 0;
-    if (start > 0 && start < this.history.compactRevision())
+    // As etcd's watchable store: a start below the compact revision (-1 until the first
+    // compaction) is compacted, a negative one included; any other start <= 0 watches from the
+    // next revision (etcd reads history from a negative start as an empty range).
+    if (start !== 0 && start < this.history.compactRevision())
       throw new CompactedError(this.history.compactRevision());
-    const nextRevision = start > 0 ? start : current + 1;
+    const nextRevision = start <= 0 ? current + 1 : start;
     const synced = nextRevision > current;
     const w = new Watcher(
       this.nextId++,
@@ -347,8 +357,9 @@ export class WatchHub {
     for (const [set, matching] of perSet) for (const w of set) w.deliver(matching, revision);
   }
 
-  onRestore(_revision: number): void {
-    for (const w of [...this.watchers.values()]) w.resync();
+  /** `previousRevision`: the store's revision before the restore. */
+  onRestore(previousRevision: number): void {
+    for (const w of [...this.watchers.values()]) w.resync(previousRevision);
   }
 
   closeAll(): void {

@@ -35,7 +35,9 @@ export class MemberNotFoundError extends Error {
   }
 }
 
-export type AlarmKind = 'NOSPACE' | 'CORRUPT';
+/** etcd stores an alarm of any type, NONE included (it then only shows in the lists). */
+export type AlarmKind = 'NOSPACE' | 'CORRUPT' | 'NONE';
+const alarmKinds: readonly string[] = ['NOSPACE', 'CORRUPT', 'NONE'];
 
 export interface Alarm {
   memberId: number;
@@ -114,21 +116,26 @@ export class Members {
     return false;
   }
 
-  activateAlarm(alarm: Alarm): void {
-    this.alarmSet.set(`${alarm.memberId}:${alarm.alarm}`, { ...alarm });
+  /** Raises an alarm (for any member ID, as etcd's alarm store does); returns the stored alarm. */
+  activateAlarm(alarm: Alarm): Alarm {
+    const key = `${alarm.memberId}:${alarm.alarm}`;
+    if (!this.alarmSet.has(key)) this.alarmSet.set(key, { ...alarm });
+    return { ...this.alarmSet.get(key)! };
   }
 
-  /** Deactivates one alarm; etcd's alarm disarm with no member clears every alarm of that kind. */
-  deactivateAlarm(alarm: Alarm): void {
-    if (alarm.memberId === 0) {
-      for (const [key, value] of this.alarmSet) if (value.alarm === alarm.alarm) this.alarmSet.delete(key);
-      return;
-    }
-    this.alarmSet.delete(`${alarm.memberId}:${alarm.alarm}`);
+  /** Lowers exactly this member's alarm of this kind; returns it, or undefined when it was not raised. */
+  deactivateAlarm(alarm: Alarm): Alarm | undefined {
+    const key = `${alarm.memberId}:${alarm.alarm}`;
+    const raised = this.alarmSet.get(key);
+    this.alarmSet.delete(key);
+    return raised === undefined ? undefined : { ...raised };
   }
 
-  alarms(): Alarm[] {
-    return [...this.alarmSet.values()].map((a) => ({ ...a }));
+  /** The raised alarms of one kind; NONE (or no kind) lists them all, as etcd's Get does. */
+  alarms(kind: AlarmKind = 'NONE'): Alarm[] {
+    return [...this.alarmSet.values()]
+      .filter((a) => kind === 'NONE' || a.alarm === kind)
+      .map((a) => ({ ...a }));
   }
 
   hasAlarm(kind: AlarmKind): boolean {
@@ -171,8 +178,8 @@ export class Members {
     for (let i = 0; i < alarms; i++) {
       const memberId = r.uvarint();
       const alarm = r.string();
-      if (alarm !== 'NOSPACE' && alarm !== 'CORRUPT') throw new Error(`unknown alarm ${alarm}`);
-      members.activateAlarm({ memberId, alarm });
+      if (!alarmKinds.includes(alarm)) throw new Error(`unknown alarm ${alarm}`);
+      members.activateAlarm({ memberId, alarm: alarm as AlarmKind });
     }
     r.expectDone();
     return members;

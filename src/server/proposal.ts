@@ -15,7 +15,7 @@ import type {
 } from '../mvcc/types.js';
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js';
 
-export type AlarmType = 'NOSPACE' | 'CORRUPT';
+export type AlarmType = 'NOSPACE' | 'CORRUPT' | 'NONE';
 
 /** Operations on cluster state rather than the keyspace. */
 export type ClusterOp =
@@ -47,10 +47,13 @@ const OP_TAGS = {
   alarm: 10,
 } as const;
 
+const COMPACT_PHYSICAL = 1;
+const COMPACT_NEGATIVE = 2;
+
 const SORT_ORDERS: SortOrder[] = ['none', 'ascend', 'descend'];
 const SORT_TARGETS: SortTarget[] = ['key', 'version', 'create', 'mod', 'value'];
 const COMPARE_RESULTS: Compare['result'][] = ['equal', 'greater', 'less', 'not-equal'];
-const ALARMS: AlarmType[] = ['NOSPACE', 'CORRUPT'];
+const ALARMS: AlarmType[] = ['NOSPACE', 'CORRUPT', 'NONE'];
 const EMPTY = new Uint8Array(0);
 
 export function encodeProposal(proposal: Proposal): Uint8Array {
@@ -81,7 +84,11 @@ function writeOp(w: BinaryWriter, op: ServerOp): void {
     case 'txn':
       return writeTxn(w, op.request);
     case 'compact':
-      w.uvarint(op.request.revision).bool(op.request.physical ?? false);
+      // etcd proposes any target, a negative one too (the apply refuses it as compacted): its
+      // magnitude goes as a uvarint, the sign in the flags byte (0/1 before: physical only).
+      w.uvarint(Math.abs(op.request.revision)).u8(
+        (op.request.physical ? COMPACT_PHYSICAL : 0) | (op.request.revision < 0 ? COMPACT_NEGATIVE : 0),
+      );
       return;
     case 'leaseGrant':
       w.i64(op.request.id).uvarint(op.request.ttlSeconds);
@@ -121,8 +128,12 @@ function readOp(r: BinaryReader): ServerOp {
       return { type: 'deleteRange', request: readDelete(r) };
     case OP_TAGS.txn:
       return { type: 'txn', request: readTxn(r) };
-    case OP_TAGS.compact:
-      return { type: 'compact', request: { revision: r.uvarint(), physical: r.bool() } };
+    case OP_TAGS.compact: {
+      const magnitude = r.uvarint();
+      const flags = r.u8();
+      const revision = (flags & COMPACT_NEGATIVE) !== 0 ? -magnitude : magnitude;
+      return { type: 'compact', request: { revision, physical: (flags & COMPACT_PHYSICAL) !== 0 } };
+    }
     case OP_TAGS.leaseGrant:
       return { type: 'leaseGrant', request: { id: r.i64(), ttlSeconds: r.uvarint() } };
     case OP_TAGS.leaseRevoke:
@@ -178,30 +189,51 @@ function readDelete(r: BinaryReader): DeleteRangeRequest {
   return { key: r.bytes(), rangeEnd: r.bytes(), prevKv: r.bool() };
 }
 
+/**
+ * Range flag: the revision fields follow the flags as i64s (the revision slot before the flags
+ * then holds 0). etcd keeps a revision's sign (a negative one is below the compact revision inside
+ * a txn, a negative max_mod_revision filters out every key), so it crosses the log as sent;
+ * entries without the flag hold non-negative revisions as uvarints.
+ */
+const RANGE_SIGNED_REVISIONS = 8;
+
 function writeRange(w: BinaryWriter, req: RangeRequest): void {
-  const flags = (req.serializable ? 1 : 0) | (req.keysOnly ? 2 : 0) | (req.countOnly ? 4 : 0);
+  const revisions = [
+    req.revision ?? 0,
+    req.minModRevision ?? 0,
+    req.maxModRevision ?? 0,
+    req.minCreateRevision ?? 0,
+    req.maxCreateRevision ?? 0,
+  ];
+  const signed = revisions.some((value) => value < 0);
+  const flags =
+    (req.serializable ? 1 : 0) |
+    (req.keysOnly ? 2 : 0) |
+    (req.countOnly ? 4 : 0) |
+    (signed ? RANGE_SIGNED_REVISIONS : 0);
   w.bytes(req.key)
     .bytes(req.rangeEnd ?? EMPTY)
     .uvarint(req.limit ?? 0)
-    .uvarint(req.revision ?? 0)
+    .uvarint(signed ? 0 : revisions[0]!)
     .u8(SORT_ORDERS.indexOf(req.sortOrder ?? 'none'))
     .u8(SORT_TARGETS.indexOf(req.sortTarget ?? 'key'))
-    .u8(flags)
-    .uvarint(req.minModRevision ?? 0)
-    .uvarint(req.maxModRevision ?? 0)
-    .uvarint(req.minCreateRevision ?? 0)
-    .uvarint(req.maxCreateRevision ?? 0);
+    .u8(flags);
+  if (signed) for (const value of revisions) w.i64(BigInt(value));
+  else for (const value of revisions.slice(1)) w.uvarint(value);
 }
 
 function readRange(r: BinaryReader): RangeRequest {
   const key = r.bytes();
   const rangeEnd = r.bytes();
   const limit = r.uvarint();
-  const revision = r.uvarint();
+  const unsignedRevision = r.uvarint();
   const sortOrder = SORT_ORDERS[r.u8()];
   const sortTarget = SORT_TARGETS[r.u8()];
   if (sortOrder === undefined || sortTarget === undefined) throw new DecodeError('bad sort option');
   const flags = r.u8();
+  const signed = (flags & RANGE_SIGNED_REVISIONS) !== 0;
+  const revision = signed ? Number(r.i64()) : unsignedRevision;
+  const next = () => (signed ? Number(r.i64()) : r.uvarint());
   return {
     key,
     rangeEnd,
@@ -212,26 +244,34 @@ function readRange(r: BinaryReader): RangeRequest {
     serializable: (flags & 1) !== 0,
     keysOnly: (flags & 2) !== 0,
     countOnly: (flags & 4) !== 0,
-    minModRevision: r.uvarint(),
-    maxModRevision: r.uvarint(),
-    minCreateRevision: r.uvarint(),
-    maxCreateRevision: r.uvarint(),
+    minModRevision: next(),
+    maxModRevision: next(),
+    minCreateRevision: next(),
+    maxCreateRevision: next(),
   };
 }
+
+const COMPARE_SIGNED_VERSION = 5;
+const COMPARE_SIGNED_CREATE = 6;
+const COMPARE_SIGNED_MOD = 7;
 
 function writeCompare(w: BinaryWriter, cmp: Compare): void {
   w.u8(COMPARE_RESULTS.indexOf(cmp.result))
     .bytes(cmp.key)
     .bytes(cmp.rangeEnd ?? EMPTY);
+  // Negative operands (etcd compares them as int64) take the signed tags.
   switch (cmp.target) {
     case 'version':
-      w.u8(0).uvarint(cmp.version);
+      if (cmp.version < 0) w.u8(COMPARE_SIGNED_VERSION).i64(BigInt(cmp.version));
+      else w.u8(0).uvarint(cmp.version);
       return;
     case 'create':
-      w.u8(1).uvarint(cmp.createRevision);
+      if (cmp.createRevision < 0) w.u8(COMPARE_SIGNED_CREATE).i64(BigInt(cmp.createRevision));
+      else w.u8(1).uvarint(cmp.createRevision);
       return;
     case 'mod':
-      w.u8(2).uvarint(cmp.modRevision);
+      if (cmp.modRevision < 0) w.u8(COMPARE_SIGNED_MOD).i64(BigInt(cmp.modRevision));
+      else w.u8(2).uvarint(cmp.modRevision);
       return;
     case 'value':
       w.u8(3).bytes(cmp.value);
@@ -257,6 +297,12 @@ function readCompare(r: BinaryReader): Compare {
       return { result, key, rangeEnd, target: 'create', createRevision: r.uvarint() };
     case 2:
       return { result, key, rangeEnd, target: 'mod', modRevision: r.uvarint() };
+    case COMPARE_SIGNED_VERSION:
+      return { result, key, rangeEnd, target: 'version', version: Number(r.i64()) };
+    case COMPARE_SIGNED_CREATE:
+      return { result, key, rangeEnd, target: 'create', createRevision: Number(r.i64()) };
+    case COMPARE_SIGNED_MOD:
+      return { result, key, rangeEnd, target: 'mod', modRevision: Number(r.i64()) };
     case 3:
       return { result, key, rangeEnd, target: 'value', value: r.bytes() };
     case 4:

@@ -85,6 +85,8 @@ import { LeaderClient } from './leader-client.js';
 import type { Logger } from './logger.js';
 import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
 import {
+  type Alarm,
+  type AlarmKind,
   decodeMemberChange,
   encodeMemberChange,
   type MemberChangeContext,
@@ -133,7 +135,7 @@ export interface StorageHooks {
 export type ApplyOutcome =
   | { status: 'ok'; response: WriteResponse }
   | { status: 'error'; error: Error }
-  | { status: 'done' };
+  | { status: 'done'; alarms?: Alarm[] };
 
 type ResponseOf<T extends WriteResponse['type']> =
   Extract<WriteResponse, { type: T }> extends { response: infer R } ? R : never;
@@ -630,7 +632,8 @@ export class ConcordServer {
   private async applyEntriesNow(entries: Entry[]): Promise<void> {
     const batch: AppliedEntry[] = [];
     const owners: Array<number | undefined> = [];
-    const done: number[] = [];
+    const done: { requestId: number; alarms?: Alarm[] }[] = [];
+    const refused: number[] = [];
     let membersChanged = false;
     // After a restart the log re-delivers entries the keyspace (and the membership stored with
     // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
@@ -643,7 +646,7 @@ export class ConcordServer {
       }
       if (entry.type === EntryType.ConfChange) {
         const requestId = this.applyConfChangeEntry(entry);
-        if (requestId !== undefined) done.push(requestId);
+        if (requestId !== undefined) done.push({ requestId });
         membersChanged = true;
         batch.push({ index: entry.index, op: { type: 'noop' } });
         owners.push(undefined);
@@ -657,11 +660,18 @@ export class ConcordServer {
       const proposal = decodeProposal(entry.data);
       const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
       if (isClusterOp(proposal.op)) {
-        this.applyClusterOp(proposal.op);
+        const alarms = this.applyClusterOp(proposal.op);
         membersChanged = true;
         batch.push({ index: entry.index, op: { type: 'noop' } });
         owners.push(undefined);
-        if (mine !== undefined) done.push(mine);
+        if (mine !== undefined) done.push({ requestId: mine, alarms });
+        continue;
+      }
+      if (this.members.hasAlarm('CORRUPT') && refusedWhenCorrupt.has(proposal.op.type)) {
+        // etcd's corrupt applier fails every write while the CORRUPT alarm is raised.
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        if (mine !== undefined) refused.push(mine);
         continue;
       }
       batch.push({ index: entry.index, op: proposal.op });
@@ -682,7 +692,9 @@ export class ConcordServer {
         if (owner !== undefined) this.waiters.resolve(owner, { status: 'error', error: result.error });
       }
     }
-    for (const requestId of done) this.waiters.resolve(requestId, { status: 'done' });
+    for (const { requestId, alarms } of done) this.waiters.resolve(requestId, { status: 'done', alarms });
+    for (const requestId of refused)
+      this.waiters.resolve(requestId, { status: 'error', error: new EtcdError('corrupt') });
     this.snapshotIfDue();
     this.quotaCheckDue = true;
   }
@@ -735,19 +747,22 @@ export class ConcordServer {
     return context?.proposer === this.memberId ? context.requestId : undefined;
   }
 
-  private applyClusterOp(op: ClusterOp): void {
+  /** Applies a cluster op; an alarm op returns what etcd's apply answers (the alarm it changed). */
+  private applyClusterOp(op: ClusterOp): Alarm[] | undefined {
     switch (op.type) {
       case 'publishMember':
         this.members.publish(op.memberId, op.name, op.clientUrls);
         if (op.memberId === this.memberId) this.published = true;
-        return;
+        return undefined;
       case 'updateMember':
         this.members.updatePeerUrls(op.memberId, op.peerUrls);
-        return;
-      case 'alarm':
-        if (op.action === 'activate') this.members.activateAlarm({ memberId: op.memberId, alarm: op.alarm });
-        else this.members.deactivateAlarm({ memberId: op.memberId, alarm: op.alarm });
-        return;
+        return undefined;
+      case 'alarm': {
+        const alarm = { memberId: op.memberId, alarm: op.alarm };
+        if (op.action === 'activate') return [this.members.activateAlarm(alarm)];
+        const lowered = this.members.deactivateAlarm(alarm);
+        return lowered === undefined ? [] : [lowered];
+      }
     }
   }
 
@@ -962,7 +977,11 @@ export class ConcordServer {
   async leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>> {
     this.refuseOnLearner();
     this.refuseIfNoSpace();
-    if (ttlSeconds > LEASE_TTL_SECONDS_MAX) throw new LeaseTtlTooLargeError(ttlSeconds);
+    // As etcd, a TTL over the maximum is refused where the grant applies, after a raised CORRUPT
+    // alarm; only TTLs the log cannot carry (beyond 2^53) are refused here.
+    if (!Number.isSafeInteger(ttlSeconds) && ttlSeconds > LEASE_TTL_SECONDS_MAX) {
+      throw new LeaseTtlTooLargeError(ttlSeconds);
+    }
     const leaseId = id === 0n ? randomLeaseId() : id;
     const ttl = this.leases.effectiveTtl(ttlSeconds);
     const response = await this.write({ type: 'leaseGrant', request: { id: leaseId, ttlSeconds: ttl } });
@@ -1238,36 +1257,33 @@ export class ConcordServer {
       raftIndex: BigInt(status.hardState.commit),
       raftTerm: BigInt(status.hardState.term),
       raftAppliedIndex: BigInt(this.appliedWait.appliedIndex),
-      errors: this.members.alarms().map((a) => `memberID:${a.memberId} alarm:${a.alarm} `),
+      errors: this.members.alarms().map(alarmText),
       isLearner: self?.isLearner ?? false,
       header: this.header(),
     };
   }
 
+  /**
+   * As etcd: every action goes through the log; GET lists the alarms of a type (NONE: all),
+   * ACTIVATE answers the raised alarm, DEACTIVATE the lowered one (none if it was not raised).
+   */
   async alarm(
     action: AlarmAction,
     memberId: bigint,
     alarm: AlarmType,
   ): Promise<WithHeader<{ alarms: AlarmMember[] }>> {
-    if (action !== 'get') {
-      const kind = alarm === 'nospace' ? 'NOSPACE' : alarm === 'corrupt' ? 'CORRUPT' : undefined;
-      if (kind !== undefined) {
-        const outcome = await this.propose({
-          type: 'alarm',
-          action,
-          memberId: Number(memberId),
-          alarm: kind,
-        });
-        if (outcome.status === 'error') throw outcome.error;
-      }
-    } else {
+    const kind = alarmKindOf[alarm];
+    let alarms: Alarm[];
+    if (action === 'get') {
       await this.linearizableBarrier();
+      alarms = this.members.alarms(kind);
+    } else {
+      const outcome = await this.propose({ type: 'alarm', action, memberId: Number(memberId), alarm: kind });
+      if (outcome.status === 'error') throw outcome.error;
+      alarms = outcome.status === 'done' ? (outcome.alarms ?? []) : [];
     }
-    const alarms = this.members.alarms().map((a) => ({
-      memberId: BigInt(a.memberId),
-      alarm: (a.alarm === 'NOSPACE' ? 'nospace' : 'corrupt') as AlarmType,
-    }));
-    return { alarms, header: this.header() };
+    const members = alarms.map((a) => ({ memberId: BigInt(a.memberId), alarm: alarmTypeOf[a.alarm] }));
+    return { alarms: members, header: this.header() };
   }
 
   private checkQuota(): void {
@@ -1324,7 +1340,9 @@ export class ConcordServer {
     const snapshot = await createEtcdSnapshot(this.keyspace, {
       members: members.list(),
       removedMemberIds: members.removed(),
-      alarms: members.alarms(),
+      alarms: members
+        .alarms()
+        .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: a.memberId, alarm: a.alarm }])),
       clusterVersion: `${CONCORD_VERSION.split('.').slice(0, 2).join('.')}.0`,
     });
     return {
@@ -1511,9 +1529,28 @@ function isClusterOp(op: ServerOp): op is ClusterOp {
   return op.type === 'publishMember' || op.type === 'updateMember' || op.type === 'alarm';
 }
 
+/** The writes etcd's corrupt applier refuses (reads, and read-only txns, do not go through it). */
+const refusedWhenCorrupt: ReadonlySet<ServerOp['type']> = new Set([
+  'put',
+  'deleteRange',
+  'txn',
+  'compact',
+  'leaseGrant',
+  'leaseRevoke',
+]);
+
+const alarmKindOf: Record<AlarmType, AlarmKind> = { none: 'NONE', nospace: 'NOSPACE', corrupt: 'CORRUPT' };
+const alarmTypeOf: Record<AlarmKind, AlarmType> = { NONE: 'none', NOSPACE: 'nospace', CORRUPT: 'corrupt' };
+
+/** An alarm as etcd's Status lists it: the proto text form, which leaves out zero fields. */
+function alarmText(alarm: Alarm): string {
+  const member = alarm.memberId === 0 ? '' : `memberID:${alarm.memberId} `;
+  return `${member}${alarm.alarm === 'NONE' ? '' : `alarm:${alarm.alarm} `}`;
+}
+
+/** etcd's quota cost of a txn counts the puts of its own branches only, not of nested txns. */
 function txnHasPut(request: TxnRequest): boolean {
-  const ops = [...request.success, ...request.failure];
-  return ops.some((op) => op.type === 'put' || (op.type === 'txn' && txnHasPut(op.request)));
+  return [...request.success, ...request.failure].some((op) => op.type === 'put');
 }
 
 function sameUrls(a: string[], b: string[]): boolean {

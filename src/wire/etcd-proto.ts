@@ -116,6 +116,8 @@ interface DeclaredMethod {
   name: string;
   requestStream: boolean;
   responseStream: boolean;
+  /** Full name of the request message ("etcdserverpb.RangeRequest"). */
+  requestType: string;
 }
 
 let declared: Map<string, DeclaredMethod[]> | undefined;
@@ -139,13 +141,17 @@ export function declaredServices(): Map<string, DeclaredMethod[]> {
       }
       if (line.startsWith('}')) methods = undefined;
       const rpc =
-        /^\s*rpc\s+(\w+)\s*\(\s*(stream\s+)?[\w.]+\s*\)\s*returns\s*\(\s*(stream\s+)?[\w.]+\s*\)/.exec(line);
+        /^\s*rpc\s+(\w+)\s*\(\s*(stream\s+)?([\w.]+)\s*\)\s*returns\s*\(\s*(stream\s+)?[\w.]+\s*\)/.exec(
+          line,
+        );
       if (rpc === null) continue;
       if (methods === undefined) throw new Error(`${file}: rpc ${rpc[1]} outside a service`);
+      const requestType = rpc[3]!;
       methods.push({
         name: rpc[1]!,
         requestStream: rpc[2] !== undefined,
-        responseStream: rpc[3] !== undefined,
+        responseStream: rpc[4] !== undefined,
+        requestType: requestType.includes('.') ? requestType : `${pkg}.${requestType}`,
       });
     }
   }

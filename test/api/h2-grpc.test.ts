@@ -257,7 +257,7 @@ describe('h2 gRPC server', () => {
     const f = await start();
     await assert.rejects(unary(client!, echo.path, Buffer.alloc(receiveMessageBytesMax + 1)).result, {
       code: grpc.status.RESOURCE_EXHAUSTED,
-      details: `Received message larger than max (${receiveMessageBytesMax + 1} vs. ${receiveMessageBytesMax})`,
+      details: `grpc: received message larger than max (${receiveMessageBytesMax + 1} vs. ${receiveMessageBytesMax})`,
     });
     assert.equal(f.echoCalls.length, 0);
     const atLimit = await unary(client!, echo.path, Buffer.alloc(receiveMessageBytesMax, 7)).result;

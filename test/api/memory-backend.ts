@@ -10,7 +10,9 @@ import {
   KeyNotFoundError,
   LeaseExistsError,
   LeaseNotFoundError,
+  LeaseTtlTooLargeError,
 } from '../../src/mvcc/errors.js';
+import { LEASE_TTL_SECONDS_MAX } from '../../src/mvcc/keyspace.js';
 import type {
   Compare,
   DeleteRangeRequest,
@@ -335,6 +337,8 @@ export class MemoryBackend implements EtcdBackend {
 
   async leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>> {
     const leaseId = id === 0n ? this.nextLeaseId++ : id;
+    // etcd's lessor: a TTL over its maximum is refused before an ID that exists.
+    if (ttlSeconds > LEASE_TTL_SECONDS_MAX) throw new LeaseTtlTooLargeError(ttlSeconds);
     if (this.leases.has(leaseId)) throw new LeaseExistsError(leaseId);
     const ttl = Math.max(ttlSeconds, 2);
     this.leases.set(leaseId, { ttl, keys: new Set() });

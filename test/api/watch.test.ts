@@ -190,6 +190,42 @@ for (const kind of backendKinds) {
       stream.close();
     });
 
+    it('a compacted watcher keeps its ID until canceled, and its answer has header revision 0 (as etcd)', async () => {
+      await rawCall(kv, 'Put', { key: b('kept'), value: b('1') });
+      await rawCall(kv, 'Put', { key: b('kept'), value: b('2') });
+      const revision = harness.backend.header().revision;
+      await rawCall(kv, 'Compact', { revision });
+      const stream = new WatchStream(watchClient);
+      stream.send({ create_request: { key: b('kept'), start_revision: revision - 1, watch_id: 7 } });
+      assert.equal((await stream.next()).watch_id, '7');
+      const compacted = await stream.next();
+      assert.equal(compacted.canceled, true);
+      assert.equal(compacted.header.revision, '0');
+      stream.send({ create_request: { key: b('kept'), watch_id: 7 } });
+      const duplicate = await stream.next();
+      assert.equal(duplicate.cancel_reason, 'mvcc: duplicate watch ID provided on the WatchStream');
+      stream.send({ cancel_request: { watch_id: 7 } });
+      const canceled = await stream.next();
+      assert.deepEqual([canceled.watch_id, canceled.canceled], ['7', true]);
+      stream.close();
+    });
+
+    it('an empty key range is refused before the watch ID is looked at; a negative ID is taken', async () => {
+      const stream = new WatchStream(watchClient);
+      stream.send({ create_request: { key: b('b'), range_end: b('a') } });
+      const empty = await stream.next();
+      assert.deepEqual(
+        [empty.watch_id, empty.created, empty.canceled, empty.cancel_reason],
+        ['-1', true, true, 'mvcc: watcher range is empty'],
+      );
+      stream.send({ create_request: { key: b('b'), range_end: b('\0') } });
+      assert.equal((await stream.next()).canceled, false, 'a "\\0" range end means from the key on');
+      stream.send({ create_request: { key: b('neg'), watch_id: -3 } });
+      const negative = await stream.next();
+      assert.deepEqual([negative.watch_id, negative.canceled], ['-3', false]);
+      stream.close();
+    });
+
     it('fragment splits one large revision; fragment=true on every piece but the last', async () => {
       const stream = new WatchStream(watchClient);
       stream.send({ create_request: { key: b('frag/'), range_end: b('frag0'), fragment: true } });

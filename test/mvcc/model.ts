@@ -43,7 +43,8 @@ function inRange(key: string, begin: string, end: string | undefined): boolean {
 
 export class Model {
   revision = 0;
-  compactRevision = 0;
+  /** etcd's compactMainRev: -1 until the first compaction (so Compact(0) succeeds once). */
+  compactRevision = -1;
   private changes: Change[] = [];
   readonly leases = new Map<bigint, number>();
 
@@ -70,11 +71,11 @@ export class Model {
   private checkRev(rev: number, current: number): void {
     if (rev === 0) return;
     if (rev > current) throw new ModelError('future-revision');
-    if (rev < this.compactRevision || rev < 0) throw new ModelError('compacted');
+    if (rev < this.compactRevision) throw new ModelError('compacted');
   }
 
   private rangeIn(req: RangeRequest, working: Map<string, KeyValue>, reported: number): RangeResponse {
-    const state = req.revision ? this.stateAt(req.revision) : working;
+    const state = req.revision && req.revision > 0 ? this.stateAt(req.revision) : working;
     const begin = s(req.key);
     const end = req.rangeEnd ? s(req.rangeEnd) : undefined;
     let kvs = [...state.entries()]

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { CompactedError } from '../../src/mvcc/errors.js';
 import type { Event, WriteOp } from '../../src/mvcc/types.js';
@@ -32,6 +33,58 @@ function drain(w: Watcher): Event[] {
 }
 
 describe('watch', () => {
+  test('a defragment keeps an idle watcher synced, also across a compaction since its last event', async () => {
+    const t = openTemp({ noSync: true });
+    try {
+      applyOps(t.ks, [put('a', '1')]);
+      const w = t.ks.watchHub.watch({ key: b('a') }, () => {});
+      for (let i = 0; i < 5; i++) applyOps(t.ks, [put('other', String(i))]);
+      applyOps(t.ks, [{ type: 'compact', request: { revision: t.ks.currentRevision() } }]);
+      await t.ks.defragment(join(t.dir, 'defrag.mdb'));
+      applyOps(t.ks, [put('a', '2')]);
+      assert.deepEqual(show(drain(w)), ['put a@7=2'], 'no compacted answer, the new event arrives');
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test("prev_kv is the key as of the revision before the event's txn (etcd), none for a create", async () => {
+    const t = openTemp({ noSync: true });
+    try {
+      applyOps(t.ks, [put('b', 'old'), put('d', 'old')]);
+      const live = t.ks.watchHub.watch({ key: b('a'), rangeEnd: b('z'), prevKv: true }, () => {});
+      // One txn: c is created then removed by a from-key delete, b and d are removed, d recreated.
+      const txn: WriteOp = {
+        type: 'txn',
+        request: {
+          compare: [],
+          success: [
+            { type: 'put', request: { key: b('c'), value: b('new') } },
+            { type: 'deleteRange', request: { key: b('b'), rangeEnd: b('\0') } },
+            { type: 'put', request: { key: b('d'), value: b('again') } },
+          ],
+          failure: [],
+        },
+      };
+      applyOps(t.ks, [txn]);
+      const expected = [
+        'put c@3=new',
+        'delete b@3 prev=old',
+        'delete c@3',
+        'delete d@3 prev=old',
+        'put d@3=again',
+      ];
+      assert.deepEqual(show(drain(live)), expected);
+      const replayed = t.ks.watchHub.watch(
+        { key: b('a'), rangeEnd: b('z'), prevKv: true, startRevision: 3 },
+        () => {},
+      );
+      assert.deepEqual(show(drain(replayed)), expected, 'replayed from history alike');
+    } finally {
+      await t.cleanup();
+    }
+  });
+
   test('a watch starting at the compact revision still sees a delete made at that revision', async () => {
     const t = openTemp({ noSync: true });
     try {

@@ -7,6 +7,8 @@ import { DecodeError } from '../../src/util/binary.js';
 
 const bytes = fc.uint8Array({ maxLength: 40 }).map((b) => new Uint8Array(b));
 const rev = fc.nat({ max: Number.MAX_SAFE_INTEGER });
+/** Range and compare revisions keep their sign as etcd does (negative ones mean something there). */
+const signedRev = fc.oneof(rev, fc.integer({ min: -Number.MAX_SAFE_INTEGER, max: -1 }));
 const lease = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
 
 const put = fc.record({
@@ -22,7 +24,7 @@ const range = fc.record({
   key: bytes,
   rangeEnd: bytes,
   limit: rev,
-  revision: rev,
+  revision: signedRev,
   sortOrder: fc.constantFrom('none' as const, 'ascend' as const, 'descend' as const),
   sortTarget: fc.constantFrom(
     'key' as const,
@@ -34,22 +36,34 @@ const range = fc.record({
   serializable: fc.boolean(),
   keysOnly: fc.boolean(),
   countOnly: fc.boolean(),
-  minModRevision: rev,
-  maxModRevision: rev,
-  minCreateRevision: rev,
-  maxCreateRevision: rev,
+  minModRevision: signedRev,
+  maxModRevision: signedRev,
+  minCreateRevision: signedRev,
+  maxCreateRevision: signedRev,
 });
 const result = fc.constantFrom('equal' as const, 'greater' as const, 'less' as const, 'not-equal' as const);
 const compare: fc.Arbitrary<Compare> = fc.oneof(
-  fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('version' as const), version: rev }),
+  fc.record({
+    result,
+    key: bytes,
+    rangeEnd: bytes,
+    target: fc.constant('version' as const),
+    version: signedRev,
+  }),
   fc.record({
     result,
     key: bytes,
     rangeEnd: bytes,
     target: fc.constant('create' as const),
-    createRevision: rev,
+    createRevision: signedRev,
   }),
-  fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('mod' as const), modRevision: rev }),
+  fc.record({
+    result,
+    key: bytes,
+    rangeEnd: bytes,
+    target: fc.constant('mod' as const),
+    modRevision: signedRev,
+  }),
   fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('value' as const), value: bytes }),
   fc.record({ result, key: bytes, rangeEnd: bytes, target: fc.constant('lease' as const), lease }),
 );
@@ -75,7 +89,7 @@ const serverOp: fc.Arbitrary<ServerOp> = fc.oneof(
   fc.record({ type: fc.constant('txn' as const), request: txn }),
   fc.record({
     type: fc.constant('compact' as const),
-    request: fc.record({ revision: rev, physical: fc.boolean() }),
+    request: fc.record({ revision: signedRev, physical: fc.boolean() }),
   }),
   fc.record({
     type: fc.constant('leaseGrant' as const),
