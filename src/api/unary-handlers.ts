@@ -231,7 +231,7 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
       return { header: headerToWire(response.header), hash: response.hash };
     },
     'Maintenance/HashKV': async (request) => {
-      const response = await backend.hashKV(Math.max(0, wireToNumber(str(request, 'revision'))));
+      const response = await backend.hashKV(wireToNumber(str(request, 'revision')));
       return {
         header: headerToWire(response.header),
         hash: response.hash,

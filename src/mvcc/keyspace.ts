@@ -19,9 +19,9 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { crc32 } from 'node:zlib';
 import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-fs.js';
+import { crc32c } from '../util/crc32c.js';
 import {
   decodeLeaseKey,
   decodeLive,
@@ -38,6 +38,7 @@ import {
   type LiveEntry,
   REV_KEY_BYTES,
   readU64,
+  type StoredRecord,
   writeU64,
 } from './encoding.js';
 import {
@@ -56,6 +57,7 @@ import {
   SnapshotAbortedError,
   SnapshotInvalidError,
 } from './errors.js';
+import { encodeKeyValue, revisionBytes } from './etcd-snapshot.js';
 import type {
   AppliedEntry,
   ApplyResult,
@@ -94,6 +96,12 @@ import {
   TXN_OPS_MAX_DEFAULT,
 } from './validate.js';
 import { WatchHub, type WatchHubOptions } from './watch.js';
+
+/** The name of etcd's bucket of versions, which its HashKV hashes first. */
+const ETCD_KEY_BUCKET_NAME = Buffer.from('key');
+/** Key and range end "\0": every key. */
+/** From "\\0" to "\\0": every key, as a range request says it. */
+const EVERY_KEY = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
 
 /** etcd's MaxLeaseTTL (seconds). */
 export const LEASE_TTL_SECONDS_MAX = 9_000_000_000;
@@ -1213,30 +1221,43 @@ export class Keyspace {
   }
 
   /**
-   * CRC32 over every version with revision ≤ `revision` that survives compaction (key bytes then
-   * record bytes, in revision order), whether or not physical compaction has finished. Replicas
-   * that applied the same entries agree; compare hashes taken at the same compact revision (as
-   * etcd's HashKV does).
+   * etcd 3.4's HashKV, bit for bit: CRC-32C over "key" and then, in revision order, every version
+   * with revision ≤ `revision` in etcd's backend encoding (revision bytes with the tombstone mark,
+   * mvccpb.KeyValue). Versions at or below the compact revision count as etcd's HashByRev counts
+   * them once its compaction has finished: only puts the compaction kept (never a tombstone, not
+   * even the one at the compact revision that Concord keeps for watches), and of those only the
+   * ones still the latest version of a live key at `revision` — unless no key is live there, when
+   * etcd hashes all it kept. Replicas that applied the same entries agree, and so does an etcd 3.4
+   * member that applied the same requests.
    */
   hashKV(revision = 0): HashKVResult {
     this.assertOpen();
     // etcd's HashByRev: a revision at (not only below) the compact revision is compacted.
     if (revision > 0 && revision <= this.compactRev) throw new CompactedError(this.compactRev);
     if (revision > this.revision) throw new FutureRevisionError(revision, this.revision);
-    const at = revision <= 0 ? this.revision : revision;
-    let hash = 0;
+    // A negative revision hashes no version at all, as etcd's (it is not the current revision).
+    const at = revision === 0 ? this.revision : revision;
+    let anyKeyLive: boolean | undefined;
+    const counted = (r: StoredRecord, main: number, sub: number): boolean => {
+      if (main > this.compactRev) return true;
+      if (r.kind !== KIND_PUT) return false;
+      if (this.compactionPending() && !this.keptByCompaction(r.key, main, sub, r.kind)) return false;
+      anyKeyLive ??= this.rangeAt({ ...EVERY_KEY, revision: at, limit: 1 }, this.revision).kvs.length > 0;
+      return !anyKeyLive || this.keptByCompaction(r.key, main, sub, r.kind, at);
+    };
+    let hash = crc32c(ETCD_KEY_BUCKET_NAME);
     for (const { key, value } of this.dbs.revs.getRange({
       start: encodeRevKey(0, 0),
-      end: encodeRevKey(at + 1, 0),
+      end: encodeRevKey(Math.max(at + 1, 0), 0),
     })) {
       const { main, sub } = decodeRevKey(key);
-      if (main <= this.compactRev && this.compactionPending()) {
-        const r = decodeRecord(value);
-        if (!this.keptByCompaction(r.key, main, sub, r.kind)) continue;
-      }
-      hash = crc32(value, crc32(key, hash));
+      const r = decodeRecord(value);
+      if (!counted(r, main, sub)) continue;
+      const tombstone = r.kind !== KIND_PUT;
+      hash = crc32c(revisionBytes(main, sub, tombstone), hash);
+      hash = crc32c(encodeKeyValue({ ...r, main, sub, tombstone }), hash);
     }
-    return { hash, compactRevision: this.compactRev, revision: at };
+    return { hash, compactRevision: this.compactRev, revision: Math.max(at, 0) };
   }
 
   /** Entry counts of the raw sub-databases (tests, metrics, the benchmark). */

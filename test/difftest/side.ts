@@ -206,6 +206,10 @@ export class Side implements Resolver, SideIdentity {
     return this.serverLeaseNames.get(id) ?? id;
   }
 
+  serverChosenLeases(): boolean {
+    return this.serverLeaseNames.size > 0;
+  }
+
   // ---- Resolver ------------------------------------------------------------------------------
 
   revision(spec: RevisionSpec): string {

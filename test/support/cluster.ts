@@ -15,7 +15,11 @@ export function concordBinary(): ServerBinary {
   return { label: 'concord', command: process.execPath, argsBefore: [...SERVING_NODE_FLAGS, script] };
 }
 
-/** Starts `size` concord members and waits until /health is true on all of them. */
-export function startConcordCluster(options: ClusterOptions): Promise<ProcessCluster> {
+/**
+ * Starts `size` concord members and waits until /health is true on all of them. Async, so a
+ * missing build is a rejection like any other failed start (a caller starting an etcd cluster
+ * beside it then disposes that one).
+ */
+export async function startConcordCluster(options: ClusterOptions): Promise<ProcessCluster> {
   return ProcessCluster.start(concordBinary(), options);
 }
