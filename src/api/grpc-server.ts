@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
 import type { Disposable, EtcdBackend } from '../server/backend.js';
 import { declaredServices, type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
-import { gogoDecodeError } from '../wire/proto-check.js';
+import { gogoDecodeError, withoutUnknownFields } from '../wire/proto-check.js';
 import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
 import { withFastCodecs } from './grpc-codecs.js';
@@ -181,7 +181,14 @@ function withEtcdDecodeErrors(method: H2Method, requestType: string): H2Method {
     requestDeserialize: (bytes) => {
       const refusal = gogoDecodeError(requestType, bytes);
       if (refusal !== undefined) throw new RequestDecodeError(refusal);
-      return decode(bytes);
+      try {
+        return decode(bytes);
+      } catch (error) {
+        // etcd decodes it (checked above), so only an unknown field can trip ours: drop them.
+        const known = withoutUnknownFields(requestType, bytes);
+        if (known.length === bytes.length) throw error;
+        return decode(known);
+      }
     },
   };
 }

@@ -56,7 +56,8 @@ const TOMBSTONE_MARK = 0x74;
 const ALARM_NUMBERS = { NOSPACE: 1, CORRUPT: 2 } as const;
 
 export interface EtcdMember {
-  id: number;
+  /** The member's ID as etcd's API shows it (64 bits). */
+  id: bigint;
   name: string;
   peerUrls: string[];
   clientUrls: string[];
@@ -66,8 +67,8 @@ export interface EtcdMember {
 /** What a snapshot records about the cluster beside the keyspace (etcd keeps it in the backend). */
 export interface EtcdClusterState {
   members: EtcdMember[];
-  removedMemberIds: number[];
-  alarms: { memberId: number; alarm: keyof typeof ALARM_NUMBERS }[];
+  removedMemberIds: bigint[];
+  alarms: { memberId: bigint; alarm: keyof typeof ALARM_NUMBERS }[];
   /** etcd's cluster version, e.g. "3.4.0". */
   clusterVersion: string;
 }
@@ -334,9 +335,9 @@ function encodeLease(lease: LeaseRecord): Buffer {
 }
 
 /** etcdserverpb.AlarmMember {MemberID 1, Alarm 2}. */
-function encodeAlarmMember(memberId: number, alarm: number): Buffer {
+function encodeAlarmMember(memberId: bigint, alarm: number): Buffer {
   writer.reset();
-  writer.int64(1, memberId);
+  writer.int64(1, BigInt.asIntN(64, memberId));
   writer.enumeration(2, alarm, {});
   return writer.finish();
 }

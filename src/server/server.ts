@@ -80,7 +80,7 @@ import { GROUP_ID, WalLog } from './durable-log.js';
 import { EtcdError } from './errors.js';
 import { FailStopError, type FailStopOperation } from './fail-stop.js';
 import { watchFromHub } from './hub-watch.js';
-import { clusterIdFor, memberIdFor } from './ids.js';
+import { clusterIdFor, formatId, memberIdFor, memberIdNamed, publicId } from './ids.js';
 import { LeaderClient } from './leader-client.js';
 import type { Logger } from './logger.js';
 import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
@@ -181,6 +181,11 @@ export class ConcordServer {
   private term = 0;
   private nextRequestId = 1;
   private snapshotIndex: number;
+  /**
+   * Which alarm guards writes at apply, as etcd's applier chain: the last alarm raised, until the
+   * last alarm of that kind is lowered; after a restart CORRUPT's, else NOSPACE's, if raised.
+   */
+  private alarmGuard: AlarmKind;
   private snapshotting = false;
   /** Bumped by every membership change or installed snapshot (see takeSnapshot). */
   private confChanges = 0;
@@ -218,6 +223,7 @@ export class ConcordServer {
     private readonly received: ReceivedSnapshots,
   ) {
     this.memberId = memberId;
+    this.alarmGuard = alarmGuardAfterRestart(members);
     this.snapshotIndex = storage.snapshot().metadata.index;
     this.confState = storage.initialState().confState;
     this.term = storage.initialState().hardState.term;
@@ -344,7 +350,7 @@ export class ConcordServer {
       keyspace.putMeta(META_MEMBERS, members.encode());
       writeSelfId(memberDir, memberId);
       log.info('initialized a new data dir', {
-        memberId: memberId.toString(16),
+        memberId: formatId(memberId),
         state: config.initialClusterState,
         membership,
       });
@@ -354,7 +360,7 @@ export class ConcordServer {
       memberId = readSelfId(memberDir) ?? selfId;
       if (!members.has(memberId) && members.isRemoved(memberId)) {
         throw new Error(
-          `this member (${memberId.toString(16)}) was removed from the cluster; start it with a new data dir`,
+          `this member (${formatId(memberId)}) was removed from the cluster; start it with a new data dir`,
         );
       }
       if (group.snapshot !== null) {
@@ -419,8 +425,8 @@ export class ConcordServer {
     server.startTimers();
     log.info('concord member started', {
       name: config.name,
-      memberId: memberId.toString(16),
-      clusterId: members.clusterId.toString(16),
+      memberId: formatId(memberId),
+      clusterId: formatId(members.clusterId),
       applied: keyspace.appliedIndex(),
       revision: keyspace.currentRevision(),
     });
@@ -571,7 +577,7 @@ export class ConcordServer {
       this.log.info('became leader', { term: this.raft.status().hardState.term });
     } else if (!isLeader && wasLeader) {
       this.leases.demote();
-      this.log.info('lost leadership', { leader: state.leader.toString(16) });
+      this.log.info('lost leadership', { leader: formatId(state.leader) });
     }
   }
 
@@ -633,7 +639,7 @@ export class ConcordServer {
     const batch: AppliedEntry[] = [];
     const owners: Array<number | undefined> = [];
     const done: { requestId: number; alarms?: Alarm[] }[] = [];
-    const refused: number[] = [];
+    const refused: { requestId: number; error: EtcdError }[] = [];
     let membersChanged = false;
     // After a restart the log re-delivers entries the keyspace (and the membership stored with
     // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
@@ -667,11 +673,11 @@ export class ConcordServer {
         if (mine !== undefined) done.push({ requestId: mine, alarms });
         continue;
       }
-      if (this.members.hasAlarm('CORRUPT') && refusedWhenCorrupt.has(proposal.op.type)) {
-        // etcd's corrupt applier fails every write while the CORRUPT alarm is raised.
+      const refusal = this.alarmRefusal(proposal.op);
+      if (refusal !== undefined) {
         batch.push({ index: entry.index, op: { type: 'noop' } });
         owners.push(undefined);
-        if (mine !== undefined) refused.push(mine);
+        if (mine !== undefined) refused.push({ requestId: mine, error: refusal });
         continue;
       }
       batch.push({ index: entry.index, op: proposal.op });
@@ -693,8 +699,7 @@ export class ConcordServer {
       }
     }
     for (const { requestId, alarms } of done) this.waiters.resolve(requestId, { status: 'done', alarms });
-    for (const requestId of refused)
-      this.waiters.resolve(requestId, { status: 'error', error: new EtcdError('corrupt') });
+    for (const { requestId, error } of refused) this.waiters.resolve(requestId, { status: 'error', error });
     this.snapshotIfDue();
     this.quotaCheckDue = true;
   }
@@ -758,9 +763,17 @@ export class ConcordServer {
         this.members.updatePeerUrls(op.memberId, op.peerUrls);
         return undefined;
       case 'alarm': {
+        // etcd swaps its applier on alarm changes: a newly raised alarm's guard replaces whichever
+        // stood (raising one again changes nothing), and lowering the last alarm of a kind
+        // removes the guard, even when an alarm of the other kind is still raised.
         const alarm = { memberId: op.memberId, alarm: op.alarm };
-        if (op.action === 'activate') return [this.members.activateAlarm(alarm)];
+        if (op.action === 'activate') {
+          const again = this.members.alarms(op.alarm).some((a) => a.memberId === op.memberId);
+          if (!again && op.alarm !== 'NONE') this.alarmGuard = op.alarm;
+          return [this.members.activateAlarm(alarm)];
+        }
         const lowered = this.members.deactivateAlarm(alarm);
+        if (lowered !== undefined && !this.members.hasAlarm(op.alarm)) this.alarmGuard = 'NONE';
         return lowered === undefined ? [] : [lowered];
       }
     }
@@ -778,6 +791,7 @@ export class ConcordServer {
     await this.keyspace.restoreSnapshot(path);
     rmSync(path, { force: true });
     this.members = loadMembers(this.keyspace) ?? this.members;
+    this.alarmGuard = alarmGuardAfterRestart(this.members);
     this.leases.clear();
     const nowMs = Date.now();
     for (const lease of this.keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
@@ -899,8 +913,8 @@ export class ConcordServer {
 
   header(revision = this.keyspace.currentRevision()): HeaderInfo {
     return {
-      clusterId: BigInt(this.members.clusterId),
-      memberId: BigInt(this.memberId),
+      clusterId: publicId(this.members.clusterId),
+      memberId: publicId(this.memberId),
       revision,
       raftTerm: BigInt(this.term),
     };
@@ -920,8 +934,18 @@ export class ConcordServer {
     if (this.members.get(this.memberId)?.isLearner === true) throw new EtcdError('notSupportedForLearner');
   }
 
+  /** What apply would answer under the NOSPACE guard, answered before proposing. */
   private refuseIfNoSpace(): void {
-    if (this.members.hasAlarm('NOSPACE')) throw new EtcdError('noSpace');
+    if (this.alarmGuard === 'NOSPACE') throw new EtcdError('noSpace');
+  }
+
+  /** The error the standing alarm guard fails `op` with at apply, as etcd's capped and corrupt appliers. */
+  private alarmRefusal(op: ServerOp): EtcdError | undefined {
+    if (this.alarmGuard === 'CORRUPT' && refusedWhenCorrupt.has(op.type)) return new EtcdError('corrupt');
+    if (this.alarmGuard !== 'NOSPACE') return undefined;
+    if (op.type === 'put' || op.type === 'leaseGrant' || (op.type === 'txn' && txnHasPut(op.request)))
+      return new EtcdError('noSpace');
+    return undefined;
   }
 
   // ---- KV ------------------------------------------------------------------------------------
@@ -1061,9 +1085,32 @@ export class ConcordServer {
 
   // ---- cluster -----------------------------------------------------------------------------------
 
+  /** The member (current, learner or not) an ID from a request names, in either of its forms. */
+  private memberNamed(id: bigint): number | undefined {
+    return memberIdNamed(
+      id,
+      this.members.list().map((m) => m.id),
+    );
+  }
+
+  /** How an alarm names its member: a member's public ID, or the ID the request gave. */
+  private alarmMemberPublicId(id: number): bigint {
+    return this.members.has(id) || this.members.isRemoved(id) ? publicId(id) : BigInt(id);
+  }
+
+  /**
+   * The member an alarm request names. An ID no member has is kept as given when it fits a JS
+   * number (etcd keeps alarms for any ID); a larger one is stored by its 48 high bits.
+   */
+  private alarmMemberId(id: bigint): number {
+    const known = memberIdNamed(id, [...this.members.list().map((m) => m.id), ...this.members.removed()]);
+    if (known !== undefined) return known;
+    return id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : Number(id >> 16n);
+  }
+
   private toMember(info: MemberInfo): Member {
     return {
-      id: BigInt(info.id),
+      id: publicId(info.id),
       name: info.name,
       peerUrls: info.peerUrls,
       clientUrls: info.clientUrls,
@@ -1136,7 +1183,8 @@ export class ConcordServer {
 
   async memberRemove(id: bigint): Promise<WithHeader<{ members: Member[] }>> {
     this.assertServing();
-    const memberId = Number(id);
+    const memberId = memberIdNamed(id, [...this.members.list().map((m) => m.id), ...this.members.removed()]);
+    if (memberId === undefined) throw new EtcdError('memberNotFound');
     if (this.members.isRemoved(memberId)) throw new EtcdError('idRemoved');
     const member = this.members.get(memberId);
     if (member === undefined) throw new EtcdError('memberNotFound');
@@ -1163,8 +1211,8 @@ export class ConcordServer {
   }
 
   async memberUpdate(id: bigint, peerUrls: string[]): Promise<WithHeader<{ members: Member[] }>> {
-    const memberId = Number(id);
-    if (!this.members.has(memberId)) throw new EtcdError('memberNotFound');
+    const memberId = this.memberNamed(id);
+    if (memberId === undefined) throw new EtcdError('memberNotFound');
     if (this.members.peerUrlsInUse(peerUrls, memberId)) throw new EtcdError('peerUrlExist');
     const outcome = await this.propose({ type: 'updateMember', memberId, peerUrls });
     if (outcome.status === 'error') throw outcome.error;
@@ -1173,9 +1221,9 @@ export class ConcordServer {
 
   async memberPromote(id: bigint): Promise<WithHeader<{ members: Member[] }>> {
     this.assertServing();
-    const memberId = Number(id);
-    const member = this.members.get(memberId);
-    if (member === undefined) throw new EtcdError('memberNotFound');
+    const memberId = this.memberNamed(id);
+    const member = memberId === undefined ? undefined : this.members.get(memberId);
+    if (memberId === undefined || member === undefined) throw new EtcdError('memberNotFound');
     if (!member.isLearner) throw new EtcdError('memberNotLearner');
     if (!this.isLeader) {
       await this.leaderClient.memberPromote(this.leaderClientUrl(), id);
@@ -1253,11 +1301,11 @@ export class ConcordServer {
       version: CONCORD_VERSION,
       dbSizeBytes,
       dbSizeInUseBytes: dbSizeBytes,
-      leader: BigInt(status.softState.leader),
+      leader: publicId(status.softState.leader),
       raftIndex: BigInt(status.hardState.commit),
       raftTerm: BigInt(status.hardState.term),
       raftAppliedIndex: BigInt(this.appliedWait.appliedIndex),
-      errors: this.members.alarms().map(alarmText),
+      errors: this.members.alarms().map((a) => alarmText(a, this.alarmMemberPublicId(a.memberId))),
       isLearner: self?.isLearner ?? false,
       header: this.header(),
     };
@@ -1278,11 +1326,19 @@ export class ConcordServer {
       await this.linearizableBarrier();
       alarms = this.members.alarms(kind);
     } else {
-      const outcome = await this.propose({ type: 'alarm', action, memberId: Number(memberId), alarm: kind });
+      const outcome = await this.propose({
+        type: 'alarm',
+        action,
+        memberId: this.alarmMemberId(memberId),
+        alarm: kind,
+      });
       if (outcome.status === 'error') throw outcome.error;
       alarms = outcome.status === 'done' ? (outcome.alarms ?? []) : [];
     }
-    const members = alarms.map((a) => ({ memberId: BigInt(a.memberId), alarm: alarmTypeOf[a.alarm] }));
+    const members = alarms.map((a) => ({
+      memberId: this.alarmMemberPublicId(a.memberId),
+      alarm: alarmTypeOf[a.alarm],
+    }));
     return { alarms: members, header: this.header() };
   }
 
@@ -1338,11 +1394,11 @@ export class ConcordServer {
     const header = this.header();
     const members = this.members;
     const snapshot = await createEtcdSnapshot(this.keyspace, {
-      members: members.list(),
-      removedMemberIds: members.removed(),
+      members: members.list().map((m) => ({ ...m, id: publicId(m.id) })),
+      removedMemberIds: members.removed().map(publicId),
       alarms: members
         .alarms()
-        .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: a.memberId, alarm: a.alarm }])),
+        .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: publicId(a.memberId), alarm: a.alarm }])),
       clusterVersion: `${CONCORD_VERSION.split('.').slice(0, 2).join('.')}.0`,
     });
     return {
@@ -1363,7 +1419,7 @@ export class ConcordServer {
 
   async moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }> {
     this.assertServing();
-    const target = Number(targetId);
+    const target = memberIdNamed(targetId, this.confState.voters) ?? 0;
     if (!this.isLeader) throw new EtcdError('notLeader');
     if (!this.confState.voters.includes(target)) throw new EtcdError('badLeaderTransferee');
     this.raft.transferLeadership(target);
@@ -1454,7 +1510,10 @@ export class ConcordServer {
       let body = '';
       for await (const chunk of request) body += chunk;
       const spec = JSON.parse(body || '{}') as { drop?: string[]; delayMs?: number };
-      this.faultDrop = new Set((spec.drop ?? []).map((id) => Number.parseInt(id, 16)));
+      const ids = this.members.list().map((m) => m.id);
+      this.faultDrop = new Set(
+        (spec.drop ?? []).map((id) => memberIdNamed(BigInt(`0x${id}`), ids) ?? Number.parseInt(id, 16)),
+      );
       this.faultDelayMs = Math.max(0, Math.min(spec.delayMs ?? 0, 60_000));
     } else if (request.method === 'DELETE') {
       this.faultDrop.clear();
@@ -1472,12 +1531,12 @@ export class ConcordServer {
           }
         : undefined,
     );
-    const peers = Object.fromEntries(this.members.list().map((m) => [m.id.toString(16), m.name]));
+    const peers = Object.fromEntries(this.members.list().map((m) => [formatId(m.id), m.name]));
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(
       JSON.stringify({
-        memberId: this.memberId.toString(16),
-        drop: [...this.faultDrop].map((id) => id.toString(16)),
+        memberId: formatId(this.memberId),
+        drop: [...this.faultDrop].map(formatId),
         delayMs: this.faultDelayMs,
         peers,
       }),
@@ -1529,6 +1588,12 @@ function isClusterOp(op: ServerOp): op is ClusterOp {
   return op.type === 'publishMember' || op.type === 'updateMember' || op.type === 'alarm';
 }
 
+/** The alarm guard a member starts with (etcd's restoreAlarms): CORRUPT's if raised, else NOSPACE's. */
+function alarmGuardAfterRestart(members: Members): AlarmKind {
+  if (members.hasAlarm('CORRUPT')) return 'CORRUPT';
+  return members.hasAlarm('NOSPACE') ? 'NOSPACE' : 'NONE';
+}
+
 /** The writes etcd's corrupt applier refuses (reads, and read-only txns, do not go through it). */
 const refusedWhenCorrupt: ReadonlySet<ServerOp['type']> = new Set([
   'put',
@@ -1543,8 +1608,8 @@ const alarmKindOf: Record<AlarmType, AlarmKind> = { none: 'NONE', nospace: 'NOSP
 const alarmTypeOf: Record<AlarmKind, AlarmType> = { NONE: 'none', NOSPACE: 'nospace', CORRUPT: 'corrupt' };
 
 /** An alarm as etcd's Status lists it: the proto text form, which leaves out zero fields. */
-function alarmText(alarm: Alarm): string {
-  const member = alarm.memberId === 0 ? '' : `memberID:${alarm.memberId} `;
+function alarmText(alarm: Alarm, memberId: bigint): string {
+  const member = memberId === 0n ? '' : `memberID:${memberId} `;
   return `${member}${alarm.alarm === 'NONE' ? '' : `alarm:${alarm.alarm} `}`;
 }
 
@@ -1636,7 +1701,7 @@ function foundingMembers(
   if (restoredId !== undefined && stored !== undefined) {
     if (!stored.has(restoredId))
       throw new Error(
-        `data dir ${config.dataDir} was restored for member ${restoredId.toString(16)}, which its membership does not list`,
+        `data dir ${config.dataDir} was restored for member ${formatId(restoredId)}, which its membership does not list`,
       );
     return { members: stored, memberId: restoredId, source: 'snapshot restore' };
   }

@@ -386,3 +386,54 @@ export function gogoDecodeError(typeName: string, bytes: Uint8Array): string | u
     throw error;
   }
 }
+
+function encodeVarint(value: number): Buffer {
+  const out: number[] = [];
+  let rest = value;
+  while (rest >= 0x80) {
+    out.push((rest % 0x80) | 0x80);
+    rest = Math.floor(rest / 0x80);
+  }
+  out.push(rest);
+  return Buffer.from(out);
+}
+
+function knownFieldsOf(message: MessageSchema, c: Cursor): Buffer[] {
+  const parts: Buffer[] = [];
+  while (c.pos < c.end) {
+    const before = c.pos;
+    const tag = readVarint(c);
+    const tagEnd = c.pos;
+    const field = message.fields.get(Number(BigInt.asIntN(32, BigInt(tag) >> 3n)));
+    if (field === undefined) {
+      c.pos = before;
+      skipField(c);
+      continue;
+    }
+    const wireType = Number(BigInt(tag) & 7n);
+    if (field.kind === 'message' && wireType === 2) {
+      const length = readLength(c);
+      const inner = knownFieldsOf(schemaOf(field.message!), {
+        bytes: c.bytes,
+        pos: c.pos,
+        end: c.pos + length,
+      });
+      const body = Buffer.concat(inner);
+      parts.push(Buffer.from(c.bytes.subarray(before, tagEnd)), encodeVarint(body.length), body);
+      c.pos += length;
+      continue;
+    }
+    checkField(field, wireType, c);
+    parts.push(Buffer.from(c.bytes.subarray(before, c.pos)));
+  }
+  return parts;
+}
+
+/**
+ * `bytes` (which gogoDecodeError accepts) without the fields `typeName` does not declare, at
+ * every depth: what etcd's decoder keeps. Our reflection decoder then reads what etcd reads even
+ * when an unknown field's tag is one it cannot parse (a varint longer than 5 bytes).
+ */
+export function withoutUnknownFields(typeName: string, bytes: Uint8Array): Buffer {
+  return Buffer.concat(knownFieldsOf(schemaOf(typeName), { bytes, pos: 0, end: bytes.length }));
+}

@@ -23,14 +23,14 @@ import { applyOps, b, norm, openTemp, type TempKeyspace } from './helpers.js';
 const cluster: EtcdClusterState = {
   members: [
     {
-      id: 0xabc,
+      id: 0xabcn,
       name: 'n1',
       peerUrls: ['http://127.0.0.1:2380'],
       clientUrls: ['http://127.0.0.1:2379'],
       isLearner: false,
     },
   ],
-  removedMemberIds: [0xdef],
+  removedMemberIds: [0xdefn],
   alarms: [],
   clusterVersion: '3.4.0',
 };

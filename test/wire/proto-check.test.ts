@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { goCamelCase, gogoDecodeError } from '../../src/wire/proto-check.js';
+import { goCamelCase, gogoDecodeError, withoutUnknownFields } from '../../src/wire/proto-check.js';
 
 const rows: readonly [string, string, string | undefined][] = [
   ['etcdserverpb.RangeRequest', 'ff', 'unexpected EOF'],
@@ -53,5 +53,22 @@ describe("etcd's (gogo) decoder errors", () => {
     assert.equal(goCamelCase('remaining_TTL'), 'Remaining_TTL');
     assert.equal(goCamelCase('memberID'), 'MemberID');
     assert.equal(goCamelCase('_my_field_name_2'), 'XMyFieldName_2');
+  });
+});
+
+describe('withoutUnknownFields', () => {
+  it('drops unknown fields at every depth, keeps known ones byte for byte', () => {
+    const hex = (typeName: string, input: string) =>
+      withoutUnknownFields(typeName, Buffer.from(input, 'hex')).toString('hex');
+    // LeaseTimeToLive with only an unknown fixed32 field under a 7-byte tag.
+    assert.equal(hex('etcdserverpb.LeaseTimeToLiveRequest', 'bd85c6a49dcd62c91a4dc0'), '');
+    // Range key "a" then the same unknown field.
+    assert.equal(hex('etcdserverpb.RangeRequest', '0a0161bd85c6a49dcd62c91a4dc0'), '0a0161');
+    // A txn whose success op holds a put with an unknown varint field (number 15): the embedded
+    // messages' lengths shrink with them.
+    const put = '0a01611201627801';
+    const op = `12${(put.length / 2).toString(16).padStart(2, '0')}${put}`;
+    const txn = `12${(op.length / 2).toString(16).padStart(2, '0')}${op}`;
+    assert.equal(hex('etcdserverpb.TxnRequest', txn), '120812060a0161120162');
   });
 });

@@ -8,6 +8,7 @@ import { crc32 } from 'node:zlib';
 import { type EndpointStatus, fromGrpcError, type Member } from '../../client/index.js';
 import { type EtcdSnapshotStatus, etcdSnapshotStatus } from '../../mvcc/etcd-snapshot.js';
 import { verifySnapshotFile } from '../../mvcc/keyspace.js';
+import { formatId } from '../../server/ids.js';
 import {
   hasHashTrailer,
   restoreSnapshotToDataDir,
@@ -355,7 +356,7 @@ export const snapshotRestore: Command = async (ctx) => {
   const membership =
     result.memberId === undefined
       ? 'with the --initial-cluster of the new cluster'
-      : `(member ${hex(BigInt(result.memberId))}; the membership is in the data dir)`;
+      : `(member ${formatId(result.memberId)}; the membership is in the data dir)`;
   ctx.io.out(
     `restored ${result.format === 'etcd' ? 'an etcd-format' : 'a Concord'} snapshot ${path} into ${dataDir} (${contents}); ` +
       `start the member with --data-dir ${dataDir} --initial-cluster-state new ${membership}`,
