@@ -10,7 +10,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CONCORD_VERSION } from '../../server/server.js';
+import { CONCORD_VERSION } from '../version.js';
 import { SERVING_NODE_FLAGS } from '../serving-flags.js';
 import { BenchCluster, type MemberBinary } from './cluster.js';
 import { monotonicNowUs, type ProfileWindow, readCpuProfile, topSelfTime } from './cpu-profile.js';
