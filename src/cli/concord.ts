@@ -5,10 +5,11 @@ import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger } from '../server/logger.js';
-import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
+import { ConcordServer, ETCD_API_VERSION } from '../server/server.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { metricsReport } from './metrics.js';
 import { SERVING_V8_FLAGS } from './serving-flags.js';
+import { CONCORD_VERSION } from './version.js';
 
 const GRACEFUL_STOP_MS = 5000;
 
@@ -36,7 +37,7 @@ async function main(): Promise<number> {
   }
   if (parsed.kind === 'version') {
     process.stdout.write(
-      `concord Version: ${CONCORD_VERSION}\nAPI: etcd v3 (3.4 compatible)\nNode Version: ${process.version}\n`,
+      `concord Version: ${CONCORD_VERSION}\netcd API Version: ${ETCD_API_VERSION}\nNode Version: ${process.version}\n`,
     );
     return 0;
   }
@@ -72,7 +73,7 @@ async function main(): Promise<number> {
         ...defaultGrpcServerOptions,
         limits: { txnOpsMax: config.maxTxnOps, requestBytesMax: config.maxRequestBytes },
       },
-      serverVersion: CONCORD_VERSION,
+      serverVersion: ETCD_API_VERSION,
       clusterVersion: '3.4.0',
       health: () => server.health(),
       metrics: () => metricsReport(server),

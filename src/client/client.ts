@@ -713,7 +713,10 @@ export class Client {
     return toHeader(wire.header);
   }
 
-  /** Streams a snapshot of one endpoint's backend; `onProgress` gets bytes received so far. */
+  /**
+   * Streams a snapshot of one endpoint's backend (etcd's bbolt format), chunk by chunk with the
+   * bytes still to come; the stream fails when no chunk arrives for the request timeout.
+   */
   async *snapshot(endpoint: string): AsyncGenerator<{ blob: Buffer; remainingBytes: bigint }> {
     const connection = this.connection(endpoint);
     await connection.ready(this.clock.nowMs() + this.dialTimeoutMs).catch((error: unknown) => {

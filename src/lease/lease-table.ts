@@ -1,6 +1,6 @@
 // The lease clock: when each lease expires. Grants and revokes are replicated through Raft and
 // persisted by the keyspace (src/mvcc); expiry timing is not replicated. As in etcd, only the
-// leader counts time: a new leader restarts every lease's countdown with its remaining TTL plus
+// leader counts time: a new leader restarts every lease's countdown with its full TTL plus
 // a grace period, so leases are never cut short by a leader change (they may run long).
 // Pure: the caller passes the current time (ms) in, so tests and the simulator control it.
 

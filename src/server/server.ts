@@ -99,7 +99,8 @@ import { ReadBatcher } from './read-batcher.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
 import { Waiters } from './waiters.js';
 
-export const CONCORD_VERSION = '3.4.23';
+/** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
+export const ETCD_API_VERSION = '3.4.23';
 const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
@@ -1298,7 +1299,7 @@ export class ConcordServer {
     });
     this.assertServing();
     return {
-      version: CONCORD_VERSION,
+      version: ETCD_API_VERSION,
       dbSizeBytes,
       dbSizeInUseBytes: dbSizeBytes,
       leader: publicId(status.softState.leader),
@@ -1399,7 +1400,7 @@ export class ConcordServer {
       alarms: members
         .alarms()
         .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: publicId(a.memberId), alarm: a.alarm }])),
-      clusterVersion: `${CONCORD_VERSION.split('.').slice(0, 2).join('.')}.0`,
+      clusterVersion: `${ETCD_API_VERSION.split('.').slice(0, 2).join('.')}.0`,
     });
     return {
       header,

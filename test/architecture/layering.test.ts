@@ -1,4 +1,4 @@
-// The layering of ARCHITECTURE.md, enforced: a module may import only from its own folder or
+// The layering of docs/architecture.md, enforced: a module may import only from its own folder or
 // from layers below it. A change that makes a lower layer reach up fails here.
 
 import assert from 'node:assert/strict';

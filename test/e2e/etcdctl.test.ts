@@ -3,8 +3,8 @@
 // normalisation. What is normalised, and why:
 //  - member, cluster and lease IDs: both pick them freely (etcd hashes URLs and time).
 //  - absolute revisions: every comparison is made relative to the revision at the start of its
-//    block, because the two clusters have seen different traffic (and see server-bugs.md B3:
-//    a fresh Concord starts at revision 0, etcd at 1).
+//    block, because the two clusters have seen different traffic (both start a fresh store at
+//    revision 1).
 //  - raft_term, raft indexes, db sizes, versions, timings ("took = …", "remaining(…)").
 
 import assert from 'node:assert/strict';
