@@ -7,7 +7,7 @@ import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger } from '../server/logger.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
-import { metricsReport } from './metrics.js';
+import { createMemberMetrics } from './metrics.js';
 import { SERVING_V8_FLAGS } from './serving-flags.js';
 
 const GRACEFUL_STOP_MS = 5000;
@@ -49,6 +49,7 @@ async function main(): Promise<number> {
   const log = createLogger(config.logLevel, { member: config.name });
   const server = await ConcordServer.start(config, log);
   const apis: ApiServer[] = [];
+  const metrics = createMemberMetrics(server, apis);
   let stopping = false;
   // A fatal storage error (the server logged the cause): stop serving clients and exit non-zero,
   // so a supervisor sees the member gone and restarts it once the disk is fixed.
@@ -75,7 +76,7 @@ async function main(): Promise<number> {
       serverVersion: CONCORD_VERSION,
       clusterVersion: '3.4.0',
       health: () => server.health(),
-      metrics: () => metricsReport(server),
+      metrics: () => metrics.report(),
       extraRoutes: (request, response, path) => server.faultRoutes(request, response, path),
     });
     apis.push(api);
