@@ -7,6 +7,7 @@
 // observe() calls made while serving are the histograms, once per WAL fsync, per applied batch
 // and per heartbeat round trip.
 
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { ApiServer } from '../api/api-server.js';
@@ -16,8 +17,8 @@ import type { ConcordServer, MemberObservation } from '../server/server.js';
 
 /** etcd's disk histograms: prometheus.ExponentialBuckets(0.001, 2, 14), 1 ms to 8.192 s. */
 export const DISK_SECONDS_BUCKETS = exponentialBuckets(0.001, 2, 14);
-/** etcd's peer round-trip histogram: ExponentialBuckets(0.0001, 2, 14), 0.1 ms to 0.8192 s. */
-export const PEER_RTT_SECONDS_BUCKETS = exponentialBuckets(0.0001, 2, 14);
+/** etcd's peer round-trip histogram: ExponentialBuckets(0.0001, 2, 16), 0.1 ms to 3.2768 s. */
+export const PEER_RTT_SECONDS_BUCKETS = exponentialBuckets(0.0001, 2, 16);
 /** The one Raft group a member runs today; labels shard="1" until sharding adds more. */
 const SHARD_ID = '1';
 const EVENT_LOOP_RESOLUTION_MS = 20;
@@ -68,6 +69,15 @@ export function createMemberMetrics(server: ConcordServer, apis: readonly ApiSer
         this.inc(read());
       },
     });
+
+  new Gauge({
+    name: 'process_virtual_memory_max_bytes',
+    help: 'Maximum amount of virtual memory available in bytes.',
+    registers,
+    collect() {
+      this.set(addressSpaceLimitBytes());
+    },
+  });
 
   // ---- etcd_server_* --------------------------------------------------------------------------
   gauge('etcd_server_has_leader', 'Whether or not a leader exists. 1 is existence, 0 is not.', (o) =>
@@ -353,6 +363,20 @@ function* methodsOf(apis: readonly ApiServer[]) {
     }
   }
   yield* merged.values();
+}
+
+/** RLIMIT_AS as Go's procfs reports it: "unlimited" is 2^64 - 1. */
+function addressSpaceLimitBytes(): number {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max address space'));
+    const soft = line?.slice('Max address space'.length).trim().split(/\s+/)[0];
+    if (soft === undefined) return 0;
+    return soft === 'unlimited' ? 2 ** 64 : Number(soft);
+  } catch {
+    return 0;
+  }
 }
 
 /** Member ids appear in etcd's labels in hex; the transport keys peers by decimal id. */
