@@ -4,7 +4,7 @@ import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
-import { createLogger } from '../server/logger.js';
+import { createLogger, type Logger, sinksFor } from '../server/logger.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { createMemberMetrics } from './metrics.js';
@@ -18,6 +18,9 @@ function tuneHeapForServing(): void {
     if (!given.includes(flag)) setFlagsFromString(`${flag}=${value}`);
   }
 }
+
+/** The member's logger once flags are read (fatal errors after that are logged through it). */
+let log: Logger | undefined;
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'bench') {
@@ -46,8 +49,17 @@ async function main(): Promise<number> {
   }
   tuneHeapForServing();
   const config = parsed.flags;
-  const log = createLogger(config.logLevel, { member: config.name });
-  const server = await ConcordServer.start(config, log);
+  let started: ConcordServer | undefined;
+  const memberLog = createLogger({
+    level: config.logLevel,
+    base: { name: config.name },
+    sinks: sinksFor(config.logOutputs ?? ['default']),
+    // Once the member runs, every line carries its id, term and applied index (zap's fields).
+    context: () => (started === undefined ? {} : started.logContext()),
+  });
+  log = memberLog;
+  const server = await ConcordServer.start(config, memberLog);
+  started = server;
   const apis: ApiServer[] = [];
   const metrics = createMemberMetrics(server, apis);
   let stopping = false;
@@ -92,7 +104,7 @@ async function main(): Promise<number> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info('received signal; shutting down', { signal });
+    memberLog.info('received signal; shutting down', { signal });
     const force = setTimeout(() => process.exit(1), GRACEFUL_STOP_MS * 2);
     force.unref();
     await Promise.all(apis.map((api) => api.close(GRACEFUL_STOP_MS).catch(() => undefined)));
@@ -109,7 +121,9 @@ main().then(
     if (code >= 0) process.exit(code);
   },
   (error: Error) => {
-    process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
+    if (log !== undefined)
+      log.error('fatal error; the member stops', { error: error.message, stack: error.stack });
+    else process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
     process.exit(1);
   },
 );

@@ -182,6 +182,7 @@ export class ConcordServer {
   private softState: SoftState = { leader: 0, role: Role.Follower };
   /** Counters and observers for /metrics (src/cli/metrics.ts); set once by start(). */
   stats = new ServerStats();
+  private lastKnownLeader = 0;
   /** When the leader last sent a heartbeat to each peer still unanswered (performance.now ms). */
   private readonly heartbeatSentMs = new Map<number, number>();
   private term = 0;
@@ -578,7 +579,9 @@ export class ConcordServer {
   private onSoftState(state: SoftState): void {
     const wasLeader = this.softState.role === Role.Leader;
     const leaderChanged = state.leader !== 0 && state.leader !== this.softState.leader;
-    const previousLeader = this.softState.leader;
+    // Between two leaders the core passes through "no leader"; the cause is the last one known.
+    const previousLeader = this.lastKnownLeader;
+    if (state.leader !== 0) this.lastKnownLeader = state.leader;
     this.softState = state;
     if (leaderChanged) {
       this.reads.onLeaderChange();
@@ -743,6 +746,11 @@ export class ConcordServer {
         if (op.type === 'put') this.stats.puts++;
         else if (op.type === 'txn') this.stats.txns++;
         else if (op.type === 'deleteRange') this.stats.deletes++;
+        else if (op.type === 'compact')
+          this.log.info('compacted the keyspace', {
+            revision: op.request.revision,
+            'raft-index': batch[i]!.index,
+          });
         this.trackLease(op, result.response, nowMs);
         if (owner !== undefined) this.waiters.resolve(owner, { status: 'ok', response: result.response });
       } else if (result.status === 'error') {
@@ -796,6 +804,13 @@ export class ConcordServer {
     }
     if (context !== undefined && this.members.clusterId === 0) this.members.clusterId = context.clusterId;
     for (const single of change.changes) {
+      this.log.info('applied a membership change', {
+        change: single.type,
+        member: single.nodeId.toString(16),
+        'raft-index': entry.index,
+        voters: this.confState.voters.map((id) => id.toString(16)),
+        learners: this.confState.learners.map((id) => id.toString(16)),
+      });
       switch (single.type) {
         case 'add-node':
         case 'add-learner':
@@ -830,8 +845,14 @@ export class ConcordServer {
         return undefined;
       case 'alarm': {
         const alarm = { memberId: op.memberId, alarm: op.alarm };
-        if (op.action === 'activate') return [this.members.activateAlarm(alarm)];
+        if (op.action === 'activate') {
+          if (!this.members.hasAlarm(op.alarm))
+            this.log.warn('alarm raised', { alarm: op.alarm, member: op.memberId.toString(16) });
+          return [this.members.activateAlarm(alarm)];
+        }
         const lowered = this.members.deactivateAlarm(alarm);
+        if (lowered !== undefined)
+          this.log.info('alarm disarmed', { alarm: op.alarm, member: op.memberId.toString(16) });
         return lowered === undefined ? [] : [lowered];
       }
     }
@@ -1579,6 +1600,15 @@ export class ConcordServer {
     } catch (error) {
       return { healthy: false, reason: (error as Error).message };
     }
+  }
+
+  /** Fields etcd's zap logger puts on a member's lines: who it is and where its log stands. */
+  logContext(): Record<string, unknown> {
+    return {
+      'local-member-id': this.memberId.toString(16),
+      term: this.term,
+      index: this.appliedWait.appliedIndex,
+    };
   }
 
   /** What /metrics and the dashboard read when asked: counters kept in memory, no disk scan. */
