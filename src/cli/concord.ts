@@ -6,6 +6,7 @@ import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger, type Logger, sinksFor } from '../server/logger.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
+import { dashboardRoutes } from './dashboard.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { createMemberMetrics } from './metrics.js';
 import { SERVING_V8_FLAGS } from './serving-flags.js';
@@ -62,6 +63,7 @@ async function main(): Promise<number> {
   started = server;
   const apis: ApiServer[] = [];
   const metrics = createMemberMetrics(server, apis);
+  const dashboard = dashboardRoutes(server, metrics, config.name);
   let stopping = false;
   // A fatal storage error (the server logged the cause): stop serving clients and exit non-zero,
   // so a supervisor sees the member gone and restarts it once the disk is fixed.
@@ -89,7 +91,8 @@ async function main(): Promise<number> {
       clusterVersion: '3.4.0',
       health: () => server.health(),
       metrics: () => metrics.report(),
-      extraRoutes: (request, response, path) => server.faultRoutes(request, response, path),
+      extraRoutes: async (request, response, path) =>
+        (await dashboard(request, response, path)) || server.faultRoutes(request, response, path),
     });
     apis.push(api);
     log.info('serving client requests', { url: api.url });

@@ -29,8 +29,15 @@ export function exponentialBuckets(start: number, factor: number, count: number)
   return buckets;
 }
 
+export interface SumCount {
+  sum: number;
+  count: number;
+}
+
 export interface MemberMetrics {
   report(): Promise<MetricsReport>;
+  /** Sums and counts of the latency histograms (the dashboard turns them into averages). */
+  timings(): Promise<{ walFsync: SumCount; backendCommit: SumCount; peerRtt: Record<string, SumCount> }>;
   /** Stops the samplers (event-loop delay, GC observer). */
   close(): void;
 }
@@ -318,6 +325,13 @@ export function createMemberMetrics(server: ConcordServer, apis: readonly ApiSer
   };
 
   return {
+    async timings() {
+      return {
+        walFsync: (await sumsCounts(walFsync, 'To'))[''] ?? { sum: 0, count: 0 },
+        backendCommit: (await sumsCounts(backendCommit, 'To'))[''] ?? { sum: 0, count: 0 },
+        peerRtt: await sumsCounts(peerRtt, 'To'),
+      };
+    },
     async report() {
       observed = undefined;
       try {
@@ -332,6 +346,19 @@ export function createMemberMetrics(server: ConcordServer, apis: readonly ApiSer
       registry.clear();
     },
   };
+}
+
+/** A histogram's _sum and _count by the value of one label ('' when it has no such label). */
+async function sumsCounts(histogram: Histogram, label: string): Promise<Record<string, SumCount>> {
+  const result: Record<string, SumCount> = {};
+  for (const value of (await histogram.get()).values) {
+    const key = String(value.labels[label] ?? '');
+    const entry = result[key] ?? { sum: 0, count: 0 };
+    if (value.metricName?.endsWith('_sum')) entry.sum = value.value;
+    else if (value.metricName?.endsWith('_count')) entry.count = value.value;
+    result[key] = entry;
+  }
+  return result;
 }
 
 function* methodsOf(apis: readonly ApiServer[]) {
