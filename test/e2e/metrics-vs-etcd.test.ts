@@ -3,6 +3,7 @@
 // buckets as etcd exports it; and Concord's counters move when the cluster serves writes.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
@@ -110,6 +111,20 @@ describe('/metrics compared with etcd 3.4', {
             .map((s) => s.labels.grpc_code),
         );
       assert.deepEqual(codes(concordMetrics), codes(etcdMetrics));
+      // The Grafana dashboard in the repository uses only metrics Concord exports.
+      const grafana = readFileSync(new URL('../../../docs/grafana/concord.json', import.meta.url), 'utf8');
+      // A metric name is followed by its label matchers (every query filters on the job).
+      const used = new Set(
+        [...grafana.matchAll(/\b((?:etcd|concord|grpc|process|nodejs)_[a-z0-9_]+)\{/g)].map((m) => m[1]!),
+      );
+      assert.ok(used.size >= 10, 'the Grafana dashboard was read');
+      for (const name of used) {
+        const family = name.replace(/_(bucket|sum|count)$/, '');
+        assert.ok(
+          concordMetrics.has(family),
+          `docs/grafana/concord.json uses ${name}, which Concord exports`,
+        );
+      }
       assert.equal(sampleValue(concordMetrics, 'etcd_server_has_leader'), 1);
       assert.equal(sampleValue(concordMetrics, 'etcd_server_is_leader'), 1);
       assert.ok(sampleValue(concordMetrics, 'etcd_mvcc_db_total_size_in_bytes') > 0);
