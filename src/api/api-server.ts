@@ -11,6 +11,7 @@
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { EtcdBackend } from '../server/backend.js';
+import type { GrpcCallStats } from './call-stats.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
 import { wrapHttp2Connection } from './h2-authority.js';
 import {
@@ -42,6 +43,8 @@ export interface ApiServer {
   readonly port: number;
   /** e.g. http://127.0.0.1:2379, usable by etcdctl --endpoints and by curl alike. */
   readonly url: string;
+  /** gRPC calls started and finished per method, for /metrics. */
+  readonly callStats: GrpcCallStats;
   /** Stops accepting, ends open connections (grace for in-flight gRPC calls), frees the port. */
   close(graceMs?: number): Promise<void>;
 }
@@ -117,7 +120,13 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     clearTimeout(force);
   };
   const bracketed = host.includes(':') ? `[${host}]` : host;
-  return { host, port: address.port, url: `http://${bracketed}:${address.port}`, close };
+  return {
+    host,
+    port: address.port,
+    url: `http://${bracketed}:${address.port}`,
+    callStats: grpcServer.callStats,
+    close,
+  };
 }
 
 /**

@@ -23,6 +23,7 @@ import {
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { status as Status } from '@grpc/grpc-js';
+import { GrpcCallStats, type MethodCallStats } from './call-stats.js';
 
 export interface H2Method {
   path: string;
@@ -146,6 +147,7 @@ interface Route {
   method: H2Method;
   unary?: H2UnaryHandler;
   streaming?: H2StreamingHandler;
+  stats: MethodCallStats;
 }
 
 /**
@@ -337,6 +339,7 @@ class UnaryCall extends CallBase {
     const body = this.serialize(response);
     if (body === undefined) return;
     this.finished = true;
+    this.route.stats.handled[Status.OK]!++;
     this.clearDeadline();
     stream.respond(responseHeaders, respondOptions);
     stream.on('wantTrailers', sendOkTrailers);
@@ -356,6 +359,7 @@ class UnaryCall extends CallBase {
   protected finishWith(code: Status, details: string): void {
     if (this.finished) return;
     this.finished = true;
+    this.route.stats.handled[code]!++;
     this.clearDeadline();
     if (code === Status.DEADLINE_EXCEEDED || code === Status.CANCELLED) this.abort?.abort();
     trailersOnly(this.stream, code, details);
@@ -365,6 +369,7 @@ class UnaryCall extends CallBase {
     this.clearDeadline();
     if (this.finished) return;
     this.finished = true;
+    this.route.stats.handled[Status.CANCELLED]!++;
     this.abort?.abort();
   }
 }
@@ -478,6 +483,7 @@ export class H2ServerCall extends CallBase {
   protected finishWith(code: Status, details: string): void {
     if (this.finished) return;
     this.finished = true;
+    this.route.stats.handled[code]!++;
     this.clearDeadline();
     this.wakeWriters();
     const stream = this.stream;
@@ -524,6 +530,7 @@ export class H2ServerCall extends CallBase {
     this.wakeWriters();
     if (this.finished) return;
     this.finished = true;
+    this.route.stats.handled[Status.CANCELLED]!++;
     this.cancelledFlag = true;
     this.guard(() => this.onCancel?.());
   }
@@ -556,6 +563,8 @@ export class H2ServerCall extends CallBase {
  */
 export class H2GrpcServer {
   private readonly routes = new Map<string, Route>();
+  /** Calls started and finished per method (grpc_server_* metrics). */
+  readonly callStats = new GrpcCallStats();
   private readonly sessions = new Set<Http2Session>();
   private readonly http2: Http2Server;
   private listening = false;
@@ -574,12 +583,16 @@ export class H2GrpcServer {
 
   addUnary(method: H2Method, handler: H2UnaryHandler): void {
     if (method.requestStream || method.responseStream) throw new Error(`${method.path} is not unary`);
-    this.addRoute({ method, unary: handler });
+    this.addRoute({ method, unary: handler, stats: this.callStats.register(method.path, false, false) });
   }
 
   addStreaming(method: H2Method, handler: H2StreamingHandler): void {
     if (!method.requestStream && !method.responseStream) throw new Error(`${method.path} is unary`);
-    this.addRoute({ method, streaming: handler });
+    this.addRoute({
+      method,
+      streaming: handler,
+      stats: this.callStats.register(method.path, method.requestStream, method.responseStream),
+    });
   }
 
   /** Serves HTTP/2 on a socket whose bytes (and any pushed-back preface) are still unread. */
@@ -681,6 +694,7 @@ export class H2GrpcServer {
       );
       return;
     }
+    route.stats.started++;
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     if (route.unary !== undefined) new UnaryCall(this, stream, route, timeoutMs);
     else new H2ServerCall(this, stream, route, timeoutMs);

@@ -4,10 +4,11 @@ import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
-import { createLogger } from '../server/logger.js';
+import { createLogger, type Logger, sinksFor } from '../server/logger.js';
 import { ConcordServer, ETCD_API_VERSION } from '../server/server.js';
+import { dashboardRoutes } from './dashboard.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
-import { metricsReport } from './metrics.js';
+import { createMemberMetrics } from './metrics.js';
 import { SERVING_V8_FLAGS } from './serving-flags.js';
 import { CONCORD_VERSION } from './version.js';
 
@@ -19,6 +20,9 @@ function tuneHeapForServing(): void {
     if (!given.includes(flag)) setFlagsFromString(`${flag}=${value}`);
   }
 }
+
+/** The member's logger once flags are read (fatal errors after that are logged through it). */
+let log: Logger | undefined;
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'bench') {
@@ -47,9 +51,20 @@ async function main(): Promise<number> {
   }
   tuneHeapForServing();
   const config = parsed.flags;
-  const log = createLogger(config.logLevel, { member: config.name });
-  const server = await ConcordServer.start(config, log);
+  let started: ConcordServer | undefined;
+  const memberLog = createLogger({
+    level: config.logLevel,
+    base: { name: config.name },
+    sinks: sinksFor(config.logOutputs ?? ['default']),
+    // Once the member runs, every line carries its id, term and applied index (zap's fields).
+    context: () => (started === undefined ? {} : started.logContext()),
+  });
+  log = memberLog;
+  const server = await ConcordServer.start(config, memberLog);
+  started = server;
   const apis: ApiServer[] = [];
+  const metrics = createMemberMetrics(server, apis);
+  const dashboard = dashboardRoutes(server, metrics, config.name);
   let stopping = false;
   // A fatal storage error (the server logged the cause): stop serving clients and exit non-zero,
   // so a supervisor sees the member gone and restarts it once the disk is fixed.
@@ -76,8 +91,9 @@ async function main(): Promise<number> {
       serverVersion: ETCD_API_VERSION,
       clusterVersion: '3.4.0',
       health: () => server.health(),
-      metrics: () => metricsReport(server),
-      extraRoutes: (request, response, path) => server.faultRoutes(request, response, path),
+      metrics: () => metrics.report(),
+      extraRoutes: async (request, response, path) =>
+        (await dashboard(request, response, path)) || server.faultRoutes(request, response, path),
     });
     apis.push(api);
     log.info('serving client requests', { url: api.url });
@@ -92,7 +108,7 @@ async function main(): Promise<number> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info('received signal; shutting down', { signal });
+    memberLog.info('received signal; shutting down', { signal });
     const force = setTimeout(() => process.exit(1), GRACEFUL_STOP_MS * 2);
     force.unref();
     await Promise.all(apis.map((api) => api.close(GRACEFUL_STOP_MS).catch(() => undefined)));
@@ -109,7 +125,9 @@ main().then(
     if (code >= 0) process.exit(code);
   },
   (error: Error) => {
-    process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
+    if (log !== undefined)
+      log.error('fatal error; the member stops', { error: error.message, stack: error.stack });
+    else process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
     process.exit(1);
   },
 );

@@ -105,6 +105,16 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     help: "Auto compaction retention length. 0 means disable auto compaction ('1h', '30m', or hours; revisions for 'revision' mode).",
   },
   'log-level': { type: 'string', default: 'info', help: "Log level: 'debug', 'info', 'warn', 'error'." },
+  'log-outputs': {
+    type: 'string',
+    default: 'default',
+    help: "Where to write logs: 'default' (stderr), 'stderr', 'stdout', or file paths, comma-separated. JSON lines, or text when every output is a terminal.",
+  },
+  'warning-apply-duration': {
+    type: 'string',
+    default: '100ms',
+    help: 'Time an apply may take before a warning is logged (e.g. 100ms, 1s).',
+  },
   'experimental-fault-injection': {
     type: 'boolean',
     help: 'TEST ONLY: serve /debug/faults on the client URL to drop or delay peer messages.',
@@ -219,6 +229,8 @@ function buildFlags(
     autoCompactionMode,
     autoCompactionRetention: parseRetention(autoCompactionMode, lookup('auto-compaction-retention')),
     logLevel: logLevel as ServerFlags['logLevel'],
+    logOutputs: parseLogOutputs(lookup('log-outputs')),
+    warningApplyDurationMs: parseDurationMs('warning-apply-duration', lookup('warning-apply-duration')),
   };
   if (flags.initialClusterState === 'new' && !flags.initialCluster.has(name)) {
     throw new FlagError(
@@ -282,6 +294,35 @@ export function parseInitialCluster(text: string): Map<string, string[]> {
   }
   if (cluster.size === 0) throw new FlagError('--initial-cluster is empty');
   return cluster;
+}
+
+function parseLogOutputs(text: string): string[] {
+  const outputs = text
+    .split(',')
+    .map((o) => o.trim())
+    .filter((o) => o !== '');
+  if (outputs.length === 0) throw new FlagError('--log-outputs needs at least one output');
+  return outputs;
+}
+
+const DURATION_UNIT_MS: Record<string, number> = {
+  ns: 1e-6,
+  us: 1e-3,
+  µs: 1e-3,
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+};
+
+/** A Go duration as etcd's flags take them ("100ms", "1.5s", "1m30s"), in milliseconds. */
+export function parseDurationMs(flag: string, text: string): number {
+  const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
+  const joined = parts.map((p) => p[0]).join('');
+  if (parts.length === 0 || joined !== text.trim()) {
+    throw new FlagError(`invalid value "${text}" for flag -${flag}: time: invalid duration "${text}"`);
+  }
+  return parts.reduce((total, p) => total + Number(p[1]) * DURATION_UNIT_MS[p[2]!]!, 0);
 }
 
 /** etcd's retention: plain numbers are hours in periodic mode ('1h', '30m', '90s' also accepted). */

@@ -1260,6 +1260,21 @@ export class Keyspace {
     return { hash, compactRevision: this.compactRev, revision: Math.max(at, 0) };
   }
 
+  /**
+   * Cheap space figures for metrics (LMDB's own counters, no scan): live keys, and the bytes of
+   * the file up to LMDB's last used page (freed pages below it are reused, not returned).
+   */
+  spaceStats(): { liveKeys: number; usedBytes: number } {
+    this.assertOpen();
+    type LmdbStats = { entryCount?: number; lastPageNumber?: number; pageSize?: number };
+    const live = (this.dbs.live as unknown as { getStats(): LmdbStats }).getStats();
+    const env = (this.dbs.env as unknown as { getStats(): LmdbStats }).getStats();
+    return {
+      liveKeys: live.entryCount ?? 0,
+      usedBytes: ((env.lastPageNumber ?? 0) + 1) * (env.pageSize ?? 4096),
+    };
+  }
+
   /** Entry counts of the raw sub-databases (tests, metrics, the benchmark). */
   storageStats(): {
     revisions: number;

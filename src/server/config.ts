@@ -24,6 +24,10 @@ export interface ServerConfig {
   /** For 'periodic': a duration in ms; for 'revision': a number of revisions; 0 = off. */
   autoCompactionRetention: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Where logs go: 'stderr', 'stdout', or file paths (etcd's --log-outputs). Default stderr. */
+  logOutputs?: string[];
+  /** An apply slower than this is logged as a warning (etcd's --warning-apply-duration); 100 ms. */
+  warningApplyDurationMs?: number;
   /** Test-only: /debug/faults on the client URL drops or delays peer messages (Jepsen nemesis). */
   experimentalFaultInjection: boolean;
   /** Test-only bug switch: linearizable reads skip ReadIndex (the fault tests must catch it). */

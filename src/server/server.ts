@@ -39,6 +39,7 @@ import {
   EMPTY_BYTES,
   type Entry,
   EntryType,
+  type Message,
   MessageType,
   type NodeId,
   Role,
@@ -97,6 +98,7 @@ import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from '.
 import { type HostStage, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
+import { DEFAULT_WARNING_APPLY_DURATION_MS, ServerStats, timedWalOptions } from './server-stats.js';
 import { Waiters } from './waiters.js';
 
 /** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
@@ -179,6 +181,11 @@ export class ConcordServer {
   private readonly leaderClient: LeaderClient;
   private readonly concurrency: Concurrency;
   private softState: SoftState = { leader: 0, role: Role.Follower };
+  /** Counters and observers for /metrics (src/cli/metrics.ts); set once by start(). */
+  stats = new ServerStats();
+  private lastKnownLeader = 0;
+  /** When the leader last sent a heartbeat to each peer still unanswered (performance.now ms). */
+  private readonly heartbeatSentMs = new Map<number, number>();
   private term = 0;
   private nextRequestId = 1;
   private snapshotIndex: number;
@@ -261,7 +268,13 @@ export class ConcordServer {
       this.raft,
       storage,
       new WalLog(wal, snapshots, received),
-      { send: (messages) => transport.send(messages), flush: () => transport.flush() },
+      {
+        send: (messages) => {
+          if (this.softState.role === Role.Leader) this.noteHeartbeatsSent(messages);
+          transport.send(messages);
+        },
+        flush: () => transport.flush(),
+      },
       {
         restoreSnapshot: (snapshot) => this.restoreSnapshot(snapshot),
         applyEntries: (entries) => this.applyEntries(entries),
@@ -305,7 +318,8 @@ export class ConcordServer {
     const walOptions = unsafeNoDatasync
       ? { ...hooks.walOptions, io: { ...hooks.walOptions?.io, ...unsafeNoDatasyncIo } }
       : hooks.walOptions;
-    const { wal: openedWal, recovered } = await Wal.open(walDir, walOptions);
+    const stats = new ServerStats();
+    const { wal: openedWal, recovered } = await Wal.open(walDir, timedWalOptions(walOptions, stats));
     const wal = hooks.wrapWal?.(openedWal) ?? openedWal;
     if (recovered.tornTail !== null)
       log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
@@ -418,6 +432,7 @@ export class ConcordServer {
       scratchDir,
       received,
     );
+    server.stats = stats;
     await transport.listen();
     server.syncPeers();
     server.host.start();
@@ -556,6 +571,7 @@ export class ConcordServer {
   private stepPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
     if (this.stopped) return;
     if (this.members.isRemoved(message.from)) return;
+    if (message.type === MessageType.HeartbeatResponse) this.noteHeartbeatAnswered(message.from);
     try {
       this.raft.step(message);
     } catch (error) {
@@ -570,16 +586,54 @@ export class ConcordServer {
   private onSoftState(state: SoftState): void {
     const wasLeader = this.softState.role === Role.Leader;
     const leaderChanged = state.leader !== 0 && state.leader !== this.softState.leader;
+    // Between two leaders the core passes through "no leader"; the cause is the last one known.
+    const previousLeader = this.lastKnownLeader;
+    if (state.leader !== 0) this.lastKnownLeader = state.leader;
     this.softState = state;
-    if (leaderChanged) this.reads.onLeaderChange();
+    if (leaderChanged) {
+      this.reads.onLeaderChange();
+      this.stats.leaderChanges++;
+    }
     const isLeader = state.role === Role.Leader;
+    const { term, commit } = this.raft.status().hardState;
     if (isLeader && !wasLeader) {
       this.leases.promote(Date.now(), this.config.electionTimeoutMs);
-      this.log.info('became leader', { term: this.raft.status().hardState.term });
+      this.log.info('became leader', {
+        term,
+        index: commit,
+        'previous-leader': previousLeader === 0 ? '' : previousLeader.toString(16),
+      });
     } else if (!isLeader && wasLeader) {
       this.leases.demote();
-      this.log.info('lost leadership', { leader: formatId(state.leader) });
+      this.heartbeatSentMs.clear();
+      this.log.info('lost leadership', { term, index: commit, leader: formatId(state.leader) });
+    } else if (leaderChanged) {
+      this.log.info('leader changed', {
+        term,
+        index: commit,
+        leader: formatId(state.leader),
+        'previous-leader': previousLeader === 0 ? '' : formatId(previousLeader),
+      });
     }
+  }
+
+  /** The leader times one heartbeat per peer at a time (etcd probes peers for the same metric). */
+  private noteHeartbeatsSent(messages: readonly Message[]): void {
+    for (const message of messages) {
+      if (message.type !== MessageType.Heartbeat) continue;
+      const sent = this.heartbeatSentMs.get(message.to);
+      const now = performance.now();
+      // A heartbeat lost on the way would otherwise hold its slot forever.
+      if (sent === undefined || now - sent > this.config.electionTimeoutMs)
+        this.heartbeatSentMs.set(message.to, now);
+    }
+  }
+
+  private noteHeartbeatAnswered(from: number): void {
+    const sent = this.heartbeatSentMs.get(from);
+    if (sent === undefined) return;
+    this.heartbeatSentMs.delete(from);
+    this.stats.peerRoundTrip(from, (performance.now() - sent) / 1000);
   }
 
   private onApplied(index: number): void {
@@ -686,14 +740,25 @@ export class ConcordServer {
     }
     // Membership rides in the same LMDB transaction as the entries that changed it.
     const meta = membersChanged ? { [META_MEMBERS]: this.members.encode() } : undefined;
+    const applyStartMs = performance.now();
     const results = this.keyspace.applyBatch(batch, meta === undefined ? {} : { meta });
+    this.noteApplyDuration(performance.now() - applyStartMs, batch);
     if (membersChanged) this.syncPeers();
     const nowMs = Date.now();
     for (let i = 0; i < results.length; i++) {
       const result = results[i]!;
       const owner = owners[i];
       if (result.status === 'ok') {
-        this.trackLease(batch[i]!.op, result.response, nowMs);
+        const op = batch[i]!.op;
+        if (op.type === 'put') this.stats.puts++;
+        else if (op.type === 'txn') this.stats.txns++;
+        else if (op.type === 'deleteRange') this.stats.deletes++;
+        else if (op.type === 'compact')
+          this.log.info('compacted the keyspace', {
+            revision: op.request.revision,
+            'raft-index': batch[i]!.index,
+          });
+        this.trackLease(op, result.response, nowMs);
         if (owner !== undefined) this.waiters.resolve(owner, { status: 'ok', response: result.response });
       } else if (result.status === 'error') {
         if (owner !== undefined) this.waiters.resolve(owner, { status: 'error', error: result.error });
@@ -703,6 +768,20 @@ export class ConcordServer {
     for (const { requestId, error } of refused) this.waiters.resolve(requestId, { status: 'error', error });
     this.snapshotIfDue();
     this.quotaCheckDue = true;
+  }
+
+  /** etcd's "apply request took too long": one warning per slow batch, with what it held. */
+  private noteApplyDuration(tookMs: number, batch: readonly AppliedEntry[]): void {
+    this.stats.backendCommit(tookMs / 1000);
+    const expectedMs = this.config.warningApplyDurationMs ?? DEFAULT_WARNING_APPLY_DURATION_MS;
+    if (tookMs <= expectedMs) return;
+    this.stats.slowApplies++;
+    this.log.warn('apply request took too long', {
+      took: `${tookMs.toFixed(1)}ms`,
+      'expected-duration': `${expectedMs}ms`,
+      index: batch.at(-1)?.index ?? 0,
+      entries: batch.length,
+    });
   }
 
   private trackLease(op: WriteOp, response: WriteResponse, nowMs: number): void {
@@ -731,6 +810,13 @@ export class ConcordServer {
     }
     if (context !== undefined && this.members.clusterId === 0) this.members.clusterId = context.clusterId;
     for (const single of change.changes) {
+      this.log.info('applied a membership change', {
+        change: single.type,
+        member: single.nodeId.toString(16),
+        'raft-index': entry.index,
+        voters: this.confState.voters.map((id) => id.toString(16)),
+        learners: this.confState.learners.map((id) => id.toString(16)),
+      });
       switch (single.type) {
         case 'add-node':
         case 'add-learner':
@@ -771,10 +857,14 @@ export class ConcordServer {
         if (op.action === 'activate') {
           const again = this.members.alarms(op.alarm).some((a) => a.memberId === op.memberId);
           if (!again && op.alarm !== 'NONE') this.alarmGuard = op.alarm;
+          if (!this.members.hasAlarm(op.alarm))
+            this.log.warn('alarm raised', { alarm: op.alarm, member: formatId(op.memberId) });
           return [this.members.activateAlarm(alarm)];
         }
         const lowered = this.members.deactivateAlarm(alarm);
         if (lowered !== undefined && !this.members.hasAlarm(op.alarm)) this.alarmGuard = 'NONE';
+        if (lowered !== undefined)
+          this.log.info('alarm disarmed', { alarm: op.alarm, member: formatId(op.memberId) });
         return lowered === undefined ? [] : [lowered];
       }
     }
@@ -879,7 +969,10 @@ export class ConcordServer {
     const outcome = this.waiters.register(requestId);
     const result = this.raft.propose(encodeProposal({ proposer: this.memberId, requestId, op }));
     const error = dropError(result);
-    if (error !== undefined) this.waiters.reject(requestId, error);
+    if (error !== undefined) {
+      this.stats.proposalsFailed++;
+      this.waiters.reject(requestId, error);
+    }
     this.host.schedule();
     return outcome;
   }
@@ -956,6 +1049,7 @@ export class ConcordServer {
     // --experimental-stale-reads is the deliberate bug the fault tests must catch.
     if (!request.serializable && !this.config.experimentalStaleReads) await this.linearizableBarrier();
     else this.assertServing();
+    this.stats.ranges++;
     const response = this.keyspace.range(request);
     return { ...response, header: this.header(response.revision) };
   }
@@ -977,6 +1071,7 @@ export class ConcordServer {
     this.refuseOnLearner();
     if (isTxnReadOnly(request)) {
       await this.linearizableBarrier();
+      this.stats.txns++;
       const response = this.keyspace.readTxn(request);
       return { ...response, header: this.header(response.revision) };
     }
@@ -1565,6 +1660,48 @@ export class ConcordServer {
     }
   }
 
+  /** Fields etcd's zap logger puts on a member's lines: who it is and where its log stands. */
+  logContext(): Record<string, unknown> {
+    return {
+      'local-member-id': this.memberId.toString(16),
+      term: this.term,
+      index: this.appliedWait.appliedIndex,
+    };
+  }
+
+  /** What /metrics and the dashboard read when asked: counters kept in memory, no disk scan. */
+  observation(): MemberObservation {
+    const { hardState } = this.raft.status();
+    let dbSizeBytes = 0;
+    let space = { liveKeys: 0, usedBytes: 0 };
+    if (!this.stopped) {
+      try {
+        dbSizeBytes = this.dbSizeBytes();
+        space = this.keyspace.spaceStats();
+      } catch {
+        // A member that is stopping or failing reports zeros; the failure is logged elsewhere.
+      }
+    }
+    return {
+      memberId: this.memberId,
+      leaderId: this.softState.leader,
+      isLeader: this.softState.role === Role.Leader,
+      term: hardState.term,
+      commitIndex: hardState.commit,
+      appliedIndex: this.appliedWait.appliedIndex,
+      pendingProposals: this.waiters.size,
+      proposalsFailed: this.stats.proposalsFailed + this.waiters.timeouts,
+      revision: this.keyspace.currentRevision(),
+      compactRevision: this.keyspace.compactRevision(),
+      dbSizeBytes,
+      dbSizeInUseBytes: Math.min(space.usedBytes, dbSizeBytes),
+      keys: space.liveKeys,
+      quotaBytes: this.config.quotaBackendBytes,
+      alarms: this.members.alarms().map((a) => ({ memberId: a.memberId, alarm: a.alarm })),
+      peers: this.transport.stats().peers,
+    };
+  }
+
   debugStatus() {
     return {
       memberId: this.memberId,
@@ -1575,6 +1712,26 @@ export class ConcordServer {
       revision: this.keyspace.currentRevision(),
     };
   }
+}
+
+export interface MemberObservation {
+  memberId: number;
+  leaderId: number;
+  isLeader: boolean;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  pendingProposals: number;
+  proposalsFailed: number;
+  revision: number;
+  compactRevision: number;
+  dbSizeBytes: number;
+  dbSizeInUseBytes: number;
+  keys: number;
+  quotaBytes: number;
+  alarms: Array<{ memberId: number; alarm: string }>;
+  /** Transport counters by peer member id (decimal, as the transport keys them). */
+  peers: Record<string, { bytesSent: number; bytesReceived: number }>;
 }
 
 /**

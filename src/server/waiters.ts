@@ -16,6 +16,8 @@ interface Waiter<T> {
 
 export class Waiters<T> {
   private readonly pending = new Map<number, Waiter<T>>();
+  /** Waiters that reached their deadline unanswered, since the start. */
+  timeouts = 0;
 
   constructor(private readonly timeoutMs: number) {}
 
@@ -28,6 +30,7 @@ export class Waiters<T> {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
+        this.timeouts++;
         reject(new RequestTimeoutError());
       }, this.timeoutMs);
       this.pending.set(id, { resolve, reject, timer });

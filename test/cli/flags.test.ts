@@ -84,3 +84,22 @@ test('auto-compaction retention reads hours by default, durations with units', (
   assert.equal(run('1'), 3_600_000);
   assert.equal(run('30m'), 1_800_000);
 });
+
+test('--log-outputs and --warning-apply-duration as etcd takes them', () => {
+  const base = ['--name', 'n1', '--initial-cluster', 'n1=http://127.0.0.1:2380'];
+  const defaults = parseCommandLine(base, {});
+  assert.ok(defaults.kind === 'run');
+  assert.deepEqual(defaults.flags.logOutputs, ['default']);
+  assert.equal(defaults.flags.warningApplyDurationMs, 100);
+  const given = parseCommandLine(
+    [...base, '--log-outputs', 'stderr,/tmp/x.log', '--warning-apply-duration', '1.5s'],
+    {},
+  );
+  assert.ok(given.kind === 'run');
+  assert.deepEqual(given.flags.logOutputs, ['stderr', '/tmp/x.log']);
+  assert.equal(given.flags.warningApplyDurationMs, 1500);
+  assert.throws(
+    () => parseCommandLine([...base, '--warning-apply-duration', '100'], {}),
+    /time: invalid duration "100"/,
+  );
+});

@@ -1,0 +1,130 @@
+// /dashboard on the client port: the page (dashboard-page.ts, plain HTML and JS, nothing to
+// build) and two read-only JSON answers it polls:
+//   GET /dashboard/api/self     this member: role, Raft position, space, counters, timings
+//   GET /dashboard/api/cluster  the member list, each member's /self fetched by this member
+// The key browser, watch tail and write actions use the etcd JSON gateway on the same port, so
+// they go through the same validation (and, once it exists, auth) as any client.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ConcordServer } from '../server/server.js';
+import { DASHBOARD_HTML } from './dashboard-page.js';
+import type { MemberMetrics } from './metrics.js';
+
+/** How long /cluster waits for one member's /self before showing it as unreachable. */
+const MEMBER_FETCH_TIMEOUT_MS = 1500;
+
+export interface MemberSelf {
+  name: string;
+  memberId: string;
+  leaderId: string;
+  isLeader: boolean;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  revision: number;
+  compactRevision: number;
+  dbSizeBytes: number;
+  dbSizeInUseBytes: number;
+  quotaBytes: number;
+  keys: number;
+  alarms: Array<{ memberId: string; alarm: string }>;
+  counters: { puts: number; deletes: number; txns: number; ranges: number; slowApplies: number };
+  timings: Awaited<ReturnType<MemberMetrics['timings']>>;
+  nowMs: number;
+}
+
+export type DashboardRoute = (
+  request: IncomingMessage,
+  response: ServerResponse,
+  path: string,
+) => Promise<boolean>;
+
+export function dashboardRoutes(server: ConcordServer, metrics: MemberMetrics, name: string): DashboardRoute {
+  const self = async (): Promise<MemberSelf> => {
+    const o = server.observation();
+    const s = server.stats;
+    return {
+      name,
+      memberId: o.memberId.toString(16),
+      leaderId: o.leaderId.toString(16),
+      isLeader: o.isLeader,
+      term: o.term,
+      commitIndex: o.commitIndex,
+      appliedIndex: o.appliedIndex,
+      revision: o.revision,
+      compactRevision: Math.max(0, o.compactRevision),
+      dbSizeBytes: o.dbSizeBytes,
+      dbSizeInUseBytes: o.dbSizeInUseBytes,
+      quotaBytes: o.quotaBytes,
+      keys: o.keys,
+      alarms: o.alarms.map((a) => ({ memberId: a.memberId.toString(16), alarm: a.alarm })),
+      counters: {
+        puts: s.puts,
+        deletes: s.deletes,
+        txns: s.txns,
+        ranges: s.ranges,
+        slowApplies: s.slowApplies,
+      },
+      timings: await metrics.timings(),
+      nowMs: Date.now(),
+    };
+  };
+
+  const cluster = async () => {
+    const { members } = await server.memberList(false);
+    const views = await Promise.all(
+      members.map(async (member) => {
+        const url = member.clientUrls[0];
+        let view: MemberSelf | undefined;
+        let error = '';
+        if (url === undefined) error = 'not started yet (no client URL published)';
+        else {
+          try {
+            const answer = await fetch(`${url}/dashboard/api/self`, {
+              signal: AbortSignal.timeout(MEMBER_FETCH_TIMEOUT_MS),
+            });
+            if (answer.ok) view = (await answer.json()) as MemberSelf;
+            else error = `HTTP ${answer.status}`;
+          } catch (cause) {
+            error = (cause as Error).message;
+          }
+        }
+        return {
+          id: member.id.toString(16),
+          name: member.name,
+          clientUrls: member.clientUrls,
+          peerUrls: member.peerUrls,
+          isLearner: member.isLearner,
+          reachable: view !== undefined,
+          error,
+          self: view,
+        };
+      }),
+    );
+    return { servedBy: name, members: views, nowMs: Date.now() };
+  };
+
+  return async (request, response, path) => {
+    if (request.method !== 'GET') return false;
+    if (path === '/dashboard' || path === '/dashboard/') {
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      response.end(DASHBOARD_HTML);
+      return true;
+    }
+    const answers: Record<string, () => Promise<unknown>> = {
+      '/dashboard/api/self': self,
+      '/dashboard/api/cluster': cluster,
+    };
+    const answer = answers[path];
+    if (answer === undefined) return false;
+    try {
+      const body = JSON.stringify(await answer());
+      response.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      response.end(body);
+    } catch (error) {
+      response.writeHead(503, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: (error as Error).message }));
+    }
+    return true;
+  };
+}

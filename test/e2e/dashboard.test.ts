@@ -1,0 +1,145 @@
+// /dashboard in a real browser (Debian's chromium driven by playwright-core) against a real
+// 3-member cluster: the page shows the three members and the leader, follows a write (header
+// revision, key browser with history, watch tail) and a leader kill. Screenshots are kept in
+// $CONCORD_TEST_ARTEFACTS/dashboard (default: <tmp>/concord-test-artefacts/dashboard).
+
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { etcdctlOk } from '../support/etcdctl.js';
+import { memberStatus } from '../support/process-cluster.js';
+
+// The functions below run inside the page; these are the few DOM shapes they use (the test
+// compiles without the DOM library).
+interface DomElement {
+  dataset: Record<string, string | undefined>;
+  textContent: string | null;
+}
+declare const document: {
+  querySelectorAll(selector: string): Iterable<DomElement> & ArrayLike<DomElement>;
+  getElementById(id: string): DomElement | null;
+};
+
+const chromiumPath = process.env.CONCORD_CHROMIUM ?? '/usr/bin/chromium';
+const artefactDir = join(
+  process.env.CONCORD_TEST_ARTEFACTS ?? join(tmpdir(), 'concord-test-artefacts'),
+  'dashboard',
+);
+const skip = existsSync(chromiumPath)
+  ? false
+  : `chromium not found at ${chromiumPath} (apt-get install -y chromium; .ci/run installs it)`;
+
+describe('/dashboard in chromium', { skip, timeout: 180_000 }, () => {
+  let cluster: ProcessCluster;
+  let browser: Browser;
+  let page: Page;
+  before(async () => {
+    mkdirSync(artefactDir, { recursive: true });
+    const { chromium } = await import('playwright-core');
+    [cluster, browser] = await Promise.all([
+      startConcordCluster({ size: 3, startTimeoutMs: 60_000 }),
+      chromium.launch({
+        executablePath: chromiumPath,
+        headless: true,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+      }),
+    ]);
+    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    // Write actions confirm first: the test accepts every dialog it meets.
+    page.on('dialog', (dialog) => void dialog.accept());
+  });
+  after(async () => {
+    await browser?.close();
+    await cluster?.dispose();
+  });
+
+  const roles = () =>
+    page.$$eval('tr.member', (rows) =>
+      rows.map((row) => ({
+        name: (row as unknown as DomElement).dataset.name,
+        role: (row as unknown as DomElement).dataset.role,
+      })),
+    );
+
+  it('shows the members and the leader, follows a write and a leader kill', async () => {
+    await cluster.withLogsOnFailure(async () => {
+      const leader = await cluster.leaderIndex();
+      const viewer = [0, 1, 2].find((i) => i !== leader)!;
+      const response = await page.goto(`${cluster.endpoint(viewer)}/dashboard`);
+      assert.equal(response?.status(), 200);
+      await page.waitForFunction(() => document.querySelectorAll('tr.member').length === 3, undefined, {
+        timeout: 15_000,
+      });
+      await page.waitForFunction(() => document.querySelectorAll('tr.member[data-role=leader]').length === 1);
+      const leaderName = cluster.member(leader).name;
+      assert.deepEqual(
+        (await roles()).map((r) => r.name).sort(),
+        [0, 1, 2].map((i) => cluster.member(i).name).sort(),
+      );
+      assert.equal((await roles()).find((r) => r.role === 'leader')?.name, leaderName);
+      assert.match((await page.textContent('#leader')) ?? '', new RegExp(leaderName));
+      assert.equal(await page.isDisabled('#move-leader'), true, 'write actions are off by default');
+      await page.screenshot({ path: join(artefactDir, '1-loaded.png'), fullPage: true });
+
+      // A write: the header's revision catches up; the key browser and the watch tail show it.
+      await page.fill('#watch-prefix', 'dash/');
+      await page.click('#watch-start');
+      const endpoints = [cluster.endpoint(leader)];
+      await etcdctlOk(['put', 'dash/key', 'first'], { endpoints });
+      await etcdctlOk(['put', 'dash/key', 'second'], { endpoints });
+      const revision = Number((await memberStatus(cluster.endpoint(leader))).revision);
+      await page.waitForFunction(
+        (want) => Number(document.getElementById('revision')?.textContent) >= want,
+        revision,
+        { timeout: 15_000 },
+      );
+      await page.waitForFunction(
+        () =>
+          [...document.querySelectorAll('.watch-event')].some((e) =>
+            e.textContent?.includes('dash/key = second'),
+          ),
+        undefined,
+        { timeout: 15_000 },
+      );
+      await page.fill('#prefix', 'dash/');
+      await page.click('#search');
+      await page.click('tr.key a');
+      await page.waitForSelector('#key-history');
+      const detail = (await page.textContent('#key-detail')) ?? '';
+      assert.match(detail, /second/);
+      assert.match(
+        (await page.textContent('#key-history')) ?? '',
+        /first/,
+        'the earlier value in the history',
+      );
+      await page.waitForFunction(() =>
+        /ops\/s now/.test(document.getElementById('throughput-now')?.textContent ?? ''),
+      );
+      await page.screenshot({ path: join(artefactDir, '2-after-write.png'), fullPage: true });
+
+      // The leader dies: its row turns unreachable and another member leads.
+      await cluster.kill(leader);
+      await page.waitForFunction(
+        (dead) => {
+          const rows = [...document.querySelectorAll('tr.member')];
+          const leaders = rows.filter((r) => r.dataset.role === 'leader');
+          return (
+            rows.find((r) => r.dataset.name === dead)?.dataset.role === 'unreachable' &&
+            leaders.length === 1 &&
+            leaders[0]!.dataset.name !== dead
+          );
+        },
+        leaderName,
+        { timeout: 30_000 },
+      );
+      const newLeader = await cluster.leaderIndex(30_000);
+      assert.equal((await roles()).find((r) => r.role === 'leader')?.name, cluster.member(newLeader).name);
+      await page.screenshot({ path: join(artefactDir, '3-after-leader-kill.png'), fullPage: true });
+      process.stderr.write(`dashboard screenshots: ${artefactDir}\n`);
+    });
+  });
+});
