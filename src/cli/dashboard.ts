@@ -6,6 +6,7 @@
 // they go through the same validation (and, once it exists, auth) as any client.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { formatId } from '../server/ids.js';
 import type { ConcordServer } from '../server/server.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
 import type { MemberMetrics } from './metrics.js';
@@ -45,8 +46,8 @@ export function dashboardRoutes(server: ConcordServer, metrics: MemberMetrics, n
     const s = server.stats;
     return {
       name,
-      memberId: o.memberId.toString(16),
-      leaderId: o.leaderId.toString(16),
+      memberId: formatId(o.memberId),
+      leaderId: formatId(o.leaderId),
       isLeader: o.isLeader,
       term: o.term,
       commitIndex: o.commitIndex,
@@ -57,7 +58,7 @@ export function dashboardRoutes(server: ConcordServer, metrics: MemberMetrics, n
       dbSizeInUseBytes: o.dbSizeInUseBytes,
       quotaBytes: o.quotaBytes,
       keys: o.keys,
-      alarms: o.alarms.map((a) => ({ memberId: a.memberId.toString(16), alarm: a.alarm })),
+      alarms: o.alarms.map((a) => ({ memberId: formatId(a.memberId), alarm: a.alarm })),
       counters: {
         puts: s.puts,
         deletes: s.deletes,

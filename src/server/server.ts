@@ -601,7 +601,7 @@ export class ConcordServer {
       this.log.info('became leader', {
         term,
         index: commit,
-        'previous-leader': previousLeader === 0 ? '' : previousLeader.toString(16),
+        'previous-leader': previousLeader === 0 ? '' : formatId(previousLeader),
       });
     } else if (!isLeader && wasLeader) {
       this.leases.demote();
@@ -812,10 +812,10 @@ export class ConcordServer {
     for (const single of change.changes) {
       this.log.info('applied a membership change', {
         change: single.type,
-        member: single.nodeId.toString(16),
+        member: formatId(single.nodeId),
         'raft-index': entry.index,
-        voters: this.confState.voters.map((id) => id.toString(16)),
-        learners: this.confState.learners.map((id) => id.toString(16)),
+        voters: this.confState.voters.map(formatId),
+        learners: this.confState.learners.map(formatId),
       });
       switch (single.type) {
         case 'add-node':
@@ -1663,7 +1663,7 @@ export class ConcordServer {
   /** Fields etcd's zap logger puts on a member's lines: who it is and where its log stands. */
   logContext(): Record<string, unknown> {
     return {
-      'local-member-id': this.memberId.toString(16),
+      'local-member-id': formatId(this.memberId),
       term: this.term,
       index: this.appliedWait.appliedIndex,
     };

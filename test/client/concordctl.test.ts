@@ -21,7 +21,7 @@ interface Run {
   stderr: string;
 }
 
-describe('concordctl against a 1-node cluster', { timeout: 120_000 }, () => {
+describe('concordctl against a 1-node cluster', { timeout: 360_000 }, () => {
   let cluster: ProcessCluster;
   let endpoint: string;
   let scratch: string;
