@@ -5,6 +5,7 @@ import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger } from '../server/logger.js';
+import { clientTlsWatcher } from '../server/member-tls.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { metricsReport } from './metrics.js';
@@ -47,6 +48,7 @@ async function main(): Promise<number> {
   tuneHeapForServing();
   const config = parsed.flags;
   const log = createLogger(config.logLevel, { member: config.name });
+  const clientTls = clientTlsWatcher(config, log);
   const server = await ConcordServer.start(config, log);
   const apis: ApiServer[] = [];
   let stopping = false;
@@ -77,6 +79,7 @@ async function main(): Promise<number> {
       health: () => server.health(),
       metrics: () => metricsReport(server),
       extraRoutes: (request, response, path) => server.faultRoutes(request, response, path),
+      tls: parsedUrl.protocol === 'https:' ? clientTls : undefined,
     });
     apis.push(api);
     log.info('serving client requests', { url: api.url });
@@ -95,6 +98,7 @@ async function main(): Promise<number> {
     const force = setTimeout(() => process.exit(1), GRACEFUL_STOP_MS * 2);
     force.unref();
     await Promise.all(apis.map((api) => api.close(GRACEFUL_STOP_MS).catch(() => undefined)));
+    clientTls?.close();
     await server.stop();
     process.exit(0);
   };
@@ -107,8 +111,10 @@ main().then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
-  (error: Error) => {
-    process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
+  (error: Error & { code?: string }) => {
+    // A configuration error (e.g. an unusable certificate) needs its text, not a stack.
+    const text = error.code === 'TLS_CONFIG' ? error.message : (error.stack ?? error.message);
+    process.stderr.write(`concord: ${text}\n`);
     process.exit(1);
   },
 );
