@@ -6,7 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -157,6 +158,21 @@ describe('TLS: a 3-member cluster with client and peer TLS', { timeout: 300_000 
   );
 
   it(
+    'a follower forwards lease keep-alives to the leader over client TLS',
+    check(async () => {
+      const leader = await cluster.leaderIndex();
+      const follower = cluster.endpoint((leader + 1) % 3);
+      const granted = await etcdctlOk([...etcdctlTls, 'lease', 'grant', '60'], { endpoints: [follower] });
+      const id = /lease ([0-9a-f]+) granted/.exec(granted)?.[1];
+      assert.ok(id !== undefined, granted);
+      const kept = await etcdctlOk([...etcdctlTls, 'lease', 'keep-alive', '--once', id], {
+        endpoints: [follower],
+      });
+      assert.match(kept, new RegExp(`lease ${id} keepalived with TTL\\((60|59)\\)`));
+    }),
+  );
+
+  it(
     'the JSON gateway and /health answer over https with a client certificate',
     check(async () => {
       const url = cluster.endpoint(1);
@@ -169,6 +185,9 @@ describe('TLS: a 3-member cluster with client and peer TLS', { timeout: 300_000 
       });
       const kvs = (range.body as { kvs: Array<{ value: string }> }).kvs;
       assert.equal(Buffer.from(kvs[0]?.value ?? '', 'base64').toString(), 'one');
+      // Fault injection is off without --experimental-fault-injection, TLS or not.
+      const faults = await requestJson(`${url}/debug/faults`, { tls: clientTls });
+      assert.equal(faults.status, 404);
     }),
   );
 
@@ -311,7 +330,12 @@ describe('TLS: a 3-member cluster with client and peer TLS', { timeout: 300_000 
       clients.push(client);
       assert.equal(await client.get('tls/rotated').string(), 'yes');
       // Peers dial with the new certificate too: the peer port serves it.
-      assert.equal(await servedCommonName(cluster.member(0).peerUrl, clientTls), 'member-rotated');
+      // (Each side polls its files on its own timer.)
+      await pollUntil('the peer port to serve the rotated certificate', 15_000, async () =>
+        (await servedCommonName(cluster.member(0).peerUrl, clientTls)) === 'member-rotated'
+          ? true
+          : undefined,
+      );
       await cluster.waitHealthy(20_000);
     }),
   );
@@ -325,6 +349,64 @@ async function addForeignMember(cluster: ProcessCluster, tlsFlags: string[]): Pr
   const index = await cluster.addMember({ learner: true, waitHealthy: false, extraFlags: tlsFlags });
   return index;
 }
+
+describe('TLS: --auto-tls and --peer-auto-tls', { timeout: 180_000 }, () => {
+  let cluster: ProcessCluster;
+
+  before(async () => {
+    cluster = await startConcordCluster({
+      size: 3,
+      clientScheme: 'https',
+      peerScheme: 'https',
+      clientTls: { insecureSkipVerify: true },
+      extraFlags: ['--auto-tls', '--peer-auto-tls'],
+      startTimeoutMs: 60_000,
+    });
+  });
+
+  after(async () => {
+    await cluster?.dispose();
+  });
+
+  it('members make self-signed certificates in their data dirs and serve TLS with them', async () => {
+    for (const member of cluster.members) {
+      for (const side of ['client', 'peer']) {
+        const pem = readFileSync(join(member.dataDir, 'fixtures', side, 'cert.pem'));
+        const x509 = new X509Certificate(pem);
+        assert.equal(x509.issuer, 'O=etcd');
+        assert.match(x509.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+      }
+    }
+    // The TypeScript client and concordctl skip verification when told to, as etcdctl does.
+    const put = await runConcordctl([
+      `--endpoints=${cluster.endpoints().join(',')}`,
+      '--insecure-skip-tls-verify',
+      'put',
+      'auto/k',
+      'v',
+    ]);
+    assert.equal(put.code, 0, put.stderr);
+    for (const endpoint of cluster.endpoints()) {
+      const get = await runConcordctl([
+        `--endpoints=${endpoint}`,
+        '--insecure-skip-tls-verify',
+        'get',
+        'auto/k',
+        '--print-value-only',
+      ]);
+      assert.equal(get.stdout.trim(), 'v');
+    }
+    // Verification against the system roots fails: the certificate proves nothing.
+    const verified = await runConcordctl([
+      `--endpoints=${cluster.endpoint(0)}`,
+      '--dial-timeout=1s',
+      'get',
+      'auto/k',
+    ]);
+    assert.notEqual(verified.code, 0);
+    assert.match(verified.stderr, /certificate|connection|deadline/i);
+  });
+});
 
 describe('TLS error shapes next to etcd 3.4', { timeout: 120_000, skip: !etcdAvailable() }, () => {
   it('etcdctl without a client certificate fails the same way against both', async () => {

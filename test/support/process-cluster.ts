@@ -51,6 +51,8 @@ export interface HarnessTls {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
+  /** Members with self-signed certificates (--auto-tls). */
+  insecureSkipVerify?: boolean;
 }
 
 /**
@@ -69,7 +71,14 @@ export function requestJson(
       headers: payload === undefined ? {} : { 'content-type': 'application/json' },
       timeout: options.timeoutMs ?? requestTimeoutMs,
       agent: false as const,
-      ...(secure ? { ca: options.tls?.ca, cert: options.tls?.cert, key: options.tls?.key } : {}),
+      ...(secure
+        ? {
+            ca: options.tls?.ca,
+            cert: options.tls?.cert,
+            key: options.tls?.key,
+            rejectUnauthorized: !(options.tls?.insecureSkipVerify ?? false),
+          }
+        : {}),
     };
     const onResponse = (response: import('node:http').IncomingMessage) => {
       let text = '';
