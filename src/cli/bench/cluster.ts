@@ -34,6 +34,7 @@ export interface BenchMember {
 
 const probeIntervalMs = 20;
 const probeTimeoutMs = 1000;
+const tlsProbeTimeoutMs = 5000;
 const stopTimeoutMs = 20_000;
 /** /proc/<pid>/stat times are in clock ticks; Linux reports USER_HZ = 100 on every mainstream arch. */
 const clockTicksPerSec = 100;
@@ -197,7 +198,8 @@ export class BenchCluster {
           connection.maintenance.Status,
           connection.maintenance,
           {},
-          probeTimeoutMs,
+          // A fresh TLS channel's first call includes its handshake: seconds on a loaded machine.
+          this.tls ? tlsProbeTimeoutMs : probeTimeoutMs,
         );
         if (status.leader !== '0' && status.leader === status.header.member_id) return index;
       } catch {
