@@ -10,6 +10,12 @@
 
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import {
+  createServer as createTlsServer,
+  type SecureContextOptions,
+  type TLSSocket,
+  type TlsOptions,
+} from 'node:tls';
 import type { EtcdBackend } from '../server/backend.js';
 import type { GrpcCallStats } from './call-stats.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
@@ -36,6 +42,28 @@ export interface ApiServerOptions {
   extraRoutes?: GatewayOptions['extraRoutes'];
   /** Connections whose first bytes have not arrived after this long are closed. */
   sniffTimeoutMs?: number;
+  /** Serve https:// (TLS); the certificate may change while serving. */
+  tls?: ApiServerTls;
+}
+
+/** The certificate source of an https:// client port (transport/tls-config.ts's TlsFileWatcher). */
+export interface ApiServerTls {
+  serverOptions(): TlsOptions;
+  /** What a rotation replaces: certificate, key, CA, versions, ciphers. */
+  contextOptions(): SecureContextOptions;
+  /** Called after the files changed; returns the unsubscribe function. */
+  onChange(listener: () => void): () => void;
+}
+
+/**
+ * ALPN: gRPC clients (grpc-go, grpc-js) offer only h2; browsers, curl and HTTP libraries offer
+ * http/1.1 (often with h2). Those get http/1.1 so that the JSON gateway, an HTTP/1.1 server,
+ * answers them; the first bytes decide the protocol anyway, as on a plaintext port.
+ */
+function selectAlpn({ protocols }: { protocols: string[] }): string | undefined {
+  if (protocols.includes('http/1.1')) return 'http/1.1';
+  if (protocols.includes('h2')) return 'h2';
+  return undefined;
 }
 
 export interface ApiServer {
@@ -80,22 +108,51 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   );
   const sniffTimeoutMs = options.sniffTimeoutMs ?? 10_000;
   const sockets = new Set<Socket>();
-  const netServer: NetServer = createNetServer((socket) => {
-    // Small request/response traffic: Nagle's algorithm would hold replies for a delayed ACK
-    // (~40 ms). http2 sets this itself only on sockets it is handed directly, not on our wrapper.
-    socket.setNoDelay(true);
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+  const serve = (socket: Socket) => {
     sniff(socket, sniffTimeoutMs, (protocol, head) => {
       if (protocol === 'http2') {
-        // Node's http2 session takes the pushed-back bytes from the socket buffer itself.
-        grpcServer.injectConnection(opensWithEmptySettings(head) ? wrapHttp2Connection(socket) : socket);
+        // Node's http2 session takes the pushed-back bytes from the socket buffer itself. It
+        // refuses a TLS socket that did not negotiate h2 by ALPN: such a client (prior knowledge
+        // over TLS) goes through the wrapper, which has no ALPN state.
+        const tlsWithoutH2 =
+          (socket as TLSSocket).encrypted === true && (socket as TLSSocket).alpnProtocol !== 'h2';
+        grpcServer.injectConnection(
+          opensWithEmptySettings(head) || tlsWithoutH2 ? wrapHttp2Connection(socket) : socket,
+        );
       } else {
         httpServer.emit('connection', socket);
         socket.resume();
       }
     });
-  });
+  };
+  const track = (socket: Socket) => {
+    // Small request/response traffic: Nagle's algorithm would hold replies for a delayed ACK
+    // (~40 ms). http2 sets this itself only on sockets it is handed directly, not on our wrapper.
+    socket.setNoDelay(true);
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  let unsubscribe = () => {};
+  let netServer: NetServer;
+  const tls = options.tls;
+  if (tls === undefined) {
+    netServer = createNetServer((socket) => {
+      track(socket);
+      serve(socket);
+    });
+  } else {
+    const tlsServer = createTlsServer({ ...tls.serverOptions(), ALPNCallback: selectAlpn }, serve);
+    // The TCP socket, tracked from accept so that close() also ends handshakes in progress.
+    tlsServer.on('connection', track);
+    tlsServer.on('secureConnection', (socket: TLSSocket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+    // A client refused during the handshake (no or a foreign certificate): its socket is gone.
+    tlsServer.on('tlsClientError', () => undefined);
+    unsubscribe = tls.onChange(() => tlsServer.setSecureContext(tls.contextOptions()));
+    netServer = tlsServer;
+  }
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     netServer.once('error', reject);
@@ -107,6 +164,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
   const address = netServer.address();
   if (address === null || typeof address === 'string') throw new Error('api server has no TCP address');
   const close = async (graceMs = 1000) => {
+    unsubscribe();
     const force = setTimeout(() => {
       for (const socket of sockets) socket.destroy();
     }, graceMs);
@@ -120,10 +178,11 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     clearTimeout(force);
   };
   const bracketed = host.includes(':') ? `[${host}]` : host;
+  const scheme = tls === undefined ? 'http' : 'https';
   return {
     host,
     port: address.port,
-    url: `http://${bracketed}:${address.port}`,
+    url: `${scheme}://${bracketed}:${address.port}`,
     callStats: grpcServer.callStats,
     close,
   };

@@ -5,6 +5,7 @@ import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger, type Logger, sinksFor } from '../server/logger.js';
+import { clientTlsWatcher } from '../server/member-tls.js';
 import { ConcordServer, ETCD_API_VERSION } from '../server/server.js';
 import { dashboardRoutes } from './dashboard.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
@@ -60,6 +61,7 @@ async function main(): Promise<number> {
     context: () => (started === undefined ? {} : started.logContext()),
   });
   log = memberLog;
+  const clientTls = clientTlsWatcher(config, memberLog);
   const server = await ConcordServer.start(config, memberLog);
   started = server;
   const apis: ApiServer[] = [];
@@ -94,6 +96,7 @@ async function main(): Promise<number> {
       metrics: () => metrics.report(),
       extraRoutes: async (request, response, path) =>
         (await dashboard(request, response, path)) || server.faultRoutes(request, response, path),
+      tls: parsedUrl.protocol === 'https:' ? clientTls : undefined,
     });
     apis.push(api);
     log.info('serving client requests', { url: api.url });
@@ -112,6 +115,7 @@ async function main(): Promise<number> {
     const force = setTimeout(() => process.exit(1), GRACEFUL_STOP_MS * 2);
     force.unref();
     await Promise.all(apis.map((api) => api.close(GRACEFUL_STOP_MS).catch(() => undefined)));
+    clientTls?.close();
     await server.stop();
     process.exit(0);
   };
@@ -124,10 +128,11 @@ main().then(
   (code) => {
     if (code >= 0) process.exit(code);
   },
-  (error: Error) => {
-    if (log !== undefined)
-      log.error('fatal error; the member stops', { error: error.message, stack: error.stack });
-    else process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
+  (error: Error & { code?: string }) => {
+    // A configuration error (e.g. an unusable certificate) needs its text, not a stack.
+    const text = error.code === 'TLS_CONFIG' ? error.message : (error.stack ?? error.message);
+    if (log !== undefined) log.error('fatal error; the member stops', { error: text });
+    else process.stderr.write(`concord: ${text}\n`);
     process.exit(1);
   },
 );

@@ -4,6 +4,7 @@
 
 import { parseArgs } from 'node:util';
 import type { ServerConfig } from '../server/config.js';
+import { cipherList, parseTlsMinVersion, type TlsSettings } from '../transport/tls-config.js';
 
 export type ServerFlags = ServerConfig;
 
@@ -104,6 +105,37 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     default: '0',
     help: "Auto compaction retention length. 0 means disable auto compaction ('1h', '30m', or hours; revisions for 'revision' mode).",
   },
+  'cert-file': { type: 'string', default: '', help: 'Path to the client server TLS cert file.' },
+  'key-file': { type: 'string', default: '', help: 'Path to the client server TLS key file.' },
+  'client-cert-auth': { type: 'boolean', help: 'Enable client cert authentication.' },
+  'trusted-ca-file': {
+    type: 'string',
+    default: '',
+    help: 'Path to the client server TLS trusted CA cert file.',
+  },
+  'auto-tls': { type: 'boolean', help: 'Client TLS using generated certificates.' },
+  'peer-cert-file': { type: 'string', default: '', help: 'Path to the peer server TLS cert file.' },
+  'peer-key-file': { type: 'string', default: '', help: 'Path to the peer server TLS key file.' },
+  'peer-client-cert-auth': { type: 'boolean', help: 'Enable peer client cert authentication.' },
+  'peer-trusted-ca-file': {
+    type: 'string',
+    default: '',
+    help: 'Path to the peer server TLS trusted CA file.',
+  },
+  'peer-auto-tls': {
+    type: 'boolean',
+    help: 'Peer TLS using self-generated certificates if --peer-key-file and --peer-cert-file are not provided.',
+  },
+  'cipher-suites': {
+    type: 'string',
+    default: '',
+    help: 'Comma-separated list of supported TLS cipher suites between client/server and peers (empty: the defaults).',
+  },
+  'tls-min-version': {
+    type: 'string',
+    default: 'TLS1.2',
+    help: "Minimum TLS version supported: 'TLS1.2' or 'TLS1.3'.",
+  },
   'log-level': { type: 'string', default: 'info', help: "Log level: 'debug', 'info', 'warn', 'error'." },
   'log-outputs': {
     type: 'string',
@@ -168,13 +200,50 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
     kind: 'run',
     flags: {
       ...buildFlags(lookup, expand, name),
+      ...tlsFlags(lookup, lookupBool),
       experimentalFaultInjection: lookupBool('experimental-fault-injection'),
       experimentalStaleReads: lookupBool('experimental-stale-reads'),
     },
   };
 }
 
-type StringFlags = Omit<ServerFlags, 'experimentalFaultInjection' | 'experimentalStaleReads'>;
+type StringFlags = Omit<
+  ServerFlags,
+  'experimentalFaultInjection' | 'experimentalStaleReads' | 'clientTls' | 'peerTls'
+>;
+
+/** The TLS flags of both sides; a side with none of its flags given is absent (plaintext). */
+function tlsFlags(
+  lookup: (flag: string) => string,
+  lookupBool: (flag: string) => boolean,
+): Pick<ServerFlags, 'clientTls' | 'peerTls'> {
+  let cipherSuites: string[];
+  let minVersion: TlsSettings['minVersion'];
+  try {
+    cipherSuites = lookup('cipher-suites')
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== '');
+    cipherList(cipherSuites);
+    minVersion = parseTlsMinVersion(lookup('tls-min-version'));
+  } catch (error) {
+    throw new FlagError((error as Error).message);
+  }
+  const side = (prefix: '' | 'peer-'): TlsSettings | undefined => {
+    const settings: TlsSettings = {
+      certFile: lookup(`${prefix}cert-file`),
+      keyFile: lookup(`${prefix}key-file`),
+      trustedCaFile: lookup(`${prefix}trusted-ca-file`),
+      clientCertAuth: lookupBool(`${prefix}client-cert-auth`),
+      autoTls: lookupBool(`${prefix}auto-tls`),
+      cipherSuites,
+      minVersion,
+    };
+    const given = settings.certFile !== '' || settings.keyFile !== '' || settings.autoTls;
+    return given || settings.trustedCaFile !== '' || settings.clientCertAuth ? settings : undefined;
+  };
+  return { clientTls: side(''), peerTls: side('peer-') };
+}
 
 function buildFlags(
   lookup: (flag: string) => string,

@@ -11,6 +11,8 @@ export interface TlsOptions {
   /** PEM client certificate and key, for mutual TLS. */
   cert?: Buffer;
   key?: Buffer;
+  /** Do not verify the server's certificate (etcdctl's --insecure-skip-tls-verify, for --auto-tls). */
+  insecureSkipVerify?: boolean;
 }
 
 export type ServiceName = 'KV' | 'Watch' | 'Lease' | 'Cluster' | 'Maintenance' | 'Auth' | 'Lock' | 'Election';
@@ -77,7 +79,9 @@ export class Connection {
     const { target, secure } = parseEndpoint(endpoint);
     const credentials =
       secure || tls !== undefined
-        ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null)
+        ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null, {
+            rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
+          })
         : grpc.credentials.createInsecure();
     this.grpcClient = new grpc.Client(target, credentials, channelOptions);
   }

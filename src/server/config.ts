@@ -1,5 +1,7 @@
 // How a node is configured: etcd's flags, parsed (src/cli/flags.ts maps the command line here).
 
+import type { TlsSettings } from '../transport/tls-config.js';
+
 export interface ServerConfig {
   name: string;
   dataDir: string;
@@ -28,6 +30,10 @@ export interface ServerConfig {
   logOutputs?: string[];
   /** An apply slower than this is logged as a warning (etcd's --warning-apply-duration); 100 ms. */
   warningApplyDurationMs?: number;
+  /** Client-port TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls). */
+  clientTls?: TlsSettings;
+  /** Peer TLS (the --peer-* forms of the same flags). */
+  peerTls?: TlsSettings;
   /** Test-only: /debug/faults on the client URL drops or delays peer messages (Jepsen nemesis). */
   experimentalFaultInjection: boolean;
   /** Test-only bug switch: linearizable reads skip ReadIndex (the fault tests must catch it). */

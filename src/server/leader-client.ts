@@ -25,7 +25,15 @@ export class LeaderClient {
   private readonly streams = new Map<string, KeepAliveStream>();
   private services: Record<ServiceName, grpc.ServiceClientConstructor> | undefined;
 
-  constructor(private readonly requestTimeoutMs: number) {}
+  /**
+   * `credentials` picks the channel credentials for a leader URL (TLS for an https:// client URL);
+   * plaintext when absent.
+   */
+  constructor(
+    private readonly requestTimeoutMs: number,
+    private readonly credentials: (url: string) => grpc.ChannelCredentials = () =>
+      grpc.credentials.createInsecure(),
+  ) {}
 
   /** Built on first use: most members never forward, and protobuf reflection costs start-up time. */
   private service(name: ServiceName): grpc.ServiceClientConstructor {
@@ -42,7 +50,7 @@ export class LeaderClient {
     const key = `${service.serviceName}@${url}`;
     let client = this.clients.get(key);
     if (client === undefined) {
-      client = new service(url.replace(/^https?:\/\//, ''), grpc.credentials.createInsecure());
+      client = new service(url.replace(/^https?:\/\//, ''), this.credentials(url));
       this.clients.set(key, client);
     }
     return client;

@@ -56,6 +56,7 @@ import {
   type WalOptions,
 } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
+import type { TlsFileWatcher } from '../transport/tls-config.js';
 import { AppliedWait } from './applied-wait.js';
 import type {
   AlarmAction,
@@ -85,6 +86,7 @@ import { clusterIdFor, formatId, memberIdFor, memberIdNamed, publicId } from './
 import { LeaderClient } from './leader-client.js';
 import type { Logger } from './logger.js';
 import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
+import { getPeerJson, leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
 import {
   type Alarm,
   type AlarmKind,
@@ -179,6 +181,8 @@ export class ConcordServer {
   private readonly appliedWait: AppliedWait;
   private readonly leases: LeaseTable;
   private readonly leaderClient: LeaderClient;
+  /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
+  private peerTls: TlsFileWatcher | undefined;
   private readonly concurrency: Concurrency;
   private softState: SoftState = { leader: 0, role: Role.Follower };
   /** Counters and observers for /metrics (src/cli/metrics.ts); set once by start(). */
@@ -258,7 +262,7 @@ export class ConcordServer {
     this.leases = new LeaseTable(Math.ceil((3 * config.electionTimeoutMs) / 2 / 1000));
     const nowMs = Date.now();
     for (const lease of keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
-    this.leaderClient = new LeaderClient(requestTimeoutMs);
+    this.leaderClient = new LeaderClient(requestTimeoutMs, leaderCredentials(config));
     this.reads = new ReadBatcher(
       { readIndex: (ctx) => this.raft.readIndex(ctx), schedule: () => this.host.schedule() },
       config.electionTimeoutMs,
@@ -330,6 +334,7 @@ export class ConcordServer {
     const selfId = memberIdFor(config.initialAdvertisePeerUrls, config.initialClusterToken);
     let members = loadMembers(keyspace);
     let memberId: number;
+    const peerTls = peerTlsWatcher(config, log);
 
     if (
       group === undefined ||
@@ -354,7 +359,7 @@ export class ConcordServer {
         wal.saveHardState(GROUP_ID, storage.initialState().hardState);
         await wal.sync();
       } else {
-        members = await discoverCluster(config, log);
+        members = await discoverCluster(config, log, peerTls);
         const self = members
           .list()
           .find((m) => m.peerUrls.some((url) => config.initialAdvertisePeerUrls.includes(url)));
@@ -413,7 +418,9 @@ export class ConcordServer {
       snapshotSink: (message) => received.sink(message),
       snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
+      tls: peerTls === undefined ? undefined : peerTransportTls(peerTls),
     });
+    peerTls?.onChange(() => transport.setTls(peerTransportTls(peerTls)));
     const peerHttp = createHttpServer((request, response) => server.handlePeerHttp(request, response));
     const received = new ReceivedSnapshots(scratchDir, snapshots, (error) =>
       server.failStop('snapshot-receive', error),
@@ -433,6 +440,7 @@ export class ConcordServer {
       received,
     );
     server.stats = stats;
+    server.peerTls = peerTls;
     await transport.listen();
     server.syncPeers();
     server.host.start();
@@ -463,6 +471,7 @@ export class ConcordServer {
   stop(): Promise<void> {
     this.closing ??= (async () => {
       this.halt();
+      this.peerTls?.close();
       this.transportClosed ??= this.transport.close();
       await this.transportClosed;
       await this.wal.close().catch(() => undefined);
@@ -1797,17 +1806,18 @@ const DISCOVERY_TIMEOUT_MS = 30_000;
  * A member joining an existing cluster learns the membership (its own ID, the cluster ID, the
  * other members) from the peers listed in --initial-cluster, as etcd's GetClusterFromRemotePeers.
  */
-async function discoverCluster(config: ServerConfig, log: Logger): Promise<Members> {
+async function discoverCluster(
+  config: ServerConfig,
+  log: Logger,
+  peerTls: TlsFileWatcher | undefined,
+): Promise<Members> {
   const own = new Set(config.initialAdvertisePeerUrls);
   const peers = [...config.initialCluster.values()].flat().filter((url) => !own.has(url));
   const deadline = Date.now() + DISCOVERY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     for (const url of peers) {
       try {
-        const response = await fetch(`${url.replace(/\/$/, '')}/members`, {
-          signal: AbortSignal.timeout(2000),
-        });
-        const body = (await response.json()) as {
+        const body = (await getPeerJson(`${url.replace(/\/$/, '')}/members`, peerTls, 2000)) as {
           clusterId: string;
           members: Array<{
             id: string;

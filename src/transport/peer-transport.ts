@@ -23,7 +23,12 @@
 // send(): they are deferred to the flush tick, so the driver is not re-entered mid-Ready.
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
-import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
+import {
+  createServer as createTlsServer,
+  type SecureContextOptions,
+  Server as TlsServer,
+  connect as tlsConnect,
+} from 'node:tls';
 import { type Message, MessageType, type NodeId } from '../raft/types.js';
 import { decodeBatch, messageBytes } from './codec.js';
 import { Connection } from './connection.js';
@@ -119,8 +124,18 @@ export interface PeerTlsOptions {
   /** PEM certificate of this node; used both as server and as client certificate. */
   cert: string | Buffer;
   key: string | Buffer;
-  /** PEM CA bundle that peers' certificates must chain to. */
-  ca: string | Buffer;
+  /** PEM CA bundle that peers' certificates must chain to (the system roots when absent). */
+  ca?: string | Buffer;
+  /**
+   * Accept only dialers with a certificate that chains to `ca` (etcd's --peer-client-cert-auth,
+   * implied by --peer-trusted-ca-file). Default true.
+   */
+  requestCert?: boolean;
+  /** Dial without verifying the peer's certificate (etcd's --peer-auto-tls). Default false. */
+  insecureSkipVerify?: boolean;
+  minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL cipher list. */
+  ciphers?: string;
 }
 
 export interface PeerStats {
@@ -294,7 +309,11 @@ export class PeerTransport implements Transport {
       tls === undefined
         ? createServer((socket) => this.accept(socket))
         : createTlsServer(
-            { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true },
+            {
+              ...tlsContextOptions(tls),
+              requestCert: tls.requestCert ?? true,
+              rejectUnauthorized: tls.requestCert ?? true,
+            },
             (socket) => this.accept(socket),
           );
     // A peer whose certificate does not verify never reaches accept(); count it and move on.
@@ -591,7 +610,12 @@ export class PeerTransport implements Transport {
     const socket =
       tls === undefined
         ? tcpConnect({ host: address.host, port: address.port })
-        : tlsConnect({ host: address.host, port: address.port, cert: tls.cert, key: tls.key, ca: tls.ca });
+        : tlsConnect({
+            ...tlsContextOptions(tls),
+            host: address.host,
+            port: address.port,
+            rejectUnauthorized: !(tls.insecureSkipVerify ?? false),
+          });
     return this.track(new Connection(socket, this.settings.frameBytesMax, this.settings.keepAliveDelayMs));
   }
 
@@ -1053,6 +1077,17 @@ export class PeerTransport implements Transport {
     );
   }
 
+  /**
+   * New certificates (a rotation): later handshakes on the listener and later dials use them;
+   * established connections keep theirs. Who verifies whom stays as configured at start.
+   */
+  setTls(tls: PeerTlsOptions): void {
+    invariant(this.options.tls !== undefined, 'setTls() on a transport without TLS');
+    this.options.tls = tls;
+    const server = this.server;
+    if (server instanceof TlsServer) server.setSecureContext(tlsContextOptions(tls));
+  }
+
   // ---- helpers ------------------------------------------------------------------------------
 
   private parseUrl(url: string): PeerAddress {
@@ -1101,6 +1136,10 @@ export class PeerTransport implements Transport {
 }
 
 const EMPTY_PAYLOAD = new Uint8Array(0);
+
+function tlsContextOptions(tls: PeerTlsOptions): SecureContextOptions {
+  return { cert: tls.cert, key: tls.key, ca: tls.ca, minVersion: tls.minVersion, ciphers: tls.ciphers };
+}
 
 /** Certificate and TLS protocol failures: configuration problems worth an onError, unlike ECONNREFUSED. */
 function isTlsError(error: Error): boolean {

@@ -103,3 +103,53 @@ test('--log-outputs and --warning-apply-duration as etcd takes them', () => {
     /time: invalid duration "100"/,
   );
 });
+
+test('TLS flags of both sides, as etcd names them', () => {
+  const parsed = parseCommandLine(
+    [
+      '--name',
+      'n1',
+      ...cluster,
+      '--cert-file',
+      '/c.pem',
+      '--key-file',
+      '/k.pem',
+      '--trusted-ca-file',
+      '/ca.pem',
+      '--client-cert-auth',
+      '--peer-auto-tls',
+      '--cipher-suites',
+      'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256',
+      '--tls-min-version',
+      'TLS1.3',
+    ],
+    {},
+  );
+  assert.equal(parsed.kind, 'run');
+  if (parsed.kind !== 'run') return;
+  assert.deepEqual(parsed.flags.clientTls, {
+    certFile: '/c.pem',
+    keyFile: '/k.pem',
+    trustedCaFile: '/ca.pem',
+    clientCertAuth: true,
+    autoTls: false,
+    cipherSuites: ['TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256'],
+    minVersion: 'TLSv1.3',
+  });
+  assert.equal(parsed.flags.peerTls?.autoTls, true);
+  assert.equal(parsed.flags.peerTls?.certFile, '');
+  const plain = parseCommandLine(['--name', 'n1', ...cluster], { CONCORD_PEER_CLIENT_CERT_AUTH: 'false' });
+  assert.equal(plain.kind === 'run' && plain.flags.clientTls, undefined);
+  assert.equal(plain.kind === 'run' && plain.flags.peerTls, undefined);
+});
+
+test('an unknown cipher suite or TLS version is a flag error', () => {
+  assert.throws(
+    () => parseCommandLine(['--name', 'n1', ...cluster, '--cipher-suites', 'TLS_RSA_WITH_RC4_128_SHA'], {}),
+    (error: Error) => error instanceof FlagError && /unexpected TLS cipher suite/.test(error.message),
+  );
+  assert.throws(
+    () => parseCommandLine(['--name', 'n1', ...cluster, '--tls-min-version', 'TLS1.0'], {}),
+    FlagError,
+  );
+});

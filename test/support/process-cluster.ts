@@ -6,6 +6,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -37,6 +39,69 @@ export interface ClusterOptions {
    * retried on fresh ports.
    */
   beforeStart?: (plan: StartPlan) => Promise<void>;
+  /** URL schemes of the members' client and peer URLs (the TLS flags go in extraFlags). */
+  clientScheme?: 'http' | 'https';
+  peerScheme?: 'http' | 'https';
+  /** What the harness's own requests (health, status, member add) present to https:// members. */
+  clientTls?: HarnessTls;
+}
+
+/** PEM material for the harness's https:// requests. */
+export interface HarnessTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** Members with self-signed certificates (--auto-tls). */
+  insecureSkipVerify?: boolean;
+}
+
+/**
+ * One HTTP request with a JSON answer: node:http(s) rather than fetch, so that an https:// member
+ * with its own CA and client-certificate authentication can be asked too.
+ */
+export function requestJson(
+  url: string,
+  options: { method?: string; body?: unknown; timeoutMs?: number; tls?: HarnessTls } = {},
+): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
+    const secure = url.startsWith('https://');
+    const requestOptions = {
+      method: options.method ?? (payload === undefined ? 'GET' : 'POST'),
+      headers: payload === undefined ? {} : { 'content-type': 'application/json' },
+      timeout: options.timeoutMs ?? requestTimeoutMs,
+      agent: false as const,
+      ...(secure
+        ? {
+            ca: options.tls?.ca,
+            cert: options.tls?.cert,
+            key: options.tls?.key,
+            rejectUnauthorized: !(options.tls?.insecureSkipVerify ?? false),
+          }
+        : {}),
+    };
+    const onResponse = (response: import('node:http').IncomingMessage) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        text += chunk;
+      });
+      response.on('error', reject);
+      response.on('end', () => {
+        try {
+          resolve({ status: response.statusCode ?? 0, body: text === '' ? undefined : JSON.parse(text) });
+        } catch {
+          resolve({ status: response.statusCode ?? 0, body: text });
+        }
+      });
+    };
+    const request = secure
+      ? httpsRequest(url, requestOptions, onResponse)
+      : httpRequest(url, requestOptions, onResponse);
+    request.on('timeout', () => request.destroy(new HarnessError(`${url}: no answer in time`)));
+    request.on('error', reject);
+    request.end(payload);
+  });
 }
 
 export interface StartPlan {
@@ -151,7 +216,16 @@ export async function gatewayPost(
   path: string,
   body: unknown,
   timeoutMs = requestTimeoutMs,
+  tls?: HarnessTls,
 ): Promise<Record<string, unknown>> {
+  if (clientUrl.startsWith('https://')) {
+    const answer = await requestJson(`${clientUrl}${path}`, { body, timeoutMs, tls });
+    if (answer.status !== 200)
+      throw new HarnessError(
+        `POST ${clientUrl}${path}: HTTP ${answer.status} ${JSON.stringify(answer.body)}`,
+      );
+    return answer.body as Record<string, unknown>;
+  }
   const response = await fetch(`${clientUrl}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -172,8 +246,12 @@ export interface MemberStatus {
   isLearner: boolean;
 }
 
-export async function memberStatus(clientUrl: string, timeoutMs = requestTimeoutMs): Promise<MemberStatus> {
-  const status = await gatewayPost(clientUrl, '/v3/maintenance/status', {}, timeoutMs);
+export async function memberStatus(
+  clientUrl: string,
+  timeoutMs = requestTimeoutMs,
+  tls?: HarnessTls,
+): Promise<MemberStatus> {
+  const status = await gatewayPost(clientUrl, '/v3/maintenance/status', {}, timeoutMs, tls);
   const header = (status.header ?? {}) as Record<string, string>;
   return {
     memberId: String(header.member_id ?? '0'),
@@ -185,8 +263,12 @@ export async function memberStatus(clientUrl: string, timeoutMs = requestTimeout
   };
 }
 
-async function isHealthy(clientUrl: string): Promise<boolean> {
+async function isHealthy(clientUrl: string, tls?: HarnessTls): Promise<boolean> {
   try {
+    if (clientUrl.startsWith('https://')) {
+      const answer = await requestJson(`${clientUrl}/health`, { tls });
+      return answer.status === 200 && (answer.body as { health?: string }).health === 'true';
+    }
     const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(requestTimeoutMs) });
     const body = (await response.json()) as { health?: string };
     return response.ok && body.health === 'true';
@@ -256,6 +338,9 @@ export class ProcessCluster {
         dataDirs: [],
         env: {},
         beforeStart: async () => {},
+        clientScheme: 'http',
+        peerScheme: 'http',
+        clientTls: {},
         ...options,
       },
       rootDir,
@@ -315,12 +400,13 @@ export class ProcessCluster {
       await pollUntil(`${member.name} (${member.clientUrl}) to be healthy`, timeoutMs, async () => {
         if (member.child === undefined)
           throw new HarnessError(`${member.name} exited: ${this.exitText(member)}`);
-        return (await isHealthy(member.clientUrl)) ? true : undefined;
+        return (await isHealthy(member.clientUrl, this.options.clientTls)) ? true : undefined;
       });
       if (member.memberId === '' || member.memberId === '0') {
         // Healthy already, but on a loaded machine one status call may still miss its deadline.
         member.memberId = await pollUntil(`${member.name}'s member ID`, timeoutMs, async () => {
-          const id = (await memberStatus(member.clientUrl)).memberId;
+          const id = (await memberStatus(member.clientUrl, requestTimeoutMs, this.options.clientTls))
+            .memberId;
           return id === '0' ? undefined : id;
         });
       }
@@ -331,12 +417,16 @@ export class ProcessCluster {
   async leaderIndex(timeoutMs = 10_000): Promise<number> {
     return pollUntil('a leader', timeoutMs, async () => {
       for (const index of this.runningIndexes()) {
-        const status = await memberStatus(this.member(index).clientUrl, 1000).catch(() => undefined);
+        const status = await memberStatus(this.member(index).clientUrl, 1000, this.options.clientTls).catch(
+          () => undefined,
+        );
         if (status === undefined || status.leaderId === '0') continue;
         const leader = this.members.findIndex((m) => m.state === 'running' && m.memberId === status.leaderId);
         if (leader < 0) continue;
         // Only trust a leader that itself says it leads, so a stale follower view is not reported.
-        const own = await memberStatus(this.member(leader).clientUrl, 1000).catch(() => undefined);
+        const own = await memberStatus(this.member(leader).clientUrl, 1000, this.options.clientTls).catch(
+          () => undefined,
+        );
         if (own !== undefined && own.leaderId === own.memberId) return leader;
       }
       return undefined;
@@ -380,17 +470,22 @@ export class ProcessCluster {
    * Adds a member through the Cluster API, then starts its process with
    * --initial-cluster-state existing. Returns the new member's index.
    */
-  async addMember(options: { learner?: boolean; waitHealthy?: boolean } = {}): Promise<number> {
+  async addMember(
+    options: { learner?: boolean; waitHealthy?: boolean; extraFlags?: string[] } = {},
+  ): Promise<number> {
     const member = await this.planMember(`m${this.members.length}`);
     const via = this.endpoints()[0];
     if (via === undefined) throw new HarnessError('no running member to add through');
     // etcd refuses a member change until every peer has been connected for 5 s ("unhealthy
     // cluster"), so a freshly started cluster needs a few tries.
     const added = await pollUntil('member add to be accepted', 15_000, () =>
-      gatewayPost(via, '/v3/cluster/member/add', {
-        peerURLs: [member.peerUrl],
-        isLearner: options.learner ?? false,
-      }),
+      gatewayPost(
+        via,
+        '/v3/cluster/member/add',
+        { peerURLs: [member.peerUrl], isLearner: options.learner ?? false },
+        requestTimeoutMs,
+        this.options.clientTls,
+      ),
     );
     const addedMember = added.member as { ID: string };
     member.memberId = String(addedMember.ID);
@@ -398,7 +493,13 @@ export class ProcessCluster {
     const initialCluster = list
       .map((m) => `${String(m.ID) === member.memberId ? member.name : m.name}=${m.peerURLs[0]}`)
       .join(',');
-    member.flags = this.memberFlags(member, initialCluster, 'existing', 'unused-for-existing');
+    member.flags = this.memberFlags(
+      member,
+      initialCluster,
+      'existing',
+      'unused-for-existing',
+      options.extraFlags,
+    );
     this.members.push(member);
     const index = this.members.length - 1;
     this.spawnMember(member);
@@ -411,7 +512,13 @@ export class ProcessCluster {
     const member = this.member(index);
     const via = this.members.find((m, i) => i !== index && m.state === 'running');
     if (via === undefined) throw new HarnessError('no other running member to remove through');
-    await gatewayPost(via.clientUrl, '/v3/cluster/member/remove', { ID: member.memberId }, 10_000);
+    await gatewayPost(
+      via.clientUrl,
+      '/v3/cluster/member/remove',
+      { ID: member.memberId },
+      10_000,
+      this.options.clientTls,
+    );
     // etcd stops a removed member by itself; give it the chance, then stop it ourselves.
     const exited = await this.waitExit(member, 3000);
     if (!exited) await this.signalAndWait(index, 'SIGTERM');
@@ -429,7 +536,13 @@ export class ProcessCluster {
     const member = this.member(index);
     const via = this.members.find((m, i) => i !== index && m.state === 'running');
     if (via === undefined) throw new HarnessError('no other running member to promote through');
-    return gatewayPost(via.clientUrl, '/v3/cluster/member/promote', { ID: member.memberId }, 5000);
+    return gatewayPost(
+      via.clientUrl,
+      '/v3/cluster/member/promote',
+      { ID: member.memberId },
+      5000,
+      this.options.clientTls,
+    );
   }
 
   /** Every member's recent output, for printing when a test failed. */
@@ -472,8 +585,8 @@ export class ProcessCluster {
     while (peerPort === clientPort) peerPort = await freePort();
     return {
       name,
-      clientUrl: `http://127.0.0.1:${clientPort}`,
-      peerUrl: `http://127.0.0.1:${peerPort}`,
+      clientUrl: `${this.options.clientScheme}://127.0.0.1:${clientPort}`,
+      peerUrl: `${this.options.peerScheme}://127.0.0.1:${peerPort}`,
       dataDir: dataDir ?? join(this.rootDir, name),
       flags: [],
       child: undefined,
@@ -485,7 +598,13 @@ export class ProcessCluster {
     };
   }
 
-  private memberFlags(member: MemberProcess, initialCluster: string, state: string, token: string): string[] {
+  private memberFlags(
+    member: MemberProcess,
+    initialCluster: string,
+    state: string,
+    token: string,
+    extraFlags = this.options.extraFlags,
+  ): string[] {
     const o = this.options;
     return [
       '--name',
@@ -512,7 +631,7 @@ export class ProcessCluster {
       String(o.electionTimeoutMs),
       '--snapshot-count',
       String(o.snapshotCount),
-      ...o.extraFlags,
+      ...extraFlags,
     ];
   }
 

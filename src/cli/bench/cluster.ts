@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { BenchConnection, type StatusResponse, unary } from './connections.js';
+import type { BenchTls } from './options.js';
 
 export class BenchClusterError extends Error {
   readonly code = 'BENCH_CLUSTER';
@@ -33,6 +34,7 @@ export interface BenchMember {
 
 const probeIntervalMs = 20;
 const probeTimeoutMs = 1000;
+const tlsProbeTimeoutMs = 5000;
 const stopTimeoutMs = 20_000;
 /** /proc/<pid>/stat times are in clock ticks; Linux reports USER_HZ = 100 on every mainstream arch. */
 const clockTicksPerSec = 100;
@@ -58,6 +60,8 @@ export class BenchCluster {
     readonly binary: MemberBinary,
     readonly members: BenchMember[],
     private readonly timing: { heartbeatMs: number; electionMs: number },
+    /** Client and peer TLS with self-signed certificates (--auto-tls, --peer-auto-tls). */
+    readonly tls: boolean,
   ) {}
 
   static async create(
@@ -65,6 +69,7 @@ export class BenchCluster {
     rootDir: string,
     size: number,
     timing: { heartbeatMs: number; electionMs: number },
+    tls = false,
   ): Promise<BenchCluster> {
     const members: BenchMember[] = [];
     for (let i = 0; i < size; i++) {
@@ -79,17 +84,24 @@ export class BenchCluster {
         spawnedAtMs: 0,
       });
     }
-    return new BenchCluster(binary, members, timing);
+    return new BenchCluster(binary, members, timing, tls);
   }
 
   endpoints(): string[] {
     return this.members.map((m) => `127.0.0.1:${m.clientPort}`);
   }
 
+  /** What a client of this cluster connects with: TLS without verification when tls is on. */
+  clientTls(): BenchTls | undefined {
+    return this.tls ? { insecureSkipVerify: true } : undefined;
+  }
+
   private flags(member: BenchMember): string[] {
-    const peerUrl = (m: BenchMember) => `http://127.0.0.1:${m.peerPort}`;
-    const clientUrl = `http://127.0.0.1:${member.clientPort}`;
+    const scheme = this.tls ? 'https' : 'http';
+    const peerUrl = (m: BenchMember) => `${scheme}://127.0.0.1:${m.peerPort}`;
+    const clientUrl = `${scheme}://127.0.0.1:${member.clientPort}`;
     return [
+      ...(this.tls ? ['--auto-tls', '--peer-auto-tls'] : []),
       '--name',
       member.name,
       '--data-dir',
@@ -145,7 +157,11 @@ export class BenchCluster {
   }
 
   private async waitMemberServing(member: BenchMember, timeoutMs: number): Promise<number> {
-    const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`, probeIntervalMs);
+    const connection = new BenchConnection(
+      `127.0.0.1:${member.clientPort}`,
+      probeIntervalMs,
+      this.clientTls(),
+    );
     const deadline = member.spawnedAtMs + timeoutMs;
     let lastError = '';
     try {
@@ -176,13 +192,14 @@ export class BenchCluster {
   /** Index of the member that reports itself leader. */
   async leaderIndex(): Promise<number> {
     for (const [index, member] of this.members.entries()) {
-      const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`);
+      const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`, undefined, this.clientTls());
       try {
         const status: StatusResponse = await unary(
           connection.maintenance.Status,
           connection.maintenance,
           {},
-          probeTimeoutMs,
+          // A fresh TLS channel's first call includes its handshake: seconds on a loaded machine.
+          this.tls ? tlsProbeTimeoutMs : probeTimeoutMs,
         );
         if (status.leader !== '0' && status.leader === status.header.member_id) return index;
       } catch {

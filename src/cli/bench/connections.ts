@@ -15,6 +15,7 @@ import type {
   WireWatchResponse,
 } from '../../api/wire.js';
 import { etcdPackageDefinition } from '../../wire/etcd-proto.js';
+import type { BenchTls } from './options.js';
 
 export class BenchConnectionError extends Error {
   readonly code = 'BENCH_CONNECTION';
@@ -80,12 +81,19 @@ function stubConstructor(path: string[]): StubConstructor {
   return node as StubConstructor;
 }
 
-/** `http://127.0.0.1:2379` or `127.0.0.1:2379` → `127.0.0.1:2379` (grpc-js wants no scheme). */
+/** `http(s)://127.0.0.1:2379` or `127.0.0.1:2379` → `127.0.0.1:2379` (grpc-js wants no scheme). */
 export function grpcTarget(endpoint: string): string {
-  const trimmed = endpoint.trim();
-  if (trimmed.startsWith('https://'))
-    throw new BenchConnectionError(`TLS endpoints are not supported: ${endpoint}`);
-  return trimmed.replace(/^http:\/\//, '').replace(/\/+$/, '');
+  return endpoint
+    .trim()
+    .replace(/^https?:\/\//, '')
+    .replace(/\/+$/, '');
+}
+
+function channelCredentials(tls: BenchTls | undefined): grpc.ChannelCredentials {
+  if (tls === undefined) return grpc.credentials.createInsecure();
+  return grpc.credentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null, {
+    rejectUnauthorized: !(tls.insecureSkipVerify ?? false),
+  });
 }
 
 /** One HTTP/2 connection with a stub per etcd service, all sharing the channel. */
@@ -103,8 +111,9 @@ export class BenchConnection {
   constructor(
     readonly target: string,
     reconnectBackoffMs?: number,
+    tls?: BenchTls,
   ) {
-    const credentials = grpc.credentials.createInsecure();
+    const credentials = channelCredentials(tls);
     const backoff =
       reconnectBackoffMs === undefined
         ? {}
@@ -153,12 +162,12 @@ export class ConnectionPool {
   readonly connections: BenchConnection[];
 
   /** `count` connections spread round-robin over `targets`. */
-  constructor(targets: string[], count: number) {
+  constructor(targets: string[], count: number, tls?: BenchTls) {
     if (targets.length === 0) throw new BenchConnectionError('no endpoints given');
     if (!(count >= 1)) throw new BenchConnectionError(`--conns must be at least 1, got ${count}`);
     this.connections = Array.from(
       { length: count },
-      (_, i) => new BenchConnection(targets[i % targets.length]!),
+      (_, i) => new BenchConnection(targets[i % targets.length]!, undefined, tls),
     );
   }
 
@@ -175,10 +184,10 @@ export class ConnectionPool {
 const statusTimeoutMs = 3000;
 
 /** Asks each endpoint for Maintenance.Status and returns the target of the leader. */
-export async function findLeaderTarget(targets: string[]): Promise<string> {
+export async function findLeaderTarget(targets: string[], tls?: BenchTls): Promise<string> {
   const errors: string[] = [];
   for (const target of targets) {
-    const connection = new BenchConnection(target);
+    const connection = new BenchConnection(target, undefined, tls);
     try {
       const status = await unary(connection.maintenance.Status, connection.maintenance, {}, statusTimeoutMs);
       if (status.leader !== '0' && status.leader === status.header.member_id) return target;

@@ -2,6 +2,7 @@
 // same knobs: --endpoints, --conns, --clients, --total, --key-size, --val-size, --key-space-size,
 // --consistency, --target-leader.
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 export const WORKLOADS = ['put', 'range', 'txn', 'watch', 'lease-keepalive', 'mixed'] as const;
@@ -33,6 +34,16 @@ export interface BenchOptions {
   requestTimeoutMs: number;
   json: boolean;
   progress: boolean;
+  /** TLS to the endpoints (etcd benchmark's --cacert/--cert/--key); undefined: plaintext. */
+  tls?: BenchTls;
+}
+
+/** PEM material for TLS connections; insecureSkipVerify for self-signed (--auto-tls) members. */
+export interface BenchTls {
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  insecureSkipVerify?: boolean;
 }
 
 export const defaultTotal = 10_000;
@@ -65,6 +76,9 @@ Flags:
   --target-leader        send everything to the leader's endpoint (found via Maintenance.Status)
   --skip-preload         range/mixed: keys are already there, do not write them first
   --request-timeout MS   per-request deadline (default 10000)
+  --cacert FILE          TLS: verify the members with this CA (https:// endpoints)
+  --cert FILE --key FILE TLS: client certificate and key (for --client-cert-auth)
+  --insecure-skip-tls-verify  TLS without verifying the members' certificates (--auto-tls)
   --json                 print one machine-readable JSON line instead of the report
   --help                 this text
 `;
@@ -88,6 +102,10 @@ const flagSpecs = {
   'skip-preload': { type: 'boolean' },
   'request-timeout': { type: 'string' },
   json: { type: 'boolean' },
+  cacert: { type: 'string' },
+  cert: { type: 'string' },
+  key: { type: 'string' },
+  'insecure-skip-tls-verify': { type: 'boolean' },
   help: { type: 'boolean' },
 } as const;
 
@@ -135,9 +153,30 @@ export function parseBenchArgs(argv: string[], stderrIsTty: boolean): ParsedBenc
     requestTimeoutMs: positiveInt('request-timeout', values['request-timeout'] ?? '10000'),
     json,
     progress: !json && stderrIsTty,
+    tls: tlsFlags(values),
   };
   validateOptions(options);
   return { kind: 'run', options };
+}
+
+function tlsFlags(values: {
+  cacert?: string;
+  cert?: string;
+  key?: string;
+  'insecure-skip-tls-verify'?: boolean;
+}): BenchTls | undefined {
+  const skip = values['insecure-skip-tls-verify'] === true;
+  if (values.cacert === undefined && values.cert === undefined && values.key === undefined && !skip)
+    return undefined;
+  if ((values.cert === undefined) !== (values.key === undefined))
+    throw new BenchFlagError('--cert and --key must be given together');
+  const read = (path: string | undefined) => (path === undefined ? undefined : readFileSync(path));
+  return {
+    ca: read(values.cacert),
+    cert: read(values.cert),
+    key: read(values.key),
+    insecureSkipVerify: skip,
+  };
 }
 
 /** Checks the combinations no single flag parser can; also used for options built in code. */

@@ -60,8 +60,10 @@ export interface MeasureHooks {
 export async function runWorkload(options: BenchOptions, hooks: MeasureHooks = {}): Promise<BenchResult> {
   validateOptions(options);
   const allTargets = options.endpoints.map(grpcTarget);
-  const targets = options.targetLeader ? [await findLeaderTarget(allTargets)] : allTargets;
-  const pool = new ConnectionPool(targets, options.conns);
+  // https:// endpoints without TLS flags: TLS verified against the system roots.
+  const tls = options.tls ?? (options.endpoints.some((e) => e.startsWith('https://')) ? {} : undefined);
+  const targets = options.targetLeader ? [await findLeaderTarget(allTargets, tls)] : allTargets;
+  const pool = new ConnectionPool(targets, options.conns, tls);
   const workload = createWorkload(pool, options);
   try {
     await workload.prepare();

@@ -33,6 +33,8 @@ interface VsOptions {
   workloadMs: number;
   loadKeys: number;
   rounds: number;
+  /** Both systems with client and peer TLS (self-signed: --auto-tls, --peer-auto-tls). */
+  tls: boolean;
 }
 
 interface WorkloadSpec {
@@ -105,9 +107,14 @@ function workloadSpecs(options: VsOptions): WorkloadSpec[] {
   ];
 }
 
-function benchOptions(endpoints: string[], durationMs: number, spec: WorkloadSpec['options']): BenchOptions {
+function benchOptions(
+  cluster: BenchCluster,
+  durationMs: number,
+  spec: WorkloadSpec['options'],
+): BenchOptions {
   return {
-    endpoints,
+    tls: cluster.clientTls(),
+    endpoints: cluster.endpoints(),
     conns: 1,
     clients: 1,
     total: undefined,
@@ -188,7 +195,7 @@ async function prepareSystem(
 ): Promise<PreparedSystem> {
   const root = await mkdtemp(join(tmpdir(), `bench-${binary.label}-`));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(binary, root, clusterSize, timing);
+  const cluster = await BenchCluster.create(binary, root, clusterSize, timing, options.tls);
   activeClusters.add(cluster);
   try {
     cluster.startAll();
@@ -196,7 +203,7 @@ async function prepareSystem(
     note(`${binary.label}: 3 members serving after ${Math.max(...fresh).toFixed(0)} ms`);
     const load = await measure(
       cluster,
-      benchOptions(cluster.endpoints(), 0, {
+      benchOptions(cluster, 0, {
         workload: 'put',
         sequentialKeys: true,
         total: options.loadKeys,
@@ -241,10 +248,7 @@ async function runRound(system: PreparedSystem, options: VsOptions, round: numbe
     note(`${label} round ${round}: restarted, serving after ${Math.max(...restartServingMs).toFixed(0)} ms`);
     const workloads = new Map<string, Measured>();
     for (const spec of workloadSpecs(options)) {
-      const measured = await measure(
-        cluster,
-        benchOptions(cluster.endpoints(), options.workloadMs, spec.options),
-      );
+      const measured = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
       workloads.set(spec.id, measured);
       note(`${label} round ${round}: ${spec.title}: ${summary(measured)}`);
     }
@@ -450,6 +454,7 @@ function parseVsArgs(argv: string[]): VsOptions {
       json: { type: 'boolean' },
       'profile-put': { type: 'string' },
       rounds: { type: 'string' },
+      tls: { type: 'boolean' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -461,6 +466,7 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --markdown         print the tables as Markdown\n' +
         '  --json             also print every measurement as one JSON line\n' +
         '  --rounds N         restart-and-run rounds per system, best kept (default 2, --quick 1)\n' +
+        '  --tls              both systems with client and peer TLS (--auto-tls, --peer-auto-tls)\n' +
         '  --profile-put DIR  only Concord: put workload with the members under node --cpu-prof,\n' +
         "                     then the leader's top self-time functions\n",
     );
@@ -475,6 +481,7 @@ function parseVsArgs(argv: string[]): VsOptions {
     workloadMs: quick ? 3000 : 8000,
     loadKeys: quick ? 20_000 : 100_000,
     rounds: roundsFlag(values.rounds, quick ? 1 : 2),
+    tls: values.tls === true,
   };
 }
 
@@ -501,7 +508,7 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
   const binary = concordBinary((name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]);
   const root = await mkdtemp(join(tmpdir(), 'bench-profile-'));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(binary, root, clusterSize, timing);
+  const cluster = await BenchCluster.create(binary, root, clusterSize, timing, options.tls);
   activeClusters.add(cluster);
   let leader: number;
   let measured: Measured;
@@ -510,7 +517,7 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
     await cluster.waitServing(startTimeoutMs);
     const spec = workloadSpecs(options).find((s) => s.id === 'put-64')!;
     leader = await cluster.leaderIndex();
-    measured = await measure(cluster, benchOptions(cluster.endpoints(), options.workloadMs, spec.options));
+    measured = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
     note(`concord (profiled): ${spec.title}: ${summary(measured)}`);
     if ((await cluster.leaderIndex()) !== leader)
       throw new Error('leadership moved during the profiled run; run again');
@@ -583,7 +590,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function report(etcd: SystemRun, concord: SystemRun, header: string, options: VsOptions): number {
-  const mode = options.quick ? 'mode: --quick, ' : '';
+  const mode = `${options.quick ? 'mode: --quick, ' : ''}${options.tls ? 'client and peer TLS (--auto-tls, --peer-auto-tls), ' : ''}`;
   process.stdout.write(
     `${header}\n${mode}best of ${options.rounds} round(s) per workload; load average at the end: ${loadavg()
       .map((l) => l.toFixed(1))

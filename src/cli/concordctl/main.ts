@@ -1,6 +1,6 @@
 // concordctl: etcdctl's commands, flags and output formats, on the Concord client.
 
-import { Client, ConcordError, fromGrpcError } from '../../client/index.js';
+import { Client, ConcordError, fromGrpcError, type TlsOptions } from '../../client/index.js';
 import { type FlagSpec, flagString, parseArgs, parseDurationMs, UsageError } from './args.js';
 import * as cluster from './cluster.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
@@ -18,6 +18,7 @@ const flagSpecs: FlagSpec[] = [
   { name: 'cacert', type: 'string' },
   { name: 'cert', type: 'string' },
   { name: 'key', type: 'string' },
+  { name: 'insecure-skip-tls-verify', type: 'boolean' },
   { name: 'user', type: 'string' },
   { name: 'help', alias: 'h', type: 'boolean' },
   // command flags (etcdctl's names)
@@ -104,7 +105,7 @@ function usage(): string {
     '',
     'global flags: --endpoints a,b,c  --write-out simple|json|table  --dial-timeout 2s  --command-timeout 5s',
   );
-  lines.push('              --cacert --cert --key (TLS)  --user name:password');
+  lines.push('              --cacert --cert --key --insecure-skip-tls-verify (TLS)  --user name:password');
   return lines.join('\n');
 }
 
@@ -132,16 +133,21 @@ export interface Io extends Output {
   stdin: NodeJS.ReadableStream;
 }
 
-async function tlsOptions(
-  args: ReturnType<typeof parseArgs>,
-): Promise<{ ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined> {
+async function tlsOptions(args: ReturnType<typeof parseArgs>): Promise<TlsOptions | undefined> {
   const { readFile } = await import('node:fs/promises');
   const [ca, cert, key] = ['cacert', 'cert', 'key'].map((n) => flagString(args, n));
-  if (ca === undefined && cert === undefined && key === undefined) return undefined;
+  const skipVerify = args.flags.get('insecure-skip-tls-verify') === 'true';
+  if (ca === undefined && cert === undefined && key === undefined && !skipVerify) return undefined;
+  // etcdctl's checks and texts.
+  if (cert !== undefined && key === undefined)
+    throw new UsageError(`KeyFile and CertFile must both be present[key: , cert: ${cert}]`);
+  if (key !== undefined && cert === undefined)
+    throw new UsageError(`KeyFile and CertFile must both be present[key: ${key}, cert: ]`);
   return {
     ca: ca === undefined ? undefined : await readFile(ca),
     cert: cert === undefined ? undefined : await readFile(cert),
     key: key === undefined ? undefined : await readFile(key),
+    insecureSkipVerify: skipVerify,
   };
 }
 
