@@ -3,6 +3,8 @@
 import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
+import { QuorumConfigError } from '../paxos/errors.js';
+import { ConsensusMismatchError } from '../server/consensus.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger } from '../server/logger.js';
 import { CONCORD_VERSION, ConcordServer } from '../server/server.js';
@@ -108,7 +110,9 @@ main().then(
     if (code >= 0) process.exit(code);
   },
   (error: Error) => {
-    process.stderr.write(`concord: ${error.stack ?? error.message}\n`);
-    process.exit(1);
+    // Errors that tell the operator what to change are printed without a stack.
+    const told = error instanceof ConsensusMismatchError || error instanceof QuorumConfigError;
+    process.stderr.write(`concord: ${told ? error.message : (error.stack ?? error.message)}\n`);
+    process.exit(told ? 2 : 1);
   },
 );

@@ -463,6 +463,11 @@ export class PaxosNode implements RaftNodeApi {
     }
   }
 
+  /** The snapshot taken from a peer that is not yet persisted (see RaftNodeApi). */
+  get pendingSnapshot(): Snapshot | undefined {
+    return this.log.pendingSnapshot;
+  }
+
   status(): Status {
     const status: Status = {
       id: this.id,

@@ -30,10 +30,9 @@ import type {
   WriteResponse,
 } from '../mvcc/types.js';
 import { isTxnReadOnly } from '../mvcc/validate.js';
-import type { ConfChange, ProposeResult, Rng } from '../raft/api.js';
+import type { ConfChange, ConsensusEngine, ProposeResult, Rng } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { RaftNode } from '../raft/node.js';
 import {
   type ConfState,
   EMPTY_BYTES,
@@ -76,6 +75,15 @@ import type {
 } from './backend.js';
 import { Concurrency } from './concurrency.js';
 import type { ServerConfig } from './config.js';
+import {
+  type ConsensusChoice,
+  type ConsensusKind,
+  checkJoin,
+  choiceOf,
+  claimConsensus,
+  createConsensusEngine,
+  describeChoice,
+} from './consensus.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
 import { EtcdError } from './errors.js';
 import { FailStopError, type FailStopOperation } from './fail-stop.js';
@@ -160,6 +168,9 @@ function dropError(result: ProposeResult): EtcdError | undefined {
       return new EtcdError('tooManyRequests');
     case 'conf-change-pending':
       return new EtcdError('unhealthy');
+    case 'invalid-conf-change':
+      // Multi-Paxos with --paxos-phase2-quorum K refuses a membership below K voters.
+      return new EtcdError('memberNotEnoughStarted');
     default:
       return new EtcdError('noLeader');
   }
@@ -169,7 +180,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ConcordServer {
   readonly memberId: number;
-  private readonly raft: RaftNode;
+  /** The consensus engine (Raft or Multi-Paxos, per --consensus); the host drives either alike. */
+  private readonly raft: ConsensusEngine;
   private readonly host: RaftHost;
   private readonly waiters: Waiters<ApplyOutcome>;
   private readonly reads: ReadBatcher;
@@ -222,7 +234,7 @@ export class ConcordServer {
     this.confState = storage.initialState().confState;
     this.term = storage.initialState().hardState.term;
     const electionTicks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
-    this.raft = new RaftNode({
+    this.raft = createConsensusEngine(choiceOf(config), {
       id: memberId,
       electionTicks,
       heartbeatTicks: 1,
@@ -316,6 +328,7 @@ export class ConcordServer {
     ) {
       // A fresh data dir: found a new cluster, or join an existing one that already added us.
       let membership: 'flags' | 'snapshot restore' | 'existing cluster' = 'existing cluster';
+      claimConsensus(memberDir, config.dataDir, choiceOf(config), true);
       if (config.initialClusterState === 'new') {
         const founding = foundingMembers(config, memberDir, members, selfId);
         members = founding.members;
@@ -349,6 +362,7 @@ export class ConcordServer {
         membership,
       });
     } else {
+      claimConsensus(memberDir, config.dataDir, choiceOf(config), false);
       if (members === undefined)
         throw new Error(`data dir ${config.dataDir} has a WAL but no cluster membership`);
       memberId = readSelfId(memberDir) ?? selfId;
@@ -419,6 +433,7 @@ export class ConcordServer {
     server.startTimers();
     log.info('concord member started', {
       name: config.name,
+      consensus: describeChoice(choiceOf(config)),
       memberId: memberId.toString(16),
       clusterId: members.clusterId.toString(16),
       applied: keyspace.appliedIndex(),
@@ -536,7 +551,7 @@ export class ConcordServer {
     return this.failed;
   }
 
-  private onPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+  private onPeerMessage(message: Parameters<ConsensusEngine['step']>[0]): void {
     const snapshot = message.type === MessageType.Snapshot ? message.snapshot : undefined;
     try {
       this.stepPeerMessage(message);
@@ -546,7 +561,7 @@ export class ConcordServer {
     }
   }
 
-  private stepPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+  private stepPeerMessage(message: Parameters<ConsensusEngine['step']>[0]): void {
     if (this.stopped) return;
     if (this.members.isRemoved(message.from)) return;
     try {
@@ -599,6 +614,7 @@ export class ConcordServer {
     if (request.method === 'GET' && request.url === '/members') {
       const body = {
         clusterId: this.members.clusterId.toString(16),
+        ...choiceOf(this.config),
         members: this.members.list().map((m) => ({
           id: m.id.toString(16),
           name: m.name,
@@ -840,7 +856,9 @@ export class ConcordServer {
   }
 
   /** Bytes of the snapshot a leader sends to a follower: the snapshot file's verified data. */
-  private snapshotSource(message: Parameters<RaftNode['step']>[0]): AsyncIterable<Uint8Array> | undefined {
+  private snapshotSource(
+    message: Parameters<ConsensusEngine['step']>[0],
+  ): AsyncIterable<Uint8Array> | undefined {
     const metadata = message.snapshot?.metadata;
     if (metadata === undefined || metadata.index <= 1) return undefined;
     const snapshots = this.snapshots;
@@ -1578,7 +1596,8 @@ async function discoverCluster(config: ServerConfig, log: Logger): Promise<Membe
   const own = new Set(config.initialAdvertisePeerUrls);
   const peers = [...config.initialCluster.values()].flat().filter((url) => !own.has(url));
   const deadline = Date.now() + DISCOVERY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
+  let found: { members: Members; choice: ConsensusChoice } | undefined;
+  while (found === undefined && Date.now() < deadline) {
     for (const url of peers) {
       try {
         const response = await fetch(`${url.replace(/\/$/, '')}/members`, {
@@ -1586,6 +1605,8 @@ async function discoverCluster(config: ServerConfig, log: Logger): Promise<Membe
         });
         const body = (await response.json()) as {
           clusterId: string;
+          consensus?: ConsensusKind;
+          phase2Quorum?: number;
           members: Array<{
             id: string;
             name: string;
@@ -1608,16 +1629,23 @@ async function discoverCluster(config: ServerConfig, log: Logger): Promise<Membe
           });
           members.publish(id, m.name, m.clientURLs);
         }
-        return members;
+        found = {
+          members,
+          choice: choiceOf({ consensus: body.consensus, paxosPhase2Quorum: body.phase2Quorum }),
+        };
+        break;
       } catch (error) {
         log.debug('cluster discovery: peer did not answer', { url, error: (error as Error).message });
       }
     }
-    await sleep(500);
+    if (found === undefined) await sleep(500);
   }
-  throw new Error(
-    `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
-  );
+  if (found === undefined)
+    throw new Error(
+      `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
+    );
+  checkJoin(found.choice, choiceOf(config));
+  return found.members;
 }
 
 /**
