@@ -81,7 +81,7 @@ async function waitCaughtUp(
 }
 
 for (const consensus of e2eEngines(BOTH_ENGINES)) {
-  describe(`faults: leader kill, full restart ({consensus})`, { timeout: 150_000 }, () => {
+  describe(`faults: leader kill, full restart (${consensus})`, { timeout: 150_000 }, () => {
     let cluster: ProcessCluster;
     /** Everything the cluster acknowledged across the tests of this block. */
     const expected = new Map<string, string>();
@@ -204,7 +204,7 @@ for (const consensus of e2eEngines(BOTH_ENGINES)) {
 }
 
 for (const consensus of e2eEngines(RAFT_ONLY)) {
-  describe(`faults: membership changes under load ({consensus})`, { timeout: 120_000 }, () => {
+  describe(`faults: membership changes under load (${consensus})`, { timeout: 120_000 }, () => {
     let cluster: ProcessCluster;
     before(async () => {
       cluster = await startConcordCluster({ size: 3, heartbeatIntervalMs, electionTimeoutMs, consensus });
@@ -253,7 +253,7 @@ for (const consensus of e2eEngines(RAFT_ONLY)) {
 }
 
 for (const consensus of e2eEngines(RAFT_ONLY)) {
-  describe(`faults: follower catch-up by snapshot ({consensus})`, { timeout: 150_000 }, () => {
+  describe(`faults: follower catch-up by snapshot (${consensus})`, { timeout: 150_000 }, () => {
     let cluster: ProcessCluster;
     const snapshotCount = 100;
     /**
@@ -311,7 +311,7 @@ for (const consensus of e2eEngines(RAFT_ONLY)) {
 }
 
 for (const consensus of e2eEngines(RAFT_ONLY)) {
-  describe(`faults: clients across a leader kill ({consensus})`, { timeout: 120_000 }, () => {
+  describe(`faults: clients across a leader kill (${consensus})`, { timeout: 120_000 }, () => {
     let cluster: ProcessCluster;
     let client: Etcd3 | undefined;
     before(async () => {

@@ -19,6 +19,8 @@ export interface MemberBinary {
   command: string;
   /** Arguments before the etcd flags (the script path for node, profiler flags). */
   argsBefore: (memberName: string) => string[];
+  /** Flags after the etcd flags, for every member (e.g. --consensus multi-paxos). */
+  argsAfter?: string[];
 }
 
 export interface BenchMember {
@@ -122,7 +124,7 @@ export class BenchCluster {
       const log = openSync(member.logPath, 'a');
       const child = spawn(
         this.binary.command,
-        [...this.binary.argsBefore(member.name), ...this.flags(member)],
+        [...this.binary.argsBefore(member.name), ...this.flags(member), ...(this.binary.argsAfter ?? [])],
         {
           stdio: ['ignore', log, log],
         },
