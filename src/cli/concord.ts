@@ -3,6 +3,8 @@
 import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
+import { QuorumConfigError } from '../paxos/errors.js';
+import { ConsensusMismatchError } from '../server/consensus.js';
 import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger, type Logger, sinksFor } from '../server/logger.js';
 import { clientTlsWatcher } from '../server/member-tls.js';
@@ -129,10 +131,15 @@ main().then(
     if (code >= 0) process.exit(code);
   },
   (error: Error & { code?: string }) => {
-    // A configuration error (e.g. an unusable certificate) needs its text, not a stack.
-    const text = error.code === 'TLS_CONFIG' ? error.message : (error.stack ?? error.message);
+    // Errors that tell the operator what to change (an engine mismatch, an unusable certificate)
+    // are printed without a stack.
+    const told =
+      error instanceof ConsensusMismatchError ||
+      error instanceof QuorumConfigError ||
+      error.code === 'TLS_CONFIG';
+    const text = told ? error.message : (error.stack ?? error.message);
     if (log !== undefined) log.error('fatal error; the member stops', { error: text });
     else process.stderr.write(`concord: ${text}\n`);
-    process.exit(1);
+    process.exit(told && error.code !== 'TLS_CONFIG' ? 2 : 1);
   },
 );

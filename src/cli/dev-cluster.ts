@@ -1,7 +1,8 @@
 // `npm start`: a local 3-node cluster on loopback, data under ./data, for trying Concord out.
 // Ports follow etcd's local-cluster habit (2379/22379/32379 for clients, +1 for peers); when a
 // port is taken the next free one is used and printed. Ctrl-C stops all three cleanly; running
-// it again reuses ./data, so the data survives.
+// it again reuses ./data, so the data survives. Arguments are passed on to every member, e.g.
+// `npm start -- --consensus multi-paxos` (a data dir keeps the engine it was created with).
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -56,7 +57,12 @@ async function planNodes(dataRoot: string): Promise<DevNode[]> {
   return nodes;
 }
 
-function startNode(node: DevNode, initialCluster: string, concordJs: string): ChildProcess {
+function startNode(
+  node: DevNode,
+  initialCluster: string,
+  concordJs: string,
+  extraFlags: string[],
+): ChildProcess {
   mkdirSync(node.dataDir, { recursive: true });
   const args = [
     ...SERVING_NODE_FLAGS,
@@ -79,6 +85,7 @@ function startNode(node: DevNode, initialCluster: string, concordJs: string): Ch
     'concord-dev-cluster',
     '--initial-cluster-state',
     'new',
+    ...extraFlags,
   ];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = `[${node.name}] `;
@@ -123,7 +130,8 @@ async function main(): Promise<void> {
   const dataRoot = resolve(process.env.CONCORD_DEV_DATA ?? 'data');
   const nodes = await planNodes(dataRoot);
   const initialCluster = nodes.map((n) => `${n.name}=${n.peerUrl}`).join(',');
-  const children = nodes.map((node) => startNode(node, initialCluster, concordJs));
+  const extraFlags = process.argv.slice(2);
+  const children = nodes.map((node) => startNode(node, initialCluster, concordJs, extraFlags));
   let stopping = false;
 
   const stopAll = async (code: number) => {
@@ -159,7 +167,8 @@ async function main(): Promise<void> {
   }
   const endpoints = nodes.map((n) => n.clientUrl.replace('http://', '')).join(',');
   console.log('');
-  console.log(`Concord 3-node cluster is up. Data under ${dataRoot}`);
+  const given = extraFlags.length > 0 ? ` (${extraFlags.join(' ')})` : '';
+  console.log(`Concord 3-node cluster${given} is up. Data under ${dataRoot}`);
   for (const node of nodes) console.log(`  ${node.name}: client ${node.clientUrl}  peer ${node.peerUrl}`);
   console.log(`  try: ETCDCTL_API=3 etcdctl --endpoints=${endpoints} put hello world`);
   console.log('Ctrl-C stops all three.');

@@ -3,7 +3,9 @@
 // and meanings follow etcd 3.4 (https://etcd.io/docs/v3.4/op-guide/configuration/).
 
 import { parseArgs } from 'node:util';
+import { QuorumConfigError } from '../paxos/errors.js';
 import type { ServerConfig } from '../server/config.js';
+import { CONSENSUS_KINDS, checkPhase2Quorum } from '../server/consensus.js';
 import { cipherList, parseTlsMinVersion, type TlsSettings } from '../transport/tls-config.js';
 
 export type ServerFlags = ServerConfig;
@@ -135,6 +137,15 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     type: 'string',
     default: 'TLS1.2',
     help: "Minimum TLS version supported: 'TLS1.2' or 'TLS1.3'.",
+  },
+  consensus: {
+    type: 'string',
+    default: 'raft',
+    help: "Consensus engine of the cluster: 'raft' or 'multi-paxos'. Chosen when the cluster is created; a data dir keeps it.",
+  },
+  'paxos-phase2-quorum': {
+    type: 'string',
+    help: 'Multi-Paxos only: acceptances that commit a write (flexible quorums); elections then need max(majority, N - K + 1) promises. Default: a majority.',
   },
   'log-level': { type: 'string', default: 'info', help: "Log level: 'debug', 'info', 'warn', 'error'." },
   'log-outputs': {
@@ -306,7 +317,38 @@ function buildFlags(
       `couldn't find local name "${name}" in the initial cluster configuration (--initial-cluster=${lookup('initial-cluster')})`,
     );
   }
-  return flags;
+  return { ...flags, ...consensusFlags(lookup, flags.initialCluster.size) };
+}
+
+/**
+ * --consensus and --paxos-phase2-quorum. The phase-2 quorum is checked for intersection with the
+ * phase-1 quorum over the --initial-cluster voters here; the engine checks it again against the
+ * membership it starts with (which, for a restarted member, may have changed since).
+ */
+function consensusFlags(
+  lookup: (flag: string) => string,
+  voters: number,
+): Pick<ServerFlags, 'consensus' | 'paxosPhase2Quorum'> {
+  const consensus = CONSENSUS_KINDS.find((kind) => kind === lookup('consensus'));
+  if (consensus === undefined) {
+    throw new FlagError(
+      `invalid value "${lookup('consensus')}" for flag -consensus: must be one of ${CONSENSUS_KINDS.join(', ')}`,
+    );
+  }
+  const phase2Text = lookup('paxos-phase2-quorum');
+  if (phase2Text === '') return { consensus };
+  if (consensus !== 'multi-paxos')
+    throw new FlagError('--paxos-phase2-quorum applies to --consensus multi-paxos only');
+  const paxosPhase2Quorum = parsePositiveInt('paxos-phase2-quorum', phase2Text);
+  try {
+    checkPhase2Quorum(voters, paxosPhase2Quorum);
+  } catch (error) {
+    if (!(error instanceof QuorumConfigError)) throw error;
+    throw new FlagError(
+      `invalid --paxos-phase2-quorum ${paxosPhase2Quorum} for the ${voters} members of --initial-cluster: ${error.message}`,
+    );
+  }
+  return { consensus, paxosPhase2Quorum };
 }
 
 function parsePositiveInt(flag: string, text: string): number {

@@ -463,6 +463,11 @@ export class PaxosNode implements RaftNodeApi {
     }
   }
 
+  /** The snapshot taken from a peer that is not yet persisted (see RaftNodeApi). */
+  get pendingSnapshot(): Snapshot | undefined {
+    return this.log.pendingSnapshot;
+  }
+
   status(): Status {
     const status: Status = {
       id: this.id,
@@ -474,7 +479,21 @@ export class PaxosNode implements RaftNodeApi {
       confState: this.confState(),
     };
     if (this.role === Role.Leader) {
-      const progress = new Map<NodeId, ProgressStatus>();
+      // The leader itself is listed too, as Raft's tracker does (a host compares a learner's
+      // match with the leader's before promoting it).
+      const progress = new Map<NodeId, ProgressStatus>([
+        [
+          this.id,
+          {
+            match: this.log.stableLastIndex(),
+            next: this.log.lastIndex() + 1,
+            state: 'replicate',
+            inflightMessages: 0,
+            isLearner: !this.isVoter(this.id),
+            recentActive: true,
+          },
+        ],
+      ]);
       for (const [id, p] of this.peers) {
         progress.set(id, {
           match: p.match,

@@ -187,6 +187,12 @@ export interface RaftNodeApi {
   ready(): Ready;
   advance(ready: Ready): void;
   status(): Status;
+  /**
+   * The snapshot step() took from a peer and that is not yet persisted (handed out by ready(),
+   * stable after advance()); a driver holding a snapshot's data outside the core learns from it
+   * whether a Snapshot message it delivered was taken or refused.
+   */
+  readonly pendingSnapshot: Snapshot | undefined;
 }
 
 /**

@@ -1,6 +1,7 @@
 // How a node is configured: etcd's flags, parsed (src/cli/flags.ts maps the command line here).
 
 import type { TlsSettings } from '../transport/tls-config.js';
+import type { ConsensusKind } from './consensus.js';
 
 export interface ServerConfig {
   name: string;
@@ -38,4 +39,8 @@ export interface ServerConfig {
   experimentalFaultInjection: boolean;
   /** Test-only bug switch: linearizable reads skip ReadIndex (the fault tests must catch it). */
   experimentalStaleReads: boolean;
+  /** The cluster's consensus engine (--consensus); absent: 'raft'. See consensus.ts. */
+  consensus?: ConsensusKind;
+  /** Multi-Paxos only: acceptances that choose a slot (--paxos-phase2-quorum); absent: majority. */
+  paxosPhase2Quorum?: number;
 }

@@ -30,10 +30,9 @@ import type {
   WriteResponse,
 } from '../mvcc/types.js';
 import { isTxnReadOnly } from '../mvcc/validate.js';
-import type { ConfChange, ProposeResult, Rng } from '../raft/api.js';
+import type { ConfChange, ConsensusEngine, ProposeResult, Rng } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { RaftNode } from '../raft/node.js';
 import {
   type ConfState,
   EMPTY_BYTES,
@@ -78,6 +77,15 @@ import type {
 } from './backend.js';
 import { Concurrency } from './concurrency.js';
 import type { ServerConfig } from './config.js';
+import {
+  type ConsensusChoice,
+  type ConsensusKind,
+  checkJoin,
+  choiceOf,
+  claimConsensus,
+  createConsensusEngine,
+  describeChoice,
+} from './consensus.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
 import { EtcdError } from './errors.js';
 import { FailStopError, type FailStopOperation } from './fail-stop.js';
@@ -165,6 +173,9 @@ function dropError(result: ProposeResult): EtcdError | undefined {
       return new EtcdError('tooManyRequests');
     case 'conf-change-pending':
       return new EtcdError('unhealthy');
+    case 'invalid-conf-change':
+      // Multi-Paxos with --paxos-phase2-quorum K refuses a membership below K voters.
+      return new EtcdError('memberNotEnoughStarted');
     default:
       return new EtcdError('noLeader');
   }
@@ -174,7 +185,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ConcordServer {
   readonly memberId: number;
-  private readonly raft: RaftNode;
+  /** The consensus engine (Raft or Multi-Paxos, per --consensus); the host drives either alike. */
+  private readonly raft: ConsensusEngine;
   private readonly host: RaftHost;
   private readonly waiters: Waiters<ApplyOutcome>;
   private readonly reads: ReadBatcher;
@@ -240,7 +252,7 @@ export class ConcordServer {
     this.confState = storage.initialState().confState;
     this.term = storage.initialState().hardState.term;
     const electionTicks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
-    this.raft = new RaftNode({
+    this.raft = createConsensusEngine(choiceOf(config), {
       id: memberId,
       electionTicks,
       heartbeatTicks: 1,
@@ -342,6 +354,7 @@ export class ConcordServer {
     ) {
       // A fresh data dir: found a new cluster, or join an existing one that already added us.
       let membership: 'flags' | 'snapshot restore' | 'existing cluster' = 'existing cluster';
+      claimConsensus(memberDir, config.dataDir, choiceOf(config), true);
       if (config.initialClusterState === 'new') {
         const founding = foundingMembers(config, memberDir, members, selfId);
         members = founding.members;
@@ -375,6 +388,7 @@ export class ConcordServer {
         membership,
       });
     } else {
+      claimConsensus(memberDir, config.dataDir, choiceOf(config), false);
       if (members === undefined)
         throw new Error(`data dir ${config.dataDir} has a WAL but no cluster membership`);
       memberId = readSelfId(memberDir) ?? selfId;
@@ -449,6 +463,7 @@ export class ConcordServer {
     server.startTimers();
     log.info('concord member started', {
       name: config.name,
+      consensus: describeChoice(choiceOf(config)),
       memberId: formatId(memberId),
       clusterId: formatId(members.clusterId),
       applied: keyspace.appliedIndex(),
@@ -567,7 +582,7 @@ export class ConcordServer {
     return this.failed;
   }
 
-  private onPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+  private onPeerMessage(message: Parameters<ConsensusEngine['step']>[0]): void {
     const snapshot = message.type === MessageType.Snapshot ? message.snapshot : undefined;
     try {
       this.stepPeerMessage(message);
@@ -577,7 +592,7 @@ export class ConcordServer {
     }
   }
 
-  private stepPeerMessage(message: Parameters<RaftNode['step']>[0]): void {
+  private stepPeerMessage(message: Parameters<ConsensusEngine['step']>[0]): void {
     if (this.stopped) return;
     if (this.members.isRemoved(message.from)) return;
     if (message.type === MessageType.HeartbeatResponse) this.noteHeartbeatAnswered(message.from);
@@ -669,6 +684,7 @@ export class ConcordServer {
     if (request.method === 'GET' && request.url === '/members') {
       const body = {
         clusterId: this.members.clusterId.toString(16),
+        ...choiceOf(this.config),
         members: this.members.list().map((m) => ({
           id: m.id.toString(16),
           name: m.name,
@@ -954,7 +970,9 @@ export class ConcordServer {
   }
 
   /** Bytes of the snapshot a leader sends to a follower: the snapshot file's verified data. */
-  private snapshotSource(message: Parameters<RaftNode['step']>[0]): AsyncIterable<Uint8Array> | undefined {
+  private snapshotSource(
+    message: Parameters<ConsensusEngine['step']>[0],
+  ): AsyncIterable<Uint8Array> | undefined {
     const metadata = message.snapshot?.metadata;
     if (metadata === undefined || metadata.index <= 1) return undefined;
     const snapshots = this.snapshots;
@@ -1814,11 +1832,14 @@ async function discoverCluster(
   const own = new Set(config.initialAdvertisePeerUrls);
   const peers = [...config.initialCluster.values()].flat().filter((url) => !own.has(url));
   const deadline = Date.now() + DISCOVERY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
+  let found: { members: Members; choice: ConsensusChoice } | undefined;
+  while (found === undefined && Date.now() < deadline) {
     for (const url of peers) {
       try {
         const body = (await getPeerJson(`${url.replace(/\/$/, '')}/members`, peerTls, 2000)) as {
           clusterId: string;
+          consensus?: ConsensusKind;
+          phase2Quorum?: number;
           members: Array<{
             id: string;
             name: string;
@@ -1841,16 +1862,23 @@ async function discoverCluster(
           });
           members.publish(id, m.name, m.clientURLs);
         }
-        return members;
+        found = {
+          members,
+          choice: choiceOf({ consensus: body.consensus, paxosPhase2Quorum: body.phase2Quorum }),
+        };
+        break;
       } catch (error) {
         log.debug('cluster discovery: peer did not answer', { url, error: (error as Error).message });
       }
     }
-    await sleep(500);
+    if (found === undefined) await sleep(500);
   }
-  throw new Error(
-    `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
-  );
+  if (found === undefined)
+    throw new Error(
+      `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
+    );
+  checkJoin(found.choice, choiceOf(config));
+  return found.members;
 }
 
 /**

@@ -3,7 +3,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BenchResult } from '../../src/cli/bench/run.js';
-import { bestOfRounds, type Measured, ratio, renderTable } from '../../src/cli/bench/vs-etcd.js';
+import {
+  bestOfRounds,
+  type Measured,
+  parseEngines,
+  ratio,
+  renderTable,
+} from '../../src/cli/bench/vs-etcd.js';
 
 function measured(opsPerSec: number): Measured {
   const result = { workload: 'put', opsPerSec, ops: opsPerSec, durationSec: 1 } as BenchResult;
@@ -61,5 +67,18 @@ describe('bench vs etcd report', () => {
     assert.equal(run.workloads.get('put')?.result.opsPerSec, 30);
     assert.equal(run.workloads.get('range')?.result.opsPerSec, 70);
     assert.deepEqual(run.restartServingMs, [500, 600]);
+  });
+});
+
+describe('bench:vs-etcd --engines', () => {
+  it('names each engine and the member flags it starts with; refuses unknown engines and bad quorums', () => {
+    assert.deepEqual(parseEngines('raft,multi-paxos,multi-paxos:2', 5), [
+      { label: 'raft', flags: ['--consensus', 'raft'] },
+      { label: 'multi-paxos', flags: ['--consensus', 'multi-paxos'] },
+      { label: 'multi-paxos q2=2', flags: ['--consensus', 'multi-paxos', '--paxos-phase2-quorum', '2'] },
+    ]);
+    assert.throws(() => parseEngines('paxos', 3), /unknown engine 'paxos'/);
+    assert.throws(() => parseEngines('raft:2', 3), /multi-paxos:K only/);
+    assert.throws(() => parseEngines('multi-paxos:4', 3), /phase-2 quorum K in 1\.\.3/);
   });
 });

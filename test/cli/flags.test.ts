@@ -153,3 +153,36 @@ test('an unknown cipher suite or TLS version is a flag error', () => {
     FlagError,
   );
 });
+
+test('--consensus picks the engine (default raft); --paxos-phase2-quorum is checked against --initial-cluster', () => {
+  const five = [
+    '--initial-cluster',
+    [1, 2, 3, 4, 5].map((i) => `n${i}=http://127.0.0.1:${2380 + i}`).join(','),
+  ];
+  const run = (args: string[]) => {
+    const parsed = parseCommandLine(['--name', 'n1', ...args], {});
+    assert.ok(parsed.kind === 'run');
+    return parsed.flags;
+  };
+  assert.equal(run(cluster).consensus, 'raft');
+  assert.equal(run(cluster).paxosPhase2Quorum, undefined);
+  assert.equal(run([...cluster, '--consensus', 'multi-paxos']).consensus, 'multi-paxos');
+  const flexible = run([...five, '--consensus', 'multi-paxos', '--paxos-phase2-quorum', '2']);
+  assert.equal(flexible.paxosPhase2Quorum, 2);
+  assert.throws(
+    () => run([...cluster, '--consensus', 'paxos']),
+    (e: unknown) => e instanceof FlagError && /must be one of raft, multi-paxos/.test(e.message),
+  );
+  assert.throws(
+    () => run([...cluster, '--paxos-phase2-quorum', '1']),
+    (e: unknown) => e instanceof FlagError && /multi-paxos only/.test(e.message),
+  );
+  assert.throws(
+    () => run([...five, '--consensus', 'multi-paxos', '--paxos-phase2-quorum', '6']),
+    (e: unknown) => e instanceof FlagError && /phase-2 quorum 6 is larger than the 5 voters/.test(e.message),
+  );
+  assert.throws(
+    () => run([...five, '--consensus', 'multi-paxos', '--paxos-phase2-quorum', '0']),
+    (e: unknown) => e instanceof FlagError && /must be a positive integer/.test(e.message),
+  );
+});

@@ -1,4 +1,5 @@
 // npm run jepsen -- --workload W --nemesis N --time S --seed K [--nodes 3|5] [--stale-reads]
+//                   [--consensus raft|multi-paxos] [--paxos-phase2-quorum K]
 // Runs one Jepsen-style test on real processes, prints the summary line (and the explanation
 // when the history is not valid) and exits non-zero on any anomaly or undecided verdict.
 
@@ -16,10 +17,16 @@ import {
 
 const usage = `usage: jepsen --workload ${WORKLOAD_NAMES.join('|')} --nemesis ${Object.keys(NEMESES).join('|')}
               [--time SECONDS=20] [--seed N=1] [--nodes 3|5] [--stale-reads]
-              [--clients N=5] [--timeout-ms MS=1000] [--verbose]`;
+              [--clients N=5] [--timeout-ms MS=1000] [--verbose]
+              [--consensus raft|multi-paxos] [--paxos-phase2-quorum K] [--help]`;
 
 export class UsageError extends Error {
   readonly code = 'JEPSEN_USAGE';
+}
+
+/** --help: the usage goes to stdout and the exit code is 0. */
+export class HelpRequested extends Error {
+  readonly code = 'JEPSEN_HELP';
 }
 
 export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean } {
@@ -36,8 +43,12 @@ export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean
       'timeout-ms': { type: 'string', default: '1000' },
       'stale-reads': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
+      consensus: { type: 'string', default: 'raft' },
+      'paxos-phase2-quorum': { type: 'string' },
+      help: { type: 'boolean', default: false },
     },
   });
+  if (values.help) throw new HelpRequested(usage);
   const workload = values.workload ?? '';
   if (!isWorkloadName(workload)) throw new UsageError(`unknown --workload "${workload}"\n${usage}`);
   const nemesis = values.nemesis;
@@ -50,6 +61,14 @@ export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean
   };
   const nodes = integer('nodes', values.nodes, 3, 5);
   if (nodes !== 3 && nodes !== 5) throw new UsageError(`--nodes must be 3 or 5\n${usage}`);
+  const consensus = values.consensus;
+  if (consensus !== 'raft' && consensus !== 'multi-paxos')
+    throw new UsageError(`--consensus must be raft or multi-paxos, got "${consensus}"\n${usage}`);
+  const phase2Text = values['paxos-phase2-quorum'];
+  if (phase2Text !== undefined && consensus !== 'multi-paxos')
+    throw new UsageError(`--paxos-phase2-quorum needs --consensus multi-paxos\n${usage}`);
+  const paxosPhase2Quorum =
+    phase2Text === undefined ? undefined : integer('paxos-phase2-quorum', phase2Text, 1, nodes);
   return {
     workload,
     nemesis,
@@ -59,6 +78,8 @@ export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean
     clients: integer('clients', values.clients, 1, 32),
     requestTimeoutMs: integer('timeout-ms', values['timeout-ms'], 50, 60_000),
     staleReads: values['stale-reads'],
+    consensus,
+    ...(paxosPhase2Quorum === undefined ? {} : { paxosPhase2Quorum }),
     verbose: values.verbose,
   };
 }
@@ -68,6 +89,10 @@ async function main(): Promise<number> {
   try {
     options = parseJepsenArgs(process.argv.slice(2));
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      process.stdout.write(`${error.message}\n`);
+      return 0;
+    }
     process.stderr.write(`${(error as Error).message}\n`);
     return 2;
   }

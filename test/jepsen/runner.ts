@@ -5,7 +5,7 @@
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { assertNever, seededRandom, type Verdict } from '../../src/sim/check/index.js';
-import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { type Consensus, type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { describeStep, Nemesis, type NemesisName, nemesisSchedule } from './nemesis.js';
 import { EtcdRpc } from './rpc.js';
 import { pause, type Workload, type WorkloadContext } from './workload.js';
@@ -31,6 +31,10 @@ export interface RunOptions {
   nodes: 3 | 5;
   /** Start members with --experimental-stale-reads (the deliberate bug). */
   staleReads?: boolean;
+  /** The members' --consensus (default raft). */
+  consensus?: Consensus;
+  /** The members' --paxos-phase2-quorum (multi-paxos only; default a majority). */
+  paxosPhase2Quorum?: number;
   clients?: number;
   requestTimeoutMs?: number;
   opIntervalMs?: number;
@@ -133,6 +137,8 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
     size: options.nodes,
     heartbeatIntervalMs,
     electionTimeoutMs,
+    consensus: options.consensus,
+    paxosPhase2Quorum: options.paxosPhase2Quorum,
     extraFlags: [
       '--experimental-fault-injection',
       ...(options.staleReads ? ['--experimental-stale-reads'] : []),
@@ -193,7 +199,9 @@ function summarize(
   const summary =
     `workload=${options.workload} nemesis=${options.nemesis} seed=${options.seed} ops=${ops} ok=${ok} ` +
     `fail=${fail} unknown=${unknown} anomalies=${verdict.anomalies.length} verdict=${verdictWord(verdict.valid)} ` +
-    `nodes=${options.nodes}${options.staleReads ? ' stale-reads' : ''} ${outcome.notes}`;
+    `nodes=${options.nodes} consensus=${options.consensus ?? 'raft'}` +
+    `${options.paxosPhase2Quorum === undefined ? '' : ` phase2-quorum=${options.paxosPhase2Quorum}`}` +
+    `${options.staleReads ? ' stale-reads' : ''} ${outcome.notes}`;
   return {
     options,
     verdict,

@@ -20,6 +20,8 @@ export interface MemberBinary {
   command: string;
   /** Arguments before the etcd flags (the script path for node, profiler flags). */
   argsBefore: (memberName: string) => string[];
+  /** Flags after the etcd flags, for every member (e.g. --consensus multi-paxos). */
+  argsAfter?: string[];
 }
 
 export interface BenchMember {
@@ -35,6 +37,7 @@ export interface BenchMember {
 const probeIntervalMs = 20;
 const probeTimeoutMs = 1000;
 const tlsProbeTimeoutMs = 5000;
+const leaderWaitMs = 15_000;
 const stopTimeoutMs = 20_000;
 /** /proc/<pid>/stat times are in clock ticks; Linux reports USER_HZ = 100 on every mainstream arch. */
 const clockTicksPerSec = 100;
@@ -134,7 +137,7 @@ export class BenchCluster {
       const log = openSync(member.logPath, 'a');
       const child = spawn(
         this.binary.command,
-        [...this.binary.argsBefore(member.name), ...this.flags(member)],
+        [...this.binary.argsBefore(member.name), ...this.flags(member), ...(this.binary.argsAfter ?? [])],
         {
           stdio: ['ignore', log, log],
         },
@@ -190,7 +193,19 @@ export class BenchCluster {
   }
 
   /** Index of the member that reports itself leader. */
+  /** The leader's index; asks every member in turn for up to leaderWaitMs (a busy machine drops probes). */
   async leaderIndex(): Promise<number> {
+    const deadline = performance.now() + leaderWaitMs;
+    for (;;) {
+      const index = await this.leaderIndexOnce();
+      if (index !== undefined) return index;
+      if (performance.now() > deadline)
+        throw new BenchClusterError(`no ${this.binary.label} member reports itself as leader`);
+      await new Promise((resolve) => setTimeout(resolve, probeIntervalMs));
+    }
+  }
+
+  private async leaderIndexOnce(): Promise<number | undefined> {
     for (const [index, member] of this.members.entries()) {
       const connection = new BenchConnection(`127.0.0.1:${member.clientPort}`, undefined, this.clientTls());
       try {
@@ -208,7 +223,7 @@ export class BenchCluster {
         connection.close();
       }
     }
-    throw new BenchClusterError(`no ${this.binary.label} member reports itself as leader`);
+    return undefined;
   }
 
   rssBytes(index: number): number {

@@ -2,6 +2,9 @@
 // 3-member Concord started the same way (loopback, ephemeral ports, temp data dirs, default
 // fsync, heartbeat 100 ms / election 1000 ms), one cluster at a time, then a table of ratios.
 // The machine is shared and noisy: read the ratios, not the absolute numbers.
+// With --engines (e.g. `--engines raft,multi-paxos,multi-paxos:2 --nodes 5`) it compares Concord
+// clusters running different consensus engines instead, the first engine being the baseline;
+// --slow-member-ms N delays every peer message of one follower by N ms in each round.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -18,7 +21,6 @@ import type { BenchOptions } from './options.js';
 import { formatMs } from './report.js';
 import { type BenchResult, runWorkload } from './run.js';
 
-const clusterSize = 3;
 const timing = { heartbeatMs: 100, electionMs: 1000 };
 const startTimeoutMs = 60_000;
 const restartTimeoutMs = 120_000;
@@ -35,6 +37,31 @@ interface VsOptions {
   rounds: number;
   /** Both systems with client and peer TLS (self-signed: --auto-tls, --peer-auto-tls). */
   tls: boolean;
+  /** Members per cluster (3 against etcd; 3 or 5 with --engines). */
+  nodes: number;
+  /** --engines: Concord clusters to compare, the first being the baseline; undefined: etcd vs Concord. */
+  engines: EngineSpec[] | undefined;
+  /** --slow-member-ms: one follower delays every peer message by this much (0: none). */
+  slowMemberMs: number;
+}
+
+/** One Concord engine to benchmark: `raft`, `multi-paxos` or `multi-paxos:K` (phase-2 quorum K). */
+interface EngineSpec {
+  label: string;
+  flags: string[];
+}
+
+export function parseEngines(text: string, nodes: number): EngineSpec[] {
+  return text.split(',').map((part) => {
+    const [name, quorum] = part.trim().split(':');
+    if (name !== 'raft' && name !== 'multi-paxos')
+      throw new Error(`--engines: unknown engine '${part}' (raft, multi-paxos or multi-paxos:K)`);
+    if (quorum === undefined) return { label: name, flags: ['--consensus', name] };
+    const k = Number(quorum);
+    if (name !== 'multi-paxos' || !Number.isInteger(k) || k < 1 || k > nodes)
+      throw new Error(`--engines: '${part}': a phase-2 quorum K in 1..${nodes} is for multi-paxos:K only`);
+    return { label: `${name} q2=${k}`, flags: ['--consensus', name, '--paxos-phase2-quorum', String(k)] };
+  });
 }
 
 interface WorkloadSpec {
@@ -195,12 +222,12 @@ async function prepareSystem(
 ): Promise<PreparedSystem> {
   const root = await mkdtemp(join(tmpdir(), `bench-${binary.label}-`));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(binary, root, clusterSize, timing, options.tls);
+  const cluster = await BenchCluster.create(binary, root, options.nodes, timing, options.tls);
   activeClusters.add(cluster);
   try {
     cluster.startAll();
     const fresh = await cluster.waitServing(startTimeoutMs);
-    note(`${binary.label}: 3 members serving after ${Math.max(...fresh).toFixed(0)} ms`);
+    note(`${binary.label}: ${options.nodes} members serving after ${Math.max(...fresh).toFixed(0)} ms`);
     const load = await measure(
       cluster,
       benchOptions(cluster, 0, {
@@ -246,6 +273,7 @@ async function runRound(system: PreparedSystem, options: VsOptions, round: numbe
     cluster.startAll();
     const restartServingMs = await cluster.waitServing(restartTimeoutMs);
     note(`${label} round ${round}: restarted, serving after ${Math.max(...restartServingMs).toFixed(0)} ms`);
+    if (options.slowMemberMs > 0) await slowOneFollower(cluster, options.slowMemberMs, label);
     const workloads = new Map<string, Measured>();
     for (const spec of workloadSpecs(options)) {
       const measured = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
@@ -256,6 +284,19 @@ async function runRound(system: PreparedSystem, options: VsOptions, round: numbe
   } finally {
     await cluster.stopAll();
   }
+}
+
+/** Makes one follower slow: it delays every peer message it sends or receives (needs fault injection). */
+async function slowOneFollower(cluster: BenchCluster, delayMs: number, label: string): Promise<void> {
+  const leader = await cluster.leaderIndex();
+  const index = cluster.members.length - 1 === leader ? 0 : cluster.members.length - 1;
+  const member = cluster.members[index]!;
+  const response = await fetch(`http://127.0.0.1:${member.clientPort}/debug/faults`, {
+    method: 'POST',
+    body: JSON.stringify({ drop: [], delayMs }),
+  });
+  if (!response.ok) throw new Error(`${label}: /debug/faults on ${member.name} answered ${response.status}`);
+  note(`${label}: ${member.name} (a follower) delays its peer messages by ${delayMs} ms`);
 }
 
 /** Noise on a shared machine only ever slows a run down, so each workload keeps its best round. */
@@ -419,7 +460,7 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
   ].join('\n');
 }
 
-function machineHeader(etcdVersion: string): string {
+function machineHeader(etcdVersion: string, nodes: number): string {
   const cores = cpus();
   const memGiB = (totalmem() / 1024 ** 3).toFixed(1);
   return [
@@ -428,7 +469,7 @@ function machineHeader(etcdVersion: string): string {
       .map((l) => l.toFixed(1))
       .join(' ')} at the start`,
     `node: ${process.version}, ${etcdVersion}, concord ${CONCORD_VERSION}`,
-    `clusters: 3 members on loopback, heartbeat ${timing.heartbeatMs} ms, election ${timing.electionMs} ms, default fsync; keys ${keySize} B, values ${valSize} B`,
+    `clusters: ${nodes} members on loopback, heartbeat ${timing.heartbeatMs} ms, election ${timing.electionMs} ms, default fsync; keys ${keySize} B, values ${valSize} B`,
   ].join('\n');
 }
 
@@ -455,6 +496,9 @@ function parseVsArgs(argv: string[]): VsOptions {
       'profile-put': { type: 'string' },
       rounds: { type: 'string' },
       tls: { type: 'boolean' },
+      engines: { type: 'string' },
+      nodes: { type: 'string' },
+      'slow-member-ms': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -468,12 +512,25 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --rounds N         restart-and-run rounds per system, best kept (default 2, --quick 1)\n' +
         '  --tls              both systems with client and peer TLS (--auto-tls, --peer-auto-tls)\n' +
         '  --profile-put DIR  only Concord: put workload with the members under node --cpu-prof,\n' +
-        "                     then the leader's top self-time functions\n",
+        "                     then the leader's top self-time functions\n" +
+        '  --engines LIST     compare Concord engines instead of etcd and Concord, the first the\n' +
+        '                     baseline: raft, multi-paxos, multi-paxos:K (phase-2 quorum K)\n' +
+        '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
+        '  --slow-member-ms N one follower delays every peer message by N ms (default 0)\n',
     );
     process.exit(0);
   }
   const quick = values.quick === true;
+  const nodes = values.nodes === undefined ? 3 : Number(values.nodes);
+  if (nodes !== 3 && nodes !== 5) throw new Error(`--nodes must be 3 or 5, got '${values.nodes}'`);
+  if (nodes !== 3 && values.engines === undefined) throw new Error('--nodes applies to --engines only');
+  const slowMemberMs = values['slow-member-ms'] === undefined ? 0 : Number(values['slow-member-ms']);
+  if (!Number.isInteger(slowMemberMs) || slowMemberMs < 0 || slowMemberMs > 10_000)
+    throw new Error(`--slow-member-ms must be 0..10000, got '${values['slow-member-ms']}'`);
   return {
+    nodes,
+    engines: values.engines === undefined ? undefined : parseEngines(values.engines, nodes),
+    slowMemberMs,
     quick,
     markdown: values.markdown === true,
     json: values.json === true,
@@ -493,7 +550,7 @@ function roundsFlag(text: string | undefined, fallback: number): number {
   return rounds;
 }
 
-function concordBinary(nodeArgs: (name: string) => string[]): MemberBinary {
+function concordBinary(nodeArgs: (name: string) => string[], argsAfter: string[] = []): MemberBinary {
   const script = fileURLToPath(new URL('../concord.js', import.meta.url));
   if (!existsSync(script))
     throw new Error(`compiled concord not found at ${script}; run npm run build first`);
@@ -501,6 +558,7 @@ function concordBinary(nodeArgs: (name: string) => string[]): MemberBinary {
     label: 'concord',
     command: process.execPath,
     argsBefore: (name) => [...SERVING_NODE_FLAGS, ...nodeArgs(name), script],
+    argsAfter,
   };
 }
 
@@ -508,7 +566,7 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
   const binary = concordBinary((name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]);
   const root = await mkdtemp(join(tmpdir(), 'bench-profile-'));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(binary, root, clusterSize, timing, options.tls);
+  const cluster = await BenchCluster.create(binary, root, options.nodes, timing, options.tls);
   activeClusters.add(cluster);
   let leader: number;
   let measured: Measured;
@@ -555,6 +613,7 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGINT', stopEverything);
   process.once('SIGTERM', stopEverything);
   if (options.profileDir !== undefined) return profilePut(options, options.profileDir);
+  if (options.engines !== undefined) return compareEngines(options, options.engines);
   const etcdPath = findEtcd();
   if (etcdPath === undefined) {
     process.stderr.write('bench-vs-etcd: etcd not found (looked at $ETCD_BIN, /usr/bin/etcd and PATH).\n');
@@ -562,13 +621,17 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const etcdVersion = execFileSync(etcdPath, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
-  const header = machineHeader(etcdVersion);
+  const header = machineHeader(etcdVersion, options.nodes);
   process.stderr.write(`${header}\n`);
   try {
     const systems = [
-      await prepareSystem({ label: 'etcd', command: etcdPath, argsBefore: () => [] }, etcdVersion, options),
       await prepareSystem(
-        concordBinary(() => []),
+        { label: 'etcd', command: etcdPath, argsBefore: () => [], argsAfter: slowFlags(options) },
+        etcdVersion,
+        options,
+      ),
+      await prepareSystem(
+        concordBinary(() => [], slowFlags(options)),
         CONCORD_VERSION,
         options,
       ),
@@ -587,6 +650,98 @@ export async function main(argv: string[]): Promise<number> {
   } finally {
     await cleanUp();
   }
+}
+
+/** --slow-member-ms needs the members' fault injection (Concord's; etcd has none: refused). */
+function slowFlags(options: VsOptions): string[] {
+  if (options.slowMemberMs === 0) return [];
+  if (options.engines === undefined) throw new Error('--slow-member-ms applies to --engines only');
+  return ['--experimental-fault-injection'];
+}
+
+/** --engines: Concord clusters of each engine, started, loaded and measured alike, rounds alternating. */
+async function compareEngines(options: VsOptions, engines: EngineSpec[]): Promise<number> {
+  const header = machineHeader(`engines: ${engines.map((e) => e.label).join(', ')}`, options.nodes);
+  process.stderr.write(`${header}\n`);
+  try {
+    const systems: PreparedSystem[] = [];
+    for (const engine of engines) {
+      const binary = {
+        ...concordBinary(() => [], [...engine.flags, ...slowFlags(options)]),
+        label: engine.label,
+      };
+      systems.push(await prepareSystem(binary, CONCORD_VERSION, options));
+    }
+    const rounds: RoundResult[][] = systems.map(() => []);
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const [i, system] of systems.entries()) rounds[i]!.push(await runRound(system, options, round));
+    }
+    const runs = systems.map((system, i) => bestOfRounds(system, rounds[i]!));
+    const mode = options.quick ? 'mode: --quick, ' : '';
+    const slow =
+      options.slowMemberMs > 0 ? `one follower delays its peer messages by ${options.slowMemberMs} ms, ` : '';
+    process.stdout.write(
+      `${header}\n${mode}${slow}best of ${options.rounds} round(s) per workload; load average at the end: ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}\n\n${engineTables(runs, options)}\n`,
+    );
+    if (options.json) {
+      const plain = (run: SystemRun) => ({ ...run, workloads: Object.fromEntries(run.workloads) });
+      process.stdout.write(`${JSON.stringify(runs.map(plain))}\n`);
+    }
+    const failed = runs.some((run) => [run.load, ...run.workloads.values()].some((m) => m.result.errors > 0));
+    if (failed) process.stderr.write('some workloads had errors; see the (N errors) marks in the table\n');
+    return failed ? 1 : 0;
+  } finally {
+    await cleanUp();
+  }
+}
+
+/** One column per engine (ops/s, p50 / p99), ratios to the first; then CPU per operation. */
+function engineTables(runs: SystemRun[], options: VsOptions): string {
+  const specs = [
+    { id: 'load', title: `load ${options.loadKeys} keys × ${valSize} B, 64 clients` },
+    ...workloadSpecs(options),
+  ];
+  const pick = (run: SystemRun, id: string): Measured => (id === 'load' ? run.load : run.workloads.get(id)!);
+  const [base, ...others] = runs;
+  if (base === undefined) return '';
+  const throughput = specs.map((spec) => [
+    spec.title,
+    ...runs.map((run) => {
+      const r = pick(run, spec.id).result;
+      return `${r.opsPerSec.toFixed(0)}${errorsNote(r)} (${p50p99(r)})`;
+    }),
+    ...others.map((run) => ratio(pick(run, spec.id).result.opsPerSec, pick(base, spec.id).result.opsPerSec)),
+  ]);
+  const cpu = specs.map((spec) => [
+    spec.title,
+    ...runs.map((run) => cpuMsPerOp(pick(run, spec.id)).toFixed(3)),
+  ]);
+  const starts = [
+    ['fresh cluster start → first linearizable get (ms)', ...runs.map((run) => run.freshStartMs.toFixed(0))],
+    [
+      'restart with that data → first linearizable get (ms, slowest member)',
+      ...runs.map((run) => Math.max(...run.restartServingMs).toFixed(0)),
+    ],
+  ];
+  return [
+    renderTable(
+      [
+        'workload',
+        ...runs.map((run) => `${run.label} ops/s (p50 / p99)`),
+        ...others.map((run) => `${run.label} / ${base.label}`),
+      ],
+      throughput,
+      options.markdown,
+    ),
+    '',
+    `CPU time of all ${options.nodes} members per operation (ms):`,
+    '',
+    renderTable(['workload', ...runs.map((run) => run.label)], cpu, options.markdown),
+    '',
+    renderTable(['start', ...runs.map((run) => run.label)], starts, options.markdown),
+  ].join('\n');
 }
 
 function report(etcd: SystemRun, concord: SystemRun, header: string, options: VsOptions): number {
