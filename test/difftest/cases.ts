@@ -118,6 +118,9 @@ export const regressionCases: readonly RegressionCase[] = [
       // An unknown field whose tag is a 7-byte varint: etcd skips it; protobufjs cannot read the tag.
       { type: 'raw', method: 'etcdserverpb.Lease/LeaseTimeToLive', hex: 'bd85c6a49dcd62c91a4dc0' },
       { type: 'raw', method: 'etcdserverpb.KV/Range', hex: '0a0161bd85c6a49dcd62c91a4dc0' },
+      // MemberListRequest.linearizable (field 1) is etcd 3.5's; etcd 3.4 skips it as unknown.
+      { type: 'raw', method: 'etcdserverpb.Cluster/MemberList', hex: '0a22b1b826f4' },
+      { type: 'raw', method: 'etcdserverpb.Cluster/MemberList', hex: '0a00' },
       { type: 'raw', method: 'etcdserverpb.KV/Range', hex: '0a01617801' },
       { type: 'raw', method: 'etcdserverpb.KV/Range', hex: '0a0161ffffffffffffffffffff01' },
       { type: 'raw', method: 'etcdserverpb.KV/Range', hex: '0a0161a206ffffffffffffffffff01' },

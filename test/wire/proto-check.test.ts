@@ -8,6 +8,9 @@ import { goCamelCase, gogoDecodeError, withoutUnknownFields } from '../../src/wi
 
 const rows: readonly [string, string, string | undefined][] = [
   ['etcdserverpb.RangeRequest', 'ff', 'unexpected EOF'],
+  // linearizable is etcd 3.5's: to etcd 3.4 an unknown field, whatever its wire type.
+  ['etcdserverpb.MemberListRequest', '0a22b1b826f4', 'unexpected EOF'],
+  ['etcdserverpb.MemberListRequest', '0a00', undefined],
   ['etcdserverpb.RangeRequest', '0805', 'proto: wrong wireType = 0 for field Key'],
   ['etcdserverpb.RangeRequest', '0a01610c', 'proto: RangeRequest: wiretype end group for non-group'],
   ['etcdserverpb.RangeRequest', '0a016100', 'proto: RangeRequest: illegal tag 0 (wire type 0)'],
