@@ -203,7 +203,9 @@ describe('h2 gRPC server', () => {
   /** A chat call that has sent one message; `cancelled()` tells whether its server side saw onCancel. */
   const openChat = async (f: Fixture) => {
     let cancelled = false;
+    let started = false;
     f.chatScript = (call) => {
+      started = true;
       call.onCancel = () => {
         cancelled = true;
       };
@@ -211,7 +213,9 @@ describe('h2 gRPC server', () => {
     const stream = openChatStream();
     stream.on('error', () => {});
     stream.write(Buffer.from('x'));
-    await sleep(50);
+    // The server must hold the call before a test closes it (a fixed sleep loses on a busy machine).
+    for (const deadline = Date.now() + 10_000; !started; await sleep(5))
+      if (Date.now() > deadline) throw new Error('the server never saw the chat call');
     return { stream, cancelled: () => cancelled };
   };
 
