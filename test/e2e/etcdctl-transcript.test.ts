@@ -52,6 +52,7 @@ const VOLATILE_FIELDS = [
   'TotalSize',
   // A lease's remaining TTL (timetolive) is the clock's.
   'TTL',
+  'ttl',
   // Which member leads is chance.
   'leader',
   'Leader',
@@ -167,20 +168,24 @@ function protoFields(bytes: Buffer): ProtoField[] | undefined {
 
 const printable = (bytes: Buffer): boolean => bytes.every((b) => b >= 0x20 && b < 0x7f);
 
+const clusterIdOf = (side: Side): string | undefined =>
+  [...side.names].find(([from, to]) => to === '<cluster>' && /^\d+$/.test(from))?.[0];
+
+/** A response header: a message whose field 1 is the cluster ID. Its field 4 is the raft_term. */
+const isHeader = (side: Side, fields: ProtoField[]): boolean =>
+  fields[0]?.field === 1 && typeof fields[0].value === 'bigint' && `${fields[0].value}` === clusterIdOf(side);
+
 /**
- * A message as one line: `field: value` pairs, nested messages in braces. Length-delimited fields
+ * Fields on one line: `field: value` pairs, nested messages in braces. Length-delimited fields
  * print as strings when printable (keys, values, names, URLs), else as messages when they parse
- * as one, else as hex. Any varint that is a cluster, member or lease ID prints as its stand-in; a
- * response header (a message whose field 1 is the cluster ID) loses its raft_term (field 4), and
- * `volatile` names further top-level fields whose value is the clock's.
+ * as one, else as hex. Any varint that is a cluster, member or lease ID prints as its stand-in;
+ * a header's raft_term (and `termField` at this level) prints as <v>.
  */
-function protoText(side: Side, fields: ProtoField[], volatile: number[] = []): string {
-  const clusterId = [...side.names].find(([from, to]) => to === '<cluster>' && /^\d+$/.test(from))?.[0];
-  const isHeader =
-    fields[0]?.field === 1 && typeof fields[0].value === 'bigint' && `${fields[0].value}` === clusterId;
+function protoText(side: Side, fields: ProtoField[], termField?: number): string {
+  const term = isHeader(side, fields) ? 4 : termField;
   return fields
     .map(({ field, value }) => {
-      if ((isHeader && field === 4) || volatile.includes(field)) return `${field}: <v>`;
+      if (field === term) return `${field}: <v>`;
       if (typeof value === 'bigint') return `${field}: ${side.names.get(`${value}`) ?? value}`;
       if (printable(value)) return `${field}: ${JSON.stringify(value.toString('latin1'))}`;
       const nested = protoFields(value);
@@ -192,12 +197,12 @@ function protoText(side: Side, fields: ProtoField[], volatile: number[] = []): s
 }
 
 /** `-w protobuf` output as text, a line per top-level field (so unordered lists can be sorted). */
-function protobufOutput(side: Side, args: string[], bytes: Buffer): string {
+function protobufOutput(side: Side, bytes: Buffer): string {
   const fields = protoFields(bytes);
   if (fields === undefined) return bytes.toString('utf8');
-  // A lease's remaining TTL (LeaseTimeToLiveResponse.TTL) is the clock's.
-  const volatile = args.includes('timetolive') ? [3] : [];
-  return fields.map((f) => `${protoText(side, [f], volatile)}\n`).join('');
+  // Some commands (lease grant, list, timetolive) print only the header: its fields are top-level.
+  const term = isHeader(side, fields) ? 4 : undefined;
+  return fields.map((f) => `${protoText(side, [f], term)}\n`).join('');
 }
 
 /** What a command shows a user: exit code, stdout, and the Error: line (logs carry timestamps). */
@@ -207,7 +212,7 @@ async function run(side: Side, args: string[], endpoints?: string[], stdin?: str
   const error = result.stderr.split('\n').find((l) => l.startsWith('Error:')) ?? '';
   const stdout =
     args.at(-1) === 'protobuf' && result.code === 0
-      ? protobufOutput(side, args, result.stdoutBytes)
+      ? protobufOutput(side, result.stdoutBytes)
       : result.stdout;
   return normalise(side, `exit ${result.code}\n${stdout}${error}`);
 }
@@ -232,8 +237,7 @@ async function watch(side: Side, args: string[]): Promise<string> {
     await process.stop();
   }
   const error = process.stderr.split('\n').find((l) => l.startsWith('Error:')) ?? '';
-  const stdout =
-    args.at(-1) === 'protobuf' ? protobufOutput(side, args, process.stdoutBytes) : process.stdout;
+  const stdout = args.at(-1) === 'protobuf' ? protobufOutput(side, process.stdoutBytes) : process.stdout;
   return normalise(side, `${exited ? 'exited' : 'watching'}\n${stdout}${error}`);
 }
 
