@@ -211,6 +211,14 @@ describe('capacityReport', () => {
     assert.ok(report.notes.some((n) => n.startsWith('no measured write rate')));
   });
 
+  test('a rate that still rose at the last benchmark step is called a lower bound', () => {
+    const { before, after } = cluster();
+    const rising = capacityReport(before, after, { ...measured, stillRising: true });
+    assert.ok(rising.notes.some((n) => n.includes('is a lower bound')));
+    const flat = capacityReport(before, after, { ...measured, stillRising: false });
+    assert.ok(!flat.notes.some((n) => n.includes('lower bound')));
+  });
+
   test('no fsync timed yet: the fsync rate has no limit rather than a division by zero', () => {
     const { before, after } = cluster({}, { fsyncCount: 0, fsyncSeconds: 0 });
     const fsync = resource(capacityReport(before, after, measured), 'wal fsync');

@@ -1,5 +1,5 @@
 // The write rate one Raft group of this cluster sustains, measured with `concord bench put`
-// against the leader: the run is split into steps of rising concurrency (8, 32, 128 clients)
+// against the leader: the run is split into steps of rising concurrency (16, 64, 256 clients)
 // and stops rising once a step gains less than 10 % over the best so far; the best step's rate
 // is the answer. Keys go under a scratch prefix the caller deletes afterwards.
 
@@ -9,7 +9,7 @@ import { type BenchResult, runWorkload } from '../bench/run.js';
 import type { MeasuredRate } from './report.js';
 
 export const CAPACITY_SCRATCH_PREFIX = '/concordctl-check-capacity/';
-const CLIENT_STEPS = [8, 32, 128] as const;
+const CLIENT_STEPS = [16, 64, 256] as const;
 /** A step must beat the best rate so far by this factor for the ramp to go on. */
 const RAMP_GAIN_MIN = 1.1;
 const CONNS_MAX = 4;
@@ -40,6 +40,7 @@ export async function measureWriteRate(
   const stepMs = durationMs / CLIENT_STEPS.length;
   const steps: CalibrationStep[] = [];
   let best: { step: CalibrationStep; result: BenchResult } | undefined;
+  let saturated = false;
   for (const clients of CLIENT_STEPS) {
     const options: BenchOptions = {
       workload: 'put',
@@ -76,7 +77,10 @@ export async function measureWriteRate(
     steps.push(step);
     const previousBest = best?.step.writesPerSec ?? 0;
     if (step.writesPerSec > previousBest) best = { step, result };
-    if (previousBest > 0 && step.writesPerSec < previousBest * RAMP_GAIN_MIN) break;
+    if (previousBest > 0 && step.writesPerSec < previousBest * RAMP_GAIN_MIN) {
+      saturated = true;
+      break;
+    }
   }
   if (best === undefined || !(best.step.writesPerSec > 0))
     throw new Error(
@@ -90,6 +94,7 @@ export async function measureWriteRate(
       durationSec: best.result.durationSec,
       measuredAt: nowIso(),
       source: 'bench',
+      stillRising: !saturated,
     },
     steps,
   };

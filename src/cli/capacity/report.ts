@@ -39,6 +39,8 @@ export interface MeasuredRate {
   measuredAt: string;
   /** Where it came from: a run just now, or a file/key recorded by an earlier run. */
   source: 'bench' | 'recorded';
+  /** The rate still rose at the benchmark's last concurrency step: the group may sustain more. */
+  stillRising?: boolean;
 }
 
 export interface CapacityTargets {
@@ -152,6 +154,10 @@ export function capacityReport(
   ];
   if (measured === null)
     notes.push('no measured write rate: run the benchmark (without --no-bench) or give --recorded FILE');
+  else if (measured.stillRising === true)
+    notes.push(
+      `the benchmark's rate still rose at its last step (${measured.clients} clients): ${fmt(measured.writesPerSec)}/s is a lower bound, and shard counts from it an upper bound`,
+    );
   const plan = hasTargets(targets)
     ? planShards(
         targets,
@@ -310,7 +316,7 @@ function cpu(pairs: SamplePair[], arithmetic: string[]): ResourceHeadroom {
   const row = tightest(rows);
   const pair = pairs.find((p) => p.after.member === row.member) as SamplePair;
   arithmetic.push(
-    `cpu (${row.member}): Δcpu ${fmt(pair.after.cpuSeconds - pair.before.cpuSeconds)} s ÷ ${fmt(pair.seconds)} s = ${fmt(row.used)} cores of ${CPU_LIMIT_CORES} (one thread) = ${pct(row.usedShare)} busy`,
+    `cpu (${row.member}): Δcpu ${fmt(pair.after.cpuSeconds - pair.before.cpuSeconds)} s ÷ ${fmt(pair.seconds)} s = ${fmt(row.used)} of ${CPU_LIMIT_CORES} core (the member's one thread) = ${pct(row.usedShare)} busy`,
   );
   return row;
 }
@@ -333,7 +339,7 @@ function walFsync(pairs: SamplePair[], arithmetic: string[]): ResourceHeadroom {
   arithmetic.push(
     row.limit === null
       ? `wal fsync (${row.member}): ${fmt(row.used)}/s, no fsync timed yet`
-      : `wal fsync (${row.member}): mean ${fmt(meanSec * 1000)} ms → 1 ÷ ${fmt(meanSec)} s = ${fmt(row.limit)} fsyncs/s at most; ${fmt(row.used)}/s now = ${pct(row.usedShare)} busy`,
+      : `wal fsync (${row.member}): 1 ÷ mean ${fmt(meanSec * 1000)} ms per fsync = ${fmt(row.limit)} fsyncs/s at most; ${fmt(row.used)}/s now × ${fmt(meanSec * 1000)} ms = ${pct(row.usedShare)} busy`,
   );
   return row;
 }

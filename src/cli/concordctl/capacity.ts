@@ -176,8 +176,23 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 function amount(row: ResourceHeadroom, value: number | null): string {
   if (value === null) return '-';
-  if (row.unit === 'bytes') return bytes(value);
-  return `${fmt(value)}${row.unit === 'cores' ? ' cores' : ''}`;
+  switch (row.unit) {
+    case 'bytes':
+      return bytes(value);
+    case 'cores':
+      return `${fmt(value)} ${value === 1 ? 'core' : 'cores'}`;
+    case 'fsyncs/s':
+    case 'writes/s':
+      return `${fmt(value)}/s`;
+    case 'keys':
+    case 'watchers':
+      return fmt(value);
+  }
+}
+
+function growth(row: ResourceHeadroom): string {
+  if (row.growthPerSec === null) return '-';
+  return `${row.unit === 'bytes' ? bytes(row.growthPerSec) : fmt(row.growthPerSec)}/s`;
 }
 
 function printReport(ctx: CommandContext, report: CapacityReport, calibration: Calibration | null): void {
@@ -187,7 +202,7 @@ function printReport(ctx: CommandContext, report: CapacityReport, calibration: C
   );
   if (m !== null)
     ctx.io.out(
-      `One Raft group sustains ${fmt(m.writesPerSec)} writes/s (${m.source === 'bench' ? 'measured now' : `recorded ${m.measuredAt}`}: put, ${m.valueBytes} B values, ${m.clients} clients${calibration !== null && calibration.steps.length > 0 ? `; steps ${calibration.steps.map((s) => `${s.clients} clients ${fmt(s.writesPerSec)}/s`).join(', ')}` : ''}).`,
+      `One Raft group sustains ${fmt(m.writesPerSec)} writes/s (${m.source === 'bench' ? 'measured now' : `recorded ${m.measuredAt}`}: put, ${m.valueBytes} B values, ${m.clients} clients${calibration !== null && calibration.steps.length > 0 ? `; steps ${calibration.steps.map((s) => `${s.clients} clients ${fmt(s.writesPerSec)}/s (tool CPU ${s.clientCpuPercent.toFixed(0)}%)`).join(', ')}` : ''}).`,
     );
   ctx.io.out('');
   const rows = report.resources.map((r) => [
@@ -197,7 +212,7 @@ function printReport(ctx: CommandContext, report: CapacityReport, calibration: C
     amount(r, r.limit),
     pct(r.usedShare),
     amount(r, r.headroom),
-    r.growthPerSec === null ? '-' : `${amount(r, r.growthPerSec)}/s`,
+    growth(r),
     r.timeToFullSec === null ? '-' : duration(r.timeToFullSec),
   ]);
   const headers = ['RESOURCE', 'MEMBER', 'USED', 'LIMIT', 'USED %', 'HEADROOM', 'GROWTH', 'FULL IN'];
