@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sampleFromMetrics, seriesTotals } from '../../src/cli/capacity/metrics-sample.js';
+import { decodeRecord, encodeRecord } from '../../src/cli/capacity/recorded.js';
 import {
   CapacityInputError,
   type CapacityReport,
@@ -293,5 +294,37 @@ describe('sampleFromMetrics', () => {
 
   test('a page without the etcd series is refused', () => {
     assert.throws(() => sampleFromMetrics('x', 0, 'up 1\n'), /no etcd_server_proposals_applied_total/);
+  });
+});
+
+describe('recorded measurements', () => {
+  const rate: MeasuredRate = {
+    writesPerSec: 4100,
+    clients: 64,
+    valueBytes: 256,
+    durationSec: 1.6,
+    measuredAt: '2026-12-05T11:00:00.000Z',
+    source: 'bench',
+  };
+
+  test('a saved run reads back as recorded with the same rate', () => {
+    const text = encodeRecord(['127.0.0.1:2379'], rate, [
+      { clients: 16, writesPerSec: 4100, p99Ms: 5, errors: 0, clientCpuPercent: 40 },
+    ]);
+    const record = decodeRecord(text, 'file');
+    assert.equal(record.rate.writesPerSec, 4100);
+    assert.equal(record.rate.source, 'recorded');
+    assert.deepEqual(record.endpoints, ['127.0.0.1:2379']);
+    assert.equal(record.steps.length, 1);
+  });
+
+  test('what is not a recording is refused with where it came from', () => {
+    assert.throws(() => decodeRecord('not json', 'x.json'), /x\.json is not JSON/);
+    assert.throws(
+      () => decodeRecord('{"kind":"other","version":1}', 'x.json'),
+      /x\.json is not a concord-capacity/,
+    );
+    const zero = encodeRecord([], { ...rate, writesPerSec: 0 }, []);
+    assert.throws(() => decodeRecord(zero, 'x.json'), /no positive rate/);
   });
 });
