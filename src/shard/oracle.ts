@@ -308,7 +308,9 @@ export class RevisionBatcher {
           for (const waiter of batch) waiter.reject(error);
           return;
         }
-        batch.forEach((waiter, i) => waiter.resolve(range.first + i));
+        batch.forEach((waiter, i) => {
+          waiter.resolve(range.first + i);
+        });
       },
       (error: unknown) => {
         for (const waiter of batch) waiter.reject(error);
