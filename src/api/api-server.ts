@@ -26,6 +26,7 @@ import {
   type HealthReport,
   type MetricsReport,
 } from './http-gateway.js';
+import { type ClientLimit, ClientLimitStats } from './limit-stats.js';
 
 const http2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -44,6 +45,13 @@ export interface ApiServerOptions {
   sniffTimeoutMs?: number;
   /** Serve https:// (TLS); the certificate may change while serving. */
   tls?: ApiServerTls;
+  /**
+   * Open connections (gRPC and gateway alike) beyond which new ones are closed as soon as they
+   * are accepted (--max-client-connections). 0 or absent: no limit.
+   */
+  clientConnectionsMax?: number;
+  /** Called on each refusal by a limit (the member logs it). */
+  onLimitRefused?: (limit: ClientLimit) => void;
 }
 
 /** The certificate source of an https:// client port (transport/tls-config.ts's TlsFileWatcher). */
@@ -73,6 +81,8 @@ export interface ApiServer {
   readonly url: string;
   /** gRPC calls started and finished per method, for /metrics. */
   readonly callStats: GrpcCallStats;
+  /** What the connection and watcher limits refused, for /metrics. */
+  readonly limitStats: ClientLimitStats;
   /** Stops accepting, ends open connections (grace for in-flight gRPC calls), frees the port. */
   close(graceMs?: number): Promise<void>;
 }
@@ -89,7 +99,9 @@ export function classifyPreface(head: Buffer): Protocol {
 }
 
 export async function startApiServer(options: ApiServerOptions): Promise<ApiServer> {
-  const grpcOptions: GrpcServerOptions = { ...defaultGrpcServerOptions, ...options.grpc };
+  const limitStats = new ClientLimitStats(options.onLimitRefused);
+  const merged: GrpcServerOptions = { ...defaultGrpcServerOptions, ...options.grpc };
+  const grpcOptions: GrpcServerOptions = { ...merged, watch: { ...merged.watch, limitStats } };
   const grpcServer = createGrpcServer(options.backend, grpcOptions);
   // No whole-request deadline: /v3/watch request bodies stay open as long as the watch does. No
   // idle timeout on kept-alive connections either, as etcd's Go server: a client that reuses a
@@ -153,6 +165,7 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     unsubscribe = tls.onChange(() => tlsServer.setSecureContext(tls.contextOptions()));
     netServer = tlsServer;
   }
+  limitConnections(netServer, options.clientConnectionsMax ?? 0, limitStats);
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     netServer.once('error', reject);
@@ -184,8 +197,19 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
     port: address.port,
     url: `${scheme}://${bracketed}:${address.port}`,
     callStats: grpcServer.callStats,
+    limitStats,
     close,
   };
+}
+
+/**
+ * Node closes a connection accepted beyond `maxConnections` before any byte is read (no sniff,
+ * no TLS handshake, no HTTP/2 session) and emits 'drop' for it.
+ */
+function limitConnections(server: NetServer, connectionsMax: number, stats: ClientLimitStats): void {
+  if (connectionsMax <= 0) return;
+  server.maxConnections = connectionsMax;
+  server.on('drop', () => stats.refuse('connections'));
 }
 
 /**

@@ -10,6 +10,7 @@ import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js'
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
 import { withFastCodecs } from './grpc-codecs.js';
 import {
+  concurrentStreamsMaxDefault,
   H2GrpcServer,
   type H2Method,
   type H2Status,
@@ -31,6 +32,11 @@ export interface GrpcServerOptions {
   watchResponsesQueuedMax: number;
   /** Keep-alive requests of one stream waiting for the backend. */
   keepAlivesInflightMax: number;
+  /**
+   * HTTP/2 streams (gRPC calls, unary ones too) one connection may have open at once
+   * (etcd's --max-concurrent-streams).
+   */
+  concurrentStreamsMax: number;
 }
 
 export const defaultGrpcServerOptions: GrpcServerOptions = {
@@ -38,6 +44,7 @@ export const defaultGrpcServerOptions: GrpcServerOptions = {
   watch: defaultWatchSessionOptions,
   watchResponsesQueuedMax: 10_000,
   keepAlivesInflightMax: 1_000,
+  concurrentStreamsMax: concurrentStreamsMaxDefault,
 };
 
 export const observeFellBehindMessage = 'concord: observe stream fell too far behind; observe again';
@@ -200,6 +207,7 @@ export function createGrpcServer(
   const server = new H2GrpcServer({
     receiveMessageBytesMax: options.limits.requestBytesMax + grpcOverheadBytes,
     toStatus: wireStatus,
+    concurrentStreamsMax: options.concurrentStreamsMax,
   });
   const context: HandlerContext = { backend, limits: options.limits };
   const handlers = unaryHandlers(context);

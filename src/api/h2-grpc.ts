@@ -55,6 +55,12 @@ export interface H2GrpcServerOptions {
   receiveMessageBytesMax: number;
   /** Maps whatever a handler throws to the status sent. */
   toStatus: (error: unknown) => H2Status;
+  /**
+   * SETTINGS_MAX_CONCURRENT_STREAMS advertised to every client (etcd's --max-concurrent-streams,
+   * 0 to 2^32-1). Clients queue calls beyond it; nghttp2 ends the connection of a client that
+   * opens more anyway. Absent: 2^32-1, as etcd's default.
+   */
+  concurrentStreamsMax?: number;
 }
 
 /** Bodies up to this size are copied behind their 5-byte prefix: one buffer, one DATA write. */
@@ -72,6 +78,8 @@ const timeoutUnitMs: Readonly<Record<string, number>> = {
   u: 0.001,
   n: 0.000_001,
 };
+/** etcd's --max-concurrent-streams default (math.MaxUint32), also HTTP/2's largest value. */
+export const concurrentStreamsMaxDefault = 2 ** 32 - 1;
 /** Node's setTimeout takes at most 2^31-1 ms; a longer deadline is as good as none. */
 const timerMsMax = 2 ** 31 - 1;
 
@@ -576,6 +584,7 @@ export class H2GrpcServer {
       // per-call bounds (message size, queued messages) are what limit memory.
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
       maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
+      settings: { maxConcurrentStreams: options.concurrentStreamsMax ?? concurrentStreamsMaxDefault },
     });
     this.http2.on('session', (session) => this.onSession(session));
     this.http2.on('stream', (stream, headers) => this.onStream(stream, headers));

@@ -15,6 +15,7 @@ import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
 import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
+import type { ClientLimitStats } from './limit-stats.js';
 import type {
   WireEvent,
   WireHeader,
@@ -28,8 +29,10 @@ export interface WatchSessionOptions {
   progressNotifyIntervalMs: number;
   /** A watch response bigger than this is split when the watcher asked for fragments. */
   fragmentBytesMax: number;
-  /** Watchers one stream may hold; creating more fails the create. */
+  /** Watchers one stream may hold; creating more fails the create (--max-watchers-per-stream). */
   watchersPerStreamMax: number;
+  /** Counts the creates refused by watchersPerStreamMax (one per client port). */
+  limitStats?: ClientLimitStats;
 }
 
 export const defaultWatchSessionOptions: WatchSessionOptions = {
@@ -202,6 +205,7 @@ export class WatchSession {
       return 'mvcc: duplicate watch ID provided on the WatchStream';
     }
     if (this.watchers.size >= this.options.watchersPerStreamMax) {
+      this.options.limitStats?.refuse('watchers-per-stream');
       return `concord: more than ${this.options.watchersPerStreamMax} watchers on one stream; open another stream`;
     }
     return undefined;

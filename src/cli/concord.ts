@@ -11,6 +11,7 @@ import { clientTlsWatcher } from '../server/member-tls.js';
 import { ConcordServer, ETCD_API_VERSION } from '../server/server.js';
 import { dashboardRoutes } from './dashboard.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
+import { limitRefusalLogger } from './limit-log.js';
 import { createMemberMetrics } from './metrics.js';
 import { SERVING_V8_FLAGS } from './serving-flags.js';
 import { CONCORD_VERSION } from './version.js';
@@ -81,6 +82,7 @@ async function main(): Promise<number> {
     await server.stop().catch(() => undefined);
     process.exit(EXIT_STORAGE_FAILED);
   });
+  const onLimitRefused = limitRefusalLogger(memberLog);
   for (const url of config.listenClientUrls) {
     if (stopping) break;
     const parsedUrl = new URL(url);
@@ -91,7 +93,15 @@ async function main(): Promise<number> {
       grpc: {
         ...defaultGrpcServerOptions,
         limits: { txnOpsMax: config.maxTxnOps, requestBytesMax: config.maxRequestBytes },
+        watch: {
+          ...defaultGrpcServerOptions.watch,
+          watchersPerStreamMax:
+            config.maxWatchersPerStream ?? defaultGrpcServerOptions.watch.watchersPerStreamMax,
+        },
+        concurrentStreamsMax: config.maxConcurrentStreams ?? defaultGrpcServerOptions.concurrentStreamsMax,
       },
+      clientConnectionsMax: config.maxClientConnections,
+      onLimitRefused,
       serverVersion: ETCD_API_VERSION,
       clusterVersion: '3.4.0',
       health: () => server.health(),

@@ -97,6 +97,21 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     default: '128',
     help: 'Maximum number of operations permitted in a transaction.',
   },
+  'max-concurrent-streams': {
+    type: 'string',
+    default: '4294967295',
+    help: 'Maximum concurrent streams that each client can open at a time.',
+  },
+  'max-client-connections': {
+    type: 'string',
+    default: '10000',
+    help: 'Concord extension: maximum open client connections; more are closed as soon as accepted (0: no limit).',
+  },
+  'max-watchers-per-stream': {
+    type: 'string',
+    default: '10000',
+    help: 'Concord extension: maximum watchers on one Watch stream; a create beyond it is canceled with a reason.',
+  },
   'auto-compaction-mode': {
     type: 'string',
     default: 'periodic',
@@ -306,6 +321,7 @@ function buildFlags(
     quotaBackendBytes: quota === 0 ? DEFAULT_QUOTA_BACKEND_BYTES : quota,
     maxRequestBytes: parsePositiveInt('max-request-bytes', lookup('max-request-bytes')),
     maxTxnOps: parsePositiveInt('max-txn-ops', lookup('max-txn-ops')),
+    ...clientLimitFlags(lookup),
     autoCompactionMode,
     autoCompactionRetention: parseRetention(autoCompactionMode, lookup('auto-compaction-retention')),
     logLevel: logLevel as ServerFlags['logLevel'],
@@ -349,6 +365,45 @@ function consensusFlags(
     );
   }
   return { consensus, paxosPhase2Quorum };
+}
+
+/** etcd's --max-concurrent-streams and Concord's client limits. */
+function clientLimitFlags(
+  lookup: (flag: string) => string,
+): Pick<ServerFlags, 'maxConcurrentStreams' | 'maxClientConnections' | 'maxWatchersPerStream'> {
+  const streams = parseUint32('max-concurrent-streams', lookup('max-concurrent-streams'));
+  return {
+    // grpc-go (etcd) reads 0 as "no limit"; in HTTP/2 it would forbid every call.
+    maxConcurrentStreams: streams === 0 ? UINT32_MAX : streams,
+    maxClientConnections: parseNonNegativeInt('max-client-connections', lookup('max-client-connections')),
+    maxWatchersPerStream: parsePositiveInt('max-watchers-per-stream', lookup('max-watchers-per-stream')),
+  };
+}
+
+const UINT32_MAX = 2 ** 32 - 1;
+
+/** A uint32 as etcd's flag package reads it (Go's strconv.ParseUint with base 0), errors included. */
+export function parseUint32(flag: string, text: string): number {
+  const match = /^(?:0x([0-9a-f]+)|0o([0-7]+)|0b([01]+)|(0[0-7]*)|([1-9][0-9]*))$/i.exec(text);
+  const fail = (reason: string): never => {
+    throw new FlagError(
+      `invalid value "${text}" for flag -${flag}: strconv.ParseUint: parsing ${JSON.stringify(text)}: ${reason}`,
+    );
+  };
+  if (match === null) return fail('invalid syntax');
+  const [, hex, octal, binary, leadingZeroOctal, decimal] = match;
+  const value =
+    hex !== undefined
+      ? BigInt(`0x${hex}`)
+      : octal !== undefined
+        ? BigInt(`0o${octal}`)
+        : binary !== undefined
+          ? BigInt(`0b${binary}`)
+          : leadingZeroOctal !== undefined
+            ? BigInt(`0o${leadingZeroOctal}`)
+            : BigInt(decimal!);
+  if (value > BigInt(UINT32_MAX)) return fail('value out of range');
+  return Number(value);
 }
 
 function parsePositiveInt(flag: string, text: string): number {

@@ -13,6 +13,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { ApiServer } from '../api/api-server.js';
 import { GRPC_CODE_NAMES } from '../api/call-stats.js';
 import type { MetricsReport } from '../api/http-gateway.js';
+import { clientLimits } from '../api/limit-stats.js';
 import type { ConcordServer, MemberObservation } from '../server/server.js';
 import { memoryLimitBytes } from './capacity/memory-limit.js';
 
@@ -204,6 +205,22 @@ export function createMemberMetrics(server: ConcordServer, apis: readonly ApiSer
     collect() {
       this.reset();
       for (const [id, peer] of Object.entries(now().peers)) this.inc({ From: hexId(id) }, peer.bytesReceived);
+    },
+  });
+
+  new Counter({
+    name: 'concord_client_limit_refusals_total',
+    help: 'Connections and watch creates refused by --max-client-connections and --max-watchers-per-stream.',
+    labelNames: ['limit'],
+    registers,
+    collect() {
+      this.reset();
+      for (const limit of clientLimits) {
+        this.inc(
+          { limit },
+          apis.reduce((sum, api) => sum + api.limitStats.refused[limit], 0),
+        );
+      }
     },
   });
 

@@ -23,6 +23,12 @@ export interface ServerConfig {
   quotaBackendBytes: number;
   maxRequestBytes: number;
   maxTxnOps: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of the client port (etcd's --max-concurrent-streams). */
+  maxConcurrentStreams?: number;
+  /** Open client connections beyond which new ones are closed at accept; 0: none (Concord). */
+  maxClientConnections?: number;
+  /** Watchers one Watch stream may hold (Concord's --max-watchers-per-stream). */
+  maxWatchersPerStream?: number;
   autoCompactionMode: 'periodic' | 'revision';
   /** For 'periodic': a duration in ms; for 'revision': a number of revisions; 0 = off. */
   autoCompactionRetention: number;
