@@ -186,3 +186,40 @@ test('--consensus picks the engine (default raft); --paxos-phase2-quorum is chec
     (e: unknown) => e instanceof FlagError && /must be a positive integer/.test(e.message),
   );
 });
+
+test('client limits: defaults, etcd-style --max-concurrent-streams (0 is no limit), bad values refused', () => {
+  const run = (args: string[]) => {
+    const parsed = parseCommandLine(['--name', 'n1', ...cluster, ...args], {});
+    assert.ok(parsed.kind === 'run');
+    return parsed.flags;
+  };
+  const defaults = run([]);
+  assert.equal(defaults.maxConcurrentStreams, 2 ** 32 - 1, "etcd's math.MaxUint32");
+  assert.equal(defaults.maxClientConnections, 10_000);
+  assert.equal(defaults.maxWatchersPerStream, 10_000);
+  assert.equal(run(['--max-concurrent-streams', '100']).maxConcurrentStreams, 100);
+  assert.equal(run(['--max-concurrent-streams', '0x10']).maxConcurrentStreams, 16, 'Go base-0 syntax');
+  assert.equal(run(['--max-concurrent-streams', '0']).maxConcurrentStreams, 2 ** 32 - 1);
+  assert.equal(run(['--max-client-connections', '0']).maxClientConnections, 0);
+  assert.equal(run(['--max-watchers-per-stream', '3']).maxWatchersPerStream, 3);
+  // etcd 3.4's own texts for the uint32 flag.
+  assert.throws(
+    () => run(['--max-concurrent-streams', 'abc']),
+    new FlagError(
+      'invalid value "abc" for flag -max-concurrent-streams: strconv.ParseUint: parsing "abc": invalid syntax',
+    ),
+  );
+  assert.throws(() => run(['--max-concurrent-streams=-1']), /parsing "-1": invalid syntax/);
+  assert.throws(
+    () => run(['--max-concurrent-streams', '4294967296']),
+    /parsing "4294967296": value out of range/,
+  );
+  assert.throws(
+    () => run(['--max-client-connections=-5']),
+    /-max-client-connections: must be a non-negative/,
+  );
+  assert.throws(
+    () => run(['--max-watchers-per-stream', '0']),
+    /-max-watchers-per-stream: must be a positive/,
+  );
+});
