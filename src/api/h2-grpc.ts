@@ -679,6 +679,10 @@ export class H2GrpcServer {
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', ignoreError);
+    // The session can fail in the same read that opened the stream (a client opening streams
+    // beyond SETTINGS_MAX_CONCURRENT_STREAMS): the stream arrives destroyed, and respond() on it
+    // would throw out of this event handler and take the process down.
+    if (stream.destroyed || stream.closed) return;
     const contentType = headers['content-type'];
     if (
       headers[':method'] !== 'POST' ||
