@@ -184,6 +184,8 @@ interface StreamEnd {
 export const streamQueuedBytesMax = 64 * 1024 * 1024;
 
 async function readBody(request: IncomingMessage, bytesMax: number): Promise<Buffer> {
+  // A body announced too large is refused before a byte of it is read.
+  if (Number(request.headers['content-length']) > bytesMax) throw new BodyTooLargeError();
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of request) {
