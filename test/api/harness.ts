@@ -41,12 +41,17 @@ export type RawBytesMethod = (
 export type RawClient = grpc.Client & Record<string, (request: object, callback: RawCallback) => void>;
 
 /** A raw client for one service ('etcdserverpb.KV', ...) speaking to `address` (host:port). */
-export function rawClient(address: string, service: string): RawClient {
+export function rawClient(
+  address: string,
+  service: string,
+  channelOptions: grpc.ChannelOptions = {},
+): RawClient {
   const loaded = grpc.loadPackageDefinition(etcdPackageDefinition());
   const [pkg, name] = service.split('.') as [string, string];
   const ctor = (loaded[pkg] as grpc.GrpcObject)[name] as grpc.ServiceClientConstructor;
   return new ctor(address, grpc.credentials.createInsecure(), {
     'grpc.max_send_message_length': 16 * 1024 * 1024,
+    ...channelOptions,
   }) as unknown as RawClient;
 }
 
