@@ -28,6 +28,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 
 import { join } from 'node:path';
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
 import { DirLock } from './dir-lock.js';
+import type { EncryptionKeys } from './encryption.js';
 import {
   invariant,
   WalClosedError,
@@ -40,11 +41,13 @@ import {
 import {
   encodeEntries,
   encodeHardState,
+  encodeSealedEntries,
   encodeSegmentHeader,
   encodeSnapshotMarker,
   entriesPayloadBytes,
   RECORD_HEADER_BYTES,
   RecordType,
+  sealedEntriesPayloadBytes,
 } from './wal-record.js';
 import { type RecoveredGroup, Replay } from './wal-replay.js';
 import {
@@ -81,6 +84,11 @@ export interface WalOptions {
    */
   preallocate?: 'sparse' | 'zero-fill';
   io?: Partial<WalIo>;
+  /**
+   * Seal entry records with AES-256-GCM under the ring's active key (read at each append, so a
+   * rotation applies to the next record), and open sealed ones on recovery. Absent: plain records.
+   */
+  encryption?: EncryptionKeys;
 }
 
 export interface RecoveredState {
@@ -197,6 +205,7 @@ export class Wal {
   private readonly recordBytesMax: number;
   private readonly pendingBytesMax: number;
   private readonly preallocate: 'sparse' | 'zero-fill';
+  private readonly encryption: EncryptionKeys | undefined;
   private readonly sealed: SealedSegment[];
   private active: ActiveSegment;
   private readonly cursors = new Map<number, GroupCursor>();
@@ -252,6 +261,7 @@ export class Wal {
     this.recordBytesMax = options.recordBytesMax ?? DEFAULT_RECORD_BYTES_MAX;
     this.pendingBytesMax = options.pendingBytesMax ?? DEFAULT_PENDING_BYTES_MAX;
     this.preallocate = options.preallocate ?? 'sparse';
+    this.encryption = options.encryption;
     this.sealed = sealed;
     this.active = active;
   }
@@ -293,7 +303,7 @@ export class Wal {
       const seq = seqs[i]!;
       const path = segmentPath(dir, seq);
       const buf = await readFile(path);
-      const scan = scanSegment(path, seq, buf, i === seqs.length - 1);
+      const scan = scanSegment(path, seq, buf, i === seqs.length - 1, options.encryption);
       for (const { record, offset } of scan.records) replay.apply(record, path, offset);
       replay.detachFrom(buf.buffer);
       if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records) });
@@ -384,8 +394,13 @@ export class Wal {
       );
     }
     const payloadBytes = entriesPayloadBytes(entries);
-    this.checkRecordSize(payloadBytes);
-    this.enqueue({ bytes: encodeEntries(group, entries, payloadBytes), group, lastIndex: last });
+    const keys = this.encryption;
+    this.checkRecordSize(keys === undefined ? payloadBytes : sealedEntriesPayloadBytes(payloadBytes, keys));
+    const bytes =
+      keys === undefined
+        ? encodeEntries(group, entries, payloadBytes)
+        : encodeSealedEntries(group, entries, payloadBytes, keys);
+    this.enqueue({ bytes, group, lastIndex: last });
     cursor.lastIndex = last;
   }
 
