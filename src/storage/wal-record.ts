@@ -24,7 +24,7 @@
 import { crc32 } from 'node:zlib';
 import type { Entry, EntryType, HardState, SnapshotMetadata } from '../raft/types.js';
 import { confStateBytes, DecodeError, Reader, Writer } from './codec.js';
-import { EncryptionError, type EncryptionKeys, envelopeOverheadBytes } from './encryption.js';
+import { EncryptionError, type EncryptionKeys, envelopeKeyId, envelopeOverheadBytes } from './encryption.js';
 import { assertNever } from './errors.js';
 
 export const RECORD_HEADER_BYTES = 9;
@@ -44,7 +44,7 @@ const SEALED_ENTRIES_AAD = Buffer.from('concord/wal-entries');
 export type WalRecord =
   | { type: RecordType.SegmentHeader; seq: number }
   | { type: RecordType.HardState; group: number; hardState: HardState }
-  | { type: RecordType.Entries; group: number; entries: Entry[] }
+  | { type: RecordType.Entries; group: number; entries: Entry[]; keyId?: string }
   | { type: RecordType.SnapshotMarker; group: number; metadata: SnapshotMetadata };
 
 const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
@@ -166,7 +166,7 @@ function decodeSealedEntries(sealed: Buffer, context: RecordDecodeContext): WalR
   const r = new Reader(plain, 0, plain.length);
   const record = decodeEntries(r, 0);
   r.expectEnd();
-  return record;
+  return { ...record, keyId: envelopeKeyId(sealed, context.where) } as WalRecord;
 }
 
 function decodePayload(type: RecordType, r: Reader, start: number): WalRecord {

@@ -159,6 +159,8 @@ interface PendingRecord {
   marker?: SnapshotMetadata;
   /** For entries records: the highest index written. */
   lastIndex?: number;
+  /** For sealed entries records: the key id they are sealed with. */
+  keyId?: string;
 }
 
 interface SealedSegment {
@@ -166,6 +168,8 @@ interface SealedSegment {
   path: string;
   /** Highest entry index each group wrote in this segment. */
   maxIndexByGroup: Map<number, number>;
+  /** Encryption key ids its sealed entries records are sealed with. */
+  keyIds: Set<string>;
 }
 
 interface ActiveSegment extends SealedSegment {
@@ -223,6 +227,8 @@ export class Wal {
   private failure: WalFailedError | null = null;
   private closed = false;
   private purgeChain: Promise<number> = Promise.resolve(0);
+  /** The next batch starts a new segment (rolloverNow). */
+  private rolloverRequested = false;
   private lock: DirLock | null = null;
   private readonly counters: WalStats = {
     batches: 0,
@@ -299,6 +305,7 @@ export class Wal {
     const sealed: SealedSegment[] = [];
     let last: { seq: number; validEnd: number; fileBytes: number; torn: TornTail | null } | null = null;
     let lastMaxIndexes = new Map<number, number>();
+    let lastKeyIds = new Set<string>();
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
       const path = segmentPath(dir, seq);
@@ -306,10 +313,12 @@ export class Wal {
       const scan = scanSegment(path, seq, buf, i === seqs.length - 1, options.encryption);
       for (const { record, offset } of scan.records) replay.apply(record, path, offset);
       replay.detachFrom(buf.buffer);
-      if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records) });
+      if (i < seqs.length - 1)
+        sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records), keyIds: keyIdsOf(scan.records) });
       else {
         last = scan;
         lastMaxIndexes = maxIndexes(scan.records);
+        lastKeyIds = keyIdsOf(scan.records);
       }
     }
     replay.finish();
@@ -324,6 +333,7 @@ export class Wal {
       offset: last.validEnd,
       size: last.fileBytes,
       maxIndexByGroup: lastMaxIndexes,
+      keyIds: lastKeyIds,
     };
     const wal = new Wal(dir, options, sealed, active);
     wal.adoptRecovered(replay);
@@ -400,7 +410,7 @@ export class Wal {
       keys === undefined
         ? encodeEntries(group, entries, payloadBytes)
         : encodeSealedEntries(group, entries, payloadBytes, keys);
-    this.enqueue({ bytes, group, lastIndex: last });
+    this.enqueue({ bytes, group, lastIndex: last, keyId: keys?.activeKeyId() });
     cursor.lastIndex = last;
   }
 
@@ -445,6 +455,25 @@ export class Wal {
     if (this.failure || batch === null || this.inflightBatch !== null) return this.sync();
     void this.flush();
     return batch.promise;
+  }
+
+  /**
+   * Starts a new segment now (the next batch goes to it) and resolves once it is durable: after
+   * a key rotation, so that the records sealed under the old key sit only in sealed segments,
+   * which releaseTo can delete. Writes each group's current hard state again to make the batch.
+   */
+  rolloverNow(): Promise<void> {
+    this.checkWritable();
+    this.rolloverRequested = true;
+    for (const [group, hardState] of this.placedHardStates) this.bufferHardState(group, hardState, true);
+    return this.sync();
+  }
+
+  /** Encryption key ids that sealed entries records in the segments still on disk use. */
+  keyIdsInUse(): string[] {
+    const ids = new Set<string>();
+    for (const segment of [...this.sealed, this.active]) for (const id of segment.keyIds) ids.add(id);
+    return [...ids].sort();
   }
 
   /**
@@ -591,8 +620,13 @@ export class Wal {
   private async writeBatch(records: PendingRecord[]): Promise<void> {
     let run: Buffer[] = [];
     let runBytes = 0;
-    for (const record of records) {
-      if (this.active.offset + runBytes + record.bytes.length > this.active.size) {
+    const rolloverRequested = this.rolloverRequested;
+    this.rolloverRequested = false;
+    for (const [i, record] of records.entries()) {
+      if (
+        (i === 0 && rolloverRequested) ||
+        this.active.offset + runBytes + record.bytes.length > this.active.size
+      ) {
         if (runBytes > 0) await this.writeRun(run, runBytes);
         run = [];
         runBytes = 0;
@@ -613,6 +647,7 @@ export class Wal {
   }
 
   private place(record: PendingRecord): void {
+    if (record.keyId !== undefined) this.active.keyIds.add(record.keyId);
     if (record.hardState) this.placedHardStates.set(record.group, record.hardState);
     if (record.marker) this.placedMarkers.set(record.group, record.marker);
     if (record.lastIndex !== undefined) {
@@ -634,8 +669,8 @@ export class Wal {
     const next = await createSegment(this.dir, seq, head, options, this.io);
     this.counters.segmentsCreated++;
     const previous = this.active;
-    const { seq: prevSeq, path, maxIndexByGroup } = previous;
-    this.sealed.push({ seq: prevSeq, path, maxIndexByGroup });
+    const { seq: prevSeq, path, maxIndexByGroup, keyIds } = previous;
+    this.sealed.push({ seq: prevSeq, path, maxIndexByGroup, keyIds });
     this.active = next;
     await previous.fh.close();
     // The segment just sealed may hold nothing any group still needs.
@@ -674,6 +709,14 @@ export class Wal {
     }
     return deleted;
   }
+}
+
+/** Key ids of the sealed entries records of one recovered segment. */
+function keyIdsOf(records: readonly ScannedRecord[]): Set<string> {
+  const ids = new Set<string>();
+  for (const { record } of records)
+    if (record.type === RecordType.Entries && record.keyId) ids.add(record.keyId);
+  return ids;
 }
 
 /** Highest entry index per group in one recovered segment, for deciding what may be deleted. */
@@ -765,7 +808,7 @@ async function createSegment(
     await fh.close();
     throw err;
   }
-  return { seq, path, fh, offset: headBytes.length, size, maxIndexByGroup: new Map() };
+  return { seq, path, fh, offset: headBytes.length, size, maxIndexByGroup: new Map(), keyIds: new Set() };
 }
 
 const ZERO_FILL_BLOCK = Buffer.alloc(1024 * 1024);

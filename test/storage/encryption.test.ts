@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { EntryType } from '../../src/raft/types.js';
+import { EntryType, emptyConfState } from '../../src/raft/types.js';
 import { EncryptionError, EncryptionKeys, envelopeKeyId } from '../../src/storage/encryption.js';
 import { Wal } from '../../src/storage/wal.js';
 import { walFiles, withTempDir } from './helpers.js';
@@ -165,5 +165,44 @@ describe('WAL with encryption', () => {
         Wal.open(dir, { encryption: EncryptionKeys.of([['k2', randomBytes(32)]]) }),
         /encryption key "k1" is not in the key file/,
       );
+    }));
+});
+
+describe('WAL key ids and rollover for rotation', () => {
+  it('reports the key ids its segments hold, and after rolloverNow + releaseTo only the new one', () =>
+    withTempDir(async (dir) => {
+      const keys = EncryptionKeys.of([
+        ['k1', randomBytes(32)],
+        ['k2', randomBytes(32)],
+      ]);
+      const entry = (index: number) => ({
+        term: 1,
+        index,
+        type: EntryType.Normal,
+        data: Buffer.from(`v${index}`),
+      });
+      const { wal } = await Wal.open(dir, { encryption: keys });
+      wal.appendEntries(1, [entry(1), entry(2)]);
+      wal.saveHardState(1, { term: 1, vote: 1, commit: 2 });
+      await wal.sync();
+      keys.setActive('k2');
+      await wal.rolloverNow();
+      wal.appendEntries(1, [entry(3)]);
+      await wal.sync();
+      assert.deepEqual(wal.keyIdsInUse(), ['k1', 'k2']);
+      await wal.close();
+      const again = await Wal.open(dir, { encryption: keys });
+      assert.deepEqual(again.wal.keyIdsInUse(), ['k1', 'k2'], 'recovered from the segments');
+      again.wal.saveSnapshotMarker(1, { index: 2, term: 1, confState: emptyConfState() });
+      await again.wal.releaseTo(1, 2);
+      assert.deepEqual(again.wal.keyIdsInUse(), ['k2']);
+      await again.wal.close();
+      const onlyK2 = EncryptionKeys.of([['k2', keys.require('k2')]]);
+      const last = await Wal.open(dir, { encryption: onlyK2 });
+      assert.deepEqual(
+        last.recovered.groups.get(1)!.entries.map((e) => e.index),
+        [3],
+      );
+      await last.wal.close();
     }));
 });
