@@ -1730,6 +1730,11 @@ export class Keyspace {
     return resume !== undefined;
   }
 
+  /** The next reencryptStep starts a new pass from the first record (a newer key was made active). */
+  restartReencryption(): void {
+    this.reencryptCursor = undefined;
+  }
+
   /**
    * How many stored envelopes each key id seals (revision records and the index key), by a scan
    * of every record: what `concordctl encryption status` reports. Empty for a plain keyspace.

@@ -1,6 +1,6 @@
 // What every concordctl command gets: the client, the output format and streams, the timeouts.
 
-import type { Client } from '../../client/index.js';
+import type { Client, TlsOptions } from '../../client/index.js';
 import type { ParsedArgs } from './args.js';
 import type { Output, WriteOut } from './output.js';
 
@@ -17,6 +17,8 @@ export interface CommandContext {
   dialTimeoutMs: number;
   /** Aborted on SIGINT/SIGTERM: long-running commands (watch, lock, elect) end cleanly. */
   signal: AbortSignal;
+  /** --cacert/--cert/--key, for the commands that make their own HTTPS calls. */
+  tls?: TlsOptions;
 }
 
 /** A command returns its exit code. */

@@ -5,6 +5,7 @@ import { type FlagSpec, flagString, parseArgs, parseDurationMs, UsageError } fro
 import * as cluster from './cluster.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
 import * as coord from './coord.js';
+import * as encryption from './encryption.js';
 import * as kv from './kv.js';
 import * as lease from './lease.js';
 import { type Output, parseWriteOut } from './output.js';
@@ -90,6 +91,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
   alarm: { list: cluster.alarmList, disarm: cluster.alarmDisarm },
   'move-leader': cluster.moveLeader,
   check: { perf: checkPerf },
+  encryption: { 'rotate-key': encryption.rotateKey, status: encryption.status },
 };
 
 /** Commands that never talk to a server. */
@@ -167,11 +169,12 @@ export async function runConcordctl(argv: readonly string[], io: Io, signal: Abo
     const user = flagString(args, 'user');
     const [username, password] =
       user === undefined ? [] : [user.split(':')[0] as string, user.split(':').slice(1).join(':')];
+    const tls = await tlsOptions(args);
     client = new Client({
       endpoints,
       dialTimeoutMs,
       requestTimeoutMs: commandTimeoutMs,
-      tls: await tlsOptions(args),
+      tls,
       auth: username === undefined ? undefined : { username, password: password ?? '' },
       leaderRefreshMs: offline.has(name) ? 0 : undefined,
     });
@@ -186,6 +189,7 @@ export async function runConcordctl(argv: readonly string[], io: Io, signal: Abo
       commandTimeoutMs,
       dialTimeoutMs,
       signal,
+      tls,
     };
     return await command(ctx);
   } catch (error) {
