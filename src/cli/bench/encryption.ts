@@ -26,11 +26,17 @@ const keySpaceSize = 10_000;
 async function measure(label: string, flags: string[], durationMs: number): Promise<BenchResult> {
   const root = await mkdtemp(join(tmpdir(), `bench-encryption-${label}-`));
   const script = fileURLToPath(new URL('../concord.js', import.meta.url));
-  if (!existsSync(script)) throw new Error(`compiled concord not found at ${script}; run npm run build first`);
+  if (!existsSync(script))
+    throw new Error(`compiled concord not found at ${script}; run npm run build first`);
   const keyFile = join(root, 'keys');
   writeFileSync(keyFile, `k1:${randomBytes(32).toString('base64')}\n`, { mode: 0o600 });
   const argsAfter = flags.map((flag) => (flag === '$KEYFILE' ? keyFile : flag));
-  const binary = { label, command: process.execPath, argsBefore: () => [...SERVING_NODE_FLAGS, script], argsAfter };
+  const binary = {
+    label,
+    command: process.execPath,
+    argsBefore: () => [...SERVING_NODE_FLAGS, script],
+    argsAfter,
+  };
   const cluster = await BenchCluster.create(binary, root, 3, timing);
   try {
     cluster.startAll();
