@@ -23,7 +23,13 @@ const conns = 8;
 const valSize = 256;
 const keySpaceSize = 10_000;
 
-async function measure(label: string, flags: string[], durationMs: number): Promise<BenchResult> {
+interface Measured {
+  result: BenchResult;
+  /** CPU time of all three members over the measured loop, per put (ms): steadier than puts/s here. */
+  cpuMsPerPut: number;
+}
+
+async function measure(label: string, flags: string[], durationMs: number): Promise<Measured> {
   const root = await mkdtemp(join(tmpdir(), `bench-encryption-${label}-`));
   const script = fileURLToPath(new URL('../concord.js', import.meta.url));
   if (!existsSync(script))
@@ -41,28 +47,35 @@ async function measure(label: string, flags: string[], durationMs: number): Prom
   try {
     cluster.startAll();
     await cluster.waitServing(startTimeoutMs);
-    return await runWorkload({
-      workload: 'put',
-      endpoints: cluster.endpoints(),
-      conns,
-      clients,
-      total: undefined,
-      durationMs,
-      keySize: 8,
-      valSize,
-      keySpaceSize,
-      sequentialKeys: false,
-      consistency: 'l',
-      readRatio: 0.5,
-      watchers: 0,
-      watchStreams: 0,
-      leases: 0,
-      targetLeader: false,
-      skipPreload: false,
-      requestTimeoutMs: 10_000,
-      json: true,
-      progress: false,
-    });
+    const cpu = (): number => cluster.members.reduce((sum, _, i) => sum + cluster.cpuSeconds(i), 0);
+    let cpuStart = 0;
+    let cpuEnd = 0;
+    const result = await runWorkload(
+      {
+        workload: 'put',
+        endpoints: cluster.endpoints(),
+        conns,
+        clients,
+        total: undefined,
+        durationMs,
+        keySize: 8,
+        valSize,
+        keySpaceSize,
+        sequentialKeys: false,
+        consistency: 'l',
+        readRatio: 0.5,
+        watchers: 0,
+        watchStreams: 0,
+        leases: 0,
+        targetLeader: false,
+        skipPreload: false,
+        requestTimeoutMs: 10_000,
+        json: true,
+        progress: false,
+      },
+      { started: () => (cpuStart = cpu()), ended: () => (cpuEnd = cpu()) },
+    );
+    return { result, cpuMsPerPut: ((cpuEnd - cpuStart) * 1000) / Math.max(1, result.ops) };
   } finally {
     await cluster.stopAll();
     await rm(root, { recursive: true, force: true });
@@ -83,37 +96,39 @@ export async function main(argv: string[]): Promise<number> {
     { label: 'plaintext', flags: [] },
     { label: 'encrypted', flags: ['--encryption-key-file', '$KEYFILE'] },
   ];
-  const best = new Map<string, BenchResult>();
+  const best = new Map<string, Measured>();
   for (let round = 1; round <= rounds; round++) {
     for (const system of systems) {
-      const result = await measure(system.label, system.flags, seconds * 1000);
+      const measured = await measure(system.label, system.flags, seconds * 1000);
+      const { result } = measured;
       process.stderr.write(
-        `round ${round} ${system.label}: ${result.opsPerSec.toFixed(0)} puts/s, p50 ${formatMs(result.latencyMs.p50)} ms, p99 ${formatMs(result.latencyMs.p99)} ms, ${result.errors} errors\n`,
+        `round ${round} ${system.label}: ${result.opsPerSec.toFixed(0)} puts/s, p50 ${formatMs(result.latencyMs.p50)} ms, p99 ${formatMs(result.latencyMs.p99)} ms, ${measured.cpuMsPerPut.toFixed(3)} CPU ms/put, ${result.errors} errors\n`,
       );
       const previous = best.get(system.label);
-      if (previous === undefined || result.opsPerSec > previous.opsPerSec) best.set(system.label, result);
+      if (previous === undefined || result.opsPerSec > previous.result.opsPerSec)
+        best.set(system.label, measured);
     }
   }
   const plain = best.get('plaintext')!;
   const sealed = best.get('encrypted')!;
-  const row = (label: string, r: BenchResult) =>
-    `| ${label} | ${r.opsPerSec.toFixed(0)} | ${formatMs(r.latencyMs.p50)} | ${formatMs(r.latencyMs.p99)} | ${r.errors} |`;
+  const row = (label: string, { result: r, cpuMsPerPut }: Measured) =>
+    `| ${label} | ${r.opsPerSec.toFixed(0)} | ${formatMs(r.latencyMs.p50)} | ${formatMs(r.latencyMs.p99)} | ${cpuMsPerPut.toFixed(3)} | ${r.errors} |`;
   process.stdout.write(
     [
       `put, 3 members, ${clients} clients / ${conns} conns, ${valSize}-byte values, ${seconds} s per run, best of ${rounds} round(s); load average at the end: ${loadavg()
         .map((l) => l.toFixed(1))
         .join(' ')}`,
       '',
-      '| cluster | puts/s | p50 ms | p99 ms | errors |',
-      '| --- | --- | --- | --- | --- |',
+      '| cluster | puts/s | p50 ms | p99 ms | CPU ms per put (3 members) | errors |',
+      '| --- | --- | --- | --- | --- | --- |',
       row('plaintext', plain),
       row('--encryption-key-file', sealed),
       '',
-      `encrypted / plaintext throughput: ${(sealed.opsPerSec / plain.opsPerSec).toFixed(2)}x`,
+      `encrypted / plaintext: throughput ${(sealed.result.opsPerSec / plain.result.opsPerSec).toFixed(2)}x, CPU per put ${(sealed.cpuMsPerPut / plain.cpuMsPerPut).toFixed(2)}x`,
       '',
     ].join('\n'),
   );
-  return plain.errors + sealed.errors > 0 ? 1 : 0;
+  return plain.result.errors + sealed.result.errors > 0 ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(
