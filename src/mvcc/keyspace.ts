@@ -24,6 +24,7 @@ import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-
 import { EncryptionError, type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
 import { crc32c } from '../util/crc32c.js';
 import {
+  decodeHistoryKey,
   decodeLeaseKey,
   decodeLive,
   decodeRecord,
@@ -119,6 +120,8 @@ const META_FORMAT = Buffer.from('formatVersion');
 const META_COMPACT_CURSOR = Buffer.from('compactCursor');
 /** Present only in an encrypted keyspace: its index key, sealed (see sealing.ts). */
 const META_INDEX_KEY = Buffer.from('indexKey');
+/** Bound on the encrypted keyspace's token → key map (see plainKeys); about 100 MB of 64-byte keys. */
+const PLAIN_KEYS_MAX = 1_000_000;
 /** Default bound on revision records examined by physical compaction per applied batch. */
 export const COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT = 10_000;
 const EMPTY = new Uint8Array(0);
@@ -357,6 +360,12 @@ export class Keyspace {
   /** Revision key where re-encryption resumes; undefined = from the start. */
   private reencryptCursor: Buffer | undefined;
   private corruptionHandler: (error: Error) => void = () => undefined;
+  /**
+   * Encrypted keyspace: user key by index token (latin1), filled as keys are written or read, so
+   * a range scan opens a record only for keys it has not met yet. A token always names the same
+   * key, so entries never go stale; the map is dropped when it reaches plainKeysMax.
+   */
+  private readonly plainKeys = new Map<string, Buffer>();
   readonly watchHub: WatchHub;
 
   private constructor(
@@ -401,6 +410,8 @@ export class Keyspace {
       throw new InvalidRequestError(`unsupported keyspace format ${format} at ${this.path}`);
     }
     this.sealing = this.openSealing(meta.getBinary(META_INDEX_KEY));
+    // Another keyspace (a restored snapshot) has another index key, so other tokens.
+    this.plainKeys.clear();
     this.revision = readMeta(meta, META_REVISION);
     this.compactRev = readCompactMeta(meta);
     this.applied = readMeta(meta, META_APPLIED);
@@ -439,7 +450,26 @@ export class Keyspace {
 
   /** What live, history and leaseKeys are keyed by for user key `key`. */
   private indexKey(key: Uint8Array): Buffer {
-    return this.sealing ? this.sealing.token(key) : (key as Buffer);
+    if (!this.sealing) return key as Buffer;
+    const token = this.sealing.token(key);
+    this.rememberKey(token, key);
+    return token;
+  }
+
+  private rememberKey(token: Buffer, key: Uint8Array): void {
+    const id = token.toString('latin1');
+    if (this.plainKeys.has(id)) return;
+    if (this.plainKeys.size >= PLAIN_KEYS_MAX) this.plainKeys.clear();
+    this.plainKeys.set(id, Buffer.from(key));
+  }
+
+  /** The user key behind a token, from plainKeys or else from the record (main, sub) it has. */
+  private keyOfToken(token: Buffer, main: number, sub: number): Buffer {
+    const known = this.plainKeys.get(token.toString('latin1'));
+    if (known !== undefined) return known;
+    const key = this.readRecord(main, sub).key;
+    this.rememberKey(token, key);
+    return key;
   }
 
   private storedRecord(revKey: Buffer, record: Buffer): Buffer {
@@ -807,7 +837,7 @@ export class Keyspace {
       const live = this.getLive(range.begin);
       return live ? [{ key: Buffer.from(range.begin), live }] : [];
     }
-    if (this.sealing) return this.sealedLiveInRange(range).map(({ key, live }) => ({ key, live }));
+    if (this.sealing) return this.sealedLiveInRange(range);
     const out: { key: Buffer; live: LiveEntry }[] = [];
     for (const { key, value } of this.dbs.live.getRange({
       start: range.begin as Buffer,
@@ -822,12 +852,12 @@ export class Keyspace {
    * liveInRange of an encrypted keyspace: tokens keep no key order, so every live entry's record
    * is opened, those in range kept, and the result sorted by key (see sealing.ts).
    */
-  private sealedLiveInRange(range: KeyRange): { key: Buffer; live: LiveEntry; record: StoredRecord }[] {
-    const out: { key: Buffer; live: LiveEntry; record: StoredRecord }[] = [];
-    for (const { value } of this.dbs.live.getRange({})) {
+  private sealedLiveInRange(range: KeyRange): { key: Buffer; live: LiveEntry }[] {
+    const out: { key: Buffer; live: LiveEntry }[] = [];
+    for (const { key: token, value } of this.dbs.live.getRange({})) {
       const live = decodeLive(value);
-      const record = this.readRecord(live.main, live.sub);
-      if (inRange(range, record.key)) out.push({ key: record.key, live, record });
+      const key = this.keyOfToken(token, live.main, live.sub);
+      if (inRange(range, key)) out.push({ key, live });
     }
     return out.sort((a, b) => Buffer.compare(a.key, b.key));
   }
@@ -1040,15 +1070,7 @@ export class Keyspace {
     if (this.sealing) {
       const found = this.sealedLiveInRange(range);
       const kept = fetchMax < 0 ? [] : fetchMax > 0 ? found.slice(0, fetchMax) : found;
-      for (const { key, live, record } of kept)
-        kvs.push({
-          key,
-          createRevision: live.createRevision,
-          modRevision: live.main,
-          version: live.version,
-          value: withValue ? record.value : EMPTY,
-          lease: live.lease,
-        });
+      for (const { key, live } of kept) kvs.push(this.liveKv(key, live, withValue));
       return { kvs, count: found.length };
     }
     let count = 0;
@@ -1099,17 +1121,19 @@ export class Keyspace {
   private sealedHistoricalVersions(range: KeyRange, revision: number): { main: number; sub: number }[] {
     const found: { main: number; sub: number; key: Buffer }[] = [];
     let groupPrefix: Buffer | undefined;
+    let token: Buffer | undefined;
     let best: { main: number; sub: number; kind: number } | undefined;
     const flush = (): void => {
-      if (!best || best.kind !== KIND_PUT) return;
-      const record = this.readRecord(best.main, best.sub);
-      if (inRange(range, record.key)) found.push({ main: best.main, sub: best.sub, key: record.key });
+      if (!best || best.kind !== KIND_PUT || token === undefined) return;
+      const key = this.keyOfToken(token, best.main, best.sub);
+      if (inRange(range, key)) found.push({ main: best.main, sub: best.sub, key });
     };
     for (const { key, value } of this.dbs.history.getRange({})) {
       const prefix = key.subarray(0, key.length - REV_KEY_BYTES);
       if (!groupPrefix || !prefix.equals(groupPrefix)) {
         flush();
         groupPrefix = Buffer.from(prefix);
+        token = decodeHistoryKey(key).key;
         best = undefined;
       }
       const rev = decodeRevKey(key, key.length - REV_KEY_BYTES);
@@ -1475,7 +1499,7 @@ export class Keyspace {
       const v = this.dbs.live.getBinary(token);
       invariant(v !== undefined, 'lease key without a live entry');
       const live = decodeLive(v);
-      keys.push(this.readRecord(live.main, live.sub).key);
+      keys.push(this.keyOfToken(token, live.main, live.sub));
     }
     return keys.sort(Buffer.compare);
   }
