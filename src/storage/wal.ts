@@ -216,6 +216,8 @@ export class Wal {
   /** Hard state and marker per group as of the records already placed in segments. */
   private readonly placedHardStates = new Map<number, HardState>();
   private readonly placedMarkers = new Map<number, SnapshotMetadata>();
+  /** The newest hard state per group handed to the WAL (buffered, in flight or placed). */
+  private readonly bufferedHardStates = new Map<number, HardState>();
   private readonly released = new Map<number, number>();
   private pending: PendingRecord[] = [];
   private pendingBytes = 0;
@@ -379,6 +381,7 @@ export class Wal {
     checkId('commit', hardState.commit);
     const hs: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
     this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs }, eager);
+    this.bufferedHardStates.set(group, hs);
   }
 
   /**
@@ -465,7 +468,9 @@ export class Wal {
   rolloverNow(): Promise<void> {
     this.checkWritable();
     this.rolloverRequested = true;
-    for (const [group, hardState] of this.placedHardStates) this.bufferHardState(group, hardState, true);
+    // The newest hard state of each group, never an older one after a newer one still in flight.
+    const latest = new Map([...this.placedHardStates, ...this.bufferedHardStates]);
+    for (const [group, hardState] of latest) this.bufferHardState(group, hardState, true);
     return this.sync();
   }
 
