@@ -7,6 +7,8 @@ import type { Output, WriteOut } from './output.js';
 export interface CommandContext {
   client: Client;
   endpoints: string[];
+  /** The TLS flags (--cacert, --cert, --key, --insecure-skip-tls-verify); undefined: plaintext. */
+  tls: TlsOptions | undefined;
   writeOut: WriteOut;
   io: Output;
   args: ParsedArgs;
@@ -17,8 +19,6 @@ export interface CommandContext {
   dialTimeoutMs: number;
   /** Aborted on SIGINT/SIGTERM: long-running commands (watch, lock, elect) end cleanly. */
   signal: AbortSignal;
-  /** --cacert/--cert/--key, for the commands that make their own HTTPS calls. */
-  tls?: TlsOptions;
 }
 
 /** A command returns its exit code. */

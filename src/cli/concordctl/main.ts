@@ -2,6 +2,7 @@
 
 import { Client, ConcordError, fromGrpcError, type TlsOptions } from '../../client/index.js';
 import { type FlagSpec, flagString, parseArgs, parseDurationMs, UsageError } from './args.js';
+import { checkCapacity } from './capacity.js';
 import * as cluster from './cluster.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
 import * as coord from './coord.js';
@@ -55,6 +56,15 @@ const flagSpecs: FlagSpec[] = [
   { name: 'load', type: 'string' },
   { name: 'duration', type: 'string' },
   { name: 'by', type: 'string' },
+  // check capacity
+  { name: 'interval', type: 'string' },
+  { name: 'no-bench', type: 'boolean' },
+  { name: 'recorded', type: 'string' },
+  { name: 'save', type: 'string' },
+  { name: 'publish', type: 'boolean' },
+  { name: 'target-writes-per-s', type: 'string' },
+  { name: 'target-keys', type: 'string' },
+  { name: 'target-bytes', type: 'string' },
 ];
 
 const commands: Record<string, Command | Record<string, Command>> = {
@@ -90,7 +100,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
   defrag: cluster.defrag,
   alarm: { list: cluster.alarmList, disarm: cluster.alarmDisarm },
   'move-leader': cluster.moveLeader,
-  check: { perf: checkPerf },
+  check: { perf: checkPerf, capacity: checkCapacity },
   encryption: { 'rotate-key': encryption.rotateKey, status: encryption.status },
 };
 
@@ -181,6 +191,7 @@ export async function runConcordctl(argv: readonly string[], io: Io, signal: Abo
     const ctx: CommandContext = {
       client,
       endpoints,
+      tls,
       writeOut: parseWriteOut(flagString(args, 'write-out')),
       io,
       args,
@@ -189,7 +200,6 @@ export async function runConcordctl(argv: readonly string[], io: Io, signal: Abo
       commandTimeoutMs,
       dialTimeoutMs,
       signal,
-      tls,
     };
     return await command(ctx);
   } catch (error) {
