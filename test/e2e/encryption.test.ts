@@ -60,11 +60,14 @@ async function putMarked(
   members: number[],
 ): Promise<void> {
   for (let i = from; i < to; i++) {
-    await gatewayPost(
-      cluster.endpoint(members[i % members.length]!),
-      '/v3/kv/put',
-      { key: b64(`${KEY_MARK}/${i}`), value: b64(`${VALUE_MARK}-${i}`) },
-      5000,
+    // The same put again is harmless: a put caught by a leader change (a member just stopped) is retried.
+    await pollUntil(`put ${i}`, 30_000, () =>
+      gatewayPost(
+        cluster.endpoint(members[i % members.length]!),
+        '/v3/kv/put',
+        { key: b64(`${KEY_MARK}/${i}`), value: b64(`${VALUE_MARK}-${i}`) },
+        5000,
+      ).then(() => true),
     );
   }
 }
@@ -148,30 +151,36 @@ describe('encryption at rest', { timeout: 300_000 }, () => {
       snapshotCount: 50,
       extraFlags: ['--encryption-key-file', keyFile, '--experimental-snapshot-catchup-entries', '10'],
     });
+    await cluster.withLogsOnFailure(() => catchUpAndGrep(cluster!));
+  });
+
+  async function catchUpAndGrep(cluster: ProcessCluster): Promise<void> {
     await putMarked(cluster, 0, keyCount / 2, [0, 1, 2]);
     // Member 2 misses writes past a snapshot and compacted log: it catches up from a snapshot.
     await cluster.stop(2);
     await putMarked(cluster, keyCount / 2, keyCount, [0, 1]);
-    await gatewayPost(
-      cluster.endpoint(0),
-      '/v3/kv/put',
-      { key: b64(`${KEY_MARK}/lease`), value: b64(`${VALUE_MARK}-l`) },
-      5000,
+    await pollUntil('the last put', 30_000, () =>
+      gatewayPost(
+        cluster.endpoint(0),
+        '/v3/kv/put',
+        { key: b64(`${KEY_MARK}/lease`), value: b64(`${VALUE_MARK}-l`) },
+        5000,
+      ).then(() => true),
     );
     await cluster.restart(2);
     await pollUntil('member 2 to catch up', 60_000, async () =>
-      (await readPrefix(cluster!.endpoint(2), `${KEY_MARK}/`, true)).kvs.size === keyCount + 1
+      (await readPrefix(cluster.endpoint(2), `${KEY_MARK}/`, true)).kvs.size === keyCount + 1
         ? true
         : undefined,
     );
     const all = await readPrefix(cluster.endpoint(1), `${KEY_MARK}/`);
     assert.equal(all.kvs.get(`${KEY_MARK}/7`), `${VALUE_MARK}-7`);
-    const dirs = [0, 1, 2].map((i) => cluster!.member(i).dataDir);
+    const dirs = [0, 1, 2].map((i) => cluster.member(i).dataDir);
     const snapFiles = dirs.flatMap(filesUnder).filter((f) => f.endsWith('.snap'));
     assert.ok(snapFiles.length >= 3, `snapshot files were written: ${snapFiles.length}`);
     assert.match(cluster.member(2).log.text(), /installed a snapshot from the leader/);
     assert.deepEqual(filesWithMarks(dirs), []);
-  });
+  }
 
   it('a restart with a wrong key or without the key in use fails naming the key id, and serves nothing', async () => {
     assert.ok(cluster !== undefined);
