@@ -9,6 +9,7 @@ import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
 import { createLogger, type Logger, sinksFor } from '../server/logger.js';
 import { clientTlsWatcher } from '../server/member-tls.js';
 import { ConcordServer, ETCD_API_VERSION } from '../server/server.js';
+import { EncryptionError } from '../storage/encryption.js';
 import { dashboardRoutes } from './dashboard.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { limitRefusalLogger } from './limit-log.js';
@@ -107,7 +108,9 @@ async function main(): Promise<number> {
       health: () => server.health(),
       metrics: () => metrics.report(),
       extraRoutes: async (request, response, path) =>
-        (await dashboard(request, response, path)) || server.faultRoutes(request, response, path),
+        (await dashboard(request, response, path)) ||
+        (await server.encryptionRoutes(request, response, path)) ||
+        server.faultRoutes(request, response, path),
       tls: parsedUrl.protocol === 'https:' ? clientTls : undefined,
     });
     apis.push(api);
@@ -146,6 +149,7 @@ main().then(
     const told =
       error instanceof ConsensusMismatchError ||
       error instanceof QuorumConfigError ||
+      error instanceof EncryptionError ||
       error.code === 'TLS_CONFIG';
     const text = told ? error.message : (error.stack ?? error.message);
     if (log !== undefined) log.error('fatal error; the member stops', { error: text });

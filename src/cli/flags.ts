@@ -173,6 +173,11 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     default: '100ms',
     help: 'Time an apply may take before a warning is logged (e.g. 100ms, 1s).',
   },
+  'encryption-key-file': {
+    type: 'string',
+    default: '',
+    help: 'Concord extension: encrypt the WAL, snapshots and stored keys and values with AES-256-GCM; the file holds <id>:<base64 32-byte key> lines (the first starts a new data dir). See docs/operations.md.',
+  },
   'experimental-fault-injection': {
     type: 'boolean',
     help: 'TEST ONLY: serve /debug/faults on the client URL to drop or delay peer messages.',
@@ -229,13 +234,14 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       ...tlsFlags(lookup, lookupBool),
       experimentalFaultInjection: lookupBool('experimental-fault-injection'),
       experimentalStaleReads: lookupBool('experimental-stale-reads'),
+      ...(lookup('encryption-key-file') === '' ? {} : { encryptionKeyFile: lookup('encryption-key-file') }),
     },
   };
 }
 
 type StringFlags = Omit<
   ServerFlags,
-  'experimentalFaultInjection' | 'experimentalStaleReads' | 'clientTls' | 'peerTls'
+  'experimentalFaultInjection' | 'experimentalStaleReads' | 'clientTls' | 'peerTls' | 'encryptionKeyFile'
 >;
 
 /** The TLS flags of both sides; a side with none of its flags given is absent (plaintext). */

@@ -21,8 +21,10 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
 import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-fs.js';
+import { EncryptionError, type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
 import { crc32c } from '../util/crc32c.js';
 import {
+  decodeHistoryKey,
   decodeLeaseKey,
   decodeLive,
   decodeRecord,
@@ -45,6 +47,7 @@ import {
   assertNever,
   ClosedError,
   CompactedError,
+  CorruptError,
   FutureRevisionError,
   InvalidRequestError,
   invariant,
@@ -58,6 +61,7 @@ import {
   SnapshotInvalidError,
 } from './errors.js';
 import { encodeKeyValue, revisionBytes } from './etcd-snapshot.js';
+import { KeyspaceSealing } from './sealing.js';
 import type {
   AppliedEntry,
   ApplyResult,
@@ -114,6 +118,10 @@ const META_COMPACT = Buffer.from('compactRevision');
 const META_FORMAT = Buffer.from('formatVersion');
 /** 0x00 = physical compaction done; 0x01 ‖ history key = continue from that history entry. */
 const META_COMPACT_CURSOR = Buffer.from('compactCursor');
+/** Present only in an encrypted keyspace: its index key, sealed (see sealing.ts). */
+const META_INDEX_KEY = Buffer.from('indexKey');
+/** Bound on the encrypted keyspace's token → key map (see plainKeys); about 100 MB of 64-byte keys. */
+const PLAIN_KEYS_MAX = 1_000_000;
 /** Default bound on revision records examined by physical compaction per applied batch. */
 export const COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT = 10_000;
 const EMPTY = new Uint8Array(0);
@@ -138,6 +146,12 @@ export interface KeyspaceOptions {
    * hashKV, watch history) never depend on how far it got.
    */
   compactionRecordsPerBatchMax?: number;
+  /**
+   * Encryption at rest (--encryption-key-file): records sealed with AES-256-GCM, user keys
+   * replaced by index tokens in the LMDB keys (sealing.ts). Only for a new keyspace or one
+   * created encrypted: opening an encrypted keyspace without it, or a plain one with it, fails.
+   */
+  encryption?: EncryptionKeys;
 }
 
 export interface ApplyBatchOptions {
@@ -340,6 +354,18 @@ export class Keyspace {
   private readonly txnOpsMax: number;
   private readonly initialRevision: number;
   private readonly noSync: boolean;
+  private readonly encryption: EncryptionKeys | undefined;
+  /** Set in an encrypted keyspace (from meta, so it follows a restored snapshot). */
+  private sealing: KeyspaceSealing | undefined;
+  /** Revision key where re-encryption resumes; undefined = from the start. */
+  private reencryptCursor: Buffer | undefined;
+  private corruptionHandler: (error: Error) => void = () => undefined;
+  /**
+   * Encrypted keyspace: user key by index token (latin1), filled as keys are written or read, so
+   * a range scan opens a record only for keys it has not met yet. A token always names the same
+   * key, so entries never go stale; the map is dropped when it reaches plainKeysMax.
+   */
+  private readonly plainKeys = new Map<string, Buffer>();
   readonly watchHub: WatchHub;
 
   private constructor(
@@ -349,11 +375,17 @@ export class Keyspace {
     this.txnOpsMax = options.txnOpsMax ?? TXN_OPS_MAX_DEFAULT;
     this.initialRevision = options.initialRevision ?? INITIAL_REVISION;
     this.noSync = options.noSync ?? false;
+    this.encryption = options.encryption;
     this.compactionRecordsPerBatchMax =
       options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT;
     invariant(this.compactionRecordsPerBatchMax >= 1, 'compactionRecordsPerBatchMax must be at least 1');
     this.dbs = openDbs(path, this.noSync);
-    this.loadMeta();
+    try {
+      this.loadMeta();
+    } catch (e) {
+      void this.dbs.env.close().catch(() => undefined);
+      throw e;
+    }
     this.watchHub = new WatchHub(this, options.watch ?? {});
   }
 
@@ -368,19 +400,93 @@ export class Keyspace {
     if (format === 0) {
       // etcd's store starts at revision 1: a fresh cluster answers with header revision 1 and
       // the first write gets revision 2. Clients and scripts see these numbers, so we match.
+      const created = this.encryption ? KeyspaceSealing.create(this.encryption) : undefined;
       this.dbs.env.transactionSync(() => {
         meta.putSync(META_FORMAT, u64(FORMAT_VERSION));
         meta.putSync(META_REVISION, u64(this.initialRevision));
+        if (created) meta.putSync(META_INDEX_KEY, created.sealedIndexKey);
       });
     } else if (format !== FORMAT_VERSION) {
       throw new InvalidRequestError(`unsupported keyspace format ${format} at ${this.path}`);
     }
+    this.sealing = this.openSealing(meta.getBinary(META_INDEX_KEY));
+    // Another keyspace (a restored snapshot) has another index key, so other tokens.
+    this.plainKeys.clear();
     this.revision = readMeta(meta, META_REVISION);
     this.compactRev = readCompactMeta(meta);
     this.applied = readMeta(meta, META_APPLIED);
     const cursor = meta.getBinary(META_COMPACT_CURSOR);
     this.compactCursor = cursor && cursor[0] === 1 ? Buffer.from(cursor.subarray(1)) : undefined;
     invariant(this.compactRev <= this.revision, 'compact revision above current revision');
+  }
+
+  private openSealing(sealedIndexKey: Buffer | undefined): KeyspaceSealing | undefined {
+    if (sealedIndexKey === undefined && this.encryption === undefined) return undefined;
+    if (sealedIndexKey === undefined) {
+      throw new EncryptionError(
+        'ENCRYPTION_KEY_FILE',
+        `keyspace at ${this.path} was created without encryption; encryption at rest can only be turned on for a new data dir`,
+      );
+    }
+    if (this.encryption === undefined) {
+      throw new EncryptionError(
+        'ENCRYPTION_KEY_MISSING',
+        `keyspace at ${this.path} is encrypted with key "${envelopeKeyId(sealedIndexKey, this.path)}"; start the member with --encryption-key-file`,
+        envelopeKeyId(sealedIndexKey, this.path),
+      );
+    }
+    return KeyspaceSealing.open(this.encryption, sealedIndexKey, `keyspace at ${this.path}`);
+  }
+
+  /** Called (before the read or write fails with CorruptError) when a sealed record does not open. */
+  onCorruption(handler: (error: Error) => void): void {
+    this.corruptionHandler = handler;
+  }
+
+  /** Whether the keyspace is encrypted at rest. */
+  encrypted(): boolean {
+    return this.sealing !== undefined;
+  }
+
+  /** What live, history and leaseKeys are keyed by for user key `key`. */
+  private indexKey(key: Uint8Array): Buffer {
+    if (!this.sealing) return key as Buffer;
+    const token = this.sealing.token(key);
+    this.rememberKey(token, key);
+    return token;
+  }
+
+  private rememberKey(token: Buffer, key: Uint8Array): void {
+    const id = token.toString('latin1');
+    if (this.plainKeys.has(id)) return;
+    if (this.plainKeys.size >= PLAIN_KEYS_MAX) this.plainKeys.clear();
+    this.plainKeys.set(id, Buffer.from(key));
+  }
+
+  /** The user key behind a token, from plainKeys or else from the record (main, sub) it has. */
+  private keyOfToken(token: Buffer, main: number, sub: number): Buffer {
+    const known = this.plainKeys.get(token.toString('latin1'));
+    if (known !== undefined) return known;
+    const key = this.readRecord(main, sub).key;
+    this.rememberKey(token, key);
+    return key;
+  }
+
+  private storedRecord(revKey: Buffer, record: Buffer): Buffer {
+    return this.sealing ? this.sealing.sealRecord(revKey, record) : record;
+  }
+
+  /** Decodes a revs value (opening it in an encrypted keyspace); a failed open is corruption. */
+  private loadRecord(revKey: Uint8Array, value: Buffer): StoredRecord {
+    if (!this.sealing) return decodeRecord(value);
+    try {
+      return decodeRecord(this.sealing.openRecord(revKey, value, `keyspace ${this.path} revision record`));
+    } catch (e) {
+      if (!(e instanceof EncryptionError)) throw e;
+      const error = new CorruptError(e.message);
+      this.corruptionHandler(error);
+      throw error;
+    }
   }
 
   async close(): Promise<void> {
@@ -603,14 +709,15 @@ export class Keyspace {
   // ---- primitive writes -------------------------------------------------------------------------
 
   private getLive(key: Uint8Array): LiveEntry | undefined {
-    const v = this.dbs.live.getBinary(key as Buffer);
+    const v = this.dbs.live.getBinary(this.indexKey(key));
     return v ? decodeLive(v) : undefined;
   }
 
-  private readRecord(main: number, sub: number) {
-    const v = this.dbs.revs.getBinary(encodeRevKey(main, sub));
+  private readRecord(main: number, sub: number): StoredRecord {
+    const revKey = encodeRevKey(main, sub);
+    const v = this.dbs.revs.getBinary(revKey);
     invariant(v !== undefined, `missing revision record ${main}.${sub}`);
-    return decodeRecord(v);
+    return this.loadRecord(revKey, v);
   }
 
   private liveKv(key: Uint8Array, live: LiveEntry, withValue: boolean): KeyValue {
@@ -639,15 +746,17 @@ export class Keyspace {
     const createRevision = live ? live.createRevision : main;
     const version = live ? live.version + 1 : 1;
     const { revs, history, leaseKeys } = this.dbs;
+    const revKey = encodeRevKey(main, sub);
     revs.putSync(
-      encodeRevKey(main, sub),
-      encodeRecord(KIND_PUT, req.key, createRevision, version, lease, value),
+      revKey,
+      this.storedRecord(revKey, encodeRecord(KIND_PUT, req.key, createRevision, version, lease, value)),
     );
-    history.putSync(encodeHistoryKey(req.key, main, sub), Buffer.of(KIND_PUT));
-    this.dbs.live.putSync(req.key as Buffer, encodeLive({ main, sub, createRevision, version, lease }));
+    const indexKey = this.indexKey(req.key);
+    history.putSync(encodeHistoryKey(indexKey, main, sub), Buffer.of(KIND_PUT));
+    this.dbs.live.putSync(indexKey, encodeLive({ main, sub, createRevision, version, lease }));
     if (live && live.lease !== 0n && live.lease !== lease)
-      leaseKeys.removeSync(encodeLeaseKey(live.lease, req.key));
-    if (lease !== 0n) leaseKeys.putSync(encodeLeaseKey(lease, req.key), Buffer.alloc(0));
+      leaseKeys.removeSync(encodeLeaseKey(live.lease, indexKey));
+    if (lease !== 0n) leaseKeys.putSync(encodeLeaseKey(lease, indexKey), Buffer.alloc(0));
     if (ctx.events) {
       const kv = {
         key: Buffer.from(req.key),
@@ -688,10 +797,15 @@ export class Keyspace {
   private deleteKey(key: Uint8Array, live: LiveEntry, ctx: WriteContext, prev: KeyValue | undefined): void {
     const main = ctx.beginRevision + 1;
     const sub = ctx.sub++;
-    this.dbs.revs.putSync(encodeRevKey(main, sub), encodeRecord(KIND_TOMBSTONE, key, 0, 0, 0n, EMPTY));
-    this.dbs.history.putSync(encodeHistoryKey(key, main, sub), Buffer.of(KIND_TOMBSTONE));
-    this.dbs.live.removeSync(key as Buffer);
-    if (live.lease !== 0n) this.dbs.leaseKeys.removeSync(encodeLeaseKey(live.lease, key));
+    const revKey = encodeRevKey(main, sub);
+    this.dbs.revs.putSync(
+      revKey,
+      this.storedRecord(revKey, encodeRecord(KIND_TOMBSTONE, key, 0, 0, 0n, EMPTY)),
+    );
+    const indexKey = this.indexKey(key);
+    this.dbs.history.putSync(encodeHistoryKey(indexKey, main, sub), Buffer.of(KIND_TOMBSTONE));
+    this.dbs.live.removeSync(indexKey);
+    if (live.lease !== 0n) this.dbs.leaseKeys.removeSync(encodeLeaseKey(live.lease, indexKey));
     if (ctx.events) {
       const kv: KeyValue = {
         key: Buffer.from(key),
@@ -723,6 +837,7 @@ export class Keyspace {
       const live = this.getLive(range.begin);
       return live ? [{ key: Buffer.from(range.begin), live }] : [];
     }
+    if (this.sealing) return this.sealedLiveInRange(range);
     const out: { key: Buffer; live: LiveEntry }[] = [];
     for (const { key, value } of this.dbs.live.getRange({
       start: range.begin as Buffer,
@@ -731,6 +846,20 @@ export class Keyspace {
       out.push({ key, live: decodeLive(value) });
     }
     return out;
+  }
+
+  /**
+   * liveInRange of an encrypted keyspace: tokens keep no key order, so every live entry's record
+   * is opened, those in range kept, and the result sorted by key (see sealing.ts).
+   */
+  private sealedLiveInRange(range: KeyRange): { key: Buffer; live: LiveEntry }[] {
+    const out: { key: Buffer; live: LiveEntry }[] = [];
+    for (const { key: token, value } of this.dbs.live.getRange({})) {
+      const live = decodeLive(value);
+      const key = this.keyOfToken(token, live.main, live.sub);
+      if (inRange(range, key)) out.push({ key, live });
+    }
+    return out.sort((a, b) => Buffer.compare(a.key, b.key));
   }
 
   // ---- txn --------------------------------------------------------------------------------------
@@ -938,6 +1067,12 @@ export class Keyspace {
       if (fetchMax >= 0) kvs.push(this.liveKv(range.begin, live, withValue));
       return { kvs, count: 1 };
     }
+    if (this.sealing) {
+      const found = this.sealedLiveInRange(range);
+      const kept = fetchMax < 0 ? [] : fetchMax > 0 ? found.slice(0, fetchMax) : found;
+      for (const { key, live } of kept) kvs.push(this.liveKv(key, live, withValue));
+      return { kvs, count: found.length };
+    }
     let count = 0;
     for (const { key, value } of this.dbs.live.getRange({
       start: range.begin as Buffer,
@@ -951,7 +1086,8 @@ export class Keyspace {
   }
 
   private historyBounds(range: KeyRange): { start: Buffer; end: Buffer | undefined } {
-    const start = encodeHistoryPrefix(range.begin);
+    invariant(range.single || !this.sealing, 'history range bounds in an encrypted keyspace');
+    const start = encodeHistoryPrefix(this.indexKey(range.begin));
     if (range.single) {
       const end = Buffer.from(start);
       end[end.length - 1] = 0x02;
@@ -962,6 +1098,10 @@ export class Keyspace {
 
   /** Latest put at or below `revision` of every key in range (tombstoned keys skipped). */
   private *historicalVersions(range: KeyRange, revision: number): Generator<{ main: number; sub: number }> {
+    if (this.sealing && !range.single) {
+      yield* this.sealedHistoricalVersions(range, revision);
+      return;
+    }
     let groupPrefix: Buffer | undefined;
     let best: { main: number; sub: number; kind: number } | undefined;
     for (const { key, value } of this.dbs.history.getRange(this.historyBounds(range))) {
@@ -975,6 +1115,32 @@ export class Keyspace {
       if (rev.main <= revision) best = { ...rev, kind: value[0]! };
     }
     if (best && best.kind === KIND_PUT) yield best;
+  }
+
+  /** historicalVersions of an encrypted keyspace: every key's history, filtered by key, sorted. */
+  private sealedHistoricalVersions(range: KeyRange, revision: number): { main: number; sub: number }[] {
+    const found: { main: number; sub: number; key: Buffer }[] = [];
+    let groupPrefix: Buffer | undefined;
+    let token: Buffer | undefined;
+    let best: { main: number; sub: number; kind: number } | undefined;
+    const flush = (): void => {
+      if (!best || best.kind !== KIND_PUT || token === undefined) return;
+      const key = this.keyOfToken(token, best.main, best.sub);
+      if (inRange(range, key)) found.push({ main: best.main, sub: best.sub, key });
+    };
+    for (const { key, value } of this.dbs.history.getRange({})) {
+      const prefix = key.subarray(0, key.length - REV_KEY_BYTES);
+      if (!groupPrefix || !prefix.equals(groupPrefix)) {
+        flush();
+        groupPrefix = Buffer.from(prefix);
+        token = decodeHistoryKey(key).key;
+        best = undefined;
+      }
+      const rev = decodeRevKey(key, key.length - REV_KEY_BYTES);
+      if (rev.main <= revision) best = { ...rev, kind: value[0]! };
+    }
+    flush();
+    return found.sort((a, b) => Buffer.compare(a.key, b.key));
   }
 
   private collectHistorical(
@@ -1042,7 +1208,7 @@ export class Keyspace {
       }
       scanned++;
       lastScannedMain = main;
-      const r = decodeRecord(value);
+      const r = this.loadRecord(revKey, value);
       if (!inRange(range, r.key) || !this.logicallyPresent(r.key, main, sub, r.kind)) continue;
       lastMain = main;
       events.push(this.eventFromRecord(r, main, prevKv));
@@ -1050,7 +1216,7 @@ export class Keyspace {
     return { events, nextRevision };
   }
 
-  private eventFromRecord(r: ReturnType<typeof decodeRecord>, main: number, prevKv: boolean): Event {
+  private eventFromRecord(r: StoredRecord, main: number, prevKv: boolean): Event {
     const kv: KeyValue =
       r.kind === KIND_PUT
         ? {
@@ -1083,10 +1249,11 @@ export class Keyspace {
     // The version before an event at the compact revision is compacted away (maybe not yet
     // physically); for later events the latest entry below main is the one a read would see.
     if (main <= this.compactRev) return undefined;
-    const start = encodeHistoryKey(key, main, 0);
+    const indexKey = this.indexKey(key);
+    const start = encodeHistoryKey(indexKey, main, 0);
     for (const { key: hk, value } of this.dbs.history.getRange({
       start,
-      end: encodeHistoryPrefix(key),
+      end: encodeHistoryPrefix(indexKey),
       reverse: true,
       limit: 2,
     })) {
@@ -1200,10 +1367,11 @@ export class Keyspace {
     transaction?: Transaction,
   ): boolean {
     if (kind !== KIND_PUT && main < compactRev) return false;
-    const start = encodeHistoryKey(key, compactRev, 0xffffffff);
+    const indexKey = this.indexKey(key);
+    const start = encodeHistoryKey(indexKey, compactRev, 0xffffffff);
     for (const { key: hk } of this.dbs.history.getRange({
       start,
-      end: encodeHistoryPrefix(key),
+      end: encodeHistoryPrefix(indexKey),
       reverse: true,
       limit: 1,
       transaction,
@@ -1251,7 +1419,7 @@ export class Keyspace {
       end: encodeRevKey(Math.max(at + 1, 0), 0),
     })) {
       const { main, sub } = decodeRevKey(key);
-      const r = decodeRecord(value);
+      const r = this.loadRecord(key, value);
       if (!counted(r, main, sub)) continue;
       const tombstone = r.kind !== KIND_PUT;
       hash = crc32c(revisionBytes(main, sub, tombstone), hash);
@@ -1324,7 +1492,16 @@ export class Keyspace {
     const end = id === (1n << 63n) - 1n ? undefined : encodeLeaseKey(id + 1n);
     const out: Buffer[] = [];
     for (const key of this.dbs.leaseKeys.getKeys({ start, end })) out.push(Buffer.from(key.subarray(8)));
-    return out;
+    if (!this.sealing) return out;
+    // Tokens: the keys come from their live records, sorted as the plain index would have them.
+    const keys: Buffer[] = [];
+    for (const token of out) {
+      const v = this.dbs.live.getBinary(token);
+      invariant(v !== undefined, 'lease key without a live entry');
+      const live = decodeLive(v);
+      keys.push(this.keyOfToken(token, live.main, live.sub));
+    }
+    return keys.sort(Buffer.compare);
   }
 
   /**
@@ -1387,7 +1564,7 @@ export class Keyspace {
           const batch = step(revs, after);
           for (const { key, value } of batch) {
             const { main, sub } = decodeRevKey(key);
-            const r = decodeRecord(value);
+            const r = keyspace.loadRecord(key, value);
             if (
               compactionPending &&
               main <= compactRevision &&
@@ -1463,14 +1640,15 @@ export class Keyspace {
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} comes after ${last.main}.${last.sub}`);
       if (r.key.length === 0) throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has an empty key`);
       last = { main: r.main, sub: r.sub };
-      const previous = live.get(r.key);
+      const indexKey = this.indexKey(r.key);
+      const previous = live.get(indexKey);
       const previousLease = previous === undefined ? 0n : decodeLive(previous).lease;
-      if (previousLease !== 0n) leaseKeys.removeSync(encodeLeaseKey(previousLease, r.key));
+      if (previousLease !== 0n) leaseKeys.removeSync(encodeLeaseKey(previousLease, indexKey));
       const revKey = encodeRevKey(r.main, r.sub);
       if (r.tombstone) {
-        revs.putSync(revKey, encodeRecord(KIND_TOMBSTONE, r.key, 0, 0, 0n, EMPTY));
-        history.putSync(encodeHistoryKey(r.key, r.main, r.sub), Buffer.of(KIND_TOMBSTONE));
-        live.removeSync(r.key);
+        revs.putSync(revKey, this.storedRecord(revKey, encodeRecord(KIND_TOMBSTONE, r.key, 0, 0, 0n, EMPTY)));
+        history.putSync(encodeHistoryKey(indexKey, r.main, r.sub), Buffer.of(KIND_TOMBSTONE));
+        live.removeSync(indexKey);
         return;
       }
       const { createRevision, version, lease } = r;
@@ -1478,11 +1656,14 @@ export class Keyspace {
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has create revision ${createRevision}`);
       if (!Number.isSafeInteger(version) || version < 1)
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has version ${version}`);
-      revs.putSync(revKey, encodeRecord(KIND_PUT, r.key, createRevision, version, lease, r.value));
-      history.putSync(encodeHistoryKey(r.key, r.main, r.sub), Buffer.of(KIND_PUT));
-      live.putSync(r.key, encodeLive({ main: r.main, sub: r.sub, createRevision, version, lease }));
+      revs.putSync(
+        revKey,
+        this.storedRecord(revKey, encodeRecord(KIND_PUT, r.key, createRevision, version, lease, r.value)),
+      );
+      history.putSync(encodeHistoryKey(indexKey, r.main, r.sub), Buffer.of(KIND_PUT));
+      live.putSync(indexKey, encodeLive({ main: r.main, sub: r.sub, createRevision, version, lease }));
       if (lease === 0n) return;
-      if (leaseIds.has(lease)) leaseKeys.putSync(encodeLeaseKey(lease, r.key), Buffer.alloc(0));
+      if (leaseIds.has(lease)) leaseKeys.putSync(encodeLeaseKey(lease, indexKey), Buffer.alloc(0));
       else keysWithMissingLease++;
     };
     const iterator = input.records[Symbol.iterator]();
@@ -1525,6 +1706,75 @@ export class Keyspace {
       leases: leaseIds.size,
       keysWithMissingLease,
     };
+  }
+
+  // ---- encryption key rotation -----------------------------------------------------------------
+
+  /**
+   * Re-seals, in one write transaction, up to `recordsMax` records (and the sealed index key)
+   * that are sealed under another key than the active one. Like compactStep it changes no logical
+   * result, so it runs on each member on its own. Returns whether more of the pass remains; a
+   * finished pass starts again from the first record the next time.
+   */
+  reencryptStep(recordsMax = this.compactionRecordsPerBatchMax): boolean {
+    this.assertOpen();
+    const sealing = this.sealing;
+    if (sealing === undefined) return false;
+    const { revs, meta } = this.dbs;
+    const where = `keyspace ${this.path} revision record`;
+    let resume: Buffer | undefined;
+    this.dbs.env.transactionSync(() => {
+      const sealedIndexKey = meta.getBinary(META_INDEX_KEY);
+      invariant(sealedIndexKey !== undefined, 'encrypted keyspace without its index key');
+      if (sealing.isStale(sealedIndexKey, this.path)) meta.putSync(META_INDEX_KEY, sealing.resealIndexKey());
+      const stale: { key: Buffer; value: Buffer }[] = [];
+      let examined = 0;
+      for (const { key, value } of revs.getRange({ start: this.reencryptCursor })) {
+        if (examined === recordsMax) {
+          resume = Buffer.from(key);
+          break;
+        }
+        examined++;
+        if (sealing.isStale(value, where)) stale.push({ key: Buffer.from(key), value: Buffer.from(value) });
+      }
+      for (const { key, value } of stale) {
+        const record = this.loadRecord(key, value);
+        const plain = encodeRecord(
+          record.kind,
+          record.key,
+          record.createRevision,
+          record.version,
+          record.lease,
+          record.value,
+        );
+        revs.putSync(key, sealing.sealRecord(key, plain));
+      }
+    });
+    this.reencryptCursor = resume;
+    return resume !== undefined;
+  }
+
+  /** The next reencryptStep starts a new pass from the first record (a newer key was made active). */
+  restartReencryption(): void {
+    this.reencryptCursor = undefined;
+  }
+
+  /**
+   * How many stored envelopes each key id seals (revision records and the index key), by a scan
+   * of every record: what `concordctl encryption status` reports. Empty for a plain keyspace.
+   */
+  encryptionKeyUse(): Map<string, number> {
+    this.assertOpen();
+    const use = new Map<string, number>();
+    if (this.sealing === undefined) return use;
+    const count = (sealed: Uint8Array): void => {
+      const id = envelopeKeyId(sealed, this.path);
+      use.set(id, (use.get(id) ?? 0) + 1);
+    };
+    const sealedIndexKey = this.dbs.meta.getBinary(META_INDEX_KEY);
+    if (sealedIndexKey !== undefined) count(sealedIndexKey);
+    for (const { value } of this.dbs.revs.getRange({})) count(value);
+    return use;
   }
 
   // ---- server metadata -------------------------------------------------------------------------
@@ -1734,6 +1984,8 @@ export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
     const compactRevision = readCompactMeta(meta);
     if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
     const revs = env.openDB({ name: 'revs', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
+    // An encrypted keyspace's records are envelopes: their kind is checked when they are opened.
+    const encrypted = meta.getBinary(META_INDEX_KEY) !== undefined;
     let lastMain = 0;
     // Walking every record exercises the whole B-tree and catches truncated or torn copies. In
     // steps, yielding between them: a member verifies its own snapshot while serving, and a
@@ -1747,10 +1999,10 @@ export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
         lastKey = key;
         if (key.length !== REV_KEY_BYTES) throw new SnapshotInvalidError('malformed revision key');
         const { main } = decodeRevKey(key);
-        const r = decodeRecord(value);
         if (main < lastMain || main > revision)
           throw new SnapshotInvalidError(`revision ${main} out of order`);
-        if (r.kind !== KIND_PUT && r.kind !== KIND_TOMBSTONE)
+        const kind = encrypted ? KIND_PUT : decodeRecord(value).kind;
+        if (kind !== KIND_PUT && kind !== KIND_TOMBSTONE)
           throw new SnapshotInvalidError('unknown record kind');
         lastMain = main;
       }

@@ -49,4 +49,6 @@ export interface ServerConfig {
   consensus?: ConsensusKind;
   /** Multi-Paxos only: acceptances that choose a slot (--paxos-phase2-quorum); absent: majority. */
   paxosPhase2Quorum?: number;
+  /** Encryption at rest (--encryption-key-file): the key file; absent = data stored in plaintext. */
+  encryptionKeyFile?: string;
 }

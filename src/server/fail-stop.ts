@@ -37,6 +37,11 @@ export type FailStopOperation =
   | 'compaction'
   /** Swapping the defragmented database file in (the live one was already closed). */
   | 'defragment'
+  /**
+   * Encryption at rest: a sealed record whose AES-GCM tag fails on read, a key the cluster agreed
+   * on that the key file lacks, or a step of the re-encryption after a key rotation.
+   */
+  | 'encryption'
   /** Anything else the Raft loop threw: a broken invariant. */
   | 'raft-loop';
 

@@ -21,7 +21,9 @@ export type AlarmType = 'NOSPACE' | 'CORRUPT' | 'NONE';
 export type ClusterOp =
   | { type: 'publishMember'; memberId: number; name: string; clientUrls: string[] }
   | { type: 'updateMember'; memberId: number; peerUrls: string[] }
-  | { type: 'alarm'; action: 'activate' | 'deactivate'; memberId: number; alarm: AlarmType };
+  | { type: 'alarm'; action: 'activate' | 'deactivate'; memberId: number; alarm: AlarmType }
+  /** Encryption at rest: from this entry on, every member seals new data with key `keyId`. */
+  | { type: 'encryptionKey'; keyId: string };
 
 export type ServerOp = WriteOp | ClusterOp;
 
@@ -45,6 +47,7 @@ const OP_TAGS = {
   publishMember: 8,
   updateMember: 9,
   alarm: 10,
+  encryptionKey: 11,
 } as const;
 
 const COMPACT_PHYSICAL = 1;
@@ -112,6 +115,9 @@ function writeOp(w: BinaryWriter, op: ServerOp): void {
         .uvarint(op.memberId)
         .u8(ALARMS.indexOf(op.alarm));
       return;
+    case 'encryptionKey':
+      w.string(op.keyId);
+      return;
     default:
       return assertNever(op);
   }
@@ -151,6 +157,8 @@ function readOp(r: BinaryReader): ServerOp {
       if (alarm === undefined) throw new DecodeError('unknown alarm type');
       return { type: 'alarm', action, memberId, alarm };
     }
+    case OP_TAGS.encryptionKey:
+      return { type: 'encryptionKey', keyId: r.string() };
     default:
       throw new DecodeError(`unknown proposal op tag ${tag}`);
   }

@@ -46,6 +46,7 @@ import {
   type SoftState,
 } from '../raft/types.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
+import { EncryptionKeys } from '../storage/encryption.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import {
   UNSAFE_KEYSPACE_NO_SYNC_ENV,
@@ -117,6 +118,12 @@ const LEASE_REVOKES_PER_CHECK_MAX = 64;
 const LEASE_CHECK_INTERVAL_MS = 500;
 const PUBLISH_RETRY_MS = 500;
 const COMPACTION_IDLE_STEP_MS = 100;
+/** Encryption key rotation: how often the background pass takes a step, and its size. */
+const REENCRYPT_STEP_MS = 50;
+const REENCRYPT_RECORDS_PER_STEP = 2000;
+/** Server meta record: the encryption key id the cluster agreed on last (see rotateEncryptionKey). */
+const META_ENCRYPTION_KEY = 'encryptionKey';
+const ROTATE_REQUEST_BYTES_MAX = 4096;
 /**
  * Headroom over the space quota for a snapshot received from a peer: the database passes the
  * quota before the NOSPACE alarm stops writes, and its file keeps free pages.
@@ -231,6 +238,20 @@ export class ConcordServer {
     this.reportFailure = resolve;
   });
   private compactionSamples: Array<{ atMs: number; revision: number }> = [];
+  /** Encryption at rest: the key ring (undefined without --encryption-key-file). */
+  private encryption: EncryptionKeys | undefined;
+  /** A key id the batch being applied makes active (an encryptionKey entry). */
+  private encryptionKeyApplied: string | undefined;
+  /**
+   * The background pass after a key rotation: 'keyspace' re-seals the stored records in steps;
+   * 'wal' starts a new WAL segment (every entry up to walLastIndex is in older ones); 'snapshot'
+   * takes a snapshot at or above walLastIndex, which deletes those segments and the snapshot files
+   * written under older keys; then it is over (undefined).
+   */
+  private rotation:
+    | { keyId: string; phase: 'keyspace' | 'wal' | 'snapshot'; walLastIndex: number; noopProposed: boolean }
+    | undefined;
+  private rotationStepRunning = false;
 
   private constructor(
     readonly config: ServerConfig,
@@ -326,8 +347,16 @@ export class ConcordServer {
     const unsafeKeyspaceNoSync = process.env[UNSAFE_KEYSPACE_NO_SYNC_ENV] === '1';
     if (unsafeKeyspaceNoSync)
       log.warn(`${UNSAFE_KEYSPACE_NO_SYNC_ENV}=1: the keyspace is written WITHOUT fsync (fault injection)`);
-    const opened = Keyspace.open(dbDir, { txnOpsMax: config.maxTxnOps, noSync: unsafeKeyspaceNoSync });
+    const encryption =
+      config.encryptionKeyFile === undefined ? undefined : EncryptionKeys.fromFile(config.encryptionKeyFile);
+    const opened = Keyspace.open(dbDir, {
+      txnOpsMax: config.maxTxnOps,
+      noSync: unsafeKeyspaceNoSync,
+      encryption,
+    });
     const keyspace = hooks.wrapKeyspace?.(opened) ?? opened;
+    // The key the cluster agreed on last, not the file's first, seals what this member writes.
+    if (encryption !== undefined) adoptAgreedKey(keyspace, encryption);
     const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
     if (unsafeNoDatasync)
       log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
@@ -335,7 +364,10 @@ export class ConcordServer {
       ? { ...hooks.walOptions, io: { ...hooks.walOptions?.io, ...unsafeNoDatasyncIo } }
       : hooks.walOptions;
     const stats = new ServerStats();
-    const { wal: openedWal, recovered } = await Wal.open(walDir, timedWalOptions(walOptions, stats));
+    const { wal: openedWal, recovered } = await Wal.open(walDir, {
+      ...timedWalOptions(walOptions, stats),
+      encryption,
+    });
     const wal = hooks.wrapWal?.(openedWal) ?? openedWal;
     if (recovered.tornTail !== null)
       log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
@@ -455,6 +487,9 @@ export class ConcordServer {
     );
     server.stats = stats;
     server.peerTls = peerTls;
+    server.encryption = encryption;
+    keyspace.onCorruption((error) => server.failStop('encryption', error));
+    if (encryption !== undefined) server.resumeRotation();
     await transport.listen();
     server.syncPeers();
     server.host.start();
@@ -556,6 +591,7 @@ export class ConcordServer {
         this.storageStep('quota-check', () => this.checkQuota());
       }, QUOTA_CHECK_INTERVAL_MS),
     );
+    this.timers.push(setInterval(() => void this.rotationStep(), REENCRYPT_STEP_MS));
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
     this.timers.push(
       setInterval(() => {
@@ -764,11 +800,19 @@ export class ConcordServer {
       owners.push(mine);
     }
     // Membership rides in the same LMDB transaction as the entries that changed it.
-    const meta = membersChanged ? { [META_MEMBERS]: this.members.encode() } : undefined;
+    const keyId = this.encryptionKeyApplied;
+    this.encryptionKeyApplied = undefined;
+    const meta = membersChanged
+      ? {
+          [META_MEMBERS]: this.members.encode(),
+          ...(keyId === undefined ? {} : { [META_ENCRYPTION_KEY]: Buffer.from(keyId) }),
+        }
+      : undefined;
     const applyStartMs = performance.now();
     const results = this.keyspace.applyBatch(batch, meta === undefined ? {} : { meta });
     this.noteApplyDuration(performance.now() - applyStartMs, batch);
     if (membersChanged) this.syncPeers();
+    if (keyId !== undefined) this.switchEncryptionKey(keyId);
     const nowMs = Date.now();
     for (let i = 0; i < results.length; i++) {
       const result = results[i]!;
@@ -867,6 +911,9 @@ export class ConcordServer {
   /** Applies a cluster op; an alarm op returns what etcd's apply answers (the alarm it changed). */
   private applyClusterOp(op: ClusterOp): Alarm[] | undefined {
     switch (op.type) {
+      case 'encryptionKey':
+        this.encryptionKeyApplied = op.keyId;
+        return undefined;
       case 'publishMember':
         this.members.publish(op.memberId, op.name, op.clientUrls);
         if (op.memberId === this.memberId) this.published = true;
@@ -908,6 +955,11 @@ export class ConcordServer {
     rmSync(path, { force: true });
     this.members = loadMembers(this.keyspace) ?? this.members;
     this.alarmGuard = alarmGuardAfterRestart(this.members);
+    if (this.encryption !== undefined) {
+      adoptAgreedKey(this.keyspace, this.encryption);
+      // The leader's copy may hold records sealed under an older key: re-seal them here too.
+      this.resumeRotation();
+    }
     this.leases.clear();
     const nowMs = Date.now();
     for (const lease of this.keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
@@ -927,11 +979,16 @@ export class ConcordServer {
     void this.takeSnapshot();
   }
 
-  /** Never rejects: a failing step stops the member, named by the step. */
-  private async takeSnapshot(): Promise<void> {
+  /**
+   * Never rejects: a failing step stops the member, named by the step. `force` (the end of a key
+   * rotation): whatever --snapshot-count says, and then the WAL is released up to the snapshot
+   * (no catch-up entries kept) and only this snapshot file is kept. Resolves whether it took one.
+   */
+  private async takeSnapshot(force = false): Promise<boolean> {
     const applied = this.keyspace.appliedIndex();
-    if (this.snapshotting || applied - this.snapshotIndex < this.config.snapshotCount) return;
-    if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return;
+    if (this.snapshotting || (!force && applied - this.snapshotIndex < this.config.snapshotCount))
+      return false;
+    if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return false;
     this.snapshotting = true;
     let step: FailStopOperation = 'snapshot-create';
     try {
@@ -943,12 +1000,12 @@ export class ConcordServer {
       // membership change (or installed snapshot) came in between. Otherwise try again later.
       if (this.stopped || this.confChanges !== confChangesBefore) {
         rmSync(scratch, { force: true });
-        return;
+        return false;
       }
       const metadata = { index, term: this.storage.term(index), confState: this.confState };
       await this.snapshots.write(metadata, readFileChunks(scratch));
       rmSync(scratch, { force: true });
-      if (this.stopped || this.confChanges !== confChangesBefore) return;
+      if (this.stopped || this.confChanges !== confChangesBefore) return false;
       step = 'wal-release';
       this.storage.createSnapshot(index, metadata.confState, EMPTY_BYTES);
       this.wal.saveSnapshotMarker(GROUP_ID, metadata);
@@ -957,15 +1014,163 @@ export class ConcordServer {
       // The WAL may drop only entries the store holds on disk: a power cut rolls the store back
       // to its last synced commit, and the WAL must still hold every entry after it.
       await this.keyspace.sync();
-      await this.wal.releaseTo(GROUP_ID, Math.min(index, compactTo));
+      await this.wal.releaseTo(GROUP_ID, force ? index : Math.min(index, compactTo));
       step = 'snapshot-prune';
-      await this.snapshots.prune();
+      await this.snapshots.prune(force ? 1 : undefined);
       this.snapshotIndex = index;
       this.log.info('took a snapshot', { index, bytes: info.bytes });
+      return true;
     } catch (error) {
       this.failStop(step, error);
+      return false;
     } finally {
       this.snapshotting = false;
+    }
+  }
+
+  // ---- encryption at rest: key rotation --------------------------------------------------------
+
+  /**
+   * `concordctl encryption rotate-key ID`: this member reads its key file again and, if it holds
+   * `keyId`, proposes the switch; every member switches when it applies the entry (and stops if
+   * its own key file lacks the key: add it to every member's file first).
+   */
+  async rotateEncryptionKey(keyId: string): Promise<{ activeKeyId: string }> {
+    const keys = this.encryption;
+    if (keys === undefined)
+      throw new Error('encryption at rest is off on this member (no --encryption-key-file)');
+    keys.reload();
+    keys.require(keyId);
+    const outcome = await this.propose({ type: 'encryptionKey', keyId });
+    if (outcome.status === 'error') throw outcome.error;
+    return { activeKeyId: keys.activeKeyId() };
+  }
+
+  /** What `concordctl encryption status` shows for this member. */
+  encryptionStatus(): Record<string, unknown> {
+    const keys = this.encryption;
+    if (keys === undefined) return { memberId: formatId(this.memberId), enabled: false };
+    const keyspace = Object.fromEntries(this.keyspace.encryptionKeyUse());
+    const wal = this.wal.keyIdsInUse();
+    const inUse = [...new Set([...Object.keys(keyspace), ...wal, keys.activeKeyId()])].sort();
+    return {
+      memberId: formatId(this.memberId),
+      enabled: true,
+      activeKeyId: keys.activeKeyId(),
+      keyFileIds: keys.keyIds(),
+      keyIdsInUse: inUse,
+      keyspaceRecordsByKeyId: keyspace,
+      walKeyIds: wal,
+      reencryption: this.rotation?.phase ?? 'idle',
+    };
+  }
+
+  /**
+   * The admin calls behind `concordctl encryption` on the client URL (a Concord extension, JSON):
+   * GET /concord/v1/encryption/status, POST /concord/v1/encryption/rotate-key {"keyId": "…"}.
+   */
+  async encryptionRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
+    const reply = (status: number, body: unknown): true => {
+      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      return true;
+    };
+    if (path === '/concord/v1/encryption/status' && request.method === 'GET') {
+      return reply(200, this.encryptionStatus());
+    }
+    if (path !== '/concord/v1/encryption/rotate-key' || request.method !== 'POST') return false;
+    let body = '';
+    for await (const chunk of request) {
+      body += chunk;
+      if (body.length > ROTATE_REQUEST_BYTES_MAX) return reply(400, { error: 'request too large' });
+    }
+    let keyId: unknown;
+    try {
+      keyId = (JSON.parse(body || '{}') as { keyId?: unknown }).keyId;
+    } catch {
+      return reply(400, { error: 'the body must be JSON: {"keyId": "<id>"}' });
+    }
+    if (typeof keyId !== 'string' || keyId === '') return reply(400, { error: 'keyId is required' });
+    try {
+      return reply(200, await this.rotateEncryptionKey(keyId));
+    } catch (error) {
+      return reply(400, { error: (error as Error).message });
+    }
+  }
+
+  /** Applied an encryptionKey entry: seal everything new with `keyId`, re-seal the rest in the background. */
+  private switchEncryptionKey(keyId: string): void {
+    const keys = this.encryption;
+    if (keys === undefined) {
+      this.log.warn(
+        'the cluster switched its encryption key, but this member runs without encryption at rest',
+        {
+          keyId,
+        },
+      );
+      return;
+    }
+    try {
+      keys.reload();
+      keys.setActive(keyId);
+    } catch (error) {
+      this.failStop('encryption', error);
+      return;
+    }
+    this.log.info('encryption key switched; re-encrypting older data in the background', { keyId });
+    this.keyspace.restartReencryption();
+    this.rotation = { keyId, phase: 'keyspace', walLastIndex: 0, noopProposed: false };
+  }
+
+  /** After a start or an installed snapshot: finish re-encrypting whatever an older key still seals. */
+  private resumeRotation(): void {
+    const keys = this.encryption;
+    if (keys === undefined) return;
+    const active = keys.activeKeyId();
+    const stale =
+      [...this.keyspace.encryptionKeyUse().keys()].some((id) => id !== active) ||
+      this.wal.keyIdsInUse().some((id) => id !== active);
+    if (!stale) return;
+    this.keyspace.restartReencryption();
+    this.rotation = { keyId: active, phase: 'keyspace', walLastIndex: 0, noopProposed: false };
+  }
+
+  /** One step of the pass after a rotation (a timer drives it; one step at a time). */
+  private async rotationStep(): Promise<void> {
+    const rotation = this.rotation;
+    if (rotation === undefined || this.stopped || this.rotationStepRunning) return;
+    this.rotationStepRunning = true;
+    try {
+      if (rotation.phase === 'keyspace') {
+        const more = await this.exclusive(async () =>
+          this.keyspace.reencryptStep(REENCRYPT_RECORDS_PER_STEP),
+        );
+        if (!more) rotation.phase = 'wal';
+        return;
+      }
+      if (rotation.phase === 'wal') {
+        // Every entry sealed under an older key is at or below lastIndex, in a segment that the
+        // rollover seals; a snapshot at or above it lets the WAL delete those segments.
+        rotation.walLastIndex = this.storage.lastIndex();
+        await this.wal.rolloverNow();
+        rotation.phase = 'snapshot';
+        return;
+      }
+      const applied = this.keyspace.appliedIndex();
+      if (applied <= this.storage.snapshot().metadata.index) {
+        // Nothing applied since the last snapshot (taken before the pass): an empty entry makes one possible.
+        if (!rotation.noopProposed) void this.propose({ type: 'noop' }).catch(() => undefined);
+        rotation.noopProposed = true;
+        return;
+      }
+      if (applied < rotation.walLastIndex) return;
+      if (!(await this.takeSnapshot(true))) return;
+      if (this.rotation !== rotation) return;
+      this.rotation = undefined;
+      this.log.info('re-encryption finished', { keyId: rotation.keyId, walKeyIds: this.wal.keyIdsInUse() });
+    } catch (error) {
+      this.failStop('encryption', error);
+    } finally {
+      this.rotationStepRunning = false;
     }
   }
 
@@ -1773,7 +1978,12 @@ function snapshotBytesMaxFor(quotaBackendBytes: number): number {
 }
 
 function isClusterOp(op: ServerOp): op is ClusterOp {
-  return op.type === 'publishMember' || op.type === 'updateMember' || op.type === 'alarm';
+  return (
+    op.type === 'publishMember' ||
+    op.type === 'updateMember' ||
+    op.type === 'alarm' ||
+    op.type === 'encryptionKey'
+  );
 }
 
 /** The alarm guard a member starts with (etcd's restoreAlarms): CORRUPT's if raised, else NOSPACE's. */
@@ -1941,4 +2151,10 @@ async function installSnapshotFile(
   await snapshots.installTo(path, staged);
   await keyspace.restoreSnapshot(staged);
   rmSync(staged, { force: true });
+}
+
+/** Makes the key id the cluster agreed on last (kept in the keyspace's meta) the active one. */
+function adoptAgreedKey(keyspace: Keyspace, keys: EncryptionKeys): void {
+  const agreed = keyspace.getMeta(META_ENCRYPTION_KEY);
+  if (agreed !== undefined) keys.setActive(Buffer.from(agreed).toString());
 }

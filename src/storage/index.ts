@@ -1,4 +1,5 @@
 // Durable storage: the write-ahead log shared by a node's Raft groups, and snapshot files.
+export * from './encryption.js';
 export * from './errors.js';
 export * from './snapshot-store.js';
 export {

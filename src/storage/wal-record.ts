@@ -16,10 +16,15 @@
 //   SnapshotMarker u64 group | u64 index | u64 term | conf state
 //                  (4 x (u32 count | count x u64): voters, learners, votersOutgoing, learnersNext;
 //                   then u8 autoLeave)
+//   SealedEntries  an Entries payload sealed with AES-256-GCM (encryption.ts envelope: key id,
+//                  nonce, ciphertext, tag; aad "concord/wal-entries"). Written instead of Entries
+//                  when the member runs with --encryption-key-file; the other record types hold
+//                  no user data and stay as they are.
 
 import { crc32 } from 'node:zlib';
 import type { Entry, EntryType, HardState, SnapshotMetadata } from '../raft/types.js';
 import { confStateBytes, DecodeError, Reader, Writer } from './codec.js';
+import { EncryptionError, type EncryptionKeys, envelopeKeyId, envelopeOverheadBytes } from './encryption.js';
 import { assertNever } from './errors.js';
 
 export const RECORD_HEADER_BYTES = 9;
@@ -31,12 +36,15 @@ export enum RecordType {
   HardState = 2,
   Entries = 3,
   SnapshotMarker = 4,
+  SealedEntries = 5,
 }
+
+const SEALED_ENTRIES_AAD = Buffer.from('concord/wal-entries');
 
 export type WalRecord =
   | { type: RecordType.SegmentHeader; seq: number }
   | { type: RecordType.HardState; group: number; hardState: HardState }
-  | { type: RecordType.Entries; group: number; entries: Entry[] }
+  | { type: RecordType.Entries; group: number; entries: Entry[]; keyId?: string }
   | { type: RecordType.SnapshotMarker; group: number; metadata: SnapshotMetadata };
 
 const ENTRY_FIXED_BYTES = 8 + 8 + 1 + 4;
@@ -95,6 +103,22 @@ export function encodeEntries(group: number, entries: readonly Entry[], payloadB
   });
 }
 
+/** Payload bytes of the SealedEntries record for an Entries payload of `payloadBytes` under `keys`' active key. */
+export function sealedEntriesPayloadBytes(payloadBytes: number, keys: EncryptionKeys): number {
+  return payloadBytes + envelopeOverheadBytes(keys.activeKeyId());
+}
+
+export function encodeSealedEntries(
+  group: number,
+  entries: readonly Entry[],
+  payloadBytes: number,
+  keys: EncryptionKeys,
+): Buffer {
+  const plain = encodeEntries(group, entries, payloadBytes).subarray(RECORD_HEADER_BYTES);
+  const sealed = keys.seal(plain, SEALED_ENTRIES_AAD);
+  return frame(RecordType.SealedEntries, sealed.length, (w) => w.bytes(sealed));
+}
+
 export function encodeSnapshotMarker(group: number, meta: SnapshotMetadata): Buffer {
   return frame(RecordType.SnapshotMarker, 24 + confStateBytes(meta.confState), (w) => {
     w.u64(group);
@@ -104,16 +128,45 @@ export function encodeSnapshotMarker(group: number, meta: SnapshotMetadata): Buf
   });
 }
 
+/** What decoding a sealed record needs: the key ring (absent: the member runs without encryption). */
+export interface RecordDecodeContext {
+  keys?: EncryptionKeys;
+  /** Names the record in errors, e.g. "<file> at byte offset <n>". */
+  where: string;
+}
+
 /**
- * Decodes the payload of a record whose CRC has already been verified. Throws DecodeError.
- * Entry data in the result are views of buf.
+ * Decodes the payload of a record whose CRC has already been verified. Throws DecodeError, or
+ * EncryptionError for a sealed record without the key it names or whose tag does not verify.
+ * Entry data in the result are views of buf (or of the decrypted payload).
  */
-export function decodeRecord(buf: Buffer, start: number, end: number): WalRecord {
-  const r = new Reader(buf, start + RECORD_HEADER_BYTES, end);
+export function decodeRecord(
+  buf: Buffer,
+  start: number,
+  end: number,
+  context: RecordDecodeContext = { where: 'WAL record' },
+): WalRecord {
   const type = buf[start + 8]! as RecordType;
+  if (type === RecordType.SealedEntries)
+    return decodeSealedEntries(buf.subarray(start + RECORD_HEADER_BYTES, end), context);
+  const r = new Reader(buf, start + RECORD_HEADER_BYTES, end);
   const record = decodePayload(type, r, start);
   r.expectEnd();
   return record;
+}
+
+function decodeSealedEntries(sealed: Buffer, context: RecordDecodeContext): WalRecord {
+  if (context.keys === undefined) {
+    throw new EncryptionError(
+      'ENCRYPTION_KEY_MISSING',
+      `${context.where}: the WAL is encrypted; start the member with --encryption-key-file`,
+    );
+  }
+  const plain = context.keys.open(sealed, SEALED_ENTRIES_AAD, context.where);
+  const r = new Reader(plain, 0, plain.length);
+  const record = decodeEntries(r, 0);
+  r.expectEnd();
+  return { ...record, keyId: envelopeKeyId(sealed, context.where) } as WalRecord;
 }
 
 function decodePayload(type: RecordType, r: Reader, start: number): WalRecord {
@@ -137,6 +190,8 @@ function decodePayload(type: RecordType, r: Reader, start: number): WalRecord {
       const term = r.u64();
       return { type, group, metadata: { index, term, confState: r.confState() } };
     }
+    case RecordType.SealedEntries:
+      throw new DecodeError('sealed entries decoded as plain', start + 8);
     default:
       throw new DecodeError(`unknown record type ${type as number}`, start + 8);
   }
@@ -173,6 +228,8 @@ export function recordTypeName(type: RecordType): string {
       return 'entries';
     case RecordType.SnapshotMarker:
       return 'snapshot-marker';
+    case RecordType.SealedEntries:
+      return 'sealed-entries';
     default:
       return assertNever(type);
   }

@@ -8,6 +8,7 @@
 
 import { join } from 'node:path';
 import { DecodeError, isAllZero } from './codec.js';
+import type { EncryptionKeys } from './encryption.js';
 import { WalCorruptionError } from './errors.js';
 import { decodeRecord, RECORD_HEADER_BYTES, RecordType, recordCrc, type WalRecord } from './wal-record.js';
 
@@ -55,12 +56,18 @@ export interface ScannedSegment {
  * only when nothing but zeros follows it: that is the shape an interrupted append leaves in a
  * preallocated file. Anything else throws WalCorruptionError with the file and offset.
  */
-export function scanSegment(path: string, seq: number, buf: Buffer, isLast: boolean): ScannedSegment {
+export function scanSegment(
+  path: string,
+  seq: number,
+  buf: Buffer,
+  isLast: boolean,
+  keys?: EncryptionKeys,
+): ScannedSegment {
   const records: ScannedRecord[] = [];
   let offset = 0;
   let torn: TornTail | null = null;
   while (offset < buf.length) {
-    const step = scanOne(path, buf, offset);
+    const step = scanOne(path, buf, offset, keys);
     if (step.kind === 'end') break;
     if (step.kind === 'record') {
       checkPlacement(path, seq, step.record, offset, records.length);
@@ -100,7 +107,7 @@ type ScanStep =
   | { kind: 'record'; record: WalRecord; next: number }
   | { kind: 'bad'; reason: string; claimedEnd: number };
 
-function scanOne(path: string, buf: Buffer, offset: number): ScanStep {
+function scanOne(path: string, buf: Buffer, offset: number, keys: EncryptionKeys | undefined): ScanStep {
   const remaining = buf.length - offset;
   if (remaining < RECORD_HEADER_BYTES) {
     if (isAllZero(buf, offset, buf.length)) return { kind: 'end' };
@@ -127,7 +134,8 @@ function scanOne(path: string, buf: Buffer, offset: number): ScanStep {
     return { kind: 'bad', reason: 'CRC mismatch', claimedEnd: end };
   }
   try {
-    return { kind: 'record', record: decodeRecord(buf, offset, end), next: end };
+    const where = `WAL ${path} at byte offset ${offset}`;
+    return { kind: 'record', record: decodeRecord(buf, offset, end, { keys, where }), next: end };
   } catch (err) {
     // The CRC matched, so this is not a torn write: the writer produced it. Never forgivable.
     if (err instanceof DecodeError)

@@ -28,6 +28,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, unlink } from 
 import { join } from 'node:path';
 import type { Entry, HardState, SnapshotMetadata } from '../raft/types.js';
 import { DirLock } from './dir-lock.js';
+import type { EncryptionKeys } from './encryption.js';
 import {
   invariant,
   WalClosedError,
@@ -40,11 +41,13 @@ import {
 import {
   encodeEntries,
   encodeHardState,
+  encodeSealedEntries,
   encodeSegmentHeader,
   encodeSnapshotMarker,
   entriesPayloadBytes,
   RECORD_HEADER_BYTES,
   RecordType,
+  sealedEntriesPayloadBytes,
 } from './wal-record.js';
 import { type RecoveredGroup, Replay } from './wal-replay.js';
 import {
@@ -81,6 +84,11 @@ export interface WalOptions {
    */
   preallocate?: 'sparse' | 'zero-fill';
   io?: Partial<WalIo>;
+  /**
+   * Seal entry records with AES-256-GCM under the ring's active key (read at each append, so a
+   * rotation applies to the next record), and open sealed ones on recovery. Absent: plain records.
+   */
+  encryption?: EncryptionKeys;
 }
 
 export interface RecoveredState {
@@ -151,6 +159,8 @@ interface PendingRecord {
   marker?: SnapshotMetadata;
   /** For entries records: the highest index written. */
   lastIndex?: number;
+  /** For sealed entries records: the key id they are sealed with. */
+  keyId?: string;
 }
 
 interface SealedSegment {
@@ -158,6 +168,8 @@ interface SealedSegment {
   path: string;
   /** Highest entry index each group wrote in this segment. */
   maxIndexByGroup: Map<number, number>;
+  /** Encryption key ids its sealed entries records are sealed with. */
+  keyIds: Set<string>;
 }
 
 interface ActiveSegment extends SealedSegment {
@@ -197,12 +209,15 @@ export class Wal {
   private readonly recordBytesMax: number;
   private readonly pendingBytesMax: number;
   private readonly preallocate: 'sparse' | 'zero-fill';
+  private readonly encryption: EncryptionKeys | undefined;
   private readonly sealed: SealedSegment[];
   private active: ActiveSegment;
   private readonly cursors = new Map<number, GroupCursor>();
   /** Hard state and marker per group as of the records already placed in segments. */
   private readonly placedHardStates = new Map<number, HardState>();
   private readonly placedMarkers = new Map<number, SnapshotMetadata>();
+  /** The newest hard state per group handed to the WAL (buffered, in flight or placed). */
+  private readonly bufferedHardStates = new Map<number, HardState>();
   private readonly released = new Map<number, number>();
   private pending: PendingRecord[] = [];
   private pendingBytes = 0;
@@ -214,6 +229,8 @@ export class Wal {
   private failure: WalFailedError | null = null;
   private closed = false;
   private purgeChain: Promise<number> = Promise.resolve(0);
+  /** The next batch starts a new segment (rolloverNow). */
+  private rolloverRequested = false;
   private lock: DirLock | null = null;
   private readonly counters: WalStats = {
     batches: 0,
@@ -252,6 +269,7 @@ export class Wal {
     this.recordBytesMax = options.recordBytesMax ?? DEFAULT_RECORD_BYTES_MAX;
     this.pendingBytesMax = options.pendingBytesMax ?? DEFAULT_PENDING_BYTES_MAX;
     this.preallocate = options.preallocate ?? 'sparse';
+    this.encryption = options.encryption;
     this.sealed = sealed;
     this.active = active;
   }
@@ -289,17 +307,20 @@ export class Wal {
     const sealed: SealedSegment[] = [];
     let last: { seq: number; validEnd: number; fileBytes: number; torn: TornTail | null } | null = null;
     let lastMaxIndexes = new Map<number, number>();
+    let lastKeyIds = new Set<string>();
     for (let i = 0; i < seqs.length; i++) {
       const seq = seqs[i]!;
       const path = segmentPath(dir, seq);
       const buf = await readFile(path);
-      const scan = scanSegment(path, seq, buf, i === seqs.length - 1);
+      const scan = scanSegment(path, seq, buf, i === seqs.length - 1, options.encryption);
       for (const { record, offset } of scan.records) replay.apply(record, path, offset);
       replay.detachFrom(buf.buffer);
-      if (i < seqs.length - 1) sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records) });
+      if (i < seqs.length - 1)
+        sealed.push({ seq, path, maxIndexByGroup: maxIndexes(scan.records), keyIds: keyIdsOf(scan.records) });
       else {
         last = scan;
         lastMaxIndexes = maxIndexes(scan.records);
+        lastKeyIds = keyIdsOf(scan.records);
       }
     }
     replay.finish();
@@ -314,6 +335,7 @@ export class Wal {
       offset: last.validEnd,
       size: last.fileBytes,
       maxIndexByGroup: lastMaxIndexes,
+      keyIds: lastKeyIds,
     };
     const wal = new Wal(dir, options, sealed, active);
     wal.adoptRecovered(replay);
@@ -359,6 +381,7 @@ export class Wal {
     checkId('commit', hardState.commit);
     const hs: HardState = { term: hardState.term, vote: hardState.vote, commit: hardState.commit };
     this.enqueue({ bytes: encodeHardState(group, hs), group, hardState: hs }, eager);
+    this.bufferedHardStates.set(group, hs);
   }
 
   /**
@@ -384,8 +407,13 @@ export class Wal {
       );
     }
     const payloadBytes = entriesPayloadBytes(entries);
-    this.checkRecordSize(payloadBytes);
-    this.enqueue({ bytes: encodeEntries(group, entries, payloadBytes), group, lastIndex: last });
+    const keys = this.encryption;
+    this.checkRecordSize(keys === undefined ? payloadBytes : sealedEntriesPayloadBytes(payloadBytes, keys));
+    const bytes =
+      keys === undefined
+        ? encodeEntries(group, entries, payloadBytes)
+        : encodeSealedEntries(group, entries, payloadBytes, keys);
+    this.enqueue({ bytes, group, lastIndex: last, keyId: keys?.activeKeyId() });
     cursor.lastIndex = last;
   }
 
@@ -430,6 +458,27 @@ export class Wal {
     if (this.failure || batch === null || this.inflightBatch !== null) return this.sync();
     void this.flush();
     return batch.promise;
+  }
+
+  /**
+   * Starts a new segment now (the next batch goes to it) and resolves once it is durable: after
+   * a key rotation, so that the records sealed under the old key sit only in sealed segments,
+   * which releaseTo can delete. Writes each group's current hard state again to make the batch.
+   */
+  rolloverNow(): Promise<void> {
+    this.checkWritable();
+    this.rolloverRequested = true;
+    // The newest hard state of each group, never an older one after a newer one still in flight.
+    const latest = new Map([...this.placedHardStates, ...this.bufferedHardStates]);
+    for (const [group, hardState] of latest) this.bufferHardState(group, hardState, true);
+    return this.sync();
+  }
+
+  /** Encryption key ids that sealed entries records in the segments still on disk use. */
+  keyIdsInUse(): string[] {
+    const ids = new Set<string>();
+    for (const segment of [...this.sealed, this.active]) for (const id of segment.keyIds) ids.add(id);
+    return [...ids].sort();
   }
 
   /**
@@ -576,8 +625,13 @@ export class Wal {
   private async writeBatch(records: PendingRecord[]): Promise<void> {
     let run: Buffer[] = [];
     let runBytes = 0;
-    for (const record of records) {
-      if (this.active.offset + runBytes + record.bytes.length > this.active.size) {
+    const rolloverRequested = this.rolloverRequested;
+    this.rolloverRequested = false;
+    for (const [i, record] of records.entries()) {
+      if (
+        (i === 0 && rolloverRequested) ||
+        this.active.offset + runBytes + record.bytes.length > this.active.size
+      ) {
         if (runBytes > 0) await this.writeRun(run, runBytes);
         run = [];
         runBytes = 0;
@@ -598,6 +652,7 @@ export class Wal {
   }
 
   private place(record: PendingRecord): void {
+    if (record.keyId !== undefined) this.active.keyIds.add(record.keyId);
     if (record.hardState) this.placedHardStates.set(record.group, record.hardState);
     if (record.marker) this.placedMarkers.set(record.group, record.marker);
     if (record.lastIndex !== undefined) {
@@ -619,8 +674,8 @@ export class Wal {
     const next = await createSegment(this.dir, seq, head, options, this.io);
     this.counters.segmentsCreated++;
     const previous = this.active;
-    const { seq: prevSeq, path, maxIndexByGroup } = previous;
-    this.sealed.push({ seq: prevSeq, path, maxIndexByGroup });
+    const { seq: prevSeq, path, maxIndexByGroup, keyIds } = previous;
+    this.sealed.push({ seq: prevSeq, path, maxIndexByGroup, keyIds });
     this.active = next;
     await previous.fh.close();
     // The segment just sealed may hold nothing any group still needs.
@@ -659,6 +714,14 @@ export class Wal {
     }
     return deleted;
   }
+}
+
+/** Key ids of the sealed entries records of one recovered segment. */
+function keyIdsOf(records: readonly ScannedRecord[]): Set<string> {
+  const ids = new Set<string>();
+  for (const { record } of records)
+    if (record.type === RecordType.Entries && record.keyId) ids.add(record.keyId);
+  return ids;
 }
 
 /** Highest entry index per group in one recovered segment, for deciding what may be deleted. */
@@ -750,7 +813,7 @@ async function createSegment(
     await fh.close();
     throw err;
   }
-  return { seq, path, fh, offset: headBytes.length, size, maxIndexByGroup: new Map() };
+  return { seq, path, fh, offset: headBytes.length, size, maxIndexByGroup: new Map(), keyIds: new Set() };
 }
 
 const ZERO_FILL_BLOCK = Buffer.alloc(1024 * 1024);

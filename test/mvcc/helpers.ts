@@ -21,6 +21,8 @@ export function norm(v: unknown): unknown {
 
 export interface TempKeyspace {
   ks: Keyspace;
+  /** The options reopen() uses (a test may change them, e.g. the key ring). */
+  options: KeyspaceOptions;
   dir: string;
   reopen(): Promise<Keyspace>;
   cleanup(): Promise<void>;
@@ -36,10 +38,11 @@ export function openTemp(userOptions: KeyspaceOptions = {}): TempKeyspace {
   const dir = tempDir();
   const t: TempKeyspace = {
     ks: Keyspace.open(join(dir, 'ks'), options),
+    options,
     dir,
     async reopen() {
       await t.ks.close();
-      t.ks = Keyspace.open(join(dir, 'ks'), options);
+      t.ks = Keyspace.open(join(dir, 'ks'), t.options);
       return t.ks;
     },
     async cleanup() {

@@ -5,7 +5,9 @@
 // or made real on disk.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -88,6 +90,30 @@ describe('fail-stop: a single member', { timeout: 180_000 }, () => {
     await put(server, 'before');
     return server;
   }
+
+  it('a stored record whose AES-GCM tag fails on read stops the member (encryption)', async () => {
+    await cluster?.dispose();
+    const keyDir = mkdtempSync(join(tmpdir(), 'concord-keys-'));
+    try {
+      const keyFile = join(keyDir, 'keys');
+      writeFileSync(keyFile, `k1:${randomBytes(32).toString('base64')}\n`);
+      cluster = await InProcessCluster.start({ size: 1, encryptionKeyFile: keyFile });
+      const server = cluster.server(0);
+      await put(server, 'before');
+      // Other key bytes under the same id; a rotation to "k1" makes the member read the file again.
+      writeFileSync(keyFile, `k1:${randomBytes(32).toString('base64')}\n`);
+      await server.rotateEncryptionKey('k1');
+      await assert.rejects(server.range({ key: enc('before') }), /corrupt keyspace/);
+      await assertFailStopped(
+        cluster,
+        0,
+        'encryption',
+        /authentication failed with encryption key \\?"k1\\?"/,
+      );
+    } finally {
+      rmSync(keyDir, { recursive: true, force: true });
+    }
+  });
 
   it('a failed WAL fdatasync stops the member', async () => {
     let armed = false;

@@ -17,6 +17,8 @@ export interface InProcessOptions {
   snapshotCount?: number;
   snapshotCatchUpEntries?: number;
   quotaBackendBytes?: number;
+  /** --encryption-key-file of every member. */
+  encryptionKeyFile?: string;
   /** Hooks per member index, used at every start of that member. */
   hooks?: Array<StorageHooks | undefined>;
 }
@@ -150,6 +152,7 @@ function memberConfig(
     logLevel: 'info',
     experimentalFaultInjection: false,
     experimentalStaleReads: false,
+    ...(options.encryptionKeyFile === undefined ? {} : { encryptionKeyFile: options.encryptionKeyFile }),
   };
 }
 

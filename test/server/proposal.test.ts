@@ -113,6 +113,10 @@ const serverOp: fc.Arbitrary<ServerOp> = fc.oneof(
     memberId: rev,
     alarm: fc.constantFrom('NOSPACE' as const, 'CORRUPT' as const),
   }),
+  fc.record({
+    type: fc.constant('encryptionKey' as const),
+    keyId: fc.stringMatching(/^[A-Za-z0-9._-]{1,32}$/),
+  }),
 );
 
 test('every proposal survives an encode/decode round trip unchanged', () => {

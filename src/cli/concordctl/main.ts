@@ -6,6 +6,7 @@ import { checkCapacity } from './capacity.js';
 import * as cluster from './cluster.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
 import * as coord from './coord.js';
+import * as encryption from './encryption.js';
 import * as kv from './kv.js';
 import * as lease from './lease.js';
 import { type Output, parseWriteOut } from './output.js';
@@ -100,6 +101,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
   alarm: { list: cluster.alarmList, disarm: cluster.alarmDisarm },
   'move-leader': cluster.moveLeader,
   check: { perf: checkPerf, capacity: checkCapacity },
+  encryption: { 'rotate-key': encryption.rotateKey, status: encryption.status },
 };
 
 /** Commands that never talk to a server. */
