@@ -98,6 +98,11 @@ const CLIENT_TIMEOUT_US = 300_000;
 /** Share of client operations that are linearizable reads (ReadIndex) rather than writes. */
 const READ_PROBABILITY = 0.25;
 const LIVENESS_CHECK_US = 10_000;
+/**
+ * Microtask rounds one event may take before the host loops are idle or wait for a disk; the
+ * core's own livelock check (Ready cycles per event) fires long before this.
+ */
+const SETTLE_ROUNDS_MAX = 1_000_000;
 const DECOMMISSION_DELAY_US = 1_000_000;
 
 type SimEvent =
@@ -166,6 +171,10 @@ export class Simulation implements SimNodeHost {
   private done = false;
   private events = 0;
   private current: SimEvent | undefined;
+  /** Host callbacks due at the end of the current event (the simulated setImmediate queue). */
+  private soonQueue: Array<() => void> = [];
+  /** The first error a host loop stopped on; the run fails with it once the event settles. */
+  private fatal: Error | undefined;
   private readonly unreachableReportedAtUs = new Map<string, number>();
   private readonly stats = {
     proposals: 0,
@@ -222,10 +231,10 @@ export class Simulation implements SimNodeHost {
     for (const id of voters) this.addNode(id, SimDisk.bootstrap(this.membership, new Uint8Array(0)));
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     try {
       this.schedule();
-      this.loop();
+      await this.loop();
       this.finalChecks();
     } catch (err) {
       const during = this.current ? ` (handling ${describeEvent(this.current)})` : '';
@@ -297,6 +306,19 @@ export class Simulation implements SimNodeHost {
 
   scheduleFsync(node: SimNode, delayUs: number): void {
     this.queue.after(delayUs, { kind: 'fsync', node, incarnation: node.incarnation });
+  }
+
+  soon(run: () => void): void {
+    this.soonQueue.push(run);
+  }
+
+  onFatal(node: SimNode, error: Error): void {
+    this.trace(`n${node.id} host loop stopped: ${error.message}`);
+    this.fatal ??= error;
+  }
+
+  get tracing(): boolean {
+    return this.options.trace !== undefined;
   }
 
   onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void {
@@ -384,7 +406,8 @@ export class Simulation implements SimNodeHost {
 
   // ---- the event loop ----------------------------------------------------------------------
 
-  private loop(): void {
+  private async loop(): Promise<void> {
+    await this.settle();
     while (!this.done) {
       const item = this.queue.pop();
       if (!item) throw new SimulatorError('event queue ran dry');
@@ -392,7 +415,36 @@ export class Simulation implements SimNodeHost {
         throw new SimulatorError(`more than ${EVENTS_PER_RUN_MAX} events`);
       this.current = item.event;
       this.handle(item.event);
+      await this.settle();
     }
+  }
+
+  /**
+   * Finishes the current event as Node finishes a turn: the host loops run on (microtasks) until
+   * each is idle or waits for its simulated fsync, then the callbacks queued for the end of the
+   * turn (the hosts' batches, as setImmediate) run, and so on until nothing is left. Virtual time
+   * stands still meanwhile. Then each node that acted is checked.
+   */
+  private async settle(): Promise<void> {
+    for (let rounds = 0; ; rounds++) {
+      if (rounds > SETTLE_ROUNDS_MAX)
+        throw new InvariantViolation('core-contract', `host loops still busy after ${rounds} rounds`);
+      if (this.fatal) throw this.fatal;
+      if (this.hostsRunning()) {
+        await null;
+        continue;
+      }
+      if (this.soonQueue.length === 0) break;
+      const runs = this.soonQueue;
+      this.soonQueue = [];
+      for (const run of runs) run();
+    }
+    for (const node of this.nodes.values()) if (node.touched) node.afterEvent();
+  }
+
+  private hostsRunning(): boolean {
+    for (const node of this.nodes.values()) if (node.hostRunning) return true;
+    return false;
   }
 
   /** The node an event acts on, when that node could be paused. */
@@ -827,7 +879,7 @@ export class Simulation implements SimNodeHost {
   }
 }
 
-export function runSimulation(options: SimOptions): SimResult {
+export function runSimulation(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
 }
 
