@@ -362,10 +362,35 @@ export class SimNode {
   private sender(): MessageSender {
     return {
       send: (messages) => {
-        for (const m of messages) this.sim.send(this, m.type === MessageType.Snapshot ? this.withData(m) : m);
+        for (const m of messages) {
+          this.checkDurable(m);
+          this.sim.send(this, m.type === MessageType.Snapshot ? this.withData(m) : m);
+        }
       },
       flush: () => undefined,
     };
+  }
+
+  /**
+   * A granted vote (a Paxos promise) vouches for a durable term, an append acknowledgement for
+   * durable entries up to its index: what a crash right now would keep. The host must not let
+   * either leave before its fsync (Ready.messagesAfterPersist).
+   */
+  private checkDurable(m: Message): void {
+    if (m.reject) return;
+    const durable = this.disk.hardState;
+    if (m.type === MessageType.VoteResponse && durable.term < m.term) {
+      throw new InvariantViolation(
+        'ack-before-durable',
+        `n${this.id} grants n${m.to} its vote in term ${m.term} while its disk holds term ${durable.term}`,
+      );
+    }
+    if (m.type === MessageType.AppendResponse && m.index > this.disk.lastIndex()) {
+      throw new InvariantViolation(
+        'ack-before-durable',
+        `n${this.id} acknowledges entries up to ${m.index} to n${m.to} while its disk holds up to ${this.disk.lastIndex()}`,
+      );
+    }
   }
 
   /**

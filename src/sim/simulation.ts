@@ -34,6 +34,11 @@ export interface SimOptions {
   phase2Quorum?: number;
   /** A core under test instead of the engine's own (a broken one, to show the checks catch it). */
   createCore?: CoreFactory;
+  /**
+   * Options for every node's RaftHost; tests set `unsafeSendBeforeFsync` to show that the
+   * invariants catch a host loop that breaks its ordering rule.
+   */
+  hostOptions?: SimNodeConfig['hostOptions'];
   /** Receives a human-readable line per interesting event (verbose replay). */
   trace?: (line: string) => void;
 }
@@ -216,6 +221,7 @@ export class Simulation implements SimNodeHost {
       // Mostly the server's settings; sometimes without them, where elections are more disruptive.
       checkQuorum: this.rngRoot.chance(0.8),
       preVote: this.rngRoot.chance(0.8),
+      hostOptions: options.hostOptions,
     };
     if (options.consensus === 'multi-paxos' && this.nodeConfig.checkQuorum) {
       // Half the Paxos runs read under the leader lease; node clocks drift by up to ±10 % (rates
