@@ -1,4 +1,4 @@
-// One simulated server: the production host loop (server/raft-host.ts RaftHost) driving a
+// One simulated server: the production host loop (replica/raft-host.ts RaftHost) driving a
 // consensus engine (RaftNode or PaxosNode), with its seams filled by simulated parts: the
 // scheduler is the simulation's virtual clock, the durable log is a SimDisk whose fsync completes
 // on a simulated event, the sender is the simulated network, the state machine a KvStateMachine.
@@ -40,7 +40,7 @@ import {
   type RaftHostEvents,
   type RaftHostOptions,
   type StateMachine,
-} from '../server/raft-host.js';
+} from '../replica/raft-host.js';
 import { decodeProposalId, entryKey, KvStateMachine } from './app.js';
 import type { SimDisk } from './disk.js';
 import { InvariantViolation, SimulatorError } from './errors.js';

@@ -1,4 +1,4 @@
-// The simulator runs the production host loop (server/raft-host.ts RaftHost), so breaking that
+// The simulator runs the production host loop (replica/raft-host.ts RaftHost), so breaking that
 // loop's ordering rule shows up as a failing seed; and one seed replays the same run exactly.
 
 import assert from 'node:assert/strict';

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import type { RaftConfig, Ready } from '../../src/raft/api.js';
 import { RaftNode } from '../../src/raft/node.js';
 import { EntryType, type Message, MessageType, Role } from '../../src/raft/types.js';
-import { RaftHost } from '../../src/server/raft-host.js';
+import { RaftHost } from '../../src/replica/raft-host.js';
 import { encodeProposal, entryKey } from '../../src/sim/app.js';
 import { SimDisk } from '../../src/sim/disk.js';
 import { InvariantChecker } from '../../src/sim/invariants.js';
