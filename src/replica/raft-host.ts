@@ -3,6 +3,10 @@
 // peer (the transport coalesces per turn), one state-machine transaction for all committed
 // entries. A leader's appends go out while its own fsync is in flight (Ready.messages); the
 // rest waits for durability (Ready.messagesAfterPersist).
+//
+// The same loop runs in the server and in the simulator (sim/sim-node.ts): everything it touches
+// (timers and turns, the durable log, the sender, the state machine) is injected, so a simulated
+// seed exercises exactly the code that runs in production.
 
 import type { RaftNodeApi, Ready } from '../raft/api.js';
 import type { MemoryStorage } from '../raft/memory-storage.js';
