@@ -126,6 +126,8 @@ export class SimNode {
   private tickCallback: (() => void) | undefined;
   /** Ready cycles since the last event ended. */
   private readyLoops = 0;
+  /** Entries handed to the state machine whose apply the host has not yet reported. */
+  private applying = false;
 
   constructor(
     readonly id: NodeId,
@@ -183,6 +185,7 @@ export class SimNode {
     this.raft = core;
     this.lastRole = Role.Follower;
     this.pendingFsync = undefined;
+    this.applying = false;
     this.readyLoops = 0;
     this.host = new RaftHost(
       new ObservedCore(core, this),
@@ -204,6 +207,7 @@ export class SimNode {
     this.host = undefined;
     this.raft = undefined;
     this.pendingFsync = undefined;
+    this.applying = false;
     this.tickCallback = undefined;
     this.readsWaiting = [];
     this.pausedUntilUs = 0;
@@ -240,9 +244,12 @@ export class SimNode {
     return this.pendingFsync !== undefined;
   }
 
-  /** The host is in the middle of a batch and not waiting for the disk: microtasks will move it. */
+  /**
+   * The host is in the middle of a batch and not (only) waiting for the disk: microtasks will
+   * move it. While its fsync is pending it may still be applying entries already durable.
+   */
   get hostRunning(): boolean {
-    return this.host?.busy === true && this.pendingFsync === undefined;
+    return this.host?.busy === true && (this.pendingFsync === undefined || this.applying);
   }
 
   get role(): Role {
@@ -394,18 +401,18 @@ export class SimNode {
   }
 
   /**
-   * A snapshot message carries the data of the snapshot on disk, as the server streams its file
-   * (the log keeps only the metadata of a snapshot once it is durable).
+   * A snapshot message carries the data of that snapshot's file on disk, as the server streams
+   * it (the in-memory log keeps only a snapshot's metadata).
    */
   private withData(m: Message): Message {
     if (m.snapshot === undefined || m.snapshot.data.length > 0) return m;
-    const onDisk = this.disk.snapshot;
-    if (m.snapshot.metadata.index !== onDisk.metadata.index) {
+    const data = this.disk.snapshotFiles.get(m.snapshot.metadata.index);
+    if (data === undefined) {
       throw new SimulatorError(
-        `node ${this.id} sends snapshot ${m.snapshot.metadata.index} but its disk holds ${onDisk.metadata.index}`,
+        `node ${this.id} sends snapshot ${m.snapshot.metadata.index}, not on its disk`,
       );
     }
-    return { ...m, snapshot: onDisk };
+    return { ...m, snapshot: { metadata: m.snapshot.metadata, data } };
   }
 
   private stateMachine(): StateMachine {
@@ -414,8 +421,17 @@ export class SimNode {
         this.restoreApp(snapshot);
       },
       applyEntries: async (entries) => {
-        const raft = this.core();
-        for (const e of entries) this.applyEntry(raft, e);
+        // Until onApplied, the host is still busy with this apply even while it waits for an
+        // fsync (an early apply): the simulation lets it finish before the next event.
+        this.applying = true;
+        try {
+          const raft = this.core();
+          for (const e of entries) this.applyEntry(raft, e);
+        } catch (error) {
+          this.applying = false;
+          this.sim.onFatal(this, error instanceof Error ? error : new Error(String(error)));
+          throw error;
+        }
       },
     };
   }
@@ -429,6 +445,7 @@ export class SimNode {
         this.serveReads();
       },
       onApplied: () => {
+        this.applying = false;
         this.serveReads();
         this.maybeTakeSnapshot();
       },
