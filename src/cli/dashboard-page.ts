@@ -1,5 +1,6 @@
 // The dashboard page served at /dashboard: one HTML document with its script inline, so nothing
-// is built or fetched from elsewhere. It polls /dashboard/api/cluster once a second and draws
+// is built or fetched from elsewhere. It polls /dashboard/api/cluster once a second (and
+// /dashboard/api/capacity every two seconds for the Capacity panel) and draws
 // with plain DOM and <canvas>; the key browser and watch tail speak the etcd JSON gateway
 // (/v3/kv/range, /v3/lease/timetolive, /v3/watch) of the member that served the page. Write
 // actions stay disabled until "allow write actions" is ticked, and each asks for confirmation.
@@ -29,6 +30,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   pre { background: #f3f4f6; padding: 6px; white-space: pre-wrap; word-break: break-all; max-height: 160px; overflow: auto; }
   #watch-events { max-height: 220px; overflow: auto; font-family: monospace; font-size: 12px; }
   .muted { color: #6b7280; }
+  #capacity-panel table { font-size: 12px; }
 </style>
 </head>
 <body>
@@ -62,6 +64,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Space and alarms</h2>
     <div id="space"></div>
     <div id="alarms"></div>
+  </section>
+  <section id="capacity-panel">
+    <h2>Capacity (headroom on the member serving this page)</h2>
+    <div class="muted" id="capacity-measured">measuring</div>
+    <table><thead><tr><th>resource</th><th>used</th><th>limit</th><th>used %</th><th>headroom</th><th>growth</th><th>full in</th></tr></thead>
+    <tbody id="capacity"></tbody></table>
+    <details><summary>arithmetic</summary><pre id="capacity-arithmetic"></pre></details>
   </section>
   <section>
     <h2>Keys</h2>
@@ -209,6 +218,52 @@ async function poll() {
   }
 }
 
+// ---- capacity: the member's own headroom (read-only), polled every 2 s ----
+const fmtNum = (n) => n.toLocaleString('en-US', { maximumFractionDigits: Math.abs(n) >= 100 || Number.isInteger(n) ? 0 : Math.abs(n) >= 1 ? 2 : 3 });
+const signedBytes = (n) => (n < 0 ? '-' : '') + bytes(Math.abs(n));
+function amount(row, v) {
+  if (v === null || v === undefined) return '-';
+  if (row.unit === 'bytes') return signedBytes(v);
+  if (row.unit === 'cores') return fmtNum(v) + (v === 1 ? ' core' : ' cores');
+  if (row.unit === 'fsyncs/s' || row.unit === 'writes/s') return fmtNum(v) + '/s';
+  return fmtNum(v);
+}
+function span(seconds) {
+  if (seconds < 120) return seconds.toFixed(0) + ' s';
+  if (seconds < 7200) return (seconds / 60).toFixed(1) + ' min';
+  if (seconds < 172800) return (seconds / 3600).toFixed(1) + ' h';
+  return (seconds / 86400).toFixed(1) + ' days';
+}
+function renderCapacity(view) {
+  const r = view.report;
+  if (!r) { el('capacity-measured').textContent = 'measuring: the rates need two samples a second apart'; return; }
+  const m = r.measured;
+  el('capacity-measured').textContent = (m
+    ? 'one Raft group sustains ' + fmtNum(m.writesPerSec) + ' writes/s (measured ' + m.measuredAt + ', put of ' + m.valueBytes + ' B values, ' + m.clients + ' clients)'
+    : view.measuredNote) + '; rates over the last ' + fmtNum(r.intervalSec) + ' s on ' + view.member;
+  const rows = el('capacity'); rows.replaceChildren();
+  for (const row of r.resources) {
+    const tr = document.createElement('tr');
+    tr.className = 'capacity-row'; tr.dataset.resource = row.resource;
+    tr.dataset.share = row.usedShare === null ? '' : String(row.usedShare);
+    const share = row.usedShare === null ? '-' : (100 * row.usedShare).toFixed(1) + '%';
+    const growth = row.growthPerSec === null ? '-' : (row.unit === 'bytes' ? signedBytes(row.growthPerSec) : fmtNum(row.growthPerSec)) + '/s';
+    tr.append(text('td', row.resource), text('td', amount(row, row.used)), text('td', amount(row, row.limit)),
+      text('td', share, row.usedShare !== null && row.usedShare > 0.8 ? 'alarm' : ''), text('td', amount(row, row.headroom)),
+      text('td', growth), text('td', row.timeToFullSec === null ? '-' : span(row.timeToFullSec)));
+    rows.append(tr);
+  }
+  el('capacity-arithmetic').textContent = r.arithmetic.concat(r.notes.map((n) => 'note: ' + n)).join('\\n');
+}
+async function pollCapacity() {
+  try {
+    const answer = await fetch('/dashboard/api/capacity', { cache: 'no-store' });
+    if (answer.ok) renderCapacity(await answer.json());
+  } catch (error) {
+    el('capacity-measured').textContent = 'failed: ' + error.message;
+  }
+}
+
 // ---- write actions: off unless ticked, confirmed one by one ----
 function syncWriteMode() {
   const on = el('write-mode').checked;
@@ -315,6 +370,8 @@ el('watch-stop').onclick = () => { if (watching) watching.abort(); watching = un
 
 poll();
 setInterval(poll, 1000);
+pollCapacity();
+setInterval(pollCapacity, 2000);
 </script>
 </body>
 </html>

@@ -14,6 +14,7 @@ import type { ApiServer } from '../api/api-server.js';
 import { GRPC_CODE_NAMES } from '../api/call-stats.js';
 import type { MetricsReport } from '../api/http-gateway.js';
 import type { ConcordServer, MemberObservation } from '../server/server.js';
+import { memoryLimitBytes } from './capacity/memory-limit.js';
 
 /** etcd's disk histograms: prometheus.ExponentialBuckets(0.001, 2, 14), 1 ms to 8.192 s. */
 export const DISK_SECONDS_BUCKETS = exponentialBuckets(0.001, 2, 14);
@@ -83,6 +84,15 @@ export function createMemberMetrics(server: ConcordServer, apis: readonly ApiSer
     registers,
     collect() {
       this.set(addressSpaceLimitBytes());
+    },
+  });
+
+  new Gauge({
+    name: 'concord_memory_limit_bytes',
+    help: 'Memory the member may use: its cgroup limit, else the host total (capacity planning).',
+    registers,
+    collect() {
+      this.set(memoryLimitBytes());
     },
   });
 
@@ -161,6 +171,7 @@ export function createMemberMetrics(server: ConcordServer, apis: readonly ApiSer
   counter('etcd_mvcc_range_total', 'Total number of ranges seen by this member.', () => server.stats.ranges);
   counter('etcd_mvcc_txn_total', 'Total number of txns seen by this member.', () => server.stats.txns);
   gauge('etcd_debugging_mvcc_keys_total', 'Total number of keys.', (o) => o.keys);
+  gauge('etcd_debugging_mvcc_watcher_total', 'Total number of watchers.', (o) => o.watchers);
   gauge(
     'concord_mvcc_compact_revision',
     'The revision up to which history was compacted.',

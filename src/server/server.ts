@@ -1724,6 +1724,7 @@ export class ConcordServer {
       dbSizeInUseBytes: Math.min(space.usedBytes, dbSizeBytes),
       keys: space.liveKeys,
       quotaBytes: this.config.quotaBackendBytes,
+      watchers: this.keyspace.watchHub.watcherCount,
       alarms: this.members.alarms().map((a) => ({ memberId: a.memberId, alarm: a.alarm })),
       peers: this.transport.stats().peers,
     };
@@ -1756,6 +1757,8 @@ export interface MemberObservation {
   dbSizeInUseBytes: number;
   keys: number;
   quotaBytes: number;
+  /** Watchers open on this member (etcd_debugging_mvcc_watcher_total). */
+  watchers: number;
   alarms: Array<{ memberId: number; alarm: string }>;
   /** Transport counters by peer member id (decimal, as the transport keys them). */
   peers: Record<string, { bytesSent: number; bytesReceived: number }>;

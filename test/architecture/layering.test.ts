@@ -12,6 +12,8 @@ const LAYER_RANKS: Record<string, number> = {
   util: 0,
   wire: 0,
   raft: 1,
+  // Sharding building blocks (shard map, placement, oracle, rebalance plans): pure, import only util.
+  shard: 1,
   // Multi-Paxos reuses the Raft core's vocabulary (messages, entries, storage, conf changes).
   paxos: 1.5,
   // One group's host loop (RaftHost): driven by the server in production and by the simulator.

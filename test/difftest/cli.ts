@@ -52,24 +52,37 @@ function positiveInt(name: string, text: string): number {
   return value;
 }
 
+/** parseArgs' own errors (an unknown option, a missing value) are usage errors. */
+function parseOrUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS_'))
+      throw new UsageError((error as Error).message);
+    throw error;
+  }
+}
+
 export function parseDifftestArgs(argv: string[]): CampaignOptions {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    options: {
-      seeds: { type: 'string', default: '5' },
-      from: { type: 'string' },
-      seed: { type: 'string' },
-      ops: { type: 'string', default: '500' },
-      variant: { type: 'string', default: 'both' },
-      parallel: { type: 'string', default: '1' },
-      size: { type: 'string', default: '3' },
-      'no-shrink': { type: 'boolean', default: false },
-      replay: { type: 'string' },
-      trace: { type: 'boolean', default: false },
-      'list-normalisations': { type: 'boolean', default: false },
-    },
-  });
+  const { values } = parseOrUsage(() =>
+    parseArgs({
+      args: argv,
+      strict: true,
+      options: {
+        seeds: { type: 'string', default: '5' },
+        from: { type: 'string' },
+        seed: { type: 'string' },
+        ops: { type: 'string', default: '500' },
+        variant: { type: 'string', default: 'both' },
+        parallel: { type: 'string', default: '1' },
+        size: { type: 'string', default: '3' },
+        'no-shrink': { type: 'boolean', default: false },
+        replay: { type: 'string' },
+        trace: { type: 'boolean', default: false },
+        'list-normalisations': { type: 'boolean', default: false },
+      },
+    }),
+  );
   const variant = values.variant;
   if (variant !== 'kv' && variant !== 'watch' && variant !== 'both')
     throw new UsageError('--variant must be kv, watch or both');
@@ -264,6 +277,10 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   // their data dirs (its 'exit' handler), instead of leaving them behind.
   process.once('SIGINT', () => process.exit(130));
   process.once('SIGTERM', () => process.exit(143));
+  if (process.argv.includes('--help') || process.argv.includes('-h')) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
   try {
     const ok = await runCampaign(parseDifftestArgs(process.argv.slice(2)), (line) =>
       process.stdout.write(`${line}\n`),

@@ -1,6 +1,7 @@
 // /dashboard in a real browser (Debian's chromium driven by playwright-core) against a real
 // 3-member cluster: the page shows the three members and the leader, follows a write (header
-// revision, key browser with history, watch tail) and a leader kill. Screenshots are kept in
+// revision, key browser with history, watch tail) and a leader kill, and its Capacity panel shows
+// a row per resource and the write rate recorded in the cluster. Screenshots are kept in
 // $CONCORD_TEST_ARTEFACTS/dashboard (default: <tmp>/concord-test-artefacts/dashboard).
 
 import assert from 'node:assert/strict';
@@ -9,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
+import { CAPACITY_RECORD_KEY, encodeRecord } from '../../src/cli/capacity/recorded.js';
+import type { MeasuredRate } from '../../src/cli/capacity/report.js';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { etcdctlOk } from '../support/etcdctl.js';
 import { memberStatus } from '../support/process-cluster.js';
@@ -29,6 +32,14 @@ const artefactDir = join(
   process.env.CONCORD_TEST_ARTEFACTS ?? join(tmpdir(), 'concord-test-artefacts'),
   'dashboard',
 );
+const recordedRate: MeasuredRate = {
+  writesPerSec: 1234,
+  clients: 64,
+  valueBytes: 256,
+  durationSec: 5,
+  measuredAt: '2026-12-05T10:00:00.000Z',
+  source: 'bench',
+};
 const skip = existsSync(chromiumPath)
   ? false
   : `chromium not found at ${chromiumPath} (apt-get install -y chromium; .ci/run installs it)`;
@@ -57,6 +68,15 @@ describe('/dashboard in chromium', { skip, timeout: 180_000 }, () => {
     await cluster?.dispose();
   });
 
+  const capacityRows = () =>
+    page.$$eval('tr.capacity-row', (rows) =>
+      rows.map((row) => ({
+        resource: (row as unknown as DomElement).dataset.resource,
+        share: (row as unknown as DomElement).dataset.share,
+        cells: [...(row as unknown as { cells: Iterable<DomElement> }).cells].map((c) => c.textContent ?? ''),
+      })),
+    );
+
   const roles = () =>
     page.$$eval('tr.member', (rows) =>
       rows.map((row) => ({
@@ -83,6 +103,42 @@ describe('/dashboard in chromium', { skip, timeout: 180_000 }, () => {
       assert.equal((await roles()).find((r) => r.role === 'leader')?.name, leaderName);
       assert.match((await page.textContent('#leader')) ?? '', new RegExp(leaderName));
       assert.equal(await page.isDisabled('#move-leader'), true, 'write actions are off by default');
+
+      // The Capacity panel: a row per resource with sensible values, then the write rate a
+      // `check capacity --publish` recorded in the cluster.
+      await page.waitForFunction(() => document.querySelectorAll('tr.capacity-row').length === 7, undefined, {
+        timeout: 15_000,
+      });
+      const capacity = await capacityRows();
+      assert.deepEqual(
+        capacity.map((r) => r.resource),
+        ['disk quota', 'memory', 'cpu', 'wal fsync', 'writes', 'keys', 'watchers'],
+      );
+      const disk = capacity.find((r) => r.resource === 'disk quota')!;
+      assert.ok(Number(disk.share) > 0 && Number(disk.share) < 1, `disk share ${disk.share}`);
+      assert.match(disk.cells[2] ?? '', /GiB/, 'the 2 GiB default quota is the limit');
+      const cpu = capacity.find((r) => r.resource === 'cpu')!;
+      assert.ok(Number(cpu.share) >= 0 && Number(cpu.share) < 1, `cpu share ${cpu.share}`);
+      assert.equal(cpu.cells[2], '1 core');
+      assert.equal(capacity.find((r) => r.resource === 'writes')?.cells[2], '-', 'no rate recorded yet');
+      await etcdctlOk(['put', CAPACITY_RECORD_KEY, encodeRecord(cluster.endpoints(), recordedRate, [])], {
+        endpoints: [cluster.endpoint(leader)],
+      });
+      await page.waitForFunction(
+        () =>
+          /sustains 1,234 writes\/s/.test(document.getElementById('capacity-measured')?.textContent ?? ''),
+        undefined,
+        { timeout: 15_000 },
+      );
+      await page.waitForFunction(
+        () =>
+          [...document.querySelectorAll('tr.capacity-row')].some(
+            (r) => r.dataset.resource === 'writes' && /1,234\/s/.test(r.textContent ?? ''),
+          ),
+        undefined,
+        { timeout: 15_000 },
+      );
+      assert.match((await page.textContent('#capacity-arithmetic')) ?? '', /disk quota full in: /);
       await page.screenshot({ path: join(artefactDir, '1-loaded.png'), fullPage: true });
 
       // A write: the header's revision catches up; the key browser and the watch tail show it.

@@ -1,14 +1,16 @@
 // An etcdctl 3.4 transcript of the commands people use, run against a fresh 3-member etcd 3.4
 // cluster and a fresh 3-member Concord cluster, command by command, in every output format that
-// prints text (simple, json, fields, table): each command's exit code, stdout and error line must
-// be the same after normalising only what two independent clusters cannot share:
+// etcdctl has (simple, json, fields, table, protobuf): each command's exit code, stdout and error
+// line must be the same after normalising only what two independent clusters cannot share:
 //  - member and cluster IDs (hex and decimal) become <m0>, <m1>, <m2>, <cluster>; lease IDs the
 //    servers chose become <lease1>, …; URLs and ports become the member names; scratch paths <dir>;
 //  - Raft terms and indexes, database sizes, versions, timings ("took", remaining lease TTLs),
 //    snapshot file hashes and sizes, which member leads: the values go, the fields stay.
 // Revisions are compared as they are: both clusters start at revision 1 and see the same writes.
-// `-w protobuf` prints binary answers whose IDs cannot be rewritten and is left out; watch is
-// compared in test/e2e/etcdctl.test.ts.
+// `-w protobuf` prints the response's bytes: they are decoded field by field (no schema) and
+// printed as text, where the same normalisation applies. A watch runs until its output has been
+// still for a second (it replays history from a start revision, so everything it prints is known
+// in advance), then is stopped. TRANSCRIPT_DUMP=1 prints etcd's side of every step.
 
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,7 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startConcordCluster } from '../support/cluster.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
-import { etcdctl, etcdctlOk } from '../support/etcdctl.js';
+import { EtcdctlProcess, etcdctl, etcdctlOk } from '../support/etcdctl.js';
 import type { ProcessCluster } from '../support/process-cluster.js';
 
 interface Side {
@@ -28,7 +30,7 @@ interface Side {
   leases: number;
 }
 
-const FORMATS = ['simple', 'json', 'fields', 'table'] as const;
+const FORMATS = ['simple', 'json', 'fields', 'table', 'protobuf'] as const;
 
 /** Values that differ between any two clusters, by the JSON field or `-w fields` name. */
 const VOLATILE_FIELDS = [
@@ -50,6 +52,7 @@ const VOLATILE_FIELDS = [
   'TotalSize',
   // A lease's remaining TTL (timetolive) is the clock's.
   'TTL',
+  'ttl',
   // Which member leads is chance.
   'leader',
   'Leader',
@@ -110,12 +113,132 @@ function normalise(side: Side, text: string): string {
     .join('\n');
 }
 
+interface ProtoField {
+  field: number;
+  value: bigint | Buffer;
+}
+
+function readVarint(bytes: Buffer, start: number): { value: bigint; next: number } | undefined {
+  let value = 0n;
+  for (let pos = start, shift = 0n; pos < bytes.length && shift < 70n; pos++, shift += 7n) {
+    value |= BigInt(bytes[pos]! & 0x7f) << shift;
+    if (bytes[pos]! < 0x80) return { value, next: pos + 1 };
+  }
+  return undefined;
+}
+
+/** A protobuf message's fields without a schema; undefined when the bytes are not one. */
+function protoFields(bytes: Buffer): ProtoField[] | undefined {
+  const fields: ProtoField[] = [];
+  let pos = 0;
+  while (pos < bytes.length) {
+    const tag = readVarint(bytes, pos);
+    if (tag === undefined || tag.value >> 3n === 0n) return undefined;
+    const field = Number(tag.value >> 3n);
+    pos = tag.next;
+    switch (Number(tag.value & 7n)) {
+      case 0: {
+        const v = readVarint(bytes, pos);
+        if (v === undefined) return undefined;
+        fields.push({ field, value: v.value });
+        pos = v.next;
+        break;
+      }
+      case 2: {
+        const length = readVarint(bytes, pos);
+        if (length === undefined || length.next + Number(length.value) > bytes.length) return undefined;
+        pos = length.next + Number(length.value);
+        fields.push({ field, value: bytes.subarray(length.next, pos) });
+        break;
+      }
+      case 1:
+      case 5: {
+        const size = Number(tag.value & 7n) === 1 ? 8 : 4;
+        if (pos + size > bytes.length) return undefined;
+        fields.push({ field, value: bytes.subarray(pos, pos + size) });
+        pos += size;
+        break;
+      }
+      default:
+        return undefined;
+    }
+  }
+  return fields;
+}
+
+const printable = (bytes: Buffer): boolean => bytes.every((b) => b >= 0x20 && b < 0x7f);
+
+const clusterIdOf = (side: Side): string | undefined =>
+  [...side.names].find(([from, to]) => to === '<cluster>' && /^\d+$/.test(from))?.[0];
+
+/** A response header: a message whose field 1 is the cluster ID. Its field 4 is the raft_term. */
+const isHeader = (side: Side, fields: ProtoField[]): boolean =>
+  fields[0]?.field === 1 && typeof fields[0].value === 'bigint' && `${fields[0].value}` === clusterIdOf(side);
+
+/**
+ * Fields on one line: `field: value` pairs, nested messages in braces. Length-delimited fields
+ * print as strings when printable (keys, values, names, URLs), else as messages when they parse
+ * as one, else as hex. Any varint that is a cluster, member or lease ID prints as its stand-in;
+ * a header's raft_term (and `termField` at this level) prints as <v>.
+ */
+function protoText(side: Side, fields: ProtoField[], termField?: number): string {
+  const term = isHeader(side, fields) ? 4 : termField;
+  return fields
+    .map(({ field, value }) => {
+      if (field === term) return `${field}: <v>`;
+      if (typeof value === 'bigint') return `${field}: ${side.names.get(`${value}`) ?? value}`;
+      if (printable(value)) return `${field}: ${JSON.stringify(value.toString('latin1'))}`;
+      const nested = protoFields(value);
+      return nested === undefined
+        ? `${field}: 0x${value.toString('hex')}`
+        : `${field} {${protoText(side, nested)}}`;
+    })
+    .join(' ');
+}
+
+/** `-w protobuf` output as text, a line per top-level field (so unordered lists can be sorted). */
+function protobufOutput(side: Side, bytes: Buffer): string {
+  const fields = protoFields(bytes);
+  if (fields === undefined) return bytes.toString('utf8');
+  // Some commands (lease grant, list, timetolive) print only the header: its fields are top-level.
+  const term = isHeader(side, fields) ? 4 : undefined;
+  return fields.map((f) => `${protoText(side, [f], term)}\n`).join('');
+}
+
 /** What a command shows a user: exit code, stdout, and the Error: line (logs carry timestamps). */
 async function run(side: Side, args: string[], endpoints?: string[], stdin?: string): Promise<string> {
   const argv = args.map((a) => a.replace('<dir>', side.dir));
   const result = await etcdctl(argv, { endpoints: endpoints ?? [side.cluster.members[0]!.clientUrl], stdin });
   const error = result.stderr.split('\n').find((l) => l.startsWith('Error:')) ?? '';
-  return normalise(side, `exit ${result.code}\n${result.stdout}${error}`);
+  const stdout =
+    args.at(-1) === 'protobuf' && result.code === 0
+      ? protobufOutput(side, result.stdoutBytes)
+      : result.stdout;
+  return normalise(side, `exit ${result.code}\n${stdout}${error}`);
+}
+
+/** A watch replaying history: its output once it has been still for a second (at most 15 s). */
+async function watch(side: Side, args: string[]): Promise<string> {
+  const process = new EtcdctlProcess(args, [side.cluster.members[0]!.clientUrl]);
+  let exited = false;
+  try {
+    const deadline = Date.now() + 15_000;
+    let seen = -1;
+    let stillSince = Date.now();
+    while (Date.now() < deadline && !process.hasExited) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      if (process.stdoutLength !== seen) {
+        seen = process.stdoutLength;
+        stillSince = Date.now();
+      } else if (seen > 0 && Date.now() - stillSince >= 1000) break;
+    }
+    exited = process.hasExited;
+  } finally {
+    await process.stop();
+  }
+  const error = process.stderr.split('\n').find((l) => l.startsWith('Error:')) ?? '';
+  const stdout = args.at(-1) === 'protobuf' ? protobufOutput(side, process.stdoutBytes) : process.stdout;
+  return normalise(side, `${exited ? 'exited' : 'watching'}\n${stdout}${error}`);
 }
 
 async function learnNames(side: Side): Promise<void> {
@@ -157,7 +280,14 @@ function sortedItems(text: string): string {
 
 /** The transcript: commands run in this order on both clusters. */
 /** `expect`: what etcd's own output must show, so a step that fails the same way on both cannot pass unnoticed. */
-const transcript: { args: string[]; all?: true; unordered?: true; stdin?: string; expect?: RegExp }[] = [
+const transcript: {
+  args: string[];
+  all?: true;
+  unordered?: true;
+  stdin?: string;
+  expect?: RegExp;
+  watch?: true;
+}[] = [
   ...formats(['put', 'greeting', 'hello']).map((args) => ({ args })),
   { args: ['put', 'greeting', 'hello again', '--prev-kv'] },
   { args: ['put', 'config/a', '1'] },
@@ -165,7 +295,7 @@ const transcript: { args: string[]; all?: true; unordered?: true; stdin?: string
   ...formats(['get', 'greeting']).map((args) => ({ args })),
   ...formats(['get', 'config/', '--prefix', '--sort-by=MODIFY', '--order=DESCEND']).map((args) => ({ args })),
   { args: ['get', 'config/', '--prefix', '--keys-only'] },
-  { args: ['get', 'config/', '--prefix', '--count-only', '-w', 'json'] },
+  { args: ['get', 'config/', '--prefix', '--limit=1', '-w', 'json'] },
   { args: ['get', 'greeting', '--rev=2'] },
   { args: ['get', 'missing'] },
   ...formats(['del', 'config/b', '--prev-kv']).map((args) => ({ args })),
@@ -192,11 +322,17 @@ const transcript: { args: string[]; all?: true; unordered?: true; stdin?: string
   { args: ['lease', 'revoke', '<lease2-hex>'] },
   { args: ['lease', 'revoke', '<lease2-hex>'] },
   { args: ['lease', 'keep-alive', '--once', '<lease1-hex>'] },
+  ...formats(['watch', 'greeting', '--rev=1']).map((args) => ({ args, watch: true as const })),
+  ...formats(['watch', 'config/', '--prefix', '--prev-kv', '--rev=1']).map((args) => ({
+    args,
+    watch: true as const,
+  })),
   ...formats(['alarm', 'list']).map((args) => ({ args })),
   { args: ['alarm', 'disarm'] },
   { args: ['compaction', '4'], expect: /compacted revision 4/ },
   { args: ['compaction', '4'], expect: /required revision has been compacted/ },
   { args: ['get', 'greeting', '--rev=3'] },
+  { args: ['watch', 'greeting', '--rev=2'], watch: true, expect: /canceled by the server/ },
   { args: ['compaction', '100'] },
   { args: ['defrag'] },
   { args: ['snapshot', 'save', '<dir>/snap.db'] },
@@ -252,10 +388,12 @@ describe('an etcdctl transcript is the same on etcd 3.4 and Concord', {
             const id = [...side.names].find(([from, to]) => to === name && /^[0-9a-f]{16}$/.test(from));
             return id?.[0] ?? a;
           });
+          if (step.watch) return watch(side, args);
           return run(side, args, step.all ? side.cluster.endpoints() : undefined, step.stdin);
         }),
       );
       if (step.unordered) for (let i = 0; i < outputs.length; i++) outputs[i] = sortedItems(outputs[i]!);
+      if (process.env.TRANSCRIPT_DUMP) console.log(`$ etcdctl ${step.args.join(' ')}\n${outputs[0]}`);
       assert.equal(outputs[1], outputs[0], `etcdctl ${step.args.join(' ')}`);
       if (step.expect)
         assert.match(outputs[0]!, step.expect, `etcd's answer to etcdctl ${step.args.join(' ')}`);

@@ -31,6 +31,7 @@ const ETCD_METRICS = [
   'etcd_mvcc_range_total',
   'etcd_mvcc_txn_total',
   'etcd_debugging_mvcc_keys_total',
+  'etcd_debugging_mvcc_watcher_total',
   'etcd_network_peer_round_trip_time_seconds',
   'etcd_network_peer_sent_bytes_total',
   'etcd_network_peer_received_bytes_total',
@@ -51,6 +52,7 @@ const CONCORD_METRICS = [
   'concord_shard_apply_lag_entries',
   'concord_event_loop_lag_seconds',
   'concord_gc_pause_seconds',
+  'concord_memory_limit_bytes',
 ];
 
 function shape(family: MetricFamily | undefined) {

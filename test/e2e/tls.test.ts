@@ -233,6 +233,21 @@ describe('TLS: a 3-member cluster with client and peer TLS', { timeout: 300_000 
       });
       assert.equal(halfPair.code, etcdHalfPair.code);
       assert.equal(halfPair.stderr.trim(), etcdHalfPair.stderr.trim());
+      // check capacity reads /metrics over https and benchmarks over TLS with the same flags.
+      const capacity = await runConcordctl([
+        endpoints,
+        ...etcdctlTls,
+        'check',
+        'capacity',
+        '--interval=500ms',
+        '--duration=1',
+        '-w',
+        'json',
+      ]);
+      assert.equal(capacity.code, 0, capacity.stderr);
+      const report = JSON.parse(capacity.stdout) as { members: number; measured: { writesPerSec: number } };
+      assert.equal(report.members, 3);
+      assert.ok(report.measured.writesPerSec > 0);
     }),
   );
 

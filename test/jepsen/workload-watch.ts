@@ -6,6 +6,7 @@
 // is compacted half-way so watches started at or below the compaction must get the compacted
 // error. checkWatches compares each watcher's segments with the keyspace.
 
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import {
   type CompactionRecord,
@@ -28,6 +29,7 @@ import {
   retryIdempotent,
   type Workload,
   type WorkloadContext,
+  WorkloadError,
   type WorkloadResult,
 } from './workload.js';
 
@@ -41,6 +43,7 @@ const segmentsPerWatcherMax = 400;
 const catchUpTimeoutMs = 15_000;
 const createTimeoutMs = 2000;
 const historyReadTimeoutMs = 10_000;
+const setupAttemptsMax = 20;
 
 interface MutableSegment extends WatchSegment {
   events: KeyspaceEvent[];
@@ -139,13 +142,29 @@ export class WatchWorkload implements Workload {
     this.writes = new HistoryRecorder(now);
   }
 
+  /**
+   * One acknowledged put before the watchers start. A timed-out attempt may still commit, so every
+   * attempt is its own operation with its own value: the keyspace check then knows each one.
+   */
   async setup(ctx: WorkloadContext): Promise<void> {
-    const op = this.writes.invoke('setup', 'put', `${prefix}k0`, 'initial');
-    const response = await retryIdempotent('watch setup write', 20, () =>
-      ctx.rpc.put(ctx.anyEndpoint(), `${prefix}k0`, 'initial', ctx.requestTimeoutMs),
-    );
-    this.initialRevision = revisionOf(response.header);
-    op.ok({ revision: this.initialRevision, mutation: true });
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= setupAttemptsMax; attempt++) {
+      const value = `initial${attempt}`;
+      const op = this.writes.invoke('setup', 'put', `${prefix}k0`, value);
+      try {
+        const response = await ctx.rpc.put(ctx.anyEndpoint(), `${prefix}k0`, value, ctx.requestTimeoutMs);
+        this.initialRevision = revisionOf(response.header);
+        op.ok({ revision: this.initialRevision, mutation: true });
+        return;
+      } catch (error) {
+        lastError = error;
+        if (classifyError(error) === 'fail') op.fail();
+        else op.unknown();
+        await sleep(200);
+      }
+    }
+    const cause = lastError instanceof Error ? lastError.message : String(lastError);
+    throw new WorkloadError(`watch setup write failed ${setupAttemptsMax} times; last error: ${cause}`);
   }
 
   async runClient(ctx: WorkloadContext, process: number, stop: AbortSignal): Promise<void> {

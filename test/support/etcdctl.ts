@@ -9,6 +9,8 @@ const outputBytesMax = 4 * 1024 * 1024;
 
 export interface EtcdctlResult {
   stdout: string;
+  /** stdout as the bytes etcdctl wrote (`-w protobuf` prints binary). */
+  stdoutBytes: Buffer;
   stderr: string;
   /** Exit code; null when the process was killed by the deadline. */
   code: number | null;
@@ -37,17 +39,27 @@ function spawnEtcdctl(args: string[], endpoints: string[]): ChildProcess {
   return child;
 }
 
-function collect(stream: NodeJS.ReadableStream | null, sink: { text: string }): void {
+interface Sink {
+  chunks: Buffer[];
+  bytes: number;
+}
+
+function collect(stream: NodeJS.ReadableStream | null, sink: Sink): void {
   stream?.on('data', (chunk: Buffer) => {
-    if (sink.text.length < outputBytesMax) sink.text += chunk.toString('utf8');
+    if (sink.bytes >= outputBytesMax) return;
+    sink.chunks.push(chunk);
+    sink.bytes += chunk.length;
   });
 }
+
+const newSink = (): Sink => ({ chunks: [], bytes: 0 });
+const sinkBytes = (sink: Sink): Buffer => Buffer.concat(sink.chunks);
 
 /** Runs one etcdctl command to completion (or until the deadline, then SIGKILL). */
 export function etcdctl(args: string[], options: EtcdctlOptions): Promise<EtcdctlResult> {
   const child = spawnEtcdctl(args, options.endpoints);
-  const stdout = { text: '' };
-  const stderr = { text: '' };
+  const stdout = newSink();
+  const stderr = newSink();
   collect(child.stdout, stdout);
   collect(child.stderr, stderr);
   child.stdin?.end(options.stdin ?? '');
@@ -63,7 +75,14 @@ export function etcdctl(args: string[], options: EtcdctlOptions): Promise<Etcdct
     });
     child.once('close', (code) => {
       clearTimeout(timer);
-      resolve({ stdout: stdout.text, stderr: stderr.text, code: timedOut ? null : code, timedOut });
+      const stdoutBytes = sinkBytes(stdout);
+      resolve({
+        stdout: stdoutBytes.toString('utf8'),
+        stdoutBytes,
+        stderr: sinkBytes(stderr).toString('utf8'),
+        code: timedOut ? null : code,
+        timedOut,
+      });
     });
   });
 }
@@ -82,8 +101,8 @@ export async function etcdctlOk(args: string[], options: EtcdctlOptions): Promis
 /** A long-running etcdctl (e.g. `watch`) whose output is read while it runs. */
 export class EtcdctlProcess {
   private readonly child: ChildProcess;
-  private readonly out = { text: '' };
-  private readonly err = { text: '' };
+  private readonly out = newSink();
+  private readonly err = newSink();
   private exited = false;
 
   constructor(args: string[], endpoints: string[]) {
@@ -97,20 +116,33 @@ export class EtcdctlProcess {
   }
 
   get stdout(): string {
-    return this.out.text;
+    return sinkBytes(this.out).toString('utf8');
+  }
+
+  get stdoutBytes(): Buffer {
+    return sinkBytes(this.out);
+  }
+
+  /** How many bytes of output so far. */
+  get stdoutLength(): number {
+    return this.out.bytes;
   }
 
   get stderr(): string {
-    return this.err.text;
+    return sinkBytes(this.err).toString('utf8');
+  }
+
+  get hasExited(): boolean {
+    return this.exited;
   }
 
   /** Polls the output until `done(stdout)` holds; throws with the output after `timeoutMs`. */
   async waitFor(what: string, done: (stdout: string) => boolean, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!done(this.out.text)) {
+    while (!done(this.stdout)) {
       if (Date.now() > deadline || this.exited) {
         throw new Error(
-          `etcdctl: ${what} not seen (exited=${this.exited})\nstdout:\n${this.out.text}\nstderr:\n${this.err.text}`,
+          `etcdctl: ${what} not seen (exited=${this.exited})\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`,
         );
       }
       await sleep(50);

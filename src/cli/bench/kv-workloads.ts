@@ -66,7 +66,7 @@ export class PutWorkload implements Workload {
     private readonly pool: ConnectionPool,
     private readonly options: BenchOptions,
   ) {
-    this.keys = new KeyFormat(options.keySize, '');
+    this.keys = new KeyFormat(options.keySize, options.keyPrefix ?? '');
     this.value = fillValue(options.valSize);
   }
 

@@ -36,6 +36,8 @@ export interface BenchOptions {
   progress: boolean;
   /** TLS to the endpoints (etcd benchmark's --cacert/--cert/--key); undefined: plaintext. */
   tls?: BenchTls;
+  /** put: keys start with this (counted in --key-size), so a run in a live cluster can be deleted. */
+  keyPrefix?: string;
 }
 
 /** PEM material for TLS connections; insecureSkipVerify for self-signed (--auto-tls) members. */
@@ -185,7 +187,7 @@ export function validateOptions(options: BenchOptions): void {
   if ((options.total === undefined) === (options.durationMs === undefined))
     throw new BenchFlagError('exactly one of total and duration must be set');
   const keyDigits = String(options.keySpaceSize - 1).length;
-  const prefixBytes = options.workload === 'watch' ? watchKeyPrefix.length : 0;
+  const prefixBytes = options.workload === 'watch' ? watchKeyPrefix.length : (options.keyPrefix?.length ?? 0);
   if (options.keySize < keyDigits + prefixBytes)
     throw new BenchFlagError(
       `--key-size ${options.keySize} is too small for ${options.keySpaceSize} distinct keys (needs ${keyDigits + prefixBytes})`,

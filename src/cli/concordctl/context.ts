@@ -1,12 +1,14 @@
 // What every concordctl command gets: the client, the output format and streams, the timeouts.
 
-import type { Client } from '../../client/index.js';
+import type { Client, TlsOptions } from '../../client/index.js';
 import type { ParsedArgs } from './args.js';
 import type { Output, WriteOut } from './output.js';
 
 export interface CommandContext {
   client: Client;
   endpoints: string[];
+  /** The TLS flags (--cacert, --cert, --key, --insecure-skip-tls-verify); undefined: plaintext. */
+  tls: TlsOptions | undefined;
   writeOut: WriteOut;
   io: Output;
   args: ParsedArgs;

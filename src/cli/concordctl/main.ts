@@ -2,6 +2,7 @@
 
 import { Client, ConcordError, fromGrpcError, type TlsOptions } from '../../client/index.js';
 import { type FlagSpec, flagString, parseArgs, parseDurationMs, UsageError } from './args.js';
+import { checkCapacity } from './capacity.js';
 import * as cluster from './cluster.js';
 import { type Command, type CommandContext, CommandError } from './context.js';
 import * as coord from './coord.js';
@@ -54,6 +55,15 @@ const flagSpecs: FlagSpec[] = [
   { name: 'load', type: 'string' },
   { name: 'duration', type: 'string' },
   { name: 'by', type: 'string' },
+  // check capacity
+  { name: 'interval', type: 'string' },
+  { name: 'no-bench', type: 'boolean' },
+  { name: 'recorded', type: 'string' },
+  { name: 'save', type: 'string' },
+  { name: 'publish', type: 'boolean' },
+  { name: 'target-writes-per-s', type: 'string' },
+  { name: 'target-keys', type: 'string' },
+  { name: 'target-bytes', type: 'string' },
 ];
 
 const commands: Record<string, Command | Record<string, Command>> = {
@@ -89,7 +99,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
   defrag: cluster.defrag,
   alarm: { list: cluster.alarmList, disarm: cluster.alarmDisarm },
   'move-leader': cluster.moveLeader,
-  check: { perf: checkPerf },
+  check: { perf: checkPerf, capacity: checkCapacity },
 };
 
 /** Commands that never talk to a server. */
@@ -167,17 +177,19 @@ export async function runConcordctl(argv: readonly string[], io: Io, signal: Abo
     const user = flagString(args, 'user');
     const [username, password] =
       user === undefined ? [] : [user.split(':')[0] as string, user.split(':').slice(1).join(':')];
+    const tls = await tlsOptions(args);
     client = new Client({
       endpoints,
       dialTimeoutMs,
       requestTimeoutMs: commandTimeoutMs,
-      tls: await tlsOptions(args),
+      tls,
       auth: username === undefined ? undefined : { username, password: password ?? '' },
       leaderRefreshMs: offline.has(name) ? 0 : undefined,
     });
     const ctx: CommandContext = {
       client,
       endpoints,
+      tls,
       writeOut: parseWriteOut(flagString(args, 'write-out')),
       io,
       args,
