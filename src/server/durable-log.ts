@@ -2,9 +2,9 @@
 // snapshot files. One persist() = one WAL batch = one fdatasync, whatever it holds.
 
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
+import type { DurableLog } from '../replica/raft-host.js';
 import type { SnapshotStore } from '../storage/snapshot-store.js';
 import type { Wal } from '../storage/wal.js';
-import type { DurableLog } from './raft-host.js';
 import type { ReceivedSnapshots } from './received-snapshots.js';
 
 export const GROUP_ID = 1;

@@ -45,6 +45,7 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/types.js';
+import { type HostStage, RaftHost } from '../replica/raft-host.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
@@ -106,7 +107,6 @@ import {
   Members,
 } from './members.js';
 import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
-import { type HostStage, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
 import { DEFAULT_WARNING_APPLY_DURATION_MS, ServerStats, timedWalOptions } from './server-stats.js';

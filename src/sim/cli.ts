@@ -38,7 +38,7 @@ export function nodesForSeed(seed: number): number {
   return seed % 2 === 0 ? 3 : 5;
 }
 
-export function runSeedRange(options: SeedRangeOptions): SeedRangeReport {
+export async function runSeedRange(options: SeedRangeOptions): Promise<SeedRangeReport> {
   const started = performance.now();
   const failures: SimFailure[] = [];
   const results: SimResult[] = [];
@@ -46,7 +46,7 @@ export function runSeedRange(options: SeedRangeOptions): SeedRangeReport {
     const nodes = options.nodes ?? nodesForSeed(seed);
     try {
       results.push(
-        runSimulation({
+        await runSimulation({
           seed,
           nodes,
           consensus: options.consensus,
@@ -63,7 +63,7 @@ export function runSeedRange(options: SeedRangeOptions): SeedRangeReport {
   return { seeds: options.seeds, failures, results, elapsedMs: performance.now() - started };
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       seeds: { type: 'string', default: '100' },
@@ -101,7 +101,7 @@ function main(): void {
     }
   }
   if (values.verbose && seeds !== 1) usage('--verbose traces one seed: use it with --seeds 1');
-  const report = runSeedRange({
+  const report = await runSeedRange({
     seeds,
     from,
     nodes,
@@ -153,4 +153,4 @@ function usage(problem: string): never {
   process.exit(2);
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) main();
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

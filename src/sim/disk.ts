@@ -17,11 +17,17 @@ export class SimDisk {
   entriesFromIndex = 1;
   /** Completed fsyncs (for reporting). */
   syncs = 0;
+  /**
+   * The data of every snapshot this disk has held, by index: the server's snapshot files, which a
+   * leader streams from (the in-memory log keeps only a snapshot's metadata).
+   */
+  readonly snapshotFiles = new Map<number, Uint8Array>();
 
   /** A founding member: the initial membership is a snapshot at index 1, term 1. */
   static bootstrap(confState: ConfState, data: Uint8Array): SimDisk {
     const disk = new SimDisk();
     disk.snapshot = { metadata: { index: 1, term: 1, confState }, data };
+    disk.snapshotFiles.set(1, data);
     disk.hardState = { term: 1, vote: 0, commit: 1 };
     disk.entriesFromIndex = 2;
     return disk;
@@ -35,6 +41,7 @@ export class SimDisk {
   persist(hardState: HardState | undefined, entries: readonly Entry[], snapshot: Snapshot | undefined): void {
     if (snapshot) {
       this.snapshot = snapshot;
+      this.snapshotFiles.set(snapshot.metadata.index, snapshot.data);
       this.entries = [];
       this.entriesFromIndex = snapshot.metadata.index + 1;
     }
@@ -51,6 +58,7 @@ export class SimDisk {
       );
     }
     this.snapshot = snapshot;
+    this.snapshotFiles.set(snapshot.metadata.index, snapshot.data);
     const drop = Math.min(compactIndex, snapshot.metadata.index) - this.entriesFromIndex + 1;
     if (drop > 0) {
       this.entries = this.entries.slice(drop);

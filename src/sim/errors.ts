@@ -16,6 +16,8 @@ export type InvariantCode =
   | 'acked-proposal-lost'
   | 'stale-read'
   | 'unproposed-entry'
+  /** A vote, promise or append acknowledgement left before the state it vouches for was durable. */
+  | 'ack-before-durable'
   | 'core-contract'
   | 'liveness';
 

@@ -1,29 +1,46 @@
-// One simulated server: drives a consensus engine (RaftNode or PaxosNode) exactly as a real server
-// does. ready() → hand entries, hard state and snapshot to the simulated disk, send `messages` at
-// once → when the simulated fsync completes: make the data durable, update the MemoryStorage the
-// core reads, send `messagesAfterPersist`, apply the snapshot and committed entries, then
-// advance(). A crash drops everything that is not on the disk; a restart builds a new engine from
+// One simulated server: the production host loop (replica/raft-host.ts RaftHost) driving a
+// consensus engine (RaftNode or PaxosNode), with its seams filled by simulated parts: the
+// scheduler is the simulation's virtual clock, the durable log is a SimDisk whose fsync completes
+// on a simulated event, the sender is the simulated network, the state machine a KvStateMachine.
+// So every rule of the loop (send before our fsync, votes and acks only after it, early apply of
+// entries already durable, persist before apply, snapshot install) runs here exactly as in the
+// server. A crash drops everything not on the disk; a restart builds a new engine and host from
 // the disk alone.
 
 import type {
+  ConfChange,
   ConsensusEngine,
   ConsensusFactory,
   ProposeResult,
   RaftConfig,
   ReadOnlyOption,
   Ready,
+  Status,
 } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import {
   type ConfState,
+  EMPTY_BYTES,
   type Entry,
   EntryType,
+  type HardState,
   type Message,
+  MessageType,
   type NodeId,
   type ReadState,
   Role,
+  type Snapshot,
 } from '../raft/types.js';
+import {
+  type DurableLog,
+  type HostScheduler,
+  type MessageSender,
+  RaftHost,
+  type RaftHostEvents,
+  type RaftHostOptions,
+  type StateMachine,
+} from '../replica/raft-host.js';
 import { decodeProposalId, entryKey, KvStateMachine } from './app.js';
 import type { SimDisk } from './disk.js';
 import { InvariantViolation, SimulatorError } from './errors.js';
@@ -39,11 +56,17 @@ export interface SimNodeHost {
   send(from: SimNode, message: Message): void;
   /** Asks to be called back (completeFsync) after delayUs, if the node is still this incarnation. */
   scheduleFsync(node: SimNode, delayUs: number): void;
+  /** Runs `run` once the current event and the microtasks it started are done (setImmediate). */
+  soon(run: () => void): void;
   /** A proposal (by id) was applied on this node at index. */
   onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void;
   onConfChangeApplied(node: SimNode, confState: ConfState, index: number): void;
   /** A ReadIndex request is served: the state machine has applied up to at least readIndex. */
   onReadServed(node: SimNode, context: Uint8Array, readIndex: number): void;
+  /** The host loop stopped on an error (a violated invariant inside it, a broken core). */
+  onFatal(node: SimNode, error: Error): void;
+  /** Whether trace() records anything (so lines are built only when they are read). */
+  readonly tracing: boolean;
   trace?(line: string): void;
 }
 
@@ -67,33 +90,49 @@ export interface SimNodeConfig {
   preVote: boolean;
   /** 'lease-based' lets a leader answer reads alone under a lease (needs checkQuorum). */
   readOnlyOption?: ReadOnlyOption;
+  /** Passed to every RaftHost (tests: the order-violating mutation). */
+  hostOptions?: Omit<RaftHostOptions, 'scheduler'>;
 }
+
+type LogUpdate = Parameters<DurableLog['persist']>[0];
+
+const RESOLVED = Promise.resolve();
 
 export class SimNode {
   raft: ConsensusEngine | undefined;
+  /** The production host loop of this incarnation. */
+  host: RaftHost | undefined;
   storage = new MemoryStorage();
   app = new KvStateMachine();
   incarnation = 0;
-  /** The Ready waiting for its fsync; the core is not asked for another until it completes. */
-  private pending: Ready | undefined;
-  /** Read states waiting for the state machine to reach their index. */
-  private readsWaiting: ReadState[] = [];
   /** Current fsync latency of this node's disk (raised while the disk is "slow"). */
   fsyncLatencyUs: number;
   /** Permanently stopped (removed from the cluster). */
   decommissioned = false;
-  private lastRole: Role = Role.Follower;
   /** While virtual time is below this, the process is frozen (a GC pause, SIGSTOP). */
   pausedUntilUs = 0;
   /** This node's tick period: clocks drift, so nodes tick at slightly different rates. */
   tickIntervalUs = 10_000;
   /** Virtual time of this incarnation's last tick (0 before the first). */
   lastTickUs = 0;
+  /** Something acted on this node during the current event (checked after it). */
+  touched = false;
+  /** Read states waiting for the state machine to reach their index. */
+  private readsWaiting: ReadState[] = [];
+  private lastRole: Role = Role.Follower;
+  /** The write the host waits on; its simulated fsync completes in a later event. */
+  private pendingFsync: { update: LogUpdate; resolve: () => void } | undefined;
+  /** The host's tick, registered through the scheduler. */
+  private tickCallback: (() => void) | undefined;
+  /** Ready cycles since the last event ended. */
+  private readyLoops = 0;
+  /** Entries handed to the state machine whose apply the host has not yet reported. */
+  private applying = false;
 
   constructor(
     readonly id: NodeId,
     readonly disk: SimDisk,
-    private readonly host: SimNodeHost,
+    private readonly sim: SimNodeHost,
     private readonly rng: SimRng,
     private readonly config: SimNodeConfig,
     fsyncLatencyUs: number,
@@ -114,20 +153,21 @@ export class SimNode {
     const disk = this.disk;
     const snap = disk.snapshot;
     this.storage = new MemoryStorage();
-    if (snap.metadata.index > 0) this.storage.applySnapshot(snap);
+    // As the server: the snapshot's data stays on disk (the sender streams it from there).
+    if (snap.metadata.index > 0) this.storage.applySnapshot({ metadata: snap.metadata, data: EMPTY_BYTES });
     const entries = disk.entriesAfterSnapshot();
     this.storage.append(entries);
     const commit = Math.max(disk.hardState.commit, snap.metadata.index);
     this.storage.setHardState({ ...disk.hardState, commit });
     this.app = KvStateMachine.restore(snap.metadata.index, snap.metadata.confState, snap.data);
-    this.host.checker.startNode(this.id, this.incarnation, {
+    this.sim.checker.startNode(this.id, this.incarnation, {
       snapshotIndex: snap.metadata.index,
       snapshotTerm: snap.metadata.term,
       commit,
       term: disk.hardState.term,
       entries: entries.map((e) => ({ index: e.index, term: e.term, key: entryKey(e.type, e.data) })),
     });
-    this.host.checker.observeRestore(this.id, snap.metadata.index, this.app.hash);
+    this.sim.checker.observeRestore(this.id, snap.metadata.index, this.app.hash);
     const raftConfig: RaftConfig = {
       id: this.id,
       electionTicks: this.config.electionTicks,
@@ -141,115 +181,112 @@ export class SimNode {
       preVote: this.config.preVote,
       readOnlyOption: this.config.readOnlyOption,
     };
-    this.raft = this.config.createCore(raftConfig);
+    const core = this.config.createCore(raftConfig);
+    this.raft = core;
     this.lastRole = Role.Follower;
-    this.pending = undefined;
-    this.afterEvent();
+    this.pendingFsync = undefined;
+    this.applying = false;
+    this.readyLoops = 0;
+    this.host = new RaftHost(
+      new ObservedCore(core, this),
+      this.storage,
+      this.durableLog(),
+      this.sender(),
+      this.stateMachine(),
+      this.hostEvents(),
+      this.tickIntervalUs / 1000,
+      { ...this.config.hostOptions, scheduler: this.scheduler() },
+    );
+    this.host.start();
+    this.touched = true;
   }
 
   /** Power loss: the process and everything not yet durable vanish. */
   crash(): void {
+    this.host?.stop();
+    this.host = undefined;
     this.raft = undefined;
-    this.pending = undefined;
+    this.pendingFsync = undefined;
+    this.applying = false;
+    this.tickCallback = undefined;
     this.readsWaiting = [];
     this.pausedUntilUs = 0;
   }
 
+  /** One tick of the host's interval timer. */
   tick(): void {
-    this.core().tick();
-    this.afterEvent();
+    const tick = this.tickCallback;
+    if (tick === undefined) throw new SimulatorError(`node ${this.id} is down`);
+    this.touched = true;
+    tick();
   }
 
   step(message: Message): void {
     this.core().step(message);
-    this.afterEvent();
+    this.afterCall();
   }
 
   propose(data: Uint8Array): ProposeResult {
     const result = this.core().propose(data);
-    this.afterEvent();
+    this.afterCall();
     return result;
   }
 
-  /** Runs fn against the core, then drives Ready processing and checks (for admin operations). */
+  /** Runs fn against the core, then lets the host process its output (for admin operations). */
   withCore<T>(fn: (raft: ConsensusEngine) => T): T {
     const result = fn(this.core());
-    this.afterEvent();
+    this.afterCall();
     return result;
   }
 
-  /** A Ready is waiting for its simulated fsync. */
-  get hasPendingReady(): boolean {
-    return this.pending !== undefined;
+  /** The host waits for a simulated fsync. */
+  get awaitingFsync(): boolean {
+    return this.pendingFsync !== undefined;
+  }
+
+  /**
+   * The host is in the middle of a batch and not (only) waiting for the disk: microtasks will
+   * move it. While its fsync is pending it may still be applying entries already durable.
+   */
+  get hostRunning(): boolean {
+    return this.host?.busy === true && (this.pendingFsync === undefined || this.applying);
   }
 
   get role(): Role {
     return this.lastRole;
   }
 
-  /** The simulated fsync of the pending Ready finished. */
+  /** The simulated fsync of the pending write finished: it is durable, the host goes on. */
   completeFsync(): void {
-    const rd = this.pending;
-    if (!rd || !this.raft)
-      throw new SimulatorError(`node ${this.id}: fsync completion without a pending Ready`);
-    this.pending = undefined;
-    this.finishReady(rd);
-    this.afterEvent();
+    const pending = this.pendingFsync;
+    if (!pending || !this.raft)
+      throw new SimulatorError(`node ${this.id}: fsync completion without a pending write`);
+    this.pendingFsync = undefined;
+    this.touched = true;
+    this.makeDurable(pending.update);
+    pending.resolve();
   }
 
-  private core(): ConsensusEngine {
-    if (!this.raft) throw new SimulatorError(`node ${this.id} is down`);
-    return this.raft;
-  }
-
-  /** After every event: process Readies, then observe the role for election safety. */
-  private afterEvent(): void {
-    this.pump();
+  /** After every event (once the hosts are idle or wait for a disk): observe the role. */
+  afterEvent(): void {
+    this.touched = false;
+    this.readyLoops = 0;
     const raft = this.raft;
     if (!raft) return;
     const status = raft.status();
     const role = status.softState.role;
-    if (role !== this.lastRole)
-      this.host.trace?.(`n${this.id} becomes ${role} term ${status.hardState.term}`);
+    if (role !== this.lastRole) this.sim.trace?.(`n${this.id} becomes ${role} term ${status.hardState.term}`);
     this.lastRole = role;
-    this.host.checker.observeRole(this.id, status.hardState.term, role === Role.Leader, status.lastIndex);
+    this.sim.checker.observeRole(this.id, status.hardState.term, role === Role.Leader, status.lastIndex);
   }
 
-  private pump(): void {
-    for (let loops = 0; this.raft && !this.pending && this.raft.hasReady(); loops++) {
-      if (loops >= READY_LOOPS_PER_EVENT_MAX) {
-        throw new InvariantViolation('core-contract', `node ${this.id}: hasReady() stays true (livelock)`);
-      }
-      const rd = this.raft.ready();
-      this.observeReady(rd);
-      for (const m of rd.messages) this.host.send(this, m);
-      if (this.needsSync(rd) && this.fsyncLatencyUs > 0) {
-        this.pending = rd;
-        this.host.scheduleFsync(this, this.fsyncLatencyUs);
-        return;
-      }
-      this.finishReady(rd);
+  /** What the core hands out, seen before the host acts on it (called by ObservedCore). */
+  observeReady(rd: Ready): void {
+    if (++this.readyLoops > READY_LOOPS_PER_EVENT_MAX) {
+      throw new InvariantViolation('core-contract', `node ${this.id}: hasReady() stays true (livelock)`);
     }
-  }
-
-  private needsSync(rd: Ready): boolean {
-    const hs = rd.hardState;
-    const disk = this.disk.hardState;
-    const needed =
-      rd.entries.length > 0 ||
-      rd.snapshot !== undefined ||
-      (hs !== undefined && (hs.term !== disk.term || hs.vote !== disk.vote));
-    if (needed && !rd.mustSync) {
-      throw new InvariantViolation(
-        'core-contract',
-        `node ${this.id}: Ready needs an fsync but mustSync is false`,
-      );
-    }
-    return rd.mustSync;
-  }
-
-  private observeReady(rd: Ready): void {
-    const checker = this.host.checker;
+    this.checkMustSync(rd);
+    const checker = this.sim.checker;
     if (rd.hardState) checker.observeTerm(this.id, rd.hardState.term);
     if (rd.snapshot)
       checker.observeLogSnapshot(this.id, rd.snapshot.metadata.index, rd.snapshot.metadata.term);
@@ -262,21 +299,158 @@ export class SimNode {
     if (rd.hardState) checker.observeCommit(this.id, rd.hardState.commit, rd.hardState.term);
   }
 
-  private finishReady(rd: Ready): void {
-    const raft = this.core();
-    if (rd.hardState) this.host.checker.observeDurableHardState(this.id, this.disk.hardState, rd.hardState);
-    this.disk.persist(rd.hardState, rd.entries, rd.snapshot);
-    if (rd.snapshot) this.storage.applySnapshot(rd.snapshot);
-    this.storage.append(rd.entries);
-    if (rd.hardState) this.storage.setHardState(rd.hardState);
-    for (const m of rd.messagesAfterPersist) this.host.send(this, m);
-    if (rd.snapshot)
-      this.restoreApp(rd.snapshot.metadata.index, rd.snapshot.metadata.confState, rd.snapshot.data);
-    for (const e of rd.committedEntries) this.applyEntry(raft, e);
-    for (const rs of rd.readStates) this.readsWaiting.push(rs);
-    this.serveReads();
-    raft.advance(rd);
-    this.maybeTakeSnapshot();
+  private core(): ConsensusEngine {
+    if (!this.raft) throw new SimulatorError(`node ${this.id} is down`);
+    return this.raft;
+  }
+
+  /** As the server after stepping the core: process its output at the end of the turn. */
+  private afterCall(): void {
+    this.touched = true;
+    this.host?.schedule();
+  }
+
+  private checkMustSync(rd: Ready): void {
+    const hs = rd.hardState;
+    const disk = this.disk.hardState;
+    const needed =
+      rd.entries.length > 0 ||
+      rd.snapshot !== undefined ||
+      (hs !== undefined && (hs.term !== disk.term || hs.vote !== disk.vote));
+    if (needed && !rd.mustSync) {
+      throw new InvariantViolation(
+        'core-contract',
+        `node ${this.id}: Ready needs an fsync but mustSync is false`,
+      );
+    }
+  }
+
+  // ---- the host's seams, simulated ----------------------------------------------------------
+
+  private scheduler(): HostScheduler {
+    return {
+      every: (_intervalMs, tick) => {
+        // The simulation's tick events (with this node's clock drift and pauses) call it.
+        this.tickCallback = tick;
+        return () => {
+          if (this.tickCallback === tick) this.tickCallback = undefined;
+        };
+      },
+      soon: (run) => this.sim.soon(run),
+    };
+  }
+
+  private durableLog(): DurableLog {
+    return {
+      persist: (update) => {
+        if (this.fsyncLatencyUs <= 0) {
+          this.makeDurable(update);
+          return RESOLVED;
+        }
+        if (this.pendingFsync) throw new SimulatorError(`node ${this.id}: a second write before the fsync`);
+        if (this.sim.tracing)
+          this.sim.trace?.(`n${this.id} writes ${describeUpdate(update)}, fsync ${this.fsyncLatencyUs}us`);
+        return new Promise<void>((resolve) => {
+          this.pendingFsync = { update, resolve };
+          this.sim.scheduleFsync(this, this.fsyncLatencyUs);
+        });
+      },
+      // Only the commit index moved: recorded without an fsync (Raft relearns it after a crash).
+      persistCommit: (hardState) => this.makeDurable({ hardState, entries: [] }),
+    };
+  }
+
+  private makeDurable(update: LogUpdate): void {
+    const hs = update.hardState;
+    if (hs) this.sim.checker.observeDurableHardState(this.id, this.disk.hardState, hs);
+    this.disk.persist(hs, update.entries, update.snapshot);
+  }
+
+  private sender(): MessageSender {
+    return {
+      send: (messages) => {
+        for (const m of messages) {
+          this.checkDurable(m);
+          this.sim.send(this, m.type === MessageType.Snapshot ? this.withData(m) : m);
+        }
+      },
+      flush: () => undefined,
+    };
+  }
+
+  /**
+   * A granted vote (a Paxos promise) vouches for a durable term, an append acknowledgement for
+   * durable entries up to its index: what a crash right now would keep. The host must not let
+   * either leave before its fsync (Ready.messagesAfterPersist).
+   */
+  private checkDurable(m: Message): void {
+    if (m.reject) return;
+    const durable = this.disk.hardState;
+    if (m.type === MessageType.VoteResponse && durable.term < m.term) {
+      throw new InvariantViolation(
+        'ack-before-durable',
+        `n${this.id} grants n${m.to} its vote in term ${m.term} while its disk holds term ${durable.term}`,
+      );
+    }
+    if (m.type === MessageType.AppendResponse && m.index > this.disk.lastIndex()) {
+      throw new InvariantViolation(
+        'ack-before-durable',
+        `n${this.id} acknowledges entries up to ${m.index} to n${m.to} while its disk holds up to ${this.disk.lastIndex()}`,
+      );
+    }
+  }
+
+  /**
+   * A snapshot message carries the data of that snapshot's file on disk, as the server streams
+   * it (the in-memory log keeps only a snapshot's metadata).
+   */
+  private withData(m: Message): Message {
+    if (m.snapshot === undefined || m.snapshot.data.length > 0) return m;
+    const data = this.disk.snapshotFiles.get(m.snapshot.metadata.index);
+    if (data === undefined) {
+      throw new SimulatorError(
+        `node ${this.id} sends snapshot ${m.snapshot.metadata.index}, not on its disk`,
+      );
+    }
+    return { ...m, snapshot: { metadata: m.snapshot.metadata, data } };
+  }
+
+  private stateMachine(): StateMachine {
+    return {
+      restoreSnapshot: async (snapshot) => {
+        this.restoreApp(snapshot);
+      },
+      applyEntries: async (entries) => {
+        // Until onApplied, the host is still busy with this apply even while it waits for an
+        // fsync (an early apply): the simulation lets it finish before the next event.
+        this.applying = true;
+        try {
+          const raft = this.core();
+          for (const e of entries) this.applyEntry(raft, e);
+        } catch (error) {
+          this.applying = false;
+          this.sim.onFatal(this, error instanceof Error ? error : new Error(String(error)));
+          throw error;
+        }
+      },
+    };
+  }
+
+  private hostEvents(): RaftHostEvents {
+    return {
+      onSoftState: () => undefined,
+      onHardState: () => undefined,
+      onReadStates: (states) => {
+        for (const rs of states) this.readsWaiting.push(rs);
+        this.serveReads();
+      },
+      onApplied: () => {
+        this.applying = false;
+        this.serveReads();
+        this.maybeTakeSnapshot();
+      },
+      onFatal: (error) => this.sim.onFatal(this, error),
+    };
   }
 
   private serveReads(): void {
@@ -285,13 +459,14 @@ export class SimNode {
     const ready = this.readsWaiting.filter((rs) => rs.index <= applied);
     if (ready.length === 0) return;
     this.readsWaiting = this.readsWaiting.filter((rs) => rs.index > applied);
-    for (const rs of ready) this.host.onReadServed(this, rs.context, rs.index);
+    for (const rs of ready) this.sim.onReadServed(this, rs.context, rs.index);
   }
 
-  private restoreApp(index: number, confState: ConfState, data: Uint8Array): void {
-    this.app = KvStateMachine.restore(index, confState, data);
-    this.host.checker.observeRestore(this.id, index, this.app.hash);
-    this.host.trace?.(`n${this.id} installs snapshot at ${index}`);
+  private restoreApp(snapshot: Snapshot): void {
+    const { index, confState } = snapshot.metadata;
+    this.app = KvStateMachine.restore(index, confState, snapshot.data);
+    this.sim.checker.observeRestore(this.id, index, this.app.hash);
+    this.sim.trace?.(`n${this.id} installs snapshot at ${index}`);
   }
 
   private applyEntry(raft: ConsensusEngine, e: Entry): void {
@@ -302,10 +477,10 @@ export class SimNode {
       needsProposal = change.changes.length > 0;
       const confState = raft.applyConfChange(change);
       this.app.confState = confState;
-      this.host.onConfChangeApplied(this, confState, e.index);
+      this.sim.onConfChangeApplied(this, confState, e.index);
     }
     this.app.apply(e.index, e.type, e.data, key);
-    this.host.checker.observeApply(
+    this.sim.checker.observeApply(
       this.id,
       { index: e.index, term: e.term, key },
       this.app.hash,
@@ -313,17 +488,90 @@ export class SimNode {
     );
     if (e.type === EntryType.Normal && e.data.length > 0) {
       const proposalId = decodeProposalId(e.data);
-      if (proposalId !== undefined) this.host.onProposalApplied(this, proposalId, key, e.index);
+      if (proposalId !== undefined) this.sim.onProposalApplied(this, proposalId, key, e.index);
     }
   }
 
+  /** As the server: every so many applied entries, a snapshot, and the log compacted behind it. */
   private maybeTakeSnapshot(): void {
     const applied = this.app.appliedIndex;
     const snapIndex = this.disk.snapshot.metadata.index;
     if (applied - snapIndex < this.config.snapshotEveryEntries) return;
-    const snapshot = this.storage.createSnapshot(applied, this.app.confState, this.app.encode());
+    if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return;
+    const snapshot: Snapshot = {
+      metadata: { index: applied, term: this.storage.term(applied), confState: this.app.confState },
+      data: this.app.encode(),
+    };
+    this.storage.createSnapshot(applied, this.app.confState, EMPTY_BYTES);
     const compactIndex = applied - this.config.compactionKeepEntries;
-    if (compactIndex > snapIndex) this.storage.compact(compactIndex);
+    if (compactIndex > this.storage.firstIndex()) this.storage.compact(compactIndex);
     this.disk.saveSnapshot(snapshot, compactIndex);
   }
+}
+
+/** The engine as the host sees it: every Ready is observed by the invariant checker first. */
+class ObservedCore implements ConsensusEngine {
+  constructor(
+    private readonly core: ConsensusEngine,
+    private readonly node: SimNode,
+  ) {}
+
+  get pendingSnapshot(): Snapshot | undefined {
+    return this.core.pendingSnapshot;
+  }
+  tick(): void {
+    this.core.tick();
+  }
+  fastForwardElection(): boolean {
+    return this.core.fastForwardElection();
+  }
+  step(message: Message): void {
+    this.core.step(message);
+  }
+  propose(data: Uint8Array): ProposeResult {
+    return this.core.propose(data);
+  }
+  proposeConfChange(change: ConfChange): ProposeResult {
+    return this.core.proposeConfChange(change);
+  }
+  readIndex(context: Uint8Array): ProposeResult {
+    return this.core.readIndex(context);
+  }
+  transferLeadership(target: NodeId): void {
+    this.core.transferLeadership(target);
+  }
+  applyConfChange(change: ConfChange): ConfState {
+    return this.core.applyConfChange(change);
+  }
+  reportUnreachable(peer: NodeId): void {
+    this.core.reportUnreachable(peer);
+  }
+  reportSnapshot(peer: NodeId, ok: boolean): void {
+    this.core.reportSnapshot(peer, ok);
+  }
+  hasReady(): boolean {
+    return this.core.hasReady();
+  }
+  ready(): Ready {
+    const rd = this.core.ready();
+    this.node.observeReady(rd);
+    return rd;
+  }
+  advance(ready: Ready): void {
+    this.core.advance(ready);
+  }
+  status(): Status {
+    return this.core.status();
+  }
+}
+
+function describeUpdate(update: LogUpdate): string {
+  const parts: string[] = [];
+  const hs: HardState | undefined = update.hardState;
+  if (hs) parts.push(`term=${hs.term} vote=${hs.vote} commit=${hs.commit}`);
+  const first = update.entries[0];
+  const last = update.entries.at(-1);
+  if (first && last) parts.push(`ents=${first.index}..${last.index}`);
+  if (update.snapshot) parts.push(`snapshot=${update.snapshot.metadata.index}`);
+  return parts.join(' ');
 }

@@ -34,6 +34,11 @@ export interface SimOptions {
   phase2Quorum?: number;
   /** A core under test instead of the engine's own (a broken one, to show the checks catch it). */
   createCore?: CoreFactory;
+  /**
+   * Options for every node's RaftHost; tests set `unsafeSendBeforeFsync` to show that the
+   * invariants catch a host loop that breaks its ordering rule.
+   */
+  hostOptions?: SimNodeConfig['hostOptions'];
   /** Receives a human-readable line per interesting event (verbose replay). */
   trace?: (line: string) => void;
 }
@@ -98,6 +103,11 @@ const CLIENT_TIMEOUT_US = 300_000;
 /** Share of client operations that are linearizable reads (ReadIndex) rather than writes. */
 const READ_PROBABILITY = 0.25;
 const LIVENESS_CHECK_US = 10_000;
+/**
+ * Microtask rounds one event may take before the host loops are idle or wait for a disk; the
+ * core's own livelock check (Ready cycles per event) fires long before this.
+ */
+const SETTLE_ROUNDS_MAX = 1_000_000;
 const DECOMMISSION_DELAY_US = 1_000_000;
 
 type SimEvent =
@@ -146,6 +156,8 @@ export class Simulation implements SimNodeHost {
   private readonly queue = new EventQueue<SimEvent>();
   private readonly network: Network;
   private readonly nodes = new Map<NodeId, SimNode>();
+  /** The same nodes, for the loops that run after every event. */
+  private readonly nodeList: SimNode[] = [];
   private readonly rngRoot: SimRng;
   private readonly rngFault: SimRng;
   private readonly rngClient: SimRng;
@@ -166,6 +178,10 @@ export class Simulation implements SimNodeHost {
   private done = false;
   private events = 0;
   private current: SimEvent | undefined;
+  /** Host callbacks due at the end of the current event (the simulated setImmediate queue). */
+  private soonQueue: Array<() => void> = [];
+  /** The first error a host loop stopped on; the run fails with it once the event settles. */
+  private fatal: Error | undefined;
   private readonly unreachableReportedAtUs = new Map<string, number>();
   private readonly stats = {
     proposals: 0,
@@ -207,6 +223,7 @@ export class Simulation implements SimNodeHost {
       // Mostly the server's settings; sometimes without them, where elections are more disruptive.
       checkQuorum: this.rngRoot.chance(0.8),
       preVote: this.rngRoot.chance(0.8),
+      hostOptions: options.hostOptions,
     };
     if (options.consensus === 'multi-paxos' && this.nodeConfig.checkQuorum) {
       // Half the Paxos runs read under the leader lease; node clocks drift by up to ±10 % (rates
@@ -222,10 +239,10 @@ export class Simulation implements SimNodeHost {
     for (const id of voters) this.addNode(id, SimDisk.bootstrap(this.membership, new Uint8Array(0)));
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     try {
       this.schedule();
-      this.loop();
+      await this.loop();
       this.finalChecks();
     } catch (err) {
       const during = this.current ? ` (handling ${describeEvent(this.current)})` : '';
@@ -299,6 +316,19 @@ export class Simulation implements SimNodeHost {
     this.queue.after(delayUs, { kind: 'fsync', node, incarnation: node.incarnation });
   }
 
+  soon(run: () => void): void {
+    this.soonQueue.push(run);
+  }
+
+  onFatal(node: SimNode, error: Error): void {
+    this.trace(`n${node.id} host loop stopped: ${error.message}`);
+    this.fatal ??= error;
+  }
+
+  get tracing(): boolean {
+    return this.options.trace !== undefined;
+  }
+
   onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void {
     for (const client of this.clients) {
       const waiting = client.waitingOn;
@@ -358,6 +388,7 @@ export class Simulation implements SimNodeHost {
     const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
     node.tickIntervalUs = TICK_INTERVAL_US + this.rngRoot.between(-driftUs, driftUs);
     this.nodes.set(id, node);
+    this.nodeList.push(node);
     this.startNode(node);
     return node;
   }
@@ -384,7 +415,8 @@ export class Simulation implements SimNodeHost {
 
   // ---- the event loop ----------------------------------------------------------------------
 
-  private loop(): void {
+  private async loop(): Promise<void> {
+    await this.settle();
     while (!this.done) {
       const item = this.queue.pop();
       if (!item) throw new SimulatorError('event queue ran dry');
@@ -392,7 +424,45 @@ export class Simulation implements SimNodeHost {
         throw new SimulatorError(`more than ${EVENTS_PER_RUN_MAX} events`);
       this.current = item.event;
       this.handle(item.event);
+      // Most events leave no host work behind (a tick with nothing to do, a message to a down
+      // node): those settle without a trip through the microtask queue.
+      if (this.soonQueue.length > 0 || this.hostsRunning()) await this.settle();
+      else this.checkTouched();
     }
+  }
+
+  /**
+   * Finishes the current event as Node finishes a turn: the host loops run on (microtasks) until
+   * each is idle or waits for its simulated fsync, then the callbacks queued for the end of the
+   * turn (the hosts' batches, as setImmediate) run, and so on until nothing is left. Virtual time
+   * stands still meanwhile. Then each node that acted is checked.
+   */
+  private async settle(): Promise<void> {
+    for (let rounds = 0; ; rounds++) {
+      if (rounds > SETTLE_ROUNDS_MAX)
+        throw new InvariantViolation('core-contract', `host loops still busy after ${rounds} rounds`);
+      if (this.fatal) throw this.fatal;
+      if (this.hostsRunning()) {
+        await null;
+        continue;
+      }
+      if (this.soonQueue.length === 0) break;
+      const runs = this.soonQueue;
+      this.soonQueue = [];
+      for (const run of runs) run();
+    }
+    this.checkTouched();
+  }
+
+  /** Checks each node that acted during the event. */
+  private checkTouched(): void {
+    if (this.fatal) throw this.fatal;
+    for (const node of this.nodeList) if (node.touched) node.afterEvent();
+  }
+
+  private hostsRunning(): boolean {
+    for (const node of this.nodeList) if (node.hostRunning) return true;
+    return false;
   }
 
   /** The node an event acts on, when that node could be paused. */
@@ -827,7 +897,7 @@ export class Simulation implements SimNodeHost {
   }
 }
 
-export function runSimulation(options: SimOptions): SimResult {
+export function runSimulation(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
 }
 

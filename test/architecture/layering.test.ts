@@ -16,6 +16,8 @@ const LAYER_RANKS: Record<string, number> = {
   shard: 1,
   // Multi-Paxos reuses the Raft core's vocabulary (messages, entries, storage, conf changes).
   paxos: 1.5,
+  // One group's host loop (RaftHost): driven by the server in production and by the simulator.
+  replica: 1.75,
   storage: 2,
   lease: 2,
   sim: 2,

@@ -20,13 +20,13 @@ function wrap(core: PaxosNode, rewrite: (m: Message) => Message): ConsensusEngin
 }
 
 /** Finds the first failing seed in a range; returns its failure. */
-function firstFailure(
+async function firstFailure(
   createCore: (config: RaftConfig) => ConsensusEngine,
   seeds: number,
-): SimFailure | undefined {
+): Promise<SimFailure | undefined> {
   for (let seed = 1; seed <= seeds; seed++) {
     try {
-      runSimulation({ seed, nodes: 3, consensus: 'multi-paxos', createCore, faultPhaseUs: 1_500_000 });
+      await runSimulation({ seed, nodes: 3, consensus: 'multi-paxos', createCore, faultPhaseUs: 1_500_000 });
     } catch (err) {
       if (err instanceof SimFailure) return err;
       throw err;
@@ -36,14 +36,14 @@ function firstFailure(
 }
 
 describe('simulated Multi-Paxos: broken cores are caught', () => {
-  it('a candidate that ignores the values reported in promises (no adoption in phase 1) loses chosen values', () => {
+  it('a candidate that ignores the values reported in promises (no adoption in phase 1) loses chosen values', async () => {
     const mutant = (config: RaftConfig) =>
       wrap(new PaxosNode(config), (m) =>
         m.type === MessageType.VoteResponse && !m.reject
           ? { ...m, entries: [], logTerm: m.index, commit: 0 }
           : m,
       );
-    const failure = firstFailure(mutant, 30);
+    const failure = await firstFailure(mutant, 30);
     assert.ok(failure, 'no seed caught the mutant');
     assert.match(
       failure.message,
@@ -51,12 +51,12 @@ describe('simulated Multi-Paxos: broken cores are caught', () => {
     );
   });
 
-  it('a leader that counts acceptances an acceptor never made (phase 2 without a quorum) is caught', () => {
+  it('a leader that counts acceptances an acceptor never made (phase 2 without a quorum) is caught', async () => {
     const mutant = (config: RaftConfig) =>
       wrap(new PaxosNode(config), (m) =>
         m.type === MessageType.AppendResponse && !m.reject ? { ...m, index: m.index + 3 } : m,
       );
-    const failure = firstFailure(mutant, 30);
+    const failure = await firstFailure(mutant, 30);
     assert.ok(failure, 'no seed caught the mutant');
     assert.match(
       failure.message,

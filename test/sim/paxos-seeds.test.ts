@@ -25,8 +25,8 @@ describe('simulated Multi-Paxos cluster under faults', () => {
       // Each cluster shape runs its own seed range, so the shapes do not replay each other's runs.
       const from =
         10_000 * (1 + cluster.nodes) + 1000 * (cluster.phase2Quorum ?? 0) + batch * SEEDS_PER_BATCH;
-      it(`${cluster.label}, seeds ${from}..${from + SEEDS_PER_BATCH - 1}: every invariant holds and the cluster converges`, () => {
-        const report = runSeedRange({
+      it(`${cluster.label}, seeds ${from}..${from + SEEDS_PER_BATCH - 1}: every invariant holds and the cluster converges`, async () => {
+        const report = await runSeedRange({
           seeds: SEEDS_PER_BATCH,
           from,
           nodes: cluster.nodes,

@@ -13,8 +13,8 @@ const FIRST_SEED = 1;
 
 describe('simulated cluster under faults', () => {
   for (let from = FIRST_SEED; from < FIRST_SEED + SEEDS_TOTAL; from += SEEDS_PER_BATCH) {
-    it(`seeds ${from}..${from + SEEDS_PER_BATCH - 1}: every invariant holds and the cluster converges`, () => {
-      const report = runSeedRange({ seeds: SEEDS_PER_BATCH, from });
+    it(`seeds ${from}..${from + SEEDS_PER_BATCH - 1}: every invariant holds and the cluster converges`, async () => {
+      const report = await runSeedRange({ seeds: SEEDS_PER_BATCH, from });
       const failures = report.failures.map((f) => f.message).join('\n');
       assert.equal(report.failures.length, 0, `${report.failures.length} failing seeds:\n${failures}`);
       const sizes = new Set(report.results.map((r) => r.nodes));

@@ -9,25 +9,53 @@ import { InvariantViolation } from '../../src/sim/errors.js';
 import { replayCommand, runSimulation, SimFailure } from '../../src/sim/simulation.js';
 
 describe('Simulation', () => {
-  it('one seed reproduces the same run exactly (results and trace)', () => {
+  it('one seed reproduces the same run exactly (results and trace)', async () => {
     const traceA: string[] = [];
     const traceB: string[] = [];
-    const a = runSimulation({ seed: 4242, nodes: 3, faultPhaseUs: 500_000, trace: (l) => traceA.push(l) });
-    const b = runSimulation({ seed: 4242, nodes: 3, faultPhaseUs: 500_000, trace: (l) => traceB.push(l) });
+    const a = await runSimulation({
+      seed: 4242,
+      nodes: 3,
+      faultPhaseUs: 500_000,
+      trace: (l) => traceA.push(l),
+    });
+    const b = await runSimulation({
+      seed: 4242,
+      nodes: 3,
+      faultPhaseUs: 500_000,
+      trace: (l) => traceB.push(l),
+    });
     assert.deepEqual(a, b);
     assert.deepEqual(traceA, traceB);
     assert.ok(traceA.length > 100);
   });
 
-  it('different seeds take different paths', () => {
-    const a = runSimulation({ seed: 1, nodes: 3, faultPhaseUs: 300_000, faults: false, membership: false });
-    const b = runSimulation({ seed: 2, nodes: 3, faultPhaseUs: 300_000, faults: false, membership: false });
+  it('different seeds take different paths', async () => {
+    const a = await runSimulation({
+      seed: 1,
+      nodes: 3,
+      faultPhaseUs: 300_000,
+      faults: false,
+      membership: false,
+    });
+    const b = await runSimulation({
+      seed: 2,
+      nodes: 3,
+      faultPhaseUs: 300_000,
+      faults: false,
+      membership: false,
+    });
     assert.notEqual(a.events, b.events);
   });
 
-  it('without faults every proposal is acknowledged and the cluster converges fast', () => {
+  it('without faults every proposal is acknowledged and the cluster converges fast', async () => {
     for (const nodes of [1, 3, 5]) {
-      const r = runSimulation({ seed: 7, nodes, faultPhaseUs: 1_000_000, faults: false, membership: false });
+      const r = await runSimulation({
+        seed: 7,
+        nodes,
+        faultPhaseUs: 1_000_000,
+        faults: false,
+        membership: false,
+      });
       assert.ok(r.proposals > 20, `only ${r.proposals} proposals`);
       assert.ok(r.acked >= r.proposals - 3, `acked ${r.acked} of ${r.proposals}`);
       assert.ok(r.livenessUs >= 0 && r.livenessUs < 1_000_000, `liveness ${r.livenessUs}us`);
@@ -35,11 +63,10 @@ describe('Simulation', () => {
     }
   });
 
-  it('a broken core that corrupts what one node applies is caught with seed and replay command', () => {
+  it('a broken core that corrupts what one node applies is caught with seed and replay command', async () => {
     const corrupting = (config: RaftConfig) => new CorruptApplyCore(config);
-    assert.throws(
-      () =>
-        runSimulation({ seed: 99, nodes: 3, faultPhaseUs: 300_000, faults: false, createCore: corrupting }),
+    await assert.rejects(
+      runSimulation({ seed: 99, nodes: 3, faultPhaseUs: 300_000, faults: false, createCore: corrupting }),
       (err: unknown) => {
         assert.ok(err instanceof SimFailure);
         assert.equal(err.seed, 99);
@@ -55,17 +82,16 @@ describe('Simulation', () => {
     );
   });
 
-  it('a core that answers ReadIndex with a stale index is caught as a stale read', () => {
-    assert.throws(
-      () =>
-        runSimulation({
-          seed: 21,
-          nodes: 3,
-          faultPhaseUs: 1_000_000,
-          faults: false,
-          membership: false,
-          createCore: (config) => new StaleReadCore(config),
-        }),
+  it('a core that answers ReadIndex with a stale index is caught as a stale read', async () => {
+    await assert.rejects(
+      runSimulation({
+        seed: 21,
+        nodes: 3,
+        faultPhaseUs: 1_000_000,
+        faults: false,
+        membership: false,
+        createCore: (config) => new StaleReadCore(config),
+      }),
       (err: unknown) =>
         err instanceof SimFailure &&
         err.cause instanceof InvariantViolation &&
@@ -73,28 +99,27 @@ describe('Simulation', () => {
     );
   });
 
-  it('a core that never sends messages after persisting fails liveness', () => {
+  it('a core that never sends messages after persisting fails liveness', async () => {
     const mute = (config: RaftConfig) => new MuteAfterPersistCore(config);
-    assert.throws(
-      () =>
-        runSimulation({
-          seed: 5,
-          nodes: 3,
-          faultPhaseUs: 200_000,
-          livenessBoundUs: 1_000_000,
-          faults: false,
-          membership: false,
-          createCore: mute,
-        }),
+    await assert.rejects(
+      runSimulation({
+        seed: 5,
+        nodes: 3,
+        faultPhaseUs: 200_000,
+        livenessBoundUs: 1_000_000,
+        faults: false,
+        membership: false,
+        createCore: mute,
+      }),
       (err: unknown) =>
         err instanceof SimFailure && err.cause instanceof InvariantViolation && err.cause.code === 'liveness',
     );
   });
 
-  it('runSeedRange reports failures per seed and mixes 3- and 5-node clusters', () => {
+  it('runSeedRange reports failures per seed and mixes 3- and 5-node clusters', async () => {
     assert.equal(nodesForSeed(10), 3);
     assert.equal(nodesForSeed(11), 5);
-    const report = runSeedRange({ seeds: 2, from: 10, faultPhaseUs: 200_000 });
+    const report = await runSeedRange({ seeds: 2, from: 10, faultPhaseUs: 200_000 });
     assert.equal(report.seeds, 2);
     assert.equal(report.results.length + report.failures.length, 2);
     assert.deepEqual(

@@ -3,6 +3,10 @@
 // peer (the transport coalesces per turn), one state-machine transaction for all committed
 // entries. A leader's appends go out while its own fsync is in flight (Ready.messages); the
 // rest waits for durability (Ready.messagesAfterPersist).
+//
+// The same loop runs in the server and in the simulator (sim/sim-node.ts): everything it touches
+// (timers and turns, the durable log, the sender, the state machine) is injected, so a simulated
+// seed exercises exactly the code that runs in production.
 
 import type { RaftNodeApi, Ready } from '../raft/api.js';
 import type { MemoryStorage } from '../raft/memory-storage.js';
@@ -54,6 +58,39 @@ export interface RaftHostEvents {
 
 export type HostStage = 'persist' | 'apply' | 'restore' | 'loop';
 
+/**
+ * Time and turns, as the host sees them. Production passes NODE_SCHEDULER (Node's timers); the
+ * simulator passes its virtual clock, so a seed drives this same loop deterministically.
+ */
+export interface HostScheduler {
+  /** Calls `tick` every `intervalMs` until the returned function is called. */
+  every(intervalMs: number, tick: () => void): () => void;
+  /** Calls `run` once, after the current turn (its synchronous work and its microtasks). */
+  soon(run: () => void): void;
+}
+
+/** Node's timers: ticks from setInterval, batches at setImmediate. */
+export const NODE_SCHEDULER: HostScheduler = {
+  every(intervalMs, tick) {
+    const timer = setInterval(tick, intervalMs);
+    return () => clearInterval(timer);
+  },
+  soon(run) {
+    setImmediate(run);
+  },
+};
+
+export interface RaftHostOptions {
+  /** Default NODE_SCHEDULER. */
+  scheduler?: HostScheduler;
+  /**
+   * Test only, breaks durability: messages that must wait for the fsync (votes, append acks) leave
+   * with the Ready's other messages, before it. Exists so the simulator can show it catches a
+   * host that breaks the rule; never set by the server.
+   */
+  unsafeSendBeforeFsync?: boolean;
+}
+
 /** Carries the stage a failure happened in up to drain(). */
 class StageFailure extends Error {
   constructor(
@@ -75,10 +112,12 @@ export class RaftHost {
   private scheduled = false;
   private draining = false;
   private stopped = false;
-  private tickTimer: NodeJS.Timeout | undefined;
+  private stopTicking: (() => void) | undefined;
   /** Term and vote of the last hard state on disk. */
   private durableTerm: number;
   private durableVote: number;
+  private readonly scheduler: HostScheduler;
+  private readonly unsafeSendBeforeFsync: boolean;
 
   constructor(
     readonly node: RaftNodeApi,
@@ -88,19 +127,19 @@ export class RaftHost {
     private readonly stateMachine: StateMachine,
     private readonly events: RaftHostEvents,
     private readonly tickMs: number,
+    options: RaftHostOptions = {},
   ) {
     const recovered = storage.initialState().hardState;
     this.durableTerm = recovered.term;
     this.durableVote = recovered.vote;
+    this.scheduler = options.scheduler ?? NODE_SCHEDULER;
+    this.unsafeSendBeforeFsync = options.unsafeSendBeforeFsync === true;
   }
 
   start(): void {
     if (this.running) return;
     this.running = true;
-    this.tickTimer = setInterval(() => {
-      this.node.tick();
-      this.schedule();
-    }, this.tickMs);
+    this.stopTicking = this.scheduler.every(this.tickMs, this.onTick);
     this.schedule();
   }
 
@@ -108,19 +147,31 @@ export class RaftHost {
   stop(): void {
     this.stopped = true;
     this.running = false;
-    if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
-    this.tickTimer = undefined;
+    this.stopTicking?.();
+    this.stopTicking = undefined;
   }
 
   /** Processes the core's output at the end of this turn; many calls in one turn → one batch. */
   schedule(): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.drain();
-    });
+    this.scheduler.soon(this.runScheduled);
   }
+
+  /** A batch is in progress: a Ready is being persisted, sent or applied. */
+  get busy(): boolean {
+    return this.draining;
+  }
+
+  private readonly onTick = (): void => {
+    this.node.tick();
+    this.schedule();
+  };
+
+  private readonly runScheduled = (): void => {
+    this.scheduled = false;
+    void this.drain();
+  };
 
   private async drain(): Promise<void> {
     if (this.draining || this.stopped) return;
@@ -138,6 +189,7 @@ export class RaftHost {
 
   private async handleReady(ready: Ready): Promise<void> {
     if (ready.softState !== undefined) this.events.onSoftState(ready.softState);
+    if (this.unsafeSendBeforeFsync) this.sendBeforeFsync(ready);
     if (ready.messages.length > 0) {
       // Out before our fsync starts, so the followers' fsyncs overlap ours.
       this.sender.send(ready.messages);
@@ -224,6 +276,12 @@ export class RaftHost {
     await (earlyApply ?? this.applyCommitted(ready));
     if (ready.readStates.length > 0) this.events.onReadStates(ready.readStates);
     this.node.advance(ready);
+  }
+
+  /** The order-violating mutation (RaftHostOptions.unsafeSendBeforeFsync): test use only. */
+  private sendBeforeFsync(ready: Ready): void {
+    ready.messages.push(...ready.messagesAfterPersist);
+    ready.messagesAfterPersist.length = 0;
   }
 
   private async applyCommitted(ready: Ready): Promise<void> {
