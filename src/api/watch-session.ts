@@ -13,7 +13,7 @@
 
 import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
-import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
+import type { BackendWatcher, Credentials, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
 import type {
   WireEvent,
@@ -106,6 +106,11 @@ export class WatchSession {
      * the progress timer (e.g. the server stopping). Without it such a throw would be uncaught.
      */
     private readonly onFailure: (error: unknown) => void = () => {},
+    /**
+     * Whether the stream's caller may watch [key, rangeEnd) (etcd's isWatchPermitted: an invalid
+     * token or a missing read permission). Absent: every watch is permitted.
+     */
+    private readonly permitted?: (key: Uint8Array, rangeEnd: Uint8Array) => boolean,
   ) {
     this.progressTimer = setInterval(
       () => this.guard(() => this.notifyProgress()),
@@ -170,7 +175,7 @@ export class WatchSession {
 
   private create(request: WireWatchCreateRequest): void {
     const requestedId = wireToNumber(request.watch_id);
-    const refusal = emptyRange(request) ?? this.refuseCreate(requestedId);
+    const refusal = this.refusePermission(request) ?? emptyRange(request) ?? this.refuseCreate(requestedId);
     if (refusal !== undefined) {
       // etcd answers a refused create with watch_id -1: no watcher exists under any ID.
       this.reply(this.backend.header(), {
@@ -194,6 +199,12 @@ export class WatchSession {
     this.watchers.set(id, watcher);
     this.reply(this.backend.header(), { watch_id: id, created: true });
     this.startBackendWatcher(watcher, request);
+  }
+
+  private refusePermission(request: WireWatchCreateRequest): string | undefined {
+    if (this.permitted === undefined) return undefined;
+    if (this.permitted(request.key, request.range_end)) return undefined;
+    return watchPermissionDeniedReason;
   }
 
   /** etcd takes any client-chosen ID but 0 (which asks the server to choose), negative ones too. */
@@ -364,6 +375,30 @@ function eventBytes(event: WireEvent): number {
 }
 
 /** Greedy split keeping each piece under the limit; a single oversized event travels alone. */
+/** etcd's cancel_reason for a watch the caller may not read: the gRPC error's text. */
+const watchPermissionDeniedReason = 'rpc error: code = PermissionDenied desc = etcdserver: permission denied';
+
+/** The `permitted` callback of a WatchSession for a caller with these credentials. */
+export function watchPermission(
+  backend: EtcdBackend,
+  credentials: Credentials,
+): ((key: Uint8Array, rangeEnd: Uint8Array) => boolean) | undefined {
+  const auth = backend.auth;
+  if (auth === undefined) return undefined;
+  return (key, rangeEnd) => {
+    try {
+      const info =
+        credentials.token === undefined && credentials.commonName === undefined
+          ? undefined
+          : auth.resolve(credentials);
+      if (auth.enabled()) auth.checkRead(info, key, rangeEnd);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+}
+
 export function splitEvents(events: WireEvent[], bytesMax: number): WireEvent[][] {
   const pieces: WireEvent[][] = [];
   let current: WireEvent[] = [];
