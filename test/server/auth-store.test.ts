@@ -7,10 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { checkTxnPermitted, checkWritePermitted } from '../../src/server/auth-checks.js';
 import { AuthGate } from '../../src/server/auth-gate.js';
 import { type AuthInfo, type AuthOp, AuthStore } from '../../src/server/auth-store.js';
 import { JwtTokens, parseAuthTokenFlag, SimpleTokens } from '../../src/server/auth-tokens.js';
-import { checkTxnPermitted, checkWritePermitted } from '../../src/server/auth-checks.js';
 import { EtcdError, etcdErrors } from '../../src/server/errors.js';
 import { decodeProposal, encodeProposal } from '../../src/server/proposal.js';
 
@@ -60,21 +60,36 @@ describe('auth store: etcd 3.4 rules and errors', () => {
 
   it('names: empty, taken, missing', () => {
     const store = storeWithUsers();
-    refusedWith('userEmpty', () => store.apply({ type: 'userAdd', name: '', passwordHash: 'h', noPassword: false }, undefined));
+    refusedWith('userEmpty', () =>
+      store.apply({ type: 'userAdd', name: '', passwordHash: 'h', noPassword: false }, undefined),
+    );
     refusedWith('userAlreadyExist', () =>
       store.apply({ type: 'userAdd', name: 'alice', passwordHash: 'h', noPassword: false }, undefined),
     );
     refusedWith('roleEmpty', () => store.apply({ type: 'roleAdd', name: '' }, undefined));
     refusedWith('roleAlreadyExist', () => store.apply({ type: 'roleAdd', name: 'reader' }, undefined));
     refusedWith('userNotFound', () => store.apply({ type: 'userDelete', name: 'bob' }, undefined));
-    refusedWith('userNotFound', () => store.apply({ type: 'userChangePassword', name: 'bob', passwordHash: 'x' }, undefined));
-    refusedWith('userNotFound', () => store.apply({ type: 'userGrantRole', user: 'bob', role: 'reader' }, undefined));
-    refusedWith('roleNotFound', () => store.apply({ type: 'userGrantRole', user: 'alice', role: 'nope' }, undefined));
-    refusedWith('roleNotGranted', () => store.apply({ type: 'userRevokeRole', name: 'alice', role: 'nope' }, undefined));
+    refusedWith('userNotFound', () =>
+      store.apply({ type: 'userChangePassword', name: 'bob', passwordHash: 'x' }, undefined),
+    );
+    refusedWith('userNotFound', () =>
+      store.apply({ type: 'userGrantRole', user: 'bob', role: 'reader' }, undefined),
+    );
+    refusedWith('roleNotFound', () =>
+      store.apply({ type: 'userGrantRole', user: 'alice', role: 'nope' }, undefined),
+    );
+    refusedWith('roleNotGranted', () =>
+      store.apply({ type: 'userRevokeRole', name: 'alice', role: 'nope' }, undefined),
+    );
     refusedWith('roleNotFound', () => store.apply({ type: 'roleDelete', role: 'nope' }, undefined));
-    refusedWith('roleNotFound', () => store.apply({ ...grant('READ', 'a'), name: 'nope' } as AuthOp, undefined));
+    refusedWith('roleNotFound', () =>
+      store.apply({ ...grant('READ', 'a'), name: 'nope' } as AuthOp, undefined),
+    );
     refusedWith('permissionNotGranted', () =>
-      store.apply({ type: 'roleRevokePermission', role: 'reader', key: bytes('a'), rangeEnd: bytes('') }, undefined),
+      store.apply(
+        { type: 'roleRevokePermission', role: 'reader', key: bytes('a'), rangeEnd: bytes('') },
+        undefined,
+      ),
     );
   });
 
@@ -84,9 +99,13 @@ describe('auth store: etcd 3.4 rules and errors', () => {
     const alice: AuthInfo = { username: 'alice', revision: store.revision };
     refusedWith('userEmpty', () => store.apply({ type: 'roleAdd', name: 'x' }, undefined));
     refusedWith('permissionDenied', () => store.apply({ type: 'roleAdd', name: 'x' }, alice));
-    refusedWith('userNotFound', () => store.apply({ type: 'roleAdd', name: 'x' }, { username: 'ghost', revision: 9 }));
+    refusedWith('userNotFound', () =>
+      store.apply({ type: 'roleAdd', name: 'x' }, { username: 'ghost', revision: 9 }),
+    );
     refusedWith('invalidAuthMgmt', () => store.apply({ type: 'userDelete', name: 'root' }, ROOT));
-    refusedWith('invalidAuthMgmt', () => store.apply({ type: 'userRevokeRole', name: 'root', role: 'root' }, ROOT));
+    refusedWith('invalidAuthMgmt', () =>
+      store.apply({ type: 'userRevokeRole', name: 'root', role: 'root' }, ROOT),
+    );
     refusedWith('invalidAuthMgmt', () => store.apply({ type: 'roleDelete', role: 'root' }, ROOT));
     store.apply({ type: 'authDisable' }, ROOT);
     store.apply({ type: 'userDelete', name: 'root' }, undefined);
@@ -156,7 +175,12 @@ describe('auth store: etcd 3.4 rules and errors', () => {
     store.apply({ type: 'authEnable' }, undefined);
     const alice: AuthInfo = { username: 'alice', revision: store.revision };
     const put = (key: string) => ({ type: 'put' as const, request: { key: bytes(key), value: bytes('v') } });
-    const cmp = (key: string) => ({ result: 'equal' as const, key: bytes(key), target: 'version' as const, version: 1 });
+    const cmp = (key: string) => ({
+      result: 'equal' as const,
+      key: bytes(key),
+      target: 'version' as const,
+      version: 1,
+    });
     checkTxnPermitted(store, alice, { compare: [cmp('r')], success: [put('k')], failure: [] });
     refusedWith('permissionDenied', () =>
       checkTxnPermitted(store, alice, { compare: [cmp('secret')], success: [put('k')], failure: [] }),
@@ -165,7 +189,9 @@ describe('auth store: etcd 3.4 rules and errors', () => {
       checkTxnPermitted(store, alice, { compare: [], success: [put('k')], failure: [put('r')] }),
     );
     const nested = { type: 'txn' as const, request: { compare: [], success: [put('secret')], failure: [] } };
-    refusedWith('permissionDenied', () => checkTxnPermitted(store, alice, { compare: [], success: [], failure: [nested] }));
+    refusedWith('permissionDenied', () =>
+      checkTxnPermitted(store, alice, { compare: [], success: [], failure: [nested] }),
+    );
     refusedWith('permissionDenied', () =>
       checkWritePermitted(store, alice, { type: 'deleteRange', request: { key: bytes('r'), prevKv: false } }),
     );
@@ -173,9 +199,17 @@ describe('auth store: etcd 3.4 rules and errors', () => {
 
   it('keeps permissions sorted by key as etcd lists them, and survives encode/decode', () => {
     const store = storeWithUsers();
-    for (const op of [grant('WRITE', 'b'), grant('READ', 'a', 'z'), grant('READ', 'a'), grant('READWRITE', 'b')])
+    for (const op of [
+      grant('WRITE', 'b'),
+      grant('READ', 'a', 'z'),
+      grant('READ', 'a'),
+      grant('READWRITE', 'b'),
+    ])
       store.apply(op, undefined);
-    const listed = store.role('reader')!.permissions.map((p) => `${p.permType}:${p.key}:${p.rangeEnd}`);
+    const text = (b: Uint8Array) => Buffer.from(b).toString();
+    const listed = store
+      .role('reader')!
+      .permissions.map((p) => `${p.permType}:${text(p.key)}:${text(p.rangeEnd)}`);
     assert.deepEqual(listed, ['READ:a:z', 'READ:a:', 'READWRITE:b:']);
     store.apply({ type: 'authEnable' }, undefined);
     const copy = AuthStore.decode(store.encode());
@@ -185,6 +219,15 @@ describe('auth store: etcd 3.4 rules and errors', () => {
   });
 
   it('every auth op crosses the log unchanged, with and without the user it runs as', () => {
+    // Buffers and Uint8Arrays alike as hex, so a copy compares equal to its original.
+    const hex = (_key: string, value: unknown) => {
+      if (value instanceof Uint8Array) return Buffer.from(value).toString('hex');
+      const maybe = value as { type?: unknown; data?: unknown } | null;
+      if (maybe !== null && typeof maybe === 'object' && maybe.type === 'Buffer' && Array.isArray(maybe.data))
+        return Buffer.from(maybe.data as number[]).toString('hex');
+      return value;
+    };
+    const same = (a: unknown, b: unknown) => assert.equal(JSON.stringify(a, hex), JSON.stringify(b, hex));
     const ops: AuthOp[] = [
       { type: 'authEnable' },
       { type: 'authDisable' },
@@ -201,9 +244,13 @@ describe('auth store: etcd 3.4 rules and errors', () => {
     ];
     for (const request of ops) {
       const plain = { proposer: 1, requestId: 2, op: { type: 'auth' as const, request } };
-      assert.deepEqual(JSON.stringify(decodeProposal(encodeProposal(plain))), JSON.stringify(plain));
-      const authed = { proposer: 1, requestId: 3, op: { type: 'authed' as const, username: 'u', authRevision: 7, op: plain.op } };
-      assert.deepEqual(JSON.stringify(decodeProposal(encodeProposal(authed))), JSON.stringify(authed));
+      same(decodeProposal(encodeProposal(plain)), plain);
+      const authed = {
+        proposer: 1,
+        requestId: 3,
+        op: { type: 'authed' as const, username: 'u', authRevision: 7, op: plain.op },
+      };
+      same(decodeProposal(encodeProposal(authed)), authed);
     }
   });
 });
@@ -260,7 +307,13 @@ describe('auth tokens', () => {
     assert.throws(() => parseAuthTokenFlag('jwt,sign-method=RS256'), /pub-key/);
     assert.throws(() => parseAuthTokenFlag('jwt,pub-key=a,sign-method=XX1'), /sign-method/);
     const jwt = parseAuthTokenFlag('jwt,pub-key=a,priv-key=b,sign-method=ES256,ttl=1m30s');
-    assert.deepEqual(jwt, { type: 'jwt', signMethod: 'ES256', ttlSeconds: 90, publicKeyFile: 'a', privateKeyFile: 'b' });
+    assert.deepEqual(jwt, {
+      type: 'jwt',
+      signMethod: 'ES256',
+      ttlSeconds: 90,
+      publicKeyFile: 'a',
+      privateKeyFile: 'b',
+    });
   });
 
   it('passwords: bcrypt on the receiving member; wrong, unknown and no-password users refused', async () => {
