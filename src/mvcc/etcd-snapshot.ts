@@ -16,7 +16,7 @@
 //   cluster          clusterVersion → e.g. "3.4.0".
 //   alarm            etcdserverpb.AlarmMember → empty.
 //   auth             authRevision → 1 (8 bytes; what a fresh etcd writes: auth never enabled).
-//   authUsers, authRoles   empty (Concord has no auth).
+//   authUsers, authRoles   empty (Concord's auth store is not written into etcd's format).
 // etcd's own snapshot of the same keyspace differs only in what etcd keeps and we do not (the
 // tombstone at exactly the compact revision, etcd-io/etcd#18089; member IDs; the index).
 
@@ -226,14 +226,15 @@ export async function importEtcdSnapshot(reader: BboltReader, keyspace: Keyspace
   const authEnabled = [...reader.entries([AUTH_BUCKET])].find((e) => e.key.equals(AUTH_ENABLED_KEY));
   if (authEnabled !== undefined && authEnabled.value.length === 1 && authEnabled.value[0] === 1)
     throw new SnapshotInvalidError(
-      'authentication is enabled in this snapshot and Concord does not implement etcd auth; ' +
+      "authentication is enabled in this snapshot and Concord does not import etcd's users and roles; " +
         'run `etcdctl auth disable` and save the snapshot again',
     );
   const notes: string[] = [];
   const count = (name: Buffer): number => [...reader.entries([name])].length;
   const users = count(AUTH_USERS_BUCKET);
   const roles = count(AUTH_ROLES_BUCKET);
-  if (users + roles > 0) notes.push(`${users} users and ${roles} roles not restored (Concord has no auth)`);
+  if (users + roles > 0)
+    notes.push(`${users} users and ${roles} roles not restored (Concord does not import etcd's auth data)`);
   const alarms = count(ALARM_BUCKET);
   if (alarms > 0) notes.push(`${alarms} alarms not restored`);
   const finished = compactMark(meta.get(FINISHED_COMPACT_KEY.toString('latin1')), 'finishedCompactRev');

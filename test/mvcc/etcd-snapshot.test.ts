@@ -407,7 +407,7 @@ test('users, roles and alarms are reported as not restored; keys of a lease the 
     const { target, result } = await importFile(path);
     try {
       assert.deepEqual(result.notes, [
-        '1 users and 0 roles not restored (Concord has no auth)',
+        "1 users and 0 roles not restored (Concord does not import etcd's auth data)",
         '1 alarms not restored',
       ]);
       assert.equal(result.keysWithMissingLease, 1);
