@@ -30,7 +30,7 @@ import {
   wireToBigInt,
   wireToNumber,
 } from './convert.js';
-import { ApiRequestError, EtcdError } from './errors.js';
+import { ApiRequestError, EtcdError, type EtcdErrorCode } from './errors.js';
 import {
   checkDeleteRange,
   checkPut,
@@ -73,23 +73,45 @@ function callerOf(backend: EtcdBackend, credentials: Credentials): AuthInfo | un
 export function checkMaintenanceAdmin(backend: EtcdBackend, credentials: Credentials): void {
   const auth = backend.auth;
   if (auth === undefined) return;
-  let info: AuthInfo | undefined;
+  untranslatedAuth(() => auth.checkAdmin(callerOf(backend, credentials)));
+}
+
+const untranslatedCodes: Partial<Record<string, EtcdErrorCode>> = {
+  invalidAuthToken: 'maintenanceInvalidAuthToken',
+  userEmpty: 'maintenanceUserEmpty',
+  permissionDenied: 'maintenancePermissionDenied',
+};
+
+/** Runs `work`, turning auth errors into the auth package's own ("auth: …", gRPC Unknown). */
+function untranslatedAuth<T>(work: () => T): T {
   try {
-    info = callerOf(backend, credentials);
+    return work();
   } catch (error) {
-    if (error instanceof EtcdError && error.code === 'invalidAuthToken')
-      throw new EtcdError('maintenanceInvalidAuthToken');
-    throw error;
+    const code = error instanceof EtcdError ? untranslatedCodes[error.code] : undefined;
+    throw code === undefined ? error : new EtcdError(code);
   }
+}
+
+/**
+ * etcd's v3lock and v3election make their KV calls through a client: an auth error from them
+ * reaches the caller as a plain error (gRPC Unknown) with etcd's text.
+ */
+async function asPlainErrors<T>(work: () => Promise<T>): Promise<T> {
   try {
-    auth.checkAdmin(info);
+    return await work();
   } catch (error) {
-    if (error instanceof EtcdError && error.code === 'userEmpty') throw new EtcdError('maintenanceUserEmpty');
-    if (error instanceof EtcdError && error.code === 'permissionDenied')
-      throw new EtcdError('maintenancePermissionDenied');
+    if (error instanceof EtcdError && plainInConcurrency.has(error.code))
+      throw new ApiRequestError(2, error.message);
     throw error;
   }
 }
+
+const plainInConcurrency: ReadonlySet<string> = new Set([
+  'userEmpty',
+  'permissionDenied',
+  'invalidAuthToken',
+  'authOldRevision',
+]);
 
 /** etcd's membership changes need an admin (its checkMembershipOperationPermission). */
 function checkMembershipAdmin(backend: EtcdBackend, credentials: Credentials): void {
@@ -182,8 +204,8 @@ function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler
       };
     },
     'Lease/LeaseRevoke': async (request, _signal, credentials) => {
-      callerOf(backend, credentials);
-      const response = await backend.leaseRevoke(wireToBigInt(str(request, 'ID')));
+      const caller = callerOf(backend, credentials);
+      const response = await backend.leaseRevoke(wireToBigInt(str(request, 'ID')), caller);
       return { header: headerToWire(response.header) };
     },
     'Lease/LeaseTimeToLive': async (request) => {
@@ -270,7 +292,9 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
         isLearner: s.isLearner,
       };
     },
-    'Maintenance/Alarm': async (request) => {
+    'Maintenance/Alarm': async (request, _signal, credentials) => {
+      // etcd resolves the token of this Raft request and returns its error untranslated.
+      untranslatedAuth(() => callerOf(backend, credentials));
       const action = alarmActions[String(request.action)] ?? 'get';
       const alarm = alarmTypes[String(request.alarm)] ?? 'none';
       const response = await backend.alarm(action, wireToBigInt(str(request, 'memberID')), alarm);
@@ -318,13 +342,19 @@ function lockHandlers({ backend }: HandlerContext): Record<string, UnaryHandler>
       const name = bytes(request, 'name');
       if (name.length === 0) throw new EtcdError('lockMissingName');
       const caller = callerOf(backend, credentials);
-      const response = await backend.lock(name, wireToBigInt(str(request, 'lease')), signal, caller);
+      const response = await asPlainErrors(() =>
+        backend.lock(name, wireToBigInt(str(request, 'lease')), signal, caller),
+      );
       return { header: headerToWire(response.header), key: asBuffer(response.key) };
     },
     'Lock/Unlock': async (request, _signal, credentials) => {
       const key = bytes(request, 'key');
       if (key.length === 0) throw new EtcdError('lockMissingKey');
-      return { header: headerToWire((await backend.unlock(key, callerOf(backend, credentials))).header) };
+      return {
+        header: headerToWire(
+          (await asPlainErrors(() => backend.unlock(key, callerOf(backend, credentials)))).header,
+        ),
+      };
     },
   };
 }
@@ -335,18 +365,24 @@ function electionHandlers({ backend }: HandlerContext): Record<string, UnaryHand
       const name = bytes(request, 'name');
       const lease = wireToBigInt(str(request, 'lease'));
       const caller = callerOf(backend, credentials);
-      const response = await backend.campaign(name, lease, bytes(request, 'value'), signal, caller);
+      const response = await asPlainErrors(() =>
+        backend.campaign(name, lease, bytes(request, 'value'), signal, caller),
+      );
       return { header: headerToWire(response.header), leader: leaderKeyToWire(response.leader) };
     },
     'Election/Proclaim': async (request, _signal, credentials) => {
       const leader = leaderKeyFromWire(leaderKeyOf(request));
       const caller = callerOf(backend, credentials);
       return {
-        header: headerToWire((await backend.proclaim(leader, bytes(request, 'value'), caller)).header),
+        header: headerToWire(
+          (await asPlainErrors(() => backend.proclaim(leader, bytes(request, 'value'), caller))).header,
+        ),
       };
     },
     'Election/Leader': async (request, _signal, credentials) => {
-      const response = await backend.leader(bytes(request, 'name'), callerOf(backend, credentials));
+      const response = await asPlainErrors(() =>
+        backend.leader(bytes(request, 'name'), callerOf(backend, credentials)),
+      );
       const { kv } = response;
       return {
         header: headerToWire(response.header),
@@ -362,7 +398,11 @@ function electionHandlers({ backend }: HandlerContext): Record<string, UnaryHand
     },
     'Election/Resign': async (request, _signal, credentials) => {
       const leader = leaderKeyFromWire(leaderKeyOf(request));
-      return { header: headerToWire((await backend.resign(leader, callerOf(backend, credentials))).header) };
+      return {
+        header: headerToWire(
+          (await asPlainErrors(() => backend.resign(leader, callerOf(backend, credentials)))).header,
+        ),
+      };
     },
   };
 }
@@ -401,7 +441,9 @@ function authHandlers({ backend }: HandlerContext): Record<string, UnaryHandler>
       reply(await auth.authEnable(callerOf(backend, credentials))),
     'Auth/AuthDisable': async (_request, _signal, credentials) =>
       reply(await auth.authDisable(callerOf(backend, credentials))),
-    'Auth/Authenticate': async (request) => {
+    'Auth/Authenticate': async (request, _signal, credentials) => {
+      // A Raft request in etcd: a token it carries is resolved (and refused) first.
+      callerOf(backend, credentials);
       const response = await auth.authenticate(str(request, 'name'), strOrEmpty(request, 'password'));
       return { header: headerToWire(response.header), token: response.token };
     },

@@ -14,6 +14,7 @@
 import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
 import type { BackendWatcher, Credentials, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
+import { EtcdError } from '../server/errors.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
 import type {
   WireEvent,
@@ -107,10 +108,11 @@ export class WatchSession {
      */
     private readonly onFailure: (error: unknown) => void = () => {},
     /**
-     * Whether the stream's caller may watch [key, rangeEnd) (etcd's isWatchPermitted: an invalid
-     * token or a missing read permission). Absent: every watch is permitted.
+     * Why the stream's caller may not watch [key, rangeEnd), or undefined when it may (etcd's
+     * isWatchPermitted: an invalid token, no user, an old auth revision, no read permission).
+     * Absent: every watch is permitted.
      */
-    private readonly permitted?: (key: Uint8Array, rangeEnd: Uint8Array) => boolean,
+    private readonly permitted?: (key: Uint8Array, rangeEnd: Uint8Array) => string | undefined,
   ) {
     this.progressTimer = setInterval(
       () => this.guard(() => this.notifyProgress()),
@@ -202,9 +204,7 @@ export class WatchSession {
   }
 
   private refusePermission(request: WireWatchCreateRequest): string | undefined {
-    if (this.permitted === undefined) return undefined;
-    if (this.permitted(request.key, request.range_end)) return undefined;
-    return watchPermissionDeniedReason;
+    return this.permitted?.(request.key, request.range_end);
   }
 
   /** etcd takes any client-chosen ID but 0 (which asks the server to choose), negative ones too. */
@@ -375,14 +375,27 @@ function eventBytes(event: WireEvent): number {
 }
 
 /** Greedy split keeping each piece under the limit; a single oversized event travels alone. */
-/** etcd's cancel_reason for a watch the caller may not read: the gRPC error's text. */
-const watchPermissionDeniedReason = 'rpc error: code = PermissionDenied desc = etcdserver: permission denied';
+const grpcCodeNames: Record<number, string> = {
+  3: 'InvalidArgument',
+  7: 'PermissionDenied',
+  16: 'Unauthenticated',
+};
+const watchRefusalCodes: ReadonlySet<string> = new Set(['invalidAuthToken', 'userEmpty', 'authOldRevision']);
+
+/** etcd's cancel_reason for a refused watch: the gRPC error's text ("rpc error: code = … desc = …"). */
+function watchRefusalReason(error: unknown): string {
+  const refusal =
+    error instanceof EtcdError && watchRefusalCodes.has(error.code)
+      ? error
+      : new EtcdError('permissionDenied');
+  return `rpc error: code = ${grpcCodeNames[refusal.grpcCode]} desc = ${refusal.message}`;
+}
 
 /** The `permitted` callback of a WatchSession for a caller with these credentials. */
 export function watchPermission(
   backend: EtcdBackend,
   credentials: Credentials,
-): ((key: Uint8Array, rangeEnd: Uint8Array) => boolean) | undefined {
+): ((key: Uint8Array, rangeEnd: Uint8Array) => string | undefined) | undefined {
   const auth = backend.auth;
   if (auth === undefined) return undefined;
   return (key, rangeEnd) => {
@@ -392,9 +405,9 @@ export function watchPermission(
           ? undefined
           : auth.resolve(credentials);
       if (auth.enabled()) auth.checkRead(info, key, rangeEnd);
-      return true;
-    } catch {
-      return false;
+      return undefined;
+    } catch (error) {
+      return watchRefusalReason(error);
     }
   };
 }

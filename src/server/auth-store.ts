@@ -8,6 +8,7 @@
 // The rules and their order follow etcd 3.4's auth store (server/auth/store.go); the error texts
 // are etcd's (errors.ts), checked against a real etcd 3.4.
 
+import type { EtcdAuthState } from '../mvcc/etcd-snapshot.js';
 import { BinaryReader, BinaryWriter } from '../util/binary.js';
 import { EtcdError, type EtcdErrorCode } from './errors.js';
 
@@ -56,6 +57,9 @@ export type AuthOp =
   | { type: 'roleDelete'; role: string }
   | { type: 'roleGrantPermission'; name: string; permission: KeyPermission }
   | { type: 'roleRevokePermission'; role: string; key: Uint8Array; rangeEnd: Uint8Array };
+
+/** The auth store's record in the keyspace's meta (so snapshots and restores carry it). */
+export const AUTH_META_NAME = 'cluster/auth';
 
 export const ROOT_USER = 'root';
 export const ROOT_ROLE = 'root';
@@ -305,6 +309,42 @@ export class AuthStore {
         return { type: 'none' };
       }
     }
+  }
+
+  // ---- etcd's snapshot format -----------------------------------------------------------------
+
+  toEtcd(): EtcdAuthState {
+    return {
+      enabled: this.enabled,
+      revision: this.revision,
+      users: [...this.users.values()]
+        .sort((a, b) => (a.name < b.name ? -1 : 1))
+        .map((u) => ({
+          name: u.name,
+          passwordHash: u.passwordHash,
+          noPassword: u.noPassword,
+          roles: [...u.roles],
+        })),
+      roles: [...this.roles.values()]
+        .sort((a, b) => (a.name < b.name ? -1 : 1))
+        .map((r) => ({ name: r.name, permissions: r.permissions.map((p) => ({ ...p })) })),
+    };
+  }
+
+  static fromEtcd(state: EtcdAuthState): AuthStore {
+    const store = new AuthStore();
+    store.enabled = state.enabled;
+    store.revision = Math.max(1, state.revision);
+    for (const u of state.users)
+      store.users.set(u.name, {
+        name: u.name,
+        passwordHash: u.passwordHash,
+        noPassword: u.noPassword,
+        roles: [...new Set(u.roles)].sort(),
+      });
+    for (const r of state.roles)
+      store.roles.set(r.name, { name: r.name, permissions: r.permissions.map((p) => ({ ...p })) });
+    return store;
   }
 
   // ---- encoding (the keyspace's meta record) -------------------------------------------------

@@ -240,7 +240,8 @@ export interface EtcdBackend {
   watch(request: WatchCreate, listener: WatchListener): BackendWatcher;
 
   leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>>;
-  leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }>;
+  /** With auth enabled, revoking needs write permission on the lease's keys (etcd's checkLeasePuts). */
+  leaseRevoke(id: bigint, auth?: AuthInfo): Promise<{ header: HeaderInfo }>;
   /** Renews and returns the new TTL; ttlSeconds 0 when the lease is gone (as etcd answers). */
   leaseKeepAlive(id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>>;
   leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>>;

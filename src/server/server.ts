@@ -60,7 +60,7 @@ import { AppliedWait } from './applied-wait.js';
 import { checkTxnPermitted, checkWritePermitted } from './auth-checks.js';
 import { AuthGate } from './auth-gate.js';
 import { AuthService } from './auth-service.js';
-import { type AuthEffect, type AuthInfo, type AuthOp, AuthStore } from './auth-store.js';
+import { AUTH_META_NAME, type AuthEffect, type AuthInfo, type AuthOp, AuthStore } from './auth-store.js';
 import type {
   AlarmAction,
   AlarmMember,
@@ -130,8 +130,7 @@ const SNAPSHOT_QUOTA_SLACK_BYTES_MIN = 256 * 1024 * 1024;
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
 const META_MEMBERS = MEMBERS_META_NAME;
-/** The auth store's record in the keyspace's meta (so snapshots carry it). */
-const META_AUTH = 'cluster/auth';
+const META_AUTH = AUTH_META_NAME;
 /** Writes refused for an auth revision that moved on are proposed again this often at most. */
 const AUTH_OLD_REVISION_RETRIES_MAX = 3;
 /** What a failure in each stage of the Raft loop was doing. */
@@ -1221,6 +1220,7 @@ export class ConcordServer {
   async put(request: PutRequest, auth?: AuthInfo): Promise<WithHeader<PutResponse>> {
     this.refuseOnLearner();
     this.refuseIfNoSpace();
+    if (request.lease !== undefined && request.lease !== 0n) this.checkLeaseKeysWritable(request.lease, auth);
     const response = await this.write({ type: 'put', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
@@ -1274,8 +1274,9 @@ export class ConcordServer {
     return { id: response.id, ttlSeconds: response.ttlSeconds, header: this.header(response.revision) };
   }
 
-  async leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }> {
+  async leaseRevoke(id: bigint, auth?: AuthInfo): Promise<{ header: HeaderInfo }> {
     this.refuseOnLearner();
+    this.checkLeaseKeysWritable(id, auth);
     const response = await this.write({ type: 'leaseRevoke', request: { id } });
     return { header: this.header(response.revision) };
   }
@@ -1662,6 +1663,7 @@ export class ConcordServer {
         .alarms()
         .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: publicId(a.memberId), alarm: a.alarm }])),
       clusterVersion: `${ETCD_API_VERSION.split('.').slice(0, 2).join('.')}.0`,
+      auth: this.authGate.store.toEtcd(),
     });
     return {
       header,
@@ -1718,6 +1720,17 @@ export class ConcordServer {
   }
 
   // ---- lock and election -----------------------------------------------------------------------
+
+  /**
+   * etcd's checkLeasePuts: revoking a lease, or attaching one to a new key, needs write permission
+   * on every key the lease holds (revoking deletes them). Checked on the receiving member before
+   * proposing (etcd checks where it applies, so a key attached meanwhile is not seen here).
+   */
+  private checkLeaseKeysWritable(id: bigint, auth: AuthInfo | undefined): void {
+    const store = this.authGate.store;
+    if (!store.enabled) return;
+    for (const key of this.keyspace.leaseKeys(id)) store.checkRange(auth, key, EMPTY_BYTES, 'WRITE');
+  }
 
   /** Lock and Election make their KV requests as the caller, so the caller's permissions apply. */
   private concurrencyFor(auth: AuthInfo | undefined): Concurrency {

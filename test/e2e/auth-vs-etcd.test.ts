@@ -7,17 +7,61 @@
 // every member at once, a forged or expired token refused (simple and JWT tokens).
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { startConcordCluster } from '../support/cluster.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl } from '../support/etcdctl.js';
-import type { ProcessCluster } from '../support/process-cluster.js';
+import type { ProcessCluster, StartPlan } from '../support/process-cluster.js';
+
+const concordctlScript = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
+
+function concordctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [concordctlScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+/** Restore flags for the one member of `plan`. */
+function restoreFlags(plan: StartPlan): string[] {
+  const m = plan.members[0]!;
+  return [
+    '--name',
+    m.name,
+    '--data-dir',
+    m.dataDir,
+    '--initial-cluster',
+    plan.initialCluster,
+    '--initial-cluster-token',
+    plan.token,
+    '--initial-advertise-peer-urls',
+    m.peerUrl,
+  ];
+}
+
+/** What a cluster restored from a snapshot of setUpUsers' cluster must answer. */
+async function assertUsersCameAlong(endpoint: string): Promise<void> {
+  const anonymous = await etcdctl(['get', 'app/one'], { endpoints: [endpoint] });
+  assert.match(anonymous.stderr, /user name is empty/);
+  const alice = await etcdctl(['--user', 'alice:alicepw', 'get', 'app/one'], { endpoints: [endpoint] });
+  assert.equal(alice.stdout, 'app/one\n1\n', alice.stderr);
+  const denied = await etcdctl(['--user', 'alice:alicepw', 'put', 'other', 'x'], { endpoints: [endpoint] });
+  assert.match(denied.stderr, /permission denied/);
+  const users = await etcdctl(['--user', 'root:rootpw', 'user', 'list'], { endpoints: [endpoint] });
+  assert.equal(users.stdout, 'alice\nroot\n', users.stderr);
+}
 
 const ROOT = ['--user', 'root:rootpw'];
 const ALICE = ['--user', 'alice:alicepw'];
@@ -100,7 +144,7 @@ const transcript: Step[] = [
   { args: [...ALICE, 'txn'], stdin: 'value("foo") = "3"\n\nget foo\n\nget secret\n\n', expect: /denied/ },
   { args: [...ALICE, 'txn'], stdin: 'value("foo") = "3"\n\nget foo\n\n\n', expect: /SUCCESS/ },
   // watch: a key alice may read replays its history; one she may not is cancelled
-  { args: [...ALICE, 'watch', 'foo', '--rev=1'], timeoutMs: 3000, expect: /PUT\nfoo\n1/ },
+  { args: [...ALICE, 'watch', 'foo', '--rev=1'], timeoutMs: 8000, expect: /PUT\nfoo\n1/ },
   { args: [...ALICE, 'watch', 'b'], expect: /watch is canceled by the server/ },
   { args: [...ALICE, 'watch', 'secret', '--prefix'], expect: /watch is canceled by the server/ },
   // admin-only calls, and lock/election through their KV requests
@@ -188,6 +232,35 @@ async function gateway(
 }
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+/** The first answer of a gateway watch stream (the create response), then the stream is dropped. */
+async function firstWatchAnswer(
+  endpoint: string,
+  key: string,
+  token?: string,
+): Promise<Record<string, unknown>> {
+  const abort = new AbortController();
+  const response = await fetch(`${endpoint}/v3/watch`, {
+    method: 'POST',
+    headers: token === undefined ? {} : { Authorization: token },
+    body: JSON.stringify({ create_request: { key: b64(key) } }),
+    signal: abort.signal,
+  });
+  const reader = response.body!.getReader();
+  let text = '';
+  try {
+    while (!text.includes('\n')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+  } finally {
+    abort.abort();
+  }
+  const { result } = JSON.parse(text.split('\n')[0]!) as { result: Record<string, unknown> };
+  const { header: _header, ...rest } = result;
+  return rest;
+}
 
 /** Root, and alice who may read and write under app/. */
 async function setUpUsers(endpoint: string): Promise<void> {
@@ -283,6 +356,28 @@ describe('etcd auth: the etcdctl transcript is the same on etcd 3.4 and Concord'
       out.push(pick(await gateway(url, '/v3/auth/user/delete', { name: 'root' }, rootToken)));
       out.push(pick(await gateway(url, '/v3/maintenance/hash', {}, token)));
       out.push(pick(await gateway(url, '/v3/maintenance/hash', {}, 'forged.2')));
+      // watch refusals: no read permission, no user, a token nobody issued
+      out.push(await firstWatchAnswer(url, 'secret', token));
+      out.push(await firstWatchAnswer(url, 'secret'));
+      out.push(await firstWatchAnswer(url, 'app/x', 'forged.3'));
+      // a lease holding a key alice may not write can be neither revoked nor attached by her
+      const grant = await gateway(url, '/v3/lease/grant', { TTL: '600' }, rootToken);
+      const lease = String(grant.body.ID);
+      out.push(
+        pick(await gateway(url, '/v3/kv/put', { key: b64('secret'), value: b64('s'), lease }, rootToken)),
+      );
+      out.push(pick(await gateway(url, '/v3/kv/put', { key: b64('app/l'), value: b64('v'), lease }, token)));
+      out.push(pick(await gateway(url, '/v3/lease/revoke', { ID: lease }, token)));
+      out.push(pick(await gateway(url, '/v3/lease/revoke', { ID: lease }, rootToken)));
+      // Raft requests resolve the token they carry; Alarm answers with the auth package's error
+      out.push(
+        pick(await gateway(url, '/v3/auth/authenticate', { name: 'alice', password: 'alicepw' }, 'forged.4')),
+      );
+      out.push(pick(await gateway(url, '/v3/maintenance/alarm', {}, 'forged.5')));
+      out.push(pick(await gateway(url, '/v3/kv/compaction', { revision: '1' }, 'forged.6')));
+      // v3lock passes the KV error on as a plain one
+      out.push(pick(await gateway(url, '/v3/lock/lock', { name: b64('l1') })));
+      out.push(pick(await gateway(url, '/v3/lock/lock', { name: b64('l1') }, token)));
       out.push(pick(await gateway(url, '/v3/auth/disable', {}, rootToken)));
       // auth disable drops every simple token
       out.push(pick(await gateway(url, '/v3/kv/range', { key: b64('app/x') }, token)));
@@ -371,6 +466,51 @@ describe('etcd auth on Concord: clients, restarts, tokens', { timeout: 600_000 }
     assert.equal(alice.stdout, 'app/one\n1\n');
   });
 
+  it('snapshots carry users, roles and the enabled flag between etcd 3.4 and Concord, both ways', {
+    skip: !etcdAvailable() && 'etcd 3.4 is not installed',
+  }, async () => {
+    keyDir ??= await mkdtemp(join(tmpdir(), 'concord-auth-'));
+    // Concord → etcd: bcrypt hashes made by bcryptjs are checked by etcd's Go bcrypt.
+    const fromConcord = join(keyDir, 'from-concord.db');
+    const save = await etcdctl(['--user', 'root:rootpw', 'snapshot', 'save', fromConcord], {
+      endpoints: [cluster!.members[0]!.clientUrl],
+    });
+    assert.equal(save.code, 0, save.stderr);
+    const etcd = await startEtcdCluster({
+      size: 1,
+      beforeStart: async (plan) => {
+        const restored = await etcdctl(['snapshot', 'restore', fromConcord, ...restoreFlags(plan)], {
+          endpoints: [],
+        });
+        assert.equal(restored.code, 0, restored.stderr);
+      },
+    });
+    try {
+      await assertUsersCameAlong(etcd.members[0]!.clientUrl);
+      // etcd → Concord: Go's hashes checked by bcryptjs.
+      const fromEtcd = join(keyDir, 'from-etcd.db');
+      const saved = await etcdctl(['--user', 'root:rootpw', 'snapshot', 'save', fromEtcd], {
+        endpoints: [etcd.members[0]!.clientUrl],
+      });
+      assert.equal(saved.code, 0, saved.stderr);
+      const restoredConcord = await startConcordCluster({
+        size: 1,
+        beforeStart: async (plan) => {
+          const restored = await concordctl(['snapshot', 'restore', fromEtcd, ...restoreFlags(plan)]);
+          assert.equal(restored.code, 0, restored.stderr + restored.stdout);
+          assert.match(restored.stderr, /auth enabled: 2 users and 1 roles restored/);
+        },
+      });
+      try {
+        await assertUsersCameAlong(restoredConcord.members[0]!.clientUrl);
+      } finally {
+        await restoredConcord.dispose();
+      }
+    } finally {
+      await etcd.dispose();
+    }
+  });
+
   it('a forged simple token is refused; a token issued by one member works on another', async () => {
     const [url0, url2] = [cluster!.members[0]!.clientUrl, cluster!.members[2]!.clientUrl];
     const login = await gateway(url0, '/v3/auth/authenticate', { name: 'alice', password: 'alicepw' });
@@ -383,7 +523,7 @@ describe('etcd auth on Concord: clients, restarts, tokens', { timeout: 600_000 }
   });
 
   it('simple tokens lapse after --auth-token-ttl; JWTs are checked for signature and expiry', async () => {
-    keyDir = await mkdtemp(join(tmpdir(), 'concord-jwt-'));
+    keyDir ??= await mkdtemp(join(tmpdir(), 'concord-auth-'));
     const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const other = generateKeyPairSync('rsa', { modulusLength: 2048 });
     await writeFile(join(keyDir, 'priv.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
