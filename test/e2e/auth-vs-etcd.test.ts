@@ -20,6 +20,7 @@ import { startConcordCluster } from '../support/cluster.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl } from '../support/etcdctl.js';
 import type { ProcessCluster, StartPlan } from '../support/process-cluster.js';
+import { type CertPair, makeTestPki, type TestPki } from '../support/tls-certs.js';
 
 const concordctlScript = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
 
@@ -576,6 +577,89 @@ describe('etcd auth on Concord: clients, restarts, tokens', { timeout: 600_000 }
     } finally {
       await simple.dispose();
       await jwt.dispose();
+    }
+  });
+});
+
+describe('with --client-cert-auth the certificate common name is the user, on etcd 3.4 and Concord', {
+  skip: !etcdAvailable() && 'etcd 3.4 is not installed',
+  timeout: 300_000,
+}, () => {
+  let pki: TestPki | undefined;
+  const clusters: ProcessCluster[] = [];
+  let alice: CertPair;
+  let stranger: CertPair;
+
+  before(async () => {
+    pki = makeTestPki();
+    alice = { certFile: join(pki.dir, 'alice.pem'), keyFile: join(pki.dir, 'alice-key.pem') };
+    stranger = { certFile: join(pki.dir, 'stranger.pem'), keyFile: join(pki.dir, 'stranger-key.pem') };
+    pki.issueMember(alice, 'alice');
+    pki.issueMember(stranger, 'stranger');
+    const flags = [
+      '--cert-file',
+      pki.member.certFile,
+      '--key-file',
+      pki.member.keyFile,
+      '--trusted-ca-file',
+      pki.caFile,
+      '--client-cert-auth',
+    ];
+    const clientTls = {
+      ca: pki.read(pki.caFile),
+      cert: pki.read(pki.client.certFile),
+      key: pki.read(pki.client.keyFile),
+    };
+    const options = {
+      size: 1,
+      clientScheme: 'https' as const,
+      clientTls,
+      extraFlags: flags,
+      startTimeoutMs: 60_000,
+    };
+    const [e, c] = await Promise.allSettled([startEtcdCluster(options), startConcordCluster(options)]);
+    for (const r of [e, c]) if (r.status === 'fulfilled') clusters.push(r.value);
+    if (e.status === 'rejected' || c.status === 'rejected')
+      throw e.status === 'rejected' ? e.reason : (c as PromiseRejectedResult).reason;
+  });
+
+  after(async () => {
+    for (const cluster of clusters) await cluster.dispose();
+    pki?.dispose();
+  });
+
+  it('answers the same with the CN "root", "alice" and an unknown CN', async () => {
+    const as = (pair: CertPair) => [
+      `--cacert=${pki!.caFile}`,
+      `--cert=${pair.certFile}`,
+      `--key=${pair.keyFile}`,
+    ];
+    const root = as(pki!.client); // CN "root"
+    const steps: Step[] = [
+      { args: [...root, 'user', 'add', 'root:rootpw'] },
+      { args: [...root, 'user', 'grant-role', 'root', 'root'] },
+      { args: [...root, 'user', 'add', 'alice:alicepw'] },
+      { args: [...root, 'role', 'add', 'app'] },
+      { args: [...root, 'role', 'grant-permission', 'app', 'readwrite', 'app/', '--prefix'] },
+      { args: [...root, 'user', 'grant-role', 'alice', 'app'] },
+      { args: [...root, 'auth', 'enable'], expect: /Authentication Enabled/ },
+      { args: [...root, 'user', 'list'], expect: /alice\nroot/ },
+      { args: [...root, 'put', 'secret', 's'], expect: /OK/ },
+      { args: [...as(alice), 'put', 'app/x', '1'], expect: /OK/ },
+      { args: [...as(alice), 'get', 'app/x'], expect: /app\/x\n1/ },
+      { args: [...as(alice), 'get', 'secret'], expect: /permission denied/ },
+      { args: [...as(alice), 'user', 'list'], expect: /permission denied/ },
+      { args: [...as(stranger), 'get', 'app/x'], expect: /permission denied/ },
+      // A token wins over the certificate.
+      { args: [...as(alice), '--user', 'root:rootpw', 'get', 'secret'], expect: /secret\ns/ },
+      { args: [...root, 'auth', 'disable'], expect: /Authentication Disabled/ },
+    ];
+    const [etcd, concord] = clusters as [ProcessCluster, ProcessCluster];
+    for (const step of steps) {
+      const [fromEtcd, fromConcord] = await Promise.all([run(etcd, step), run(concord, step)]);
+      assert.equal(fromConcord, fromEtcd, `etcdctl ${step.args.slice(3).join(' ')}`);
+      if (step.expect)
+        assert.match(fromEtcd, step.expect, `etcd's answer to etcdctl ${step.args.slice(3).join(' ')}`);
     }
   });
 });
