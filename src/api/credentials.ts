@@ -3,23 +3,38 @@
 // certificate was verified (--client-cert-auth) the certificate's common name.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
 import type { Credentials } from '../server/backend.js';
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The verified client certificate's common name, if the connection has one. */
-export function peerCommonName(socket: Socket | undefined | null): string | undefined {
-  if (!(socket instanceof TLSSocket) || !socket.authorized) return undefined;
-  const subject = socket.getPeerCertificate()?.subject as { CN?: string | string[] } | undefined;
-  const cn = subject?.CN;
+/**
+ * Set on a stream that wraps a connection's socket (h2-authority's rewriter): the socket itself,
+ * whose TLS state the wrapper does not have.
+ */
+export const UNDERLYING_SOCKET: unique symbol = Symbol('concord.underlyingSocket');
+
+interface MaybeTlsSocket {
+  authorized?: unknown;
+  getPeerCertificate?: () => { subject?: { CN?: string | string[] } } | null;
+  [UNDERLYING_SOCKET]?: MaybeTlsSocket;
+}
+
+/**
+ * The verified client certificate's common name, if the connection has one. Duck-typed: an http2
+ * session hands out its socket behind a proxy, for which instanceof TLSSocket does not hold.
+ */
+export function peerCommonName(socket: unknown): string | undefined {
+  if (socket === undefined || socket === null) return undefined;
+  const candidate = socket as MaybeTlsSocket;
+  const tls = candidate[UNDERLYING_SOCKET] ?? candidate;
+  if (tls.authorized !== true || typeof tls.getPeerCertificate !== 'function') return undefined;
+  const cn = tls.getPeerCertificate()?.subject?.CN;
   return Array.isArray(cn) ? cn[0] : cn;
 }
 
-export function credentialsOf(headers: IncomingHttpHeaders, socket: Socket | undefined | null): Credentials {
+export function credentialsOf(headers: IncomingHttpHeaders, socket: unknown): Credentials {
   const token = headerValue(headers.token) ?? headerValue(headers.authorization);
   const commonName = peerCommonName(socket);
   if (token === undefined && commonName === undefined) return NO_CREDENTIALS;

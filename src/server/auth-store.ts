@@ -212,8 +212,10 @@ export class AuthStore {
   apply(op: AuthOp, info: AuthInfo | undefined): AuthEffect {
     if (needsAdmin(op)) this.checkAdmin(info);
     const effect = this.applyUnchecked(op);
-    // etcd commits a new auth revision only for a change (not for a repeated enable or grant).
-    if (op.type !== 'authenticate' && effect.type !== 'unchanged') this.revision++;
+    // etcd commits a new auth revision for each change, except an enable (its AuthEnable only
+    // reloads the revision) and what changed nothing (a repeated grant).
+    if (op.type !== 'authenticate' && op.type !== 'authEnable' && effect.type !== 'unchanged')
+      this.revision++;
     return effect;
   }
 
