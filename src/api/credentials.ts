@@ -17,6 +17,8 @@ export const UNDERLYING_SOCKET: unique symbol = Symbol('concord.underlyingSocket
 
 interface MaybeTlsSocket {
   authorized?: unknown;
+  /** node:http2 serves a stream that is not a net.Socket through a JSStreamSocket over it. */
+  stream?: MaybeTlsSocket;
   getPeerCertificate?: () => { subject?: { CN?: string | string[] } } | null;
   [UNDERLYING_SOCKET]?: MaybeTlsSocket;
 }
@@ -28,7 +30,7 @@ interface MaybeTlsSocket {
 export function peerCommonName(socket: unknown): string | undefined {
   if (socket === undefined || socket === null) return undefined;
   const candidate = socket as MaybeTlsSocket;
-  const tls = candidate[UNDERLYING_SOCKET] ?? candidate;
+  const tls = candidate[UNDERLYING_SOCKET] ?? candidate.stream?.[UNDERLYING_SOCKET] ?? candidate;
   if (tls.authorized !== true || typeof tls.getPeerCertificate !== 'function') return undefined;
   const cn = tls.getPeerCertificate()?.subject?.CN;
   return Array.isArray(cn) ? cn[0] : cn;
