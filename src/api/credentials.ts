@@ -36,9 +36,27 @@ export function peerCommonName(socket: unknown): string | undefined {
   return Array.isArray(cn) ? cn[0] : cn;
 }
 
-export function credentialsOf(headers: IncomingHttpHeaders, socket: unknown): Credentials {
+/** A connection's certificate does not change: its CN is read once per HTTP/2 session or socket. */
+const commonNames = new WeakMap<object, string | null>();
+
+function cachedCommonName(connection: object | undefined, socket: () => unknown): string | undefined {
+  if (connection === undefined) return peerCommonName(socket());
+  let cn = commonNames.get(connection);
+  if (cn === undefined) {
+    cn = peerCommonName(socket()) ?? null;
+    commonNames.set(connection, cn);
+  }
+  return cn ?? undefined;
+}
+
+/** `connection` (the HTTP/2 session, or the socket) keys the cached common name. */
+export function credentialsOf(
+  headers: IncomingHttpHeaders,
+  connection: object | undefined,
+  socket: () => unknown,
+): Credentials {
   const token = headerValue(headers.token) ?? headerValue(headers.authorization);
-  const commonName = peerCommonName(socket);
+  const commonName = cachedCommonName(connection, socket);
   if (token === undefined && commonName === undefined) return NO_CREDENTIALS;
   return { token, commonName };
 }

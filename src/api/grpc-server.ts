@@ -78,7 +78,10 @@ function watchHandler(backend: EtcdBackend, options: GrpcServerOptions): H2Strea
       }
       return call.write(response);
     };
-    const permitted = watchPermission(backend, credentialsOf(call.headers, call.socket));
+    const permitted = watchPermission(
+      backend,
+      credentialsOf(call.headers, call.session, () => call.socket),
+    );
     const session = new WatchSession(
       backend,
       send,
@@ -143,7 +146,10 @@ export async function keepAliveOnce(backend: EtcdBackend, id: bigint): Promise<o
 function snapshotHandler(backend: EtcdBackend): H2StreamingHandler {
   return async (call) => {
     try {
-      checkMaintenanceAdmin(backend, credentialsOf(call.headers, call.socket));
+      checkMaintenanceAdmin(
+        backend,
+        credentialsOf(call.headers, call.session, () => call.socket),
+      );
       for await (const message of snapshotMessages(backend)) {
         if (call.done) return;
         if (!call.write(message)) await call.whenWritable();
@@ -252,7 +258,11 @@ export function createGrpcServer(
       if (stream !== undefined) server.addStreaming(route, stream);
       else if (unary !== undefined) {
         const withCredentials: H2UnaryHandler = (request, signal, call) =>
-          unary(request as WireObject, signal, credentialsOf(call.headers, call.stream.session?.socket));
+          unary(
+            request as WireObject,
+            signal,
+            credentialsOf(call.headers, call.stream.session, () => call.stream.session?.socket),
+          );
         server.addUnary(route, withCredentials, { wantsSignal: SIGNAL_METHODS.has(key) });
       } else throw new Error(`no handler for ${key}`);
     }

@@ -181,6 +181,11 @@ abstract class CallBase {
     readonly headers: IncomingHttpHeaders,
   ) {}
 
+  /** The call's HTTP/2 session (one per connection). */
+  get session(): ServerHttp2Stream['session'] {
+    return this.stream.session;
+  }
+
   /** The connection's socket (a TLSSocket on an https:// port). */
   get socket(): ServerHttp2Stream['session'] extends infer S
     ? S extends { socket: infer T }

@@ -277,7 +277,11 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     response.on('close', () => abort.abort());
     let result: object;
     try {
-      result = await handler(wire, abort.signal, credentialsOf(request.headers, request.socket));
+      result = await handler(
+        wire,
+        abort.signal,
+        credentialsOf(request.headers, request.socket, () => request.socket),
+      );
     } catch (error) {
       return sendServerError(response, toWireStatus(error));
     }
@@ -538,12 +542,19 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     const streaming: Record<string, () => unknown> = {
       '/v3/watch': () =>
         serveBidiStream(request, response, watch, (send, end) =>
-          openWatch(send, end, credentialsOf(request.headers, request.socket)),
+          openWatch(
+            send,
+            end,
+            credentialsOf(request.headers, request.socket, () => request.socket),
+          ),
         ),
       '/v3/lease/keepalive': () => serveBidiStream(request, response, keepAlive, openKeepAlive),
       '/v3/maintenance/snapshot': () =>
         serveServerStream(request, response, snapshot, (writer) => {
-          checkMaintenanceAdmin(backend, credentialsOf(request.headers, request.socket));
+          checkMaintenanceAdmin(
+            backend,
+            credentialsOf(request.headers, request.socket, () => request.socket),
+          );
           return runSnapshot(writer);
         }),
       '/v3/election/observe': () => serveServerStream(request, response, observe, runObserve),
