@@ -18,6 +18,7 @@ import {
 } from 'node:tls';
 import type { EtcdBackend } from '../server/backend.js';
 import type { GrpcCallStats } from './call-stats.js';
+import { UNDERLYING_SOCKET } from './credentials.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';
 import { wrapHttp2Connection } from './h2-authority.js';
 import {
@@ -128,9 +129,12 @@ export async function startApiServer(options: ApiServerOptions): Promise<ApiServ
         // over TLS) goes through the wrapper, which has no ALPN state.
         const tlsWithoutH2 =
           (socket as TLSSocket).encrypted === true && (socket as TLSSocket).alpnProtocol !== 'h2';
-        grpcServer.injectConnection(
-          opensWithEmptySettings(head) || tlsWithoutH2 ? wrapHttp2Connection(socket) : socket,
-        );
+        if (opensWithEmptySettings(head) || tlsWithoutH2) {
+          const wrapped = wrapHttp2Connection(socket);
+          // The wrapper has no TLS state; the client certificate (--client-cert-auth) is the socket's.
+          Object.defineProperty(wrapped, UNDERLYING_SOCKET, { value: socket });
+          grpcServer.injectConnection(wrapped);
+        } else grpcServer.injectConnection(socket);
       } else {
         httpServer.emit('connection', socket);
         socket.resume();

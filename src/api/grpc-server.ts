@@ -7,6 +7,7 @@ import type { Disposable, EtcdBackend } from '../server/backend.js';
 import { declaredServices, type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { gogoDecodeError, withoutUnknownFields } from '../wire/proto-check.js';
 import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';
+import { credentialsOf } from './credentials.js';
 import { ApiRequestError, EtcdError, toWireStatus } from './errors.js';
 import { withFastCodecs } from './grpc-codecs.js';
 import {
@@ -19,9 +20,19 @@ import {
   RequestDecodeError,
 } from './h2-grpc.js';
 import { snapshotMessages } from './streams.js';
-import { type HandlerContext, unaryHandlers } from './unary-handlers.js';
+import {
+  checkMaintenanceAdmin,
+  type HandlerContext,
+  SIGNAL_METHODS,
+  unaryHandlers,
+} from './unary-handlers.js';
 import { defaultValidationLimits, type ValidationLimits } from './validate.js';
-import { defaultWatchSessionOptions, WatchSession, type WatchSessionOptions } from './watch-session.js';
+import {
+  defaultWatchSessionOptions,
+  WatchSession,
+  type WatchSessionOptions,
+  watchPermission,
+} from './watch-session.js';
 import type { WireWatchRequest, WireWatchResponse } from './wire.js';
 
 export interface GrpcServerOptions {
@@ -74,10 +85,20 @@ function watchHandler(backend: EtcdBackend, options: GrpcServerOptions): H2Strea
       }
       return call.write(response);
     };
-    const session = new WatchSession(backend, send, options.watch, (error) => {
-      session.close();
-      call.fail(error);
-    });
+    const permitted = watchPermission(
+      backend,
+      credentialsOf(call.headers, call.session, () => call.socket),
+    );
+    const session = new WatchSession(
+      backend,
+      send,
+      options.watch,
+      (error) => {
+        session.close();
+        call.fail(error);
+      },
+      permitted,
+    );
     call.onDrain = () => session.drained();
     call.onMessage = (request) => session.handle(request as WireWatchRequest);
     call.onHalfClose = () => {
@@ -132,6 +153,10 @@ export async function keepAliveOnce(backend: EtcdBackend, id: bigint): Promise<o
 function snapshotHandler(backend: EtcdBackend): H2StreamingHandler {
   return async (call) => {
     try {
+      checkMaintenanceAdmin(
+        backend,
+        credentialsOf(call.headers, call.session, () => call.socket),
+      );
       for await (const message of snapshotMessages(backend)) {
         if (call.done) return;
         if (!call.write(message)) await call.whenWritable();
@@ -239,8 +264,15 @@ export function createGrpcServer(
       const stream = streaming[key];
       const unary = handlers[key];
       if (stream !== undefined) server.addStreaming(route, stream);
-      else if (unary !== undefined) server.addUnary(route, unary as H2UnaryHandler);
-      else throw new Error(`no handler for ${key}`);
+      else if (unary !== undefined) {
+        const withCredentials: H2UnaryHandler = (request, signal, call) =>
+          unary(
+            request as WireObject,
+            signal,
+            credentialsOf(call.headers, call.stream.session, () => call.stream.session?.socket),
+          );
+        server.addUnary(route, withCredentials, { wantsSignal: SIGNAL_METHODS.has(key) });
+      } else throw new Error(`no handler for ${key}`);
     }
   }
   return server;

@@ -46,8 +46,16 @@ export interface H2Status {
   details: string;
 }
 
-/** Unary handlers that declare `signal` see it abort on cancel or deadline; others skip it. */
-export type H2UnaryHandler = (request: never, signal: AbortSignal) => Promise<object>;
+/**
+ * Unary handlers that declare `signal` see it abort on cancel or deadline; others skip it (unless
+ * added with `wantsSignal`). `call` has the request headers (metadata) and the stream.
+ */
+export type H2UnaryHandler = (request: never, signal: AbortSignal, call: H2CallInfo) => Promise<object>;
+
+export interface H2CallInfo {
+  headers: IncomingHttpHeaders;
+  stream: ServerHttp2Stream;
+}
 export type H2StreamingHandler = (call: H2ServerCall) => void;
 
 export interface H2GrpcServerOptions {
@@ -154,6 +162,8 @@ function frameCopy(body: Buffer): Buffer {
 interface Route {
   method: H2Method;
   unary?: H2UnaryHandler;
+  /** Create an AbortSignal for each call of the unary handler. */
+  unaryWantsSignal?: boolean;
   streaming?: H2StreamingHandler;
   stats: MethodCallStats;
 }
@@ -175,7 +185,23 @@ abstract class CallBase {
     protected readonly server: H2GrpcServer,
     protected readonly stream: ServerHttp2Stream,
     protected readonly route: Route,
+    /** The request headers: gRPC metadata (e.g. the auth token) included. */
+    readonly headers: IncomingHttpHeaders,
   ) {}
+
+  /** The call's HTTP/2 session (one per connection). */
+  get session(): ServerHttp2Stream['session'] {
+    return this.stream.session;
+  }
+
+  /** The connection's socket (a TLSSocket on an https:// port). */
+  get socket(): ServerHttp2Stream['session'] extends infer S
+    ? S extends { socket: infer T }
+      ? T
+      : undefined
+    : undefined {
+    return this.stream.session?.socket;
+  }
 
   protected abstract onRequest(message: unknown): void;
   /** The call ends with `code` (after queued messages, if any were sent). */
@@ -293,11 +319,17 @@ class UnaryCall extends CallBase {
   private received = false;
   private abort: AbortController | undefined;
 
-  constructor(server: H2GrpcServer, stream: ServerHttp2Stream, route: Route, timeoutMs: number | undefined) {
-    super(server, stream, route);
+  constructor(
+    server: H2GrpcServer,
+    stream: ServerHttp2Stream,
+    route: Route,
+    timeoutMs: number | undefined,
+    headers: IncomingHttpHeaders,
+  ) {
+    super(server, stream, route, headers);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => this.onHalfClose());
-    if (route.unary!.length >= 2) this.abort = new AbortController();
+    if (route.unaryWantsSignal ?? route.unary!.length >= 2) this.abort = new AbortController();
     this.startDeadline(timeoutMs);
     // Only calls that can be told about cancellation (a signal, a timer) listen for it.
     if (this.abort !== undefined || this.deadline !== undefined) {
@@ -329,7 +361,10 @@ class UnaryCall extends CallBase {
     const handler = this.route.unary!;
     let pending: Promise<object>;
     try {
-      pending = handler(this.request as never, this.abort?.signal ?? neverAborted);
+      pending = handler(this.request as never, this.abort?.signal ?? neverAborted, {
+        headers: this.headers,
+        stream: this.stream,
+      });
     } catch (error) {
       this.fail(error);
       return;
@@ -410,8 +445,14 @@ export class H2ServerCall extends CallBase {
     this.stream.uncork();
   };
 
-  constructor(server: H2GrpcServer, stream: ServerHttp2Stream, route: Route, timeoutMs: number | undefined) {
-    super(server, stream, route);
+  constructor(
+    server: H2GrpcServer,
+    stream: ServerHttp2Stream,
+    route: Route,
+    timeoutMs: number | undefined,
+    headers: IncomingHttpHeaders,
+  ) {
+    super(server, stream, route, headers);
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('end', () => this.onClientEnd());
     stream.on('close', () => this.onClose());
@@ -590,9 +631,14 @@ export class H2GrpcServer {
     this.http2.on('stream', (stream, headers) => this.onStream(stream, headers));
   }
 
-  addUnary(method: H2Method, handler: H2UnaryHandler): void {
+  addUnary(method: H2Method, handler: H2UnaryHandler, options: { wantsSignal?: boolean } = {}): void {
     if (method.requestStream || method.responseStream) throw new Error(`${method.path} is not unary`);
-    this.addRoute({ method, unary: handler, stats: this.callStats.register(method.path, false, false) });
+    this.addRoute({
+      method,
+      unary: handler,
+      unaryWantsSignal: options.wantsSignal,
+      stats: this.callStats.register(method.path, false, false),
+    });
   }
 
   addStreaming(method: H2Method, handler: H2StreamingHandler): void {
@@ -709,7 +755,7 @@ export class H2GrpcServer {
     }
     route.stats.started++;
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
-    if (route.unary !== undefined) new UnaryCall(this, stream, route, timeoutMs);
-    else new H2ServerCall(this, stream, route, timeoutMs);
+    if (route.unary !== undefined) new UnaryCall(this, stream, route, timeoutMs, headers);
+    else new H2ServerCall(this, stream, route, timeoutMs, headers);
   }
 }

@@ -13,9 +13,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import type { Disposable, EtcdBackend } from '../server/backend.js';
+import type { Credentials, Disposable, EtcdBackend } from '../server/backend.js';
 import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { headerToWire, kvToWire, wireToBigInt } from './convert.js';
+import { credentialsOf } from './credentials.js';
 import { ApiRequestError, EtcdError, toWireStatus, type WireStatus } from './errors.js';
 import {
   GatewayStreamWriter,
@@ -30,9 +31,14 @@ import { decodeJsonpb, GoJsonError, goJsonStringify, type JsonNode, readNextJson
 import { keepAliveOnce } from './grpc-server.js';
 import { messageToJson } from './json-codec.js';
 import { snapshotMessages, writableOrGone } from './streams.js';
-import { type HandlerContext, type UnaryHandler, unaryHandlers } from './unary-handlers.js';
+import {
+  checkMaintenanceAdmin,
+  type HandlerContext,
+  type UnaryHandler,
+  unaryHandlers,
+} from './unary-handlers.js';
 import type { ValidationLimits } from './validate.js';
-import { WatchSession, type WatchSessionOptions } from './watch-session.js';
+import { WatchSession, type WatchSessionOptions, watchPermission } from './watch-session.js';
 import type { WireWatchRequest } from './wire.js';
 
 export interface HealthReport {
@@ -273,7 +279,11 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     response.on('close', () => abort.abort());
     let result: object;
     try {
-      result = await handler(wire, abort.signal);
+      result = await handler(
+        wire,
+        abort.signal,
+        credentialsOf(request.headers, request.socket, () => request.socket),
+      );
     } catch (error) {
       return sendServerError(response, toWireStatus(error));
     }
@@ -439,8 +449,14 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
       if (done) subscription.dispose();
     });
 
-  const openWatch = (send: StreamSend, end: StreamEnd): StreamSession => {
-    const session = new WatchSession(backend, send, options.watch, (error) => end.fail(error));
+  const openWatch = (send: StreamSend, end: StreamEnd, credentials: Credentials): StreamSession => {
+    const session = new WatchSession(
+      backend,
+      send,
+      options.watch,
+      (error) => end.fail(error),
+      watchPermission(backend, credentials),
+    );
     return {
       handle: (wire) => session.handle(wire as unknown as WireWatchRequest),
       // etcd's watch stream outlives its request side: watchers keep sending until the client goes.
@@ -526,9 +542,23 @@ export function createGatewayHandler(backend: EtcdBackend, options: GatewayOptio
     const { routes, watch, keepAlive, snapshot, observe } = bound();
     const unary = routes.get(v3Path);
     const streaming: Record<string, () => unknown> = {
-      '/v3/watch': () => serveBidiStream(request, response, watch, openWatch),
+      '/v3/watch': () =>
+        serveBidiStream(request, response, watch, (send, end) =>
+          openWatch(
+            send,
+            end,
+            credentialsOf(request.headers, request.socket, () => request.socket),
+          ),
+        ),
       '/v3/lease/keepalive': () => serveBidiStream(request, response, keepAlive, openKeepAlive),
-      '/v3/maintenance/snapshot': () => serveServerStream(request, response, snapshot, runSnapshot),
+      '/v3/maintenance/snapshot': () =>
+        serveServerStream(request, response, snapshot, (writer) => {
+          checkMaintenanceAdmin(
+            backend,
+            credentialsOf(request.headers, request.socket, () => request.socket),
+          );
+          return runSnapshot(writer);
+        }),
       '/v3/election/observe': () => serveServerStream(request, response, observe, runObserve),
     };
     const serve = streaming[v3Path] ?? (unary && (() => serveUnary(request, response, unary)));

@@ -1,7 +1,16 @@
 // Unary etcd v3 methods as plain async functions from wire request to wire response. The gRPC
 // server and the JSON gateway both call these, so validation and error mapping are identical.
 
-import type { AlarmAction, AlarmType, EtcdBackend, HeaderInfo } from '../server/backend.js';
+import type {
+  AlarmAction,
+  AlarmType,
+  AuthInfo,
+  Credentials,
+  EtcdBackend,
+  HeaderInfo,
+  Permission,
+  PermissionType,
+} from '../server/backend.js';
 import {
   asBuffer,
   deleteRangeFromWire,
@@ -21,7 +30,7 @@ import {
   wireToBigInt,
   wireToNumber,
 } from './convert.js';
-import { ApiRequestError, EtcdError } from './errors.js';
+import { ApiRequestError, EtcdError, type EtcdErrorCode } from './errors.js';
 import {
   checkDeleteRange,
   checkPut,
@@ -42,7 +51,72 @@ import type {
 
 // Wire objects for the small messages are read field by field; proto-loader fills defaults.
 type WireObject = Record<string, unknown>;
-export type UnaryHandler = (request: WireObject, signal: AbortSignal) => Promise<object>;
+export type UnaryHandler = (
+  request: WireObject,
+  signal: AbortSignal,
+  credentials: Credentials,
+) => Promise<object>;
+
+/** Methods whose handler uses the abort signal (they block until something happens). */
+export const SIGNAL_METHODS: ReadonlySet<string> = new Set(['Lock/Lock', 'Election/Campaign']);
+
+/** Who the call runs as; throws etcd's invalid-token error for a token this member refuses. */
+function callerOf(backend: EtcdBackend, credentials: Credentials): AuthInfo | undefined {
+  if (credentials.token === undefined && credentials.commonName === undefined) return undefined;
+  return backend.auth?.resolve(credentials);
+}
+
+/**
+ * etcd's maintenance service checks admin rights itself and returns the auth package's errors
+ * untranslated ("auth: …", gRPC Unknown).
+ */
+export function checkMaintenanceAdmin(backend: EtcdBackend, credentials: Credentials): void {
+  const auth = backend.auth;
+  if (auth === undefined) return;
+  untranslatedAuth(() => auth.checkAdmin(callerOf(backend, credentials)));
+}
+
+const untranslatedCodes: Partial<Record<string, EtcdErrorCode>> = {
+  invalidAuthToken: 'maintenanceInvalidAuthToken',
+  userEmpty: 'maintenanceUserEmpty',
+  permissionDenied: 'maintenancePermissionDenied',
+};
+
+/** Runs `work`, turning auth errors into the auth package's own ("auth: …", gRPC Unknown). */
+function untranslatedAuth<T>(work: () => T): T {
+  try {
+    return work();
+  } catch (error) {
+    const code = error instanceof EtcdError ? untranslatedCodes[error.code] : undefined;
+    throw code === undefined ? error : new EtcdError(code);
+  }
+}
+
+/**
+ * etcd's v3lock and v3election make their KV calls through a client: an auth error from them
+ * reaches the caller as a plain error (gRPC Unknown) with etcd's text.
+ */
+async function asPlainErrors<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (error instanceof EtcdError && plainInConcurrency.has(error.code))
+      throw new ApiRequestError(2, error.message);
+    throw error;
+  }
+}
+
+const plainInConcurrency: ReadonlySet<string> = new Set([
+  'userEmpty',
+  'permissionDenied',
+  'invalidAuthToken',
+  'authOldRevision',
+]);
+
+/** etcd's membership changes need an admin (its checkMembershipOperationPermission). */
+function checkMembershipAdmin(backend: EtcdBackend, credentials: Credentials): void {
+  backend.auth?.checkAdmin(callerOf(backend, credentials));
+}
 
 export interface HandlerContext {
   backend: EtcdBackend;
@@ -80,33 +154,34 @@ const alarmTypeNames: Record<AlarmType, string> = { none: 'NONE', nospace: 'NOSP
 
 function kvHandlers({ backend, limits }: HandlerContext): Record<string, UnaryHandler> {
   return {
-    'KV/Range': async (request) => {
+    'KV/Range': async (request, _signal, credentials) => {
       const range = rangeFromWire(request as unknown as WireRangeRequest);
       checkRange(range);
-      const response = await backend.range(range);
+      const response = await backend.range(range, callerOf(backend, credentials));
       return rangeToWire(response, headerToWire(response.header));
     },
-    'KV/Put': async (request) => {
+    'KV/Put': async (request, _signal, credentials) => {
       const put = putFromWire(request as unknown as WirePutRequest);
       checkPut(put);
       checkRequestSize({ type: 'put', request: put }, limits);
-      const response = await backend.put(put);
+      const response = await backend.put(put, callerOf(backend, credentials));
       return putToWire(response, headerToWire(response.header));
     },
-    'KV/DeleteRange': async (request) => {
+    'KV/DeleteRange': async (request, _signal, credentials) => {
       const deleteRange = deleteRangeFromWire(request as unknown as WireDeleteRangeRequest);
       checkDeleteRange(deleteRange);
-      const response = await backend.deleteRange(deleteRange);
+      const response = await backend.deleteRange(deleteRange, callerOf(backend, credentials));
       return deleteRangeToWire(response, headerToWire(response.header));
     },
-    'KV/Txn': async (request) => {
+    'KV/Txn': async (request, _signal, credentials) => {
       const txn = txnFromWire(request as unknown as WireTxnRequest);
       checkTxn(txn, limits);
       checkRequestSize({ type: 'txn', request: txn }, limits);
-      const response = await backend.txn(txn);
+      const response = await backend.txn(txn, callerOf(backend, credentials));
       return txnToWire(response, headerToWire(response.header));
     },
-    'KV/Compact': async (request) => {
+    'KV/Compact': async (request, _signal, credentials) => {
+      callerOf(backend, credentials);
       const compaction = request as unknown as WireCompactionRequest;
       const response = await backend.compact(wireToNumber(compaction.revision), compaction.physical);
       return { header: headerToWire(response.header) };
@@ -116,7 +191,8 @@ function kvHandlers({ backend, limits }: HandlerContext): Record<string, UnaryHa
 
 function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   return {
-    'Lease/LeaseGrant': async (request) => {
+    'Lease/LeaseGrant': async (request, _signal, credentials) => {
+      callerOf(backend, credentials);
       // A TTL over etcd's maximum is refused by the backend, after the NOSPACE check (as etcd).
       const ttlSeconds = wireToNumber(str(request, 'TTL'));
       const response = await backend.leaseGrant(ttlSeconds, wireToBigInt(str(request, 'ID')));
@@ -127,8 +203,9 @@ function leaseHandlers({ backend }: HandlerContext): Record<string, UnaryHandler
         error: '',
       };
     },
-    'Lease/LeaseRevoke': async (request) => {
-      const response = await backend.leaseRevoke(wireToBigInt(str(request, 'ID')));
+    'Lease/LeaseRevoke': async (request, _signal, credentials) => {
+      const caller = callerOf(backend, credentials);
+      const response = await backend.leaseRevoke(wireToBigInt(str(request, 'ID')), caller);
       return { header: headerToWire(response.header) };
     },
     'Lease/LeaseTimeToLive': async (request) => {
@@ -165,21 +242,27 @@ function clusterHandlers({ backend }: HandlerContext): Record<string, UnaryHandl
   return {
     'Cluster/MemberList': async (request) =>
       membersReply(await backend.memberList(request.linearizable === true)),
-    'Cluster/MemberAdd': async (request) => {
+    'Cluster/MemberAdd': async (request, _signal, credentials) => {
+      checkMembershipAdmin(backend, credentials);
       const peerUrls = strings(request, 'peerURLs');
       checkPeerUrls(peerUrls);
       const response = await backend.memberAdd(peerUrls, request.isLearner === true);
       return { ...membersReply(response), member: memberToWire(response.member) };
     },
-    'Cluster/MemberRemove': async (request) =>
-      membersReply(await backend.memberRemove(wireToBigInt(str(request, 'ID')))),
-    'Cluster/MemberUpdate': async (request) => {
+    'Cluster/MemberRemove': async (request, _signal, credentials) => {
+      checkMembershipAdmin(backend, credentials);
+      return membersReply(await backend.memberRemove(wireToBigInt(str(request, 'ID'))));
+    },
+    'Cluster/MemberUpdate': async (request, _signal, credentials) => {
+      checkMembershipAdmin(backend, credentials);
       const peerUrls = strings(request, 'peerURLs');
       checkPeerUrls(peerUrls);
       return membersReply(await backend.memberUpdate(wireToBigInt(str(request, 'ID')), peerUrls));
     },
-    'Cluster/MemberPromote': async (request) =>
-      membersReply(await backend.memberPromote(wireToBigInt(str(request, 'ID')))),
+    'Cluster/MemberPromote': async (request, _signal, credentials) => {
+      checkMembershipAdmin(backend, credentials);
+      return membersReply(await backend.memberPromote(wireToBigInt(str(request, 'ID'))));
+    },
   };
 }
 
@@ -209,7 +292,9 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
         isLearner: s.isLearner,
       };
     },
-    'Maintenance/Alarm': async (request) => {
+    'Maintenance/Alarm': async (request, _signal, credentials) => {
+      // etcd resolves the token of this Raft request and returns its error untranslated.
+      untranslatedAuth(() => callerOf(backend, credentials));
       const action = alarmActions[String(request.action)] ?? 'get';
       const alarm = alarmTypes[String(request.alarm)] ?? 'none';
       const response = await backend.alarm(action, wireToBigInt(str(request, 'memberID')), alarm);
@@ -222,15 +307,18 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
       };
     },
     // etcd's Defragment and MoveLeader answers carry no header.
-    'Maintenance/Defragment': async () => {
+    'Maintenance/Defragment': async (_request, _signal, credentials) => {
+      checkMaintenanceAdmin(backend, credentials);
       await backend.defragment();
       return {};
     },
-    'Maintenance/Hash': async () => {
+    'Maintenance/Hash': async (_request, _signal, credentials) => {
+      checkMaintenanceAdmin(backend, credentials);
       const response = await backend.hash();
       return { header: headerToWire(response.header), hash: response.hash };
     },
-    'Maintenance/HashKV': async (request) => {
+    'Maintenance/HashKV': async (request, _signal, credentials) => {
+      checkMaintenanceAdmin(backend, credentials);
       const response = await backend.hashKV(wireToNumber(str(request, 'revision')));
       return {
         header: headerToWire(response.header),
@@ -250,34 +338,51 @@ function maintenanceHandlers({ backend }: HandlerContext): Record<string, UnaryH
 
 function lockHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   return {
-    'Lock/Lock': async (request, signal) => {
+    'Lock/Lock': async (request, signal, credentials) => {
       const name = bytes(request, 'name');
       if (name.length === 0) throw new EtcdError('lockMissingName');
-      const response = await backend.lock(name, wireToBigInt(str(request, 'lease')), signal);
+      const caller = callerOf(backend, credentials);
+      const response = await asPlainErrors(() =>
+        backend.lock(name, wireToBigInt(str(request, 'lease')), signal, caller),
+      );
       return { header: headerToWire(response.header), key: asBuffer(response.key) };
     },
-    'Lock/Unlock': async (request) => {
+    'Lock/Unlock': async (request, _signal, credentials) => {
       const key = bytes(request, 'key');
       if (key.length === 0) throw new EtcdError('lockMissingKey');
-      return { header: headerToWire((await backend.unlock(key)).header) };
+      return {
+        header: headerToWire(
+          (await asPlainErrors(() => backend.unlock(key, callerOf(backend, credentials)))).header,
+        ),
+      };
     },
   };
 }
 
 function electionHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   return {
-    'Election/Campaign': async (request, signal) => {
+    'Election/Campaign': async (request, signal, credentials) => {
       const name = bytes(request, 'name');
       const lease = wireToBigInt(str(request, 'lease'));
-      const response = await backend.campaign(name, lease, bytes(request, 'value'), signal);
+      const caller = callerOf(backend, credentials);
+      const response = await asPlainErrors(() =>
+        backend.campaign(name, lease, bytes(request, 'value'), signal, caller),
+      );
       return { header: headerToWire(response.header), leader: leaderKeyToWire(response.leader) };
     },
-    'Election/Proclaim': async (request) => {
+    'Election/Proclaim': async (request, _signal, credentials) => {
       const leader = leaderKeyFromWire(leaderKeyOf(request));
-      return { header: headerToWire((await backend.proclaim(leader, bytes(request, 'value'))).header) };
+      const caller = callerOf(backend, credentials);
+      return {
+        header: headerToWire(
+          (await asPlainErrors(() => backend.proclaim(leader, bytes(request, 'value'), caller))).header,
+        ),
+      };
     },
-    'Election/Leader': async (request) => {
-      const response = await backend.leader(bytes(request, 'name'));
+    'Election/Leader': async (request, _signal, credentials) => {
+      const response = await asPlainErrors(() =>
+        backend.leader(bytes(request, 'name'), callerOf(backend, credentials)),
+      );
       const { kv } = response;
       return {
         header: headerToWire(response.header),
@@ -291,21 +396,154 @@ function electionHandlers({ backend }: HandlerContext): Record<string, UnaryHand
         },
       };
     },
-    'Election/Resign': async (request) => {
+    'Election/Resign': async (request, _signal, credentials) => {
       const leader = leaderKeyFromWire(leaderKeyOf(request));
-      return { header: headerToWire((await backend.resign(leader)).header) };
+      return {
+        header: headerToWire(
+          (await asPlainErrors(() => backend.resign(leader, callerOf(backend, credentials)))).header,
+        ),
+      };
     },
   };
 }
 
-/**
- * Auth is not implemented yet: we answer as an etcd whose auth is disabled and that has no
- * users or roles, and refuse changes with a clear message rather than pretending to store them.
- */
+const permissionTypes: Record<string, PermissionType> = {
+  READ: 'READ',
+  WRITE: 'WRITE',
+  READWRITE: 'READWRITE',
+};
+
+function permissionFromWire(request: WireObject): Permission {
+  const perm = (request.perm ?? {}) as WireObject;
+  return {
+    permType: permissionTypes[String(perm.permType)] ?? 'READ',
+    key: bytes(perm, 'key'),
+    rangeEnd: bytes(perm, 'range_end'),
+  };
+}
+
+/** etcd's Auth service. A backend without auth answers as an etcd whose auth is disabled. */
 function authHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   const header = () => headerToWire(backend.header());
+  const auth = backend.auth;
+  if (auth === undefined) return disabledAuthHandlers(header);
+  const reply = (response: { header: HeaderInfo }) => ({ header: headerToWire(response.header) });
+  return {
+    'Auth/AuthStatus': async () => {
+      const response = await auth.authStatus();
+      return {
+        header: headerToWire(response.header),
+        enabled: response.enabled,
+        authRevision: uint64ToWire(BigInt(response.authRevision)),
+      };
+    },
+    'Auth/AuthEnable': async (_request, _signal, credentials) =>
+      reply(await auth.authEnable(callerOf(backend, credentials))),
+    'Auth/AuthDisable': async (_request, _signal, credentials) =>
+      reply(await auth.authDisable(callerOf(backend, credentials))),
+    'Auth/Authenticate': async (request, _signal, credentials) => {
+      // A Raft request in etcd: a token it carries is resolved (and refused) first.
+      callerOf(backend, credentials);
+      const response = await auth.authenticate(str(request, 'name'), strOrEmpty(request, 'password'));
+      return { header: headerToWire(response.header), token: response.token };
+    },
+    'Auth/UserAdd': async (request, _signal, credentials) => {
+      const options = (request.options ?? {}) as WireObject;
+      return reply(
+        await auth.userAdd(
+          callerOf(backend, credentials),
+          strOrEmpty(request, 'name'),
+          strOrEmpty(request, 'password'),
+          {
+            noPassword: options.no_password === true,
+            hashedPassword: strOrEmpty(request, 'hashedPassword'),
+          },
+        ),
+      );
+    },
+    'Auth/UserGet': async (request, _signal, credentials) => {
+      const response = await auth.userGet(callerOf(backend, credentials), strOrEmpty(request, 'name'));
+      return { header: headerToWire(response.header), roles: response.roles };
+    },
+    'Auth/UserList': async (_request, _signal, credentials) => {
+      const response = await auth.userList(callerOf(backend, credentials));
+      return { header: headerToWire(response.header), users: response.users };
+    },
+    'Auth/UserDelete': async (request, _signal, credentials) =>
+      reply(await auth.userDelete(callerOf(backend, credentials), strOrEmpty(request, 'name'))),
+    'Auth/UserChangePassword': async (request, _signal, credentials) =>
+      reply(
+        await auth.userChangePassword(
+          callerOf(backend, credentials),
+          strOrEmpty(request, 'name'),
+          strOrEmpty(request, 'password'),
+          strOrEmpty(request, 'hashedPassword'),
+        ),
+      ),
+    'Auth/UserGrantRole': async (request, _signal, credentials) =>
+      reply(
+        await auth.userGrantRole(
+          callerOf(backend, credentials),
+          strOrEmpty(request, 'user'),
+          strOrEmpty(request, 'role'),
+        ),
+      ),
+    'Auth/UserRevokeRole': async (request, _signal, credentials) =>
+      reply(
+        await auth.userRevokeRole(
+          callerOf(backend, credentials),
+          strOrEmpty(request, 'name'),
+          strOrEmpty(request, 'role'),
+        ),
+      ),
+    'Auth/RoleAdd': async (request, _signal, credentials) =>
+      reply(await auth.roleAdd(callerOf(backend, credentials), strOrEmpty(request, 'name'))),
+    'Auth/RoleGet': async (request, _signal, credentials) => {
+      const response = await auth.roleGet(callerOf(backend, credentials), strOrEmpty(request, 'role'));
+      return {
+        header: headerToWire(response.header),
+        perm: response.permissions.map((p) => ({
+          permType: p.permType,
+          key: asBuffer(p.key),
+          range_end: asBuffer(p.rangeEnd),
+        })),
+      };
+    },
+    'Auth/RoleList': async (_request, _signal, credentials) => {
+      const response = await auth.roleList(callerOf(backend, credentials));
+      return { header: headerToWire(response.header), roles: response.roles };
+    },
+    'Auth/RoleDelete': async (request, _signal, credentials) =>
+      reply(await auth.roleDelete(callerOf(backend, credentials), strOrEmpty(request, 'role'))),
+    'Auth/RoleGrantPermission': async (request, _signal, credentials) =>
+      reply(
+        await auth.roleGrantPermission(
+          callerOf(backend, credentials),
+          strOrEmpty(request, 'name'),
+          permissionFromWire(request),
+        ),
+      ),
+    'Auth/RoleRevokePermission': async (request, _signal, credentials) =>
+      reply(
+        await auth.roleRevokePermission(
+          callerOf(backend, credentials),
+          strOrEmpty(request, 'role'),
+          bytes(request, 'key'),
+          bytes(request, 'range_end'),
+        ),
+      ),
+  };
+}
+
+function strOrEmpty(request: WireObject, field: string): string {
+  const value = request[field];
+  return typeof value === 'string' ? value : '';
+}
+
+/** What an etcd with auth disabled and no users or roles answers. */
+function disabledAuthHandlers(header: () => WireHeader): Record<string, UnaryHandler> {
   const unsupported = async (): Promise<object> => {
-    throw new ApiRequestError(12, 'concord: user and role management is not implemented yet');
+    throw new ApiRequestError(12, 'concord: this backend has no auth store');
   };
   return {
     'Auth/AuthStatus': async () => ({ header: header(), enabled: false, authRevision: 0 }),

@@ -13,7 +13,8 @@
 
 import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
-import type { BackendWatcher, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
+import type { BackendWatcher, Credentials, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
+import { EtcdError } from '../server/errors.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
 import type { ClientLimitStats } from './limit-stats.js';
 import type {
@@ -109,6 +110,12 @@ export class WatchSession {
      * the progress timer (e.g. the server stopping). Without it such a throw would be uncaught.
      */
     private readonly onFailure: (error: unknown) => void = () => {},
+    /**
+     * Why the stream's caller may not watch [key, rangeEnd), or undefined when it may (etcd's
+     * isWatchPermitted: an invalid token, no user, an old auth revision, no read permission).
+     * Absent: every watch is permitted.
+     */
+    private readonly permitted?: (key: Uint8Array, rangeEnd: Uint8Array) => string | undefined,
   ) {
     this.progressTimer = setInterval(
       () => this.guard(() => this.notifyProgress()),
@@ -173,7 +180,7 @@ export class WatchSession {
 
   private create(request: WireWatchCreateRequest): void {
     const requestedId = wireToNumber(request.watch_id);
-    const refusal = emptyRange(request) ?? this.refuseCreate(requestedId);
+    const refusal = this.refusePermission(request) ?? emptyRange(request) ?? this.refuseCreate(requestedId);
     if (refusal !== undefined) {
       // etcd answers a refused create with watch_id -1: no watcher exists under any ID.
       this.reply(this.backend.header(), {
@@ -197,6 +204,10 @@ export class WatchSession {
     this.watchers.set(id, watcher);
     this.reply(this.backend.header(), { watch_id: id, created: true });
     this.startBackendWatcher(watcher, request);
+  }
+
+  private refusePermission(request: WireWatchCreateRequest): string | undefined {
+    return this.permitted?.(request.key, request.range_end);
   }
 
   /** etcd takes any client-chosen ID but 0 (which asks the server to choose), negative ones too. */
@@ -368,6 +379,43 @@ function eventBytes(event: WireEvent): number {
 }
 
 /** Greedy split keeping each piece under the limit; a single oversized event travels alone. */
+const grpcCodeNames: Record<number, string> = {
+  3: 'InvalidArgument',
+  7: 'PermissionDenied',
+  16: 'Unauthenticated',
+};
+const watchRefusalCodes: ReadonlySet<string> = new Set(['invalidAuthToken', 'userEmpty', 'authOldRevision']);
+
+/** etcd's cancel_reason for a refused watch: the gRPC error's text ("rpc error: code = … desc = …"). */
+function watchRefusalReason(error: unknown): string {
+  const refusal =
+    error instanceof EtcdError && watchRefusalCodes.has(error.code)
+      ? error
+      : new EtcdError('permissionDenied');
+  return `rpc error: code = ${grpcCodeNames[refusal.grpcCode]} desc = ${refusal.message}`;
+}
+
+/** The `permitted` callback of a WatchSession for a caller with these credentials. */
+export function watchPermission(
+  backend: EtcdBackend,
+  credentials: Credentials,
+): ((key: Uint8Array, rangeEnd: Uint8Array) => string | undefined) | undefined {
+  const auth = backend.auth;
+  if (auth === undefined) return undefined;
+  return (key, rangeEnd) => {
+    try {
+      const info =
+        credentials.token === undefined && credentials.commonName === undefined
+          ? undefined
+          : auth.resolve(credentials);
+      if (auth.enabled()) auth.checkRead(info, key, rangeEnd);
+      return undefined;
+    } catch (error) {
+      return watchRefusalReason(error);
+    }
+  };
+}
+
 export function splitEvents(events: WireEvent[], bytesMax: number): WireEvent[][] {
   const pieces: WireEvent[][] = [];
   let current: WireEvent[] = [];

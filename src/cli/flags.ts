@@ -4,6 +4,7 @@
 
 import { parseArgs } from 'node:util';
 import { QuorumConfigError } from '../paxos/errors.js';
+import { type AuthTokenConfig, parseAuthTokenFlag } from '../server/auth-tokens.js';
 import type { ServerConfig } from '../server/config.js';
 import { CONSENSUS_KINDS, checkPhase2Quorum } from '../server/consensus.js';
 import { cipherList, parseTlsMinVersion, type TlsSettings } from '../transport/tls-config.js';
@@ -121,6 +122,21 @@ export const FLAG_SPECS: Record<string, FlagSpec> = {
     type: 'string',
     default: '0',
     help: "Auto compaction retention length. 0 means disable auto compaction ('1h', '30m', or hours; revisions for 'revision' mode).",
+  },
+  'auth-token': {
+    type: 'string',
+    default: 'simple',
+    help: "Specify auth token specific options: 'simple' or 'jwt,pub-key=…,priv-key=…,sign-method=RS256,ttl=5m'.",
+  },
+  'auth-token-ttl': {
+    type: 'string',
+    default: '300',
+    help: 'The lifetime in seconds of the auth token (simple tokens).',
+  },
+  'bcrypt-cost': {
+    type: 'string',
+    default: '10',
+    help: 'Specify bcrypt algorithm cost factor for auth password hashing (4 to 31).',
   },
   'cert-file': { type: 'string', default: '', help: 'Path to the client server TLS cert file.' },
   'key-file': { type: 'string', default: '', help: 'Path to the client server TLS key file.' },
@@ -333,6 +349,7 @@ function buildFlags(
     logLevel: logLevel as ServerFlags['logLevel'],
     logOutputs: parseLogOutputs(lookup('log-outputs')),
     warningApplyDurationMs: parseDurationMs('warning-apply-duration', lookup('warning-apply-duration')),
+    ...authFlags(lookup),
   };
   if (flags.initialClusterState === 'new' && !flags.initialCluster.has(name)) {
     throw new FlagError(
@@ -340,6 +357,27 @@ function buildFlags(
     );
   }
   return { ...flags, ...consensusFlags(lookup, flags.initialCluster.size) };
+}
+
+/** --auth-token, --auth-token-ttl and --bcrypt-cost (etcd's). */
+function authFlags(
+  lookup: (flag: string) => string,
+): Pick<ServerFlags, 'authToken' | 'authTokenTtlSeconds' | 'bcryptCost'> {
+  let authToken: AuthTokenConfig;
+  try {
+    authToken = parseAuthTokenFlag(lookup('auth-token'));
+  } catch (error) {
+    throw new FlagError((error as Error).message);
+  }
+  const bcryptCost = parsePositiveInt('bcrypt-cost', lookup('bcrypt-cost'));
+  // bcrypt's own bounds (Go's bcrypt.MinCost and MaxCost).
+  if (bcryptCost < 4 || bcryptCost > 31)
+    throw new FlagError(`invalid value "${bcryptCost}" for flag -bcrypt-cost: must be between 4 and 31`);
+  return {
+    authToken,
+    authTokenTtlSeconds: parsePositiveInt('auth-token-ttl', lookup('auth-token-ttl')),
+    bcryptCost,
+  };
 }
 
 /**

@@ -15,8 +15,9 @@
 //   members_removed  member ID (hex) → "removed".
 //   cluster          clusterVersion → e.g. "3.4.0".
 //   alarm            etcdserverpb.AlarmMember → empty.
-//   auth             authRevision → 1 (8 bytes; what a fresh etcd writes: auth never enabled).
-//   authUsers, authRoles   empty (Concord has no auth).
+//   auth             authRevision (8 bytes, big-endian), and authEnabled → 1 while auth is on.
+//   authUsers        user name → authpb.User {name, password (bcrypt hash), roles, options}.
+//   authRoles        role name → authpb.Role {name, keyPermission}.
 // etcd's own snapshot of the same keyspace differs only in what etcd keeps and we do not (the
 // tombstone at exactly the compact revision, etcd-io/etcd#18089; member IDs; the index).
 
@@ -71,6 +72,23 @@ export interface EtcdClusterState {
   alarms: { memberId: bigint; alarm: keyof typeof ALARM_NUMBERS }[];
   /** etcd's cluster version, e.g. "3.4.0". */
   clusterVersion: string;
+  /** Absent: what a fresh etcd writes (auth revision 1, no users or roles). */
+  auth?: EtcdAuthState;
+}
+
+export type EtcdPermissionType = 'READ' | 'WRITE' | 'READWRITE';
+const PERMISSION_NUMBERS: Readonly<Record<EtcdPermissionType, number>> = { READ: 0, WRITE: 1, READWRITE: 2 };
+const PERMISSION_TYPES: readonly EtcdPermissionType[] = ['READ', 'WRITE', 'READWRITE'];
+
+/** etcd's auth store as its backend keeps it (buckets auth, authUsers, authRoles). */
+export interface EtcdAuthState {
+  enabled: boolean;
+  revision: number;
+  users: { name: string; passwordHash: string; noPassword: boolean; roles: string[] }[];
+  roles: {
+    name: string;
+    permissions: { permType: EtcdPermissionType; key: Uint8Array; rangeEnd: Uint8Array }[];
+  }[];
 }
 
 export interface EtcdSnapshotStream {
@@ -143,9 +161,15 @@ export async function createEtcdSnapshot(
             value: Buffer.alloc(0),
           })),
         ),
-        fixed(AUTH_BUCKET, [{ key: AUTH_REVISION_KEY, value: u64be(1) }]),
-        fixed(AUTH_USERS_BUCKET, []),
-        fixed(AUTH_ROLES_BUCKET, []),
+        fixed(AUTH_BUCKET, authEntries(cluster.auth)),
+        fixed(
+          AUTH_USERS_BUCKET,
+          (cluster.auth?.users ?? []).map((u) => ({ key: Buffer.from(u.name), value: encodeUser(u) })),
+        ),
+        fixed(
+          AUTH_ROLES_BUCKET,
+          (cluster.auth?.roles ?? []).map((r) => ({ key: Buffer.from(r.name), value: encodeRole(r) })),
+        ),
       ],
       options,
     );
@@ -207,6 +231,8 @@ export function etcdSnapshotStatus(reader: BboltReader): EtcdSnapshotStatus {
 export interface EtcdImportResult extends HistoryImportResult {
   /** The snapshot's consistent index (the raft index etcd had applied). */
   consistentIndex: number;
+  /** Users, roles, the enabled flag and the auth revision the snapshot holds. */
+  auth: EtcdAuthState;
   /** What the snapshot held that Concord does not restore. */
   notes: string[];
 }
@@ -214,26 +240,18 @@ export interface EtcdImportResult extends HistoryImportResult {
 /**
  * Restores an etcd snapshot (or an etcd member's backend file) into an empty keyspace: every
  * revision of the key bucket, the leases, the compaction point (a scheduled compaction etcd did
- * not finish is completed). Membership, alarms and auth data are not carried over (the restored
- * member joins a new cluster, as with `etcdctl snapshot restore`); a snapshot with auth enabled is
- * refused, since restoring it would drop its access control.
+ * not finish is completed), and the auth store (returned for the caller to keep). Membership and
+ * alarms are not carried over (the restored member joins a new cluster, as with `etcdctl snapshot
+ * restore`).
  */
 export async function importEtcdSnapshot(reader: BboltReader, keyspace: Keyspace): Promise<EtcdImportResult> {
   if (!reader.hasBucket([KEY_BUCKET]) || !reader.hasBucket([META_BUCKET]))
     throw new SnapshotInvalidError('not an etcd snapshot: it has no "key" and "meta" buckets');
   const meta = new Map<string, Buffer>();
   for (const { key, value } of reader.entries([META_BUCKET])) meta.set(key.toString('latin1'), value);
-  const authEnabled = [...reader.entries([AUTH_BUCKET])].find((e) => e.key.equals(AUTH_ENABLED_KEY));
-  if (authEnabled !== undefined && authEnabled.value.length === 1 && authEnabled.value[0] === 1)
-    throw new SnapshotInvalidError(
-      'authentication is enabled in this snapshot and Concord does not implement etcd auth; ' +
-        'run `etcdctl auth disable` and save the snapshot again',
-    );
+  const auth = readAuth(reader);
   const notes: string[] = [];
   const count = (name: Buffer): number => [...reader.entries([name])].length;
-  const users = count(AUTH_USERS_BUCKET);
-  const roles = count(AUTH_ROLES_BUCKET);
-  if (users + roles > 0) notes.push(`${users} users and ${roles} roles not restored (Concord has no auth)`);
   const alarms = count(ALARM_BUCKET);
   if (alarms > 0) notes.push(`${alarms} alarms not restored`);
   const finished = compactMark(meta.get(FINISHED_COMPACT_KEY.toString('latin1')), 'finishedCompactRev');
@@ -252,7 +270,130 @@ export async function importEtcdSnapshot(reader: BboltReader, keyspace: Keyspace
     compactRevision: Math.max(finished, scheduled),
     compactionPending: scheduled > finished,
   });
-  return { ...result, consistentIndex, notes };
+  return { ...result, consistentIndex, auth, notes };
+}
+
+function authEntries(auth: EtcdAuthState | undefined): { key: Buffer; value: Buffer }[] {
+  const entries = [{ key: AUTH_REVISION_KEY, value: u64be(auth?.revision ?? 1) }];
+  if (auth?.enabled === true) entries.push({ key: AUTH_ENABLED_KEY, value: Buffer.of(1) });
+  return entries;
+}
+
+/** authpb.User {name 1 (bytes), password 2 (bytes), roles 3 (repeated string), options 4 {no_password 1}}. */
+function encodeUser(user: EtcdAuthState['users'][number]): Buffer {
+  writer.reset();
+  writer.bytes(1, Buffer.from(user.name));
+  writer.bytes(2, Buffer.from(user.passwordHash));
+  for (const role of user.roles) writer.string(3, role);
+  if (user.noPassword) {
+    const slot = writer.beginMessage(4);
+    writer.bool(1, true);
+    writer.endMessage(slot);
+  }
+  return writer.finish();
+}
+
+/** authpb.Role {name 1 (bytes), keyPermission 2 (repeated Permission {permType 1, key 2, range_end 3})}. */
+function encodeRole(role: EtcdAuthState['roles'][number]): Buffer {
+  writer.reset();
+  writer.bytes(1, Buffer.from(role.name));
+  for (const p of role.permissions) {
+    const slot = writer.beginMessage(2);
+    writer.enumeration(1, PERMISSION_NUMBERS[p.permType], {});
+    writer.bytes(2, p.key);
+    writer.bytes(3, p.rangeEnd);
+    writer.endMessage(slot);
+  }
+  return writer.finish();
+}
+
+function readAuth(reader: BboltReader): EtcdAuthState {
+  const auth: EtcdAuthState = { enabled: false, revision: 1, users: [], roles: [] };
+  if (reader.hasBucket([AUTH_BUCKET]))
+    for (const { key, value } of reader.entries([AUTH_BUCKET])) {
+      if (key.equals(AUTH_ENABLED_KEY)) auth.enabled = value.length === 1 && value[0] === 1;
+      else if (key.equals(AUTH_REVISION_KEY)) auth.revision = readU64be(value, 'authRevision');
+    }
+  if (reader.hasBucket([AUTH_USERS_BUCKET]))
+    for (const { key, value } of reader.entries([AUTH_USERS_BUCKET])) auth.users.push(decodeUser(key, value));
+  if (reader.hasBucket([AUTH_ROLES_BUCKET]))
+    for (const { key, value } of reader.entries([AUTH_ROLES_BUCKET])) auth.roles.push(decodeRole(key, value));
+  return auth;
+}
+
+function decodeUser(key: Buffer, value: Buffer): EtcdAuthState['users'][number] {
+  const what = `user ${printable(key)}`;
+  const user = { name: key.toString('utf8'), passwordHash: '', noPassword: false, roles: [] as string[] };
+  const r = new ProtoReader(value, 0, value.length);
+  try {
+    while (r.pos < r.end) {
+      const tag = r.uint32();
+      switch (tag >>> 3) {
+        case 1:
+          user.name = r.bytes().toString('utf8');
+          break;
+        case 2:
+          user.passwordHash = r.bytes().toString('latin1');
+          break;
+        case 3:
+          user.roles.push(r.bytes().toString('utf8'));
+          break;
+        case 4: {
+          const parentEnd = r.enterMessage();
+          while (r.pos < r.end) {
+            const inner = r.uint32();
+            if (inner >>> 3 === 1) user.noPassword = r.bool();
+            else r.skip(inner & 7, 0);
+          }
+          r.leaveMessage(parentEnd);
+          break;
+        }
+        default:
+          r.skip(tag & 7, 0);
+      }
+    }
+  } catch (error) {
+    throw new SnapshotInvalidError(`${what} does not decode: ${(error as Error).message}`);
+  }
+  user.roles.sort();
+  return user;
+}
+
+function decodeRole(key: Buffer, value: Buffer): EtcdAuthState['roles'][number] {
+  const what = `role ${printable(key)}`;
+  const role: EtcdAuthState['roles'][number] = { name: key.toString('utf8'), permissions: [] };
+  const r = new ProtoReader(value, 0, value.length);
+  try {
+    while (r.pos < r.end) {
+      const tag = r.uint32();
+      if (tag >>> 3 === 1) role.name = r.bytes().toString('utf8');
+      else if (tag >>> 3 === 2) {
+        const parentEnd = r.enterMessage();
+        let permType: EtcdPermissionType = 'READ';
+        let permKey = Buffer.alloc(0);
+        let rangeEnd = Buffer.alloc(0);
+        while (r.pos < r.end) {
+          const inner = r.uint32();
+          const field = inner >>> 3;
+          if (field === 1) {
+            const number = r.uint32();
+            const type = PERMISSION_TYPES[number];
+            if (type === undefined)
+              throw new SnapshotInvalidError(`${what}: unknown permission type ${number}`);
+            permType = type;
+          } else if (field === 2) permKey = Buffer.from(r.bytes());
+          else if (field === 3) rangeEnd = Buffer.from(r.bytes());
+          else r.skip(inner & 7, 0);
+        }
+        r.leaveMessage(parentEnd);
+        role.permissions.push({ permType, key: permKey, rangeEnd });
+      } else r.skip(tag & 7, 0);
+    }
+  } catch (error) {
+    if (error instanceof SnapshotInvalidError) throw error;
+    throw new SnapshotInvalidError(`${what} does not decode: ${(error as Error).message}`);
+  }
+  return role;
 }
 
 // ---- encodings -----------------------------------------------------------------------------------

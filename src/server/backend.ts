@@ -139,6 +139,81 @@ export interface LeaderKey {
   lease: bigint;
 }
 
+/** Who a request runs as (resolved from its credentials by EtcdBackend.auth). */
+export interface AuthInfo {
+  username: string;
+  /** The auth revision the credentials were checked at. */
+  revision: number;
+}
+
+/** What a call carries to say who makes it. */
+export interface Credentials {
+  /** gRPC metadata `token`, or the gateway's Authorization header. */
+  token?: string;
+  /** The verified client certificate's common name (the API layer fills it only with --client-cert-auth). */
+  commonName?: string;
+}
+
+export type PermissionType = 'READ' | 'WRITE' | 'READWRITE';
+
+export interface Permission {
+  permType: PermissionType;
+  key: Uint8Array;
+  rangeEnd: Uint8Array;
+}
+
+/**
+ * etcd's Auth service and the permission checks the API layer makes itself (watch, maintenance,
+ * membership). Every method takes the caller's AuthInfo (undefined: no credentials) and throws
+ * etcd's errors.
+ */
+export interface AuthBackend {
+  /** Throws EtcdError('invalidAuthToken') for a token this member does not accept. */
+  resolve(credentials: Credentials): AuthInfo | undefined;
+  enabled(): boolean;
+  /** etcd's IsAdminPermitted. */
+  checkAdmin(info: AuthInfo | undefined): void;
+  /** etcd's IsRangePermitted (read), e.g. for a watch. */
+  checkRead(info: AuthInfo | undefined, key: Uint8Array, rangeEnd: Uint8Array): void;
+
+  authStatus(): Promise<WithHeader<{ enabled: boolean; authRevision: number }>>;
+  authEnable(info: AuthInfo | undefined): Promise<{ header: HeaderInfo }>;
+  authDisable(info: AuthInfo | undefined): Promise<{ header: HeaderInfo }>;
+  authenticate(name: string, password: string): Promise<WithHeader<{ token: string }>>;
+  userAdd(
+    info: AuthInfo | undefined,
+    name: string,
+    password: string,
+    options: { noPassword: boolean; hashedPassword: string },
+  ): Promise<{ header: HeaderInfo }>;
+  userGet(info: AuthInfo | undefined, name: string): Promise<WithHeader<{ roles: string[] }>>;
+  userList(info: AuthInfo | undefined): Promise<WithHeader<{ users: string[] }>>;
+  userDelete(info: AuthInfo | undefined, name: string): Promise<{ header: HeaderInfo }>;
+  userChangePassword(
+    info: AuthInfo | undefined,
+    name: string,
+    password: string,
+    hashedPassword: string,
+  ): Promise<{ header: HeaderInfo }>;
+  userGrantRole(info: AuthInfo | undefined, user: string, role: string): Promise<{ header: HeaderInfo }>;
+  userRevokeRole(info: AuthInfo | undefined, name: string, role: string): Promise<{ header: HeaderInfo }>;
+  roleAdd(info: AuthInfo | undefined, name: string): Promise<{ header: HeaderInfo }>;
+  roleGet(info: AuthInfo | undefined, role: string): Promise<WithHeader<{ permissions: Permission[] }>>;
+  roleList(info: AuthInfo | undefined): Promise<WithHeader<{ roles: string[] }>>;
+  roleDelete(info: AuthInfo | undefined, role: string): Promise<{ header: HeaderInfo }>;
+  roleGrantPermission(
+    info: AuthInfo | undefined,
+    name: string,
+    permission: Permission,
+  ): Promise<{ header: HeaderInfo }>;
+  roleRevokePermission(
+    info: AuthInfo | undefined,
+    role: string,
+    key: Uint8Array,
+    rangeEnd: Uint8Array,
+  ): Promise<{ header: HeaderInfo }>;
+}
+
 export interface Disposable {
   dispose(): void;
 }
@@ -147,10 +222,15 @@ export interface EtcdBackend {
   /** Header for answers that did not go through the keyspace (watch created/progress, errors). */
   header(): HeaderInfo;
 
-  range(request: RangeRequest): Promise<WithHeader<RangeResponse>>;
-  put(request: PutRequest): Promise<WithHeader<PutResponse>>;
-  deleteRange(request: DeleteRangeRequest): Promise<WithHeader<DeleteRangeResponse>>;
-  txn(request: TxnRequest): Promise<WithHeader<TxnResponse>>;
+  /** etcd's auth; absent: a backend without auth (answers as an etcd whose auth is disabled). */
+  readonly auth?: AuthBackend;
+
+  // The KV calls take the caller's AuthInfo: with auth enabled, reads are checked before they are
+  // served and writes where they apply (the auth store may change in between, as in etcd).
+  range(request: RangeRequest, auth?: AuthInfo): Promise<WithHeader<RangeResponse>>;
+  put(request: PutRequest, auth?: AuthInfo): Promise<WithHeader<PutResponse>>;
+  deleteRange(request: DeleteRangeRequest, auth?: AuthInfo): Promise<WithHeader<DeleteRangeResponse>>;
+  txn(request: TxnRequest, auth?: AuthInfo): Promise<WithHeader<TxnResponse>>;
   compact(revision: number, physical: boolean): Promise<WithHeader<CompactionResponse>>;
 
   /**
@@ -160,7 +240,8 @@ export interface EtcdBackend {
   watch(request: WatchCreate, listener: WatchListener): BackendWatcher;
 
   leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>>;
-  leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }>;
+  /** With auth enabled, revoking needs write permission on the lease's keys (etcd's checkLeasePuts). */
+  leaseRevoke(id: bigint, auth?: AuthInfo): Promise<{ header: HeaderInfo }>;
   /** Renews and returns the new TTL; ttlSeconds 0 when the lease is gone (as etcd answers). */
   leaseKeepAlive(id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>>;
   leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>>;
@@ -193,9 +274,16 @@ export interface EtcdBackend {
   snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }>;
   moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }>;
 
+  // Lock and Election run their KV requests as the caller (etcd's v3lock/v3election go through a
+  // client that carries the caller's token), so the KV permissions apply.
   /** Blocks until the lock is held; the returned key's create revision is the fencing token. */
-  lock(name: Uint8Array, lease: bigint, signal: AbortSignal): Promise<WithHeader<{ key: Uint8Array }>>;
-  unlock(key: Uint8Array): Promise<{ header: HeaderInfo }>;
+  lock(
+    name: Uint8Array,
+    lease: bigint,
+    signal: AbortSignal,
+    auth?: AuthInfo,
+  ): Promise<WithHeader<{ key: Uint8Array }>>;
+  unlock(key: Uint8Array, auth?: AuthInfo): Promise<{ header: HeaderInfo }>;
 
   /** Blocks until leadership is won. */
   campaign(
@@ -203,11 +291,12 @@ export interface EtcdBackend {
     lease: bigint,
     value: Uint8Array,
     signal: AbortSignal,
+    auth?: AuthInfo,
   ): Promise<WithHeader<{ leader: LeaderKey }>>;
-  proclaim(leader: LeaderKey, value: Uint8Array): Promise<{ header: HeaderInfo }>;
+  proclaim(leader: LeaderKey, value: Uint8Array, auth?: AuthInfo): Promise<{ header: HeaderInfo }>;
   /** Throws EtcdError('electionNoLeader') when nobody leads. */
-  leader(name: Uint8Array): Promise<WithHeader<{ kv: KeyValue }>>;
+  leader(name: Uint8Array, auth?: AuthInfo): Promise<WithHeader<{ kv: KeyValue }>>;
   /** Calls onLeader with the current leader (if any) and each later proclamation, in order. */
   observe(name: Uint8Array, onLeader: (kv: KeyValue, header: HeaderInfo) => void): Disposable;
-  resign(leader: LeaderKey): Promise<{ header: HeaderInfo }>;
+  resign(leader: LeaderKey, auth?: AuthInfo): Promise<{ header: HeaderInfo }>;
 }

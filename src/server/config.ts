@@ -1,6 +1,7 @@
 // How a node is configured: etcd's flags, parsed (src/cli/flags.ts maps the command line here).
 
 import type { TlsSettings } from '../transport/tls-config.js';
+import type { AuthTokenConfig } from './auth-tokens.js';
 import type { ConsensusKind } from './consensus.js';
 
 export interface ServerConfig {
@@ -41,6 +42,12 @@ export interface ServerConfig {
   clientTls?: TlsSettings;
   /** Peer TLS (the --peer-* forms of the same flags). */
   peerTls?: TlsSettings;
+  /** --auth-token: simple (the default) or jwt with its keys, sign method and ttl. */
+  authToken?: AuthTokenConfig;
+  /** --auth-token-ttl: seconds a simple token lives unused (default 300). */
+  authTokenTtlSeconds?: number;
+  /** --bcrypt-cost: the cost of password hashes (default 10). */
+  bcryptCost?: number;
   /** Test-only: /debug/faults on the client URL drops or delays peer messages (Jepsen nemesis). */
   experimentalFaultInjection: boolean;
   /** Test-only bug switch: linearizable reads skip ReadIndex (the fault tests must catch it). */

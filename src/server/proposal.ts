@@ -14,6 +14,7 @@ import type {
   WriteOp,
 } from '../mvcc/types.js';
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js';
+import type { AuthOp, PermissionType } from './auth-store.js';
 
 export type AlarmType = 'NOSPACE' | 'CORRUPT' | 'NONE';
 
@@ -25,7 +26,25 @@ export type ClusterOp =
   /** Encryption at rest: from this entry on, every member seals new data with key `keyId`. */
   | { type: 'encryptionKey'; keyId: string };
 
-export type ServerOp = WriteOp | ClusterOp;
+/**
+ * A request made with credentials while auth was enabled on the proposing member: applying it
+ * checks the user's permissions (and the auth revision they were resolved at) on every member,
+ * as etcd's apply does with its request header's username and auth revision.
+ */
+export interface AuthedOp {
+  type: 'authed';
+  username: string;
+  authRevision: number;
+  op: WriteOp | AuthChangeOp;
+}
+
+/** A change of the auth store (users, roles, enabled flag) or an authentication. */
+export interface AuthChangeOp {
+  type: 'auth';
+  request: AuthOp;
+}
+
+export type ServerOp = WriteOp | ClusterOp | AuthChangeOp | AuthedOp;
 
 export interface Proposal {
   /** The member that proposed it: only that member has a client waiting for the result. */
@@ -48,7 +67,25 @@ const OP_TAGS = {
   updateMember: 9,
   alarm: 10,
   encryptionKey: 11,
+  auth: 12,
+  authed: 13,
 } as const;
+
+const AUTH_OP_TYPES: AuthOp['type'][] = [
+  'authEnable',
+  'authDisable',
+  'authenticate',
+  'userAdd',
+  'userDelete',
+  'userChangePassword',
+  'userGrantRole',
+  'userRevokeRole',
+  'roleAdd',
+  'roleDelete',
+  'roleGrantPermission',
+  'roleRevokePermission',
+];
+const PERMISSION_TYPES: PermissionType[] = ['READ', 'WRITE', 'READWRITE'];
 
 const COMPACT_PHYSICAL = 1;
 const COMPACT_NEGATIVE = 2;
@@ -118,8 +155,94 @@ function writeOp(w: BinaryWriter, op: ServerOp): void {
     case 'encryptionKey':
       w.string(op.keyId);
       return;
+    case 'auth':
+      return writeAuthOp(w, op.request);
+    case 'authed':
+      w.string(op.username).uvarint(op.authRevision);
+      return writeOp(w, op.op);
     default:
       return assertNever(op);
+  }
+}
+
+function writeAuthOp(w: BinaryWriter, op: AuthOp): void {
+  w.u8(AUTH_OP_TYPES.indexOf(op.type));
+  switch (op.type) {
+    case 'authEnable':
+    case 'authDisable':
+      return;
+    case 'authenticate':
+      w.string(op.name).string(op.simpleToken);
+      return;
+    case 'userAdd':
+      w.string(op.name).string(op.passwordHash).bool(op.noPassword);
+      return;
+    case 'userDelete':
+      w.string(op.name);
+      return;
+    case 'userChangePassword':
+      w.string(op.name).string(op.passwordHash);
+      return;
+    case 'userGrantRole':
+      w.string(op.user).string(op.role);
+      return;
+    case 'userRevokeRole':
+      w.string(op.name).string(op.role);
+      return;
+    case 'roleAdd':
+      w.string(op.name);
+      return;
+    case 'roleDelete':
+      w.string(op.role);
+      return;
+    case 'roleGrantPermission':
+      w.string(op.name)
+        .u8(PERMISSION_TYPES.indexOf(op.permission.permType))
+        .bytes(op.permission.key)
+        .bytes(op.permission.rangeEnd);
+      return;
+    case 'roleRevokePermission':
+      w.string(op.role).bytes(op.key).bytes(op.rangeEnd);
+      return;
+    default:
+      return assertNever(op);
+  }
+}
+
+function readAuthOp(r: BinaryReader): AuthOp {
+  const type = AUTH_OP_TYPES[r.u8()];
+  switch (type) {
+    case 'authEnable':
+    case 'authDisable':
+      return { type };
+    case 'authenticate':
+      return { type, name: r.string(), simpleToken: r.string() };
+    case 'userAdd':
+      return { type, name: r.string(), passwordHash: r.string(), noPassword: r.bool() };
+    case 'userDelete':
+      return { type, name: r.string() };
+    case 'userChangePassword':
+      return { type, name: r.string(), passwordHash: r.string() };
+    case 'userGrantRole':
+      return { type, user: r.string(), role: r.string() };
+    case 'userRevokeRole':
+      return { type, name: r.string(), role: r.string() };
+    case 'roleAdd':
+      return { type, name: r.string() };
+    case 'roleDelete':
+      return { type, role: r.string() };
+    case 'roleGrantPermission': {
+      const name = r.string();
+      const permType = PERMISSION_TYPES[r.u8()];
+      if (permType === undefined) throw new DecodeError('unknown permission type');
+      return { type, name, permission: { permType, key: r.bytes(), rangeEnd: r.bytes() } };
+    }
+    case 'roleRevokePermission':
+      return { type, role: r.string(), key: r.bytes(), rangeEnd: r.bytes() };
+    case undefined:
+      throw new DecodeError('unknown auth op');
+    default:
+      return assertNever(type);
   }
 }
 
@@ -159,6 +282,15 @@ function readOp(r: BinaryReader): ServerOp {
     }
     case OP_TAGS.encryptionKey:
       return { type: 'encryptionKey', keyId: r.string() };
+    case OP_TAGS.auth:
+      return { type: 'auth', request: readAuthOp(r) };
+    case OP_TAGS.authed: {
+      const username = r.string();
+      const authRevision = r.uvarint();
+      const op = readOp(r);
+      if (op.type === 'authed' || !isAuthedInner(op)) throw new DecodeError('bad op inside an authed op');
+      return { type: 'authed', username, authRevision, op };
+    }
     default:
       throw new DecodeError(`unknown proposal op tag ${tag}`);
   }
@@ -372,6 +504,12 @@ function readTxn(r: BinaryReader): TxnRequest {
   const compare: Compare[] = [];
   for (let i = 0; i < count; i++) compare.push(readCompare(r));
   return { compare, success: readRequestOps(r), failure: readRequestOps(r) };
+}
+
+function isAuthedInner(op: ServerOp): op is WriteOp | AuthChangeOp {
+  return (
+    op.type !== 'publishMember' && op.type !== 'updateMember' && op.type !== 'alarm' && op.type !== 'authed'
+  );
 }
 
 export function assertNever(value: never): never {

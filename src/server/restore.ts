@@ -3,8 +3,8 @@
 // with --initial-cluster-state new. Two formats are taken, told apart by their content:
 //   etcd's  a bbolt file: what `snapshot save` gets from etcd (and from Concord, which streams
 //           etcd's format), or an etcd member's member/snap/db. Every revision, the leases and
-//           the compaction point are imported (mvcc/etcd-snapshot.ts); members, alarms and auth
-//           data are not (a snapshot with auth enabled is refused).
+//           the compaction point are imported (mvcc/etcd-snapshot.ts), and so are users, roles
+//           and the auth flag; members and alarms are not.
 //   ours    an LMDB copy of a Concord keyspace (what Concord's Maintenance.Snapshot streamed
 //           before it spoke etcd's format): the file becomes the keyspace.
 // Either way the applied index starts at 0, since the new cluster's log starts over.
@@ -37,6 +37,7 @@ import {
   BboltReader,
   PAGE_HEADER_BYTES,
 } from '../storage/bbolt/index.js';
+import { AUTH_META_NAME, AuthStore } from './auth-store.js';
 import { clusterIdFor, memberIdFor } from './ids.js';
 import { MEMBERS_META_NAME, writeSelfId } from './member-dir.js';
 import { Members } from './members.js';
@@ -166,6 +167,14 @@ async function restoreEtcdFormat(options: RestoreOptions, dbDir: string): Promis
   const keyspace = Keyspace.open(dbDir);
   try {
     const imported = await importEtcdSnapshot(reader, keyspace);
+    // Users, roles and the enabled flag come along: the restored cluster keeps its access control.
+    const auth = AuthStore.fromEtcd(imported.auth);
+    keyspace.putMeta(AUTH_META_NAME, auth.encode());
+    const { users, roles } = imported.auth;
+    if (users.length + roles.length > 0 || auth.enabled)
+      imported.notes.push(
+        `auth ${auth.enabled ? 'enabled' : 'disabled'}: ${users.length} users and ${roles.length} roles restored`,
+      );
     return {
       format: 'etcd',
       revision: imported.revision,

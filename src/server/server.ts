@@ -59,6 +59,10 @@ import {
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import { AppliedWait } from './applied-wait.js';
+import { checkTxnPermitted, checkWritePermitted } from './auth-checks.js';
+import { AuthGate } from './auth-gate.js';
+import { AuthService } from './auth-service.js';
+import { AUTH_META_NAME, type AuthEffect, type AuthInfo, type AuthOp, AuthStore } from './auth-store.js';
 import type {
   AlarmAction,
   AlarmMember,
@@ -133,6 +137,9 @@ const SNAPSHOT_QUOTA_SLACK_BYTES_MIN = 256 * 1024 * 1024;
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
 const META_MEMBERS = MEMBERS_META_NAME;
+const META_AUTH = AUTH_META_NAME;
+/** Writes refused for an auth revision that moved on are proposed again this often at most. */
+const AUTH_OLD_REVISION_RETRIES_MAX = 3;
 /** What a failure in each stage of the Raft loop was doing. */
 const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
   persist: 'wal-write',
@@ -155,7 +162,7 @@ export interface StorageHooks {
 export type ApplyOutcome =
   | { status: 'ok'; response: WriteResponse }
   | { status: 'error'; error: Error }
-  | { status: 'done'; alarms?: Alarm[] };
+  | { status: 'done'; alarms?: Alarm[]; auth?: AuthEffect };
 
 type ResponseOf<T extends WriteResponse['type']> =
   Extract<WriteResponse, { type: T }> extends { response: infer R } ? R : never;
@@ -203,6 +210,9 @@ export class ConcordServer {
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
   private peerTls: TlsFileWatcher | undefined;
   private readonly concurrency: Concurrency;
+  private readonly authGate: AuthGate;
+  /** etcd's Auth service over this member (EtcdBackend.auth). */
+  readonly auth: AuthService;
   private softState: SoftState = { leader: 0, role: Role.Follower };
   /** Counters and observers for /metrics (src/cli/metrics.ts); set once by start(). */
   stats = new ServerStats();
@@ -328,6 +338,16 @@ export class ConcordServer {
       config.heartbeatIntervalMs,
     );
     this.concurrency = new Concurrency(this);
+    this.authGate = new AuthGate(loadAuth(keyspace), {
+      token: config.authToken,
+      simpleTokenTtlSeconds: config.authTokenTtlSeconds,
+      bcryptCost: config.bcryptCost,
+    });
+    this.auth = new AuthService(this.authGate, {
+      header: () => this.header(),
+      barrier: () => this.linearizableBarrier(),
+      propose: (request, info) => this.proposeAuth(request, info),
+    });
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
@@ -754,9 +774,10 @@ export class ConcordServer {
   private async applyEntriesNow(entries: Entry[]): Promise<void> {
     const batch: AppliedEntry[] = [];
     const owners: Array<number | undefined> = [];
-    const done: { requestId: number; alarms?: Alarm[] }[] = [];
+    const done: { requestId: number; alarms?: Alarm[]; auth?: AuthEffect }[] = [];
     const refused: { requestId: number; error: EtcdError }[] = [];
     let membersChanged = false;
+    let authChanged = false;
     // After a restart the log re-delivers entries the keyspace (and the membership stored with
     // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
     const appliedBefore = this.keyspace.appliedIndex();
@@ -781,33 +802,54 @@ export class ConcordServer {
       }
       const proposal = decodeProposal(entry.data);
       const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
-      if (isClusterOp(proposal.op)) {
-        const alarms = this.applyClusterOp(proposal.op);
+      let op = proposal.op;
+      let authInfo: AuthInfo | undefined;
+      if (op.type === 'authed') {
+        authInfo = { username: op.username, revision: op.authRevision };
+        op = op.op;
+      }
+      if (op.type === 'auth') {
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        const applied = this.applyAuthOp(op.request, authInfo, entry.index);
+        if (applied instanceof EtcdError) {
+          if (mine !== undefined) refused.push({ requestId: mine, error: applied });
+          continue;
+        }
+        if (op.request.type !== 'authenticate' && applied.type !== 'unchanged') authChanged = true;
+        if (mine !== undefined) done.push({ requestId: mine, auth: applied });
+        continue;
+      }
+      if (isClusterOp(op)) {
+        const alarms = this.applyClusterOp(op);
         membersChanged = true;
         batch.push({ index: entry.index, op: { type: 'noop' } });
         owners.push(undefined);
         if (mine !== undefined) done.push({ requestId: mine, alarms });
         continue;
       }
-      const refusal = this.alarmRefusal(proposal.op);
+      const refusal = this.alarmRefusal(op) ?? this.authRefusal(op, authInfo, proposal.op.type === 'authed');
       if (refusal !== undefined) {
         batch.push({ index: entry.index, op: { type: 'noop' } });
         owners.push(undefined);
         if (mine !== undefined) refused.push({ requestId: mine, error: refusal });
         continue;
       }
-      batch.push({ index: entry.index, op: proposal.op });
+      batch.push({ index: entry.index, op });
       owners.push(mine);
     }
-    // Membership rides in the same LMDB transaction as the entries that changed it.
+    // Membership, the encryption key agreed on and the auth store ride in the same LMDB
+    // transaction as the entries that changed them.
     const keyId = this.encryptionKeyApplied;
     this.encryptionKeyApplied = undefined;
-    const meta = membersChanged
-      ? {
-          [META_MEMBERS]: this.members.encode(),
-          ...(keyId === undefined ? {} : { [META_ENCRYPTION_KEY]: Buffer.from(keyId) }),
-        }
-      : undefined;
+    const meta =
+      membersChanged || authChanged
+        ? {
+            ...(membersChanged ? { [META_MEMBERS]: this.members.encode() } : {}),
+            ...(keyId === undefined ? {} : { [META_ENCRYPTION_KEY]: Buffer.from(keyId) }),
+            ...(authChanged ? { [META_AUTH]: this.authGate.store.encode() } : {}),
+          }
+        : undefined;
     const applyStartMs = performance.now();
     const results = this.keyspace.applyBatch(batch, meta === undefined ? {} : { meta });
     this.noteApplyDuration(performance.now() - applyStartMs, batch);
@@ -833,7 +875,8 @@ export class ConcordServer {
         if (owner !== undefined) this.waiters.resolve(owner, { status: 'error', error: result.error });
       }
     }
-    for (const { requestId, alarms } of done) this.waiters.resolve(requestId, { status: 'done', alarms });
+    for (const { requestId, alarms, auth } of done)
+      this.waiters.resolve(requestId, { status: 'done', alarms, auth });
     for (const { requestId, error } of refused) this.waiters.resolve(requestId, { status: 'error', error });
     this.snapshotIfDue();
     this.quotaCheckDue = true;
@@ -908,6 +951,41 @@ export class ConcordServer {
     return context?.proposer === this.memberId ? context.requestId : undefined;
   }
 
+  /** Applies an auth op on this member; a refused op changed nothing and returns etcd's error. */
+  private applyAuthOp(request: AuthOp, info: AuthInfo | undefined, index: number): AuthEffect | EtcdError {
+    let effect: AuthEffect;
+    try {
+      effect = this.authGate.store.apply(request, info);
+    } catch (error) {
+      if (error instanceof EtcdError) return error;
+      throw error;
+    }
+    // etcd's simple token: the prefix the proposer chose, then the entry's index.
+    if (effect.type === 'authenticated')
+      effect = { ...effect, simpleToken: `${effect.simpleToken}.${index}` };
+    this.authGate.onApplied(effect);
+    if (request.type === 'authEnable' && effect.type !== 'unchanged') this.log.info('auth enabled');
+    if (request.type === 'authDisable' && effect.type !== 'unchanged') this.log.info('auth disabled');
+    return effect;
+  }
+
+  /**
+   * With auth enabled, a KV write applies only if the user it was proposed for may make it at the
+   * current auth revision (etcd's authApplierV3); other writes (leases, compaction) are not checked.
+   */
+  private authRefusal(op: ServerOp, info: AuthInfo | undefined, authed: boolean): EtcdError | undefined {
+    const store = this.authGate.store;
+    if (!store.enabled) return undefined;
+    if (op.type !== 'put' && op.type !== 'deleteRange' && op.type !== 'txn') return undefined;
+    try {
+      checkWritePermitted(store, authed ? info : undefined, op);
+    } catch (error) {
+      if (error instanceof EtcdError) return error;
+      throw error;
+    }
+    return undefined;
+  }
+
   /** Applies a cluster op; an alarm op returns what etcd's apply answers (the alarm it changed). */
   private applyClusterOp(op: ClusterOp): Alarm[] | undefined {
     switch (op.type) {
@@ -954,6 +1032,7 @@ export class ConcordServer {
     await this.keyspace.restoreSnapshot(path);
     rmSync(path, { force: true });
     this.members = loadMembers(this.keyspace) ?? this.members;
+    this.authGate.store = loadAuth(this.keyspace);
     this.alarmGuard = alarmGuardAfterRestart(this.members);
     if (this.encryption !== undefined) {
       adoptAgreedKey(this.keyspace, this.encryption);
@@ -1209,13 +1288,65 @@ export class ConcordServer {
     return outcome;
   }
 
-  private async write<T extends WriteResponse['type']>(op: WriteOp & { type: T }): Promise<ResponseOf<T>> {
-    const outcome = await this.propose(op);
-    if (outcome.status === 'error') throw outcome.error;
-    if (outcome.status !== 'ok' || outcome.response.type !== op.type) {
-      throw new Error(`unexpected apply outcome for ${op.type}`);
+  private async write<T extends WriteResponse['type']>(
+    op: WriteOp & { type: T },
+    auth?: AuthInfo,
+  ): Promise<ResponseOf<T>> {
+    let info = auth;
+    for (let attempt = 0; ; attempt++) {
+      const outcome = await this.propose(this.withAuth(op, info));
+      if (outcome.status === 'error') {
+        // etcd's raftRequest: a write checked at an auth revision that moved on before it applied
+        // is proposed again at the current one (a simple token names a user, not a revision).
+        if (this.retriesAtNewAuthRevision(outcome.error, info, attempt)) {
+          info = { username: info!.username, revision: this.authGate.store.revision };
+          continue;
+        }
+        throw outcome.error;
+      }
+      if (outcome.status !== 'ok' || outcome.response.type !== op.type) {
+        throw new Error(`unexpected apply outcome for ${op.type}`);
+      }
+      return outcome.response.response as ResponseOf<T>;
     }
-    return outcome.response.response as ResponseOf<T>;
+  }
+
+  private retriesAtNewAuthRevision(error: Error, info: AuthInfo | undefined, attempt: number): boolean {
+    return (
+      error instanceof EtcdError &&
+      error.code === 'authOldRevision' &&
+      info !== undefined &&
+      this.authGate.tokenType === 'simple' &&
+      attempt < AUTH_OLD_REVISION_RETRIES_MAX
+    );
+  }
+
+  /** While auth is enabled a request is proposed with the user it runs as (none: user name is empty). */
+  private withAuth<T extends WriteOp | { type: 'auth'; request: AuthOp }>(
+    op: T,
+    info: AuthInfo | undefined,
+  ): ServerOp {
+    if (!this.authGate.store.enabled && info === undefined) return op;
+    if (!this.authGate.store.enabled && op.type !== 'auth') return op;
+    return { type: 'authed', username: info?.username ?? '', authRevision: info?.revision ?? 0, op };
+  }
+
+  private async proposeAuth(request: AuthOp, info: AuthInfo | undefined): Promise<AuthEffect> {
+    this.refuseOnLearner();
+    let current = info;
+    for (let attempt = 0; ; attempt++) {
+      const outcome = await this.propose(this.withAuth({ type: 'auth', request }, current));
+      if (outcome.status === 'error') {
+        if (this.retriesAtNewAuthRevision(outcome.error, current, attempt)) {
+          current = { username: current!.username, revision: this.authGate.store.revision };
+          continue;
+        }
+        throw outcome.error;
+      }
+      if (outcome.status !== 'done' || outcome.auth === undefined)
+        throw new Error(`unexpected apply outcome for ${request.type}`);
+      return outcome.auth;
+    }
   }
 
   private async proposeConfChange(change: ConfChange, requestId: number): Promise<void> {
@@ -1276,39 +1407,44 @@ export class ConcordServer {
 
   // ---- KV ------------------------------------------------------------------------------------
 
-  async range(request: RangeRequest): Promise<WithHeader<RangeResponse>> {
+  async range(request: RangeRequest, auth?: AuthInfo): Promise<WithHeader<RangeResponse>> {
     if (!request.serializable) this.refuseOnLearner();
     // --experimental-stale-reads is the deliberate bug the fault tests must catch.
     if (!request.serializable && !this.config.experimentalStaleReads) await this.linearizableBarrier();
     else this.assertServing();
+    const store = this.authGate.store;
+    if (store.enabled) store.checkRange(auth, request.key, request.rangeEnd ?? EMPTY_BYTES, 'READ');
     this.stats.ranges++;
     const response = this.keyspace.range(request);
     return { ...response, header: this.header(response.revision) };
   }
 
-  async put(request: PutRequest): Promise<WithHeader<PutResponse>> {
+  async put(request: PutRequest, auth?: AuthInfo): Promise<WithHeader<PutResponse>> {
     this.refuseOnLearner();
     this.refuseIfNoSpace();
-    const response = await this.write({ type: 'put', request });
+    if (request.lease !== undefined && request.lease !== 0n) this.checkLeaseKeysWritable(request.lease, auth);
+    const response = await this.write({ type: 'put', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
 
-  async deleteRange(request: DeleteRangeRequest): Promise<WithHeader<DeleteRangeResponse>> {
+  async deleteRange(request: DeleteRangeRequest, auth?: AuthInfo): Promise<WithHeader<DeleteRangeResponse>> {
     this.refuseOnLearner();
-    const response = await this.write({ type: 'deleteRange', request });
+    const response = await this.write({ type: 'deleteRange', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
 
-  async txn(request: TxnRequest): Promise<WithHeader<TxnResponse>> {
+  async txn(request: TxnRequest, auth?: AuthInfo): Promise<WithHeader<TxnResponse>> {
     this.refuseOnLearner();
     if (isTxnReadOnly(request)) {
       await this.linearizableBarrier();
+      const store = this.authGate.store;
+      if (store.enabled) checkTxnPermitted(store, auth, request);
       this.stats.txns++;
       const response = this.keyspace.readTxn(request);
       return { ...response, header: this.header(response.revision) };
     }
     if (txnHasPut(request)) this.refuseIfNoSpace();
-    const response = await this.write({ type: 'txn', request });
+    const response = await this.write({ type: 'txn', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
 
@@ -1340,8 +1476,9 @@ export class ConcordServer {
     return { id: response.id, ttlSeconds: response.ttlSeconds, header: this.header(response.revision) };
   }
 
-  async leaseRevoke(id: bigint): Promise<{ header: HeaderInfo }> {
+  async leaseRevoke(id: bigint, auth?: AuthInfo): Promise<{ header: HeaderInfo }> {
     this.refuseOnLearner();
+    this.checkLeaseKeysWritable(id, auth);
     const response = await this.write({ type: 'leaseRevoke', request: { id } });
     return { header: this.header(response.revision) };
   }
@@ -1728,6 +1865,7 @@ export class ConcordServer {
         .alarms()
         .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: publicId(a.memberId), alarm: a.alarm }])),
       clusterVersion: `${ETCD_API_VERSION.split('.').slice(0, 2).join('.')}.0`,
+      auth: this.authGate.store.toEtcd(),
     });
     return {
       header,
@@ -1785,12 +1923,39 @@ export class ConcordServer {
 
   // ---- lock and election -----------------------------------------------------------------------
 
-  lock(name: Uint8Array, lease: bigint, signal: AbortSignal): Promise<WithHeader<{ key: Uint8Array }>> {
-    return this.concurrency.lock(name, lease, signal);
+  /**
+   * etcd's checkLeasePuts: revoking a lease, or attaching one to a new key, needs write permission
+   * on every key the lease holds (revoking deletes them). Checked on the receiving member before
+   * proposing (etcd checks where it applies, so a key attached meanwhile is not seen here).
+   */
+  private checkLeaseKeysWritable(id: bigint, auth: AuthInfo | undefined): void {
+    const store = this.authGate.store;
+    if (!store.enabled) return;
+    for (const key of this.keyspace.leaseKeys(id)) store.checkRange(auth, key, EMPTY_BYTES, 'WRITE');
   }
 
-  unlock(key: Uint8Array): Promise<{ header: HeaderInfo }> {
-    return this.concurrency.unlock(key);
+  /** Lock and Election make their KV requests as the caller, so the caller's permissions apply. */
+  private concurrencyFor(auth: AuthInfo | undefined): Concurrency {
+    if (auth === undefined && !this.authGate.store.enabled) return this.concurrency;
+    return new Concurrency({
+      range: (request) => this.range(request, auth),
+      txn: (request) => this.txn(request, auth),
+      deleteRange: (request) => this.deleteRange(request, auth),
+      watch: (request, listener) => this.watch(request, listener),
+    });
+  }
+
+  lock(
+    name: Uint8Array,
+    lease: bigint,
+    signal: AbortSignal,
+    auth?: AuthInfo,
+  ): Promise<WithHeader<{ key: Uint8Array }>> {
+    return this.concurrencyFor(auth).lock(name, lease, signal);
+  }
+
+  unlock(key: Uint8Array, auth?: AuthInfo): Promise<{ header: HeaderInfo }> {
+    return this.concurrencyFor(auth).unlock(key);
   }
 
   campaign(
@@ -1798,16 +1963,17 @@ export class ConcordServer {
     lease: bigint,
     value: Uint8Array,
     signal: AbortSignal,
+    auth?: AuthInfo,
   ): Promise<WithHeader<{ leader: LeaderKey }>> {
-    return this.concurrency.campaign(name, lease, value, signal);
+    return this.concurrencyFor(auth).campaign(name, lease, value, signal);
   }
 
-  proclaim(leader: LeaderKey, value: Uint8Array): Promise<{ header: HeaderInfo }> {
-    return this.concurrency.proclaim(leader, value);
+  proclaim(leader: LeaderKey, value: Uint8Array, auth?: AuthInfo): Promise<{ header: HeaderInfo }> {
+    return this.concurrencyFor(auth).proclaim(leader, value);
   }
 
-  leader(name: Uint8Array): Promise<WithHeader<{ kv: KeyValue }>> {
-    return this.concurrency.leader(name);
+  leader(name: Uint8Array, auth?: AuthInfo): Promise<WithHeader<{ kv: KeyValue }>> {
+    return this.concurrencyFor(auth).leader(name);
   }
 
   observe(name: Uint8Array, onLeader: (kv: KeyValue, header: HeaderInfo) => void): Disposable {
@@ -1819,8 +1985,8 @@ export class ConcordServer {
     return { dispose: stop };
   }
 
-  resign(leader: LeaderKey): Promise<{ header: HeaderInfo }> {
-    return this.concurrency.resign(leader);
+  resign(leader: LeaderKey, auth?: AuthInfo): Promise<{ header: HeaderInfo }> {
+    return this.concurrencyFor(auth).resign(leader);
   }
 
   // ---- test-only fault hooks -------------------------------------------------------------------
@@ -2024,6 +2190,11 @@ function randomLeaseId(): bigint {
   // Positive int64, as etcd's IDs are.
   const id = randomBytes(8).readBigInt64BE(0) & 0x7fff_ffff_ffff_ffffn;
   return id === 0n ? 1n : id;
+}
+
+function loadAuth(keyspace: Keyspace): AuthStore {
+  const data = keyspace.getMeta(META_AUTH);
+  return data === undefined ? new AuthStore() : AuthStore.decode(data);
 }
 
 function loadMembers(keyspace: Keyspace): Members | undefined {

@@ -361,18 +361,9 @@ test('the current revision is the compaction point when compaction removed the n
   }
 });
 
-test('refused: auth enabled, not an etcd snapshot, a KeyValue that contradicts its revision', async () => {
+test('refused: not an etcd snapshot, a KeyValue that contradicts its revision', async () => {
   const scratch = openTemp();
   try {
-    const withAuth = await etcdFile(scratch.dir, [
-      fixedBucket('key', []),
-      fixedBucket('meta', []),
-      fixedBucket('auth', [[Buffer.from('authEnabled'), Buffer.of(1)]]),
-    ]);
-    await assert.rejects(
-      importFile(withAuth),
-      /authentication is enabled in this snapshot.*etcdctl auth disable/,
-    );
     const notEtcd = await etcdFile(scratch.dir, [fixedBucket('something', [[b('a'), b('b')]])]);
     await assert.rejects(importFile(notEtcd), /not an etcd snapshot/);
     const wrongMod = kv(3, 'a', '1', 3, 1);
@@ -395,21 +386,69 @@ test('refused: auth enabled, not an etcd snapshot, a KeyValue that contradicts i
   }
 });
 
-test('users, roles and alarms are reported as not restored; keys of a lease the file lacks are kept unattached', async () => {
+test('the auth buckets are read: enabled flag, auth revision, users (hash, roles, no_password), roles', async () => {
+  const scratch = openTemp();
+  try {
+    // authpb.User {name "root", password "h", roles ["root"]}; {name "np", options {no_password}};
+    // authpb.Role {name "app", keyPermission [{READWRITE, "app/", "app0"}, {READ, "k"}]}.
+    const root = Buffer.from([0x0a, 4, ...b('root'), 0x12, 1, ...b('h'), 0x1a, 4, ...b('root')]);
+    const noPassword = Buffer.from([0x0a, 2, ...b('np'), 0x22, 2, 0x08, 1]);
+    const app = Buffer.from([
+      ...[0x0a, 3, ...b('app')],
+      ...[0x12, 14, 0x08, 2, 0x12, 4, ...b('app/'), 0x1a, 4, ...b('app0')],
+      ...[0x12, 3, 0x12, 1, ...b('k')],
+    ]);
+    const path = await etcdFile(scratch.dir, [
+      fixedBucket('key', []),
+      fixedBucket('meta', []),
+      fixedBucket('auth', [
+        [b('authEnabled'), Buffer.of(1)],
+        [b('authRevision'), Buffer.from([0, 0, 0, 0, 0, 0, 0, 7])],
+      ]),
+      fixedBucket('authUsers', [
+        [b('np'), noPassword],
+        [b('root'), root],
+      ]),
+      fixedBucket('authRoles', [[b('app'), app]]),
+    ]);
+    const { target, result } = await importFile(path);
+    try {
+      assert.deepEqual(result.auth, {
+        enabled: true,
+        revision: 7,
+        users: [
+          { name: 'np', passwordHash: '', noPassword: true, roles: [] },
+          { name: 'root', passwordHash: 'h', noPassword: false, roles: ['root'] },
+        ],
+        roles: [
+          {
+            name: 'app',
+            permissions: [
+              { permType: 'READWRITE', key: b('app/'), rangeEnd: b('app0') },
+              { permType: 'READ', key: b('k'), rangeEnd: Buffer.alloc(0) },
+            ],
+          },
+        ],
+      });
+    } finally {
+      await target.cleanup();
+    }
+  } finally {
+    await scratch.cleanup();
+  }
+});
+
+test('alarms are reported as not restored; keys of a lease the file lacks are kept unattached', async () => {
   const scratch = openTemp();
   try {
     const path = await etcdFile(scratch.dir, [
       fixedBucket('key', [kv(2, 'a', '1', 2, 1, 0x77n)]),
       fixedBucket('meta', []),
-      fixedBucket('authUsers', [[b('root'), b('x')]]),
       fixedBucket('alarm', [[b('\u0008\u0001\u0010\u0001'), Buffer.alloc(0)]]),
     ]);
     const { target, result } = await importFile(path);
     try {
-      assert.deepEqual(result.notes, [
-        '1 users and 0 roles not restored (Concord has no auth)',
-        '1 alarms not restored',
-      ]);
+      assert.deepEqual(result.notes, ['1 alarms not restored']);
       assert.equal(result.keysWithMissingLease, 1);
       assert.equal(target.ks.range({ key: b('a') }).kvs[0]?.lease, 0x77n);
     } finally {
@@ -438,5 +477,52 @@ test('a snapshot is imported only into an empty keyspace', async () => {
   } finally {
     await source.cleanup();
     await target.cleanup();
+  }
+});
+
+test('users, roles, the enabled flag and the auth revision survive an etcd-format snapshot', async () => {
+  const source = openTemp({ noSync: true, initialRevision: 1 });
+  try {
+    const auth = {
+      enabled: true,
+      revision: 12,
+      users: [
+        {
+          name: 'alice',
+          passwordHash: '$2b$10$abcdefghijklmnopqrstuv',
+          noPassword: false,
+          roles: ['app', 'ops'],
+        },
+        { name: 'np', passwordHash: '', noPassword: true, roles: [] },
+        { name: 'root', passwordHash: '$2a$10$zyxwvutsrqponmlkjihgfe', noPassword: false, roles: ['root'] },
+      ],
+      roles: [
+        {
+          name: 'app',
+          permissions: [
+            { permType: 'READ' as const, key: b('a'), rangeEnd: b('\0') },
+            { permType: 'READWRITE' as const, key: b('app/'), rangeEnd: b('app0') },
+          ],
+        },
+        {
+          name: 'ops',
+          permissions: [{ permType: 'WRITE' as const, key: b('x'), rangeEnd: Buffer.alloc(0) }],
+        },
+        { name: 'root', permissions: [] },
+      ],
+    };
+    const snapshot = await createEtcdSnapshot(source.ks, { ...cluster, auth });
+    const chunks: Buffer[] = [];
+    for await (const chunk of snapshot.chunks()) chunks.push(Buffer.from(chunk));
+    const file = join(source.dir, 'auth.db');
+    writeFileSync(file, Buffer.concat(chunks));
+    const { target, result } = await importFile(file);
+    try {
+      assert.deepEqual(result.auth, auth);
+    } finally {
+      await target.cleanup();
+    }
+  } finally {
+    await source.cleanup();
   }
 });
