@@ -215,4 +215,15 @@ export const regressionCases: readonly RegressionCase[] = [
       { type: 'put', key: 'idle', value: '1' },
     ],
   },
+  {
+    name: 'watch at exactly a compact revision that deleted a key (etcd 3.4 loses that tombstone)',
+    ops: [
+      { type: 'put', key: 'gone', value: '1' },
+      { type: 'delete', key: 'gone' },
+      { type: 'compact', revision: { rel: 0 }, physical: true },
+      { type: 'watchCreate', stream: 0, label: 20, key: 'gone', startRevision: { rel: 0 } },
+      { type: 'put', key: 'gone', value: '2' },
+      { type: 'watchCreate', stream: 0, label: 21, key: 'gone', startRevision: { rel: -1 } },
+    ],
+  },
 ];

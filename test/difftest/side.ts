@@ -130,10 +130,27 @@ export interface SideMember {
   peerUrl: string;
 }
 
+/** Whether a write's answer shows a key deleted (a lease revocation may delete its keys). */
+function deletedSomething(method: string, response: WireObject): boolean {
+  if (method === 'etcdserverpb.Lease/LeaseRevoke') return true;
+  if (method === 'etcdserverpb.KV/DeleteRange') return Number(response.deleted ?? 0) > 0;
+  if (method !== 'etcdserverpb.KV/Txn') return false;
+  const responses = Array.isArray(response.responses) ? (response.responses as WireObject[]) : [];
+  return responses.some((op) => {
+    if (op.response_delete_range) return Number((op.response_delete_range as WireObject).deleted ?? 0) > 0;
+    if (op.response_txn) return deletedSomething(method, op.response_txn as WireObject);
+    return false;
+  });
+}
+
 export class Side implements Resolver, SideIdentity {
   newestRevision = 1;
   /** Whether a compaction succeeded (etcd's compact revision is -1 until then). */
   private everCompacted = false;
+  /** The revision of the latest compaction that succeeded. */
+  private compactRevision = 0;
+  /** Revisions whose write deleted a key (or may have: lease revocations), i.e. left a tombstone. */
+  private readonly tombstoneRevisions = new Set<number>();
   private readonly leaseIds = new Map<number, string>();
   private readonly serverLeaseNames = new Map<string, string>();
   private readonly connections = new Map<Target, WireConnection>();
@@ -221,11 +238,19 @@ export class Side implements Resolver, SideIdentity {
    * revision among them; a start of -1 on a store never compacted (not below its compact
    * revision, so not compacted) makes that pass read nothing, and the other watchers created in
    * the same 100 ms lose their replay too. Such a start becomes -2 (compacted, as etcd answers);
-   * see avoidedEtcdBehaviours.
+   * see avoidedEtcdBehaviours. A start at exactly the compact revision, when that revision deleted
+   * a key, becomes the one after it: etcd 3.4 loses that tombstone (watch-start-at-compact-revision).
    */
   watchStartRevision(spec: RevisionSpec): string {
     const start = this.revision(spec);
-    return start === '-1' && !this.everCompacted ? '-2' : start;
+    if (start === '-1' && !this.everCompacted) return '-2';
+    if (
+      this.everCompacted &&
+      Number(start) === this.compactRevision &&
+      this.tombstoneRevisions.has(this.compactRevision)
+    )
+      return String(this.compactRevision + 1);
+    return start;
   }
 
   lease(spec: LeaseSpec): string {
@@ -324,7 +349,12 @@ export class Side implements Resolver, SideIdentity {
     }
     const response = decodeResponse(request.method, outcome.bytes);
     this.noteRevision(response);
-    if (request.method === 'etcdserverpb.KV/Compact') this.everCompacted = true;
+    if (deletedSomething(request.method, response))
+      this.tombstoneRevisions.add(Number((response.header as WireObject | undefined)?.revision ?? 0));
+    if (op.type === 'compact') {
+      this.everCompacted = true;
+      this.compactRevision = Number(this.revision(op.revision));
+    }
     if (op.type === 'leaseGrant') {
       const id = String(response.ID);
       this.leaseIds.set(op.label, id);
