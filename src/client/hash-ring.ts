@@ -3,6 +3,8 @@
 // only the keys it owned (to their next point), which is what key affinity needs when an
 // endpoint is ejected.
 
+import { fmix32 } from '../util/fmix32.js';
+
 /** FNV-1a, 32 bit, then a murmur3 finalizer so nearby inputs spread over the ring. */
 export function hash32(data: Uint8Array | string): number {
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
@@ -11,12 +13,7 @@ export function hash32(data: Uint8Array | string): number {
     h ^= byte;
     h = Math.imul(h, 0x01000193);
   }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h);
 }
 
 export class HashRing {

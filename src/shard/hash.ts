@@ -2,6 +2,8 @@
 // description: a fast, well-mixed, non-cryptographic hash, the same on every platform. Placement
 // uses it for rendezvous scores, so its output is part of where replicas go and must not change.
 
+import { fmix32 } from '../util/fmix32.js';
+
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
@@ -27,11 +29,5 @@ export function murmur3_32(data: Uint8Array, seed = 0): number {
     if (rest > 2) k |= data[tail + 2]! << 16;
     h ^= mixBlock(k);
   }
-  h ^= data.length;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(h ^ data.length);
 }
