@@ -7,33 +7,19 @@
 // every member at once, a forged or expired token refused (simple and JWT tokens).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { startConcordCluster } from '../support/cluster.js';
+import { runConcordctl as concordctl } from '../support/concordctl.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl } from '../support/etcdctl.js';
 import type { ProcessCluster, StartPlan } from '../support/process-cluster.js';
 import { type CertPair, makeTestPki, type TestPki } from '../support/tls-certs.js';
-
-const concordctlScript = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
-
-function concordctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [concordctlScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
 
 /** Restore flags for the one member of `plan`. */
 function restoreFlags(plan: StartPlan): string[] {

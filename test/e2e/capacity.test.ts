@@ -4,47 +4,21 @@
 // benchmarking again.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { CAPACITY_SCRATCH_PREFIX } from '../../src/cli/capacity/measure.js';
 import { CAPACITY_RECORD_KEY } from '../../src/cli/capacity/recorded.js';
 import type { CapacityReport, ResourceName } from '../../src/cli/capacity/report.js';
 import { Client } from '../../src/client/index.js';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { runConcordctl } from '../support/concordctl.js';
 
-const script = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
 const runTimeoutMs = 60_000;
 const QUOTA_BYTES = 64 * 1024 * 1024;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function concordctl(args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), runTimeoutMs);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const concordctl = (args: string[]) => runConcordctl(args, runTimeoutMs);
 
 type JsonReport = CapacityReport & { calibration: Array<{ clients: number; writesPerSec: number }> };
 

@@ -9,18 +9,16 @@
 //   restarts; every acknowledged write is still there.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { runConcordctl } from '../support/concordctl.js';
 import { b64, readPrefix, startLoad } from '../support/load.js';
 import { gatewayPost, pollUntil, requestJson } from '../support/process-cluster.js';
 
-const concordctl = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
 const timing = { heartbeatIntervalMs: 50, electionTimeoutMs: 500 };
 const marker = randomBytes(6).toString('hex');
 const KEY_MARK = `ENCKEY${marker}`;
@@ -70,15 +68,6 @@ async function putMarked(
       ).then(() => true),
     );
   }
-}
-
-function runConcordctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [concordctl, ...args], { timeout: 20_000 }, (error, stdout, stderr) => {
-      const code = error === null ? 0 : typeof error.code === 'number' ? error.code : 1;
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 async function encryptionStatus(endpoint: string): Promise<Record<string, unknown>> {

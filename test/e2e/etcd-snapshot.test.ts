@@ -16,8 +16,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { concordBinary, startConcordCluster } from '../support/cluster.js';
+import { runConcordctl as concordctl } from '../support/concordctl.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl, etcdctlOk } from '../support/etcdctl.js';
 import {
@@ -27,19 +27,6 @@ import {
   pollUntil,
   type StartPlan,
 } from '../support/process-cluster.js';
-
-const concordctlScript = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
-
-function concordctl(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [concordctlScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
 
 /** etcdctl's JSON with every long number as a string: lease IDs do not fit a double. */
 function parseJson(text: string): Record<string, unknown> {

@@ -3,25 +3,17 @@
 // history up to the snapshot) and accepts new writes.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { runConcordctl } from '../support/concordctl.js';
 import { etcdctlOk } from '../support/etcdctl.js';
 
-const concordctl = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
-
-function run(args: string[]): Promise<{ code: number; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [concordctl, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('exit', (code) => resolve({ code: code ?? 1, out }));
-  });
+async function run(args: string[]): Promise<{ code: number | null; out: string }> {
+  const result = await runConcordctl(args);
+  return { code: result.code, out: result.stdout + result.stderr };
 }
 
 describe('snapshot save and restore', { timeout: 120_000 }, () => {

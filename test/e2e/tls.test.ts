@@ -5,21 +5,18 @@
 // binary (test/support/tls-certs.ts).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { runConcordctl } from '../support/concordctl.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl, etcdctlOk } from '../support/etcdctl.js';
 import { type HarnessTls, pollUntil, requestJson } from '../support/process-cluster.js';
 import { type CertPair, makeTestPki, type TestPki } from '../support/tls-certs.js';
-
-const concordctlScript = fileURLToPath(new URL('../../src/cli/concordctl.js', import.meta.url));
 
 function tlsFlags(pki: TestPki, member: CertPair): string[] {
   return [
@@ -73,26 +70,6 @@ function handshake(
     });
     socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
     socket.on('close', () => resolve('closed'));
-  });
-}
-
-function runConcordctl(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [concordctlScript, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
   });
 }
 
