@@ -40,7 +40,8 @@ export const DASHBOARD_HTML = `<!doctype html>
   <span>term <b id="term">?</b></span>
   <span>revision <b id="revision">?</b></span>
   <span class="muted">served by <span id="served-by">?</span>, updated <span id="updated">never</span></span>
-  <label style="margin-left:auto"><input type="checkbox" id="write-mode"> allow write actions</label>
+  <span style="margin-left:auto" id="auth-box"><input id="auth-user" placeholder="user" size="8"> <input id="auth-password" type="password" placeholder="password" size="8"> <button id="auth-signin">sign in</button> <span id="auth-who" class="muted">not signed in</span></span>
+  <label><input type="checkbox" id="write-mode"> allow write actions</label>
 </header>
 <main>
   <section>
@@ -99,8 +100,12 @@ const rangeEnd = (prefix) => {
 const el = (id) => document.getElementById(id);
 const text = (tag, value, cls) => { const e = document.createElement(tag); e.textContent = value; if (cls) e.className = cls; return e; };
 const bytes = (n) => n >= 1 << 30 ? (n / (1 << 30)).toFixed(2) + ' GiB' : n >= 1 << 20 ? (n / (1 << 20)).toFixed(1) + ' MiB' : (n / 1024).toFixed(0) + ' KiB';
+// With auth on, the gateway calls carry the token of the user signed in here (etcd's
+// Authorization header); the page keeps it in memory only.
+let authToken;
+const gatewayHeaders = () => (authToken ? { 'content-type': 'application/json', authorization: authToken } : { 'content-type': 'application/json' });
 async function gateway(path, body) {
-  const answer = await fetch(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const answer = await fetch(path, { method: 'POST', headers: gatewayHeaders(), body: JSON.stringify(body) });
   const json = await answer.json();
   if (!answer.ok) throw new Error(json.message || json.error || ('HTTP ' + answer.status));
   return json;
@@ -278,7 +283,7 @@ el('move-leader').onclick = async () => {
   if (!leaderMember) return alert('no leader to move from');
   try {
     // MoveLeader must reach the leader: the gateway call goes to its client URL.
-    await fetch(leaderMember.clientUrls[0] + '/v3/maintenance/transfer-leadership', { method: 'POST', body: JSON.stringify({ targetID: BigInt('0x' + target.value).toString() }) });
+    await fetch(leaderMember.clientUrls[0] + '/v3/maintenance/transfer-leadership', { method: 'POST', headers: gatewayHeaders(), body: JSON.stringify({ targetID: BigInt('0x' + target.value).toString() }) });
   } catch (error) { alert('move leader failed: ' + error.message); }
 };
 async function disarm(alarm) {
@@ -287,6 +292,18 @@ async function disarm(alarm) {
     await gateway('/v3/maintenance/alarm', { action: 'DEACTIVATE', memberID: BigInt('0x' + alarm.memberId).toString(), alarm: alarm.alarm });
   } catch (error) { alert('disarm failed: ' + error.message); }
 }
+
+// ---- sign in (auth) ----
+el('auth-signin').onclick = async () => {
+  const name = el('auth-user').value;
+  try {
+    authToken = undefined;
+    const answer = await gateway('/v3/auth/authenticate', { name, password: el('auth-password').value });
+    authToken = answer.token;
+    el('auth-who').textContent = 'signed in as ' + name;
+  } catch (error) { el('auth-who').textContent = 'sign-in failed: ' + error.message; }
+  el('auth-password').value = '';
+};
 
 // ---- key browser ----
 el('search').onclick = async () => {
@@ -342,7 +359,7 @@ el('watch-start').onclick = async () => {
   el('watch-stop').disabled = false;
   const request = { create_request: { key: b64(prefix || '\\0'), range_end: prefix ? rangeEnd(prefix) : b64('\\0') } };
   try {
-    const answer = await fetch('/v3/watch', { method: 'POST', body: JSON.stringify(request), signal: watching.signal });
+    const answer = await fetch('/v3/watch', { method: 'POST', headers: gatewayHeaders(), body: JSON.stringify(request), signal: watching.signal });
     const reader = answer.body.getReader();
     let buffered = '';
     for (;;) {

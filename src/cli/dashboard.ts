@@ -6,7 +6,8 @@
 //                               own numbers now and some seconds ago, with the write rate that
 //                               `concordctl check capacity --publish` recorded, if any
 // The key browser, watch tail and write actions use the etcd JSON gateway on the same port, so
-// they go through the same validation (and, once it exists, auth) as any client.
+// they go through the same validation and auth as any client: with auth on, the page's sign-in
+// (Authenticate) gives it a token it sends as the Authorization header.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { formatId } from '../server/ids.js';

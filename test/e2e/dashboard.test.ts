@@ -1,7 +1,8 @@
 // /dashboard in a real browser (Debian's chromium driven by playwright-core) against a real
 // 3-member cluster: the page shows the three members and the leader, follows a write (header
 // revision, key browser with history, watch tail) and a leader kill, and its Capacity panel shows
-// a row per resource and the write rate recorded in the cluster. Screenshots are kept in
+// a row per resource and the write rate recorded in the cluster; with auth on, the key browser is
+// refused until the page signs in. Screenshots are kept in
 // $CONCORD_TEST_ARTEFACTS/dashboard (default: <tmp>/concord-test-artefacts/dashboard).
 
 import assert from 'node:assert/strict';
@@ -196,6 +197,52 @@ describe('/dashboard in chromium', { skip, timeout: 180_000 }, () => {
       assert.equal((await roles()).find((r) => r.role === 'leader')?.name, cluster.member(newLeader).name);
       await page.screenshot({ path: join(artefactDir, '3-after-leader-kill.png'), fullPage: true });
       process.stderr.write(`dashboard screenshots: ${artefactDir}\n`);
+    });
+  });
+
+  // Runs after the leader kill: two members are left, which is a quorum.
+  it('with auth on, the key browser is refused until the page signs in', async () => {
+    await cluster.withLogsOnFailure(async () => {
+      const live = await cluster.leaderIndex(30_000);
+      const endpoints = [cluster.endpoint(live)];
+      await etcdctlOk(['user', 'add', 'root:dash-secret'], { endpoints });
+      await etcdctlOk(['auth', 'enable'], { endpoints });
+      await etcdctlOk(['--user', 'root:dash-secret', 'put', 'dash/private', 'p'], { endpoints });
+      await page.goto(`${cluster.endpoint(live)}/dashboard`);
+      const search = async () => {
+        await page.fill('#prefix', 'dash/');
+        await page.click('#search');
+        await page.waitForSelector('#keys tr');
+        return page.$$eval('#keys tr', (rows) =>
+          rows.map((r) => ({
+            key: (r as unknown as { className: string }).className === 'key',
+            text: (r as unknown as DomElement).textContent ?? '',
+          })),
+        );
+      };
+      const refused = await search();
+      assert.equal(refused.filter((r) => r.key).length, 0, 'no keys without a token');
+      assert.match(refused.map((r) => r.text).join(' '), /etcdserver: /, "etcd's refusal shown");
+
+      await page.fill('#auth-user', 'root');
+      await page.fill('#auth-password', 'wrong');
+      await page.click('#auth-signin');
+      await page.waitForFunction(() =>
+        /sign-in failed: etcdserver: authentication failed/.test(
+          document.getElementById('auth-who')?.textContent ?? '',
+        ),
+      );
+      await page.fill('#auth-password', 'dash-secret');
+      await page.click('#auth-signin');
+      await page.waitForFunction(
+        () => document.getElementById('auth-who')?.textContent === 'signed in as root',
+      );
+      const allowed = await search();
+      assert.ok(
+        allowed.some((r) => r.key && r.text === 'dash/private'),
+        `keys after signing in: ${JSON.stringify(allowed)}`,
+      );
+      await page.screenshot({ path: join(artefactDir, '4-signed-in.png'), fullPage: true });
     });
   });
 });
