@@ -395,23 +395,26 @@ const COMPARE_SIGNED_VERSION = 5;
 const COMPARE_SIGNED_CREATE = 6;
 const COMPARE_SIGNED_MOD = 7;
 
+const safeOperand = (value: number): number => Math.min(value, Number.MAX_SAFE_INTEGER);
+
 function writeCompare(w: BinaryWriter, cmp: Compare): void {
   w.u8(COMPARE_RESULTS.indexOf(cmp.result))
     .bytes(cmp.key)
     .bytes(cmp.rangeEnd ?? EMPTY);
-  // Negative operands (etcd compares them as int64) take the signed tags.
+  // Negative operands (etcd compares them as int64) take the signed tags. A positive operand at or
+  // beyond 2^53 compares as 2^53 - 1 does: no version or revision reaches either.
   switch (cmp.target) {
     case 'version':
       if (cmp.version < 0) w.u8(COMPARE_SIGNED_VERSION).i64(BigInt(cmp.version));
-      else w.u8(0).uvarint(cmp.version);
+      else w.u8(0).uvarint(safeOperand(cmp.version));
       return;
     case 'create':
       if (cmp.createRevision < 0) w.u8(COMPARE_SIGNED_CREATE).i64(BigInt(cmp.createRevision));
-      else w.u8(1).uvarint(cmp.createRevision);
+      else w.u8(1).uvarint(safeOperand(cmp.createRevision));
       return;
     case 'mod':
       if (cmp.modRevision < 0) w.u8(COMPARE_SIGNED_MOD).i64(BigInt(cmp.modRevision));
-      else w.u8(2).uvarint(cmp.modRevision);
+      else w.u8(2).uvarint(safeOperand(cmp.modRevision));
       return;
     case 'value':
       w.u8(3).bytes(cmp.value);

@@ -12,7 +12,13 @@ import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { LeaseTable } from '../lease/lease-table.js';
-import { KeyspaceFailedError, LeaseNotFoundError, LeaseTtlTooLargeError } from '../mvcc/errors.js';
+import {
+  CompactedError,
+  FutureRevisionError,
+  KeyspaceFailedError,
+  LeaseNotFoundError,
+  LeaseTtlTooLargeError,
+} from '../mvcc/errors.js';
 import { createEtcdSnapshot } from '../mvcc/etcd-snapshot.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
 import type {
@@ -1450,6 +1456,13 @@ export class ConcordServer {
 
   async compact(revision: number, physical: boolean): Promise<WithHeader<CompactionResponse>> {
     this.refuseOnLearner();
+    // The log carries revisions below 2^53 and no revision reaches that: etcd's apply answers such
+    // a target with the future-revision or compacted error, so it is answered here.
+    if (!Number.isSafeInteger(revision)) {
+      throw revision > 0
+        ? new FutureRevisionError(revision, this.keyspace.currentRevision())
+        : new CompactedError(this.keyspace.compactRevision());
+    }
     const response = await this.write({ type: 'compact', request: { revision, physical } });
     return { ...response, header: this.header(response.revision) };
   }

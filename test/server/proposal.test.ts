@@ -141,3 +141,33 @@ test('truncated or padded proposals are rejected, never half-decoded', () => {
   padded.set(data);
   assert.throws(() => decodeProposal(padded), DecodeError);
 });
+
+test('a compare operand beyond 2^53 (the wire allows int64) is carried as 2^53 - 1, which no revision or version reaches', () => {
+  const key = new Uint8Array([1]);
+  const huge = 2 ** 60;
+  const compare: Compare[] = [
+    { result: 'less', key, target: 'version', version: huge },
+    { result: 'greater', key, target: 'create', createRevision: huge },
+    { result: 'equal', key, target: 'mod', modRevision: huge },
+  ];
+  const decoded = decodeProposal(
+    encodeProposal({
+      proposer: 1,
+      requestId: 2,
+      op: { type: 'txn', request: { compare, success: [], failure: [] } },
+    }),
+  );
+  assert.ok(decoded.op.type === 'txn');
+  assert.deepEqual(
+    decoded.op.request.compare.map((c) =>
+      c.target === 'version'
+        ? c.version
+        : c.target === 'create'
+          ? c.createRevision
+          : c.target === 'mod'
+            ? c.modRevision
+            : undefined,
+    ),
+    [Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  );
+});
