@@ -18,25 +18,8 @@ import { startConcordCluster } from '../support/cluster.js';
 import { runConcordctl as concordctl } from '../support/concordctl.js';
 import { etcdAvailable, startEtcdCluster } from '../support/etcd-cluster.js';
 import { etcdctl } from '../support/etcdctl.js';
-import type { ProcessCluster, StartPlan } from '../support/process-cluster.js';
+import { type ProcessCluster, restoreFlags } from '../support/process-cluster.js';
 import { type CertPair, makeTestPki, type TestPki } from '../support/tls-certs.js';
-
-/** Restore flags for the one member of `plan`. */
-function restoreFlags(plan: StartPlan): string[] {
-  const m = plan.members[0]!;
-  return [
-    '--name',
-    m.name,
-    '--data-dir',
-    m.dataDir,
-    '--initial-cluster',
-    plan.initialCluster,
-    '--initial-cluster-token',
-    plan.token,
-    '--initial-advertise-peer-urls',
-    m.peerUrl,
-  ];
-}
 
 /** What a cluster restored from a snapshot of setUpUsers' cluster must answer. */
 async function assertUsersCameAlong(endpoint: string): Promise<void> {

@@ -25,6 +25,7 @@ import {
   gatewayPost,
   type ProcessCluster,
   pollUntil,
+  restoreFlags,
   type StartPlan,
 } from '../support/process-cluster.js';
 
@@ -207,25 +208,7 @@ describe('snapshot migrations between Concord and etcd 3.4', {
         size: 1,
         ...timing,
         beforeStart: async (plan: StartPlan) => {
-          const m = plan.members[0]!;
-          await etcdctlOk(
-            [
-              'snapshot',
-              'restore',
-              file,
-              '--name',
-              m.name,
-              '--data-dir',
-              m.dataDir,
-              '--initial-cluster',
-              plan.initialCluster,
-              '--initial-cluster-token',
-              plan.token,
-              '--initial-advertise-peer-urls',
-              m.peerUrl,
-            ],
-            { endpoints: [] },
-          );
+          await etcdctlOk(['snapshot', 'restore', file, ...restoreFlags(plan)], { endpoints: [] });
         },
       });
       clusters.push(etcd);

@@ -110,6 +110,23 @@ export interface StartPlan {
   token: string;
 }
 
+/** `snapshot restore` flags (etcdctl's, which concordctl shares) for the one member of `plan`. */
+export function restoreFlags(plan: StartPlan): string[] {
+  const m = plan.members[0]!;
+  return [
+    '--name',
+    m.name,
+    '--data-dir',
+    m.dataDir,
+    '--initial-cluster',
+    plan.initialCluster,
+    '--initial-cluster-token',
+    plan.token,
+    '--initial-advertise-peer-urls',
+    m.peerUrl,
+  ];
+}
+
 export interface MemberProcess {
   readonly name: string;
   readonly clientUrl: string;
