@@ -1,17 +1,22 @@
-// `npm start`: a local 3-node cluster on loopback, data under ./data, for trying Concord out.
-// Ports follow etcd's local-cluster habit (2379/22379/32379 for clients, +1 for peers); when a
-// port is taken the next free one is used and printed. Ctrl-C stops all three cleanly; running
-// it again reuses ./data, so the data survives. Arguments are passed on to every member, e.g.
-// `npm start -- --consensus multi-paxos` (a data dir keeps the engine it was created with).
+// `npm start`: a local cluster on loopback (3 nodes, or `--nodes N`), data under ./data, for
+// trying Concord out. Ports follow etcd's local-cluster habit (2379/22379/32379 for clients, +1
+// for peers; further nodes 42379, 42479, …); when a port is taken the next free one is used and
+// printed. Ctrl-C stops every node cleanly; running it again reuses ./data, so the data survives
+// (with the same node count: a data dir holds one cluster). Other arguments are passed on to
+// every member, e.g. `npm start -- --consensus multi-paxos` (a data dir keeps the engine it was
+// created with).
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SERVING_NODE_FLAGS } from './serving-flags.js';
 
 const BASE_PORTS = [2379, 22379, 32379];
+const EXTRA_NODES_BASE_PORT = 42379;
+const NODES_DEFAULT = 3;
+const NODES_MAX = 9;
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -40,10 +45,51 @@ async function freePortFrom(start: number, taken: Set<number>): Promise<number> 
   throw new Error(`no free port in ${start}..${start + 99}`);
 }
 
-async function planNodes(dataRoot: string): Promise<DevNode[]> {
+/** Takes `--nodes N` (or `--nodes=N`) out of the arguments; the rest go to every member. */
+export function splitNodeCount(args: readonly string[]): { nodes: number; rest: string[] } {
+  const rest: string[] = [];
+  let given: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--nodes') given = args[++i] ?? '';
+    else if (arg.startsWith('--nodes=')) given = arg.slice('--nodes='.length);
+    else rest.push(arg);
+  }
+  if (given === undefined) return { nodes: NODES_DEFAULT, rest };
+  const nodes = Number(given);
+  if (!/^[0-9]+$/.test(given) || nodes < 1 || nodes > NODES_MAX) {
+    throw new Error(`--nodes must be a whole number from 1 to ${NODES_MAX}, got ${JSON.stringify(given)}`);
+  }
+  return { nodes, rest };
+}
+
+/** The first client port tried for node i (0-based); its peer port is tried from one above. */
+export function basePort(i: number): number {
+  return BASE_PORTS[i] ?? EXTRA_NODES_BASE_PORT + (i - BASE_PORTS.length) * 100;
+}
+
+/** Refuses to start N nodes over a data dir that holds a cluster of another size. */
+function checkDataRoot(dataRoot: string, count: number): void {
+  let existing: string[];
+  try {
+    existing = readdirSync(dataRoot).filter(
+      (name) => /^n[0-9]+$/.test(name) && readdirSync(join(dataRoot, name)).length > 0,
+    );
+  } catch {
+    return;
+  }
+  if (existing.length === 0 || existing.length === count) return;
+  throw new Error(
+    `${dataRoot} holds a ${existing.length}-node cluster; start it with --nodes ${existing.length}, ` +
+      'or use another data dir (CONCORD_DEV_DATA=dir) for a new cluster',
+  );
+}
+
+async function planNodes(dataRoot: string, count: number): Promise<DevNode[]> {
   const taken = new Set<number>();
   const nodes: DevNode[] = [];
-  for (const [i, base] of BASE_PORTS.entries()) {
+  for (let i = 0; i < count; i++) {
+    const base = basePort(i);
     const clientPort = await freePortFrom(base, taken);
     const peerPort = await freePortFrom(base + 1, taken);
     const name = `n${i + 1}`;
@@ -128,9 +174,10 @@ async function main(): Promise<void> {
   const here = dirname(fileURLToPath(import.meta.url));
   const concordJs = join(here, 'concord.js');
   const dataRoot = resolve(process.env.CONCORD_DEV_DATA ?? 'data');
-  const nodes = await planNodes(dataRoot);
+  const { nodes: count, rest: extraFlags } = splitNodeCount(process.argv.slice(2));
+  checkDataRoot(dataRoot, count);
+  const nodes = await planNodes(dataRoot, count);
   const initialCluster = nodes.map((n) => `${n.name}=${n.peerUrl}`).join(',');
-  const extraFlags = process.argv.slice(2);
   const children = nodes.map((node) => startNode(node, initialCluster, concordJs, extraFlags));
   let stopping = false;
 
@@ -168,10 +215,17 @@ async function main(): Promise<void> {
   const endpoints = nodes.map((n) => n.clientUrl.replace('http://', '')).join(',');
   console.log('');
   const given = extraFlags.length > 0 ? ` (${extraFlags.join(' ')})` : '';
-  console.log(`Concord 3-node cluster${given} is up. Data under ${dataRoot}`);
+  console.log(`Concord ${count}-node cluster${given} is up. Data under ${dataRoot}`);
   for (const node of nodes) console.log(`  ${node.name}: client ${node.clientUrl}  peer ${node.peerUrl}`);
   console.log(`  try: ETCDCTL_API=3 etcdctl --endpoints=${endpoints} put hello world`);
-  console.log('Ctrl-C stops all three.');
+  console.log(`Ctrl-C stops ${count === 1 ? 'it' : `all ${count}`}.`);
 }
 
-await main();
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  try {
+    await main();
+  } catch (error) {
+    console.error(`npm start: ${(error as Error).message}`);
+    process.exit(2);
+  }
+}
