@@ -40,7 +40,7 @@ import {
   type NodeAttributes,
 } from './meta-commands.js';
 import { applyHighWaterRaise, REVISION_MAX } from './oracle.js';
-import { type PlacementNode, type PlacementResult, placeReplicas } from './placement.js';
+import { hostOf, type PlacementNode, type PlacementResult, placeReplicas } from './placement.js';
 import { type CurrentReplicas, type Move, planRebalance } from './rebalance.js';
 import { type ShardDescriptor, ShardMap } from './shard-map.js';
 import type { NodeId, Replica, ShardId } from './types.js';
@@ -206,7 +206,7 @@ export class MetaState implements MetaStateFields {
    */
   plan(loadFactor?: number): MetaPlan {
     const placement = this.targetPlacement(loadFactor);
-    const hosts = new Set(this.nodes.filter((node) => node.state === 'up').map(hostKey)).size;
+    const hosts = new Set(this.nodes.filter((node) => node.state === 'up').map(hostOf)).size;
     const replicationFactor = Math.min(this.replicationFactor, hosts);
     if (replicationFactor === 0) return { moves: [], placement };
     const current = new Map<ShardId, CurrentReplicas>(
@@ -223,8 +223,8 @@ export class MetaState implements MetaStateFields {
       const kept: NodeId[] = [];
       for (const id of nodes) {
         const node = this.byId.get(id)!;
-        if (node.state !== 'up' || hosts.has(hostKey(node))) continue;
-        hosts.add(hostKey(node));
+        if (node.state !== 'up' || hosts.has(hostOf(node))) continue;
+        hosts.add(hostOf(node));
         kept.push(id);
       }
       if (kept.length > 0) usable.set(shardId, kept);
@@ -415,10 +415,10 @@ function checkPin(state: MetaState, shardId: ShardId, nodes: readonly NodeId[]):
   const hosts = new Set<string>();
   for (const id of nodes) {
     const node = requireUpNode(state, id, `be pinned by shard ${shardId}`);
-    if (hosts.has(hostKey(node))) {
+    if (hosts.has(hostOf(node))) {
       throw new PinInvalidError(`shard ${shardId} pinned to two nodes on one host (node ${id})`);
     }
-    hosts.add(hostKey(node));
+    hosts.add(hostOf(node));
   }
 }
 
@@ -470,11 +470,6 @@ function copyAttributes(node: NodeAttributes): NodeAttributes {
 
 function replaceNode(state: MetaState, node: MetaNode): MetaNode[] {
   return state.nodes.map((n) => (n.id === node.id ? node : n));
-}
-
-/** A node's failure domain: its host label, or the node itself when it has none (placement's default). */
-function hostKey(node: NodeAttributes): string {
-  return node.host === undefined ? `node:${node.id}` : `host:${node.host}`;
 }
 
 function placementNode(node: MetaNode): PlacementNode {

@@ -369,6 +369,17 @@ test('a pin on a node that has since drained is ignored by the target placement'
   assert.ok(!state.targetPlacement().replicas.get(1)!.includes(4));
 });
 
+test('a pin whose nodes have since been labelled one host keeps the first of them', () => {
+  const state = acceptAll(withNode4(), [
+    { type: 'pinShard', shardId: 1, nodes: [4, 2] },
+    { type: 'updateNode', node: nodeAttributes(4, { host: 'box' }), state: 'up' },
+    { type: 'updateNode', node: nodeAttributes(2, { host: 'box' }), state: 'up' },
+  ]);
+  const target = state.targetPlacement().replicas.get(1)!;
+  assert.equal(target[0], 4);
+  assert.ok(!target.includes(2), 'no two replicas on host "box"');
+});
+
 // Oracle mark, compaction revision, replication factor
 
 test('the oracle mark never decreases: a lower raise is accepted and keeps the higher mark', () => {
