@@ -49,20 +49,11 @@ export const REPLICATION_FACTOR_DEFAULT = 3;
 /** Raft groups above 7 voters only slow commits down; etcd recommends at most 7 members. */
 export const REPLICATION_FACTOR_MAX = 7;
 
-export interface MetaStateFields {
-  /** Every node ever added, removed ones included (their ids stay taken). */
-  readonly nodes: readonly MetaNode[];
-  readonly shardMap: ShardMap;
-  /** Scheduler overrides: these shards get these nodes first. */
-  readonly pins: ReadonlyMap<ShardId, readonly NodeId[]>;
-  /** The cluster's compaction revision; only increases. */
-  readonly compactionRevision: number;
-  /** The timestamp oracle's persisted high-water mark; only increases. */
-  readonly oracleMark: number;
-  readonly replicationFactor: number;
-  /** The number of commands applied, refusals excluded: replicas at one version hold one state. */
-  readonly version: number;
-}
+/** What a state is made of (e.g. decoded from a snapshot). */
+export type MetaStateFields = Pick<
+  MetaState,
+  'nodes' | 'shardMap' | 'pins' | 'compactionRevision' | 'oracleMark' | 'replicationFactor' | 'version'
+>;
 
 export type MetaResult =
   /** addNode, updateNode, removeNode: the node as stored now. */
@@ -98,13 +89,18 @@ export interface BootstrapRequest {
   readonly replicationFactor?: number;
 }
 
-export class MetaState implements MetaStateFields {
+export class MetaState {
+  /** Every node ever added, removed ones included (their ids stay taken), by id. */
   readonly nodes: readonly MetaNode[];
   readonly shardMap: ShardMap;
+  /** Scheduler overrides, by shard id: these shards get these nodes first. */
   readonly pins: ReadonlyMap<ShardId, readonly NodeId[]>;
+  /** The cluster's compaction revision; only increases. */
   readonly compactionRevision: number;
+  /** The timestamp oracle's persisted high-water mark; only increases. */
   readonly oracleMark: number;
   readonly replicationFactor: number;
+  /** The number of commands applied, refusals excluded: replicas at one version hold one state. */
   readonly version: number;
   private readonly byId: ReadonlyMap<NodeId, MetaNode>;
 
