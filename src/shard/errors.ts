@@ -14,7 +14,20 @@ export type ShardErrorCode =
   | 'rebalance-invalid'
   | 'oracle-not-leader'
   | 'oracle-request-invalid'
-  | 'revision-space-exhausted';
+  | 'revision-space-exhausted'
+  | 'meta-command-invalid'
+  | 'node-invalid'
+  | 'node-exists'
+  | 'node-not-found'
+  | 'node-state-invalid'
+  | 'node-in-use'
+  | 'replica-change-invalid'
+  | 'leader-hint-invalid'
+  | 'pin-invalid'
+  | 'compaction-revision-not-increasing'
+  | 'replication-factor-invalid'
+  | 'meta-state-invariant'
+  | 'meta-snapshot-corrupt';
 
 export abstract class ShardError extends Error {
   abstract readonly code: ShardErrorCode;
@@ -107,5 +120,104 @@ export class RevisionSpaceExhaustedError extends ShardError {
       `revision space exhausted: ${count} revision(s) from ${next} would pass the limit ${revisionMax} ` +
         '(revisions must stay exact JavaScript integers, below 2^53)',
     );
+  }
+}
+
+// Refusals of the metadata group's state machine (meta-state.ts). Apply returns them, never throws
+// them: a refused command changes nothing and the replica goes on.
+
+/** A metadata entry that does not decode: unknown encoding version or tag, truncated, out-of-range field. */
+export class MetaCommandInvalidError extends ShardError {
+  readonly code = 'meta-command-invalid';
+}
+
+/** A node record that cannot be stored (id 0, no peer URL). */
+export class NodeInvalidError extends ShardError {
+  readonly code = 'node-invalid';
+}
+
+/** Adding a node whose id is taken, by a node in the cluster or one removed (ids are never reused). */
+export class NodeExistsError extends ShardError {
+  readonly code = 'node-exists';
+  constructor(readonly nodeId: NodeId) {
+    super(`node ${nodeId} already exists or was removed: node ids are never reused, pick a new one`);
+  }
+}
+
+export class NodeNotFoundError extends ShardError {
+  readonly code = 'node-not-found';
+  constructor(readonly nodeId: NodeId) {
+    super(`node ${nodeId} is not in the cluster`);
+  }
+}
+
+/** The node's state does not allow this (updating a removed node, a replica on a draining node). */
+export class NodeStateError extends ShardError {
+  readonly code = 'node-state-invalid';
+}
+
+/**
+ * Removing a node that still holds replicas or pins: drain it first (the scheduler moves its
+ * replicas away) and unpin it, then remove it. `shards` lists what still holds it.
+ */
+export class NodeInUseError extends ShardError {
+  readonly code = 'node-in-use';
+  constructor(
+    readonly nodeId: NodeId,
+    readonly shards: readonly ShardId[],
+    what: 'replicas' | 'pins',
+  ) {
+    super(
+      what === 'replicas'
+        ? `node ${nodeId} still holds replicas of shard(s) ${shards.join(', ')}: drain it and wait until they have moved`
+        : `node ${nodeId} is still pinned by shard(s) ${shards.join(', ')}: unpin them first`,
+    );
+  }
+}
+
+/** A replica step that does not fit the shard's replicas (a learner twice, promoting a voter, the last voter). */
+export class ReplicaChangeInvalidError extends ShardError {
+  readonly code = 'replica-change-invalid';
+}
+
+export class LeaderHintInvalidError extends ShardError {
+  readonly code = 'leader-hint-invalid';
+}
+
+export class PinInvalidError extends ShardError {
+  readonly code = 'pin-invalid';
+}
+
+/** The cluster's compaction revision only goes up (etcd: "required revision has been compacted"). */
+export class CompactionRevisionError extends ShardError {
+  readonly code = 'compaction-revision-not-increasing';
+  constructor(
+    readonly requested: number,
+    readonly current: number,
+  ) {
+    super(`compaction revision ${requested} is not above the current one (${current}): it only increases`);
+  }
+}
+
+export class ReplicationFactorInvalidError extends ShardError {
+  readonly code = 'replication-factor-invalid';
+}
+
+/** Metadata state that breaks its own rules (a replica on an unknown node, a pin on a retired shard): a bug. */
+export class MetaStateInvariantError extends ShardError {
+  readonly code = 'meta-state-invariant';
+  constructor(message: string) {
+    super(`metadata state invariant violated: ${message}`);
+  }
+}
+
+/**
+ * A metadata snapshot that fails its CRC, does not decode, or decodes to a state that breaks the
+ * invariants. Unlike a bad command this is an error: the replica must not start from it.
+ */
+export class MetaSnapshotCorruptError extends ShardError {
+  readonly code = 'meta-snapshot-corrupt';
+  constructor(message: string) {
+    super(`metadata snapshot is corrupt: ${message}`);
   }
 }

@@ -209,6 +209,15 @@ class PlacementState {
   }
 }
 
+/**
+ * The host (failure domain of one machine) placement puts at most one replica of a shard on: the
+ * node's host label, or the node itself when it has none. Prefixed so a host label can never
+ * collide with a default (node-id) host.
+ */
+export function hostOf(node: PlacementNode): string {
+  return node.host === undefined ? `node:${node.id}` : `host:${node.host}`;
+}
+
 function checkNodes(nodes: readonly PlacementNode[]): NodeInfo[] {
   const seen = new Set<NodeId>();
   const infos: NodeInfo[] = [];
@@ -217,12 +226,7 @@ function checkNodes(nodes: readonly PlacementNode[]): NodeInfo[] {
       throw new PlacementInvalidError(`node id ${node.id} is not an integer`);
     if (seen.has(node.id)) throw new PlacementInvalidError(`node ${node.id} is listed twice`);
     seen.add(node.id);
-    infos.push({
-      id: node.id,
-      // Prefixed so a host label can never collide with a default (node-id) host.
-      host: node.host === undefined ? `node:${node.id}` : `host:${node.host}`,
-      zone: node.zone ?? '',
-    });
+    infos.push({ id: node.id, host: hostOf(node), zone: node.zone ?? '' });
   }
   return infos.sort((a, b) => a.id - b.id);
 }

@@ -220,7 +220,8 @@ export class ShardMap {
         `split key ${describeKey(splitKey)} is inside a {…} hash-tag group: split at the group's start instead`,
       );
     }
-    const boundary = splitKey.slice();
+    // A plain copy: `slice` on a Buffer would share its memory with the caller.
+    const boundary = new Uint8Array(splitKey);
     const left: ShardDescriptor = { ...shard, end: boundary, epoch: shard.epoch + 1 };
     const right: ShardDescriptor = {
       ...shard,

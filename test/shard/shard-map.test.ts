@@ -316,3 +316,11 @@ test('a route taken before a split or merge is refused after it, for every key i
     { numRuns: 300 },
   );
 });
+
+test('a split copies its key: changing the caller’s Buffer afterwards does not move the boundary', () => {
+  const key = Buffer.from('m');
+  const { map } = ShardMap.initial(R).split(1, key);
+  key[0] = 0x7a;
+  assert.equal(text(map.require(2).start), 'm');
+  assert.equal(text(map.require(1).end), 'm');
+});
