@@ -18,6 +18,7 @@
 import { EntryType, type Message, MessageType, message } from '../raft/types.js';
 import { decodeBatch, encodeBatch } from './codec.js';
 import { PeerTransport } from './peer-transport.js';
+import { DEFAULT_GROUP_ID } from './transport.js';
 
 const entriesPerMessage = 10;
 const entryBytes = 100;
@@ -53,7 +54,10 @@ function turn(): Promise<void> {
 /** Codec alone: encode + decode of 64-message batches, no sockets. */
 function benchCodec(): void {
   const data = new Uint8Array(entryBytes).fill(0x62);
-  const batch = Array.from({ length: batchMessages }, (_, i) => appendMessage(i, data));
+  const batch = Array.from({ length: batchMessages }, (_, i) => ({
+    group: DEFAULT_GROUP_ID,
+    message: appendMessage(i, data),
+  }));
   let messages = 0;
   let bytes = 0;
   const start = performance.now();
