@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SharedWal, type SnapshotFiles } from '../../src/node/group-log.js';
-import type { RaftNodeApi, Ready } from '../../src/raft/api.js';
 import { MemoryStorage } from '../../src/raft/memory-storage.js';
 import type { HardState, Snapshot } from '../../src/raft/types.js';
 import { RaftHost } from '../../src/replica/raft-host.js';
 import { WalFailedError } from '../../src/storage/errors.js';
 import { defaultWalIo, type WalIo } from '../../src/storage/wal.js';
+import { noSender, quietEvents, ready, scriptedNode } from '../replica/host-fixtures.js';
 import { entries, withTempDir } from '../storage/helpers.js';
 
 /** WAL io whose fdatasyncs wait while the gate is held, and whose writes fail once `crash` is set. */
@@ -44,30 +44,6 @@ function snapshotAt(index: number, term: number): Snapshot {
   return { metadata: { index, term, confState }, data: Uint8Array.of(index) };
 }
 
-/** A core that hands out one Ready and counts advance(). */
-function oneReadyNode(one: Ready): RaftNodeApi & { advanced: number } {
-  const readies = [one];
-  const node = {
-    advanced: 0,
-    hasReady: () => readies.length > 0,
-    ready: () => readies.shift()!,
-    advance: () => {
-      node.advanced++;
-    },
-  };
-  return node as unknown as RaftNodeApi & { advanced: number };
-}
-
-const quietEvents = {
-  onSoftState: () => {},
-  onHardState: () => {},
-  onReadStates: () => {},
-  onApplied: () => {},
-  onFatal: (error: Error) => {
-    throw error;
-  },
-};
-
 describe('GroupLog over one shared WAL', () => {
   it('N groups persisting in one turn share one write and one fdatasync; each resolves only after it', () =>
     withTempDir(async (dir) => {
@@ -100,19 +76,10 @@ describe('GroupLog over one shared WAL', () => {
       const before = shared.stats();
       const groupCount = 10;
       const nodes = Array.from({ length: groupCount }, (_, g) => {
-        const node = oneReadyNode({
-          hardState: hardState(g),
-          entries: entries(1, 2, g + 1),
-          committedEntries: [],
-          messages: [],
-          messagesAfterPersist: [],
-          readStates: [],
-          mustSync: true,
-        });
+        const node = scriptedNode([ready({ hardState: hardState(g), entries: entries(1, 2, g + 1) })]);
         const stateMachine = { restoreSnapshot: async () => {}, applyEntries: async () => {} };
-        const sender = { send: () => {}, flush: () => {} };
         const log = shared.open(g);
-        const host = new RaftHost(node, new MemoryStorage(), log, sender, stateMachine, quietEvents, 1000);
+        const host = new RaftHost(node, new MemoryStorage(), log, noSender, stateMachine, quietEvents, 1000);
         host.schedule();
         return node;
       });

@@ -5,7 +5,7 @@ import { MemoryNetwork } from '../../src/transport/memory-transport.js';
 import { PeerTransport } from '../../src/transport/peer-transport.js';
 import type { SnapshotSourceProvider } from '../../src/transport/snapshot.js';
 import type { GroupId, Transport, UnknownGroupHandler } from '../../src/transport/transport.js';
-import { waitFor } from './helpers.js';
+import { snapshotMessage, waitFor } from './helpers.js';
 
 // One contract, two implementations: what the Raft driver may rely on whichever it is given.
 
@@ -121,23 +121,6 @@ async function cluster(factory: Factory, ids: NodeId[], source?: SnapshotSourceP
   return nodes;
 }
 
-function snap(from: number, to: number, index: number): Message {
-  return message({
-    type: MessageType.Snapshot,
-    from,
-    to,
-    term: 2,
-    snapshot: {
-      metadata: {
-        index,
-        term: 2,
-        confState: { voters: [1, 2], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
-      },
-      data: new Uint8Array(0),
-    },
-  });
-}
-
 function append(from: number, to: number, index: number): Message {
   return message({
     type: MessageType.Append,
@@ -173,7 +156,7 @@ for (const factory of factories) {
     it('delivers a snapshot from a source provider and reports success', async () => {
       const source: SnapshotSourceProvider = () => [Uint8Array.of(1, 2), Uint8Array.of(3)];
       const [a, b] = await cluster(factory, [1, 2], source);
-      a!.transport.send([snap(1, 2, 10)]);
+      a!.transport.send([snapshotMessage(1, 2, 10)]);
       await waitFor('status', () => a!.snapshotStatus.length === 1);
       assert.deepEqual(a!.snapshotStatus, [[2, true]]);
       assert.deepEqual(Array.from(b!.received[0]!.snapshot!.data), [1, 2, 3]);
@@ -247,7 +230,7 @@ for (const factory of factories) {
       const [a, b] = await cluster(factory, [1, 2], source);
       const a4 = host(a!, 4);
       const b4 = host(b!, 4);
-      a!.transport.send([snap(1, 2, 10)], 4);
+      a!.transport.send([snapshotMessage(1, 2, 10)], 4);
       await waitFor('status', () => a4.snapshotStatus.length === 1);
       assert.deepEqual(a4.snapshotStatus, [[2, true]]);
       assert.deepEqual(Array.from(b4.received[0]!.snapshot!.data), [4, 1, 2]);
@@ -259,7 +242,7 @@ for (const factory of factories) {
     it('fails a snapshot for a group the receiver does not host', async () => {
       const [a, b] = await cluster(factory, [1, 2], () => [Uint8Array.of(1)]);
       const a6 = host(a!, 6);
-      a!.transport.send([snap(1, 2, 10)], 6);
+      a!.transport.send([snapshotMessage(1, 2, 10)], 6);
       await waitFor('status', () => a6.snapshotStatus.length === 1);
       assert.deepEqual(a6.snapshotStatus, [[2, false]]);
       assert.deepEqual(b!.unknown, [[6, MessageType.Snapshot]]);

@@ -1,24 +1,22 @@
 import assert from 'node:assert/strict';
-import { afterEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { EntryType, type Message, MessageType, message } from '../../src/raft/types.js';
 import { memorySnapshotSink } from '../../src/transport/snapshot.js';
 import type { GroupId } from '../../src/transport/transport.js';
 import { ConnectionKind, PROTOCOL_VERSION } from '../../src/transport/wire.js';
-import { type Harness, rawHello, startTransport, waitFor } from './helpers.js';
+import {
+  type Harness,
+  rawHello,
+  snapshotMessage,
+  type startTransport,
+  transportsClosedAfterEach,
+  waitFor,
+} from './helpers.js';
 
 // PeerTransport with many groups: one connection per node pair for all of them, one write per
 // turn for all of them, and snapshots that say which group they belong to.
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-async function node(id: number, overrides: Parameters<typeof startTransport>[1] = {}): Promise<Harness> {
-  const harness = await startTransport(id, overrides);
-  cleanups.push(() => harness.transport.close());
-  return harness;
-}
+const node = transportsClosedAfterEach();
 
 async function connectedPair(
   overrides: Parameters<typeof startTransport>[1] = {},
@@ -48,23 +46,6 @@ function hostGroups(h: Harness, groups: GroupId[]) {
 
 function heartbeat(from: number, to: number, term: number): Message {
   return message({ type: MessageType.Heartbeat, from, to, term });
-}
-
-function snap(index: number): Message {
-  return message({
-    type: MessageType.Snapshot,
-    from: 1,
-    to: 2,
-    term: 2,
-    snapshot: {
-      metadata: {
-        index,
-        term: 2,
-        confState: { voters: [1, 2], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
-      },
-      data: new Uint8Array(0),
-    },
-  });
 }
 
 describe('PeerTransport with many groups', () => {
@@ -135,8 +116,8 @@ describe('PeerTransport with many groups', () => {
     });
     const sent = hostGroups(a, [3, 8]);
     const got = hostGroups(b, [3]);
-    a.transport.send([snap(10)], 3);
-    a.transport.send([snap(20)], 8);
+    a.transport.send([snapshotMessage(1, 2, 10)], 3);
+    a.transport.send([snapshotMessage(1, 2, 20)], 8);
     await waitFor('outcomes', () => sent.statuses.get(3)!.length === 1 && sent.statuses.get(8)!.length === 1);
     assert.deepEqual(sent.statuses.get(3), [true]);
     assert.deepEqual(sent.statuses.get(8), [false], 'node 2 does not host group 8');
@@ -163,9 +144,9 @@ describe('PeerTransport with many groups', () => {
     });
     const sent = hostGroups(a, [3, 4]);
     const got = hostGroups(b, [3, 4]);
-    a.transport.send([snap(10)], 3);
-    a.transport.send([snap(10)], 4);
-    a.transport.send([snap(11)], 3);
+    a.transport.send([snapshotMessage(1, 2, 10)], 3);
+    a.transport.send([snapshotMessage(1, 2, 10)], 4);
+    a.transport.send([snapshotMessage(1, 2, 11)], 3);
     await waitFor('busy reported', () => sent.statuses.get(3)!.length === 1);
     assert.deepEqual(sent.statuses.get(3), [false]);
     assert.ok(a.errors.some((e) => e.error.code === 'SNAPSHOT_BUSY'));

@@ -1,7 +1,8 @@
 // Test helpers: transports on 127.0.0.1 port 0, bounded waits, a byte-flipping TCP proxy.
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
-import type { Message, NodeId } from '../../src/raft/types.js';
+import { afterEach } from 'node:test';
+import { type Message, MessageType, message, type NodeId } from '../../src/raft/types.js';
 import type { TransportError } from '../../src/transport/errors.js';
 import { encodeFrame, FrameDecoder, FrameType } from '../../src/transport/frame.js';
 import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer-transport.js';
@@ -40,6 +41,40 @@ export async function startTransport(
   });
   await harness.transport.listen();
   return harness;
+}
+
+/** startTransport for a test file: every transport it starts is closed after each test. */
+export function transportsClosedAfterEach(): (
+  nodeId: NodeId,
+  overrides?: Partial<PeerTransportOptions>,
+) => Promise<Harness> {
+  const started: Harness[] = [];
+  afterEach(async () => {
+    for (const harness of started.splice(0).reverse()) await harness.transport.close();
+  });
+  return async (nodeId, overrides = {}) => {
+    const harness = await startTransport(nodeId, overrides);
+    started.push(harness);
+    return harness;
+  };
+}
+
+/** A MsgSnap from → to of a snapshot at `index` (term 2, voters 1 and 2) with empty data. */
+export function snapshotMessage(from: NodeId, to: NodeId, index: number): Message {
+  return message({
+    type: MessageType.Snapshot,
+    from,
+    to,
+    term: 2,
+    snapshot: {
+      metadata: {
+        index,
+        term: 2,
+        confState: { voters: [1, 2], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      },
+      data: new Uint8Array(0),
+    },
+  });
 }
 
 /**
