@@ -1,8 +1,9 @@
 // PeerTransport: how Raft messages travel between the nodes of one cluster.
 //
 // Connections. Exactly one long-lived TCP connection per node pair carries message batches of
-// every group the two nodes host in both directions (each message tagged with its group id): the node with the LOWER id dials, the higher one accepts (and rejects a dial from a
-// higher id with DIAL_DIRECTION), so simultaneous dials cannot happen. A fresh dial from the same
+// every group the two nodes host, in both directions (each message tagged with its group id):
+// the node with the LOWER id dials, the higher one accepts (and rejects a dial from a higher id
+// with DIAL_DIRECTION), so simultaneous dials cannot happen. A fresh dial from the same
 // peer replaces an older accepted connection (the dialer only redials once its old one is dead).
 // Snapshots use their own short-lived connection, dialed by the sender whatever the ids.
 //
@@ -23,7 +24,9 @@
 // send(): they are deferred to the flush tick, so the driver is not re-entered mid-Ready.
 //
 // Groups. Received messages go to the endpoint registered for their group (addGroup), through
-// GroupRouter; onUnreachable is about a node, so it is reported once per peer, not per group.
+// GroupRouter; onUnreachable is about a node, so it is reported once per peer, not per group. A
+// snapshot the receiver refuses (its sink failed, it does not host the group) fails for its group
+// only; a snapshot whose connection failed also reports the peer unreachable.
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import {
@@ -943,7 +946,7 @@ export class PeerTransport implements Transport {
     }
     peer.snapshots.set(group, undefined);
     this.sendSnapshot(peer, item).then(
-      (ok) => this.finishSnapshot(peer, group, ok),
+      (ok) => this.finishSnapshot(peer, group, ok, true),
       (error: unknown) => {
         if (!(error instanceof TransportError)) {
           // Socket errors and snapshot source errors (a missing file): say why the snapshot failed.
@@ -957,19 +960,21 @@ export class PeerTransport implements Transport {
         } else if (error.code !== 'CLOSED') {
           this.reportError(error, peer.id);
         }
-        this.finishSnapshot(peer, group, false);
+        this.finishSnapshot(peer, group, false, false);
       },
     );
   }
 
-  private finishSnapshot(peer: Peer, group: GroupId, ok: boolean): void {
+  /** `reached`: the receiver answered (accepted or refused); otherwise the peer is unreachable. */
+  private finishSnapshot(peer: Peer, group: GroupId, ok: boolean, reached: boolean): void {
     peer.snapshots.delete(group);
     if (ok) peer.stats.snapshotsSent++;
     else peer.stats.snapshotsFailed++;
-    if (!ok) this.reportUnreachable(peer);
+    if (!reached) this.reportUnreachable(peer);
     this.defer(() => this.groups.snapshotStatus(group, peer.id, ok));
   }
 
+  /** True once the receiver acknowledged it, false when it refused it (an ack saying why). */
   private async sendSnapshot(peer: Peer, item: GroupMessage): Promise<boolean> {
     const address = peer.address;
     if (address === undefined) throw new TransportError('UNKNOWN_PEER', `no address for peer ${peer.id}`);
@@ -982,7 +987,7 @@ export class PeerTransport implements Transport {
       });
       const ack = this.awaitSnapshotAck(conn);
       const source = this.snapshotSourceOf(item);
-      // A receiver that stops reading (frozen, partitioned) must not pin snapshotInFlight forever.
+      // A receiver that stops reading (frozen, partitioned) must not keep the group's slot forever.
       const stalled = (): TransportError =>
         new TransportError('SNAPSHOT_FAILED', `snapshot stream to peer ${peer.id} stalled`);
       const progress = (): void => conn.setDeadline(this.settings.snapshotIdleTimeoutMs, stalled);
@@ -994,9 +999,13 @@ export class PeerTransport implements Transport {
         () => new TransportError('SNAPSHOT_FAILED', 'no snapshot ack'),
       );
       const result = await ack;
-      if (!result.ok)
-        throw new TransportError('SNAPSHOT_FAILED', `peer ${peer.id} refused the snapshot: ${result.reason}`);
-      return true;
+      if (!result.ok) {
+        this.reportError(
+          new TransportError('SNAPSHOT_FAILED', `peer ${peer.id} refused the snapshot: ${result.reason}`),
+          peer.id,
+        );
+      }
+      return result.ok;
     } finally {
       conn.close(undefined);
     }

@@ -121,6 +121,7 @@ describe('PeerTransport with many groups', () => {
     await waitFor('outcomes', () => sent.statuses.get(3)!.length === 1 && sent.statuses.get(8)!.length === 1);
     assert.deepEqual(sent.statuses.get(3), [true]);
     assert.deepEqual(sent.statuses.get(8), [false], 'node 2 does not host group 8');
+    assert.deepEqual(a.unreachable, [], 'a refused snapshot fails its group, not the peer for every group');
     assert.deepEqual(sinks, [3], 'no sink was opened for the unknown group');
     assert.deepEqual(sources.sort(), [3, 8]);
     const delivered = got.received.get(3)![0]!;
