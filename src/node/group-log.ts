@@ -16,7 +16,14 @@
 
 import type { Entry, HardState, Snapshot } from '../raft/types.js';
 import type { DurableLog } from '../replica/raft-host.js';
-import { type RecoveredGroup, Wal, type WalOptions, type WalStats } from '../storage/wal.js';
+import {
+  type RecoveredGroup,
+  type RecoveredState,
+  type TornTail,
+  Wal,
+  type WalOptions,
+  type WalStats,
+} from '../storage/wal.js';
 import type { GroupId } from '../transport/transport.js';
 
 /** Where a group keeps its snapshot data; the WAL only holds a marker pointing at it. */
@@ -64,29 +71,33 @@ export class SharedWal {
 
   private constructor(
     readonly wal: Wal,
-    private readonly recoveredGroups: ReadonlyMap<GroupId, RecoveredGroup>,
+    private readonly recoveredState: RecoveredState,
   ) {}
 
   /** Opens (creating if needed) the WAL in `dir` and replays every group's records. */
   static async open(dir: string, options: WalOptions = {}): Promise<SharedWal> {
     const { wal, recovered } = await Wal.open(dir, options);
-    return new SharedWal(wal, recovered.groups);
+    return new SharedWal(wal, recovered);
+  }
+
+  /** Set when open cut an interrupted append off the end of the log (worth a log line). */
+  get tornTail(): TornTail | null {
+    return this.recoveredState.tornTail;
   }
 
   /** Groups with state in the WAL at open: the replicas this node hosted before it stopped. */
   groups(): GroupId[] {
-    return [...this.recoveredGroups.keys()].sort((a, b) => a - b);
+    return [...this.recoveredState.groups.keys()].sort((a, b) => a - b);
   }
 
   /** What the WAL held for the group at open (nothing for a group new to this node). */
   recovered(group: GroupId): RecoveredGroup {
-    return (
-      this.recoveredGroups.get(group) ?? { groupId: group, hardState: null, snapshot: null, entries: [] }
-    );
+    const found = this.recoveredState.groups.get(group);
+    return found ?? { groupId: group, hardState: null, snapshot: null, entries: [] };
   }
 
   /** The group's log; one per group, since two writers would interleave one group's records. */
-  open(group: GroupId, snapshotFiles?: SnapshotFiles): GroupLog {
+  groupLog(group: GroupId, snapshotFiles?: SnapshotFiles): GroupLog {
     if (this.logs.has(group)) throw new Error(`group ${group} already has a log on this node`);
     const log = new GroupLog(this.wal, group, snapshotFiles);
     this.logs.set(group, log);

@@ -76,7 +76,7 @@ function sum(all: WalStats[]): WalStats {
 async function shared(dir: string, groups: number): Promise<Result> {
   const wal = await SharedWal.open(dir);
   try {
-    const logs = Array.from({ length: groups }, (_, g) => wal.open(g + 1));
+    const logs = Array.from({ length: groups }, (_, g) => wal.groupLog(g + 1));
     return await run(logs, () => wal.stats());
   } finally {
     await wal.close();

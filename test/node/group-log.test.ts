@@ -50,7 +50,7 @@ describe('GroupLog over one shared WAL', () => {
       const gate = new DiskGate();
       const shared = await SharedWal.open(dir, { io: gate.io });
       const groupCount = 20;
-      const logs = Array.from({ length: groupCount }, (_, g) => shared.open(g));
+      const logs = Array.from({ length: groupCount }, (_, g) => shared.groupLog(g));
       const before = shared.stats();
       gate.held = true;
       const resolved: number[] = [];
@@ -78,7 +78,7 @@ describe('GroupLog over one shared WAL', () => {
       const nodes = Array.from({ length: groupCount }, (_, g) => {
         const node = scriptedNode([ready({ hardState: hardState(g), entries: entries(1, 2, g + 1) })]);
         const stateMachine = { restoreSnapshot: async () => {}, applyEntries: async () => {} };
-        const log = shared.open(g);
+        const log = shared.groupLog(g);
         const host = new RaftHost(node, new MemoryStorage(), log, noSender, stateMachine, quietEvents, 1000);
         host.schedule();
         return node;
@@ -98,7 +98,7 @@ describe('GroupLog over one shared WAL', () => {
         },
       };
       let shared = await SharedWal.open(dir, { io: gate.io });
-      const logs = [0, 1, 2, 3].map((g) => shared.open(g, files));
+      const logs = [0, 1, 2, 3].map((g) => shared.groupLog(g, files));
       await Promise.all([
         logs[0]!.persist({ hardState: hardState(0), entries: entries(1, 5, 1) }),
         logs[1]!.persist({ hardState: hardState(1), entries: entries(1, 2, 2) }),
@@ -149,8 +149,8 @@ describe('GroupLog over one shared WAL', () => {
   it('releases per group: a segment goes only when every group that wrote to it released it', () =>
     withTempDir(async (dir) => {
       let shared = await SharedWal.open(dir, { segmentBytes: 4096 });
-      const a = shared.open(1);
-      const b = shared.open(2);
+      const a = shared.groupLog(1);
+      const b = shared.groupLog(2);
       for (let i = 1; i <= 40; i++) {
         await Promise.all([
           a.persist({ hardState: { term: 1, vote: 1, commit: i }, entries: entries(i, i, 1) }),
@@ -183,8 +183,8 @@ describe('GroupLog over one shared WAL', () => {
   it('gives each group one log', () =>
     withTempDir(async (dir) => {
       const shared = await SharedWal.open(dir);
-      shared.open(5);
-      assert.throws(() => shared.open(5), /group 5 already has a log/);
+      shared.groupLog(5);
+      assert.throws(() => shared.groupLog(5), /group 5 already has a log/);
       await shared.close();
     }));
 });
