@@ -202,6 +202,14 @@ for (const factory of factories) {
       assert.equal(b!.droppedUnknownGroup(), 0);
     });
 
+    it('refuses a group id that is not a non-negative safe integer, at send and at addGroup', async () => {
+      const [a] = await cluster(factory, [1, 2]);
+      for (const bad of [-1, 1.5, 2 ** 53, Number.NaN]) {
+        assert.throws(() => a!.transport.send([append(1, 2, 1)], bad), TypeError);
+        assert.throws(() => a!.transport.addGroup(bad, { onMessage: () => {} }), TypeError);
+      }
+    });
+
     it('drops and counts a message for a group the receiver does not host', async () => {
       const [a, b] = await cluster(factory, [1, 2]);
       a!.transport.send([append(1, 2, 1)], 9);
