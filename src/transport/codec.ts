@@ -5,7 +5,7 @@
 // cost 1-4 bytes. Byte strings are varint length + raw bytes. Decoded byte fields are views into
 // the frame payload (no copy per entry); the frame decoder hands out owned payload buffers.
 //
-// Message v1:  type u8 | flags u8 (bit0 reject, bit1 snapshot) | to | from | term | logTerm |
+// Message:     type u8 | flags u8 (bit0 reject, bit1 snapshot) | to | from | term | logTerm |
 //              index | commit | rejectHint | context bytes | entryCount | entries... | [snapshot]
 // Entry:       term | index | type u8 | data bytes
 // Snapshot:    index | term | voters | learners | votersOutgoing | learnersNext (each: count ids...)
