@@ -1,16 +1,19 @@
-// Binary codec for Raft messages (wire format v1, see README-style notes in peer-transport.ts).
+// Binary codec for Raft messages (codec version 2, see src/transport/README.md).
 //
 // Two passes per batch: size every message, allocate once, write in place. Integers are unsigned
 // LEB128 varints capped at 8 bytes (56 bits ≥ Number.MAX_SAFE_INTEGER), so small terms/indexes
 // cost 1-4 bytes. Byte strings are varint length + raw bytes. Decoded byte fields are views into
 // the frame payload (no copy per entry); the frame decoder hands out owned payload buffers.
 //
-// Message v1:  type u8 | flags u8 (bit0 reject, bit1 snapshot) | to | from | term | logTerm |
+// Message:     type u8 | flags u8 (bit0 reject, bit1 snapshot) | to | from | term | logTerm |
 //              index | commit | rejectHint | context bytes | entryCount | entries... | [snapshot]
 // Entry:       term | index | type u8 | data bytes
 // Snapshot:    index | term | voters | learners | votersOutgoing | learnersNext (each: count ids...)
 //              | autoLeave u8 | data bytes
-// Batch:       codecVersion u8 | messageCount | messages...
+// Batch:       codecVersion u8 | messageCount | (groupId | message)...
+//
+// Every message carries the id of the Raft group it belongs to, so one connection per node pair
+// carries the messages of every group the two nodes share; a group id costs one byte below 128.
 
 import {
   type ConfState,
@@ -22,8 +25,15 @@ import {
   type Snapshot,
 } from '../raft/types.js';
 import { TransportError } from './errors.js';
+import type { GroupId } from './transport.js';
 
-export const CODEC_VERSION = 1;
+export const CODEC_VERSION = 2;
+
+/** One message on the wire: the Raft message and the group it belongs to. */
+export interface GroupMessage {
+  group: GroupId;
+  message: Message;
+}
 
 const FLAG_REJECT = 1;
 const FLAG_SNAPSHOT = 2;
@@ -154,31 +164,40 @@ export function writeMessage(buf: Uint8Array, pos: number, m: Message): number {
   return pos;
 }
 
-/** Size of a batch payload holding messages whose individual sizes are given. */
-export function batchBytes(messageSizes: readonly number[], from = 0, to = messageSizes.length): number {
+/** Exact encoded size of one message with its group id. */
+export function groupMessageBytes(item: GroupMessage): number {
+  return varUintBytes(item.group) + messageBytes(item.message);
+}
+
+/** Size of a batch payload holding items whose individual sizes (groupMessageBytes) are given. */
+export function batchBytes(itemSizes: readonly number[], from = 0, to = itemSizes.length): number {
   let bytes = 1 + varUintBytes(to - from);
-  for (let i = from; i < to; i++) bytes += messageSizes[i]!;
+  for (let i = from; i < to; i++) bytes += itemSizes[i]!;
   return bytes;
 }
 
 export function writeBatch(
   buf: Uint8Array,
   pos: number,
-  messages: readonly Message[],
+  items: readonly GroupMessage[],
   from = 0,
-  to = messages.length,
+  to = items.length,
 ): number {
   buf[pos++] = CODEC_VERSION;
   pos = writeVarUint(buf, pos, to - from);
-  for (let i = from; i < to; i++) pos = writeMessage(buf, pos, messages[i]!);
+  for (let i = from; i < to; i++) {
+    const item = items[i]!;
+    pos = writeVarUint(buf, pos, item.group);
+    pos = writeMessage(buf, pos, item.message);
+  }
   return pos;
 }
 
 /** Encodes a batch payload into a fresh buffer (one allocation). */
-export function encodeBatch(messages: readonly Message[]): Buffer {
-  const sizes = messages.map(messageBytes);
+export function encodeBatch(items: readonly GroupMessage[]): Buffer {
+  const sizes = items.map(groupMessageBytes);
   const buf = Buffer.allocUnsafe(batchBytes(sizes));
-  const end = writeBatch(buf, 0, messages);
+  const end = writeBatch(buf, 0, items);
   if (end !== buf.length) throw new Error(`codec size mismatch: wrote ${end} of ${buf.length} bytes`);
   return buf;
 }
@@ -303,7 +322,7 @@ export function readMessage(r: Reader): Message {
 }
 
 /** Decodes a batch payload; the whole payload must be consumed exactly. */
-export function decodeBatch(payload: Uint8Array): Message[] {
+export function decodeBatch(payload: Uint8Array): GroupMessage[] {
   const r = new Reader(payload);
   const version = r.u8();
   if (version !== CODEC_VERSION) {
@@ -312,11 +331,14 @@ export function decodeBatch(payload: Uint8Array): Message[] {
       `unsupported codec version ${version} (this node speaks ${CODEC_VERSION})`,
     );
   }
-  // Smallest message: type, flags, 7 varints, context length, entry count: 11 bytes.
-  const n = r.count(11);
-  const messages = new Array<Message>(n);
-  for (let i = 0; i < n; i++) messages[i] = readMessage(r);
+  // Smallest item: group id, then type, flags, 7 varints, context length, entry count: 12 bytes.
+  const n = r.count(12);
+  const items = new Array<GroupMessage>(n);
+  for (let i = 0; i < n; i++) {
+    const group = r.varUint();
+    items[i] = { group, message: readMessage(r) };
+  }
   if (r.remaining !== 0)
     throw new TransportError('CODEC_INVALID', `${r.remaining} trailing bytes after batch`);
-  return messages;
+  return items;
 }

@@ -14,6 +14,7 @@ export type TransportErrorCode =
   | 'DIAL_DIRECTION'
   | 'BAD_PEER_URL'
   | 'UNKNOWN_PEER'
+  | 'UNKNOWN_GROUP'
   | 'MESSAGE_TOO_LARGE'
   | 'SNAPSHOT_CORRUPT'
   | 'SNAPSHOT_TOO_LARGE'

@@ -4,8 +4,7 @@
 // allocation, so a corrupt or hostile length cannot make the reader allocate gigabytes.
 
 import { crc32 } from 'node:zlib';
-import type { Message } from '../raft/types.js';
-import { batchBytes, writeBatch } from './codec.js';
+import { batchBytes, type GroupMessage, writeBatch } from './codec.js';
 import { invariant, TransportError } from './errors.js';
 
 export enum FrameType {
@@ -13,7 +12,7 @@ export enum FrameType {
   Hello = 1,
   /** Acceptor → dialer: accepted, or rejected with a code and a reason. */
   HelloAck = 2,
-  /** A batch of Raft messages (codec batch payload). */
+  /** A batch of Raft messages, each with its group id (codec batch payload). */
   Messages = 3,
   /** Snapshot stream: the MsgSnap with snapshot.data empty. */
   SnapshotBegin = 4,
@@ -49,12 +48,12 @@ export function encodeFrame(type: FrameType, payload: Uint8Array): Buffer {
 }
 
 /**
- * Encodes messages (with precomputed sizes) into as few Messages frames as frameBytesMax allows,
- * all in ONE buffer so the caller issues one socket write. Every single message must fit a frame
- * on its own (the caller rejects oversize messages at send time).
+ * Encodes messages of any groups (with precomputed sizes, groupMessageBytes) into as few Messages
+ * frames as frameBytesMax allows, all in ONE buffer so the caller issues one socket write. Every
+ * single message must fit a frame on its own (the caller rejects oversize messages at send time).
  */
 export function encodeMessageFrames(
-  messages: readonly Message[],
+  messages: readonly GroupMessage[],
   messageSizes: readonly number[],
   frameBytesMax: number,
 ): Buffer {

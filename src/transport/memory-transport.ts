@@ -1,18 +1,25 @@
 // The seam between the Raft driver and the network, and an in-process implementation of it for
 // tests of the layers above (server, api) that want real asynchrony without sockets. Same
 // contract as PeerTransport: send() queues, delivery happens on a later turn, in order per pair,
-// callbacks are never made from inside send(), and a closed transport goes quiet.
+// each message to the endpoint of its group, callbacks are never made from inside send(), and a
+// closed transport goes quiet.
 
 import { type Message, MessageType, type NodeId } from '../raft/types.js';
-import { decodeBatch, encodeBatch } from './codec.js';
+import { decodeBatch, encodeBatch, type GroupMessage } from './codec.js';
 import { TransportError } from './errors.js';
+import { checkGroupId, type GroupOptions, GroupRouter } from './group-router.js';
 import type { SnapshotSourceProvider } from './snapshot.js';
-import type { LinkFilter, LinkVerdict, Transport } from './transport.js';
+import {
+  DEFAULT_GROUP_ID,
+  type GroupEndpoint,
+  type GroupId,
+  type LinkFilter,
+  type LinkVerdict,
+  type Transport,
+} from './transport.js';
 
-export interface MemoryTransportOptions {
-  onMessage: (message: Message) => void;
+export interface MemoryTransportOptions extends GroupOptions {
   onUnreachable?: (peer: NodeId) => void;
-  onSnapshotStatus?: (peer: NodeId, ok: boolean) => void;
   snapshotSource?: SnapshotSourceProvider;
 }
 
@@ -41,18 +48,21 @@ export class MemoryNetwork {
 export class MemoryTransport implements Transport {
   private readonly peers = new Set<NodeId>();
   /** Each message with the send-side verdict, decided at send() time as PeerTransport does. */
-  private outbox: Array<{ m: Message; verdict: LinkVerdict }> = [];
+  private outbox: Array<{ item: GroupMessage; verdict: LinkVerdict }> = [];
   private flushHandle: NodeJS.Immediate | undefined;
   private readonly timers = new Set<NodeJS.Timeout>();
   private linkFilter: LinkFilter | undefined;
   private closed = false;
+  private readonly groups: GroupRouter;
 
   /** @internal use MemoryNetwork.join */
   constructor(
     readonly nodeId: NodeId,
     private readonly options: MemoryTransportOptions,
     private readonly network: MemoryNetwork,
-  ) {}
+  ) {
+    this.groups = new GroupRouter(options);
+  }
 
   addPeer(id: NodeId, _url: string): void {
     this.checkOpen();
@@ -69,19 +79,35 @@ export class MemoryTransport implements Transport {
     this.peers.delete(id);
   }
 
+  addGroup(group: GroupId, endpoint: GroupEndpoint): void {
+    this.checkOpen();
+    this.groups.add(group, endpoint);
+  }
+
+  removeGroup(group: GroupId): void {
+    this.groups.remove(group);
+  }
+
   setLinkFilter(filter: LinkFilter | undefined): void {
     this.linkFilter = filter;
   }
 
-  send(messages: readonly Message[]): void {
+  send(messages: readonly Message[], group: GroupId = DEFAULT_GROUP_ID): void {
     this.checkOpen();
+    checkGroupId(group);
     for (const m of messages) {
       if (m.from !== this.nodeId || m.to === this.nodeId)
         throw new TypeError(`message ${m.from}→${m.to} sent by ${this.nodeId}`);
       // Round-trip through the codec so tests see exactly what the wire would deliver.
-      this.outbox.push({ m: decodeBatch(encodeBatch([m]))[0]!, verdict: this.verdict(this.nodeId, m.to) });
+      const item = decodeBatch(encodeBatch([{ group, message: m }]))[0]!;
+      this.outbox.push({ item, verdict: this.verdict(this.nodeId, m.to) });
     }
     if (this.flushHandle === undefined) this.flushHandle = setImmediate(() => this.flush());
+  }
+
+  /** Received messages for a group this node does not host (dropped). */
+  stats(): { messagesDroppedUnknownGroup: number } {
+    return { messagesDroppedUnknownGroup: this.groups.messagesDroppedUnknownGroup };
   }
 
   async close(): Promise<void> {
@@ -93,15 +119,17 @@ export class MemoryTransport implements Transport {
     this.network.leave(this);
   }
 
-  /** @internal delivery from a peer, after the sender's filter passed it. */
-  receive(m: Message, done: (delivered: boolean) => void): void {
+  /**
+   * @internal delivery from a peer, after the sender's filter passed it; `done(false)` when it
+   * was dropped (closed, filtered, or for a group this node does not host).
+   */
+  receive(item: GroupMessage, done: (delivered: boolean) => void): void {
     if (this.closed) return done(false);
     this.afterVerdict(
-      this.verdict(m.from, this.nodeId),
+      this.verdict(item.message.from, this.nodeId),
       () => {
         if (this.closed) return done(false);
-        this.options.onMessage(m);
-        done(true);
+        done(this.groups.deliver(item.group, item.message));
       },
       () => done(false),
     );
@@ -111,44 +139,43 @@ export class MemoryTransport implements Transport {
     this.flushHandle = undefined;
     const batch = this.outbox;
     this.outbox = [];
-    for (const { m, verdict } of batch) this.route(m, verdict);
+    for (const { item, verdict } of batch) this.route(item, verdict);
   }
 
-  private route(m: Message, verdict: LinkVerdict): void {
+  private route(item: GroupMessage, verdict: LinkVerdict): void {
+    const m = item.message;
     const target = this.peers.has(m.to) ? this.network.member(m.to) : undefined;
+    const snapshotStatus = (ok: boolean): void => {
+      if (!this.closed) this.groups.snapshotStatus(item.group, m.to, ok);
+    };
     const failed = (): void => {
       if (this.closed) return;
       this.options.onUnreachable?.(m.to);
-      if (m.type === MessageType.Snapshot) this.options.onSnapshotStatus?.(m.to, false);
+      if (m.type === MessageType.Snapshot) snapshotStatus(false);
     };
     if (target === undefined) return failed();
     this.afterVerdict(
       verdict,
       () => {
         if (m.type !== MessageType.Snapshot) {
-          target.receive(m, () => {});
+          target.receive(item, () => {});
           return;
         }
-        this.withSnapshotData(m).then(
-          (full) =>
-            target.receive(full, (ok) => {
-              if (!this.closed) this.options.onSnapshotStatus?.(m.to, ok);
-            }),
-          failed,
-        );
+        this.withSnapshotData(item).then((full) => target.receive(full, snapshotStatus), failed);
       },
       m.type === MessageType.Snapshot ? failed : () => {},
     );
   }
 
-  private async withSnapshotData(m: Message): Promise<Message> {
-    const snapshot = m.snapshot!;
-    if (snapshot.data.length > 0) return m;
-    const source = this.options.snapshotSource?.(m);
-    if (source === undefined) return m;
+  private async withSnapshotData({ group, message }: GroupMessage): Promise<GroupMessage> {
+    const snapshot = message.snapshot!;
+    if (snapshot.data.length > 0) return { group, message };
+    const source = this.options.snapshotSource?.(message, group);
+    if (source === undefined) return { group, message };
     const pieces: Uint8Array[] = [];
     for await (const piece of source) pieces.push(Uint8Array.from(piece));
-    return { ...m, snapshot: { metadata: snapshot.metadata, data: Buffer.concat(pieces) } };
+    const data = Buffer.concat(pieces);
+    return { group, message: { ...message, snapshot: { metadata: snapshot.metadata, data } } };
   }
 
   private verdict(from: NodeId, to: NodeId): LinkVerdict {

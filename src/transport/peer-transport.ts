@@ -1,8 +1,9 @@
 // PeerTransport: how Raft messages travel between the nodes of one cluster.
 //
-// Connections. Exactly one long-lived TCP connection per node pair carries message batches in both
-// directions: the node with the LOWER id dials, the higher one accepts (and rejects a dial from a
-// higher id with DIAL_DIRECTION), so simultaneous dials cannot happen. A fresh dial from the same
+// Connections. Exactly one long-lived TCP connection per node pair carries message batches of
+// every group the two nodes host, in both directions (each message tagged with its group id):
+// the node with the LOWER id dials, the higher one accepts (and rejects a dial from a higher id
+// with DIAL_DIRECTION), so simultaneous dials cannot happen. A fresh dial from the same
 // peer replaces an older accepted connection (the dialer only redials once its old one is dead).
 // Snapshots use their own short-lived connection, dialed by the sender whatever the ids.
 //
@@ -21,6 +22,11 @@
 //
 // Callbacks into the Raft driver (onUnreachable, onSnapshotStatus) are never made from inside
 // send(): they are deferred to the flush tick, so the driver is not re-entered mid-Ready.
+//
+// Groups. Received messages go to the endpoint registered for their group (addGroup), through
+// GroupRouter; onUnreachable is about a node, so it is reported once per peer, not per group. A
+// snapshot the receiver refuses (its sink failed, it does not host the group) fails for its group
+// only; a snapshot whose connection failed also reports the peer unreachable.
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
 import {
@@ -30,10 +36,11 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { type Message, MessageType, type NodeId } from '../raft/types.js';
-import { decodeBatch, messageBytes } from './codec.js';
+import { decodeBatch, type GroupMessage, groupMessageBytes } from './codec.js';
 import { Connection } from './connection.js';
 import { assertNever, invariant, TransportError, type TransportErrorCode } from './errors.js';
 import { encodeMessageFrames, FRAME_OVERHEAD_BYTES, FrameType } from './frame.js';
+import { checkGroupId, type GroupOptions, GroupRouter } from './group-router.js';
 import {
   memorySnapshotSink,
   SnapshotReceiver,
@@ -42,7 +49,14 @@ import {
   type SnapshotSourceProvider,
   streamSnapshot,
 } from './snapshot.js';
-import type { LinkFilter, LinkVerdict, Transport } from './transport.js';
+import {
+  DEFAULT_GROUP_ID,
+  type GroupEndpoint,
+  type GroupId,
+  type LinkFilter,
+  type LinkVerdict,
+  type Transport,
+} from './transport.js';
 import { formatPeerUrl, type PeerAddress, parsePeerUrl } from './url.js';
 import {
   ConnectionKind,
@@ -58,19 +72,15 @@ import {
 
 export type { LinkFilter, LinkVerdict } from './transport.js';
 
-export interface PeerTransportOptions {
+export interface PeerTransportOptions extends GroupOptions {
   nodeId: NodeId;
   clusterId: string;
   /** Where to accept peer connections, e.g. http://127.0.0.1:2380 (port 0: ephemeral). */
   listenUrl: string;
-  /** Each decoded message, in order per sending peer. */
-  onMessage: (message: Message) => void;
-  /** The driver should call raft reportUnreachable(peer). */
+  /** Every group with this peer should call raft reportUnreachable(peer). */
   onUnreachable?: (peer: NodeId) => void;
   /** A message connection to peer is up (either side dialed); e.g. to start the first election. */
   onPeerConnected?: (peer: NodeId) => void;
-  /** The driver should call raft reportSnapshot(peer, ok ? finish : failure). */
-  onSnapshotStatus?: (peer: NodeId, ok: boolean) => void;
   /** Protocol problems worth logging (handshake rejections, CRC mismatches, oversize messages). */
   onError?: (error: TransportError, peer: NodeId | undefined) => void;
   /** Data for outgoing MsgSnap whose snapshot.data is empty; see SnapshotSourceProvider. */
@@ -164,6 +174,8 @@ export interface TransportStats {
   peers: Record<string, PeerStats>;
   /** Messages for peers never added (no address, no connection). */
   messagesDroppedUnknownPeer: number;
+  /** Received messages (snapshots included) for a group this node does not host. */
+  messagesDroppedUnknownGroup: number;
   connectionsRejected: number;
   protocolErrors: number;
 }
@@ -242,12 +254,12 @@ class Peer {
   dialing: Connection | undefined;
   redialTimer: NodeJS.Timeout | undefined;
   backoffAttempt = 0;
-  queue: Message[] = [];
+  queue: GroupMessage[] = [];
   queueSizes: number[] = [];
   queuedBytes = 0;
   writeBlocked = false;
-  snapshotConn: Connection | undefined;
-  snapshotInFlight = false;
+  /** Snapshots being sent to this peer, one per group at most (the connection once dialed). */
+  readonly snapshots = new Map<GroupId, Connection | undefined>();
   readonly stats = emptyStats();
   constructor(readonly id: NodeId) {}
 }
@@ -269,6 +281,7 @@ export class PeerTransport implements Transport {
   private linkFilter: LinkFilter | undefined;
   private closed = false;
   private readonly random: () => number;
+  private readonly groups: GroupRouter;
   private readonly totals = { messagesDroppedUnknownPeer: 0, connectionsRejected: 0, protocolErrors: 0 };
 
   constructor(private readonly options: PeerTransportOptions) {
@@ -289,6 +302,7 @@ export class PeerTransport implements Transport {
     this.settings = settings;
     this.listenAddress = this.parseUrl(options.listenUrl);
     this.random = options.random ?? Math.random;
+    this.groups = new GroupRouter(options);
   }
 
   get nodeId(): NodeId {
@@ -369,7 +383,17 @@ export class PeerTransport implements Transport {
     peer.queuedBytes = 0;
     peer.dialing?.close(new TransportError('CLOSED', `peer ${id} removed`));
     peer.conn?.close(new TransportError('CLOSED', `peer ${id} removed`));
-    peer.snapshotConn?.close(new TransportError('CLOSED', `peer ${id} removed`));
+    for (const conn of peer.snapshots.values())
+      conn?.close(new TransportError('CLOSED', `peer ${id} removed`));
+  }
+
+  addGroup(group: GroupId, endpoint: GroupEndpoint): void {
+    this.checkOpen();
+    this.groups.add(group, endpoint);
+  }
+
+  removeGroup(group: GroupId): void {
+    this.groups.remove(group);
   }
 
   setLinkFilter(filter: LinkFilter | undefined): void {
@@ -377,8 +401,9 @@ export class PeerTransport implements Transport {
   }
 
   /** Queue messages; they leave in one write per peer at the end of this event-loop turn. */
-  send(messages: readonly Message[]): void {
+  send(messages: readonly Message[], group: GroupId = DEFAULT_GROUP_ID): void {
     this.checkOpen();
+    checkGroupId(group);
     for (const m of messages) {
       if (!isNetworkMessage(m.type))
         throw new TypeError(`message type ${MessageType[m.type]} is local, not sendable`);
@@ -387,14 +412,15 @@ export class PeerTransport implements Transport {
       // The receiver drops a connection carrying a message not from its peer, so catch it here.
       if (m.from !== this.nodeId) throw new TypeError(`message from ${m.from} sent by node ${this.nodeId}`);
       const verdict = this.verdict(this.nodeId, m.to);
+      const item = { group, message: m };
       if (verdict === 'drop') {
         this.countDrop(m.to);
         // Raft waits for a snapshot's outcome; a dropped one must still be reported as failed.
-        if (m.type === MessageType.Snapshot) this.defer(() => this.options.onSnapshotStatus?.(m.to, false));
+        if (m.type === MessageType.Snapshot) this.defer(() => this.groups.snapshotStatus(group, m.to, false));
       } else if (verdict === 'pass') {
-        this.route(m);
+        this.route(item);
       } else {
-        this.later(verdict.delayMs, () => this.route(m));
+        this.later(verdict.delayMs, () => this.route(item));
       }
     }
   }
@@ -419,7 +445,7 @@ export class PeerTransport implements Transport {
         connected: peer.conn === undefined ? 0 : 1,
       };
     }
-    return { peers, ...this.totals };
+    return { peers, ...this.totals, messagesDroppedUnknownGroup: this.groups.messagesDroppedUnknownGroup };
   }
 
   /** Releases every socket and timer; no callback fires afterwards. */
@@ -443,30 +469,33 @@ export class PeerTransport implements Transport {
 
   // ---- sending ------------------------------------------------------------------------------
 
-  private route(m: Message): void {
+  private route(item: GroupMessage): void {
     if (this.closed) return;
+    const m = item.message;
     const peer = this.peers.get(m.to);
     if (peer === undefined) {
       this.totals.messagesDroppedUnknownPeer++;
       this.reportUnreachableId(m.to);
+      if (m.type === MessageType.Snapshot)
+        this.defer(() => this.groups.snapshotStatus(item.group, m.to, false));
       return;
     }
     if (m.type === MessageType.Snapshot) {
-      this.startSnapshot(peer, m);
+      this.startSnapshot(peer, item);
       return;
     }
-    this.enqueue(peer, m);
+    this.enqueue(peer, item);
   }
 
-  private enqueue(peer: Peer, m: Message): void {
-    if (m.type === MessageType.Propose && peer.conn === undefined) {
+  private enqueue(peer: Peer, item: GroupMessage): void {
+    if (item.message.type === MessageType.Propose && peer.conn === undefined) {
       // A proposal forwarded to a leader we cannot reach is dropped, not kept for its return:
       // queued, it could commit seconds later, long after its client gave up on it.
       peer.stats.messagesDropped++;
       this.reportUnreachable(peer);
       return;
     }
-    const size = messageBytes(m);
+    const size = groupMessageBytes(item);
     if (size + FRAME_OVERHEAD_BYTES + 6 > this.settings.frameBytesMax) {
       peer.stats.messagesDropped++;
       this.reportError(
@@ -487,7 +516,7 @@ export class PeerTransport implements Transport {
       this.reportUnreachable(peer);
       return;
     }
-    peer.queue.push(m);
+    peer.queue.push(item);
     peer.queueSizes.push(size);
     peer.queuedBytes += size;
     this.markDirty(peer);
@@ -712,8 +741,8 @@ export class PeerTransport implements Transport {
     if (type === FrameType.KeepAlive) return;
     if (type !== FrameType.Messages)
       throw new TransportError('FRAME_UNEXPECTED', `frame type ${type} on a message connection`);
-    const messages = decodeBatch(payload);
-    for (const m of messages) {
+    const items = decodeBatch(payload);
+    for (const { message: m } of items) {
       if (m.from !== peer.id || m.to !== this.nodeId) {
         throw new TransportError(
           'CODEC_INVALID',
@@ -721,31 +750,33 @@ export class PeerTransport implements Transport {
         );
       }
     }
-    peer.stats.messagesReceived += messages.length;
+    peer.stats.messagesReceived += items.length;
     peer.stats.bytesReceived += payload.length + FRAME_OVERHEAD_BYTES;
-    for (const m of messages) this.receive(peer, m);
+    for (const item of items) this.receive(peer, item);
   }
 
-  private receive(peer: Peer, m: Message): void {
-    const verdict = this.verdict(m.from, this.nodeId);
+  private receive(peer: Peer, item: GroupMessage): void {
+    const verdict = this.verdict(item.message.from, this.nodeId);
     if (verdict === 'pass') {
-      this.deliver(m);
+      this.deliver(item);
     } else if (verdict === 'drop') {
       peer.stats.messagesDropped++;
     } else {
-      this.later(verdict.delayMs, () => this.deliver(m));
+      this.later(verdict.delayMs, () => this.deliver(item));
     }
   }
 
-  private deliver(m: Message): void {
-    if (this.closed) return;
+  /** Hands the message to its group's endpoint; false when the group is unknown here. */
+  private deliver({ group, message }: GroupMessage): boolean {
+    if (this.closed) return false;
     try {
-      this.options.onMessage(m);
+      return this.groups.deliver(group, message);
     } catch (error) {
       // A throwing handler is a bug in the caller; surface it loudly instead of killing the link.
       queueMicrotask(() => {
         throw error;
       });
+      return true;
     }
   }
 
@@ -898,20 +929,24 @@ export class PeerTransport implements Transport {
 
   // ---- snapshots ----------------------------------------------------------------------------
 
-  private startSnapshot(peer: Peer, m: Message): void {
-    invariant(m.snapshot !== undefined, 'MsgSnap carries a snapshot');
-    if (peer.snapshotInFlight) {
-      // Raft sends one snapshot per follower at a time; a second one means the first is stale.
+  private startSnapshot(peer: Peer, item: GroupMessage): void {
+    invariant(item.message.snapshot !== undefined, 'MsgSnap carries a snapshot');
+    const group = item.group;
+    if (peer.snapshots.has(group)) {
+      // Raft sends a group one snapshot per follower at a time; a second one means the first is stale.
       this.reportError(
-        new TransportError('SNAPSHOT_BUSY', `a snapshot to peer ${peer.id} is already in flight`),
+        new TransportError(
+          'SNAPSHOT_BUSY',
+          `a snapshot of group ${group} to peer ${peer.id} is already in flight`,
+        ),
         peer.id,
       );
-      this.defer(() => this.options.onSnapshotStatus?.(peer.id, false));
+      this.defer(() => this.groups.snapshotStatus(group, peer.id, false));
       return;
     }
-    peer.snapshotInFlight = true;
-    this.sendSnapshot(peer, m).then(
-      (ok) => this.finishSnapshot(peer, ok),
+    peer.snapshots.set(group, undefined);
+    this.sendSnapshot(peer, item).then(
+      (ok) => this.finishSnapshot(peer, group, ok, true),
       (error: unknown) => {
         if (!(error instanceof TransportError)) {
           // Socket errors and snapshot source errors (a missing file): say why the snapshot failed.
@@ -925,47 +960,52 @@ export class PeerTransport implements Transport {
         } else if (error.code !== 'CLOSED') {
           this.reportError(error, peer.id);
         }
-        this.finishSnapshot(peer, false);
+        this.finishSnapshot(peer, group, false, false);
       },
     );
   }
 
-  private finishSnapshot(peer: Peer, ok: boolean): void {
-    peer.snapshotInFlight = false;
-    peer.snapshotConn = undefined;
+  /** `reached`: the receiver answered (accepted or refused); otherwise the peer is unreachable. */
+  private finishSnapshot(peer: Peer, group: GroupId, ok: boolean, reached: boolean): void {
+    peer.snapshots.delete(group);
     if (ok) peer.stats.snapshotsSent++;
     else peer.stats.snapshotsFailed++;
-    if (!ok) this.reportUnreachable(peer);
-    this.defer(() => this.options.onSnapshotStatus?.(peer.id, ok));
+    if (!reached) this.reportUnreachable(peer);
+    this.defer(() => this.groups.snapshotStatus(group, peer.id, ok));
   }
 
-  private async sendSnapshot(peer: Peer, m: Message): Promise<boolean> {
+  /** True once the receiver acknowledged it, false when it refused it (an ack saying why). */
+  private async sendSnapshot(peer: Peer, item: GroupMessage): Promise<boolean> {
     const address = peer.address;
     if (address === undefined) throw new TransportError('UNKNOWN_PEER', `no address for peer ${peer.id}`);
     const conn = this.openConnection(address);
-    peer.snapshotConn = conn;
+    peer.snapshots.set(item.group, conn);
     try {
       await new Promise<void>((resolve, reject) => {
         conn.onClose((error) => reject(error ?? new TransportError('CLOSED', 'snapshot connection closed')));
         this.handshakeAsDialer(conn, peer.id, ConnectionKind.Snapshot, resolve);
       });
       const ack = this.awaitSnapshotAck(conn);
-      const source = this.snapshotSourceOf(m);
-      // A receiver that stops reading (frozen, partitioned) must not pin snapshotInFlight forever.
+      const source = this.snapshotSourceOf(item);
+      // A receiver that stops reading (frozen, partitioned) must not keep the group's slot forever.
       const stalled = (): TransportError =>
         new TransportError('SNAPSHOT_FAILED', `snapshot stream to peer ${peer.id} stalled`);
       const progress = (): void => conn.setDeadline(this.settings.snapshotIdleTimeoutMs, stalled);
       progress();
-      const streamed = await streamSnapshot(conn, m, source, this.settings.chunkBytes, progress);
+      const streamed = await streamSnapshot(conn, item, source, this.settings.chunkBytes, progress);
       peer.stats.snapshotBytesSent += streamed.totalBytes;
       conn.setDeadline(
         this.settings.snapshotIdleTimeoutMs,
         () => new TransportError('SNAPSHOT_FAILED', 'no snapshot ack'),
       );
       const result = await ack;
-      if (!result.ok)
-        throw new TransportError('SNAPSHOT_FAILED', `peer ${peer.id} refused the snapshot: ${result.reason}`);
-      return true;
+      if (!result.ok) {
+        this.reportError(
+          new TransportError('SNAPSHOT_FAILED', `peer ${peer.id} refused the snapshot: ${result.reason}`),
+          peer.id,
+        );
+      }
+      return result.ok;
     } finally {
       conn.close(undefined);
     }
@@ -987,10 +1027,10 @@ export class PeerTransport implements Transport {
     return ack;
   }
 
-  private snapshotSourceOf(m: Message): SnapshotSource {
-    const data = m.snapshot!.data;
+  private snapshotSourceOf({ group, message }: GroupMessage): SnapshotSource {
+    const data = message.snapshot!.data;
     if (data.length > 0) return [data];
-    return this.options.snapshotSource?.(m) ?? [];
+    return this.options.snapshotSource?.(message, group) ?? [];
   }
 
   private acceptSnapshot(conn: Connection, from: NodeId): void {
@@ -1010,6 +1050,7 @@ export class PeerTransport implements Transport {
       this.settings.snapshotBytesMax,
       this.options.snapshotSink ?? memorySnapshotSink,
       {
+        admit: (group, m) => this.groups.resolve(group, m) !== undefined,
         pause: () => conn.socket.pause(),
         resume: () => {
           idle();
@@ -1028,7 +1069,7 @@ export class PeerTransport implements Transport {
     });
     conn.handler = (type, payload) => {
       idle();
-      const complete = receiver.onFrame(type, payload);
+      const complete = this.snapshotFrame(receiver, type, payload, refuse);
       if (complete === undefined) return;
       conn.clearDeadline();
       const verdict = this.verdict(from, this.nodeId);
@@ -1042,9 +1083,9 @@ export class PeerTransport implements Transport {
         return;
       }
       complete.then(
-        (m) => {
-          if (verdict === 'pass') this.completeSnapshot(conn, from, m, receiver);
-          else this.later(verdict.delayMs, () => this.completeSnapshot(conn, from, m, receiver));
+        (item) => {
+          if (verdict === 'pass') this.completeSnapshot(conn, from, item, receiver);
+          else this.later(verdict.delayMs, () => this.completeSnapshot(conn, from, item, receiver));
         },
         (error: unknown) =>
           refuse(
@@ -1058,10 +1099,41 @@ export class PeerTransport implements Transport {
     };
   }
 
-  private completeSnapshot(conn: Connection, from: NodeId, m: Message, receiver: SnapshotReceiver): void {
+  /** One frame into the receiver; a snapshot for a group not hosted here is refused with an ack. */
+  private snapshotFrame(
+    receiver: SnapshotReceiver,
+    type: FrameType,
+    payload: Buffer,
+    refuse: (error: TransportError) => void,
+  ): Promise<GroupMessage> | undefined {
+    try {
+      return receiver.onFrame(type, payload);
+    } catch (error) {
+      if (!(error instanceof TransportError && error.code === 'UNKNOWN_GROUP')) throw error;
+      refuse(error);
+      return undefined;
+    }
+  }
+
+  private completeSnapshot(
+    conn: Connection,
+    from: NodeId,
+    item: GroupMessage,
+    receiver: SnapshotReceiver,
+  ): void {
     if (conn.closed || this.closed) {
       // The sender will not hear of it and sends again: what the sink kept goes.
       receiver.discardFinished(new TransportError('CLOSED', 'snapshot connection closed before delivery'));
+      return;
+    }
+    if (!this.deliver(item)) {
+      // The group went away while its snapshot streamed in.
+      receiver.discardFinished(new TransportError('UNKNOWN_GROUP', `group ${item.group} is gone`));
+      conn.endWithFrame(
+        FrameType.SnapshotAck,
+        encodeSnapshotAck(false, `group ${item.group} is not hosted on node ${this.nodeId}`),
+        new TransportError('CLOSED', 'refused'),
+      );
       return;
     }
     const peer = this.peers.get(from);
@@ -1069,7 +1141,6 @@ export class PeerTransport implements Transport {
       peer.stats.snapshotsReceived++;
       peer.stats.snapshotBytesReceived += receiver.bytesReceived;
     }
-    this.deliver(m);
     conn.endWithFrame(
       FrameType.SnapshotAck,
       encodeSnapshotAck(true, ''),

@@ -1,5 +1,6 @@
 // Snapshot streaming. A snapshot travels on its own short-lived connection:
-//   SnapshotBegin (the MsgSnap, snapshot.data empty) → SnapshotChunk* → SnapshotEnd → SnapshotAck
+//   SnapshotBegin (the MsgSnap with its group id, snapshot.data empty) → SnapshotChunk* →
+//   SnapshotEnd → SnapshotAck
 // Each chunk frame carries its own CRC (the frame CRC) and its offset; SnapshotEnd carries the
 // total length and the CRC of the whole data, checked once every chunk went to the sink. The
 // sender never holds more than one chunk plus the socket buffer in memory: it waits for 'drain'
@@ -10,10 +11,11 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open as fsOpen } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
-import { decodeBatch, encodeBatch } from './codec.js';
+import { decodeBatch, encodeBatch, type GroupMessage } from './codec.js';
 import type { Connection } from './connection.js';
 import { TransportError } from './errors.js';
 import { FRAME_HEADER_BYTES, FRAME_OVERHEAD_BYTES, FrameType, sealFrame } from './frame.js';
+import type { GroupId } from './transport.js';
 import {
   decodeSnapshotChunk,
   decodeSnapshotEnd,
@@ -30,7 +32,7 @@ export type SnapshotSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
  * (an LMDB copy on disk) is streamed without ever being in memory at once. Return undefined when
  * the snapshot really is empty.
  */
-export type SnapshotSourceProvider = (message: Message) => SnapshotSource | undefined;
+export type SnapshotSourceProvider = (message: Message, group: GroupId) => SnapshotSource | undefined;
 
 /** A SnapshotSource reading a file in chunkBytes pieces. */
 export function fileSnapshotSource(path: string, chunkBytes = 1 << 20): SnapshotSource {
@@ -53,7 +55,7 @@ export interface StreamedSnapshot {
 /** Writes Begin, all chunks (respecting backpressure) and End on an established connection. */
 export async function streamSnapshot(
   conn: Connection,
-  message: Message,
+  { group, message }: GroupMessage,
   source: SnapshotSource,
   chunkBytes: number,
   onProgress: () => void,
@@ -62,7 +64,7 @@ export async function streamSnapshot(
     ...message,
     snapshot: { metadata: message.snapshot!.metadata, data: new Uint8Array(0) },
   };
-  conn.writeFrame(FrameType.SnapshotBegin, encodeBatch([metadataOnly]));
+  conn.writeFrame(FrameType.SnapshotBegin, encodeBatch([{ group, message: metadataOnly }]));
   let totalBytes = 0;
   let crc = 0;
   for await (const chunk of cutToChunks(source, chunkBytes)) {
@@ -96,7 +98,7 @@ export interface SnapshotSink {
 }
 
 /** Picks a sink for an incoming MsgSnap (snapshot.data still empty: only metadata is known). */
-export type SnapshotSinkProvider = (message: Message) => SnapshotSink;
+export type SnapshotSinkProvider = (message: Message, group: GroupId) => SnapshotSink;
 
 /** The default sink: reassembles in memory (bounded by the receiver's snapshotBytesMax). */
 export function memorySnapshotSink(): SnapshotSink {
@@ -151,6 +153,8 @@ export function fileSnapshotSink(path: string): SnapshotSink {
 }
 
 export interface SnapshotReceiverHooks {
+  /** Whether this node hosts the snapshot's group (asked before any data is read). */
+  admit(group: GroupId, message: Message): boolean;
   /** The sink is behind: stop reading the socket. */
   pause(): void;
   /** The sink caught up (also a sign of progress for idle deadlines). */
@@ -164,7 +168,7 @@ const SINK_WRITES_PENDING_MAX = 2;
 
 /** Receiving side of one snapshot connection: verifies every chunk as it arrives and the whole. */
 export class SnapshotReceiver {
-  private message: Message | undefined;
+  private begun: GroupMessage | undefined;
   private sink: SnapshotSink | undefined;
   private receivedBytes = 0;
   private crc = 0;
@@ -187,9 +191,10 @@ export class SnapshotReceiver {
 
   /**
    * On SnapshotEnd returns a promise of the complete MsgSnap (after the sink finished);
-   * throws synchronously on any inconsistency in the stream.
+   * throws synchronously on any inconsistency in the stream, and UNKNOWN_GROUP on a SnapshotBegin
+   * for a group the hooks do not admit.
    */
-  onFrame(type: FrameType, payload: Buffer): Promise<Message> | undefined {
+  onFrame(type: FrameType, payload: Buffer): Promise<GroupMessage> | undefined {
     switch (type) {
       case FrameType.SnapshotBegin:
         this.begin(payload);
@@ -217,11 +222,11 @@ export class SnapshotReceiver {
   }
 
   private begin(payload: Buffer): void {
-    if (this.message !== undefined) throw corrupt('second SnapshotBegin on one connection');
-    const messages = decodeBatch(payload);
-    const m = messages[0];
+    if (this.begun !== undefined) throw corrupt('second SnapshotBegin on one connection');
+    const items = decodeBatch(payload);
+    const m = items[0]?.message;
     if (
-      messages.length !== 1 ||
+      items.length !== 1 ||
       m === undefined ||
       m.type !== MessageType.Snapshot ||
       m.snapshot === undefined
@@ -231,8 +236,11 @@ export class SnapshotReceiver {
     if (m.from !== this.from || m.to !== this.to) {
       throw corrupt(`MsgSnap ${m.from}→${m.to} on a connection from ${this.from} to ${this.to}`);
     }
-    this.message = m;
-    this.sink = this.sinkProvider(m);
+    const group = items[0]!.group;
+    if (!this.hooks.admit(group, m))
+      throw new TransportError('UNKNOWN_GROUP', `snapshot for group ${group}, which this node does not host`);
+    this.begun = items[0];
+    this.sink = this.sinkProvider(m, group);
   }
 
   private chunk(payload: Buffer): void {
@@ -262,10 +270,10 @@ export class SnapshotReceiver {
     });
   }
 
-  private end(payload: Buffer): Promise<Message> {
-    const m = this.message;
+  private end(payload: Buffer): Promise<GroupMessage> {
+    const begun = this.begun;
     const sink = this.sink;
-    if (m === undefined || sink === undefined) throw corrupt('SnapshotEnd before SnapshotBegin');
+    if (begun === undefined || sink === undefined) throw corrupt('SnapshotEnd before SnapshotBegin');
     const { totalBytes, crc } = decodeSnapshotEnd(payload);
     if (totalBytes !== this.receivedBytes)
       throw corrupt(`snapshot has ${this.receivedBytes} bytes, sender sent ${totalBytes}`);
@@ -277,7 +285,8 @@ export class SnapshotReceiver {
       if (this.settled) throw new TransportError('SNAPSHOT_FAILED', 'snapshot stream was abandoned');
       this.settled = true;
       this.finished = true;
-      return { ...m, snapshot: { metadata: m.snapshot!.metadata, data } };
+      const m = begun.message;
+      return { group: begun.group, message: { ...m, snapshot: { metadata: m.snapshot!.metadata, data } } };
     });
   }
 }

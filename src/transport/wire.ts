@@ -9,7 +9,7 @@
 import { Reader, varUintBytes, writeVarUint } from './codec.js';
 import { TransportError } from './errors.js';
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export enum ConnectionKind {
   /** The one long-lived connection per node pair that carries Raft message batches both ways. */

@@ -24,6 +24,8 @@ const LAYER_RANKS: Record<string, number> = {
   mvcc: 3,
   transport: 3,
   client: 3,
+  // One process hosting many groups: the shared WAL, the transport, group hosting.
+  node: 3.5,
   server: 4,
   api: 5,
   cli: 6,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { RaftNodeApi, Ready } from '../../src/raft/api.js';
+import type { Ready } from '../../src/raft/api.js';
 import { MemoryStorage } from '../../src/raft/memory-storage.js';
 import type { Entry } from '../../src/raft/types.js';
 import { RaftHost } from '../../src/replica/raft-host.js';
@@ -8,42 +8,7 @@ import { WalLog } from '../../src/server/durable-log.js';
 import type { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { Wal } from '../../src/storage/wal.js';
 import { entries, withTempDir } from '../storage/helpers.js';
-
-/** A core that hands out the given Readies one at a time; nothing else is called. */
-function scriptedNode(readies: Ready[]): RaftNodeApi & { advanced: number } {
-  const node = {
-    advanced: 0,
-    hasReady: () => readies.length > 0,
-    ready: () => readies.shift()!,
-    advance: () => {
-      node.advanced++;
-    },
-  };
-  return node as unknown as RaftNodeApi & { advanced: number };
-}
-
-function ready(fields: Partial<Ready>): Ready {
-  return {
-    entries: [],
-    committedEntries: [],
-    messages: [],
-    messagesAfterPersist: [],
-    readStates: [],
-    mustSync: true,
-    ...fields,
-  };
-}
-
-const quietEvents = {
-  onSoftState: () => {},
-  onHardState: () => {},
-  onReadStates: () => {},
-  onApplied: () => {},
-  onFatal: (error: Error) => {
-    throw error;
-  },
-};
-const noSender = { send: () => {}, flush: () => {} };
+import { noSender, quietEvents, ready, scriptedNode } from './host-fixtures.js';
 
 /**
  * Runs one Ready through a RaftHost over a real WAL in `dir`. The state machine applies as the

@@ -10,7 +10,14 @@ import {
   message,
   type Snapshot,
 } from '../../src/raft/types.js';
-import { CODEC_VERSION, decodeBatch, encodeBatch, messageBytes } from '../../src/transport/codec.js';
+import {
+  CODEC_VERSION,
+  decodeBatch,
+  encodeBatch,
+  type GroupMessage,
+  groupMessageBytes,
+  messageBytes,
+} from '../../src/transport/codec.js';
 import { TransportError } from '../../src/transport/errors.js';
 import {
   encodeFrame,
@@ -68,6 +75,16 @@ const messageArb: fc.Arbitrary<Message> = fc
     return snapshot === undefined ? (rest as Message) : ({ ...rest, snapshot } as Message);
   });
 
+const groupMessageArb: fc.Arbitrary<GroupMessage> = fc.record({
+  group: fc.oneof(fc.constantFrom(0, 1, 127, 128), safeInt),
+  message: messageArb,
+});
+
+/** Messages of group 1, as a single-group caller sends them. */
+function ofGroup1(messages: Message[]): GroupMessage[] {
+  return messages.map((m) => ({ group: 1, message: m }));
+}
+
 /** Decoded byte fields are plain Uint8Array views; compare on content and type. */
 function normalize(value: unknown): unknown {
   if (value instanceof Uint8Array) return Array.from(value);
@@ -79,14 +96,14 @@ function normalize(value: unknown): unknown {
 }
 
 describe('codec', () => {
-  it('round-trips any batch of messages exactly', () => {
+  it('round-trips any batch of messages of any groups exactly, group ids included', () => {
     fc.assert(
-      fc.property(fc.array(messageArb, { maxLength: 12 }), (messages) => {
-        const decoded = decodeBatch(encodeBatch(messages));
-        assert.deepEqual(normalize(decoded), normalize(messages));
-        for (const m of decoded) {
-          assert.equal('snapshot' in m, messages[decoded.indexOf(m)]!.snapshot !== undefined);
-        }
+      fc.property(fc.array(groupMessageArb, { maxLength: 12 }), (items) => {
+        const decoded = decodeBatch(encodeBatch(items));
+        assert.deepEqual(normalize(decoded), normalize(items));
+        decoded.forEach((item, i) => {
+          assert.equal('snapshot' in item.message, items[i]!.message.snapshot !== undefined);
+        });
       }),
       { numRuns: 300 },
     );
@@ -94,12 +111,19 @@ describe('codec', () => {
 
   it('sizes each message exactly (one allocation per batch, no slack)', () => {
     fc.assert(
-      fc.property(fc.array(messageArb, { maxLength: 5 }), (messages) => {
-        const total = messages.reduce((sum, m) => sum + messageBytes(m), 0);
+      fc.property(fc.array(groupMessageArb, { maxLength: 5 }), (items) => {
+        const total = items.reduce((sum, item) => sum + groupMessageBytes(item), 0);
         // version byte + count varint (< 128 messages → 1 byte)
-        assert.equal(encodeBatch(messages).length, total + 2);
+        assert.equal(encodeBatch(items).length, total + 2);
       }),
     );
+  });
+
+  it('costs one byte per message for a group id below 128', () => {
+    const m = message({ type: MessageType.Heartbeat, to: 2, from: 1 });
+    assert.equal(groupMessageBytes({ group: 0, message: m }), messageBytes(m) + 1);
+    assert.equal(groupMessageBytes({ group: 127, message: m }), messageBytes(m) + 1);
+    assert.equal(groupMessageBytes({ group: 128, message: m }), messageBytes(m) + 2);
   });
 
   it('round-trips a large entry (5 MiB) and max safe integers', () => {
@@ -112,23 +136,28 @@ describe('codec', () => {
       index: Number.MAX_SAFE_INTEGER - 1,
       entries: [{ term: 7, index: Number.MAX_SAFE_INTEGER, type: EntryType.Normal, data }],
     });
-    const [decoded] = decodeBatch(encodeBatch([m]));
-    assert.equal(decoded!.to, Number.MAX_SAFE_INTEGER);
-    assert.equal(decoded!.entries[0]!.index, Number.MAX_SAFE_INTEGER);
-    assert.ok(Buffer.from(decoded!.entries[0]!.data).equals(Buffer.from(data)));
+    const [decoded] = decodeBatch(encodeBatch([{ group: Number.MAX_SAFE_INTEGER, message: m }]));
+    assert.equal(decoded!.group, Number.MAX_SAFE_INTEGER);
+    assert.equal(decoded!.message.to, Number.MAX_SAFE_INTEGER);
+    assert.equal(decoded!.message.entries[0]!.index, Number.MAX_SAFE_INTEGER);
+    assert.ok(Buffer.from(decoded!.message.entries[0]!.data).equals(Buffer.from(data)));
   });
 
   it('refuses to encode integers that are not non-negative safe integers', () => {
     for (const bad of [-1, 1.5, 2 ** 53, Number.NaN]) {
       assert.throws(
-        () => encodeBatch([message({ type: MessageType.Heartbeat, term: bad })]),
+        () => encodeBatch(ofGroup1([message({ type: MessageType.Heartbeat, term: bad })])),
+        (e: unknown) => e instanceof TransportError && e.code === 'CODEC_INVALID',
+      );
+      assert.throws(
+        () => encodeBatch([{ group: bad, message: message({ type: MessageType.Heartbeat }) }]),
         (e: unknown) => e instanceof TransportError && e.code === 'CODEC_INVALID',
       );
     }
   });
 
   it('rejects an unknown codec version', () => {
-    const payload = encodeBatch([message({ type: MessageType.Heartbeat, to: 2, from: 1 })]);
+    const payload = encodeBatch(ofGroup1([message({ type: MessageType.Heartbeat, to: 2, from: 1 })]));
     payload[0] = CODEC_VERSION + 1;
     assert.throws(
       () => decodeBatch(payload),
@@ -138,8 +167,8 @@ describe('codec', () => {
 
   it('never decodes a truncated batch into messages', () => {
     fc.assert(
-      fc.property(fc.array(messageArb, { minLength: 1, maxLength: 4 }), fc.nat(), (messages, cut) => {
-        const payload = encodeBatch(messages);
+      fc.property(fc.array(groupMessageArb, { minLength: 1, maxLength: 4 }), fc.nat(), (items, cut) => {
+        const payload = encodeBatch(items);
         const at = cut % payload.length;
         assert.throws(
           () => decodeBatch(payload.subarray(0, at)),
@@ -241,16 +270,17 @@ describe('frames', () => {
         entries: [{ term: 1, index: i + 1, type: EntryType.Normal, data: new Uint8Array(1000).fill(i) }],
       }),
     );
-    const sizes = messages.map(messageBytes);
+    const items = messages.map((m, i) => ({ group: i % 3, message: m }));
+    const sizes = items.map(groupMessageBytes);
     const frameBytesMax = 8 * 1024;
-    const buf = encodeMessageFrames(messages, sizes, frameBytesMax);
+    const buf = encodeMessageFrames(items, sizes, frameBytesMax);
     const frames = collect(frameBytesMax, [buf]);
     assert.ok(frames.length >= 7, `expected several frames, got ${frames.length}`);
     for (const f of frames) assert.ok(f.payload.length <= frameBytesMax);
     const decoded = frames.flatMap((f) => decodeBatch(f.payload));
     assert.deepEqual(
-      decoded.map((m) => m.index),
-      messages.map((m) => m.index),
+      decoded.map(({ group, message: m }) => [group, m.index]),
+      items.map(({ group, message: m }) => [group, m.index]),
     );
     assert.equal(
       buf.length,
@@ -261,7 +291,7 @@ describe('frames', () => {
   it('refuses a single message larger than a frame', () => {
     const big = message({ type: MessageType.Append, context: new Uint8Array(5000) });
     assert.throws(
-      () => encodeMessageFrames([big], [messageBytes(big)], 4096),
+      () => encodeMessageFrames(ofGroup1([big]), [groupMessageBytes({ group: 1, message: big })], 4096),
       (e: unknown) => e instanceof TransportError && e.code === 'MESSAGE_TOO_LARGE',
     );
   });

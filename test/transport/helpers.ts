@@ -1,9 +1,12 @@
 // Test helpers: transports on 127.0.0.1 port 0, bounded waits, a byte-flipping TCP proxy.
 
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net';
-import type { Message, NodeId } from '../../src/raft/types.js';
+import { afterEach } from 'node:test';
+import { type Message, MessageType, message, type NodeId } from '../../src/raft/types.js';
 import type { TransportError } from '../../src/transport/errors.js';
+import { encodeFrame, FrameDecoder, FrameType } from '../../src/transport/frame.js';
 import { PeerTransport, type PeerTransportOptions } from '../../src/transport/peer-transport.js';
+import { decodeHelloAck, encodeHello, type Hello, type HelloAck } from '../../src/transport/wire.js';
 
 export interface Harness {
   transport: PeerTransport;
@@ -38,6 +41,65 @@ export async function startTransport(
   });
   await harness.transport.listen();
   return harness;
+}
+
+/** startTransport for a test file: every transport it starts is closed after each test. */
+export function transportsClosedAfterEach(): (
+  nodeId: NodeId,
+  overrides?: Partial<PeerTransportOptions>,
+) => Promise<Harness> {
+  const started: Harness[] = [];
+  afterEach(async () => {
+    for (const harness of started.splice(0).reverse()) await harness.transport.close();
+  });
+  return async (nodeId, overrides = {}) => {
+    const harness = await startTransport(nodeId, overrides);
+    started.push(harness);
+    return harness;
+  };
+}
+
+/** A MsgSnap from → to of a snapshot at `index` (term 2, voters 1 and 2) with empty data. */
+export function snapshotMessage(from: NodeId, to: NodeId, index: number): Message {
+  return message({
+    type: MessageType.Snapshot,
+    from,
+    to,
+    term: 2,
+    snapshot: {
+      metadata: {
+        index,
+        term: 2,
+        confState: { voters: [1, 2], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false },
+      },
+      data: new Uint8Array(0),
+    },
+  });
+}
+
+/**
+ * Dials `transportUrl` with a hand-made Hello (any version, ids, kind) and returns the HelloAck
+ * once the acceptor has answered and closed the connection.
+ */
+export async function rawHello(transportUrl: string, hello: Hello): Promise<HelloAck> {
+  const socket = tcpConnect({ host: '127.0.0.1', port: Number(new URL(transportUrl).port) });
+  try {
+    socket.write(encodeFrame(FrameType.Hello, encodeHello(hello)));
+    const acks: HelloAck[] = [];
+    const decoder = new FrameDecoder(1 << 20, (type, payload) => {
+      if (type !== FrameType.HelloAck) throw new Error(`expected HelloAck, got frame type ${type}`);
+      acks.push(decodeHelloAck(payload));
+    });
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    let closed = false;
+    socket.on('close', () => {
+      closed = true;
+    });
+    await waitFor('ack and close', () => acks.length === 1 && closed);
+    return acks[0]!;
+  } finally {
+    socket.destroy();
+  }
 }
 
 /** Polls a condition every 5 ms; fails the test after timeoutMs instead of hanging. */

@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 import { EntryType, type Message, MessageType, message } from '../../src/raft/types.js';
 import { TransportError } from '../../src/transport/errors.js';
-import { encodeFrame, FrameDecoder, FrameType } from '../../src/transport/frame.js';
 import { backoffDelayMs, PeerTransport } from '../../src/transport/peer-transport.js';
-import { ConnectionKind, decodeHelloAck, encodeHello, PROTOCOL_VERSION } from '../../src/transport/wire.js';
-import { deadPort, FlakyProxy, type Harness, sleep, startTransport, waitFor } from './helpers.js';
+import { ConnectionKind, PROTOCOL_VERSION } from '../../src/transport/wire.js';
+import { deadPort, FlakyProxy, type Harness, rawHello, sleep, startTransport, waitFor } from './helpers.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
@@ -309,31 +307,15 @@ describe('PeerTransport', () => {
 
   it('rejects a message connection dialed by the higher id with DIAL_DIRECTION', async () => {
     const low = await node(4);
-    const socket = connect({ host: '127.0.0.1', port: Number(new URL(low.transport.url).port) });
-    cleanups.push(async () => {
-      socket.destroy();
-    });
-    const hello = {
+    const ack = await rawHello(low.transport.url, {
       protocolVersion: PROTOCOL_VERSION,
       kind: ConnectionKind.Messages,
       from: 5,
       to: 4,
       clusterId: 'cluster-a',
-    };
-    socket.write(encodeFrame(FrameType.Hello, encodeHello(hello)));
-    const acks: Array<ReturnType<typeof decodeHelloAck>> = [];
-    const decoder = new FrameDecoder(1 << 20, (type, payload) => {
-      assert.equal(type, FrameType.HelloAck);
-      acks.push(decodeHelloAck(payload));
     });
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
-    let closed = false;
-    socket.on('close', () => {
-      closed = true;
-    });
-    await waitFor('ack and close', () => acks.length === 1 && closed);
-    assert.equal(acks[0]!.accepted, false);
-    assert.equal(acks[0]!.errorCode, 'DIAL_DIRECTION');
+    assert.equal(ack.accepted, false);
+    assert.equal(ack.errorCode, 'DIAL_DIRECTION');
     assert.ok(low.errors.some((e) => e.error.code === 'DIAL_DIRECTION' && e.peer === 5));
   });
 

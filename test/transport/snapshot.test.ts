@@ -333,12 +333,20 @@ describe('snapshot receiver and its sink', () => {
         calls.push('abort');
       },
     };
-    const hooks = { pause: () => undefined, resume: () => undefined, fail: () => undefined };
+    const hooks = {
+      admit: () => true,
+      pause: () => undefined,
+      resume: () => undefined,
+      fail: () => undefined,
+    };
     const receiver = new SnapshotReceiver(2, 1, 1 << 20, () => sink, hooks);
     const data = pattern(1000, 3);
     const chunk = Buffer.alloc(snapshotChunkPayloadBytes(0, data.length));
     writeSnapshotChunk(chunk, 0, 0, data);
-    receiver.onFrame(FrameType.SnapshotBegin, Buffer.from(encodeBatch([msgSnap(2, 1, new Uint8Array(0))])));
+    receiver.onFrame(
+      FrameType.SnapshotBegin,
+      Buffer.from(encodeBatch([{ group: 1, message: msgSnap(2, 1, new Uint8Array(0)) }])),
+    );
     receiver.onFrame(FrameType.SnapshotChunk, chunk);
     const end = encodeSnapshotEnd(data.length, crc32(data));
     return { calls, receiver, end: () => receiver.onFrame(FrameType.SnapshotEnd, end)! };
@@ -347,7 +355,7 @@ describe('snapshot receiver and its sink', () => {
   it('a finished snapshot that is not delivered after all is handed back to the sink to drop', async () => {
     const { calls, receiver, end } = receiverWithSink(async () => new Uint8Array([1]));
     const delivered = await end();
-    assert.deepEqual([...delivered.snapshot!.data], [1]);
+    assert.deepEqual([...delivered.message.snapshot!.data], [1]);
     receiver.abort(new Error('closed')); // settled: no effect
     assert.deepEqual(calls, ['write', 'finish']);
     receiver.discardFinished(new Error('connection closed before delivery'));
