@@ -901,14 +901,14 @@ export function runSimulation(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
 }
 
-function encodeReadContext(readId: number): Uint8Array {
+export function encodeReadContext(readId: number): Uint8Array {
   const context = new Uint8Array(5);
   context[0] = 0x52;
   new DataView(context.buffer).setUint32(1, readId);
   return context;
 }
 
-function decodeReadContext(context: Uint8Array): number {
+export function decodeReadContext(context: Uint8Array): number {
   if (context.length !== 5 || context[0] !== 0x52) {
     throw new InvariantViolation('core-contract', 'a read state carries a context nobody sent');
   }
@@ -919,7 +919,7 @@ function members(conf: ConfState): NodeId[] {
   return [...new Set([...conf.voters, ...conf.learners, ...conf.votersOutgoing, ...conf.learnersNext])];
 }
 
-function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
+export function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
   const out = items.slice();
   for (let i = out.length - 1; i > 0; i--) {
     const j = rng.nextInt(i + 1);
@@ -929,11 +929,11 @@ function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
 }
 
 /** A copy as a real transport would deliver: the receiver never shares objects with the sender. */
-function cloneMessage(m: Message): Message {
+export function cloneMessage(m: Message): Message {
   return { ...m, entries: m.entries.map((e) => ({ ...e })) };
 }
 
-function formatMessage(m: Message): string {
+export function formatMessage(m: Message): string {
   const entries =
     m.entries.length > 0 ? ` ents=${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
   const reject = m.reject ? ` REJECT hint=${m.rejectHint}` : '';
