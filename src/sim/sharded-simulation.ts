@@ -20,7 +20,7 @@ import { SimDisk } from './disk.js';
 import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { InvariantChecker } from './invariants.js';
-import { DEFAULT_NETWORK, Network } from './network.js';
+import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { NodeDisk } from './node-disk.js';
 import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
@@ -34,6 +34,7 @@ import {
 import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
+import { TurnQueue } from './turn.js';
 
 export const METADATA_GROUP = 0;
 
@@ -108,7 +109,6 @@ const CLIENT_TIMEOUT_US = 300_000;
 const FETCH_TIMEOUT_US = 100_000;
 const DELETE_PROBABILITY = 0.2;
 const LIVENESS_CHECK_US = 10_000;
-const SETTLE_ROUNDS_MAX = 1_000_000;
 const BATCH_REVISIONS_MAX = 16;
 
 /** One simulated process: the replicas of the groups it hosts, one disk, one address. */
@@ -264,11 +264,11 @@ export class ShardedSimulation {
   private done = false;
   private events = 0;
   private current: SimEvent | undefined;
-  private soonQueue: Array<() => void> = [];
+  private readonly turn = new TurnQueue();
   /** Promise work started or settled during this event: drain the microtasks before going on. */
   private asyncTouched = false;
   private fatal: Error | undefined;
-  private readonly unreachableReportedAtUs = new Map<string, number>();
+  private readonly unreachable = new UnreachableReports(TICK_INTERVAL_US);
   private readonly stats = {
     writes: 0,
     refused: 0,
@@ -289,10 +289,8 @@ export class ShardedSimulation {
     this.rngRoot = new SimRng(options.seed, 10);
     this.rngFault = new SimRng(options.seed, 12);
     this.rngClient = new SimRng(options.seed, 13);
-    this.network = new Network(
-      new SimRng(options.seed, 11),
-      this.networkConfig(new SimRng(options.seed, 15)),
-    );
+    const networkConfig = simNetworkConfig(new SimRng(options.seed, 15), options.faults ?? true);
+    this.network = new Network(new SimRng(options.seed, 11), networkConfig);
     this.faultPhaseUs = options.faultPhaseUs ?? 3_000_000;
     this.livenessBoundUs = options.livenessBoundUs ?? 5_000_000;
     this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
@@ -382,7 +380,7 @@ export class ShardedSimulation {
   }
 
   soon(run: () => void): void {
-    this.soonQueue.push(run);
+    this.turn.soon(run);
   }
 
   onFatal(group: number, node: SimNode, error: Error): void {
@@ -443,18 +441,6 @@ export class ShardedSimulation {
   }
 
   // ---- setup ----------------------------------------------------------------------------------
-
-  private networkConfig(rng: SimRng) {
-    const faults = this.options.faults ?? true;
-    return {
-      ...DEFAULT_NETWORK,
-      latencyTailMeanUs: rng.between(200, 3000),
-      lossRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
-      duplicateRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
-      snapshotChunkBytes: 256,
-      snapshotChunkFailRate: faults ? rng.pick([0, 0.01]) : 0,
-    };
-  }
 
   private baseConfig(): SimNodeConfig {
     return {
@@ -640,22 +626,10 @@ export class ShardedSimulation {
    * each replica that acted is checked. Virtual time stands still meanwhile.
    */
   private async settle(): Promise<void> {
-    for (let rounds = 0; ; rounds++) {
-      if (rounds > SETTLE_ROUNDS_MAX)
-        throw new InvariantViolation('core-contract', `host loops still busy after ${rounds} rounds`);
-      if (this.fatal) throw this.fatal;
-      if (this.hostsRunning()) {
-        await null;
-        continue;
-      }
-      if (this.soonQueue.length > 0) {
-        const runs = this.soonQueue;
-        this.soonQueue = [];
-        for (const run of runs) run();
-        continue;
-      }
+    for (;;) {
+      await this.turn.settle(this.hostsRunning, () => this.fatal);
       for (const server of this.serverList) if (server.running) this.followOracleRole(server);
-      if (this.soonQueue.length > 0) continue;
+      if (this.turn.pending) continue;
       if (!this.asyncTouched) break;
       this.asyncTouched = false;
       // A macrotask boundary: every promise continuation queued so far has run after it.
@@ -684,11 +658,11 @@ export class ShardedSimulation {
       for (const replica of server.replicas.values()) if (replica.touched) replica.afterEvent();
   }
 
-  private hostsRunning(): boolean {
+  private readonly hostsRunning = (): boolean => {
     for (const server of this.serverList)
       for (const replica of server.replicas.values()) if (replica.hostRunning) return true;
     return false;
-  }
+  };
 
   private actor(event: SimEvent): SimServer | undefined {
     switch (event.kind) {
@@ -809,9 +783,7 @@ export class ShardedSimulation {
 
   private reportUnreachable(group: number, from: SimNode, to: NodeId): void {
     const link = `${group}:${from.id}>${to}`;
-    const last = this.unreachableReportedAtUs.get(link);
-    if (last !== undefined && this.queue.now - last < TICK_INTERVAL_US) return;
-    this.unreachableReportedAtUs.set(link, this.queue.now);
+    if (!this.unreachable.due(link, this.queue.now)) return;
     this.queue.after(this.network.config.latencyMinUs, {
       kind: 'unreachable',
       group,
@@ -822,18 +794,19 @@ export class ShardedSimulation {
   }
 
   private sendSnapshot(group: number, from: SimNode, message: Message): void {
-    const plan = this.network.planSnapshotTransfer((message.snapshot?.data.length ?? 0) + 64);
+    const bytes = (message.snapshot?.data.length ?? 0) + 64;
+    const stream = this.network.startSnapshotStream(from.id, message.to, bytes);
     this.stats.snapshotsSent++;
     this.trace(
       `g${group} n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to}`,
     );
-    this.queue.after(plan.durationUs, {
+    this.queue.after(stream.durationUs, {
       kind: 'snapshot-done',
       group,
       message: cloneMessage(message),
       fromIncarnation: from.incarnation,
-      epoch: this.network.linkEpoch(from.id, message.to),
-      chunkFails: plan.chunkFails || !this.network.isLinkUp(from.id, message.to),
+      epoch: stream.epoch,
+      chunkFails: stream.chunkFails,
     });
   }
 
@@ -847,10 +820,8 @@ export class ShardedSimulation {
     const from = this.servers.get(message.from)!.replicas.get(group)!;
     const toServer = this.servers.get(message.to);
     const ok =
-      !chunkFails &&
       toServer?.running === true &&
-      this.network.isLinkUp(message.from, message.to) &&
-      this.network.linkEpoch(message.from, message.to) === epoch;
+      this.network.snapshotStreamArrived(message.from, message.to, { epoch, chunkFails });
     if (ok) toServer!.replicas.get(group)!.step(message);
     if (from.running && from.incarnation === fromIncarnation)
       from.withCore((raft) => raft.reportSnapshot(message.to, ok));
@@ -928,7 +899,7 @@ export class ShardedSimulation {
     if (event.range === undefined) return this.failFetch(server, event.requestId, event.leaderHint);
     server.fetches.delete(event.requestId);
     server.metaLeaderHint = event.from;
-    server.lastRange = event.range;
+    if (this.options.unsafeReuseRevisions) server.lastRange = event.range;
     this.asyncTouched = true;
     fetch.resolve(event.range);
   }
