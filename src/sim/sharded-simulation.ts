@@ -24,13 +24,7 @@ import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { NodeDisk } from './node-disk.js';
 import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
-import {
-  encodeWrite,
-  type ShardStateMachine as ShardState,
-  ShardStateMachine,
-  SimMetaStateMachine,
-  type WriteOp,
-} from './shard-app.js';
+import { encodeWrite, ShardStateMachine, SimMetaStateMachine, type WriteOp } from './shard-app.js';
 import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
@@ -232,7 +226,7 @@ class GroupPort implements SimNodeHost {
 }
 
 export class ShardedSimulation {
-  readonly revisions = new RevisionChecker();
+  private readonly revisions = new RevisionChecker();
   private readonly checkers = new Map<number, InvariantChecker>();
   private readonly queue = new EventQueue<SimEvent>();
   private readonly network: Network;
@@ -357,11 +351,6 @@ export class ShardedSimulation {
     };
   }
 
-  /** The nodes hosting each group (group 0 is the metadata group). */
-  get groupPlacement(): ReadonlyMap<number, readonly NodeId[]> {
-    return this.placement;
-  }
-
   // ---- what the group ports call --------------------------------------------------------------
 
   send(group: number, from: SimNode, message: Message): void {
@@ -409,7 +398,7 @@ export class ShardedSimulation {
       server.oracle?.onApplied(proposalId);
       return;
     }
-    const state = replica.app as ShardState;
+    const state = replica.app as ShardStateMachine;
     const applied = state.lastWrite;
     if (applied === undefined) return;
     this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous);
@@ -1121,7 +1110,8 @@ export class ShardedSimulation {
         })),
       );
       if (group === METADATA_GROUP) continue;
-      for (const r of replicas) shardReplicas.push({ shard: group, node: r.id, state: r.app as ShardState });
+      for (const r of replicas)
+        shardReplicas.push({ shard: group, node: r.id, state: r.app as ShardStateMachine });
     }
     this.revisions.checkReplicas(shardReplicas);
   }
