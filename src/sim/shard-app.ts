@@ -1,7 +1,8 @@
 // The state machines of a sharded simulated cluster. A shard group applies writes stamped with a
-// revision from the timestamp oracle: the key's mod revision becomes that revision, and the shard
-// keeps each key's history (revision, write, put or delete) so the checks can read any acked write
-// back at its revision. The metadata group (group 0) holds the oracle's high-water mark and the
+// revision from the timestamp oracle: a put or a delete of one key, or a single-shard txn (if a
+// key exists, these puts and deletes, else those), every key it writes taking that revision as its
+// mod revision. The shard keeps each key's history (revision, write, put or delete) so the checks
+// can read any acked write back at its revision. The metadata group (group 0) holds the oracle's high-water mark and the
 // static shard map: `MetadataView` is the seam the full metadata state machine replaces.
 //
 // Both extend KvStateMachine, so the per-group invariants (state hashes, acked proposals) apply
@@ -15,14 +16,38 @@ import { encodeCommandProposal, fnvString, KvStateMachine, proposalBody } from '
 
 export type WriteOp = 'put' | 'delete';
 
-/** One client write as a shard's log carries it. */
-export interface WriteCommand {
-  /** The client's write id: retries of one write carry the same id; it applies at most once. */
-  readonly write: number;
+export interface KeyOp {
   readonly key: string;
   readonly op: WriteOp;
-  /** The revision from the oracle this attempt was stamped with. */
+}
+
+/** What a client asks a shard to do: one key's put or delete, or a txn over keys of one shard. */
+export interface WriteRequest {
+  /** Applied when there is no compare, or when it holds. */
+  readonly ops: readonly KeyOp[];
+  /** A txn's compare: this key exists on the shard (etcd: version > 0). */
+  readonly ifExists?: string;
+  /** A txn's ops when the compare fails. */
+  readonly orElse?: readonly KeyOp[];
+}
+
+/** One client write as a shard's log carries it. */
+export interface WriteCommand extends WriteRequest {
+  /** The client's write id: retries of one write carry the same id; it applies at most once. */
+  readonly write: number;
+  /** The revision from the oracle this attempt was stamped with (every key it writes gets it). */
   readonly revision: number;
+}
+
+/** The ops of the branch a write took (`succeeded`: no compare, or the compare held). */
+export function branchOps(request: WriteRequest, succeeded: boolean): readonly KeyOp[] {
+  return succeeded ? request.ops : (request.orElse ?? []);
+}
+
+/** A write as the shard applied it. */
+export interface AppliedWrite {
+  readonly revision: number;
+  readonly succeeded: boolean;
 }
 
 /** One version of a key: what a read at `revision` sees (until the next version). */
@@ -42,32 +67,26 @@ export interface KeyState {
 }
 
 /**
- * What applying one write did: `applied` at its revision, `duplicate` (the write id was applied
- * before, at `revision`), or `refused` because its revision is not above the shard's (a write
- * stamped earlier was applied first; the client retries with a new revision).
+ * What applying one write did: `applied` at its revision (`succeeded`: which branch a txn took),
+ * `duplicate` (the write id was applied before, as `write` says), or `refused` because its revision
+ * is not above the shard's `revision` (a write stamped earlier was applied first; the client
+ * retries with a new revision).
  */
 export type WriteOutcome =
-  | { readonly kind: 'applied'; readonly revision: number }
-  | { readonly kind: 'duplicate'; readonly revision: number }
+  | { readonly kind: 'applied'; readonly write: AppliedWrite }
+  | { readonly kind: 'duplicate'; readonly write: AppliedWrite }
   | { readonly kind: 'refused'; readonly revision: number };
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
 export function encodeWrite(proposalId: number, command: WriteCommand): Uint8Array {
-  const body = { w: command.write, k: command.key, o: command.op, r: command.revision };
-  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify(body)));
+  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify(command)));
 }
 
 export function decodeWrite(data: Uint8Array): WriteCommand | undefined {
   const body = decodeBody(data);
-  if (body === undefined || typeof body.w !== 'number') return undefined;
-  return {
-    write: body.w,
-    key: String(body.k),
-    op: body.o === 'delete' ? 'delete' : 'put',
-    revision: Number(body.r),
-  };
+  return typeof body?.write === 'number' ? (body as unknown as WriteCommand) : undefined;
 }
 
 function decodeBody(data: Uint8Array): Record<string, unknown> | undefined {
@@ -89,8 +108,8 @@ export class ShardStateMachine extends KvStateMachine {
   revision = 0;
   readonly keys = new Map<string, KeyState>();
   readonly history = new Map<string, KeyVersion[]>();
-  /** Write id → the revision it was applied at. */
-  readonly writes = new Map<number, number>();
+  /** Write id → how it was applied. */
+  readonly writes = new Map<number, AppliedWrite>();
   /**
    * The entry applied last, if it was a write: the command, what it did, and the shard's revision
    * before it (read by the simulation right after the apply).
@@ -110,7 +129,7 @@ export class ShardStateMachine extends KvStateMachine {
     const previous = this.revision;
     const outcome = this.applyWrite(command);
     this.lastWrite = { command, outcome, previous };
-    this.hash = fnvString(`${outcome.kind}@${outcome.revision}`, this.hash);
+    this.hash = fnvString(JSON.stringify(outcome), this.hash);
   }
 
   /** The version of `key` a read at `revision` sees (undefined: absent then). */
@@ -125,25 +144,32 @@ export class ShardStateMachine extends KvStateMachine {
 
   private applyWrite(command: WriteCommand): WriteOutcome {
     const done = this.writes.get(command.write);
-    if (done !== undefined) return { kind: 'duplicate', revision: done };
+    if (done !== undefined) return { kind: 'duplicate', write: done };
     if (command.revision <= this.revision && this.options.unsafeAcceptStaleRevision !== true)
       return { kind: 'refused', revision: this.revision };
+    const succeeded = command.ifExists === undefined || this.keys.has(command.ifExists);
+    const write: AppliedWrite = { revision: command.revision, succeeded };
     this.revision = Math.max(this.revision, command.revision);
-    this.writes.set(command.write, command.revision);
-    const versions = this.history.get(command.key) ?? [];
-    versions.push({ revision: command.revision, write: command.write, op: command.op });
-    this.history.set(command.key, versions);
-    const current = this.keys.get(command.key);
-    if (command.op === 'delete') this.keys.delete(command.key);
+    this.writes.set(command.write, write);
+    for (const { key, op } of branchOps(command, succeeded))
+      this.applyKeyOp(command.write, key, op, command.revision);
+    return { kind: 'applied', write };
+  }
+
+  private applyKeyOp(write: number, key: string, op: WriteOp, revision: number): void {
+    const versions = this.history.get(key) ?? [];
+    versions.push({ revision, write, op });
+    this.history.set(key, versions);
+    const current = this.keys.get(key);
+    if (op === 'delete') this.keys.delete(key);
     else {
-      this.keys.set(command.key, {
-        createRevision: current?.createRevision ?? command.revision,
-        modRevision: command.revision,
+      this.keys.set(key, {
+        createRevision: current?.createRevision ?? revision,
+        modRevision: revision,
         version: (current?.version ?? 0) + 1,
-        write: command.write,
+        write,
       });
     }
-    return { kind: 'applied', revision: command.revision };
   }
 
   protected override snapshotState(): Record<string, unknown> {
@@ -161,7 +187,7 @@ export class ShardStateMachine extends KvStateMachine {
     this.revision = state.revision as number;
     for (const [key, value] of state.keys as [string, KeyState][]) this.keys.set(key, value);
     for (const [key, versions] of state.history as [string, KeyVersion[]][]) this.history.set(key, versions);
-    for (const [write, revision] of state.writes as [number, number][]) this.writes.set(write, revision);
+    for (const [id, write] of state.writes as [number, AppliedWrite][]) this.writes.set(id, write);
   }
 }
 

@@ -12,14 +12,20 @@
 //     order would hold.
 
 import { InvariantViolation } from './errors.js';
-import type { KeyState, ShardStateMachine, WriteCommand, WriteOp, WriteOutcome } from './shard-app.js';
+import {
+  type AppliedWrite,
+  branchOps,
+  type KeyState,
+  type ShardStateMachine,
+  type WriteCommand,
+  type WriteOutcome,
+  type WriteRequest,
+} from './shard-app.js';
 
 interface AckedWrite {
-  readonly key: string;
-  readonly op: WriteOp;
-  readonly revision: number;
   readonly shard: number;
   readonly index: number;
+  readonly applied: AppliedWrite;
 }
 
 /** A caught-up replica of a shard, as the end-of-run check reads it. */
@@ -37,7 +43,7 @@ export class RevisionChecker {
   /** Revision → the write first applied at it (any shard). */
   private readonly appliedAt = new Map<number, number>();
   /** Write id → what the client asked for. */
-  private readonly issued = new Map<number, { key: string; op: WriteOp }>();
+  private readonly issued = new Map<number, WriteRequest>();
   private readonly acked = new Map<number, AckedWrite>();
   private ackedMax = 0;
 
@@ -82,8 +88,8 @@ export class RevisionChecker {
   }
 
   /** A client starts a write: returns the floor its revision must be above. */
-  startWrite(write: number, key: string, op: WriteOp): number {
-    this.issued.set(write, { key, op });
+  startWrite(write: number, request: WriteRequest): number {
+    this.issued.set(write, request);
     return this.ackedMax;
   }
 
@@ -96,7 +102,7 @@ export class RevisionChecker {
     previous: number,
   ): void {
     if (outcome.kind !== 'applied') return;
-    const revision = outcome.revision;
+    const revision = outcome.write.revision;
     const where = `shard ${shard} n${node}`;
     const first = this.appliedAt.get(revision);
     if (first !== undefined && first !== command.write) {
@@ -119,16 +125,17 @@ export class RevisionChecker {
       );
     }
     const asked = this.issued.get(command.write);
-    if (asked === undefined || asked.key !== command.key || asked.op !== command.op) {
+    const { write: _, revision: __, ...request } = command;
+    if (asked === undefined || JSON.stringify(asked) !== JSON.stringify(request)) {
       throw new InvariantViolation('key-history', `${where} applied write ${command.write} nobody issued`);
     }
   }
 
-  /** A client was told its write succeeded at `revision` (applied at log `index` of `shard`). */
-  observeAck(write: number, shard: number, index: number, revision: number, floor: number): void {
-    const asked = this.issued.get(write);
-    if (asked === undefined)
+  /** A client was told its write succeeded as `applied` (at log `index` of `shard`). */
+  observeAck(write: number, shard: number, index: number, applied: AppliedWrite, floor: number): void {
+    if (!this.issued.has(write))
       throw new InvariantViolation('key-history', `write ${write} acked, never issued`);
+    const revision = applied.revision;
     if (revision <= floor) {
       throw new InvariantViolation(
         'revision-order',
@@ -141,7 +148,7 @@ export class RevisionChecker {
         `write ${write} acked at revision ${revision}, not applied there`,
       );
     }
-    this.acked.set(write, { ...asked, revision, shard, index });
+    this.acked.set(write, { shard, index, applied });
     this.ackedMax = Math.max(this.ackedMax, revision);
   }
 
@@ -149,33 +156,73 @@ export class RevisionChecker {
   checkReplicas(replicas: readonly ShardReplicaView[]): void {
     for (const replica of replicas) {
       this.checkAckedReadable(replica);
+      this.checkWrites(replica);
       this.checkKeyHistories(replica);
     }
   }
 
+  /** Every acked write is applied as acked, and each key it wrote reads back at its revision. */
   private checkAckedReadable({ shard, node, state }: ShardReplicaView): void {
     for (const [write, ack] of this.acked) {
       if (ack.shard !== shard || state.appliedIndex < ack.index) continue;
-      const seen = state.versionAt(ack.key, ack.revision);
-      const readable = ack.op === 'put' ? seen?.write === write : seen === undefined;
-      if (state.writes.get(write) !== ack.revision || !readable) {
-        throw new InvariantViolation(
+      const applied = state.writes.get(write);
+      const { revision, succeeded } = ack.applied;
+      const lost = (detail: string) =>
+        new InvariantViolation(
           'acked-proposal-lost',
-          `shard ${shard} n${node}: acked ${ack.op} ${write} of ${ack.key} at revision ${ack.revision} is not readable there`,
+          `shard ${shard} n${node}: acked write ${write} at revision ${revision}: ${detail}`,
         );
+      if (applied?.revision !== revision || applied.succeeded !== succeeded) throw lost('not applied so');
+      for (const { key, op } of branchOps(this.issued.get(write)!, succeeded)) {
+        const seen = state.versionAt(key, revision);
+        if (op === 'put' ? seen?.write !== write : seen !== undefined)
+          throw lost(`${op} ${key} not readable`);
       }
     }
   }
 
-  /** Each key's history, replayed by a one-group model in revision order, gives the key's state. */
+  /**
+   * Each applied write took the branch its compare gives on the shard's state just below its
+   * revision, and wrote exactly that branch's keys at its revision.
+   */
+  private checkWrites({ shard, node, state }: ShardReplicaView): void {
+    for (const [write, applied] of state.writes) {
+      const request = this.issued.get(write)!;
+      const { revision, succeeded } = applied;
+      const where = `shard ${shard} n${node}: write ${write} at ${revision}`;
+      if (request.ifExists !== undefined) {
+        const existed = state.versionAt(request.ifExists, revision - 1) !== undefined;
+        if (existed !== succeeded)
+          throw new InvariantViolation(
+            'key-history',
+            `${where} took the wrong branch (${request.ifExists} existed: ${existed})`,
+          );
+      }
+      for (const { key, op } of branchOps(request, succeeded)) {
+        const version = state.history.get(key)?.find((v) => v.revision === revision);
+        if (version?.write !== write || version.op !== op)
+          throw new InvariantViolation('key-history', `${where}: ${key} lacks its ${op}`);
+      }
+    }
+  }
+
+  /**
+   * Each key's history holds only versions of applied writes that wrote the key, in increasing
+   * revisions, and replayed by a one-group model gives the key's state.
+   */
   private checkKeyHistories({ shard, node, state }: ShardReplicaView): void {
     const where = `shard ${shard} n${node}`;
     for (const [key, versions] of state.history) {
       let model: KeyState | undefined;
       let last = 0;
       for (const version of versions) {
-        const asked = this.issued.get(version.write);
-        if (version.revision <= last || asked?.key !== key || asked.op !== version.op) {
+        const applied = state.writes.get(version.write);
+        const request = this.issued.get(version.write);
+        const wrote =
+          applied?.revision === version.revision &&
+          request !== undefined &&
+          branchOps(request, applied.succeeded).some((o) => o.key === key && o.op === version.op);
+        if (version.revision <= last || !wrote) {
           throw new InvariantViolation(
             'key-history',
             `${where}: ${key} has ${version.op} ${version.write} at ${version.revision} after revision ${last}`,

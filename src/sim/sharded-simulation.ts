@@ -24,7 +24,7 @@ import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { NodeDisk } from './node-disk.js';
 import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
-import { encodeWrite, ShardStateMachine, SimMetaStateMachine, type WriteOp } from './shard-app.js';
+import { encodeWrite, ShardStateMachine, SimMetaStateMachine, type WriteRequest } from './shard-app.js';
 import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
@@ -102,6 +102,8 @@ const CLIENT_TIMEOUT_US = 300_000;
 /** A node gives up on an oracle request after this (and asks another metadata node). */
 const FETCH_TIMEOUT_US = 100_000;
 const DELETE_PROBABILITY = 0.2;
+/** Share of writes that are single-shard txns. */
+const TXN_PROBABILITY = 0.2;
 const LIVENESS_CHECK_US = 10_000;
 const BATCH_REVISIONS_MAX = 16;
 
@@ -173,8 +175,9 @@ type SimEvent =
 
 interface PendingWrite {
   write: number;
-  key: string;
-  op: WriteOp;
+  request: WriteRequest;
+  /** The shard owning every key the write touches. */
+  shard: number;
   /** Highest revision acked before the write started: its revision must be above it. */
   floor: number;
 }
@@ -413,16 +416,11 @@ export class ShardedSimulation {
         this.queue.after(0, { kind: 'client', client, attempt: client.attempt });
         continue;
       }
+      const acked = applied.outcome.write;
       this.checker(group).observeAck(proposalId, key, index);
-      this.revisions.observeAck(
-        client.current.write,
-        group,
-        index,
-        applied.outcome.revision,
-        client.current.floor,
-      );
+      this.revisions.observeAck(client.current.write, group, index, acked, client.current.floor);
       this.trace(
-        `client ${client.id}: write ${client.current.write} acked at revision ${applied.outcome.revision} (shard ${group} index ${index})`,
+        `client ${client.id}: write ${client.current.write} acked at revision ${acked.revision}${acked.succeeded ? '' : ' (compare failed)'} (shard ${group} index ${index})`,
       );
       client.current = undefined;
       this.clientNext(client);
@@ -467,7 +465,6 @@ export class ShardedSimulation {
 
   /** M shards over the keys k000, k001, …, KEYS_PER_SHARD each, cut at even boundaries. */
   private buildShardMap(): ShardMap {
-    const utf8 = new TextEncoder();
     const shards: ShardDescriptor[] = [];
     for (let shard = 1; shard <= this.options.shards; shard++) {
       for (let k = 0; k < KEYS_PER_SHARD; k++) this.keys.push(keyName((shard - 1) * KEYS_PER_SHARD + k));
@@ -912,15 +909,15 @@ export class ShardedSimulation {
     if (!client.current) {
       if (this.quiesced) return;
       const write = this.nextWriteId++;
-      const key = this.rngClient.pick(this.keys);
-      const op: WriteOp = this.rngClient.chance(DELETE_PROBABILITY) ? 'delete' : 'put';
-      client.current = { write, key, op, floor: this.revisions.startWrite(write, key, op) };
+      const request = this.chooseWrite();
+      const shard = this.shardMap.shardFor(utf8.encode(request.ops[0]!.key)).id;
+      client.current = { write, request, shard, floor: this.revisions.startWrite(write, request) };
       this.stats.writes++;
     }
     client.attempt++;
     client.waitingOn = undefined;
     const attempt = client.attempt;
-    const shard = this.shardMap.shardFor(new TextEncoder().encode(client.current.key)).id;
+    const shard = client.current.shard;
     const server = this.servers.get(this.rngClient.pick(this.placement.get(shard)!))!;
     const replica = server.replicas.get(shard)!;
     const leads =
@@ -942,17 +939,39 @@ export class ShardedSimulation {
     );
   }
 
+  /**
+   * A put or a delete of a random key, or (TXN_PROBABILITY) a txn on two keys of one shard: if the
+   * first exists, put the second and delete the first, else put the first.
+   */
+  private chooseWrite(): WriteRequest {
+    const rng = this.rngClient;
+    const key = rng.pick(this.keys);
+    if (!rng.chance(TXN_PROBABILITY))
+      return { ops: [{ key, op: rng.chance(DELETE_PROBABILITY) ? 'delete' : 'put' }] };
+    const shard = this.shardMap.shardFor(utf8.encode(key));
+    const others = this.keys.filter((k) => k !== key && this.shardMap.shardFor(utf8.encode(k)) === shard);
+    const other = rng.pick(others);
+    return {
+      ifExists: key,
+      ops: [
+        { key: other, op: 'put' },
+        { key, op: 'delete' },
+      ],
+      orElse: [{ key, op: 'put' }],
+    };
+  }
+
   private proposeWrite(client: Client, replica: SimNode, revision: number): void {
-    const write = client.current!;
+    const { write, request, shard } = client.current!;
     const proposalId = this.nextProposalId++;
-    const data = encodeWrite(proposalId, { write: write.write, key: write.key, op: write.op, revision });
-    const shard = this.shardMap.shardFor(new TextEncoder().encode(write.key)).id;
+    const data = encodeWrite(proposalId, { write, revision, ...request });
     this.checker(shard).registerProposal(entryKey(EntryType.Normal, data));
     if (!replica.running || !replica.propose(data).ok) return this.clientRetry(client, client.attempt);
     client.waitingOn = { replica, incarnation: replica.incarnation, proposalId };
-    this.trace(
-      `client ${client.id}: write ${write.write} (${write.op} ${write.key}) at revision ${revision} proposed to shard ${shard} n${replica.id}`,
-    );
+    if (this.tracing)
+      this.trace(
+        `client ${client.id}: write ${write} ${JSON.stringify(request)} at revision ${revision} proposed to shard ${shard} n${replica.id}`,
+      );
   }
 
   private clientRetry(client: Client, attempt: number): void {
@@ -1137,6 +1156,8 @@ export class ShardedSimulation {
 export function runShardedSimulation(options: ShardedSimOptions): Promise<ShardedSimResult> {
   return new ShardedSimulation(options).run();
 }
+
+const utf8 = new TextEncoder();
 
 function keyName(i: number): string {
   return `k${String(i).padStart(3, '0')}`;

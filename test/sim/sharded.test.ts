@@ -17,7 +17,9 @@ import {
   ShardStateMachine,
   SimMetaStateMachine,
   type WriteCommand,
+  type WriteRequest,
 } from '../../src/sim/shard-app.js';
+import { RevisionChecker } from '../../src/sim/shard-invariants.js';
 import { runShardedSimulation, ShardedSimFailure } from '../../src/sim/sharded-simulation.js';
 import type { SimNode } from '../../src/sim/sim-node.js';
 
@@ -100,15 +102,24 @@ describe('sharded simulation under faults', () => {
 describe('ShardStateMachine', () => {
   it('applies a write at its revision, refuses one not above the shard revision, applies a write id once', () => {
     const machine = new ShardStateMachine();
-    applyWrite(machine, 1, 1, { write: 1, key: 'a', op: 'put', revision: 5 });
-    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'applied', revision: 5 });
-    applyWrite(machine, 2, 2, { write: 2, key: 'a', op: 'put', revision: 5 });
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 5, succeeded: true },
+    });
+    applyWrite(machine, 2, 2, { write: 2, revision: 5, ops: [{ key: 'a', op: 'put' }] });
     assert.deepEqual(machine.lastWrite?.outcome, { kind: 'refused', revision: 5 });
-    applyWrite(machine, 3, 3, { write: 2, key: 'a', op: 'put', revision: 9 });
-    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'applied', revision: 9 });
-    applyWrite(machine, 4, 4, { write: 1, key: 'a', op: 'put', revision: 12 });
-    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'duplicate', revision: 5 });
-    applyWrite(machine, 5, 5, { write: 3, key: 'a', op: 'delete', revision: 14 });
+    applyWrite(machine, 3, 3, { write: 2, revision: 9, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 9, succeeded: true },
+    });
+    applyWrite(machine, 4, 4, { write: 1, revision: 12, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'duplicate',
+      write: { revision: 5, succeeded: true },
+    });
+    applyWrite(machine, 5, 5, { write: 3, revision: 14, ops: [{ key: 'a', op: 'delete' }] });
     assert.deepEqual(machine.keys.get('a'), undefined);
     assert.equal(machine.revision, 14);
     assert.equal(machine.versionAt('a', 4), undefined);
@@ -117,17 +128,48 @@ describe('ShardStateMachine', () => {
     assert.equal(machine.versionAt('a', 14), undefined);
   });
 
+  it('a txn takes the branch its compare gives, every key it writes at its revision', () => {
+    const machine = new ShardStateMachine();
+    const moveAToB = (write: number, revision: number): WriteCommand => ({
+      write,
+      revision,
+      ifExists: 'a',
+      ops: [
+        { key: 'b', op: 'put' },
+        { key: 'a', op: 'delete' },
+      ],
+      orElse: [{ key: 'a', op: 'put' }],
+    });
+    applyWrite(machine, 1, 1, moveAToB(1, 3));
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 3, succeeded: false },
+    });
+    assert.equal(machine.keys.get('a')?.modRevision, 3);
+    applyWrite(machine, 2, 2, moveAToB(2, 6));
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 6, succeeded: true },
+    });
+    assert.equal(machine.keys.get('a'), undefined);
+    assert.equal(machine.keys.get('b')?.modRevision, 6);
+    assert.deepEqual(machine.history.get('a'), [
+      { revision: 3, write: 1, op: 'put' },
+      { revision: 6, write: 2, op: 'delete' },
+    ]);
+  });
+
   it('keeps create revision and version as etcd does', () => {
     const machine = new ShardStateMachine();
-    applyWrite(machine, 1, 1, { write: 1, key: 'k', op: 'put', revision: 3 });
-    applyWrite(machine, 2, 2, { write: 2, key: 'k', op: 'put', revision: 7 });
+    applyWrite(machine, 1, 1, { write: 1, revision: 3, ops: [{ key: 'k', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 7, ops: [{ key: 'k', op: 'put' }] });
     assert.deepEqual(machine.keys.get('k'), { createRevision: 3, modRevision: 7, version: 2, write: 2 });
   });
 
   it('a snapshot restores the same state and hash; an outcome changes the hash', () => {
     const machine = new ShardStateMachine();
-    applyWrite(machine, 1, 1, { write: 1, key: 'a', op: 'put', revision: 5 });
-    applyWrite(machine, 2, 2, { write: 2, key: 'b', op: 'put', revision: 8 });
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 8, ops: [{ key: 'b', op: 'put' }] });
     const copy = ShardStateMachine.restoreInto(new ShardStateMachine(), 2, CONF, machine.encode());
     assert.equal(copy.hash, machine.hash);
     assert.equal(copy.revision, 8);
@@ -137,8 +179,8 @@ describe('ShardStateMachine', () => {
     const lenient = new ShardStateMachine({ unsafeAcceptStaleRevision: true });
     const strict = new ShardStateMachine();
     for (const m of [lenient, strict]) {
-      applyWrite(m, 1, 1, { write: 1, key: 'a', op: 'put', revision: 5 });
-      applyWrite(m, 2, 2, { write: 2, key: 'a', op: 'put', revision: 4 });
+      applyWrite(m, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+      applyWrite(m, 2, 2, { write: 2, revision: 4, ops: [{ key: 'a', op: 'put' }] });
     }
     assert.notEqual(lenient.hash, strict.hash);
   });
@@ -204,5 +246,76 @@ describe('NodeDisk', () => {
     assert.equal(disk.startSync(), false);
     assert.throws(() => disk.completeSync());
     assert.deepEqual(log, []);
+  });
+});
+
+describe('RevisionChecker end-of-run checks', () => {
+  const move: WriteRequest = {
+    ifExists: 'a',
+    ops: [
+      { key: 'b', op: 'put' },
+      { key: 'a', op: 'delete' },
+    ],
+    orElse: [{ key: 'a', op: 'put' }],
+  };
+
+  /** A checker that saw write 1 (put a) and write 2 (the txn) applied on shard 1, and acked. */
+  function scenario(ackTxn = true): { checker: RevisionChecker; state: ShardStateMachine } {
+    const checker = new RevisionChecker();
+    const state = new ShardStateMachine();
+    checker.observeMark(100);
+    const commands: WriteCommand[] = [
+      { write: 1, revision: 4, ops: [{ key: 'a', op: 'put' }] },
+      { write: 2, revision: 9, ...move },
+    ];
+    commands.forEach((command, i) => {
+      const { write, revision: _, ...request } = command;
+      const floor = checker.startWrite(write, request);
+      applyWrite(state, i + 1, i + 1, command);
+      const applied = state.lastWrite!;
+      checker.observeApply(1, 1, applied.command, applied.outcome, applied.previous);
+      assert.equal(applied.outcome.kind, 'applied');
+      if (applied.outcome.kind === 'applied' && (ackTxn || write === 1))
+        checker.observeAck(write, 1, i + 1, applied.outcome.write, floor);
+    });
+    return { checker, state };
+  }
+
+  it('passes a replica that applied the acked writes', () => {
+    const { checker, state } = scenario();
+    checker.checkReplicas([{ shard: 1, node: 1, state }]);
+    assert.equal(state.keys.get('b')?.write, 2);
+  });
+
+  it('catches an acked write missing from a replica', () => {
+    const { checker, state } = scenario();
+    state.history.set('b', []);
+    assert.throws(() => checker.checkReplicas([{ shard: 1, node: 1, state }]), /acked-proposal-lost/);
+  });
+
+  it('catches a txn that took the branch its compare does not give', () => {
+    const acked = scenario();
+    acked.state.writes.set(2, { revision: 9, succeeded: false });
+    const replicas = [{ shard: 1, node: 1, state: acked.state }];
+    assert.throws(() => acked.checker.checkReplicas(replicas), /acked-proposal-lost/);
+    const { checker, state } = scenario(false);
+    state.writes.set(2, { revision: 9, succeeded: false });
+    assert.throws(() => checker.checkReplicas([{ shard: 1, node: 1, state }]), /key-history.*wrong branch/);
+  });
+
+  it('catches a key whose state differs from its history', () => {
+    const { checker, state } = scenario();
+    state.keys.set('b', { createRevision: 9, modRevision: 9, version: 2, write: 2 });
+    assert.throws(() => checker.checkReplicas([{ shard: 1, node: 1, state }]), /key-history/);
+  });
+
+  it('catches a write acked at a revision not above one acked before it started', () => {
+    const checker = new RevisionChecker();
+    checker.observeMark(100);
+    const floor = checker.startWrite(1, { ops: [{ key: 'a', op: 'put' }] });
+    assert.throws(
+      () => checker.observeAck(1, 1, 1, { revision: floor, succeeded: true }, floor),
+      /revision-order/,
+    );
   });
 });
