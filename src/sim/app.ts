@@ -19,6 +19,20 @@ export function encodeProposal(proposalId: number, paddingBytes: number): Uint8A
   return data;
 }
 
+/** Proposal payload carrying a command: the header of encodeProposal, then `body`. */
+export function encodeCommandProposal(proposalId: number, body: Uint8Array): Uint8Array {
+  const data = new Uint8Array(PROPOSAL_HEADER_BYTES + body.length);
+  data[0] = PROPOSAL_MAGIC;
+  new DataView(data.buffer).setUint32(1, proposalId >>> 0);
+  data.set(body, PROPOSAL_HEADER_BYTES);
+  return data;
+}
+
+/** The bytes after a proposal's header (a command's body, or encodeProposal's padding). */
+export function proposalBody(data: Uint8Array): Uint8Array {
+  return data.subarray(PROPOSAL_HEADER_BYTES);
+}
+
 export function decodeProposalId(data: Uint8Array): number | undefined {
   if (data.length < PROPOSAL_HEADER_BYTES || data[0] !== PROPOSAL_MAGIC) return undefined;
   return new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(1);
@@ -30,7 +44,7 @@ export function fnv1a(bytes: Uint8Array, seed = FNV_OFFSET): number {
   return h >>> 0;
 }
 
-function fnvString(text: string, seed: number): number {
+export function fnvString(text: string, seed: number): number {
   let h = seed;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), FNV_PRIME);
   return h >>> 0;
@@ -71,21 +85,35 @@ export class KvStateMachine {
   }
 
   encode(): Uint8Array {
-    const state = { hash: this.hash, proposals: [...this.proposals] };
-    return new TextEncoder().encode(JSON.stringify(state));
+    return new TextEncoder().encode(JSON.stringify(this.snapshotState()));
+  }
+
+  /** What a snapshot holds (a subclass adds its own fields after these). */
+  protected snapshotState(): Record<string, unknown> {
+    return { hash: this.hash, proposals: [...this.proposals] };
+  }
+
+  /** Reads back what snapshotState() wrote. */
+  protected loadSnapshotState(state: Record<string, unknown>): void {
+    this.hash = state.hash as number;
+    for (const [id, at] of state.proposals as [number, number][]) this.proposals.set(id, at);
   }
 
   static restore(index: number, confState: ConfState, data: Uint8Array): KvStateMachine {
-    const machine = new KvStateMachine();
+    return KvStateMachine.restoreInto(new KvStateMachine(), index, confState, data);
+  }
+
+  /** Fills a fresh machine (of any subclass) from a snapshot at `index`. */
+  static restoreInto<T extends KvStateMachine>(
+    machine: T,
+    index: number,
+    confState: ConfState,
+    data: Uint8Array,
+  ): T {
     machine.appliedIndex = index;
     machine.confState = confState;
     if (data.length === 0) return machine;
-    const state = JSON.parse(new TextDecoder().decode(data)) as {
-      hash: number;
-      proposals: [number, number][];
-    };
-    machine.hash = state.hash;
-    for (const [id, at] of state.proposals) machine.proposals.set(id, at);
+    machine.loadSnapshotState(JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>);
     return machine;
   }
 }

@@ -2,12 +2,15 @@
 // [--paxos-phase2-quorum Q] [--verbose]`: runs a range of seeds through the
 // simulator and prints one summary line `seeds=N failures=F`, then each failing seed with the exact
 // command that replays it. Exits non-zero on any failure. Without --nodes, each seed picks 3 or 5.
+// With `--shards M` it runs the sharded simulation instead (M shard groups plus the metadata group,
+// Raft only); without --nodes each seed then picks 3, 5 or 7 nodes.
 
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { QuorumConfigError } from '../paxos/errors.js';
 import { quorumSizes } from '../paxos/quorum.js';
 import { CONSENSUS_KINDS, type Consensus } from './consensus.js';
+import { runShardedSimulation, ShardedSimFailure, type ShardedSimResult } from './sharded-simulation.js';
 import { runSimulation, SimFailure, type SimResult } from './simulation.js';
 
 export interface SeedRangeOptions {
@@ -63,6 +66,51 @@ export async function runSeedRange(options: SeedRangeOptions): Promise<SeedRange
   return { seeds: options.seeds, failures, results, elapsedMs: performance.now() - started };
 }
 
+export interface ShardedSeedRangeOptions {
+  seeds: number;
+  from: number;
+  shards: number;
+  /** Fixed node count; otherwise derived from each seed (3, 5 or 7). */
+  nodes?: number;
+  faultPhaseUs?: number;
+  trace?: (line: string) => void;
+}
+
+export interface ShardedSeedRangeReport {
+  seeds: number;
+  failures: ShardedSimFailure[];
+  results: ShardedSimResult[];
+  elapsedMs: number;
+}
+
+/** Node count a sharded seed runs with when none is forced. */
+export function shardedNodesForSeed(seed: number): number {
+  return [3, 5, 7][seed % 3]!;
+}
+
+export async function runShardedSeedRange(options: ShardedSeedRangeOptions): Promise<ShardedSeedRangeReport> {
+  const started = performance.now();
+  const failures: ShardedSimFailure[] = [];
+  const results: ShardedSimResult[] = [];
+  for (let seed = options.from; seed < options.from + options.seeds; seed++) {
+    try {
+      results.push(
+        await runShardedSimulation({
+          seed,
+          nodes: options.nodes ?? shardedNodesForSeed(seed),
+          shards: options.shards,
+          faultPhaseUs: options.faultPhaseUs,
+          trace: options.trace,
+        }),
+      );
+    } catch (err) {
+      if (!(err instanceof ShardedSimFailure)) throw err;
+      failures.push(err);
+    }
+  }
+  return { seeds: options.seeds, failures, results, elapsedMs: performance.now() - started };
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -72,6 +120,7 @@ async function main(): Promise<void> {
       consensus: { type: 'string', default: 'raft' },
       'paxos-phase2-quorum': { type: 'string' },
       'fault-ms': { type: 'string' },
+      shards: { type: 'string' },
       verbose: { type: 'boolean', default: false },
       stats: { type: 'boolean', default: false },
     },
@@ -101,14 +150,27 @@ async function main(): Promise<void> {
     }
   }
   if (values.verbose && seeds !== 1) usage('--verbose traces one seed: use it with --seeds 1');
+  const faultPhaseUs = faultMs === undefined ? undefined : faultMs * 1000;
+  const trace = values.verbose ? (line: string) => console.log(line) : undefined;
+  if (values.shards !== undefined) {
+    const shards = parsePositiveInt('shards', values.shards);
+    if (consensus !== 'raft' || phase2Quorum !== undefined) usage('--shards runs Raft groups only');
+    if (nodes !== undefined && nodes < 3) usage('--shards needs --nodes 3 or more (3 replicas per group)');
+    const report = await runShardedSeedRange({ seeds, from, shards, nodes, faultPhaseUs, trace });
+    console.log(`seeds=${report.seeds} failures=${report.failures.length}`);
+    for (const failure of report.failures) console.log(failure.message);
+    if (values.stats) printShardedStats(report);
+    process.exitCode = report.failures.length > 0 ? 1 : 0;
+    return;
+  }
   const report = await runSeedRange({
     seeds,
     from,
     nodes,
     consensus,
     phase2Quorum,
-    faultPhaseUs: faultMs === undefined ? undefined : faultMs * 1000,
-    trace: values.verbose ? (line) => console.log(line) : undefined,
+    faultPhaseUs,
+    trace,
   });
   console.log(`seeds=${report.seeds} failures=${report.failures.length}`);
   for (const failure of report.failures) console.log(failure.message);
@@ -116,19 +178,43 @@ async function main(): Promise<void> {
   process.exitCode = report.failures.length > 0 ? 1 : 0;
 }
 
-function printStats(report: SeedRangeReport): void {
-  const r = report.results;
-  const liveness = r.map((x) => x.livenessUs).sort((a, b) => a - b);
-  const sum = (f: (x: SimResult) => number) => r.reduce((acc, x) => acc + f(x), 0);
+/** Elapsed time and seeds/s, and the liveness percentiles, of a range of runs. */
+function rangeSummary(report: { seeds: number; elapsedMs: number; results: { livenessUs: number }[] }) {
+  const liveness = report.results.map((x) => x.livenessUs).sort((a, b) => a - b);
   const pct = (p: number) =>
     liveness.length === 0 ? 0 : liveness[Math.min(liveness.length - 1, Math.floor(p * liveness.length))]!;
+  return {
+    speed: `elapsed=${report.elapsedMs.toFixed(0)}ms seeds/s=${((report.seeds * 1000) / report.elapsedMs).toFixed(1)}`,
+    liveness: `liveness p50=${(pct(0.5) / 1000).toFixed(0)}ms p99=${(pct(0.99) / 1000).toFixed(0)}ms max=${((liveness[liveness.length - 1] ?? 0) / 1000).toFixed(0)}ms`,
+  };
+}
+
+function printShardedStats(report: ShardedSeedRangeReport): void {
+  const r = report.results;
+  const sum = (f: (x: ShardedSimResult) => number) => r.reduce((acc, x) => acc + f(x), 0);
+  const summary = rangeSummary(report);
   console.error(
     [
-      `elapsed=${report.elapsedMs.toFixed(0)}ms seeds/s=${((report.seeds * 1000) / report.elapsedMs).toFixed(1)}`,
+      summary.speed,
+      `events=${sum((x) => x.events)} writes=${sum((x) => x.writes)} acked=${sum((x) => x.acked)} refused=${sum((x) => x.refused)} revisionsReleased=${sum((x) => x.revisionsReleased)} oracleLeaderships=${sum((x) => x.oracleLeaderships)}`,
+      `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} transfers=${sum((x) => x.leaderTransfers)} snapshots=${sum((x) => x.snapshotsSent)}`,
+      `fsyncs=${sum((x) => x.fsyncs)} groupWrites=${sum((x) => x.groupWrites)}`,
+      summary.liveness,
+    ].join('\n'),
+  );
+}
+
+function printStats(report: SeedRangeReport): void {
+  const r = report.results;
+  const sum = (f: (x: SimResult) => number) => r.reduce((acc, x) => acc + f(x), 0);
+  const summary = rangeSummary(report);
+  console.error(
+    [
+      summary.speed,
       `events=${sum((x) => x.events)} proposals=${sum((x) => x.proposals)} acked=${sum((x) => x.acked)}`,
       `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} confChanges=${sum((x) => x.confChangesApplied)}`,
       `transfers=${sum((x) => x.leaderTransfers)} reads=${sum((x) => x.readsServed)} snapshots=${sum((x) => x.snapshotsSent)} snapshotsFailed=${sum((x) => x.snapshotsFailed)}`,
-      `liveness p50=${(pct(0.5) / 1000).toFixed(0)}ms p99=${(pct(0.99) / 1000).toFixed(0)}ms max=${((liveness[liveness.length - 1] ?? 0) / 1000).toFixed(0)}ms`,
+      summary.liveness,
     ].join('\n'),
   );
 }
@@ -148,7 +234,7 @@ function parseNonNegativeInt(name: string, text: string): number {
 
 function usage(problem: string): never {
   console.error(
-    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--verbose] [--stats]`,
+    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--shards M] [--verbose] [--stats]`,
   );
   process.exit(2);
 }

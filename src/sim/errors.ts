@@ -18,6 +18,17 @@ export type InvariantCode =
   | 'unproposed-entry'
   /** A vote, promise or append acknowledgement left before the state it vouches for was durable. */
   | 'ack-before-durable'
+  /** Sharded runs: two writes (or two oracle releases) got the same revision. */
+  | 'revision-reused'
+  /**
+   * Sharded runs: a revision not above one released or acknowledged before it was asked for
+   * (real-time order), or a shard applying a revision not above its own.
+   */
+  | 'revision-order'
+  /** Sharded runs: a revision above every high-water mark the metadata group committed. */
+  | 'revision-above-mark'
+  /** Sharded runs: a key's history differs from one group applying the acknowledged writes. */
+  | 'key-history'
   | 'core-contract'
   | 'liveness';
 

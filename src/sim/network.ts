@@ -32,6 +32,47 @@ export const DEFAULT_NETWORK: NetworkConfig = {
   snapshotChunkFailRate: 0.005,
 };
 
+/** A run's network: latencies, and with faults on, loss, duplication and failing snapshot chunks. */
+export function simNetworkConfig(rng: SimRng, faults: boolean): NetworkConfig {
+  return {
+    ...DEFAULT_NETWORK,
+    latencyTailMeanUs: rng.between(200, 3000),
+    lossRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
+    duplicateRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
+    snapshotChunkBytes: 256,
+    snapshotChunkFailRate: faults ? rng.pick([0, 0.01]) : 0,
+  };
+}
+
+/**
+ * A transport notices a dead connection after a while and says so at most once per interval and
+ * link, as a real one would; reporting instantly on every send could spin a core without virtual
+ * time passing.
+ */
+export class UnreachableReports {
+  private readonly lastUs = new Map<string, number>();
+
+  constructor(private readonly intervalUs: number) {}
+
+  /** Whether to report `link` unreachable now (and remember that it was). */
+  due(link: string, nowUs: number): boolean {
+    const last = this.lastUs.get(link);
+    if (last !== undefined && nowUs - last < this.intervalUs) return false;
+    this.lastUs.set(link, nowUs);
+    return true;
+  }
+}
+
+/** A snapshot stream that started: when it ends, and what decides whether it arrives. */
+export interface SnapshotStream {
+  durationUs: number;
+  chunks: number;
+  /** The link's cut count when the stream started: a cut meanwhile breaks it. */
+  epoch: number;
+  /** A chunk fails on its own, or the link was down at the start. */
+  chunkFails: boolean;
+}
+
 export interface SnapshotTransferPlan {
   durationUs: number;
   /** True when a chunk fails on its own (independent of partitions). */
@@ -105,6 +146,26 @@ export class Network {
 
   latency(): number {
     return this.config.latencyMinUs + Math.round(this.rng.exponential(this.config.latencyTailMeanUs));
+  }
+
+  /** Starts streaming `bytes` of snapshot from→to now. */
+  startSnapshotStream(from: NodeId, to: NodeId, bytes: number): SnapshotStream {
+    const plan = this.planSnapshotTransfer(bytes);
+    return {
+      durationUs: plan.durationUs,
+      chunks: plan.chunks,
+      epoch: this.linkEpoch(from, to),
+      chunkFails: plan.chunkFails || !this.isLinkUp(from, to),
+    };
+  }
+
+  /** Whether a stream that ends now arrived: no chunk failed and the link stayed up throughout. */
+  snapshotStreamArrived(
+    from: NodeId,
+    to: NodeId,
+    stream: Pick<SnapshotStream, 'epoch' | 'chunkFails'>,
+  ): boolean {
+    return !stream.chunkFails && this.isLinkUp(from, to) && this.linkEpoch(from, to) === stream.epoch;
   }
 
   planSnapshotTransfer(bytes: number): SnapshotTransferPlan {

@@ -90,6 +90,8 @@ export interface SimNodeConfig {
   preVote: boolean;
   /** 'lease-based' lets a leader answer reads alone under a lease (needs checkQuorum). */
   readOnlyOption?: ReadOnlyOption;
+  /** The application state a snapshot at `index` restores to; default KvStateMachine.restore. */
+  restoreApp?: (index: number, confState: ConfState, data: Uint8Array) => KvStateMachine;
   /** Passed to every RaftHost (tests: the order-violating mutation). */
   hostOptions?: Omit<RaftHostOptions, 'scheduler'>;
 }
@@ -159,7 +161,7 @@ export class SimNode {
     this.storage.append(entries);
     const commit = Math.max(disk.hardState.commit, snap.metadata.index);
     this.storage.setHardState({ ...disk.hardState, commit });
-    this.app = KvStateMachine.restore(snap.metadata.index, snap.metadata.confState, snap.data);
+    this.app = this.restoreState(snap.metadata.index, snap.metadata.confState, snap.data);
     this.sim.checker.startNode(this.id, this.incarnation, {
       snapshotIndex: snap.metadata.index,
       snapshotTerm: snap.metadata.term,
@@ -464,9 +466,13 @@ export class SimNode {
 
   private restoreApp(snapshot: Snapshot): void {
     const { index, confState } = snapshot.metadata;
-    this.app = KvStateMachine.restore(index, confState, snapshot.data);
+    this.app = this.restoreState(index, confState, snapshot.data);
     this.sim.checker.observeRestore(this.id, index, this.app.hash);
     this.sim.trace?.(`n${this.id} installs snapshot at ${index}`);
+  }
+
+  private restoreState(index: number, confState: ConfState, data: Uint8Array): KvStateMachine {
+    return (this.config.restoreApp ?? KvStateMachine.restore)(index, confState, data);
   }
 
   private applyEntry(raft: ConsensusEngine, e: Entry): void {

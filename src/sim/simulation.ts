@@ -13,9 +13,10 @@ import { SimDisk } from './disk.js';
 import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { InvariantChecker } from './invariants.js';
-import { DEFAULT_NETWORK, Network, type NetworkConfig } from './network.js';
+import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { SimRng } from './rng.js';
 import { type CoreFactory, SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
+import { TurnQueue } from './turn.js';
 
 export interface SimOptions {
   seed: number;
@@ -103,11 +104,6 @@ const CLIENT_TIMEOUT_US = 300_000;
 /** Share of client operations that are linearizable reads (ReadIndex) rather than writes. */
 const READ_PROBABILITY = 0.25;
 const LIVENESS_CHECK_US = 10_000;
-/**
- * Microtask rounds one event may take before the host loops are idle or wait for a disk; the
- * core's own livelock check (Ready cycles per event) fires long before this.
- */
-const SETTLE_ROUNDS_MAX = 1_000_000;
 const DECOMMISSION_DELAY_US = 1_000_000;
 
 type SimEvent =
@@ -179,10 +175,10 @@ export class Simulation implements SimNodeHost {
   private events = 0;
   private current: SimEvent | undefined;
   /** Host callbacks due at the end of the current event (the simulated setImmediate queue). */
-  private soonQueue: Array<() => void> = [];
+  private readonly turn = new TurnQueue();
   /** The first error a host loop stopped on; the run fails with it once the event settles. */
   private fatal: Error | undefined;
-  private readonly unreachableReportedAtUs = new Map<string, number>();
+  private readonly unreachable = new UnreachableReports(TICK_INTERVAL_US);
   private readonly stats = {
     proposals: 0,
     crashes: 0,
@@ -207,7 +203,7 @@ export class Simulation implements SimNodeHost {
     this.rngFault = new SimRng(options.seed, 2);
     this.rngClient = new SimRng(options.seed, 3);
     this.rngAdmin = new SimRng(options.seed, 4);
-    this.network = new Network(rngNet, this.networkConfig());
+    this.network = new Network(rngNet, simNetworkConfig(new SimRng(options.seed, 5), options.faults ?? true));
     this.faultPhaseUs = options.faultPhaseUs ?? 3_000_000;
     this.livenessBoundUs = options.livenessBoundUs ?? 5_000_000;
     this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
@@ -299,15 +295,8 @@ export class Simulation implements SimNodeHost {
     }
   }
 
-  /**
-   * A transport notices a dead connection after a while and says so at most once per tick, as a real
-   * one would; reporting instantly on every send could spin the core without virtual time passing.
-   */
   private reportUnreachable(from: SimNode, to: NodeId): void {
-    const link = `${from.id}>${to}`;
-    const last = this.unreachableReportedAtUs.get(link);
-    if (last !== undefined && this.queue.now - last < TICK_INTERVAL_US) return;
-    this.unreachableReportedAtUs.set(link, this.queue.now);
+    if (!this.unreachable.due(`${from.id}>${to}`, this.queue.now)) return;
     const delayUs = this.network.config.latencyMinUs;
     this.queue.after(delayUs, { kind: 'unreachable', node: from, incarnation: from.incarnation, peer: to });
   }
@@ -317,7 +306,7 @@ export class Simulation implements SimNodeHost {
   }
 
   soon(run: () => void): void {
-    this.soonQueue.push(run);
+    this.turn.soon(run);
   }
 
   onFatal(node: SimNode, error: Error): void {
@@ -362,19 +351,6 @@ export class Simulation implements SimNodeHost {
   }
 
   // ---- setup -------------------------------------------------------------------------------
-
-  private networkConfig(): NetworkConfig {
-    const faults = this.options.faults ?? true;
-    const rng = new SimRng(this.options.seed, 5);
-    return {
-      ...DEFAULT_NETWORK,
-      latencyTailMeanUs: rng.between(200, 3000),
-      lossRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
-      duplicateRate: faults ? rng.pick([0, 0.01, 0.05]) : 0,
-      snapshotChunkBytes: 256,
-      snapshotChunkFailRate: faults ? rng.pick([0, 0.01]) : 0,
-    };
-  }
 
   private addNode(id: NodeId, disk: SimDisk): SimNode {
     const node = new SimNode(
@@ -426,31 +402,14 @@ export class Simulation implements SimNodeHost {
       this.handle(item.event);
       // Most events leave no host work behind (a tick with nothing to do, a message to a down
       // node): those settle without a trip through the microtask queue.
-      if (this.soonQueue.length > 0 || this.hostsRunning()) await this.settle();
+      if (this.turn.pending || this.hostsRunning()) await this.settle();
       else this.checkTouched();
     }
   }
 
-  /**
-   * Finishes the current event as Node finishes a turn: the host loops run on (microtasks) until
-   * each is idle or waits for its simulated fsync, then the callbacks queued for the end of the
-   * turn (the hosts' batches, as setImmediate) run, and so on until nothing is left. Virtual time
-   * stands still meanwhile. Then each node that acted is checked.
-   */
+  /** Finishes the current event as Node finishes a turn (turn.ts), then checks each node that acted. */
   private async settle(): Promise<void> {
-    for (let rounds = 0; ; rounds++) {
-      if (rounds > SETTLE_ROUNDS_MAX)
-        throw new InvariantViolation('core-contract', `host loops still busy after ${rounds} rounds`);
-      if (this.fatal) throw this.fatal;
-      if (this.hostsRunning()) {
-        await null;
-        continue;
-      }
-      if (this.soonQueue.length === 0) break;
-      const runs = this.soonQueue;
-      this.soonQueue = [];
-      for (const run of runs) run();
-    }
+    await this.turn.settle(this.hostsRunning, () => this.fatal);
     this.checkTouched();
   }
 
@@ -460,10 +419,10 @@ export class Simulation implements SimNodeHost {
     for (const node of this.nodeList) if (node.touched) node.afterEvent();
   }
 
-  private hostsRunning(): boolean {
+  private readonly hostsRunning = (): boolean => {
     for (const node of this.nodeList) if (node.hostRunning) return true;
     return false;
-  }
+  };
 
   /** The node an event acts on, when that node could be paused. */
   private actor(event: SimEvent): SimNode | undefined {
@@ -566,17 +525,17 @@ export class Simulation implements SimNodeHost {
 
   private sendSnapshot(from: SimNode, message: Message): void {
     const bytes = (message.snapshot?.data.length ?? 0) + 64;
-    const plan = this.network.planSnapshotTransfer(bytes);
+    const stream = this.network.startSnapshotStream(from.id, message.to, bytes);
     this.stats.snapshotsSent++;
     this.trace(
-      `n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to} (${plan.chunks} chunks)`,
+      `n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to} (${stream.chunks} chunks)`,
     );
-    this.queue.after(plan.durationUs, {
+    this.queue.after(stream.durationUs, {
       kind: 'snapshot-done',
       message: cloneMessage(message),
       fromIncarnation: from.incarnation,
-      epoch: this.network.linkEpoch(from.id, message.to),
-      chunkFails: plan.chunkFails || !this.network.isLinkUp(from.id, message.to),
+      epoch: stream.epoch,
+      chunkFails: stream.chunkFails,
     });
   }
 
@@ -590,10 +549,8 @@ export class Simulation implements SimNodeHost {
     const from = this.nodes.get(message.from)!;
     const to = this.nodes.get(message.to);
     const ok =
-      !chunkFails &&
       to?.running === true &&
-      this.network.isLinkUp(message.from, message.to) &&
-      this.network.linkEpoch(message.from, message.to) === epoch;
+      this.network.snapshotStreamArrived(message.from, message.to, { epoch, chunkFails });
     if (ok) to!.step(message);
     else this.stats.snapshotsFailed++;
     if (from.running && from.incarnation === fromIncarnation) {
@@ -901,14 +858,14 @@ export function runSimulation(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
 }
 
-function encodeReadContext(readId: number): Uint8Array {
+export function encodeReadContext(readId: number): Uint8Array {
   const context = new Uint8Array(5);
   context[0] = 0x52;
   new DataView(context.buffer).setUint32(1, readId);
   return context;
 }
 
-function decodeReadContext(context: Uint8Array): number {
+export function decodeReadContext(context: Uint8Array): number {
   if (context.length !== 5 || context[0] !== 0x52) {
     throw new InvariantViolation('core-contract', 'a read state carries a context nobody sent');
   }
@@ -919,7 +876,7 @@ function members(conf: ConfState): NodeId[] {
   return [...new Set([...conf.voters, ...conf.learners, ...conf.votersOutgoing, ...conf.learnersNext])];
 }
 
-function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
+export function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
   const out = items.slice();
   for (let i = out.length - 1; i > 0; i--) {
     const j = rng.nextInt(i + 1);
@@ -929,11 +886,11 @@ function shuffle<T>(rng: SimRng, items: readonly T[]): T[] {
 }
 
 /** A copy as a real transport would deliver: the receiver never shares objects with the sender. */
-function cloneMessage(m: Message): Message {
+export function cloneMessage(m: Message): Message {
   return { ...m, entries: m.entries.map((e) => ({ ...e })) };
 }
 
-function formatMessage(m: Message): string {
+export function formatMessage(m: Message): string {
   const entries =
     m.entries.length > 0 ? ` ents=${m.entries[0]!.index}..${m.entries[m.entries.length - 1]!.index}` : '';
   const reject = m.reject ? ` REJECT hint=${m.rejectHint}` : '';

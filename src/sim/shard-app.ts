@@ -1,0 +1,239 @@
+// The state machines of a sharded simulated cluster. A shard group applies writes stamped with a
+// revision from the timestamp oracle: a put or a delete of one key, or a single-shard txn (if a
+// key exists, these puts and deletes, else those), every key it writes taking that revision as its
+// mod revision. The shard keeps each key's history (revision, write, put or delete) so the checks
+// can read any acked write back at its revision. The metadata group (group 0) holds the oracle's high-water mark and the
+// static shard map: `MetadataView` is the seam the full metadata state machine replaces.
+//
+// Both extend KvStateMachine, so the per-group invariants (state hashes, acked proposals) apply
+// unchanged; each folds what an entry did into the state hash, so replicas that applied the same
+// entries but reached different states (a snapshot that lost something) are caught as well.
+
+import { EntryType } from '../raft/types.js';
+import { applyHighWaterRaise } from '../shard/oracle.js';
+import type { ShardMap } from '../shard/shard-map.js';
+import { encodeCommandProposal, fnvString, KvStateMachine, proposalBody } from './app.js';
+
+export type WriteOp = 'put' | 'delete';
+
+export interface KeyOp {
+  readonly key: string;
+  readonly op: WriteOp;
+}
+
+/** What a client asks a shard to do: one key's put or delete, or a txn over keys of one shard. */
+export interface WriteRequest {
+  /** Applied when there is no compare, or when it holds. */
+  readonly ops: readonly KeyOp[];
+  /** A txn's compare: this key exists on the shard (etcd: version > 0). */
+  readonly ifExists?: string;
+  /** A txn's ops when the compare fails. */
+  readonly orElse?: readonly KeyOp[];
+}
+
+/** One client write as a shard's log carries it. */
+export interface WriteCommand extends WriteRequest {
+  /** The client's write id: retries of one write carry the same id; it applies at most once. */
+  readonly write: number;
+  /** The revision from the oracle this attempt was stamped with (every key it writes gets it). */
+  readonly revision: number;
+}
+
+/** The ops of the branch a write took (`succeeded`: no compare, or the compare held). */
+export function branchOps(request: WriteRequest, succeeded: boolean): readonly KeyOp[] {
+  return succeeded ? request.ops : (request.orElse ?? []);
+}
+
+/** A write as the shard applied it. */
+export interface AppliedWrite {
+  readonly revision: number;
+  readonly succeeded: boolean;
+}
+
+/** One version of a key: what a read at `revision` sees (until the next version). */
+export interface KeyVersion {
+  readonly revision: number;
+  readonly write: number;
+  readonly op: WriteOp;
+}
+
+/** A live key as etcd reports it (a delete removes it). */
+export interface KeyState {
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  /** The write that set the value (the simulated value). */
+  readonly write: number;
+}
+
+/**
+ * What applying one write did: `applied` at its revision (`succeeded`: which branch a txn took),
+ * `duplicate` (the write id was applied before, as `write` says), or `refused` because its revision
+ * is not above the shard's `revision` (a write stamped earlier was applied first; the client
+ * retries with a new revision).
+ */
+export type WriteOutcome =
+  | { readonly kind: 'applied'; readonly write: AppliedWrite }
+  | { readonly kind: 'duplicate'; readonly write: AppliedWrite }
+  | { readonly kind: 'refused'; readonly revision: number };
+
+const utf8 = new TextEncoder();
+const utf8Decoder = new TextDecoder();
+
+export function encodeWrite(proposalId: number, command: WriteCommand): Uint8Array {
+  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify(command)));
+}
+
+export function decodeWrite(data: Uint8Array): WriteCommand | undefined {
+  const body = decodeBody(data);
+  return typeof body?.write === 'number' ? (body as unknown as WriteCommand) : undefined;
+}
+
+function decodeBody(data: Uint8Array): Record<string, unknown> | undefined {
+  const body = proposalBody(data);
+  if (body.length === 0 || body[0] !== 0x7b /* '{' */) return undefined;
+  return JSON.parse(utf8Decoder.decode(body)) as Record<string, unknown>;
+}
+
+export interface ShardStateOptions {
+  /**
+   * Test-only mutation: apply a write whose revision is not above the shard's (two writes at one
+   * revision, or a key's history going back). The invariants must catch it.
+   */
+  unsafeAcceptStaleRevision?: boolean;
+}
+
+export class ShardStateMachine extends KvStateMachine {
+  /** The highest revision applied (the shard's store revision). */
+  revision = 0;
+  readonly keys = new Map<string, KeyState>();
+  readonly history = new Map<string, KeyVersion[]>();
+  /** Write id → how it was applied. */
+  readonly writes = new Map<number, AppliedWrite>();
+  /**
+   * The entry applied last, if it was a write: the command, what it did, and the shard's revision
+   * before it (read by the simulation right after the apply).
+   */
+  lastWrite: { command: WriteCommand; outcome: WriteOutcome; previous: number } | undefined;
+
+  constructor(private readonly options: ShardStateOptions = {}) {
+    super();
+  }
+
+  override apply(index: number, type: EntryType, data: Uint8Array, key: string): void {
+    super.apply(index, type, data, key);
+    this.lastWrite = undefined;
+    if (type !== EntryType.Normal) return;
+    const command = decodeWrite(data);
+    if (command === undefined) return;
+    const previous = this.revision;
+    const outcome = this.applyWrite(command);
+    this.lastWrite = { command, outcome, previous };
+    this.hash = fnvString(JSON.stringify(outcome), this.hash);
+  }
+
+  /** The version of `key` a read at `revision` sees (undefined: absent then). */
+  versionAt(key: string, revision: number): KeyVersion | undefined {
+    let seen: KeyVersion | undefined;
+    for (const version of this.history.get(key) ?? []) {
+      if (version.revision > revision) break;
+      seen = version;
+    }
+    return seen?.op === 'put' ? seen : undefined;
+  }
+
+  private applyWrite(command: WriteCommand): WriteOutcome {
+    const done = this.writes.get(command.write);
+    if (done !== undefined) return { kind: 'duplicate', write: done };
+    if (command.revision <= this.revision && this.options.unsafeAcceptStaleRevision !== true)
+      return { kind: 'refused', revision: this.revision };
+    const succeeded = command.ifExists === undefined || this.keys.has(command.ifExists);
+    const write: AppliedWrite = { revision: command.revision, succeeded };
+    this.revision = Math.max(this.revision, command.revision);
+    this.writes.set(command.write, write);
+    for (const { key, op } of branchOps(command, succeeded))
+      this.applyKeyOp(command.write, key, op, command.revision);
+    return { kind: 'applied', write };
+  }
+
+  private applyKeyOp(write: number, key: string, op: WriteOp, revision: number): void {
+    const versions = this.history.get(key) ?? [];
+    versions.push({ revision, write, op });
+    this.history.set(key, versions);
+    const current = this.keys.get(key);
+    if (op === 'delete') this.keys.delete(key);
+    else {
+      this.keys.set(key, {
+        createRevision: current?.createRevision ?? revision,
+        modRevision: revision,
+        version: (current?.version ?? 0) + 1,
+        write,
+      });
+    }
+  }
+
+  protected override snapshotState(): Record<string, unknown> {
+    return {
+      ...super.snapshotState(),
+      revision: this.revision,
+      keys: [...this.keys],
+      history: [...this.history],
+      writes: [...this.writes],
+    };
+  }
+
+  protected override loadSnapshotState(state: Record<string, unknown>): void {
+    super.loadSnapshotState(state);
+    this.revision = state.revision as number;
+    for (const [key, value] of state.keys as [string, KeyState][]) this.keys.set(key, value);
+    for (const [key, versions] of state.history as [string, KeyVersion[]][]) this.history.set(key, versions);
+    for (const [id, write] of state.writes as [number, AppliedWrite][]) this.writes.set(id, write);
+  }
+}
+
+/**
+ * What the simulated cluster reads from the metadata group's state: the oracle's committed
+ * high-water mark and the shard map. The full metadata state machine replaces SimMetaStateMachine
+ * behind this.
+ */
+export interface MetadataView {
+  readonly highWaterMark: number;
+  readonly shardMap: ShardMap;
+}
+
+/** A proposal to the metadata group raising the oracle's high-water mark to `mark`. */
+export function encodeMarkRaise(proposalId: number, mark: number): Uint8Array {
+  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify({ mark })));
+}
+
+export function decodeMarkRaise(data: Uint8Array): number | undefined {
+  const body = decodeBody(data);
+  return typeof body?.mark === 'number' ? body.mark : undefined;
+}
+
+/** The metadata group's minimal state machine: the oracle's mark (raised, never lowered) and a static shard map. */
+export class SimMetaStateMachine extends KvStateMachine implements MetadataView {
+  highWaterMark = 0;
+
+  constructor(readonly shardMap: ShardMap) {
+    super();
+  }
+
+  override apply(index: number, type: EntryType, data: Uint8Array, key: string): void {
+    super.apply(index, type, data, key);
+    if (type !== EntryType.Normal) return;
+    const mark = decodeMarkRaise(data);
+    if (mark === undefined) return;
+    this.highWaterMark = applyHighWaterRaise(this.highWaterMark, mark);
+    this.hash = fnvString(`mark@${this.highWaterMark}`, this.hash);
+  }
+
+  protected override snapshotState(): Record<string, unknown> {
+    return { ...super.snapshotState(), highWaterMark: this.highWaterMark };
+  }
+
+  protected override loadSnapshotState(state: Record<string, unknown>): void {
+    super.loadSnapshotState(state);
+    this.highWaterMark = state.highWaterMark as number;
+  }
+}

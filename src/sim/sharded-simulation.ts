@@ -1,0 +1,1188 @@
+// A sharded cluster in one process on a virtual clock: N nodes, each hosting several groups
+// through the production host loop (one RaftHost per group replica), the metadata group (group 0,
+// running the timestamp oracle) and M shard groups (ids 1..M), their replicas placed by
+// shard/placement.ts. A node has one disk (NodeDisk: one fsync per turn for all its groups) and one
+// network address; every message carries its group id. Clients write keys spread over the shards:
+// the node hosting a shard's leader gets a revision from the oracle (RevisionBatcher on the node,
+// a request over the network to group 0's leader) and proposes the write stamped with it; applying
+// sets the key's mod revision to it. Each group's Raft invariants are checked by its own
+// InvariantChecker, revisions across shards by RevisionChecker, after every event; after the fault
+// phase everything heals and must converge (liveness), then every acked write must be readable.
+
+import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
+import { OracleNotLeaderError } from '../shard/errors.js';
+import { RevisionBatcher, type RevisionRange } from '../shard/oracle.js';
+import { placeReplicas } from '../shard/placement.js';
+import { type ShardDescriptor, ShardMap } from '../shard/shard-map.js';
+import { entryKey } from './app.js';
+import { engineFactory } from './consensus.js';
+import { SimDisk } from './disk.js';
+import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
+import { EventQueue } from './event-queue.js';
+import { InvariantChecker } from './invariants.js';
+import { Network, simNetworkConfig, UnreachableReports } from './network.js';
+import { NodeDisk } from './node-disk.js';
+import { OracleHost, type OracleMutation } from './oracle-host.js';
+import { SimRng } from './rng.js';
+import { encodeWrite, ShardStateMachine, SimMetaStateMachine, type WriteRequest } from './shard-app.js';
+import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
+import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
+import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
+import { TurnQueue } from './turn.js';
+
+export const METADATA_GROUP = 0;
+
+export interface ShardedSimOptions {
+  seed: number;
+  /** Nodes (at least 3: each group has 3 replicas). */
+  nodes: number;
+  /** Shard groups (ids 1..shards), besides the metadata group. */
+  shards: number;
+  faultPhaseUs?: number;
+  livenessBoundUs?: number;
+  clients?: number;
+  faults?: boolean;
+  /** Test only: a broken oracle wiring the invariants must catch. */
+  oracleMutation?: OracleMutation;
+  /** Test only: a node that hands the range it fetched last to the next fetch too. */
+  unsafeReuseRevisions?: boolean;
+  /** Test only: shards that apply a write whose revision is not above theirs. */
+  unsafeAcceptStaleRevision?: boolean;
+  trace?: (line: string) => void;
+}
+
+export interface ShardedSimResult {
+  seed: number;
+  nodes: number;
+  shards: number;
+  events: number;
+  virtualUs: number;
+  writes: number;
+  acked: number;
+  /** Write attempts a shard refused (a revision not above the shard's): retried. */
+  refused: number;
+  revisionsReleased: number;
+  oracleLeaderships: number;
+  livenessUs: number;
+  crashes: number;
+  pauses: number;
+  partitions: number;
+  leaderTransfers: number;
+  snapshotsSent: number;
+  /** Node fsyncs, and the group writes they covered (the ratio is the batching). */
+  fsyncs: number;
+  groupWrites: number;
+}
+
+export class ShardedSimFailure extends Error {
+  readonly code = 'sim-failure';
+  constructor(
+    readonly seed: number,
+    readonly replay: string,
+    override readonly cause: unknown,
+    where: string,
+  ) {
+    super(
+      `seed ${seed} failed ${where}: ${cause instanceof Error ? cause.message : String(cause)}\n  replay: ${replay} (add --verbose for a trace)`,
+    );
+    this.name = 'ShardedSimFailure';
+  }
+}
+
+export function shardedReplayCommand(seed: number, nodes: number, shards: number): string {
+  return `npm run sim -- --shards ${shards} --nodes ${nodes} --seeds 1 --from ${seed}`;
+}
+
+const TICK_INTERVAL_US = 10_000;
+const TICK_DRIFT_PERCENT_MAX = 10;
+const EVENTS_PER_RUN_MAX = 2_000_000;
+const REPLICATION_FACTOR = 3;
+const KEYS_PER_SHARD = 4;
+const CLIENT_TIMEOUT_US = 300_000;
+/** A node gives up on an oracle request after this (and asks another metadata node). */
+const FETCH_TIMEOUT_US = 100_000;
+const DELETE_PROBABILITY = 0.2;
+/** Share of writes that are single-shard txns. */
+const TXN_PROBABILITY = 0.2;
+const LIVENESS_CHECK_US = 10_000;
+const BATCH_REVISIONS_MAX = 16;
+
+/** One simulated process: the replicas of the groups it hosts, one disk, one address. */
+class SimServer {
+  readonly replicas = new Map<number, SimNode>();
+  incarnation = 0;
+  running = false;
+  pausedUntilUs = 0;
+  tickIntervalUs = TICK_INTERVAL_US;
+  oracle: OracleHost | undefined;
+  batcher: RevisionBatcher | undefined;
+  /** Oracle requests in flight, by request id. */
+  fetches = new Map<number, { resolve(range: RevisionRange): void; reject(error: unknown): void }>();
+  /** Where this node sends oracle requests. */
+  metaLeaderHint: NodeId;
+  /** The range fetched last (kept only for the reuse mutation). */
+  lastRange: RevisionRange | undefined;
+
+  constructor(
+    readonly id: NodeId,
+    readonly disk: NodeDisk,
+    public fsyncLatencyUs: number,
+    metaLeaderHint: NodeId,
+  ) {
+    this.metaLeaderHint = metaLeaderHint;
+  }
+
+  get meta(): SimNode | undefined {
+    return this.replicas.get(METADATA_GROUP);
+  }
+
+  paused(nowUs: number): boolean {
+    return this.pausedUntilUs > nowUs;
+  }
+}
+
+type SimEvent =
+  | { kind: 'tick'; server: SimServer; incarnation: number }
+  | { kind: 'deliver'; group: number; message: Message }
+  | { kind: 'fsync'; server: SimServer; incarnation: number }
+  | {
+      kind: 'snapshot-done';
+      group: number;
+      message: Message;
+      fromIncarnation: number;
+      epoch: number;
+      chunkFails: boolean;
+    }
+  | { kind: 'unreachable'; group: number; replica: SimNode; incarnation: number; peer: NodeId }
+  | { kind: 'oracle-request'; from: NodeId; to: NodeId; requestId: number; count: number }
+  | {
+      kind: 'oracle-response';
+      from: NodeId;
+      to: NodeId;
+      requestId: number;
+      range: RevisionRange | undefined;
+      leaderHint: NodeId;
+    }
+  | { kind: 'timer'; server: SimServer; incarnation: number; run: () => void }
+  | { kind: 'client'; client: Client; attempt: number }
+  | { kind: 'client-timeout'; client: Client; attempt: number }
+  | { kind: 'nemesis' }
+  | { kind: 'restart'; server: SimServer }
+  | { kind: 'heal' }
+  | { kind: 'disk-normal'; server: SimServer }
+  | { kind: 'quiesce' }
+  | { kind: 'liveness-check' };
+
+interface PendingWrite {
+  write: number;
+  request: WriteRequest;
+  /** The shard owning every key the write touches. */
+  shard: number;
+  /** Highest revision acked before the write started: its revision must be above it. */
+  floor: number;
+}
+
+interface Client {
+  id: number;
+  current: PendingWrite | undefined;
+  attempt: number;
+  /** The proposal of the current attempt, and the replica incarnation that must apply it. */
+  waitingOn: { replica: SimNode; incarnation: number; proposalId: number } | undefined;
+}
+
+/** One group's replica on one server: the SimNodeHost its SimNode talks to. */
+class GroupPort implements SimNodeHost {
+  constructor(
+    private readonly sim: ShardedSimulation,
+    private readonly server: SimServer,
+    readonly group: number,
+    readonly checker: InvariantChecker,
+  ) {}
+
+  send(from: SimNode, message: Message): void {
+    this.sim.send(this.group, from, message);
+  }
+  scheduleFsync(node: SimNode): void {
+    this.server.disk.request(node);
+  }
+  soon(run: () => void): void {
+    this.sim.soon(run);
+  }
+  onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void {
+    this.sim.onProposalApplied(this.group, this.server, node, proposalId, key, index);
+  }
+  onConfChangeApplied(): void {
+    // Replica sets are static in sharded runs.
+  }
+  onReadServed(_node: SimNode, context: Uint8Array): void {
+    this.server.oracle?.onReadServed(decodeReadContext(context));
+  }
+  onFatal(node: SimNode, error: Error): void {
+    this.sim.onFatal(this.group, node, error);
+  }
+  get tracing(): boolean {
+    return this.sim.tracing;
+  }
+  trace(line: string): void {
+    this.sim.trace(`g${this.group} ${line}`);
+  }
+}
+
+export class ShardedSimulation {
+  private readonly revisions = new RevisionChecker();
+  private readonly checkers = new Map<number, InvariantChecker>();
+  private readonly queue = new EventQueue<SimEvent>();
+  private readonly network: Network;
+  private readonly servers = new Map<NodeId, SimServer>();
+  private readonly serverList: SimServer[] = [];
+  private readonly shardMap: ShardMap;
+  /** Group id → the nodes hosting it. */
+  private readonly placement = new Map<number, NodeId[]>();
+  private readonly keys: string[] = [];
+  private readonly rngRoot: SimRng;
+  private readonly rngFault: SimRng;
+  private readonly rngClient: SimRng;
+  private readonly clients: Client[] = [];
+  private readonly fsyncNormalUs: number;
+  private readonly faultPhaseUs: number;
+  private readonly livenessBoundUs: number;
+  private readonly oracleOptions: {
+    windowRevisions: number;
+    refillBelowRevisions: number;
+    allocateRevisionsMax: number;
+  };
+  private readonly configs = new Map<number, SimNodeConfig>();
+  private nextProposalId = 1;
+  private nextReadId = 1;
+  private nextWriteId = 1;
+  private nextRequestId = 1;
+  private quiesced = false;
+  private quiesceAtUs = 0;
+  private done = false;
+  private events = 0;
+  private current: SimEvent | undefined;
+  private readonly turn = new TurnQueue();
+  /** Promise work started or settled during this event: drain the microtasks before going on. */
+  private asyncTouched = false;
+  private fatal: Error | undefined;
+  private readonly unreachable = new UnreachableReports(TICK_INTERVAL_US);
+  private readonly stats = {
+    writes: 0,
+    refused: 0,
+    oracleLeaderships: 0,
+    crashes: 0,
+    pauses: 0,
+    partitions: 0,
+    leaderTransfers: 0,
+    snapshotsSent: 0,
+    livenessUs: -1,
+  };
+
+  constructor(private readonly options: ShardedSimOptions) {
+    if (!Number.isInteger(options.nodes) || options.nodes < REPLICATION_FACTOR || options.nodes > 16)
+      throw new SimulatorError(`nodes must be in [${REPLICATION_FACTOR}, 16], got ${options.nodes}`);
+    if (!Number.isInteger(options.shards) || options.shards < 1 || options.shards > 64)
+      throw new SimulatorError(`shards must be in [1, 64], got ${options.shards}`);
+    this.rngRoot = new SimRng(options.seed, 10);
+    this.rngFault = new SimRng(options.seed, 12);
+    this.rngClient = new SimRng(options.seed, 13);
+    const networkConfig = simNetworkConfig(new SimRng(options.seed, 15), options.faults ?? true);
+    this.network = new Network(new SimRng(options.seed, 11), networkConfig);
+    this.faultPhaseUs = options.faultPhaseUs ?? 3_000_000;
+    this.livenessBoundUs = options.livenessBoundUs ?? 5_000_000;
+    this.fsyncNormalUs = this.rngRoot.chance(0.2) ? 0 : this.rngRoot.between(100, 2000);
+    // Small windows make leaders run out of room and raise often (and successors start at the
+    // mark a predecessor may have used up); large ones leave a deposed leader room to hand out.
+    this.oracleOptions = {
+      windowRevisions: this.rngRoot.pick([1, 2, 4, 64, 1000]),
+      refillBelowRevisions: this.rngRoot.pick([0, 0, 2, 16]),
+      allocateRevisionsMax: BATCH_REVISIONS_MAX,
+    };
+    const base = this.baseConfig();
+    this.configs.set(METADATA_GROUP, { ...base, restoreApp: (i, c, d) => this.restoreMeta(i, c, d) });
+    const shardConfig: SimNodeConfig = {
+      ...base,
+      restoreApp: (index, confState, data) =>
+        ShardStateMachine.restoreInto(
+          new ShardStateMachine({ unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision }),
+          index,
+          confState,
+          data,
+        ),
+    };
+    for (let shard = 1; shard <= options.shards; shard++) this.configs.set(shard, shardConfig);
+    this.place();
+    this.shardMap = this.buildShardMap();
+    this.build();
+  }
+
+  async run(): Promise<ShardedSimResult> {
+    try {
+      this.schedule();
+      await this.loop();
+      this.finalChecks();
+    } catch (err) {
+      const during = this.current ? ` (handling ${describeEvent(this.current)})` : '';
+      const where = `at t=${(this.queue.now / 1000).toFixed(3)}ms after ${this.events} events${during}`;
+      throw new ShardedSimFailure(
+        this.options.seed,
+        shardedReplayCommand(this.options.seed, this.options.nodes, this.options.shards),
+        err,
+        where,
+      );
+    }
+    const disks = this.serverList.map((s) => s.disk);
+    return {
+      seed: this.options.seed,
+      nodes: this.options.nodes,
+      shards: this.options.shards,
+      events: this.events,
+      virtualUs: this.queue.now,
+      writes: this.stats.writes,
+      acked: this.revisions.ackedCount,
+      refused: this.stats.refused,
+      revisionsReleased: this.revisions.releasedCount,
+      oracleLeaderships: this.stats.oracleLeaderships,
+      livenessUs: this.stats.livenessUs,
+      crashes: this.stats.crashes,
+      pauses: this.stats.pauses,
+      partitions: this.stats.partitions,
+      leaderTransfers: this.stats.leaderTransfers,
+      snapshotsSent: this.stats.snapshotsSent,
+      fsyncs: disks.reduce((n, d) => n + d.syncs, 0),
+      groupWrites: disks.reduce((n, d) => n + d.groupWrites, 0),
+    };
+  }
+
+  // ---- what the group ports call --------------------------------------------------------------
+
+  send(group: number, from: SimNode, message: Message): void {
+    const to = message.to;
+    if (message.from !== from.id)
+      throw new InvariantViolation(
+        'core-contract',
+        `g${group} n${from.id} sends a message from ${message.from}`,
+      );
+    if (to === from.id)
+      throw new InvariantViolation('core-contract', `g${group} n${from.id} sends a message to itself`);
+    if (message.type === MessageType.Snapshot) return this.sendSnapshot(group, from, message);
+    if (!this.network.isLinkUp(from.id, to)) return this.reportUnreachable(group, from, to);
+    for (const delay of this.network.planDelivery(from.id, to))
+      this.queue.after(delay, { kind: 'deliver', group, message: cloneMessage(message) });
+  }
+
+  soon(run: () => void): void {
+    this.turn.soon(run);
+  }
+
+  onFatal(group: number, node: SimNode, error: Error): void {
+    this.trace(`g${group} n${node.id} host loop stopped: ${error.message}`);
+    this.fatal ??= error;
+  }
+
+  get tracing(): boolean {
+    return this.options.trace !== undefined;
+  }
+
+  trace(line: string): void {
+    this.options.trace?.(`${(this.queue.now / 1000).toFixed(3)}ms ${line}`);
+  }
+
+  onProposalApplied(
+    group: number,
+    server: SimServer,
+    replica: SimNode,
+    proposalId: number,
+    key: string,
+    index: number,
+  ): void {
+    if (group === METADATA_GROUP) {
+      this.revisions.observeMark((replica.app as SimMetaStateMachine).highWaterMark);
+      server.oracle?.onApplied(proposalId);
+      return;
+    }
+    const state = replica.app as ShardStateMachine;
+    const applied = state.lastWrite;
+    if (applied === undefined) return;
+    this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous);
+    if (applied.outcome.kind === 'refused') this.stats.refused++;
+    for (const client of this.clients) {
+      const waiting = client.waitingOn;
+      if (waiting?.proposalId !== proposalId || waiting.replica !== replica) continue;
+      if (waiting.incarnation !== replica.incarnation || client.current === undefined) continue;
+      client.waitingOn = undefined;
+      if (applied.outcome.kind === 'refused') {
+        this.trace(`client ${client.id}: write ${client.current.write} refused by shard ${group}, retrying`);
+        this.queue.after(0, { kind: 'client', client, attempt: client.attempt });
+        continue;
+      }
+      const acked = applied.outcome.write;
+      this.checker(group).observeAck(proposalId, key, index);
+      this.revisions.observeAck(client.current.write, group, index, acked, client.current.floor);
+      this.trace(
+        `client ${client.id}: write ${client.current.write} acked at revision ${acked.revision}${acked.succeeded ? '' : ' (compare failed)'} (shard ${group} index ${index})`,
+      );
+      client.current = undefined;
+      this.clientNext(client);
+    }
+  }
+
+  // ---- setup ----------------------------------------------------------------------------------
+
+  private baseConfig(): SimNodeConfig {
+    return {
+      createCore: engineFactory('raft', REPLICATION_FACTOR),
+      electionTicks: 10,
+      heartbeatTicks: this.rngRoot.between(1, 3),
+      // Shards see fewer entries each than a single group: snapshot sooner to exercise them.
+      snapshotEveryEntries: this.rngRoot.between(5, 60),
+      compactionKeepEntries: this.rngRoot.between(0, 30),
+      maxMessageBytes: this.rngRoot.pick([1024, 64 * 1024]),
+      inflightMessagesMax: this.rngRoot.pick([2, 16, 256]),
+      checkQuorum: this.rngRoot.chance(0.8),
+      preVote: this.rngRoot.chance(0.8),
+    };
+  }
+
+  private restoreMeta(index: number, confState: ConfState, data: Uint8Array): SimMetaStateMachine {
+    return SimMetaStateMachine.restoreInto(new SimMetaStateMachine(this.shardMap), index, confState, data);
+  }
+
+  /** Replicas of every group, the metadata group included, by rendezvous placement. */
+  private place(): void {
+    const nodes = [];
+    for (let id = 1; id <= this.options.nodes; id++) nodes.push({ id });
+    const groups = [METADATA_GROUP];
+    for (let shard = 1; shard <= this.options.shards; shard++) groups.push(shard);
+    const placed = placeReplicas({ nodes, shards: groups, replicationFactor: REPLICATION_FACTOR });
+    for (const group of groups) {
+      const replicas = [...(placed.replicas.get(group) ?? [])].sort((a, b) => a - b);
+      if (replicas.length !== REPLICATION_FACTOR)
+        throw new SimulatorError(`group ${group} placed on ${replicas.length} nodes`);
+      this.placement.set(group, replicas);
+    }
+  }
+
+  /** M shards over the keys k000, k001, …, KEYS_PER_SHARD each, cut at even boundaries. */
+  private buildShardMap(): ShardMap {
+    const shards: ShardDescriptor[] = [];
+    for (let shard = 1; shard <= this.options.shards; shard++) {
+      for (let k = 0; k < KEYS_PER_SHARD; k++) this.keys.push(keyName((shard - 1) * KEYS_PER_SHARD + k));
+      const start = shard === 1 ? new Uint8Array(0) : utf8.encode(keyName((shard - 1) * KEYS_PER_SHARD));
+      const end =
+        shard === this.options.shards ? new Uint8Array(0) : utf8.encode(keyName(shard * KEYS_PER_SHARD));
+      const replicas = this.placement.get(shard)!.map((node) => ({ node, role: 'voter' as const }));
+      shards.push({ id: shard, start, end, epoch: 1, confEpoch: 1, replicas, leaderHint: undefined });
+    }
+    return ShardMap.fromShards(shards, this.options.shards + 1);
+  }
+
+  private build(): void {
+    for (const group of this.placement.keys())
+      this.checkers.set(group, new InvariantChecker({ consensus: 'raft' }));
+    const metaNodes = this.placement.get(METADATA_GROUP)!;
+    for (let id = 1; id <= this.options.nodes; id++) {
+      const disks = new Map<number, SimDisk>();
+      for (const [group, nodes] of this.placement) {
+        if (!nodes.includes(id)) continue;
+        const confState = {
+          voters: nodes,
+          learners: [],
+          votersOutgoing: [],
+          learnersNext: [],
+          autoLeave: false,
+        };
+        disks.set(group, SimDisk.bootstrap(confState, new Uint8Array(0)));
+      }
+      const server = new SimServer(id, new NodeDisk(disks), this.fsyncNormalUs, this.rngRoot.pick(metaNodes));
+      const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
+      server.tickIntervalUs = TICK_INTERVAL_US + this.rngRoot.between(-driftUs, driftUs);
+      for (const group of disks.keys()) {
+        const port = new GroupPort(this, server, group, this.checker(group));
+        const replica = new SimNode(
+          id,
+          server.disk.group(group),
+          port,
+          this.rngRoot.fork(1000 * (group + 1) + id),
+          this.configs.get(group)!,
+          server.fsyncLatencyUs,
+        );
+        replica.tickIntervalUs = server.tickIntervalUs;
+        server.replicas.set(group, replica);
+      }
+      this.servers.set(id, server);
+      this.serverList.push(server);
+      this.startServer(server);
+    }
+  }
+
+  private checker(group: number): InvariantChecker {
+    const checker = this.checkers.get(group);
+    if (checker === undefined) throw new SimulatorError(`no group ${group}`);
+    return checker;
+  }
+
+  private startServer(server: SimServer): void {
+    server.incarnation++;
+    server.running = true;
+    server.pausedUntilUs = 0;
+    for (const replica of server.replicas.values()) {
+      replica.fsyncLatencyUs = server.fsyncLatencyUs;
+      replica.start();
+    }
+    const meta = server.meta;
+    if (meta !== undefined) server.oracle = this.createOracle(server, meta);
+    server.fetches = new Map();
+    server.lastRange = undefined;
+    server.batcher = new RevisionBatcher({
+      fetch: (count) => this.fetchRevisions(server, count),
+      schedule: (flush) => this.soon(flush),
+      batchRevisionsMax: BATCH_REVISIONS_MAX,
+    });
+    const phase = this.rngRoot.between(0, server.tickIntervalUs - 1);
+    this.queue.after(phase, { kind: 'tick', server, incarnation: server.incarnation });
+  }
+
+  private createOracle(server: SimServer, meta: SimNode): OracleHost {
+    const incarnation = server.incarnation;
+    return new OracleHost(
+      meta,
+      {
+        nextProposalId: () => this.nextProposalId++,
+        nextReadId: () => this.nextReadId++,
+        registerMetaProposal: (data) =>
+          this.checker(METADATA_GROUP).registerProposal(entryKey(EntryType.Normal, data)),
+        after: (delayUs, run) => this.queue.after(delayUs, { kind: 'timer', server, incarnation, run }),
+        touch: () => {
+          this.asyncTouched = true;
+        },
+        trace: (line) => this.trace(line),
+      },
+      this.oracleOptions,
+      this.options.oracleMutation,
+    );
+  }
+
+  private crashServer(server: SimServer): void {
+    this.trace(`n${server.id} crashes`);
+    server.running = false;
+    for (const replica of server.replicas.values()) replica.crash();
+    server.disk.crash();
+    server.oracle?.stop();
+    server.oracle = undefined;
+    server.batcher?.close();
+    server.batcher = undefined;
+    const fetches = [...server.fetches.values()];
+    server.fetches = new Map();
+    for (const fetch of fetches) fetch.reject(new OracleNotLeaderError());
+    this.asyncTouched = true;
+  }
+
+  private schedule(): void {
+    const clients = this.options.clients ?? 3;
+    for (let id = 1; id <= clients; id++) {
+      const client: Client = { id, current: undefined, attempt: 0, waitingOn: undefined };
+      this.clients.push(client);
+      this.queue.after(this.rngClient.between(0, 50_000), { kind: 'client', client, attempt: 0 });
+    }
+    if (this.options.faults ?? true)
+      this.queue.after(this.rngFault.between(50_000, 300_000), { kind: 'nemesis' });
+    this.queue.after(this.faultPhaseUs, { kind: 'quiesce' });
+  }
+
+  // ---- the event loop ---------------------------------------------------------------------------
+
+  private async loop(): Promise<void> {
+    await this.settle();
+    while (!this.done) {
+      const item = this.queue.pop();
+      if (!item) throw new SimulatorError('event queue ran dry');
+      if (++this.events > EVENTS_PER_RUN_MAX)
+        throw new SimulatorError(`more than ${EVENTS_PER_RUN_MAX} events`);
+      this.current = item.event;
+      this.handle(item.event);
+      await this.settle();
+    }
+  }
+
+  /**
+   * Finishes the current event as Node finishes a turn: host loops run until idle or waiting for
+   * a disk, queued batches run, the oracles follow their replicas' roles, promise work (revision
+   * fetches, oracle allocations) drains; then each node's writes of this turn start one fsync, and
+   * each replica that acted is checked. Virtual time stands still meanwhile.
+   */
+  private async settle(): Promise<void> {
+    for (;;) {
+      await this.turn.settle(this.hostsRunning, () => this.fatal);
+      for (const server of this.serverList) if (server.running) this.followOracleRole(server);
+      if (this.turn.pending) continue;
+      if (!this.asyncTouched) break;
+      this.asyncTouched = false;
+      // A macrotask boundary: every promise continuation queued so far has run after it.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    if (this.fatal) throw this.fatal;
+    for (const server of this.serverList) {
+      if (server.running && server.disk.startSync())
+        this.queue.after(server.fsyncLatencyUs, { kind: 'fsync', server, incarnation: server.incarnation });
+    }
+    this.checkTouched();
+  }
+
+  private followOracleRole(server: SimServer): void {
+    const oracle = server.oracle;
+    // Its role and applied index change only when its replica acts.
+    if (oracle === undefined || server.meta?.touched !== true) return;
+    const wasLeading = oracle.leading;
+    oracle.followRole();
+    if (!wasLeading && oracle.leading) this.stats.oracleLeaderships++;
+  }
+
+  private checkTouched(): void {
+    if (this.fatal) throw this.fatal;
+    for (const server of this.serverList)
+      for (const replica of server.replicas.values()) if (replica.touched) replica.afterEvent();
+  }
+
+  private readonly hostsRunning = (): boolean => {
+    for (const server of this.serverList)
+      for (const replica of server.replicas.values()) if (replica.hostRunning) return true;
+    return false;
+  };
+
+  private actor(event: SimEvent): SimServer | undefined {
+    switch (event.kind) {
+      case 'tick':
+      case 'fsync':
+      case 'timer':
+        return event.server;
+      case 'deliver':
+      case 'oracle-request':
+      case 'oracle-response':
+        return this.servers.get(event.kind === 'deliver' ? event.message.to : event.to);
+      case 'unreachable':
+        return this.servers.get(event.replica.id);
+      case 'snapshot-done': {
+        const from = this.servers.get(event.message.from);
+        return from?.paused(this.queue.now) ? from : this.servers.get(event.message.to);
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  private handle(event: SimEvent): void {
+    const actor = this.actor(event);
+    if (actor?.paused(this.queue.now)) {
+      this.queue.after(actor.pausedUntilUs - this.queue.now, event);
+      return;
+    }
+    switch (event.kind) {
+      case 'tick':
+        return this.onTick(event.server, event.incarnation);
+      case 'deliver':
+        return this.deliver(event.group, event.message);
+      case 'fsync':
+        if (this.isCurrent(event.server, event.incarnation)) event.server.disk.completeSync();
+        return;
+      case 'snapshot-done':
+        return this.finishSnapshot(
+          event.group,
+          event.message,
+          event.fromIncarnation,
+          event.epoch,
+          event.chunkFails,
+        );
+      case 'unreachable':
+        if (event.replica.running && event.replica.incarnation === event.incarnation)
+          event.replica.withCore((raft) => raft.reportUnreachable(event.peer));
+        return;
+      case 'oracle-request':
+        return this.serveOracleRequest(event.from, event.to, event.requestId, event.count);
+      case 'oracle-response':
+        return this.receiveOracleResponse(event);
+      case 'timer':
+        if (this.isCurrent(event.server, event.incarnation)) event.run();
+        return;
+      case 'client':
+        if (event.client.attempt === event.attempt) this.clientAttempt(event.client);
+        return;
+      case 'client-timeout':
+        if (event.client.current && event.client.attempt === event.attempt) this.clientAttempt(event.client);
+        return;
+      case 'nemesis':
+        return this.nemesis();
+      case 'restart':
+        if (!event.server.running) {
+          this.trace(`n${event.server.id} restarts from its disk`);
+          this.startServer(event.server);
+        }
+        return;
+      case 'heal':
+        this.trace('network healed');
+        return this.network.healAll();
+      case 'disk-normal':
+        return this.setFsyncLatency(event.server, this.fsyncNormalUs);
+      case 'quiesce':
+        return this.quiesce();
+      case 'liveness-check':
+        return this.livenessCheck();
+      default:
+        assertNever(event);
+    }
+  }
+
+  /**
+   * A promise callback of the simulation: it marks promise work as pending (settle drains it), and
+   * what it throws (a violated invariant) fails the run once the event settles.
+   */
+  private inPromise<T>(run: (value: T) => void): (value: T) => void {
+    return (value) => {
+      this.asyncTouched = true;
+      try {
+        run(value);
+      } catch (error) {
+        this.fatal ??= error instanceof Error ? error : new Error(String(error));
+      }
+    };
+  }
+
+  private isCurrent(server: SimServer, incarnation: number): boolean {
+    return server.running && server.incarnation === incarnation;
+  }
+
+  private onTick(server: SimServer, incarnation: number): void {
+    if (!this.isCurrent(server, incarnation)) return;
+    for (const replica of server.replicas.values()) if (replica.running) replica.tick();
+    this.queue.after(server.tickIntervalUs, { kind: 'tick', server, incarnation });
+  }
+
+  private deliver(group: number, message: Message): void {
+    const server = this.servers.get(message.to);
+    if (!server?.running || !this.network.isLinkUp(message.from, message.to)) return;
+    const replica = server.replicas.get(group);
+    if (replica === undefined)
+      throw new SimulatorError(`g${group} message to n${message.to}, which does not host it`);
+    if (this.options.trace) this.trace(`g${group} deliver ${formatMessage(message)}`);
+    replica.step(message);
+  }
+
+  private reportUnreachable(group: number, from: SimNode, to: NodeId): void {
+    const link = `${group}:${from.id}>${to}`;
+    if (!this.unreachable.due(link, this.queue.now)) return;
+    this.queue.after(this.network.config.latencyMinUs, {
+      kind: 'unreachable',
+      group,
+      replica: from,
+      incarnation: from.incarnation,
+      peer: to,
+    });
+  }
+
+  private sendSnapshot(group: number, from: SimNode, message: Message): void {
+    const bytes = (message.snapshot?.data.length ?? 0) + 64;
+    const stream = this.network.startSnapshotStream(from.id, message.to, bytes);
+    this.stats.snapshotsSent++;
+    this.trace(
+      `g${group} n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to}`,
+    );
+    this.queue.after(stream.durationUs, {
+      kind: 'snapshot-done',
+      group,
+      message: cloneMessage(message),
+      fromIncarnation: from.incarnation,
+      epoch: stream.epoch,
+      chunkFails: stream.chunkFails,
+    });
+  }
+
+  private finishSnapshot(
+    group: number,
+    message: Message,
+    fromIncarnation: number,
+    epoch: number,
+    chunkFails: boolean,
+  ) {
+    const from = this.servers.get(message.from)!.replicas.get(group)!;
+    const toServer = this.servers.get(message.to);
+    const ok =
+      toServer?.running === true &&
+      this.network.snapshotStreamArrived(message.from, message.to, { epoch, chunkFails });
+    if (ok) toServer!.replicas.get(group)!.step(message);
+    if (from.running && from.incarnation === fromIncarnation)
+      from.withCore((raft) => raft.reportSnapshot(message.to, ok));
+  }
+
+  // ---- the oracle over the network --------------------------------------------------------------
+
+  /** A node's RevisionBatcher fetch: one request to the node it believes leads group 0. */
+  private fetchRevisions(server: SimServer, count: number): Promise<RevisionRange> {
+    this.asyncTouched = true;
+    const reused = server.lastRange;
+    if (this.options.unsafeReuseRevisions && reused !== undefined && reused.count === count) {
+      server.lastRange = undefined;
+      return Promise.resolve(reused);
+    }
+    const requestId = this.nextRequestId++;
+    // A node hosting a metadata replica knows its leader; the others go by the last answer.
+    const target = server.meta?.raft?.status().softState.leader || server.metaLeaderHint;
+    const incarnation = server.incarnation;
+    return new Promise<RevisionRange>((resolve, reject) => {
+      server.fetches.set(requestId, { resolve, reject });
+      this.sendOracleMessage(server.id, target, {
+        kind: 'oracle-request',
+        from: server.id,
+        to: target,
+        requestId,
+        count,
+      });
+      this.queue.after(FETCH_TIMEOUT_US, {
+        kind: 'timer',
+        server,
+        incarnation,
+        run: () => this.failFetch(server, requestId, 0),
+      });
+    });
+  }
+
+  private sendOracleMessage(from: NodeId, to: NodeId, event: SimEvent): void {
+    for (const delay of this.network.planDelivery(from, to)) this.queue.after(delay, event);
+  }
+
+  private serveOracleRequest(from: NodeId, to: NodeId, requestId: number, count: number): void {
+    const server = this.servers.get(to)!;
+    if (!server.running || !this.network.isLinkUp(from, to)) return;
+    const oracle = server.oracle;
+    const respond = (range: RevisionRange | undefined) => {
+      if (!server.running) return;
+      const leaderHint = server.meta?.raft?.status().softState.leader ?? 0;
+      this.sendOracleMessage(to, from, {
+        kind: 'oracle-response',
+        from: to,
+        to: from,
+        requestId,
+        range,
+        leaderHint,
+      });
+    };
+    if (oracle === undefined || !oracle.leading) return respond(undefined);
+    const floor = this.revisions.releaseFloor();
+    oracle.allocate(count).then(
+      this.inPromise((range: RevisionRange) => {
+        this.revisions.observeRelease(range.first, range.count, floor);
+        this.trace(`n${to} oracle releases ${range.first}..${range.first + range.count - 1} to n${from}`);
+        respond(range);
+      }),
+      this.inPromise(() => respond(undefined)),
+    );
+  }
+
+  private receiveOracleResponse(event: Extract<SimEvent, { kind: 'oracle-response' }>): void {
+    const server = this.servers.get(event.to)!;
+    if (!server.running || !this.network.isLinkUp(event.from, event.to)) return;
+    const fetch = server.fetches.get(event.requestId);
+    if (fetch === undefined) return;
+    if (event.range === undefined) return this.failFetch(server, event.requestId, event.leaderHint);
+    server.fetches.delete(event.requestId);
+    server.metaLeaderHint = event.from;
+    if (this.options.unsafeReuseRevisions) server.lastRange = event.range;
+    this.asyncTouched = true;
+    fetch.resolve(event.range);
+  }
+
+  /** A fetch failed or timed out: the next one goes to the hinted leader, or the next metadata node. */
+  private failFetch(server: SimServer, requestId: number, leaderHint: NodeId): void {
+    const fetch = server.fetches.get(requestId);
+    if (fetch === undefined) return;
+    server.fetches.delete(requestId);
+    const metaNodes = this.placement.get(METADATA_GROUP)!;
+    server.metaLeaderHint = metaNodes.includes(leaderHint)
+      ? leaderHint
+      : metaNodes[(metaNodes.indexOf(server.metaLeaderHint) + 1) % metaNodes.length]!;
+    this.asyncTouched = true;
+    fetch.reject(new OracleNotLeaderError());
+  }
+
+  // ---- clients ----------------------------------------------------------------------------------
+
+  private clientAttempt(client: Client): void {
+    if (!client.current) {
+      if (this.quiesced) return;
+      const write = this.nextWriteId++;
+      const request = this.chooseWrite();
+      const shard = this.shardMap.shardFor(utf8.encode(request.ops[0]!.key)).id;
+      client.current = { write, request, shard, floor: this.revisions.startWrite(write, request) };
+      this.stats.writes++;
+    }
+    client.attempt++;
+    client.waitingOn = undefined;
+    const attempt = client.attempt;
+    const shard = client.current.shard;
+    const server = this.servers.get(this.rngClient.pick(this.placement.get(shard)!))!;
+    const replica = server.replicas.get(shard)!;
+    const leads =
+      server.running &&
+      !server.paused(this.queue.now) &&
+      replica.raft?.status().softState.role === Role.Leader;
+    if (!leads || server.batcher === undefined) return this.clientRetry(client, attempt);
+    this.queue.after(CLIENT_TIMEOUT_US, { kind: 'client-timeout', client, attempt });
+    const incarnation = server.incarnation;
+    this.asyncTouched = true;
+    server.batcher.next().then(
+      this.inPromise((revision: number) => {
+        if (client.attempt !== attempt || !this.isCurrent(server, incarnation)) return;
+        this.proposeWrite(client, replica, revision);
+      }),
+      this.inPromise(() => {
+        if (client.attempt === attempt) this.clientRetry(client, attempt);
+      }),
+    );
+  }
+
+  /**
+   * A put or a delete of a random key, or (TXN_PROBABILITY) a txn on two keys of one shard: if the
+   * first exists, put the second and delete the first, else put the first.
+   */
+  private chooseWrite(): WriteRequest {
+    const rng = this.rngClient;
+    const key = rng.pick(this.keys);
+    if (!rng.chance(TXN_PROBABILITY))
+      return { ops: [{ key, op: rng.chance(DELETE_PROBABILITY) ? 'delete' : 'put' }] };
+    const shard = this.shardMap.shardFor(utf8.encode(key));
+    const others = this.keys.filter((k) => k !== key && this.shardMap.shardFor(utf8.encode(k)) === shard);
+    const other = rng.pick(others);
+    return {
+      ifExists: key,
+      ops: [
+        { key: other, op: 'put' },
+        { key, op: 'delete' },
+      ],
+      orElse: [{ key, op: 'put' }],
+    };
+  }
+
+  private proposeWrite(client: Client, replica: SimNode, revision: number): void {
+    const { write, request, shard } = client.current!;
+    const proposalId = this.nextProposalId++;
+    const data = encodeWrite(proposalId, { write, revision, ...request });
+    this.checker(shard).registerProposal(entryKey(EntryType.Normal, data));
+    if (!replica.running || !replica.propose(data).ok) return this.clientRetry(client, client.attempt);
+    client.waitingOn = { replica, incarnation: replica.incarnation, proposalId };
+    if (this.tracing)
+      this.trace(
+        `client ${client.id}: write ${write} ${JSON.stringify(request)} at revision ${revision} proposed to shard ${shard} n${replica.id}`,
+      );
+  }
+
+  private clientRetry(client: Client, attempt: number): void {
+    this.queue.after(this.rngClient.between(2000, 20_000), { kind: 'client', client, attempt });
+  }
+
+  private clientNext(client: Client): void {
+    if (!this.quiesced)
+      this.queue.after(this.rngClient.between(1000, 30_000), {
+        kind: 'client',
+        client,
+        attempt: client.attempt,
+      });
+  }
+
+  // ---- faults -----------------------------------------------------------------------------------
+
+  private nemesis(): void {
+    if (this.quiesced) return;
+    const rng = this.rngFault;
+    const alive = this.serverList.filter((s) => s.running);
+    const ids = this.serverList.map((s) => s.id);
+    const action = rng.nextInt(10);
+    if (action === 0 && alive.length > 0) this.crash(rng.pick(alive));
+    else if (action === 1) {
+      const shuffled = shuffle(rng, ids);
+      const cut = rng.between(1, shuffled.length - 1);
+      this.partitionFor(shuffled.slice(0, cut), shuffled.slice(cut));
+    } else if (action === 2 || action === 3) {
+      // Isolate the oracle's node (group 0's leader), or a random shard's leader's node.
+      const group = action === 2 ? METADATA_GROUP : rng.between(1, this.options.shards);
+      const leader = this.leaderOf(group);
+      if (leader)
+        this.partitionFor(
+          [leader.id],
+          ids.filter((id) => id !== leader.id),
+        );
+    } else if (action === 4) {
+      const [a, b] = shuffle(rng, ids);
+      this.trace(`link n${a}→n${b} cut (one way)`);
+      this.network.cutOneWay(a!, b!);
+      this.stats.partitions++;
+      this.queue.after(rng.between(50_000, 1_000_000), { kind: 'heal' });
+    } else if (action === 5 && alive.length > 0) {
+      const server = rng.pick(alive);
+      this.setFsyncLatency(server, rng.between(5_000, 60_000));
+      this.trace(`n${server.id} disk slow (${server.fsyncLatencyUs}us fsync)`);
+      this.queue.after(rng.between(100_000, 2_000_000), { kind: 'disk-normal', server });
+    } else if (action === 6) {
+      this.trace('network healed');
+      this.network.healAll();
+    } else if (action === 7 && alive.length > 0) {
+      // A random node, or the oracle's (a deposed leader that wakes up must not serve).
+      const server = (rng.chance(0.5) ? this.leaderOf(METADATA_GROUP) : undefined) ?? rng.pick(alive);
+      server.pausedUntilUs = this.queue.now + rng.between(20_000, 800_000);
+      this.stats.pauses++;
+      this.trace(`n${server.id} paused until ${(server.pausedUntilUs / 1000).toFixed(3)}ms`);
+    } else if (action === 8) {
+      const leader = this.leaderOf(METADATA_GROUP);
+      if (leader) this.crash(leader);
+    } else if (action === 9) this.transferLeadership(rng.between(0, this.options.shards));
+    this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
+  }
+
+  private crash(server: SimServer): void {
+    this.crashServer(server);
+    this.stats.crashes++;
+    this.queue.after(this.rngFault.between(20_000, 800_000), { kind: 'restart', server });
+  }
+
+  private partitionFor(a: NodeId[], b: NodeId[]): void {
+    this.trace(`partition [${a.join(',')}] | [${b.join(',')}]`);
+    this.network.partition(a, b);
+    this.stats.partitions++;
+    this.queue.after(this.rngFault.between(50_000, 1_500_000), { kind: 'heal' });
+  }
+
+  private transferLeadership(group: number): void {
+    const leader = this.leaderOf(group);
+    if (!leader) return;
+    const target = this.rngFault.pick(this.placement.get(group)!.filter((id) => id !== leader.id));
+    this.trace(`g${group}: leadership n${leader.id} → n${target}`);
+    this.stats.leaderTransfers++;
+    leader.replicas.get(group)!.withCore((raft) => raft.transferLeadership(target));
+  }
+
+  private setFsyncLatency(server: SimServer, latencyUs: number): void {
+    server.fsyncLatencyUs = latencyUs;
+    for (const replica of server.replicas.values()) replica.fsyncLatencyUs = latencyUs;
+  }
+
+  // ---- liveness and the end of the run ----------------------------------------------------------
+
+  private quiesce(): void {
+    this.quiesced = true;
+    this.quiesceAtUs = this.queue.now;
+    this.trace('faults stop: heal the network, restart crashed nodes, disks back to normal');
+    this.network.healAll();
+    for (const server of this.serverList) {
+      this.setFsyncLatency(server, this.fsyncNormalUs);
+      server.pausedUntilUs = 0;
+      if (!server.running) {
+        this.trace(`n${server.id} restarts from its disk`);
+        this.startServer(server);
+      }
+    }
+    this.queue.after(LIVENESS_CHECK_US, { kind: 'liveness-check' });
+  }
+
+  private livenessCheck(): void {
+    const elapsed = this.queue.now - this.quiesceAtUs;
+    const why = this.why();
+    if (why === '') {
+      this.stats.livenessUs = elapsed;
+      this.trace(`converged ${elapsed}us after the faults stopped`);
+      this.done = true;
+      return;
+    }
+    if (elapsed > this.livenessBoundUs)
+      throw new InvariantViolation(
+        'liveness',
+        `no convergence within ${this.livenessBoundUs}us after faults stopped: ${why}`,
+      );
+    this.queue.after(LIVENESS_CHECK_US, { kind: 'liveness-check' });
+  }
+
+  /** Why the cluster has not converged yet ('' when it has). */
+  private why(): string {
+    const oracle = this.leaderOf(METADATA_GROUP)?.oracle;
+    if (!oracle?.leading) return 'no oracle leader';
+    const pending = this.clients.filter((c) => c.current !== undefined);
+    if (pending.length > 0) return `writes pending: ${pending.map((c) => c.current!.write).join(',')}`;
+    for (const [group, nodes] of this.placement) {
+      const leader = this.leaderOf(group);
+      if (!leader) return `group ${group} has no leader`;
+      const commit = leader.replicas.get(group)!.raft!.status().hardState.commit;
+      for (const id of nodes) {
+        const replica = this.servers.get(id)!.replicas.get(group)!;
+        if (replica.app.appliedIndex < commit)
+          return `group ${group} n${id} applied ${replica.app.appliedIndex} < ${commit}`;
+      }
+    }
+    return '';
+  }
+
+  private finalChecks(): void {
+    const shardReplicas: ShardReplicaView[] = [];
+    for (const [group, nodes] of this.placement) {
+      const replicas = nodes.map((id) => this.servers.get(id)!.replicas.get(group)!);
+      this.checker(group).checkNoAckLost(
+        replicas.map((r) => ({
+          node: r.id,
+          applied: r.app.appliedIndex,
+          has: (id: number) => r.app.has(id),
+        })),
+      );
+      if (group === METADATA_GROUP) continue;
+      for (const r of replicas)
+        shardReplicas.push({ shard: group, node: r.id, state: r.app as ShardStateMachine });
+    }
+    this.revisions.checkReplicas(shardReplicas);
+  }
+
+  /** The running, unpaused server whose replica of `group` leads in the highest term. */
+  private leaderOf(group: number): SimServer | undefined {
+    let best: SimServer | undefined;
+    let bestTerm = -1;
+    for (const id of this.placement.get(group)!) {
+      const server = this.servers.get(id)!;
+      const raft = server.replicas.get(group)!.raft;
+      if (!server.running || server.paused(this.queue.now) || raft === undefined) continue;
+      const status = raft.status();
+      if (status.softState.role === Role.Leader && status.hardState.term > bestTerm) {
+        best = server;
+        bestTerm = status.hardState.term;
+      }
+    }
+    return best;
+  }
+}
+
+export function runShardedSimulation(options: ShardedSimOptions): Promise<ShardedSimResult> {
+  return new ShardedSimulation(options).run();
+}
+
+const utf8 = new TextEncoder();
+
+function keyName(i: number): string {
+  return `k${String(i).padStart(3, '0')}`;
+}
+
+function describeEvent(event: SimEvent): string {
+  switch (event.kind) {
+    case 'tick':
+    case 'fsync':
+    case 'timer':
+    case 'restart':
+    case 'disk-normal':
+      return `${event.kind} n${event.server.id}`;
+    case 'unreachable':
+      return `unreachable g${event.group} n${event.replica.id}→n${event.peer}`;
+    case 'deliver':
+    case 'snapshot-done':
+      return `${event.kind} g${event.group} ${formatMessage(event.message)}`;
+    case 'oracle-request':
+    case 'oracle-response':
+      return `${event.kind} ${event.requestId} n${event.from}→n${event.to}`;
+    case 'client':
+    case 'client-timeout':
+      return `${event.kind} ${event.client.id}`;
+    default:
+      return event.kind;
+  }
+}

@@ -1,0 +1,321 @@
+// The sharded simulation: shard groups and the metadata group (the timestamp oracle) on shared
+// nodes, under every fault, with the revision invariants checked after every event. Also the
+// pieces it is built from: the shard and metadata state machines, and a node's one disk.
+
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { EntryType } from '../../src/raft/types.js';
+import { ShardMap } from '../../src/shard/shard-map.js';
+import { entryKey } from '../../src/sim/app.js';
+import { runShardedSeedRange } from '../../src/sim/cli.js';
+import { SimDisk } from '../../src/sim/disk.js';
+import { NodeDisk } from '../../src/sim/node-disk.js';
+import {
+  encodeMarkRaise,
+  encodeWrite,
+  ShardStateMachine,
+  SimMetaStateMachine,
+  type WriteCommand,
+  type WriteRequest,
+} from '../../src/sim/shard-app.js';
+import { RevisionChecker } from '../../src/sim/shard-invariants.js';
+import { runShardedSimulation, ShardedSimFailure } from '../../src/sim/sharded-simulation.js';
+import type { SimNode } from '../../src/sim/sim-node.js';
+
+const CONF = { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+
+function applyWrite(
+  machine: ShardStateMachine,
+  index: number,
+  proposalId: number,
+  command: WriteCommand,
+): void {
+  const data = encodeWrite(proposalId, command);
+  machine.apply(index, EntryType.Normal, data, entryKey(EntryType.Normal, data));
+}
+
+describe('sharded simulation under faults', () => {
+  it('seeds 1..9 (3, 5 and 7 nodes, 4 shards): every invariant holds and the cluster converges', async () => {
+    const report = await runShardedSeedRange({ seeds: 9, from: 1, shards: 4 });
+    const failures = report.failures.map((f) => f.message).join('\n');
+    assert.equal(report.failures.length, 0, `${report.failures.length} failing seeds:\n${failures}`);
+    const results = report.results;
+    assert.deepEqual([...new Set(results.map((r) => r.nodes))].sort(), [3, 5, 7]);
+    assert.ok(results.every((r) => r.acked > 0 && r.acked === r.writes));
+    assert.ok(results.some((r) => r.crashes > 0));
+    assert.ok(
+      results.some((r) => r.oracleLeaderships > 1),
+      'no run changed the oracle leader',
+    );
+    assert.ok(
+      results.some((r) => r.fsyncs < r.groupWrites),
+      'no fsync covered two groups',
+    );
+  });
+
+  it('one shard, and eight shards on five nodes', async () => {
+    for (const [shards, nodes] of [
+      [1, 3],
+      [8, 5],
+    ] as const) {
+      const report = await runShardedSeedRange({
+        seeds: 2,
+        from: 100,
+        shards,
+        nodes,
+        faultPhaseUs: 1_500_000,
+      });
+      assert.equal(report.failures.length, 0, report.failures.map((f) => f.message).join('\n'));
+      assert.ok(report.results.every((r) => r.acked > 0));
+    }
+  });
+
+  it('a seed replays exactly (same trace), another seed differs', async () => {
+    const traceHash = async (seed: number) => {
+      const hash = createHash('sha256');
+      const result = await runShardedSimulation({
+        seed,
+        nodes: 5,
+        shards: 3,
+        faultPhaseUs: 1_000_000,
+        trace: (line) => hash.update(`${line}\n`),
+      });
+      return hash.update(JSON.stringify(result)).digest('hex');
+    };
+    const first = await traceHash(7);
+    assert.equal(await traceHash(7), first);
+    assert.notEqual(await traceHash(8), first);
+  });
+
+  it('a failure names the seed and the replay command', async () => {
+    await assert.rejects(
+      runShardedSimulation({ seed: 3, nodes: 3, shards: 2, faultPhaseUs: 500_000, livenessBoundUs: 0 }),
+      (error: unknown) =>
+        error instanceof ShardedSimFailure &&
+        /\[liveness\]/.test(error.message) &&
+        error.replay === 'npm run sim -- --shards 2 --nodes 3 --seeds 1 --from 3',
+    );
+  });
+});
+
+describe('ShardStateMachine', () => {
+  it('applies a write at its revision, refuses one not above the shard revision, applies a write id once', () => {
+    const machine = new ShardStateMachine();
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 5, succeeded: true },
+    });
+    applyWrite(machine, 2, 2, { write: 2, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'refused', revision: 5 });
+    applyWrite(machine, 3, 3, { write: 2, revision: 9, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 9, succeeded: true },
+    });
+    applyWrite(machine, 4, 4, { write: 1, revision: 12, ops: [{ key: 'a', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'duplicate',
+      write: { revision: 5, succeeded: true },
+    });
+    applyWrite(machine, 5, 5, { write: 3, revision: 14, ops: [{ key: 'a', op: 'delete' }] });
+    assert.deepEqual(machine.keys.get('a'), undefined);
+    assert.equal(machine.revision, 14);
+    assert.equal(machine.versionAt('a', 4), undefined);
+    assert.equal(machine.versionAt('a', 5)?.write, 1);
+    assert.equal(machine.versionAt('a', 13)?.write, 2);
+    assert.equal(machine.versionAt('a', 14), undefined);
+  });
+
+  it('a txn takes the branch its compare gives, every key it writes at its revision', () => {
+    const machine = new ShardStateMachine();
+    const moveAToB = (write: number, revision: number): WriteCommand => ({
+      write,
+      revision,
+      ifExists: 'a',
+      ops: [
+        { key: 'b', op: 'put' },
+        { key: 'a', op: 'delete' },
+      ],
+      orElse: [{ key: 'a', op: 'put' }],
+    });
+    applyWrite(machine, 1, 1, moveAToB(1, 3));
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 3, succeeded: false },
+    });
+    assert.equal(machine.keys.get('a')?.modRevision, 3);
+    applyWrite(machine, 2, 2, moveAToB(2, 6));
+    assert.deepEqual(machine.lastWrite?.outcome, {
+      kind: 'applied',
+      write: { revision: 6, succeeded: true },
+    });
+    assert.equal(machine.keys.get('a'), undefined);
+    assert.equal(machine.keys.get('b')?.modRevision, 6);
+    assert.deepEqual(machine.history.get('a'), [
+      { revision: 3, write: 1, op: 'put' },
+      { revision: 6, write: 2, op: 'delete' },
+    ]);
+  });
+
+  it('keeps create revision and version as etcd does', () => {
+    const machine = new ShardStateMachine();
+    applyWrite(machine, 1, 1, { write: 1, revision: 3, ops: [{ key: 'k', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 7, ops: [{ key: 'k', op: 'put' }] });
+    assert.deepEqual(machine.keys.get('k'), { createRevision: 3, modRevision: 7, version: 2, write: 2 });
+  });
+
+  it('a snapshot restores the same state and hash; an outcome changes the hash', () => {
+    const machine = new ShardStateMachine();
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 8, ops: [{ key: 'b', op: 'put' }] });
+    const copy = ShardStateMachine.restoreInto(new ShardStateMachine(), 2, CONF, machine.encode());
+    assert.equal(copy.hash, machine.hash);
+    assert.equal(copy.revision, 8);
+    assert.deepEqual([...copy.keys], [...machine.keys]);
+    assert.deepEqual([...copy.history], [...machine.history]);
+    assert.deepEqual([...copy.writes], [...machine.writes]);
+    const lenient = new ShardStateMachine({ unsafeAcceptStaleRevision: true });
+    const strict = new ShardStateMachine();
+    for (const m of [lenient, strict]) {
+      applyWrite(m, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+      applyWrite(m, 2, 2, { write: 2, revision: 4, ops: [{ key: 'a', op: 'put' }] });
+    }
+    assert.notEqual(lenient.hash, strict.hash);
+  });
+});
+
+describe('SimMetaStateMachine', () => {
+  it('raises the mark, never lowers it, and restores it from a snapshot', () => {
+    const map = ShardMap.initial([{ node: 1, role: 'voter' }]);
+    const machine = new SimMetaStateMachine(map);
+    const raise = (index: number, mark: number) => {
+      const data = encodeMarkRaise(index, mark);
+      machine.apply(index, EntryType.Normal, data, entryKey(EntryType.Normal, data));
+    };
+    raise(1, 10);
+    raise(2, 4);
+    assert.equal(machine.highWaterMark, 10);
+    raise(3, 30);
+    const copy = SimMetaStateMachine.restoreInto(new SimMetaStateMachine(map), 3, CONF, machine.encode());
+    assert.equal(copy.highWaterMark, 30);
+    assert.equal(copy.hash, machine.hash);
+    assert.equal(copy.shardMap, map);
+  });
+});
+
+describe('NodeDisk', () => {
+  function replica(log: string[], name: string): SimNode {
+    let waiting = true;
+    return {
+      get awaitingFsync() {
+        return waiting;
+      },
+      completeFsync() {
+        waiting = false;
+        log.push(name);
+      },
+    } as unknown as SimNode;
+  }
+
+  it('one fsync covers every group written in a turn; later writes wait for the next', () => {
+    const disk = new NodeDisk(new Map([[1, new SimDisk()]]));
+    const log: string[] = [];
+    disk.request(replica(log, 'g0'));
+    disk.request(replica(log, 'g1'));
+    assert.equal(disk.startSync(), true);
+    disk.request(replica(log, 'g2'));
+    assert.equal(disk.startSync(), false, 'a second fsync started while one is in flight');
+    disk.completeSync();
+    assert.deepEqual(log, ['g0', 'g1']);
+    assert.equal(disk.startSync(), true);
+    disk.completeSync();
+    assert.deepEqual(log, ['g0', 'g1', 'g2']);
+    assert.equal(disk.syncs, 2);
+    assert.equal(disk.groupWrites, 3);
+  });
+
+  it('a crash drops the writes not yet synced', () => {
+    const disk = new NodeDisk(new Map());
+    const log: string[] = [];
+    disk.request(replica(log, 'g0'));
+    disk.startSync();
+    disk.request(replica(log, 'g1'));
+    disk.crash();
+    assert.equal(disk.startSync(), false);
+    assert.throws(() => disk.completeSync());
+    assert.deepEqual(log, []);
+  });
+});
+
+describe('RevisionChecker end-of-run checks', () => {
+  const move: WriteRequest = {
+    ifExists: 'a',
+    ops: [
+      { key: 'b', op: 'put' },
+      { key: 'a', op: 'delete' },
+    ],
+    orElse: [{ key: 'a', op: 'put' }],
+  };
+
+  /** A checker that saw write 1 (put a) and write 2 (the txn) applied on shard 1, and acked. */
+  function scenario(ackTxn = true): { checker: RevisionChecker; state: ShardStateMachine } {
+    const checker = new RevisionChecker();
+    const state = new ShardStateMachine();
+    checker.observeMark(100);
+    const commands: WriteCommand[] = [
+      { write: 1, revision: 4, ops: [{ key: 'a', op: 'put' }] },
+      { write: 2, revision: 9, ...move },
+    ];
+    commands.forEach((command, i) => {
+      const { write, revision: _, ...request } = command;
+      const floor = checker.startWrite(write, request);
+      applyWrite(state, i + 1, i + 1, command);
+      const applied = state.lastWrite!;
+      checker.observeApply(1, 1, applied.command, applied.outcome, applied.previous);
+      assert.equal(applied.outcome.kind, 'applied');
+      if (applied.outcome.kind === 'applied' && (ackTxn || write === 1))
+        checker.observeAck(write, 1, i + 1, applied.outcome.write, floor);
+    });
+    return { checker, state };
+  }
+
+  it('passes a replica that applied the acked writes', () => {
+    const { checker, state } = scenario();
+    checker.checkReplicas([{ shard: 1, node: 1, state }]);
+    assert.equal(state.keys.get('b')?.write, 2);
+  });
+
+  it('catches an acked write missing from a replica', () => {
+    const { checker, state } = scenario();
+    state.history.set('b', []);
+    assert.throws(() => checker.checkReplicas([{ shard: 1, node: 1, state }]), /acked-proposal-lost/);
+  });
+
+  it('catches a txn that took the branch its compare does not give', () => {
+    const acked = scenario();
+    acked.state.writes.set(2, { revision: 9, succeeded: false });
+    const replicas = [{ shard: 1, node: 1, state: acked.state }];
+    assert.throws(() => acked.checker.checkReplicas(replicas), /acked-proposal-lost/);
+    const { checker, state } = scenario(false);
+    state.writes.set(2, { revision: 9, succeeded: false });
+    assert.throws(() => checker.checkReplicas([{ shard: 1, node: 1, state }]), /key-history.*wrong branch/);
+  });
+
+  it('catches a key whose state differs from its history', () => {
+    const { checker, state } = scenario();
+    state.keys.set('b', { createRevision: 9, modRevision: 9, version: 2, write: 2 });
+    assert.throws(() => checker.checkReplicas([{ shard: 1, node: 1, state }]), /key-history/);
+  });
+
+  it('catches a write acked at a revision not above one acked before it started', () => {
+    const checker = new RevisionChecker();
+    checker.observeMark(100);
+    const floor = checker.startWrite(1, { ops: [{ key: 'a', op: 'put' }] });
+    assert.throws(
+      () => checker.observeAck(1, 1, 1, { revision: floor, succeeded: true }, floor),
+      /revision-order/,
+    );
+  });
+});
