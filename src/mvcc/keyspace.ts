@@ -19,20 +19,15 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { type Database, open, type RootDatabase, type Transaction } from 'lmdb';
-import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-fs.js';
-import { EncryptionError, type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
+import { open, type RootDatabase, type Transaction } from 'lmdb';
+import { syncDirSync, syncFileSync } from '../storage/durable-fs.js';
+import { type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
 import { crc32c } from '../util/crc32c.js';
 import {
-  decodeHistoryKey,
-  decodeLeaseKey,
   decodeLive,
   decodeRecord,
   decodeRevKey,
-  encodeHistoryKey,
-  encodeHistoryPrefix,
   encodeLeaseKey,
-  encodeLive,
   encodeRecord,
   encodeRevKey,
   KIND_PUT,
@@ -41,13 +36,20 @@ import {
   REV_KEY_BYTES,
   readU64,
   type StoredRecord,
-  writeU64,
 } from './encoding.js';
+import {
+  type Bin,
+  binaryDb,
+  FORMAT_VERSION,
+  LMDB_DBS_MAX,
+  META_INDEX_KEY,
+  NEVER_COMPACTED,
+  readCounters,
+} from './environment.js';
 import {
   assertNever,
   ClosedError,
   CompactedError,
-  CorruptError,
   FutureRevisionError,
   InvalidRequestError,
   invariant,
@@ -61,7 +63,9 @@ import {
   SnapshotInvalidError,
 } from './errors.js';
 import { encodeKeyValue, revisionBytes } from './etcd-snapshot.js';
-import { KeyspaceSealing } from './sealing.js';
+import { inRange, type KeyRange, toKeyRange } from './key-range.js';
+import type { KeyspaceSealing } from './sealing.js';
+import { decodeLeaseRecord, EMPTY, RecordStore, tombstoneKv, versionKv } from './store.js';
 import type {
   AppliedEntry,
   ApplyResult,
@@ -109,23 +113,9 @@ const EVERY_KEY = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
 
 /** etcd's MaxLeaseTTL (seconds). */
 export const LEASE_TTL_SECONDS_MAX = 9_000_000_000;
-const FORMAT_VERSION = 1;
 export const INITIAL_REVISION = 1;
-const DB_NAMES = ['revs', 'history', 'live', 'leases', 'leaseKeys', 'meta'] as const;
-const META_APPLIED = Buffer.from('appliedIndex');
-const META_REVISION = Buffer.from('currentRevision');
-const META_COMPACT = Buffer.from('compactRevision');
-const META_FORMAT = Buffer.from('formatVersion');
-/** 0x00 = physical compaction done; 0x01 ‖ history key = continue from that history entry. */
-const META_COMPACT_CURSOR = Buffer.from('compactCursor');
-/** Present only in an encrypted keyspace: its index key, sealed (see sealing.ts). */
-const META_INDEX_KEY = Buffer.from('indexKey');
-/** Bound on the encrypted keyspace's token → key map (see plainKeys); about 100 MB of 64-byte keys. */
-const PLAIN_KEYS_MAX = 1_000_000;
 /** Default bound on revision records examined by physical compaction per applied batch. */
 export const COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT = 10_000;
-const EMPTY = new Uint8Array(0);
-
 export interface KeyspaceOptions {
   /** etcd's --max-txn-ops. */
   txnOpsMax?: number;
@@ -160,10 +150,6 @@ export interface ApplyBatchOptions {
    * its applied index, e.g. the membership a conf-change entry in this batch produced.
    */
   meta?: Readonly<Record<string, Uint8Array>>;
-}
-
-function serverMetaKey(name: string): Buffer {
-  return Buffer.from(`server/${name}`);
 }
 
 /** A snapshot file and the state it holds (read back from the file's own meta). */
@@ -229,18 +215,6 @@ const EXPORT_RECORDS_PER_READ_MAX = 1024;
 /** Records written per LMDB transaction by importHistory. */
 const IMPORT_RECORDS_PER_TXN_MAX = 10_000;
 
-type Bin = Database<Buffer, Buffer>;
-
-interface Dbs {
-  env: RootDatabase;
-  revs: Bin;
-  history: Bin;
-  live: Bin;
-  leases: Bin;
-  leaseKeys: Bin;
-  meta: Bin;
-}
-
 /** Per-revision write state: all changes of one request share main = beginRevision + 1. */
 interface WriteContext {
   beginRevision: number;
@@ -249,83 +223,6 @@ interface WriteContext {
   prevKvInEvents: boolean;
   /** Keys this request changed, as they were before it (null: absent); for events' prevKv. */
   before?: Map<string, KeyValue | null>;
-}
-
-/** [begin, end) in bytes; end undefined = up to the last key. */
-interface KeyRange {
-  begin: Uint8Array;
-  end: Uint8Array | undefined;
-  single: boolean;
-}
-
-function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array | undefined): KeyRange {
-  if (!rangeEnd || rangeEnd.length === 0) return { begin: key, end: undefined, single: true };
-  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { begin: key, end: undefined, single: false };
-  return { begin: key, end: rangeEnd, single: false };
-}
-
-/**
- * Address space reserved for the database file up front (not memory, not disk: the file grows
- * with the data). Left to grow on demand, LMDB maps the file again at each doubling and the old
- * mappings stay, so every page read before a growth is resident twice: 80 MiB of RSS for a
- * 44 MiB file after 100k puts, 42 MiB with one mapping. 8 GiB is etcd's largest recommended
- * backend quota; a bigger database still grows past it.
- */
-const LMDB_MAP_BYTES = 8 * 1024 ** 3;
-
-function openDbs(path: string, noSync: boolean): Dbs {
-  if (!noSync) mkdirDurableSync(path);
-  else mkdirSync(path, { recursive: true });
-  const env = open({
-    path,
-    maxDbs: DB_NAMES.length + 2,
-    noSync,
-    // One fdatasync per commit (see KeyspaceOptions.noSync). Not lmdb-js's overlappingSync: it
-    // trusts an unflushed commit after restart unless the boot id changed, and a lost disk write
-    // without a reboot (a storage path failing over, a power-cut test) would then read a torn tree.
-    noMetaSync: !noSync,
-    overlappingSync: false,
-    noSubdir: false,
-    mapSize: LMDB_MAP_BYTES,
-  });
-  // LMDB creates data.mdb without syncing the directory: make its name durable with it.
-  if (!noSync) syncDirSync(path);
-  const sub = (name: string): Bin => env.openDB({ name, encoding: 'binary', keyEncoding: 'binary' }) as Bin;
-  return {
-    env,
-    revs: sub('revs'),
-    history: sub('history'),
-    live: sub('live'),
-    leases: sub('leases'),
-    leaseKeys: sub('leaseKeys'),
-    meta: sub('meta'),
-  };
-}
-
-function u64(value: number): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  writeU64(b, 0, value);
-  return b;
-}
-
-function decodeLeaseRecord(key: Buffer, value: Buffer): LeaseRecord {
-  return {
-    id: decodeLeaseKey(key),
-    ttlSeconds: value.readDoubleBE(0),
-    remainingTtlSeconds: value.readDoubleBE(8),
-  };
-}
-
-function readMeta(meta: Bin, name: Buffer): number {
-  const v = meta.getBinary(name);
-  return v ? readU64(v, 0) : 0;
-}
-
-/** etcd's compactMainRev starts at -1 (never compacted), so Compact(0) succeeds once; stored only from then on. */
-const NEVER_COMPACTED = -1;
-
-function readCompactMeta(meta: Bin): number {
-  return meta.getBinary(META_COMPACT) ? readMeta(meta, META_COMPACT) : NEVER_COMPACTED;
 }
 
 function compareNumbers(a: number, b: number): number {
@@ -337,7 +234,7 @@ function compareBigints(a: bigint, b: bigint): number {
 }
 
 export class Keyspace {
-  private dbs: Dbs;
+  private store: RecordStore;
   private revision = 0;
   private compactRev = NEVER_COMPACTED;
   private applied = 0;
@@ -355,17 +252,9 @@ export class Keyspace {
   private readonly initialRevision: number;
   private readonly noSync: boolean;
   private readonly encryption: EncryptionKeys | undefined;
-  /** Set in an encrypted keyspace (from meta, so it follows a restored snapshot). */
-  private sealing: KeyspaceSealing | undefined;
   /** Revision key where re-encryption resumes; undefined = from the start. */
   private reencryptCursor: Buffer | undefined;
   private corruptionHandler: (error: Error) => void = () => undefined;
-  /**
-   * Encrypted keyspace: user key by index token (latin1), filled as keys are written or read, so
-   * a range scan opens a record only for keys it has not met yet. A token always names the same
-   * key, so entries never go stale; the map is dropped when it reaches plainKeysMax.
-   */
-  private readonly plainKeys = new Map<string, Buffer>();
   readonly watchHub: WatchHub;
 
   private constructor(
@@ -379,63 +268,30 @@ export class Keyspace {
     this.compactionRecordsPerBatchMax =
       options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT;
     invariant(this.compactionRecordsPerBatchMax >= 1, 'compactionRecordsPerBatchMax must be at least 1');
-    this.dbs = openDbs(path, this.noSync);
-    try {
-      this.loadMeta();
-    } catch (e) {
-      void this.dbs.env.close().catch(() => undefined);
-      throw e;
-    }
+    this.store = this.openStore();
     this.watchHub = new WatchHub(this, options.watch ?? {});
+  }
+
+  /** Opens the store in this keyspace's directory and takes its counters. */
+  private openStore(): RecordStore {
+    const store = RecordStore.open(this.path, {
+      noSync: this.noSync,
+      initialRevision: this.initialRevision,
+      encryption: this.encryption,
+      onCorruption: (error) => this.corruptionHandler(error),
+    });
+    const counters = store.counters();
+    this.revision = counters.revision;
+    this.compactRev = counters.compactRevision;
+    this.applied = counters.appliedIndex;
+    this.compactCursor = counters.compactCursor;
+    invariant(this.compactRev <= this.revision, 'compact revision above current revision');
+    return store;
   }
 
   /** Opens (creating if needed) the keyspace stored in directory `path`. */
   static open(path: string, options: KeyspaceOptions = {}): Keyspace {
     return new Keyspace(path, options);
-  }
-
-  private loadMeta(): void {
-    const { meta } = this.dbs;
-    const format = readMeta(meta, META_FORMAT);
-    if (format === 0) {
-      // etcd's store starts at revision 1: a fresh cluster answers with header revision 1 and
-      // the first write gets revision 2. Clients and scripts see these numbers, so we match.
-      const created = this.encryption ? KeyspaceSealing.create(this.encryption) : undefined;
-      this.dbs.env.transactionSync(() => {
-        meta.putSync(META_FORMAT, u64(FORMAT_VERSION));
-        meta.putSync(META_REVISION, u64(this.initialRevision));
-        if (created) meta.putSync(META_INDEX_KEY, created.sealedIndexKey);
-      });
-    } else if (format !== FORMAT_VERSION) {
-      throw new InvalidRequestError(`unsupported keyspace format ${format} at ${this.path}`);
-    }
-    this.sealing = this.openSealing(meta.getBinary(META_INDEX_KEY));
-    // Another keyspace (a restored snapshot) has another index key, so other tokens.
-    this.plainKeys.clear();
-    this.revision = readMeta(meta, META_REVISION);
-    this.compactRev = readCompactMeta(meta);
-    this.applied = readMeta(meta, META_APPLIED);
-    const cursor = meta.getBinary(META_COMPACT_CURSOR);
-    this.compactCursor = cursor && cursor[0] === 1 ? Buffer.from(cursor.subarray(1)) : undefined;
-    invariant(this.compactRev <= this.revision, 'compact revision above current revision');
-  }
-
-  private openSealing(sealedIndexKey: Buffer | undefined): KeyspaceSealing | undefined {
-    if (sealedIndexKey === undefined && this.encryption === undefined) return undefined;
-    if (sealedIndexKey === undefined) {
-      throw new EncryptionError(
-        'ENCRYPTION_KEY_FILE',
-        `keyspace at ${this.path} was created without encryption; encryption at rest can only be turned on for a new data dir`,
-      );
-    }
-    if (this.encryption === undefined) {
-      throw new EncryptionError(
-        'ENCRYPTION_KEY_MISSING',
-        `keyspace at ${this.path} is encrypted with key "${envelopeKeyId(sealedIndexKey, this.path)}"; start the member with --encryption-key-file`,
-        envelopeKeyId(sealedIndexKey, this.path),
-      );
-    }
-    return KeyspaceSealing.open(this.encryption, sealedIndexKey, `keyspace at ${this.path}`);
   }
 
   /** Called (before the read or write fails with CorruptError) when a sealed record does not open. */
@@ -448,45 +304,9 @@ export class Keyspace {
     return this.sealing !== undefined;
   }
 
-  /** What live, history and leaseKeys are keyed by for user key `key`. */
-  private indexKey(key: Uint8Array): Buffer {
-    if (!this.sealing) return key as Buffer;
-    const token = this.sealing.token(key);
-    this.rememberKey(token, key);
-    return token;
-  }
-
-  private rememberKey(token: Buffer, key: Uint8Array): void {
-    const id = token.toString('latin1');
-    if (this.plainKeys.has(id)) return;
-    if (this.plainKeys.size >= PLAIN_KEYS_MAX) this.plainKeys.clear();
-    this.plainKeys.set(id, Buffer.from(key));
-  }
-
-  /** The user key behind a token, from plainKeys or else from the record (main, sub) it has. */
-  private keyOfToken(token: Buffer, main: number, sub: number): Buffer {
-    const known = this.plainKeys.get(token.toString('latin1'));
-    if (known !== undefined) return known;
-    const key = this.readRecord(main, sub).key;
-    this.rememberKey(token, key);
-    return key;
-  }
-
-  private storedRecord(revKey: Buffer, record: Buffer): Buffer {
-    return this.sealing ? this.sealing.sealRecord(revKey, record) : record;
-  }
-
-  /** Decodes a revs value (opening it in an encrypted keyspace); a failed open is corruption. */
-  private loadRecord(revKey: Uint8Array, value: Buffer): StoredRecord {
-    if (!this.sealing) return decodeRecord(value);
-    try {
-      return decodeRecord(this.sealing.openRecord(revKey, value, `keyspace ${this.path} revision record`));
-    } catch (e) {
-      if (!(e instanceof EncryptionError)) throw e;
-      const error = new CorruptError(e.message);
-      this.corruptionHandler(error);
-      throw error;
-    }
+  /** The open store's sealing (it follows a restored snapshot); undefined in a plain keyspace. */
+  private get sealing(): KeyspaceSealing | undefined {
+    return this.store.sealing;
   }
 
   async close(): Promise<void> {
@@ -497,7 +317,7 @@ export class Keyspace {
     await Promise.allSettled(this.backups);
     this.abortExports();
     try {
-      await this.dbs.env.close();
+      await this.store.dbs.env.close();
     } catch (e) {
       // After a failed restore the environment may be closed already.
       if (this.failed === undefined) throw e;
@@ -524,7 +344,7 @@ export class Keyspace {
   sync(): Promise<number> {
     this.assertOpen();
     const applied = this.applied;
-    const env = this.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
+    const env = this.store.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
     return new Promise((resolve, reject) => {
       env.sync((error?: Error) => (error ? reject(error) : resolve(applied)));
     });
@@ -551,7 +371,7 @@ export class Keyspace {
     const prevKvInEvents = this.watchHub.wantsPrevKv();
     let lastIndex = this.applied;
     try {
-      this.dbs.env.transactionSync(() => {
+      this.store.dbs.env.transactionSync(() => {
         for (const entry of entries) {
           if (entry.index <= saved.applied) {
             results.push({ index: entry.index, status: 'skipped' });
@@ -562,13 +382,14 @@ export class Keyspace {
           results.push(this.applyEntry(entry, events, prevKvInEvents));
           this.applied = entry.index;
         }
-        const { meta } = this.dbs;
-        meta.putSync(META_APPLIED, u64(this.applied));
-        meta.putSync(META_REVISION, u64(this.revision));
-        if (this.compactRev !== NEVER_COMPACTED) meta.putSync(META_COMPACT, u64(this.compactRev));
+        this.store.writeCounters({
+          appliedIndex: this.applied,
+          revision: this.revision,
+          compactRevision: this.compactRev,
+        });
         this.compactChunk(this.compactionRecordsPerBatchMax);
         for (const [name, value] of Object.entries(options.meta ?? {}))
-          meta.putSync(serverMetaKey(name), Buffer.from(value));
+          this.store.writeServerMeta(name, value);
       });
     } catch (e) {
       this.revision = saved.revision;
@@ -624,7 +445,7 @@ export class Keyspace {
     const err = checkPutRequest(req);
     if (err) throw err;
     const lease = req.lease ?? 0n;
-    if (lease !== 0n && !this.leaseExists(lease)) throw new LeaseNotFoundError(lease);
+    if (lease !== 0n && !this.store.leaseExists(lease)) throw new LeaseNotFoundError(lease);
     return this.put(req, ctx);
   }
 
@@ -646,7 +467,7 @@ export class Keyspace {
     const subBefore = ctx.sub;
     const eventsBefore = ctx.events?.length ?? 0;
     try {
-      this.dbs.env.transactionSync(() => {
+      this.store.dbs.env.transactionSync(() => {
         response = this.executeTxn(req, path, { pos: 0 }, ctx, true);
       });
     } catch (e) {
@@ -677,18 +498,18 @@ export class Keyspace {
     if (!Number.isFinite(req.ttlSeconds) || req.ttlSeconds < 0) {
       throw new InvalidRequestError('lease ttl must be a non-negative number');
     }
-    if (this.leaseExists(req.id)) throw new LeaseExistsError(req.id);
-    this.writeLease({ id: req.id, ttlSeconds: req.ttlSeconds, remainingTtlSeconds: 0 });
+    if (this.store.leaseExists(req.id)) throw new LeaseExistsError(req.id);
+    this.store.writeLease({ id: req.id, ttlSeconds: req.ttlSeconds, remainingTtlSeconds: 0 });
     return { revision: this.revision, id: req.id, ttlSeconds: req.ttlSeconds };
   }
 
   private applyLeaseRevoke(req: LeaseRevokeRequest, ctx: WriteContext): LeaseRevokeResponse {
-    if (!this.leaseExists(req.id)) throw new LeaseNotFoundError(req.id);
+    if (!this.store.leaseExists(req.id)) throw new LeaseNotFoundError(req.id);
     // Keys come back in byte order, which is the order etcd deletes them in (sorted).
     for (const key of this.leaseKeys(req.id)) {
       this.deleteRange({ key }, ctx);
     }
-    this.dbs.leases.removeSync(encodeLeaseKey(req.id));
+    this.store.dbs.leases.removeSync(encodeLeaseKey(req.id));
     return { revision: ctx.beginRevision + (ctx.sub > 0 ? 1 : 0) };
   }
 
@@ -696,48 +517,17 @@ export class Keyspace {
   private applyLeaseCheckpoint(req: LeaseCheckpointRequest): void {
     const current = this.lease(req.id);
     if (!current) return;
-    this.writeLease({ ...current, remainingTtlSeconds: req.remainingTtlSeconds });
-  }
-
-  private writeLease(record: LeaseRecord): void {
-    const value = Buffer.allocUnsafe(16);
-    value.writeDoubleBE(record.ttlSeconds, 0);
-    value.writeDoubleBE(record.remainingTtlSeconds, 8);
-    this.dbs.leases.putSync(encodeLeaseKey(record.id), value);
+    this.store.writeLease({ ...current, remainingTtlSeconds: req.remainingTtlSeconds });
   }
 
   // ---- primitive writes -------------------------------------------------------------------------
 
-  private getLive(key: Uint8Array): LiveEntry | undefined {
-    const v = this.dbs.live.getBinary(this.indexKey(key));
-    return v ? decodeLive(v) : undefined;
-  }
-
-  private readRecord(main: number, sub: number): StoredRecord {
-    const revKey = encodeRevKey(main, sub);
-    const v = this.dbs.revs.getBinary(revKey);
-    invariant(v !== undefined, `missing revision record ${main}.${sub}`);
-    return this.loadRecord(revKey, v);
-  }
-
-  private liveKv(key: Uint8Array, live: LiveEntry, withValue: boolean): KeyValue {
-    return {
-      key: Buffer.from(key),
-      createRevision: live.createRevision,
-      modRevision: live.main,
-      version: live.version,
-      // lmdb-js hands out a fresh buffer per read, so subarrays of it need no copy.
-      value: withValue ? this.readRecord(live.main, live.sub).value : EMPTY,
-      lease: live.lease,
-    };
-  }
-
   private put(req: PutRequest, ctx: WriteContext): PutResponse {
-    const live = this.getLive(req.key);
+    const live = this.store.getLive(req.key);
     if ((req.ignoreValue || req.ignoreLease) && !live) throw new KeyNotFoundError();
     const prev =
       live && (req.prevKv || req.ignoreValue || ctx.prevKvInEvents)
-        ? this.liveKv(req.key, live, true)
+        ? this.store.liveKv(req.key, live, true)
         : undefined;
     const value = req.ignoreValue ? prev!.value : (req.value ?? EMPTY);
     const lease = req.ignoreLease ? live!.lease : (req.lease ?? 0n);
@@ -745,18 +535,7 @@ export class Keyspace {
     const sub = ctx.sub++;
     const createRevision = live ? live.createRevision : main;
     const version = live ? live.version + 1 : 1;
-    const { revs, history, leaseKeys } = this.dbs;
-    const revKey = encodeRevKey(main, sub);
-    revs.putSync(
-      revKey,
-      this.storedRecord(revKey, encodeRecord(KIND_PUT, req.key, createRevision, version, lease, value)),
-    );
-    const indexKey = this.indexKey(req.key);
-    history.putSync(encodeHistoryKey(indexKey, main, sub), Buffer.of(KIND_PUT));
-    this.dbs.live.putSync(indexKey, encodeLive({ main, sub, createRevision, version, lease }));
-    if (live && live.lease !== 0n && live.lease !== lease)
-      leaseKeys.removeSync(encodeLeaseKey(live.lease, indexKey));
-    if (lease !== 0n) leaseKeys.putSync(encodeLeaseKey(lease, indexKey), Buffer.alloc(0));
+    this.store.writePut(req.key, { main, sub, createRevision, version, lease }, value, live?.lease ?? 0n);
     if (ctx.events) {
       const kv = {
         key: Buffer.from(req.key),
@@ -797,69 +576,24 @@ export class Keyspace {
   private deleteKey(key: Uint8Array, live: LiveEntry, ctx: WriteContext, prev: KeyValue | undefined): void {
     const main = ctx.beginRevision + 1;
     const sub = ctx.sub++;
-    const revKey = encodeRevKey(main, sub);
-    this.dbs.revs.putSync(
-      revKey,
-      this.storedRecord(revKey, encodeRecord(KIND_TOMBSTONE, key, 0, 0, 0n, EMPTY)),
-    );
-    const indexKey = this.indexKey(key);
-    this.dbs.history.putSync(encodeHistoryKey(indexKey, main, sub), Buffer.of(KIND_TOMBSTONE));
-    this.dbs.live.removeSync(indexKey);
-    if (live.lease !== 0n) this.dbs.leaseKeys.removeSync(encodeLeaseKey(live.lease, indexKey));
+    this.store.writeTombstone(key, main, sub, live.lease);
     if (ctx.events) {
-      const kv: KeyValue = {
-        key: Buffer.from(key),
-        createRevision: 0,
-        modRevision: main,
-        version: 0,
-        value: EMPTY,
-        lease: 0n,
-      };
+      const kv = tombstoneKv(Buffer.from(key), main);
       const eventPrev = this.eventPrev(ctx, key, prev, false);
       ctx.events.push(eventPrev ? { type: 'delete', kv, prevKv: eventPrev } : { type: 'delete', kv });
     }
   }
 
   private deleteRange(req: DeleteRangeRequest, ctx: WriteContext): DeleteRangeResponse {
-    const targets = this.liveInRange(toKeyRange(req.key, req.rangeEnd));
+    const targets = this.store.liveInRange(toKeyRange(req.key, req.rangeEnd));
     const prevKvs: KeyValue[] = [];
     for (const { key, live } of targets) {
-      const prev = req.prevKv || ctx.prevKvInEvents ? this.liveKv(key, live, true) : undefined;
+      const prev = req.prevKv || ctx.prevKvInEvents ? this.store.liveKv(key, live, true) : undefined;
       if (req.prevKv && prev) prevKvs.push(prev);
       this.deleteKey(key, live, ctx, prev);
     }
     const changed = targets.length > 0 || ctx.sub > 0;
     return { revision: ctx.beginRevision + (changed ? 1 : 0), deleted: targets.length, prevKvs };
-  }
-
-  private liveInRange(range: KeyRange): { key: Buffer; live: LiveEntry }[] {
-    if (range.single) {
-      const live = this.getLive(range.begin);
-      return live ? [{ key: Buffer.from(range.begin), live }] : [];
-    }
-    if (this.sealing) return this.sealedLiveInRange(range);
-    const out: { key: Buffer; live: LiveEntry }[] = [];
-    for (const { key, value } of this.dbs.live.getRange({
-      start: range.begin as Buffer,
-      end: range.end as Buffer,
-    })) {
-      out.push({ key, live: decodeLive(value) });
-    }
-    return out;
-  }
-
-  /**
-   * liveInRange of an encrypted keyspace: tokens keep no key order, so every live entry's record
-   * is opened, those in range kept, and the result sorted by key (see sealing.ts).
-   */
-  private sealedLiveInRange(range: KeyRange): { key: Buffer; live: LiveEntry }[] {
-    const out: { key: Buffer; live: LiveEntry }[] = [];
-    for (const { key: token, value } of this.dbs.live.getRange({})) {
-      const live = decodeLive(value);
-      const key = this.keyOfToken(token, live.main, live.sub);
-      if (inRange(range, key)) out.push({ key, live });
-    }
-    return out.sort((a, b) => Buffer.compare(a.key, b.key));
   }
 
   // ---- txn --------------------------------------------------------------------------------------
@@ -875,13 +609,13 @@ export class Keyspace {
   }
 
   private evaluateCompare(c: Compare): boolean {
-    const targets = this.liveInRange(toKeyRange(c.key, c.rangeEnd));
+    const targets = this.store.liveInRange(toKeyRange(c.key, c.rangeEnd));
     if (targets.length === 0) {
       if (c.target === 'value') return false;
       return this.compareResult(c, compareTarget(c, undefined, EMPTY));
     }
     for (const { key, live } of targets) {
-      const value = c.target === 'value' ? this.readRecord(live.main, live.sub).value : EMPTY;
+      const value = c.target === 'value' ? this.store.readRecord(live.main, live.sub).value : EMPTY;
       if (!this.compareResult(c, compareTarget(c, { key, live }, value))) return false;
     }
     return true;
@@ -933,9 +667,9 @@ export class Keyspace {
   }
 
   private checkTxnPut(req: PutRequest): MvccError | undefined {
-    if ((req.ignoreValue || req.ignoreLease) && !this.getLive(req.key)) return new KeyNotFoundError();
+    if ((req.ignoreValue || req.ignoreLease) && !this.store.getLive(req.key)) return new KeyNotFoundError();
     const lease = req.lease ?? 0n;
-    if (lease !== 0n && !this.leaseExists(lease)) return new LeaseNotFoundError(lease);
+    if (lease !== 0n && !this.store.leaseExists(lease)) return new LeaseNotFoundError(lease);
     return undefined;
   }
 
@@ -1061,86 +795,19 @@ export class Keyspace {
     withValue: boolean,
   ): { kvs: KeyValue[]; count: number } {
     const kvs: KeyValue[] = [];
-    if (range.single) {
-      const live = this.getLive(range.begin);
-      if (!live) return { kvs, count: 0 };
-      if (fetchMax >= 0) kvs.push(this.liveKv(range.begin, live, withValue));
-      return { kvs, count: 1 };
-    }
-    if (this.sealing) {
-      const found = this.sealedLiveInRange(range);
+    if (range.single || this.store.sealing) {
+      const found = this.store.liveInRange(range);
       const kept = fetchMax < 0 ? [] : fetchMax > 0 ? found.slice(0, fetchMax) : found;
-      for (const { key, live } of kept) kvs.push(this.liveKv(key, live, withValue));
+      for (const { key, live } of kept) kvs.push(this.store.liveKv(key, live, withValue));
       return { kvs, count: found.length };
     }
     let count = 0;
-    for (const { key, value } of this.dbs.live.getRange({
-      start: range.begin as Buffer,
-      end: range.end as Buffer,
-    })) {
+    for (const { key, value } of this.store.liveEntries(range)) {
       count++;
       if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
-      kvs.push(this.liveKv(key, decodeLive(value), withValue));
+      kvs.push(this.store.liveKv(key, decodeLive(value), withValue));
     }
     return { kvs, count };
-  }
-
-  private historyBounds(range: KeyRange): { start: Buffer; end: Buffer | undefined } {
-    invariant(range.single || !this.sealing, 'history range bounds in an encrypted keyspace');
-    const start = encodeHistoryPrefix(this.indexKey(range.begin));
-    if (range.single) {
-      const end = Buffer.from(start);
-      end[end.length - 1] = 0x02;
-      return { start, end };
-    }
-    return { start, end: range.end ? encodeHistoryPrefix(range.end) : undefined };
-  }
-
-  /** Latest put at or below `revision` of every key in range (tombstoned keys skipped). */
-  private *historicalVersions(range: KeyRange, revision: number): Generator<{ main: number; sub: number }> {
-    if (this.sealing && !range.single) {
-      yield* this.sealedHistoricalVersions(range, revision);
-      return;
-    }
-    let groupPrefix: Buffer | undefined;
-    let best: { main: number; sub: number; kind: number } | undefined;
-    for (const { key, value } of this.dbs.history.getRange(this.historyBounds(range))) {
-      const prefix = key.subarray(0, key.length - REV_KEY_BYTES);
-      if (!groupPrefix || !prefix.equals(groupPrefix)) {
-        if (best && best.kind === KIND_PUT) yield best;
-        groupPrefix = Buffer.from(prefix);
-        best = undefined;
-      }
-      const rev = decodeRevKey(key, key.length - REV_KEY_BYTES);
-      if (rev.main <= revision) best = { ...rev, kind: value[0]! };
-    }
-    if (best && best.kind === KIND_PUT) yield best;
-  }
-
-  /** historicalVersions of an encrypted keyspace: every key's history, filtered by key, sorted. */
-  private sealedHistoricalVersions(range: KeyRange, revision: number): { main: number; sub: number }[] {
-    const found: { main: number; sub: number; key: Buffer }[] = [];
-    let groupPrefix: Buffer | undefined;
-    let token: Buffer | undefined;
-    let best: { main: number; sub: number; kind: number } | undefined;
-    const flush = (): void => {
-      if (!best || best.kind !== KIND_PUT || token === undefined) return;
-      const key = this.keyOfToken(token, best.main, best.sub);
-      if (inRange(range, key)) found.push({ main: best.main, sub: best.sub, key });
-    };
-    for (const { key, value } of this.dbs.history.getRange({})) {
-      const prefix = key.subarray(0, key.length - REV_KEY_BYTES);
-      if (!groupPrefix || !prefix.equals(groupPrefix)) {
-        flush();
-        groupPrefix = Buffer.from(prefix);
-        token = decodeHistoryKey(key).key;
-        best = undefined;
-      }
-      const rev = decodeRevKey(key, key.length - REV_KEY_BYTES);
-      if (rev.main <= revision) best = { ...rev, kind: value[0]! };
-    }
-    flush();
-    return found.sort((a, b) => Buffer.compare(a.key, b.key));
   }
 
   private collectHistorical(
@@ -1151,18 +818,10 @@ export class Keyspace {
   ): { kvs: KeyValue[]; count: number } {
     const kvs: KeyValue[] = [];
     let count = 0;
-    for (const { main, sub } of this.historicalVersions(range, revision)) {
+    for (const { main, sub } of this.store.historicalVersions(range, revision)) {
       count++;
       if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
-      const r = this.readRecord(main, sub);
-      kvs.push({
-        key: r.key,
-        createRevision: r.createRevision,
-        modRevision: main,
-        version: r.version,
-        value: withValue ? r.value : EMPTY,
-        lease: r.lease,
-      });
+      kvs.push(versionKv(this.store.readRecord(main, sub), main, withValue));
     }
     return { kvs, count };
   }
@@ -1191,7 +850,7 @@ export class Keyspace {
     let lastMain = -1;
     let scanned = 0;
     let lastScannedMain = -1;
-    const iter = this.dbs.revs.getRange({
+    const iter = this.store.dbs.revs.getRange({
       start: encodeRevKey(fromRevision, 0),
       end: encodeRevKey(toRevision + 1, 0),
     });
@@ -1208,7 +867,7 @@ export class Keyspace {
       }
       scanned++;
       lastScannedMain = main;
-      const r = this.loadRecord(revKey, value);
+      const r = this.store.loadRecord(revKey, value);
       if (!inRange(range, r.key) || !this.logicallyPresent(r.key, main, sub, r.kind)) continue;
       lastMain = main;
       events.push(this.eventFromRecord(r, main, prevKv));
@@ -1217,24 +876,7 @@ export class Keyspace {
   }
 
   private eventFromRecord(r: StoredRecord, main: number, prevKv: boolean): Event {
-    const kv: KeyValue =
-      r.kind === KIND_PUT
-        ? {
-            key: r.key,
-            createRevision: r.createRevision,
-            modRevision: main,
-            version: r.version,
-            value: r.value,
-            lease: r.lease,
-          }
-        : {
-            key: r.key,
-            createRevision: 0,
-            modRevision: main,
-            version: 0,
-            value: EMPTY,
-            lease: 0n,
-          };
+    const kv = r.kind === KIND_PUT ? versionKv(r, main) : tombstoneKv(r.key, main);
     const event: Event = { type: r.kind === KIND_PUT ? 'put' : 'delete', kv };
     // As etcd: no prev_kv for a create event; else the key as of the revision before.
     if (prevKv && !(r.kind === KIND_PUT && r.createRevision === main)) {
@@ -1249,28 +891,9 @@ export class Keyspace {
     // The version before an event at the compact revision is compacted away (maybe not yet
     // physically); for later events the latest entry below main is the one a read would see.
     if (main <= this.compactRev) return undefined;
-    const indexKey = this.indexKey(key);
-    const start = encodeHistoryKey(indexKey, main, 0);
-    for (const { key: hk, value } of this.dbs.history.getRange({
-      start,
-      end: encodeHistoryPrefix(indexKey),
-      reverse: true,
-      limit: 2,
-    })) {
-      const rev = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
-      if (rev.main === main) continue;
-      if (value[0] !== KIND_PUT) return undefined;
-      const r = this.readRecord(rev.main, rev.sub);
-      return {
-        key: r.key,
-        createRevision: r.createRevision,
-        modRevision: rev.main,
-        version: r.version,
-        value: r.value,
-        lease: r.lease,
-      };
-    }
-    return undefined;
+    const previous = this.store.latestVersionAt(key, main - 1);
+    if (previous === undefined || previous.kind !== KIND_PUT) return undefined;
+    return versionKv(this.store.readRecord(previous.main, previous.sub), previous.main);
   }
 
   // ---- compaction and hashing ------------------------------------------------------------------
@@ -1290,7 +913,7 @@ export class Keyspace {
     if (!this.compactionPending()) return false;
     const saved = this.compactCursor;
     try {
-      this.dbs.env.transactionSync(() => this.compactChunk(recordsMax));
+      this.store.dbs.env.transactionSync(() => this.compactChunk(recordsMax));
     } catch (e) {
       this.compactCursor = saved;
       throw e;
@@ -1308,7 +931,7 @@ export class Keyspace {
    */
   private compactChunk(entriesMax: number): void {
     if (this.compactCursor === undefined) return;
-    const { revs, history, meta } = this.dbs;
+    const { revs, history } = this.store.dbs;
     const doomed: Buffer[] = [];
     const compactRev = this.compactRev;
     type Entry = { hk: Buffer; prefixLength: number; main: number; kind: number };
@@ -1351,7 +974,7 @@ export class Keyspace {
       invariant(history.removeSync(hk), 'compaction lost a history entry');
     }
     this.compactCursor = resume;
-    meta.putSync(META_COMPACT_CURSOR, resume ? Buffer.concat([Buffer.of(1), resume]) : Buffer.of(0));
+    this.store.writeCounters({ compactCursor: resume });
   }
 
   /**
@@ -1367,19 +990,9 @@ export class Keyspace {
     transaction?: Transaction,
   ): boolean {
     if (kind !== KIND_PUT && main < compactRev) return false;
-    const indexKey = this.indexKey(key);
-    const start = encodeHistoryKey(indexKey, compactRev, 0xffffffff);
-    for (const { key: hk } of this.dbs.history.getRange({
-      start,
-      end: encodeHistoryPrefix(indexKey),
-      reverse: true,
-      limit: 1,
-      transaction,
-    })) {
-      const rev = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
-      return rev.main === main && rev.sub === sub;
-    }
-    invariant(false, `history entry missing for revision ${main}.${sub}`);
+    const latest = this.store.latestVersionAt(key, compactRev, transaction);
+    invariant(latest !== undefined, `history entry missing for revision ${main}.${sub}`);
+    return latest.main === main && latest.sub === sub;
   }
 
   /** Logical presence of a stored record, whatever physical compaction has reached. */
@@ -1414,12 +1027,12 @@ export class Keyspace {
       return !anyKeyLive || this.keptByCompaction(r.key, main, sub, r.kind, at);
     };
     let hash = crc32c(ETCD_KEY_BUCKET_NAME);
-    for (const { key, value } of this.dbs.revs.getRange({
+    for (const { key, value } of this.store.dbs.revs.getRange({
       start: encodeRevKey(0, 0),
       end: encodeRevKey(Math.max(at + 1, 0), 0),
     })) {
       const { main, sub } = decodeRevKey(key);
-      const r = this.loadRecord(key, value);
+      const r = this.store.loadRecord(key, value);
       if (!counted(r, main, sub)) continue;
       const tombstone = r.kind !== KIND_PUT;
       hash = crc32c(revisionBytes(main, sub, tombstone), hash);
@@ -1428,80 +1041,32 @@ export class Keyspace {
     return { hash, compactRevision: this.compactRev, revision: Math.max(at, 0) };
   }
 
-  /**
-   * Cheap space figures for metrics (LMDB's own counters, no scan): live keys, and the bytes of
-   * the file up to LMDB's last used page (freed pages below it are reused, not returned).
-   */
+  /** Cheap space figures for metrics (see RecordStore.spaceStats). */
   spaceStats(): { liveKeys: number; usedBytes: number } {
     this.assertOpen();
-    type LmdbStats = { entryCount?: number; lastPageNumber?: number; pageSize?: number };
-    const live = (this.dbs.live as unknown as { getStats(): LmdbStats }).getStats();
-    const env = (this.dbs.env as unknown as { getStats(): LmdbStats }).getStats();
-    return {
-      liveKeys: live.entryCount ?? 0,
-      usedBytes: ((env.lastPageNumber ?? 0) + 1) * (env.pageSize ?? 4096),
-    };
+    return this.store.spaceStats();
   }
 
   /** Entry counts of the raw sub-databases (tests, metrics, the benchmark). */
-  storageStats(): {
-    revisions: number;
-    historyEntries: number;
-    liveKeys: number;
-    leases: number;
-    leaseKeys: number;
-  } {
+  storageStats(): ReturnType<RecordStore['storageStats']> {
     this.assertOpen();
-    const count = (db: Bin): number => {
-      let n = 0;
-      for (const _ of db.getKeys({})) n++;
-      return n;
-    };
-    const { revs, history, live, leases, leaseKeys } = this.dbs;
-    return {
-      revisions: count(revs),
-      historyEntries: count(history),
-      liveKeys: count(live),
-      leases: count(leases),
-      leaseKeys: count(leaseKeys),
-    };
+    return this.store.storageStats();
   }
 
   // ---- leases ----------------------------------------------------------------------------------
 
-  private leaseExists(id: LeaseId): boolean {
-    return this.dbs.leases.getBinary(encodeLeaseKey(id)) !== undefined;
-  }
-
   lease(id: LeaseId): LeaseRecord | undefined {
-    const v = this.dbs.leases.getBinary(encodeLeaseKey(id));
-    if (!v) return undefined;
-    return { id, ttlSeconds: v.readDoubleBE(0), remainingTtlSeconds: v.readDoubleBE(8) };
+    return this.store.lease(id);
   }
 
   /** Every persisted lease (the lease layer rebuilds its timers from these on start). */
   leases(): LeaseRecord[] {
-    const out: LeaseRecord[] = [];
-    for (const { key, value } of this.dbs.leases.getRange({})) out.push(decodeLeaseRecord(key, value));
-    return out;
+    return this.store.leases();
   }
 
   /** Keys attached to a lease, in byte order. */
   leaseKeys(id: LeaseId): Buffer[] {
-    const start = encodeLeaseKey(id);
-    const end = id === (1n << 63n) - 1n ? undefined : encodeLeaseKey(id + 1n);
-    const out: Buffer[] = [];
-    for (const key of this.dbs.leaseKeys.getKeys({ start, end })) out.push(Buffer.from(key.subarray(8)));
-    if (!this.sealing) return out;
-    // Tokens: the keys come from their live records, sorted as the plain index would have them.
-    const keys: Buffer[] = [];
-    for (const token of out) {
-      const v = this.dbs.live.getBinary(token);
-      invariant(v !== undefined, 'lease key without a live entry');
-      const live = decodeLive(v);
-      keys.push(this.keyOfToken(token, live.main, live.sub));
-    }
-    return keys.sort(Buffer.compare);
+    return this.store.leaseKeys(id);
   }
 
   /**
@@ -1511,8 +1076,8 @@ export class Keyspace {
   rebaseAppliedIndex(index: number): void {
     this.assertOpen();
     invariant(Number.isSafeInteger(index) && index >= 0, `bad applied index ${index}`);
-    this.dbs.env.transactionSync(() => {
-      this.dbs.meta.putSync(META_APPLIED, u64(index));
+    this.store.dbs.env.transactionSync(() => {
+      this.store.writeCounters({ appliedIndex: index });
     });
     this.applied = index;
   }
@@ -1522,7 +1087,7 @@ export class Keyspace {
   /** A consistent view of the keyspace to copy out; see KeyspaceExport. */
   openExport(): KeyspaceExport {
     this.assertOpen();
-    const { env, revs, leases, meta } = this.dbs;
+    const { env, revs, leases, meta } = this.store.dbs;
     const transaction = env.useReadTransaction();
     let open = true;
     const release = (): void => {
@@ -1536,14 +1101,11 @@ export class Keyspace {
       if (!open) throw new SnapshotAbortedError();
       return meta.get(name, { transaction });
     };
-    const number = (name: Buffer): number => {
-      const value = read(name);
-      return value === undefined ? 0 : readU64(value, 0);
-    };
-    const revision = number(META_REVISION);
-    const compactRevision = number(META_COMPACT);
-    const cursor = read(META_COMPACT_CURSOR);
-    const compactionPending = cursor !== undefined && cursor[0] === 1;
+    const counters = readCounters(read);
+    const revision = counters.revision;
+    // An export reports a never-compacted keyspace's compact revision as 0.
+    const compactRevision = Math.max(0, counters.compactRevision);
+    const compactionPending = counters.compactCursor !== undefined;
     /** Copies of up to `limit` entries after `after` (a step's entries outlive its LMDB cursor). */
     const step = (db: Bin, after: Buffer | undefined): { key: Buffer; value: Buffer }[] => {
       if (!open) throw new SnapshotAbortedError();
@@ -1557,14 +1119,14 @@ export class Keyspace {
     return {
       revision,
       compactRevision,
-      appliedIndex: number(META_APPLIED),
+      appliedIndex: counters.appliedIndex,
       *records() {
         let after: Buffer | undefined;
         for (;;) {
           const batch = step(revs, after);
           for (const { key, value } of batch) {
             const { main, sub } = decodeRevKey(key);
-            const r = keyspace.loadRecord(key, value);
+            const r = keyspace.store.loadRecord(key, value);
             if (
               compactionPending &&
               main <= compactRevision &&
@@ -1613,7 +1175,7 @@ export class Keyspace {
    */
   async importHistory(input: HistoryImport): Promise<HistoryImportResult> {
     this.assertOpen();
-    const { env, revs, history, live, leaseKeys, meta } = this.dbs;
+    const { env, revs, live } = this.store.dbs;
     if (this.applied !== 0 || this.revision !== this.initialRevision || revs.getKeysCount({ limit: 1 }) > 0)
       throw new InvalidRequestError(`keyspace at ${this.path} is not empty; import into a fresh one`);
     const leaseIds = new Set<bigint>();
@@ -1621,7 +1183,7 @@ export class Keyspace {
       for (const lease of input.leases) {
         if (leaseIds.has(lease.id)) throw new SnapshotInvalidError(`lease ${lease.id} is listed twice`);
         leaseIds.add(lease.id);
-        this.writeLease(lease);
+        this.store.writeLease(lease);
       }
     });
     let last = { main: 0, sub: 0 };
@@ -1640,15 +1202,9 @@ export class Keyspace {
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} comes after ${last.main}.${last.sub}`);
       if (r.key.length === 0) throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has an empty key`);
       last = { main: r.main, sub: r.sub };
-      const indexKey = this.indexKey(r.key);
-      const previous = live.get(indexKey);
-      const previousLease = previous === undefined ? 0n : decodeLive(previous).lease;
-      if (previousLease !== 0n) leaseKeys.removeSync(encodeLeaseKey(previousLease, indexKey));
-      const revKey = encodeRevKey(r.main, r.sub);
+      const previousLease = this.store.getLive(r.key)?.lease ?? 0n;
       if (r.tombstone) {
-        revs.putSync(revKey, this.storedRecord(revKey, encodeRecord(KIND_TOMBSTONE, r.key, 0, 0, 0n, EMPTY)));
-        history.putSync(encodeHistoryKey(indexKey, r.main, r.sub), Buffer.of(KIND_TOMBSTONE));
-        live.removeSync(indexKey);
+        this.store.writeTombstone(r.key, r.main, r.sub, previousLease);
         return;
       }
       const { createRevision, version, lease } = r;
@@ -1656,15 +1212,11 @@ export class Keyspace {
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has create revision ${createRevision}`);
       if (!Number.isSafeInteger(version) || version < 1)
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has version ${version}`);
-      revs.putSync(
-        revKey,
-        this.storedRecord(revKey, encodeRecord(KIND_PUT, r.key, createRevision, version, lease, r.value)),
-      );
-      history.putSync(encodeHistoryKey(indexKey, r.main, r.sub), Buffer.of(KIND_PUT));
-      live.putSync(indexKey, encodeLive({ main: r.main, sub: r.sub, createRevision, version, lease }));
-      if (lease === 0n) return;
-      if (leaseIds.has(lease)) leaseKeys.putSync(encodeLeaseKey(lease, indexKey), Buffer.alloc(0));
-      else keysWithMissingLease++;
+      // A key whose lease is not among the leases keeps its lease id but is attached to none.
+      const attached = lease === 0n || leaseIds.has(lease);
+      if (!attached) keysWithMissingLease++;
+      const entry = { main: r.main, sub: r.sub, createRevision, version, lease };
+      this.store.writePut(r.key, entry, r.value, previousLease, attached);
     };
     const iterator = input.records[Symbol.iterator]();
     try {
@@ -1690,9 +1242,11 @@ export class Keyspace {
       throw new SnapshotInvalidError(`compact revision ${compactRev} is out of range`);
     const revision = Math.max(last.main, compactRev, this.initialRevision);
     env.transactionSync(() => {
-      meta.putSync(META_REVISION, u64(revision));
-      meta.putSync(META_COMPACT, u64(compactRev));
-      meta.putSync(META_COMPACT_CURSOR, input.compactionPending ? Buffer.of(1) : Buffer.of(0));
+      this.store.writeCounters({
+        revision,
+        compactRevision: compactRev,
+        compactCursor: input.compactionPending ? Buffer.alloc(0) : undefined,
+      });
     });
     this.revision = revision;
     this.compactRev = compactRev;
@@ -1720,13 +1274,14 @@ export class Keyspace {
     this.assertOpen();
     const sealing = this.sealing;
     if (sealing === undefined) return false;
-    const { revs, meta } = this.dbs;
+    const { revs } = this.store.dbs;
     const where = `keyspace ${this.path} revision record`;
     let resume: Buffer | undefined;
-    this.dbs.env.transactionSync(() => {
-      const sealedIndexKey = meta.getBinary(META_INDEX_KEY);
+    this.store.dbs.env.transactionSync(() => {
+      const sealedIndexKey = this.store.sealedIndexKey();
       invariant(sealedIndexKey !== undefined, 'encrypted keyspace without its index key');
-      if (sealing.isStale(sealedIndexKey, this.path)) meta.putSync(META_INDEX_KEY, sealing.resealIndexKey());
+      if (sealing.isStale(sealedIndexKey, this.path))
+        this.store.writeSealedIndexKey(sealing.resealIndexKey());
       const stale: { key: Buffer; value: Buffer }[] = [];
       let examined = 0;
       for (const { key, value } of revs.getRange({ start: this.reencryptCursor })) {
@@ -1738,7 +1293,7 @@ export class Keyspace {
         if (sealing.isStale(value, where)) stale.push({ key: Buffer.from(key), value: Buffer.from(value) });
       }
       for (const { key, value } of stale) {
-        const record = this.loadRecord(key, value);
+        const record = this.store.loadRecord(key, value);
         const plain = encodeRecord(
           record.kind,
           record.key,
@@ -1771,9 +1326,9 @@ export class Keyspace {
       const id = envelopeKeyId(sealed, this.path);
       use.set(id, (use.get(id) ?? 0) + 1);
     };
-    const sealedIndexKey = this.dbs.meta.getBinary(META_INDEX_KEY);
+    const sealedIndexKey = this.store.sealedIndexKey();
     if (sealedIndexKey !== undefined) count(sealedIndexKey);
-    for (const { value } of this.dbs.revs.getRange({})) count(value);
+    for (const { value } of this.store.dbs.revs.getRange({})) count(value);
     return use;
   }
 
@@ -1785,16 +1340,12 @@ export class Keyspace {
    */
   putMeta(name: string, value: Uint8Array): void {
     this.assertOpen();
-    const key = serverMetaKey(name);
-    this.dbs.env.transactionSync(() => {
-      this.dbs.meta.putSync(key, Buffer.from(value));
-    });
+    this.store.transaction(() => this.store.writeServerMeta(name, value));
   }
 
   getMeta(name: string): Uint8Array | undefined {
     this.assertOpen();
-    const value = this.dbs.meta.getBinary(serverMetaKey(name));
-    return value === undefined ? undefined : Uint8Array.from(value);
+    return this.store.readServerMeta(name);
   }
 
   // ---- snapshots -------------------------------------------------------------------------------
@@ -1809,7 +1360,7 @@ export class Keyspace {
     mkdirSync(stagingDir, { recursive: true });
     try {
       // compact: LMDB writes only live pages, renumbered (free pages dropped) — a defragmented copy.
-      const backup = this.dbs.env.backup(stagingDir, options.compact ?? false);
+      const backup = this.store.dbs.env.backup(stagingDir, options.compact ?? false);
       this.backups.add(backup);
       try {
         await backup;
@@ -1859,14 +1410,13 @@ export class Keyspace {
     }
     await Promise.allSettled(this.backups);
     this.abortExports();
-    await this.dbs.env.close();
+    await this.store.dbs.env.close();
     const revisionBefore = this.revision;
     try {
       renameSync(staged, join(this.path, 'data.mdb'));
       rmSync(join(this.path, 'lock.mdb'), { force: true });
       if (!this.noSync) syncDirSync(this.path);
-      this.dbs = openDbs(this.path, this.noSync);
-      this.loadMeta();
+      this.store = this.openStore();
     } catch (e) {
       this.failed = new KeyspaceFailedError(this.path, e);
       throw this.failed;
@@ -1879,12 +1429,6 @@ export class Keyspace {
     if (this.failed !== undefined) throw this.failed;
     if (this.closed) throw new ClosedError();
   }
-}
-
-function inRange(range: KeyRange, key: Uint8Array): boolean {
-  if (range.single) return Buffer.compare(range.begin, key) === 0;
-  if (Buffer.compare(key, range.begin) < 0) return false;
-  return range.end === undefined || Buffer.compare(key, range.end) < 0;
 }
 
 /** Compares the kv's target field with the compare's operand; missing key = zero values. */
@@ -1975,15 +1519,16 @@ export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
   checkLmdbHeader(path);
   let env: RootDatabase | undefined;
   try {
-    env = open({ path, noSubdir: true, readOnly: true, maxDbs: DB_NAMES.length + 2 });
-    const meta = env.openDB({ name: 'meta', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
-    const format = readMeta(meta, META_FORMAT);
+    env = open({ path, noSubdir: true, readOnly: true, maxDbs: LMDB_DBS_MAX });
+    const meta = binaryDb(env, 'meta');
+    const counters = readCounters((name) => meta.getBinary(name));
+    const format = counters.formatVersion;
     if (format !== FORMAT_VERSION)
       throw new SnapshotInvalidError(`format ${format}, expected ${FORMAT_VERSION}`);
-    const revision = readMeta(meta, META_REVISION);
-    const compactRevision = readCompactMeta(meta);
+    const revision = counters.revision;
+    const compactRevision = counters.compactRevision;
     if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
-    const revs = env.openDB({ name: 'revs', encoding: 'binary', keyEncoding: 'binary' }) as Bin;
+    const revs = binaryDb(env, 'revs');
     // An encrypted keyspace's records are envelopes: their kind is checked when they are opened.
     const encrypted = meta.getBinary(META_INDEX_KEY) !== undefined;
     let lastMain = 0;
@@ -2013,7 +1558,7 @@ export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
     }
     return {
       path,
-      appliedIndex: readMeta(meta, META_APPLIED),
+      appliedIndex: counters.appliedIndex,
       revision,
       compactRevision,
       bytes: statSync(path).size,
