@@ -19,23 +19,26 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { open, type RootDatabase, type Transaction } from 'lmdb';
+import { open, type RootDatabase } from 'lmdb';
 import { syncDirSync, syncFileSync } from '../storage/durable-fs.js';
 import { type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
-import { crc32c } from '../util/crc32c.js';
 import {
-  decodeLive,
+  COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT,
+  compactChunk,
+  compactionPending,
+  compactStep,
+  keptByCompaction,
+  startCompaction,
+} from './compaction.js';
+import {
   decodeRecord,
   decodeRevKey,
   encodeLeaseKey,
   encodeRecord,
-  encodeRevKey,
   KIND_PUT,
   KIND_TOMBSTONE,
   type LiveEntry,
   REV_KEY_BYTES,
-  readU64,
-  type StoredRecord,
 } from './encoding.js';
 import {
   type Bin,
@@ -43,7 +46,6 @@ import {
   FORMAT_VERSION,
   LMDB_DBS_MAX,
   META_INDEX_KEY,
-  NEVER_COMPACTED,
   readCounters,
 } from './environment.js';
 import {
@@ -62,10 +64,13 @@ import {
   SnapshotAbortedError,
   SnapshotInvalidError,
 } from './errors.js';
-import { encodeKeyValue, revisionBytes } from './etcd-snapshot.js';
-import { inRange, type KeyRange, toKeyRange } from './key-range.js';
+import { readEvents } from './events.js';
+import { hashKV } from './hash.js';
+import { toKeyRange } from './key-range.js';
+import { checkReadRevision, compareNumbers, rangeAt } from './reads.js';
 import type { KeyspaceSealing } from './sealing.js';
-import { decodeLeaseRecord, EMPTY, RecordStore, tombstoneKv, versionKv } from './store.js';
+import type { KeyspaceState } from './state.js';
+import { decodeLeaseRecord, EMPTY, RecordStore, tombstoneKv } from './store.js';
 import type {
   AppliedEntry,
   ApplyResult,
@@ -105,17 +110,12 @@ import {
 } from './validate.js';
 import { WatchHub, type WatchHubOptions } from './watch.js';
 
-/** The name of etcd's bucket of versions, which its HashKV hashes first. */
-const ETCD_KEY_BUCKET_NAME = Buffer.from('key');
-/** Key and range end "\0": every key. */
-/** From "\\0" to "\\0": every key, as a range request says it. */
-const EVERY_KEY = { key: Buffer.from([0]), rangeEnd: Buffer.from([0]) };
+export { COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT } from './compaction.js';
+export { sortKvs } from './reads.js';
 
 /** etcd's MaxLeaseTTL (seconds). */
 export const LEASE_TTL_SECONDS_MAX = 9_000_000_000;
 export const INITIAL_REVISION = 1;
-/** Default bound on revision records examined by physical compaction per applied batch. */
-export const COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT = 10_000;
 export interface KeyspaceOptions {
   /** etcd's --max-txn-ops. */
   txnOpsMax?: number;
@@ -225,19 +225,12 @@ interface WriteContext {
   before?: Map<string, KeyValue | null>;
 }
 
-function compareNumbers(a: number, b: number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 function compareBigints(a: bigint, b: bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
 export class Keyspace {
-  private store: RecordStore;
-  private revision = 0;
-  private compactRev = NEVER_COMPACTED;
-  private applied = 0;
+  private state: KeyspaceState;
   private closed = false;
   /** Set when a restore lost the live database (see restoreSnapshot). */
   private failed: KeyspaceFailedError | undefined;
@@ -245,8 +238,6 @@ export class Keyspace {
   private readonly backups = new Set<Promise<unknown>>();
   /** Open exports (openExport); closing or replacing the environment aborts them first. */
   private readonly exports = new Set<() => void>();
-  /** History-db key where physical compaction resumes (empty = from the start); undefined = done. */
-  private compactCursor: Buffer | undefined;
   private readonly compactionRecordsPerBatchMax: number;
   private readonly txnOpsMax: number;
   private readonly initialRevision: number;
@@ -268,25 +259,24 @@ export class Keyspace {
     this.compactionRecordsPerBatchMax =
       options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT;
     invariant(this.compactionRecordsPerBatchMax >= 1, 'compactionRecordsPerBatchMax must be at least 1');
-    this.store = this.openStore();
+    this.state = this.openState();
     this.watchHub = new WatchHub(this, options.watch ?? {});
   }
 
   /** Opens the store in this keyspace's directory and takes its counters. */
-  private openStore(): RecordStore {
+  private openState(): KeyspaceState {
     const store = RecordStore.open(this.path, {
       noSync: this.noSync,
       initialRevision: this.initialRevision,
       encryption: this.encryption,
       onCorruption: (error) => this.corruptionHandler(error),
     });
-    const counters = store.counters();
-    this.revision = counters.revision;
-    this.compactRev = counters.compactRevision;
-    this.applied = counters.appliedIndex;
-    this.compactCursor = counters.compactCursor;
-    invariant(this.compactRev <= this.revision, 'compact revision above current revision');
-    return store;
+    const { revision, compactRevision, appliedIndex, compactCursor } = store.counters();
+    if (compactRevision > revision) {
+      void store.close().catch(() => undefined);
+      invariant(false, 'compact revision above current revision');
+    }
+    return { store, revision, compactRevision, appliedIndex, compactCursor };
   }
 
   /** Opens (creating if needed) the keyspace stored in directory `path`. */
@@ -306,7 +296,7 @@ export class Keyspace {
 
   /** The open store's sealing (it follows a restored snapshot); undefined in a plain keyspace. */
   private get sealing(): KeyspaceSealing | undefined {
-    return this.store.sealing;
+    return this.state.store.sealing;
   }
 
   async close(): Promise<void> {
@@ -317,7 +307,7 @@ export class Keyspace {
     await Promise.allSettled(this.backups);
     this.abortExports();
     try {
-      await this.store.dbs.env.close();
+      await this.state.store.dbs.env.close();
     } catch (e) {
       // After a failed restore the environment may be closed already.
       if (this.failed === undefined) throw e;
@@ -325,15 +315,15 @@ export class Keyspace {
   }
 
   currentRevision(): number {
-    return this.revision;
+    return this.state.revision;
   }
 
   compactRevision(): number {
-    return this.compactRev;
+    return this.state.compactRevision;
   }
 
   appliedIndex(): number {
-    return this.applied;
+    return this.state.appliedIndex;
   }
 
   /**
@@ -343,8 +333,8 @@ export class Keyspace {
    */
   sync(): Promise<number> {
     this.assertOpen();
-    const applied = this.applied;
-    const env = this.store.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
+    const applied = this.state.appliedIndex;
+    const env = this.state.store.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
     return new Promise((resolve, reject) => {
       env.sync((error?: Error) => (error ? reject(error) : resolve(applied)));
     });
@@ -362,16 +352,16 @@ export class Keyspace {
     this.assertOpen();
     const results: ApplyResult[] = [];
     const saved = {
-      revision: this.revision,
-      compactRev: this.compactRev,
-      applied: this.applied,
-      compactCursor: this.compactCursor,
+      revision: this.state.revision,
+      compactRev: this.state.compactRevision,
+      applied: this.state.appliedIndex,
+      compactCursor: this.state.compactCursor,
     };
     const events: Event[] | undefined = this.watchHub.wantsEvents() ? [] : undefined;
     const prevKvInEvents = this.watchHub.wantsPrevKv();
-    let lastIndex = this.applied;
+    let lastIndex = this.state.appliedIndex;
     try {
-      this.store.dbs.env.transactionSync(() => {
+      this.state.store.dbs.env.transactionSync(() => {
         for (const entry of entries) {
           if (entry.index <= saved.applied) {
             results.push({ index: entry.index, status: 'skipped' });
@@ -380,34 +370,34 @@ export class Keyspace {
           invariant(entry.index > lastIndex, `raft index ${entry.index} not increasing`);
           lastIndex = entry.index;
           results.push(this.applyEntry(entry, events, prevKvInEvents));
-          this.applied = entry.index;
+          this.state.appliedIndex = entry.index;
         }
-        this.store.writeCounters({
-          appliedIndex: this.applied,
-          revision: this.revision,
-          compactRevision: this.compactRev,
+        this.state.store.writeCounters({
+          appliedIndex: this.state.appliedIndex,
+          revision: this.state.revision,
+          compactRevision: this.state.compactRevision,
         });
-        this.compactChunk(this.compactionRecordsPerBatchMax);
+        compactChunk(this.state, this.compactionRecordsPerBatchMax);
         for (const [name, value] of Object.entries(options.meta ?? {}))
-          this.store.writeServerMeta(name, value);
+          this.state.store.writeServerMeta(name, value);
       });
     } catch (e) {
-      this.revision = saved.revision;
-      this.compactRev = saved.compactRev;
-      this.applied = saved.applied;
-      this.compactCursor = saved.compactCursor;
+      this.state.revision = saved.revision;
+      this.state.compactRevision = saved.compactRev;
+      this.state.appliedIndex = saved.applied;
+      this.state.compactCursor = saved.compactCursor;
       throw e;
     }
-    this.watchHub.onCommit(events ?? [], this.revision);
+    this.watchHub.onCommit(events ?? [], this.state.revision);
     return results;
   }
 
   private applyEntry(entry: AppliedEntry, events: Event[] | undefined, prevKvInEvents: boolean): ApplyResult {
-    const ctx: WriteContext = { beginRevision: this.revision, sub: 0, events, prevKvInEvents };
+    const ctx: WriteContext = { beginRevision: this.state.revision, sub: 0, events, prevKvInEvents };
     const eventsBefore = events?.length ?? 0;
     try {
       const response = this.applyOp(entry.op, ctx);
-      if (ctx.sub > 0) this.revision = ctx.beginRevision + 1;
+      if (ctx.sub > 0) this.state.revision = ctx.beginRevision + 1;
       return { index: entry.index, status: 'ok', response };
     } catch (e) {
       if (!(e instanceof MvccError) || e.code === 'corrupt') throw e;
@@ -433,9 +423,9 @@ export class Keyspace {
         return { type: 'leaseRevoke', response: this.applyLeaseRevoke(op.request, ctx) };
       case 'leaseCheckpoint':
         this.applyLeaseCheckpoint(op.request);
-        return { type: 'leaseCheckpoint', response: { revision: this.revision } };
+        return { type: 'leaseCheckpoint', response: { revision: this.state.revision } };
       case 'noop':
-        return { type: 'noop', response: { revision: this.revision } };
+        return { type: 'noop', response: { revision: this.state.revision } };
       default:
         return assertNever(op);
     }
@@ -445,7 +435,7 @@ export class Keyspace {
     const err = checkPutRequest(req);
     if (err) throw err;
     const lease = req.lease ?? 0n;
-    if (lease !== 0n && !this.store.leaseExists(lease)) throw new LeaseNotFoundError(lease);
+    if (lease !== 0n && !this.state.store.leaseExists(lease)) throw new LeaseNotFoundError(lease);
     return this.put(req, ctx);
   }
 
@@ -467,7 +457,7 @@ export class Keyspace {
     const subBefore = ctx.sub;
     const eventsBefore = ctx.events?.length ?? 0;
     try {
-      this.store.dbs.env.transactionSync(() => {
+      this.state.store.dbs.env.transactionSync(() => {
         response = this.executeTxn(req, path, { pos: 0 }, ctx, true);
       });
     } catch (e) {
@@ -483,13 +473,10 @@ export class Keyspace {
     const target = req.revision;
     if (!Number.isSafeInteger(target))
       throw new InvalidRequestError('compaction revision must be an integer');
-    if (target <= this.compactRev) throw new CompactedError(this.compactRev);
-    if (target > this.revision) throw new FutureRevisionError(target, this.revision);
-    this.compactRev = target;
-    // Records kept for an earlier target may be superseded under this one: rescan from the start
-    // (what earlier steps left is one record per key, so the rescan is cheap).
-    this.compactCursor = Buffer.alloc(0);
-    return { revision: this.revision };
+    if (target <= this.state.compactRevision) throw new CompactedError(this.state.compactRevision);
+    if (target > this.state.revision) throw new FutureRevisionError(target, this.state.revision);
+    startCompaction(this.state, target);
+    return { revision: this.state.revision };
   }
 
   private applyLeaseGrant(req: LeaseGrantRequest): LeaseGrantResponse {
@@ -498,18 +485,18 @@ export class Keyspace {
     if (!Number.isFinite(req.ttlSeconds) || req.ttlSeconds < 0) {
       throw new InvalidRequestError('lease ttl must be a non-negative number');
     }
-    if (this.store.leaseExists(req.id)) throw new LeaseExistsError(req.id);
-    this.store.writeLease({ id: req.id, ttlSeconds: req.ttlSeconds, remainingTtlSeconds: 0 });
-    return { revision: this.revision, id: req.id, ttlSeconds: req.ttlSeconds };
+    if (this.state.store.leaseExists(req.id)) throw new LeaseExistsError(req.id);
+    this.state.store.writeLease({ id: req.id, ttlSeconds: req.ttlSeconds, remainingTtlSeconds: 0 });
+    return { revision: this.state.revision, id: req.id, ttlSeconds: req.ttlSeconds };
   }
 
   private applyLeaseRevoke(req: LeaseRevokeRequest, ctx: WriteContext): LeaseRevokeResponse {
-    if (!this.store.leaseExists(req.id)) throw new LeaseNotFoundError(req.id);
+    if (!this.state.store.leaseExists(req.id)) throw new LeaseNotFoundError(req.id);
     // Keys come back in byte order, which is the order etcd deletes them in (sorted).
     for (const key of this.leaseKeys(req.id)) {
       this.deleteRange({ key }, ctx);
     }
-    this.store.dbs.leases.removeSync(encodeLeaseKey(req.id));
+    this.state.store.dbs.leases.removeSync(encodeLeaseKey(req.id));
     return { revision: ctx.beginRevision + (ctx.sub > 0 ? 1 : 0) };
   }
 
@@ -517,17 +504,17 @@ export class Keyspace {
   private applyLeaseCheckpoint(req: LeaseCheckpointRequest): void {
     const current = this.lease(req.id);
     if (!current) return;
-    this.store.writeLease({ ...current, remainingTtlSeconds: req.remainingTtlSeconds });
+    this.state.store.writeLease({ ...current, remainingTtlSeconds: req.remainingTtlSeconds });
   }
 
   // ---- primitive writes -------------------------------------------------------------------------
 
   private put(req: PutRequest, ctx: WriteContext): PutResponse {
-    const live = this.store.getLive(req.key);
+    const live = this.state.store.getLive(req.key);
     if ((req.ignoreValue || req.ignoreLease) && !live) throw new KeyNotFoundError();
     const prev =
       live && (req.prevKv || req.ignoreValue || ctx.prevKvInEvents)
-        ? this.store.liveKv(req.key, live, true)
+        ? this.state.store.liveKv(req.key, live, true)
         : undefined;
     const value = req.ignoreValue ? prev!.value : (req.value ?? EMPTY);
     const lease = req.ignoreLease ? live!.lease : (req.lease ?? 0n);
@@ -535,7 +522,12 @@ export class Keyspace {
     const sub = ctx.sub++;
     const createRevision = live ? live.createRevision : main;
     const version = live ? live.version + 1 : 1;
-    this.store.writePut(req.key, { main, sub, createRevision, version, lease }, value, live?.lease ?? 0n);
+    this.state.store.writePut(
+      req.key,
+      { main, sub, createRevision, version, lease },
+      value,
+      live?.lease ?? 0n,
+    );
     if (ctx.events) {
       const kv = {
         key: Buffer.from(req.key),
@@ -576,7 +568,7 @@ export class Keyspace {
   private deleteKey(key: Uint8Array, live: LiveEntry, ctx: WriteContext, prev: KeyValue | undefined): void {
     const main = ctx.beginRevision + 1;
     const sub = ctx.sub++;
-    this.store.writeTombstone(key, main, sub, live.lease);
+    this.state.store.writeTombstone(key, main, sub, live.lease);
     if (ctx.events) {
       const kv = tombstoneKv(Buffer.from(key), main);
       const eventPrev = this.eventPrev(ctx, key, prev, false);
@@ -585,10 +577,10 @@ export class Keyspace {
   }
 
   private deleteRange(req: DeleteRangeRequest, ctx: WriteContext): DeleteRangeResponse {
-    const targets = this.store.liveInRange(toKeyRange(req.key, req.rangeEnd));
+    const targets = this.state.store.liveInRange(toKeyRange(req.key, req.rangeEnd));
     const prevKvs: KeyValue[] = [];
     for (const { key, live } of targets) {
-      const prev = req.prevKv || ctx.prevKvInEvents ? this.store.liveKv(key, live, true) : undefined;
+      const prev = req.prevKv || ctx.prevKvInEvents ? this.state.store.liveKv(key, live, true) : undefined;
       if (req.prevKv && prev) prevKvs.push(prev);
       this.deleteKey(key, live, ctx, prev);
     }
@@ -609,13 +601,13 @@ export class Keyspace {
   }
 
   private evaluateCompare(c: Compare): boolean {
-    const targets = this.store.liveInRange(toKeyRange(c.key, c.rangeEnd));
+    const targets = this.state.store.liveInRange(toKeyRange(c.key, c.rangeEnd));
     if (targets.length === 0) {
       if (c.target === 'value') return false;
       return this.compareResult(c, compareTarget(c, undefined, EMPTY));
     }
     for (const { key, live } of targets) {
-      const value = c.target === 'value' ? this.store.readRecord(live.main, live.sub).value : EMPTY;
+      const value = c.target === 'value' ? this.state.store.readRecord(live.main, live.sub).value : EMPTY;
       if (!this.compareResult(c, compareTarget(c, { key, live }, value))) return false;
     }
     return true;
@@ -648,7 +640,7 @@ export class Keyspace {
       let err: MvccError | undefined;
       switch (op.type) {
         case 'range':
-          err = this.checkReadRevision(op.request.revision ?? 0, beginRevision);
+          err = checkReadRevision(op.request.revision ?? 0, beginRevision, this.state.compactRevision);
           break;
         case 'put':
           err = this.checkTxnPut(op.request);
@@ -667,17 +659,10 @@ export class Keyspace {
   }
 
   private checkTxnPut(req: PutRequest): MvccError | undefined {
-    if ((req.ignoreValue || req.ignoreLease) && !this.store.getLive(req.key)) return new KeyNotFoundError();
+    if ((req.ignoreValue || req.ignoreLease) && !this.state.store.getLive(req.key))
+      return new KeyNotFoundError();
     const lease = req.lease ?? 0n;
-    if (lease !== 0n && !this.store.leaseExists(lease)) return new LeaseNotFoundError(lease);
-    return undefined;
-  }
-
-  /** etcd's checkRange: 0 = current; note a negative revision is below any compact revision. */
-  private checkReadRevision(revision: number, current: number): MvccError | undefined {
-    if (revision === 0) return undefined;
-    if (revision > current) return new FutureRevisionError(revision, current);
-    if (revision < this.compactRev) return new CompactedError(this.compactRev);
+    if (lease !== 0n && !this.state.store.leaseExists(lease)) return new LeaseNotFoundError(lease);
     return undefined;
   }
 
@@ -703,7 +688,7 @@ export class Keyspace {
       case 'range':
         return {
           type: 'range',
-          response: this.rangeAt(op.request, ctx.beginRevision + (ctx.sub > 0 ? 1 : 0)),
+          response: rangeAt(this.state.store, op.request, ctx.beginRevision + (ctx.sub > 0 ? 1 : 0)),
         };
       case 'put':
         return { type: 'put', response: this.put(op.request, ctx) };
@@ -723,9 +708,10 @@ export class Keyspace {
     this.assertOpen();
     // etcd's range treats a negative revision as the current one (inside a txn it is "compacted").
     const revision = Math.max(0, req.revision ?? 0);
-    const err = checkRangeRequest(req) ?? this.checkReadRevision(revision, this.revision);
+    const err =
+      checkRangeRequest(req) ?? checkReadRevision(revision, this.state.revision, this.state.compactRevision);
     if (err) throw err;
-    return this.rangeAt(req, this.revision);
+    return rangeAt(this.state.store, req, this.state.revision);
   }
 
   /** A txn without writes, served outside raft. Throws InvalidRequestError for txns that write. */
@@ -735,10 +721,10 @@ export class Keyspace {
     const err = checkTxnRequest(req, this.txnOpsMax);
     if (err) throw err;
     const path = this.comparePath(req);
-    const checkError = this.checkTxnPath(req, path, { pos: 0 }, this.revision);
+    const checkError = this.checkTxnPath(req, path, { pos: 0 }, this.state.revision);
     if (checkError) throw checkError;
     const ctx: WriteContext = {
-      beginRevision: this.revision,
+      beginRevision: this.state.revision,
       sub: 0,
       events: undefined,
       prevKvInEvents: false,
@@ -746,94 +732,9 @@ export class Keyspace {
     return this.executeTxn(req, path, { pos: 0 }, ctx, true);
   }
 
-  /** etcd's executeRange over `current` (the revision a write txn would report). */
-  private rangeAt(req: RangeRequest, current: number): RangeResponse {
-    const atRevision = req.revision && req.revision > 0 ? req.revision : current;
-    const range = toKeyRange(req.key, req.rangeEnd);
-    const sortOrder = req.sortOrder ?? 'none';
-    const sortTarget = req.sortTarget ?? 'key';
-    const limit = Math.max(0, req.limit ?? 0);
-    const filtered = !!(
-      req.minModRevision ||
-      req.maxModRevision ||
-      req.minCreateRevision ||
-      req.maxCreateRevision
-    );
-    // Without sort order or filters only limit+1 kvs are fetched (one extra for `more`). As in etcd
-    // this looks at the raw sort order: target≠key with order none fetches limit+1 in key order,
-    // then sorts those ascending by the target.
-    const fetchMax = limit > 0 && sortOrder === 'none' && !filtered ? limit + 1 : 0;
-    // keys_only blanks values after sorting, so a sort by value still needs them.
-    const withValue = !req.keysOnly || sortTarget === 'value';
-    const { kvs: raw, count } =
-      atRevision >= current
-        ? this.collectLive(range, req.countOnly ? -1 : fetchMax, withValue)
-        : this.collectHistorical(range, atRevision, req.countOnly ? -1 : fetchMax, withValue);
-    let kvs = !filtered
-      ? raw
-      : raw.filter(
-          (kv) =>
-            !(req.maxModRevision && kv.modRevision > req.maxModRevision) &&
-            !(req.minModRevision && kv.modRevision < req.minModRevision) &&
-            !(req.maxCreateRevision && kv.createRevision > req.maxCreateRevision) &&
-            !(req.minCreateRevision && kv.createRevision < req.minCreateRevision),
-        );
-    kvs = sortKvs(kvs, sortOrder, sortTarget);
-    let more = false;
-    if (limit > 0 && kvs.length > limit) {
-      kvs = kvs.slice(0, limit);
-      more = true;
-    }
-    if (req.keysOnly && withValue) kvs = kvs.map((kv) => ({ ...kv, value: EMPTY }));
-    return { revision: current, kvs, more, count };
-  }
-
-  /** fetchMax: 0 = all, -1 = none (count only). */
-  private collectLive(
-    range: KeyRange,
-    fetchMax: number,
-    withValue: boolean,
-  ): { kvs: KeyValue[]; count: number } {
-    const kvs: KeyValue[] = [];
-    if (range.single || this.store.sealing) {
-      const found = this.store.liveInRange(range);
-      const kept = fetchMax < 0 ? [] : fetchMax > 0 ? found.slice(0, fetchMax) : found;
-      for (const { key, live } of kept) kvs.push(this.store.liveKv(key, live, withValue));
-      return { kvs, count: found.length };
-    }
-    let count = 0;
-    for (const { key, value } of this.store.liveEntries(range)) {
-      count++;
-      if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
-      kvs.push(this.store.liveKv(key, decodeLive(value), withValue));
-    }
-    return { kvs, count };
-  }
-
-  private collectHistorical(
-    range: KeyRange,
-    revision: number,
-    fetchMax: number,
-    withValue: boolean,
-  ): { kvs: KeyValue[]; count: number } {
-    const kvs: KeyValue[] = [];
-    let count = 0;
-    for (const { main, sub } of this.store.historicalVersions(range, revision)) {
-      count++;
-      if (fetchMax < 0 || (fetchMax > 0 && kvs.length >= fetchMax)) continue;
-      kvs.push(versionKv(this.store.readRecord(main, sub), main, withValue));
-    }
-    return { kvs, count };
-  }
-
   // ---- history for watchers -------------------------------------------------------------------
 
-  /**
-   * Events with revision in [fromRevision, toRevision] for keys in [key, rangeEnd), oldest first.
-   * Stops at the first revision boundary after `eventsMax` events or `recordsScannedMax` scanned
-   * records: a revision's events are always delivered together, as etcd does. Returns the next
-   * revision still to read.
-   */
+  /** Watch history: see events.ts readEvents. */
   readEvents(
     key: Uint8Array,
     rangeEnd: Uint8Array | undefined,
@@ -843,64 +744,23 @@ export class Keyspace {
     eventsMax: number,
     recordsScannedMax = Number.POSITIVE_INFINITY,
   ): { events: Event[]; nextRevision: number } {
-    invariant(fromRevision >= this.compactRev, 'reading compacted history');
-    const range = toKeyRange(key, rangeEnd);
-    const events: Event[] = [];
-    let nextRevision = toRevision + 1;
-    let lastMain = -1;
-    let scanned = 0;
-    let lastScannedMain = -1;
-    const iter = this.store.dbs.revs.getRange({
-      start: encodeRevKey(fromRevision, 0),
-      end: encodeRevKey(toRevision + 1, 0),
-    });
-    for (const { key: revKey, value } of iter) {
-      const { main, sub } = decodeRevKey(revKey);
-      if (events.length >= eventsMax && main !== lastMain) {
-        nextRevision = main;
-        break;
-      }
-      // Bounds the work of one call for a watcher whose keys rarely change in a busy history.
-      if (scanned >= recordsScannedMax && main !== lastScannedMain) {
-        nextRevision = main;
-        break;
-      }
-      scanned++;
-      lastScannedMain = main;
-      const r = this.store.loadRecord(revKey, value);
-      if (!inRange(range, r.key) || !this.logicallyPresent(r.key, main, sub, r.kind)) continue;
-      lastMain = main;
-      events.push(this.eventFromRecord(r, main, prevKv));
-    }
-    return { events, nextRevision };
-  }
-
-  private eventFromRecord(r: StoredRecord, main: number, prevKv: boolean): Event {
-    const kv = r.kind === KIND_PUT ? versionKv(r, main) : tombstoneKv(r.key, main);
-    const event: Event = { type: r.kind === KIND_PUT ? 'put' : 'delete', kv };
-    // As etcd: no prev_kv for a create event; else the key as of the revision before.
-    if (prevKv && !(r.kind === KIND_PUT && r.createRevision === main)) {
-      const prev = this.previousVersion(r.key, main);
-      if (prev) event.prevKv = prev;
-    }
-    return event;
-  }
-
-  /** The version of `key` at revision main - 1 (before main's txn), if a put that compaction kept. */
-  private previousVersion(key: Uint8Array, main: number): KeyValue | undefined {
-    // The version before an event at the compact revision is compacted away (maybe not yet
-    // physically); for later events the latest entry below main is the one a read would see.
-    if (main <= this.compactRev) return undefined;
-    const previous = this.store.latestVersionAt(key, main - 1);
-    if (previous === undefined || previous.kind !== KIND_PUT) return undefined;
-    return versionKv(this.store.readRecord(previous.main, previous.sub), previous.main);
+    return readEvents(
+      this.state,
+      key,
+      rangeEnd,
+      fromRevision,
+      toRevision,
+      prevKv,
+      eventsMax,
+      recordsScannedMax,
+    );
   }
 
   // ---- compaction and hashing ------------------------------------------------------------------
 
   /** True while superseded versions at or below the compact revision still sit on disk. */
   compactionPending(): boolean {
-    return this.compactCursor !== undefined;
+    return compactionPending(this.state);
   }
 
   /**
@@ -910,163 +770,41 @@ export class Keyspace {
    */
   compactStep(recordsMax = this.compactionRecordsPerBatchMax): boolean {
     this.assertOpen();
-    if (!this.compactionPending()) return false;
-    const saved = this.compactCursor;
-    try {
-      this.store.dbs.env.transactionSync(() => this.compactChunk(recordsMax));
-    } catch (e) {
-      this.compactCursor = saved;
-      throw e;
-    }
-    return this.compactionPending();
+    return compactStep(this.state, recordsMax);
   }
 
-  /**
-   * Walks up to entriesMax history entries (key-major, so each key's versions are adjacent and
-   * no per-record lookups are needed) and deletes the versions at or below the compact revision
-   * that a read there no longer needs: everything but the latest put of each key, so tombstoned
-   * keys vanish — except a tombstone at exactly the compact revision, which a watch starting
-   * there must still see (etcd keeps it too, etcd-io/etcd#18089). Must run inside a write
-   * transaction.
-   */
-  private compactChunk(entriesMax: number): void {
-    if (this.compactCursor === undefined) return;
-    const { revs, history } = this.store.dbs;
-    const doomed: Buffer[] = [];
-    const compactRev = this.compactRev;
-    type Entry = { hk: Buffer; prefixLength: number; main: number; kind: number };
-    // An entry's fate depends only on the next entry of the same key, so a chunk may stop
-    // anywhere and the next one resumes at the first undecided entry.
-    const decide = (entry: Entry, next: Entry | undefined): void => {
-      if (entry.main > compactRev) return;
-      const supersededInTime =
-        next !== undefined &&
-        next.main <= compactRev &&
-        next.prefixLength === entry.prefixLength &&
-        next.hk.compare(entry.hk, 0, entry.prefixLength, 0, entry.prefixLength) === 0;
-      const deadTombstone = entry.kind !== KIND_PUT && entry.main < compactRev;
-      if (deadTombstone || supersededInTime) doomed.push(entry.hk);
-    };
-    let previous: Entry | undefined;
-    let resume: Buffer | undefined;
-    let examined = 0;
-    const start = this.compactCursor.length > 0 ? this.compactCursor : undefined;
-    for (const { key: hk, value } of history.getRange({ start })) {
-      const entry: Entry = {
-        hk,
-        prefixLength: hk.length - REV_KEY_BYTES,
-        main: readU64(hk, hk.length - REV_KEY_BYTES),
-        kind: value[0]!,
-      };
-      if (previous) decide(previous, entry);
-      if (examined === entriesMax) {
-        resume = Buffer.from(hk);
-        previous = undefined;
-        break;
-      }
-      examined++;
-      previous = entry;
-    }
-    if (previous) decide(previous, undefined);
-    for (const hk of doomed) {
-      const { main, sub } = decodeRevKey(hk, hk.length - REV_KEY_BYTES);
-      invariant(revs.removeSync(encodeRevKey(main, sub)), 'compaction lost a revision record');
-      invariant(history.removeSync(hk), 'compaction lost a history entry');
-    }
-    this.compactCursor = resume;
-    this.store.writeCounters({ compactCursor: resume });
-  }
-
-  /**
-   * Whether the version (main, sub) ≤ compact revision is the latest put of its key at that point
-   * (read in `transaction` against `compactRev` when given: an export's view).
-   */
-  private keptByCompaction(
-    key: Uint8Array,
-    main: number,
-    sub: number,
-    kind: number,
-    compactRev = this.compactRev,
-    transaction?: Transaction,
-  ): boolean {
-    if (kind !== KIND_PUT && main < compactRev) return false;
-    const latest = this.store.latestVersionAt(key, compactRev, transaction);
-    invariant(latest !== undefined, `history entry missing for revision ${main}.${sub}`);
-    return latest.main === main && latest.sub === sub;
-  }
-
-  /** Logical presence of a stored record, whatever physical compaction has reached. */
-  private logicallyPresent(key: Uint8Array, main: number, sub: number, kind: number): boolean {
-    if (main > this.compactRev || !this.compactionPending()) return true;
-    return this.keptByCompaction(key, main, sub, kind);
-  }
-
-  /**
-   * etcd 3.4's HashKV, bit for bit: CRC-32C over "key" and then, in revision order, every version
-   * with revision ≤ `revision` in etcd's backend encoding (revision bytes with the tombstone mark,
-   * mvccpb.KeyValue). Versions at or below the compact revision count as etcd's HashByRev counts
-   * them once its compaction has finished: only puts the compaction kept (never a tombstone, not
-   * even the one at the compact revision that Concord keeps for watches), and of those only the
-   * ones still the latest version of a live key at `revision` — unless no key is live there, when
-   * etcd hashes all it kept. Replicas that applied the same entries agree, and so does an etcd 3.4
-   * member that applied the same requests.
-   */
+  /** etcd 3.4's HashKV of the versions up to `revision` (0 = current); see hash.ts. */
   hashKV(revision = 0): HashKVResult {
     this.assertOpen();
-    // etcd's HashByRev: a revision at (not only below) the compact revision is compacted.
-    if (revision > 0 && revision <= this.compactRev) throw new CompactedError(this.compactRev);
-    if (revision > this.revision) throw new FutureRevisionError(revision, this.revision);
-    // A negative revision hashes no version at all, as etcd's (it is not the current revision).
-    const at = revision === 0 ? this.revision : revision;
-    let anyKeyLive: boolean | undefined;
-    const counted = (r: StoredRecord, main: number, sub: number): boolean => {
-      if (main > this.compactRev) return true;
-      if (r.kind !== KIND_PUT) return false;
-      if (this.compactionPending() && !this.keptByCompaction(r.key, main, sub, r.kind)) return false;
-      anyKeyLive ??= this.rangeAt({ ...EVERY_KEY, revision: at, limit: 1 }, this.revision).kvs.length > 0;
-      return !anyKeyLive || this.keptByCompaction(r.key, main, sub, r.kind, at);
-    };
-    let hash = crc32c(ETCD_KEY_BUCKET_NAME);
-    for (const { key, value } of this.store.dbs.revs.getRange({
-      start: encodeRevKey(0, 0),
-      end: encodeRevKey(Math.max(at + 1, 0), 0),
-    })) {
-      const { main, sub } = decodeRevKey(key);
-      const r = this.store.loadRecord(key, value);
-      if (!counted(r, main, sub)) continue;
-      const tombstone = r.kind !== KIND_PUT;
-      hash = crc32c(revisionBytes(main, sub, tombstone), hash);
-      hash = crc32c(encodeKeyValue({ ...r, main, sub, tombstone }), hash);
-    }
-    return { hash, compactRevision: this.compactRev, revision: Math.max(at, 0) };
+    return hashKV(this.state, revision);
   }
 
   /** Cheap space figures for metrics (see RecordStore.spaceStats). */
   spaceStats(): { liveKeys: number; usedBytes: number } {
     this.assertOpen();
-    return this.store.spaceStats();
+    return this.state.store.spaceStats();
   }
 
   /** Entry counts of the raw sub-databases (tests, metrics, the benchmark). */
   storageStats(): ReturnType<RecordStore['storageStats']> {
     this.assertOpen();
-    return this.store.storageStats();
+    return this.state.store.storageStats();
   }
 
   // ---- leases ----------------------------------------------------------------------------------
 
   lease(id: LeaseId): LeaseRecord | undefined {
-    return this.store.lease(id);
+    return this.state.store.lease(id);
   }
 
   /** Every persisted lease (the lease layer rebuilds its timers from these on start). */
   leases(): LeaseRecord[] {
-    return this.store.leases();
+    return this.state.store.leases();
   }
 
   /** Keys attached to a lease, in byte order. */
   leaseKeys(id: LeaseId): Buffer[] {
-    return this.store.leaseKeys(id);
+    return this.state.store.leaseKeys(id);
   }
 
   /**
@@ -1076,10 +814,10 @@ export class Keyspace {
   rebaseAppliedIndex(index: number): void {
     this.assertOpen();
     invariant(Number.isSafeInteger(index) && index >= 0, `bad applied index ${index}`);
-    this.store.dbs.env.transactionSync(() => {
-      this.store.writeCounters({ appliedIndex: index });
+    this.state.store.dbs.env.transactionSync(() => {
+      this.state.store.writeCounters({ appliedIndex: index });
     });
-    this.applied = index;
+    this.state.appliedIndex = index;
   }
 
   // ---- copying the whole history out and in (etcd-format snapshots) ---------------------------
@@ -1087,7 +825,7 @@ export class Keyspace {
   /** A consistent view of the keyspace to copy out; see KeyspaceExport. */
   openExport(): KeyspaceExport {
     this.assertOpen();
-    const { env, revs, leases, meta } = this.store.dbs;
+    const { env, revs, leases, meta } = this.state.store.dbs;
     const transaction = env.useReadTransaction();
     let open = true;
     const release = (): void => {
@@ -1126,11 +864,11 @@ export class Keyspace {
           const batch = step(revs, after);
           for (const { key, value } of batch) {
             const { main, sub } = decodeRevKey(key);
-            const r = keyspace.store.loadRecord(key, value);
+            const r = keyspace.state.store.loadRecord(key, value);
             if (
               compactionPending &&
               main <= compactRevision &&
-              !keyspace.keptByCompaction(r.key, main, sub, r.kind, compactRevision, transaction)
+              !keptByCompaction(keyspace.state.store, r.key, main, sub, r.kind, compactRevision, transaction)
             )
               continue;
             yield {
@@ -1175,15 +913,19 @@ export class Keyspace {
    */
   async importHistory(input: HistoryImport): Promise<HistoryImportResult> {
     this.assertOpen();
-    const { env, revs, live } = this.store.dbs;
-    if (this.applied !== 0 || this.revision !== this.initialRevision || revs.getKeysCount({ limit: 1 }) > 0)
+    const { env, revs, live } = this.state.store.dbs;
+    if (
+      this.state.appliedIndex !== 0 ||
+      this.state.revision !== this.initialRevision ||
+      revs.getKeysCount({ limit: 1 }) > 0
+    )
       throw new InvalidRequestError(`keyspace at ${this.path} is not empty; import into a fresh one`);
     const leaseIds = new Set<bigint>();
     env.transactionSync(() => {
       for (const lease of input.leases) {
         if (leaseIds.has(lease.id)) throw new SnapshotInvalidError(`lease ${lease.id} is listed twice`);
         leaseIds.add(lease.id);
-        this.store.writeLease(lease);
+        this.state.store.writeLease(lease);
       }
     });
     let last = { main: 0, sub: 0 };
@@ -1202,9 +944,9 @@ export class Keyspace {
         throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} comes after ${last.main}.${last.sub}`);
       if (r.key.length === 0) throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has an empty key`);
       last = { main: r.main, sub: r.sub };
-      const previousLease = this.store.getLive(r.key)?.lease ?? 0n;
+      const previousLease = this.state.store.getLive(r.key)?.lease ?? 0n;
       if (r.tombstone) {
-        this.store.writeTombstone(r.key, r.main, r.sub, previousLease);
+        this.state.store.writeTombstone(r.key, r.main, r.sub, previousLease);
         return;
       }
       const { createRevision, version, lease } = r;
@@ -1216,7 +958,7 @@ export class Keyspace {
       const attached = lease === 0n || leaseIds.has(lease);
       if (!attached) keysWithMissingLease++;
       const entry = { main: r.main, sub: r.sub, createRevision, version, lease };
-      this.store.writePut(r.key, entry, r.value, previousLease, attached);
+      this.state.store.writePut(r.key, entry, r.value, previousLease, attached);
     };
     const iterator = input.records[Symbol.iterator]();
     try {
@@ -1242,15 +984,15 @@ export class Keyspace {
       throw new SnapshotInvalidError(`compact revision ${compactRev} is out of range`);
     const revision = Math.max(last.main, compactRev, this.initialRevision);
     env.transactionSync(() => {
-      this.store.writeCounters({
+      this.state.store.writeCounters({
         revision,
         compactRevision: compactRev,
         compactCursor: input.compactionPending ? Buffer.alloc(0) : undefined,
       });
     });
-    this.revision = revision;
-    this.compactRev = compactRev;
-    this.compactCursor = input.compactionPending ? Buffer.alloc(0) : undefined;
+    this.state.revision = revision;
+    this.state.compactRevision = compactRev;
+    this.state.compactCursor = input.compactionPending ? Buffer.alloc(0) : undefined;
     while (this.compactStep()) await nextTurn();
     return {
       revision,
@@ -1274,14 +1016,14 @@ export class Keyspace {
     this.assertOpen();
     const sealing = this.sealing;
     if (sealing === undefined) return false;
-    const { revs } = this.store.dbs;
+    const { revs } = this.state.store.dbs;
     const where = `keyspace ${this.path} revision record`;
     let resume: Buffer | undefined;
-    this.store.dbs.env.transactionSync(() => {
-      const sealedIndexKey = this.store.sealedIndexKey();
+    this.state.store.dbs.env.transactionSync(() => {
+      const sealedIndexKey = this.state.store.sealedIndexKey();
       invariant(sealedIndexKey !== undefined, 'encrypted keyspace without its index key');
       if (sealing.isStale(sealedIndexKey, this.path))
-        this.store.writeSealedIndexKey(sealing.resealIndexKey());
+        this.state.store.writeSealedIndexKey(sealing.resealIndexKey());
       const stale: { key: Buffer; value: Buffer }[] = [];
       let examined = 0;
       for (const { key, value } of revs.getRange({ start: this.reencryptCursor })) {
@@ -1293,7 +1035,7 @@ export class Keyspace {
         if (sealing.isStale(value, where)) stale.push({ key: Buffer.from(key), value: Buffer.from(value) });
       }
       for (const { key, value } of stale) {
-        const record = this.store.loadRecord(key, value);
+        const record = this.state.store.loadRecord(key, value);
         const plain = encodeRecord(
           record.kind,
           record.key,
@@ -1326,9 +1068,9 @@ export class Keyspace {
       const id = envelopeKeyId(sealed, this.path);
       use.set(id, (use.get(id) ?? 0) + 1);
     };
-    const sealedIndexKey = this.store.sealedIndexKey();
+    const sealedIndexKey = this.state.store.sealedIndexKey();
     if (sealedIndexKey !== undefined) count(sealedIndexKey);
-    for (const { value } of this.store.dbs.revs.getRange({})) count(value);
+    for (const { value } of this.state.store.dbs.revs.getRange({})) count(value);
     return use;
   }
 
@@ -1340,12 +1082,12 @@ export class Keyspace {
    */
   putMeta(name: string, value: Uint8Array): void {
     this.assertOpen();
-    this.store.transaction(() => this.store.writeServerMeta(name, value));
+    this.state.store.transaction(() => this.state.store.writeServerMeta(name, value));
   }
 
   getMeta(name: string): Uint8Array | undefined {
     this.assertOpen();
-    return this.store.readServerMeta(name);
+    return this.state.store.readServerMeta(name);
   }
 
   // ---- snapshots -------------------------------------------------------------------------------
@@ -1353,14 +1095,18 @@ export class Keyspace {
   /** Writes a consistent copy of the whole environment (data, leases, applied index) to `path`. */
   async createSnapshot(path: string, options: { compact?: boolean } = {}): Promise<SnapshotInfo> {
     this.assertOpen();
-    const meta = { appliedIndex: this.applied, revision: this.revision, compactRevision: this.compactRev };
+    const meta = {
+      appliedIndex: this.state.appliedIndex,
+      revision: this.state.revision,
+      compactRevision: this.state.compactRevision,
+    };
     // LMDB copies a directory environment into a directory; stage there, then move the file.
     const stagingDir = `${path}.staging`;
     rmSync(stagingDir, { recursive: true, force: true });
     mkdirSync(stagingDir, { recursive: true });
     try {
       // compact: LMDB writes only live pages, renumbered (free pages dropped) — a defragmented copy.
-      const backup = this.store.dbs.env.backup(stagingDir, options.compact ?? false);
+      const backup = this.state.store.dbs.env.backup(stagingDir, options.compact ?? false);
       this.backups.add(backup);
       try {
         await backup;
@@ -1410,13 +1156,13 @@ export class Keyspace {
     }
     await Promise.allSettled(this.backups);
     this.abortExports();
-    await this.store.dbs.env.close();
-    const revisionBefore = this.revision;
+    await this.state.store.dbs.env.close();
+    const revisionBefore = this.state.revision;
     try {
       renameSync(staged, join(this.path, 'data.mdb'));
       rmSync(join(this.path, 'lock.mdb'), { force: true });
       if (!this.noSync) syncDirSync(this.path);
-      this.store = this.openStore();
+      this.state = this.openState();
     } catch (e) {
       this.failed = new KeyspaceFailedError(this.path, e);
       throw this.failed;
@@ -1452,40 +1198,6 @@ function compareTarget(
     default:
       return assertNever(c);
   }
-}
-
-/**
- * etcd's sort rules: target key + order none (or ascend) keeps key order; any other target with
- * order none sorts ascending. Ties keep key order (etcd's sort of small results is stable).
- */
-export function sortKvs(
-  kvs: KeyValue[],
-  order: RangeRequest['sortOrder'],
-  target: RangeRequest['sortTarget'],
-): KeyValue[] {
-  let effective = order ?? 'none';
-  const t = target ?? 'key';
-  if (t !== 'key' && effective === 'none') effective = 'ascend';
-  else if (t === 'key' && effective === 'ascend') effective = 'none';
-  if (effective === 'none') return kvs;
-  const cmp = (a: KeyValue, b: KeyValue): number => {
-    switch (t) {
-      case 'key':
-        return Buffer.compare(a.key, b.key);
-      case 'version':
-        return compareNumbers(a.version, b.version);
-      case 'create':
-        return compareNumbers(a.createRevision, b.createRevision);
-      case 'mod':
-        return compareNumbers(a.modRevision, b.modRevision);
-      case 'value':
-        return Buffer.compare(a.value, b.value);
-      default:
-        return assertNever(t);
-    }
-  };
-  const sign = effective === 'descend' ? -1 : 1;
-  return [...kvs].sort((a, b) => sign * cmp(a, b));
 }
 
 const LMDB_MAGIC = 0xbeefc0de;
