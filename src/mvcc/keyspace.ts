@@ -22,22 +22,19 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { open, type RootDatabase } from 'lmdb';
 import { syncDirSync, syncFileSync } from '../storage/durable-fs.js';
 import { type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
+import { type ApplyBatchOptions, type ApplyLimits, applyBatch } from './apply.js';
 import {
   COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT,
-  compactChunk,
   compactionPending,
   compactStep,
   keptByCompaction,
-  startCompaction,
 } from './compaction.js';
 import {
   decodeRecord,
   decodeRevKey,
-  encodeLeaseKey,
   encodeRecord,
   KIND_PUT,
   KIND_TOMBSTONE,
-  type LiveEntry,
   REV_KEY_BYTES,
 } from './encoding.js';
 import {
@@ -49,72 +46,39 @@ import {
   readCounters,
 } from './environment.js';
 import {
-  assertNever,
   ClosedError,
-  CompactedError,
-  FutureRevisionError,
   InvalidRequestError,
   invariant,
-  KeyNotFoundError,
   KeyspaceFailedError,
-  LeaseExistsError,
-  LeaseNotFoundError,
-  LeaseTtlTooLargeError,
-  MvccError,
   SnapshotAbortedError,
   SnapshotInvalidError,
 } from './errors.js';
 import { readEvents } from './events.js';
 import { hashKV } from './hash.js';
-import { toKeyRange } from './key-range.js';
-import { checkReadRevision, compareNumbers, rangeAt } from './reads.js';
+import { checkReadRevision, rangeAt } from './reads.js';
 import type { KeyspaceSealing } from './sealing.js';
 import type { KeyspaceState } from './state.js';
-import { decodeLeaseRecord, EMPTY, RecordStore, tombstoneKv } from './store.js';
+import { decodeLeaseRecord, RecordStore } from './store.js';
+import { executeTxn, planTxn } from './txn.js';
 import type {
   AppliedEntry,
   ApplyResult,
-  CompactionRequest,
-  CompactionResponse,
-  Compare,
-  DeleteRangeRequest,
-  DeleteRangeResponse,
   Event,
   HashKVResult,
-  KeyValue,
-  LeaseCheckpointRequest,
-  LeaseGrantRequest,
-  LeaseGrantResponse,
   LeaseId,
   LeaseRecord,
-  LeaseRevokeRequest,
-  LeaseRevokeResponse,
-  PutRequest,
-  PutResponse,
   RangeRequest,
   RangeResponse,
-  RequestOp,
-  ResponseOp,
   TxnRequest,
   TxnResponse,
-  WriteOp,
-  WriteResponse,
 } from './types.js';
-import {
-  checkDeleteRequest,
-  checkPutRequest,
-  checkRangeRequest,
-  checkTxnRequest,
-  isTxnReadOnly,
-  TXN_OPS_MAX_DEFAULT,
-} from './validate.js';
+import { checkRangeRequest, isTxnReadOnly, TXN_OPS_MAX_DEFAULT } from './validate.js';
 import { WatchHub, type WatchHubOptions } from './watch.js';
+import type { WriteContext } from './writes.js';
 
+export { type ApplyBatchOptions, LEASE_TTL_SECONDS_MAX } from './apply.js';
 export { COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT } from './compaction.js';
 export { sortKvs } from './reads.js';
-
-/** etcd's MaxLeaseTTL (seconds). */
-export const LEASE_TTL_SECONDS_MAX = 9_000_000_000;
 export const INITIAL_REVISION = 1;
 export interface KeyspaceOptions {
   /** etcd's --max-txn-ops. */
@@ -142,14 +106,6 @@ export interface KeyspaceOptions {
    * created encrypted: opening an encrypted keyspace without it, or a plain one with it, fails.
    */
   encryption?: EncryptionKeys;
-}
-
-export interface ApplyBatchOptions {
-  /**
-   * Server metadata records (see putMeta) written in the same LMDB transaction as the batch and
-   * its applied index, e.g. the membership a conf-change entry in this batch produced.
-   */
-  meta?: Readonly<Record<string, Uint8Array>>;
 }
 
 /** A snapshot file and the state it holds (read back from the file's own meta). */
@@ -215,20 +171,6 @@ const EXPORT_RECORDS_PER_READ_MAX = 1024;
 /** Records written per LMDB transaction by importHistory. */
 const IMPORT_RECORDS_PER_TXN_MAX = 10_000;
 
-/** Per-revision write state: all changes of one request share main = beginRevision + 1. */
-interface WriteContext {
-  beginRevision: number;
-  sub: number;
-  events: Event[] | undefined;
-  prevKvInEvents: boolean;
-  /** Keys this request changed, as they were before it (null: absent); for events' prevKv. */
-  before?: Map<string, KeyValue | null>;
-}
-
-function compareBigints(a: bigint, b: bigint): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 export class Keyspace {
   private state: KeyspaceState;
   private closed = false;
@@ -238,8 +180,7 @@ export class Keyspace {
   private readonly backups = new Set<Promise<unknown>>();
   /** Open exports (openExport); closing or replacing the environment aborts them first. */
   private readonly exports = new Set<() => void>();
-  private readonly compactionRecordsPerBatchMax: number;
-  private readonly txnOpsMax: number;
+  private readonly limits: ApplyLimits;
   private readonly initialRevision: number;
   private readonly noSync: boolean;
   private readonly encryption: EncryptionKeys | undefined;
@@ -252,13 +193,18 @@ export class Keyspace {
     readonly path: string,
     options: KeyspaceOptions,
   ) {
-    this.txnOpsMax = options.txnOpsMax ?? TXN_OPS_MAX_DEFAULT;
     this.initialRevision = options.initialRevision ?? INITIAL_REVISION;
     this.noSync = options.noSync ?? false;
     this.encryption = options.encryption;
-    this.compactionRecordsPerBatchMax =
-      options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT;
-    invariant(this.compactionRecordsPerBatchMax >= 1, 'compactionRecordsPerBatchMax must be at least 1');
+    this.limits = {
+      txnOpsMax: options.txnOpsMax ?? TXN_OPS_MAX_DEFAULT,
+      compactionRecordsPerBatchMax:
+        options.compactionRecordsPerBatchMax ?? COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT,
+    };
+    invariant(
+      this.limits.compactionRecordsPerBatchMax >= 1,
+      'compactionRecordsPerBatchMax must be at least 1',
+    );
     this.state = this.openState();
     this.watchHub = new WatchHub(this, options.watch ?? {});
   }
@@ -350,356 +296,12 @@ export class Keyspace {
    */
   applyBatch(entries: readonly AppliedEntry[], options: ApplyBatchOptions = {}): ApplyResult[] {
     this.assertOpen();
-    const results: ApplyResult[] = [];
-    const saved = {
-      revision: this.state.revision,
-      compactRev: this.state.compactRevision,
-      applied: this.state.appliedIndex,
-      compactCursor: this.state.compactCursor,
-    };
-    const events: Event[] | undefined = this.watchHub.wantsEvents() ? [] : undefined;
-    const prevKvInEvents = this.watchHub.wantsPrevKv();
-    let lastIndex = this.state.appliedIndex;
-    try {
-      this.state.store.dbs.env.transactionSync(() => {
-        for (const entry of entries) {
-          if (entry.index <= saved.applied) {
-            results.push({ index: entry.index, status: 'skipped' });
-            continue;
-          }
-          invariant(entry.index > lastIndex, `raft index ${entry.index} not increasing`);
-          lastIndex = entry.index;
-          results.push(this.applyEntry(entry, events, prevKvInEvents));
-          this.state.appliedIndex = entry.index;
-        }
-        this.state.store.writeCounters({
-          appliedIndex: this.state.appliedIndex,
-          revision: this.state.revision,
-          compactRevision: this.state.compactRevision,
-        });
-        compactChunk(this.state, this.compactionRecordsPerBatchMax);
-        for (const [name, value] of Object.entries(options.meta ?? {}))
-          this.state.store.writeServerMeta(name, value);
-      });
-    } catch (e) {
-      this.state.revision = saved.revision;
-      this.state.compactRevision = saved.compactRev;
-      this.state.appliedIndex = saved.applied;
-      this.state.compactCursor = saved.compactCursor;
-      throw e;
-    }
-    this.watchHub.onCommit(events ?? [], this.state.revision);
-    return results;
-  }
-
-  private applyEntry(entry: AppliedEntry, events: Event[] | undefined, prevKvInEvents: boolean): ApplyResult {
-    const ctx: WriteContext = { beginRevision: this.state.revision, sub: 0, events, prevKvInEvents };
-    const eventsBefore = events?.length ?? 0;
-    try {
-      const response = this.applyOp(entry.op, ctx);
-      if (ctx.sub > 0) this.state.revision = ctx.beginRevision + 1;
-      return { index: entry.index, status: 'ok', response };
-    } catch (e) {
-      if (!(e instanceof MvccError) || e.code === 'corrupt') throw e;
-      invariant(ctx.sub === 0, `request failed after writing (${e.code})`);
-      if (events) events.length = eventsBefore;
-      return { index: entry.index, status: 'error', error: e };
-    }
-  }
-
-  private applyOp(op: WriteOp, ctx: WriteContext): WriteResponse {
-    switch (op.type) {
-      case 'put':
-        return { type: 'put', response: this.applyPut(op.request, ctx) };
-      case 'deleteRange':
-        return { type: 'deleteRange', response: this.applyDeleteRange(op.request, ctx) };
-      case 'txn':
-        return { type: 'txn', response: this.applyTxn(op.request, ctx) };
-      case 'compact':
-        return { type: 'compact', response: this.applyCompact(op.request) };
-      case 'leaseGrant':
-        return { type: 'leaseGrant', response: this.applyLeaseGrant(op.request) };
-      case 'leaseRevoke':
-        return { type: 'leaseRevoke', response: this.applyLeaseRevoke(op.request, ctx) };
-      case 'leaseCheckpoint':
-        this.applyLeaseCheckpoint(op.request);
-        return { type: 'leaseCheckpoint', response: { revision: this.state.revision } };
-      case 'noop':
-        return { type: 'noop', response: { revision: this.state.revision } };
-      default:
-        return assertNever(op);
-    }
-  }
-
-  private applyPut(req: PutRequest, ctx: WriteContext): PutResponse {
-    const err = checkPutRequest(req);
-    if (err) throw err;
-    const lease = req.lease ?? 0n;
-    if (lease !== 0n && !this.state.store.leaseExists(lease)) throw new LeaseNotFoundError(lease);
-    return this.put(req, ctx);
-  }
-
-  private applyDeleteRange(req: DeleteRangeRequest, ctx: WriteContext): DeleteRangeResponse {
-    const err = checkDeleteRequest(req);
-    if (err) throw err;
-    return this.deleteRange(req, ctx);
-  }
-
-  private applyTxn(req: TxnRequest, ctx: WriteContext): TxnResponse {
-    const err = checkTxnRequest(req, this.txnOpsMax);
-    if (err) throw err;
-    const path = this.comparePath(req);
-    const checkError = this.checkTxnPath(req, path, { pos: 0 }, ctx.beginRevision);
-    if (checkError) throw checkError;
-    // Validation above covers every error etcd checks up front; a child transaction still guards
-    // the rare case etcd would panic on (an ignore_value put after a from-key delete of that key).
-    let response: TxnResponse | undefined;
-    const subBefore = ctx.sub;
-    const eventsBefore = ctx.events?.length ?? 0;
-    try {
-      this.state.store.dbs.env.transactionSync(() => {
-        response = this.executeTxn(req, path, { pos: 0 }, ctx, true);
-      });
-    } catch (e) {
-      ctx.sub = subBefore;
-      if (ctx.events) ctx.events.length = eventsBefore;
-      throw e;
-    }
-    invariant(response !== undefined, 'txn produced no response');
-    return response;
-  }
-
-  private applyCompact(req: CompactionRequest): CompactionResponse {
-    const target = req.revision;
-    if (!Number.isSafeInteger(target))
-      throw new InvalidRequestError('compaction revision must be an integer');
-    if (target <= this.state.compactRevision) throw new CompactedError(this.state.compactRevision);
-    if (target > this.state.revision) throw new FutureRevisionError(target, this.state.revision);
-    startCompaction(this.state, target);
-    return { revision: this.state.revision };
-  }
-
-  private applyLeaseGrant(req: LeaseGrantRequest): LeaseGrantResponse {
-    if (req.id === 0n) throw new InvalidRequestError('lease id must be chosen before proposal');
-    if (req.ttlSeconds > LEASE_TTL_SECONDS_MAX) throw new LeaseTtlTooLargeError(req.ttlSeconds);
-    if (!Number.isFinite(req.ttlSeconds) || req.ttlSeconds < 0) {
-      throw new InvalidRequestError('lease ttl must be a non-negative number');
-    }
-    if (this.state.store.leaseExists(req.id)) throw new LeaseExistsError(req.id);
-    this.state.store.writeLease({ id: req.id, ttlSeconds: req.ttlSeconds, remainingTtlSeconds: 0 });
-    return { revision: this.state.revision, id: req.id, ttlSeconds: req.ttlSeconds };
-  }
-
-  private applyLeaseRevoke(req: LeaseRevokeRequest, ctx: WriteContext): LeaseRevokeResponse {
-    if (!this.state.store.leaseExists(req.id)) throw new LeaseNotFoundError(req.id);
-    // Keys come back in byte order, which is the order etcd deletes them in (sorted).
-    for (const key of this.leaseKeys(req.id)) {
-      this.deleteRange({ key }, ctx);
-    }
-    this.state.store.dbs.leases.removeSync(encodeLeaseKey(req.id));
-    return { revision: ctx.beginRevision + (ctx.sub > 0 ? 1 : 0) };
-  }
-
-  /** etcd ignores checkpoints of leases that are gone (revoked meanwhile). */
-  private applyLeaseCheckpoint(req: LeaseCheckpointRequest): void {
-    const current = this.lease(req.id);
-    if (!current) return;
-    this.state.store.writeLease({ ...current, remainingTtlSeconds: req.remainingTtlSeconds });
+    return applyBatch(this.state, entries, options, this.limits, this.watchHub);
   }
 
   // ---- primitive writes -------------------------------------------------------------------------
 
-  private put(req: PutRequest, ctx: WriteContext): PutResponse {
-    const live = this.state.store.getLive(req.key);
-    if ((req.ignoreValue || req.ignoreLease) && !live) throw new KeyNotFoundError();
-    const prev =
-      live && (req.prevKv || req.ignoreValue || ctx.prevKvInEvents)
-        ? this.state.store.liveKv(req.key, live, true)
-        : undefined;
-    const value = req.ignoreValue ? prev!.value : (req.value ?? EMPTY);
-    const lease = req.ignoreLease ? live!.lease : (req.lease ?? 0n);
-    const main = ctx.beginRevision + 1;
-    const sub = ctx.sub++;
-    const createRevision = live ? live.createRevision : main;
-    const version = live ? live.version + 1 : 1;
-    this.state.store.writePut(
-      req.key,
-      { main, sub, createRevision, version, lease },
-      value,
-      live?.lease ?? 0n,
-    );
-    if (ctx.events) {
-      const kv = {
-        key: Buffer.from(req.key),
-        createRevision,
-        modRevision: main,
-        version,
-        value: Buffer.from(value),
-        lease,
-      };
-      const eventPrev = this.eventPrev(ctx, req.key, prev, createRevision === main);
-      ctx.events.push(eventPrev ? { type: 'put', kv, prevKv: eventPrev } : { type: 'put', kv });
-    }
-    const response: PutResponse = { revision: main };
-    if (req.prevKv && prev) response.prevKv = prev;
-    return response;
-  }
-
-  /**
-   * etcd fills an event's prev_kv with the key as of the revision before the event (before the
-   * whole txn, not before an earlier op of it), and none for a create event.
-   */
-  private eventPrev(
-    ctx: WriteContext,
-    key: Uint8Array,
-    current: KeyValue | undefined,
-    createEvent: boolean,
-  ): KeyValue | undefined {
-    const id = Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-    ctx.before ??= new Map();
-    let before = ctx.before.get(id);
-    if (before === undefined) {
-      before = current ?? null;
-      ctx.before.set(id, before);
-    }
-    return createEvent ? undefined : (before ?? undefined);
-  }
-
-  private deleteKey(key: Uint8Array, live: LiveEntry, ctx: WriteContext, prev: KeyValue | undefined): void {
-    const main = ctx.beginRevision + 1;
-    const sub = ctx.sub++;
-    this.state.store.writeTombstone(key, main, sub, live.lease);
-    if (ctx.events) {
-      const kv = tombstoneKv(Buffer.from(key), main);
-      const eventPrev = this.eventPrev(ctx, key, prev, false);
-      ctx.events.push(eventPrev ? { type: 'delete', kv, prevKv: eventPrev } : { type: 'delete', kv });
-    }
-  }
-
-  private deleteRange(req: DeleteRangeRequest, ctx: WriteContext): DeleteRangeResponse {
-    const targets = this.state.store.liveInRange(toKeyRange(req.key, req.rangeEnd));
-    const prevKvs: KeyValue[] = [];
-    for (const { key, live } of targets) {
-      const prev = req.prevKv || ctx.prevKvInEvents ? this.state.store.liveKv(key, live, true) : undefined;
-      if (req.prevKv && prev) prevKvs.push(prev);
-      this.deleteKey(key, live, ctx, prev);
-    }
-    const changed = targets.length > 0 || ctx.sub > 0;
-    return { revision: ctx.beginRevision + (changed ? 1 : 0), deleted: targets.length, prevKvs };
-  }
-
   // ---- txn --------------------------------------------------------------------------------------
-
-  /** etcd evaluates every compare, nested ones included, against the state before the txn. */
-  private comparePath(req: TxnRequest): boolean[] {
-    const ok = req.compare.every((c) => this.evaluateCompare(c));
-    const path = [ok];
-    for (const op of ok ? req.success : req.failure) {
-      if (op.type === 'txn') path.push(...this.comparePath(op.request));
-    }
-    return path;
-  }
-
-  private evaluateCompare(c: Compare): boolean {
-    const targets = this.state.store.liveInRange(toKeyRange(c.key, c.rangeEnd));
-    if (targets.length === 0) {
-      if (c.target === 'value') return false;
-      return this.compareResult(c, compareTarget(c, undefined, EMPTY));
-    }
-    for (const { key, live } of targets) {
-      const value = c.target === 'value' ? this.state.store.readRecord(live.main, live.sub).value : EMPTY;
-      if (!this.compareResult(c, compareTarget(c, { key, live }, value))) return false;
-    }
-    return true;
-  }
-
-  private compareResult(c: Compare, result: number): boolean {
-    switch (c.result) {
-      case 'equal':
-        return result === 0;
-      case 'not-equal':
-        return result !== 0;
-      case 'greater':
-        return result > 0;
-      case 'less':
-        return result < 0;
-      default:
-        return assertNever(c.result);
-    }
-  }
-
-  /** etcd's checkTxn: range revisions and put preconditions along the chosen path, before writing. */
-  private checkTxnPath(
-    req: TxnRequest,
-    path: boolean[],
-    cursor: { pos: number },
-    beginRevision: number,
-  ): MvccError | undefined {
-    const ops = path[cursor.pos++] ? req.success : req.failure;
-    for (const op of ops) {
-      let err: MvccError | undefined;
-      switch (op.type) {
-        case 'range':
-          err = checkReadRevision(op.request.revision ?? 0, beginRevision, this.state.compactRevision);
-          break;
-        case 'put':
-          err = this.checkTxnPut(op.request);
-          break;
-        case 'deleteRange':
-          break;
-        case 'txn':
-          err = this.checkTxnPath(op.request, path, cursor, beginRevision);
-          break;
-        default:
-          assertNever(op);
-      }
-      if (err) return err;
-    }
-    return undefined;
-  }
-
-  private checkTxnPut(req: PutRequest): MvccError | undefined {
-    if ((req.ignoreValue || req.ignoreLease) && !this.state.store.getLive(req.key))
-      return new KeyNotFoundError();
-    const lease = req.lease ?? 0n;
-    if (lease !== 0n && !this.state.store.leaseExists(lease)) return new LeaseNotFoundError(lease);
-    return undefined;
-  }
-
-  private executeTxn(
-    req: TxnRequest,
-    path: boolean[],
-    cursor: { pos: number },
-    ctx: WriteContext,
-    top: boolean,
-  ): TxnResponse {
-    const succeeded = path[cursor.pos++]!;
-    const responses: ResponseOp[] = [];
-    for (const op of succeeded ? req.success : req.failure) {
-      responses.push(this.executeOp(op, path, cursor, ctx));
-    }
-    // etcd fills the header only on the outermost txn response; nested ones report revision 0.
-    const revision = top ? ctx.beginRevision + (ctx.sub > 0 ? 1 : 0) : 0;
-    return { revision, succeeded, responses };
-  }
-
-  private executeOp(op: RequestOp, path: boolean[], cursor: { pos: number }, ctx: WriteContext): ResponseOp {
-    switch (op.type) {
-      case 'range':
-        return {
-          type: 'range',
-          response: rangeAt(this.state.store, op.request, ctx.beginRevision + (ctx.sub > 0 ? 1 : 0)),
-        };
-      case 'put':
-        return { type: 'put', response: this.put(op.request, ctx) };
-      case 'deleteRange':
-        return { type: 'deleteRange', response: this.deleteRange(op.request, ctx) };
-      case 'txn':
-        return { type: 'txn', response: this.executeTxn(op.request, path, cursor, ctx, false) };
-      default:
-        return assertNever(op);
-    }
-  }
 
   // ---- reads --------------------------------------------------------------------------------------
 
@@ -718,18 +320,10 @@ export class Keyspace {
   readTxn(req: TxnRequest): TxnResponse {
     this.assertOpen();
     if (!isTxnReadOnly(req)) throw new InvalidRequestError('txn with writes must go through raft');
-    const err = checkTxnRequest(req, this.txnOpsMax);
-    if (err) throw err;
-    const path = this.comparePath(req);
-    const checkError = this.checkTxnPath(req, path, { pos: 0 }, this.state.revision);
-    if (checkError) throw checkError;
-    const ctx: WriteContext = {
-      beginRevision: this.state.revision,
-      sub: 0,
-      events: undefined,
-      prevKvInEvents: false,
-    };
-    return this.executeTxn(req, path, { pos: 0 }, ctx, true);
+    const beginRevision = this.state.revision;
+    const path = planTxn(this.state, req, this.limits.txnOpsMax, beginRevision);
+    const ctx: WriteContext = { beginRevision, sub: 0, events: undefined, prevKvInEvents: false };
+    return executeTxn(this.state.store, req, path, ctx);
   }
 
   // ---- history for watchers -------------------------------------------------------------------
@@ -768,7 +362,7 @@ export class Keyspace {
    * replica (it changes no logical result); the server may call it when idle. Returns whether
    * more remains.
    */
-  compactStep(recordsMax = this.compactionRecordsPerBatchMax): boolean {
+  compactStep(recordsMax = this.limits.compactionRecordsPerBatchMax): boolean {
     this.assertOpen();
     return compactStep(this.state, recordsMax);
   }
@@ -1012,7 +606,7 @@ export class Keyspace {
    * result, so it runs on each member on its own. Returns whether more of the pass remains; a
    * finished pass starts again from the first record the next time.
    */
-  reencryptStep(recordsMax = this.compactionRecordsPerBatchMax): boolean {
+  reencryptStep(recordsMax = this.limits.compactionRecordsPerBatchMax): boolean {
     this.assertOpen();
     const sealing = this.sealing;
     if (sealing === undefined) return false;
@@ -1174,29 +768,6 @@ export class Keyspace {
   private assertOpen(): void {
     if (this.failed !== undefined) throw this.failed;
     if (this.closed) throw new ClosedError();
-  }
-}
-
-/** Compares the kv's target field with the compare's operand; missing key = zero values. */
-function compareTarget(
-  c: Compare,
-  target: { key: Uint8Array; live: LiveEntry } | undefined,
-  value: Uint8Array,
-): number {
-  const live = target?.live;
-  switch (c.target) {
-    case 'value':
-      return Buffer.compare(value, c.value);
-    case 'version':
-      return compareNumbers(live?.version ?? 0, c.version);
-    case 'create':
-      return compareNumbers(live?.createRevision ?? 0, c.createRevision);
-    case 'mod':
-      return compareNumbers(live?.main ?? 0, c.modRevision);
-    case 'lease':
-      return compareBigints(live?.lease ?? 0n, c.lease);
-    default:
-      return assertNever(c);
   }
 }
 
