@@ -1,64 +1,40 @@
 // The MVCC keyspace: etcd v3's KV semantics (revisions, versions, historical reads, txns,
-// compaction, leases) stored in LMDB. See encoding.ts for the on-disk layout.
+// compaction, leases) stored in LMDB. This is its public face and owner of its lifetime (open,
+// close, snapshots, restore); the work is done by the modules it delegates to (see README.md):
+// the record store below, and apply, reads, txn, compaction, history copy and re-encryption on it.
 //
 // Writes arrive only through applyBatch (committed raft entries): one LMDB write transaction per
 // batch, which also records the applied raft index, so a crash never applies an entry twice or
 // skips one. Reads (range, read-only txn, hashKV) run against LMDB's read snapshot and never block
 // the writer.
 
-import {
-  closeSync,
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs';
-import { join } from 'node:path';
+import { rmSync, statSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { open, type RootDatabase } from 'lmdb';
-import { syncDirSync, syncFileSync } from '../storage/durable-fs.js';
-import { type EncryptionKeys, envelopeKeyId } from '../storage/encryption.js';
+import type { EncryptionKeys } from '../storage/encryption.js';
 import { type ApplyBatchOptions, type ApplyLimits, applyBatch } from './apply.js';
-import {
-  COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT,
-  compactionPending,
-  compactStep,
-  keptByCompaction,
-} from './compaction.js';
-import {
-  decodeRecord,
-  decodeRevKey,
-  encodeRecord,
-  KIND_PUT,
-  KIND_TOMBSTONE,
-  REV_KEY_BYTES,
-} from './encoding.js';
-import {
-  type Bin,
-  binaryDb,
-  FORMAT_VERSION,
-  LMDB_DBS_MAX,
-  META_INDEX_KEY,
-  readCounters,
-} from './environment.js';
-import {
-  ClosedError,
-  InvalidRequestError,
-  invariant,
-  KeyspaceFailedError,
-  SnapshotAbortedError,
-  SnapshotInvalidError,
-} from './errors.js';
+import { COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT, compactionPending, compactStep } from './compaction.js';
+import { ClosedError, InvalidRequestError, invariant, KeyspaceFailedError } from './errors.js';
 import { readEvents } from './events.js';
 import { hashKV } from './hash.js';
+import {
+  type HistoryImport,
+  type HistoryImportResult,
+  importHistory,
+  type KeyspaceExport,
+  openExport,
+} from './history-io.js';
 import { checkReadRevision, rangeAt } from './reads.js';
+import { encryptionKeyUse, reencryptStep } from './reencrypt.js';
 import type { KeyspaceSealing } from './sealing.js';
+import {
+  copyToSnapshotFile,
+  dataFile,
+  installSnapshotFile,
+  type SnapshotInfo,
+  stageSnapshotFile,
+} from './snapshot-file.js';
 import type { KeyspaceState } from './state.js';
-import { decodeLeaseRecord, RecordStore } from './store.js';
+import { RecordStore } from './store.js';
 import { executeTxn, planTxn } from './txn.js';
 import type {
   AppliedEntry,
@@ -78,8 +54,12 @@ import type { WriteContext } from './writes.js';
 
 export { type ApplyBatchOptions, LEASE_TTL_SECONDS_MAX } from './apply.js';
 export { COMPACTION_RECORDS_PER_BATCH_MAX_DEFAULT } from './compaction.js';
+export type { HistoryImport, HistoryImportResult, HistoryRecord, KeyspaceExport } from './history-io.js';
 export { sortKvs } from './reads.js';
+export { SNAPSHOT_VERIFY_STEP_RECORDS, type SnapshotInfo, verifySnapshotFile } from './snapshot-file.js';
+
 export const INITIAL_REVISION = 1;
+
 export interface KeyspaceOptions {
   /** etcd's --max-txn-ops. */
   txnOpsMax?: number;
@@ -107,69 +87,6 @@ export interface KeyspaceOptions {
    */
   encryption?: EncryptionKeys;
 }
-
-/** A snapshot file and the state it holds (read back from the file's own meta). */
-export interface SnapshotInfo {
-  path: string;
-  appliedIndex: number;
-  revision: number;
-  compactRevision: number;
-  bytes: number;
-}
-
-/**
- * One stored version of a key as export and import see it: a put (with its metadata) or a
- * tombstone (key only). etcd's backend stores the same thing per revision.
- */
-export interface HistoryRecord {
-  main: number;
-  sub: number;
-  tombstone: boolean;
-  key: Buffer;
-  createRevision: number;
-  version: number;
-  lease: bigint;
-  value: Buffer;
-}
-
-/**
- * A consistent read-only view of the whole keyspace for copying it out (an LMDB read transaction:
- * writes go on meanwhile). Reads throw SnapshotAbortedError once the keyspace is closed or
- * replaced. The owner closes it.
- */
-export interface KeyspaceExport {
-  readonly revision: number;
-  readonly compactRevision: number;
-  readonly appliedIndex: number;
-  /** Every version a read at or above the compact revision can see, in revision order. */
-  records(): Generator<HistoryRecord>;
-  leases(): Generator<LeaseRecord>;
-  close(): void;
-}
-
-export interface HistoryImport {
-  /** In increasing revision order. */
-  records: Iterable<HistoryRecord>;
-  leases: Iterable<LeaseRecord>;
-  compactRevision: number;
-  /** Versions at or below the compact revision may still include superseded ones: compact them. */
-  compactionPending: boolean;
-}
-
-export interface HistoryImportResult {
-  revision: number;
-  compactRevision: number;
-  records: number;
-  liveKeys: number;
-  leases: number;
-  /** Keys whose lease is not among the leases: kept, but attached to nothing (etcd does the same). */
-  keysWithMissingLease: number;
-}
-
-/** Records read from LMDB per step of an export (the step's records are copied out). */
-const EXPORT_RECORDS_PER_READ_MAX = 1024;
-/** Records written per LMDB transaction by importHistory. */
-const IMPORT_RECORDS_PER_TXN_MAX = 10_000;
 
 export class Keyspace {
   private state: KeyspaceState;
@@ -253,7 +170,7 @@ export class Keyspace {
     await Promise.allSettled(this.backups);
     this.abortExports();
     try {
-      await this.state.store.dbs.env.close();
+      await this.state.store.close();
     } catch (e) {
       // After a failed restore the environment may be closed already.
       if (this.failed === undefined) throw e;
@@ -280,10 +197,7 @@ export class Keyspace {
   sync(): Promise<number> {
     this.assertOpen();
     const applied = this.state.appliedIndex;
-    const env = this.state.store.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
-    return new Promise((resolve, reject) => {
-      env.sync((error?: Error) => (error ? reject(error) : resolve(applied)));
-    });
+    return this.state.store.sync().then(() => applied);
   }
 
   // ---- applying committed entries -----------------------------------------------------------
@@ -298,10 +212,6 @@ export class Keyspace {
     this.assertOpen();
     return applyBatch(this.state, entries, options, this.limits, this.watchHub);
   }
-
-  // ---- primitive writes -------------------------------------------------------------------------
-
-  // ---- txn --------------------------------------------------------------------------------------
 
   // ---- reads --------------------------------------------------------------------------------------
 
@@ -408,9 +318,7 @@ export class Keyspace {
   rebaseAppliedIndex(index: number): void {
     this.assertOpen();
     invariant(Number.isSafeInteger(index) && index >= 0, `bad applied index ${index}`);
-    this.state.store.dbs.env.transactionSync(() => {
-      this.state.store.writeCounters({ appliedIndex: index });
-    });
+    this.state.store.transaction(() => this.state.store.writeCounters({ appliedIndex: index }));
     this.state.appliedIndex = index;
   }
 
@@ -419,78 +327,7 @@ export class Keyspace {
   /** A consistent view of the keyspace to copy out; see KeyspaceExport. */
   openExport(): KeyspaceExport {
     this.assertOpen();
-    const { env, revs, leases, meta } = this.state.store.dbs;
-    const transaction = env.useReadTransaction();
-    let open = true;
-    const release = (): void => {
-      if (!open) return;
-      open = false;
-      this.exports.delete(release);
-      transaction.done();
-    };
-    this.exports.add(release);
-    const read = (name: Buffer): Buffer | undefined => {
-      if (!open) throw new SnapshotAbortedError();
-      return meta.get(name, { transaction });
-    };
-    const counters = readCounters(read);
-    const revision = counters.revision;
-    // An export reports a never-compacted keyspace's compact revision as 0.
-    const compactRevision = Math.max(0, counters.compactRevision);
-    const compactionPending = counters.compactCursor !== undefined;
-    /** Copies of up to `limit` entries after `after` (a step's entries outlive its LMDB cursor). */
-    const step = (db: Bin, after: Buffer | undefined): { key: Buffer; value: Buffer }[] => {
-      if (!open) throw new SnapshotAbortedError();
-      const start = after === undefined ? undefined : Buffer.concat([after, ZERO_BYTE]);
-      const out: { key: Buffer; value: Buffer }[] = [];
-      for (const { key, value } of db.getRange({ start, limit: EXPORT_RECORDS_PER_READ_MAX, transaction }))
-        out.push({ key: Buffer.from(key), value: Buffer.from(value) });
-      return out;
-    };
-    const keyspace = this;
-    return {
-      revision,
-      compactRevision,
-      appliedIndex: counters.appliedIndex,
-      *records() {
-        let after: Buffer | undefined;
-        for (;;) {
-          const batch = step(revs, after);
-          for (const { key, value } of batch) {
-            const { main, sub } = decodeRevKey(key);
-            const r = keyspace.state.store.loadRecord(key, value);
-            if (
-              compactionPending &&
-              main <= compactRevision &&
-              !keptByCompaction(keyspace.state.store, r.key, main, sub, r.kind, compactRevision, transaction)
-            )
-              continue;
-            yield {
-              main,
-              sub,
-              tombstone: r.kind !== KIND_PUT,
-              key: r.key,
-              createRevision: r.createRevision,
-              version: r.version,
-              lease: r.lease,
-              value: r.value,
-            };
-          }
-          if (batch.length < EXPORT_RECORDS_PER_READ_MAX) return;
-          after = batch[batch.length - 1]!.key;
-        }
-      },
-      *leases() {
-        let after: Buffer | undefined;
-        for (;;) {
-          const batch = step(leases, after);
-          for (const { key, value } of batch) yield decodeLeaseRecord(key, value);
-          if (batch.length < EXPORT_RECORDS_PER_READ_MAX) return;
-          after = batch[batch.length - 1]!.key;
-        }
-      },
-      close: release,
-    };
+    return openExport(this.state, this.exports);
   }
 
   private abortExports(): void {
@@ -507,95 +344,9 @@ export class Keyspace {
    */
   async importHistory(input: HistoryImport): Promise<HistoryImportResult> {
     this.assertOpen();
-    const { env, revs, live } = this.state.store.dbs;
-    if (
-      this.state.appliedIndex !== 0 ||
-      this.state.revision !== this.initialRevision ||
-      revs.getKeysCount({ limit: 1 }) > 0
-    )
-      throw new InvalidRequestError(`keyspace at ${this.path} is not empty; import into a fresh one`);
-    const leaseIds = new Set<bigint>();
-    env.transactionSync(() => {
-      for (const lease of input.leases) {
-        if (leaseIds.has(lease.id)) throw new SnapshotInvalidError(`lease ${lease.id} is listed twice`);
-        leaseIds.add(lease.id);
-        this.state.store.writeLease(lease);
-      }
-    });
-    let last = { main: 0, sub: 0 };
-    let records = 0;
-    let keysWithMissingLease = 0;
-    const importOne = (r: HistoryRecord): void => {
-      if (
-        !Number.isSafeInteger(r.main) ||
-        r.main < 1 ||
-        !Number.isInteger(r.sub) ||
-        r.sub < 0 ||
-        r.sub > 0xffffffff
-      )
-        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} is out of range`);
-      if (r.main < last.main || (r.main === last.main && r.sub <= last.sub))
-        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} comes after ${last.main}.${last.sub}`);
-      if (r.key.length === 0) throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has an empty key`);
-      last = { main: r.main, sub: r.sub };
-      const previousLease = this.state.store.getLive(r.key)?.lease ?? 0n;
-      if (r.tombstone) {
-        this.state.store.writeTombstone(r.key, r.main, r.sub, previousLease);
-        return;
-      }
-      const { createRevision, version, lease } = r;
-      if (!Number.isSafeInteger(createRevision) || createRevision < 1 || createRevision > r.main)
-        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has create revision ${createRevision}`);
-      if (!Number.isSafeInteger(version) || version < 1)
-        throw new SnapshotInvalidError(`revision ${r.main}.${r.sub} has version ${version}`);
-      // A key whose lease is not among the leases keeps its lease id but is attached to none.
-      const attached = lease === 0n || leaseIds.has(lease);
-      if (!attached) keysWithMissingLease++;
-      const entry = { main: r.main, sub: r.sub, createRevision, version, lease };
-      this.state.store.writePut(r.key, entry, r.value, previousLease, attached);
-    };
-    const iterator = input.records[Symbol.iterator]();
-    try {
-      for (let done = false; !done; ) {
-        env.transactionSync(() => {
-          for (let n = 0; n < IMPORT_RECORDS_PER_TXN_MAX; n++) {
-            const next = iterator.next();
-            if (next.done) {
-              done = true;
-              return;
-            }
-            importOne(next.value);
-            records++;
-          }
-        });
-        await nextTurn();
-      }
-    } finally {
-      iterator.return?.();
-    }
-    const compactRev = input.compactRevision;
-    if (!Number.isSafeInteger(compactRev) || compactRev < 0)
-      throw new SnapshotInvalidError(`compact revision ${compactRev} is out of range`);
-    const revision = Math.max(last.main, compactRev, this.initialRevision);
-    env.transactionSync(() => {
-      this.state.store.writeCounters({
-        revision,
-        compactRevision: compactRev,
-        compactCursor: input.compactionPending ? Buffer.alloc(0) : undefined,
-      });
-    });
-    this.state.revision = revision;
-    this.state.compactRevision = compactRev;
-    this.state.compactCursor = input.compactionPending ? Buffer.alloc(0) : undefined;
+    const result = await importHistory(this.state, input, this.initialRevision);
     while (this.compactStep()) await nextTurn();
-    return {
-      revision,
-      compactRevision: compactRev,
-      records,
-      liveKeys: live.getKeysCount(),
-      leases: leaseIds.size,
-      keysWithMissingLease,
-    };
+    return result;
   }
 
   // ---- encryption key rotation -----------------------------------------------------------------
@@ -610,39 +361,8 @@ export class Keyspace {
     this.assertOpen();
     const sealing = this.sealing;
     if (sealing === undefined) return false;
-    const { revs } = this.state.store.dbs;
-    const where = `keyspace ${this.path} revision record`;
-    let resume: Buffer | undefined;
-    this.state.store.dbs.env.transactionSync(() => {
-      const sealedIndexKey = this.state.store.sealedIndexKey();
-      invariant(sealedIndexKey !== undefined, 'encrypted keyspace without its index key');
-      if (sealing.isStale(sealedIndexKey, this.path))
-        this.state.store.writeSealedIndexKey(sealing.resealIndexKey());
-      const stale: { key: Buffer; value: Buffer }[] = [];
-      let examined = 0;
-      for (const { key, value } of revs.getRange({ start: this.reencryptCursor })) {
-        if (examined === recordsMax) {
-          resume = Buffer.from(key);
-          break;
-        }
-        examined++;
-        if (sealing.isStale(value, where)) stale.push({ key: Buffer.from(key), value: Buffer.from(value) });
-      }
-      for (const { key, value } of stale) {
-        const record = this.state.store.loadRecord(key, value);
-        const plain = encodeRecord(
-          record.kind,
-          record.key,
-          record.createRevision,
-          record.version,
-          record.lease,
-          record.value,
-        );
-        revs.putSync(key, sealing.sealRecord(key, plain));
-      }
-    });
-    this.reencryptCursor = resume;
-    return resume !== undefined;
+    this.reencryptCursor = reencryptStep(this.state.store, sealing, this.reencryptCursor, recordsMax);
+    return this.reencryptCursor !== undefined;
   }
 
   /** The next reencryptStep starts a new pass from the first record (a newer key was made active). */
@@ -656,16 +376,8 @@ export class Keyspace {
    */
   encryptionKeyUse(): Map<string, number> {
     this.assertOpen();
-    const use = new Map<string, number>();
-    if (this.sealing === undefined) return use;
-    const count = (sealed: Uint8Array): void => {
-      const id = envelopeKeyId(sealed, this.path);
-      use.set(id, (use.get(id) ?? 0) + 1);
-    };
-    const sealedIndexKey = this.state.store.sealedIndexKey();
-    if (sealedIndexKey !== undefined) count(sealedIndexKey);
-    for (const { value } of this.state.store.dbs.revs.getRange({})) count(value);
-    return use;
+    if (this.sealing === undefined) return new Map();
+    return encryptionKeyUse(this.state.store);
   }
 
   // ---- server metadata -------------------------------------------------------------------------
@@ -689,31 +401,8 @@ export class Keyspace {
   /** Writes a consistent copy of the whole environment (data, leases, applied index) to `path`. */
   async createSnapshot(path: string, options: { compact?: boolean } = {}): Promise<SnapshotInfo> {
     this.assertOpen();
-    const meta = {
-      appliedIndex: this.state.appliedIndex,
-      revision: this.state.revision,
-      compactRevision: this.state.compactRevision,
-    };
-    // LMDB copies a directory environment into a directory; stage there, then move the file.
-    const stagingDir = `${path}.staging`;
-    rmSync(stagingDir, { recursive: true, force: true });
-    mkdirSync(stagingDir, { recursive: true });
-    try {
-      // compact: LMDB writes only live pages, renumbered (free pages dropped) — a defragmented copy.
-      const backup = this.state.store.dbs.env.backup(stagingDir, options.compact ?? false);
-      this.backups.add(backup);
-      try {
-        await backup;
-      } finally {
-        this.backups.delete(backup);
-      }
-      renameSync(join(stagingDir, 'data.mdb'), path);
-    } finally {
-      rmSync(stagingDir, { recursive: true, force: true });
-    }
-    const info = await verifySnapshotFile(path);
-    invariant(info.appliedIndex >= meta.appliedIndex, 'snapshot older than the state it copied');
-    return info;
+    const { store, appliedIndex } = this.state;
+    return copyToSnapshotFile(store, appliedIndex, path, options.compact ?? false, this.backups);
   }
 
   /**
@@ -721,7 +410,7 @@ export class Keyspace {
    * file. Returns the file size before and after.
    */
   async defragment(scratchPath: string): Promise<{ bytesBefore: number; bytesAfter: number }> {
-    const file = join(this.path, 'data.mdb');
+    const file = dataFile(this.path);
     const bytesBefore = statSync(file).size;
     await this.createSnapshot(scratchPath, { compact: true });
     try {
@@ -738,120 +427,24 @@ export class Keyspace {
    */
   async restoreSnapshot(path: string): Promise<SnapshotInfo> {
     this.assertOpen();
-    const staged = join(this.path, 'restore.mdb');
-    copyFileSync(path, staged);
-    if (!this.noSync) syncFileSync(staged);
-    let info: SnapshotInfo;
-    try {
-      info = await verifySnapshotFile(staged);
-    } catch (e) {
-      rmSync(staged, { force: true });
-      throw e;
-    }
+    const { staged, info } = await stageSnapshotFile(path, this.path, this.noSync);
     await Promise.allSettled(this.backups);
     this.abortExports();
-    await this.state.store.dbs.env.close();
+    await this.state.store.close();
     const revisionBefore = this.state.revision;
     try {
-      renameSync(staged, join(this.path, 'data.mdb'));
-      rmSync(join(this.path, 'lock.mdb'), { force: true });
-      if (!this.noSync) syncDirSync(this.path);
+      installSnapshotFile(staged, this.path, this.noSync);
       this.state = this.openState();
     } catch (e) {
       this.failed = new KeyspaceFailedError(this.path, e);
       throw this.failed;
     }
     this.watchHub.onRestore(revisionBefore);
-    return { ...info, path, bytes: statSync(join(this.path, 'data.mdb')).size };
+    return { ...info, path, bytes: statSync(dataFile(this.path)).size };
   }
 
   private assertOpen(): void {
     if (this.failed !== undefined) throw this.failed;
     if (this.closed) throw new ClosedError();
-  }
-}
-
-const LMDB_MAGIC = 0xbeefc0de;
-const LMDB_MAGIC_OFFSET = 24;
-const LMDB_PAGE_BYTES_MIN = 4096;
-
-/** Refuse to mmap a file that is not an LMDB environment: a garbage file can crash the process. */
-function checkLmdbHeader(path: string): void {
-  const size = statSync(path).size;
-  if (size < 2 * LMDB_PAGE_BYTES_MIN || size % LMDB_PAGE_BYTES_MIN !== 0) {
-    throw new SnapshotInvalidError(`${path}: size ${size} is not a whole number of LMDB pages`);
-  }
-  const header = Buffer.alloc(LMDB_MAGIC_OFFSET + 4);
-  const fd = openSync(path, 'r');
-  try {
-    readSync(fd, header, 0, header.length, 0);
-  } finally {
-    closeSync(fd);
-  }
-  if (header.readUInt32LE(LMDB_MAGIC_OFFSET) !== LMDB_MAGIC)
-    throw new SnapshotInvalidError(`${path}: not an LMDB file`);
-}
-
-/** Opens a snapshot file read-only and checks its format and meta; throws SnapshotInvalidError. */
-/** Records verifySnapshotFile checks between yields to the event loop. */
-export const SNAPSHOT_VERIFY_STEP_RECORDS = 5000;
-const ZERO_BYTE = Buffer.alloc(1);
-
-export async function verifySnapshotFile(path: string): Promise<SnapshotInfo> {
-  if (!existsSync(path)) throw new SnapshotInvalidError(`${path} does not exist`);
-  checkLmdbHeader(path);
-  let env: RootDatabase | undefined;
-  try {
-    env = open({ path, noSubdir: true, readOnly: true, maxDbs: LMDB_DBS_MAX });
-    const meta = binaryDb(env, 'meta');
-    const counters = readCounters((name) => meta.getBinary(name));
-    const format = counters.formatVersion;
-    if (format !== FORMAT_VERSION)
-      throw new SnapshotInvalidError(`format ${format}, expected ${FORMAT_VERSION}`);
-    const revision = counters.revision;
-    const compactRevision = counters.compactRevision;
-    if (compactRevision > revision) throw new SnapshotInvalidError('compact revision above current revision');
-    const revs = binaryDb(env, 'revs');
-    // An encrypted keyspace's records are envelopes: their kind is checked when they are opened.
-    const encrypted = meta.getBinary(META_INDEX_KEY) !== undefined;
-    let lastMain = 0;
-    // Walking every record exercises the whole B-tree and catches truncated or torn copies. In
-    // steps, yielding between them: a member verifies its own snapshot while serving, and a
-    // walk of a large keyspace in one go would stall heartbeats past the election timeout.
-    let start: Buffer | undefined;
-    for (;;) {
-      let seen = 0;
-      let lastKey: Buffer | undefined;
-      for (const { key, value } of revs.getRange({ start, limit: SNAPSHOT_VERIFY_STEP_RECORDS })) {
-        seen++;
-        lastKey = key;
-        if (key.length !== REV_KEY_BYTES) throw new SnapshotInvalidError('malformed revision key');
-        const { main } = decodeRevKey(key);
-        if (main < lastMain || main > revision)
-          throw new SnapshotInvalidError(`revision ${main} out of order`);
-        const kind = encrypted ? KIND_PUT : decodeRecord(value).kind;
-        if (kind !== KIND_PUT && kind !== KIND_TOMBSTONE)
-          throw new SnapshotInvalidError('unknown record kind');
-        lastMain = main;
-      }
-      if (seen < SNAPSHOT_VERIFY_STEP_RECORDS || lastKey === undefined) break;
-      // The smallest key after lastKey: the next step starts there.
-      start = Buffer.concat([lastKey, ZERO_BYTE]);
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    return {
-      path,
-      appliedIndex: counters.appliedIndex,
-      revision,
-      compactRevision,
-      bytes: statSync(path).size,
-    };
-  } catch (e) {
-    if (e instanceof SnapshotInvalidError) throw e;
-    throw new SnapshotInvalidError(`${path}: ${(e as Error).message}`);
-  } finally {
-    if (env) await env.close();
-    // A read-only open of a file environment leaves LMDB's "<file>-lock" beside it.
-    rmSync(`${path}-lock`, { force: true });
   }
 }

@@ -114,6 +114,14 @@ export class RecordStore {
     return this.dbs.env.close();
   }
 
+  /** Flushes every committed transaction to disk (see Keyspace.sync). */
+  sync(): Promise<void> {
+    const env = this.dbs.env as unknown as { sync(callback: (error?: Error) => void): void };
+    return new Promise((resolve, reject) => {
+      env.sync((error?: Error) => (error ? reject(error) : resolve()));
+    });
+  }
+
   transaction<T>(action: () => T): T {
     return this.dbs.env.transactionSync(action);
   }
