@@ -23,7 +23,7 @@ export function readEvents(
   toRevision: number,
   prevKv: boolean,
   eventsMax: number,
-  recordsScannedMax: number,
+  recordsScannedMax = Number.POSITIVE_INFINITY,
 ): { events: Event[]; nextRevision: number } {
   invariant(fromRevision >= state.compactRevision, 'reading compacted history');
   const range = toKeyRange(key, rangeEnd);

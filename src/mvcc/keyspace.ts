@@ -39,7 +39,6 @@ import { executeTxn, planTxn } from './txn.js';
 import type {
   AppliedEntry,
   ApplyResult,
-  Event,
   HashKVResult,
   LeaseId,
   LeaseRecord,
@@ -49,7 +48,7 @@ import type {
   TxnResponse,
 } from './types.js';
 import { checkRangeRequest, isTxnReadOnly, TXN_OPS_MAX_DEFAULT } from './validate.js';
-import { WatchHub, type WatchHubOptions } from './watch.js';
+import { type WatchHistory, WatchHub, type WatchHubOptions } from './watch.js';
 import type { WriteContext } from './writes.js';
 
 export { type ApplyBatchOptions, LEASE_TTL_SECONDS_MAX } from './apply.js';
@@ -238,26 +237,9 @@ export class Keyspace {
 
   // ---- history for watchers -------------------------------------------------------------------
 
-  /** Watch history: see events.ts readEvents. */
-  readEvents(
-    key: Uint8Array,
-    rangeEnd: Uint8Array | undefined,
-    fromRevision: number,
-    toRevision: number,
-    prevKv: boolean,
-    eventsMax: number,
-    recordsScannedMax = Number.POSITIVE_INFINITY,
-  ): { events: Event[]; nextRevision: number } {
-    return readEvents(
-      this.state,
-      key,
-      rangeEnd,
-      fromRevision,
-      toRevision,
-      prevKv,
-      eventsMax,
-      recordsScannedMax,
-    );
+  /** Watch history: the events of a key range between two revisions (events.ts). */
+  readEvents(...args: Parameters<WatchHistory['readEvents']>): ReturnType<WatchHistory['readEvents']> {
+    return readEvents(this.state, ...args);
   }
 
   // ---- compaction and hashing ------------------------------------------------------------------
