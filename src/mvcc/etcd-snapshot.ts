@@ -26,7 +26,8 @@ import { crc32c } from '../util/crc32c.js';
 import { ProtoReader, WireType } from '../wire/proto-reader.js';
 import { ProtoWriter } from '../wire/proto-writer.js';
 import { SnapshotInvalidError } from './errors.js';
-import type { HistoryImportResult, HistoryRecord, Keyspace } from './keyspace.js';
+import type { HistoryImportResult, HistoryRecord } from './history-io.js';
+import type { Keyspace } from './keyspace.js';
 import type { LeaseRecord } from './types.js';
 
 const bucket = (name: string): Buffer => Buffer.from(name);
