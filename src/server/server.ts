@@ -36,6 +36,11 @@ import type {
   WriteResponse,
 } from '../mvcc/types.js';
 import { isTxnReadOnly } from '../mvcc/validate.js';
+import type { ServerConfig } from '../node/config.js';
+import { GROUP_ID, WalLog } from '../node/durable-log.js';
+import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from '../node/member-dir.js';
+import { getPeerJson, leaderCredentials, peerTlsWatcher, peerTransportTls } from '../node/member-tls.js';
+import { ReceivedSnapshots } from '../node/received-snapshots.js';
 import type { ConfChange, ConsensusEngine, ProposeResult, Rng } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
@@ -51,24 +56,41 @@ import {
   type Snapshot,
   type SoftState,
 } from '../raft/types.js';
-import { type HostStage, RaftHost } from '../replica/raft-host.js';
-import { mkdirDurableSync } from '../storage/durable-fs.js';
-import { EncryptionKeys } from '../storage/encryption.js';
-import { SnapshotStore } from '../storage/snapshot-store.js';
+import { AppliedWait } from '../replica/applied-wait.js';
+import { checkTxnPermitted, checkWritePermitted } from '../replica/auth-checks.js';
+import { AuthGate } from '../replica/auth-gate.js';
 import {
-  UNSAFE_KEYSPACE_NO_SYNC_ENV,
-  UNSAFE_WAL_NO_FDATASYNC_ENV,
-  unsafeNoDatasyncIo,
-  Wal,
-  type WalOptions,
-} from '../storage/wal.js';
-import { PeerTransport } from '../transport/peer-transport.js';
-import type { TlsFileWatcher } from '../transport/tls-config.js';
-import { AppliedWait } from './applied-wait.js';
-import { checkTxnPermitted, checkWritePermitted } from './auth-checks.js';
-import { AuthGate } from './auth-gate.js';
-import { AuthService } from './auth-service.js';
-import { AUTH_META_NAME, type AuthEffect, type AuthInfo, type AuthOp, AuthStore } from './auth-store.js';
+  AUTH_META_NAME,
+  type AuthEffect,
+  type AuthInfo,
+  type AuthOp,
+  AuthStore,
+} from '../replica/auth-store.js';
+import {
+  type ConsensusChoice,
+  type ConsensusKind,
+  checkJoin,
+  choiceOf,
+  claimConsensus,
+  createConsensusEngine,
+  describeChoice,
+} from '../replica/consensus.js';
+import { clusterIdFor, formatId, memberIdFor, memberIdNamed, publicId } from '../replica/ids.js';
+import {
+  type Alarm,
+  type AlarmKind,
+  decodeMemberChange,
+  encodeMemberChange,
+  type MemberChangeContext,
+  type MemberInfo,
+  Members,
+} from '../replica/members.js';
+import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from '../replica/proposal.js';
+import { type HostStage, RaftHost } from '../replica/raft-host.js';
+import { ReadBatcher } from '../replica/read-batcher.js';
+import { DEFAULT_WARNING_APPLY_DURATION_MS, ServerStats, timedWalOptions } from '../replica/stats.js';
+import { Waiters } from '../replica/waiters.js';
+import { AuthService } from '../services/auth-service.js';
 import type {
   AlarmAction,
   AlarmMember,
@@ -86,41 +108,25 @@ import type {
   WatchCreate,
   WatchListener,
   WithHeader,
-} from './backend.js';
-import { Concurrency } from './concurrency.js';
-import type { ServerConfig } from './config.js';
+} from '../services/backend.js';
+import { Concurrency } from '../services/concurrency.js';
+import { watchFromHub } from '../services/hub-watch.js';
+import { LeaderClient } from '../services/leader-client.js';
+import { mkdirDurableSync } from '../storage/durable-fs.js';
+import { EncryptionKeys } from '../storage/encryption.js';
+import { FailStopError, type FailStopOperation } from '../storage/fail-stop.js';
+import { SnapshotStore } from '../storage/snapshot-store.js';
 import {
-  type ConsensusChoice,
-  type ConsensusKind,
-  checkJoin,
-  choiceOf,
-  claimConsensus,
-  createConsensusEngine,
-  describeChoice,
-} from './consensus.js';
-import { GROUP_ID, WalLog } from './durable-log.js';
-import { EtcdError } from './errors.js';
-import { FailStopError, type FailStopOperation } from './fail-stop.js';
-import { watchFromHub } from './hub-watch.js';
-import { clusterIdFor, formatId, memberIdFor, memberIdNamed, publicId } from './ids.js';
-import { LeaderClient } from './leader-client.js';
-import type { Logger } from './logger.js';
-import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
-import { getPeerJson, leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
-import {
-  type Alarm,
-  type AlarmKind,
-  decodeMemberChange,
-  encodeMemberChange,
-  type MemberChangeContext,
-  type MemberInfo,
-  Members,
-} from './members.js';
-import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
-import { ReadBatcher } from './read-batcher.js';
-import { ReceivedSnapshots } from './received-snapshots.js';
-import { DEFAULT_WARNING_APPLY_DURATION_MS, ServerStats, timedWalOptions } from './server-stats.js';
-import { Waiters } from './waiters.js';
+  UNSAFE_KEYSPACE_NO_SYNC_ENV,
+  UNSAFE_WAL_NO_FDATASYNC_ENV,
+  unsafeNoDatasyncIo,
+  Wal,
+  type WalOptions,
+} from '../storage/wal.js';
+import { PeerTransport } from '../transport/peer-transport.js';
+import type { TlsFileWatcher } from '../transport/tls-config.js';
+import type { Logger } from '../util/logger.js';
+import { EtcdError } from '../wire/etcd-errors.js';
 
 /** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
 export const ETCD_API_VERSION = '3.4.23';

@@ -7,7 +7,10 @@ import { dirname, join, normalize, relative } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-/** Higher numbers sit higher: cli → api → server → (transport, mvcc, lease, storage) → raft. */
+/**
+ * Higher numbers sit higher:
+ * cli → api → server → services → node → replica → (transport, mvcc, lease, storage) → raft.
+ */
 const LAYER_RANKS: Record<string, number> = {
   util: 0,
   wire: 0,
@@ -16,15 +19,21 @@ const LAYER_RANKS: Record<string, number> = {
   shard: 1,
   // Multi-Paxos reuses the Raft core's vocabulary (messages, entries, storage, conf changes).
   paxos: 1.5,
-  // One group's host loop (RaftHost): driven by the server in production and by the simulator.
-  replica: 1.75,
   storage: 2,
   lease: 2,
-  sim: 2,
   mvcc: 3,
   transport: 3,
   client: 3,
-  server: 4,
+  // One group on this node: the host loop (RaftHost), applying committed entries, reads, snapshots.
+  replica: 3.5,
+  // The simulator drives replica/'s host loop; nothing in src imports the simulator.
+  sim: 3.75,
+  // One process: data dir, WAL, keyspace, transport, timers, fail-stop; hosts the replicas.
+  node: 4,
+  // What each etcd service does, over the node and its replicas.
+  services: 4.25,
+  // ConcordServer: the EtcdBackend the API layer and the CLI use, over the services.
+  server: 4.5,
   api: 5,
   cli: 6,
 };
