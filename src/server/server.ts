@@ -11,7 +11,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { LeaseTable } from '../lease/lease-table.js';
 import {
   CompactedError,
   FutureRevisionError,
@@ -22,7 +21,6 @@ import {
 import { createEtcdSnapshot } from '../mvcc/etcd-snapshot.js';
 import { Keyspace, LEASE_TTL_SECONDS_MAX } from '../mvcc/keyspace.js';
 import type {
-  AppliedEntry,
   CompactionResponse,
   DeleteRangeRequest,
   DeleteRangeResponse,
@@ -32,64 +30,46 @@ import type {
   RangeResponse,
   TxnRequest,
   TxnResponse,
-  WriteOp,
-  WriteResponse,
 } from '../mvcc/types.js';
 import { isTxnReadOnly } from '../mvcc/validate.js';
 import type { ServerConfig } from '../node/config.js';
 import { GROUP_ID, WalLog } from '../node/durable-log.js';
-import { MEMBERS_META_NAME, readSelfId, refuseEtcdDataDir, writeSelfId } from '../node/member-dir.js';
+import { LeaderClient } from '../node/leader-client.js';
+import { readSelfId, refuseEtcdDataDir, writeSelfId } from '../node/member-dir.js';
 import { getPeerJson, leaderCredentials, peerTlsWatcher, peerTransportTls } from '../node/member-tls.js';
 import { ReceivedSnapshots } from '../node/received-snapshots.js';
-import type { ConfChange, ConsensusEngine, ProposeResult, Rng } from '../raft/api.js';
-import { decodeConfChange } from '../raft/confchange.js';
+import type { ConsensusEngine } from '../raft/api.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import {
-  type ConfState,
-  EMPTY_BYTES,
-  type Entry,
-  EntryType,
-  type Message,
-  MessageType,
-  type NodeId,
-  Role,
-  type Snapshot,
-  type SoftState,
-} from '../raft/types.js';
-import { AppliedWait } from '../replica/applied-wait.js';
-import { checkTxnPermitted, checkWritePermitted } from '../replica/auth-checks.js';
-import { AuthGate } from '../replica/auth-gate.js';
-import {
-  AUTH_META_NAME,
-  type AuthEffect,
-  type AuthInfo,
-  type AuthOp,
-  AuthStore,
-} from '../replica/auth-store.js';
+import { type ConfState, EMPTY_BYTES, MessageType, type NodeId } from '../raft/types.js';
+import { checkTxnPermitted } from '../replica/auth-checks.js';
+import type { AuthInfo } from '../replica/auth-store.js';
 import {
   type ConsensusChoice,
   type ConsensusKind,
   checkJoin,
   choiceOf,
   claimConsensus,
-  createConsensusEngine,
   describeChoice,
 } from '../replica/consensus.js';
+import {
+  ENCRYPTION_KEY_META_NAME,
+  GroupReplica,
+  loadMembers,
+  type ReplicaStorage,
+  sleep,
+  txnHasPut,
+} from '../replica/group-replica.js';
 import { clusterIdFor, formatId, memberIdFor, memberIdNamed, publicId } from '../replica/ids.js';
 import {
   type Alarm,
   type AlarmKind,
-  decodeMemberChange,
   encodeMemberChange,
+  MEMBERS_META_NAME,
   type MemberChangeContext,
   type MemberInfo,
   Members,
 } from '../replica/members.js';
-import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from '../replica/proposal.js';
-import { type HostStage, RaftHost } from '../replica/raft-host.js';
-import { ReadBatcher } from '../replica/read-batcher.js';
-import { DEFAULT_WARNING_APPLY_DURATION_MS, ServerStats, timedWalOptions } from '../replica/stats.js';
-import { Waiters } from '../replica/waiters.js';
+import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { AuthService } from '../services/auth-service.js';
 import type {
   AlarmAction,
@@ -111,7 +91,6 @@ import type {
 } from '../services/backend.js';
 import { Concurrency } from '../services/concurrency.js';
 import { watchFromHub } from '../services/hub-watch.js';
-import { LeaderClient } from '../services/leader-client.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
 import { FailStopError, type FailStopOperation } from '../storage/fail-stop.js';
@@ -137,8 +116,6 @@ const COMPACTION_IDLE_STEP_MS = 100;
 /** Encryption key rotation: how often the background pass takes a step, and its size. */
 const REENCRYPT_STEP_MS = 50;
 const REENCRYPT_RECORDS_PER_STEP = 2000;
-/** Server meta record: the encryption key id the cluster agreed on last (see rotateEncryptionKey). */
-const META_ENCRYPTION_KEY = 'encryptionKey';
 const ROTATE_REQUEST_BYTES_MAX = 4096;
 /**
  * Headroom over the space quota for a snapshot received from a peer: the database passes the
@@ -148,17 +125,6 @@ const SNAPSHOT_QUOTA_SLACK_BYTES_MIN = 256 * 1024 * 1024;
 /** Applies only mark the quota as due; the database file's size is looked at this often (a stat per
  * apply batch cost ~50 µs on every member). The NOSPACE alarm is raised at most this much later. */
 const QUOTA_CHECK_INTERVAL_MS = 100;
-const META_MEMBERS = MEMBERS_META_NAME;
-const META_AUTH = AUTH_META_NAME;
-/** Writes refused for an auth revision that moved on are proposed again this often at most. */
-const AUTH_OLD_REVISION_RETRIES_MAX = 3;
-/** What a failure in each stage of the Raft loop was doing. */
-const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
-  persist: 'wal-write',
-  apply: 'apply',
-  restore: 'snapshot-install',
-  loop: 'raft-loop',
-};
 
 /**
  * How the server opens its storage. Production passes nothing; tests wrap the real objects to
@@ -171,84 +137,19 @@ export interface StorageHooks {
   wrapWal?(wal: Wal): Wal;
 }
 
-export type ApplyOutcome =
-  | { status: 'ok'; response: WriteResponse }
-  | { status: 'error'; error: Error }
-  | { status: 'done'; alarms?: Alarm[]; auth?: AuthEffect };
-
-type ResponseOf<T extends WriteResponse['type']> =
-  Extract<WriteResponse, { type: T }> extends { response: infer R } ? R : never;
-
-class CryptoRng implements Rng {
-  nextInt(bound: number): number {
-    return randomBytes(4).readUInt32BE(0) % bound;
-  }
-}
-
-function dropError(result: ProposeResult): EtcdError | undefined {
-  if (result.ok) return undefined;
-  switch (result.reason) {
-    case 'no-leader':
-    case 'not-a-member':
-      return new EtcdError('noLeader');
-    case 'leader-transfer-in-progress':
-      return new EtcdError('leaderChanged');
-    case 'not-leader-forwarding-disabled':
-      return new EtcdError('notLeader');
-    case 'uncommitted-bytes-max':
-      return new EtcdError('tooManyRequests');
-    case 'conf-change-pending':
-      return new EtcdError('unhealthy');
-    case 'invalid-conf-change':
-      // Multi-Paxos with --paxos-phase2-quorum K refuses a membership below K voters.
-      return new EtcdError('memberNotEnoughStarted');
-    default:
-      return new EtcdError('noLeader');
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export class ConcordServer {
   readonly memberId: number;
-  /** The consensus engine (Raft or Multi-Paxos, per --consensus); the host drives either alike. */
-  private readonly raft: ConsensusEngine;
-  private readonly host: RaftHost;
-  private readonly waiters: Waiters<ApplyOutcome>;
-  private readonly reads: ReadBatcher;
-  private readonly appliedWait: AppliedWait;
-  private readonly leases: LeaseTable;
+  /** The one group this node hosts: the whole keyspace. */
+  private readonly replica: GroupReplica;
   private readonly leaderClient: LeaderClient;
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
   private peerTls: TlsFileWatcher | undefined;
   private readonly concurrency: Concurrency;
-  private readonly authGate: AuthGate;
   /** etcd's Auth service over this member (EtcdBackend.auth). */
   readonly auth: AuthService;
-  private softState: SoftState = { leader: 0, role: Role.Follower };
   /** Counters and observers for /metrics (src/cli/metrics.ts); set once by start(). */
-  stats = new ServerStats();
-  private lastKnownLeader = 0;
-  /** When the leader last sent a heartbeat to each peer still unanswered (performance.now ms). */
-  private readonly heartbeatSentMs = new Map<number, number>();
-  private term = 0;
-  private nextRequestId = 1;
-  private snapshotIndex: number;
-  /**
-   * Which alarm guards writes at apply, as etcd's applier chain: the last alarm raised, until the
-   * last alarm of that kind is lowered; after a restart CORRUPT's, else NOSPACE's, if raised.
-   */
-  private alarmGuard: AlarmKind;
-  private snapshotting = false;
-  /** Bumped by every membership change or installed snapshot (see takeSnapshot). */
-  private confChanges = 0;
-  private electionFastForwarded = false;
-  private confState: ConfState;
+  stats: ServerStats;
   private readonly timers: NodeJS.Timeout[] = [];
-  /** Something was applied since the last quota check. */
-  private quotaCheckDue = false;
-  private readonly revokesInFlight = new Set<bigint>();
-  private published = false;
   /** No new work starts: set by stop() and by failStop(). */
   private stopped = false;
   private closing: Promise<void> | undefined;
@@ -262,8 +163,6 @@ export class ConcordServer {
   private compactionSamples: Array<{ atMs: number; revision: number }> = [];
   /** Encryption at rest: the key ring (undefined without --encryption-key-file). */
   private encryption: EncryptionKeys | undefined;
-  /** A key id the batch being applied makes active (an encryptionKey entry). */
-  private encryptionKeyApplied: string | undefined;
   /**
    * The background pass after a key rotation: 'keyspace' re-seals the stored records in steps;
    * 'wal' starts a new WAL segment (every entry up to walLastIndex is in older ones); 'snapshot'
@@ -280,85 +179,43 @@ export class ConcordServer {
     private readonly log: Logger,
     private readonly keyspace: Keyspace,
     private readonly wal: Wal,
-    private readonly snapshots: SnapshotStore,
-    private readonly storage: MemoryStorage,
-    private members: Members,
+    storage: ReplicaStorage,
+    members: Members,
     memberId: number,
     appliedIndex: number,
     readonly transport: PeerTransport,
     private readonly snapshotScratchDir: string,
     private readonly received: ReceivedSnapshots,
+    stats: ServerStats,
   ) {
     this.memberId = memberId;
-    this.alarmGuard = alarmGuardAfterRestart(members);
-    this.snapshotIndex = storage.snapshot().metadata.index;
-    this.confState = storage.initialState().confState;
-    this.term = storage.initialState().hardState.term;
-    const electionTicks = Math.max(2, Math.round(config.electionTimeoutMs / config.heartbeatIntervalMs));
-    this.raft = createConsensusEngine(choiceOf(config), {
-      id: memberId,
-      electionTicks,
-      heartbeatTicks: 1,
+    this.stats = stats;
+    this.replica = new GroupReplica(
+      { groupId: GROUP_ID, memberId, appliedIndex },
+      config,
+      log,
       storage,
-      rng: new CryptoRng(),
-      applied: appliedIndex,
-      checkQuorum: true,
-      preVote: true,
-      readOnlyOption: 'safe',
-      maxMessageBytes: 1024 * 1024,
-      inflightMessagesMax: 256,
-      inflightBytesMax: 64 * 1024 * 1024,
-      uncommittedBytesMax: 256 * 1024 * 1024,
-      committedBytesPerReadyMax: 64 * 1024 * 1024,
-    });
-    const requestTimeoutMs = 5000 + 2 * config.electionTimeoutMs;
-    this.waiters = new Waiters(requestTimeoutMs);
-    this.appliedWait = new AppliedWait(appliedIndex);
-    this.leases = new LeaseTable(Math.ceil((3 * config.electionTimeoutMs) / 2 / 1000));
-    const nowMs = Date.now();
-    for (const lease of keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
-    this.leaderClient = new LeaderClient(requestTimeoutMs, leaderCredentials(config));
-    this.reads = new ReadBatcher(
-      { readIndex: (ctx) => this.raft.readIndex(ctx), schedule: () => this.host.schedule() },
-      config.electionTimeoutMs,
-      requestTimeoutMs,
-    );
-    this.host = new RaftHost(
-      this.raft,
-      storage,
-      new WalLog(wal, snapshots, received),
+      members,
+      transport,
+      stats,
       {
-        send: (messages) => {
-          if (this.softState.role === Role.Leader) this.noteHeartbeatsSent(messages);
-          transport.send(messages);
+        onFatal: (operation, error) => this.failStop(operation, error),
+        onMembersChanged: () => this.syncPeers(),
+        onEncryptionKeyApplied: (keyId) => this.switchEncryptionKey(keyId),
+        onSnapshotInstalled: () => {
+          if (this.encryption === undefined) return;
+          adoptAgreedKey(this.keyspace, this.encryption);
+          // The leader's copy may hold records sealed under an older key: re-seal them here too.
+          this.resumeRotation();
         },
-        flush: () => transport.flush(),
       },
-      {
-        restoreSnapshot: (snapshot) => this.restoreSnapshot(snapshot),
-        applyEntries: (entries) => this.applyEntries(entries),
-      },
-      {
-        onSoftState: (state) => this.onSoftState(state),
-        onHardState: (state) => {
-          this.term = state.term;
-        },
-        onReadStates: (states) => this.reads.onReadStates(states),
-        onApplied: (index) => this.onApplied(index),
-        onFatal: (error, stage) => this.failStop(HOST_STAGE_OPERATIONS[stage], error),
-      },
-      config.heartbeatIntervalMs,
     );
+    this.leaderClient = new LeaderClient(this.replica.requestTimeoutMs, leaderCredentials(config));
     this.concurrency = new Concurrency(this);
-    this.authGate = new AuthGate(loadAuth(keyspace), {
-      token: config.authToken,
-      simpleTokenTtlSeconds: config.authTokenTtlSeconds,
-      bcryptCost: config.bcryptCost,
-    });
-    this.auth = new AuthService(this.authGate, {
+    this.auth = new AuthService(this.replica.authGate, {
       header: () => this.header(),
-      barrier: () => this.linearizableBarrier(),
-      propose: (request, info) => this.proposeAuth(request, info),
+      barrier: () => this.replica.linearizableBarrier(),
+      propose: (request, info) => this.replica.proposeAuth(request, info),
     });
   }
 
@@ -444,7 +301,7 @@ export class ConcordServer {
           throw new Error('the cluster does not list this member; run `member add` first');
         memberId = self.id;
       }
-      keyspace.putMeta(META_MEMBERS, members.encode());
+      keyspace.putMeta(MEMBERS_META_NAME, members.encode());
       writeSelfId(memberDir, memberId);
       log.info('initialized a new data dir', {
         memberId: formatId(memberId),
@@ -485,14 +342,13 @@ export class ConcordServer {
       clusterId: members.clusterId.toString(16),
       listenUrl: config.listenPeerUrls[0]!,
       onMessage: (message) => server.onPeerMessage(message),
-      onUnreachable: (peer) => server.raft.reportUnreachable(peer),
-      onPeerConnected: () => server.fastForwardElection(),
+      onUnreachable: (peer) => server.replica.reportUnreachable(peer),
+      onPeerConnected: () => server.replica.fastForwardElection(),
       onSnapshotStatus: (peer, ok) => {
-        server.raft.reportSnapshot(peer, ok);
-        server.host.schedule();
+        server.replica.reportSnapshot(peer, ok);
       },
       onError: (error, peer) => log.debug('peer transport', { error: error.message, peer }),
-      snapshotSource: (message) => server.snapshotSource(message),
+      snapshotSource: (message) => server.replica.snapshotSource(message),
       snapshotSink: (message) => received.sink(message),
       snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
@@ -508,25 +364,29 @@ export class ConcordServer {
       log,
       keyspace,
       wal,
-      snapshots,
-      storage,
+      {
+        keyspace,
+        wal,
+        snapshots,
+        storage,
+        durableLog: new WalLog(wal, snapshots, received),
+        scratchDir,
+      },
       members,
       memberId,
       appliedIndex,
       transport,
       scratchDir,
       received,
+      stats,
     );
-    server.stats = stats;
     server.peerTls = peerTls;
     server.encryption = encryption;
     keyspace.onCorruption((error) => server.failStop('encryption', error));
     if (encryption !== undefined) server.resumeRotation();
     await transport.listen();
     server.syncPeers();
-    server.host.start();
-    const voters = server.raft.status().confState.voters;
-    if (voters.length === 1 && voters[0] === memberId) server.fastForwardElection();
+    server.replica.start();
     server.startTimers();
     log.info('concord member started', {
       name: config.name,
@@ -537,16 +397,6 @@ export class ConcordServer {
       revision: keyspace.currentRevision(),
     });
     return server;
-  }
-
-  /**
-   * Once per process, when a peer is first reachable (at once when alone): the first election
-   * comes within one election timeout rather than after one to two, as etcd does on start.
-   */
-  private fastForwardElection(): void {
-    if (this.electionFastForwarded) return;
-    this.electionFastForwarded = true;
-    if (this.raft.fastForwardElection()) this.host.schedule();
   }
 
   /** Stops serving and closes the transport, the WAL and the keyspace (also after a fail-stop). */
@@ -567,10 +417,7 @@ export class ConcordServer {
     if (this.stopped) return;
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
-    this.host.stop();
-    const error = new EtcdError('stopped');
-    this.waiters.rejectAll(error);
-    this.reads.rejectAll(error);
+    this.replica.stop();
     this.leaderClient.close();
   }
 
@@ -605,21 +452,21 @@ export class ConcordServer {
   }
 
   get isLeader(): boolean {
-    return this.softState.role === Role.Leader;
+    return this.replica.isLeader;
   }
 
   get leaderId(): number {
-    return this.softState.leader;
+    return this.replica.leaderId;
   }
 
   private startTimers(): void {
     this.timers.push(setInterval(() => this.checkLeases(), LEASE_CHECK_INTERVAL_MS));
-    this.timers.push(setInterval(() => this.reads.onTick(), this.config.heartbeatIntervalMs));
+    this.timers.push(setInterval(() => this.replica.onTick(), this.config.heartbeatIntervalMs));
     this.timers.push(setInterval(() => void this.publishIfNeeded(), PUBLISH_RETRY_MS));
     this.timers.push(
       setInterval(() => {
-        if (this.stopped || !this.quotaCheckDue) return;
-        this.quotaCheckDue = false;
+        if (this.stopped || !this.replica.quotaCheckDue) return;
+        this.replica.quotaCheckDue = false;
         this.storageStep('quota-check', () => this.checkQuota());
       }, QUOTA_CHECK_INTERVAL_MS),
     );
@@ -653,89 +500,18 @@ export class ConcordServer {
   private onPeerMessage(message: Parameters<ConsensusEngine['step']>[0]): void {
     const snapshot = message.type === MessageType.Snapshot ? message.snapshot : undefined;
     try {
-      this.stepPeerMessage(message);
+      this.replica.step(message);
     } finally {
       // A snapshot streamed to a file that Raft did not take (stale, or refused for now) is dropped.
-      if (snapshot !== undefined && this.raft.pendingSnapshot !== snapshot) this.received.discard(snapshot);
+      if (snapshot !== undefined && this.replica.pendingSnapshot !== snapshot)
+        this.received.discard(snapshot);
     }
-  }
-
-  private stepPeerMessage(message: Parameters<ConsensusEngine['step']>[0]): void {
-    if (this.stopped) return;
-    if (this.members.isRemoved(message.from)) return;
-    if (message.type === MessageType.HeartbeatResponse) this.noteHeartbeatAnswered(message.from);
-    try {
-      this.raft.step(message);
-    } catch (error) {
-      this.log.warn('dropped a peer message the core refused', {
-        error: (error as Error).message,
-        type: message.type,
-      });
-    }
-    this.host.schedule();
-  }
-
-  private onSoftState(state: SoftState): void {
-    const wasLeader = this.softState.role === Role.Leader;
-    const leaderChanged = state.leader !== 0 && state.leader !== this.softState.leader;
-    // Between two leaders the core passes through "no leader"; the cause is the last one known.
-    const previousLeader = this.lastKnownLeader;
-    if (state.leader !== 0) this.lastKnownLeader = state.leader;
-    this.softState = state;
-    if (leaderChanged) {
-      this.reads.onLeaderChange();
-      this.stats.leaderChanges++;
-    }
-    const isLeader = state.role === Role.Leader;
-    const { term, commit } = this.raft.status().hardState;
-    if (isLeader && !wasLeader) {
-      this.leases.promote(Date.now(), this.config.electionTimeoutMs);
-      this.log.info('became leader', {
-        term,
-        index: commit,
-        'previous-leader': previousLeader === 0 ? '' : formatId(previousLeader),
-      });
-    } else if (!isLeader && wasLeader) {
-      this.leases.demote();
-      this.heartbeatSentMs.clear();
-      this.log.info('lost leadership', { term, index: commit, leader: formatId(state.leader) });
-    } else if (leaderChanged) {
-      this.log.info('leader changed', {
-        term,
-        index: commit,
-        leader: formatId(state.leader),
-        'previous-leader': previousLeader === 0 ? '' : formatId(previousLeader),
-      });
-    }
-  }
-
-  /** The leader times one heartbeat per peer at a time (etcd probes peers for the same metric). */
-  private noteHeartbeatsSent(messages: readonly Message[]): void {
-    for (const message of messages) {
-      if (message.type !== MessageType.Heartbeat) continue;
-      const sent = this.heartbeatSentMs.get(message.to);
-      const now = performance.now();
-      // A heartbeat lost on the way would otherwise hold its slot forever.
-      if (sent === undefined || now - sent > this.config.electionTimeoutMs)
-        this.heartbeatSentMs.set(message.to, now);
-    }
-  }
-
-  private noteHeartbeatAnswered(from: number): void {
-    const sent = this.heartbeatSentMs.get(from);
-    if (sent === undefined) return;
-    this.heartbeatSentMs.delete(from);
-    this.stats.peerRoundTrip(from, (performance.now() - sent) / 1000);
-  }
-
-  private onApplied(index: number): void {
-    this.appliedWait.advance(Math.max(index, this.appliedWait.appliedIndex));
   }
 
   /** Keeps the transport's peer list equal to the membership. */
   private syncPeers(): void {
     const wanted = new Map<number, string>();
-    for (const member of this.members.list()) {
+    for (const member of this.replica.members.list()) {
       if (member.id !== this.memberId && member.peerUrls[0] !== undefined)
         wanted.set(member.id, member.peerUrls[0]);
     }
@@ -751,9 +527,9 @@ export class ConcordServer {
   handlePeerHttp(request: IncomingMessage, response: ServerResponse): void {
     if (request.method === 'GET' && request.url === '/members') {
       const body = {
-        clusterId: this.members.clusterId.toString(16),
+        clusterId: this.replica.members.clusterId.toString(16),
         ...choiceOf(this.config),
-        members: this.members.list().map((m) => ({
+        members: this.replica.members.list().map((m) => ({
           id: m.id.toString(16),
           name: m.name,
           peerURLs: m.peerUrls,
@@ -765,358 +541,6 @@ export class ConcordServer {
       return;
     }
     response.writeHead(404).end();
-  }
-
-  /** Serializes applies with work that replaces the database file (defragment). */
-  private applyQueue: Promise<void> = Promise.resolve();
-
-  private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.applyQueue.then(work);
-    this.applyQueue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-
-  private applyEntries(entries: Entry[]): Promise<void> {
-    return this.exclusive(() => this.applyEntriesNow(entries));
-  }
-
-  private async applyEntriesNow(entries: Entry[]): Promise<void> {
-    const batch: AppliedEntry[] = [];
-    const owners: Array<number | undefined> = [];
-    const done: { requestId: number; alarms?: Alarm[]; auth?: AuthEffect }[] = [];
-    const refused: { requestId: number; error: EtcdError }[] = [];
-    let membersChanged = false;
-    let authChanged = false;
-    // After a restart the log re-delivers entries the keyspace (and the membership stored with
-    // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
-    const appliedBefore = this.keyspace.appliedIndex();
-    for (const entry of entries) {
-      if (entry.index <= appliedBefore && entry.type !== EntryType.ConfChange) {
-        batch.push({ index: entry.index, op: { type: 'noop' } });
-        owners.push(undefined);
-        continue;
-      }
-      if (entry.type === EntryType.ConfChange) {
-        const requestId = this.applyConfChangeEntry(entry);
-        if (requestId !== undefined) done.push({ requestId });
-        membersChanged = true;
-        batch.push({ index: entry.index, op: { type: 'noop' } });
-        owners.push(undefined);
-        continue;
-      }
-      if (entry.data.length === 0) {
-        batch.push({ index: entry.index, op: { type: 'noop' } });
-        owners.push(undefined);
-        continue;
-      }
-      const proposal = decodeProposal(entry.data);
-      const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
-      let op = proposal.op;
-      let authInfo: AuthInfo | undefined;
-      if (op.type === 'authed') {
-        authInfo = { username: op.username, revision: op.authRevision };
-        op = op.op;
-      }
-      if (op.type === 'auth') {
-        batch.push({ index: entry.index, op: { type: 'noop' } });
-        owners.push(undefined);
-        const applied = this.applyAuthOp(op.request, authInfo, entry.index);
-        if (applied instanceof EtcdError) {
-          if (mine !== undefined) refused.push({ requestId: mine, error: applied });
-          continue;
-        }
-        if (op.request.type !== 'authenticate' && applied.type !== 'unchanged') authChanged = true;
-        if (mine !== undefined) done.push({ requestId: mine, auth: applied });
-        continue;
-      }
-      if (isClusterOp(op)) {
-        const alarms = this.applyClusterOp(op);
-        membersChanged = true;
-        batch.push({ index: entry.index, op: { type: 'noop' } });
-        owners.push(undefined);
-        if (mine !== undefined) done.push({ requestId: mine, alarms });
-        continue;
-      }
-      const refusal = this.alarmRefusal(op) ?? this.authRefusal(op, authInfo, proposal.op.type === 'authed');
-      if (refusal !== undefined) {
-        batch.push({ index: entry.index, op: { type: 'noop' } });
-        owners.push(undefined);
-        if (mine !== undefined) refused.push({ requestId: mine, error: refusal });
-        continue;
-      }
-      batch.push({ index: entry.index, op });
-      owners.push(mine);
-    }
-    // Membership, the encryption key agreed on and the auth store ride in the same LMDB
-    // transaction as the entries that changed them.
-    const keyId = this.encryptionKeyApplied;
-    this.encryptionKeyApplied = undefined;
-    const meta =
-      membersChanged || authChanged
-        ? {
-            ...(membersChanged ? { [META_MEMBERS]: this.members.encode() } : {}),
-            ...(keyId === undefined ? {} : { [META_ENCRYPTION_KEY]: Buffer.from(keyId) }),
-            ...(authChanged ? { [META_AUTH]: this.authGate.store.encode() } : {}),
-          }
-        : undefined;
-    const applyStartMs = performance.now();
-    const results = this.keyspace.applyBatch(batch, meta === undefined ? {} : { meta });
-    this.noteApplyDuration(performance.now() - applyStartMs, batch);
-    if (membersChanged) this.syncPeers();
-    if (keyId !== undefined) this.switchEncryptionKey(keyId);
-    const nowMs = Date.now();
-    for (let i = 0; i < results.length; i++) {
-      const result = results[i]!;
-      const owner = owners[i];
-      if (result.status === 'ok') {
-        const op = batch[i]!.op;
-        if (op.type === 'put') this.stats.puts++;
-        else if (op.type === 'txn') this.stats.txns++;
-        else if (op.type === 'deleteRange') this.stats.deletes++;
-        else if (op.type === 'compact')
-          this.log.info('compacted the keyspace', {
-            revision: op.request.revision,
-            'raft-index': batch[i]!.index,
-          });
-        this.trackLease(op, result.response, nowMs);
-        if (owner !== undefined) this.waiters.resolve(owner, { status: 'ok', response: result.response });
-      } else if (result.status === 'error') {
-        if (owner !== undefined) this.waiters.resolve(owner, { status: 'error', error: result.error });
-      }
-    }
-    for (const { requestId, alarms, auth } of done)
-      this.waiters.resolve(requestId, { status: 'done', alarms, auth });
-    for (const { requestId, error } of refused) this.waiters.resolve(requestId, { status: 'error', error });
-    this.snapshotIfDue();
-    this.quotaCheckDue = true;
-  }
-
-  /** etcd's "apply request took too long": one warning per slow batch, with what it held. */
-  private noteApplyDuration(tookMs: number, batch: readonly AppliedEntry[]): void {
-    this.stats.backendCommit(tookMs / 1000);
-    const expectedMs = this.config.warningApplyDurationMs ?? DEFAULT_WARNING_APPLY_DURATION_MS;
-    if (tookMs <= expectedMs) return;
-    this.stats.slowApplies++;
-    this.log.warn('apply request took too long', {
-      took: `${tookMs.toFixed(1)}ms`,
-      'expected-duration': `${expectedMs}ms`,
-      index: batch.at(-1)?.index ?? 0,
-      entries: batch.length,
-    });
-  }
-
-  private trackLease(op: WriteOp, response: WriteResponse, nowMs: number): void {
-    if (op.type === 'leaseGrant' && response.type === 'leaseGrant') {
-      this.leases.grant(response.response.id, response.response.ttlSeconds, nowMs);
-    } else if (op.type === 'leaseRevoke') {
-      this.leases.revoke(op.request.id);
-      this.revokesInFlight.delete(op.request.id);
-    }
-  }
-
-  private applyConfChangeEntry(entry: Entry): number | undefined {
-    const change = decodeConfChange(entry.data);
-    let context: MemberChangeContext | undefined;
-    if (change.context.length > 0) context = decodeMemberChange(change.context);
-    try {
-      this.confState = this.raft.applyConfChange(change);
-      this.confChanges++;
-      this.storage.setConfState(this.confState);
-    } catch (error) {
-      this.log.warn('ignored an invalid membership change', {
-        index: entry.index,
-        error: (error as Error).message,
-      });
-      return context?.proposer === this.memberId ? context.requestId : undefined;
-    }
-    if (context !== undefined && this.members.clusterId === 0) this.members.clusterId = context.clusterId;
-    for (const single of change.changes) {
-      this.log.info('applied a membership change', {
-        change: single.type,
-        member: formatId(single.nodeId),
-        'raft-index': entry.index,
-        voters: this.confState.voters.map(formatId),
-        learners: this.confState.learners.map(formatId),
-      });
-      switch (single.type) {
-        case 'add-node':
-        case 'add-learner':
-          this.members.add({
-            id: single.nodeId,
-            name: context?.id === single.nodeId ? context.name : '',
-            peerUrls: context?.id === single.nodeId ? context.peerUrls : [],
-            isLearner: single.type === 'add-learner',
-            clusterId: this.members.clusterId,
-            proposer: 0,
-            requestId: 0,
-          });
-          break;
-        case 'remove-node':
-          this.members.remove(single.nodeId);
-          if (single.nodeId === this.memberId) this.log.warn('this member was removed from the cluster');
-          break;
-      }
-    }
-    return context?.proposer === this.memberId ? context.requestId : undefined;
-  }
-
-  /** Applies an auth op on this member; a refused op changed nothing and returns etcd's error. */
-  private applyAuthOp(request: AuthOp, info: AuthInfo | undefined, index: number): AuthEffect | EtcdError {
-    let effect: AuthEffect;
-    try {
-      effect = this.authGate.store.apply(request, info);
-    } catch (error) {
-      if (error instanceof EtcdError) return error;
-      throw error;
-    }
-    // etcd's simple token: the prefix the proposer chose, then the entry's index.
-    if (effect.type === 'authenticated')
-      effect = { ...effect, simpleToken: `${effect.simpleToken}.${index}` };
-    this.authGate.onApplied(effect);
-    if (request.type === 'authEnable' && effect.type !== 'unchanged') this.log.info('auth enabled');
-    if (request.type === 'authDisable' && effect.type !== 'unchanged') this.log.info('auth disabled');
-    return effect;
-  }
-
-  /**
-   * With auth enabled, a KV write applies only if the user it was proposed for may make it at the
-   * current auth revision (etcd's authApplierV3); other writes (leases, compaction) are not checked.
-   */
-  private authRefusal(op: ServerOp, info: AuthInfo | undefined, authed: boolean): EtcdError | undefined {
-    const store = this.authGate.store;
-    if (!store.enabled) return undefined;
-    if (op.type !== 'put' && op.type !== 'deleteRange' && op.type !== 'txn') return undefined;
-    try {
-      checkWritePermitted(store, authed ? info : undefined, op);
-    } catch (error) {
-      if (error instanceof EtcdError) return error;
-      throw error;
-    }
-    return undefined;
-  }
-
-  /** Applies a cluster op; an alarm op returns what etcd's apply answers (the alarm it changed). */
-  private applyClusterOp(op: ClusterOp): Alarm[] | undefined {
-    switch (op.type) {
-      case 'encryptionKey':
-        this.encryptionKeyApplied = op.keyId;
-        return undefined;
-      case 'publishMember':
-        this.members.publish(op.memberId, op.name, op.clientUrls);
-        if (op.memberId === this.memberId) this.published = true;
-        return undefined;
-      case 'updateMember':
-        this.members.updatePeerUrls(op.memberId, op.peerUrls);
-        return undefined;
-      case 'alarm': {
-        // etcd swaps its applier on alarm changes: a newly raised alarm's guard replaces whichever
-        // stood (raising one again changes nothing), and lowering the last alarm of a kind
-        // removes the guard, even when an alarm of the other kind is still raised.
-        const alarm = { memberId: op.memberId, alarm: op.alarm };
-        if (op.action === 'activate') {
-          const again = this.members.alarms(op.alarm).some((a) => a.memberId === op.memberId);
-          if (!again && op.alarm !== 'NONE') this.alarmGuard = op.alarm;
-          if (!this.members.hasAlarm(op.alarm))
-            this.log.warn('alarm raised', { alarm: op.alarm, member: formatId(op.memberId) });
-          return [this.members.activateAlarm(alarm)];
-        }
-        const lowered = this.members.deactivateAlarm(alarm);
-        if (lowered !== undefined && !this.members.hasAlarm(op.alarm)) this.alarmGuard = 'NONE';
-        if (lowered !== undefined)
-          this.log.info('alarm disarmed', { alarm: op.alarm, member: formatId(op.memberId) });
-        return lowered === undefined ? [] : [lowered];
-      }
-    }
-  }
-
-  private async restoreSnapshot(snapshot: Snapshot): Promise<void> {
-    this.confState = snapshot.metadata.confState;
-    this.confChanges++;
-    if (snapshot.data.length === 0) return; // the bootstrap snapshot: an empty keyspace
-    const path = join(this.snapshotScratchDir, `incoming-${snapshot.metadata.index}.mdb`);
-    const files = await this.snapshots.list();
-    const file = files.find((f) => f.index === snapshot.metadata.index && f.term === snapshot.metadata.term);
-    if (file === undefined) throw new Error(`snapshot file for index ${snapshot.metadata.index} is missing`);
-    await this.snapshots.installTo(file.path, path);
-    await this.keyspace.restoreSnapshot(path);
-    rmSync(path, { force: true });
-    this.members = loadMembers(this.keyspace) ?? this.members;
-    this.authGate.store = loadAuth(this.keyspace);
-    this.alarmGuard = alarmGuardAfterRestart(this.members);
-    if (this.encryption !== undefined) {
-      adoptAgreedKey(this.keyspace, this.encryption);
-      // The leader's copy may hold records sealed under an older key: re-seal them here too.
-      this.resumeRotation();
-    }
-    this.leases.clear();
-    const nowMs = Date.now();
-    for (const lease of this.keyspace.leases()) this.leases.grant(lease.id, lease.ttlSeconds, nowMs);
-    if (this.isLeader) this.leases.promote(nowMs, this.config.electionTimeoutMs);
-    this.snapshotIndex = snapshot.metadata.index;
-    this.syncPeers();
-    this.log.info('installed a snapshot from the leader', { index: snapshot.metadata.index });
-  }
-
-  /**
-   * Every --snapshot-count applied entries: snapshot the keyspace, compact the log, free the WAL.
-   * In the background: the Raft loop goes on (a copy of a large keyspace takes longer than an
-   * election timeout, and a loop waiting for it sends no heartbeats).
-   */
-  private snapshotIfDue(): void {
-    if (this.stopped) return;
-    void this.takeSnapshot();
-  }
-
-  /**
-   * Never rejects: a failing step stops the member, named by the step. `force` (the end of a key
-   * rotation): whatever --snapshot-count says, and then the WAL is released up to the snapshot
-   * (no catch-up entries kept) and only this snapshot file is kept. Resolves whether it took one.
-   */
-  private async takeSnapshot(force = false): Promise<boolean> {
-    const applied = this.keyspace.appliedIndex();
-    if (this.snapshotting || (!force && applied - this.snapshotIndex < this.config.snapshotCount))
-      return false;
-    if (applied > this.storage.lastIndex() || applied <= this.storage.snapshot().metadata.index) return false;
-    this.snapshotting = true;
-    let step: FailStopOperation = 'snapshot-create';
-    try {
-      const confChangesBefore = this.confChanges;
-      const scratch = join(this.snapshotScratchDir, `local-${applied}.mdb`);
-      const info = await this.keyspace.createSnapshot(scratch);
-      const index = info.appliedIndex;
-      // Entries kept being applied meanwhile: the copy's membership is the current one only if no
-      // membership change (or installed snapshot) came in between. Otherwise try again later.
-      if (this.stopped || this.confChanges !== confChangesBefore) {
-        rmSync(scratch, { force: true });
-        return false;
-      }
-      const metadata = { index, term: this.storage.term(index), confState: this.confState };
-      await this.snapshots.write(metadata, readFileChunks(scratch));
-      rmSync(scratch, { force: true });
-      if (this.stopped || this.confChanges !== confChangesBefore) return false;
-      step = 'wal-release';
-      this.storage.createSnapshot(index, metadata.confState, EMPTY_BYTES);
-      this.wal.saveSnapshotMarker(GROUP_ID, metadata);
-      const compactTo = Math.max(this.storage.firstIndex(), index - this.config.snapshotCatchUpEntries);
-      if (compactTo > this.storage.firstIndex()) this.storage.compact(compactTo);
-      // The WAL may drop only entries the store holds on disk: a power cut rolls the store back
-      // to its last synced commit, and the WAL must still hold every entry after it.
-      await this.keyspace.sync();
-      await this.wal.releaseTo(GROUP_ID, force ? index : Math.min(index, compactTo));
-      step = 'snapshot-prune';
-      await this.snapshots.prune(force ? 1 : undefined);
-      this.snapshotIndex = index;
-      this.log.info('took a snapshot', { index, bytes: info.bytes });
-      return true;
-    } catch (error) {
-      this.failStop(step, error);
-      return false;
-    } finally {
-      this.snapshotting = false;
-    }
   }
 
   // ---- encryption at rest: key rotation --------------------------------------------------------
@@ -1132,7 +556,7 @@ export class ConcordServer {
       throw new Error('encryption at rest is off on this member (no --encryption-key-file)');
     keys.reload();
     keys.require(keyId);
-    const outcome = await this.propose({ type: 'encryptionKey', keyId });
+    const outcome = await this.replica.propose({ type: 'encryptionKey', keyId });
     if (outcome.status === 'error') throw outcome.error;
     return { activeKeyId: keys.activeKeyId() };
   }
@@ -1232,7 +656,7 @@ export class ConcordServer {
     this.rotationStepRunning = true;
     try {
       if (rotation.phase === 'keyspace') {
-        const more = await this.exclusive(async () =>
+        const more = await this.replica.exclusive(async () =>
           this.keyspace.reencryptStep(REENCRYPT_RECORDS_PER_STEP),
         );
         if (!more) rotation.phase = 'wal';
@@ -1241,20 +665,20 @@ export class ConcordServer {
       if (rotation.phase === 'wal') {
         // Every entry sealed under an older key is at or below lastIndex, in a segment that the
         // rollover seals; a snapshot at or above it lets the WAL delete those segments.
-        rotation.walLastIndex = this.storage.lastIndex();
+        rotation.walLastIndex = this.replica.lastIndex();
         await this.wal.rolloverNow();
         rotation.phase = 'snapshot';
         return;
       }
       const applied = this.keyspace.appliedIndex();
-      if (applied <= this.storage.snapshot().metadata.index) {
+      if (applied <= this.replica.snapshotLogIndex()) {
         // Nothing applied since the last snapshot (taken before the pass): an empty entry makes one possible.
-        if (!rotation.noopProposed) void this.propose({ type: 'noop' }).catch(() => undefined);
+        if (!rotation.noopProposed) void this.replica.propose({ type: 'noop' }).catch(() => undefined);
         rotation.noopProposed = true;
         return;
       }
       if (applied < rotation.walLastIndex) return;
-      if (!(await this.takeSnapshot(true))) return;
+      if (!(await this.replica.takeSnapshot(true))) return;
       if (this.rotation !== rotation) return;
       this.rotation = undefined;
       this.log.info('re-encryption finished', { keyId: rotation.keyId, walKeyIds: this.wal.keyIdsInUse() });
@@ -1265,166 +689,19 @@ export class ConcordServer {
     }
   }
 
-  /** Bytes of the snapshot a leader sends to a follower: the snapshot file's verified data. */
-  private snapshotSource(
-    message: Parameters<ConsensusEngine['step']>[0],
-  ): AsyncIterable<Uint8Array> | undefined {
-    const metadata = message.snapshot?.metadata;
-    if (metadata === undefined || metadata.index <= 1) return undefined;
-    const snapshots = this.snapshots;
-    return (async function* () {
-      const files = await snapshots.list();
-      const file = files.find((f) => f.index === metadata.index && f.term === metadata.term);
-      if (file === undefined) throw new Error(`no snapshot file for index ${metadata.index}`);
-      yield* snapshots.readData(file.path);
-    })();
-  }
-
-  // ---- proposals -------------------------------------------------------------------------------
-
-  private assertServing(): void {
-    if (this.stopped) throw new EtcdError('stopped');
-  }
-
-  private async propose(op: ServerOp): Promise<ApplyOutcome> {
-    this.assertServing();
-    const requestId = this.nextRequestId++;
-    const outcome = this.waiters.register(requestId);
-    const result = this.raft.propose(encodeProposal({ proposer: this.memberId, requestId, op }));
-    const error = dropError(result);
-    if (error !== undefined) {
-      this.stats.proposalsFailed++;
-      this.waiters.reject(requestId, error);
-    }
-    this.host.schedule();
-    return outcome;
-  }
-
-  private async write<T extends WriteResponse['type']>(
-    op: WriteOp & { type: T },
-    auth?: AuthInfo,
-  ): Promise<ResponseOf<T>> {
-    let info = auth;
-    for (let attempt = 0; ; attempt++) {
-      const outcome = await this.propose(this.withAuth(op, info));
-      if (outcome.status === 'error') {
-        // etcd's raftRequest: a write checked at an auth revision that moved on before it applied
-        // is proposed again at the current one (a simple token names a user, not a revision).
-        if (this.retriesAtNewAuthRevision(outcome.error, info, attempt)) {
-          info = { username: info!.username, revision: this.authGate.store.revision };
-          continue;
-        }
-        throw outcome.error;
-      }
-      if (outcome.status !== 'ok' || outcome.response.type !== op.type) {
-        throw new Error(`unexpected apply outcome for ${op.type}`);
-      }
-      return outcome.response.response as ResponseOf<T>;
-    }
-  }
-
-  private retriesAtNewAuthRevision(error: Error, info: AuthInfo | undefined, attempt: number): boolean {
-    return (
-      error instanceof EtcdError &&
-      error.code === 'authOldRevision' &&
-      info !== undefined &&
-      this.authGate.tokenType === 'simple' &&
-      attempt < AUTH_OLD_REVISION_RETRIES_MAX
-    );
-  }
-
-  /** While auth is enabled a request is proposed with the user it runs as (none: user name is empty). */
-  private withAuth<T extends WriteOp | { type: 'auth'; request: AuthOp }>(
-    op: T,
-    info: AuthInfo | undefined,
-  ): ServerOp {
-    if (!this.authGate.store.enabled && info === undefined) return op;
-    if (!this.authGate.store.enabled && op.type !== 'auth') return op;
-    return { type: 'authed', username: info?.username ?? '', authRevision: info?.revision ?? 0, op };
-  }
-
-  private async proposeAuth(request: AuthOp, info: AuthInfo | undefined): Promise<AuthEffect> {
-    this.refuseOnLearner();
-    let current = info;
-    for (let attempt = 0; ; attempt++) {
-      const outcome = await this.propose(this.withAuth({ type: 'auth', request }, current));
-      if (outcome.status === 'error') {
-        if (this.retriesAtNewAuthRevision(outcome.error, current, attempt)) {
-          current = { username: current!.username, revision: this.authGate.store.revision };
-          continue;
-        }
-        throw outcome.error;
-      }
-      if (outcome.status !== 'done' || outcome.auth === undefined)
-        throw new Error(`unexpected apply outcome for ${request.type}`);
-      return outcome.auth;
-    }
-  }
-
-  private async proposeConfChange(change: ConfChange, requestId: number): Promise<void> {
-    this.assertServing();
-    const deadline = Date.now() + 2 * this.config.electionTimeoutMs + 5000;
-    for (;;) {
-      const outcome = this.waiters.register(requestId);
-      const result = this.raft.proposeConfChange(change);
-      this.host.schedule();
-      if (result.ok) {
-        await outcome;
-        return;
-      }
-      this.waiters.reject(requestId, dropError(result) ?? new EtcdError('unhealthy'));
-      await outcome.catch(() => undefined);
-      // One change at a time: wait for the previous one (or the joint config) to finish.
-      if (result.reason !== 'conf-change-pending' || Date.now() > deadline) throw dropError(result);
-      await sleep(50);
-    }
-  }
-
-  header(revision = this.keyspace.currentRevision()): HeaderInfo {
-    return {
-      clusterId: publicId(this.members.clusterId),
-      memberId: publicId(this.memberId),
-      revision,
-      raftTerm: BigInt(this.term),
-    };
-  }
-
-  private async linearizableBarrier(): Promise<void> {
-    this.assertServing();
-    const index = await this.reads.requestReadIndex();
-    await this.appliedWait.wait(index);
-  }
-
-  /**
-   * etcd serves a learner's clients only serializable reads and Status (its gRPC interceptor's
-   * isRPCSupportedForLearner); everything else is refused so clients move to a voter.
-   */
-  private refuseOnLearner(): void {
-    if (this.members.get(this.memberId)?.isLearner === true) throw new EtcdError('notSupportedForLearner');
-  }
-
-  /** What apply would answer under the NOSPACE guard, answered before proposing. */
-  private refuseIfNoSpace(): void {
-    if (this.alarmGuard === 'NOSPACE') throw new EtcdError('noSpace');
-  }
-
-  /** The error the standing alarm guard fails `op` with at apply, as etcd's capped and corrupt appliers. */
-  private alarmRefusal(op: ServerOp): EtcdError | undefined {
-    if (this.alarmGuard === 'CORRUPT' && refusedWhenCorrupt.has(op.type)) return new EtcdError('corrupt');
-    if (this.alarmGuard !== 'NOSPACE') return undefined;
-    if (op.type === 'put' || op.type === 'leaseGrant' || (op.type === 'txn' && txnHasPut(op.request)))
-      return new EtcdError('noSpace');
-    return undefined;
+  header(revision?: number): HeaderInfo {
+    return this.replica.header(revision);
   }
 
   // ---- KV ------------------------------------------------------------------------------------
 
   async range(request: RangeRequest, auth?: AuthInfo): Promise<WithHeader<RangeResponse>> {
-    if (!request.serializable) this.refuseOnLearner();
+    if (!request.serializable) this.replica.refuseOnLearner();
     // --experimental-stale-reads is the deliberate bug the fault tests must catch.
-    if (!request.serializable && !this.config.experimentalStaleReads) await this.linearizableBarrier();
-    else this.assertServing();
-    const store = this.authGate.store;
+    if (!request.serializable && !this.config.experimentalStaleReads)
+      await this.replica.linearizableBarrier();
+    else this.replica.assertServing();
+    const store = this.replica.authGate.store;
     if (store.enabled) store.checkRange(auth, request.key, request.rangeEnd ?? EMPTY_BYTES, 'READ');
     this.stats.ranges++;
     const response = this.keyspace.range(request);
@@ -1432,36 +709,36 @@ export class ConcordServer {
   }
 
   async put(request: PutRequest, auth?: AuthInfo): Promise<WithHeader<PutResponse>> {
-    this.refuseOnLearner();
-    this.refuseIfNoSpace();
+    this.replica.refuseOnLearner();
+    this.replica.refuseIfNoSpace();
     if (request.lease !== undefined && request.lease !== 0n) this.checkLeaseKeysWritable(request.lease, auth);
-    const response = await this.write({ type: 'put', request }, auth);
+    const response = await this.replica.write({ type: 'put', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
 
   async deleteRange(request: DeleteRangeRequest, auth?: AuthInfo): Promise<WithHeader<DeleteRangeResponse>> {
-    this.refuseOnLearner();
-    const response = await this.write({ type: 'deleteRange', request }, auth);
+    this.replica.refuseOnLearner();
+    const response = await this.replica.write({ type: 'deleteRange', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
 
   async txn(request: TxnRequest, auth?: AuthInfo): Promise<WithHeader<TxnResponse>> {
-    this.refuseOnLearner();
+    this.replica.refuseOnLearner();
     if (isTxnReadOnly(request)) {
-      await this.linearizableBarrier();
-      const store = this.authGate.store;
+      await this.replica.linearizableBarrier();
+      const store = this.replica.authGate.store;
       if (store.enabled) checkTxnPermitted(store, auth, request);
       this.stats.txns++;
       const response = this.keyspace.readTxn(request);
       return { ...response, header: this.header(response.revision) };
     }
-    if (txnHasPut(request)) this.refuseIfNoSpace();
-    const response = await this.write({ type: 'txn', request }, auth);
+    if (txnHasPut(request)) this.replica.refuseIfNoSpace();
+    const response = await this.replica.write({ type: 'txn', request }, auth);
     return { ...response, header: this.header(response.revision) };
   }
 
   async compact(revision: number, physical: boolean): Promise<WithHeader<CompactionResponse>> {
-    this.refuseOnLearner();
+    this.replica.refuseOnLearner();
     // The log carries revisions below 2^53 and no revision reaches that: etcd's apply answers such
     // a target with the future-revision or compacted error, so it is answered here.
     if (!Number.isSafeInteger(revision)) {
@@ -1469,44 +746,47 @@ export class ConcordServer {
         ? new FutureRevisionError(revision, this.keyspace.currentRevision())
         : new CompactedError(this.keyspace.compactRevision());
     }
-    const response = await this.write({ type: 'compact', request: { revision, physical } });
+    const response = await this.replica.write({ type: 'compact', request: { revision, physical } });
     return { ...response, header: this.header(response.revision) };
   }
 
   watch(request: WatchCreate, listener: WatchListener): BackendWatcher {
-    this.refuseOnLearner();
-    this.assertServing();
+    this.replica.refuseOnLearner();
+    this.replica.assertServing();
     return watchFromHub(this.keyspace.watchHub, request, listener);
   }
 
   // ---- leases ----------------------------------------------------------------------------------
 
   async leaseGrant(ttlSeconds: number, id: bigint): Promise<WithHeader<LeaseGrantResult>> {
-    this.refuseOnLearner();
-    this.refuseIfNoSpace();
+    this.replica.refuseOnLearner();
+    this.replica.refuseIfNoSpace();
     // As etcd, a TTL over the maximum is refused where the grant applies, after a raised CORRUPT
     // alarm; only TTLs the log cannot carry (beyond 2^53) are refused here.
     if (!Number.isSafeInteger(ttlSeconds) && ttlSeconds > LEASE_TTL_SECONDS_MAX) {
       throw new LeaseTtlTooLargeError(ttlSeconds);
     }
     const leaseId = id === 0n ? randomLeaseId() : id;
-    const ttl = this.leases.effectiveTtl(ttlSeconds);
-    const response = await this.write({ type: 'leaseGrant', request: { id: leaseId, ttlSeconds: ttl } });
+    const ttl = this.replica.leases.effectiveTtl(ttlSeconds);
+    const response = await this.replica.write({
+      type: 'leaseGrant',
+      request: { id: leaseId, ttlSeconds: ttl },
+    });
     return { id: response.id, ttlSeconds: response.ttlSeconds, header: this.header(response.revision) };
   }
 
   async leaseRevoke(id: bigint, auth?: AuthInfo): Promise<{ header: HeaderInfo }> {
-    this.refuseOnLearner();
+    this.replica.refuseOnLearner();
     this.checkLeaseKeysWritable(id, auth);
-    const response = await this.write({ type: 'leaseRevoke', request: { id } });
+    const response = await this.replica.write({ type: 'leaseRevoke', request: { id } });
     return { header: this.header(response.revision) };
   }
 
   async leaseKeepAlive(id: bigint): Promise<WithHeader<{ id: bigint; ttlSeconds: number }>> {
-    this.refuseOnLearner();
-    this.assertServing();
+    this.replica.refuseOnLearner();
+    this.replica.assertServing();
     if (this.isLeader) {
-      const ttl = this.leases.renew(id, Date.now()) ?? 0;
+      const ttl = this.replica.leases.renew(id, Date.now()) ?? 0;
       return { id, ttlSeconds: ttl, header: this.header() };
     }
     const ttl = await this.leaderClient.keepAlive(this.leaderClientUrl(), id);
@@ -1514,14 +794,14 @@ export class ConcordServer {
   }
 
   async leaseTimeToLive(id: bigint, keys: boolean): Promise<WithHeader<LeaseTimeToLiveResult>> {
-    this.refuseOnLearner();
-    this.assertServing();
+    this.replica.refuseOnLearner();
+    this.replica.assertServing();
     if (!this.isLeader) {
       const answer = await this.leaderClient.timeToLive(this.leaderClientUrl(), id, keys);
       return { id, ...answer, header: this.header() };
     }
     const record = this.keyspace.lease(id);
-    const remaining = this.leases.remainingSeconds(id, Date.now());
+    const remaining = this.replica.leases.remainingSeconds(id, Date.now());
     if (record === undefined || remaining === undefined) {
       return { id, ttlSeconds: -1, grantedTtlSeconds: 0, keys: [], header: this.header() };
     }
@@ -1535,10 +815,10 @@ export class ConcordServer {
   }
 
   async leaseLeases(): Promise<WithHeader<{ ids: bigint[] }>> {
-    this.refuseOnLearner();
-    this.assertServing();
+    this.replica.refuseOnLearner();
+    this.replica.assertServing();
     // etcd lists leases by time left, soonest expiry first (lessor.Leases sorts by Remaining).
-    const expiresAtMs = (id: bigint) => this.leases.get(id)?.expiresAtMs ?? Number.POSITIVE_INFINITY;
+    const expiresAtMs = (id: bigint) => this.replica.leases.get(id)?.expiresAtMs ?? Number.POSITIVE_INFINITY;
     const ids = this.keyspace.leases().map((lease) => lease.id);
     const order = new Map(ids.map((id) => [id, expiresAtMs(id)]));
     ids.sort((a, b) => (order.get(a) as number) - (order.get(b) as number) || (a < b ? -1 : a > b ? 1 : 0));
@@ -1546,7 +826,7 @@ export class ConcordServer {
   }
 
   private leaderClientUrl(): string {
-    const leader = this.members.get(this.softState.leader);
+    const leader = this.replica.members.get(this.replica.leaderId);
     const url = leader?.clientUrls[0];
     if (url === undefined) throw new EtcdError('noLeader');
     return url;
@@ -1555,15 +835,16 @@ export class ConcordServer {
   /** The leader revokes expired leases through Raft, a bounded number per check. */
   private checkLeases(): void {
     if (!this.isLeader || this.stopped) return;
-    for (const id of this.leases.expired(Date.now(), LEASE_REVOKES_PER_CHECK_MAX)) {
-      if (this.revokesInFlight.has(id)) continue;
-      this.revokesInFlight.add(id);
-      this.write({ type: 'leaseRevoke', request: { id } })
+    for (const id of this.replica.leases.expired(Date.now(), LEASE_REVOKES_PER_CHECK_MAX)) {
+      if (this.replica.revokesInFlight.has(id)) continue;
+      this.replica.revokesInFlight.add(id);
+      this.replica
+        .write({ type: 'leaseRevoke', request: { id } })
         .catch((error: Error) => {
           if (!(error instanceof LeaseNotFoundError))
             this.log.warn('lease revoke failed', { lease: id, error: error.message });
         })
-        .finally(() => this.revokesInFlight.delete(id));
+        .finally(() => this.replica.revokesInFlight.delete(id));
     }
   }
 
@@ -1573,13 +854,13 @@ export class ConcordServer {
   private memberNamed(id: bigint): number | undefined {
     return memberIdNamed(
       id,
-      this.members.list().map((m) => m.id),
+      this.replica.members.list().map((m) => m.id),
     );
   }
 
   /** How an alarm names its member: a member's public ID, or the ID the request gave. */
   private alarmMemberPublicId(id: number): bigint {
-    return this.members.has(id) || this.members.isRemoved(id) ? publicId(id) : BigInt(id);
+    return this.replica.members.has(id) || this.replica.members.isRemoved(id) ? publicId(id) : BigInt(id);
   }
 
   /**
@@ -1587,7 +868,10 @@ export class ConcordServer {
    * number (etcd keeps alarms for any ID); a larger one is stored by its 48 high bits.
    */
   private alarmMemberId(id: bigint): number {
-    const known = memberIdNamed(id, [...this.members.list().map((m) => m.id), ...this.members.removed()]);
+    const known = memberIdNamed(id, [
+      ...this.replica.members.list().map((m) => m.id),
+      ...this.replica.members.removed(),
+    ]);
     if (known !== undefined) return known;
     return id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : Number(id >> 16n);
   }
@@ -1603,20 +887,20 @@ export class ConcordServer {
   }
 
   private memberInfos(): Member[] {
-    return this.members.list().map((m) => this.toMember(m));
+    return this.replica.members.list().map((m) => this.toMember(m));
   }
 
   /** Announces this member's name and client URLs through Raft, once, as etcd does on start. */
   private async publishIfNeeded(): Promise<void> {
-    if (this.published || this.stopped || this.softState.leader === 0) return;
-    const current = this.members.get(this.memberId);
+    if (this.replica.published || this.stopped || this.replica.leaderId === 0) return;
+    const current = this.replica.members.get(this.memberId);
     if (current === undefined) return;
     if (current.name === this.config.name && sameUrls(current.clientUrls, this.config.advertiseClientUrls)) {
-      this.published = true;
+      this.replica.published = true;
       return;
     }
     try {
-      await this.propose({
+      await this.replica.propose({
         type: 'publishMember',
         memberId: this.memberId,
         name: this.config.name,
@@ -1628,7 +912,7 @@ export class ConcordServer {
   }
 
   async memberList(linearizable: boolean): Promise<WithHeader<{ members: Member[] }>> {
-    if (linearizable) await this.linearizableBarrier();
+    if (linearizable) await this.replica.linearizableBarrier();
     return { members: this.memberInfos(), header: this.header() };
   }
 
@@ -1636,23 +920,24 @@ export class ConcordServer {
     peerUrls: string[],
     isLearner: boolean,
   ): Promise<WithHeader<{ member: Member; members: Member[] }>> {
-    this.assertServing();
-    if (this.members.peerUrlsInUse(peerUrls)) throw new EtcdError('peerUrlExist');
+    this.replica.assertServing();
+    if (this.replica.members.peerUrlsInUse(peerUrls)) throw new EtcdError('peerUrlExist');
     // The time makes the ID new even for peer URLs a removed member used (etcd does the same).
     const id = memberIdFor(peerUrls, this.config.initialClusterToken, Date.now());
-    if (this.members.has(id) || this.members.isRemoved(id)) throw new EtcdError('memberExist');
+    if (this.replica.members.has(id) || this.replica.members.isRemoved(id))
+      throw new EtcdError('memberExist');
     if (!isLearner) this.checkQuorumAfterAdd();
-    const requestId = this.nextRequestId++;
+    const requestId = this.replica.newRequestId();
     const context: MemberChangeContext = {
       id,
       name: '',
       peerUrls,
       isLearner,
-      clusterId: this.members.clusterId,
+      clusterId: this.replica.members.clusterId,
       proposer: this.memberId,
       requestId,
     };
-    await this.proposeConfChange(
+    await this.replica.proposeConfChange(
       {
         transition: 'auto',
         changes: [{ type: isLearner ? 'add-learner' : 'add-node', nodeId: id }],
@@ -1660,30 +945,33 @@ export class ConcordServer {
       },
       requestId,
     );
-    const member = this.members.get(id);
+    const member = this.replica.members.get(id);
     if (member === undefined) throw new EtcdError('memberNotFound');
     return { member: this.toMember(member), members: this.memberInfos(), header: this.header() };
   }
 
   async memberRemove(id: bigint): Promise<WithHeader<{ members: Member[] }>> {
-    this.assertServing();
-    const memberId = memberIdNamed(id, [...this.members.list().map((m) => m.id), ...this.members.removed()]);
+    this.replica.assertServing();
+    const memberId = memberIdNamed(id, [
+      ...this.replica.members.list().map((m) => m.id),
+      ...this.replica.members.removed(),
+    ]);
     if (memberId === undefined) throw new EtcdError('memberNotFound');
-    if (this.members.isRemoved(memberId)) throw new EtcdError('idRemoved');
-    const member = this.members.get(memberId);
+    if (this.replica.members.isRemoved(memberId)) throw new EtcdError('idRemoved');
+    const member = this.replica.members.get(memberId);
     if (member === undefined) throw new EtcdError('memberNotFound');
     if (!member.isLearner) this.checkQuorumAfterRemove(memberId);
-    const requestId = this.nextRequestId++;
+    const requestId = this.replica.newRequestId();
     const context: MemberChangeContext = {
       id: memberId,
       name: member.name,
       peerUrls: member.peerUrls,
       isLearner: member.isLearner,
-      clusterId: this.members.clusterId,
+      clusterId: this.replica.members.clusterId,
       proposer: this.memberId,
       requestId,
     };
-    await this.proposeConfChange(
+    await this.replica.proposeConfChange(
       {
         transition: 'auto',
         changes: [{ type: 'remove-node', nodeId: memberId }],
@@ -1697,16 +985,16 @@ export class ConcordServer {
   async memberUpdate(id: bigint, peerUrls: string[]): Promise<WithHeader<{ members: Member[] }>> {
     const memberId = this.memberNamed(id);
     if (memberId === undefined) throw new EtcdError('memberNotFound');
-    if (this.members.peerUrlsInUse(peerUrls, memberId)) throw new EtcdError('peerUrlExist');
-    const outcome = await this.propose({ type: 'updateMember', memberId, peerUrls });
+    if (this.replica.members.peerUrlsInUse(peerUrls, memberId)) throw new EtcdError('peerUrlExist');
+    const outcome = await this.replica.propose({ type: 'updateMember', memberId, peerUrls });
     if (outcome.status === 'error') throw outcome.error;
     return { members: this.memberInfos(), header: this.header() };
   }
 
   async memberPromote(id: bigint): Promise<WithHeader<{ members: Member[] }>> {
-    this.assertServing();
+    this.replica.assertServing();
     const memberId = this.memberNamed(id);
-    const member = memberId === undefined ? undefined : this.members.get(memberId);
+    const member = memberId === undefined ? undefined : this.replica.members.get(memberId);
     if (memberId === undefined || member === undefined) throw new EtcdError('memberNotFound');
     if (!member.isLearner) throw new EtcdError('memberNotLearner');
     if (!this.isLeader) {
@@ -1714,23 +1002,23 @@ export class ConcordServer {
       return { members: this.memberInfos(), header: this.header() };
     }
     // etcd promotes only a learner whose log is within 10% of the leader's.
-    const progress = this.raft.status().progress;
+    const progress = this.replica.status().progress;
     const learner = progress?.get(memberId);
     const leader = progress?.get(this.memberId);
     if (learner === undefined || leader === undefined || learner.match < leader.match * 0.9) {
       throw new EtcdError('learnerNotReady');
     }
-    const requestId = this.nextRequestId++;
+    const requestId = this.replica.newRequestId();
     const context: MemberChangeContext = {
       id: memberId,
       name: member.name,
       peerUrls: member.peerUrls,
       isLearner: false,
-      clusterId: this.members.clusterId,
+      clusterId: this.replica.members.clusterId,
       proposer: this.memberId,
       requestId,
     };
-    await this.proposeConfChange(
+    await this.replica.proposeConfChange(
       {
         transition: 'auto',
         changes: [{ type: 'add-node', nodeId: memberId }],
@@ -1743,12 +1031,12 @@ export class ConcordServer {
 
   /** etcd's strict reconfiguration check: the new voter set must still have a started quorum. */
   private checkQuorumAfterAdd(): void {
-    const voters = this.confState.voters.length + 1;
+    const voters = this.replica.voters.length + 1;
     if (this.activeVoters() < Math.floor(voters / 2) + 1) throw new EtcdError('memberNotEnoughStarted');
   }
 
   private checkQuorumAfterRemove(removed: number): void {
-    const voters = this.confState.voters.filter((v) => v !== removed);
+    const voters = this.replica.voters.filter((v) => v !== removed);
     const active = this.activeVoters(removed);
     if (voters.length > 0 && active < Math.floor(voters.length / 2) + 1) {
       throw new EtcdError('memberNotEnoughStarted');
@@ -1756,10 +1044,10 @@ export class ConcordServer {
   }
 
   private activeVoters(excluding?: NodeId): number {
-    const progress = this.raft.status().progress;
-    if (progress === undefined) return this.confState.voters.filter((v) => v !== excluding).length;
+    const progress = this.replica.status().progress;
+    if (progress === undefined) return this.replica.voters.filter((v) => v !== excluding).length;
     let active = 0;
-    for (const voter of this.confState.voters) {
+    for (const voter of this.replica.voters) {
       if (voter === excluding) continue;
       if (voter === this.memberId || progress.get(voter)?.recentActive) active++;
     }
@@ -1774,13 +1062,13 @@ export class ConcordServer {
   }
 
   async status(): Promise<WithHeader<StatusResult>> {
-    const status = this.raft.status();
-    const self = this.members.get(this.memberId);
+    const status = this.replica.status();
+    const self = this.replica.members.get(this.memberId);
     let dbSizeBytes = 0;
     this.storageStep('quota-check', () => {
       dbSizeBytes = this.dbSizeBytes();
     });
-    this.assertServing();
+    this.replica.assertServing();
     return {
       version: ETCD_API_VERSION,
       dbSizeBytes,
@@ -1788,8 +1076,8 @@ export class ConcordServer {
       leader: publicId(status.softState.leader),
       raftIndex: BigInt(status.hardState.commit),
       raftTerm: BigInt(status.hardState.term),
-      raftAppliedIndex: BigInt(this.appliedWait.appliedIndex),
-      errors: this.members.alarms().map((a) => alarmText(a, this.alarmMemberPublicId(a.memberId))),
+      raftAppliedIndex: BigInt(this.replica.appliedIndex),
+      errors: this.replica.members.alarms().map((a) => alarmText(a, this.alarmMemberPublicId(a.memberId))),
       isLearner: self?.isLearner ?? false,
       header: this.header(),
     };
@@ -1807,10 +1095,10 @@ export class ConcordServer {
     const kind = alarmKindOf[alarm];
     let alarms: Alarm[];
     if (action === 'get') {
-      await this.linearizableBarrier();
-      alarms = this.members.alarms(kind);
+      await this.replica.linearizableBarrier();
+      alarms = this.replica.members.alarms(kind);
     } else {
-      const outcome = await this.propose({
+      const outcome = await this.replica.propose({
         type: 'alarm',
         action,
         memberId: this.alarmMemberId(memberId),
@@ -1827,13 +1115,14 @@ export class ConcordServer {
   }
 
   private checkQuota(): void {
-    if (this.members.hasAlarm('NOSPACE') || this.dbSizeBytes() <= this.config.quotaBackendBytes) return;
+    if (this.replica.members.hasAlarm('NOSPACE') || this.dbSizeBytes() <= this.config.quotaBackendBytes)
+      return;
     this.log.warn('database space exceeded; raising the NOSPACE alarm', {
       quota: this.config.quotaBackendBytes,
     });
-    this.propose({ type: 'alarm', action: 'activate', memberId: this.memberId, alarm: 'NOSPACE' }).catch(
-      () => undefined,
-    );
+    this.replica
+      .propose({ type: 'alarm', action: 'activate', memberId: this.memberId, alarm: 'NOSPACE' })
+      .catch(() => undefined);
   }
 
   /**
@@ -1842,11 +1131,11 @@ export class ConcordServer {
    * member stops (etcd exits there too).
    */
   async defragment(): Promise<{ header: HeaderInfo }> {
-    this.assertServing();
+    this.replica.assertServing();
     const scratch = join(this.snapshotScratchDir, `defrag-${Date.now()}.mdb`);
     let bytes: { bytesBefore: number; bytesAfter: number };
     try {
-      bytes = await this.exclusive(() => this.keyspace.defragment(scratch));
+      bytes = await this.replica.exclusive(() => this.keyspace.defragment(scratch));
     } catch (error) {
       if (!(error instanceof KeyspaceFailedError)) throw error;
       this.failStop('defragment', error);
@@ -1857,12 +1146,12 @@ export class ConcordServer {
   }
 
   async hash(): Promise<WithHeader<{ hash: number }>> {
-    this.assertServing();
+    this.replica.assertServing();
     return { hash: this.keyspace.hashKV(0).hash, header: this.header() };
   }
 
   async hashKV(revision: number): Promise<WithHeader<{ hash: number; compactRevision: number }>> {
-    this.assertServing();
+    this.replica.assertServing();
     const result = this.keyspace.hashKV(revision);
     return { hash: result.hash, compactRevision: result.compactRevision, header: this.header() };
   }
@@ -1874,9 +1163,9 @@ export class ConcordServer {
    * abandoned.
    */
   async snapshot(): Promise<{ header: HeaderInfo; chunks: AsyncIterable<SnapshotChunk> }> {
-    this.assertServing();
+    this.replica.assertServing();
     const header = this.header();
-    const members = this.members;
+    const members = this.replica.members;
     const snapshot = await createEtcdSnapshot(this.keyspace, {
       members: members.list().map((m) => ({ ...m, id: publicId(m.id) })),
       removedMemberIds: members.removed().map(publicId),
@@ -1884,7 +1173,7 @@ export class ConcordServer {
         .alarms()
         .flatMap((a) => (a.alarm === 'NONE' ? [] : [{ memberId: publicId(a.memberId), alarm: a.alarm }])),
       clusterVersion: `${ETCD_API_VERSION.split('.').slice(0, 2).join('.')}.0`,
-      auth: this.authGate.store.toEtcd(),
+      auth: this.replica.authGate.store.toEtcd(),
     });
     return {
       header,
@@ -1903,15 +1192,14 @@ export class ConcordServer {
   }
 
   async moveLeader(targetId: bigint): Promise<{ header: HeaderInfo }> {
-    this.assertServing();
-    const target = memberIdNamed(targetId, this.confState.voters) ?? 0;
+    this.replica.assertServing();
+    const target = memberIdNamed(targetId, this.replica.voters) ?? 0;
     if (!this.isLeader) throw new EtcdError('notLeader');
-    if (!this.confState.voters.includes(target)) throw new EtcdError('badLeaderTransferee');
-    this.raft.transferLeadership(target);
-    this.host.schedule();
+    if (!this.replica.voters.includes(target)) throw new EtcdError('badLeaderTransferee');
+    this.replica.transferLeadership(target);
     const deadline = Date.now() + 2 * this.config.electionTimeoutMs + 2000;
     while (Date.now() < deadline) {
-      if (this.softState.leader === target) return { header: this.header() };
+      if (this.replica.leaderId === target) return { header: this.header() };
       await sleep(this.config.heartbeatIntervalMs);
     }
     throw new EtcdError('timeoutDueToLeaderFail');
@@ -1933,7 +1221,7 @@ export class ConcordServer {
     }
     if (target <= this.keyspace.compactRevision()) return;
     try {
-      await this.write({ type: 'compact', request: { revision: target, physical: false } });
+      await this.replica.write({ type: 'compact', request: { revision: target, physical: false } });
       this.log.info('auto-compacted', { revision: target });
     } catch (error) {
       this.log.warn('auto-compaction failed', { revision: target, error: (error as Error).message });
@@ -1948,14 +1236,14 @@ export class ConcordServer {
    * proposing (etcd checks where it applies, so a key attached meanwhile is not seen here).
    */
   private checkLeaseKeysWritable(id: bigint, auth: AuthInfo | undefined): void {
-    const store = this.authGate.store;
+    const store = this.replica.authGate.store;
     if (!store.enabled) return;
     for (const key of this.keyspace.leaseKeys(id)) store.checkRange(auth, key, EMPTY_BYTES, 'WRITE');
   }
 
   /** Lock and Election make their KV requests as the caller, so the caller's permissions apply. */
   private concurrencyFor(auth: AuthInfo | undefined): Concurrency {
-    if (auth === undefined && !this.authGate.store.enabled) return this.concurrency;
+    if (auth === undefined && !this.replica.authGate.store.enabled) return this.concurrency;
     return new Concurrency({
       range: (request) => this.range(request, auth),
       txn: (request) => this.txn(request, auth),
@@ -2023,7 +1311,7 @@ export class ConcordServer {
       let body = '';
       for await (const chunk of request) body += chunk;
       const spec = JSON.parse(body || '{}') as { drop?: string[]; delayMs?: number };
-      const ids = this.members.list().map((m) => m.id);
+      const ids = this.replica.members.list().map((m) => m.id);
       this.faultDrop = new Set(
         (spec.drop ?? []).map((id) => memberIdNamed(BigInt(`0x${id}`), ids) ?? Number.parseInt(id, 16)),
       );
@@ -2044,7 +1332,7 @@ export class ConcordServer {
           }
         : undefined,
     );
-    const peers = Object.fromEntries(this.members.list().map((m) => [formatId(m.id), m.name]));
+    const peers = Object.fromEntries(this.replica.members.list().map((m) => [formatId(m.id), m.name]));
     response.writeHead(200, { 'content-type': 'application/json' });
     response.end(
       JSON.stringify({
@@ -2062,11 +1350,11 @@ export class ConcordServer {
   /** etcd's /health: healthy when a leader is known, no alarm is raised, and a read commits. */
   async health(): Promise<{ healthy: boolean; reason: string }> {
     if (this.failure !== undefined) return { healthy: false, reason: this.failure.message };
-    if (this.softState.leader === 0) return { healthy: false, reason: 'RAFT NO LEADER' };
-    if (this.members.alarms().length > 0) return { healthy: false, reason: 'ALARM ACTIVE' };
+    if (this.replica.leaderId === 0) return { healthy: false, reason: 'RAFT NO LEADER' };
+    if (this.replica.members.alarms().length > 0) return { healthy: false, reason: 'ALARM ACTIVE' };
     try {
       await Promise.race([
-        this.linearizableBarrier(),
+        this.replica.linearizableBarrier(),
         sleep(this.config.electionTimeoutMs + 1000).then(() => {
           throw new Error('timed out');
         }),
@@ -2081,14 +1369,14 @@ export class ConcordServer {
   logContext(): Record<string, unknown> {
     return {
       'local-member-id': formatId(this.memberId),
-      term: this.term,
-      index: this.appliedWait.appliedIndex,
+      term: this.replica.currentTerm,
+      index: this.replica.appliedIndex,
     };
   }
 
   /** What /metrics and the dashboard read when asked: counters kept in memory, no disk scan. */
   observation(): MemberObservation {
-    const { hardState } = this.raft.status();
+    const { hardState } = this.replica.status();
     let dbSizeBytes = 0;
     let space = { liveKeys: 0, usedBytes: 0 };
     if (!this.stopped) {
@@ -2101,13 +1389,13 @@ export class ConcordServer {
     }
     return {
       memberId: this.memberId,
-      leaderId: this.softState.leader,
-      isLeader: this.softState.role === Role.Leader,
+      leaderId: this.replica.leaderId,
+      isLeader: this.replica.isLeader,
       term: hardState.term,
       commitIndex: hardState.commit,
-      appliedIndex: this.appliedWait.appliedIndex,
-      pendingProposals: this.waiters.size,
-      proposalsFailed: this.stats.proposalsFailed + this.waiters.timeouts,
+      appliedIndex: this.replica.appliedIndex,
+      pendingProposals: this.replica.pendingProposals,
+      proposalsFailed: this.stats.proposalsFailed + this.replica.proposalTimeouts,
       revision: this.keyspace.currentRevision(),
       compactRevision: this.keyspace.compactRevision(),
       dbSizeBytes,
@@ -2115,7 +1403,7 @@ export class ConcordServer {
       keys: space.liveKeys,
       quotaBytes: this.config.quotaBackendBytes,
       watchers: this.keyspace.watchHub.watcherCount,
-      alarms: this.members.alarms().map((a) => ({ memberId: a.memberId, alarm: a.alarm })),
+      alarms: this.replica.members.alarms().map((a) => ({ memberId: a.memberId, alarm: a.alarm })),
       peers: this.transport.stats().peers,
     };
   }
@@ -2123,10 +1411,10 @@ export class ConcordServer {
   debugStatus() {
     return {
       memberId: this.memberId,
-      leader: this.softState.leader,
-      role: this.softState.role,
-      term: this.term,
-      applied: this.appliedWait.appliedIndex,
+      leader: this.replica.leaderId,
+      role: this.replica.role,
+      term: this.replica.currentTerm,
+      applied: this.replica.appliedIndex,
       revision: this.keyspace.currentRevision(),
     };
   }
@@ -2162,31 +1450,6 @@ function snapshotBytesMaxFor(quotaBackendBytes: number): number {
   return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
 }
 
-function isClusterOp(op: ServerOp): op is ClusterOp {
-  return (
-    op.type === 'publishMember' ||
-    op.type === 'updateMember' ||
-    op.type === 'alarm' ||
-    op.type === 'encryptionKey'
-  );
-}
-
-/** The alarm guard a member starts with (etcd's restoreAlarms): CORRUPT's if raised, else NOSPACE's. */
-function alarmGuardAfterRestart(members: Members): AlarmKind {
-  if (members.hasAlarm('CORRUPT')) return 'CORRUPT';
-  return members.hasAlarm('NOSPACE') ? 'NOSPACE' : 'NONE';
-}
-
-/** The writes etcd's corrupt applier refuses (reads, and read-only txns, do not go through it). */
-const refusedWhenCorrupt: ReadonlySet<ServerOp['type']> = new Set([
-  'put',
-  'deleteRange',
-  'txn',
-  'compact',
-  'leaseGrant',
-  'leaseRevoke',
-]);
-
 const alarmKindOf: Record<AlarmType, AlarmKind> = { none: 'NONE', nospace: 'NOSPACE', corrupt: 'CORRUPT' };
 const alarmTypeOf: Record<AlarmKind, AlarmType> = { NONE: 'none', NOSPACE: 'nospace', CORRUPT: 'corrupt' };
 
@@ -2194,11 +1457,6 @@ const alarmTypeOf: Record<AlarmKind, AlarmType> = { NONE: 'none', NOSPACE: 'nosp
 function alarmText(alarm: Alarm, memberId: bigint): string {
   const member = memberId === 0n ? '' : `memberID:${memberId} `;
   return `${member}${alarm.alarm === 'NONE' ? '' : `alarm:${alarm.alarm} `}`;
-}
-
-/** etcd's quota cost of a txn counts the puts of its own branches only, not of nested txns. */
-function txnHasPut(request: TxnRequest): boolean {
-  return [...request.success, ...request.failure].some((op) => op.type === 'put');
 }
 
 function sameUrls(a: string[], b: string[]): boolean {
@@ -2209,16 +1467,6 @@ function randomLeaseId(): bigint {
   // Positive int64, as etcd's IDs are.
   const id = randomBytes(8).readBigInt64BE(0) & 0x7fff_ffff_ffff_ffffn;
   return id === 0n ? 1n : id;
-}
-
-function loadAuth(keyspace: Keyspace): AuthStore {
-  const data = keyspace.getMeta(META_AUTH);
-  return data === undefined ? new AuthStore() : AuthStore.decode(data);
-}
-
-function loadMembers(keyspace: Keyspace): Members | undefined {
-  const data = keyspace.getMeta(META_MEMBERS);
-  return data === undefined ? undefined : Members.decode(data);
 }
 
 const DISCOVERY_TIMEOUT_MS = 30_000;
@@ -2326,11 +1574,6 @@ function initialMembers(config: ServerConfig): Array<{ id: number; name: string;
   }));
 }
 
-async function* readFileChunks(path: string): AsyncGenerator<Uint8Array> {
-  const { createReadStream } = await import('node:fs');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) yield chunk as Buffer;
-}
-
 async function installSnapshotFile(
   keyspace: Keyspace,
   snapshots: SnapshotStore,
@@ -2345,6 +1588,6 @@ async function installSnapshotFile(
 
 /** Makes the key id the cluster agreed on last (kept in the keyspace's meta) the active one. */
 function adoptAgreedKey(keyspace: Keyspace, keys: EncryptionKeys): void {
-  const agreed = keyspace.getMeta(META_ENCRYPTION_KEY);
+  const agreed = keyspace.getMeta(ENCRYPTION_KEY_META_NAME);
   if (agreed !== undefined) keys.setActive(Buffer.from(agreed).toString());
 }

@@ -23,6 +23,7 @@ import type {
   TxnResponse,
   WatchFilter,
 } from '../mvcc/types.js';
+import type { HeaderInfo } from '../replica/group-replica.js';
 
 export type {
   Compare,
@@ -41,12 +42,7 @@ export type {
   WatchFilter,
 } from '../mvcc/types.js';
 
-export interface HeaderInfo {
-  clusterId: bigint;
-  memberId: bigint;
-  revision: number;
-  raftTerm: bigint;
-}
+export type { HeaderInfo };
 
 /** Every answer carries the header it was served under (revision = store revision then). */
 export type WithHeader<T> = T & { header: HeaderInfo };
