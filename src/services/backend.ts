@@ -25,6 +25,9 @@ import type {
 } from '../mvcc/types.js';
 import type { HeaderInfo } from '../replica/group-replica.js';
 
+/** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
+export const ETCD_API_VERSION = '3.4.23';
+
 export type {
   Compare,
   DeleteRangeRequest,
