@@ -10,23 +10,10 @@ import { join } from 'node:path';
 import { Keyspace } from '../mvcc/keyspace.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import { type ConfState, EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
-import {
-  type ConsensusChoice,
-  type ConsensusKind,
-  checkJoin,
-  choiceOf,
-  claimConsensus,
-  describeChoice,
-} from '../replica/consensus.js';
-import {
-  ENCRYPTION_KEY_META_NAME,
-  GroupReplica,
-  loadMembers,
-  type ReplicaStorage,
-  sleep,
-} from '../replica/group-replica.js';
-import { clusterIdFor, formatId, memberIdFor, memberIdNamed } from '../replica/ids.js';
-import { MEMBERS_META_NAME, Members } from '../replica/members.js';
+import { choiceOf, claimConsensus, describeChoice } from '../replica/consensus.js';
+import { GroupReplica, loadMembers, type ReplicaStorage } from '../replica/group-replica.js';
+import { formatId, memberIdFor, memberIdNamed } from '../replica/ids.js';
+import { MEMBERS_META_NAME, type Members } from '../replica/members.js';
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
@@ -43,18 +30,16 @@ import { PeerTransport } from '../transport/peer-transport.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import type { Logger } from '../util/logger.js';
 import { EtcdError } from '../wire/etcd-errors.js';
+import { discoverCluster, foundingMembers, installSnapshotFile } from './bootstrap.js';
 import type { ServerConfig } from './config.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
+import { adoptAgreedKey, KeyRotation, REENCRYPT_STEP_MS } from './key-rotation.js';
 import { LeaderClient } from './leader-client.js';
 import { readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
-import { getPeerJson, leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
+import { leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
 
 const COMPACTION_IDLE_STEP_MS = 100;
-/** Encryption key rotation: how often the background pass takes a step, and its size. */
-const REENCRYPT_STEP_MS = 50;
-const REENCRYPT_RECORDS_PER_STEP = 2000;
-const ROTATE_REQUEST_BYTES_MAX = 4096;
 /**
  * Headroom over the space quota for a snapshot received from a peer: the database passes the
  * quota before the NOSPACE alarm stops writes, and its file keeps free pages.
@@ -93,18 +78,8 @@ export class ConcordNode {
   private readonly failed = new Promise<FailStopError>((resolve) => {
     this.reportFailure = resolve;
   });
-  /** Encryption at rest: the key ring (undefined without --encryption-key-file). */
-  private encryption: EncryptionKeys | undefined;
-  /**
-   * The background pass after a key rotation: 'keyspace' re-seals the stored records in steps;
-   * 'wal' starts a new WAL segment (every entry up to walLastIndex is in older ones); 'snapshot'
-   * takes a snapshot at or above walLastIndex, which deletes those segments and the snapshot files
-   * written under older keys; then it is over (undefined).
-   */
-  private rotation:
-    | { keyId: string; phase: 'keyspace' | 'wal' | 'snapshot'; walLastIndex: number; noopProposed: boolean }
-    | undefined;
-  private rotationStepRunning = false;
+  /** Encryption at rest: the key ring and the re-encryption pass after a key rotation. */
+  readonly keyRotation: KeyRotation;
 
   private constructor(
     readonly config: ServerConfig,
@@ -119,6 +94,7 @@ export class ConcordNode {
     readonly snapshotScratchDir: string,
     private readonly received: ReceivedSnapshots,
     stats: ServerStats,
+    encryption: EncryptionKeys | undefined,
   ) {
     this.memberId = memberId;
     this.stats = stats;
@@ -133,15 +109,19 @@ export class ConcordNode {
       {
         onFatal: (operation, error) => this.failStop(operation, error),
         onMembersChanged: () => this.syncPeers(),
-        onEncryptionKeyApplied: (keyId) => this.switchEncryptionKey(keyId),
-        onSnapshotInstalled: () => {
-          if (this.encryption === undefined) return;
-          adoptAgreedKey(this.keyspace, this.encryption);
-          // The leader's copy may hold records sealed under an older key: re-seal them here too.
-          this.resumeRotation();
-        },
+        onEncryptionKeyApplied: (keyId) => this.keyRotation.switchEncryptionKey(keyId),
+        onSnapshotInstalled: () => this.keyRotation.onSnapshotInstalled(),
       },
     );
+    this.keyRotation = new KeyRotation(encryption, {
+      memberId,
+      keyspace,
+      wal,
+      replica: this.replica,
+      log,
+      isStopped: () => this.stopped,
+      failStop: (operation, cause) => this.failStop(operation, cause),
+    });
     this.leaderClient = new LeaderClient(this.replica.requestTimeoutMs, leaderCredentials(config));
   }
 
@@ -305,11 +285,11 @@ export class ConcordNode {
       scratchDir,
       received,
       stats,
+      encryption,
     );
     node.peerTls = peerTls;
-    node.encryption = encryption;
     keyspace.onCorruption((error) => node.failStop('encryption', error));
-    if (encryption !== undefined) node.resumeRotation();
+    if (encryption !== undefined) node.keyRotation.resumeRotation();
     await transport.listen();
     node.syncPeers();
     node.replica.start();
@@ -395,7 +375,7 @@ export class ConcordNode {
 
   private startTimers(): void {
     this.every(this.config.heartbeatIntervalMs, () => this.replica.onTick());
-    this.every(REENCRYPT_STEP_MS, () => void this.rotationStep());
+    this.every(REENCRYPT_STEP_MS, () => void this.keyRotation.rotationStep());
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
     this.timers.push(
       setInterval(() => {
@@ -457,152 +437,6 @@ export class ConcordNode {
       return;
     }
     response.writeHead(404).end();
-  }
-
-  // ---- encryption at rest: key rotation --------------------------------------------------------
-
-  /**
-   * `concordctl encryption rotate-key ID`: this member reads its key file again and, if it holds
-   * `keyId`, proposes the switch; every member switches when it applies the entry (and stops if
-   * its own key file lacks the key: add it to every member's file first).
-   */
-  async rotateEncryptionKey(keyId: string): Promise<{ activeKeyId: string }> {
-    const keys = this.encryption;
-    if (keys === undefined)
-      throw new Error('encryption at rest is off on this member (no --encryption-key-file)');
-    keys.reload();
-    keys.require(keyId);
-    const outcome = await this.replica.propose({ type: 'encryptionKey', keyId });
-    if (outcome.status === 'error') throw outcome.error;
-    return { activeKeyId: keys.activeKeyId() };
-  }
-
-  /** What `concordctl encryption status` shows for this member. */
-  encryptionStatus(): Record<string, unknown> {
-    const keys = this.encryption;
-    if (keys === undefined) return { memberId: formatId(this.memberId), enabled: false };
-    const keyspace = Object.fromEntries(this.keyspace.encryptionKeyUse());
-    const wal = this.wal.keyIdsInUse();
-    const inUse = [...new Set([...Object.keys(keyspace), ...wal, keys.activeKeyId()])].sort();
-    return {
-      memberId: formatId(this.memberId),
-      enabled: true,
-      activeKeyId: keys.activeKeyId(),
-      keyFileIds: keys.keyIds(),
-      keyIdsInUse: inUse,
-      keyspaceRecordsByKeyId: keyspace,
-      walKeyIds: wal,
-      reencryption: this.rotation?.phase ?? 'idle',
-    };
-  }
-
-  /**
-   * The admin calls behind `concordctl encryption` on the client URL (a Concord extension, JSON):
-   * GET /concord/v1/encryption/status, POST /concord/v1/encryption/rotate-key {"keyId": "…"}.
-   */
-  async encryptionRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
-    const reply = (status: number, body: unknown): true => {
-      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      return true;
-    };
-    if (path === '/concord/v1/encryption/status' && request.method === 'GET') {
-      return reply(200, this.encryptionStatus());
-    }
-    if (path !== '/concord/v1/encryption/rotate-key' || request.method !== 'POST') return false;
-    let body = '';
-    for await (const chunk of request) {
-      body += chunk;
-      if (body.length > ROTATE_REQUEST_BYTES_MAX) return reply(400, { error: 'request too large' });
-    }
-    let keyId: unknown;
-    try {
-      keyId = (JSON.parse(body || '{}') as { keyId?: unknown }).keyId;
-    } catch {
-      return reply(400, { error: 'the body must be JSON: {"keyId": "<id>"}' });
-    }
-    if (typeof keyId !== 'string' || keyId === '') return reply(400, { error: 'keyId is required' });
-    try {
-      return reply(200, await this.rotateEncryptionKey(keyId));
-    } catch (error) {
-      return reply(400, { error: (error as Error).message });
-    }
-  }
-
-  /** Applied an encryptionKey entry: seal everything new with `keyId`, re-seal the rest in the background. */
-  private switchEncryptionKey(keyId: string): void {
-    const keys = this.encryption;
-    if (keys === undefined) {
-      this.log.warn(
-        'the cluster switched its encryption key, but this member runs without encryption at rest',
-        {
-          keyId,
-        },
-      );
-      return;
-    }
-    try {
-      keys.reload();
-      keys.setActive(keyId);
-    } catch (error) {
-      this.failStop('encryption', error);
-      return;
-    }
-    this.log.info('encryption key switched; re-encrypting older data in the background', { keyId });
-    this.keyspace.restartReencryption();
-    this.rotation = { keyId, phase: 'keyspace', walLastIndex: 0, noopProposed: false };
-  }
-
-  /** After a start or an installed snapshot: finish re-encrypting whatever an older key still seals. */
-  private resumeRotation(): void {
-    const keys = this.encryption;
-    if (keys === undefined) return;
-    const active = keys.activeKeyId();
-    const stale =
-      [...this.keyspace.encryptionKeyUse().keys()].some((id) => id !== active) ||
-      this.wal.keyIdsInUse().some((id) => id !== active);
-    if (!stale) return;
-    this.keyspace.restartReencryption();
-    this.rotation = { keyId: active, phase: 'keyspace', walLastIndex: 0, noopProposed: false };
-  }
-
-  /** One step of the pass after a rotation (a timer drives it; one step at a time). */
-  private async rotationStep(): Promise<void> {
-    const rotation = this.rotation;
-    if (rotation === undefined || this.stopped || this.rotationStepRunning) return;
-    this.rotationStepRunning = true;
-    try {
-      if (rotation.phase === 'keyspace') {
-        const more = await this.replica.exclusive(async () =>
-          this.keyspace.reencryptStep(REENCRYPT_RECORDS_PER_STEP),
-        );
-        if (!more) rotation.phase = 'wal';
-        return;
-      }
-      if (rotation.phase === 'wal') {
-        // Every entry sealed under an older key is at or below lastIndex, in a segment that the
-        // rollover seals; a snapshot at or above it lets the WAL delete those segments.
-        rotation.walLastIndex = this.replica.lastIndex();
-        await this.wal.rolloverNow();
-        rotation.phase = 'snapshot';
-        return;
-      }
-      const applied = this.keyspace.appliedIndex();
-      if (applied <= this.replica.snapshotLogIndex()) {
-        // Nothing applied since the last snapshot (taken before the pass): an empty entry makes one possible.
-        if (!rotation.noopProposed) void this.replica.propose({ type: 'noop' }).catch(() => undefined);
-        rotation.noopProposed = true;
-        return;
-      }
-      if (applied < rotation.walLastIndex) return;
-      if (!(await this.replica.takeSnapshot(true))) return;
-      if (this.rotation !== rotation) return;
-      this.rotation = undefined;
-      this.log.info('re-encryption finished', { keyId: rotation.keyId, walKeyIds: this.wal.keyIdsInUse() });
-    } catch (error) {
-      this.failStop('encryption', error);
-    } finally {
-      this.rotationStepRunning = false;
-    }
   }
 
   /** The leader's client URL, for what only the leader answers. */
@@ -750,127 +584,4 @@ export interface MemberObservation {
  */
 function snapshotBytesMaxFor(quotaBackendBytes: number): number {
   return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
-}
-
-const DISCOVERY_TIMEOUT_MS = 30_000;
-
-/**
- * A member joining an existing cluster learns the membership (its own ID, the cluster ID, the
- * other members) from the peers listed in --initial-cluster, as etcd's GetClusterFromRemotePeers.
- */
-async function discoverCluster(
-  config: ServerConfig,
-  log: Logger,
-  peerTls: TlsFileWatcher | undefined,
-): Promise<Members> {
-  const own = new Set(config.initialAdvertisePeerUrls);
-  const peers = [...config.initialCluster.values()].flat().filter((url) => !own.has(url));
-  const deadline = Date.now() + DISCOVERY_TIMEOUT_MS;
-  let found: { members: Members; choice: ConsensusChoice } | undefined;
-  while (found === undefined && Date.now() < deadline) {
-    for (const url of peers) {
-      try {
-        const body = (await getPeerJson(`${url.replace(/\/$/, '')}/members`, peerTls, 2000)) as {
-          clusterId: string;
-          consensus?: ConsensusKind;
-          phase2Quorum?: number;
-          members: Array<{
-            id: string;
-            name: string;
-            peerURLs: string[];
-            clientURLs: string[];
-            isLearner: boolean;
-          }>;
-        };
-        const members = new Members(Number.parseInt(body.clusterId, 16));
-        for (const m of body.members) {
-          const id = Number.parseInt(m.id, 16);
-          members.add({
-            id,
-            name: m.name,
-            peerUrls: m.peerURLs,
-            isLearner: m.isLearner,
-            clusterId: members.clusterId,
-            proposer: 0,
-            requestId: 0,
-          });
-          members.publish(id, m.name, m.clientURLs);
-        }
-        found = {
-          members,
-          choice: choiceOf({ consensus: body.consensus, paxosPhase2Quorum: body.phase2Quorum }),
-        };
-        break;
-      } catch (error) {
-        log.debug('cluster discovery: peer did not answer', { url, error: (error as Error).message });
-      }
-    }
-    if (found === undefined) await sleep(500);
-  }
-  if (found === undefined)
-    throw new Error(
-      `could not get the member list from any peer in --initial-cluster within ${DISCOVERY_TIMEOUT_MS} ms`,
-    );
-  checkJoin(found.choice, choiceOf(config));
-  return found.members;
-}
-
-/**
- * The members a new cluster starts with. A data dir made by `concordctl snapshot restore
- * --initial-cluster ...` already holds them and this member's ID (etcd's restore writes them into
- * the new WAL), and the member founds that cluster whatever --initial-cluster it is started with;
- * otherwise they come from --initial-cluster.
- */
-function foundingMembers(
-  config: ServerConfig,
-  memberDir: string,
-  stored: Members | undefined,
-  selfId: number,
-): { members: Members; memberId: number; source: 'flags' | 'snapshot restore' } {
-  const restoredId = readSelfId(memberDir);
-  if (restoredId !== undefined && stored !== undefined) {
-    if (!stored.has(restoredId))
-      throw new Error(
-        `data dir ${config.dataDir} was restored for member ${formatId(restoredId)}, which its membership does not list`,
-      );
-    return { members: stored, memberId: restoredId, source: 'snapshot restore' };
-  }
-  const initial = initialMembers(config);
-  if (!initial.some((m) => m.id === selfId)) {
-    throw new Error(
-      `--initial-advertise-peer-urls ${config.initialAdvertisePeerUrls.join(',')} do not match the ` +
-        `--initial-cluster entry for "${config.name}"`,
-    );
-  }
-  const members = new Members(clusterIdFor(initial.map((m) => m.id)));
-  for (const m of initial) {
-    members.add({ ...m, isLearner: false, clusterId: members.clusterId, proposer: 0, requestId: 0 });
-  }
-  return { members, memberId: selfId, source: 'flags' };
-}
-
-function initialMembers(config: ServerConfig): Array<{ id: number; name: string; peerUrls: string[] }> {
-  return [...config.initialCluster.entries()].map(([name, peerUrls]) => ({
-    id: memberIdFor(peerUrls, config.initialClusterToken),
-    name,
-    peerUrls,
-  }));
-}
-
-async function installSnapshotFile(
-  keyspace: Keyspace,
-  snapshots: SnapshotStore,
-  path: string,
-  scratchDir: string,
-) {
-  const staged = join(scratchDir, 'recover.mdb');
-  await snapshots.installTo(path, staged);
-  await keyspace.restoreSnapshot(staged);
-  rmSync(staged, { force: true });
-}
-
-/** Makes the key id the cluster agreed on last (kept in the keyspace's meta) the active one. */
-function adoptAgreedKey(keyspace: Keyspace, keys: EncryptionKeys): void {
-  const agreed = keyspace.getMeta(ENCRYPTION_KEY_META_NAME);
-  if (agreed !== undefined) keys.setActive(Buffer.from(agreed).toString());
 }

@@ -290,14 +290,14 @@ export class ConcordServer implements EtcdBackend {
 
   // ---- the node's admin routes and observations ----------------------------------------------
 
-  /** `concordctl encryption rotate-key ID` (see ConcordNode.rotateEncryptionKey). */
+  /** `concordctl encryption rotate-key ID` (see node/key-rotation.ts). */
   rotateEncryptionKey(keyId: string): Promise<{ activeKeyId: string }> {
-    return this.node.rotateEncryptionKey(keyId);
+    return this.node.keyRotation.rotateEncryptionKey(keyId);
   }
 
   /** /concord/v1/encryption/* on the client URL; false: not one of its paths. */
   encryptionRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
-    return this.node.encryptionRoutes(request, response, path);
+    return this.node.keyRotation.encryptionRoutes(request, response, path);
   }
 
   /** /debug/faults (only with --experimental-fault-injection); false: not served. */
