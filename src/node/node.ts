@@ -369,7 +369,6 @@ export class ConcordNode {
 
   /** Runs `task` every `intervalMs` until the node stops. */
   every(intervalMs: number, task: () => void): void {
-    if (this.stopped) return;
     this.timers.push(setInterval(task, intervalMs));
   }
 
