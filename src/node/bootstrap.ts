@@ -5,15 +5,26 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Keyspace } from '../mvcc/keyspace.js';
-import { type ConsensusChoice, type ConsensusKind, checkJoin, choiceOf } from '../replica/consensus.js';
-import { sleep } from '../replica/group-replica.js';
+import type { MemoryStorage } from '../raft/memory-storage.js';
+import { type ConfState, EMPTY_BYTES } from '../raft/types.js';
+import {
+  type ConsensusChoice,
+  type ConsensusKind,
+  checkJoin,
+  choiceOf,
+  claimConsensus,
+} from '../replica/consensus.js';
+import { loadMembers, sleep } from '../replica/group-replica.js';
 import { clusterIdFor, formatId, memberIdFor } from '../replica/ids.js';
-import { Members } from '../replica/members.js';
+import { MEMBERS_META_NAME, Members } from '../replica/members.js';
 import type { SnapshotStore } from '../storage/snapshot-store.js';
+import type { Wal } from '../storage/wal.js';
+import type { RecoveredGroup } from '../storage/wal-replay.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import type { Logger } from '../util/logger.js';
 import type { ServerConfig } from './config.js';
-import { readSelfId } from './member-dir.js';
+import { GROUP_ID } from './durable-log.js';
+import { readSelfId, writeSelfId } from './member-dir.js';
 import { getPeerJson } from './member-tls.js';
 
 const DISCOVERY_TIMEOUT_MS = 30_000;
@@ -22,7 +33,7 @@ const DISCOVERY_TIMEOUT_MS = 30_000;
  * A member joining an existing cluster learns the membership (its own ID, the cluster ID, the
  * other members) from the peers listed in --initial-cluster, as etcd's GetClusterFromRemotePeers.
  */
-export async function discoverCluster(
+async function discoverCluster(
   config: ServerConfig,
   log: Logger,
   peerTls: TlsFileWatcher | undefined,
@@ -85,7 +96,7 @@ export async function discoverCluster(
  * the new WAL), and the member founds that cluster whatever --initial-cluster it is started with;
  * otherwise they come from --initial-cluster.
  */
-export function foundingMembers(
+function foundingMembers(
   config: ServerConfig,
   memberDir: string,
   stored: Members | undefined,
@@ -121,7 +132,7 @@ function initialMembers(config: ServerConfig): Array<{ id: number; name: string;
   }));
 }
 
-export async function installSnapshotFile(
+async function installSnapshotFile(
   keyspace: Keyspace,
   snapshots: SnapshotStore,
   path: string,
@@ -131,4 +142,100 @@ export async function installSnapshotFile(
   await snapshots.installTo(path, staged);
   await keyspace.restoreSnapshot(staged);
   rmSync(staged, { force: true });
+}
+
+/** What a member recovers its group and membership from at start-up. */
+export interface MembershipRecovery {
+  config: ServerConfig;
+  log: Logger;
+  dirs: { memberDir: string; snapDir: string; scratchDir: string };
+  keyspace: Keyspace;
+  wal: Wal;
+  snapshots: SnapshotStore;
+  /** The in-memory log, filled here from the WAL (or bootstrapped for a new cluster). */
+  storage: MemoryStorage;
+  /** The group's records found in the WAL; undefined or empty: a fresh data dir. */
+  group: RecoveredGroup | undefined;
+  peerTls: TlsFileWatcher | undefined;
+}
+
+/**
+ * The membership and this member's ID. A fresh data dir founds a new cluster (from the flags or a
+ * restored data dir) or joins an existing one that already added this member; a used one reloads
+ * its log and the membership its keyspace holds.
+ */
+export async function recoverMembership(
+  recovery: MembershipRecovery,
+): Promise<{ members: Members; memberId: number }> {
+  const { config, log, keyspace, wal, snapshots, storage, group, peerTls } = recovery;
+  const { memberDir, snapDir, scratchDir } = recovery.dirs;
+  const selfId = memberIdFor(config.initialAdvertisePeerUrls, config.initialClusterToken);
+  let members = loadMembers(keyspace);
+  let memberId: number;
+
+  if (
+    group === undefined ||
+    (group.hardState === null && group.snapshot === null && group.entries.length === 0)
+  ) {
+    // A fresh data dir: found a new cluster, or join an existing one that already added us.
+    let membership: 'flags' | 'snapshot restore' | 'existing cluster' = 'existing cluster';
+    claimConsensus(memberDir, config.dataDir, choiceOf(config), true);
+    if (config.initialClusterState === 'new') {
+      const founding = foundingMembers(config, memberDir, members, selfId);
+      members = founding.members;
+      memberId = founding.memberId;
+      membership = founding.source;
+      const confState: ConfState = {
+        voters: members.list().map((m) => m.id),
+        learners: [],
+        votersOutgoing: [],
+        learnersNext: [],
+        autoLeave: false,
+      };
+      storage.bootstrap(confState);
+      wal.saveSnapshotMarker(GROUP_ID, storage.snapshot().metadata);
+      wal.saveHardState(GROUP_ID, storage.initialState().hardState);
+      await wal.sync();
+    } else {
+      members = await discoverCluster(config, log, peerTls);
+      const self = members
+        .list()
+        .find((m) => m.peerUrls.some((url) => config.initialAdvertisePeerUrls.includes(url)));
+      if (self === undefined)
+        throw new Error('the cluster does not list this member; run `member add` first');
+      memberId = self.id;
+    }
+    keyspace.putMeta(MEMBERS_META_NAME, members.encode());
+    writeSelfId(memberDir, memberId);
+    log.info('initialized a new data dir', {
+      memberId: formatId(memberId),
+      state: config.initialClusterState,
+      membership,
+    });
+  } else {
+    claimConsensus(memberDir, config.dataDir, choiceOf(config), false);
+    if (members === undefined)
+      throw new Error(`data dir ${config.dataDir} has a WAL but no cluster membership`);
+    memberId = readSelfId(memberDir) ?? selfId;
+    if (!members.has(memberId) && members.isRemoved(memberId)) {
+      throw new Error(
+        `this member (${formatId(memberId)}) was removed from the cluster; start it with a new data dir`,
+      );
+    }
+    if (group.snapshot !== null) {
+      storage.applySnapshot({ metadata: group.snapshot, data: EMPTY_BYTES });
+      if (keyspace.appliedIndex() < group.snapshot.index && group.snapshot.index > 1) {
+        // Crashed between recording a received snapshot and installing it: install it now.
+        const file = (await snapshots.list()).find((f) => f.index === group.snapshot!.index);
+        if (file === undefined)
+          throw new Error(`snapshot file for index ${group.snapshot.index} is missing in ${snapDir}`);
+        await installSnapshotFile(keyspace, snapshots, file.path, scratchDir);
+        members = loadMembers(keyspace) ?? members;
+      }
+    }
+    storage.append(group.entries);
+    if (group.hardState !== null) storage.setHardState(group.hardState);
+  }
+  if (members === undefined) throw new Error('no cluster membership');
+  return { members, memberId };
 }

@@ -9,11 +9,11 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { join } from 'node:path';
 import { Keyspace } from '../mvcc/keyspace.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { type ConfState, EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
-import { choiceOf, claimConsensus, describeChoice } from '../replica/consensus.js';
-import { GroupReplica, loadMembers, type ReplicaStorage } from '../replica/group-replica.js';
-import { formatId, memberIdFor, memberIdNamed } from '../replica/ids.js';
-import { MEMBERS_META_NAME, type Members } from '../replica/members.js';
+import { type Message, MessageType } from '../raft/types.js';
+import { choiceOf, describeChoice } from '../replica/consensus.js';
+import { GroupReplica, type ReplicaStorage } from '../replica/group-replica.js';
+import { formatId, memberIdNamed } from '../replica/ids.js';
+import type { Members } from '../replica/members.js';
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
@@ -30,12 +30,12 @@ import { PeerTransport } from '../transport/peer-transport.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import type { Logger } from '../util/logger.js';
 import { EtcdError } from '../wire/etcd-errors.js';
-import { discoverCluster, foundingMembers, installSnapshotFile } from './bootstrap.js';
+import { recoverMembership } from './bootstrap.js';
 import type { ServerConfig } from './config.js';
 import { GROUP_ID, WalLog } from './durable-log.js';
 import { adoptAgreedKey, KeyRotation, REENCRYPT_STEP_MS } from './key-rotation.js';
 import { LeaderClient } from './leader-client.js';
-import { readSelfId, refuseEtcdDataDir, writeSelfId } from './member-dir.js';
+import { refuseEtcdDataDir } from './member-dir.js';
 import { leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
 
@@ -139,106 +139,24 @@ export class ConcordNode {
     rmSync(scratchDir, { recursive: true, force: true });
     mkdirSync(scratchDir, { recursive: true });
 
-    const unsafeKeyspaceNoSync = process.env[UNSAFE_KEYSPACE_NO_SYNC_ENV] === '1';
-    if (unsafeKeyspaceNoSync)
-      log.warn(`${UNSAFE_KEYSPACE_NO_SYNC_ENV}=1: the keyspace is written WITHOUT fsync (fault injection)`);
-    const encryption =
-      config.encryptionKeyFile === undefined ? undefined : EncryptionKeys.fromFile(config.encryptionKeyFile);
-    const opened = Keyspace.open(dbDir, {
-      txnOpsMax: config.maxTxnOps,
-      noSync: unsafeKeyspaceNoSync,
-      encryption,
+    const { encryption, keyspace, wal, recovered, snapshots, stats } = await openStores(config, log, hooks, {
+      walDir,
+      snapDir,
+      dbDir,
     });
-    const keyspace = hooks.wrapKeyspace?.(opened) ?? opened;
-    // The key the cluster agreed on last, not the file's first, seals what this member writes.
-    if (encryption !== undefined) adoptAgreedKey(keyspace, encryption);
-    const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
-    if (unsafeNoDatasync)
-      log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
-    const walOptions = unsafeNoDatasync
-      ? { ...hooks.walOptions, io: { ...hooks.walOptions?.io, ...unsafeNoDatasyncIo } }
-      : hooks.walOptions;
-    const stats = new ServerStats();
-    const { wal: openedWal, recovered } = await Wal.open(walDir, {
-      ...timedWalOptions(walOptions, stats),
-      encryption,
-    });
-    const wal = hooks.wrapWal?.(openedWal) ?? openedWal;
-    if (recovered.tornTail !== null)
-      log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
-    const store = await SnapshotStore.open(snapDir);
-    const snapshots = hooks.wrapSnapshots?.(store) ?? store;
     const storage = new MemoryStorage();
-    const group = recovered.groups.get(GROUP_ID);
-    const selfId = memberIdFor(config.initialAdvertisePeerUrls, config.initialClusterToken);
-    let members = loadMembers(keyspace);
-    let memberId: number;
     const peerTls = peerTlsWatcher(config, log);
-
-    if (
-      group === undefined ||
-      (group.hardState === null && group.snapshot === null && group.entries.length === 0)
-    ) {
-      // A fresh data dir: found a new cluster, or join an existing one that already added us.
-      let membership: 'flags' | 'snapshot restore' | 'existing cluster' = 'existing cluster';
-      claimConsensus(memberDir, config.dataDir, choiceOf(config), true);
-      if (config.initialClusterState === 'new') {
-        const founding = foundingMembers(config, memberDir, members, selfId);
-        members = founding.members;
-        memberId = founding.memberId;
-        membership = founding.source;
-        const confState: ConfState = {
-          voters: members.list().map((m) => m.id),
-          learners: [],
-          votersOutgoing: [],
-          learnersNext: [],
-          autoLeave: false,
-        };
-        storage.bootstrap(confState);
-        wal.saveSnapshotMarker(GROUP_ID, storage.snapshot().metadata);
-        wal.saveHardState(GROUP_ID, storage.initialState().hardState);
-        await wal.sync();
-      } else {
-        members = await discoverCluster(config, log, peerTls);
-        const self = members
-          .list()
-          .find((m) => m.peerUrls.some((url) => config.initialAdvertisePeerUrls.includes(url)));
-        if (self === undefined)
-          throw new Error('the cluster does not list this member; run `member add` first');
-        memberId = self.id;
-      }
-      keyspace.putMeta(MEMBERS_META_NAME, members.encode());
-      writeSelfId(memberDir, memberId);
-      log.info('initialized a new data dir', {
-        memberId: formatId(memberId),
-        state: config.initialClusterState,
-        membership,
-      });
-    } else {
-      claimConsensus(memberDir, config.dataDir, choiceOf(config), false);
-      if (members === undefined)
-        throw new Error(`data dir ${config.dataDir} has a WAL but no cluster membership`);
-      memberId = readSelfId(memberDir) ?? selfId;
-      if (!members.has(memberId) && members.isRemoved(memberId)) {
-        throw new Error(
-          `this member (${formatId(memberId)}) was removed from the cluster; start it with a new data dir`,
-        );
-      }
-      if (group.snapshot !== null) {
-        storage.applySnapshot({ metadata: group.snapshot, data: EMPTY_BYTES });
-        if (keyspace.appliedIndex() < group.snapshot.index && group.snapshot.index > 1) {
-          // Crashed between recording a received snapshot and installing it: install it now.
-          const file = (await snapshots.list()).find((f) => f.index === group.snapshot!.index);
-          if (file === undefined)
-            throw new Error(`snapshot file for index ${group.snapshot.index} is missing in ${snapDir}`);
-          await installSnapshotFile(keyspace, snapshots, file.path, scratchDir);
-          members = loadMembers(keyspace) ?? members;
-        }
-      }
-      storage.append(group.entries);
-      if (group.hardState !== null) storage.setHardState(group.hardState);
-    }
-    if (members === undefined) throw new Error('no cluster membership');
+    const { members, memberId } = await recoverMembership({
+      config,
+      log,
+      dirs: { memberDir, snapDir, scratchDir },
+      keyspace,
+      wal,
+      snapshots,
+      storage,
+      group: recovered.groups.get(GROUP_ID),
+      peerTls,
+    });
 
     // Entries after the snapshot are re-delivered: the keyspace skips what it already applied,
     // while conf changes are re-applied to the core (which restarts from the snapshot's config).
@@ -583,4 +501,46 @@ export interface MemberObservation {
  */
 function snapshotBytesMaxFor(quotaBackendBytes: number): number {
   return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
+}
+
+/** The data dir's directories the stores live in. */
+interface StoreDirs {
+  walDir: string;
+  snapDir: string;
+  dbDir: string;
+}
+
+/** Opens the keyspace, the WAL (recovering what it holds) and the snapshot files, with the test hooks. */
+async function openStores(config: ServerConfig, log: Logger, hooks: StorageHooks, dirs: StoreDirs) {
+  const { walDir, snapDir, dbDir } = dirs;
+  const unsafeKeyspaceNoSync = process.env[UNSAFE_KEYSPACE_NO_SYNC_ENV] === '1';
+  if (unsafeKeyspaceNoSync)
+    log.warn(`${UNSAFE_KEYSPACE_NO_SYNC_ENV}=1: the keyspace is written WITHOUT fsync (fault injection)`);
+  const encryption =
+    config.encryptionKeyFile === undefined ? undefined : EncryptionKeys.fromFile(config.encryptionKeyFile);
+  const opened = Keyspace.open(dbDir, {
+    txnOpsMax: config.maxTxnOps,
+    noSync: unsafeKeyspaceNoSync,
+    encryption,
+  });
+  const keyspace = hooks.wrapKeyspace?.(opened) ?? opened;
+  // The key the cluster agreed on last, not the file's first, seals what this member writes.
+  if (encryption !== undefined) adoptAgreedKey(keyspace, encryption);
+  const unsafeNoDatasync = process.env[UNSAFE_WAL_NO_FDATASYNC_ENV] === '1';
+  if (unsafeNoDatasync)
+    log.warn(`${UNSAFE_WAL_NO_FDATASYNC_ENV}=1: the WAL is written WITHOUT fdatasync (fault injection)`);
+  const walOptions = unsafeNoDatasync
+    ? { ...hooks.walOptions, io: { ...hooks.walOptions?.io, ...unsafeNoDatasyncIo } }
+    : hooks.walOptions;
+  const stats = new ServerStats();
+  const { wal: openedWal, recovered } = await Wal.open(walDir, {
+    ...timedWalOptions(walOptions, stats),
+    encryption,
+  });
+  const wal = hooks.wrapWal?.(openedWal) ?? openedWal;
+  if (recovered.tornTail !== null)
+    log.warn('WAL tail was torn by a crash and cut off', { tornTail: recovered.tornTail });
+  const store = await SnapshotStore.open(snapDir);
+  const snapshots = hooks.wrapSnapshots?.(store) ?? store;
+  return { encryption, keyspace, wal, recovered, snapshots, stats };
 }
