@@ -14,7 +14,7 @@ import {
   choiceOf,
   claimConsensus,
 } from '../replica/consensus.js';
-import { loadMembers, sleep } from '../replica/group-replica.js';
+import { loadMembers } from '../replica/group-replica.js';
 import { clusterIdFor, formatId, memberIdFor } from '../replica/ids.js';
 import { MEMBERS_META_NAME, Members } from '../replica/members.js';
 import type { SnapshotStore } from '../storage/snapshot-store.js';
@@ -22,6 +22,7 @@ import type { Wal } from '../storage/wal.js';
 import type { RecoveredGroup } from '../storage/wal-replay.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import type { Logger } from '../util/logger.js';
+import { sleep } from '../util/sleep.js';
 import type { ServerConfig } from './config.js';
 import { GROUP_ID } from './durable-log.js';
 import { readSelfId, writeSelfId } from './member-dir.js';

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { LeaseTable } from '../lease/lease-table.js';
 import type { Keyspace } from '../mvcc/keyspace.js';
 import type { AppliedEntry, TxnRequest, WriteOp, WriteResponse } from '../mvcc/types.js';
-import type { ConfChange, ConsensusEngine, ProposeResult, Rng } from '../raft/api.js';
+import type { ConfChange, ConsensusEngine, Rng } from '../raft/api.js';
 import { decodeConfChange } from '../raft/confchange.js';
 import type { MemoryStorage } from '../raft/memory-storage.js';
 import {
@@ -51,7 +51,8 @@ import {
   type MemberChangeContext,
   Members,
 } from './members.js';
-import { type ClusterOp, decodeProposal, encodeProposal, type ServerOp } from './proposal.js';
+import { type ClusterOp, decodeProposal, type ServerOp } from './proposal.js';
+import { type ApplyOutcome, Proposer, type ResponseOf } from './proposer.js';
 import { type DurableLog, type HostStage, type MessageSender, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
 import { DEFAULT_WARNING_APPLY_DURATION_MS, type ServerStats } from './stats.js';
@@ -59,8 +60,6 @@ import { Waiters } from './waiters.js';
 
 /** The keyspace's meta record holding the encryption key id the cluster agreed on last. */
 export const ENCRYPTION_KEY_META_NAME = 'encryptionKey';
-/** Writes refused for an auth revision that moved on are proposed again this often at most. */
-const AUTH_OLD_REVISION_RETRIES_MAX = 3;
 /** What a failure in each stage of the Raft loop was doing. */
 const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
   persist: 'wal-write',
@@ -115,14 +114,6 @@ export interface ReplicaIdentity {
   appliedIndex: number;
 }
 
-export type ApplyOutcome =
-  | { status: 'ok'; response: WriteResponse }
-  | { status: 'error'; error: Error }
-  | { status: 'done'; alarms?: Alarm[]; auth?: AuthEffect };
-
-export type ResponseOf<T extends WriteResponse['type']> =
-  Extract<WriteResponse, { type: T }> extends { response: infer R } ? R : never;
-
 export interface HeaderInfo {
   clusterId: bigint;
   memberId: bigint;
@@ -136,30 +127,6 @@ class CryptoRng implements Rng {
   }
 }
 
-export function dropError(result: ProposeResult): EtcdError | undefined {
-  if (result.ok) return undefined;
-  switch (result.reason) {
-    case 'no-leader':
-    case 'not-a-member':
-      return new EtcdError('noLeader');
-    case 'leader-transfer-in-progress':
-      return new EtcdError('leaderChanged');
-    case 'not-leader-forwarding-disabled':
-      return new EtcdError('notLeader');
-    case 'uncommitted-bytes-max':
-      return new EtcdError('tooManyRequests');
-    case 'conf-change-pending':
-      return new EtcdError('unhealthy');
-    case 'invalid-conf-change':
-      // Multi-Paxos with --paxos-phase2-quorum K refuses a membership below K voters.
-      return new EtcdError('memberNotEnoughStarted');
-    default:
-      return new EtcdError('noLeader');
-  }
-}
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export class GroupReplica {
   readonly groupId: number;
   readonly memberId: number;
@@ -167,6 +134,7 @@ export class GroupReplica {
   private readonly raft: ConsensusEngine;
   private readonly host: RaftHost;
   private readonly waiters: Waiters<ApplyOutcome>;
+  private readonly proposer: Proposer;
   private readonly reads: ReadBatcher;
   private readonly appliedWait: AppliedWait;
   readonly leases: LeaseTable;
@@ -181,7 +149,6 @@ export class GroupReplica {
   /** When the leader last sent a heartbeat to each peer still unanswered (performance.now ms). */
   private readonly heartbeatSentMs = new Map<number, number>();
   private term = 0;
-  private nextRequestId = 1;
   private snapshotIndex: number;
   /**
    * Which alarm guards writes at apply, as etcd's applier chain: the last alarm raised, until the
@@ -285,6 +252,16 @@ export class GroupReplica {
       token: config.authToken,
       simpleTokenTtlSeconds: config.authTokenTtlSeconds,
       bcryptCost: config.bcryptCost,
+    });
+    this.proposer = new Proposer(this.waiters, {
+      memberId: identity.memberId,
+      engine: this.raft,
+      authGate: this.authGate,
+      stats,
+      electionTimeoutMs: config.electionTimeoutMs,
+      schedule: () => this.host.schedule(),
+      assertServing: () => this.assertServing(),
+      refuseOnLearner: () => this.refuseOnLearner(),
     });
   }
 
@@ -836,101 +813,26 @@ export class GroupReplica {
 
   /** A request ID of this member's, for a membership change's context. */
   newRequestId(): number {
-    return this.nextRequestId++;
+    return this.proposer.newRequestId();
   }
 
-  async propose(op: ServerOp): Promise<ApplyOutcome> {
-    this.assertServing();
-    const requestId = this.nextRequestId++;
-    const outcome = this.waiters.register(requestId);
-    const result = this.raft.propose(encodeProposal({ proposer: this.memberId, requestId, op }));
-    const error = dropError(result);
-    if (error !== undefined) {
-      this.stats.proposalsFailed++;
-      this.waiters.reject(requestId, error);
-    }
-    this.host.schedule();
-    return outcome;
+  /** Proposes `op`; resolves with the result its entry applied with. */
+  propose(op: ServerOp): Promise<ApplyOutcome> {
+    return this.proposer.propose(op);
   }
 
-  async write<T extends WriteResponse['type']>(
-    op: WriteOp & { type: T },
-    auth?: AuthInfo,
-  ): Promise<ResponseOf<T>> {
-    let info = auth;
-    for (let attempt = 0; ; attempt++) {
-      const outcome = await this.propose(this.withAuth(op, info));
-      if (outcome.status === 'error') {
-        // etcd's raftRequest: a write checked at an auth revision that moved on before it applied
-        // is proposed again at the current one (a simple token names a user, not a revision).
-        if (this.retriesAtNewAuthRevision(outcome.error, info, attempt)) {
-          info = { username: info!.username, revision: this.authGate.store.revision };
-          continue;
-        }
-        throw outcome.error;
-      }
-      if (outcome.status !== 'ok' || outcome.response.type !== op.type) {
-        throw new Error(`unexpected apply outcome for ${op.type}`);
-      }
-      return outcome.response.response as ResponseOf<T>;
-    }
+  /** Proposes a keyspace write as `auth`'s user; resolves with its response. */
+  write<T extends WriteResponse['type']>(op: WriteOp & { type: T }, auth?: AuthInfo): Promise<ResponseOf<T>> {
+    return this.proposer.write<T>(op, auth);
   }
 
-  private retriesAtNewAuthRevision(error: Error, info: AuthInfo | undefined, attempt: number): boolean {
-    return (
-      error instanceof EtcdError &&
-      error.code === 'authOldRevision' &&
-      info !== undefined &&
-      this.authGate.tokenType === 'simple' &&
-      attempt < AUTH_OLD_REVISION_RETRIES_MAX
-    );
+  proposeAuth(request: AuthOp, info: AuthInfo | undefined): Promise<AuthEffect> {
+    return this.proposer.proposeAuth(request, info);
   }
 
-  /** While auth is enabled a request is proposed with the user it runs as (none: user name is empty). */
-  private withAuth<T extends WriteOp | { type: 'auth'; request: AuthOp }>(
-    op: T,
-    info: AuthInfo | undefined,
-  ): ServerOp {
-    if (!this.authGate.store.enabled && info === undefined) return op;
-    if (!this.authGate.store.enabled && op.type !== 'auth') return op;
-    return { type: 'authed', username: info?.username ?? '', authRevision: info?.revision ?? 0, op };
-  }
-
-  async proposeAuth(request: AuthOp, info: AuthInfo | undefined): Promise<AuthEffect> {
-    this.refuseOnLearner();
-    let current = info;
-    for (let attempt = 0; ; attempt++) {
-      const outcome = await this.propose(this.withAuth({ type: 'auth', request }, current));
-      if (outcome.status === 'error') {
-        if (this.retriesAtNewAuthRevision(outcome.error, current, attempt)) {
-          current = { username: current!.username, revision: this.authGate.store.revision };
-          continue;
-        }
-        throw outcome.error;
-      }
-      if (outcome.status !== 'done' || outcome.auth === undefined)
-        throw new Error(`unexpected apply outcome for ${request.type}`);
-      return outcome.auth;
-    }
-  }
-
-  async proposeConfChange(change: ConfChange, requestId: number): Promise<void> {
-    this.assertServing();
-    const deadline = Date.now() + 2 * this.config.electionTimeoutMs + 5000;
-    for (;;) {
-      const outcome = this.waiters.register(requestId);
-      const result = this.raft.proposeConfChange(change);
-      this.host.schedule();
-      if (result.ok) {
-        await outcome;
-        return;
-      }
-      this.waiters.reject(requestId, dropError(result) ?? new EtcdError('unhealthy'));
-      await outcome.catch(() => undefined);
-      // One change at a time: wait for the previous one (or the joint config) to finish.
-      if (result.reason !== 'conf-change-pending' || Date.now() > deadline) throw dropError(result);
-      await sleep(50);
-    }
+  /** Proposes a membership change; resolves once it applied (one at a time: waits its turn). */
+  proposeConfChange(change: ConfChange, requestId: number): Promise<void> {
+    return this.proposer.proposeConfChange(change, requestId);
   }
 
   header(revision = this.keyspace.currentRevision()): HeaderInfo {

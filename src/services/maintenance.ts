@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { KeyspaceFailedError } from '../mvcc/errors.js';
 import { createEtcdSnapshot } from '../mvcc/etcd-snapshot.js';
 import type { ConcordNode } from '../node/node.js';
-import { type GroupReplica, sleep } from '../replica/group-replica.js';
+import type { GroupReplica } from '../replica/group-replica.js';
 import { memberIdNamed, publicId } from '../replica/ids.js';
 import type { Alarm, AlarmKind } from '../replica/members.js';
+import { sleep } from '../util/sleep.js';
 import { EtcdError } from '../wire/etcd-errors.js';
 import {
   type AlarmAction,
