@@ -16,7 +16,7 @@ import {
   type TLSSocket,
   type TlsOptions,
 } from 'node:tls';
-import type { EtcdBackend } from '../server/backend.js';
+import type { EtcdBackend } from '../services/backend.js';
 import type { GrpcCallStats } from './call-stats.js';
 import { UNDERLYING_SOCKET } from './credentials.js';
 import { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';

@@ -21,7 +21,7 @@ import type {
   TxnResponse,
 } from '../mvcc/types.js';
 import { emptyRequestOps } from '../mvcc/validate.js';
-import type { HeaderInfo, LeaderKey, Member } from '../server/backend.js';
+import type { HeaderInfo, LeaderKey, Member } from '../services/backend.js';
 import { ApiRequestError } from './errors.js';
 import type {
   WireCompare,

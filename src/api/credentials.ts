@@ -3,7 +3,7 @@
 // certificate was verified (--client-cert-auth) the certificate's common name.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Credentials } from '../server/backend.js';
+import type { Credentials } from '../services/backend.js';
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;

@@ -4,9 +4,9 @@
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { MvccError } from '../mvcc/errors.js';
 
-export { EtcdError, type EtcdErrorCode, etcdErrors } from '../server/errors.js';
+export { EtcdError, type EtcdErrorCode, etcdErrors } from '../wire/etcd-errors.js';
 
-import { EtcdError } from '../server/errors.js';
+import { EtcdError } from '../wire/etcd-errors.js';
 
 const S = GrpcStatus;
 

@@ -3,7 +3,7 @@
 
 import * as grpc from '@grpc/grpc-js';
 import { LeaseNotFoundError } from '../mvcc/errors.js';
-import type { Disposable, EtcdBackend } from '../server/backend.js';
+import type { Disposable, EtcdBackend } from '../services/backend.js';
 import { declaredServices, type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { gogoDecodeError, withoutUnknownFields } from '../wire/proto-check.js';
 import { headerToWire, int64ToWire, kvToWire, wireToBigInt } from './convert.js';

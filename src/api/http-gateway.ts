@@ -13,7 +13,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import type { Credentials, Disposable, EtcdBackend } from '../server/backend.js';
+import type { Credentials, Disposable, EtcdBackend } from '../services/backend.js';
 import { type EtcdServiceName, serviceDefinition } from '../wire/etcd-proto.js';
 import { headerToWire, kvToWire, wireToBigInt } from './convert.js';
 import { credentialsOf } from './credentials.js';

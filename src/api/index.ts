@@ -1,7 +1,7 @@
 // The etcd v3 API layer: gRPC services and the JSON gateway over an EtcdBackend, on one port.
 
-export type * from '../server/backend.js';
-export { watchFromHub } from '../server/hub-watch.js';
+export type * from '../services/backend.js';
+export { watchFromHub } from '../services/hub-watch.js';
 export { type ApiServer, type ApiServerOptions, startApiServer } from './api-server.js';
 export { ApiRequestError, EtcdError, type EtcdErrorCode, etcdErrors, toWireStatus } from './errors.js';
 export { createGrpcServer, defaultGrpcServerOptions, type GrpcServerOptions } from './grpc-server.js';

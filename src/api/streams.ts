@@ -2,7 +2,7 @@
 
 import { createHash } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import type { EtcdBackend } from '../server/backend.js';
+import type { EtcdBackend } from '../services/backend.js';
 import { asBuffer, headerToWire } from './convert.js';
 
 /**

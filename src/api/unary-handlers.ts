@@ -10,7 +10,7 @@ import type {
   HeaderInfo,
   Permission,
   PermissionType,
-} from '../server/backend.js';
+} from '../services/backend.js';
 import {
   asBuffer,
   deleteRangeFromWire,

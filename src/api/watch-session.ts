@@ -13,8 +13,14 @@
 
 import { CompactedError } from '../mvcc/errors.js';
 import type { Event } from '../mvcc/types.js';
-import type { BackendWatcher, Credentials, EtcdBackend, HeaderInfo, WatchFilter } from '../server/backend.js';
-import { EtcdError } from '../server/errors.js';
+import type {
+  BackendWatcher,
+  Credentials,
+  EtcdBackend,
+  HeaderInfo,
+  WatchFilter,
+} from '../services/backend.js';
+import { EtcdError } from '../wire/etcd-errors.js';
 import { eventToWire, headerToWire, wireToNumber } from './convert.js';
 import type { ClientLimitStats } from './limit-stats.js';
 import type {

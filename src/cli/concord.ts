@@ -3,13 +3,13 @@
 import { setFlagsFromString } from 'node:v8';
 import { type ApiServer, startApiServer } from '../api/api-server.js';
 import { defaultGrpcServerOptions } from '../api/grpc-server.js';
+import { clientTlsWatcher } from '../node/member-tls.js';
 import { QuorumConfigError } from '../paxos/errors.js';
-import { ConsensusMismatchError } from '../server/consensus.js';
-import { EXIT_STORAGE_FAILED } from '../server/fail-stop.js';
-import { createLogger, type Logger, sinksFor } from '../server/logger.js';
-import { clientTlsWatcher } from '../server/member-tls.js';
+import { ConsensusMismatchError } from '../replica/consensus.js';
 import { ConcordServer, ETCD_API_VERSION } from '../server/server.js';
 import { EncryptionError } from '../storage/encryption.js';
+import { EXIT_STORAGE_FAILED } from '../storage/fail-stop.js';
+import { createLogger, type Logger, sinksFor } from '../util/logger.js';
 import { dashboardRoutes } from './dashboard.js';
 import { FlagError, helpText, parseCommandLine } from './flags.js';
 import { limitRefusalLogger } from './limit-log.js';

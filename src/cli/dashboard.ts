@@ -10,7 +10,7 @@
 // (Authenticate) gives it a token it sends as the Authorization header.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { formatId } from '../server/ids.js';
+import { formatId } from '../replica/ids.js';
 import type { ConcordServer } from '../server/server.js';
 import { memoryLimitBytes } from './capacity/memory-limit.js';
 import { CAPACITY_RECORD_KEY, decodeRecord } from './capacity/recorded.js';

@@ -3,10 +3,10 @@
 // and meanings follow etcd 3.4 (https://etcd.io/docs/v3.4/op-guide/configuration/).
 
 import { parseArgs } from 'node:util';
+import type { ServerConfig } from '../node/config.js';
 import { QuorumConfigError } from '../paxos/errors.js';
-import { type AuthTokenConfig, parseAuthTokenFlag } from '../server/auth-tokens.js';
-import type { ServerConfig } from '../server/config.js';
-import { CONSENSUS_KINDS, checkPhase2Quorum } from '../server/consensus.js';
+import { type AuthTokenConfig, parseAuthTokenFlag } from '../replica/auth-tokens.js';
+import { CONSENSUS_KINDS, checkPhase2Quorum } from '../replica/consensus.js';
 import { cipherList, parseTlsMinVersion, type TlsSettings } from '../transport/tls-config.js';
 
 export type ServerFlags = ServerConfig;

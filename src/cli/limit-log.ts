@@ -3,7 +3,7 @@
 // so each limit logs its first refusal, then at most one line per interval with the count since.
 
 import type { ClientLimit } from '../api/limit-stats.js';
-import type { Logger } from '../server/logger.js';
+import type { Logger } from '../util/logger.js';
 
 const limitFlags: Record<ClientLimit, string> = {
   connections: '--max-client-connections',

@@ -6,7 +6,7 @@
 // the WAL flushes at the end of the event-loop turn (setImmediate). Every group whose host
 // persisted in that turn (hosts run their Readies from setImmediate too) is in the batch, so N
 // groups busy at once cost one fdatasync, not N; while a batch's fdatasync runs, the next turn's
-// records form the next batch. The single-group server's WalLog (server/durable-log.ts) instead
+// records form the next batch. The single-group server's WalLog (node/durable-log.ts) instead
 // writes at once (Wal.syncNow) so that its fdatasync overlaps the apply of the same Ready; with
 // many groups there is no moment when "everyone has persisted" short of the turn's end, and
 // sharing the fsync is worth more than that overlap.

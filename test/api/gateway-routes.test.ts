@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import type { Disposable } from '../../src/server/backend.js';
+import type { Disposable } from '../../src/services/backend.js';
 import { type Harness, startHarness } from './harness.js';
 
 const b64 = (text: string) => Buffer.from(text).toString('base64');

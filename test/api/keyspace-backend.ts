@@ -26,8 +26,8 @@ import type {
   WatchCreate,
   WatchListener,
   WithHeader,
-} from '../../src/server/backend.js';
-import { watchFromHub } from '../../src/server/hub-watch.js';
+} from '../../src/services/backend.js';
+import { watchFromHub } from '../../src/services/hub-watch.js';
 import { MemoryBackend } from './memory-backend.js';
 
 export class KeyspaceBackend extends MemoryBackend {

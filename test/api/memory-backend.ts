@@ -42,7 +42,7 @@ import type {
   WatchCreate,
   WatchListener,
   WithHeader,
-} from '../../src/server/backend.js';
+} from '../../src/services/backend.js';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 

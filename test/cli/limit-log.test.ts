@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { limitRefusalLogger } from '../../src/cli/limit-log.js';
-import type { Logger } from '../../src/server/logger.js';
+import type { Logger } from '../../src/util/logger.js';
 
 test('limit refusals log the first one, then one line per interval per limit with the count since', () => {
   const lines: Array<[string, Record<string, unknown> | undefined]> = [];

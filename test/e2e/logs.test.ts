@@ -41,7 +41,7 @@ describe('structured logs', { timeout: 120_000 }, () => {
       assert.equal(slow.level, 'warn');
       assert.match(String(slow.took), /^\d+(\.\d+)?ms$/);
       assert.equal(slow['expected-duration'], '0.000001ms');
-      assert.match(slow.caller, /^server\/server\.js:\d+$/);
+      assert.match(slow.caller, /^replica\/group-replica\.js:\d+$/);
     });
   });
 
@@ -62,7 +62,7 @@ describe('structured logs', { timeout: 120_000 }, () => {
       assert.deepEqual(Object.keys(line).slice(0, 4), ['level', 'ts', 'caller', 'msg']);
       assert.equal(line.level, 'info');
       assert.ok(Number.isFinite(Date.parse(line.ts)));
-      assert.match(line.caller, /^server\/server\.js:\d+$/);
+      assert.match(line.caller, /^replica\/group-replica\.js:\d+$/);
       assert.equal(line['local-member-id'], memberId);
       assert.equal(line.name, cluster.member(newLeader).name);
       assert.ok(Number(line.index) > 0, 'the commit index it took over at');

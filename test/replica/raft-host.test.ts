@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { WalLog } from '../../src/node/durable-log.js';
 import type { Ready } from '../../src/raft/api.js';
 import { MemoryStorage } from '../../src/raft/memory-storage.js';
 import type { Entry } from '../../src/raft/types.js';
 import { RaftHost } from '../../src/replica/raft-host.js';
-import { WalLog } from '../../src/server/durable-log.js';
 import type { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { Wal } from '../../src/storage/wal.js';
 import { entries, withTempDir } from '../storage/helpers.js';

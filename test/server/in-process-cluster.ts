@@ -7,9 +7,9 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ServerConfig } from '../../src/server/config.js';
-import { createLogger, type Logger } from '../../src/server/logger.js';
+import type { ServerConfig } from '../../src/node/config.js';
 import { ConcordServer, type StorageHooks } from '../../src/server/server.js';
+import { createLogger, type Logger } from '../../src/util/logger.js';
 import { freePort } from '../support/process-cluster.js';
 
 export interface InProcessOptions {

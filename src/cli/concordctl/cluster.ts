@@ -8,13 +8,13 @@ import { crc32 } from 'node:zlib';
 import { type EndpointStatus, fromGrpcError, type Member } from '../../client/index.js';
 import { type EtcdSnapshotStatus, etcdSnapshotStatus } from '../../mvcc/etcd-snapshot.js';
 import { verifySnapshotFile } from '../../mvcc/keyspace.js';
-import { formatId } from '../../server/ids.js';
 import {
   hasHashTrailer,
   restoreSnapshotToDataDir,
   snapshotFormat,
   verifySnapshotHash,
-} from '../../server/restore.js';
+} from '../../node/restore.js';
+import { formatId } from '../../replica/ids.js';
 import { BboltReader } from '../../storage/bbolt/index.js';
 import { parseInitialCluster, parseUrlList } from '../flags.js';
 import { flagBool, flagString, UsageError } from './args.js';

@@ -14,6 +14,7 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../mvcc/types.js';
+import { EtcdError } from '../wire/etcd-errors.js';
 import type {
   BackendWatcher,
   Event,
@@ -23,7 +24,6 @@ import type {
   WatchListener,
   WithHeader,
 } from './backend.js';
-import { EtcdError } from './errors.js';
 
 export interface KvAccess {
   range(request: RangeRequest): Promise<WithHeader<RangeResponse>>;

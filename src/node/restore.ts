@@ -31,16 +31,16 @@ import {
 import { join } from 'node:path';
 import { importEtcdSnapshot } from '../mvcc/etcd-snapshot.js';
 import { Keyspace, verifySnapshotFile } from '../mvcc/keyspace.js';
+import { AUTH_META_NAME, AuthStore } from '../replica/auth-store.js';
+import { clusterIdFor, memberIdFor } from '../replica/ids.js';
+import { MEMBERS_META_NAME, Members } from '../replica/members.js';
 import {
   BBOLT_MAGIC,
   BBOLT_PAGE_BYTES_DEFAULT,
   BboltReader,
   PAGE_HEADER_BYTES,
 } from '../storage/bbolt/index.js';
-import { AUTH_META_NAME, AuthStore } from './auth-store.js';
-import { clusterIdFor, memberIdFor } from './ids.js';
-import { MEMBERS_META_NAME, writeSelfId } from './member-dir.js';
-import { Members } from './members.js';
+import { writeSelfId } from './member-dir.js';
 
 const SHA256_BYTES = 32;
 /** etcdctl tells a trailer is there by the size: bbolt files are whole pages, a multiple of this. */

@@ -1,8 +1,8 @@
 // How a node is configured: etcd's flags, parsed (src/cli/flags.ts maps the command line here).
 
+import type { AuthTokenConfig } from '../replica/auth-tokens.js';
+import type { ConsensusKind } from '../replica/consensus.js';
 import type { TlsSettings } from '../transport/tls-config.js';
-import type { AuthTokenConfig } from './auth-tokens.js';
-import type { ConsensusKind } from './consensus.js';
 
 export interface ServerConfig {
   name: string;

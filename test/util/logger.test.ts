@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createLogger, type LogSink, sinksFor } from '../../src/server/logger.js';
+import { createLogger, type LogSink, sinksFor } from '../../src/util/logger.js';
 
 function memorySink(isTty = false): LogSink & { lines: string[] } {
   const lines: string[] = [];

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { Compare, RequestOp, TxnRequest } from '../../src/mvcc/types.js';
-import { decodeProposal, encodeProposal, type Proposal, type ServerOp } from '../../src/server/proposal.js';
+import { decodeProposal, encodeProposal, type Proposal, type ServerOp } from '../../src/replica/proposal.js';
 import { DecodeError } from '../../src/util/binary.js';
 
 const bytes = fc.uint8Array({ maxLength: 40 }).map((b) => new Uint8Array(b));

@@ -13,8 +13,6 @@ import {
 import { join } from 'node:path';
 import { syncDirSync } from '../storage/durable-fs.js';
 
-/** The keyspace meta record holding the cluster membership (travels with snapshots). */
-export const MEMBERS_META_NAME = 'cluster/members';
 /** This member's own ID, in a file of its own: the keyspace (and its meta) is replaced by snapshots. */
 const SELF_ID_FILE = 'id';
 

@@ -3,10 +3,10 @@
 // received the request, before proposing; reads of the store (user/role get and list) are served
 // from this member's copy after a linearizable barrier, with etcd's permission rules.
 
-import type { AuthGate } from './auth-gate.js';
-import type { AuthEffect, AuthInfo, AuthOp } from './auth-store.js';
+import type { AuthGate } from '../replica/auth-gate.js';
+import type { AuthEffect, AuthInfo, AuthOp } from '../replica/auth-store.js';
+import { EtcdError } from '../wire/etcd-errors.js';
 import type { AuthBackend, Credentials, HeaderInfo, Permission, WithHeader } from './backend.js';
-import { EtcdError } from './errors.js';
 
 export interface AuthServiceHost {
   header(): HeaderInfo;

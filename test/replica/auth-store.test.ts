@@ -7,12 +7,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { checkTxnPermitted, checkWritePermitted } from '../../src/server/auth-checks.js';
-import { AuthGate } from '../../src/server/auth-gate.js';
-import { type AuthInfo, type AuthOp, AuthStore } from '../../src/server/auth-store.js';
-import { JwtTokens, parseAuthTokenFlag, SimpleTokens } from '../../src/server/auth-tokens.js';
-import { EtcdError, etcdErrors } from '../../src/server/errors.js';
-import { decodeProposal, encodeProposal } from '../../src/server/proposal.js';
+import { checkTxnPermitted, checkWritePermitted } from '../../src/replica/auth-checks.js';
+import { AuthGate } from '../../src/replica/auth-gate.js';
+import { type AuthInfo, type AuthOp, AuthStore } from '../../src/replica/auth-store.js';
+import { JwtTokens, parseAuthTokenFlag, SimpleTokens } from '../../src/replica/auth-tokens.js';
+import { decodeProposal, encodeProposal } from '../../src/replica/proposal.js';
+import { EtcdError, etcdErrors } from '../../src/wire/etcd-errors.js';
 
 const bytes = (text: string) => Buffer.from(text);
 const ROOT: AuthInfo = { username: 'root', revision: Number.MAX_SAFE_INTEGER };

@@ -5,6 +5,7 @@
 // yield to the event loop), never while applying entries.
 
 import bcrypt from 'bcryptjs';
+import { EtcdError } from '../wire/etcd-errors.js';
 import type { AuthEffect, AuthInfo, AuthStore } from './auth-store.js';
 import {
   type AuthTokenConfig,
@@ -13,7 +14,6 @@ import {
   SimpleTokens,
   simpleTokenPrefix,
 } from './auth-tokens.js';
-import { EtcdError } from './errors.js';
 
 /** etcd's default --bcrypt-cost (bcrypt.DefaultCost). */
 export const BCRYPT_COST_DEFAULT = 10;

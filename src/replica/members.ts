@@ -4,6 +4,9 @@
 
 import { BinaryReader, BinaryWriter } from '../util/binary.js';
 
+/** The keyspace meta record holding the cluster membership (travels with snapshots). */
+export const MEMBERS_META_NAME = 'cluster/members';
+
 export interface MemberInfo {
   id: number;
   /** Empty until the member has started and published its attributes. */

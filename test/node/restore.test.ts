@@ -11,15 +11,10 @@ import { after, test } from 'node:test';
 import { createEtcdSnapshot } from '../../src/mvcc/etcd-snapshot.js';
 import { Keyspace } from '../../src/mvcc/keyspace.js';
 import type { WriteOp } from '../../src/mvcc/types.js';
-import { memberIdFor } from '../../src/server/ids.js';
-import {
-  EtcdDataDirError,
-  MEMBERS_META_NAME,
-  readSelfId,
-  refuseEtcdDataDir,
-} from '../../src/server/member-dir.js';
-import { Members } from '../../src/server/members.js';
-import { restoreSnapshotToDataDir, snapshotFormat } from '../../src/server/restore.js';
+import { EtcdDataDirError, readSelfId, refuseEtcdDataDir } from '../../src/node/member-dir.js';
+import { restoreSnapshotToDataDir, snapshotFormat } from '../../src/node/restore.js';
+import { memberIdFor } from '../../src/replica/ids.js';
+import { MEMBERS_META_NAME, Members } from '../../src/replica/members.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'restore-test-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));

@@ -54,7 +54,7 @@ function serializable(value: unknown): unknown {
   return value;
 }
 
-/** The compiled sources' root (…/src/), stripped from caller paths: "server/server.js:571". */
+/** The compiled sources' root (…/src/), stripped from caller paths: "replica/group-replica.js:571". */
 const SOURCE_ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 /** file:line of the frame that called the logger method; only computed for lines written. */
@@ -132,7 +132,7 @@ export function createLogger(
   };
 }
 
-/** "2026-12-05T07:50:44.141Z INFO  server/server.js:571  became leader  term=2 index=1" */
+/** "2026-12-05T07:50:44.141Z INFO  replica/group-replica.js:571  became leader  term=2 index=1" */
 function textLine(level: LogLevel, record: Record<string, unknown>): string {
   const { ts, caller, msg, level: _level, ...rest } = record;
   const pairs = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);

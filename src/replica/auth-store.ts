@@ -10,7 +10,7 @@
 
 import type { EtcdAuthState } from '../mvcc/etcd-snapshot.js';
 import { BinaryReader, BinaryWriter } from '../util/binary.js';
-import { EtcdError, type EtcdErrorCode } from './errors.js';
+import { EtcdError, type EtcdErrorCode } from '../wire/etcd-errors.js';
 
 export type PermissionType = 'READ' | 'WRITE' | 'READWRITE';
 const permissionTypes: readonly PermissionType[] = ['READ', 'WRITE', 'READWRITE'];

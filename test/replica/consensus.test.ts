@@ -16,7 +16,7 @@ import {
   claimConsensus,
   createConsensusEngine,
   readConsensusRecord,
-} from '../../src/server/consensus.js';
+} from '../../src/replica/consensus.js';
 
 function withDir(body: (dir: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), 'concord-consensus-'));

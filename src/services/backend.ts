@@ -23,6 +23,10 @@ import type {
   TxnResponse,
   WatchFilter,
 } from '../mvcc/types.js';
+import type { HeaderInfo } from '../replica/group-replica.js';
+
+/** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
+export const ETCD_API_VERSION = '3.4.23';
 
 export type {
   Compare,
@@ -41,12 +45,7 @@ export type {
   WatchFilter,
 } from '../mvcc/types.js';
 
-export interface HeaderInfo {
-  clusterId: bigint;
-  memberId: bigint;
-  revision: number;
-  raftTerm: bigint;
-}
+export type { HeaderInfo };
 
 /** Every answer carries the header it was served under (revision = store revision then). */
 export type WithHeader<T> = T & { header: HeaderInfo };

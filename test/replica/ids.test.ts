@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clusterIdFor, memberIdFor } from '../../src/server/ids.js';
+import { clusterIdFor, memberIdFor } from '../../src/replica/ids.js';
 
 test('member IDs use 48 bits and are exact JS numbers', () => {
   const ids = Array.from({ length: 200 }, (_, i) => memberIdFor([`http://127.0.0.1:${2000 + i}`], 'tok'));

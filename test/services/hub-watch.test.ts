@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type ServerHttp2Stream } from 'node:http2';
 import { describe, it } from 'node:test';
 import { Keyspace } from '../../src/mvcc/keyspace.js';
-import { watchFromHub } from '../../src/server/hub-watch.js';
+import { watchFromHub } from '../../src/services/hub-watch.js';
 import { withTempDir } from '../storage/helpers.js';
 
 /** What the gRPC server does for a unary response: headers, one message, trailers on request. */

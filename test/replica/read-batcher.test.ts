@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ProposeResult } from '../../src/raft/api.js';
-import { ReadBatcher, ReadTimeoutError } from '../../src/server/read-batcher.js';
+import { ReadBatcher, ReadTimeoutError } from '../../src/replica/read-batcher.js';
 
 /** A Raft stand-in: drops read requests while it knows no leader, records the rest. */
 function fakeSource() {

@@ -10,8 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { PeerTlsOptions } from '../transport/peer-transport.js';
 import { resolveTlsFiles } from '../transport/self-signed.js';
 import { cipherList, TlsConfigError, TlsFileWatcher } from '../transport/tls-config.js';
+import type { Logger } from '../util/logger.js';
 import type { ServerConfig } from './config.js';
-import type { Logger } from './logger.js';
 
 export { TlsConfigError } from '../transport/tls-config.js';
 

@@ -8,11 +8,11 @@ import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ReceivedSnapshots } from '../../src/node/received-snapshots.js';
 import { type Message, MessageType, message, type SnapshotMetadata } from '../../src/raft/types.js';
-import { ReceivedSnapshots } from '../../src/server/received-snapshots.js';
 import { SnapshotStore, snapshotFileName } from '../../src/storage/snapshot-store.js';
+import { InProcessCluster } from '../server/in-process-cluster.js';
 import { withTempDir } from '../storage/helpers.js';
-import { InProcessCluster } from './in-process-cluster.js';
 
 const CHUNK = 64 * 1024;
 

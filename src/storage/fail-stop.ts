@@ -2,9 +2,10 @@
 // cannot persist but keeps its peer connections open is worse than a dead one: as leader it
 // keeps heartbeating and holds leadership while refusing every request, and a supervisor
 // (systemd, Kubernetes) that only watches the process sees nothing wrong. So every storage
-// failure ends in ConcordServer.failStop(): Raft stops, the peer transport closes (the others
-// elect a new leader), client calls are refused, the cause is logged once, and whenFailed()
-// hands it to the embedder — the CLI then closes its listeners and exits with EX_IOERR.
+// failure ends in ConcordNode.failStop() (src/node): Raft stops, the peer transport closes (the
+// others elect a new leader), client calls are refused, the cause is logged once, and
+// whenFailed() hands it to the embedder — the CLI then closes its listeners and exits with
+// EX_IOERR.
 //
 // After an fsync error the page cache no longer tells what is on disk ("fsyncgate"), so a retry
 // could acknowledge data that never reached it: restarting from the WAL is the only safe retry.
