@@ -20,35 +20,15 @@ import {
 } from '../../src/cli/bench/security.js';
 import { concordBinary } from '../../src/cli/bench/vs-etcd.js';
 import { etcdAvailable, etcdPath } from '../support/etcd-cluster.js';
+import { smokeOptions } from './smoke-options.js';
 
 const timing = { heartbeatMs: 50, electionMs: 500 };
 const startTimeoutMs = 30_000;
 
+/** The smoke workloads, signed in and over TLS as the cluster's clients are; 100 operations. */
 function options(cluster: BenchCluster, overrides: Partial<BenchOptions> & Pick<BenchOptions, 'workload'>) {
-  return {
-    endpoints: cluster.endpoints(),
-    tls: cluster.clientTls(),
-    auth: cluster.auth,
-    conns: 2,
-    clients: 4,
-    total: 100,
-    durationMs: undefined,
-    keySize: 16,
-    valSize: 16,
-    keySpaceSize: 50,
-    sequentialKeys: false,
-    consistency: 'l' as const,
-    readRatio: 0.5,
-    watchers: 1,
-    watchStreams: 1,
-    leases: 4,
-    targetLeader: false,
-    skipPreload: false,
-    requestTimeoutMs: 5000,
-    json: true,
-    progress: false,
-    ...overrides,
-  };
+  const secured = { tls: cluster.clientTls(), auth: cluster.auth, total: 100, keySize: 16 };
+  return smokeOptions(cluster.endpoints(), { ...secured, ...overrides });
 }
 
 const systems: Array<{ label: string; binary: () => MemberBinary; skip: boolean }> = [
