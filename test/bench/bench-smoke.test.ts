@@ -8,33 +8,13 @@ import { after, before, describe, it } from 'node:test';
 import { type BenchOptions, WORKLOADS } from '../../src/cli/bench/options.js';
 import { type BenchResult, runWorkload } from '../../src/cli/bench/run.js';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
+import { smokeOptions } from './smoke-options.js';
 
 function options(
   endpoint: string,
   overrides: Partial<BenchOptions> & Pick<BenchOptions, 'workload'>,
 ): BenchOptions {
-  return {
-    endpoints: [endpoint],
-    conns: 2,
-    clients: 4,
-    total: 200,
-    durationMs: undefined,
-    keySize: 8,
-    valSize: 16,
-    keySpaceSize: 50,
-    sequentialKeys: false,
-    consistency: 'l',
-    readRatio: 0.5,
-    watchers: 5,
-    watchStreams: 5,
-    leases: 8,
-    targetLeader: false,
-    skipPreload: false,
-    requestTimeoutMs: 5000,
-    json: true,
-    progress: false,
-    ...overrides,
-  };
+  return smokeOptions([endpoint], overrides);
 }
 
 const benchModuleUrl = new URL('../../src/cli/bench/index.js', import.meta.url).href;

@@ -41,6 +41,11 @@ describe('bench flags', () => {
     assert.deepEqual(options.endpoints, ['a:1', 'b:2']);
   });
 
+  it('--user NAME:PASSWORD signs in as that user (the password may hold colons); none: no credentials', () => {
+    assert.deepEqual(run(['put', '--user', 'bench:pa:ss']).auth, { user: 'bench', password: 'pa:ss' });
+    assert.equal(run(['put']).auth, undefined);
+  });
+
   it('refuses combinations that cannot run', () => {
     const refused: string[][] = [
       [],
@@ -53,6 +58,8 @@ describe('bench flags', () => {
       ['range', '--consistency', 'x'],
       ['mixed', '--read-ratio', '1.5'],
       ['put', '--bogus'],
+      ['put', '--user', 'bench'],
+      ['put', '--user', ':pw'],
     ];
     for (const argv of refused)
       assert.throws(() => parseBenchArgs(argv, false), BenchFlagError, argv.join(' '));

@@ -3,13 +3,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BenchResult } from '../../src/cli/bench/run.js';
-import {
-  bestOfRounds,
-  type Measured,
-  parseEngines,
-  ratio,
-  renderTable,
-} from '../../src/cli/bench/vs-etcd.js';
+import { type Measured, ratio, renderTable } from '../../src/cli/bench/tables.js';
+import { bestOfRounds, parseEngines } from '../../src/cli/bench/vs-etcd.js';
 
 function measured(opsPerSec: number): Measured {
   const result = { workload: 'put', opsPerSec, ops: opsPerSec, durationSec: 1 } as BenchResult;

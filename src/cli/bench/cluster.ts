@@ -8,8 +8,8 @@ import { lstat, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { BenchConnection, type StatusResponse, unary } from './connections.js';
-import type { BenchTls } from './options.js';
+import { authenticate, BenchConnection, type StatusResponse, unary } from './connections.js';
+import type { BenchAuth, BenchTls } from './options.js';
 
 export class BenchClusterError extends Error {
   readonly code = 'BENCH_CLUSTER';
@@ -24,6 +24,25 @@ export interface MemberBinary {
   argsAfter?: string[];
 }
 
+/** PEM files every member uses as server, peer and client certificate, and as the one trusted CA. */
+export interface ClusterTlsFiles {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** How the members secure themselves; the same flags for etcd and Concord. */
+export interface ClusterSecurity {
+  /**
+   * Client and peer TLS: 'auto' with self-signed certificates (--auto-tls, --peer-auto-tls; the
+   * clients skip verification), or these files with mutual TLS on both (--client-cert-auth,
+   * --peer-client-cert-auth; the clients verify the members and present the certificate).
+   */
+  tls?: 'auto' | ClusterTlsFiles;
+  /** --auth-token for every member; auth itself is turned on through the Auth API (enableAuth). */
+  authTokenFlag?: string;
+}
+
 export interface BenchMember {
   name: string;
   clientPort: number;
@@ -34,6 +53,8 @@ export interface BenchMember {
   spawnedAtMs: number;
 }
 
+/** The key waitServing reads (a user the benchmark signs in as needs read permission on it). */
+export const PROBE_KEY = 'bench-probe';
 const probeIntervalMs = 20;
 const probeTimeoutMs = 1000;
 const tlsProbeTimeoutMs = 5000;
@@ -63,16 +84,18 @@ export class BenchCluster {
     readonly binary: MemberBinary,
     readonly members: BenchMember[],
     private readonly timing: { heartbeatMs: number; electionMs: number },
-    /** Client and peer TLS with self-signed certificates (--auto-tls, --peer-auto-tls). */
-    readonly tls: boolean,
+    readonly security: ClusterSecurity,
   ) {}
+
+  /** The user every client of this cluster signs in as, once auth is on (see security.ts). */
+  auth: BenchAuth | undefined;
 
   static async create(
     binary: MemberBinary,
     rootDir: string,
     size: number,
     timing: { heartbeatMs: number; electionMs: number },
-    tls = false,
+    security: ClusterSecurity = {},
   ): Promise<BenchCluster> {
     const members: BenchMember[] = [];
     for (let i = 0; i < size; i++) {
@@ -87,24 +110,41 @@ export class BenchCluster {
         spawnedAtMs: 0,
       });
     }
-    return new BenchCluster(binary, members, timing, tls);
+    return new BenchCluster(binary, members, timing, security);
   }
 
   endpoints(): string[] {
     return this.members.map((m) => `127.0.0.1:${m.clientPort}`);
   }
 
-  /** What a client of this cluster connects with: TLS without verification when tls is on. */
+  /** What a client of this cluster connects with (undefined: plaintext). */
   clientTls(): BenchTls | undefined {
-    return this.tls ? { insecureSkipVerify: true } : undefined;
+    const tls = this.security.tls;
+    if (tls === undefined) return undefined;
+    if (tls === 'auto') return { insecureSkipVerify: true };
+    return { ca: readFileSync(tls.caFile), cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
+  }
+
+  private securityFlags(): string[] {
+    const { tls, authTokenFlag } = this.security;
+    const auth = authTokenFlag === undefined ? [] : ['--auth-token', authTokenFlag];
+    if (tls === undefined) return auth;
+    if (tls === 'auto') return ['--auto-tls', '--peer-auto-tls', ...auth];
+    return [
+      ...['--cert-file', tls.certFile, '--key-file', tls.keyFile, '--trusted-ca-file', tls.caFile],
+      '--client-cert-auth',
+      ...['--peer-cert-file', tls.certFile, '--peer-key-file', tls.keyFile],
+      ...['--peer-trusted-ca-file', tls.caFile, '--peer-client-cert-auth'],
+      ...auth,
+    ];
   }
 
   private flags(member: BenchMember): string[] {
-    const scheme = this.tls ? 'https' : 'http';
+    const scheme = this.security.tls === undefined ? 'http' : 'https';
     const peerUrl = (m: BenchMember) => `${scheme}://127.0.0.1:${m.peerPort}`;
     const clientUrl = `${scheme}://127.0.0.1:${member.clientPort}`;
     return [
-      ...(this.tls ? ['--auto-tls', '--peer-auto-tls'] : []),
+      ...this.securityFlags(),
       '--name',
       member.name,
       '--data-dir',
@@ -160,11 +200,10 @@ export class BenchCluster {
   }
 
   private async waitMemberServing(member: BenchMember, timeoutMs: number): Promise<number> {
-    const connection = new BenchConnection(
-      `127.0.0.1:${member.clientPort}`,
-      probeIntervalMs,
-      this.clientTls(),
-    );
+    const target = `127.0.0.1:${member.clientPort}`;
+    const connection = new BenchConnection(target, probeIntervalMs, this.clientTls());
+    // With auth on, the probe signs in (once) and reads over a second connection with the token.
+    let reader: BenchConnection | undefined = this.auth === undefined ? connection : undefined;
     const deadline = member.spawnedAtMs + timeoutMs;
     let lastError = '';
     try {
@@ -172,10 +211,14 @@ export class BenchCluster {
         if (member.child === undefined)
           throw new BenchClusterError(`${this.binary.label} ${member.name} exited; see ${member.logPath}`);
         try {
+          if (reader === undefined) {
+            const token = await authenticate(connection, this.auth!, tlsProbeTimeoutMs);
+            reader = new BenchConnection(target, probeIntervalMs, this.clientTls(), token);
+          }
           await unary(
-            connection.kv.Range,
-            connection.kv,
-            { key: Buffer.from('bench-probe'), serializable: false },
+            reader.kv.Range,
+            reader.kv,
+            { key: Buffer.from(PROBE_KEY), serializable: false },
             probeTimeoutMs,
           );
           return performance.now() - member.spawnedAtMs;
@@ -186,6 +229,7 @@ export class BenchCluster {
       }
     } finally {
       connection.close();
+      reader?.close();
     }
     throw new BenchClusterError(
       `${this.binary.label} ${member.name} not serving after ${timeoutMs} ms (${lastError}); see ${member.logPath}`,
@@ -214,7 +258,7 @@ export class BenchCluster {
           connection.maintenance,
           {},
           // A fresh TLS channel's first call includes its handshake: seconds on a loaded machine.
-          this.tls ? tlsProbeTimeoutMs : probeTimeoutMs,
+          this.security.tls === undefined ? probeTimeoutMs : tlsProbeTimeoutMs,
         );
         if (status.leader !== '0' && status.leader === status.header.member_id) return index;
       } catch {

@@ -15,7 +15,7 @@ import type {
   WireWatchResponse,
 } from '../../api/wire.js';
 import { etcdPackageDefinition } from '../../wire/etcd-proto.js';
-import type { BenchTls } from './options.js';
+import type { BenchAuth, BenchTls } from './options.js';
 
 export class BenchConnectionError extends Error {
   readonly code = 'BENCH_CONNECTION';
@@ -67,6 +67,19 @@ interface MaintenanceStub extends grpc.Client {
   Status: UnaryMethod<object, StatusResponse>;
 }
 
+/** etcd's Auth service, as far as the benchmark sets up users and roles and signs in. */
+interface AuthStub extends grpc.Client {
+  Authenticate: UnaryMethod<{ name: string; password: string }, { token: string }>;
+  AuthEnable: UnaryMethod<object, object>;
+  UserAdd: UnaryMethod<{ name: string; password: string }, object>;
+  UserGrantRole: UnaryMethod<{ user: string; role: string }, object>;
+  RoleAdd: UnaryMethod<{ name: string }, object>;
+  RoleGrantPermission: UnaryMethod<
+    { name: string; perm: { permType: 'READ' | 'WRITE' | 'READWRITE'; key: Buffer; range_end: Buffer } },
+    object
+  >;
+}
+
 type StubConstructor = new (
   address: string,
   credentials: grpc.ChannelCredentials,
@@ -96,22 +109,36 @@ function channelCredentials(tls: BenchTls | undefined): grpc.ChannelCredentials 
   });
 }
 
+/** Adds etcd's `token` metadata (an Authenticate answer) to every call of a client. */
+function tokenInterceptor(token: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start: (metadata, listener, next) => {
+        metadata.set('token', token);
+        next(metadata, listener);
+      },
+    });
+}
+
 /** One HTTP/2 connection with a stub per etcd service, all sharing the channel. */
 export class BenchConnection {
   readonly kv: KvStub;
   readonly watch: WatchStub;
   readonly lease: LeaseStub;
   readonly maintenance: MaintenanceStub;
+  readonly auth: AuthStub;
   private readonly channel: grpc.Channel;
 
   /**
    * `reconnectBackoffMs` caps grpc-js's reconnect backoff (default: 1 s growing to 120 s). A probe
    * of a starting server sets it low, or it would time the client's backoff, not the server.
+   * `token` (from Authenticate) goes with every call; without it the calls carry no credentials.
    */
   constructor(
     readonly target: string,
     reconnectBackoffMs?: number,
     tls?: BenchTls,
+    token?: string,
   ) {
     const credentials = channelCredentials(tls);
     const backoff =
@@ -126,7 +153,10 @@ export class BenchConnection {
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       ...backoff,
     });
-    const options: grpc.ClientOptions = { channelOverride: this.channel };
+    const options: grpc.ClientOptions = {
+      channelOverride: this.channel,
+      ...(token === undefined ? {} : { interceptors: [tokenInterceptor(token)] }),
+    };
     this.kv = new (stubConstructor(['etcdserverpb', 'KV']))(target, credentials, options) as KvStub;
     this.watch = new (stubConstructor(['etcdserverpb', 'Watch']))(target, credentials, options) as WatchStub;
     this.lease = new (stubConstructor(['etcdserverpb', 'Lease']))(target, credentials, options) as LeaseStub;
@@ -135,6 +165,7 @@ export class BenchConnection {
       credentials,
       options,
     ) as MaintenanceStub;
+    this.auth = new (stubConstructor(['etcdserverpb', 'Auth']))(target, credentials, options) as AuthStub;
   }
 
   close(): void {
@@ -158,16 +189,31 @@ export function unary<Req, Res>(
   });
 }
 
+/** Signs in over `connection` and returns the token to send with later calls. */
+export async function authenticate(
+  connection: BenchConnection,
+  auth: BenchAuth,
+  timeoutMs: number,
+): Promise<string> {
+  const response = await unary(
+    connection.auth.Authenticate,
+    connection.auth,
+    { name: auth.user, password: auth.password },
+    timeoutMs,
+  );
+  return response.token;
+}
+
 export class ConnectionPool {
   readonly connections: BenchConnection[];
 
-  /** `count` connections spread round-robin over `targets`. */
-  constructor(targets: string[], count: number, tls?: BenchTls) {
+  /** `count` connections spread round-robin over `targets`, each sending `token` if given. */
+  constructor(targets: string[], count: number, tls?: BenchTls, token?: string) {
     if (targets.length === 0) throw new BenchConnectionError('no endpoints given');
     if (!(count >= 1)) throw new BenchConnectionError(`--conns must be at least 1, got ${count}`);
     this.connections = Array.from(
       { length: count },
-      (_, i) => new BenchConnection(targets[i % targets.length]!, undefined, tls),
+      (_, i) => new BenchConnection(targets[i % targets.length]!, undefined, tls, token),
     );
   }
 

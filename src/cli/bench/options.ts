@@ -38,6 +38,14 @@ export interface BenchOptions {
   tls?: BenchTls;
   /** put: keys start with this (counted in --key-size), so a run in a live cluster can be deleted. */
   keyPrefix?: string;
+  /** etcd benchmark's --user: sign in once, then send the token with every call; undefined: none. */
+  auth?: BenchAuth;
+}
+
+/** A user name and password, signed in with Authenticate; its token then goes with every call. */
+export interface BenchAuth {
+  user: string;
+  password: string;
 }
 
 /** PEM material for TLS connections; insecureSkipVerify for self-signed (--auto-tls) members. */
@@ -81,6 +89,7 @@ Flags:
   --cacert FILE          TLS: verify the members with this CA (https:// endpoints)
   --cert FILE --key FILE TLS: client certificate and key (for --client-cert-auth)
   --insecure-skip-tls-verify  TLS without verifying the members' certificates (--auto-tls)
+  --user NAME:PASSWORD   auth: sign in as this user and send its token with every request
   --json                 print one machine-readable JSON line instead of the report
   --help                 this text
 `;
@@ -108,6 +117,7 @@ const flagSpecs = {
   cert: { type: 'string' },
   key: { type: 'string' },
   'insecure-skip-tls-verify': { type: 'boolean' },
+  user: { type: 'string' },
   help: { type: 'boolean' },
 } as const;
 
@@ -156,6 +166,7 @@ export function parseBenchArgs(argv: string[], stderrIsTty: boolean): ParsedBenc
     json,
     progress: !json && stderrIsTty,
     tls: tlsFlags(values),
+    auth: values.user === undefined ? undefined : userFlag(values.user),
   };
   validateOptions(options);
   return { kind: 'run', options };
@@ -179,6 +190,13 @@ function tlsFlags(values: {
     key: read(values.key),
     insecureSkipVerify: skip,
   };
+}
+
+/** `name:password` (etcd benchmark's --user; this tool never prompts, so the password is required). */
+function userFlag(text: string): BenchAuth {
+  const at = text.indexOf(':');
+  if (at <= 0) throw new BenchFlagError(`--user must be NAME:PASSWORD, got '${text}'`);
+  return { user: text.slice(0, at), password: text.slice(at + 1) };
 }
 
 /** Checks the combinations no single flag parser can; also used for options built in code. */

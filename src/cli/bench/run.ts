@@ -2,9 +2,15 @@
 // closed loop, collect the outcome, release everything.
 
 import { performance } from 'node:perf_hooks';
-import { ConnectionPool, findLeaderTarget, grpcTarget } from './connections.js';
+import {
+  authenticate,
+  BenchConnection,
+  ConnectionPool,
+  findLeaderTarget,
+  grpcTarget,
+} from './connections.js';
 import { MixedWorkload, PutWorkload, RangeWorkload, TxnWorkload } from './kv-workloads.js';
-import { type BenchOptions, validateOptions } from './options.js';
+import { type BenchAuth, type BenchOptions, type BenchTls, validateOptions } from './options.js';
 import { runClosedLoop } from './runner.js';
 import { LeaseKeepAliveWorkload, WatchWorkload } from './stream-workloads.js';
 import type { Workload } from './workload.js';
@@ -51,6 +57,21 @@ function assertNever(value: never): never {
   throw new Error(`unexpected workload ${String(value)}`);
 }
 
+/** One token for the whole run (etcd members share simple tokens through the log; JWTs need no state). */
+async function signIn(
+  target: string,
+  tls: BenchTls | undefined,
+  auth: BenchAuth,
+  timeoutMs: number,
+): Promise<string> {
+  const connection = new BenchConnection(target, undefined, tls);
+  try {
+    return await authenticate(connection, auth, timeoutMs);
+  } finally {
+    connection.close();
+  }
+}
+
 /** Called right around the measured loop (not the preload), e.g. to sample server CPU. */
 export interface MeasureHooks {
   started?: () => void;
@@ -63,7 +84,11 @@ export async function runWorkload(options: BenchOptions, hooks: MeasureHooks = {
   // https:// endpoints without TLS flags: TLS verified against the system roots.
   const tls = options.tls ?? (options.endpoints.some((e) => e.startsWith('https://')) ? {} : undefined);
   const targets = options.targetLeader ? [await findLeaderTarget(allTargets, tls)] : allTargets;
-  const pool = new ConnectionPool(targets, options.conns, tls);
+  const token =
+    options.auth === undefined
+      ? undefined
+      : await signIn(targets[0]!, tls, options.auth, options.requestTimeoutMs);
+  const pool = new ConnectionPool(targets, options.conns, tls, token);
   const workload = createWorkload(pool, options);
   try {
     await workload.prepare();

@@ -15,14 +15,27 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SERVING_NODE_FLAGS } from '../serving-flags.js';
 import { CONCORD_VERSION } from '../version.js';
-import { BenchCluster, type MemberBinary } from './cluster.js';
+import { BenchCluster, type ClusterSecurity, type MemberBinary } from './cluster.js';
 import { monotonicNowUs, type ProfileWindow, readCpuProfile, topSelfTime } from './cpu-profile.js';
 import type { BenchOptions } from './options.js';
 import { formatMs } from './report.js';
-import { type BenchResult, runWorkload } from './run.js';
+import { runWorkload } from './run.js';
+import {
+  clusterSecurity,
+  enableBenchAuth,
+  parseSecuritySettings,
+  SECURITY_SETTINGS,
+  type SecurityRun,
+  type SecuritySetting,
+  securityTables,
+  writeSecurityMaterial,
+} from './security.js';
+import { cpuMsPerOp, errorsNote, type Measured, p50p99, ratio, renderTable } from './tables.js';
 
 const timing = { heartbeatMs: 100, electionMs: 1000 };
 const startTimeoutMs = 60_000;
+/** Each Auth call of the setup; UserAdd hashes a password with bcrypt on a busy machine. */
+const authSetupTimeoutMs = 30_000;
 const restartTimeoutMs = 120_000;
 const settleMs = 1000;
 const profileTopCount = 15;
@@ -43,6 +56,8 @@ interface VsOptions {
   engines: EngineSpec[] | undefined;
   /** --slow-member-ms: one follower delays every peer message by this much (0: none). */
   slowMemberMs: number;
+  /** --security: etcd and Concord under each of these settings, put and range only; undefined: off. */
+  security: SecuritySetting[] | undefined;
 }
 
 /** One Concord engine to benchmark: `raft`, `multi-paxos` or `multi-paxos:K` (phase-2 quorum K). */
@@ -70,15 +85,6 @@ interface WorkloadSpec {
   options: Partial<BenchOptions> & Pick<BenchOptions, 'workload'>;
 }
 
-export interface Measured {
-  result: BenchResult;
-  /** Server CPU over the measured loop, % of one core: the leader's, and all members' summed. */
-  leaderCpuPercent: number;
-  clusterCpuPercent: number;
-  /** The measured loop in CLOCK_MONOTONIC µs (to cut a CPU profile to it). */
-  window: ProfileWindow;
-}
-
 export interface SystemRun {
   label: string;
   version: string;
@@ -93,7 +99,15 @@ export interface SystemRun {
 const keySize = 16;
 const valSize = 256;
 
+/** The workloads --security runs: where a per-request cost of TLS or auth would show. */
+const securityWorkloadIds = ['put-64', 'range-l', 'range-s'];
+
 function workloadSpecs(options: VsOptions): WorkloadSpec[] {
+  const all = allWorkloadSpecs(options);
+  return options.security === undefined ? all : all.filter((spec) => securityWorkloadIds.includes(spec.id));
+}
+
+function allWorkloadSpecs(options: VsOptions): WorkloadSpec[] {
   const kv = { keySize, valSize, keySpaceSize: options.loadKeys, skipPreload: true };
   return [
     { id: 'put-64', title: 'put, 64 clients', options: { workload: 'put', clients: 64, conns: 8, ...kv } },
@@ -141,6 +155,7 @@ function benchOptions(
 ): BenchOptions {
   return {
     tls: cluster.clientTls(),
+    auth: cluster.auth,
     endpoints: cluster.endpoints(),
     conns: 1,
     clients: 1,
@@ -219,15 +234,20 @@ async function prepareSystem(
   binary: MemberBinary,
   version: string,
   options: VsOptions,
+  security: ClusterSecurity = options.tls ? { tls: 'auto' } : {},
 ): Promise<PreparedSystem> {
-  const root = await mkdtemp(join(tmpdir(), `bench-${binary.label}-`));
+  const root = await mkdtemp(join(tmpdir(), `bench-${binary.label.replace(/\W+/g, '-')}-`));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(binary, root, options.nodes, timing, options.tls);
+  const cluster = await BenchCluster.create(binary, root, options.nodes, timing, security);
   activeClusters.add(cluster);
   try {
     cluster.startAll();
     const fresh = await cluster.waitServing(startTimeoutMs);
     note(`${binary.label}: ${options.nodes} members serving after ${Math.max(...fresh).toFixed(0)} ms`);
+    if (security.authTokenFlag !== undefined) {
+      await enableBenchAuth(cluster, authSetupTimeoutMs);
+      note(`${binary.label}: auth enabled, clients sign in as '${cluster.auth?.user}'`);
+    }
     const load = await measure(
       cluster,
       benchOptions(cluster, 0, {
@@ -339,38 +359,6 @@ async function cleanUp(): Promise<void> {
 const activeClusters = new Set<BenchCluster>();
 
 // ---- output ---------------------------------------------------------------------------------
-
-export function renderTable(header: string[], rows: string[][], markdown: boolean): string {
-  if (markdown) {
-    const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-    return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
-  }
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => (r[c] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, c) => cell.padEnd(widths[c]!))
-      .join('  ')
-      .trimEnd();
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
-}
-
-export function ratio(concord: number, etcd: number): string {
-  return etcd > 0 ? `${(concord / etcd).toFixed(2)}x` : 'n/a';
-}
-
-/** CPU milliseconds all members spent per operation over the measured loop. */
-function cpuMsPerOp(measured: Measured): number {
-  const cpuMs = (measured.clusterCpuPercent / 100) * measured.result.durationSec * 1000;
-  return measured.result.ops > 0 ? cpuMs / measured.result.ops : 0;
-}
-
-function p50p99(result: BenchResult): string {
-  return `${formatMs(result.latencyMs.p50)} / ${formatMs(result.latencyMs.p99)} ms`;
-}
-
-function errorsNote(result: BenchResult): string {
-  return result.errors > 0 ? ` (${result.errors} errors)` : '';
-}
 
 function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOptions): string {
   const specs = [
@@ -486,6 +474,16 @@ function findEtcd(): string | undefined {
   return undefined;
 }
 
+/** The etcd binary, or undefined after saying where it was looked for and how to install it. */
+function etcdOrExplain(): string | undefined {
+  const etcdPath = findEtcd();
+  if (etcdPath === undefined) {
+    process.stderr.write('bench-vs-etcd: etcd not found (looked at $ETCD_BIN, /usr/bin/etcd and PATH).\n');
+    process.stderr.write('Install it with `apt-get install etcd-server` (or set ETCD_BIN) and run again.\n');
+  }
+  return etcdPath;
+}
+
 function parseVsArgs(argv: string[]): VsOptions {
   const { values } = parseArgs({
     args: argv,
@@ -499,6 +497,8 @@ function parseVsArgs(argv: string[]): VsOptions {
       engines: { type: 'string' },
       nodes: { type: 'string' },
       'slow-member-ms': { type: 'string' },
+      security: { type: 'boolean' },
+      settings: { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -516,7 +516,11 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --engines LIST     compare Concord engines instead of etcd and Concord, the first the\n' +
         '                     baseline: raft, multi-paxos, multi-paxos:K (phase-2 quorum K)\n' +
         '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
-        '  --slow-member-ms N one follower delays every peer message by N ms (default 0)\n',
+        '  --slow-member-ms N one follower delays every peer message by N ms (default 0)\n' +
+        '  --security         TLS and auth overhead: put and range on etcd and Concord, each\n' +
+        '                     plaintext, with mutual client and peer TLS, with auth (simple token,\n' +
+        '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
+        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n`,
     );
     process.exit(0);
   }
@@ -524,6 +528,10 @@ function parseVsArgs(argv: string[]): VsOptions {
   const nodes = values.nodes === undefined ? 3 : Number(values.nodes);
   if (nodes !== 3 && nodes !== 5) throw new Error(`--nodes must be 3 or 5, got '${values.nodes}'`);
   if (nodes !== 3 && values.engines === undefined) throw new Error('--nodes applies to --engines only');
+  const security = values.security === true ? parseSecuritySettings(values.settings) : undefined;
+  if (values.settings !== undefined && security === undefined) throw new Error('--settings needs --security');
+  if (security !== undefined && (values.tls === true || values.engines !== undefined))
+    throw new Error('--security compares its own TLS settings of etcd and Concord: drop --tls and --engines');
   const slowMemberMs = values['slow-member-ms'] === undefined ? 0 : Number(values['slow-member-ms']);
   if (!Number.isInteger(slowMemberMs) || slowMemberMs < 0 || slowMemberMs > 10_000)
     throw new Error(`--slow-member-ms must be 0..10000, got '${values['slow-member-ms']}'`);
@@ -536,7 +544,8 @@ function parseVsArgs(argv: string[]): VsOptions {
     json: values.json === true,
     profileDir: values['profile-put'],
     workloadMs: quick ? 3000 : 8000,
-    loadKeys: quick ? 20_000 : 100_000,
+    loadKeys: security === undefined ? (quick ? 20_000 : 100_000) : quick ? 1000 : 5000,
+    security,
     rounds: roundsFlag(values.rounds, quick ? 1 : 2),
     tls: values.tls === true,
   };
@@ -550,7 +559,7 @@ function roundsFlag(text: string | undefined, fallback: number): number {
   return rounds;
 }
 
-function concordBinary(nodeArgs: (name: string) => string[], argsAfter: string[] = []): MemberBinary {
+export function concordBinary(nodeArgs: (name: string) => string[], argsAfter: string[] = []): MemberBinary {
   const script = fileURLToPath(new URL('../concord.js', import.meta.url));
   if (!existsSync(script))
     throw new Error(`compiled concord not found at ${script}; run npm run build first`);
@@ -566,7 +575,13 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
   const binary = concordBinary((name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]);
   const root = await mkdtemp(join(tmpdir(), 'bench-profile-'));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(binary, root, options.nodes, timing, options.tls);
+  const cluster = await BenchCluster.create(
+    binary,
+    root,
+    options.nodes,
+    timing,
+    options.tls ? { tls: 'auto' } : {},
+  );
   activeClusters.add(cluster);
   let leader: number;
   let measured: Measured;
@@ -614,12 +629,9 @@ export async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', stopEverything);
   if (options.profileDir !== undefined) return profilePut(options, options.profileDir);
   if (options.engines !== undefined) return compareEngines(options, options.engines);
-  const etcdPath = findEtcd();
-  if (etcdPath === undefined) {
-    process.stderr.write('bench-vs-etcd: etcd not found (looked at $ETCD_BIN, /usr/bin/etcd and PATH).\n');
-    process.stderr.write('Install it with `apt-get install etcd-server` (or set ETCD_BIN) and run again.\n');
-    return 2;
-  }
+  if (options.security !== undefined) return compareSecurity(options, options.security);
+  const etcdPath = etcdOrExplain();
+  if (etcdPath === undefined) return 2;
   const etcdVersion = execFileSync(etcdPath, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
   const header = machineHeader(etcdVersion, options.nodes);
   process.stderr.write(`${header}\n`);
@@ -647,6 +659,65 @@ export async function main(argv: string[]): Promise<number> {
       header,
       options,
     );
+  } finally {
+    await cleanUp();
+  }
+}
+
+/** --security: an etcd and a Concord cluster per setting, loaded alike, rounds alternating over all. */
+async function compareSecurity(options: VsOptions, settings: SecuritySetting[]): Promise<number> {
+  const etcdPath = etcdOrExplain();
+  if (etcdPath === undefined) return 2;
+  const etcdVersion = execFileSync(etcdPath, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
+  const header = machineHeader(etcdVersion, options.nodes);
+  process.stderr.write(`${header}\n`);
+  const materialDir = await mkdtemp(join(tmpdir(), 'bench-security-'));
+  tempRoots.add(materialDir);
+  try {
+    const material = writeSecurityMaterial(materialDir);
+    const systems: Array<{ setting: SecuritySetting; etcd: PreparedSystem; concord: PreparedSystem }> = [];
+    for (const setting of settings) {
+      const security = clusterSecurity(setting, material);
+      const etcdBinary = { label: `etcd ${setting.id}`, command: etcdPath, argsBefore: () => [] };
+      const concord = { ...concordBinary(() => []), label: `concord ${setting.id}` };
+      systems.push({
+        setting,
+        etcd: await prepareSystem(etcdBinary, etcdVersion, options, security),
+        concord: await prepareSystem(concord, CONCORD_VERSION, options, security),
+      });
+    }
+    const rounds = new Map<PreparedSystem, RoundResult[]>();
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const { etcd, concord } of systems) {
+        for (const system of [etcd, concord])
+          rounds.set(system, [...(rounds.get(system) ?? []), await runRound(system, options, round)]);
+      }
+    }
+    const best = (system: PreparedSystem) => bestOfRounds(system, rounds.get(system)!).workloads;
+    const runs: SecurityRun[] = systems.map(({ setting, etcd, concord }) => ({
+      setting,
+      etcd: best(etcd),
+      concord: best(concord),
+    }));
+    const loads = systems.flatMap(({ etcd, concord }) => [etcd.load, concord.load]);
+    const mode = options.quick ? 'mode: --quick, ' : '';
+    process.stdout.write(
+      `${header}\n${mode}--security: ${options.loadKeys} keys loaded per cluster, ${options.workloadMs / 1000} s per workload, best of ${options.rounds} round(s); load average at the end: ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}\n\n${securityTables(runs, workloadSpecs(options), options.markdown)}\n`,
+    );
+    if (options.json) {
+      const plain = (run: SecurityRun) => ({
+        setting: run.setting.id,
+        etcd: Object.fromEntries(run.etcd),
+        concord: Object.fromEntries(run.concord),
+      });
+      process.stdout.write(`${JSON.stringify(runs.map(plain))}\n`);
+    }
+    const measured = [...loads, ...runs.flatMap((run) => [...run.etcd.values(), ...run.concord.values()])];
+    const failed = measured.some((m) => m.result.errors > 0);
+    if (failed) process.stderr.write('some workloads had errors; see the (N errors) marks in the table\n');
+    return failed ? 1 : 0;
   } finally {
     await cleanUp();
   }
