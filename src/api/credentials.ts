@@ -24,8 +24,10 @@ interface MaybeTlsSocket {
 }
 
 /**
- * The verified client certificate's common name, if the connection has one. Duck-typed: an http2
- * session hands out its socket behind a proxy, for which instanceof TLSSocket does not hold.
+ * The verified client certificate's common name, if the connection has a verified certificate; ''
+ * when its subject has no CN (etcd then runs the request as the user "", who does not exist).
+ * Duck-typed: an http2 session hands out its socket behind a proxy, for which instanceof
+ * TLSSocket does not hold.
  */
 export function peerCommonName(socket: unknown): string | undefined {
   if (socket === undefined || socket === null) return undefined;
@@ -33,7 +35,7 @@ export function peerCommonName(socket: unknown): string | undefined {
   const tls = candidate[UNDERLYING_SOCKET] ?? candidate.stream?.[UNDERLYING_SOCKET] ?? candidate;
   if (tls.authorized !== true || typeof tls.getPeerCertificate !== 'function') return undefined;
   const cn = tls.getPeerCertificate()?.subject?.CN;
-  return Array.isArray(cn) ? cn[0] : cn;
+  return (Array.isArray(cn) ? cn[0] : cn) ?? '';
 }
 
 /** A connection's certificate does not change: its CN is read once per HTTP/2 session or socket. */

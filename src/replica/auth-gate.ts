@@ -73,7 +73,7 @@ export class AuthGate {
       if (username === undefined) throw new EtcdError('invalidAuthToken');
       return { username, revision: this.store.revision };
     }
-    if (credentials.commonName !== undefined && credentials.commonName !== '')
+    if (credentials.commonName !== undefined)
       return { username: credentials.commonName, revision: this.store.revision };
     return undefined;
   }

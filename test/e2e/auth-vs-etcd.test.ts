@@ -568,6 +568,7 @@ describe('with --client-cert-auth the certificate common name is the user, on et
   const clusters: ProcessCluster[] = [];
   let alice: CertPair;
   let stranger: CertPair;
+  let nameless: CertPair;
 
   before(async () => {
     pki = makeTestPki();
@@ -575,6 +576,8 @@ describe('with --client-cert-auth the certificate common name is the user, on et
     stranger = { certFile: join(pki.dir, 'stranger.pem'), keyFile: join(pki.dir, 'stranger-key.pem') };
     pki.issueMember(alice, 'alice');
     pki.issueMember(stranger, 'stranger');
+    nameless = { certFile: join(pki.dir, 'nameless.pem'), keyFile: join(pki.dir, 'nameless-key.pem') };
+    pki.issueMember(nameless, '');
     const flags = [
       '--cert-file',
       pki.member.certFile,
@@ -607,7 +610,7 @@ describe('with --client-cert-auth the certificate common name is the user, on et
     pki?.dispose();
   });
 
-  it('answers the same with the CN "root", "alice" and an unknown CN', async () => {
+  it('answers the same with the CN "root", "alice", an unknown CN and no CN', async () => {
     const as = (pair: CertPair) => [
       `--cacert=${pki!.caFile}`,
       `--cert=${pair.certFile}`,
@@ -629,6 +632,9 @@ describe('with --client-cert-auth the certificate common name is the user, on et
       { args: [...as(alice), 'get', 'secret'], expect: /permission denied/ },
       { args: [...as(alice), 'user', 'list'], expect: /permission denied/ },
       { args: [...as(stranger), 'get', 'app/x'], expect: /permission denied/ },
+      // A verified certificate without a CN is the user "" (not found), not "no user given".
+      { args: [...as(nameless), 'get', 'app/x'], expect: /permission denied/ },
+      { args: [...as(nameless), 'user', 'list'], expect: /user name is empty/ },
       // A token wins over the certificate.
       { args: [...as(alice), '--user', 'root:rootpw', 'get', 'secret'], expect: /secret\ns/ },
       { args: [...root, 'auth', 'disable'], expect: /Authentication Disabled/ },
