@@ -86,6 +86,8 @@ interface Peer {
   inflight: number[];
   pendingSnapshot: number;
   recentActive: boolean;
+  /** Highest chosen slot sent to the acceptor in an Accept or heartbeat it could learn it from. */
+  commitSent: number;
 }
 
 /** One acceptor's answer to a Prepare: its accepted slots after `floor`. */
@@ -167,7 +169,6 @@ export class PaxosNode implements RaftNodeApi {
   private transferElapsed = 0;
   private uncommittedBytes = 0;
   private broadcastPending = false;
-  private commitPending = false;
   private readonly reads = new ReadIndexBatcher();
   private pendingReads: ReadRequest[] = [];
 
@@ -314,7 +315,7 @@ export class PaxosNode implements RaftNodeApi {
       for (const id of [...this.peers.keys()]) if (!kept.has(id)) this.peers.delete(id);
       if (!this.isVoter(this.id)) this.handOff();
       else if (this.leadTransferee !== NONE && !this.isVoter(this.leadTransferee)) this.abortTransfer();
-      else if (this.maybeCommit()) this.commitPending = true;
+      else this.maybeCommit();
     }
     return this.confState();
   }
@@ -458,7 +459,7 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (this.role === Role.Leader) {
       // Only now may the leader count its own acceptance toward a phase-2 quorum.
-      if (this.maybeCommit()) this.commitPending = true;
+      this.maybeCommit();
       this.maybeAutoLeave();
     }
   }
@@ -910,7 +911,7 @@ export class PaxosNode implements RaftNodeApi {
       this.peers.set(id, this.newPeer(next, 0));
     }
     this.broadcastPending = true;
-    if (this.maybeCommit()) this.commitPending = true;
+    this.maybeCommit();
   }
 
   // ---- phase 2: accept, pipelined ----------------------------------------------------------
@@ -1005,6 +1006,7 @@ export class PaxosNode implements RaftNodeApi {
       inflight: [],
       pendingSnapshot: 0,
       recentActive: true,
+      commitSent: 0,
     };
   }
 
@@ -1025,6 +1027,8 @@ export class PaxosNode implements RaftNodeApi {
     const entries = p.next <= last ? this.log.slice(p.next, last + 1, this.maxMessageBytes) : [];
     if (entries.length === 0 && !allowEmpty) return;
     const prev = p.next - 1;
+    // The acceptor learns the commit up to the last slot it holds once it takes these.
+    p.commitSent = Math.max(p.commitSent, Math.min(this.log.committed, prev + entries.length));
     this.send(
       message({
         type: MessageType.Append,
@@ -1180,7 +1184,7 @@ export class PaxosNode implements RaftNodeApi {
       p.next = m.index + 1;
       p.inflight = [];
     }
-    if (this.maybeCommit()) this.commitPending = true;
+    this.maybeCommit();
     if (m.from === this.leadTransferee && p.match >= this.log.lastIndex()) {
       this.sendTimeoutNow(m.from);
     }
@@ -1188,18 +1192,17 @@ export class PaxosNode implements RaftNodeApi {
   }
 
   /** A slot is chosen once a phase-2 quorum of every governing configuration accepted it. */
-  private maybeCommit(): boolean {
-    if (this.role !== Role.Leader) return false;
+  private maybeCommit(): void {
+    if (this.role !== Role.Leader) return;
     const self = this.log.stableLastIndex();
     const acked = (id: NodeId): number => (id === this.id ? self : (this.peers.get(id)?.match ?? 0));
     let commit = Number.MAX_SAFE_INTEGER;
     for (const cfg of this.configChain())
       commit = Math.min(commit, quorumIndex(cfg, 'phase2', this.phase2Quorum, acked));
     commit = Math.min(commit, this.log.lastIndex());
-    if (commit <= this.log.committed) return false;
+    if (commit <= this.log.committed) return;
     this.log.committed = commit;
     this.releasePendingReads();
-    return true;
   }
 
   private onHeartbeat(m: Message): void {
@@ -1300,21 +1303,32 @@ export class PaxosNode implements RaftNodeApi {
 
   private broadcastHeartbeat(context?: Uint8Array): void {
     const ctx = context ?? this.reads.lastPendingContext() ?? EMPTY_BYTES;
-    for (const [id, p] of this.peers) {
-      this.send(
-        message({
-          type: MessageType.Heartbeat,
-          to: id,
-          term: this.promised,
-          index: this.tickCount,
-          commit: Math.min(this.log.committed, p.match),
-          context: ctx,
-        }),
-      );
-    }
+    for (const [id, p] of this.peers) this.sendHeartbeat(id, p, ctx);
   }
 
-  /** Batches what one turn produced: one Accept per acceptor, one read round, commit news. */
+  /** A heartbeat carries the commit up to the acceptor's match: the chosen slots it holds. */
+  private sendHeartbeat(to: NodeId, p: Peer, context: Uint8Array): void {
+    const commit = Math.min(this.log.committed, p.match);
+    p.commitSent = Math.max(p.commitSent, commit);
+    this.send(
+      message({
+        type: MessageType.Heartbeat,
+        to,
+        term: this.promised,
+        index: this.tickCount,
+        commit,
+        context,
+      }),
+    );
+  }
+
+  /**
+   * Batches what one turn produced: one Accept per acceptor, one read round, and commit news to
+   * every acceptor that holds chosen slots it was not told of. That includes an acceptor whose
+   * Accepted arrives after its slot was chosen without it: the turn that chose the slot told it
+   * only what the leader knew it held then, and a lone writer's follower would otherwise wait a
+   * heartbeat interval to apply (and answer) its own forwarded proposal.
+   */
   private flush(): void {
     if (this.role !== Role.Leader) return;
     if (this.broadcastPending) {
@@ -1322,21 +1336,8 @@ export class PaxosNode implements RaftNodeApi {
       for (const [id, p] of this.peers) this.sendAccept(id, p, false);
     }
     if (this.reads.hasBatch()) this.broadcastHeartbeat(this.reads.startRound(this.log.committed, this.id));
-    if (this.commitPending) {
-      this.commitPending = false;
-      for (const [id, p] of this.peers) {
-        if (p.match <= 0) continue;
-        this.send(
-          message({
-            type: MessageType.Heartbeat,
-            to: id,
-            term: this.promised,
-            index: this.tickCount,
-            commit: Math.min(this.log.committed, p.match),
-          }),
-        );
-      }
-    }
+    for (const [id, p] of this.peers)
+      if (Math.min(this.log.committed, p.match) > p.commitSent) this.sendHeartbeat(id, p, EMPTY_BYTES);
   }
 
   // ---- linearizable reads ------------------------------------------------------------------

@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { PaxosInvariantError, PaxosNode } from '../../src/paxos/index.js';
-import { EntryType, type MemoryStorage, MessageType, message, Role } from '../../src/raft/index.js';
+import {
+  EntryType,
+  type MemoryStorage,
+  type Message,
+  MessageType,
+  message,
+  Role,
+} from '../../src/raft/index.js';
 import { SeededRng } from '../raft/helpers.js';
 import { acceptorStorage, dec, enc, PaxosNetwork } from './helpers.js';
 
@@ -650,4 +657,26 @@ test('lease reads: a leader that sent TimeoutNow answers reads only through roun
     net.delivered.some((m) => m.type === MessageType.Heartbeat && m.context.byteLength > 0),
     'the lease was given up with the TimeoutNow: the read took a round',
   );
+});
+
+test('commit notification: an acceptor whose Accepted arrives after its slot was chosen is told at once, not at the next heartbeat', () => {
+  // A lone writer on follower 3: its proposal is chosen by the leader and acceptor 2 before 3's
+  // Accepted arrives, so the turn that chose it could tell 3 only the commit below its old match.
+  const net = new PaxosNetwork([1, 2, 3]);
+  net.campaign(1);
+  const held: Message[] = [];
+  net.filters.push((m) => {
+    const late = m.type === MessageType.AppendResponse && m.from === 3;
+    if (late) held.push(m);
+    return late;
+  });
+  assert.equal(net.node(3).propose(enc('from-3')).ok, true);
+  net.stabilize();
+  assert.deepEqual(net.values(1), ['from-3'], 'chosen by the leader and acceptor 2');
+  assert.deepEqual(net.values(3), [], '3 holds the slot but the leader did not know it yet');
+  net.heal();
+  for (const m of held) net.send(m);
+  net.stabilize(); // no tick: only the answer to 3's late Accepted can tell it
+  assert.deepEqual(net.values(3), ['from-3']);
+  assert.equal(net.commit(3), net.commit(1));
 });

@@ -4,7 +4,8 @@
 // The machine is shared and noisy: read the ratios, not the absolute numbers.
 // With --engines (e.g. `--engines raft,multi-paxos,multi-paxos:2 --nodes 5`) it compares Concord
 // clusters running different consensus engines instead, the first engine being the baseline;
-// --slow-member-ms N delays every peer message of one follower by N ms in each round.
+// --slow-member-ms N delays every peer message of one follower by N ms in each round, and each
+// round measures every engine without the slow member too (the same-run baseline).
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -286,14 +287,23 @@ export interface RoundResult {
   workloads: Map<string, Measured>;
 }
 
-/** Restarts the prepared cluster on its data, times it to serving, runs every workload, stops it. */
-async function runRound(system: PreparedSystem, options: VsOptions, round: number): Promise<RoundResult> {
-  const { cluster, label } = system;
+/**
+ * Restarts the prepared cluster on its data, times it to serving, runs every workload, stops it.
+ * With slowMemberMs > 0 one follower delays its peer messages by that much meanwhile.
+ */
+async function runRound(
+  system: PreparedSystem,
+  options: VsOptions,
+  round: number,
+  slowMemberMs = options.slowMemberMs,
+): Promise<RoundResult> {
+  const { cluster } = system;
+  const label = slowMemberMs > 0 ? `${system.label} (slow member)` : system.label;
   try {
     cluster.startAll();
     const restartServingMs = await cluster.waitServing(restartTimeoutMs);
     note(`${label} round ${round}: restarted, serving after ${Math.max(...restartServingMs).toFixed(0)} ms`);
-    if (options.slowMemberMs > 0) await slowOneFollower(cluster, options.slowMemberMs, label);
+    if (slowMemberMs > 0) await slowOneFollower(cluster, slowMemberMs, label);
     const workloads = new Map<string, Measured>();
     for (const spec of workloadSpecs(options)) {
       const measured = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
@@ -516,11 +526,18 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --engines LIST     compare Concord engines instead of etcd and Concord, the first the\n' +
         '                     baseline: raft, multi-paxos, multi-paxos:K (phase-2 quorum K)\n' +
         '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
-        '  --slow-member-ms N one follower delays every peer message by N ms (default 0)\n' +
-        '  --security         TLS and auth overhead: put and range on etcd and Concord, each\n' +
-        '                     plaintext, with mutual client and peer TLS, with auth (simple token,\n' +
-        '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
-        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n`,
+        '  --slow-member-ms N one follower delays every peer message by N ms (default 0); each
+' +
+        '                     round also measures every engine without it, as the baseline
+' +
+        '  --security         TLS and auth overhead: put and range on etcd and Concord, each
+' +
+        '                     plaintext, with mutual client and peer TLS, with auth (simple token,
+' +
+        '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext
+' +
+        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}
+`,
     );
     process.exit(0);
   }
@@ -743,19 +760,28 @@ async function compareEngines(options: VsOptions, engines: EngineSpec[]): Promis
       };
       systems.push(await prepareSystem(binary, CONCORD_VERSION, options));
     }
-    const rounds: RoundResult[][] = systems.map(() => []);
+    const slowMs = options.slowMemberMs;
+    // With a slow member, each round also measures every engine without it (slowMs 0) first.
+    const variants = slowMs > 0 ? [0, slowMs] : [0];
+    const rounds: RoundResult[][][] = variants.map(() => systems.map(() => []));
     for (let round = 1; round <= options.rounds; round++) {
-      for (const [i, system] of systems.entries()) rounds[i]!.push(await runRound(system, options, round));
+      for (const [i, system] of systems.entries()) {
+        for (const [v, ms] of variants.entries())
+          rounds[v]![i]!.push(await runRound(system, options, round, ms));
+      }
     }
-    const runs = systems.map((system, i) => bestOfRounds(system, rounds[i]!));
+    const runsOf = (v: number) => systems.map((system, i) => bestOfRounds(system, rounds[v]![i]!));
+    const baseline = runsOf(0);
+    const slow = slowMs > 0 ? runsOf(1).map((run) => ({ ...run, label: `${run.label} (slow member)` })) : [];
     const mode = options.quick ? 'mode: --quick, ' : '';
-    const slow =
-      options.slowMemberMs > 0 ? `one follower delays its peer messages by ${options.slowMemberMs} ms, ` : '';
+    const tables =
+      slowMs > 0 ? slowMemberTables(baseline, slow, slowMs, options) : engineTables(baseline, options);
     process.stdout.write(
-      `${header}\n${mode}${slow}best of ${options.rounds} round(s) per workload; load average at the end: ${loadavg()
+      `${header}\n${mode}best of ${options.rounds} round(s) per workload; load average at the end: ${loadavg()
         .map((l) => l.toFixed(1))
-        .join(' ')}\n\n${engineTables(runs, options)}\n`,
+        .join(' ')}\n\n${tables}\n`,
     );
+    const runs = [...baseline, ...slow];
     if (options.json) {
       const plain = (run: SystemRun) => ({ ...run, workloads: Object.fromEntries(run.workloads) });
       process.stdout.write(`${JSON.stringify(runs.map(plain))}\n`);
@@ -766,6 +792,37 @@ async function compareEngines(options: VsOptions, engines: EngineSpec[]): Promis
   } finally {
     await cleanUp();
   }
+}
+
+/**
+ * The engines without and with the slow member (measured in the same rounds), then each engine's
+ * throughput with the slow member as a share of its own without it.
+ */
+function slowMemberTables(
+  baseline: SystemRun[],
+  slow: SystemRun[],
+  slowMs: number,
+  options: VsOptions,
+): string {
+  const rows = workloadSpecs(options).map((spec) => [
+    spec.title,
+    ...baseline.map((run, i) =>
+      ratio(slow[i]!.workloads.get(spec.id)!.result.opsPerSec, run.workloads.get(spec.id)!.result.opsPerSec),
+    ),
+  ]);
+  return [
+    'Without a slow member (same run, baseline):',
+    '',
+    engineTables(baseline, options),
+    '',
+    `With one follower delaying its peer messages by ${slowMs} ms:`,
+    '',
+    engineTables(slow, options),
+    '',
+    'Throughput with the slow member / without it, per engine:',
+    '',
+    renderTable(['workload', ...baseline.map((run) => run.label)], rows, options.markdown),
+  ].join('\n');
 }
 
 /** One column per engine (ops/s, p50 / p99), ratios to the first; then CPU per operation. */
