@@ -526,18 +526,12 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --engines LIST     compare Concord engines instead of etcd and Concord, the first the\n' +
         '                     baseline: raft, multi-paxos, multi-paxos:K (phase-2 quorum K)\n' +
         '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
-        '  --slow-member-ms N one follower delays every peer message by N ms (default 0); each
-' +
-        '                     round also measures every engine without it, as the baseline
-' +
-        '  --security         TLS and auth overhead: put and range on etcd and Concord, each
-' +
-        '                     plaintext, with mutual client and peer TLS, with auth (simple token,
-' +
-        '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext
-' +
-        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}
-`,
+        '  --slow-member-ms N one follower delays every peer message by N ms (default 0); each\n' +
+        '                     round also measures every engine without it, as the baseline\n' +
+        '  --security         TLS and auth overhead: put and range on etcd and Concord, each\n' +
+        '                     plaintext, with mutual client and peer TLS, with auth (simple token,\n' +
+        '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
+        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n`,
     );
     process.exit(0);
   }
