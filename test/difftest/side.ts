@@ -43,6 +43,12 @@ const missingLeaseId = '777777';
 
 export type Outcome = { ok: unknown } | { error: { code: number; message: string } };
 
+/**
+ * Applied to each normalised watch event of one side before it is logged (undefined drops it);
+ * the tests use it to show that a changed or missing event is caught.
+ */
+export type EventRewrite = (event: unknown) => unknown;
+
 interface WatcherLog {
   /** Created response, events, cancel: in arrival order. */
   items: unknown[];
@@ -62,6 +68,7 @@ class WatchStream {
   constructor(
     readonly call: grpc.ClientDuplexStream<Buffer, Buffer>,
     private readonly identity: SideIdentity,
+    private readonly rewrite: EventRewrite,
   ) {
     call.on('data', (bytes: Buffer) => this.onResponse(decodeResponse('etcdserverpb.Watch/Watch', bytes)));
     call.on('error', (error: grpc.ServiceError) => {
@@ -99,18 +106,21 @@ class WatchStream {
       pending.resolve(created);
       return;
     }
+    if (isProgressAnswer(r, events)) {
+      this.control.push({ progress: normaliseWatchControl(r, this.identity, true) });
+      this.progressWaiters.shift()?.();
+      return;
+    }
     const label = this.idToLabel.get(watchId);
     if (label === undefined) {
-      if (watchId === '-1' && events.length === 0 && r.canceled !== true) {
-        this.control.push({ progress: normaliseWatchControl(r, this.identity, true) });
-        this.progressWaiters.shift()?.();
-      } else {
-        this.control.push({ orphan: normaliseWatchControl(r, this.identity, true) });
-      }
+      this.control.push({ orphan: normaliseWatchControl(r, this.identity, true) });
       return;
     }
     const log = this.log(label);
-    for (const event of events) log.items.push(normaliseEvent(event, this.identity));
+    for (const event of events) {
+      const logged = this.rewrite(normaliseEvent(event, this.identity));
+      if (logged !== undefined) log.items.push(logged);
+    }
     if (r.canceled === true || Number(r.compact_revision) !== 0) {
       log.items.push(normaliseWatchControl({ ...r, events: [] }, this.identity, true));
       // A compacted watcher keeps its ID until it is canceled (its cancel is answered).
@@ -119,6 +129,21 @@ class WatchStream {
     // A response with no events that neither cancels nor compacts is a timer's progress
     // notification (watch-progress-timer): dropped.
   }
+}
+
+/**
+ * An answer to a progress request: watch ID -1, no events, neither created, canceled nor
+ * compacted. A watcher may have the client-chosen ID -1 too, but its own event-less answers of
+ * that shape are timer progress notifications, which are dropped anyway (watch-progress-timer).
+ */
+function isProgressAnswer(r: WireObject, events: readonly unknown[]): boolean {
+  return (
+    String(r.watch_id) === '-1' &&
+    events.length === 0 &&
+    r.canceled !== true &&
+    r.created !== true &&
+    Number(r.compact_revision ?? 0) === 0
+  );
 }
 
 export interface SideMember {
@@ -159,6 +184,7 @@ export class Side implements Resolver, SideIdentity {
   private synced = new Set<Target>(['follower', 'follower2', 'leader']);
   /** The member that answered the latest write. */
   private lastWriter: Target = 'follower';
+  eventRewrite: EventRewrite = (event) => event;
 
   private constructor(
     readonly label: string,
@@ -406,7 +432,7 @@ export class Side implements Resolver, SideIdentity {
     if (stream === undefined) {
       const target = watchStreamTargets[index]!;
       const call = this.connection(target).bidi(grpcPath('etcdserverpb.Watch/Watch'));
-      stream = new WatchStream(call, this);
+      stream = new WatchStream(call, this, this.eventRewrite);
       this.streams.set(index, stream);
     }
     return stream;
@@ -446,6 +472,16 @@ export class Side implements Resolver, SideIdentity {
     this.sendWatch(stream, { progress_request: {} });
     const ok = await withTimeout(answered, streamAnswerTimeoutMs, () => false);
     return { ok: { progressAnswered: ok } };
+  }
+
+  /**
+   * A progress request on every open stream, answered: a member sends a write's events to its
+   * synced watchers before it answers the write, so once the answer to a later progress request
+   * has arrived those events have too (see settleWatches in runner.ts).
+   */
+  async watchBarrier(): Promise<void> {
+    const open = [...this.streams].filter(([, stream]) => stream.ended === undefined);
+    await Promise.all(open.map(([index]) => this.watchProgress(index)));
   }
 
   /** Every watcher's log and each stream's control answers, keyed for comparison. */
