@@ -475,13 +475,14 @@ export class Side implements Resolver, SideIdentity {
   }
 
   /**
-   * A progress request on every open stream, answered: a member sends a write's events to its
-   * synced watchers before it answers the write, so once the answer to a later progress request
-   * has arrived those events have too (see settleWatches in runner.ts).
+   * A progress request on every open stream, answered, once the stream's member has applied every
+   * write: a member sends a write's events to its synced watchers as it applies the write, so once
+   * the answer to a later progress request has arrived those events have too (and the answer's
+   * revision is the newest one on both sides).
    */
   async watchBarrier(): Promise<void> {
     const open = [...this.streams].filter(([, stream]) => stream.ended === undefined);
-    await Promise.all(open.map(([index]) => this.watchProgress(index)));
+    await Promise.all(open.map(([index]) => this.execute({ type: 'watchProgress', stream: index })));
   }
 
   /** Every watcher's log and each stream's control answers, keyed for comparison. */
