@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { LeaseTable } from '../lease/lease-table.js';
 import {
   CompactedError,
@@ -213,6 +214,8 @@ export class ConcordServer {
   private readonly appliedWait: AppliedWait;
   private readonly leases: LeaseTable;
   private readonly leaderClient: LeaderClient;
+  /** How long a client request may wait (etcd's ReqTimeout: 5 s + 2 election timeouts). */
+  private readonly requestTimeoutMs: number;
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
   private peerTls: TlsFileWatcher | undefined;
   private readonly concurrency: Concurrency;
@@ -306,6 +309,7 @@ export class ConcordServer {
       committedBytesPerReadyMax: 64 * 1024 * 1024,
     });
     const requestTimeoutMs = 5000 + 2 * config.electionTimeoutMs;
+    this.requestTimeoutMs = requestTimeoutMs;
     this.waiters = new Waiters(requestTimeoutMs);
     this.appliedWait = new AppliedWait(appliedIndex);
     this.leases = new LeaseTable(Math.ceil((3 * config.electionTimeoutMs) / 2 / 1000));
@@ -1503,7 +1507,7 @@ export class ConcordServer {
       const ttl = this.leases.renew(id, Date.now()) ?? 0;
       return { id, ttlSeconds: ttl, header: this.header() };
     }
-    const ttl = await this.leaderClient.keepAlive(this.leaderClientUrl(), id);
+    const ttl = await this.forwardToLeader((url) => this.leaderClient.keepAlive(url, id));
     return { id, ttlSeconds: ttl, header: this.header() };
   }
 
@@ -1511,7 +1515,7 @@ export class ConcordServer {
     this.refuseOnLearner();
     this.assertServing();
     if (!this.isLeader) {
-      const answer = await this.leaderClient.timeToLive(this.leaderClientUrl(), id, keys);
+      const answer = await this.forwardToLeader((url) => this.leaderClient.timeToLive(url, id, keys));
       return { id, ...answer, header: this.header() };
     }
     const record = this.keyspace.lease(id);
@@ -1539,11 +1543,28 @@ export class ConcordServer {
     return { ids, header: this.header() };
   }
 
-  private leaderClientUrl(): string {
-    const leader = this.members.get(this.softState.leader);
-    const url = leader?.clientUrls[0];
-    if (url === undefined) throw new EtcdError('noLeader');
-    return url;
+  /**
+   * Runs a request a follower forwards on the leader's client API. As etcd's waitLeader loop:
+   * with no leader known (a follower that has not heard from one yet, or during an election) the
+   * member waits for one, and a leader it cannot reach (UNAVAILABLE) is tried again, until the
+   * request timeout; only then is "no leader" (or the last error) the answer.
+   */
+  private async forwardToLeader<T>(call: (leaderUrl: string) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.requestTimeoutMs;
+    for (;;) {
+      this.assertServing();
+      const url = this.members.get(this.softState.leader)?.clientUrls[0];
+      if (url === undefined && Date.now() >= deadline) throw new EtcdError('noLeader');
+      if (url !== undefined) {
+        try {
+          return await call(url);
+        } catch (error) {
+          const unavailable = (error as { code?: unknown }).code === grpcStatus.UNAVAILABLE;
+          if (!unavailable || Date.now() >= deadline) throw error;
+        }
+      }
+      await sleep(this.config.heartbeatIntervalMs);
+    }
   }
 
   /** The leader revokes expired leases through Raft, a bounded number per check. */
@@ -1704,7 +1725,7 @@ export class ConcordServer {
     if (memberId === undefined || member === undefined) throw new EtcdError('memberNotFound');
     if (!member.isLearner) throw new EtcdError('memberNotLearner');
     if (!this.isLeader) {
-      await this.leaderClient.memberPromote(this.leaderClientUrl(), id);
+      await this.forwardToLeader((url) => this.leaderClient.memberPromote(url, id));
       return { members: this.memberInfos(), header: this.header() };
     }
     // etcd promotes only a learner whose log is within 10% of the leader's.
