@@ -22,6 +22,8 @@ export interface RunOptions {
   /** How long watchers may take to deliver the same events before that is a divergence. */
   watchSettleMs: number;
   onProgress?: (done: number) => void;
+  /** Runs the operations as a non-root user with auth enabled (see auth.ts). */
+  auth?: boolean;
   /** Rewrites Concord's watch events before they are compared (tests of the comparison only). */
   concordEventRewrite?: EventRewrite;
   /** Called with every operation and both normalised answers (for --trace). */
@@ -80,6 +82,10 @@ export async function runSequence(
 ): Promise<RunResult> {
   const [etcd, concord] = await Promise.all([Side.attach(pair.etcd), Side.attach(pair.concord)]);
   if (options.concordEventRewrite !== undefined) concord.eventRewrite = options.concordEventRewrite;
+  if (options.auth === true) {
+    const setup = await compareAuthSetup(etcd, concord);
+    if (setup !== undefined) return { divergence: { index: -1, ...setup }, opsRun: 0 };
+  }
   const settle = new WatchSettler(etcd, concord, options.watchSettleMs);
   try {
     for (let index = 0; index < ops.length; index++) {
@@ -113,6 +119,13 @@ export async function runSequence(
 }
 
 type Difference = Omit<Divergence, 'index'>;
+
+/** Enables auth on both sides; the first step whose answers differ, if any. */
+async function compareAuthSetup(etcd: Side, concord: Side): Promise<Difference | undefined> {
+  const [a, b] = await Promise.all([etcd.enableAuth(), concord.enableAuth()]);
+  const step = a.findIndex((outcome, i) => !sameNormalised(outcome, b[i]));
+  return step < 0 ? undefined : { what: `auth setup step ${step}`, etcd: a[step], concord: b[step] };
+}
 
 async function compareKeyspace(etcd: Side, concord: Side): Promise<Difference | undefined> {
   const [a, b]: Outcome[] = await Promise.all([etcd.keyspace(), concord.keyspace()]);

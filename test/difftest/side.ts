@@ -2,8 +2,9 @@
 // what the side has learned from its own answers (newest revision, lease IDs, watch IDs). Each
 // operation is executed here and comes back normalised, ready to compare with the other side.
 
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { ProcessCluster } from '../support/process-cluster.js';
+import { type AuthStep, authSetup, rootLogin, userLogin } from './auth.js';
 import { watchStreamTargets } from './generate.js';
 import {
   normaliseEvent,
@@ -42,6 +43,9 @@ const unknownMemberId = '12345';
 const missingLeaseId = '777777';
 
 export type Outcome = { ok: unknown } | { error: { code: number; message: string } };
+
+/** Who a request runs as once auth is on (see auth.ts). */
+export type Principal = 'user' | 'root';
 
 /**
  * Applied to each normalised watch event of one side before it is logged (undefined drops it);
@@ -185,6 +189,8 @@ export class Side implements Resolver, SideIdentity {
   /** The member that answered the latest write. */
   private lastWriter: Target = 'follower';
   eventRewrite: EventRewrite = (event) => event;
+  /** Tokens once auth is on: generated operations run as the user, the runner's own reads as root. */
+  private readonly tokens = new Map<Principal, string>();
 
   private constructor(
     readonly label: string,
@@ -308,6 +314,7 @@ export class Side implements Resolver, SideIdentity {
       grpcPath(method),
       encodeRequest(method, {}),
       unaryTimeoutMs,
+      this.metadata('root'),
     );
     if (!outcome.ok) throw new Error(`${this.label} ${target} Status: ${outcome.code} ${outcome.details}`);
     return decodeResponse(method, outcome.bytes);
@@ -337,18 +344,54 @@ export class Side implements Resolver, SideIdentity {
     this.synced = new Set([target]);
   }
 
-  /** Runs one operation and returns its normalised outcome. */
-  async execute(op: OpSpec): Promise<Outcome> {
+  /** The call metadata of a request as `principal` (none before auth is on). */
+  private metadata(principal: Principal): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    const token = this.tokens.get(principal);
+    if (token !== undefined) metadata.set('token', token);
+    return metadata;
+  }
+
+  /**
+   * Creates the users and the role, enables auth and logs in as root and as the user, at the
+   * leader; returns each step's normalised answer (the tokens are kept for later requests).
+   */
+  async enableAuth(): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const step of authSetup) outcomes.push((await this.authStep(step)).outcome);
+    for (const [principal, login] of [
+      ['root', rootLogin],
+      ['user', userLogin],
+    ] as const) {
+      const { outcome, response } = await this.authStep(login);
+      outcomes.push(outcome);
+      if (response !== undefined) this.tokens.set(principal, String(response.token));
+    }
+    this.lastWriter = 'leader';
+    this.synced = new Set(['leader']);
+    return outcomes;
+  }
+
+  private async authStep(step: AuthStep): Promise<{ outcome: Outcome; response?: WireObject }> {
+    const body = encodeRequest(step.method, step.request);
+    const outcome = await this.connection('leader').unary(grpcPath(step.method), body, unaryTimeoutMs);
+    if (!outcome.ok) return { outcome: { error: { code: outcome.code, message: outcome.details } } };
+    const response = decodeResponse(step.method, outcome.bytes);
+    return { outcome: { ok: normaliseResponse(step.method, response, this) }, response };
+  }
+
+  /** Runs one operation (as the user, once auth is on) and returns its normalised outcome. */
+  async execute(op: OpSpec, principal: Principal = 'user'): Promise<Outcome> {
     const target = opTarget(op);
     await this.sync(target);
     try {
-      return await this.executeAt(op, target);
+      return await this.executeAt(op, target, principal);
     } finally {
       this.afterOp(op, target);
     }
   }
 
-  private async executeAt(op: OpSpec, target: Target): Promise<Outcome> {
+  private async executeAt(op: OpSpec, target: Target, principal: Principal): Promise<Outcome> {
     switch (op.type) {
       case 'leaseKeepAlive':
         return this.keepAlive(op.lease, target);
@@ -368,6 +411,7 @@ export class Side implements Resolver, SideIdentity {
       grpcPath(request.method),
       request.body,
       unaryTimeoutMs,
+      this.metadata(principal),
     );
     if (!outcome.ok) {
       if (op.type === 'leaseGrant') this.leaseIds.set(op.label, op.id === '0' ? missingLeaseId : op.id);
@@ -405,7 +449,7 @@ export class Side implements Resolver, SideIdentity {
     target: Target,
     quietMs: number,
   ): Promise<Outcome> {
-    const call = this.connection(target).bidi(grpcPath(method));
+    const call = this.connection(target).bidi(grpcPath(method), this.metadata('user'));
     return new Promise<Outcome>((resolve) => {
       const timer = setTimeout(() => finish({ ok: { noAnswerWithinMs: quietMs } }), quietMs);
       const finish = (outcome: Outcome) => {
@@ -431,7 +475,7 @@ export class Side implements Resolver, SideIdentity {
     let stream = this.streams.get(index);
     if (stream === undefined) {
       const target = watchStreamTargets[index]!;
-      const call = this.connection(target).bidi(grpcPath('etcdserverpb.Watch/Watch'));
+      const call = this.connection(target).bidi(grpcPath('etcdserverpb.Watch/Watch'), this.metadata('user'));
       stream = new WatchStream(call, this, this.eventRewrite);
       this.streams.set(index, stream);
     }
@@ -510,9 +554,9 @@ export class Side implements Resolver, SideIdentity {
     return count;
   }
 
-  /** A linearizable read of the whole keyspace at the leader. */
+  /** A linearizable read of the whole keyspace at the leader (as root once auth is on). */
   async keyspace(): Promise<Outcome> {
-    return this.execute({ type: 'range', key: '\x00', rangeEnd: '\x00', at: 'leader' });
+    return this.execute({ type: 'range', key: '\x00', rangeEnd: '\x00', at: 'leader' }, 'root');
   }
 }
 
