@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { etcdAvailable } from '../support/etcd-cluster.js';
 import { regressionCases } from './cases.js';
-import { generateSequence } from './generate.js';
+import { generateAuthSequence, generateSequence } from './generate.js';
 import { differences, sameNormalised } from './normalise.js';
 import type { OpSpec } from './ops.js';
 import { type Divergence, defaultRunOptions, runSequence, startClusterPair } from './runner.js';
@@ -16,8 +16,10 @@ import type { EventRewrite } from './side.js';
 const noEtcd = etcdAvailable() ? false : 'etcd 3.4 is not installed (set E2E_ETCD_BIN)';
 /** Short seeds for `npm test`; campaigns use random ones (see cli.ts). */
 const quickSeeds = [
-  { variant: 'kv', seed: 1, ops: 120 },
-  { variant: 'watch', seed: 2, ops: 120 },
+  { variant: 'kv', seed: 1, ops: 120, auth: false },
+  { variant: 'watch', seed: 2, ops: 120, auth: false },
+  // The watch variant has the kv operations too: one seed covers denied reads, writes and watches.
+  { variant: 'watch', seed: 4, ops: 120, auth: true },
 ] as const;
 
 function report(ops: readonly OpSpec[], divergence: Divergence): string {
@@ -74,15 +76,16 @@ describe('difftest against etcd 3.4', { skip: noEtcd }, () => {
     }
   });
 
-  for (const { variant, seed, ops: count } of quickSeeds) {
-    it(`${variant} seed ${seed}: ${count} random operations through a follower of 3-member clusters`, async () => {
-      const ops = generateSequence(seed, count, variant);
+  for (const { variant, seed, ops: count, auth } of quickSeeds) {
+    const mode = auth ? ' --auth' : '';
+    it(`${variant}${mode} seed ${seed}: ${count} random operations through a follower of 3-member clusters`, async () => {
+      const ops = (auth ? generateAuthSequence : generateSequence)(seed, count, variant);
       const pair = await startClusterPair(3);
       try {
-        const { divergence } = await runSequence(pair, ops, defaultRunOptions);
+        const { divergence } = await runSequence(pair, ops, { ...defaultRunOptions, auth });
         if (divergence !== undefined) {
           assert.fail(
-            `${report(ops, divergence)}\nreproduce: npm run difftest -- --variant ${variant} --seed ${seed} --ops ${count}`,
+            `${report(ops, divergence)}\nreproduce: npm run difftest -- --variant ${variant}${mode} --seed ${seed} --ops ${count}`,
           );
         }
       } finally {
