@@ -7,6 +7,7 @@
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { Keyspace } from '../mvcc/keyspace.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import { type Message, MessageType } from '../raft/types.js';
@@ -29,6 +30,7 @@ import {
 import { PeerTransport } from '../transport/peer-transport.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import type { Logger } from '../util/logger.js';
+import { sleep } from '../util/sleep.js';
 import { EtcdError } from '../wire/etcd-errors.js';
 import { recoverMembership } from './bootstrap.js';
 import type { ServerConfig } from './config.js';
@@ -356,12 +358,29 @@ export class ConcordNode {
     response.writeHead(404).end();
   }
 
-  /** The leader's client URL, for what only the leader answers. */
-  leaderClientUrl(): string {
-    const leader = this.replica.members.get(this.replica.leaderId);
-    const url = leader?.clientUrls[0];
-    if (url === undefined) throw new EtcdError('noLeader');
-    return url;
+  /**
+   * Runs a request a follower forwards on the leader's client API (what only the leader answers).
+   * As etcd's waitLeader loop: with no leader known (a follower that has not heard from one yet,
+   * or during an election) the member waits for one, and a leader it cannot reach (UNAVAILABLE)
+   * is tried again, until the request timeout; only then is "no leader" (or the last error) the
+   * answer.
+   */
+  async forwardToLeader<T>(call: (leaderUrl: string) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + this.replica.requestTimeoutMs;
+    for (;;) {
+      this.replica.assertServing();
+      const url = this.replica.members.get(this.replica.leaderId)?.clientUrls[0];
+      if (url === undefined && Date.now() >= deadline) throw new EtcdError('noLeader');
+      if (url !== undefined) {
+        try {
+          return await call(url);
+        } catch (error) {
+          const unavailable = (error as { code?: unknown }).code === grpc.status.UNAVAILABLE;
+          if (!unavailable || Date.now() >= deadline) throw error;
+        }
+      }
+      await sleep(this.config.heartbeatIntervalMs);
+    }
   }
 
   /** Throws when the database file cannot be looked at: it is gone, or the disk fails. */

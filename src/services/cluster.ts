@@ -153,7 +153,7 @@ export class ClusterService {
     if (memberId === undefined || member === undefined) throw new EtcdError('memberNotFound');
     if (!member.isLearner) throw new EtcdError('memberNotLearner');
     if (!this.replica.isLeader) {
-      await this.node.leaderClient.memberPromote(this.node.leaderClientUrl(), id);
+      await this.node.forwardToLeader((url) => this.node.leaderClient.memberPromote(url, id));
       return { members: this.memberInfos(), header: this.replica.header() };
     }
     // etcd promotes only a learner whose log is within 10% of the leader's.

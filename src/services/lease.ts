@@ -57,7 +57,7 @@ export class LeaseService {
       const ttl = this.replica.leases.renew(id, Date.now()) ?? 0;
       return { id, ttlSeconds: ttl, header: this.replica.header() };
     }
-    const ttl = await this.node.leaderClient.keepAlive(this.node.leaderClientUrl(), id);
+    const ttl = await this.node.forwardToLeader((url) => this.node.leaderClient.keepAlive(url, id));
     return { id, ttlSeconds: ttl, header: this.replica.header() };
   }
 
@@ -65,7 +65,9 @@ export class LeaseService {
     this.replica.refuseOnLearner();
     this.replica.assertServing();
     if (!this.replica.isLeader) {
-      const answer = await this.node.leaderClient.timeToLive(this.node.leaderClientUrl(), id, keys);
+      const answer = await this.node.forwardToLeader((url) =>
+        this.node.leaderClient.timeToLive(url, id, keys),
+      );
       return { id, ...answer, header: this.replica.header() };
     }
     const record = this.replica.keyspace.lease(id);

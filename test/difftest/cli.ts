@@ -1,5 +1,5 @@
 // npm run difftest -- [--seeds N] [--from S | --seed S] [--ops M] [--variant kv|watch|both]
-//                     [--parallel P] [--size 3] [--no-shrink] [--replay FILE] [--trace]
+//                     [--auth] [--parallel P] [--size 3] [--no-shrink] [--replay FILE] [--trace]
 // Sends the same random operation sequences to a real etcd 3.4 cluster and a Concord cluster
 // (fresh clusters per seed) and reports every seed whose answers, keyspace or watch events
 // differ, with the seed, the shrunk sequence and the command that replays it. Exits 1 on any
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { etcdAvailable, etcdPath } from '../support/etcd-cluster.js';
-import { generateSequence, type Variant } from './generate.js';
+import { generateAuthSequence, generateSequence, type Variant } from './generate.js';
 import { avoidedEtcdBehaviours, deliberateDifferences, differences } from './normalise.js';
 import { formatSequence, type OpSpec } from './ops.js';
 import {
@@ -25,7 +25,7 @@ import {
 import { runOnFreshPair, shrink } from './shrink.js';
 
 const usage = `usage: npm run difftest -- [--seeds N=5] [--from S | --seed S] [--ops M=500]
-         [--variant kv|watch|both=both] [--parallel P=1] [--size 3] [--no-shrink]
+         [--variant kv|watch|both=both] [--auth] [--parallel P=1] [--size 3] [--no-shrink]
          [--replay FILE] [--trace] [--list-normalisations]`;
 
 export class UsageError extends Error {
@@ -34,6 +34,8 @@ export class UsageError extends Error {
 
 export interface CampaignOptions {
   variants: Variant[];
+  /** Operations run as a non-root user with auth enabled (auth.ts). */
+  auth: boolean;
   firstSeed: number;
   seeds: number;
   ops: number;
@@ -76,6 +78,7 @@ export function parseDifftestArgs(argv: string[]): CampaignOptions {
         variant: { type: 'string', default: 'both' },
         parallel: { type: 'string', default: '1' },
         size: { type: 'string', default: '3' },
+        auth: { type: 'boolean', default: false },
         'no-shrink': { type: 'boolean', default: false },
         replay: { type: 'string' },
         trace: { type: 'boolean', default: false },
@@ -94,6 +97,7 @@ export function parseDifftestArgs(argv: string[]): CampaignOptions {
       : Math.floor(Math.random() * 1_000_000_000);
   return {
     variants: variant === 'both' ? ['kv', 'watch'] : [variant],
+    auth: values.auth,
     firstSeed,
     seeds: single ? 1 : positiveInt('seeds', values.seeds),
     ops: positiveInt('ops', values.ops),
@@ -118,14 +122,22 @@ interface SeedOutcome {
 
 type Print = (line: string) => void;
 
-function traceOptions(print: Print): RunOptions {
+/** The run options of a campaign: auth mode, and with --trace every answer printed. */
+function runOptions(options: { auth: boolean; trace: boolean }, print: Print): RunOptions {
+  if (!options.trace) return { ...defaultRunOptions, auth: options.auth };
   return {
     ...defaultRunOptions,
+    auth: options.auth,
     trace: (index, op, etcd, concord) =>
       print(
         `${index} ${JSON.stringify(op)}\n  etcd    ${JSON.stringify(etcd)}\n  concord ${JSON.stringify(concord)}`,
       ),
   };
+}
+
+/** How a variant is named in reports and commands ("kv", "watch --auth"). */
+function variantName(variant: Variant, auth: boolean): string {
+  return auth ? `${variant} --auth` : variant;
 }
 
 function describeDivergence(ops: readonly OpSpec[], divergence: Divergence): string {
@@ -147,32 +159,34 @@ async function runSeed(
   print: Print,
 ): Promise<SeedOutcome> {
   const started = Date.now();
-  const ops = generateSequence(seed, options.ops, variant);
+  const ops = (options.auth ? generateAuthSequence : generateSequence)(seed, options.ops, variant);
   let result: Awaited<ReturnType<typeof runSequence>>;
   try {
     const pair = await startClusterPair(options.size);
     try {
-      result = await runSequence(pair, ops, options.trace ? traceOptions(print) : defaultRunOptions);
+      result = await runSequence(pair, ops, runOptions(options, print));
     } finally {
       await pair.dispose();
     }
   } catch (error) {
     // A harness failure (a cluster that did not start, a member that never caught up) is no
     // divergence, but the seed did not pass either: reported, counted, and the campaign goes on.
-    print(`${variant} seed ${seed}: ERROR ${(error as Error).message}`);
+    print(`${variantName(variant, options.auth)} seed ${seed}: ERROR ${(error as Error).message}`);
     return { variant, seed, opsRun: 0, divergence: undefined, error: (error as Error).message, elapsedMs: 0 };
   }
   const elapsedMs = Date.now() - started;
   const outcome = { variant, seed, opsRun: result.opsRun, divergence: result.divergence, elapsedMs };
   if (result.divergence === undefined) {
     print(
-      `${variant} seed ${seed}: ${result.opsRun} operations, no divergence (${(elapsedMs / 1000).toFixed(0)} s)`,
+      `${variantName(variant, options.auth)} seed ${seed}: ${result.opsRun} operations, no divergence (${(elapsedMs / 1000).toFixed(0)} s)`,
     );
     return outcome;
   }
-  print(`${variant} seed ${seed}: DIVERGED\n${describeDivergence(ops, result.divergence)}`);
   print(
-    `  reproduce: npm run difftest -- --variant ${variant} --seed ${seed} --ops ${result.divergence.index + 1}`,
+    `${variantName(variant, options.auth)} seed ${seed}: DIVERGED\n${describeDivergence(ops, result.divergence)}`,
+  );
+  print(
+    `  reproduce: npm run difftest -- --variant ${variantName(variant, options.auth)} --seed ${seed} --ops ${result.divergence.index + 1}`,
   );
   if (options.shrink) await shrinkAndReport(variant, seed, ops, result.divergence, options, print);
   return outcome;
@@ -189,17 +203,22 @@ async function shrinkAndReport(
   // Shrinking on 1-member clusters is faster; it is used when the divergence shows there too.
   const prefix = ops.slice(0, divergence.index + 1);
   const onOne =
-    options.size > 1 ? await runOnFreshPair(prefix, 1, defaultRunOptions).catch(() => undefined) : undefined;
+    options.size > 1
+      ? await runOnFreshPair(prefix, 1, runOptions({ ...options, trace: false }, print)).catch(
+          () => undefined,
+        )
+      : undefined;
   const size = onOne !== undefined ? 1 : options.size;
   print(`  shrinking on ${size}-member clusters...`);
   const shrunk = await shrink(ops, onOne ?? divergence, {
-    runCandidate: (candidate) => runOnFreshPair(candidate, size, defaultRunOptions),
+    runCandidate: (candidate) =>
+      runOnFreshPair(candidate, size, runOptions({ ...options, trace: false }, print)),
     attemptsMax: 150,
     timeMaxMs: 15 * 60 * 1000,
     log: print,
   });
-  const file = join(tmpdir(), `concord-difftest-${variant}-${seed}.json`);
-  writeFileSync(file, `${JSON.stringify({ size, ops: shrunk.ops }, null, 1)}\n`);
+  const file = join(tmpdir(), `concord-difftest-${variant}${options.auth ? '-auth' : ''}-${seed}.json`);
+  writeFileSync(file, `${JSON.stringify({ size, auth: options.auth, ops: shrunk.ops }, null, 1)}\n`);
   print(
     `  shrunk to ${shrunk.ops.length} operations after ${shrunk.attempts} attempts (${size}-member clusters):`,
   );
@@ -209,7 +228,7 @@ async function shrinkAndReport(
 }
 
 async function replay(file: string, options: CampaignOptions, print: Print): Promise<boolean> {
-  const saved = JSON.parse(readFileSync(file, 'utf8')) as { size?: number; ops: OpSpec[] };
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { size?: number; auth?: boolean; ops: OpSpec[] };
   const size = saved.size ?? options.size;
   print(`replaying ${saved.ops.length} operations from ${file} on ${size}-member clusters`);
   const pair = await startClusterPair(size);
@@ -217,7 +236,7 @@ async function replay(file: string, options: CampaignOptions, print: Print): Pro
     const { divergence } = await runSequence(
       pair,
       saved.ops,
-      options.trace ? traceOptions(print) : defaultRunOptions,
+      runOptions({ ...options, auth: saved.auth ?? options.auth }, print),
     );
     if (divergence === undefined) {
       print('no divergence');
@@ -244,7 +263,7 @@ export async function runCampaign(options: CampaignOptions, print: Print): Promi
     for (let i = 0; i < options.seeds; i++) jobs.push({ variant, seed: options.firstSeed + i });
   }
   print(
-    `difftest: ${options.variants.join('+')} seeds ${options.firstSeed}..${options.firstSeed + options.seeds - 1}, ` +
+    `difftest: ${options.variants.map((v) => variantName(v, options.auth)).join(' + ')} seeds ${options.firstSeed}..${options.firstSeed + options.seeds - 1}, ` +
       `${options.ops} operations each, ${options.size}-member clusters (etcd ${etcdPath}), ${options.parallel} at a time`,
   );
   const outcomes: SeedOutcome[] = [];
@@ -262,7 +281,7 @@ export async function runCampaign(options: CampaignOptions, print: Print): Promi
     const failed = mine.filter((o) => o.error !== undefined);
     const opsRun = mine.reduce((sum, o) => sum + o.opsRun, 0);
     print(
-      `difftest ${variant}: ${mine.length} seeds, ${opsRun} operations, ${diverged.length} divergences` +
+      `difftest ${variantName(variant, options.auth)}: ${mine.length} seeds, ${opsRun} operations, ${diverged.length} divergences` +
         (diverged.length > 0 ? ` (seeds ${diverged.map((o) => o.seed).join(', ')})` : '') +
         (failed.length > 0
           ? `, ${failed.length} harness errors (seeds ${failed.map((o) => o.seed).join(', ')})`

@@ -6,17 +6,20 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { etcdAvailable } from '../support/etcd-cluster.js';
 import { regressionCases } from './cases.js';
-import { generateSequence } from './generate.js';
+import { generateAuthSequence, generateSequence } from './generate.js';
 import { differences, sameNormalised } from './normalise.js';
 import type { OpSpec } from './ops.js';
 import { type Divergence, defaultRunOptions, runSequence, startClusterPair } from './runner.js';
 import { shrink } from './shrink.js';
+import type { EventRewrite } from './side.js';
 
 const noEtcd = etcdAvailable() ? false : 'etcd 3.4 is not installed (set E2E_ETCD_BIN)';
 /** Short seeds for `npm test`; campaigns use random ones (see cli.ts). */
 const quickSeeds = [
-  { variant: 'kv', seed: 1, ops: 120 },
-  { variant: 'watch', seed: 2, ops: 120 },
+  { variant: 'kv', seed: 1, ops: 120, auth: false },
+  { variant: 'watch', seed: 2, ops: 120, auth: false },
+  // The watch variant has the kv operations too: one seed covers denied reads, writes and watches.
+  { variant: 'watch', seed: 4, ops: 120, auth: true },
 ] as const;
 
 function report(ops: readonly OpSpec[], divergence: Divergence): string {
@@ -42,15 +45,47 @@ describe('difftest against etcd 3.4', { skip: noEtcd }, () => {
     }
   });
 
-  for (const { variant, seed, ops: count } of quickSeeds) {
-    it(`${variant} seed ${seed}: ${count} random operations through a follower of 3-member clusters`, async () => {
-      const ops = generateSequence(seed, count, variant);
+  it('a watch event that differs, or is missing, is a divergence of that watcher', async () => {
+    // A watcher sees three events (put, put, delete) and is then canceled.
+    const ops: OpSpec[] = [
+      { type: 'watchCreate', stream: 0, label: 1, key: 'w', prevKv: true },
+      { type: 'put', key: 'w', value: 'v1' },
+      { type: 'put', key: 'w', value: 'v2' },
+      { type: 'delete', key: 'w' },
+      { type: 'watchCancel', stream: 0, watcher: { label: 1 } },
+    ];
+    const isDelete = (event: unknown) => (event as { type: unknown }).type === 'DELETE';
+    const pair = await startClusterPair(1);
+    try {
+      const run = (concordEventRewrite?: EventRewrite) =>
+        runSequence(pair, ops, { ...defaultRunOptions, watchSettleMs: 1000, concordEventRewrite });
+      assert.equal((await run()).divergence, undefined);
+      // One more revision in the second put's event: caught by that event, at once.
+      const bumped = await run((event) => {
+        const e = event as { kv: { value?: unknown; mod_revision: string } };
+        if (String(e.kv.value) !== 'v2') return event;
+        return { ...e, kv: { ...e.kv, mod_revision: String(Number(e.kv.mod_revision) + 1) } };
+      });
+      assert.equal(bumped.divergence?.what, 'stream 0 watcher @1 item 2');
+      // The last event (the delete) never arrives: caught before the cancel.
+      const dropped = await run((event) => (isDelete(event) ? undefined : event));
+      assert.equal(dropped.divergence?.what, 'stream 0 watcher @1 from item 3');
+      assert.equal(dropped.divergence?.index, 4);
+    } finally {
+      await pair.dispose();
+    }
+  });
+
+  for (const { variant, seed, ops: count, auth } of quickSeeds) {
+    const mode = auth ? ' --auth' : '';
+    it(`${variant}${mode} seed ${seed}: ${count} random operations through a follower of 3-member clusters`, async () => {
+      const ops = (auth ? generateAuthSequence : generateSequence)(seed, count, variant);
       const pair = await startClusterPair(3);
       try {
-        const { divergence } = await runSequence(pair, ops, defaultRunOptions);
+        const { divergence } = await runSequence(pair, ops, { ...defaultRunOptions, auth });
         if (divergence !== undefined) {
           assert.fail(
-            `${report(ops, divergence)}\nreproduce: npm run difftest -- --variant ${variant} --seed ${seed} --ops ${count}`,
+            `${report(ops, divergence)}\nreproduce: npm run difftest -- --variant ${variant}${mode} --seed ${seed} --ops ${count}`,
           );
         }
       } finally {

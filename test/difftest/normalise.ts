@@ -59,6 +59,10 @@ export const deliberateDifferences: readonly DeliberateDifference[] = [
     why: 'how events are grouped into WatchResponses (and fragments) is timing; events are compared one by one per watcher, and the header of an event response (the revision when it was sent) is dropped',
   },
   {
+    name: 'auth-token',
+    why: 'simple tokens are random; an Authenticate answer\'s token becomes "a token" (an empty one stays empty)',
+  },
+  {
     name: 'watch-progress-timer',
     why: 'progress_notify responses come from a timer; a response for a watcher with no events, not created and not canceled is dropped',
   },
@@ -88,6 +92,26 @@ export const avoidedEtcdBehaviours: readonly DeliberateDifference[] = [
   {
     name: 'watch-start-at-compact-revision',
     why: "etcd 3.4's compaction deletes a tombstone at exactly the compact revision (etcd-io/etcd#18089), so a watch starting there misses that delete; Concord keeps the tombstone and delivers the event (docs/compatibility.md). The runner starts a watch at exactly a compact revision that deleted a key one revision later.",
+  },
+  {
+    name: 'auth-empty-range',
+    why: "with auth on, etcd 3.4 decides whether a range whose end is not after its key (an empty range) is permitted by walking its permission interval tree with pruning meant for proper intervals, so the answer depends on the tree's shape (e.g. [z, a) is refused although z is granted); Concord decides it with the same interval cover test as for a proper range (docs/compatibility.md). With --auth the generator swaps such bounds (or drops an end equal to the key).",
+  },
+  {
+    name: 'auth-txn-range-replicas',
+    why: "with auth on, a member that did not receive a txn drops its top-level ranges (removeNeedlessRangeReqs) before the permission check, so a writing txn with a range the user may not read is refused by the member that answers and applied by the others: etcd's replicas then differ (seen as a follower one revision behind the others). With --auth the top-level ranges of writing txns read a key the user may read.",
+  },
+  {
+    name: 'auth-from-key-watch',
+    why: 'etcd 3.4 checks a watch whose range end is "\\0" (from its key to the end of the keyspace) as if the end were empty, so a user with permission on foo/ only watches every key from foo/3 on, zzz included; Concord checks the whole range and refuses the watch with permission denied (docs/compatibility.md). With --auth such watches watch their key alone.',
+  },
+  {
+    name: 'auth-nested-txn',
+    why: 'etcd 3.4 checks no permission for the operations of a txn nested in a txn, so a user writes and reads keys it has no permission on that way (an RBAC bypass fixed by etcd later: etcd-io/etcd#21677, #21689); Concord checks them at every depth and answers permission denied (docs/compatibility.md). With --auth the generator makes no nested txns.',
+  },
+  {
+    name: 'auth-alarm-applier',
+    why: 'etcd 3.4 applies an alarm activation by replacing its applier with a capped (NOSPACE) or corrupt one wrapped around the bare backend applier, without the auth applier, so until the alarm is deactivated (or the member restarts) writes get no permission check: a non-root user deletes keys it may not write. Concord keeps checking (docs/compatibility.md). With --auth alarm activations become alarm lists.',
   },
   {
     name: 'etcd-3.5-calls',
@@ -261,6 +285,8 @@ export function normaliseResponse(method: string, response: WireObject, id: Side
       };
     case 'Hash':
       return { header: header(r.header, id) };
+    case 'Authenticate':
+      return { ...r, header: header(r.header, id), token: r.token ? 'a token' : r.token };
     case 'Alarm': {
       const alarms = Array.isArray(r.alarms) ? (r.alarms as WireObject[]) : [];
       return {

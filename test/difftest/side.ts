@@ -2,8 +2,9 @@
 // what the side has learned from its own answers (newest revision, lease IDs, watch IDs). Each
 // operation is executed here and comes back normalised, ready to compare with the other side.
 
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import type { ProcessCluster } from '../support/process-cluster.js';
+import { type AuthStep, authSetup, rootLogin, userLogin } from './auth.js';
 import { watchStreamTargets } from './generate.js';
 import {
   normaliseEvent,
@@ -43,6 +44,15 @@ const missingLeaseId = '777777';
 
 export type Outcome = { ok: unknown } | { error: { code: number; message: string } };
 
+/** Who a request runs as once auth is on (see auth.ts). */
+export type Principal = 'user' | 'root';
+
+/**
+ * Applied to each normalised watch event of one side before it is logged (undefined drops it);
+ * the tests use it to show that a changed or missing event is caught.
+ */
+export type EventRewrite = (event: unknown) => unknown;
+
 interface WatcherLog {
   /** Created response, events, cancel: in arrival order. */
   items: unknown[];
@@ -62,6 +72,7 @@ class WatchStream {
   constructor(
     readonly call: grpc.ClientDuplexStream<Buffer, Buffer>,
     private readonly identity: SideIdentity,
+    private readonly rewrite: EventRewrite,
   ) {
     call.on('data', (bytes: Buffer) => this.onResponse(decodeResponse('etcdserverpb.Watch/Watch', bytes)));
     call.on('error', (error: grpc.ServiceError) => {
@@ -99,18 +110,21 @@ class WatchStream {
       pending.resolve(created);
       return;
     }
+    if (isProgressAnswer(r, events)) {
+      this.control.push({ progress: normaliseWatchControl(r, this.identity, true) });
+      this.progressWaiters.shift()?.();
+      return;
+    }
     const label = this.idToLabel.get(watchId);
     if (label === undefined) {
-      if (watchId === '-1' && events.length === 0 && r.canceled !== true) {
-        this.control.push({ progress: normaliseWatchControl(r, this.identity, true) });
-        this.progressWaiters.shift()?.();
-      } else {
-        this.control.push({ orphan: normaliseWatchControl(r, this.identity, true) });
-      }
+      this.control.push({ orphan: normaliseWatchControl(r, this.identity, true) });
       return;
     }
     const log = this.log(label);
-    for (const event of events) log.items.push(normaliseEvent(event, this.identity));
+    for (const event of events) {
+      const logged = this.rewrite(normaliseEvent(event, this.identity));
+      if (logged !== undefined) log.items.push(logged);
+    }
     if (r.canceled === true || Number(r.compact_revision) !== 0) {
       log.items.push(normaliseWatchControl({ ...r, events: [] }, this.identity, true));
       // A compacted watcher keeps its ID until it is canceled (its cancel is answered).
@@ -119,6 +133,21 @@ class WatchStream {
     // A response with no events that neither cancels nor compacts is a timer's progress
     // notification (watch-progress-timer): dropped.
   }
+}
+
+/**
+ * An answer to a progress request: watch ID -1, no events, neither created, canceled nor
+ * compacted. A watcher may have the client-chosen ID -1 too, but its own event-less answers of
+ * that shape are timer progress notifications, which are dropped anyway (watch-progress-timer).
+ */
+function isProgressAnswer(r: WireObject, events: readonly unknown[]): boolean {
+  return (
+    String(r.watch_id) === '-1' &&
+    events.length === 0 &&
+    r.canceled !== true &&
+    r.created !== true &&
+    Number(r.compact_revision ?? 0) === 0
+  );
 }
 
 export interface SideMember {
@@ -159,6 +188,9 @@ export class Side implements Resolver, SideIdentity {
   private synced = new Set<Target>(['follower', 'follower2', 'leader']);
   /** The member that answered the latest write. */
   private lastWriter: Target = 'follower';
+  eventRewrite: EventRewrite = (event) => event;
+  /** Tokens once auth is on: generated operations run as the user, the runner's own reads as root. */
+  private readonly tokens = new Map<Principal, string>();
 
   private constructor(
     readonly label: string,
@@ -282,6 +314,7 @@ export class Side implements Resolver, SideIdentity {
       grpcPath(method),
       encodeRequest(method, {}),
       unaryTimeoutMs,
+      this.metadata('root'),
     );
     if (!outcome.ok) throw new Error(`${this.label} ${target} Status: ${outcome.code} ${outcome.details}`);
     return decodeResponse(method, outcome.bytes);
@@ -311,18 +344,54 @@ export class Side implements Resolver, SideIdentity {
     this.synced = new Set([target]);
   }
 
-  /** Runs one operation and returns its normalised outcome. */
-  async execute(op: OpSpec): Promise<Outcome> {
+  /** The call metadata of a request as `principal` (none before auth is on). */
+  private metadata(principal: Principal): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    const token = this.tokens.get(principal);
+    if (token !== undefined) metadata.set('token', token);
+    return metadata;
+  }
+
+  /**
+   * Creates the users and the role, enables auth and logs in as root and as the user, at the
+   * leader; returns each step's normalised answer (the tokens are kept for later requests).
+   */
+  async enableAuth(): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const step of authSetup) outcomes.push((await this.authStep(step)).outcome);
+    for (const [principal, login] of [
+      ['root', rootLogin],
+      ['user', userLogin],
+    ] as const) {
+      const { outcome, response } = await this.authStep(login);
+      outcomes.push(outcome);
+      if (response !== undefined) this.tokens.set(principal, String(response.token));
+    }
+    this.lastWriter = 'leader';
+    this.synced = new Set(['leader']);
+    return outcomes;
+  }
+
+  private async authStep(step: AuthStep): Promise<{ outcome: Outcome; response?: WireObject }> {
+    const body = encodeRequest(step.method, step.request);
+    const outcome = await this.connection('leader').unary(grpcPath(step.method), body, unaryTimeoutMs);
+    if (!outcome.ok) return { outcome: { error: { code: outcome.code, message: outcome.details } } };
+    const response = decodeResponse(step.method, outcome.bytes);
+    return { outcome: { ok: normaliseResponse(step.method, response, this) }, response };
+  }
+
+  /** Runs one operation (as the user, once auth is on) and returns its normalised outcome. */
+  async execute(op: OpSpec, principal: Principal = 'user'): Promise<Outcome> {
     const target = opTarget(op);
     await this.sync(target);
     try {
-      return await this.executeAt(op, target);
+      return await this.executeAt(op, target, principal);
     } finally {
       this.afterOp(op, target);
     }
   }
 
-  private async executeAt(op: OpSpec, target: Target): Promise<Outcome> {
+  private async executeAt(op: OpSpec, target: Target, principal: Principal): Promise<Outcome> {
     switch (op.type) {
       case 'leaseKeepAlive':
         return this.keepAlive(op.lease, target);
@@ -342,6 +411,7 @@ export class Side implements Resolver, SideIdentity {
       grpcPath(request.method),
       request.body,
       unaryTimeoutMs,
+      this.metadata(principal),
     );
     if (!outcome.ok) {
       if (op.type === 'leaseGrant') this.leaseIds.set(op.label, op.id === '0' ? missingLeaseId : op.id);
@@ -379,7 +449,7 @@ export class Side implements Resolver, SideIdentity {
     target: Target,
     quietMs: number,
   ): Promise<Outcome> {
-    const call = this.connection(target).bidi(grpcPath(method));
+    const call = this.connection(target).bidi(grpcPath(method), this.metadata('user'));
     return new Promise<Outcome>((resolve) => {
       const timer = setTimeout(() => finish({ ok: { noAnswerWithinMs: quietMs } }), quietMs);
       const finish = (outcome: Outcome) => {
@@ -405,8 +475,8 @@ export class Side implements Resolver, SideIdentity {
     let stream = this.streams.get(index);
     if (stream === undefined) {
       const target = watchStreamTargets[index]!;
-      const call = this.connection(target).bidi(grpcPath('etcdserverpb.Watch/Watch'));
-      stream = new WatchStream(call, this);
+      const call = this.connection(target).bidi(grpcPath('etcdserverpb.Watch/Watch'), this.metadata('user'));
+      stream = new WatchStream(call, this, this.eventRewrite);
       this.streams.set(index, stream);
     }
     return stream;
@@ -448,6 +518,17 @@ export class Side implements Resolver, SideIdentity {
     return { ok: { progressAnswered: ok } };
   }
 
+  /**
+   * A progress request on every open stream, answered, once the stream's member has applied every
+   * write: a member sends a write's events to its synced watchers as it applies the write, so once
+   * the answer to a later progress request has arrived those events have too (and the answer's
+   * revision is the newest one on both sides).
+   */
+  async watchBarrier(): Promise<void> {
+    const open = [...this.streams].filter(([, stream]) => stream.ended === undefined);
+    await Promise.all(open.map(([index]) => this.execute({ type: 'watchProgress', stream: index })));
+  }
+
   /** Every watcher's log and each stream's control answers, keyed for comparison. */
   watchState(): Map<string, unknown[]> {
     const state = new Map<string, unknown[]>();
@@ -473,9 +554,9 @@ export class Side implements Resolver, SideIdentity {
     return count;
   }
 
-  /** A linearizable read of the whole keyspace at the leader. */
+  /** A linearizable read of the whole keyspace at the leader (as root once auth is on). */
   async keyspace(): Promise<Outcome> {
-    return this.execute({ type: 'range', key: '\x00', rangeEnd: '\x00', at: 'leader' });
+    return this.execute({ type: 'range', key: '\x00', rangeEnd: '\x00', at: 'leader' }, 'root');
   }
 }
 

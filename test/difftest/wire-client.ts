@@ -22,14 +22,19 @@ export class WireConnection {
   }
 
   /** One unary call to `path` ("/etcdserverpb.KV/Range") with `body` as the request message. */
-  unary(path: string, body: Buffer, timeoutMs: number): Promise<UnaryOutcome> {
+  unary(
+    path: string,
+    body: Buffer,
+    timeoutMs: number,
+    metadata = new grpc.Metadata(),
+  ): Promise<UnaryOutcome> {
     return new Promise((resolve) => {
       this.client.makeUnaryRequest(
         path,
         identity,
         identity,
         body,
-        new grpc.Metadata(),
+        metadata,
         { deadline: Date.now() + timeoutMs },
         (error, response) => {
           if (error) resolve({ ok: false, code: error.code, details: error.details });
@@ -40,8 +45,8 @@ export class WireConnection {
   }
 
   /** A bidirectional stream over raw message bytes; the caller owns it and ends it. */
-  bidi(path: string): grpc.ClientDuplexStream<Buffer, Buffer> {
-    return this.client.makeBidiStreamRequest(path, identity, identity);
+  bidi(path: string, metadata = new grpc.Metadata()): grpc.ClientDuplexStream<Buffer, Buffer> {
+    return this.client.makeBidiStreamRequest(path, identity, identity, metadata);
   }
 
   close(): void {
