@@ -4,7 +4,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { BenchResult } from '../../src/cli/bench/run.js';
 import { type Measured, ratio, renderTable } from '../../src/cli/bench/tables.js';
-import { bestOfRounds, parseEngines } from '../../src/cli/bench/vs-etcd.js';
+import {
+  bestOfRounds,
+  endpointsStartingAt,
+  parseEngines,
+  placeSlowMember,
+} from '../../src/cli/bench/vs-etcd.js';
 
 function measured(opsPerSec: number): Measured {
   const result = { workload: 'put', opsPerSec, ops: opsPerSec, durationSec: 1 } as BenchResult;
@@ -12,6 +17,25 @@ function measured(opsPerSec: number): Measured {
 }
 
 describe('bench vs etcd report', () => {
+  it('a slow-member round slows a follower and puts the first client on another follower, whoever leads', () => {
+    for (const size of [3, 5]) {
+      for (let leader = 0; leader < size; leader++) {
+        const { slow, client } = placeSlowMember(leader, size, 'fast-follower');
+        assert.notEqual(slow, leader, `size ${size} leader ${leader}: the slow member is a follower`);
+        assert.notEqual(client, leader, `size ${size} leader ${leader}: the client is on a follower`);
+        assert.notEqual(client, slow, `size ${size} leader ${leader}: the client is not on the slow member`);
+        const onSlow = placeSlowMember(leader, size, 'slow');
+        assert.deepEqual(onSlow, { slow, client: slow });
+      }
+    }
+    assert.throws(() => placeSlowMember(0, 2, 'fast-follower'), /need 3 members/);
+  });
+
+  it('the endpoints start at the chosen member and keep every member once', () => {
+    assert.deepEqual(endpointsStartingAt(['a', 'b', 'c'], 0), ['a', 'b', 'c']);
+    assert.deepEqual(endpointsStartingAt(['a', 'b', 'c'], 2), ['c', 'a', 'b']);
+  });
+
   it('markdown tables have a header, a separator and one line per row', () => {
     const text = renderTable(
       ['a', 'b'],

@@ -5,7 +5,11 @@
 // With --engines (e.g. `--engines raft,multi-paxos,multi-paxos:2 --nodes 5`) it compares Concord
 // clusters running different consensus engines instead, the first engine being the baseline;
 // --slow-member-ms N delays every peer message of one follower by N ms in each round, and each
-// round measures every engine without the slow member too (the same-run baseline).
+// round measures every engine without the slow member too (the same-run baseline). In that mode
+// the members' roles are chosen per round, not left to which member won the election: the slow
+// member is a follower, and the first endpoint (which the watch workload's lone writer uses) is
+// another, fast follower (--slow-member-client slow: the slow member itself); the report names
+// them per round.
 
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -57,6 +61,8 @@ interface VsOptions {
   engines: EngineSpec[] | undefined;
   /** --slow-member-ms: one follower delays every peer message by this much (0: none). */
   slowMemberMs: number;
+  /** --slow-member-client: the member the first client connection (the lone writer) goes to. */
+  slowMemberClient: SlowMemberClient;
   /** --security: etcd and Concord under each of these settings, put and range only; undefined: off. */
   security: SecuritySetting[] | undefined;
 }
@@ -285,6 +291,33 @@ async function prepareSystem(
 export interface RoundResult {
   restartServingMs: number[];
   workloads: Map<string, Measured>;
+  /** With --slow-member-ms: which member led, which was (or would be) slow, where the writer was. */
+  placement?: string;
+}
+
+export type SlowMemberClient = 'fast-follower' | 'slow';
+
+export interface SlowMemberPlacement {
+  /** The follower that delays its peer messages. */
+  slow: number;
+  /** The member the first client connection goes to (a lone writer's, e.g. the watch workload's). */
+  client: number;
+}
+
+/**
+ * Roles for a slow-member round given the leader's index: the slow member is the last follower,
+ * the client goes to the first other follower, or to the slow one itself.
+ */
+export function placeSlowMember(leader: number, size: number, client: SlowMemberClient): SlowMemberPlacement {
+  const followers = Array.from({ length: size }, (_, i) => i).filter((i) => i !== leader);
+  if (followers.length < 2) throw new Error(`a slow member and a fast follower need 3 members, got ${size}`);
+  const slow = followers[followers.length - 1]!;
+  return { slow, client: client === 'slow' ? slow : followers[0]! };
+}
+
+/** The endpoints reordered to start at `first` (the pool gives connection i endpoint i mod n). */
+export function endpointsStartingAt(endpoints: string[], first: number): string[] {
+  return [...endpoints.slice(first), ...endpoints.slice(0, first)];
 }
 
 /**
@@ -303,23 +336,41 @@ async function runRound(
     cluster.startAll();
     const restartServingMs = await cluster.waitServing(restartTimeoutMs);
     note(`${label} round ${round}: restarted, serving after ${Math.max(...restartServingMs).toFixed(0)} ms`);
-    if (slowMemberMs > 0) await slowOneFollower(cluster, slowMemberMs, label);
+    // In the slow-member mode the baseline runs with the same roles, only nothing is slowed.
+    let endpoints: string[] | undefined;
+    let placement: string | undefined;
+    if (options.slowMemberMs > 0) {
+      const leader = await cluster.leaderIndex();
+      const roles = placeSlowMember(leader, cluster.members.length, options.slowMemberClient);
+      const name = (i: number) => cluster.members[i]!.name;
+      const writerRole = roles.client === roles.slow ? 'the slow follower' : 'a fast follower';
+      placement = `leader ${name(leader)}, slow ${name(roles.slow)}${slowMemberMs > 0 ? '' : ' (not slowed)'}, writer on ${name(roles.client)} (${writerRole})`;
+      note(`${label} round ${round}: ${placement}`);
+      if (slowMemberMs > 0) await slowMember(cluster, roles.slow, slowMemberMs, label);
+      endpoints = endpointsStartingAt(cluster.endpoints(), roles.client);
+    }
     const workloads = new Map<string, Measured>();
     for (const spec of workloadSpecs(options)) {
-      const measured = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
+      const specOptions = endpoints === undefined ? spec.options : { ...spec.options, endpoints };
+      const measured = await measure(cluster, benchOptions(cluster, options.workloadMs, specOptions));
       workloads.set(spec.id, measured);
       note(`${label} round ${round}: ${spec.title}: ${summary(measured)}`);
     }
-    return { restartServingMs, workloads };
+    return placement === undefined
+      ? { restartServingMs, workloads }
+      : { restartServingMs, workloads, placement };
   } finally {
     await cluster.stopAll();
   }
 }
 
-/** Makes one follower slow: it delays every peer message it sends or receives (needs fault injection). */
-async function slowOneFollower(cluster: BenchCluster, delayMs: number, label: string): Promise<void> {
-  const leader = await cluster.leaderIndex();
-  const index = cluster.members.length - 1 === leader ? 0 : cluster.members.length - 1;
+/** Makes a follower slow: it delays every peer message it sends or receives (needs fault injection). */
+async function slowMember(
+  cluster: BenchCluster,
+  index: number,
+  delayMs: number,
+  label: string,
+): Promise<void> {
   const member = cluster.members[index]!;
   const response = await fetch(`http://127.0.0.1:${member.clientPort}/debug/faults`, {
     method: 'POST',
@@ -507,6 +558,7 @@ function parseVsArgs(argv: string[]): VsOptions {
       engines: { type: 'string' },
       nodes: { type: 'string' },
       'slow-member-ms': { type: 'string' },
+      'slow-member-client': { type: 'string' },
       security: { type: 'boolean' },
       settings: { type: 'string' },
       help: { type: 'boolean' },
@@ -528,6 +580,8 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
         '  --slow-member-ms N one follower delays every peer message by N ms (default 0); each\n' +
         '                     round also measures every engine without it, as the baseline\n' +
+        '  --slow-member-client fast-follower|slow  where the first client connection (the watch\n' +
+        "                     workload's lone writer) goes with --slow-member-ms (default fast-follower)\n" +
         '  --security         TLS and auth overhead: put and range on etcd and Concord, each\n' +
         '                     plaintext, with mutual client and peer TLS, with auth (simple token,\n' +
         '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
@@ -546,10 +600,16 @@ function parseVsArgs(argv: string[]): VsOptions {
   const slowMemberMs = values['slow-member-ms'] === undefined ? 0 : Number(values['slow-member-ms']);
   if (!Number.isInteger(slowMemberMs) || slowMemberMs < 0 || slowMemberMs > 10_000)
     throw new Error(`--slow-member-ms must be 0..10000, got '${values['slow-member-ms']}'`);
+  const slowMemberClient = values['slow-member-client'] ?? 'fast-follower';
+  if (slowMemberClient !== 'fast-follower' && slowMemberClient !== 'slow')
+    throw new Error(`--slow-member-client must be fast-follower or slow, got '${slowMemberClient}'`);
+  if (values['slow-member-client'] !== undefined && slowMemberMs === 0)
+    throw new Error('--slow-member-client needs --slow-member-ms');
   return {
     nodes,
     engines: values.engines === undefined ? undefined : parseEngines(values.engines, nodes),
     slowMemberMs,
+    slowMemberClient,
     quick,
     markdown: values.markdown === true,
     json: values.json === true,
@@ -769,7 +829,9 @@ async function compareEngines(options: VsOptions, engines: EngineSpec[]): Promis
     const slow = slowMs > 0 ? runsOf(1).map((run) => ({ ...run, label: `${run.label} (slow member)` })) : [];
     const mode = options.quick ? 'mode: --quick, ' : '';
     const tables =
-      slowMs > 0 ? slowMemberTables(baseline, slow, slowMs, options) : engineTables(baseline, options);
+      slowMs > 0
+        ? `${slowMemberTables(baseline, slow, slowMs, options)}\n\n${placementLines(systems, variants, rounds)}`
+        : engineTables(baseline, options);
     process.stdout.write(
       `${header}\n${mode}best of ${options.rounds} round(s) per workload; load average at the end: ${loadavg()
         .map((l) => l.toFixed(1))
@@ -786,6 +848,18 @@ async function compareEngines(options: VsOptions, engines: EngineSpec[]): Promis
   } finally {
     await cleanUp();
   }
+}
+
+/** Which member led, was slow and took the lone writer, per engine, variant and round. */
+function placementLines(systems: PreparedSystem[], variants: number[], rounds: RoundResult[][][]): string {
+  const lines = ['Members per round (the watch fan-out writer uses the first endpoint):'];
+  for (const [i, system] of systems.entries())
+    for (const [v, ms] of variants.entries())
+      for (const [r, result] of rounds[v]![i]!.entries())
+        lines.push(
+          `- ${system.label}${ms > 0 ? ' (slow member)' : ''} round ${r + 1}: ${result.placement ?? '?'}`,
+        );
+  return lines.join('\n');
 }
 
 /**
