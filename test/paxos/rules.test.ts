@@ -680,3 +680,31 @@ test('commit notification: an acceptor whose Accepted arrives after its slot was
   assert.deepEqual(net.values(3), ['from-3']);
   assert.equal(net.commit(3), net.commit(1));
 });
+
+test("a slow acceptor delays no one: with its messages held, a follower's proposal is chosen and applied there without a tick", () => {
+  // One slow member of three: the leader and the fast acceptor are a phase-2 quorum, so neither
+  // commit nor commit news waits for it; it catches up when its messages arrive.
+  const net = new PaxosNetwork([1, 2, 3]);
+  net.campaign(1);
+  const held: Message[] = [];
+  net.filters.push((m) => {
+    const slow = m.from === 3 || m.to === 3;
+    if (slow) held.push(m);
+    return slow;
+  });
+  for (let i = 0; i < 3; i++) {
+    assert.equal(net.node(2).propose(enc(`w${i}`)).ok, true);
+    net.stabilize(); // no tick: a wait on acceptor 3 would leave the slot open
+    assert.deepEqual(
+      net.values(2),
+      Array.from({ length: i + 1 }, (_, j) => `w${j}`),
+      `put ${i} applied on 2`,
+    );
+  }
+  assert.deepEqual(net.values(3), []);
+  net.heal();
+  for (const m of held.splice(0)) net.send(m);
+  net.stabilize();
+  assert.deepEqual(net.values(3), ['w0', 'w1', 'w2'], 'the slow acceptor catches up from its held messages');
+  assert.equal(net.commit(3), net.commit(1));
+});
