@@ -1306,9 +1306,21 @@ export class PaxosNode implements RaftNodeApi {
     for (const [id, p] of this.peers) this.sendHeartbeat(id, p, ctx);
   }
 
-  /** A heartbeat carries the commit up to the acceptor's match: the chosen slots it holds. */
+  /**
+   * The chosen slots an acceptor holds or will hold once the Accepts already sent to it arrive
+   * (replicate state: every slot below `next` is on its way, in order). The acceptor caps a
+   * commit it hears at its own match run (slots it holds from this ballot's leader), so telling
+   * it of slots still in flight is safe, and it spares a slow acceptor the round trip of its
+   * Accepted before it learns that a slot it holds was chosen.
+   */
+  private commitFor(p: Peer): number {
+    const held = p.state === 'replicate' ? Math.max(p.match, p.next - 1) : p.match;
+    return Math.min(this.log.committed, held);
+  }
+
+  /** A heartbeat carries the commit up to the slots the acceptor holds or was sent (commitFor). */
   private sendHeartbeat(to: NodeId, p: Peer, context: Uint8Array): void {
-    const commit = Math.min(this.log.committed, p.match);
+    const commit = this.commitFor(p);
     p.commitSent = Math.max(p.commitSent, commit);
     this.send(
       message({
@@ -1324,10 +1336,10 @@ export class PaxosNode implements RaftNodeApi {
 
   /**
    * Batches what one turn produced: one Accept per acceptor, one read round, and commit news to
-   * every acceptor that holds chosen slots it was not told of. That includes an acceptor whose
-   * Accepted arrives after its slot was chosen without it: the turn that chose the slot told it
-   * only what the leader knew it held then, and a lone writer's follower would otherwise wait a
-   * heartbeat interval to apply (and answer) its own forwarded proposal.
+   * every acceptor that holds, or was sent, chosen slots it was not told of. That includes an
+   * acceptor slower than the phase-2 quorum that chose its slot: it is told in the turn the slot
+   * is chosen, not after its Accepted reaches the leader (a lone writer on a slow follower would
+   * otherwise wait two more one-way delays per put), nor at the next heartbeat.
    */
   private flush(): void {
     if (this.role !== Role.Leader) return;
@@ -1337,7 +1349,7 @@ export class PaxosNode implements RaftNodeApi {
     }
     if (this.reads.hasBatch()) this.broadcastHeartbeat(this.reads.startRound(this.log.committed, this.id));
     for (const [id, p] of this.peers)
-      if (Math.min(this.log.committed, p.match) > p.commitSent) this.sendHeartbeat(id, p, EMPTY_BYTES);
+      if (this.commitFor(p) > p.commitSent) this.sendHeartbeat(id, p, EMPTY_BYTES);
   }
 
   // ---- linearizable reads ------------------------------------------------------------------
