@@ -178,6 +178,33 @@ describe('auth store: etcd 3.4 rules and errors', () => {
     store.checkRange(ROOT, bytes('anything'), bytes('\0'), 'WRITE');
   });
 
+  it('a permission change, role revoke, role delete or re-grant shows in the very next check', () => {
+    const store = storeWithUsers();
+    store.apply(grant('READ', 'k'), undefined);
+    store.apply({ type: 'authEnable' }, undefined);
+    const read = () =>
+      store.checkRange({ username: 'alice', revision: store.revision }, bytes('k'), bytes(''), 'READ');
+    read();
+    read(); // answered from the per-user intervals
+    store.apply({ type: 'roleRevokePermission', role: 'reader', key: bytes('k'), rangeEnd: bytes('') }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply(grant('READ', 'k'), ROOT);
+    read();
+    store.apply({ type: 'userRevokeRole', name: 'alice', role: 'reader' }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply({ type: 'userGrantRole', user: 'alice', role: 'reader' }, ROOT);
+    read();
+    store.apply({ type: 'roleDelete', role: 'reader' }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply({ type: 'roleAdd', name: 'reader' }, ROOT);
+    store.apply({ type: 'userGrantRole', user: 'alice', role: 'reader' }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply(grant('READWRITE', 'k'), ROOT);
+    read();
+    store.apply({ type: 'userDelete', name: 'alice' }, ROOT);
+    refusedWith('permissionDenied', read);
+  });
+
   it('a txn needs read on every compare and what every op of both branches needs, nested too', () => {
     const store = storeWithUsers();
     store.apply(grant('READWRITE', 'k'), undefined);
