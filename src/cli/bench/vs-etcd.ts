@@ -542,7 +542,8 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --rounds N         restart-and-run rounds per system, best kept (default 2, --quick 1)\n' +
         '  --tls              both systems with client and peer TLS (--auto-tls, --peer-auto-tls)\n' +
         '  --profile-put DIR  only Concord: put workload with the members under node --cpu-prof,\n' +
-        "                     then the leader's top self-time functions\n" +
+        "                     then the leader's top self-time functions; with --security\n" +
+        '                     --settings plaintext,S: setting S, put and range serializable\n' +
         '  --engines LIST     compare Concord engines instead of etcd and Concord, the first the\n' +
         '                     baseline: raft, multi-paxos, multi-paxos:K (phase-2 quorum K)\n' +
         '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
