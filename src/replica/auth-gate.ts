@@ -86,6 +86,8 @@ export class AuthGate {
 
   /** What an applied auth op means for this member's simple tokens. */
   onApplied(effect: AuthEffect, nowMs = Date.now()): void {
+    if (effect.type !== 'unchanged' && effect.type !== 'authenticated')
+      this.jwt?.forgetOlderThan(this.store.revision);
     switch (effect.type) {
       case 'disabled':
         this.simple.clear();

@@ -161,10 +161,30 @@ function base64url(data: Buffer | string): string {
 
 const digestOf = (method: JwtSignMethod) => `sha${method.slice(2)}`;
 
-/** JWTs signed and verified with node:crypto: claims username, revision and exp (etcd's). */
+/** Verified tokens a member remembers (a client sends the same token on every request). */
+export const JWT_VERIFIED_CACHE_MAX = 1024;
+
+interface VerifiedJwt {
+  username: string;
+  revision: number;
+  expiresAtMs: number;
+}
+
+/**
+ * JWTs signed and verified with node:crypto: claims username, revision and exp (etcd's). A token
+ * whose signature checked out is remembered with its claims (a public-key verify costs tens of
+ * microseconds, more than the rest of a request's auth): the claims are a function of the token's
+ * text and the keys, which do not change while the member runs, so a remembered token answers as
+ * a fresh verify would; its expiry is checked on every use, and its auth revision by the store on
+ * every check, as for a fresh one.
+ */
 export class JwtTokens {
   private readonly privateKey: KeyObject | Buffer | undefined;
   private readonly publicKey: KeyObject | Buffer;
+  /** token → claims, oldest first (evicted first when full). */
+  private readonly verified = new Map<string, VerifiedJwt>();
+  /** Signature checks made so far (a remembered token needs none). */
+  signatureChecks = 0;
 
   constructor(private readonly options: JwtOptions) {
     const hmac = options.signMethod.startsWith('HS');
@@ -211,6 +231,35 @@ export class JwtTokens {
 
   /** The token's user and revision if its signature, algorithm and expiry hold; else undefined. */
   verify(token: string, nowMs: number): { username: string; revision: number } | undefined {
+    const known = this.verified.get(token);
+    if (known !== undefined) {
+      if (known.expiresAtMs <= nowMs) {
+        this.verified.delete(token);
+        return undefined;
+      }
+      return { username: known.username, revision: known.revision };
+    }
+    const claims = this.verifyUncached(token, nowMs);
+    if (claims === undefined) return undefined;
+    if (this.verified.size >= JWT_VERIFIED_CACHE_MAX) {
+      const oldest = this.verified.keys().next().value;
+      if (oldest !== undefined) this.verified.delete(oldest);
+    }
+    this.verified.set(token, claims);
+    return { username: claims.username, revision: claims.revision };
+  }
+
+  /** Remembered tokens (bounded by JWT_VERIFIED_CACHE_MAX). */
+  get verifiedCount(): number {
+    return this.verified.size;
+  }
+
+  /** Forgets remembered tokens issued before auth revision `revision` (the store refuses them anyway). */
+  forgetOlderThan(revision: number): void {
+    for (const [token, claims] of this.verified) if (claims.revision < revision) this.verified.delete(token);
+  }
+
+  private verifyUncached(token: string, nowMs: number): VerifiedJwt | undefined {
     const parts = token.split('.');
     if (parts.length !== 3) return undefined;
     const [header, payload, signature] = parts as [string, string, string];
@@ -218,6 +267,7 @@ export class JwtTokens {
     try {
       const head = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { alg?: unknown };
       if (head.alg !== this.options.signMethod) return undefined;
+      this.signatureChecks++;
       if (!this.signatureValid(`${header}.${payload}`, Buffer.from(signature, 'base64url'))) return undefined;
       claims = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8'));
     } catch {
@@ -227,7 +277,7 @@ export class JwtTokens {
     if (typeof username !== 'string' || typeof revision !== 'number' || typeof exp !== 'number')
       return undefined;
     if (exp * 1000 <= nowMs) return undefined;
-    return { username, revision };
+    return { username, revision, expiresAtMs: exp * 1000 };
   }
 
   private signatureValid(input: string, signature: Buffer): boolean {

@@ -10,7 +10,12 @@ import { describe, it } from 'node:test';
 import { checkTxnPermitted, checkWritePermitted } from '../../src/replica/auth-checks.js';
 import { AuthGate } from '../../src/replica/auth-gate.js';
 import { type AuthInfo, type AuthOp, AuthStore } from '../../src/replica/auth-store.js';
-import { JwtTokens, parseAuthTokenFlag, SimpleTokens } from '../../src/replica/auth-tokens.js';
+import {
+  JWT_VERIFIED_CACHE_MAX,
+  JwtTokens,
+  parseAuthTokenFlag,
+  SimpleTokens,
+} from '../../src/replica/auth-tokens.js';
 import { decodeProposal, encodeProposal } from '../../src/replica/proposal.js';
 import { EtcdError, etcdErrors } from '../../src/wire/etcd-errors.js';
 
@@ -173,6 +178,33 @@ describe('auth store: etcd 3.4 rules and errors', () => {
     store.checkRange(ROOT, bytes('anything'), bytes('\0'), 'WRITE');
   });
 
+  it('a permission change, role revoke, role delete or re-grant shows in the very next check', () => {
+    const store = storeWithUsers();
+    store.apply(grant('READ', 'k'), undefined);
+    store.apply({ type: 'authEnable' }, undefined);
+    const read = () =>
+      store.checkRange({ username: 'alice', revision: store.revision }, bytes('k'), bytes(''), 'READ');
+    read();
+    read(); // answered from the per-user intervals
+    store.apply({ type: 'roleRevokePermission', role: 'reader', key: bytes('k'), rangeEnd: bytes('') }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply(grant('READ', 'k'), ROOT);
+    read();
+    store.apply({ type: 'userRevokeRole', name: 'alice', role: 'reader' }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply({ type: 'userGrantRole', user: 'alice', role: 'reader' }, ROOT);
+    read();
+    store.apply({ type: 'roleDelete', role: 'reader' }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply({ type: 'roleAdd', name: 'reader' }, ROOT);
+    store.apply({ type: 'userGrantRole', user: 'alice', role: 'reader' }, ROOT);
+    refusedWith('permissionDenied', read);
+    store.apply(grant('READWRITE', 'k'), ROOT);
+    read();
+    store.apply({ type: 'userDelete', name: 'alice' }, ROOT);
+    refusedWith('permissionDenied', read);
+  });
+
   it('a txn needs read on every compare and what every op of both branches needs, nested too', () => {
     const store = storeWithUsers();
     store.apply(grant('READWRITE', 'k'), undefined);
@@ -301,6 +333,58 @@ describe('auth tokens', () => {
         const none = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
         assert.equal(jwt.verify(`${none}.${payload}.`, 1_000_000), undefined, 'alg none');
       }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('JWT: a verified token is remembered, yet still expires, is refused after an auth change, and a forgery is not', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'concord-jwt-cache-'));
+    try {
+      const pair = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      const priv = join(dir, 'k.pem');
+      const pub = join(dir, 'k.pub');
+      writeFileSync(priv, pair.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      writeFileSync(pub, pair.publicKey.export({ type: 'spki', format: 'pem' }));
+      const store = storeWithUsers();
+      store.apply(grant('READ', 'a'), undefined);
+      store.apply({ type: 'authEnable' }, undefined);
+      const gate = new AuthGate(store, {
+        token: { type: 'jwt', signMethod: 'RS256', ttlSeconds: 60, publicKeyFile: pub, privateKeyFile: priv },
+      });
+      const jwt = (gate as unknown as { jwt: JwtTokens }).jwt;
+      const t0 = 1_000_000;
+      const token = gate.tokenFor({ type: 'authenticated', name: 'alice', simpleToken: '' }, t0);
+      const first = gate.resolve({ token }, t0);
+      assert.deepEqual(first, { username: 'alice', revision: store.revision });
+      assert.equal(jwt.signatureChecks, 1);
+      for (let i = 0; i < 5; i++) assert.deepEqual(gate.resolve({ token }, t0 + i), first);
+      assert.equal(jwt.signatureChecks, 1, 'the remembered token is not verified again');
+      store.checkRange(gate.resolve({ token }, t0), bytes('a'), new Uint8Array(0), 'READ');
+
+      // A forged signature on the same claims is a different token: checked, and refused.
+      const [head, payload] = token.split('.') as [string, string, string];
+      assert.throws(() => gate.resolve({ token: `${head}.${payload}.AAAA` }, t0), /invalid auth token/);
+
+      // Expiry (ttl 60 s) holds for the remembered token, which is then forgotten.
+      refusedWith('invalidAuthToken', () => gate.resolve({ token }, t0 + 60_000));
+      assert.equal(jwt.verifiedCount, 0);
+
+      // An auth change (here: alice deleted) moves the revision; the remembered token is refused.
+      const token2 = gate.tokenFor({ type: 'authenticated', name: 'alice', simpleToken: '' }, t0);
+      const info = gate.resolve({ token: token2 }, t0);
+      assert.equal(jwt.verifiedCount, 1);
+      gate.onApplied(store.apply({ type: 'userDelete', name: 'alice' }, ROOT));
+      assert.equal(jwt.verifiedCount, 0, 'tokens of an older auth revision are forgotten');
+      refusedWith('authOldRevision', () =>
+        store.checkRange(gate.resolve({ token: token2 }, t0), bytes('a'), new Uint8Array(0), 'READ'),
+      );
+      refusedWith('authOldRevision', () => store.checkRange(info, bytes('a'), new Uint8Array(0), 'READ'));
+
+      // The memory is bounded: the oldest tokens go first.
+      for (let i = 0; i < JWT_VERIFIED_CACHE_MAX + 10; i++)
+        jwt.verify(jwt.sign(`u${i}`, store.revision, t0), t0);
+      assert.equal(jwt.verifiedCount, JWT_VERIFIED_CACHE_MAX);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -1,9 +1,10 @@
 // Starts a 3-member cluster of either etcd or Concord on loopback with the same flags, ports
 // chosen the same way and temp data dirs, for the side-by-side benchmark. Output of each member
-// goes to a log file in its temp root (a pipe nobody reads would stall the member).
+// goes to a log file in its temp root (a pipe nobody reads would stall the member); a member that
+// exits when not asked to is recorded, so the caller can keep the logs before the root goes.
 
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { lstat, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -51,6 +52,16 @@ export interface BenchMember {
   logPath: string;
   child: ChildProcess | undefined;
   spawnedAtMs: number;
+  /** Set by stopAll: an exit then is expected. */
+  stopping: boolean;
+}
+
+/** A member that exited while nobody was stopping it. */
+export interface UnexpectedExit {
+  member: string;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  atMs: number;
 }
 
 /** The key waitServing reads (a user the benchmark signs in as needs read permission on it). */
@@ -90,6 +101,24 @@ export class BenchCluster {
   /** The user every client of this cluster signs in as, once auth is on (see security.ts). */
   auth: BenchAuth | undefined;
 
+  /** Members that exited unasked, in order (each also noted on stderr when it happens). */
+  readonly unexpectedExits: UnexpectedExit[] = [];
+
+  /**
+   * Copies every member's log (all its runs: the log is appended to across restarts) into `dir`
+   * as `<label>-<member>.log`; returns the paths written.
+   */
+  keepLogs(dir: string): string[] {
+    const kept: string[] = [];
+    for (const member of this.members) {
+      if (!existsSync(member.logPath)) continue;
+      const target = join(dir, `${this.binary.label.replace(/\W+/g, '-')}-${member.name}.log`);
+      copyFileSync(member.logPath, target);
+      kept.push(target);
+    }
+    return kept;
+  }
+
   static async create(
     binary: MemberBinary,
     rootDir: string,
@@ -108,6 +137,7 @@ export class BenchCluster {
         logPath: join(rootDir, `${name}.log`),
         child: undefined,
         spawnedAtMs: 0,
+        stopping: false,
       });
     }
     return new BenchCluster(binary, members, timing, security);
@@ -185,8 +215,14 @@ export class BenchCluster {
       closeSync(log);
       member.child = child;
       member.spawnedAtMs = performance.now();
-      child.once('exit', () => {
+      member.stopping = false;
+      child.once('exit', (code, signal) => {
         if (member.child === child) member.child = undefined;
+        if (member.stopping) return;
+        this.unexpectedExits.push({ member: member.name, code, signal, atMs: performance.now() });
+        process.stderr.write(
+          `${this.binary.label} ${member.name} (pid ${child.pid}) exited unasked: code ${code}, signal ${signal}; log ${member.logPath}\n`,
+        );
       });
     }
   }
@@ -306,6 +342,7 @@ export class BenchCluster {
         (member) =>
           new Promise<void>((resolve) => {
             const child = member.child;
+            member.stopping = true;
             if (child === undefined || child.exitCode !== null || child.signalCode !== null) {
               member.child = undefined;
               resolve();

@@ -12,7 +12,7 @@
 // them per round.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -410,14 +410,34 @@ export function bestOfRounds(
 
 const tempRoots = new Set<string>();
 
-async function cleanUp(): Promise<void> {
+/**
+ * Stops every cluster and deletes the temp roots. The member logs of a cluster with a member that
+ * exited unasked (or of every cluster, after a run that failed) are first copied to a directory
+ * that stays, whose path is printed.
+ */
+async function cleanUp(failed = false): Promise<void> {
   await Promise.all([...activeClusters].map((cluster) => cluster.stopAll()));
+  keepMemberLogs(failed);
   activeClusters.clear();
   await Promise.all([...tempRoots].map((root) => rm(root, { recursive: true, force: true })));
   tempRoots.clear();
 }
 
 const activeClusters = new Set<BenchCluster>();
+
+function keepMemberLogs(failed: boolean): void {
+  const clusters = [...activeClusters].filter((cluster) => failed || cluster.unexpectedExits.length > 0);
+  if (clusters.length === 0) return;
+  const dir = mkdtempSync(join(tmpdir(), 'bench-member-logs-'));
+  for (const cluster of clusters) {
+    cluster.keepLogs(dir);
+    for (const exit of cluster.unexpectedExits)
+      note(
+        `${cluster.binary.label} ${exit.member} had exited unasked (code ${exit.code}, signal ${exit.signal})`,
+      );
+  }
+  note(`member logs kept in ${dir}${failed ? ' (the run failed)' : ''}`);
+}
 
 // ---- output ---------------------------------------------------------------------------------
 
@@ -574,7 +594,8 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --rounds N         restart-and-run rounds per system, best kept (default 2, --quick 1)\n' +
         '  --tls              both systems with client and peer TLS (--auto-tls, --peer-auto-tls)\n' +
         '  --profile-put DIR  only Concord: put workload with the members under node --cpu-prof,\n' +
-        "                     then the leader's top self-time functions\n" +
+        "                     then the leader's top self-time functions; with --security\n" +
+        '                     --settings plaintext,S: setting S, put and range serializable\n' +
         '  --engines LIST     compare Concord engines instead of etcd and Concord, the first the\n' +
         '                     baseline: raft, multi-paxos, multi-paxos:K (phase-2 quorum K)\n' +
         '  --nodes N          members per cluster with --engines: 3 or 5 (default 3)\n' +
@@ -642,27 +663,43 @@ export function concordBinary(nodeArgs: (name: string) => string[], argsAfter: s
   };
 }
 
+/**
+ * --profile-put: the put workload on a Concord cluster whose members run under node --cpu-prof;
+ * with --security --settings S (one setting) the cluster runs with S's flags (and auth enabled, the
+ * clients signed in as the bench user), so the profile shows what that setting costs.
+ */
 async function profilePut(options: VsOptions, profileDir: string): Promise<number> {
   const binary = concordBinary((name) => ['--cpu-prof', '--cpu-prof-dir', join(profileDir, name)]);
   const root = await mkdtemp(join(tmpdir(), 'bench-profile-'));
   tempRoots.add(root);
-  const cluster = await BenchCluster.create(
-    binary,
-    root,
-    options.nodes,
-    timing,
-    options.tls ? { tls: 'auto' } : {},
-  );
+  if (options.security !== undefined && options.security.length > 2)
+    throw new Error('--profile-put with --security profiles one setting: --settings plaintext,<setting>');
+  const setting = options.security?.find((s) => s.id !== 'plaintext') ?? options.security?.[0];
+  const security: ClusterSecurity =
+    setting !== undefined
+      ? clusterSecurity(setting, writeSecurityMaterial(root))
+      : options.tls
+        ? { tls: 'auto' }
+        : {};
+  const cluster = await BenchCluster.create(binary, root, options.nodes, timing, security);
   activeClusters.add(cluster);
+  // With --security also range serializable: the request path without consensus or disk.
+  const specIds = setting === undefined ? ['put-64'] : ['put-64', 'range-s'];
+  const specs = specIds.map((id) => allWorkloadSpecs(options).find((s) => s.id === id)!);
   let leader: number;
-  let measured: Measured;
+  const measured: Measured[] = [];
   try {
     cluster.startAll();
     await cluster.waitServing(startTimeoutMs);
-    const spec = workloadSpecs(options).find((s) => s.id === 'put-64')!;
+    if (security.authTokenFlag !== undefined) await enableBenchAuth(cluster, authSetupTimeoutMs);
     leader = await cluster.leaderIndex();
-    measured = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
-    note(`concord (profiled): ${spec.title}: ${summary(measured)}`);
+    for (const spec of specs) {
+      const one = await measure(cluster, benchOptions(cluster, options.workloadMs, spec.options));
+      measured.push(one);
+      note(
+        `concord (profiled${setting === undefined ? '' : `, ${setting.id}`}): ${spec.title}: ${summary(one)}`,
+      );
+    }
     if ((await cluster.leaderIndex()) !== leader)
       throw new Error('leadership moved during the profiled run; run again');
   } finally {
@@ -678,16 +715,21 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
     .sort()
     .at(-1);
   if (file === undefined) throw new Error(`no .cpuprofile in ${dir}: did the leader exit cleanly?`);
-  const rows = topSelfTime(readCpuProfile(join(dir, file)), profileTopCount, measured.window);
-  process.stdout.write(`Concord leader (${leaderName}) under put, 64 clients: ${summary(measured)}\n`);
-  process.stdout.write(`profile: ${join(dir, file)} (samples taken during the measured run only)\n\n`);
-  process.stdout.write(
-    `${renderTable(
-      ['self ms', '%', 'function', 'location'],
-      rows.map((r) => [r.selfMs.toFixed(0), r.percent.toFixed(1), r.functionName, r.location]),
-      options.markdown,
-    )}\n`,
-  );
+  const profile = readCpuProfile(join(dir, file));
+  process.stdout.write(`profile: ${join(dir, file)} (samples taken during the measured runs only)\n`);
+  for (const [i, spec] of specs.entries()) {
+    const rows = topSelfTime(profile, profileTopCount, measured[i]!.window);
+    process.stdout.write(
+      `\nConcord leader (${leaderName}) under ${spec.title}: ${summary(measured[i]!)}, CPU ms/op (all members) ${cpuMsPerOp(measured[i]!).toFixed(3)}\n\n`,
+    );
+    process.stdout.write(
+      `${renderTable(
+        ['self ms', '%', 'function', 'location'],
+        rows.map((r) => [r.selfMs.toFixed(0), r.percent.toFixed(1), r.functionName, r.location]),
+        options.markdown,
+      )}\n`,
+    );
+  }
   return 0;
 }
 
@@ -730,6 +772,9 @@ export async function main(argv: string[]): Promise<number> {
       header,
       options,
     );
+  } catch (error) {
+    await cleanUp(true);
+    throw error;
   } finally {
     await cleanUp();
   }
@@ -789,6 +834,9 @@ async function compareSecurity(options: VsOptions, settings: SecuritySetting[]):
     const failed = measured.some((m) => m.result.errors > 0);
     if (failed) process.stderr.write('some workloads had errors; see the (N errors) marks in the table\n');
     return failed ? 1 : 0;
+  } catch (error) {
+    await cleanUp(true);
+    throw error;
   } finally {
     await cleanUp();
   }
@@ -845,6 +893,9 @@ async function compareEngines(options: VsOptions, engines: EngineSpec[]): Promis
     const failed = runs.some((run) => [run.load, ...run.workloads.values()].some((m) => m.result.errors > 0));
     if (failed) process.stderr.write('some workloads had errors; see the (N errors) marks in the table\n');
     return failed ? 1 : 0;
+  } catch (error) {
+    await cleanUp(true);
+    throw error;
   } finally {
     await cleanUp();
   }
