@@ -536,7 +536,7 @@ export function parseVsArgs(argv: string[]): VsOptions {
         '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
         `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n` +
         '  --memory-keys N    only memory: load N keys (up to 2,000,000) into etcd and Concord, then\n' +
-        '                     RSS per member and disk; time grows with N (1,000,000: about 10 min)\n',
+        '                     RSS per member and disk; time grows with N (1,000,000: ~10 min quiet, 30 busy)\n',
     );
     process.exit(0);
   }
