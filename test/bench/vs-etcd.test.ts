@@ -8,6 +8,7 @@ import {
   bestOfRounds,
   endpointsStartingAt,
   parseEngines,
+  parseVsArgs,
   placeSlowMember,
 } from '../../src/cli/bench/vs-etcd.js';
 
@@ -99,5 +100,17 @@ describe('bench:vs-etcd --engines', () => {
     assert.throws(() => parseEngines('paxos', 3), /unknown engine 'paxos'/);
     assert.throws(() => parseEngines('raft:2', 3), /multi-paxos:K only/);
     assert.throws(() => parseEngines('multi-paxos:4', 3), /phase-2 quorum K in 1\.\.3/);
+  });
+});
+
+describe('bench:vs-etcd --memory-keys', () => {
+  it('loads that many keys (default 100k otherwise) and refuses counts out of range or mixed modes', () => {
+    assert.equal(parseVsArgs(['--memory-keys', '1000000']).loadKeys, 1_000_000);
+    assert.equal(parseVsArgs(['--memory-keys', '1000000']).memoryKeys, 1_000_000);
+    assert.equal(parseVsArgs([]).memoryKeys, undefined);
+    assert.equal(parseVsArgs([]).loadKeys, 100_000);
+    assert.throws(() => parseVsArgs(['--memory-keys', '10']), /--memory-keys must be/);
+    assert.throws(() => parseVsArgs(['--memory-keys', '3000000']), /--memory-keys must be/);
+    assert.throws(() => parseVsArgs(['--memory-keys', '1000000', '--engines', 'raft']), /drop --security/);
   });
 });

@@ -45,7 +45,7 @@ const restartTimeoutMs = 120_000;
 const settleMs = 1000;
 const profileTopCount = 15;
 
-interface VsOptions {
+export interface VsOptions {
   quick: boolean;
   markdown: boolean;
   json: boolean;
@@ -65,6 +65,8 @@ interface VsOptions {
   slowMemberClient: SlowMemberClient;
   /** --security: etcd and Concord under each of these settings, put and range only; undefined: off. */
   security: SecuritySetting[] | undefined;
+  /** --memory-keys: only load this many keys into etcd and Concord and compare RSS and disk. */
+  memoryKeys: number | undefined;
 }
 
 /** One Concord engine to benchmark: `raft`, `multi-paxos` or `multi-paxos:K` (phase-2 quorum K). */
@@ -565,7 +567,7 @@ function etcdOrExplain(): string | undefined {
   return etcdPath;
 }
 
-function parseVsArgs(argv: string[]): VsOptions {
+export function parseVsArgs(argv: string[]): VsOptions {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -581,6 +583,7 @@ function parseVsArgs(argv: string[]): VsOptions {
       'slow-member-client': { type: 'string' },
       security: { type: 'boolean' },
       settings: { type: 'string' },
+      'memory-keys': { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -606,7 +609,9 @@ function parseVsArgs(argv: string[]): VsOptions {
         '  --security         TLS and auth overhead: put and range on etcd and Concord, each\n' +
         '                     plaintext, with mutual client and peer TLS, with auth (simple token,\n' +
         '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
-        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n`,
+        `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n` +
+        '  --memory-keys N    only memory: load N keys (up to 2,000,000) into etcd and Concord, then\n' +
+        '                     RSS per member and disk; time grows with N (1,000,000: ~10 min quiet, 30 busy)\n',
     );
     process.exit(0);
   }
@@ -618,6 +623,14 @@ function parseVsArgs(argv: string[]): VsOptions {
   if (values.settings !== undefined && security === undefined) throw new Error('--settings needs --security');
   if (security !== undefined && (values.tls === true || values.engines !== undefined))
     throw new Error('--security compares its own TLS settings of etcd and Concord: drop --tls and --engines');
+  const memoryKeys = values['memory-keys'] === undefined ? undefined : Number(values['memory-keys']);
+  if (
+    memoryKeys !== undefined &&
+    (!Number.isInteger(memoryKeys) || memoryKeys < 1000 || memoryKeys > 2_000_000)
+  )
+    throw new Error(`--memory-keys must be 1000..2000000, got '${values['memory-keys']}'`);
+  if (memoryKeys !== undefined && (security !== undefined || values.engines !== undefined))
+    throw new Error('--memory-keys compares etcd and Concord: drop --security and --engines');
   const slowMemberMs = values['slow-member-ms'] === undefined ? 0 : Number(values['slow-member-ms']);
   if (!Number.isInteger(slowMemberMs) || slowMemberMs < 0 || slowMemberMs > 10_000)
     throw new Error(`--slow-member-ms must be 0..10000, got '${values['slow-member-ms']}'`);
@@ -636,7 +649,8 @@ function parseVsArgs(argv: string[]): VsOptions {
     json: values.json === true,
     profileDir: values['profile-put'],
     workloadMs: quick ? 3000 : 8000,
-    loadKeys: security === undefined ? (quick ? 20_000 : 100_000) : quick ? 1000 : 5000,
+    loadKeys: memoryKeys ?? (security === undefined ? (quick ? 20_000 : 100_000) : quick ? 1000 : 5000),
+    memoryKeys,
     security,
     rounds: roundsFlag(values.rounds, quick ? 1 : 2),
     tls: values.tls === true,
@@ -743,6 +757,7 @@ export async function main(argv: string[]): Promise<number> {
   if (options.profileDir !== undefined) return profilePut(options, options.profileDir);
   if (options.engines !== undefined) return compareEngines(options, options.engines);
   if (options.security !== undefined) return compareSecurity(options, options.security);
+  if (options.memoryKeys !== undefined) return compareMemory(options);
   const etcdPath = etcdOrExplain();
   if (etcdPath === undefined) return 2;
   const etcdVersion = execFileSync(etcdPath, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
@@ -775,6 +790,62 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     await cleanUp(true);
     throw error;
+  } finally {
+    await cleanUp();
+  }
+}
+
+/**
+ * --memory-keys: etcd and Concord each started fresh and loaded with options.loadKeys keys (64
+ * clients), RSS per member sampled a second after the load; no workloads, no restart.
+ */
+async function compareMemory(options: VsOptions): Promise<number> {
+  const etcdPath = etcdOrExplain();
+  if (etcdPath === undefined) return 2;
+  const etcdVersion = execFileSync(etcdPath, ['--version'], { encoding: 'utf8' }).split('\n')[0]!.trim();
+  const header = machineHeader(etcdVersion, options.nodes);
+  process.stderr.write(`${header}\n`);
+  try {
+    const etcd = await prepareSystem(
+      { label: 'etcd', command: etcdPath, argsBefore: () => [] },
+      etcdVersion,
+      options,
+    );
+    const concord = await prepareSystem(
+      concordBinary(() => []),
+      CONCORD_VERSION,
+      options,
+    );
+    const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
+    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+    const rows = [
+      [
+        `load ${options.loadKeys} keys × ${valSize} B, 64 clients (ops/s)`,
+        etcd.load.result.opsPerSec.toFixed(0),
+        concord.load.result.opsPerSec.toFixed(0),
+        ratio(concord.load.result.opsPerSec, etcd.load.result.opsPerSec),
+      ],
+      [
+        `RSS per member after loading ${options.loadKeys} keys (MiB)`,
+        etcd.rssBytes.map(mb).join(' / '),
+        concord.rssBytes.map(mb).join(' / '),
+        ratio(sum(concord.rssBytes), sum(etcd.rssBytes)),
+      ],
+      [
+        'data dirs on disk, 3 members (MiB, du)',
+        mb(etcd.diskBytes),
+        mb(concord.diskBytes),
+        ratio(concord.diskBytes, etcd.diskBytes),
+      ],
+    ];
+    process.stdout.write(
+      `${header}\n--memory-keys ${options.loadKeys}; load average at the end: ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}\n\n${renderTable(['resource', 'etcd', 'concord', 'ratio'], rows, options.markdown)}\n`,
+    );
+    const failed = etcd.load.result.errors > 0 || concord.load.result.errors > 0;
+    if (failed) process.stderr.write('the load had errors\n');
+    return failed ? 1 : 0;
   } finally {
     await cleanUp();
   }
