@@ -552,6 +552,9 @@ class ObservedCore implements ConsensusEngine {
   reportUnreachable(peer: NodeId): void {
     this.core.reportUnreachable(peer);
   }
+  get quiesced(): boolean | undefined {
+    return this.core.quiesced;
+  }
   reportSnapshot(peer: NodeId, ok: boolean): void {
     this.core.reportSnapshot(peer, ok);
   }
