@@ -257,8 +257,16 @@ export class RaftHost {
     // The apply starts only after persist() was called: the WAL writes and hands its fdatasync
     // to the thread pool before the apply's (synchronous) transaction takes the event loop, so
     // the disk and the apply overlap instead of queueing one behind the other.
+    // "On our own disk" means below the first entry this Ready writes, too: a deposed leader's
+    // uncommitted tail may be replaced and committed in one Ready, and its old entries at those
+    // indexes are durable but not the ones committed.
     const lastCommitted = ready.committedEntries.at(-1)?.index ?? 0;
-    const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
+    const firstWritten = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    const applyEarly =
+      ready.snapshot === undefined &&
+      lastCommitted > 0 &&
+      lastCommitted <= durableIndex &&
+      lastCommitted < firstWritten;
     const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
     // Its failure is taken up below, after the fsync; until then it must not count as unhandled
     // (Node would end the process on it, skipping the orderly stop).
