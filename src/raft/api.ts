@@ -75,6 +75,15 @@ export interface RaftConfig {
   readOnlyOption?: ReadOnlyOption;
   /** Reject proposals on followers instead of forwarding them to the leader. */
   disableProposalForwarding?: boolean;
+  /**
+   * Quiescence (hibernation) of an idle group, after CockroachDB: a leader whose followers hold
+   * and know everything, with nothing pending, sends one last heartbeat marked "quiesce" and stops
+   * ticking; a follower that gets it stops its election timer. Any proposal, read or message for
+   * the group wakes it; a quiesced follower also wakes when its leader is reported unreachable
+   * (reportUnreachable), which is how it learns the leader is gone. Every member of a group must
+   * agree on this option. Default off.
+   */
+  quiesce?: boolean;
 }
 
 /**
@@ -193,6 +202,12 @@ export interface RaftNodeApi {
    * whether a Snapshot message it delivered was taken or refused.
    */
   readonly pendingSnapshot: Snapshot | undefined;
+  /**
+   * The group is hibernating (RaftConfig.quiesce): tick() does nothing, so the driver need not
+   * call it until a proposal, read or message wakes the group. Engines without quiescence leave it
+   * undefined.
+   */
+  readonly quiesced?: boolean;
 }
 
 /**

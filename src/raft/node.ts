@@ -51,6 +51,8 @@ import { bytesEqual, entriesBytes, payloadBytes } from './util.js';
 
 /** Context of a Vote sent because of TimeoutNow: it overrides leader stickiness. */
 const TRANSFER_CONTEXT = new TextEncoder().encode('concord-leader-transfer');
+/** Context of a leader's last Heartbeat before it quiesces (RaftConfig.quiesce). */
+const QUIESCE_CONTEXT = new TextEncoder().encode('concord-quiesce');
 
 const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
 const DEFAULT_INFLIGHT_MESSAGES_MAX = 256;
@@ -103,6 +105,9 @@ export class RaftNode implements RaftNodeApi {
   private readonly preVote: boolean;
   private readonly leaseRead: boolean;
   private readonly disableProposalForwarding: boolean;
+  private readonly quiesceEnabled: boolean;
+  /** Hibernating: ticks do nothing until a proposal, read or message wakes the group. */
+  private isQuiesced = false;
   private readonly maxMessageBytes: number;
   private readonly uncommittedBytesMax: number;
   private readonly committedBytesPerReadyMax: number;
@@ -151,6 +156,7 @@ export class RaftNode implements RaftNodeApi {
     this.leaseRead = config.readOnlyOption === 'lease-based' && this.checkQuorum;
     this.bootGuard = this.leaseRead;
     this.disableProposalForwarding = config.disableProposalForwarding ?? false;
+    this.quiesceEnabled = config.quiesce ?? false;
     this.maxMessageBytes = config.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.uncommittedBytesMax = config.uncommittedBytesMax ?? 0;
     this.committedBytesPerReadyMax =
@@ -225,6 +231,7 @@ export class RaftNode implements RaftNodeApi {
     this.leaseAcks.clear();
     this.readsAwaitingTermCommit = [];
     this.broadcastPending = false;
+    this.isQuiesced = false;
   }
 
   private becomeFollower(term: number, lead: NodeId): void {
@@ -348,6 +355,7 @@ export class RaftNode implements RaftNodeApi {
   tick(): void {
     this.ticks++;
     if (this.bootGuard && this.ticks >= this.electionTicks) this.bootGuard = false;
+    if (this.isQuiesced) return;
     if (this.role === Role.Leader) this.tickHeartbeat();
     else this.tickElection();
   }
@@ -386,8 +394,90 @@ export class RaftNode implements RaftNodeApi {
     if (this.role !== Role.Leader) return;
     if (this.heartbeatElapsed >= this.heartbeatTicks) {
       this.heartbeatElapsed = 0;
-      this.step(message({ type: MessageType.Beat, from: this.id }));
+      if (this.canQuiesce()) this.quiesce();
+      else this.step(message({ type: MessageType.Beat, from: this.id }));
     }
+  }
+
+  // ---------------------------------------------------------------- quiescence
+
+  get quiesced(): boolean {
+    return this.isQuiesced;
+  }
+
+  /**
+   * A leader may hibernate when nothing is in motion: everything is committed, applied and on
+   * every member's disk (each one's match is the last index, so the quiesce heartbeat's commit
+   * tells each the final commit index), no read, proposal, transfer or conf change is pending, and
+   * no follower is being probed or sent a snapshot.
+   */
+  private canQuiesce(): boolean {
+    if (!this.quiesceEnabled || this.role !== Role.Leader) return false;
+    const last = this.log.lastIndex();
+    if (this.log.committed !== last || this.log.applied !== last) return false;
+    if (this.log.term(last) !== this.term || this.log.unstable.entries.length > 0) return false;
+    if (this.leadTransferee !== NONE || this.pendingConfIndex > this.log.applied) return false;
+    if (this.trk.isJoint() || this.broadcastPending || this.readyOutstanding) return false;
+    if (this.reads.hasBatch() || this.reads.lastPendingContext() !== undefined) return false;
+    if (this.readsAwaitingTermCommit.length > 0) return false;
+    for (const [id, pr] of this.trk.progress) {
+      if (pr.match !== last) return false;
+      if (id !== this.id && pr.state !== 'replicate') return false;
+    }
+    return true;
+  }
+
+  /** The leader's last heartbeat (marked so the followers hibernate too), then no more ticks. */
+  private quiesce(): void {
+    for (const id of this.trk.progress.keys()) {
+      if (id === this.id) continue;
+      this.send(
+        message({
+          type: MessageType.Heartbeat,
+          to: id,
+          commit: this.log.committed,
+          context: QUIESCE_CONTEXT,
+          index: this.ticks,
+        }),
+      );
+    }
+    // Ticks no longer measure anything: a lease from before would outlive its real time.
+    this.leaseAcks.clear();
+    this.isQuiesced = true;
+  }
+
+  /** Whether m wakes a hibernating node (see RaftConfig.quiesce). */
+  private wakes(m: Message): boolean {
+    switch (m.type) {
+      case MessageType.Beat:
+      case MessageType.CheckQuorum:
+      case MessageType.SnapshotStatus:
+      // Answers to heartbeats sent before quiescence carry no work.
+      case MessageType.HeartbeatResponse:
+        return false;
+      case MessageType.Unreachable:
+        // A follower's only news that its silent leader is gone.
+        return this.role !== Role.Leader && m.from === this.lead;
+      case MessageType.Heartbeat:
+        return !bytesEqual(m.context, QUIESCE_CONTEXT);
+      default:
+        // Stale messages from an old term change nothing.
+        return m.term === 0 || m.term >= this.term;
+    }
+  }
+
+  /**
+   * Leaves hibernation: a leader resumes ticking and heartbeats at once (which wakes its
+   * followers), with a fresh check-quorum window; a follower resumes its election timer.
+   */
+  private wake(): void {
+    if (!this.isQuiesced) return;
+    this.isQuiesced = false;
+    if (this.role !== Role.Leader) return;
+    this.electionElapsed = 0;
+    this.heartbeatElapsed = 0;
+    for (const [id, pr] of this.trk.progress) if (id !== this.id) pr.recentActive = false;
+    this.bcastHeartbeat(EMPTY_BYTES);
   }
 
   propose(data: Uint8Array): ProposeResult {
@@ -399,6 +489,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private proposeEntry(type: EntryType, data: Uint8Array): ProposeResult {
+    this.wake();
     if (this.role === Role.Leader) {
       const reason = this.leaderRejects(type, data);
       if (reason) return drop(reason, this.id);
@@ -457,6 +548,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   readIndex(context: Uint8Array): ProposeResult {
+    this.wake();
     if (this.role === Role.Leader) {
       if (!this.handleReadRequest({ from: this.id, context })) return drop('read-index-queue-full', this.id);
       return OK;
@@ -488,6 +580,7 @@ export class RaftNode implements RaftNodeApi {
   // ---------------------------------------------------------------- step
 
   step(m: Message): void {
+    if (this.isQuiesced && this.wakes(m)) this.wake();
     if (m.term === 0) {
       // Local message.
     } else if (m.term > this.term) {
@@ -685,6 +778,12 @@ export class RaftNode implements RaftNodeApi {
   private handleHeartbeat(m: Message): void {
     const last = this.log.lastIndex();
     this.log.commitTo(Math.min(m.commit, last));
+    if (bytesEqual(m.context, QUIESCE_CONTEXT)) {
+      // No answer: the leader has stopped listening for one. A follower that is not caught up
+      // stays awake; its election timer runs out and its pre-vote wakes the leader.
+      if (this.quiesceEnabled && m.commit === last && this.log.committed === last) this.isQuiesced = true;
+      return;
+    }
     // Echo the leader's send tick (index) so it can time its lease from when we heard it.
     this.send(
       message({ type: MessageType.HeartbeatResponse, to: m.from, index: m.index, context: m.context }),

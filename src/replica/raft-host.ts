@@ -4,6 +4,11 @@
 // entries. A leader's appends go out while its own fsync is in flight (Ready.messages); the
 // rest waits for durability (Ready.messagesAfterPersist).
 //
+// A group whose core hibernates (RaftConfig.quiesce: core.quiesced) is not ticked: the host gives
+// its timer back to the scheduler and asks for it again when a message or proposal (which reach
+// the host as schedule()) has woken the core. With node/tick-driver.ts as the scheduler, one
+// timer per process ticks the groups that are awake and none when all sleep.
+//
 // The same loop runs in the server and in the simulator (sim/sim-node.ts): everything it touches
 // (timers and turns, the durable log, the sender, the state machine) is injected, so a simulated
 // seed exercises exactly the code that runs in production.
@@ -113,6 +118,8 @@ export class RaftHost {
   private draining = false;
   private stopped = false;
   private stopTicking: (() => void) | undefined;
+  /** The core is quiesced and the host gave its timer back (see syncTicking). */
+  private hibernating = false;
   /** Term and vote of the last hard state on disk. */
   private durableTerm: number;
   private durableVote: number;
@@ -149,6 +156,26 @@ export class RaftHost {
     this.running = false;
     this.stopTicking?.();
     this.stopTicking = undefined;
+    this.hibernating = false;
+  }
+
+  /** The group hibernates: its core is quiesced and nothing ticks it. */
+  get isHibernating(): boolean {
+    return this.hibernating;
+  }
+
+  /** Gives the timer back while the core is quiesced; takes it again once it woke. */
+  private syncTicking(): void {
+    if (!this.running) return;
+    const quiesced = this.node.quiesced === true;
+    if (quiesced && !this.hibernating) {
+      this.hibernating = true;
+      this.stopTicking?.();
+      this.stopTicking = undefined;
+    } else if (!quiesced && this.hibernating) {
+      this.hibernating = false;
+      this.stopTicking = this.scheduler.every(this.tickMs, this.onTick);
+    }
   }
 
   /** Processes the core's output at the end of this turn; many calls in one turn → one batch. */
@@ -170,6 +197,7 @@ export class RaftHost {
 
   private readonly runScheduled = (): void => {
     this.scheduled = false;
+    this.syncTicking();
     void this.drain();
   };
 
@@ -178,6 +206,7 @@ export class RaftHost {
     this.draining = true;
     try {
       while (!this.stopped && this.node.hasReady()) await this.handleReady(this.node.ready());
+      this.syncTicking();
     } catch (error) {
       this.stop();
       if (error instanceof StageFailure) this.events.onFatal(error.cause, error.stage);
@@ -228,8 +257,16 @@ export class RaftHost {
     // The apply starts only after persist() was called: the WAL writes and hands its fdatasync
     // to the thread pool before the apply's (synchronous) transaction takes the event loop, so
     // the disk and the apply overlap instead of queueing one behind the other.
+    // "On our own disk" means below the first entry this Ready writes, too: a deposed leader's
+    // uncommitted tail may be replaced and committed in one Ready, and its old entries at those
+    // indexes are durable but not the ones committed.
     const lastCommitted = ready.committedEntries.at(-1)?.index ?? 0;
-    const applyEarly = ready.snapshot === undefined && lastCommitted > 0 && lastCommitted <= durableIndex;
+    const firstWritten = ready.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    const applyEarly =
+      ready.snapshot === undefined &&
+      lastCommitted > 0 &&
+      lastCommitted <= durableIndex &&
+      lastCommitted < firstWritten;
     const earlyApply = applyEarly ? this.applyCommitted(ready) : undefined;
     // Its failure is taken up below, after the fsync; until then it must not count as unhandled
     // (Node would end the process on it, skipping the orderly stop).

@@ -23,6 +23,8 @@ export interface SeedRangeOptions {
   /** Multi-Paxos: phase-2 quorum size (default: majority). */
   phase2Quorum?: number;
   faultPhaseUs?: number;
+  /** Raft quiescence (RaftConfig.quiesce) on every node. */
+  quiesce?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -55,6 +57,7 @@ export async function runSeedRange(options: SeedRangeOptions): Promise<SeedRange
           consensus: options.consensus,
           phase2Quorum: options.phase2Quorum,
           faultPhaseUs: options.faultPhaseUs,
+          quiesce: options.quiesce,
           trace: options.trace,
         }),
       );
@@ -123,6 +126,7 @@ async function main(): Promise<void> {
       shards: { type: 'string' },
       verbose: { type: 'boolean', default: false },
       stats: { type: 'boolean', default: false },
+      quiesce: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -170,6 +174,7 @@ async function main(): Promise<void> {
     consensus,
     phase2Quorum,
     faultPhaseUs,
+    quiesce: values.quiesce,
     trace,
   });
   console.log(`seeds=${report.seeds} failures=${report.failures.length}`);
@@ -213,7 +218,7 @@ function printStats(report: SeedRangeReport): void {
       summary.speed,
       `events=${sum((x) => x.events)} proposals=${sum((x) => x.proposals)} acked=${sum((x) => x.acked)}`,
       `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} confChanges=${sum((x) => x.confChangesApplied)}`,
-      `transfers=${sum((x) => x.leaderTransfers)} reads=${sum((x) => x.readsServed)} snapshots=${sum((x) => x.snapshotsSent)} snapshotsFailed=${sum((x) => x.snapshotsFailed)}`,
+      `transfers=${sum((x) => x.leaderTransfers)} reads=${sum((x) => x.readsServed)} snapshots=${sum((x) => x.snapshotsSent)} snapshotsFailed=${sum((x) => x.snapshotsFailed)} hibernatedTicks=${sum((x) => x.hibernatedTicks)}`,
       summary.liveness,
     ].join('\n'),
   );
@@ -234,7 +239,7 @@ function parseNonNegativeInt(name: string, text: string): number {
 
 function usage(problem: string): never {
   console.error(
-    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--shards M] [--verbose] [--stats]`,
+    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--shards M] [--quiesce] [--verbose] [--stats]`,
   );
   process.exit(2);
 }

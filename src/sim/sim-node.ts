@@ -90,6 +90,8 @@ export interface SimNodeConfig {
   preVote: boolean;
   /** 'lease-based' lets a leader answer reads alone under a lease (needs checkQuorum). */
   readOnlyOption?: ReadOnlyOption;
+  /** RaftConfig.quiesce. */
+  quiesce?: boolean;
   /** The application state a snapshot at `index` restores to; default KvStateMachine.restore. */
   restoreApp?: (index: number, confState: ConfState, data: Uint8Array) => KvStateMachine;
   /** Passed to every RaftHost (tests: the order-violating mutation). */
@@ -113,6 +115,10 @@ export class SimNode {
   decommissioned = false;
   /** While virtual time is below this, the process is frozen (a GC pause, SIGSTOP). */
   pausedUntilUs = 0;
+  /** Ticks since the simulated transport last checked its peers' liveness (SimOptions.quiesce). */
+  keepAliveTicks = 0;
+  /** Ticks skipped while the host hibernated (its core quiesced). */
+  hibernatedTicks = 0;
   /** This node's tick period: clocks drift, so nodes tick at slightly different rates. */
   tickIntervalUs = 10_000;
   /** Virtual time of this incarnation's last tick (0 before the first). */
@@ -182,6 +188,7 @@ export class SimNode {
       checkQuorum: this.config.checkQuorum,
       preVote: this.config.preVote,
       readOnlyOption: this.config.readOnlyOption,
+      quiesce: this.config.quiesce === true,
     };
     const core = this.config.createCore(raftConfig);
     this.raft = core;
@@ -218,7 +225,11 @@ export class SimNode {
   /** One tick of the host's interval timer. */
   tick(): void {
     const tick = this.tickCallback;
-    if (tick === undefined) throw new SimulatorError(`node ${this.id} is down`);
+    if (tick === undefined) {
+      if (this.host === undefined) throw new SimulatorError(`node ${this.id} is down`);
+      this.hibernatedTicks++; // hibernating: the host gave its timer back
+      return;
+    }
     this.touched = true;
     tick();
   }
@@ -551,6 +562,9 @@ class ObservedCore implements ConsensusEngine {
   }
   reportUnreachable(peer: NodeId): void {
     this.core.reportUnreachable(peer);
+  }
+  get quiesced(): boolean | undefined {
+    return this.core.quiesced;
   }
   reportSnapshot(peer: NodeId, ok: boolean): void {
     this.core.reportSnapshot(peer, ok);

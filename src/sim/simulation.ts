@@ -33,6 +33,13 @@ export interface SimOptions {
   consensus?: Consensus;
   /** Multi-Paxos only: the flexible phase-2 quorum size (default: a majority). */
   phase2Quorum?: number;
+  /**
+   * Raft quiescence (RaftConfig.quiesce) on every node; each node then also models the peer
+   * transport's liveness (keep-alives and idle timeout, one per node pair): every
+   * KEEPALIVE_TICKS ticks it reports each peer it cannot hear (crashed, paused, cut off) unreachable,
+   * which is what wakes a hibernating follower whose leader is gone.
+   */
+  quiesce?: boolean;
   /** A core under test instead of the engine's own (a broken one, to show the checks catch it). */
   createCore?: CoreFactory;
   /**
@@ -62,6 +69,8 @@ export interface SimResult {
   snapshotsSent: number;
   snapshotsFailed: number;
   readsServed: number;
+  /** Node ticks skipped because the node's group hibernated (SimOptions.quiesce). */
+  hibernatedTicks: number;
 }
 
 export class SimFailure extends Error {
@@ -104,6 +113,11 @@ const CLIENT_TIMEOUT_US = 300_000;
 /** Share of client operations that are linearizable reads (ReadIndex) rather than writes. */
 const READ_PROBABILITY = 0.25;
 const LIVENESS_CHECK_US = 10_000;
+/**
+ * With quiescence, how often (in ticks) a node's simulated transport reports peers it cannot hear:
+ * the peer transport's keep-alive and idle timeout (5 s against a 1 s election timeout), scaled.
+ */
+const KEEPALIVE_TICKS = 20;
 const DECOMMISSION_DELAY_US = 1_000_000;
 
 type SimEvent =
@@ -221,6 +235,7 @@ export class Simulation implements SimNodeHost {
       preVote: this.rngRoot.chance(0.8),
       hostOptions: options.hostOptions,
     };
+    if (options.quiesce === true) this.nodeConfig.quiesce = true;
     if (options.consensus === 'multi-paxos' && this.nodeConfig.checkQuorum) {
       // Half the Paxos runs read under the leader lease; node clocks drift by up to ±10 % (rates
       // differ by < 25 %, the core's default bound). Drawn apart so Raft runs replay unchanged.
@@ -273,6 +288,7 @@ export class Simulation implements SimNodeHost {
       snapshotsSent: this.stats.snapshotsSent,
       snapshotsFailed: this.stats.snapshotsFailed,
       readsServed: this.stats.readsServed,
+      hibernatedTicks: this.nodeList.reduce((s, n) => s + n.hibernatedTicks, 0),
     };
   }
 
@@ -511,7 +527,24 @@ export class Simulation implements SimNodeHost {
       if (!node.running) return;
       node.tick();
     }
+    if (this.options.quiesce === true && ++node.keepAliveTicks >= KEEPALIVE_TICKS) {
+      node.keepAliveTicks = 0;
+      this.reportSilentPeers(node);
+    }
     this.queue.after(node.tickIntervalUs, { kind: 'tick', node, incarnation });
+  }
+
+  /** The transport's idle timeout: peers this node has not been able to hear from are reported. */
+  private reportSilentPeers(node: SimNode): void {
+    for (const peer of this.nodeList) {
+      if (peer === node) continue;
+      const silent =
+        !peer.running ||
+        peer.pausedUntilUs > this.queue.now ||
+        !this.network.isLinkUp(peer.id, node.id) ||
+        !this.network.isLinkUp(node.id, peer.id);
+      if (silent) this.reportUnreachable(node, peer.id);
+    }
   }
 
   private deliver(message: Message): void {

@@ -71,6 +71,26 @@ describe('RaftHost', () => {
       assert.equal(storage.lastIndex(), 2);
     }));
 
+  it("does not apply early an entry this Ready overwrites (a deposed leader's tail replaced and committed at once)", () =>
+    withTempDir(async (dir) => {
+      // Our disk holds 2@term1 (written while we led); the new leader's 2@term2 replaces it and
+      // commits in the same Ready. Applying "early" would apply while storage still says term 1
+      // (the simulator's seed 46 with quiescence: a snapshot at 2 recorded the wrong term).
+      const storage = new MemoryStorage();
+      storage.append(entries(1, 2, 1));
+      storage.setHardState({ term: 1, vote: 1, commit: 1 });
+      const termsWhenApplying: number[] = [];
+      const one = ready({
+        hardState: { term: 2, vote: 0, commit: 2 },
+        entries: entries(2, 2, 2),
+        committedEntries: entries(2, 2, 2),
+      });
+      await runReady(dir, storage, one, () => {
+        termsWhenApplying.push(storage.term(2));
+      });
+      assert.deepEqual(termsWhenApplying, [2], 'applied once the replacing entry is in storage');
+    }));
+
   it('applies entries committed in the Ready that brings them only after they are durable', () =>
     withTempDir(async (dir) => {
       const recordsWhenApplying: number[] = [];
