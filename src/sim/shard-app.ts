@@ -2,16 +2,13 @@
 // revision from the timestamp oracle: a put or a delete of one key, or a single-shard txn (if a
 // key exists, these puts and deletes, else those), every key it writes taking that revision as its
 // mod revision. The shard keeps each key's history (revision, write, put or delete) so the checks
-// can read any acked write back at its revision. The metadata group (group 0) holds the oracle's high-water mark and the
-// static shard map: `MetadataView` is the seam the full metadata state machine replaces.
+// can read any acked write back at its revision. (The metadata group's machine is in meta-app.ts.)
 //
-// Both extend KvStateMachine, so the per-group invariants (state hashes, acked proposals) apply
-// unchanged; each folds what an entry did into the state hash, so replicas that applied the same
+// It extends KvStateMachine, so the per-group invariants (state hashes, acked proposals) apply
+// unchanged; it folds what an entry did into the state hash, so replicas that applied the same
 // entries but reached different states (a snapshot that lost something) are caught as well.
 
 import { EntryType } from '../raft/types.js';
-import { applyHighWaterRaise } from '../shard/oracle.js';
-import type { ShardMap } from '../shard/shard-map.js';
 import { encodeCommandProposal, fnvString, KvStateMachine, proposalBody } from './app.js';
 
 export type WriteOp = 'put' | 'delete';
@@ -188,52 +185,5 @@ export class ShardStateMachine extends KvStateMachine {
     for (const [key, value] of state.keys as [string, KeyState][]) this.keys.set(key, value);
     for (const [key, versions] of state.history as [string, KeyVersion[]][]) this.history.set(key, versions);
     for (const [id, write] of state.writes as [number, AppliedWrite][]) this.writes.set(id, write);
-  }
-}
-
-/**
- * What the simulated cluster reads from the metadata group's state: the oracle's committed
- * high-water mark and the shard map. The full metadata state machine replaces SimMetaStateMachine
- * behind this.
- */
-export interface MetadataView {
-  readonly highWaterMark: number;
-  readonly shardMap: ShardMap;
-}
-
-/** A proposal to the metadata group raising the oracle's high-water mark to `mark`. */
-export function encodeMarkRaise(proposalId: number, mark: number): Uint8Array {
-  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify({ mark })));
-}
-
-export function decodeMarkRaise(data: Uint8Array): number | undefined {
-  const body = decodeBody(data);
-  return typeof body?.mark === 'number' ? body.mark : undefined;
-}
-
-/** The metadata group's minimal state machine: the oracle's mark (raised, never lowered) and a static shard map. */
-export class SimMetaStateMachine extends KvStateMachine implements MetadataView {
-  highWaterMark = 0;
-
-  constructor(readonly shardMap: ShardMap) {
-    super();
-  }
-
-  override apply(index: number, type: EntryType, data: Uint8Array, key: string): void {
-    super.apply(index, type, data, key);
-    if (type !== EntryType.Normal) return;
-    const mark = decodeMarkRaise(data);
-    if (mark === undefined) return;
-    this.highWaterMark = applyHighWaterRaise(this.highWaterMark, mark);
-    this.hash = fnvString(`mark@${this.highWaterMark}`, this.hash);
-  }
-
-  protected override snapshotState(): Record<string, unknown> {
-    return { ...super.snapshotState(), highWaterMark: this.highWaterMark };
-  }
-
-  protected override loadSnapshotState(state: Record<string, unknown>): void {
-    super.loadSnapshotState(state);
-    this.highWaterMark = state.highWaterMark as number;
   }
 }

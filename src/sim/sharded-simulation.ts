@@ -11,6 +11,8 @@
 
 import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
 import { OracleNotLeaderError } from '../shard/errors.js';
+import type { MetaNode } from '../shard/meta-commands.js';
+import { MetaState } from '../shard/meta-state.js';
 import { RevisionBatcher, type RevisionRange } from '../shard/oracle.js';
 import { placeReplicas } from '../shard/placement.js';
 import { type ShardDescriptor, ShardMap } from '../shard/shard-map.js';
@@ -20,11 +22,12 @@ import { SimDisk } from './disk.js';
 import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { InvariantChecker } from './invariants.js';
+import { MetaGroupStateMachine } from './meta-app.js';
 import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { NodeDisk } from './node-disk.js';
 import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
-import { encodeWrite, ShardStateMachine, SimMetaStateMachine, type WriteRequest } from './shard-app.js';
+import { encodeWrite, ShardStateMachine, type WriteRequest } from './shard-app.js';
 import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
@@ -236,6 +239,7 @@ export class ShardedSimulation {
   private readonly servers = new Map<NodeId, SimServer>();
   private readonly serverList: SimServer[] = [];
   private readonly shardMap: ShardMap;
+  private readonly initialMeta: MetaState;
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -313,6 +317,7 @@ export class ShardedSimulation {
     for (let shard = 1; shard <= options.shards; shard++) this.configs.set(shard, shardConfig);
     this.place();
     this.shardMap = this.buildShardMap();
+    this.initialMeta = this.bootstrapMeta();
     this.build();
   }
 
@@ -397,7 +402,7 @@ export class ShardedSimulation {
     index: number,
   ): void {
     if (group === METADATA_GROUP) {
-      this.revisions.observeMark((replica.app as SimMetaStateMachine).highWaterMark);
+      this.revisions.observeMark((replica.app as MetaGroupStateMachine).highWaterMark);
       server.oracle?.onApplied(proposalId);
       return;
     }
@@ -444,8 +449,13 @@ export class ShardedSimulation {
     };
   }
 
-  private restoreMeta(index: number, confState: ConfState, data: Uint8Array): SimMetaStateMachine {
-    return SimMetaStateMachine.restoreInto(new SimMetaStateMachine(this.shardMap), index, confState, data);
+  private restoreMeta(index: number, confState: ConfState, data: Uint8Array): MetaGroupStateMachine {
+    return MetaGroupStateMachine.restoreInto(
+      new MetaGroupStateMachine(this.initialMeta),
+      index,
+      confState,
+      data,
+    );
   }
 
   /** Replicas of every group, the metadata group included, by rendezvous placement. */
@@ -461,6 +471,29 @@ export class ShardedSimulation {
         throw new SimulatorError(`group ${group} placed on ${replicas.length} nodes`);
       this.placement.set(group, replicas);
     }
+  }
+
+  /** The metadata group's state at boot: the N nodes, up, and the shard map. */
+  private bootstrapMeta(): MetaState {
+    const nodes: MetaNode[] = [];
+    for (let id = 1; id <= this.options.nodes; id++)
+      nodes.push({
+        id,
+        peerUrls: [`sim://n${id}`],
+        clientUrls: [],
+        host: undefined,
+        zone: undefined,
+        state: 'up',
+      });
+    return MetaState.fromFields({
+      nodes,
+      shardMap: this.shardMap,
+      pins: new Map(),
+      compactionRevision: 0,
+      oracleMark: 0,
+      replicationFactor: REPLICATION_FACTOR,
+      version: 0,
+    });
   }
 
   /** M shards over the keys k000, k001, …, KEYS_PER_SHARD each, cut at even boundaries. */

@@ -6,16 +6,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { EntryType } from '../../src/raft/types.js';
-import { ShardMap } from '../../src/shard/shard-map.js';
+import { MetaState } from '../../src/shard/meta-state.js';
 import { entryKey } from '../../src/sim/app.js';
 import { runShardedSeedRange } from '../../src/sim/cli.js';
 import { SimDisk } from '../../src/sim/disk.js';
+import { encodeMetaProposal, MetaGroupStateMachine } from '../../src/sim/meta-app.js';
 import { NodeDisk } from '../../src/sim/node-disk.js';
 import {
-  encodeMarkRaise,
   encodeWrite,
   ShardStateMachine,
-  SimMetaStateMachine,
   type WriteCommand,
   type WriteRequest,
 } from '../../src/sim/shard-app.js';
@@ -186,22 +185,58 @@ describe('ShardStateMachine', () => {
   });
 });
 
-describe('SimMetaStateMachine', () => {
-  it('raises the mark, never lowers it, and restores it from a snapshot', () => {
-    const map = ShardMap.initial([{ node: 1, role: 'voter' }]);
-    const machine = new SimMetaStateMachine(map);
-    const raise = (index: number, mark: number) => {
-      const data = encodeMarkRaise(index, mark);
+describe('MetaGroupStateMachine', () => {
+  const boot = () =>
+    MetaState.bootstrap({
+      nodes: [1, 2, 3].map((id) => ({
+        id,
+        peerUrls: [`sim://n${id}`],
+        clientUrls: [],
+        host: undefined,
+        zone: undefined,
+      })),
+    });
+
+  it('applies the real metadata commands: raises the mark, never lowers it, refuses a bad split, restores from a snapshot', () => {
+    const machine = new MetaGroupStateMachine(boot());
+    const propose = (index: number, data: Uint8Array) =>
       machine.apply(index, EntryType.Normal, data, entryKey(EntryType.Normal, data));
-    };
-    raise(1, 10);
-    raise(2, 4);
+    propose(1, encodeMetaProposal(1, { type: 'raiseOracleMark', mark: 10 }));
+    propose(2, encodeMetaProposal(2, { type: 'raiseOracleMark', mark: 4 }));
     assert.equal(machine.highWaterMark, 10);
-    raise(3, 30);
-    const copy = SimMetaStateMachine.restoreInto(new SimMetaStateMachine(map), 3, CONF, machine.encode());
+    propose(
+      3,
+      encodeMetaProposal(3, {
+        type: 'splitShard',
+        shardId: 1,
+        expectedEpoch: 99,
+        splitKey: new Uint8Array([0x6b]),
+      }),
+    );
+    assert.equal(machine.lastOutcome?.ok, false);
+    assert.equal(machine.shardMap.shards.length, 1);
+    propose(
+      4,
+      encodeMetaProposal(4, {
+        type: 'splitShard',
+        shardId: 1,
+        expectedEpoch: 1,
+        splitKey: new Uint8Array([0x6b]),
+      }),
+    );
+    assert.equal(machine.lastOutcome?.ok, true);
+    assert.equal(machine.shardMap.shards.length, 2);
+    propose(5, encodeMetaProposal(5, { type: 'raiseOracleMark', mark: 30 }));
+    const copy = MetaGroupStateMachine.restoreInto(
+      new MetaGroupStateMachine(boot()),
+      5,
+      CONF,
+      machine.encode(),
+    );
     assert.equal(copy.highWaterMark, 30);
     assert.equal(copy.hash, machine.hash);
-    assert.equal(copy.shardMap, map);
+    assert.equal(copy.shardMap.shards.length, 2);
+    assert.equal(copy.state.version, machine.state.version);
   });
 });
 
