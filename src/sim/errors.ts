@@ -29,6 +29,10 @@ export type InvariantCode =
   | 'revision-above-mark'
   /** Sharded runs: a key's history differs from one group applying the acknowledged writes. */
   | 'key-history'
+  /** Sharded runs: a shard applied a write routed at another epoch or for a key outside its range. */
+  | 'stale-route'
+  /** Sharded runs: the shard groups' ranges and epochs differ from the metadata group's shard map. */
+  | 'shard-map'
   | 'core-contract'
   | 'liveness';
 

@@ -16,18 +16,26 @@ import { MetaState } from '../shard/meta-state.js';
 import { RevisionBatcher, type RevisionRange } from '../shard/oracle.js';
 import { placeReplicas } from '../shard/placement.js';
 import { type ShardDescriptor, ShardMap } from '../shard/shard-map.js';
-import { entryKey } from './app.js';
+import { entryKey, fnv1a } from './app.js';
 import { engineFactory } from './consensus.js';
 import { SimDisk } from './disk.js';
 import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { InvariantChecker } from './invariants.js';
-import { MetaGroupStateMachine } from './meta-app.js';
+import { encodeMetaProposal, MetaGroupStateMachine } from './meta-app.js';
 import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { NodeDisk } from './node-disk.js';
 import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
-import { encodeWrite, ShardStateMachine, type WriteRequest } from './shard-app.js';
+import {
+  type AppliedSplit,
+  encodeSplit,
+  encodeWrite,
+  type KeyRange,
+  requestKeys,
+  ShardStateMachine,
+  type WriteRequest,
+} from './shard-app.js';
 import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
@@ -51,6 +59,10 @@ export interface ShardedSimOptions {
   unsafeReuseRevisions?: boolean;
   /** Test only: shards that apply a write whose revision is not above theirs. */
   unsafeAcceptStaleRevision?: boolean;
+  /** Test only: shards that apply a write routed at another epoch or outside their range. */
+  unsafeIgnoreEpoch?: boolean;
+  /** Online splits during the fault phase (default true). */
+  splits?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -64,6 +76,12 @@ export interface ShardedSimResult {
   acked: number;
   /** Write attempts a shard refused (a revision not above the shard's): retried. */
   refused: number;
+  /** Write attempts a shard refused as routed at a stale epoch: re-routed. */
+  rerouted: number;
+  /** Writes given up because a split put their keys in two shards (cross-shard). */
+  crossShard: number;
+  /** Splits completed (shard log entry applied and the metadata group's map updated). */
+  splits: number;
   revisionsReleased: number;
   oracleLeaderships: number;
   livenessUs: number;
@@ -174,13 +192,23 @@ type SimEvent =
   | { kind: 'heal' }
   | { kind: 'disk-normal'; server: SimServer }
   | { kind: 'quiesce' }
+  | { kind: 'split' }
+  | { kind: 'split-step' }
   | { kind: 'liveness-check' };
+
+interface PendingSplit {
+  readonly shardId: number;
+  readonly epoch: number;
+  readonly splitKey: string;
+  readonly rightId: number;
+}
 
 interface PendingWrite {
   write: number;
   request: WriteRequest;
-  /** The shard owning every key the write touches. */
+  /** The shard this attempt is routed to, and the epoch the route was read at. */
   shard: number;
+  epoch: number;
   /** Highest revision acked before the write started: its revision must be above it. */
   floor: number;
 }
@@ -238,8 +266,14 @@ export class ShardedSimulation {
   private readonly network: Network;
   private readonly servers = new Map<NodeId, SimServer>();
   private readonly serverList: SimServer[] = [];
-  private readonly shardMap: ShardMap;
+  private readonly initialShardMap: ShardMap;
   private readonly initialMeta: MetaState;
+  private readonly rngSplit: SimRng;
+  /** The split in progress (one at a time, so the new shard's id is the map's next one). */
+  private splitting: PendingSplit | undefined;
+  private nextShardId: number;
+  /** Shard group id → the fingerprint of its boot state, from the replica that created it. */
+  private readonly splitBoots = new Map<number, number>();
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -256,6 +290,8 @@ export class ShardedSimulation {
     allocateRevisionsMax: number;
   };
   private readonly configs = new Map<number, SimNodeConfig>();
+  /** The config of a shard group whose founding state has `range` (a split group boots from data). */
+  private readonly shardConfig: (range: KeyRange) => SimNodeConfig;
   private nextProposalId = 1;
   private nextReadId = 1;
   private nextWriteId = 1;
@@ -273,6 +309,9 @@ export class ShardedSimulation {
   private readonly stats = {
     writes: 0,
     refused: 0,
+    rerouted: 0,
+    crossShard: 0,
+    splits: 0,
     oracleLeaderships: 0,
     crashes: 0,
     pauses: 0,
@@ -304,19 +343,24 @@ export class ShardedSimulation {
     };
     const base = this.baseConfig();
     this.configs.set(METADATA_GROUP, { ...base, restoreApp: (i, c, d) => this.restoreMeta(i, c, d) });
-    const shardConfig: SimNodeConfig = {
+    const shardOptions = {
+      unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision,
+      unsafeIgnoreEpoch: options.unsafeIgnoreEpoch,
+    };
+    this.shardConfig = (range) => ({
       ...base,
       restoreApp: (index, confState, data) =>
-        ShardStateMachine.restoreInto(
-          new ShardStateMachine({ unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision }),
-          index,
-          confState,
-          data,
-        ),
-    };
-    for (let shard = 1; shard <= options.shards; shard++) this.configs.set(shard, shardConfig);
+        ShardStateMachine.restoreInto(new ShardStateMachine(shardOptions, range), index, confState, data),
+    });
+    this.rngSplit = new SimRng(options.seed, 16);
+    this.nextShardId = options.shards + 1;
     this.place();
-    this.shardMap = this.buildShardMap();
+    this.initialShardMap = this.buildShardMap();
+    for (const shard of this.initialShardMap.shards)
+      this.configs.set(
+        shard.id,
+        this.shardConfig({ start: decodeKey(shard.start), end: decodeKey(shard.end) }),
+      );
     this.initialMeta = this.bootstrapMeta();
     this.build();
   }
@@ -346,6 +390,9 @@ export class ShardedSimulation {
       writes: this.stats.writes,
       acked: this.revisions.ackedCount,
       refused: this.stats.refused,
+      rerouted: this.stats.rerouted,
+      crossShard: this.stats.crossShard,
+      splits: this.stats.splits,
       revisionsReleased: this.revisions.releasedCount,
       oracleLeaderships: this.stats.oracleLeaderships,
       livenessUs: this.stats.livenessUs,
@@ -407,10 +454,12 @@ export class ShardedSimulation {
       return;
     }
     const state = replica.app as ShardStateMachine;
+    if (state.lastSplit !== undefined) this.onSplitApplied(group, state.lastSplit);
     const applied = state.lastWrite;
     if (applied === undefined) return;
-    this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous);
+    this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous, state);
     if (applied.outcome.kind === 'refused') this.stats.refused++;
+    if (applied.outcome.kind === 'stale-epoch') this.stats.rerouted++;
     for (const client of this.clients) {
       const waiting = client.waitingOn;
       if (waiting?.proposalId !== proposalId || waiting.replica !== replica) continue;
@@ -419,6 +468,13 @@ export class ShardedSimulation {
       if (applied.outcome.kind === 'refused') {
         this.trace(`client ${client.id}: write ${client.current.write} refused by shard ${group}, retrying`);
         this.queue.after(0, { kind: 'client', client, attempt: client.attempt });
+        continue;
+      }
+      if (applied.outcome.kind === 'stale-epoch') {
+        this.trace(
+          `client ${client.id}: write ${client.current.write} refused by shard ${group} (stale epoch), re-routing`,
+        );
+        this.clientRetry(client, client.attempt);
         continue;
       }
       const acked = applied.outcome.write;
@@ -487,7 +543,7 @@ export class ShardedSimulation {
       });
     return MetaState.fromFields({
       nodes,
-      shardMap: this.shardMap,
+      shardMap: this.initialShardMap,
       pins: new Map(),
       compactionRevision: 0,
       oracleMark: 0,
@@ -530,23 +586,169 @@ export class ShardedSimulation {
       const server = new SimServer(id, new NodeDisk(disks), this.fsyncNormalUs, this.rngRoot.pick(metaNodes));
       const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
       server.tickIntervalUs = TICK_INTERVAL_US + this.rngRoot.between(-driftUs, driftUs);
-      for (const group of disks.keys()) {
-        const port = new GroupPort(this, server, group, this.checker(group));
-        const replica = new SimNode(
-          id,
-          server.disk.group(group),
-          port,
-          this.rngRoot.fork(1000 * (group + 1) + id),
-          this.configs.get(group)!,
-          server.fsyncLatencyUs,
-        );
-        replica.tickIntervalUs = server.tickIntervalUs;
-        server.replicas.set(group, replica);
-      }
+      for (const group of disks.keys()) this.createReplica(server, group);
       this.servers.set(id, server);
       this.serverList.push(server);
       this.startServer(server);
     }
+  }
+
+  // ---- online splits ----------------------------------------------------------------------------
+
+  /** The metadata state a client routes by: a random metadata replica's (it may lag). */
+  private routeMap(): ShardMap {
+    const nodes = this.placement.get(METADATA_GROUP)!;
+    const server = this.servers.get(this.rngClient.pick(nodes))!;
+    return (server.meta!.app as MetaGroupStateMachine).shardMap;
+  }
+
+  /** The metadata state of the replica that applied the most (the committed map's newest view). */
+  private latestMeta(): MetaState {
+    let best: MetaGroupStateMachine | undefined;
+    for (const id of this.placement.get(METADATA_GROUP)!) {
+      const app = this.servers.get(id)!.meta!.app as MetaGroupStateMachine;
+      if (best === undefined || app.state.version > best.state.version) best = app;
+    }
+    return best!.state;
+  }
+
+  private shardGroups(): number[] {
+    return [...this.placement.keys()].filter((group) => group !== METADATA_GROUP);
+  }
+
+  /**
+   * Plans a split of a random shard holding at least two of the keys, at one of its keys: the
+   * split entry goes to the shard's log first (its replicas create the right half's group as they
+   * apply it), then the metadata group's map takes the split (compare-and-set on the epoch).
+   */
+  private startSplit(): void {
+    if (this.quiesced) return;
+    if (this.splitting !== undefined) {
+      this.queue.after(this.rngSplit.between(50_000, 300_000), { kind: 'split' });
+      return;
+    }
+    const map = this.latestMeta().shardMap;
+    if (map.nextShardId !== this.nextShardId)
+      throw new SimulatorError(`the map's next shard id is ${map.nextShardId}, expected ${this.nextShardId}`);
+    const candidates = map.shards
+      .map((shard) => ({
+        shard,
+        keys: this.keys.filter((k) => map.shardFor(utf8.encode(k)).id === shard.id),
+      }))
+      .filter(({ keys }) => keys.length >= 2);
+    if (candidates.length === 0) return;
+    const { shard, keys } = this.rngSplit.pick(candidates);
+    const splitKey = keys[this.rngSplit.between(1, keys.length - 1)]!;
+    this.splitting = { shardId: shard.id, epoch: shard.epoch, splitKey, rightId: this.nextShardId++ };
+    this.trace(
+      `split shard ${shard.id} (epoch ${shard.epoch}) at ${splitKey} into ${this.splitting.rightId}`,
+    );
+    this.queue.after(0, { kind: 'split-step' });
+  }
+
+  /** Drives the split in progress one step: propose to the shard, then to the metadata group, until each took it. */
+  private splitStep(): void {
+    const split = this.splitting;
+    if (split === undefined) return;
+    if (!this.placement.has(split.rightId)) {
+      const leader = this.leaderOf(split.shardId)?.replicas.get(split.shardId);
+      if (leader !== undefined) {
+        const data = encodeSplit(this.nextProposalId++, {
+          splitKey: split.splitKey,
+          rightId: split.rightId,
+          epoch: split.epoch,
+        });
+        this.checker(split.shardId).registerProposal(entryKey(EntryType.Normal, data));
+        leader.propose(data);
+      }
+    } else if (this.latestMeta().shardMap.get(split.rightId) !== undefined) {
+      this.trace(`split of shard ${split.shardId} into ${split.rightId} is in the map`);
+      this.splitting = undefined;
+      this.stats.splits++;
+      return;
+    } else {
+      const leader = this.leaderOf(METADATA_GROUP)?.meta;
+      if (leader !== undefined) {
+        const data = encodeMetaProposal(this.nextProposalId++, {
+          type: 'splitShard',
+          shardId: split.shardId,
+          expectedEpoch: split.epoch,
+          splitKey: utf8.encode(split.splitKey),
+        });
+        this.checker(METADATA_GROUP).registerProposal(entryKey(EntryType.Normal, data));
+        leader.propose(data);
+      }
+    }
+    this.queue.after(50_000, { kind: 'split-step' });
+  }
+
+  /**
+   * A replica of `shardId` applied a split: the first one creates the right half's group on the
+   * shard's nodes, each replica booting from the state the split gave it (every replica derives
+   * the same bytes at the same log index; the others are checked against the first).
+   */
+  private onSplitApplied(shardId: number, applied: AppliedSplit): void {
+    const { rightId } = applied.split;
+    const fingerprint = fnv1a(applied.rightBoot);
+    const known = this.splitBoots.get(rightId);
+    if (known !== undefined) {
+      if (known !== fingerprint)
+        throw new InvariantViolation(
+          'state-machine-safety',
+          `shard ${shardId}'s replicas split off ${rightId} with different states`,
+        );
+      return;
+    }
+    this.splitBoots.set(rightId, fingerprint);
+    const nodes = this.placement.get(shardId)!;
+    this.placement.set(rightId, nodes);
+    this.checkers.set(rightId, new InvariantChecker({ consensus: 'raft' }));
+    this.configs.set(rightId, this.shardConfig({ start: applied.split.splitKey, end: '' }));
+    const confState = { voters: nodes, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    for (const id of nodes) {
+      const server = this.servers.get(id)!;
+      server.disk.addGroup(rightId, SimDisk.bootstrap(confState, applied.rightBoot));
+      const replica = this.createReplica(server, rightId);
+      if (server.running) replica.start();
+    }
+    this.trace(`shard ${shardId} split: group ${rightId} created on n${nodes.join(',n')}`);
+  }
+
+  /** The shard groups' ranges and epochs are those of the metadata group's map, and cover the keys. */
+  private checkShardMap(): void {
+    const map = this.latestMeta().shardMap;
+    const groups = this.shardGroups();
+    if (map.shards.length !== groups.length)
+      throw new InvariantViolation(
+        'shard-map',
+        `the map has ${map.shards.length} shards, the nodes host ${groups.length}`,
+      );
+    for (const shard of map.shards) {
+      for (const id of this.placement.get(shard.id) ?? []) {
+        const state = this.servers.get(id)!.replicas.get(shard.id)!.app as ShardStateMachine;
+        const range = { start: decodeKey(shard.start), end: decodeKey(shard.end) };
+        if (state.epoch !== shard.epoch || JSON.stringify(state.range) !== JSON.stringify(range))
+          throw new InvariantViolation(
+            'shard-map',
+            `shard ${shard.id} n${id} is at epoch ${state.epoch} ${JSON.stringify(state.range)}, the map says ${shard.epoch} ${JSON.stringify(range)}`,
+          );
+      }
+    }
+  }
+
+  private createReplica(server: SimServer, group: number): SimNode {
+    const port = new GroupPort(this, server, group, this.checker(group));
+    const replica = new SimNode(
+      server.id,
+      server.disk.group(group),
+      port,
+      this.rngRoot.fork(1000 * (group + 1) + server.id),
+      this.configs.get(group)!,
+      server.fsyncLatencyUs,
+    );
+    replica.tickIntervalUs = server.tickIntervalUs;
+    server.replicas.set(group, replica);
+    return replica;
   }
 
   private checker(group: number): InvariantChecker {
@@ -620,6 +822,11 @@ export class ShardedSimulation {
     }
     if (this.options.faults ?? true)
       this.queue.after(this.rngFault.between(50_000, 300_000), { kind: 'nemesis' });
+    if (this.options.splits ?? true) {
+      const splits = this.rngSplit.between(1, 3);
+      for (let i = 0; i < splits; i++)
+        this.queue.after(this.rngSplit.between(100_000, this.faultPhaseUs - 1), { kind: 'split' });
+    }
     this.queue.after(this.faultPhaseUs, { kind: 'quiesce' });
   }
 
@@ -760,6 +967,10 @@ export class ShardedSimulation {
         return this.quiesce();
       case 'liveness-check':
         return this.livenessCheck();
+      case 'split':
+        return this.startSplit();
+      case 'split-step':
+        return this.splitStep();
       default:
         assertNever(event);
     }
@@ -943,14 +1154,39 @@ export class ShardedSimulation {
       if (this.quiesced) return;
       const write = this.nextWriteId++;
       const request = this.chooseWrite();
-      const shard = this.shardMap.shardFor(utf8.encode(request.ops[0]!.key)).id;
-      client.current = { write, request, shard, floor: this.revisions.startWrite(write, request) };
+      client.current = {
+        write,
+        request,
+        shard: 0,
+        epoch: 0,
+        floor: this.revisions.startWrite(write, request),
+      };
       this.stats.writes++;
     }
     client.attempt++;
     client.waitingOn = undefined;
     const attempt = client.attempt;
-    const shard = client.current.shard;
+    // Each attempt routes by the shard map of a random metadata replica (it may be stale).
+    const map = this.routeMap();
+    const routes = new Map(
+      requestKeys(client.current.request).map((key) => {
+        const route = map.shardFor(utf8.encode(key));
+        return [route.id, route];
+      }),
+    );
+    if (routes.size > 1) {
+      // A split put the keys in two shards, and maps only get newer: a cross-shard write.
+      this.trace(
+        `client ${client.id}: write ${client.current.write} spans shards ${[...routes.keys()].join(',')}: refused`,
+      );
+      this.stats.crossShard++;
+      client.current = undefined;
+      return this.clientNext(client);
+    }
+    const route = [...routes.values()][0]!;
+    client.current.shard = route.id;
+    client.current.epoch = route.epoch;
+    const shard = route.id;
     const server = this.servers.get(this.rngClient.pick(this.placement.get(shard)!))!;
     const replica = server.replicas.get(shard)!;
     const leads =
@@ -981,8 +1217,10 @@ export class ShardedSimulation {
     const key = rng.pick(this.keys);
     if (!rng.chance(TXN_PROBABILITY))
       return { ops: [{ key, op: rng.chance(DELETE_PROBABILITY) ? 'delete' : 'put' }] };
-    const shard = this.shardMap.shardFor(utf8.encode(key));
-    const others = this.keys.filter((k) => k !== key && this.shardMap.shardFor(utf8.encode(k)) === shard);
+    const map = this.routeMap();
+    const shard = map.shardFor(utf8.encode(key));
+    const others = this.keys.filter((k) => k !== key && map.shardFor(utf8.encode(k)) === shard);
+    if (others.length === 0) return { ops: [{ key, op: 'put' }] };
     const other = rng.pick(others);
     return {
       ifExists: key,
@@ -995,9 +1233,9 @@ export class ShardedSimulation {
   }
 
   private proposeWrite(client: Client, replica: SimNode, revision: number): void {
-    const { write, request, shard } = client.current!;
+    const { write, request, shard, epoch } = client.current!;
     const proposalId = this.nextProposalId++;
-    const data = encodeWrite(proposalId, { write, revision, ...request });
+    const data = encodeWrite(proposalId, { write, revision, epoch, ...request });
     this.checker(shard).registerProposal(entryKey(EntryType.Normal, data));
     if (!replica.running || !replica.propose(data).ok) return this.clientRetry(client, client.attempt);
     client.waitingOn = { replica, incarnation: replica.incarnation, proposalId };
@@ -1035,7 +1273,7 @@ export class ShardedSimulation {
       this.partitionFor(shuffled.slice(0, cut), shuffled.slice(cut));
     } else if (action === 2 || action === 3) {
       // Isolate the oracle's node (group 0's leader), or a random shard's leader's node.
-      const group = action === 2 ? METADATA_GROUP : rng.between(1, this.options.shards);
+      const group = action === 2 ? METADATA_GROUP : rng.pick(this.shardGroups());
       const leader = this.leaderOf(group);
       if (leader)
         this.partitionFor(
@@ -1065,7 +1303,7 @@ export class ShardedSimulation {
     } else if (action === 8) {
       const leader = this.leaderOf(METADATA_GROUP);
       if (leader) this.crash(leader);
-    } else if (action === 9) this.transferLeadership(rng.between(0, this.options.shards));
+    } else if (action === 9) this.transferLeadership(rng.pick([...this.placement.keys()]));
     this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
   }
 
@@ -1135,6 +1373,7 @@ export class ShardedSimulation {
   private why(): string {
     const oracle = this.leaderOf(METADATA_GROUP)?.oracle;
     if (!oracle?.leading) return 'no oracle leader';
+    if (this.splitting !== undefined) return `split of shard ${this.splitting.shardId} pending`;
     const pending = this.clients.filter((c) => c.current !== undefined);
     if (pending.length > 0) return `writes pending: ${pending.map((c) => c.current!.write).join(',')}`;
     for (const [group, nodes] of this.placement) {
@@ -1151,6 +1390,7 @@ export class ShardedSimulation {
   }
 
   private finalChecks(): void {
+    this.checkShardMap();
     const shardReplicas: ShardReplicaView[] = [];
     for (const [group, nodes] of this.placement) {
       const replicas = nodes.map((id) => this.servers.get(id)!.replicas.get(group)!);
@@ -1191,6 +1431,12 @@ export function runShardedSimulation(options: ShardedSimOptions): Promise<Sharde
 }
 
 const utf8 = new TextEncoder();
+
+const utf8Decoder = new TextDecoder();
+
+function decodeKey(key: Uint8Array): string {
+  return utf8Decoder.decode(key);
+}
 
 function keyName(i: number): string {
   return `k${String(i).padStart(3, '0')}`;
