@@ -33,6 +33,12 @@ export type InvariantCode =
   | 'stale-route'
   /** Sharded runs: the shard groups' ranges and epochs differ from the metadata group's shard map. */
   | 'shard-map'
+  /** Sharded runs: a shard group's resolved revision went back. */
+  | 'resolved-regressed'
+  /** Sharded runs: the merged watch missed an event (or one came after its revision was released). */
+  | 'watch-gap'
+  /** Sharded runs: the merged watch released an event twice, or one no shard holds. */
+  | 'watch-repeat'
   | 'core-contract'
   | 'liveness';
 

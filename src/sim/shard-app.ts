@@ -119,6 +119,16 @@ export function decodeSplit(data: Uint8Array): SplitCommand | undefined {
   return typeof body?.split === 'object' ? (body.split as SplitCommand) : undefined;
 }
 
+/** A leader's resolve entry: the shard's revision rises to `revision` (an oracle revision), no key changes. */
+export function encodeResolve(proposalId: number, revision: number): Uint8Array {
+  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify({ resolve: revision })));
+}
+
+export function decodeResolve(data: Uint8Array): number | undefined {
+  const body = decodeBody(data);
+  return typeof body?.resolve === 'number' ? body.resolve : undefined;
+}
+
 export function decodeWrite(data: Uint8Array): WriteCommand | undefined {
   const body = decodeBody(data);
   return typeof body?.write === 'number' ? (body as unknown as WriteCommand) : undefined;
@@ -148,6 +158,8 @@ export interface AppliedSplit {
   readonly split: SplitCommand;
   /** The right half's state machine, encoded as its snapshot at index 1. */
   readonly rightBoot: Uint8Array;
+  /** The shard's revision at the split: the right half's resolved revision starts there. */
+  readonly revision: number;
 }
 
 export class ShardStateMachine extends KvStateMachine {
@@ -189,6 +201,13 @@ export class ShardStateMachine extends KvStateMachine {
     if (split !== undefined) {
       this.lastSplit = this.applySplit(split);
       this.hash = fnvString(`split ${JSON.stringify(split)} ${this.lastSplit !== undefined}`, this.hash);
+      return;
+    }
+    const resolve = decodeResolve(data);
+    if (resolve !== undefined) {
+      // Like an idle shard's closed-timestamp tick: no write at or below it can apply afterwards.
+      this.revision = Math.max(this.revision, resolve);
+      this.hash = fnvString(`resolve ${this.revision}`, this.hash);
       return;
     }
     const command = decodeWrite(data);
@@ -250,7 +269,7 @@ export class ShardStateMachine extends KvStateMachine {
     }
     this.range = { start: this.range.start, end: split.splitKey };
     this.epoch++;
-    return { split, rightBoot: right.encode() };
+    return { split, rightBoot: right.encode(), revision: this.revision };
   }
 
   private applyKeyOp(write: number, key: string, op: WriteOp, revision: number): void {

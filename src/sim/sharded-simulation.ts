@@ -29,6 +29,8 @@ import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
 import {
   type AppliedSplit,
+  branchOps,
+  encodeResolve,
   encodeSplit,
   encodeWrite,
   type KeyRange,
@@ -40,6 +42,7 @@ import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
 import { TurnQueue } from './turn.js';
+import { MergedWatch } from './watch-check.js';
 
 export const METADATA_GROUP = 0;
 
@@ -63,6 +66,10 @@ export interface ShardedSimOptions {
   unsafeIgnoreEpoch?: boolean;
   /** Online splits during the fault phase (default true). */
   splits?: boolean;
+  /** Test only: the merged watch releases up to the highest resolved revision, not the lowest. */
+  unsafeReleaseAtMax?: boolean;
+  /** Test only: a shard leader reports its resolved revision before it has applied its commit. */
+  unsafeResolveBeforeCaughtUp?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -127,6 +134,8 @@ const DELETE_PROBABILITY = 0.2;
 const TXN_PROBABILITY = 0.2;
 const LIVENESS_CHECK_US = 10_000;
 const BATCH_REVISIONS_MAX = 16;
+/** How often shard leaders propose a resolve entry. */
+const RESOLVE_TICK_US = 50_000;
 
 /** One simulated process: the replicas of the groups it hosts, one disk, one address. */
 class SimServer {
@@ -194,6 +203,7 @@ type SimEvent =
   | { kind: 'quiesce' }
   | { kind: 'split' }
   | { kind: 'split-step' }
+  | { kind: 'resolve-tick' }
   | { kind: 'liveness-check' };
 
 interface PendingSplit {
@@ -274,6 +284,7 @@ export class ShardedSimulation {
   private nextShardId: number;
   /** Shard group id → the fingerprint of its boot state, from the replica that created it. */
   private readonly splitBoots = new Map<number, number>();
+  private readonly watch: MergedWatch;
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -353,9 +364,11 @@ export class ShardedSimulation {
         ShardStateMachine.restoreInto(new ShardStateMachine(shardOptions, range), index, confState, data),
     });
     this.rngSplit = new SimRng(options.seed, 16);
+    this.watch = new MergedWatch({ unsafeReleaseAtMax: options.unsafeReleaseAtMax });
     this.nextShardId = options.shards + 1;
     this.place();
     this.initialShardMap = this.buildShardMap();
+    for (const shard of this.initialShardMap.shards) this.watch.addGroup(shard.id, 0);
     for (const shard of this.initialShardMap.shards)
       this.configs.set(
         shard.id,
@@ -460,6 +473,15 @@ export class ShardedSimulation {
     this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous, state);
     if (applied.outcome.kind === 'refused') this.stats.refused++;
     if (applied.outcome.kind === 'stale-epoch') this.stats.rerouted++;
+    if (applied.outcome.kind === 'applied') {
+      const { revision, succeeded } = applied.outcome.write;
+      this.watch.observeApplied(
+        group,
+        applied.command.write,
+        revision,
+        branchOps(applied.command, succeeded),
+      );
+    }
     for (const client of this.clients) {
       const waiting = client.waitingOn;
       if (waiting?.proposalId !== proposalId || waiting.replica !== replica) continue;
@@ -593,6 +615,30 @@ export class ShardedSimulation {
     }
   }
 
+  /**
+   * Every shard leader takes a revision from its node's batcher and proposes a resolve entry (an
+   * idle shard's resolved revision moves on, so a merged watch is not held back by it).
+   */
+  private resolveTick(): void {
+    for (const group of this.shardGroups()) {
+      const server = this.leaderOf(group);
+      const replica = server?.replicas.get(group);
+      if (server?.batcher === undefined || replica === undefined) continue;
+      const incarnation = server.incarnation;
+      this.asyncTouched = true;
+      server.batcher.next().then(
+        this.inPromise((revision: number) => {
+          if (!this.isCurrent(server, incarnation) || !replica.running) return;
+          const data = encodeResolve(this.nextProposalId++, revision);
+          this.checker(group).registerProposal(entryKey(EntryType.Normal, data));
+          replica.propose(data);
+        }),
+        this.inPromise(() => {}),
+      );
+    }
+    if (!this.done) this.queue.after(RESOLVE_TICK_US, { kind: 'resolve-tick' });
+  }
+
   // ---- online splits ----------------------------------------------------------------------------
 
   /** The metadata state a client routes by: a random metadata replica's (it may lag). */
@@ -700,6 +746,7 @@ export class ShardedSimulation {
       return;
     }
     this.splitBoots.set(rightId, fingerprint);
+    this.watch.addGroup(rightId, applied.revision);
     const nodes = this.placement.get(shardId)!;
     this.placement.set(rightId, nodes);
     this.checkers.set(rightId, new InvariantChecker({ consensus: 'raft' }));
@@ -822,6 +869,7 @@ export class ShardedSimulation {
     }
     if (this.options.faults ?? true)
       this.queue.after(this.rngFault.between(50_000, 300_000), { kind: 'nemesis' });
+    this.queue.after(RESOLVE_TICK_US, { kind: 'resolve-tick' });
     if (this.options.splits ?? true) {
       const splits = this.rngSplit.between(1, 3);
       for (let i = 0; i < splits; i++)
@@ -867,6 +915,20 @@ export class ShardedSimulation {
         this.queue.after(server.fsyncLatencyUs, { kind: 'fsync', server, incarnation: server.incarnation });
     }
     this.checkTouched();
+    this.followResolved();
+  }
+
+  /** Each shard group's leader reports its resolved revision (its applied revision, once caught up); the watch releases. */
+  private followResolved(): void {
+    for (const group of this.shardGroups()) {
+      const replica = this.leaderOf(group)?.replicas.get(group);
+      const raft = replica?.raft;
+      if (replica === undefined || raft === undefined) continue;
+      const { term, commit } = raft.status().hardState;
+      if (!this.options.unsafeResolveBeforeCaughtUp && !caughtUp(replica, term, commit)) continue;
+      this.watch.observeResolved(group, term, (replica.app as ShardStateMachine).revision);
+    }
+    this.watch.release();
   }
 
   private followOracleRole(server: SimServer): void {
@@ -971,6 +1033,8 @@ export class ShardedSimulation {
         return this.startSplit();
       case 'split-step':
         return this.splitStep();
+      case 'resolve-tick':
+        return this.resolveTick();
       default:
         assertNever(event);
     }
@@ -1374,6 +1438,8 @@ export class ShardedSimulation {
     const oracle = this.leaderOf(METADATA_GROUP)?.oracle;
     if (!oracle?.leading) return 'no oracle leader';
     if (this.splitting !== undefined) return `split of shard ${this.splitting.shardId} pending`;
+    if (this.watch.released < this.watch.appliedMax)
+      return `watch released up to ${this.watch.released} < ${this.watch.appliedMax}`;
     const pending = this.clients.filter((c) => c.current !== undefined);
     if (pending.length > 0) return `writes pending: ${pending.map((c) => c.current!.write).join(',')}`;
     for (const [group, nodes] of this.placement) {
@@ -1406,6 +1472,12 @@ export class ShardedSimulation {
         shardReplicas.push({ shard: group, node: r.id, state: r.app as ShardStateMachine });
     }
     this.revisions.checkReplicas(shardReplicas);
+    this.watch.checkStream(
+      this.shardGroups().map((group) => {
+        const id = this.placement.get(group)![0]!;
+        return this.servers.get(id)!.replicas.get(group)!.app as ShardStateMachine;
+      }),
+    );
   }
 
   /** The running, unpaused server whose replica of `group` leads in the highest term. */
@@ -1433,6 +1505,13 @@ export function runShardedSimulation(options: ShardedSimOptions): Promise<Sharde
 const utf8 = new TextEncoder();
 
 const utf8Decoder = new TextDecoder();
+
+/** The replica leads in `term` and has applied its commit, which holds an entry of its term. */
+function caughtUp(replica: SimNode, term: number, commit: number): boolean {
+  const storage = replica.storage;
+  if (commit > storage.lastIndex() || commit < storage.firstIndex() - 1) return false;
+  return storage.term(commit) === term && replica.app.appliedIndex >= commit;
+}
 
 function decodeKey(key: Uint8Array): string {
   return utf8Decoder.decode(key);
