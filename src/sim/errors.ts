@@ -29,6 +29,16 @@ export type InvariantCode =
   | 'revision-above-mark'
   /** Sharded runs: a key's history differs from one group applying the acknowledged writes. */
   | 'key-history'
+  /** Sharded runs: a shard applied a write routed at another epoch or for a key outside its range. */
+  | 'stale-route'
+  /** Sharded runs: the shard groups' ranges and epochs differ from the metadata group's shard map. */
+  | 'shard-map'
+  /** Sharded runs: a shard group's resolved revision went back. */
+  | 'resolved-regressed'
+  /** Sharded runs: the merged watch missed an event (or one came after its revision was released). */
+  | 'watch-gap'
+  /** Sharded runs: the merged watch released an event twice, or one no shard holds. */
+  | 'watch-repeat'
   | 'core-contract'
   | 'liveness';
 

@@ -18,7 +18,13 @@ export class NodeDisk {
   private waiting: SimNode[] = [];
   private inFlight: SimNode[] | undefined;
 
-  constructor(readonly groups: ReadonlyMap<number, SimDisk>) {}
+  constructor(private readonly groups: Map<number, SimDisk>) {}
+
+  /** A group created on this node (a split): its boot state is durable at once, as the split's apply batch. */
+  addGroup(groupId: number, disk: SimDisk): void {
+    if (this.groups.has(groupId)) throw new SimulatorError(`group ${groupId} is already on this disk`);
+    this.groups.set(groupId, disk);
+  }
 
   group(groupId: number): SimDisk {
     const disk = this.groups.get(groupId);

@@ -9,8 +9,7 @@
 import { Role } from '../raft/types.js';
 import { OracleNotLeaderError } from '../shard/errors.js';
 import { type RevisionRange, TimestampOracle, type TimestampOracleOptions } from '../shard/oracle.js';
-import type { SimMetaStateMachine } from './shard-app.js';
-import { encodeMarkRaise } from './shard-app.js';
+import { encodeMetaProposal, type MetaGroupStateMachine } from './meta-app.js';
 import type { SimNode } from './sim-node.js';
 import { encodeReadContext } from './simulation.js';
 
@@ -127,13 +126,13 @@ export class OracleHost {
     return storage.term(commit) === term && this.state().appliedIndex >= commit;
   }
 
-  private state(): SimMetaStateMachine {
-    return this.replica.app as SimMetaStateMachine;
+  private state(): MetaGroupStateMachine {
+    return this.replica.app as MetaGroupStateMachine;
   }
 
   private persistHighWater(mark: number): Promise<void> {
     const id = this.env.nextProposalId();
-    const data = encodeMarkRaise(id, mark);
+    const data = encodeMetaProposal(id, { type: 'raiseOracleMark', mark });
     this.env.registerMetaProposal(data);
     return this.request(this.raises, id, () => this.replica.propose(data).ok);
   }

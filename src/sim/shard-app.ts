@@ -2,16 +2,13 @@
 // revision from the timestamp oracle: a put or a delete of one key, or a single-shard txn (if a
 // key exists, these puts and deletes, else those), every key it writes taking that revision as its
 // mod revision. The shard keeps each key's history (revision, write, put or delete) so the checks
-// can read any acked write back at its revision. The metadata group (group 0) holds the oracle's high-water mark and the
-// static shard map: `MetadataView` is the seam the full metadata state machine replaces.
+// can read any acked write back at its revision. (The metadata group's machine is in meta-app.ts.)
 //
-// Both extend KvStateMachine, so the per-group invariants (state hashes, acked proposals) apply
-// unchanged; each folds what an entry did into the state hash, so replicas that applied the same
+// It extends KvStateMachine, so the per-group invariants (state hashes, acked proposals) apply
+// unchanged; it folds what an entry did into the state hash, so replicas that applied the same
 // entries but reached different states (a snapshot that lost something) are caught as well.
 
 import { EntryType } from '../raft/types.js';
-import { applyHighWaterRaise } from '../shard/oracle.js';
-import type { ShardMap } from '../shard/shard-map.js';
 import { encodeCommandProposal, fnvString, KvStateMachine, proposalBody } from './app.js';
 
 export type WriteOp = 'put' | 'delete';
@@ -37,6 +34,33 @@ export interface WriteCommand extends WriteRequest {
   readonly write: number;
   /** The revision from the oracle this attempt was stamped with (every key it writes gets it). */
   readonly revision: number;
+  /** The shard epoch the client routed this attempt with (a split bumps it). */
+  readonly epoch: number;
+}
+
+/** The shard's admin entry splitting off [splitKey, end) into a new shard group `rightId`. */
+export interface SplitCommand {
+  readonly splitKey: string;
+  readonly rightId: number;
+  /** The shard's epoch the split was planned at: a replayed or duplicate split is refused. */
+  readonly epoch: number;
+}
+
+/** A shard's key range [start, end); end '' is the end of the keyspace. */
+export interface KeyRange {
+  readonly start: string;
+  readonly end: string;
+}
+
+export function rangeHolds(range: KeyRange, key: string): boolean {
+  return key >= range.start && (range.end === '' || key < range.end);
+}
+
+/** Every key a write may read or write. */
+export function requestKeys(request: WriteRequest): string[] {
+  const keys = [...request.ops, ...(request.orElse ?? [])].map((op) => op.key);
+  if (request.ifExists !== undefined) keys.push(request.ifExists);
+  return keys;
 }
 
 /** The ops of the branch a write took (`succeeded`: no compare, or the compare held). */
@@ -75,13 +99,34 @@ export interface KeyState {
 export type WriteOutcome =
   | { readonly kind: 'applied'; readonly write: AppliedWrite }
   | { readonly kind: 'duplicate'; readonly write: AppliedWrite }
-  | { readonly kind: 'refused'; readonly revision: number };
+  | { readonly kind: 'refused'; readonly revision: number }
+  /** Routed at another epoch, or a key outside the shard's range: the client re-routes. */
+  | { readonly kind: 'stale-epoch'; readonly epoch: number };
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
 
 export function encodeWrite(proposalId: number, command: WriteCommand): Uint8Array {
   return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify(command)));
+}
+
+export function encodeSplit(proposalId: number, split: SplitCommand): Uint8Array {
+  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify({ split })));
+}
+
+export function decodeSplit(data: Uint8Array): SplitCommand | undefined {
+  const body = decodeBody(data);
+  return typeof body?.split === 'object' ? (body.split as SplitCommand) : undefined;
+}
+
+/** A leader's resolve entry: the shard's revision rises to `revision` (an oracle revision), no key changes. */
+export function encodeResolve(proposalId: number, revision: number): Uint8Array {
+  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify({ resolve: revision })));
+}
+
+export function decodeResolve(data: Uint8Array): number | undefined {
+  const body = decodeBody(data);
+  return typeof body?.resolve === 'number' ? body.resolve : undefined;
 }
 
 export function decodeWrite(data: Uint8Array): WriteCommand | undefined {
@@ -101,11 +146,30 @@ export interface ShardStateOptions {
    * revision, or a key's history going back). The invariants must catch it.
    */
   unsafeAcceptStaleRevision?: boolean;
+  /**
+   * Test-only mutation: apply a write routed at another epoch or holding a key outside the
+   * shard's range (a stale route answered instead of refused).
+   */
+  unsafeIgnoreEpoch?: boolean;
+}
+
+/** A split as a replica applied it: the new shard's boot state (the same bytes on every replica). */
+export interface AppliedSplit {
+  readonly split: SplitCommand;
+  /** The right half's state machine, encoded as its snapshot at index 1. */
+  readonly rightBoot: Uint8Array;
+  /** The shard's revision at the split: the right half's resolved revision starts there. */
+  readonly revision: number;
 }
 
 export class ShardStateMachine extends KvStateMachine {
   /** The highest revision applied (the shard's store revision). */
   revision = 0;
+  /** Bumped by every split; writes routed at another epoch are refused. */
+  epoch = 1;
+  range: KeyRange;
+  /** The split applied by the entry applied last, if it was one that took effect. */
+  lastSplit: AppliedSplit | undefined;
   readonly keys = new Map<string, KeyState>();
   readonly history = new Map<string, KeyVersion[]>();
   /** Write id → how it was applied. */
@@ -116,14 +180,36 @@ export class ShardStateMachine extends KvStateMachine {
    */
   lastWrite: { command: WriteCommand; outcome: WriteOutcome; previous: number } | undefined;
 
-  constructor(private readonly options: ShardStateOptions = {}) {
+  constructor(
+    private readonly options: ShardStateOptions = {},
+    range: KeyRange = { start: '', end: '' },
+  ) {
     super();
+    this.range = range;
+  }
+
+  owns(key: string): boolean {
+    return rangeHolds(this.range, key);
   }
 
   override apply(index: number, type: EntryType, data: Uint8Array, key: string): void {
     super.apply(index, type, data, key);
     this.lastWrite = undefined;
+    this.lastSplit = undefined;
     if (type !== EntryType.Normal) return;
+    const split = decodeSplit(data);
+    if (split !== undefined) {
+      this.lastSplit = this.applySplit(split);
+      this.hash = fnvString(`split ${JSON.stringify(split)} ${this.lastSplit !== undefined}`, this.hash);
+      return;
+    }
+    const resolve = decodeResolve(data);
+    if (resolve !== undefined) {
+      // Like an idle shard's closed-timestamp tick: no write at or below it can apply afterwards.
+      this.revision = Math.max(this.revision, resolve);
+      this.hash = fnvString(`resolve ${this.revision}`, this.hash);
+      return;
+    }
     const command = decodeWrite(data);
     if (command === undefined) return;
     const previous = this.revision;
@@ -145,6 +231,8 @@ export class ShardStateMachine extends KvStateMachine {
   private applyWrite(command: WriteCommand): WriteOutcome {
     const done = this.writes.get(command.write);
     if (done !== undefined) return { kind: 'duplicate', write: done };
+    const routed = command.epoch === this.epoch && requestKeys(command).every((key) => this.owns(key));
+    if (!routed && this.options.unsafeIgnoreEpoch !== true) return { kind: 'stale-epoch', epoch: this.epoch };
     if (command.revision <= this.revision && this.options.unsafeAcceptStaleRevision !== true)
       return { kind: 'refused', revision: this.revision };
     const succeeded = command.ifExists === undefined || this.keys.has(command.ifExists);
@@ -154,6 +242,34 @@ export class ShardStateMachine extends KvStateMachine {
     for (const { key, op } of branchOps(command, succeeded))
       this.applyKeyOp(command.write, key, op, command.revision);
     return { kind: 'applied', write };
+  }
+
+  /**
+   * Splits off [splitKey, end) when planned at this epoch and splitKey is inside the range: this
+   * shard keeps [start, splitKey), both halves get epoch + 1, and the right half starts from this
+   * shard's revision, its keys' histories and the applied write ids (a retried write stays a
+   * duplicate on either side). A split planned at another epoch is a no-op (a duplicate proposal).
+   */
+  private applySplit(split: SplitCommand): AppliedSplit | undefined {
+    const inside = split.splitKey > this.range.start && rangeHolds(this.range, split.splitKey);
+    if (split.epoch !== this.epoch || !inside) return undefined;
+    const right = new ShardStateMachine(this.options, { start: split.splitKey, end: this.range.end });
+    right.epoch = this.epoch + 1;
+    right.revision = this.revision;
+    right.appliedIndex = 1;
+    right.hash = fnvString(`shard ${split.rightId}`, right.hash);
+    for (const [id, write] of this.writes) right.writes.set(id, write);
+    for (const [key, versions] of this.history) {
+      if (!right.owns(key)) continue;
+      right.history.set(key, versions);
+      this.history.delete(key);
+      const state = this.keys.get(key);
+      if (state !== undefined) right.keys.set(key, state);
+      this.keys.delete(key);
+    }
+    this.range = { start: this.range.start, end: split.splitKey };
+    this.epoch++;
+    return { split, rightBoot: right.encode(), revision: this.revision };
   }
 
   private applyKeyOp(write: number, key: string, op: WriteOp, revision: number): void {
@@ -176,6 +292,8 @@ export class ShardStateMachine extends KvStateMachine {
     return {
       ...super.snapshotState(),
       revision: this.revision,
+      epoch: this.epoch,
+      range: this.range,
       keys: [...this.keys],
       history: [...this.history],
       writes: [...this.writes],
@@ -185,55 +303,10 @@ export class ShardStateMachine extends KvStateMachine {
   protected override loadSnapshotState(state: Record<string, unknown>): void {
     super.loadSnapshotState(state);
     this.revision = state.revision as number;
+    this.epoch = state.epoch as number;
+    this.range = state.range as KeyRange;
     for (const [key, value] of state.keys as [string, KeyState][]) this.keys.set(key, value);
     for (const [key, versions] of state.history as [string, KeyVersion[]][]) this.history.set(key, versions);
     for (const [id, write] of state.writes as [number, AppliedWrite][]) this.writes.set(id, write);
-  }
-}
-
-/**
- * What the simulated cluster reads from the metadata group's state: the oracle's committed
- * high-water mark and the shard map. The full metadata state machine replaces SimMetaStateMachine
- * behind this.
- */
-export interface MetadataView {
-  readonly highWaterMark: number;
-  readonly shardMap: ShardMap;
-}
-
-/** A proposal to the metadata group raising the oracle's high-water mark to `mark`. */
-export function encodeMarkRaise(proposalId: number, mark: number): Uint8Array {
-  return encodeCommandProposal(proposalId, utf8.encode(JSON.stringify({ mark })));
-}
-
-export function decodeMarkRaise(data: Uint8Array): number | undefined {
-  const body = decodeBody(data);
-  return typeof body?.mark === 'number' ? body.mark : undefined;
-}
-
-/** The metadata group's minimal state machine: the oracle's mark (raised, never lowered) and a static shard map. */
-export class SimMetaStateMachine extends KvStateMachine implements MetadataView {
-  highWaterMark = 0;
-
-  constructor(readonly shardMap: ShardMap) {
-    super();
-  }
-
-  override apply(index: number, type: EntryType, data: Uint8Array, key: string): void {
-    super.apply(index, type, data, key);
-    if (type !== EntryType.Normal) return;
-    const mark = decodeMarkRaise(data);
-    if (mark === undefined) return;
-    this.highWaterMark = applyHighWaterRaise(this.highWaterMark, mark);
-    this.hash = fnvString(`mark@${this.highWaterMark}`, this.hash);
-  }
-
-  protected override snapshotState(): Record<string, unknown> {
-    return { ...super.snapshotState(), highWaterMark: this.highWaterMark };
-  }
-
-  protected override loadSnapshotState(state: Record<string, unknown>): void {
-    super.loadSnapshotState(state);
-    this.highWaterMark = state.highWaterMark as number;
   }
 }

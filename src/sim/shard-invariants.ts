@@ -7,15 +7,21 @@
 //     write above its own revision (its store revision only goes up); no applied revision is above
 //     the committed mark;
 //   - the clients: a write acknowledged before another write started has a smaller revision;
-//   - at the end: every acknowledged write is in every caught-up replica of its shard, readable at
-//     its revision, and each key's history equals what one group applying those writes in revision
-//     order would hold.
+//   - routing: a shard applies only writes routed at its current epoch whose keys are all in its
+//     range (a stale route is refused and re-routed, never answered);
+//   - at the end: every key of every acknowledged write reads back at its revision on every
+//     caught-up replica of the shard owning the key now (after any splits), and each key's history
+//     equals what one group applying those writes in revision order would hold; a shard holds
+//     history only for keys in its range.
 
 import { InvariantViolation } from './errors.js';
 import {
   type AppliedWrite,
   branchOps,
+  type KeyRange,
   type KeyState,
+  rangeHolds,
+  requestKeys,
   type ShardStateMachine,
   type WriteCommand,
   type WriteOutcome,
@@ -100,10 +106,18 @@ export class RevisionChecker {
     command: WriteCommand,
     outcome: WriteOutcome,
     previous: number,
+    route: { readonly epoch: number; readonly range: KeyRange },
   ): void {
     if (outcome.kind !== 'applied') return;
     const revision = outcome.write.revision;
     const where = `shard ${shard} n${node}`;
+    const outside = requestKeys(command).find((key) => !rangeHolds(route.range, key));
+    if (command.epoch !== route.epoch || outside !== undefined) {
+      throw new InvariantViolation(
+        'stale-route',
+        `${where} at epoch ${route.epoch} [${route.range.start}, ${route.range.end || '∞'}) applied write ${command.write} routed at epoch ${command.epoch}${outside === undefined ? '' : ` with key ${outside} outside its range`}`,
+      );
+    }
     const first = this.appliedAt.get(revision);
     if (first !== undefined && first !== command.write) {
       throw new InvariantViolation(
@@ -125,7 +139,7 @@ export class RevisionChecker {
       );
     }
     const asked = this.issued.get(command.write);
-    const { write: _, revision: __, ...request } = command;
+    const { write: _, revision: __, epoch: ___, ...request } = command;
     if (asked === undefined || JSON.stringify(asked) !== JSON.stringify(request)) {
       throw new InvariantViolation('key-history', `${where} applied write ${command.write} nobody issued`);
     }
@@ -164,16 +178,18 @@ export class RevisionChecker {
   /** Every acked write is applied as acked, and each key it wrote reads back at its revision. */
   private checkAckedReadable({ shard, node, state }: ShardReplicaView): void {
     for (const [write, ack] of this.acked) {
-      if (ack.shard !== shard || state.appliedIndex < ack.index) continue;
-      const applied = state.writes.get(write);
+      if (ack.shard === shard && state.appliedIndex < ack.index) continue;
       const { revision, succeeded } = ack.applied;
+      const ops = branchOps(this.issued.get(write)!, succeeded).filter(({ key }) => state.owns(key));
+      if (ops.length === 0) continue;
+      const applied = state.writes.get(write);
       const lost = (detail: string) =>
         new InvariantViolation(
           'acked-proposal-lost',
           `shard ${shard} n${node}: acked write ${write} at revision ${revision}: ${detail}`,
         );
       if (applied?.revision !== revision || applied.succeeded !== succeeded) throw lost('not applied so');
-      for (const { key, op } of branchOps(this.issued.get(write)!, succeeded)) {
+      for (const { key, op } of ops) {
         const seen = state.versionAt(key, revision);
         if (op === 'put' ? seen?.write !== write : seen !== undefined)
           throw lost(`${op} ${key} not readable`);
@@ -190,7 +206,7 @@ export class RevisionChecker {
       const request = this.issued.get(write)!;
       const { revision, succeeded } = applied;
       const where = `shard ${shard} n${node}: write ${write} at ${revision}`;
-      if (request.ifExists !== undefined) {
+      if (request.ifExists !== undefined && state.owns(request.ifExists)) {
         const existed = state.versionAt(request.ifExists, revision - 1) !== undefined;
         if (existed !== succeeded)
           throw new InvariantViolation(
@@ -199,6 +215,7 @@ export class RevisionChecker {
           );
       }
       for (const { key, op } of branchOps(request, succeeded)) {
+        if (!state.owns(key)) continue;
         const version = state.history.get(key)?.find((v) => v.revision === revision);
         if (version?.write !== write || version.op !== op)
           throw new InvariantViolation('key-history', `${where}: ${key} lacks its ${op}`);
@@ -213,6 +230,8 @@ export class RevisionChecker {
   private checkKeyHistories({ shard, node, state }: ShardReplicaView): void {
     const where = `shard ${shard} n${node}`;
     for (const [key, versions] of state.history) {
+      if (!state.owns(key))
+        throw new InvariantViolation('stale-route', `${where}: holds history of ${key}, outside its range`);
       let model: KeyState | undefined;
       let last = 0;
       for (const version of versions) {

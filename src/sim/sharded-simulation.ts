@@ -11,24 +11,38 @@
 
 import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
 import { OracleNotLeaderError } from '../shard/errors.js';
+import type { MetaNode } from '../shard/meta-commands.js';
+import { MetaState } from '../shard/meta-state.js';
 import { RevisionBatcher, type RevisionRange } from '../shard/oracle.js';
 import { placeReplicas } from '../shard/placement.js';
 import { type ShardDescriptor, ShardMap } from '../shard/shard-map.js';
-import { entryKey } from './app.js';
+import { entryKey, fnv1a } from './app.js';
 import { engineFactory } from './consensus.js';
 import { SimDisk } from './disk.js';
 import { assertNever, InvariantViolation, SimulatorError } from './errors.js';
 import { EventQueue } from './event-queue.js';
 import { InvariantChecker } from './invariants.js';
+import { encodeMetaProposal, MetaGroupStateMachine } from './meta-app.js';
 import { Network, simNetworkConfig, UnreachableReports } from './network.js';
 import { NodeDisk } from './node-disk.js';
 import { OracleHost, type OracleMutation } from './oracle-host.js';
 import { SimRng } from './rng.js';
-import { encodeWrite, ShardStateMachine, SimMetaStateMachine, type WriteRequest } from './shard-app.js';
+import {
+  type AppliedSplit,
+  branchOps,
+  encodeResolve,
+  encodeSplit,
+  encodeWrite,
+  type KeyRange,
+  requestKeys,
+  ShardStateMachine,
+  type WriteRequest,
+} from './shard-app.js';
 import { RevisionChecker, type ShardReplicaView } from './shard-invariants.js';
 import { SimNode, type SimNodeConfig, type SimNodeHost } from './sim-node.js';
 import { cloneMessage, decodeReadContext, formatMessage, shuffle } from './simulation.js';
 import { TurnQueue } from './turn.js';
+import { MergedWatch } from './watch-check.js';
 
 export const METADATA_GROUP = 0;
 
@@ -48,6 +62,14 @@ export interface ShardedSimOptions {
   unsafeReuseRevisions?: boolean;
   /** Test only: shards that apply a write whose revision is not above theirs. */
   unsafeAcceptStaleRevision?: boolean;
+  /** Test only: shards that apply a write routed at another epoch or outside their range. */
+  unsafeIgnoreEpoch?: boolean;
+  /** Online splits during the fault phase (default true). */
+  splits?: boolean;
+  /** Test only: the merged watch releases up to the highest resolved revision, not the lowest. */
+  unsafeReleaseAtMax?: boolean;
+  /** Test only: a shard leader reports its resolved revision before it has applied its commit. */
+  unsafeResolveBeforeCaughtUp?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -61,6 +83,12 @@ export interface ShardedSimResult {
   acked: number;
   /** Write attempts a shard refused (a revision not above the shard's): retried. */
   refused: number;
+  /** Write attempts a shard refused as routed at a stale epoch: re-routed. */
+  rerouted: number;
+  /** Writes given up because a split put their keys in two shards (cross-shard). */
+  crossShard: number;
+  /** Splits completed (shard log entry applied and the metadata group's map updated). */
+  splits: number;
   revisionsReleased: number;
   oracleLeaderships: number;
   livenessUs: number;
@@ -106,6 +134,8 @@ const DELETE_PROBABILITY = 0.2;
 const TXN_PROBABILITY = 0.2;
 const LIVENESS_CHECK_US = 10_000;
 const BATCH_REVISIONS_MAX = 16;
+/** How often shard leaders propose a resolve entry. */
+const RESOLVE_TICK_US = 50_000;
 
 /** One simulated process: the replicas of the groups it hosts, one disk, one address. */
 class SimServer {
@@ -171,13 +201,24 @@ type SimEvent =
   | { kind: 'heal' }
   | { kind: 'disk-normal'; server: SimServer }
   | { kind: 'quiesce' }
+  | { kind: 'split' }
+  | { kind: 'split-step' }
+  | { kind: 'resolve-tick' }
   | { kind: 'liveness-check' };
+
+interface PendingSplit {
+  readonly shardId: number;
+  readonly epoch: number;
+  readonly splitKey: string;
+  readonly rightId: number;
+}
 
 interface PendingWrite {
   write: number;
   request: WriteRequest;
-  /** The shard owning every key the write touches. */
+  /** The shard this attempt is routed to, and the epoch the route was read at. */
   shard: number;
+  epoch: number;
   /** Highest revision acked before the write started: its revision must be above it. */
   floor: number;
 }
@@ -235,7 +276,15 @@ export class ShardedSimulation {
   private readonly network: Network;
   private readonly servers = new Map<NodeId, SimServer>();
   private readonly serverList: SimServer[] = [];
-  private readonly shardMap: ShardMap;
+  private readonly initialShardMap: ShardMap;
+  private readonly initialMeta: MetaState;
+  private readonly rngSplit: SimRng;
+  /** The split in progress (one at a time, so the new shard's id is the map's next one). */
+  private splitting: PendingSplit | undefined;
+  private nextShardId: number;
+  /** Shard group id → the fingerprint of its boot state, from the replica that created it. */
+  private readonly splitBoots = new Map<number, number>();
+  private readonly watch: MergedWatch;
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -252,6 +301,8 @@ export class ShardedSimulation {
     allocateRevisionsMax: number;
   };
   private readonly configs = new Map<number, SimNodeConfig>();
+  /** The config of a shard group whose founding state has `range` (a split group boots from data). */
+  private readonly shardConfig: (range: KeyRange) => SimNodeConfig;
   private nextProposalId = 1;
   private nextReadId = 1;
   private nextWriteId = 1;
@@ -269,6 +320,9 @@ export class ShardedSimulation {
   private readonly stats = {
     writes: 0,
     refused: 0,
+    rerouted: 0,
+    crossShard: 0,
+    splits: 0,
     oracleLeaderships: 0,
     crashes: 0,
     pauses: 0,
@@ -300,19 +354,27 @@ export class ShardedSimulation {
     };
     const base = this.baseConfig();
     this.configs.set(METADATA_GROUP, { ...base, restoreApp: (i, c, d) => this.restoreMeta(i, c, d) });
-    const shardConfig: SimNodeConfig = {
+    const shardOptions = {
+      unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision,
+      unsafeIgnoreEpoch: options.unsafeIgnoreEpoch,
+    };
+    this.shardConfig = (range) => ({
       ...base,
       restoreApp: (index, confState, data) =>
-        ShardStateMachine.restoreInto(
-          new ShardStateMachine({ unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision }),
-          index,
-          confState,
-          data,
-        ),
-    };
-    for (let shard = 1; shard <= options.shards; shard++) this.configs.set(shard, shardConfig);
+        ShardStateMachine.restoreInto(new ShardStateMachine(shardOptions, range), index, confState, data),
+    });
+    this.rngSplit = new SimRng(options.seed, 16);
+    this.watch = new MergedWatch({ unsafeReleaseAtMax: options.unsafeReleaseAtMax });
+    this.nextShardId = options.shards + 1;
     this.place();
-    this.shardMap = this.buildShardMap();
+    this.initialShardMap = this.buildShardMap();
+    for (const shard of this.initialShardMap.shards) this.watch.addGroup(shard.id, 0);
+    for (const shard of this.initialShardMap.shards)
+      this.configs.set(
+        shard.id,
+        this.shardConfig({ start: decodeKey(shard.start), end: decodeKey(shard.end) }),
+      );
+    this.initialMeta = this.bootstrapMeta();
     this.build();
   }
 
@@ -341,6 +403,9 @@ export class ShardedSimulation {
       writes: this.stats.writes,
       acked: this.revisions.ackedCount,
       refused: this.stats.refused,
+      rerouted: this.stats.rerouted,
+      crossShard: this.stats.crossShard,
+      splits: this.stats.splits,
       revisionsReleased: this.revisions.releasedCount,
       oracleLeaderships: this.stats.oracleLeaderships,
       livenessUs: this.stats.livenessUs,
@@ -397,15 +462,26 @@ export class ShardedSimulation {
     index: number,
   ): void {
     if (group === METADATA_GROUP) {
-      this.revisions.observeMark((replica.app as SimMetaStateMachine).highWaterMark);
+      this.revisions.observeMark((replica.app as MetaGroupStateMachine).highWaterMark);
       server.oracle?.onApplied(proposalId);
       return;
     }
     const state = replica.app as ShardStateMachine;
+    if (state.lastSplit !== undefined) this.onSplitApplied(group, state.lastSplit);
     const applied = state.lastWrite;
     if (applied === undefined) return;
-    this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous);
+    this.revisions.observeApply(group, replica.id, applied.command, applied.outcome, applied.previous, state);
     if (applied.outcome.kind === 'refused') this.stats.refused++;
+    if (applied.outcome.kind === 'stale-epoch') this.stats.rerouted++;
+    if (applied.outcome.kind === 'applied') {
+      const { revision, succeeded } = applied.outcome.write;
+      this.watch.observeApplied(
+        group,
+        applied.command.write,
+        revision,
+        branchOps(applied.command, succeeded),
+      );
+    }
     for (const client of this.clients) {
       const waiting = client.waitingOn;
       if (waiting?.proposalId !== proposalId || waiting.replica !== replica) continue;
@@ -414,6 +490,13 @@ export class ShardedSimulation {
       if (applied.outcome.kind === 'refused') {
         this.trace(`client ${client.id}: write ${client.current.write} refused by shard ${group}, retrying`);
         this.queue.after(0, { kind: 'client', client, attempt: client.attempt });
+        continue;
+      }
+      if (applied.outcome.kind === 'stale-epoch') {
+        this.trace(
+          `client ${client.id}: write ${client.current.write} refused by shard ${group} (stale epoch), re-routing`,
+        );
+        this.clientRetry(client, client.attempt);
         continue;
       }
       const acked = applied.outcome.write;
@@ -444,8 +527,13 @@ export class ShardedSimulation {
     };
   }
 
-  private restoreMeta(index: number, confState: ConfState, data: Uint8Array): SimMetaStateMachine {
-    return SimMetaStateMachine.restoreInto(new SimMetaStateMachine(this.shardMap), index, confState, data);
+  private restoreMeta(index: number, confState: ConfState, data: Uint8Array): MetaGroupStateMachine {
+    return MetaGroupStateMachine.restoreInto(
+      new MetaGroupStateMachine(this.initialMeta),
+      index,
+      confState,
+      data,
+    );
   }
 
   /** Replicas of every group, the metadata group included, by rendezvous placement. */
@@ -461,6 +549,29 @@ export class ShardedSimulation {
         throw new SimulatorError(`group ${group} placed on ${replicas.length} nodes`);
       this.placement.set(group, replicas);
     }
+  }
+
+  /** The metadata group's state at boot: the N nodes, up, and the shard map. */
+  private bootstrapMeta(): MetaState {
+    const nodes: MetaNode[] = [];
+    for (let id = 1; id <= this.options.nodes; id++)
+      nodes.push({
+        id,
+        peerUrls: [`sim://n${id}`],
+        clientUrls: [],
+        host: undefined,
+        zone: undefined,
+        state: 'up',
+      });
+    return MetaState.fromFields({
+      nodes,
+      shardMap: this.initialShardMap,
+      pins: new Map(),
+      compactionRevision: 0,
+      oracleMark: 0,
+      replicationFactor: REPLICATION_FACTOR,
+      version: 0,
+    });
   }
 
   /** M shards over the keys k000, k001, …, KEYS_PER_SHARD each, cut at even boundaries. */
@@ -497,23 +608,194 @@ export class ShardedSimulation {
       const server = new SimServer(id, new NodeDisk(disks), this.fsyncNormalUs, this.rngRoot.pick(metaNodes));
       const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
       server.tickIntervalUs = TICK_INTERVAL_US + this.rngRoot.between(-driftUs, driftUs);
-      for (const group of disks.keys()) {
-        const port = new GroupPort(this, server, group, this.checker(group));
-        const replica = new SimNode(
-          id,
-          server.disk.group(group),
-          port,
-          this.rngRoot.fork(1000 * (group + 1) + id),
-          this.configs.get(group)!,
-          server.fsyncLatencyUs,
-        );
-        replica.tickIntervalUs = server.tickIntervalUs;
-        server.replicas.set(group, replica);
-      }
+      for (const group of disks.keys()) this.createReplica(server, group);
       this.servers.set(id, server);
       this.serverList.push(server);
       this.startServer(server);
     }
+  }
+
+  /**
+   * Every shard leader takes a revision from its node's batcher and proposes a resolve entry (an
+   * idle shard's resolved revision moves on, so a merged watch is not held back by it).
+   */
+  private resolveTick(): void {
+    for (const group of this.shardGroups()) {
+      const server = this.leaderOf(group);
+      const replica = server?.replicas.get(group);
+      if (server?.batcher === undefined || replica === undefined) continue;
+      const incarnation = server.incarnation;
+      this.asyncTouched = true;
+      server.batcher.next().then(
+        this.inPromise((revision: number) => {
+          if (!this.isCurrent(server, incarnation) || !replica.running) return;
+          const data = encodeResolve(this.nextProposalId++, revision);
+          this.checker(group).registerProposal(entryKey(EntryType.Normal, data));
+          replica.propose(data);
+        }),
+        this.inPromise(() => {}),
+      );
+    }
+    if (!this.done) this.queue.after(RESOLVE_TICK_US, { kind: 'resolve-tick' });
+  }
+
+  // ---- online splits ----------------------------------------------------------------------------
+
+  /** The metadata state a client routes by: a random metadata replica's (it may lag). */
+  private routeMap(): ShardMap {
+    const nodes = this.placement.get(METADATA_GROUP)!;
+    const server = this.servers.get(this.rngClient.pick(nodes))!;
+    return (server.meta!.app as MetaGroupStateMachine).shardMap;
+  }
+
+  /** The metadata state of the replica that applied the most (the committed map's newest view). */
+  private latestMeta(): MetaState {
+    let best: MetaGroupStateMachine | undefined;
+    for (const id of this.placement.get(METADATA_GROUP)!) {
+      const app = this.servers.get(id)!.meta!.app as MetaGroupStateMachine;
+      if (best === undefined || app.state.version > best.state.version) best = app;
+    }
+    return best!.state;
+  }
+
+  private shardGroups(): number[] {
+    return [...this.placement.keys()].filter((group) => group !== METADATA_GROUP);
+  }
+
+  /**
+   * Plans a split of a random shard holding at least two of the keys, at one of its keys: the
+   * split entry goes to the shard's log first (its replicas create the right half's group as they
+   * apply it), then the metadata group's map takes the split (compare-and-set on the epoch).
+   */
+  private startSplit(): void {
+    if (this.quiesced) return;
+    if (this.splitting !== undefined) {
+      this.queue.after(this.rngSplit.between(50_000, 300_000), { kind: 'split' });
+      return;
+    }
+    const map = this.latestMeta().shardMap;
+    if (map.nextShardId !== this.nextShardId)
+      throw new SimulatorError(`the map's next shard id is ${map.nextShardId}, expected ${this.nextShardId}`);
+    const candidates = map.shards
+      .map((shard) => ({
+        shard,
+        keys: this.keys.filter((k) => map.shardFor(utf8.encode(k)).id === shard.id),
+      }))
+      .filter(({ keys }) => keys.length >= 2);
+    if (candidates.length === 0) return;
+    const { shard, keys } = this.rngSplit.pick(candidates);
+    const splitKey = keys[this.rngSplit.between(1, keys.length - 1)]!;
+    this.splitting = { shardId: shard.id, epoch: shard.epoch, splitKey, rightId: this.nextShardId++ };
+    this.trace(
+      `split shard ${shard.id} (epoch ${shard.epoch}) at ${splitKey} into ${this.splitting.rightId}`,
+    );
+    this.queue.after(0, { kind: 'split-step' });
+  }
+
+  /** Drives the split in progress one step: propose to the shard, then to the metadata group, until each took it. */
+  private splitStep(): void {
+    const split = this.splitting;
+    if (split === undefined) return;
+    if (!this.placement.has(split.rightId)) {
+      const leader = this.leaderOf(split.shardId)?.replicas.get(split.shardId);
+      if (leader !== undefined) {
+        const data = encodeSplit(this.nextProposalId++, {
+          splitKey: split.splitKey,
+          rightId: split.rightId,
+          epoch: split.epoch,
+        });
+        this.checker(split.shardId).registerProposal(entryKey(EntryType.Normal, data));
+        leader.propose(data);
+      }
+    } else if (this.latestMeta().shardMap.get(split.rightId) !== undefined) {
+      this.trace(`split of shard ${split.shardId} into ${split.rightId} is in the map`);
+      this.splitting = undefined;
+      this.stats.splits++;
+      return;
+    } else {
+      const leader = this.leaderOf(METADATA_GROUP)?.meta;
+      if (leader !== undefined) {
+        const data = encodeMetaProposal(this.nextProposalId++, {
+          type: 'splitShard',
+          shardId: split.shardId,
+          expectedEpoch: split.epoch,
+          splitKey: utf8.encode(split.splitKey),
+        });
+        this.checker(METADATA_GROUP).registerProposal(entryKey(EntryType.Normal, data));
+        leader.propose(data);
+      }
+    }
+    this.queue.after(50_000, { kind: 'split-step' });
+  }
+
+  /**
+   * A replica of `shardId` applied a split: the first one creates the right half's group on the
+   * shard's nodes, each replica booting from the state the split gave it (every replica derives
+   * the same bytes at the same log index; the others are checked against the first).
+   */
+  private onSplitApplied(shardId: number, applied: AppliedSplit): void {
+    const { rightId } = applied.split;
+    const fingerprint = fnv1a(applied.rightBoot);
+    const known = this.splitBoots.get(rightId);
+    if (known !== undefined) {
+      if (known !== fingerprint)
+        throw new InvariantViolation(
+          'state-machine-safety',
+          `shard ${shardId}'s replicas split off ${rightId} with different states`,
+        );
+      return;
+    }
+    this.splitBoots.set(rightId, fingerprint);
+    this.watch.addGroup(rightId, applied.revision);
+    const nodes = this.placement.get(shardId)!;
+    this.placement.set(rightId, nodes);
+    this.checkers.set(rightId, new InvariantChecker({ consensus: 'raft' }));
+    this.configs.set(rightId, this.shardConfig({ start: applied.split.splitKey, end: '' }));
+    const confState = { voters: nodes, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    for (const id of nodes) {
+      const server = this.servers.get(id)!;
+      server.disk.addGroup(rightId, SimDisk.bootstrap(confState, applied.rightBoot));
+      const replica = this.createReplica(server, rightId);
+      if (server.running) replica.start();
+    }
+    this.trace(`shard ${shardId} split: group ${rightId} created on n${nodes.join(',n')}`);
+  }
+
+  /** The shard groups' ranges and epochs are those of the metadata group's map, and cover the keys. */
+  private checkShardMap(): void {
+    const map = this.latestMeta().shardMap;
+    const groups = this.shardGroups();
+    if (map.shards.length !== groups.length)
+      throw new InvariantViolation(
+        'shard-map',
+        `the map has ${map.shards.length} shards, the nodes host ${groups.length}`,
+      );
+    for (const shard of map.shards) {
+      for (const id of this.placement.get(shard.id) ?? []) {
+        const state = this.servers.get(id)!.replicas.get(shard.id)!.app as ShardStateMachine;
+        const range = { start: decodeKey(shard.start), end: decodeKey(shard.end) };
+        if (state.epoch !== shard.epoch || JSON.stringify(state.range) !== JSON.stringify(range))
+          throw new InvariantViolation(
+            'shard-map',
+            `shard ${shard.id} n${id} is at epoch ${state.epoch} ${JSON.stringify(state.range)}, the map says ${shard.epoch} ${JSON.stringify(range)}`,
+          );
+      }
+    }
+  }
+
+  private createReplica(server: SimServer, group: number): SimNode {
+    const port = new GroupPort(this, server, group, this.checker(group));
+    const replica = new SimNode(
+      server.id,
+      server.disk.group(group),
+      port,
+      this.rngRoot.fork(1000 * (group + 1) + server.id),
+      this.configs.get(group)!,
+      server.fsyncLatencyUs,
+    );
+    replica.tickIntervalUs = server.tickIntervalUs;
+    server.replicas.set(group, replica);
+    return replica;
   }
 
   private checker(group: number): InvariantChecker {
@@ -587,6 +869,12 @@ export class ShardedSimulation {
     }
     if (this.options.faults ?? true)
       this.queue.after(this.rngFault.between(50_000, 300_000), { kind: 'nemesis' });
+    this.queue.after(RESOLVE_TICK_US, { kind: 'resolve-tick' });
+    if (this.options.splits ?? true) {
+      const splits = this.rngSplit.between(1, 3);
+      for (let i = 0; i < splits; i++)
+        this.queue.after(this.rngSplit.between(100_000, this.faultPhaseUs - 1), { kind: 'split' });
+    }
     this.queue.after(this.faultPhaseUs, { kind: 'quiesce' });
   }
 
@@ -627,6 +915,20 @@ export class ShardedSimulation {
         this.queue.after(server.fsyncLatencyUs, { kind: 'fsync', server, incarnation: server.incarnation });
     }
     this.checkTouched();
+    this.followResolved();
+  }
+
+  /** Each shard group's leader reports its resolved revision (its applied revision, once caught up); the watch releases. */
+  private followResolved(): void {
+    for (const group of this.shardGroups()) {
+      const replica = this.leaderOf(group)?.replicas.get(group);
+      const raft = replica?.raft;
+      if (replica === undefined || raft === undefined) continue;
+      const { term, commit } = raft.status().hardState;
+      if (!this.options.unsafeResolveBeforeCaughtUp && !caughtUp(replica, term, commit)) continue;
+      this.watch.observeResolved(group, term, (replica.app as ShardStateMachine).revision);
+    }
+    this.watch.release();
   }
 
   private followOracleRole(server: SimServer): void {
@@ -727,6 +1029,12 @@ export class ShardedSimulation {
         return this.quiesce();
       case 'liveness-check':
         return this.livenessCheck();
+      case 'split':
+        return this.startSplit();
+      case 'split-step':
+        return this.splitStep();
+      case 'resolve-tick':
+        return this.resolveTick();
       default:
         assertNever(event);
     }
@@ -910,14 +1218,39 @@ export class ShardedSimulation {
       if (this.quiesced) return;
       const write = this.nextWriteId++;
       const request = this.chooseWrite();
-      const shard = this.shardMap.shardFor(utf8.encode(request.ops[0]!.key)).id;
-      client.current = { write, request, shard, floor: this.revisions.startWrite(write, request) };
+      client.current = {
+        write,
+        request,
+        shard: 0,
+        epoch: 0,
+        floor: this.revisions.startWrite(write, request),
+      };
       this.stats.writes++;
     }
     client.attempt++;
     client.waitingOn = undefined;
     const attempt = client.attempt;
-    const shard = client.current.shard;
+    // Each attempt routes by the shard map of a random metadata replica (it may be stale).
+    const map = this.routeMap();
+    const routes = new Map(
+      requestKeys(client.current.request).map((key) => {
+        const route = map.shardFor(utf8.encode(key));
+        return [route.id, route];
+      }),
+    );
+    if (routes.size > 1) {
+      // A split put the keys in two shards, and maps only get newer: a cross-shard write.
+      this.trace(
+        `client ${client.id}: write ${client.current.write} spans shards ${[...routes.keys()].join(',')}: refused`,
+      );
+      this.stats.crossShard++;
+      client.current = undefined;
+      return this.clientNext(client);
+    }
+    const route = [...routes.values()][0]!;
+    client.current.shard = route.id;
+    client.current.epoch = route.epoch;
+    const shard = route.id;
     const server = this.servers.get(this.rngClient.pick(this.placement.get(shard)!))!;
     const replica = server.replicas.get(shard)!;
     const leads =
@@ -948,8 +1281,10 @@ export class ShardedSimulation {
     const key = rng.pick(this.keys);
     if (!rng.chance(TXN_PROBABILITY))
       return { ops: [{ key, op: rng.chance(DELETE_PROBABILITY) ? 'delete' : 'put' }] };
-    const shard = this.shardMap.shardFor(utf8.encode(key));
-    const others = this.keys.filter((k) => k !== key && this.shardMap.shardFor(utf8.encode(k)) === shard);
+    const map = this.routeMap();
+    const shard = map.shardFor(utf8.encode(key));
+    const others = this.keys.filter((k) => k !== key && map.shardFor(utf8.encode(k)) === shard);
+    if (others.length === 0) return { ops: [{ key, op: 'put' }] };
     const other = rng.pick(others);
     return {
       ifExists: key,
@@ -962,9 +1297,9 @@ export class ShardedSimulation {
   }
 
   private proposeWrite(client: Client, replica: SimNode, revision: number): void {
-    const { write, request, shard } = client.current!;
+    const { write, request, shard, epoch } = client.current!;
     const proposalId = this.nextProposalId++;
-    const data = encodeWrite(proposalId, { write, revision, ...request });
+    const data = encodeWrite(proposalId, { write, revision, epoch, ...request });
     this.checker(shard).registerProposal(entryKey(EntryType.Normal, data));
     if (!replica.running || !replica.propose(data).ok) return this.clientRetry(client, client.attempt);
     client.waitingOn = { replica, incarnation: replica.incarnation, proposalId };
@@ -1002,7 +1337,7 @@ export class ShardedSimulation {
       this.partitionFor(shuffled.slice(0, cut), shuffled.slice(cut));
     } else if (action === 2 || action === 3) {
       // Isolate the oracle's node (group 0's leader), or a random shard's leader's node.
-      const group = action === 2 ? METADATA_GROUP : rng.between(1, this.options.shards);
+      const group = action === 2 ? METADATA_GROUP : rng.pick(this.shardGroups());
       const leader = this.leaderOf(group);
       if (leader)
         this.partitionFor(
@@ -1032,7 +1367,7 @@ export class ShardedSimulation {
     } else if (action === 8) {
       const leader = this.leaderOf(METADATA_GROUP);
       if (leader) this.crash(leader);
-    } else if (action === 9) this.transferLeadership(rng.between(0, this.options.shards));
+    } else if (action === 9) this.transferLeadership(rng.pick([...this.placement.keys()]));
     this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
   }
 
@@ -1102,6 +1437,9 @@ export class ShardedSimulation {
   private why(): string {
     const oracle = this.leaderOf(METADATA_GROUP)?.oracle;
     if (!oracle?.leading) return 'no oracle leader';
+    if (this.splitting !== undefined) return `split of shard ${this.splitting.shardId} pending`;
+    if (this.watch.released < this.watch.appliedMax)
+      return `watch released up to ${this.watch.released} < ${this.watch.appliedMax}`;
     const pending = this.clients.filter((c) => c.current !== undefined);
     if (pending.length > 0) return `writes pending: ${pending.map((c) => c.current!.write).join(',')}`;
     for (const [group, nodes] of this.placement) {
@@ -1118,6 +1456,7 @@ export class ShardedSimulation {
   }
 
   private finalChecks(): void {
+    this.checkShardMap();
     const shardReplicas: ShardReplicaView[] = [];
     for (const [group, nodes] of this.placement) {
       const replicas = nodes.map((id) => this.servers.get(id)!.replicas.get(group)!);
@@ -1133,6 +1472,12 @@ export class ShardedSimulation {
         shardReplicas.push({ shard: group, node: r.id, state: r.app as ShardStateMachine });
     }
     this.revisions.checkReplicas(shardReplicas);
+    this.watch.checkStream(
+      this.shardGroups().map((group) => {
+        const id = this.placement.get(group)![0]!;
+        return this.servers.get(id)!.replicas.get(group)!.app as ShardStateMachine;
+      }),
+    );
   }
 
   /** The running, unpaused server whose replica of `group` leads in the highest term. */
@@ -1158,6 +1503,19 @@ export function runShardedSimulation(options: ShardedSimOptions): Promise<Sharde
 }
 
 const utf8 = new TextEncoder();
+
+const utf8Decoder = new TextDecoder();
+
+/** The replica leads in `term` and has applied its commit, which holds an entry of its term. */
+function caughtUp(replica: SimNode, term: number, commit: number): boolean {
+  const storage = replica.storage;
+  if (commit > storage.lastIndex() || commit < storage.firstIndex() - 1) return false;
+  return storage.term(commit) === term && replica.app.appliedIndex >= commit;
+}
+
+function decodeKey(key: Uint8Array): string {
+  return utf8Decoder.decode(key);
+}
 
 function keyName(i: number): string {
   return `k${String(i).padStart(3, '0')}`;

@@ -1,4 +1,4 @@
-// The sharded simulation's revision invariants catch a broken oracle, node or shard: each mutant
+// The sharded simulation's revision, routing and watch invariants catch a broken oracle, node or shard: each mutant
 // runs a seed that the correct code passes (checked here too), and must fail it with the
 // invariant named. The seeds were found by running each mutant over seeds 1..30 (catch rates are
 // in src/sim/README.md); a change to the simulator that reshuffles seeds may need new ones.
@@ -36,7 +36,7 @@ describe('sharded simulation: broken revision handling is caught', () => {
 
   it('a new oracle leader that starts at the persisted mark instead of above it', async () => {
     await assertCaught(
-      { seed: 6, nodes: 3, shards: 3 },
+      { seed: 3, nodes: 3, shards: 3 },
       { oracleMutation: 'start-at-mark' },
       /\[revision-(order|reused)\]/,
     );
@@ -52,9 +52,29 @@ describe('sharded simulation: broken revision handling is caught', () => {
 
   it('a shard that applies a write whose revision is not above its own', async () => {
     await assertCaught(
-      { seed: 23, nodes: 5, shards: 4, faultPhaseUs: 1_500_000 },
+      { seed: 4, nodes: 5, shards: 4, faultPhaseUs: 1_500_000 },
       { unsafeAcceptStaleRevision: true },
       /\[revision-order\] shard/,
+    );
+  });
+
+  it('a shard that applies a write routed at a stale epoch (after a split) instead of refusing it', async () => {
+    await assertCaught(
+      { seed: 1, nodes: 3, shards: 2 },
+      { unsafeIgnoreEpoch: true },
+      /\[stale-route\] shard/,
+    );
+  });
+
+  it('a merged watch that releases up to the highest resolved revision of the shards, not the lowest', async () => {
+    await assertCaught({ seed: 1, nodes: 3, shards: 2 }, { unsafeReleaseAtMax: true }, /\[watch-gap\]/);
+  });
+
+  it('a new shard leader that reports its resolved revision before applying its commit', async () => {
+    await assertCaught(
+      { seed: 1, nodes: 3, shards: 2 },
+      { unsafeResolveBeforeCaughtUp: true },
+      /\[resolved-regressed\]/,
     );
   });
 });

@@ -6,16 +6,16 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { EntryType } from '../../src/raft/types.js';
-import { ShardMap } from '../../src/shard/shard-map.js';
+import { MetaState } from '../../src/shard/meta-state.js';
 import { entryKey } from '../../src/sim/app.js';
 import { runShardedSeedRange } from '../../src/sim/cli.js';
 import { SimDisk } from '../../src/sim/disk.js';
+import { encodeMetaProposal, MetaGroupStateMachine } from '../../src/sim/meta-app.js';
 import { NodeDisk } from '../../src/sim/node-disk.js';
 import {
-  encodeMarkRaise,
+  encodeSplit,
   encodeWrite,
   ShardStateMachine,
-  SimMetaStateMachine,
   type WriteCommand,
   type WriteRequest,
 } from '../../src/sim/shard-app.js';
@@ -36,13 +36,19 @@ function applyWrite(
 }
 
 describe('sharded simulation under faults', () => {
-  it('seeds 1..9 (3, 5 and 7 nodes, 4 shards): every invariant holds and the cluster converges', async () => {
+  it('seeds 1..9 (3, 5 and 7 nodes, 4 shards, online splits): every invariant holds and the cluster converges', async () => {
     const report = await runShardedSeedRange({ seeds: 9, from: 1, shards: 4 });
     const failures = report.failures.map((f) => f.message).join('\n');
     assert.equal(report.failures.length, 0, `${report.failures.length} failing seeds:\n${failures}`);
     const results = report.results;
     assert.deepEqual([...new Set(results.map((r) => r.nodes))].sort(), [3, 5, 7]);
-    assert.ok(results.every((r) => r.acked > 0 && r.acked === r.writes));
+    // Every write is acked, or refused as cross-shard (a split put its keys in two shards).
+    assert.ok(results.every((r) => r.acked > 0 && r.acked + r.crossShard === r.writes));
+    assert.ok(results.every((r) => r.splits > 0));
+    assert.ok(
+      results.some((r) => r.rerouted > 0),
+      'no write was refused at a stale epoch and re-routed',
+    );
     assert.ok(results.some((r) => r.crashes > 0));
     assert.ok(
       results.some((r) => r.oracleLeaderships > 1),
@@ -102,24 +108,24 @@ describe('sharded simulation under faults', () => {
 describe('ShardStateMachine', () => {
   it('applies a write at its revision, refuses one not above the shard revision, applies a write id once', () => {
     const machine = new ShardStateMachine();
-    applyWrite(machine, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
     assert.deepEqual(machine.lastWrite?.outcome, {
       kind: 'applied',
       write: { revision: 5, succeeded: true },
     });
-    applyWrite(machine, 2, 2, { write: 2, revision: 5, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 5, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
     assert.deepEqual(machine.lastWrite?.outcome, { kind: 'refused', revision: 5 });
-    applyWrite(machine, 3, 3, { write: 2, revision: 9, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 3, 3, { write: 2, revision: 9, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
     assert.deepEqual(machine.lastWrite?.outcome, {
       kind: 'applied',
       write: { revision: 9, succeeded: true },
     });
-    applyWrite(machine, 4, 4, { write: 1, revision: 12, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 4, 4, { write: 1, revision: 12, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
     assert.deepEqual(machine.lastWrite?.outcome, {
       kind: 'duplicate',
       write: { revision: 5, succeeded: true },
     });
-    applyWrite(machine, 5, 5, { write: 3, revision: 14, ops: [{ key: 'a', op: 'delete' }] });
+    applyWrite(machine, 5, 5, { write: 3, revision: 14, epoch: 1, ops: [{ key: 'a', op: 'delete' }] });
     assert.deepEqual(machine.keys.get('a'), undefined);
     assert.equal(machine.revision, 14);
     assert.equal(machine.versionAt('a', 4), undefined);
@@ -128,11 +134,42 @@ describe('ShardStateMachine', () => {
     assert.equal(machine.versionAt('a', 14), undefined);
   });
 
+  it('a split entry hands [splitKey, end) to the new shard, bumps both epochs, and stale routes are refused', () => {
+    const machine = new ShardStateMachine({}, { start: 'a', end: 'z' });
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, epoch: 1, ops: [{ key: 'b', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 6, epoch: 1, ops: [{ key: 'm', op: 'put' }] });
+    const split = (index: number, epoch: number) => {
+      const data = encodeSplit(index, { splitKey: 'k', rightId: 7, epoch });
+      machine.apply(index, EntryType.Normal, data, entryKey(EntryType.Normal, data));
+    };
+    split(3, 1);
+    const applied = machine.lastSplit!;
+    assert.ok(applied !== undefined);
+    assert.deepEqual(machine.range, { start: 'a', end: 'k' });
+    assert.equal(machine.epoch, 2);
+    assert.deepEqual([...machine.keys.keys()], ['b']);
+    const right = ShardStateMachine.restoreInto(new ShardStateMachine(), 1, CONF, applied.rightBoot);
+    assert.deepEqual(right.range, { start: 'k', end: 'z' });
+    assert.equal(right.epoch, 2);
+    assert.equal(right.revision, 6);
+    assert.equal(right.keys.get('m')?.write, 2);
+    assert.equal(right.writes.get(1)?.revision, 5, 'write ids stay known on both sides');
+    split(4, 1);
+    assert.equal(machine.lastSplit, undefined, 'a duplicate split (planned at the old epoch) is a no-op');
+    applyWrite(machine, 5, 5, { write: 3, revision: 9, epoch: 1, ops: [{ key: 'b', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'stale-epoch', epoch: 2 });
+    applyWrite(machine, 6, 6, { write: 3, revision: 9, epoch: 2, ops: [{ key: 'm', op: 'put' }] });
+    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'stale-epoch', epoch: 2 });
+    applyWrite(machine, 7, 7, { write: 3, revision: 9, epoch: 2, ops: [{ key: 'c', op: 'put' }] });
+    assert.equal(machine.lastWrite?.outcome.kind, 'applied');
+  });
+
   it('a txn takes the branch its compare gives, every key it writes at its revision', () => {
     const machine = new ShardStateMachine();
     const moveAToB = (write: number, revision: number): WriteCommand => ({
       write,
       revision,
+      epoch: 1,
       ifExists: 'a',
       ops: [
         { key: 'b', op: 'put' },
@@ -161,15 +198,15 @@ describe('ShardStateMachine', () => {
 
   it('keeps create revision and version as etcd does', () => {
     const machine = new ShardStateMachine();
-    applyWrite(machine, 1, 1, { write: 1, revision: 3, ops: [{ key: 'k', op: 'put' }] });
-    applyWrite(machine, 2, 2, { write: 2, revision: 7, ops: [{ key: 'k', op: 'put' }] });
+    applyWrite(machine, 1, 1, { write: 1, revision: 3, epoch: 1, ops: [{ key: 'k', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 7, epoch: 1, ops: [{ key: 'k', op: 'put' }] });
     assert.deepEqual(machine.keys.get('k'), { createRevision: 3, modRevision: 7, version: 2, write: 2 });
   });
 
   it('a snapshot restores the same state and hash; an outcome changes the hash', () => {
     const machine = new ShardStateMachine();
-    applyWrite(machine, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
-    applyWrite(machine, 2, 2, { write: 2, revision: 8, ops: [{ key: 'b', op: 'put' }] });
+    applyWrite(machine, 1, 1, { write: 1, revision: 5, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
+    applyWrite(machine, 2, 2, { write: 2, revision: 8, epoch: 1, ops: [{ key: 'b', op: 'put' }] });
     const copy = ShardStateMachine.restoreInto(new ShardStateMachine(), 2, CONF, machine.encode());
     assert.equal(copy.hash, machine.hash);
     assert.equal(copy.revision, 8);
@@ -179,29 +216,65 @@ describe('ShardStateMachine', () => {
     const lenient = new ShardStateMachine({ unsafeAcceptStaleRevision: true });
     const strict = new ShardStateMachine();
     for (const m of [lenient, strict]) {
-      applyWrite(m, 1, 1, { write: 1, revision: 5, ops: [{ key: 'a', op: 'put' }] });
-      applyWrite(m, 2, 2, { write: 2, revision: 4, ops: [{ key: 'a', op: 'put' }] });
+      applyWrite(m, 1, 1, { write: 1, revision: 5, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
+      applyWrite(m, 2, 2, { write: 2, revision: 4, epoch: 1, ops: [{ key: 'a', op: 'put' }] });
     }
     assert.notEqual(lenient.hash, strict.hash);
   });
 });
 
-describe('SimMetaStateMachine', () => {
-  it('raises the mark, never lowers it, and restores it from a snapshot', () => {
-    const map = ShardMap.initial([{ node: 1, role: 'voter' }]);
-    const machine = new SimMetaStateMachine(map);
-    const raise = (index: number, mark: number) => {
-      const data = encodeMarkRaise(index, mark);
+describe('MetaGroupStateMachine', () => {
+  const boot = () =>
+    MetaState.bootstrap({
+      nodes: [1, 2, 3].map((id) => ({
+        id,
+        peerUrls: [`sim://n${id}`],
+        clientUrls: [],
+        host: undefined,
+        zone: undefined,
+      })),
+    });
+
+  it('applies the real metadata commands: raises the mark, never lowers it, refuses a bad split, restores from a snapshot', () => {
+    const machine = new MetaGroupStateMachine(boot());
+    const propose = (index: number, data: Uint8Array) =>
       machine.apply(index, EntryType.Normal, data, entryKey(EntryType.Normal, data));
-    };
-    raise(1, 10);
-    raise(2, 4);
+    propose(1, encodeMetaProposal(1, { type: 'raiseOracleMark', mark: 10 }));
+    propose(2, encodeMetaProposal(2, { type: 'raiseOracleMark', mark: 4 }));
     assert.equal(machine.highWaterMark, 10);
-    raise(3, 30);
-    const copy = SimMetaStateMachine.restoreInto(new SimMetaStateMachine(map), 3, CONF, machine.encode());
+    propose(
+      3,
+      encodeMetaProposal(3, {
+        type: 'splitShard',
+        shardId: 1,
+        expectedEpoch: 99,
+        splitKey: new Uint8Array([0x6b]),
+      }),
+    );
+    assert.equal(machine.lastOutcome?.ok, false);
+    assert.equal(machine.shardMap.shards.length, 1);
+    propose(
+      4,
+      encodeMetaProposal(4, {
+        type: 'splitShard',
+        shardId: 1,
+        expectedEpoch: 1,
+        splitKey: new Uint8Array([0x6b]),
+      }),
+    );
+    assert.equal(machine.lastOutcome?.ok, true);
+    assert.equal(machine.shardMap.shards.length, 2);
+    propose(5, encodeMetaProposal(5, { type: 'raiseOracleMark', mark: 30 }));
+    const copy = MetaGroupStateMachine.restoreInto(
+      new MetaGroupStateMachine(boot()),
+      5,
+      CONF,
+      machine.encode(),
+    );
     assert.equal(copy.highWaterMark, 30);
     assert.equal(copy.hash, machine.hash);
-    assert.equal(copy.shardMap, map);
+    assert.equal(copy.shardMap.shards.length, 2);
+    assert.equal(copy.state.version, machine.state.version);
   });
 });
 
@@ -265,15 +338,15 @@ describe('RevisionChecker end-of-run checks', () => {
     const state = new ShardStateMachine();
     checker.observeMark(100);
     const commands: WriteCommand[] = [
-      { write: 1, revision: 4, ops: [{ key: 'a', op: 'put' }] },
-      { write: 2, revision: 9, ...move },
+      { write: 1, revision: 4, epoch: 1, ops: [{ key: 'a', op: 'put' }] },
+      { write: 2, revision: 9, epoch: 1, ...move },
     ];
     commands.forEach((command, i) => {
-      const { write, revision: _, ...request } = command;
+      const { write, revision: _, epoch: __, ...request } = command;
       const floor = checker.startWrite(write, request);
       applyWrite(state, i + 1, i + 1, command);
       const applied = state.lastWrite!;
-      checker.observeApply(1, 1, applied.command, applied.outcome, applied.previous);
+      checker.observeApply(1, 1, applied.command, applied.outcome, applied.previous, state);
       assert.equal(applied.outcome.kind, 'applied');
       if (applied.outcome.kind === 'applied' && (ackTxn || write === 1))
         checker.observeAck(write, 1, i + 1, applied.outcome.write, floor);
