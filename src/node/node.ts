@@ -251,7 +251,7 @@ export class ConcordNode {
       sender: transport,
       followedMembers: () => node.replica.members.list(),
       log,
-      onFatal: (error) => node.failStop('wal-write', error),
+      onFatal: (operation, error) => node.failStop(operation, error),
     });
     node.metaReplica = meta;
     transport.addGroup(META_GROUP_ID, {

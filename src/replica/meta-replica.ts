@@ -43,13 +43,21 @@ import { encodeMetaCommand, type MetaCommand, type NodeAttributes } from '../sha
 import { decodeMetaSnapshot, encodeMetaSnapshot } from '../shard/meta-snapshot.js';
 import { MetaState } from '../shard/meta-state.js';
 import { mkdirDurableSync, syncDirSync, syncFileSync } from '../storage/durable-fs.js';
+import type { FailStopOperation } from '../storage/fail-stop.js';
 import type { Wal } from '../storage/wal.js';
 import type { RecoveredGroup } from '../storage/wal-replay.js';
 import type { Logger } from '../util/logger.js';
 import { type ConsensusChoice, createConsensusEngine } from './consensus.js';
-import { type HostScheduler, RaftHost } from './raft-host.js';
+import { type HostScheduler, type HostStage, RaftHost } from './raft-host.js';
 
 export const META_GROUP_ID = 0;
+
+const HOST_STAGE_OPERATIONS: Record<HostStage, FailStopOperation> = {
+  persist: 'wal-write',
+  apply: 'apply',
+  restore: 'snapshot-install',
+  loop: 'raft-loop',
+};
 
 /** Entry payload kinds of the metadata group's log. */
 const BOOTSTRAP = 1;
@@ -84,7 +92,8 @@ export interface MetaReplicaOptions {
   /** Group 1's members now. */
   followedMembers(): readonly FollowedMember[];
   log: Logger;
-  onFatal(error: Error): void;
+  /** A storage failure: the replica has stopped; the node fail-stops with `operation`. */
+  onFatal(operation: FailStopOperation, error: Error): void;
   scheduler?: HostScheduler;
 }
 
@@ -176,7 +185,7 @@ export class MetaReplica {
         onApplied: (index) => {
           this.applied = Math.max(this.applied, index);
         },
-        onFatal: (error) => this.options.onFatal(error),
+        onFatal: (error, stage) => this.options.onFatal(HOST_STAGE_OPERATIONS[stage], error),
       },
       options.heartbeatIntervalMs,
       options.scheduler === undefined ? {} : { scheduler: options.scheduler },
@@ -297,8 +306,7 @@ export class MetaReplica {
     this.snapshotIndex = snapshot.metadata.index;
     this.confState = snapshot.metadata.confState;
     this.applied = snapshot.metadata.index;
-    this.removeSnapshotFilesBefore(snapshot.metadata.index);
-    await this.wal.releaseTo(META_GROUP_ID, snapshot.metadata.index);
+    await this.release(snapshot.metadata.index);
   }
 
   private async applyEntries(entries: Entry[]): Promise<void> {
@@ -355,15 +363,36 @@ export class MetaReplica {
     if (this.applied <= this.snapshotIndex || this.stopped) return;
     const index = this.applied;
     const data = this.state === undefined ? EMPTY_BYTES : encodeMetaSnapshot(this.state);
-    this.writeSnapshotFile(index, data);
+    try {
+      this.writeSnapshotFile(index, data);
+    } catch (error) {
+      return this.fatal('snapshot-create', error);
+    }
     const snapshot = this.storage.createSnapshot(index, this.confState, data);
-    this.wal.saveSnapshotMarker(META_GROUP_ID, snapshot.metadata);
-    await this.wal.sync();
     this.snapshotIndex = index;
     this.snapshotBytes = data;
     this.storage.compact(index);
-    this.removeSnapshotFilesBefore(index);
-    await this.wal.releaseTo(META_GROUP_ID, index);
+    await this.release(index, snapshot.metadata);
+  }
+
+  /** Writes the snapshot's marker (when it is not already in the WAL) and frees the entries it covers. */
+  private async release(index: number, marker?: Snapshot['metadata']): Promise<void> {
+    try {
+      if (marker !== undefined) {
+        this.wal.saveSnapshotMarker(META_GROUP_ID, marker);
+        await this.wal.sync();
+      }
+      this.removeSnapshotFilesBefore(index);
+      await this.wal.releaseTo(META_GROUP_ID, index);
+    } catch (error) {
+      this.fatal('wal-release', error);
+    }
+  }
+
+  private fatal(operation: FailStopOperation, error: unknown): void {
+    if (this.stopped) return;
+    this.stop();
+    this.options.onFatal(operation, error instanceof Error ? error : new Error(String(error)));
   }
 
   private writeSnapshotFile(index: number, data: Uint8Array): void {

@@ -11,6 +11,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatId } from '../../src/replica/ids.js';
 import type { ConcordServer } from '../../src/server/server.js';
+import type { Wal } from '../../src/storage/wal.js';
 import { InProcessCluster } from './in-process-cluster.js';
 
 async function until<T>(
@@ -137,6 +138,88 @@ describe('metadata group in the server', () => {
           ? true
           : undefined;
       });
+    }
+  });
+
+  it('a data dir with no group-0 records (made before the metadata group) founds it at restart', async () => {
+    // The first run writes nothing of group 0 to the WAL: what a data dir from before group 0 holds.
+    let dropGroupZero = true;
+    const dropping = (wal: Wal): Wal =>
+      new Proxy(wal, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof value !== 'function') return value;
+          const writes = [
+            'saveSnapshotMarker',
+            'appendEntries',
+            'saveHardState',
+            'saveHardStateLazily',
+            'releaseTo',
+          ];
+          return (...args: unknown[]) => {
+            if (dropGroupZero && writes.includes(String(prop)) && args[0] === 0)
+              return prop === 'releaseTo' ? Promise.resolve(0) : undefined;
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      });
+    const old = await InProcessCluster.start({
+      size: 3,
+      hooks: [0, 1, 2].map(() => ({ wrapWal: dropping })),
+    });
+    try {
+      await old
+        .server(await old.leader())
+        .put({ key: new TextEncoder().encode('k'), value: new TextEncoder().encode('v') });
+      for (const i of [0, 1, 2]) await old.stopMember(i);
+      dropGroupZero = false;
+      await Promise.all([0, 1, 2].map((i) => old.startMember(i)));
+      for (const i of [0, 1, 2]) {
+        // Nothing of group 0 came back from the WAL: the map comes from a new founding.
+        const list = await until(`member ${i}'s shard map after the upgrade`, 15_000, () => {
+          const l = old.server(i).shards.list();
+          return l.shards.length > 0 ? l : undefined;
+        });
+        assert.equal(list.shards.length, 1);
+        assert.equal(list.shards[0]!.replicas.length, 3);
+      }
+      const range = await old.server(0).range({ key: new TextEncoder().encode('k') });
+      assert.equal(range.kvs.length, 1);
+    } finally {
+      await old.dispose();
+    }
+  });
+
+  it('a member that joins gets group 0 from the leader (a snapshot) and keeps it across a restart', async () => {
+    const joined = await InProcessCluster.start({ size: 3 });
+    try {
+      await until('the shard map', 10_000, () =>
+        joined.server(0).shards.list().shards.length > 0 ? true : undefined,
+      );
+      const { index, peerUrl } = await joined.prepareJoiner();
+      const leader = await joined.leader();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await joined.server(leader).memberAdd([peerUrl], false);
+          break;
+        } catch (error) {
+          if (attempt > 50 || !/not enough started members/.test((error as Error).message)) throw error;
+          await sleep(200);
+        }
+      }
+      await joined.startMember(index);
+      const newcomer = joined.server(index);
+      const list = await until('the newcomer to apply the shard map with 4 replicas', 15_000, () => {
+        const l = newcomer.shards.list();
+        return l.shards[0]?.replicas.length === 4 ? l : undefined;
+      });
+      assert.ok(list.shards[0]!.replicas.some((r) => r.id === formatId(newcomer.memberId)));
+      assert.ok(newcomer.meta.voters.includes(newcomer.memberId));
+      await joined.stopMember(index);
+      await joined.startMember(index);
+      assert.equal(joined.server(index).shards.list().shards[0]?.replicas.length, 4);
+    } finally {
+      await joined.dispose();
     }
   });
 });
