@@ -19,6 +19,8 @@ export interface InProcessOptions {
   quotaBackendBytes?: number;
   /** --encryption-key-file of every member. */
   encryptionKeyFile?: string;
+  /** --consensus of every member (absent: raft). */
+  consensus?: 'raft' | 'multi-paxos';
   /** Hooks per member index, used at every start of that member. */
   hooks?: Array<StorageHooks | undefined>;
 }
@@ -183,6 +185,7 @@ function memberConfig(
     experimentalFaultInjection: false,
     experimentalStaleReads: false,
     ...(options.encryptionKeyFile === undefined ? {} : { encryptionKeyFile: options.encryptionKeyFile }),
+    ...(options.consensus === undefined ? {} : { consensus: options.consensus }),
   };
 }
 
