@@ -110,6 +110,7 @@ async function main(): Promise<number> {
       extraRoutes: async (request, response, path) =>
         (await dashboard(request, response, path)) ||
         (await server.encryptionRoutes(request, response, path)) ||
+        (await server.shardRoutes(request, response, path)) ||
         server.faultRoutes(request, response, path),
       tls: parsedUrl.protocol === 'https:' ? clientTls : undefined,
     });

@@ -1,8 +1,10 @@
 // A Concord node: one process. It owns the data dir, the WAL, the snapshot files and the keyspace
 // (LMDB), the peer transport and its HTTP side, the timers, the encryption key ring, and the
-// fail-stop; and it hosts the group replicas (src/replica), today one: the whole keyspace, with
-// the cluster-wide etcd state (members, auth, leases, alarms). What each etcd service does is in
-// src/services, over the node and its replica.
+// fail-stop; and it hosts the group replicas (src/replica), today two: group 1, the whole
+// keyspace, with the cluster-wide etcd state (members, auth, leases, alarms); and group 0, the
+// metadata group (replica/meta-replica.ts: nodes, shard map, placement, oracle mark), whose
+// records share the one WAL. What each etcd service does is in src/services, over the node and
+// its replicas.
 
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -15,6 +17,7 @@ import { choiceOf, describeChoice } from '../replica/consensus.js';
 import { GroupReplica, type ReplicaStorage } from '../replica/group-replica.js';
 import { formatId, memberIdNamed } from '../replica/ids.js';
 import type { Members } from '../replica/members.js';
+import { META_GROUP_ID, MetaReplica } from '../replica/meta-replica.js';
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
@@ -28,6 +31,7 @@ import {
   type WalOptions,
 } from '../storage/wal.js';
 import { PeerTransport } from '../transport/peer-transport.js';
+import { memorySnapshotSink } from '../transport/snapshot.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
 import type { Logger } from '../util/logger.js';
 import { sleep } from '../util/sleep.js';
@@ -63,6 +67,8 @@ export class ConcordNode {
   readonly memberId: number;
   /** The one group this node hosts: the whole keyspace. */
   readonly replica: GroupReplica;
+  /** The metadata group's replica (group 0); set by start() before the node serves. */
+  private metaReplica: MetaReplica | undefined;
   /** Forwards to the leader what only the leader answers (see leader-client.ts). */
   readonly leaderClient: LeaderClient;
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
@@ -148,6 +154,10 @@ export class ConcordNode {
     });
     const storage = new MemoryStorage();
     const peerTls = peerTlsWatcher(config, log);
+    const groupOne = recovered.groups.get(GROUP_ID);
+    const freshDir =
+      groupOne === undefined ||
+      (groupOne.hardState === null && groupOne.snapshot === null && groupOne.entries.length === 0);
     const { members, memberId } = await recoverMembership({
       config,
       log,
@@ -168,14 +178,25 @@ export class ConcordNode {
       clusterId: members.clusterId.toString(16),
       listenUrl: config.listenPeerUrls[0]!,
       onMessage: (message) => node.onPeerMessage(message),
-      onUnreachable: (peer) => node.replica.reportUnreachable(peer),
-      onPeerConnected: () => node.replica.fastForwardElection(),
+      onUnreachable: (peer) => {
+        node.replica.reportUnreachable(peer);
+        node.metaReplica?.reportUnreachable(peer);
+      },
+      onPeerConnected: () => {
+        node.replica.fastForwardElection();
+        node.metaReplica?.fastForwardElection();
+      },
       onSnapshotStatus: (peer, ok) => {
         node.replica.reportSnapshot(peer, ok);
       },
       onError: (error, peer) => log.debug('peer transport', { error: error.message, peer }),
-      snapshotSource: (message) => node.replica.snapshotSource(message),
-      snapshotSink: (message) => received.sink(message),
+      snapshotSource: (message, group) =>
+        group === META_GROUP_ID
+          ? node.metaReplica?.snapshotSource(message)
+          : node.replica.snapshotSource(message),
+      // The metadata group's snapshots are a few kilobytes: reassembled in memory.
+      snapshotSink: (message, group) =>
+        group === META_GROUP_ID ? memorySnapshotSink() : received.sink(message),
       snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
       tls: peerTls === undefined ? undefined : peerTransportTls(peerTls),
@@ -210,9 +231,37 @@ export class ConcordNode {
     node.peerTls = peerTls;
     keyspace.onCorruption((error) => node.failStop('encryption', error));
     if (encryption !== undefined) node.keyRotation.resumeRotation();
+    const meta = await MetaReplica.open({
+      memberId,
+      choice: choiceOf(config),
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      electionTimeoutMs: config.electionTimeoutMs,
+      wal,
+      recovered: recovered.groups.get(META_GROUP_ID),
+      dir: join(memberDir, 'meta'),
+      // A member joining an existing cluster gets group 0's log from its leader; a founding
+      // member, or one whose data dir predates group 0, founds it with group 1's voters.
+      bootstrapVoters:
+        freshDir && config.initialClusterState !== 'new'
+          ? undefined
+          : members
+              .list()
+              .filter((m) => !m.isLearner)
+              .map((m) => m.id),
+      sender: transport,
+      followedMembers: () => node.replica.members.list(),
+      log,
+      onFatal: (operation, error) => node.failStop(operation, error),
+    });
+    node.metaReplica = meta;
+    transport.addGroup(META_GROUP_ID, {
+      onMessage: (message) => meta.step(message),
+      onSnapshotStatus: (peer, ok) => meta.reportSnapshot(peer, ok),
+    });
     await transport.listen();
     node.syncPeers();
     node.replica.start();
+    meta.start();
     node.startTimers();
     log.info('concord member started', {
       name: config.name,
@@ -244,6 +293,7 @@ export class ConcordNode {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.replica.stop();
+    this.metaReplica?.stop();
     this.leaderClient.close();
   }
 
@@ -381,6 +431,12 @@ export class ConcordNode {
       }
       await sleep(this.config.heartbeatIntervalMs);
     }
+  }
+
+  /** The metadata group's replica (group 0). */
+  get meta(): MetaReplica {
+    if (this.metaReplica === undefined) throw new Error('the metadata group is not open yet');
+    return this.metaReplica;
   }
 
   /** Throws when the database file cannot be looked at: it is gone, or the disk fails. */

@@ -18,7 +18,9 @@ import type {
 } from '../mvcc/types.js';
 import type { ServerConfig } from '../node/config.js';
 import { ConcordNode, type MemberObservation, type StorageHooks } from '../node/node.js';
+import { ShardAdmin } from '../node/shard-admin.js';
 import type { AuthInfo } from '../replica/auth-store.js';
+import type { MetaReplica } from '../replica/meta-replica.js';
 import type { ServerStats } from '../replica/stats.js';
 import { AuthService } from '../services/auth-service.js';
 import type {
@@ -60,6 +62,8 @@ export class ConcordServer implements EtcdBackend {
   private readonly cluster: ClusterService;
   private readonly maintenance: MaintenanceService;
   private readonly lockElection: LockElectionService;
+  /** The shard map for operators (node/shard-admin.ts). */
+  readonly shards: ShardAdmin;
 
   private constructor(private readonly node: ConcordNode) {
     const replica = node.replica;
@@ -68,6 +72,7 @@ export class ConcordServer implements EtcdBackend {
     this.cluster = new ClusterService(node);
     this.maintenance = new MaintenanceService(node);
     this.lockElection = new LockElectionService(node, this.kv);
+    this.shards = new ShardAdmin(node);
     this.auth = new AuthService(replica.authGate, {
       header: () => replica.header(),
       barrier: () => replica.linearizableBarrier(),
@@ -298,6 +303,16 @@ export class ConcordServer implements EtcdBackend {
   /** /concord/v1/encryption/* on the client URL; false: not one of its paths. */
   encryptionRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
     return this.node.keyRotation.encryptionRoutes(request, response, path);
+  }
+
+  /** /concord/v1/shard/list on the client URL; false: not one of its paths. */
+  shardRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
+    return this.shards.routes(request, response, path);
+  }
+
+  /** The metadata group's replica (group 0) of this member. */
+  get meta(): MetaReplica {
+    return this.node.meta;
   }
 
   /** /debug/faults (only with --experimental-fault-injection); false: not served. */

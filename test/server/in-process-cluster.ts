@@ -19,6 +19,8 @@ export interface InProcessOptions {
   quotaBackendBytes?: number;
   /** --encryption-key-file of every member. */
   encryptionKeyFile?: string;
+  /** --consensus of every member (absent: raft). */
+  consensus?: 'raft' | 'multi-paxos';
   /** Hooks per member index, used at every start of that member. */
   hooks?: Array<StorageHooks | undefined>;
 }
@@ -84,6 +86,36 @@ export class InProcessCluster {
     const log = memberLogger(member);
     member.server = await ConcordServer.start(member.config, log, this.options.hooks?.[index] ?? {});
     return member.server;
+  }
+
+  /**
+   * Prepares a new member that joins the running cluster (--initial-cluster-state existing) and
+   * returns its index and peer URL; `member add` it with that URL, then startMember(index).
+   */
+  async prepareJoiner(): Promise<{ index: number; peerUrl: string }> {
+    const peerPort = await freePort();
+    const clientPort = await freePort();
+    const name = `m${this.members.length}`;
+    const peerUrl = `http://127.0.0.1:${peerPort}`;
+    const initialCluster = new Map(this.members.map((m) => [m.name, [`http://127.0.0.1:${m.peerPort}`]]));
+    initialCluster.set(name, [peerUrl]);
+    const config = memberConfig(
+      name,
+      join(this.root, name),
+      peerPort,
+      clientPort,
+      initialCluster,
+      this.options,
+    );
+    this.members.push({
+      name,
+      dataDir: join(this.root, name),
+      peerPort,
+      config: { ...config, initialClusterState: 'existing' },
+      server: undefined,
+      logs: [],
+    });
+    return { index: this.members.length - 1, peerUrl };
   }
 
   async stopMember(index: number): Promise<void> {
@@ -153,6 +185,7 @@ function memberConfig(
     experimentalFaultInjection: false,
     experimentalStaleReads: false,
     ...(options.encryptionKeyFile === undefined ? {} : { encryptionKeyFile: options.encryptionKeyFile }),
+    ...(options.consensus === undefined ? {} : { consensus: options.consensus }),
   };
 }
 

@@ -67,7 +67,7 @@ function describe(row: Record<string, unknown>): string {
   );
 }
 
-function call(
+export function call(
   ctx: CommandContext,
   endpoint: string,
   method: string,

@@ -11,6 +11,7 @@ import * as kv from './kv.js';
 import * as lease from './lease.js';
 import { type Output, parseWriteOut } from './output.js';
 import { checkPerf } from './perf.js';
+import * as shard from './shard.js';
 
 const flagSpecs: FlagSpec[] = [
   { name: 'endpoints', type: 'string', default: '127.0.0.1:2379' },
@@ -102,6 +103,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
   'move-leader': cluster.moveLeader,
   check: { perf: checkPerf, capacity: checkCapacity },
   encryption: { 'rotate-key': encryption.rotateKey, status: encryption.status },
+  shard: { list: shard.list },
 };
 
 /** Commands that never talk to a server. */
