@@ -84,6 +84,9 @@ async function main(): Promise<number> {
     process.exit(EXIT_STORAGE_FAILED);
   });
   const onLimitRefused = limitRefusalLogger(memberLog);
+  // etcd serves clients only once its publish is applied: a member list never shows a serving
+  // member without its name and client URLs.
+  await Promise.race([server.whenPublished(), server.whenFailed()]);
   for (const url of config.listenClientUrls) {
     if (stopping) break;
     const parsedUrl = new URL(url);

@@ -165,7 +165,15 @@ export class GroupReplica {
   /** Lease revokes the leader proposed and that have not applied yet. */
   readonly revokesInFlight = new Set<bigint>();
   /** This member's name and client URLs are in the membership (see publishMember). */
-  published = false;
+  private publishedFlag = false;
+  private resolvePublished: () => void = () => undefined;
+  /**
+   * Resolves once this member's name and client URLs are in its applied membership: etcd serves
+   * clients only then (its ReadyNotify), so a member list never shows a serving member unnamed.
+   */
+  readonly whenPublished = new Promise<void>((resolve) => {
+    this.resolvePublished = resolve;
+  });
   /** No new work starts: set by stop(). */
   private stopped = false;
   /** A key id the batch being applied makes active (an encryptionKey entry). */
@@ -681,7 +689,7 @@ export class GroupReplica {
         return undefined;
       case 'publishMember':
         this.members.publish(op.memberId, op.name, op.clientUrls);
-        if (op.memberId === this.memberId) this.published = true;
+        if (op.memberId === this.memberId) this.markPublished();
         return undefined;
       case 'updateMember':
         this.members.updatePeerUrls(op.memberId, op.peerUrls);
@@ -848,6 +856,15 @@ export class GroupReplica {
     this.assertServing();
     const index = await this.reads.requestReadIndex();
     await this.appliedWait.wait(index);
+  }
+
+  get published(): boolean {
+    return this.publishedFlag;
+  }
+
+  markPublished(): void {
+    this.publishedFlag = true;
+    this.resolvePublished();
   }
 
   /**

@@ -85,6 +85,7 @@ export class ConcordServer implements EtcdBackend {
   static async start(config: ServerConfig, log: Logger, hooks: StorageHooks = {}): Promise<ConcordServer> {
     const server = new ConcordServer(await ConcordNode.start(config, log, hooks));
     server.startServiceTimers();
+    void server.cluster.publishIfNeeded();
     return server;
   }
 
@@ -107,6 +108,11 @@ export class ConcordServer implements EtcdBackend {
    * Resolves with the cause once the member fail-stopped (its transport is closed by then);
    * never rejects, and stays pending for a member that never fails.
    */
+  /** Resolves once this member may serve clients: its name and client URLs are applied (etcd's ReadyNotify). */
+  whenPublished(): Promise<void> {
+    return this.node.replica.whenPublished;
+  }
+
   whenFailed(): Promise<FailStopError> {
     return this.node.whenFailed();
   }

@@ -10,11 +10,15 @@ import { encodeMemberChange, type MemberChangeContext, type MemberInfo } from '.
 import { EtcdError } from '../wire/etcd-errors.js';
 import type { Member, WithHeader } from './backend.js';
 
-/** How often a member that has not published its name and client URLs yet tries again. */
-export const PUBLISH_RETRY_MS = 500;
+/**
+ * How often a member that has not published its name and client URLs yet tries again (one
+ * proposal in flight at a time). Short: a starting member serves clients only once published.
+ */
+export const PUBLISH_RETRY_MS = 100;
 
 export class ClusterService {
   private readonly replica: GroupReplica;
+  private publishInFlight = false;
 
   constructor(private readonly node: ConcordNode) {
     this.replica = node.replica;
@@ -42,18 +46,24 @@ export class ClusterService {
     return this.replica.members.list().map((m) => this.toMember(m));
   }
 
-  /** Announces this member's name and client URLs through Raft, once, as etcd does on start. */
+  /**
+   * Announces this member's name and client URLs through Raft, once, as etcd does on start. A
+   * member restarted with the attributes its applied membership already holds counts as
+   * published at once and serves without a quorum (etcd publishes again on every start).
+   */
   async publishIfNeeded(): Promise<void> {
-    if (this.replica.published || this.node.isStopped || this.replica.leaderId === 0) return;
+    if (this.replica.published || this.publishInFlight || this.node.isStopped) return;
     const current = this.replica.members.get(this.replica.memberId);
     if (current === undefined) return;
     if (
       current.name === this.node.config.name &&
       sameUrls(current.clientUrls, this.node.config.advertiseClientUrls)
     ) {
-      this.replica.published = true;
+      this.replica.markPublished();
       return;
     }
+    if (this.replica.leaderId === 0) return;
+    this.publishInFlight = true;
     try {
       await this.replica.propose({
         type: 'publishMember',
@@ -63,6 +73,8 @@ export class ClusterService {
       });
     } catch {
       // retried by the timer
+    } finally {
+      this.publishInFlight = false;
     }
   }
 
