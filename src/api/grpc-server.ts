@@ -251,6 +251,7 @@ export function createGrpcServer(
     'etcdserverpb.Auth',
     'v3lockpb.Lock',
     'v3electionpb.Election',
+    'concordpb.Shard',
   ];
   for (const service of services) {
     const shortName = service.slice(service.indexOf('.') + 1);

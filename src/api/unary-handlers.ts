@@ -578,6 +578,34 @@ function disabledAuthHandlers(header: () => WireHeader): Record<string, UnaryHan
   };
 }
 
+/** Concord's own admin calls (proto/concordpb/admin.proto). */
+function concordHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
+  return {
+    'Shard/List': async () => {
+      if (backend.shardList === undefined)
+        throw new ApiRequestError(12, 'concord: this backend has no shard map');
+      const map = backend.shardList();
+      return {
+        header: headerToWire(map.header),
+        shards: map.shards.map((shard) => ({
+          ID: uint64ToWire(BigInt(shard.id)),
+          start: shard.start,
+          end: shard.end,
+          epoch: uint64ToWire(BigInt(shard.epoch)),
+          confEpoch: uint64ToWire(BigInt(shard.confEpoch)),
+          leader: uint64ToWire(shard.leader),
+          replicas: shard.replicas.map((r) => ({ ID: uint64ToWire(r.id), isLearner: r.isLearner })),
+          sizeBytes: int64ToWire(BigInt(shard.sizeBytes)),
+          qps: shard.qps,
+        })),
+        metaLeader: uint64ToWire(map.metaLeader),
+        metaApplied: uint64ToWire(BigInt(map.metaApplied)),
+        linearizable: map.linearizable,
+      };
+    },
+  };
+}
+
 /** All unary methods, keyed "Service/Method" (service name without its package). */
 export function unaryHandlers(context: HandlerContext): Record<string, UnaryHandler> {
   return {
@@ -588,5 +616,6 @@ export function unaryHandlers(context: HandlerContext): Record<string, UnaryHand
     ...lockHandlers(context),
     ...electionHandlers(context),
     ...authHandlers(context),
+    ...concordHandlers(context),
   };
 }

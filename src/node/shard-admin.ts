@@ -9,7 +9,7 @@
 // member served per second over the last sampling second.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { formatId } from '../replica/ids.js';
+import { formatId, publicId } from '../replica/ids.js';
 import type { ConcordNode } from './node.js';
 
 const QPS_SAMPLE_MS = 1000;
@@ -44,6 +44,28 @@ export interface ShardList {
   shards: ShardListRow[];
 }
 
+/** One shard as the admin API shows it: member IDs in etcd's public 64-bit form (0: none). */
+export interface ShardView {
+  id: number;
+  start: Buffer;
+  /** Exclusive; empty: every key from start. */
+  end: Buffer;
+  epoch: number;
+  confEpoch: number;
+  leader: bigint;
+  replicas: Array<{ id: bigint; isLearner: boolean }>;
+  sizeBytes: number;
+  qps: number;
+}
+
+export interface ShardMapView {
+  shards: ShardView[];
+  metaLeader: bigint;
+  metaApplied: number;
+  /** Always false: the answering member's applied copy, not a read through the leader. */
+  linearizable: false;
+}
+
 export class ShardAdmin {
   private lastCount = 0;
   private lastAt = Date.now();
@@ -67,44 +89,59 @@ export class ShardAdmin {
     this.lastAt = now;
   }
 
-  list(): ShardList {
+  /** The shard map as this member holds it (the one source of both encodings below). */
+  shardMap(): ShardMapView {
     const meta = this.node.meta;
-    const state = meta.metaState;
     let sizeBytes = 0;
     try {
       sizeBytes = this.node.dbSizeBytes();
     } catch {
       // A member that is stopping reports 0.
     }
-    const shards = (state?.shardMap.shards ?? []).map(
-      (shard): ShardListRow => ({
+    const shards = (meta.metaState?.shardMap.shards ?? []).map(
+      (shard): ShardView => ({
         id: shard.id,
-        start: Buffer.from(shard.start).toString('base64'),
-        end: Buffer.from(shard.end).toString('base64'),
+        start: Buffer.from(shard.start),
+        end: Buffer.from(shard.end),
         epoch: shard.epoch,
         confEpoch: shard.confEpoch,
         // Shard 1 is group 1, hosted here: its leader is the one this member follows.
-        leader:
-          shard.id === 1
-            ? this.node.replica.leaderId === 0
-              ? ''
-              : formatId(this.node.replica.leaderId)
-            : shard.leaderHint === undefined
-              ? ''
-              : formatId(shard.leaderHint),
-        replicas: shard.replicas.map((r) => ({ id: formatId(r.node), role: r.role })),
+        leader: publicId(shard.id === 1 ? this.node.replica.leaderId : (shard.leaderHint ?? 0)),
+        replicas: shard.replicas.map((r) => ({ id: publicId(r.node), isLearner: r.role === 'learner' })),
         sizeBytes: shard.id === 1 ? sizeBytes : 0,
         qps: shard.id === 1 ? Math.round(this.qps * 10) / 10 : 0,
       }),
     );
     return {
+      shards,
+      metaLeader: publicId(meta.leaderId),
+      metaApplied: meta.appliedIndex,
+      linearizable: false,
+    };
+  }
+
+  /** The JSON of GET /concord/v1/shard/list (what `concordctl shard list` reads). */
+  list(): ShardList {
+    const map = this.shardMap();
+    const hex = (id: bigint) => (id === 0n ? '' : id.toString(16));
+    return {
       header: {
         memberId: formatId(this.node.memberId),
-        metaLeader: meta.leaderId === 0 ? '' : formatId(meta.leaderId),
-        metaApplied: meta.appliedIndex,
+        metaLeader: hex(map.metaLeader),
+        metaApplied: map.metaApplied,
         linearizable: false,
       },
-      shards,
+      shards: map.shards.map((shard) => ({
+        id: shard.id,
+        start: shard.start.toString('base64'),
+        end: shard.end.toString('base64'),
+        epoch: shard.epoch,
+        confEpoch: shard.confEpoch,
+        leader: hex(shard.leader),
+        replicas: shard.replicas.map((r) => ({ id: hex(r.id), role: r.isLearner ? 'learner' : 'voter' })),
+        sizeBytes: shard.sizeBytes,
+        qps: shard.qps,
+      })),
     };
   }
 

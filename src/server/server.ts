@@ -36,6 +36,7 @@ import type {
   LeaseGrantResult,
   LeaseTimeToLiveResult,
   Member,
+  ShardMapView,
   SnapshotChunk,
   StatusResult,
   WatchCreate,
@@ -309,6 +310,10 @@ export class ConcordServer implements EtcdBackend {
   /** /concord/v1/encryption/* on the client URL; false: not one of its paths. */
   encryptionRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
     return this.node.keyRotation.encryptionRoutes(request, response, path);
+  }
+
+  shardList(): WithHeader<ShardMapView> {
+    return { ...this.shards.shardMap(), header: this.node.replica.header() };
   }
 
   /** /concord/v1/shard/list on the client URL; false: not one of its paths. */

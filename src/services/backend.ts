@@ -23,6 +23,7 @@ import type {
   TxnResponse,
   WatchFilter,
 } from '../mvcc/types.js';
+import type { ShardMapView } from '../node/shard-admin.js';
 import type { HeaderInfo } from '../replica/group-replica.js';
 
 /** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
@@ -45,7 +46,7 @@ export type {
   WatchFilter,
 } from '../mvcc/types.js';
 
-export type { HeaderInfo };
+export type { HeaderInfo, ShardMapView };
 
 /** Every answer carries the header it was served under (revision = store revision then). */
 export type WithHeader<T> = T & { header: HeaderInfo };
@@ -256,6 +257,8 @@ export interface EtcdBackend {
   memberPromote(id: bigint): Promise<WithHeader<{ members: Member[] }>>;
 
   status(): Promise<WithHeader<StatusResult>>;
+  /** Concord's shard map (concordpb.Shard/List); absent: a backend without one (Unimplemented). */
+  shardList?(): WithHeader<ShardMapView>;
   alarm(
     action: AlarmAction,
     memberId: bigint,

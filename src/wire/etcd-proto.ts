@@ -14,7 +14,12 @@ import { fileURLToPath } from 'node:url';
 import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
 
-const protoFiles = ['etcdserverpb/rpc.proto', 'v3lockpb/v3lock.proto', 'v3electionpb/v3election.proto'];
+const protoFiles = [
+  'etcdserverpb/rpc.proto',
+  'v3lockpb/v3lock.proto',
+  'v3electionpb/v3election.proto',
+  'concordpb/admin.proto',
+];
 
 /** The load options shape every wire object (see wire.ts). */
 export const protoLoadOptions: ProtoLoader.Options = {
@@ -57,7 +62,8 @@ export type EtcdServiceName =
   | 'etcdserverpb.Maintenance'
   | 'etcdserverpb.Auth'
   | 'v3lockpb.Lock'
-  | 'v3electionpb.Election';
+  | 'v3electionpb.Election'
+  | 'concordpb.Shard';
 
 /**
  * A service's methods as grpc-js takes them: routes and streaming flags at once, (de)serializers

@@ -5,9 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { rawCall, rawClient } from '../api/harness.js';
 import { type ProcessCluster, startConcordCluster } from '../support/cluster.js';
 import { runConcordctl } from '../support/concordctl.js';
-import { pollUntil } from '../support/process-cluster.js';
+import { pollUntil, requestJson } from '../support/process-cluster.js';
 
 interface ShardListJson {
   header: { memberId: string; metaLeader: string; metaApplied: number; linearizable: boolean };
@@ -68,6 +69,35 @@ describe('concordctl shard list on real processes', { timeout: 120_000 }, () => 
       assert.equal(table.code, 0, table.stderr);
       assert.match(table.stdout, /ID.*RANGE.*EPOCH.*LEADER.*REPLICAS.*SIZE.*QPS/);
       assert.match(table.stdout, /\["", \+inf\)/);
+
+      // The same map through the admin gRPC service and the JSON gateway (IDs in decimal there).
+      const json = await shardList(cluster.endpoint(0));
+      const hexIds = (ids: string[]) => ids.map((id) => BigInt(id).toString(16)).sort();
+      const client = rawClient(new URL(cluster.endpoint(0)).host, 'concordpb.Shard');
+      try {
+        const answer = (await rawCall(client, 'List', {})) as unknown as {
+          header: { member_id: string };
+          shards: Array<{ ID: string; epoch: string; replicas: Array<{ ID: string; isLearner: boolean }> }>;
+        };
+        assert.equal(answer.shards.length, 1);
+        assert.equal(answer.shards[0]!.ID, '1');
+        assert.equal(answer.shards[0]!.epoch, '1');
+        assert.deepEqual(
+          hexIds(answer.shards[0]!.replicas.map((r) => r.ID)),
+          json.shards[0]!.replicas.map((r) => r.id).sort(),
+        );
+        assert.equal(BigInt(answer.header.member_id).toString(16), json.header.memberId);
+      } finally {
+        client.close();
+      }
+      const gateway = await requestJson(`${cluster.endpoint(0)}/v3/concord/shard/list`, { body: {} });
+      assert.equal(gateway.status, 200, JSON.stringify(gateway.body));
+      const viaGateway = gateway.body as { shards: Array<{ ID: string; replicas: Array<{ ID: string }> }> };
+      assert.equal(viaGateway.shards[0]!.ID, '1');
+      assert.deepEqual(
+        hexIds(viaGateway.shards[0]!.replicas.map((r) => r.ID)),
+        json.shards[0]!.replicas.map((r) => r.id).sort(),
+      );
 
       // Kill -9 a member and start it alone-first: it must show the map from its own disk.
       const before = await shardList(cluster.endpoint(2));
