@@ -868,6 +868,11 @@ export class RaftNode implements RaftNodeApi {
         // Appends may have been lost: free a slot so a full window cannot stall forever, and send
         // even an empty append so a follower that missed entries rejects it and gets probed.
         if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirst();
+        // A probed follower that answers and already holds everything (probed after an
+        // unreachable report while idle) gets no append to accept, so only this ends its probe;
+        // otherwise an idle group could never quiesce.
+        if (this.quiesceEnabled && pr.state === 'probe' && pr.match === this.log.lastIndex())
+          pr.becomeReplicate();
         if (pr.match < this.log.lastIndex()) this.sendAppend(m.from, true);
         if (m.context.byteLength > 0) this.ackReadRound(m);
         return;

@@ -151,6 +151,10 @@ export class MetaReplica {
       inflightBytesMax: 16 * 1024 * 1024,
       uncommittedBytesMax: 16 * 1024 * 1024,
       committedBytesPerReadyMax: 16 * 1024 * 1024,
+      // The map changes rarely: an idle, caught-up group sleeps (no ticks, no heartbeats) until a
+      // proposal, a message or a report that its leader's node is unreachable wakes it. Raft only;
+      // Multi-Paxos keeps ticking.
+      quiesce: true,
     });
     this.host = new RaftHost(
       this.engine,
@@ -280,6 +284,11 @@ export class MetaReplica {
 
   get leaderId(): number {
     return this.softState.leader;
+  }
+
+  /** The group sleeps: its core quiesced (idle, every member caught up) and nothing ticks it. */
+  get hibernating(): boolean {
+    return this.host.isHibernating;
   }
 
   get isLeader(): boolean {

@@ -253,3 +253,16 @@ function allQuiescedN(net: Network, n: number): boolean {
   for (let id = 1; id <= n; id++) if (net.node(id).quiesced !== true) return false;
   return true;
 }
+
+test('quiesce: a caught-up follower reported unreachable and back (probe state, nothing to send) does not keep the leader awake', () => {
+  const net = new Network([1, 2, 3], QUIESCE);
+  net.campaign(1);
+  net.node(1).propose(enc('w'));
+  net.stabilize();
+  // A connection blip while awake: the leader probes follower 3, which already holds everything,
+  // so no append goes out and only heartbeat answers come back.
+  net.node(1).reportUnreachable(3);
+  net.tickAll(5);
+  assert.ok(allQuiesced(net), 'the heartbeat answer of a caught-up follower ends its probe');
+  assert.deepEqual(net.appliedData(3), ['w']);
+});

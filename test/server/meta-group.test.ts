@@ -102,6 +102,17 @@ describe('metadata group in the server', () => {
       ids.map(formatId),
     );
 
+    // Idle and caught up, group 0 sleeps on every member (no ticks, no heartbeats) while group 1
+    // keeps its leader; the member add below wakes it.
+    await until(
+      'group 0 to hibernate on every member',
+      20_000,
+      () => ([0, 1, 2].every((i) => c.server(i).meta.hibernating) ? true : undefined),
+      () =>
+        ` (${[0, 1, 2].map((i) => `${i}: hibernating ${c.server(i).meta.hibernating}, leader ${c.server(i).meta.leaderId}, applied ${c.server(i).meta.appliedIndex}`).join('; ')})`,
+    );
+    assert.equal(new Set([0, 1, 2].map((i) => c.server(i).meta.leaderId)).size, 1);
+
     // A member added to group 1 (not started) becomes a voter of group 0, a node, and a replica of shard 1.
     const leader = await c.leader();
     // etcd's strict reconfiguration check refuses a voter add until the restarted member counts as started.
@@ -151,6 +162,32 @@ describe('metadata group in the server', () => {
           : undefined;
       });
     }
+  });
+
+  it("a hibernating group 0 elects a new leader when its leader's member stops", async () => {
+    await cluster?.dispose();
+    cluster = await InProcessCluster.start({ size: 3 });
+    const c = cluster;
+    await until('group 0 to hibernate on every member', 20_000, () =>
+      [0, 1, 2].every((i) => c.server(i).meta.hibernating && c.server(i).meta.leaderId !== 0)
+        ? true
+        : undefined,
+    );
+    const oldLeader = c.server(0).meta.leaderId;
+    const victim = [0, 1, 2].find((i) => c.server(i).memberId === oldLeader)!;
+    await c.stopMember(victim);
+    const others = [0, 1, 2].filter((i) => i !== victim);
+    const newLeader = await until(
+      'a new metadata leader on the two left',
+      30_000,
+      () => {
+        const leaders = new Set(others.map((i) => c.server(i).meta.leaderId));
+        const [leader] = [...leaders];
+        return leaders.size === 1 && leader !== 0 && leader !== oldLeader ? leader : undefined;
+      },
+      () => ` (leaders: ${others.map((i) => c.server(i).meta.leaderId).join(', ')})`,
+    );
+    assert.ok(others.some((i) => c.server(i).memberId === newLeader));
   });
 
   it('a data dir with no group-0 records (made before the metadata group) founds it at restart', async () => {
