@@ -475,21 +475,8 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
       `${e.result.clientCpuPercent.toFixed(0)} / ${c.result.clientCpuPercent.toFixed(0)} %`,
     ];
   });
-  const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
-  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
   const resourceRows = [
-    [
-      `RSS per member after loading ${options.loadKeys} keys (MiB)`,
-      etcd.rssBytes.map(mb).join(' / '),
-      concord.rssBytes.map(mb).join(' / '),
-      ratio(sum(concord.rssBytes), sum(etcd.rssBytes)),
-    ],
-    [
-      'data dirs on disk, 3 members (MiB, du)',
-      mb(etcd.diskBytes),
-      mb(concord.diskBytes),
-      ratio(concord.diskBytes, etcd.diskBytes),
-    ],
+    ...footprintRows(options.loadKeys, etcd, concord),
     [
       'restart with that data → first linearizable get (ms, slowest member)',
       Math.max(...etcd.restartServingMs).toFixed(0),
@@ -799,6 +786,31 @@ export async function main(argv: string[]): Promise<number> {
  * --memory-keys: etcd and Concord each started fresh and loaded with options.loadKeys keys (64
  * clients), RSS per member sampled a second after the load; no workloads, no restart.
  */
+const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
+const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
+/** RSS per member and data dirs on disk after loading `keys` keys, etcd beside Concord. */
+function footprintRows(
+  keys: number,
+  etcd: { rssBytes: number[]; diskBytes: number },
+  concord: { rssBytes: number[]; diskBytes: number },
+): string[][] {
+  return [
+    [
+      `RSS per member after loading ${keys} keys (MiB)`,
+      etcd.rssBytes.map(mb).join(' / '),
+      concord.rssBytes.map(mb).join(' / '),
+      ratio(sum(concord.rssBytes), sum(etcd.rssBytes)),
+    ],
+    [
+      'data dirs on disk, 3 members (MiB, du)',
+      mb(etcd.diskBytes),
+      mb(concord.diskBytes),
+      ratio(concord.diskBytes, etcd.diskBytes),
+    ],
+  ];
+}
+
 async function compareMemory(options: VsOptions): Promise<number> {
   const etcdPath = etcdOrExplain();
   if (etcdPath === undefined) return 2;
@@ -816,8 +828,6 @@ async function compareMemory(options: VsOptions): Promise<number> {
       CONCORD_VERSION,
       options,
     );
-    const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
-    const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
     const rows = [
       [
         `load ${options.loadKeys} keys × ${valSize} B, 64 clients (ops/s)`,
@@ -825,18 +835,7 @@ async function compareMemory(options: VsOptions): Promise<number> {
         concord.load.result.opsPerSec.toFixed(0),
         ratio(concord.load.result.opsPerSec, etcd.load.result.opsPerSec),
       ],
-      [
-        `RSS per member after loading ${options.loadKeys} keys (MiB)`,
-        etcd.rssBytes.map(mb).join(' / '),
-        concord.rssBytes.map(mb).join(' / '),
-        ratio(sum(concord.rssBytes), sum(etcd.rssBytes)),
-      ],
-      [
-        'data dirs on disk, 3 members (MiB, du)',
-        mb(etcd.diskBytes),
-        mb(concord.diskBytes),
-        ratio(concord.diskBytes, etcd.diskBytes),
-      ],
+      ...footprintRows(options.loadKeys, etcd, concord),
     ];
     process.stdout.write(
       `${header}\n--memory-keys ${options.loadKeys}; load average at the end: ${loadavg()
