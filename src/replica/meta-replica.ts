@@ -231,6 +231,9 @@ export class MetaReplica {
   }
 
   start(): void {
+    // The WAL forgets releases across a restart: without this a group 0 that applies nothing new
+    // would pin every old segment holding its records (and the old encryption key with them).
+    if (this.snapshotIndex > 0) void this.release(this.snapshotIndex, this.storage.snapshot().metadata);
     this.host.start();
     this.stopTicks = setInterval(() => this.reconcile(), this.options.heartbeatIntervalMs);
     const voters = this.confState.voters;

@@ -34,10 +34,23 @@ function filesUnder(dir: string): string[] {
   const out: string[] = [];
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
-    if (statSync(path).isDirectory()) out.push(...filesUnder(path));
+    const stat = statSync(path, { throwIfNoEntry: false });
+    // A running member deletes old snapshot files and WAL segments as it goes.
+    if (stat === undefined) continue;
+    if (stat.isDirectory()) out.push(...filesUnder(path));
     else out.push(path);
   }
   return out;
+}
+
+/** The file's bytes; empty when a running member deleted it since it was listed. */
+function readIfThere(file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Buffer.alloc(0);
+    throw error;
+  }
 }
 
 /** Files under the data dirs that contain a key or value marker (or the start of one). */
@@ -46,7 +59,7 @@ function filesWithMarks(dataDirs: string[]): string[] {
     Buffer.from(n),
   );
   return dataDirs.flatMap(filesUnder).filter((file) => {
-    const bytes = readFileSync(file);
+    const bytes = readIfThere(file);
     return needles.some((needle) => bytes.includes(needle));
   });
 }
