@@ -3,6 +3,7 @@
 
 import { decodeLive } from './encoding.js';
 import { assertNever, CompactedError, FutureRevisionError, type MvccError } from './errors.js';
+import { goSort } from './go-sort.js';
 import { type KeyRange, toKeyRange } from './key-range.js';
 import { EMPTY, type RecordStore, versionKv } from './store.js';
 import type { KeyValue, RangeRequest, RangeResponse } from './types.js';
@@ -107,7 +108,9 @@ export function compareNumbers(a: number, b: number): number {
 
 /**
  * etcd's sort rules: target key + order none (or ascend) keeps key order; any other target with
- * order none sorts ascending. Ties keep key order (etcd's sort of small results is stable).
+ * order none sorts ascending. etcd sorts with Go's sort.Sort, which is not stable: ties (equal
+ * values, versions, revisions of one txn) end in the order that algorithm leaves them, reproduced
+ * by goSort. Descending is Go's sort.Reverse: the same algorithm with the comparison turned round.
  */
 export function sortKvs(
   kvs: KeyValue[],
@@ -135,6 +138,8 @@ export function sortKvs(
         return assertNever(t);
     }
   };
-  const sign = effective === 'descend' ? -1 : 1;
-  return [...kvs].sort((a, b) => sign * cmp(a, b));
+  const sorted = [...kvs];
+  if (effective === 'descend') goSort(sorted, (a, b) => cmp(b, a) < 0);
+  else goSort(sorted, (a, b) => cmp(a, b) < 0);
+  return sorted;
 }
