@@ -150,6 +150,20 @@ function allWorkloadSpecs(options: VsOptions): WorkloadSpec[] {
       },
     },
     {
+      id: 'watch-1000',
+      title: 'watch fan-out: 1000 watchers over 10 streams, 1 writer (events/s)',
+      options: {
+        workload: 'watch',
+        clients: 1,
+        watchers: 1000,
+        watchStreams: 10,
+        conns: 10,
+        keySize,
+        valSize,
+        keySpaceSize: 1000,
+      },
+    },
+    {
       id: 'lease',
       title: 'lease keep-alive: 1000 leases, 64 clients',
       options: { workload: 'lease-keepalive', clients: 64, leases: 1000, conns: 8 },
