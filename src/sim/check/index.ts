@@ -38,6 +38,17 @@ export {
   type LinearizabilityOptions,
   type LinearizabilityVerdict,
 } from './linearizability.js';
+export {
+  type CycleClass,
+  checkListAppend,
+  type ListAppendCycle,
+  type ListAppendMop,
+  type ListAppendOp,
+  type ListAppendOptions,
+  type ListAppendVerdict,
+  type ListElement,
+} from './list-append.js';
+export type { EdgeType } from './list-append-graph.js';
 export { hashString, type Model, type StepResult } from './model.js';
 export { HistoryRecorder, type PendingOp } from './recorder.js';
 export {
