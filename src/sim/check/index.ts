@@ -1,6 +1,7 @@
 // History checkers for fault tests and the simulator. Pure functions over recorded histories:
 // no I/O, no clocks except the optional injected one bounding the linearizability search.
 
+export { type BankOptions, type BankReadOp, type BankVerdict, checkBank } from './bank.js';
 export { type CounterOp, type CounterReadBounds, type CounterVerdict, checkCounter } from './counter.js';
 export {
   checkFencing,
@@ -48,6 +49,7 @@ export {
   type ListAppendVerdict,
   type ListElement,
 } from './list-append.js';
+export { type ListAppendPlanOptions, randomListAppendHistory } from './list-append-generate.js';
 export type { EdgeType } from './list-append-graph.js';
 export { hashString, type Model, type StepResult } from './model.js';
 export { HistoryRecorder, type PendingOp } from './recorder.js';

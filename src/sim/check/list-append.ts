@@ -118,7 +118,7 @@ function mopsOf(op: ListAppendOp): readonly ListAppendMop[] {
 
 function describeMop(mop: ListAppendMop): string {
   if (mop.f === 'append') return `append ${mop.key} ${JSON.stringify(mop.value)}`;
-  return `r ${mop.key} ${mop.value === null ? '?' : `[${mop.value.map((v) => JSON.stringify(v)).join(' ')}]`}`;
+  return `r ${mop.key} ${mop.value === null ? '?' : listText(mop.value)}`;
 }
 
 /** A transaction's name in explanations: T and its history op id. */
@@ -131,8 +131,22 @@ function describeTxn(op: ListAppendOp): string {
   return `op ${op.id} (${formatProcess(op.process)}, ${op.status}, ${formatInterval(op)}): [${mops.map(describeMop).join('] [')}]`;
 }
 
+/** Elements shown at the end of a long list; the rest is counted, not printed. */
+const listTailShown = 6;
+
 function listText(list: readonly ListElement[]): string {
-  return `[${list.map((v) => JSON.stringify(v)).join(' ')}]`;
+  const shown = list.length > listTailShown + 2 ? list.slice(-listTailShown) : list;
+  const elided = list.length - shown.length;
+  return `[${elided > 0 ? `…${elided} more… ` : ''}${shown.map((v) => JSON.stringify(v)).join(' ')}]`;
+}
+
+/** Where two lists part: "at position 3: 7 vs 9", with the common part's tail. */
+function divergence(a: readonly ListElement[], b: readonly ListElement[]): string {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  const show = (list: readonly ListElement[]): string =>
+    i < list.length ? JSON.stringify(list[i]) : 'the end';
+  return `after the common prefix ${listText(a.slice(0, i))} one has ${show(a)} at position ${i}, the other ${show(b)}`;
 }
 
 /** Everything the checker derives from the history before building the graph. */
@@ -244,7 +258,7 @@ class Facts {
             code: 'LIST_APPEND_INCOMPATIBLE_ORDER',
             subject: key,
             opIds: [site.op.id, longest.op.id],
-            message: `no single order of ${key} explains both ${describeTxn(site.op)} reading ${listText(site.list)} and ${describeTxn(longest.op)} reading ${listText(longest.list)}: neither is a prefix of the other`,
+            message: `no single order of ${key} explains both ${describeTxn(site.op)} reading ${listText(site.list)} and ${describeTxn(longest.op)} reading ${listText(longest.list)}: neither is a prefix of the other (${divergence(site.list, longest.list)})`,
           });
         }
       }

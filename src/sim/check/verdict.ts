@@ -54,6 +54,10 @@ export const ANOMALY_CODES = [
   'LIST_APPEND_DUPLICATE_ELEMENT',
   'LIST_APPEND_INCOMPATIBLE_ORDER',
   'LIST_APPEND_INTERNAL',
+  // bank.ts
+  'BANK_WRONG_ACCOUNTS',
+  'BANK_WRONG_TOTAL',
+  'BANK_NEGATIVE_BALANCE',
 ] as const;
 
 export type AnomalyCode = (typeof ANOMALY_CODES)[number];
