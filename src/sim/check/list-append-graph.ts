@@ -37,6 +37,7 @@ export interface CycleStep {
 
 export class DependencyGraph {
   private readonly out: Map<number, EdgeInfo>[];
+  private compacted: { offsets: Int32Array; targets: Int32Array; masks: Uint8Array } | undefined;
 
   constructor(readonly size: number) {
     this.out = Array.from({ length: size }, () => new Map<number, EdgeInfo>());
@@ -45,6 +46,7 @@ export class DependencyGraph {
   /** Adds from → to with `type`; the first reason given for that type is kept. */
   add(from: number, to: number, type: EdgeType, reason: () => string): void {
     if (from === to) return;
+    this.compacted = undefined;
     const edges = this.out[from]!;
     let info = edges.get(to);
     if (info === undefined) edges.set(to, (info = { mask: 0, reasons: {} }));
@@ -60,46 +62,69 @@ export class DependencyGraph {
     return count;
   }
 
+  /** The edges as flat arrays (CSR), built once the graph is complete, for the SCC passes. */
+  private compact(): { offsets: Int32Array; targets: Int32Array; masks: Uint8Array } {
+    if (this.compacted !== undefined) return this.compacted;
+    const offsets = new Int32Array(this.size + 1);
+    for (let node = 0; node < this.size; node++) offsets[node + 1] = offsets[node]! + this.out[node]!.size;
+    const targets = new Int32Array(offsets[this.size]!);
+    const masks = new Uint8Array(offsets[this.size]!);
+    for (let node = 0; node < this.size; node++) {
+      let at = offsets[node]!;
+      for (const [to, info] of this.out[node]!) {
+        targets[at] = to;
+        masks[at++] = info.mask;
+      }
+    }
+    this.compacted = { offsets, targets, masks };
+    return this.compacted;
+  }
+
   /** Strongly connected components of more than one node, over edges whose mask meets `allowed`. */
   components(allowed: number): number[][] {
+    const { offsets, targets, masks } = this.compact();
     const index = new Int32Array(this.size).fill(-1);
     const low = new Int32Array(this.size);
     const onStack = new Uint8Array(this.size);
+    /** Per node on the call stack: the next edge to look at. */
+    const nextEdge = new Int32Array(this.size);
     const stack: number[] = [];
+    const calls: number[] = [];
     const found: number[][] = [];
     let next = 0;
-    // Iterative Tarjan: a frame is (node, iterator over its successors).
+    const open = (node: number): void => {
+      index[node] = low[node] = next++;
+      nextEdge[node] = offsets[node]!;
+      stack.push(node);
+      onStack[node] = 1;
+      calls.push(node);
+    };
+    // Iterative Tarjan: `calls` is the recursion stack.
     for (let root = 0; root < this.size; root++) {
       if (index[root] !== -1) continue;
-      const frames: Array<{ node: number; successors: Iterator<[number, EdgeInfo]> }> = [];
-      const open = (node: number): void => {
-        index[node] = low[node] = next++;
-        stack.push(node);
-        onStack[node] = 1;
-        frames.push({ node, successors: this.out[node]!.entries() });
-      };
       open(root);
-      while (frames.length > 0) {
-        const frame = frames[frames.length - 1]!;
-        const step = frame.successors.next();
-        if (!step.done) {
-          const [to, info] = step.value;
-          if ((info.mask & allowed) === 0) continue;
+      while (calls.length > 0) {
+        const node = calls[calls.length - 1]!;
+        const edge = nextEdge[node]!;
+        if (edge < offsets[node + 1]!) {
+          nextEdge[node] = edge + 1;
+          if ((masks[edge]! & allowed) === 0) continue;
+          const to = targets[edge]!;
           if (index[to] === -1) open(to);
-          else if (onStack[to] === 1) low[frame.node] = Math.min(low[frame.node]!, index[to]!);
+          else if (onStack[to] === 1 && index[to]! < low[node]!) low[node] = index[to]!;
           continue;
         }
-        frames.pop();
-        const parent = frames[frames.length - 1];
-        if (parent !== undefined) low[parent.node] = Math.min(low[parent.node]!, low[frame.node]!);
-        if (low[frame.node] !== index[frame.node]) continue;
+        calls.pop();
+        const parent = calls[calls.length - 1];
+        if (parent !== undefined && low[node]! < low[parent]!) low[parent] = low[node]!;
+        if (low[node] !== index[node]) continue;
         const component: number[] = [];
         let member: number;
         do {
           member = stack.pop()!;
           onStack[member] = 0;
           component.push(member);
-        } while (member !== frame.node);
+        } while (member !== node);
         if (component.length > 1) found.push(component);
       }
     }
@@ -108,10 +133,13 @@ export class DependencyGraph {
 
   /**
    * Shortest path from `source` to `target` inside `within`, over edges meeting `allowed`, as
-   * the node list [source, ..., target]; undefined when there is none.
+   * the node list [source, ..., target]; undefined when there is none. With source = target it
+   * is the shortest cycle through it.
    */
   shortestPath(source: number, target: number, allowed: number, within: Set<number>): number[] | undefined {
-    const parent = new Map<number, number>([[source, -1]]);
+    // Parents of reached nodes; the source counts as reached only when it is not the target.
+    const parent = new Map<number, number>();
+    if (source !== target) parent.set(source, -1);
     let frontier = [source];
     while (frontier.length > 0) {
       const nextFrontier: number[] = [];
@@ -119,7 +147,7 @@ export class DependencyGraph {
         for (const [to, info] of this.out[node]!) {
           if ((info.mask & allowed) === 0 || !within.has(to) || parent.has(to)) continue;
           parent.set(to, node);
-          if (to === target) return unwind(parent, target);
+          if (to === target) return unwind(parent, source, target);
           nextFrontier.push(to);
         }
       }
@@ -128,16 +156,9 @@ export class DependencyGraph {
     return undefined;
   }
 
-  /** A cycle through `start` over edges meeting `allowed`, as nodes [start, ..., start]. */
+  /** The shortest cycle through `start` over edges meeting `allowed`, as nodes [start, ..., start]. */
   cycleThrough(start: number, allowed: number, within: Set<number>): number[] | undefined {
-    let best: number[] | undefined;
-    for (const [to, info] of this.out[start]!) {
-      if ((info.mask & allowed) === 0 || !within.has(to)) continue;
-      const back = to === start ? [start] : this.shortestPath(to, start, allowed, within);
-      if (back !== undefined && (best === undefined || back.length + 1 < best.length))
-        best = [start, ...back];
-    }
-    return best;
+    return this.shortestPath(start, start, allowed, within);
   }
 
   /** Describes the edge from → to by its weakest type within `allowed` (or `forced`). */
@@ -164,8 +185,13 @@ export class DependencyGraph {
   }
 }
 
-function unwind(parent: Map<number, number>, target: number): number[] {
-  const path: number[] = [];
-  for (let node = target; node !== -1; node = parent.get(node)!) path.push(node);
+function unwind(parent: Map<number, number>, source: number, target: number): number[] {
+  const path = [target];
+  let node = parent.get(target)!;
+  while (node !== source) {
+    path.push(node);
+    node = parent.get(node)!;
+  }
+  path.push(source);
   return path.reverse();
 }

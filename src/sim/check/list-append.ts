@@ -77,6 +77,7 @@ export interface ListAppendVerdict extends Verdict {
 }
 
 const gSingleTriesMaxDefault = 2000;
+const gSingleTriesAfterFound = 100;
 
 interface AppendSite {
   op: ListAppendOp;
@@ -268,14 +269,14 @@ class Facts {
   private checkElements(key: string, site: ReadSite): void {
     const seen = new Set<ListElement>();
     const byValue = this.appends.get(key);
-    const where = `${describeTxn(site.op)} read ${key} = ${listText(site.list)}`;
+    const where = (): string => `${describeTxn(site.op)} read ${key} = ${listText(site.list)}`;
     site.list.forEach((value, i) => {
       if (seen.has(value)) {
         this.add(
           'LIST_APPEND_DUPLICATE_ELEMENT',
           key,
           [site.op.id],
-          `${where}, which holds ${JSON.stringify(value)} twice`,
+          `${where()}, which holds ${JSON.stringify(value)} twice`,
         );
       }
       seen.add(value);
@@ -285,7 +286,7 @@ class Facts {
           'LIST_APPEND_GARBAGE_READ',
           key,
           [site.op.id],
-          `${where}, but no transaction appended ${JSON.stringify(value)} to ${key}`,
+          `${where()}, but no transaction appended ${JSON.stringify(value)} to ${key}`,
         );
         return;
       }
@@ -294,7 +295,7 @@ class Facts {
           'LIST_APPEND_G1A',
           key,
           [site.op.id, append.op.id],
-          `aborted read: ${where}, but ${JSON.stringify(value)} was appended by ${describeTxn(append.op)}, which failed (certainly did not commit)`,
+          `aborted read: ${where()}, but ${JSON.stringify(value)} was appended by ${describeTxn(append.op)}, which failed (certainly did not commit)`,
         );
       }
       if (i === site.list.length - 1 && append.op !== site.op) this.checkIntermediate(key, site, append);
@@ -549,8 +550,11 @@ function searchComponent(
   };
   if (phase.oneRw) {
     let tries = 0;
+    let triesSinceFound = 0;
     for (const [from, to] of graph.edgesOfType(component, EDGE_RW, within)) {
       if (tries++ >= triesMax) break;
+      // Once one cycle is found, a few more tries look for a shorter one; not all of them.
+      if (best !== undefined && triesSinceFound++ >= gSingleTriesAfterFound) break;
       const back = graph.shortestPath(to, from, phase.allowed, within);
       if (back !== undefined) consider(stepsOf(graph, [from, ...back], phase.allowed, 'rw'));
     }
@@ -595,7 +599,13 @@ function findCycles(facts: Facts, graph: DependencyGraph, options: ListAppendOpt
   const cycles: ListAppendCycle[] = [];
   const triesMax = options.gSingleTriesMax ?? gSingleTriesMaxDefault;
   const reported = new Set<string>();
+  // Every phase searches a subgraph: without a cycle in the whole graph (the common case, a
+  // valid history) or in its data edges, the phases over it have nothing to find.
+  const dataBits = EDGE_WW | EDGE_WR | EDGE_RW;
+  if (graph.components(dataBits | ORDER_BITS).length === 0) return cycles;
+  const dataCyclic = graph.components(dataBits).length > 0;
   for (const phase of PHASES) {
+    if (!phase.realtime && !dataCyclic) continue;
     const searchBits = phase.oneRw ? phase.allowed | EDGE_RW : phase.allowed;
     for (const component of graph.components(searchBits)) {
       const steps = searchComponent(graph, component, phase, triesMax);
