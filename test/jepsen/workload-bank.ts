@@ -83,6 +83,8 @@ export class BankWorkload implements Workload {
   private setupTimes = { invoke: 0, complete: 0 };
   private declined = 0;
   private compareFailures = 0;
+  /** Transfers recorded as fail because their first read (before any write) got no answer. */
+  private readFailures = 0;
 
   constructor(
     private readonly now: () => number,
@@ -154,6 +156,7 @@ export class BankWorkload implements Workload {
       if (from === undefined || to === undefined) throw new Error('an account is missing');
       read = [from, to];
     } catch {
+      this.readFailures++;
       op.fail();
       return;
     }
@@ -310,7 +313,7 @@ export class BankWorkload implements Workload {
       operations: history,
       notes:
         `accounts=${accountsCount} total=${total} snapshots=${bank.readsChecked} transfers-ok=${transfersOk} ` +
-        `declined=${this.declined} compare-failures=${this.compareFailures} txns-checked=${serializability.txnsChecked} ` +
+        `declined=${this.declined} compare-failures=${this.compareFailures} read-failures=${this.readFailures} txns-checked=${serializability.txnsChecked} ` +
         `cycles=${serializability.cycles.length} check-ms=${checkMs}${this.skipCompare ? ' PLANTED-BUG=skip-compare' : ''}`,
     };
   }

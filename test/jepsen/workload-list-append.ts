@@ -63,6 +63,8 @@ export class ListAppendWorkload implements Workload {
   private nextValue = 1;
   private keysUsedMax = 0;
   private compareFailures = 0;
+  /** Transactions recorded as fail because their first read (before any write) got no answer. */
+  private readFailures = 0;
 
   constructor(
     now: () => number,
@@ -122,6 +124,7 @@ export class ListAppendWorkload implements Workload {
         });
       } catch {
         // Only reads so far: whatever happened to them, nothing was written.
+        this.readFailures++;
         return { outcome: 'fail' };
       }
     }
@@ -195,7 +198,7 @@ export class ListAppendWorkload implements Workload {
       operations: history,
       notes:
         `txns-checked=${verdict.txnsChecked} edges=${verdict.edges} cycles=${verdict.cycles.length} ` +
-        `keys=${this.keysUsedMax} compare-retries=${this.compareFailures} check-ms=${checkMs}` +
+        `keys=${this.keysUsedMax} compare-retries=${this.compareFailures} read-failures=${this.readFailures} check-ms=${checkMs}` +
         `${this.skipCompare ? ' PLANTED-BUG=skip-compare' : ''}`,
     };
   }
