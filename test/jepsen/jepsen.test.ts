@@ -87,7 +87,8 @@ describe('jepsen on concord processes', () => {
 });
 
 describe('jepsen catches a planted client bug', () => {
-  test('list-append with clients that skip their mod_revision compares is INVALID', { timeout: runTimeoutMs }, async (t) => {
+  const name = 'list-append with clients that skip their mod_revision compares is INVALID';
+  test(name, { timeout: runTimeoutMs }, async (t) => {
     const result = await runJepsen({
       workload: 'list-append',
       nemesis: 'none',
