@@ -168,6 +168,156 @@ describe('list-append checker properties', () => {
   });
 });
 
+type PlantedMop = ['r', string, number[]] | ['append', string, number];
+
+interface PlantedTxn {
+  /** Offsets from the plant's start time. */
+  times: [number, number];
+  mops: PlantedMop[];
+}
+
+/** Anomaly patterns over fresh keys x, y; each must be reported with exactly its class. */
+const PLANTS: Record<string, { code: string; txns: PlantedTxn[] }> = {
+  G0: {
+    code: 'LIST_APPEND_G0',
+    txns: [
+      {
+        times: [0, 10],
+        mops: [
+          ['append', 'x', 1],
+          ['append', 'y', 1],
+        ],
+      },
+      {
+        times: [0, 10],
+        mops: [
+          ['append', 'x', 2],
+          ['append', 'y', 2],
+        ],
+      },
+      {
+        times: [20, 21],
+        mops: [
+          ['r', 'x', [1, 2]],
+          ['r', 'y', [2, 1]],
+        ],
+      },
+    ],
+  },
+  G1c: {
+    code: 'LIST_APPEND_G1C',
+    txns: [
+      {
+        times: [0, 10],
+        mops: [
+          ['append', 'x', 1],
+          ['r', 'y', [1]],
+        ],
+      },
+      {
+        times: [0, 10],
+        mops: [
+          ['append', 'y', 1],
+          ['r', 'x', [1]],
+        ],
+      },
+    ],
+  },
+  'G-single': {
+    code: 'LIST_APPEND_G_SINGLE',
+    txns: [
+      {
+        times: [0, 10],
+        mops: [
+          ['append', 'x', 1],
+          ['append', 'y', 1],
+        ],
+      },
+      {
+        times: [0, 10],
+        mops: [
+          ['r', 'x', []],
+          ['r', 'y', [1]],
+        ],
+      },
+      { times: [20, 21], mops: [['r', 'x', [1]]] },
+    ],
+  },
+  G2: {
+    code: 'LIST_APPEND_G2',
+    txns: [
+      {
+        times: [0, 10],
+        mops: [
+          ['r', 'x', []],
+          ['append', 'y', 1],
+        ],
+      },
+      {
+        times: [0, 10],
+        mops: [
+          ['r', 'y', []],
+          ['append', 'x', 1],
+        ],
+      },
+      {
+        times: [20, 21],
+        mops: [
+          ['r', 'x', [1]],
+          ['r', 'y', [1]],
+        ],
+      },
+    ],
+  },
+  'G-single-realtime': {
+    code: 'LIST_APPEND_G_SINGLE_REALTIME',
+    txns: [
+      { times: [0, 1], mops: [['append', 'x', 1]] },
+      { times: [2, 3], mops: [['r', 'x', []]] },
+      { times: [4, 5], mops: [['r', 'x', [1]]] },
+    ],
+  },
+};
+
+/** Adds the plant's transactions, on keys no other op uses, at `start` in the history's time. */
+function plant(history: ListAppendOp[], txns: readonly PlantedTxn[], start: number, tag: number): void {
+  const key = (name: string): string => `planted-${tag}-${name}`;
+  let id = Math.max(0, ...history.map((op) => op.id));
+  for (const { times, mops } of txns) {
+    const output = mops.map(
+      ([f, k, value]): ListAppendMop => (f === 'r' ? { f, key: key(k), value } : { f, key: key(k), value }),
+    );
+    history.push({
+      id: ++id,
+      process: `planted-${id}`,
+      kind: 'txn',
+      key: '',
+      input: output.map((m) => (m.f === 'r' ? { ...m, value: null } : m)),
+      output,
+      invokeTime: start + times[0],
+      completeTime: start + times[1],
+      status: 'ok',
+    });
+  }
+}
+
+describe('list-append checker: a planted cycle in random traffic keeps its class', () => {
+  for (const [name, { code, txns }] of Object.entries(PLANTS)) {
+    test(`${name} among random serializable transactions`, () => {
+      fc.assert(
+        fc.property(planArbitrary, fc.double({ min: 0, max: 1, noNaN: true }), (plan, where) => {
+          const history = historyOf(plan);
+          const end = Math.max(0, ...history.map((op) => op.completeTime ?? op.invokeTime));
+          plant(history, txns, Math.floor(where * end), plan.seed);
+          const verdict = checkListAppend(history, { processOrder: true });
+          assert.deepEqual([...new Set(verdict.anomalies.map((a) => a.code))], [code], verdict.explanation);
+        }),
+        { numRuns: 100 },
+      );
+    });
+  }
+});
+
 describe('list-append checker scale', () => {
   test('10,000 transactions check in a few seconds', () => {
     const history = historyOf({ seed: 7, txns: 10_000, processes: 10, unknownRate: 0.05, failRate: 0.02 });
