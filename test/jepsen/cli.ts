@@ -17,7 +17,7 @@ import {
 
 const usage = `usage: jepsen --workload ${WORKLOAD_NAMES.join('|')} --nemesis ${Object.keys(NEMESES).join('|')}
               [--time SECONDS=20] [--seed N=1] [--nodes 3|5] [--stale-reads]
-              [--clients N=5] [--timeout-ms MS=1000] [--verbose]
+              [--clients N=5] [--timeout-ms MS=1000] [--verbose] [--skip-compare]
               [--consensus raft|multi-paxos] [--paxos-phase2-quorum K] [--help]`;
 
 export class UsageError extends Error {
@@ -42,6 +42,7 @@ export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean
       clients: { type: 'string', default: '5' },
       'timeout-ms': { type: 'string', default: '1000' },
       'stale-reads': { type: 'boolean', default: false },
+      'skip-compare': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       consensus: { type: 'string', default: 'raft' },
       'paxos-phase2-quorum': { type: 'string' },
@@ -78,6 +79,7 @@ export function parseJepsenArgs(argv: string[]): RunOptions & { verbose: boolean
     clients: integer('clients', values.clients, 1, 32),
     requestTimeoutMs: integer('timeout-ms', values['timeout-ms'], 50, 60_000),
     staleReads: values['stale-reads'],
+    skipCompare: values['skip-compare'],
     consensus,
     ...(paxosPhase2Quorum === undefined ? {} : { paxosPhase2Quorum }),
     verbose: values.verbose,

@@ -31,6 +31,8 @@ const plannedRuns: PlannedRun[] = [
   { workload: 'lock', nemesis: 'partition', seed: 15, nodes: 3, timeMs: 14_000 },
   { workload: 'register', nemesis: 'member', seed: 16, nodes: 3, timeMs: 12_000 },
   { workload: 'set', nemesis: 'slow', seed: 17, nodes: 5, timeMs: 12_000 },
+  { workload: 'list-append', nemesis: 'kill', seed: 18, nodes: 3, timeMs: 12_000 },
+  { workload: 'bank', nemesis: 'partition', seed: 19, nodes: 3, timeMs: 12_000 },
 ];
 
 const runTimeoutMs = 120_000;
@@ -82,4 +84,25 @@ describe('jepsen on concord processes', () => {
       assert.deepEqual(failedActions, []);
     });
   }
+});
+
+describe('jepsen catches a planted client bug', () => {
+  const name = 'list-append with clients that skip their mod_revision compares is INVALID';
+  test(name, { timeout: runTimeoutMs }, async (t) => {
+    const result = await runJepsen({
+      workload: 'list-append',
+      nemesis: 'none',
+      seed: 20,
+      nodes: 3,
+      timeMs: 10_000,
+      skipCompare: true,
+    });
+    t.diagnostic(result.summary);
+    assert.equal(result.verdict.valid, false, `lost updates went unnoticed: ${result.summary}`);
+    const codes = new Set(result.verdict.anomalies.map((a) => a.code));
+    assert.ok(
+      [...codes].some((code) => code.startsWith('LIST_APPEND_')),
+      `no list-append anomaly: ${[...codes].join(', ')}`,
+    );
+  });
 });

@@ -9,13 +9,15 @@ import { type Consensus, type ProcessCluster, startConcordCluster } from '../sup
 import { describeStep, Nemesis, type NemesisName, nemesisSchedule } from './nemesis.js';
 import { EtcdRpc } from './rpc.js';
 import { pause, type Workload, type WorkloadContext } from './workload.js';
+import { BankWorkload } from './workload-bank.js';
 import { CounterWorkload } from './workload-counter.js';
+import { ListAppendWorkload } from './workload-list-append.js';
 import { LockWorkload } from './workload-lock.js';
 import { RegisterWorkload } from './workload-register.js';
 import { SetWorkload } from './workload-set.js';
 import { WatchWorkload } from './workload-watch.js';
 
-export const WORKLOAD_NAMES = ['register', 'set', 'counter', 'watch', 'lock'] as const;
+export const WORKLOAD_NAMES = ['register', 'set', 'counter', 'watch', 'lock', 'list-append', 'bank'] as const;
 export type WorkloadName = (typeof WORKLOAD_NAMES)[number];
 
 export function isWorkloadName(name: string): name is WorkloadName {
@@ -31,6 +33,8 @@ export interface RunOptions {
   nodes: 3 | 5;
   /** Start members with --experimental-stale-reads (the deliberate bug). */
   staleReads?: boolean;
+  /** list-append and bank clients commit without their mod_revision compares (a planted client bug). */
+  skipCompare?: boolean;
   /** The members' --consensus (default raft). */
   consensus?: Consensus;
   /** The members' --paxos-phase2-quorum (multi-paxos only; default a majority). */
@@ -71,7 +75,12 @@ const refusedBackoffMs = 250;
 const heartbeatIntervalMs = 50;
 const electionTimeoutMs = 500;
 
-function makeWorkload(name: WorkloadName, now: () => number, clients: number): Workload {
+function makeWorkload(
+  name: WorkloadName,
+  now: () => number,
+  clients: number,
+  skipCompare: boolean,
+): Workload {
   switch (name) {
     case 'register':
       return new RegisterWorkload(now);
@@ -83,6 +92,10 @@ function makeWorkload(name: WorkloadName, now: () => number, clients: number): W
       return new WatchWorkload(now, Math.max(1, Math.floor(clients / 2)));
     case 'lock':
       return new LockWorkload(now);
+    case 'list-append':
+      return new ListAppendWorkload(now, skipCompare);
+    case 'bank':
+      return new BankWorkload(now, skipCompare);
     default:
       return assertNever(name);
   }
@@ -148,7 +161,7 @@ export async function runJepsen(options: RunOptions): Promise<RunResult> {
   const started = performance.now();
   const nemesis = new Nemesis(cluster, started);
   const ctx = makeContext(cluster, rpc, options, started);
-  const workload = makeWorkload(options.workload, ctx.now, clients);
+  const workload = makeWorkload(options.workload, ctx.now, clients, options.skipCompare ?? false);
   try {
     await cluster.leaderIndex(10_000);
     await workload.setup(ctx);

@@ -1,6 +1,7 @@
 // History checkers for fault tests and the simulator. Pure functions over recorded histories:
 // no I/O, no clocks except the optional injected one bounding the linearizability search.
 
+export { type BankOptions, type BankReadOp, type BankVerdict, checkBank } from './bank.js';
 export { type CounterOp, type CounterReadBounds, type CounterVerdict, checkCounter } from './counter.js';
 export {
   checkFencing,
@@ -38,6 +39,18 @@ export {
   type LinearizabilityOptions,
   type LinearizabilityVerdict,
 } from './linearizability.js';
+export {
+  type CycleClass,
+  checkListAppend,
+  type ListAppendCycle,
+  type ListAppendMop,
+  type ListAppendOp,
+  type ListAppendOptions,
+  type ListAppendVerdict,
+  type ListElement,
+} from './list-append.js';
+export { type ListAppendPlanOptions, randomListAppendHistory } from './list-append-generate.js';
+export type { EdgeType } from './list-append-graph.js';
 export { hashString, type Model, type StepResult } from './model.js';
 export { HistoryRecorder, type PendingOp } from './recorder.js';
 export {
