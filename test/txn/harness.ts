@@ -31,7 +31,8 @@ import type {
   TxnRequest,
   TxnResponse,
 } from '../../src/txn/types.js';
-import { bytes, ModelKeyspace, referenceCheckFails, referenceTxn, text } from './model-keyspace.js';
+import { bytes, ModelKeyspace, referenceCheckFails, referenceTxn } from './model-keyspace.js';
+import { textRouter } from './router.js';
 
 export type Mutant =
   | 'commit-without-record'
@@ -207,7 +208,7 @@ export class TxnHarness {
         sweeping: false,
       });
     });
-    this.route = (key, rangeEnd) => this.routePieces(key, rangeEnd);
+    this.route = textRouter(options.boundaries);
     this.coordinator = {
       route: this.route,
       ttlMs: options.ttlMs,
@@ -216,27 +217,6 @@ export class TxnHarness {
       backoffMs: 5,
       lockWaitsMax: 40,
     };
-  }
-
-  private routePieces(key: Uint8Array, rangeEnd: Uint8Array) {
-    const start = text(key);
-    let end: string | undefined;
-    if (rangeEnd.length === 0) end = `${start}\0`;
-    else if (rangeEnd.length === 1 && rangeEnd[0] === 0) end = '';
-    else {
-      end = text(rangeEnd);
-      if (end <= start) return [];
-    }
-    const pieces = [];
-    for (const s of this.shards) {
-      const endsBefore = s.end !== '' && s.end <= start;
-      const startsAfter = end !== '' && s.start >= end;
-      if (endsBefore || startsAfter) continue;
-      const pStart = s.start > start ? s.start : start;
-      const pEnd = end === '' ? s.end : s.end === '' ? end : s.end < end ? s.end : end;
-      pieces.push({ shardId: s.id, start: bytes(pStart), end: bytes(pEnd) });
-    }
-    return pieces;
   }
 
   private at(delayMs: number, run: () => void): void {
@@ -631,7 +611,7 @@ export class TxnHarness {
   private checkReplay(): void {
     for (const shard of this.shards) {
       const keyspace = new ModelKeyspace();
-      const state = new ShardTxnState(keyspace, shard.state.options);
+      const state = new MutantShardState(keyspace, shard.state.options, this.options.mutant);
       for (const cmd of shard.log) state.apply(cmd);
       assert.deepStrictEqual(
         state.snapshot(),
