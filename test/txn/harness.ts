@@ -7,7 +7,13 @@
 
 import assert from 'node:assert/strict';
 import { SimRng } from '../../src/sim/rng.js';
-import { type CoordinatorOptions, type CoordinatorStep, runTxn } from '../../src/txn/coordinator.js';
+import {
+  type CoordinatorOptions,
+  type CoordinatorStep,
+  deleteRangeAsTxn,
+  leaseRevokeAsTxn,
+  runTxn,
+} from '../../src/txn/coordinator.js';
 import { ProposeFailedError, type TxnEffects } from '../../src/txn/effects.js';
 import {
   TxnAbortedError,
@@ -414,6 +420,16 @@ export class TxnHarness {
   }
 
   private generate(): TxnRequest {
+    const shape = this.rng.nextFloat();
+    if (shape < 0.08) return leaseRevokeAsTxn(this.pickKeys(this.rng.between(2, 4)).map(bytes));
+    if (shape < 0.12) {
+      const [from, to] = this.pickKeys(2);
+      return deleteRangeAsTxn({
+        key: bytes(from!),
+        rangeEnd: to ? bytes(to) : Uint8Array.of(0),
+        prevKv: true,
+      });
+    }
     const within = this.rng.chance(this.options.singleShardP) ? this.rng.pick(this.shards) : undefined;
     const keys = this.pickKeys(this.rng.between(1, 3), within);
     const compare = this.pickKeys(this.rng.between(0, 2), within).map((k) => this.compareOn(k));
@@ -517,7 +533,11 @@ export class TxnHarness {
     let settled = 0;
     for (let i = 0; i < this.options.clients; i++) {
       this.at(this.rng.between(0, 40), () => {
-        void this.client(i).finally(() => settled++);
+        void this.client(i)
+          .catch((error) => {
+            this.failure ??= error;
+          })
+          .finally(() => settled++);
       });
     }
     this.at(this.options.sweepMs, () => this.sweep());

@@ -77,6 +77,26 @@ test('coordinator crashed at every effect, under message faults and skew, over m
   }
 });
 
+test('alive but slow coordinators (heartbeats slower than the TTL): expiry aborts them, never half-commits', async () => {
+  const reports: HarnessReport[] = [];
+  for (let seed = 1; seed <= 40; seed++) {
+    reports.push(
+      await new TxnHarness({
+        ...DEFAULT_OPTIONS,
+        seed,
+        ttlMs: 25,
+        heartbeatMs: 400,
+        sweepMs: 5,
+        delayMaxMs: 8,
+      }).run(),
+    );
+  }
+  const s = summarize(reports);
+  console.log(`slow coordinators: ${JSON.stringify(s)}`);
+  assert.ok(s.aborts > 0, 'some txns lost their record to expiry');
+  assert.ok(s.committed - s.fastPath > 0, 'cross-shard txns still commit');
+});
+
 test('contention on a hot key: every txn finishes, abort rate reported', async () => {
   const reports: HarnessReport[] = [];
   for (let seed = 1; seed <= 20; seed++) {
