@@ -228,6 +228,15 @@ class CrossShardTxn {
 
     const revision = await this.effects.nextRevision();
     this.onStep?.('commit-revision');
+    // etcd's checkTxn refuses a Range at a revision above the one the txn runs at.
+    const future = branch.executed.some((id) => {
+      const op = this.plan.ops[id]!;
+      return op.type === 'range' && (op.request.revision ?? 0) > revision;
+    });
+    if (future)
+      return this.abort(
+        new TxnOpFailedError('future-revision', 'mvcc: required revision is a future revision'),
+      );
     let decision: Awaited<ReturnType<typeof proposeIdempotent<'record'>>>;
     try {
       decision = await this.propose(this.meta.primary, 'record', (nowMs) => ({
@@ -267,6 +276,14 @@ class CrossShardTxn {
       throw new TxnOutcomeUnknownError(this.meta.id);
     }
     this.onStep?.('applied');
+    // Every participant applied the commit: the record may go once the retention has passed.
+    this.propose(this.meta.primary, 'record', (nowMs) => ({
+      type: 'record-forget',
+      txnId: this.meta.id,
+      nowMs,
+    })).catch(() => {
+      // Kept until the retention's end regardless; a leftover committed record is only garbage.
+    });
     return buildTxnResponse(this.plan, results, collectPieces(this.plan, byShard), revision);
   }
 

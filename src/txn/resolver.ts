@@ -65,18 +65,30 @@ export async function resolveLock(
 }
 
 /**
- * One sweep of a shard's expired locks, as its leader runs it every so often: each is resolved
- * from its record. Locks whose record is still fresh stay; the next sweep tries again.
+ * One sweep of a shard, as its leader runs it every so often: each expired lock is resolved from
+ * its record (locks whose record is still fresh stay; the next sweep tries again), and each
+ * expired PENDING record this shard holds is aborted (a coordinator that died before locking
+ * anything leaves such a record behind, and nobody else would ever push it).
  */
-export async function sweepExpiredLocks(
+export async function sweepShard(
   effects: TxnEffects,
   shard: ShardId,
   state: ShardTxnState,
   options: ResolverOptions,
 ): Promise<Resolution[]> {
-  const expired = state.expiredLocks(effects.nowMs());
   const results: Resolution[] = [];
-  for (const holder of expired)
+  for (const holder of state.expiredLocks(effects.nowMs())) {
     results.push(await resolveLock(effects, shard, holder, { kind: 'expired' }, options));
+  }
+  for (const meta of state.expiredRecords(effects.nowMs())) {
+    await proposeIdempotent(
+      effects,
+      shard,
+      'record',
+      (nowMs) => ({ type: 'record-abort', meta, reason: { kind: 'expired' }, nowMs }),
+      options.attemptsMax,
+      options.backoffMs,
+    );
+  }
   return results;
 }

@@ -128,6 +128,8 @@ export class ShardTxnState {
         return { type: 'record', ...this.recordHeartbeat(cmd.txnId) };
       case 'record-commit':
         return { type: 'record', ...this.recordCommit(cmd.txnId, cmd.revision, cmd.executed) };
+      case 'record-forget':
+        return { type: 'record', ...this.recordForget(cmd.txnId) };
       case 'record-abort':
         return { type: 'record', ...this.recordAbort(cmd.meta, cmd.reason) };
       case 'single':
@@ -293,6 +295,19 @@ export class ShardTxnState {
     );
   }
 
+  /**
+   * Marks a COMMITTED record as droppable after the retention. Until then it still answers
+   * late or duplicated record commands; a missing record would read as "abort".
+   */
+  private recordForget(txnId: TxnId): RecordResult {
+    const existing = this.decidedRecords.get(txnId);
+    if (!existing) return { status: 'refused', reason: 'no-record' };
+    if (existing.state.status === 'committed' && !existing.forgotten) {
+      this.decidedRecords.set(txnId, { ...existing, forgotten: true, touchedAtMs: this.clock });
+    }
+    return this.recordResult(existing);
+  }
+
   /** Whether a pending record's heartbeat is older than the TTL (overridable so tests can plant faults). */
   protected recordExpired(record: TxnRecord): boolean {
     return record.state.status === 'pending' && record.state.heartbeatAtMs + this.options.ttlMs <= this.clock;
@@ -352,6 +367,17 @@ export class ShardTxnState {
     return [...this.locks.entries()].filter((l) => l.expiresAtMs <= at).map((l) => l.meta);
   }
 
+  /** PENDING records whose heartbeat is older than the TTL by `nowMs` (or the replicated clock, if later). */
+  expiredRecords(nowMs: number): TxnMeta[] {
+    const at = Math.max(nowMs, this.clock);
+    const expired: TxnMeta[] = [];
+    for (const r of this.pendingRecords.values()) {
+      if (r.state.status === 'pending' && r.state.heartbeatAtMs + this.options.ttlMs <= at)
+        expired.push(r.meta);
+    }
+    return expired;
+  }
+
   /** Locks a read of `interval` at `revision` must wait for (their txn may commit at or below it). */
   readBlockers(interval: KeyInterval, revision: Revision): TxnMeta[] {
     return this.locks.blocking(interval, revision).map((l) => l.meta);
@@ -396,11 +422,11 @@ export class ShardTxnState {
       if (Math.max(f.atMs, f.startedAtMs) >= limit) break;
       this.finished.delete(id);
     }
-    // Only aborted records are dropped: a missing record reads as "abort it", so a committed
-    // record must stay until every participant applied the commit (see README, not built).
+    // A missing record reads as "abort", so a committed record is dropped only once its
+    // coordinator said every participant applied the commit (record-forget) and the retention passed.
     for (const [id, r] of this.decidedRecords) {
       if (Math.max(r.touchedAtMs, r.meta.startedAtMs) >= limit) break;
-      if (r.state.status === 'aborted') this.decidedRecords.delete(id);
+      if (r.state.status === 'aborted' || r.forgotten) this.decidedRecords.delete(id);
     }
   }
 }

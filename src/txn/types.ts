@@ -185,8 +185,10 @@ export type TxnRecordState =
 export interface TxnRecord {
   readonly meta: TxnMeta;
   readonly state: TxnRecordState;
-  /** The record shard's clock when the record was written or decided (for retention). */
+  /** The record shard's clock when the record was written, decided or forgotten (for retention). */
   readonly touchedAtMs: number;
+  /** Every participant applied the commit: the record may be dropped after the retention. */
+  readonly forgotten?: boolean;
 }
 
 /** Why someone asks a record to abort. */
@@ -211,6 +213,8 @@ export type ShardTxnCommand =
   | { readonly type: 'abort'; readonly meta: TxnMeta; readonly nowMs: number }
   | { readonly type: 'record-begin'; readonly meta: TxnMeta; readonly nowMs: number }
   | { readonly type: 'record-heartbeat'; readonly txnId: TxnId; readonly nowMs: number }
+  /** Every participant applied the commit: a COMMITTED record may now be dropped after the retention. */
+  | { readonly type: 'record-forget'; readonly txnId: TxnId; readonly nowMs: number }
   | {
       readonly type: 'record-commit';
       readonly txnId: TxnId;

@@ -22,7 +22,7 @@ import {
   TxnOutcomeUnknownError,
 } from '../../src/txn/errors.js';
 import type { Router } from '../../src/txn/plan.js';
-import { sweepExpiredLocks } from '../../src/txn/resolver.js';
+import { sweepShard } from '../../src/txn/resolver.js';
 import { type ShardTxnOptions, ShardTxnState, type TxnKeyspace } from '../../src/txn/shard-txn-state.js';
 import type {
   KeyInterval,
@@ -518,7 +518,7 @@ export class TxnHarness {
     for (const shard of this.shards) {
       if (shard.sweeping) continue;
       shard.sweeping = true;
-      sweepExpiredLocks(effects, shard.id, shard.state, { attemptsMax: 8, backoffMs: 5 })
+      sweepShard(effects, shard.id, shard.state, { attemptsMax: 8, backoffMs: 5 })
         .catch((error) => {
           if (!(error instanceof ProposeFailedError)) this.failure ??= error;
         })
@@ -534,7 +534,7 @@ export class TxnHarness {
     for (let i = 0; i < this.options.clients; i++) {
       this.at(this.rng.between(0, 40), () => {
         void this.client(i)
-          .catch((error) => {
+          .catch((error: unknown) => {
             this.failure ??= error;
           })
           .finally(() => settled++);
@@ -556,7 +556,7 @@ export class TxnHarness {
       if (this.failure) throw this.failure;
       this.checkLockLifetimes();
       const locks = this.shards.reduce((n, s) => n + s.state.locks.size, 0);
-      if (locks === 0 && this.allClientsSettledOrCrashed(settled)) break;
+      if (locks === 0 && this.pendingRecords() === 0 && this.allClientsSettledOrCrashed(settled)) break;
       if (this.nowMs > this.options.timeLimitMs) {
         throw new Error(
           `no progress: ${settled} of ${this.options.clients} clients settled, ${locks} locks held at ${this.nowMs} ms`,
@@ -575,6 +575,14 @@ export class TxnHarness {
       endMs: this.nowMs,
       traceHash: this.trace,
     };
+  }
+
+  private pendingRecords(): number {
+    let pending = 0;
+    for (const shard of this.shards) {
+      for (const r of shard.state.snapshot().records) if (r.state.status === 'pending') pending++;
+    }
+    return pending;
   }
 
   private allClientsSettledOrCrashed(settled: number): boolean {

@@ -292,3 +292,31 @@ test('locks expire on the shard clock, for the sweeper to resolve', () => {
     ['t1'],
   );
 });
+
+test('a forgotten COMMITTED record keeps answering until the retention, then goes; aborted records go too', () => {
+  const { state } = shard();
+  state.apply({ type: 'record-begin', meta: meta('t1'), nowMs: 1 });
+  state.apply({ type: 'record-commit', txnId: 't1', revision: 15, executed: [], nowMs: 2 });
+  state.apply({ type: 'record-abort', meta: meta('t2'), reason: { kind: 'coordinator' }, nowMs: 3 });
+  state.apply({ type: 'record-begin', meta: meta('t3'), nowMs: 4 });
+  state.apply({ type: 'record-commit', txnId: 't3', revision: 16, executed: [], nowMs: 5 });
+  assert.equal(status(state.apply({ type: 'record-forget', txnId: 't1', nowMs: 6 })), 'committed');
+  assert.equal(
+    status(state.apply({ type: 'record-abort', meta: meta('t1'), reason: { kind: 'expired' }, nowMs: 7 })),
+    'committed',
+  );
+  state.apply({ type: 'record-abort', meta: meta('other'), reason: { kind: 'coordinator' }, nowMs: 10_007 });
+  assert.equal(state.recordOf('t1'), undefined);
+  assert.equal(state.recordOf('t2'), undefined);
+  assert.equal(state.recordOf('t3')?.state.status, 'committed', 'a committed record not forgotten stays');
+});
+
+test('pending records past their TTL are listed for the sweeper', () => {
+  const { state } = shard();
+  state.apply({ type: 'record-begin', meta: meta('t1'), nowMs: 10 });
+  assert.deepEqual(state.expiredRecords(109), []);
+  assert.deepEqual(
+    state.expiredRecords(110).map((m) => m.id),
+    ['t1'],
+  );
+});
