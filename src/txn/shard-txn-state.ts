@@ -367,6 +367,11 @@ export class ShardTxnState {
     return [...this.locks.entries()].filter((l) => l.expiresAtMs <= at).map((l) => l.meta);
   }
 
+  /** The PENDING records this shard holds. */
+  pendingRecordList(): TxnRecord[] {
+    return [...this.pendingRecords.values()];
+  }
+
   /** PENDING records whose heartbeat is older than the TTL by `nowMs` (or the replicated clock, if later). */
   expiredRecords(nowMs: number): TxnMeta[] {
     const at = Math.max(nowMs, this.clock);

@@ -44,6 +44,7 @@ export type Mutant =
   | 'commit-without-record'
   | 'resolver-rolls-back'
   | 'ttl-ignored'
+  | 'lock-ttl-ignored'
   | 'fast-path-ignores-locks'
   | 'prepare-ignores-locks';
 
@@ -156,7 +157,12 @@ class MutantShardState extends ShardTxnState {
   ): LockConflict | undefined {
     if (this.mutant === 'fast-path-ignores-locks' && self === undefined) return undefined;
     if (this.mutant === 'prepare-ignores-locks' && self !== undefined) return undefined;
-    return super.conflictFor(intervals, self);
+    const conflict = super.conflictFor(intervals, self);
+    if (this.mutant === 'lock-ttl-ignored' && conflict) return { ...conflict, expired: false };
+    return conflict;
+  }
+  override expiredLocks(nowMs: number) {
+    return this.mutant === 'lock-ttl-ignored' ? [] : super.expiredLocks(nowMs);
   }
   protected override recordExpired(record: TxnRecord): boolean {
     if (this.mutant === 'ttl-ignored') return false;
@@ -495,11 +501,22 @@ export class TxnHarness {
 
   // --- checks -------------------------------------------------------------------------------
 
-  /** Every lock of a stopped coordinator is gone within TTL + skew + one resolution round of its stop. */
+  /**
+   * Every lock and PENDING record of a stopped coordinator is gone within TTL + skew + one
+   * resolution round of its stop.
+   */
   private checkLockLifetimes(): void {
     const o = this.options;
     const boundMs = o.ttlMs + 2 * o.skewMaxMs + 3 * o.sweepMs + 40 * o.delayMaxMs;
     for (const shard of this.shards) {
+      for (const record of shard.state.pendingRecordList()) {
+        const actor = this.actorOfTxn.get(record.meta.id);
+        if (actor?.stoppedAtMs !== undefined && this.nowMs > actor.stoppedAtMs + boundMs) {
+          throw new Error(
+            `record of ${record.meta.id} stayed PENDING past ${boundMs} ms after its coordinator stopped at ${actor.stoppedAtMs}: now ${this.nowMs}`,
+          );
+        }
+      }
       for (const lock of shard.state.locks.entries()) {
         const actor = this.actorOfTxn.get(lock.meta.id);
         if (actor?.stoppedAtMs === undefined) continue;

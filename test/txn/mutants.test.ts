@@ -22,6 +22,7 @@ const MUTANTS: readonly [Mutant, string][] = [
   ['commit-without-record', 'the coordinator applies without writing COMMITTED to the record'],
   ['resolver-rolls-back', 'a resolver aborts a txn whose record is COMMITTED'],
   ['ttl-ignored', 'a record never expires, so a dead coordinator’s locks stay'],
+  ['lock-ttl-ignored', 'a lock never counts as expired, so nobody resolves it'],
   ['fast-path-ignores-locks', 'a single-shard txn writes through a lock'],
   ['prepare-ignores-locks', 'two txns lock the same keys'],
 ];
