@@ -115,12 +115,12 @@ async function runSingle(
   const shard = plan.shards[0];
   if (shard === undefined) {
     // No key at all (no compare, no op with a non-empty range): nothing to lock or apply.
-    const revision = await effects.nextRevision();
+    const revision = await revisionOrAbort(effects);
     return buildTxnResponse(plan, compareResults(plan, []), new Map(), revision);
   }
   let waits = 0;
   for (;;) {
-    const revision = await effects.nextRevision();
+    const revision = await revisionOrAbort(effects);
     let result: Awaited<ReturnType<TxnEffects['propose']>>;
     try {
       // Not idempotent: an unknown outcome is the client's to handle, as in etcd.
@@ -147,6 +147,15 @@ async function runSingle(
         await meetLock(effects, options, shard, result.conflict, undefined);
         continue;
     }
+  }
+}
+
+/** A revision from the oracle; an oracle that does not answer aborts the txn (nothing is applied yet). */
+async function revisionOrAbort(effects: TxnEffects): Promise<number> {
+  try {
+    return await effects.nextRevision();
+  } catch (error) {
+    throw new TxnAbortedError(`no revision from the oracle: ${(error as Error).message}`);
   }
 }
 
@@ -205,7 +214,16 @@ class CrossShardTxn {
   }
 
   async run(): Promise<TxnResponse> {
-    const startRevision = await this.effects.nextRevision();
+    try {
+      return await this.runSteps();
+    } finally {
+      // Whatever ends the run, the record stops being kept alive: resolvers take over.
+      this.heartbeating = false;
+    }
+  }
+
+  private async runSteps(): Promise<TxnResponse> {
+    const startRevision = await revisionOrAbort(this.effects);
     this.meta = {
       id: this.identity.id,
       priority: this.identity.priority,
@@ -226,7 +244,12 @@ class CrossShardTxn {
     const failure = this.failures.find((f) => branch.executed.includes(f.id));
     if (failure) return this.abort(new TxnOpFailedError(failure.code, failure.message));
 
-    const revision = await this.effects.nextRevision();
+    let revision: number;
+    try {
+      revision = await revisionOrAbort(this.effects);
+    } catch (error) {
+      return this.abort(error);
+    }
     this.onStep?.('commit-revision');
     // etcd's checkTxn refuses a Range at a revision above the one the txn runs at.
     const future = branch.executed.some((id) => {

@@ -300,10 +300,12 @@ export class TxnHarness {
       },
       nextRevision: () => {
         if (maybeCrash() !== 'run') return never;
-        return new Promise<Revision>((resolve) => {
+        const fails = this.rng.chance(this.options.dropP);
+        return new Promise<Revision>((resolve, reject) => {
           this.at(delay(), () => {
-            const revision = ++this.oracle;
-            if (!actor.crashed) resolve(revision);
+            if (actor.crashed) return;
+            if (fails) reject(new Error('oracle leader lost'));
+            else resolve(++this.oracle);
           });
         });
       },
