@@ -1,9 +1,18 @@
 // The locks one shard holds for cross-shard txns: per txn, the key intervals of its compares and
-// ops on this shard (exclusive: a read under a txn must not change before its commit revision
-// either), the txn's part, what prepare answered, and when the lock's TTL runs out.
+// ops on this shard (read locks for compares and Ranges: what a txn read must not change before
+// its commit revision; write locks for Puts and DeleteRanges), the txn's part, what prepare
+// answered, and when the lock's TTL runs out.
 
-import { intervalsOverlap } from './plan.js';
-import type { KeyInterval, LockConflict, PrepareResult, TxnId, TxnMeta, TxnPart } from './types.js';
+import { intervalsOverlap, locksConflict } from './plan.js';
+import type {
+  KeyInterval,
+  LockConflict,
+  LockInterval,
+  PrepareResult,
+  TxnId,
+  TxnMeta,
+  TxnPart,
+} from './types.js';
 
 export interface LockEntry {
   readonly meta: TxnMeta;
@@ -37,16 +46,16 @@ export class LockTable {
     return this.byTxn.values();
   }
 
-  /** The first lock (in acquisition order) of a txn other than `self` that overlaps an interval. */
+  /** The first lock (in acquisition order) of a txn other than `self` that excludes one of `intervals`. */
   conflict(
-    intervals: readonly KeyInterval[],
+    intervals: readonly LockInterval[],
     self: TxnId | undefined,
     clockMs: number,
   ): LockConflict | undefined {
     for (const entry of this.byTxn.values()) {
       if (entry.meta.id === self) continue;
       for (const held of entry.part.locks) {
-        if (intervals.some((wanted) => intervalsOverlap(held, wanted))) {
+        if (intervals.some((wanted) => locksConflict(held, wanted))) {
           return { holder: entry.meta, expired: entry.expiresAtMs <= clockMs };
         }
       }
@@ -54,20 +63,25 @@ export class LockTable {
     return undefined;
   }
 
-  /** Locks overlapping an interval whose txn may still commit at or below `revision` (commit > startRevision). */
+  /**
+   * Write locks overlapping an interval whose txn may still commit at or below `revision` (it
+   * commits above its start revision). Read locks change nothing a reader sees.
+   */
   blocking(interval: KeyInterval, revision: number): LockEntry[] {
     const found: LockEntry[] = [];
     for (const entry of this.byTxn.values()) {
       if (entry.meta.startRevision >= revision) continue;
-      if (entry.part.locks.some((held) => intervalsOverlap(held, interval))) found.push(entry);
+      if (entry.part.locks.some((held) => held.write && intervalsOverlap(held, interval))) found.push(entry);
     }
     return found;
   }
 
-  /** The smallest start revision of a held lock: the shard's resolved revision stays below it. */
+  /** The smallest start revision of a txn holding a write lock: the shard's resolved revision stays below it. */
   minStartRevision(): number {
     let min = Number.POSITIVE_INFINITY;
-    for (const entry of this.byTxn.values()) min = Math.min(min, entry.meta.startRevision);
+    for (const entry of this.byTxn.values()) {
+      if (entry.part.locks.some((held) => held.write)) min = Math.min(min, entry.meta.startRevision);
+    }
     return min;
   }
 }

@@ -10,6 +10,7 @@ import type {
   KeyValue,
   LeafOp,
   LeafResponse,
+  LockInterval,
   PartCompare,
   PartOp,
   PartResponse,
@@ -118,9 +119,9 @@ export function planTxn(request: TxnRequest, route: Router): TxnPlan {
 
   const building = new Map<
     ShardId,
-    { compares: PartCompare[]; ops: PartOp[]; locks: KeyInterval[]; firstKey: Uint8Array }
+    { compares: PartCompare[]; ops: PartOp[]; locks: LockInterval[]; firstKey: Uint8Array }
   >();
-  const partOf = (piece: RoutePiece) => {
+  const partOf = (piece: RoutePiece, write: boolean) => {
     let part = building.get(piece.shardId);
     if (!part) {
       part = { compares: [], ops: [], locks: [], firstKey: piece.start };
@@ -128,7 +129,7 @@ export function planTxn(request: TxnRequest, route: Router): TxnPlan {
     } else if (compareKeys(piece.start, part.firstKey) < 0) {
       part.firstKey = piece.start;
     }
-    part.locks.push({ start: piece.start, end: piece.end });
+    part.locks.push({ start: piece.start, end: piece.end, write });
     return part;
   };
   const compareShards = new Map<number, ShardId[]>();
@@ -139,7 +140,7 @@ export function planTxn(request: TxnRequest, route: Router): TxnPlan {
       pieces.map((p) => p.shardId),
     );
     for (const piece of pieces) {
-      partOf(piece).compares.push({ id, compare: { ...c, ...pieceRange(c.key, c.rangeEnd, piece) } });
+      partOf(piece, false).compares.push({ id, compare: { ...c, ...pieceRange(c.key, c.rangeEnd, piece) } });
     }
   });
   const opShards = new Map<number, ShardId[]>();
@@ -150,7 +151,7 @@ export function planTxn(request: TxnRequest, route: Router): TxnPlan {
       id,
       pieces.map((p) => p.shardId),
     );
-    for (const piece of pieces) partOf(piece).ops.push({ id, op: pieceOp(op, piece) });
+    for (const piece of pieces) partOf(piece, op.type !== 'range').ops.push({ id, op: pieceOp(op, piece) });
   });
   const shards = [...building.entries()]
     .sort((a, b) => compareKeys(a[1].firstKey, b[1].firstKey) || a[0] - b[0])
@@ -345,6 +346,11 @@ export function intervalsOverlap(a: KeyInterval, b: KeyInterval): boolean {
   const aBeforeB = a.end.length > 0 && compareKeys(a.end, b.start) <= 0;
   const bBeforeA = b.end.length > 0 && compareKeys(b.end, a.start) <= 0;
   return !aBeforeB && !bBeforeA;
+}
+
+/** Whether two locks exclude each other: they share a key and at least one writes. */
+export function locksConflict(a: LockInterval, b: LockInterval): boolean {
+  return (a.write || b.write) && intervalsOverlap(a, b);
 }
 
 /** Whether the executed ops write anything (a txn whose branch only reads still takes a revision). */

@@ -24,6 +24,7 @@ import type {
   LeafOp,
   LeafResponse,
   LockConflict,
+  LockInterval,
   OpCheckFailure,
   PartOp,
   PartResponse,
@@ -163,7 +164,7 @@ export class ShardTxnState {
 
   /** A lock of another txn over any of the intervals (overridable so tests can plant faults). */
   protected conflictFor(
-    intervals: readonly KeyInterval[],
+    intervals: readonly LockInterval[],
     self: TxnId | undefined,
   ): LockConflict | undefined {
     return this.locks.conflict(intervals, self, this.clock);

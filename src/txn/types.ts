@@ -156,11 +156,19 @@ export interface KeyInterval {
   readonly end: Uint8Array;
 }
 
+/**
+ * A locked interval. Read locks (compares, Ranges) exclude writers; write locks (Puts,
+ * DeleteRanges) exclude everyone. Readers share: two txns that only read a key both keep it.
+ */
+export interface LockInterval extends KeyInterval {
+  readonly write: boolean;
+}
+
 /** What one shard does for a txn: its compares, its ops of every branch, the intervals to lock. */
 export interface TxnPart {
   readonly compares: readonly PartCompare[];
   readonly ops: readonly PartOp[];
-  readonly locks: readonly KeyInterval[];
+  readonly locks: readonly LockInterval[];
 }
 
 /** A compare's outcome on one shard: how many keys of its range the shard has, and whether they all hold. */

@@ -25,8 +25,8 @@ import type { Router } from '../../src/txn/plan.js';
 import { sweepShard } from '../../src/txn/resolver.js';
 import { type ShardTxnOptions, ShardTxnState, type TxnKeyspace } from '../../src/txn/shard-txn-state.js';
 import type {
-  KeyInterval,
   LockConflict,
+  LockInterval,
   RequestOp,
   Revision,
   ShardId,
@@ -46,7 +46,8 @@ export type Mutant =
   | 'ttl-ignored'
   | 'lock-ttl-ignored'
   | 'fast-path-ignores-locks'
-  | 'prepare-ignores-locks';
+  | 'prepare-ignores-locks'
+  | 'writes-ignore-read-locks';
 
 export interface HarnessOptions {
   readonly seed: number;
@@ -75,6 +76,8 @@ export interface HarnessOptions {
   readonly retriesMax: number;
   readonly timeLimitMs: number;
   readonly mutant?: Mutant;
+  /** A client waits a random time up to this × 2^attempt (capped at 64×) before retrying an aborted txn. */
+  readonly retryBackoffMs?: number;
 }
 
 export const DEFAULT_OPTIONS: Omit<HarnessOptions, 'seed'> = {
@@ -152,12 +155,14 @@ class MutantShardState extends ShardTxnState {
     super(keyspace, options);
   }
   protected override conflictFor(
-    intervals: readonly KeyInterval[],
+    intervals: readonly LockInterval[],
     self: TxnId | undefined,
   ): LockConflict | undefined {
     if (this.mutant === 'fast-path-ignores-locks' && self === undefined) return undefined;
     if (this.mutant === 'prepare-ignores-locks' && self !== undefined) return undefined;
-    const conflict = super.conflictFor(intervals, self);
+    const wanted =
+      this.mutant === 'writes-ignore-read-locks' ? intervals.map((i) => ({ ...i, write: false })) : intervals;
+    const conflict = super.conflictFor(wanted, self);
     if (this.mutant === 'lock-ttl-ignored' && conflict) return { ...conflict, expired: false };
     return conflict;
   }
@@ -202,6 +207,8 @@ export class TxnHarness {
   private readonly responses: TxnResponse[] = [];
   private readonly crashedActors: Actor[] = [];
   private failure: unknown;
+  /** Why attempts aborted (digits folded), for the contention report. */
+  readonly abortReasons = new Map<string, number>();
   private counts = { committed: 0, fastPath: 0, aborts: 0, opFailed: 0, unknown: 0, events: 0 };
 
   constructor(readonly options: HarnessOptions) {
@@ -489,6 +496,13 @@ export class TxnHarness {
         actor.stoppedAtMs = this.nowMs;
         if (error instanceof TxnAbortedError) {
           this.counts.aborts++;
+          const reason = error.reason.replace(/\d+/g, 'N');
+          this.abortReasons.set(reason, (this.abortReasons.get(reason) ?? 0) + 1);
+          const backoffMs = this.options.retryBackoffMs ?? 0;
+          if (backoffMs > 0) {
+            const waitMs = this.rng.between(0, backoffMs * 2 ** Math.min(attempt, 6));
+            await new Promise<void>((resolve) => this.at(waitMs, resolve));
+          }
           continue;
         }
         if (error instanceof TxnOpFailedError) this.counts.opFailed++;

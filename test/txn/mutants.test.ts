@@ -25,6 +25,7 @@ const MUTANTS: readonly [Mutant, string][] = [
   ['lock-ttl-ignored', 'a lock never counts as expired, so nobody resolves it'],
   ['fast-path-ignores-locks', 'a single-shard txn writes through a lock'],
   ['prepare-ignores-locks', 'two txns lock the same keys'],
+  ['writes-ignore-read-locks', 'a write lands on a key another txn compared or read before its commit'],
 ];
 
 for (const [mutant, what] of MUTANTS) {

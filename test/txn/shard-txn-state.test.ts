@@ -320,3 +320,43 @@ test('pending records past their TTL are listed for the sweeper', () => {
     ['t1'],
   );
 });
+
+test('read locks are shared: two txns that only read a key both prepare; a writer is refused', () => {
+  const { state } = shard();
+  const compareB = (id: string, priority: number) =>
+    state.apply({
+      type: 'prepare',
+      meta: meta(id, priority),
+      part: partOf({
+        compare: [{ target: 'version', result: 'equal', key: bytes('b'), version: 0 }],
+        success: [{ type: 'put', request: { key: bytes(`${id}-own`) } }],
+        failure: [],
+      }),
+      nowMs: 1,
+    });
+  assert.equal(status(compareB('r1', 1)), 'prepared');
+  assert.equal(status(compareB('r2', 2)), 'prepared');
+  const writeB: TxnRequest = {
+    compare: [],
+    success: [{ type: 'put', request: { key: bytes('b') } }],
+    failure: [],
+  };
+  assert.equal(
+    status(state.apply({ type: 'prepare', meta: meta('w', 3), part: partOf(writeB), nowMs: 2 })),
+    'conflict',
+  );
+  assert.equal(status(state.apply({ type: 'single', request: writeB, revision: 20, nowMs: 2 })), 'conflict');
+  const readB: TxnRequest = {
+    compare: [],
+    success: [{ type: 'range', request: { key: bytes('b') } }],
+    failure: [],
+  };
+  assert.equal(status(state.apply({ type: 'single', request: readB, revision: 21, nowMs: 2 })), 'applied');
+});
+
+test('only write locks hold readers and the resolved revision back', () => {
+  const { state } = shard();
+  state.apply({ type: 'prepare', meta: meta('reader', 1, 5), part: partOf(readRange), nowMs: 1 });
+  assert.deepEqual(state.readBlockers({ start: bytes('a'), end: bytes('c') }, 50), []);
+  assert.equal(state.resolvedRevisionCap(), Number.POSITIVE_INFINITY);
+});
