@@ -207,6 +207,8 @@ export class TxnHarness {
   private readonly responses: TxnResponse[] = [];
   private readonly crashedActors: Actor[] = [];
   private failure: unknown;
+  /** Attempts whose client was told nothing was applied. */
+  private readonly answeredNotApplied = new Set<TxnId>();
   /** Why attempts aborted (digits folded), for the contention report. */
   readonly abortReasons = new Map<string, number>();
   private counts = { committed: 0, fastPath: 0, aborts: 0, opFailed: 0, unknown: 0, events: 0 };
@@ -494,6 +496,8 @@ export class TxnHarness {
         return;
       } catch (error) {
         actor.stoppedAtMs = this.nowMs;
+        if (error instanceof TxnAbortedError || error instanceof TxnOpFailedError)
+          this.answeredNotApplied.add(id);
         if (error instanceof TxnAbortedError) {
           this.counts.aborts++;
           const reason = error.reason.replace(/\d+/g, 'N');
@@ -639,6 +643,12 @@ export class TxnHarness {
           what: record.meta.id,
         });
       }
+    }
+    for (const c of committed) {
+      assert.ok(
+        !this.answeredNotApplied.has(c.what),
+        `${c.what} committed after its client was told it did not`,
+      );
     }
     committed.sort((a, b) => a.revision - b.revision);
     const reference = new ModelKeyspace();

@@ -77,6 +77,25 @@ test('coordinator crashed at every effect, under message faults and skew, over m
   }
 });
 
+test('four shards, txns spanning up to all of them', async () => {
+  const reports: HarnessReport[] = [];
+  for (let seed = 1; seed <= 50; seed++) {
+    const crashAt = { step: CRASH_STEPS[seed % CRASH_STEPS.length]!, offset: seed % 3 };
+    reports.push(
+      await new TxnHarness({
+        ...DEFAULT_OPTIONS,
+        seed,
+        boundaries: ['c', 'f', 'i'],
+        crashAt,
+        crashP: 0.3,
+      }).run(),
+    );
+  }
+  const s = summarize(reports);
+  console.log(`four shards: ${JSON.stringify({ ...s, crashPoints: undefined })}`);
+  assert.ok(s.committed > s.fastPath);
+});
+
 test('alive but slow coordinators (heartbeats slower than the TTL): expiry aborts them, never half-commits', async () => {
   const reports: HarnessReport[] = [];
   for (let seed = 1; seed <= 40; seed++) {
