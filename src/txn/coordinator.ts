@@ -392,7 +392,12 @@ class CrossShardTxn {
   private async abort(error: unknown): Promise<never> {
     this.heartbeating = false;
     this.onStep?.('aborted');
-    const cause = error instanceof Error ? error : new Error(String(error));
+    // No record-commit was proposed (or it found the record ABORTED), so the txn can never
+    // commit: whatever went wrong, the client learns that nothing was applied.
+    const cause =
+      error instanceof TxnAbortedError || error instanceof TxnOpFailedError
+        ? error
+        : new TxnAbortedError(error instanceof Error ? error.message : String(error));
     let decided: Awaited<ReturnType<typeof proposeIdempotent<'record'>>>;
     try {
       decided = await this.propose(this.meta.primary, 'record', (nowMs) => ({

@@ -78,6 +78,12 @@ export interface HarnessOptions {
   readonly mutant?: Mutant;
   /** A client waits a random time up to this × 2^attempt (capped at 64×) before retrying an aborted txn. */
   readonly retryBackoffMs?: number;
+  /**
+   * Shard outages (a participant's or the primary's leader lost, no new leader yet): each picks
+   * a shard, a start in the first 300 ms and a length of 20–150 ms; proposals reaching the shard
+   * meanwhile are not applied and fail, and its sweeper does not run.
+   */
+  readonly outages?: number;
 }
 
 export const DEFAULT_OPTIONS: Omit<HarnessOptions, 'seed'> = {
@@ -294,7 +300,7 @@ export class TxnHarness {
           const roll = this.rng.nextFloat();
           const dup = this.rng.chance(this.options.duplicateP);
           this.at(delay(), () => {
-            if (roll < this.options.dropP) {
+            if (roll < this.options.dropP || this.inOutage(shard)) {
               if (!actor.crashed) reject(new Error('proposal dropped'));
               return;
             }
@@ -348,6 +354,12 @@ export class TxnHarness {
       };
     }
     return effects;
+  }
+
+  private readonly outageWindows: { shard: ShardId; fromMs: number; toMs: number }[] = [];
+
+  private inOutage(shard: ShardId): boolean {
+    return this.outageWindows.some((w) => w.shard === shard && this.nowMs >= w.fromMs && this.nowMs < w.toMs);
   }
 
   private newActor(name: string, crashAt: CrashPoint | undefined): Actor {
@@ -527,7 +539,8 @@ export class TxnHarness {
    */
   private checkLockLifetimes(): void {
     const o = this.options;
-    const boundMs = o.ttlMs + 2 * o.skewMaxMs + 3 * o.sweepMs + 40 * o.delayMaxMs;
+    const outageMs = this.outageWindows.reduce((n, w) => n + (w.toMs - w.fromMs), 0);
+    const boundMs = o.ttlMs + 2 * o.skewMaxMs + 3 * o.sweepMs + 40 * o.delayMaxMs + outageMs;
     for (const shard of this.shards) {
       for (const record of shard.state.pendingRecordList()) {
         const actor = this.actorOfTxn.get(record.meta.id);
@@ -553,7 +566,7 @@ export class TxnHarness {
     const resolver = this.newActor('resolver', undefined);
     const effects = this.effectsFor(resolver);
     for (const shard of this.shards) {
-      if (shard.sweeping) continue;
+      if (shard.sweeping || this.inOutage(shard.id)) continue;
       shard.sweeping = true;
       sweepShard(effects, shard.id, shard.state, { attemptsMax: 8, backoffMs: 5 })
         .catch((error) => {
@@ -567,6 +580,14 @@ export class TxnHarness {
   }
 
   async run(): Promise<HarnessReport> {
+    for (let i = 0; i < (this.options.outages ?? 0); i++) {
+      const fromMs = this.rng.between(0, 300);
+      this.outageWindows.push({
+        shard: this.rng.pick(this.shards).id,
+        fromMs,
+        toMs: fromMs + this.rng.between(20, 150),
+      });
+    }
     let settled = 0;
     for (let i = 0; i < this.options.clients; i++) {
       this.at(this.rng.between(0, 40), () => {

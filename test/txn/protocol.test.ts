@@ -96,6 +96,16 @@ test('four shards, txns spanning up to all of them', async () => {
   assert.ok(s.committed > s.fastPath);
 });
 
+test('shard outages (participant and primary leaders lost) on top of coordinator crashes', async () => {
+  const reports: HarnessReport[] = [];
+  for (let seed = 1; seed <= 60; seed++) {
+    const crashAt = { step: CRASH_STEPS[seed % CRASH_STEPS.length]!, offset: seed % 3 };
+    reports.push(await new TxnHarness({ ...DEFAULT_OPTIONS, seed, crashAt, crashP: 0.3, outages: 3 }).run());
+  }
+  const s = summarize(reports);
+  console.log(`outages: ${JSON.stringify({ ...s, crashPoints: undefined })}`);
+});
+
 test('alive but slow coordinators (heartbeats slower than the TTL): expiry aborts them, never half-commits', async () => {
   const reports: HarnessReport[] = [];
   for (let seed = 1; seed <= 40; seed++) {
