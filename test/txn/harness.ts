@@ -84,6 +84,11 @@ export interface HarnessOptions {
    * meanwhile are not applied and fail, and its sweeper does not run.
    */
   readonly outages?: number;
+  /**
+   * A client may give up after `retriesMax` aborts (counted, not a failure): for configurations
+   * that break liveness on purpose, such as heartbeats slower than the TTL.
+   */
+  readonly livenessNotExpected?: boolean;
 }
 
 export const DEFAULT_OPTIONS: Omit<HarnessOptions, 'seed'> = {
@@ -110,6 +115,7 @@ export interface HarnessReport {
   readonly aborts: number;
   readonly opFailed: number;
   readonly unknown: number;
+  readonly gaveUp: number;
   readonly crashed: number;
   /** Crashes by the last protocol step the coordinator reached. */
   /** Crashes by where they happened: `step+effect`. */
@@ -217,7 +223,7 @@ export class TxnHarness {
   private readonly answeredNotApplied = new Set<TxnId>();
   /** Why attempts aborted (digits folded), for the contention report. */
   readonly abortReasons = new Map<string, number>();
-  private counts = { committed: 0, fastPath: 0, aborts: 0, opFailed: 0, unknown: 0, events: 0 };
+  private counts = { committed: 0, fastPath: 0, aborts: 0, opFailed: 0, unknown: 0, gaveUp: 0, events: 0 };
 
   constructor(readonly options: HarnessOptions) {
     this.rng = new SimRng(options.seed);
@@ -528,7 +534,8 @@ export class TxnHarness {
         return;
       }
     }
-    this.failure ??= new Error(`client ${index} aborted ${this.options.retriesMax + 1} times`);
+    if (this.options.livenessNotExpected) this.counts.gaveUp++;
+    else this.failure ??= new Error(`client ${index} aborted ${this.options.retriesMax + 1} times`);
   }
 
   // --- checks -------------------------------------------------------------------------------

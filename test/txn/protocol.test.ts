@@ -22,6 +22,7 @@ function summarize(reports: HarnessReport[]) {
     aborts: sum((r) => r.aborts),
     opFailed: sum((r) => r.opFailed),
     unknown: sum((r) => r.unknown),
+    gaveUp: sum((r) => r.gaveUp),
     crashed: sum((r) => r.crashed),
     events: sum((r) => r.events),
     crashPoints: Object.fromEntries([...points].sort()),
@@ -117,6 +118,7 @@ test('alive but slow coordinators (heartbeats slower than the TTL): expiry abort
         heartbeatMs: 400,
         sweepMs: 5,
         delayMaxMs: 8,
+        livenessNotExpected: true,
       }).run(),
     );
   }
