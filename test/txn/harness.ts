@@ -117,6 +117,8 @@ export interface HarnessReport {
   readonly unknown: number;
   readonly gaveUp: number;
   readonly crashed: number;
+  /** The longest a lock was seen held after its coordinator stopped (crashed or returned), ms. */
+  readonly lockAgeAfterStopMaxMs: number;
   /** Crashes by the last protocol step the coordinator reached. */
   /** Crashes by where they happened: `step+effect`. */
   readonly crashPoints: Map<string, number>;
@@ -219,6 +221,8 @@ export class TxnHarness {
   private readonly responses: TxnResponse[] = [];
   private readonly crashedActors: Actor[] = [];
   private failure: unknown;
+  /** The longest a lock was seen held after its coordinator stopped. */
+  private lockAgeAfterStopMaxMs = 0;
   /** Attempts whose client was told nothing was applied. */
   private readonly answeredNotApplied = new Set<TxnId>();
   /** Why attempts aborted (digits folded), for the contention report. */
@@ -560,6 +564,7 @@ export class TxnHarness {
       for (const lock of shard.state.locks.entries()) {
         const actor = this.actorOfTxn.get(lock.meta.id);
         if (actor?.stoppedAtMs === undefined) continue;
+        this.lockAgeAfterStopMaxMs = Math.max(this.lockAgeAfterStopMaxMs, this.nowMs - actor.stoppedAtMs);
         if (this.nowMs > actor.stoppedAtMs + boundMs) {
           throw new Error(
             `lock of ${lock.meta.id} on shard ${shard.id} outlived its coordinator (stopped at ${actor.stoppedAtMs}) past ${boundMs} ms: now ${this.nowMs}`,
@@ -636,6 +641,7 @@ export class TxnHarness {
     return {
       ...this.counts,
       crashed: this.crashedActors.length,
+      lockAgeAfterStopMaxMs: this.lockAgeAfterStopMaxMs,
       crashPoints,
       endMs: this.nowMs,
       traceHash: this.trace,

@@ -23,6 +23,7 @@ function summarize(reports: HarnessReport[]) {
     opFailed: sum((r) => r.opFailed),
     unknown: sum((r) => r.unknown),
     gaveUp: sum((r) => r.gaveUp),
+    lockAgeAfterStopMaxMs: Math.max(...reports.map((r) => r.lockAgeAfterStopMaxMs)),
     crashed: sum((r) => r.crashed),
     events: sum((r) => r.events),
     crashPoints: Object.fromEntries([...points].sort()),
