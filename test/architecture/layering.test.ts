@@ -17,6 +17,8 @@ const LAYER_RANKS: Record<string, number> = {
   raft: 1,
   // Sharding building blocks (shard map, placement, oracle, rebalance plans): pure, import only util.
   shard: 1,
+  // Cross-shard transactions (locks, records, coordinator, resolver): pure, over shard/ and util/.
+  txn: 1.25,
   // Multi-Paxos reuses the Raft core's vocabulary (messages, entries, storage, conf changes).
   paxos: 1.5,
   storage: 2,
