@@ -12,12 +12,18 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Keyspace } from '../mvcc/keyspace.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { type Message, MessageType } from '../raft/types.js';
+import { EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
 import { choiceOf, describeChoice } from '../replica/consensus.js';
-import { GroupReplica, type ReplicaStorage } from '../replica/group-replica.js';
+import { GroupReplica, loadShardRecord, type ReplicaStorage } from '../replica/group-replica.js';
 import { formatId, memberIdNamed } from '../replica/ids.js';
 import type { Members } from '../replica/members.js';
 import { META_GROUP_ID, MetaReplica } from '../replica/meta-replica.js';
+import {
+  decodeShardIds,
+  FIRST_SHARD_ID,
+  SHARD_IDS_META_NAME,
+  type ShardRecord,
+} from '../replica/shard-record.js';
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
@@ -30,6 +36,7 @@ import {
   Wal,
   type WalOptions,
 } from '../storage/wal.js';
+import type { RecoveredGroup } from '../storage/wal-replay.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { memorySnapshotSink } from '../transport/snapshot.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
@@ -69,6 +76,12 @@ export class ConcordNode {
   readonly replica: GroupReplica;
   /** The metadata group's replica (group 0); set by start() before the node serves. */
   private metaReplica: MetaReplica | undefined;
+  /**
+   * The shard groups other than 1 this member hosts, by group id: the right halves of the splits
+   * its groups applied (listed in the keyspace's `shard.ids`), all on the one WAL, keyspace and
+   * transport.
+   */
+  private readonly shardGroups = new Map<number, GroupReplica>();
   /** Forwards to the leader what only the leader answers (see leader-client.ts). */
   readonly leaderClient: LeaderClient;
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
@@ -99,6 +112,7 @@ export class ConcordNode {
     memberId: number,
     appliedIndex: number,
     readonly transport: PeerTransport,
+    private readonly snapshots: SnapshotStore,
     readonly snapshotScratchDir: string,
     private readonly received: ReceivedSnapshots,
     stats: ServerStats,
@@ -118,7 +132,11 @@ export class ConcordNode {
         onFatal: (operation, error) => this.failStop(operation, error),
         onMembersChanged: () => this.syncPeers(),
         onEncryptionKeyApplied: (keyId) => this.keyRotation.switchEncryptionKey(keyId),
-        onSnapshotInstalled: () => this.keyRotation.onSnapshotInstalled(),
+        onSnapshotInstalled: () => {
+          this.keyRotation.onSnapshotInstalled();
+          this.afterGroupOneSnapshot();
+        },
+        onShardSplit: (right) => this.hostShard(right),
       },
     );
     this.keyRotation = new KeyRotation(encryption, {
@@ -181,10 +199,12 @@ export class ConcordNode {
       onUnreachable: (peer) => {
         node.replica.reportUnreachable(peer);
         node.metaReplica?.reportUnreachable(peer);
+        for (const group of node.shardGroups.values()) group.reportUnreachable(peer);
       },
       onPeerConnected: () => {
         node.replica.fastForwardElection();
         node.metaReplica?.fastForwardElection();
+        for (const group of node.shardGroups.values()) group.fastForwardElection();
       },
       onSnapshotStatus: (peer, ok) => {
         node.replica.reportSnapshot(peer, ok);
@@ -193,7 +213,9 @@ export class ConcordNode {
       snapshotSource: (message, group) =>
         group === META_GROUP_ID
           ? node.metaReplica?.snapshotSource(message)
-          : node.replica.snapshotSource(message),
+          : group === GROUP_ID
+            ? node.replica.snapshotSource(message)
+            : undefined,
       // The metadata group's snapshots are a few kilobytes: reassembled in memory.
       snapshotSink: (message, group) =>
         group === META_GROUP_ID ? memorySnapshotSink() : received.sink(message),
@@ -223,6 +245,7 @@ export class ConcordNode {
       memberId,
       appliedIndex,
       transport,
+      snapshots,
       scratchDir,
       received,
       stats,
@@ -258,10 +281,15 @@ export class ConcordNode {
       onMessage: (message) => meta.step(message),
       onSnapshotStatus: (peer, ok) => meta.reportSnapshot(peer, ok),
     });
+    for (const id of decodeShardIds(keyspace.getMeta(SHARD_IDS_META_NAME))) {
+      if (id !== FIRST_SHARD_ID)
+        await node.openShardGroup(loadShardRecord(keyspace, id), recovered.groups.get(id));
+    }
     await transport.listen();
     node.syncPeers();
     node.replica.start();
     meta.start();
+    for (const group of node.shardGroups.values()) group.start();
     node.startTimers();
     log.info('concord member started', {
       name: config.name,
@@ -294,6 +322,7 @@ export class ConcordNode {
     for (const timer of this.timers) clearInterval(timer);
     this.replica.stop();
     this.metaReplica?.stop();
+    for (const group of this.shardGroups.values()) group.stop();
     this.leaderClient.close();
   }
 
@@ -343,7 +372,10 @@ export class ConcordNode {
   }
 
   private startTimers(): void {
-    this.every(this.config.heartbeatIntervalMs, () => this.replica.onTick());
+    this.every(this.config.heartbeatIntervalMs, () => {
+      this.replica.onTick();
+      for (const group of this.shardGroups.values()) group.onTick();
+    });
     this.every(REENCRYPT_STEP_MS, () => void this.keyRotation.rotationStep());
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
     this.timers.push(
@@ -430,6 +462,110 @@ export class ConcordNode {
         }
       }
       await sleep(this.config.heartbeatIntervalMs);
+    }
+  }
+
+  // ---- shard groups ---------------------------------------------------------------------------
+
+  /** The replica of shard group `id` on this member (group 1 included); undefined: not hosted. */
+  shardGroup(id: number): GroupReplica | undefined {
+    return id === FIRST_SHARD_ID ? this.replica : this.shardGroups.get(id);
+  }
+
+  /** Every shard group this member hosts, group 1 first. */
+  hostedShardGroups(): GroupReplica[] {
+    return [this.replica, ...[...this.shardGroups.values()].sort((a, b) => a.groupId - b.groupId)];
+  }
+
+  /**
+   * Opens the replica of shard group `record.id` over the node's WAL, keyspace and transport:
+   * from its WAL records, or founded (a bootstrap snapshot at index 1 with the voters the split
+   * gave it, the same on every member) when the WAL holds none. Does not start it.
+   */
+  private async openShardGroup(
+    record: ShardRecord,
+    recovered: RecoveredGroup | undefined,
+  ): Promise<GroupReplica> {
+    const storage = new MemoryStorage();
+    const empty =
+      recovered === undefined ||
+      (recovered.hardState === null && recovered.snapshot === null && recovered.entries.length === 0);
+    if (!empty) {
+      if (recovered.snapshot !== null)
+        storage.applySnapshot({ metadata: recovered.snapshot, data: EMPTY_BYTES });
+      storage.append(recovered.entries);
+      if (recovered.hardState !== null) storage.setHardState(recovered.hardState);
+    } else {
+      storage.bootstrap({
+        voters: [...record.voters].sort((a, b) => a - b),
+        learners: [],
+        votersOutgoing: [],
+        learnersNext: [],
+        autoLeave: false,
+      });
+      this.wal.saveSnapshotMarker(record.id, storage.snapshot().metadata);
+      this.wal.saveHardState(record.id, storage.initialState().hardState);
+      await this.wal.sync();
+    }
+    const group = record.id;
+    const transport = this.transport;
+    const replica = new GroupReplica(
+      {
+        groupId: group,
+        memberId: this.memberId,
+        appliedIndex: Math.max(record.applied, storage.snapshot().metadata.index),
+        shard: record,
+      },
+      this.config,
+      this.log,
+      {
+        keyspace: this.keyspace,
+        wal: this.wal,
+        snapshots: this.snapshots,
+        storage,
+        durableLog: new WalLog(this.wal, this.snapshots, undefined, group),
+        scratchDir: this.snapshotScratchDir,
+      },
+      this.replica.members,
+      { send: (messages) => transport.send(messages, group), flush: () => transport.flush() },
+      this.stats,
+      {
+        onFatal: (operation, error) => this.failStop(operation, error),
+        onMembersChanged: () => undefined,
+        onEncryptionKeyApplied: () => undefined,
+        onSnapshotInstalled: () => undefined,
+        onShardSplit: (right) => this.hostShard(right),
+      },
+    );
+    this.shardGroups.set(group, replica);
+    transport.addGroup(group, {
+      onMessage: (message) => replica.step(message),
+      onSnapshotStatus: (peer, ok) => replica.reportSnapshot(peer, ok),
+    });
+    this.log.info('hosting shard group', { shard: group, epoch: record.epoch, applied: record.applied });
+    return replica;
+  }
+
+  /** A split applied here: the right half's group starts on this member (once). */
+  private hostShard(right: ShardRecord): void {
+    if (this.stopped || this.shardGroups.has(right.id)) return;
+    this.openShardGroup(right, undefined).then(
+      (replica) => {
+        if (!this.stopped) replica.start();
+      },
+      (error) => this.failStop('wal-write', error),
+    );
+  }
+
+  /**
+   * A group-1 snapshot from the leader replaced the keyspace, and with it the other groups'
+   * records: each hosted group writes its own back, and the groups the snapshot lists that this
+   * member does not host yet (splits it had not applied) start from the leader's records.
+   */
+  private afterGroupOneSnapshot(): void {
+    for (const group of this.shardGroups.values()) group.persistShardRecord();
+    for (const id of decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME))) {
+      if (id !== FIRST_SHARD_ID) this.hostShard(loadShardRecord(this.keyspace, id));
     }
   }
 

@@ -51,10 +51,23 @@ import {
   type MemberChangeContext,
   Members,
 } from './members.js';
-import { type ClusterOp, decodeProposal, type ServerOp } from './proposal.js';
+import { type ClusterOp, decodeProposal, type ServerOp, type SplitOp } from './proposal.js';
 import { type ApplyOutcome, Proposer, type ResponseOf } from './proposer.js';
 import { type DurableLog, type HostStage, type MessageSender, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
+import {
+  decodeShardIds,
+  decodeShardRecord,
+  encodeShardIds,
+  encodeShardRecord,
+  FIRST_SHARD_ID,
+  initialShardRecord,
+  SHARD_IDS_META_NAME,
+  type ShardRecord,
+  ShardSplitRefusedError,
+  shardMetaName,
+  splitRecord,
+} from './shard-record.js';
 import { DEFAULT_WARNING_APPLY_DURATION_MS, type ServerStats } from './stats.js';
 import { Waiters } from './waiters.js';
 
@@ -105,6 +118,8 @@ export interface ReplicaEvents {
   onEncryptionKeyApplied(keyId: string): void;
   /** A snapshot from the leader replaced the keyspace (before the membership is synced). */
   onSnapshotInstalled(): void;
+  /** This group applied a split: the node starts the right half's group (`right`) on this member. */
+  onShardSplit?(right: ShardRecord): void;
 }
 
 export interface ReplicaIdentity {
@@ -112,6 +127,11 @@ export interface ReplicaIdentity {
   memberId: number;
   /** Index of the last entry the keyspace holds applied when the replica starts. */
   appliedIndex: number;
+  /**
+   * A group other than 1: its shard as the keyspace's `shard.<id>` record holds it (range, epoch,
+   * applied index). Group 1 reads its own record, or holds the whole keyspace before a split.
+   */
+  shard?: ShardRecord;
 }
 
 export interface HeaderInfo {
@@ -180,6 +200,8 @@ export class GroupReplica {
   private encryptionKeyApplied: string | undefined;
   /** Serializes applies with work that replaces the database file (defragment, re-encryption). */
   private applyQueue: Promise<void> = Promise.resolve();
+  /** This group's shard: its key range and epoch (and, for a group other than 1, its applied index). */
+  private shard: ShardRecord;
 
   constructor(
     identity: ReplicaIdentity,
@@ -194,6 +216,7 @@ export class GroupReplica {
     this.groupId = identity.groupId;
     this.memberId = identity.memberId;
     this.keyspace = opened.keyspace;
+    this.shard = identity.shard ?? loadShardRecord(opened.keyspace, identity.groupId);
     this.wal = opened.wal;
     this.snapshots = opened.snapshots;
     this.storage = opened.storage;
@@ -467,12 +490,15 @@ export class GroupReplica {
   }
 
   private async applyEntriesNow(entries: Entry[]): Promise<void> {
+    if (this.groupId !== FIRST_SHARD_ID) return this.applyShardGroupEntries(entries);
     const batch: AppliedEntry[] = [];
     const owners: Array<number | undefined> = [];
     const done: { requestId: number; alarms?: Alarm[]; auth?: AuthEffect }[] = [];
-    const refused: { requestId: number; error: EtcdError }[] = [];
+    const refused: { requestId: number; error: Error }[] = [];
     let membersChanged = false;
     let authChanged = false;
+    let shardMeta: Record<string, Uint8Array> | undefined;
+    const splits: ShardRecord[] = [];
     // After a restart the log re-delivers entries the keyspace (and the membership stored with
     // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
     const appliedBefore = this.keyspace.appliedIndex();
@@ -515,6 +541,19 @@ export class GroupReplica {
         if (mine !== undefined) done.push({ requestId: mine, auth: applied });
         continue;
       }
+      if (op.type === 'splitShard') {
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        const split = this.applySplit(op);
+        if (split instanceof ShardSplitRefusedError) {
+          if (mine !== undefined) refused.push({ requestId: mine, error: split });
+          continue;
+        }
+        shardMeta = { ...shardMeta, ...split.records };
+        splits.push(split.right);
+        if (mine !== undefined) done.push({ requestId: mine });
+        continue;
+      }
       if (isClusterOp(op)) {
         const alarms = this.applyClusterOp(op);
         membersChanged = true;
@@ -538,11 +577,12 @@ export class GroupReplica {
     const keyId = this.encryptionKeyApplied;
     this.encryptionKeyApplied = undefined;
     const meta =
-      membersChanged || authChanged
+      membersChanged || authChanged || shardMeta !== undefined
         ? {
             ...(membersChanged ? { [MEMBERS_META_NAME]: this.members.encode() } : {}),
             ...(keyId === undefined ? {} : { [ENCRYPTION_KEY_META_NAME]: Buffer.from(keyId) }),
             ...(authChanged ? { [AUTH_META_NAME]: this.authGate.store.encode() } : {}),
+            ...shardMeta,
           }
         : undefined;
     const applyStartMs = performance.now();
@@ -550,6 +590,7 @@ export class GroupReplica {
     this.noteApplyDuration(performance.now() - applyStartMs, batch);
     if (membersChanged) this.events.onMembersChanged();
     if (keyId !== undefined) this.events.onEncryptionKeyApplied(keyId);
+    for (const right of splits) this.events.onShardSplit?.(right);
     const nowMs = Date.now();
     for (let i = 0; i < results.length; i++) {
       const result = results[i]!;
@@ -575,6 +616,105 @@ export class GroupReplica {
     for (const { requestId, error } of refused) this.waiters.resolve(requestId, { status: 'error', error });
     this.snapshotIfDue();
     this.quotaCheckDue = true;
+  }
+
+  /**
+   * A split entry of this shard's log: the shard keeps [start, splitKey) at epoch + 1 and the
+   * right half's group is founded with this group's voters. Returns the keyspace records to write
+   * in the batch's transaction (this shard's, the right half's, the list of hosted groups), or
+   * why it was refused (every replica refuses alike: the record is the same on all of them).
+   */
+  private applySplit(
+    op: SplitOp,
+  ): { records: Record<string, Uint8Array>; right: ShardRecord } | ShardSplitRefusedError {
+    const split = splitRecord(this.shard, op, this.confState.voters);
+    if ('refused' in split) {
+      this.log.warn('refused a shard split', { shard: op.shardId, reason: split.refused });
+      return new ShardSplitRefusedError(split.refused);
+    }
+    this.shard = split.left;
+    const ids = new Set(decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME)));
+    ids.add(split.right.id);
+    this.log.info('applied a shard split', {
+      shard: op.shardId,
+      epoch: split.left.epoch,
+      right: split.right.id,
+    });
+    return {
+      records: {
+        [shardMetaName(this.groupId)]: encodeShardRecord(this.shard),
+        [shardMetaName(split.right.id)]: encodeShardRecord(split.right),
+        [SHARD_IDS_META_NAME]: encodeShardIds([...ids]),
+      },
+      right: split.right,
+    };
+  }
+
+  /**
+   * A group other than 1 applies its own admin entries only (splits, conf changes to its core);
+   * its shard record, with the index applied, is written in one LMDB transaction per batch.
+   * Keyspace writes are not routed to these groups yet: one found in the log is refused.
+   */
+  private async applyShardGroupEntries(entries: Entry[]): Promise<void> {
+    let records: Record<string, Uint8Array> = {};
+    const splits: ShardRecord[] = [];
+    const outcomes: Array<[number, ApplyOutcome]> = [];
+    const appliedBefore = this.shard.applied;
+    for (const entry of entries) {
+      if (entry.type === EntryType.ConfChange) {
+        this.confState = this.raft.applyConfChange(decodeConfChange(entry.data));
+        this.storage.setConfState(this.confState);
+        continue;
+      }
+      if (entry.index <= appliedBefore || entry.data.length === 0) continue;
+      const proposal = decodeProposal(entry.data);
+      const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
+      if (proposal.op.type === 'splitShard') {
+        const split = this.applySplit(proposal.op);
+        if (split instanceof ShardSplitRefusedError) {
+          if (mine !== undefined) outcomes.push([mine, { status: 'error', error: split }]);
+          continue;
+        }
+        records = { ...records, ...split.records };
+        splits.push(split.right);
+        if (mine !== undefined) outcomes.push([mine, { status: 'done' }]);
+        continue;
+      }
+      if (mine !== undefined)
+        outcomes.push([
+          mine,
+          {
+            status: 'error',
+            error: new Error(`concord: shard ${this.groupId} does not serve ${proposal.op.type} yet`),
+          },
+        ]);
+    }
+    const last = entries.at(-1);
+    if (last !== undefined && last.index > this.shard.applied)
+      this.shard = { ...this.shard, applied: last.index };
+    records[shardMetaName(this.groupId)] = encodeShardRecord(this.shard);
+    this.keyspace.putMetaRecords(records);
+    for (const right of splits) this.events.onShardSplit?.(right);
+    for (const [requestId, outcome] of outcomes) this.waiters.resolve(requestId, outcome);
+  }
+
+  /** This group's shard: key range and epoch (see shard-record.ts). */
+  get shardRecord(): ShardRecord {
+    return this.shard;
+  }
+
+  /**
+   * Writes this group's record again (a group other than 1), after a group-1 snapshot from the
+   * leader replaced the keyspace and with it every record in it.
+   */
+  persistShardRecord(): void {
+    if (this.groupId === FIRST_SHARD_ID) return;
+    const ids = new Set(decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME)));
+    ids.add(this.groupId);
+    this.keyspace.putMetaRecords({
+      [shardMetaName(this.groupId)]: encodeShardRecord(this.shard),
+      [SHARD_IDS_META_NAME]: encodeShardIds([...ids]),
+    });
   }
 
   /** etcd's "apply request took too long": one warning per slow batch, with what it held. */
@@ -694,6 +834,8 @@ export class GroupReplica {
       case 'updateMember':
         this.members.updatePeerUrls(op.memberId, op.peerUrls);
         return undefined;
+      case 'splitShard':
+        return undefined; // applied before cluster ops (applySplit)
       case 'alarm': {
         // etcd swaps its applier on alarm changes: a newly raised alarm's guard replaces whichever
         // stood (raising one again changes nothing), and lowering the last alarm of a kind
@@ -731,6 +873,7 @@ export class GroupReplica {
     this.members = loadMembers(this.keyspace) ?? this.members;
     this.authGate.store = loadAuth(this.keyspace);
     this.alarmGuard = alarmGuardAfterRestart(this.members);
+    this.shard = loadShardRecord(this.keyspace, this.groupId);
     this.events.onSnapshotInstalled();
     this.leases.clear();
     const nowMs = Date.now();
@@ -747,6 +890,9 @@ export class GroupReplica {
    * election timeout, and a loop waiting for it sends no heartbeats).
    */
   private snapshotIfDue(): void {
+    // A group other than 1 keeps its whole log: its snapshot would be its key range's data,
+    // which a snapshot of the shared keyspace cannot carry alone (see src/node/README.md).
+    if (this.groupId !== FIRST_SHARD_ID) return;
     if (this.stopped) return;
     void this.takeSnapshot();
   }
@@ -923,6 +1069,14 @@ export function txnHasPut(request: TxnRequest): boolean {
 export function loadAuth(keyspace: Keyspace): AuthStore {
   const data = keyspace.getMeta(AUTH_META_NAME);
   return data === undefined ? new AuthStore() : AuthStore.decode(data);
+}
+
+/** A group's shard record in the keyspace; group 1 before its first split holds the whole keyspace. */
+export function loadShardRecord(keyspace: Keyspace, groupId: number): ShardRecord {
+  const data = keyspace.getMeta(shardMetaName(groupId));
+  if (data !== undefined) return decodeShardRecord(data);
+  if (groupId === FIRST_SHARD_ID) return initialShardRecord();
+  throw new Error(`no shard record for group ${groupId} in the keyspace`);
 }
 
 export function loadMembers(keyspace: Keyspace): Members | undefined {

@@ -321,6 +321,11 @@ export class ConcordServer implements EtcdBackend {
     return this.shards.routes(request, response, path);
   }
 
+  /** This member's process-level node: its storage, transport and hosted group replicas. */
+  get hosting(): ConcordNode {
+    return this.node;
+  }
+
   /** The metadata group's replica (group 0) of this member. */
   get meta(): MetaReplica {
     return this.node.meta;

@@ -1,0 +1,130 @@
+// Shard groups hosted side by side in every member: a split entry in a shard's own log makes every
+// replica start the right half's group on the same members (one WAL, one keyspace, one
+// transport); a split at a stale epoch or outside the shard is refused and changes nothing; a
+// restart recovers every hosted group from the shared WAL and the keyspace's shard records.
+
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { GroupReplica } from '../../src/replica/group-replica.js';
+import { InProcessCluster } from './in-process-cluster.js';
+
+async function until<T>(what: string, timeoutMs: number, probe: () => T | undefined): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+const text = (bytes: Uint8Array) => Buffer.from(bytes).toString();
+
+/** The member index whose replica of `group` leads, once every member agrees on one. */
+async function groupLeader(c: InProcessCluster, group: number): Promise<GroupReplica> {
+  return until(`a leader of group ${group}`, 10_000, () => {
+    const replicas = c.runningIndexes().map((i) => c.server(i).hosting.shardGroup(group));
+    if (replicas.some((r) => r === undefined)) return undefined;
+    const leaders = new Set(replicas.map((r) => r!.leaderId));
+    if (leaders.size !== 1) return undefined;
+    return replicas.find((r) => r!.isLeader);
+  });
+}
+
+describe('shard groups in the server', () => {
+  let cluster: InProcessCluster | undefined;
+  after(() => cluster?.dispose());
+
+  it('a split starts the right half on every member, refuses stale splits, and survives a restart', async () => {
+    cluster = await InProcessCluster.start({ size: 3 });
+    const c = cluster;
+    const one = c.server(0).hosting.shardGroup(1)!;
+
+    // A split at a wrong epoch, and one at the shard's start, are refused and change nothing.
+    const stale = await one.propose({
+      type: 'splitShard',
+      shardId: 1,
+      expectedEpoch: 7,
+      splitKey: Buffer.from('m'),
+      rightId: 2,
+    });
+    assert.equal(stale.status, 'error');
+    assert.match((stale as { error: Error }).error.message, /epoch 1, not 7/);
+    const atStart = await one.propose({
+      type: 'splitShard',
+      shardId: 1,
+      expectedEpoch: 1,
+      splitKey: new Uint8Array(0),
+      rightId: 2,
+    });
+    assert.equal(atStart.status, 'error');
+    for (const i of [0, 1, 2]) assert.equal(c.server(i).hosting.shardGroup(2), undefined);
+
+    const done = await one.propose({
+      type: 'splitShard',
+      shardId: 1,
+      expectedEpoch: 1,
+      splitKey: Buffer.from('m'),
+      rightId: 2,
+    });
+    assert.equal(done.status, 'done');
+    const leaderOfTwo = await groupLeader(c, 2);
+    for (const i of [0, 1, 2]) {
+      const node = c.server(i).hosting;
+      await until(`member ${i} applied the split`, 5000, () =>
+        node.shardGroup(1)!.shardRecord.epoch === 2 ? true : undefined,
+      );
+      const left = node.shardGroup(1)!.shardRecord;
+      const right = node.shardGroup(2)!.shardRecord;
+      assert.deepEqual([text(left.start), text(left.end), left.epoch], ['', 'm', 2]);
+      assert.deepEqual([text(right.start), text(right.end), right.epoch], ['m', '', 2]);
+      assert.deepEqual([...node.shardGroup(2)!.voters].sort(), [...node.shardGroup(1)!.voters].sort());
+    }
+
+    // The new group splits in its own log (proposed on a follower, forwarded to its leader).
+    const follower = c
+      .runningIndexes()
+      .map((i) => c.server(i).hosting.shardGroup(2)!)
+      .find((r) => r !== leaderOfTwo)!;
+    const second = await follower.propose({
+      type: 'splitShard',
+      shardId: 2,
+      expectedEpoch: 2,
+      splitKey: Buffer.from('t'),
+      rightId: 3,
+    });
+    assert.equal(second.status, 'done');
+    await groupLeader(c, 3);
+
+    // Every member restarts: every group comes back from the shared WAL with its record.
+    for (const i of [0, 1, 2]) await c.stopMember(i);
+    await Promise.all([0, 1, 2].map((i) => c.startMember(i)));
+    for (const group of [1, 2, 3]) await groupLeader(c, group);
+    for (const i of [0, 1, 2]) {
+      const node = c.server(i).hosting;
+      assert.deepEqual(
+        node
+          .hostedShardGroups()
+          .map((g) => [g.groupId, text(g.shardRecord.start), text(g.shardRecord.end), g.shardRecord.epoch]),
+        [
+          [1, '', 'm', 2],
+          [2, 'm', 't', 3],
+          [3, 't', '', 3],
+        ],
+      );
+    }
+    // The restarted groups still take entries: a split replayed at the old epoch is refused.
+    const replay = await c
+      .server(0)
+      .hosting.shardGroup(2)!
+      .propose({
+        type: 'splitShard',
+        shardId: 2,
+        expectedEpoch: 2,
+        splitKey: Buffer.from('p'),
+        rightId: 4,
+      });
+    assert.equal(replay.status, 'error');
+  });
+});
