@@ -25,6 +25,11 @@ export interface ShardRecord {
   voters: number[];
   /** The last index the group applied (group 1: unused, the keyspace keeps it). */
   applied: number;
+  /**
+   * The split that made this shard: the shard it came from and that shard's epoch before it
+   * (what the metadata group's splitShard compares). Absent for group 1.
+   */
+  parent?: { id: number; epoch: number };
 }
 
 /** A split the shard's log refused (stale epoch, bad key): nothing changed. */
@@ -61,6 +66,7 @@ export function encodeShardRecord(record: ShardRecord): Uint8Array {
       epoch: record.epoch,
       voters: record.voters,
       applied: record.applied,
+      parent: record.parent,
     }),
   );
 }
@@ -73,6 +79,7 @@ export function decodeShardRecord(data: Uint8Array): ShardRecord {
     epoch: number;
     voters: number[];
     applied: number;
+    parent?: { id: number; epoch: number };
   };
   return {
     id: raw.id,
@@ -81,6 +88,7 @@ export function decodeShardRecord(data: Uint8Array): ShardRecord {
     epoch: raw.epoch,
     voters: raw.voters,
     applied: raw.applied,
+    ...(raw.parent === undefined ? {} : { parent: raw.parent }),
   };
 }
 
@@ -120,6 +128,7 @@ export function splitRecord(
       epoch: record.epoch + 1,
       voters: [...voters],
       applied: 0,
+      parent: { id: record.id, epoch: record.epoch },
     },
   };
 }

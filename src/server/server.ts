@@ -37,6 +37,7 @@ import type {
   LeaseTimeToLiveResult,
   Member,
   ShardMapView,
+  ShardSplitView,
   SnapshotChunk,
   StatusResult,
   WatchCreate,
@@ -314,6 +315,11 @@ export class ConcordServer implements EtcdBackend {
 
   shardList(): WithHeader<ShardMapView> {
     return { ...this.shards.shardMap(), header: this.node.replica.header() };
+  }
+
+  async shardSplit(key: Uint8Array): Promise<WithHeader<ShardSplitView>> {
+    const split = await this.shards.split(key);
+    return { ...split, header: this.node.replica.header() };
   }
 
   /** /concord/v1/shard/list on the client URL; false: not one of its paths. */

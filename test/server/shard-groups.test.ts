@@ -128,3 +128,65 @@ describe('shard groups in the server', () => {
     assert.equal(replay.status, 'error');
   });
 });
+
+describe('shard split through the admin call', () => {
+  let cluster: InProcessCluster | undefined;
+  after(() => cluster?.dispose());
+
+  it('the metadata leader splits: the shard log first, then the metadata map, at matching ids and epochs', async () => {
+    cluster = await InProcessCluster.start({ size: 3 });
+    const c = cluster;
+    const metaLeader = await until('a metadata leader with a map', 10_000, () =>
+      c.runningIndexes().find((i) => c.server(i).meta.isLeader && c.server(i).meta.metaState !== undefined),
+    );
+    // (A member that does not lead the metadata group passes the call on over its client URL,
+    // which members in one process do not serve: test/e2e/shard-split.test.ts covers that.)
+    const split = await c.server(metaLeader).shards.split(Buffer.from('m'));
+    assert.deepEqual(
+      [split.left.id, text(split.left.start), text(split.left.end), split.left.epoch],
+      [1, '', 'm', 2],
+    );
+    assert.deepEqual(
+      [split.right.id, text(split.right.start), text(split.right.end), split.right.epoch],
+      [2, 'm', '', 2],
+    );
+    await groupLeader(c, 2);
+
+    // A key at a shard's start, or inside a {…} tag group, is refused and changes nothing.
+    await assert.rejects(c.server(metaLeader).shards.split(Buffer.from('m')), /not strictly inside/);
+    await assert.rejects(c.server(metaLeader).shards.split(Buffer.from('t{x}y')), /hash-tag group/);
+
+    const second = await c.server(metaLeader).shards.split(Buffer.from('t'));
+    assert.deepEqual([second.left.id, second.right.id, second.right.epoch], [2, 3, 3]);
+    await groupLeader(c, 3);
+    for (const i of [0, 1, 2]) {
+      const map = await until(`member ${i}'s map with 3 shards`, 5000, () => {
+        const m = c.server(i).meta.metaState?.shardMap;
+        return m !== undefined && m.shards.length === 3 ? m : undefined;
+      });
+      const node = c.server(i).hosting;
+      await until(`member ${i} hosting 3 groups`, 5000, () =>
+        node.hostedShardGroups().length === 3 ? true : undefined,
+      );
+      // The map and each hosted group's own record agree on range and epoch.
+      for (const shard of map.shards) {
+        const record = node.shardGroup(shard.id)!.shardRecord;
+        assert.deepEqual(
+          [text(record.start), text(record.end), record.epoch],
+          [text(shard.start), text(shard.end), shard.epoch],
+        );
+      }
+      assert.deepEqual(
+        c
+          .server(i)
+          .shards.list()
+          .shards.map((s) => [s.id, s.leader !== '']),
+        [
+          [1, true],
+          [2, true],
+          [3, true],
+        ],
+      );
+    }
+  });
+});
