@@ -609,6 +609,15 @@ function concordHandlers({ backend }: HandlerContext): Record<string, UnaryHandl
         right: shardInfoToWire(split.right),
       };
     },
+    'Shard/Revisions': async (request) => {
+      if (backend.shardRevisions === undefined)
+        throw new ApiRequestError(12, 'concord: this backend has no timestamp oracle');
+      const count = wireToNumber(request.count as string | number | undefined);
+      if (!Number.isSafeInteger(count) || count < 1)
+        throw new ApiRequestError(3, 'concord: count must be positive');
+      const range = await backend.shardRevisions(count);
+      return { first: uint64ToWire(BigInt(range.first)), count: uint64ToWire(BigInt(range.count)) };
+    },
     'Shard/List': async () => {
       if (backend.shardList === undefined)
         throw new ApiRequestError(12, 'concord: this backend has no shard map');

@@ -150,6 +150,12 @@ export class LeaderClient {
     return this.unary(url, this.service('Shard'), 'Split', { key: Buffer.from(key) });
   }
 
+  /** concordpb.Shard/Revisions on the metadata group's leader: revisions from its oracle. */
+  async revisions(url: string, count: number): Promise<{ first: number; count: number }> {
+    const response = await this.unary(url, this.service('Shard'), 'Revisions', { count: String(count) });
+    return { first: Number(response.first ?? 0), count: Number(response.count ?? 0) };
+  }
+
   close(): void {
     for (const stream of this.streams.values()) stream.call.cancel();
     this.streams.clear();

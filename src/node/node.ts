@@ -50,6 +50,7 @@ import { adoptAgreedKey, KeyRotation, REENCRYPT_STEP_MS } from './key-rotation.j
 import { LeaderClient } from './leader-client.js';
 import { refuseEtcdDataDir } from './member-dir.js';
 import { leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
+import { OracleService } from './oracle-service.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
 
 const COMPACTION_IDLE_STEP_MS = 100;
@@ -84,6 +85,8 @@ export class ConcordNode {
   private readonly shardGroups = new Map<number, GroupReplica>();
   /** Forwards to the leader what only the leader answers (see leader-client.ts). */
   readonly leaderClient: LeaderClient;
+  /** Revisions from the timestamp oracle (oracle-service.ts): served on the metadata leader, fetched elsewhere. */
+  readonly oracle: OracleService;
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
   private peerTls: TlsFileWatcher | undefined;
   /** Counters and observers for /metrics (src/cli/metrics.ts). */
@@ -149,6 +152,15 @@ export class ConcordNode {
       failStop: (operation, cause) => this.failStop(operation, cause),
     });
     this.leaderClient = new LeaderClient(this.replica.requestTimeoutMs, leaderCredentials(config));
+    this.oracle = new OracleService({
+      meta: () => this.meta,
+      leaderUrl: () => this.replica.members.get(this.meta.leaderId)?.clientUrls[0],
+      fetchRemote: (url, count) => this.leaderClient.revisions(url, count),
+      floor: () => Math.max(0, ...this.hostedShardGroups().map((g) => g.shardRecord.revisionAtSplit ?? 0)),
+      requestTimeoutMs: this.replica.requestTimeoutMs,
+      retryIntervalMs: config.heartbeatIntervalMs,
+      isStopped: () => this.stopped,
+    });
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
@@ -321,6 +333,7 @@ export class ConcordNode {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.replica.stop();
+    this.oracle.stop();
     this.metaReplica?.stop();
     for (const group of this.shardGroups.values()) group.stop();
     this.leaderClient.close();
@@ -375,6 +388,7 @@ export class ConcordNode {
     this.every(this.config.heartbeatIntervalMs, () => {
       this.replica.onTick();
       for (const group of this.shardGroups.values()) group.onTick();
+      if (this.metaReplica !== undefined) this.oracle.followRole();
     });
     this.every(REENCRYPT_STEP_MS, () => void this.keyRotation.rotationStep());
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.

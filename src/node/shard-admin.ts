@@ -234,14 +234,19 @@ export class ShardAdmin {
 
   /** A shard this member hosts that the metadata group's map does not list yet (lowest id first). */
   private pendingSplit():
-    | { id: number; parent: { id: number; epoch: number }; start: Uint8Array }
+    | { id: number; parent: { id: number; epoch: number }; start: Uint8Array; revisionAtSplit: number }
     | undefined {
     const map = this.node.meta.metaState?.shardMap;
     if (map === undefined) return undefined;
     for (const group of this.node.hostedShardGroups()) {
       const record = group.shardRecord;
       if (record.parent !== undefined && map.get(record.id) === undefined)
-        return { id: record.id, parent: record.parent, start: record.start };
+        return {
+          id: record.id,
+          parent: record.parent,
+          start: record.start,
+          revisionAtSplit: record.revisionAtSplit ?? 0,
+        };
     }
     return undefined;
   }
@@ -257,6 +262,18 @@ export class ShardAdmin {
     if (this.node.isStopped || !meta.isLeader || map === undefined) return;
     const pending = this.pendingSplit();
     if (pending === undefined || Date.now() < this.metaProposalWaitUntil) return;
+    const mark = meta.metaState?.oracleMark ?? 0;
+    if (pending.revisionAtSplit > mark) {
+      // The oracle's persisted mark covers the dense revisions before the map lists two shards.
+      this.metaProposalWaitUntil = Date.now() + this.node.config.electionTimeoutMs;
+      meta.raiseOracleMark(pending.revisionAtSplit).then(
+        () => {
+          this.metaProposalWaitUntil = 0;
+        },
+        () => undefined,
+      );
+      return;
+    }
     if (pending.id !== map.nextShardId) {
       this.node.log.error('a split in a shard log does not match the shard map', {
         shard: pending.id,

@@ -627,7 +627,7 @@ export class GroupReplica {
   private applySplit(
     op: SplitOp,
   ): { records: Record<string, Uint8Array>; right: ShardRecord } | ShardSplitRefusedError {
-    const split = splitRecord(this.shard, op, this.confState.voters);
+    const split = splitRecord(this.shard, op, this.confState.voters, this.keyspace.currentRevision());
     if ('refused' in split) {
       this.log.warn('refused a shard split', { shard: op.shardId, reason: split.refused });
       return new ShardSplitRefusedError(split.refused);

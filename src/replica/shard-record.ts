@@ -30,6 +30,11 @@ export interface ShardRecord {
    * (what the metadata group's splitShard compares). Absent for group 1.
    */
   parent?: { id: number; epoch: number };
+  /**
+   * The keyspace's revision when the split that made this shard applied: every revision the data
+   * group handed out densely before the cluster had two shards is at or below it (the oracle's floor).
+   */
+  revisionAtSplit?: number;
 }
 
 /** A split the shard's log refused (stale epoch, bad key): nothing changed. */
@@ -67,6 +72,7 @@ export function encodeShardRecord(record: ShardRecord): Uint8Array {
       voters: record.voters,
       applied: record.applied,
       parent: record.parent,
+      revisionAtSplit: record.revisionAtSplit,
     }),
   );
 }
@@ -80,6 +86,7 @@ export function decodeShardRecord(data: Uint8Array): ShardRecord {
     voters: number[];
     applied: number;
     parent?: { id: number; epoch: number };
+    revisionAtSplit?: number;
   };
   return {
     id: raw.id,
@@ -89,6 +96,7 @@ export function decodeShardRecord(data: Uint8Array): ShardRecord {
     voters: raw.voters,
     applied: raw.applied,
     ...(raw.parent === undefined ? {} : { parent: raw.parent }),
+    ...(raw.revisionAtSplit === undefined ? {} : { revisionAtSplit: raw.revisionAtSplit }),
   };
 }
 
@@ -110,6 +118,7 @@ export function splitRecord(
   record: ShardRecord,
   op: SplitOp,
   voters: readonly number[],
+  revision: number,
 ): { left: ShardRecord; right: ShardRecord } | { refused: string } {
   if (op.shardId !== record.id) return { refused: `the split is for shard ${op.shardId}, not ${record.id}` };
   if (op.expectedEpoch !== record.epoch)
@@ -129,6 +138,7 @@ export function splitRecord(
       voters: [...voters],
       applied: 0,
       parent: { id: record.id, epoch: record.epoch },
+      revisionAtSplit: revision,
     },
   };
 }

@@ -261,6 +261,8 @@ export interface EtcdBackend {
   shardList?(): WithHeader<ShardMapView>;
   /** Splits the shard holding `key` at `key` (concordpb.Shard/Split); absent: Unimplemented. */
   shardSplit?(key: Uint8Array): Promise<WithHeader<ShardSplitView>>;
+  /** Revisions from the timestamp oracle on the metadata leader (concordpb.Shard/Revisions, internal). */
+  shardRevisions?(count: number): Promise<{ first: number; count: number }>;
   alarm(
     action: AlarmAction,
     memberId: bigint,

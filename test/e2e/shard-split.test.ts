@@ -133,6 +133,65 @@ describe('concordctl shard split on real processes', { timeout: 180_000 }, () =>
         ['apple', 'pear', 'zebra'],
       );
 
+      // The timestamp oracle on the metadata leader: ranges above the dense revisions of the data
+      // group, strictly increasing, also from the next leader after a kill -9 of this one.
+      const dense = Number(
+        JSON.parse(await etcdctlOk(['get', 'zebra', '-w', 'json'], { endpoints })).header.revision,
+      );
+      const handedOut: number[] = [];
+      const oracleAt = async (index: number) => {
+        const c = rawClient(new URL(cluster.endpoint(index)).host, 'concordpb.Shard');
+        try {
+          return (await rawCall(c, 'Revisions', { count: '5' })) as unknown as {
+            first: string;
+            count: string;
+          };
+        } finally {
+          c.close();
+        }
+      };
+      const leaderIndex = async () =>
+        pollUntil('the metadata leader', 20_000, async () => {
+          for (const i of cluster.runningIndexes()) {
+            const list = await shardList(cluster.endpoint(i)).catch(() => undefined);
+            if (
+              list !== undefined &&
+              list.header.metaLeader !== '' &&
+              list.header.memberId === list.header.metaLeader
+            )
+              return i;
+          }
+          return undefined;
+        });
+      const metaLeader = await leaderIndex();
+      for (let round = 0; round < 3; round++) {
+        const range = await oracleAt(metaLeader);
+        assert.equal(range.count, '5');
+        handedOut.push(Number(range.first));
+      }
+      assert.ok(handedOut[0]! > dense, `first oracle revision ${handedOut[0]} is above the dense ${dense}`);
+      assert.deepEqual(
+        handedOut,
+        [...handedOut].sort((a, b) => a - b),
+      );
+      assert.equal(new Set(handedOut).size, 3);
+      for (const i of [0, 1, 2].filter((i) => i !== metaLeader)) {
+        await assert.rejects(oracleAt(i), (error: grpc.ServiceError) => {
+          assert.equal(error.code, grpc.status.FAILED_PRECONDITION);
+          return true;
+        });
+      }
+      await cluster.kill(metaLeader);
+      const next = await pollUntil('a new metadata leader that serves revisions', 30_000, async () => {
+        for (const i of cluster.runningIndexes()) {
+          const range = await oracleAt(i).catch(() => undefined);
+          if (range !== undefined) return Number(range.first);
+        }
+        return undefined;
+      });
+      assert.ok(next > handedOut.at(-1)! + 4, `the next leader's ${next} is above ${handedOut.at(-1)! + 4}`);
+      await cluster.restart(metaLeader);
+
       // kill -9 a member and restart it: it hosts every group again and the map agrees.
       await cluster.kill(1);
       await cluster.restart(1);
