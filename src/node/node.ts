@@ -14,7 +14,12 @@ import { Keyspace } from '../mvcc/keyspace.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
 import { EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
 import { choiceOf, describeChoice } from '../replica/consensus.js';
-import { GroupReplica, loadShardRecord, type ReplicaStorage } from '../replica/group-replica.js';
+import {
+  GroupReplica,
+  loadShardRecord,
+  type ReplicaStorage,
+  shardSnapshotData,
+} from '../replica/group-replica.js';
 import { formatId, memberIdNamed } from '../replica/ids.js';
 import type { Members } from '../replica/members.js';
 import { META_GROUP_ID, MetaReplica } from '../replica/meta-replica.js';
@@ -228,9 +233,9 @@ export class ConcordNode {
           : group === GROUP_ID
             ? node.replica.snapshotSource(message)
             : undefined,
-      // The metadata group's snapshots are a few kilobytes: reassembled in memory.
-      snapshotSink: (message, group) =>
-        group === META_GROUP_ID ? memorySnapshotSink() : received.sink(message),
+      // The metadata group's snapshots are a few kilobytes, and so are those of the groups splits
+      // made (their records): reassembled in memory.
+      snapshotSink: (message, group) => (group === GROUP_ID ? received.sink(message) : memorySnapshotSink()),
       snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
       tls: peerTls === undefined ? undefined : peerTransportTls(peerTls),
@@ -505,8 +510,13 @@ export class ConcordNode {
       recovered === undefined ||
       (recovered.hardState === null && recovered.snapshot === null && recovered.entries.length === 0);
     if (!empty) {
-      if (recovered.snapshot !== null)
-        storage.applySnapshot({ metadata: recovered.snapshot, data: EMPTY_BYTES });
+      // Past the bootstrap snapshot the snapshot's state is the keyspace's records (synced before
+      // the marker was written): what this member sends a follower that needs a snapshot.
+      const data =
+        recovered.snapshot !== null && recovered.snapshot.index > 1
+          ? shardSnapshotData(this.keyspace, record.id)
+          : EMPTY_BYTES;
+      if (recovered.snapshot !== null) storage.applySnapshot({ metadata: recovered.snapshot, data });
       storage.append(recovered.entries);
       if (recovered.hardState !== null) storage.setHardState(recovered.hardState);
     } else {
@@ -537,7 +547,9 @@ export class ConcordNode {
         wal: this.wal,
         snapshots: this.snapshots,
         storage,
-        durableLog: new WalLog(this.wal, this.snapshots, undefined, group),
+        durableLog: new WalLog(this.wal, this.snapshots, undefined, group, (snapshot) =>
+          replica.persistShardSnapshot(snapshot),
+        ),
         scratchDir: this.snapshotScratchDir,
       },
       this.replica.members,

@@ -696,6 +696,48 @@ export class GroupReplica {
     this.keyspace.putMetaRecords(records);
     for (const right of splits) this.events.onShardSplit?.(right);
     for (const [requestId, outcome] of outcomes) this.waiters.resolve(requestId, outcome);
+    await this.releaseShardGroupLog();
+  }
+
+  /**
+   * A group other than 1 keeps no log behind what it applied: its state is its record (and the
+   * records of the shards it split off), so after each batch the keyspace is synced, the records
+   * become the in-memory snapshot (what a lagging follower is sent), the marker goes to the WAL
+   * and the group's WAL entries are released.
+   */
+  private async releaseShardGroupLog(): Promise<void> {
+    const index = this.shard.applied;
+    if (index <= this.storage.snapshot().metadata.index || index > this.storage.lastIndex()) return;
+    await this.keyspace.sync();
+    const snapshot = this.storage.createSnapshot(
+      index,
+      this.confState,
+      shardSnapshotData(this.keyspace, this.groupId),
+    );
+    this.storage.compact(index);
+    this.wal.saveSnapshotMarker(this.groupId, snapshot.metadata);
+    await this.wal.sync();
+    await this.wal.releaseTo(this.groupId, index);
+  }
+
+  /**
+   * A snapshot from the leader of a group other than 1, made durable before its WAL marker: its
+   * records written to the keyspace with the index as applied, and synced.
+   */
+  async persistShardSnapshot(snapshot: Snapshot): Promise<void> {
+    const records = decodeShardSnapshot(snapshot.data);
+    const ids = new Set(decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME)));
+    const writes: Record<string, Uint8Array> = {};
+    for (const [i, record] of records.entries()) {
+      ids.add(record.id);
+      const stored = i === 0 ? { ...record, applied: snapshot.metadata.index } : record;
+      // A child this member already hosts keeps its own record (its applied index is its own).
+      if (i > 0 && this.keyspace.getMeta(shardMetaName(record.id)) !== undefined) continue;
+      writes[shardMetaName(record.id)] = encodeShardRecord(stored);
+    }
+    writes[SHARD_IDS_META_NAME] = encodeShardIds([...ids]);
+    this.keyspace.putMetaRecords(writes);
+    await this.keyspace.sync();
   }
 
   /** This group's shard: key range and epoch (see shard-record.ts). */
@@ -863,6 +905,19 @@ export class GroupReplica {
     this.confState = snapshot.metadata.confState;
     this.confChanges++;
     if (snapshot.data.length === 0) return; // the bootstrap snapshot: an empty keyspace
+    if (this.groupId !== FIRST_SHARD_ID) {
+      // The records are durable already (persistShardSnapshot, before the WAL marker).
+      const [own, ...children] = decodeShardSnapshot(snapshot.data);
+      if (own === undefined || own.id !== this.groupId)
+        throw new Error(`a snapshot of another shard for group ${this.groupId}`);
+      this.shard = { ...own, applied: snapshot.metadata.index };
+      for (const child of children) this.events.onShardSplit?.(child);
+      this.log.info('installed a shard snapshot from the leader', {
+        shard: this.groupId,
+        index: snapshot.metadata.index,
+      });
+      return;
+    }
     const path = join(this.snapshotScratchDir, `incoming-${snapshot.metadata.index}.mdb`);
     const files = await this.snapshots.list();
     const file = files.find((f) => f.index === snapshot.metadata.index && f.term === snapshot.metadata.term);
@@ -1069,6 +1124,26 @@ export function txnHasPut(request: TxnRequest): boolean {
 export function loadAuth(keyspace: Keyspace): AuthStore {
   const data = keyspace.getMeta(AUTH_META_NAME);
   return data === undefined ? new AuthStore() : AuthStore.decode(data);
+}
+
+/**
+ * The snapshot of a group other than 1: its record and the records of the shards it split off
+ * (so a follower that installs it hosts them too), as JSON of base64 records.
+ */
+export function shardSnapshotData(keyspace: Keyspace, groupId: number): Uint8Array {
+  const children = decodeShardIds(keyspace.getMeta(SHARD_IDS_META_NAME))
+    .filter((id) => id !== groupId)
+    .map((id) => loadShardRecord(keyspace, id))
+    .filter((record) => record.parent?.id === groupId);
+  const records = [loadShardRecord(keyspace, groupId), ...children];
+  return Buffer.from(
+    JSON.stringify(records.map((r) => Buffer.from(encodeShardRecord(r)).toString('base64'))),
+  );
+}
+
+function decodeShardSnapshot(data: Uint8Array): ShardRecord[] {
+  const list = JSON.parse(Buffer.from(data).toString()) as string[];
+  return list.map((entry) => decodeShardRecord(Buffer.from(entry, 'base64')));
 }
 
 /** A group's shard record in the keyspace; group 1 before its first split holds the whole keyspace. */

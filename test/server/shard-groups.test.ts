@@ -190,3 +190,43 @@ describe('shard split through the admin call', () => {
     }
   });
 });
+
+describe('shard groups catch a member up by snapshot', () => {
+  let cluster: InProcessCluster | undefined;
+  after(() => cluster?.dispose());
+
+  it('a member that was down while a new group split gets its records by snapshot and hosts the child', async () => {
+    cluster = await InProcessCluster.start({ size: 3 });
+    const c = cluster;
+    const metaLeader = await until('a metadata leader with a map', 10_000, () =>
+      c.runningIndexes().find((i) => c.server(i).meta.isLeader && c.server(i).meta.metaState !== undefined),
+    );
+    await c.server(metaLeader).shards.split(Buffer.from('m'));
+    await groupLeader(c, 2);
+    const down = [0, 1, 2].find((i) => i !== metaLeader)!;
+    await c.stopMember(down);
+
+    // Group 2 splits without the stopped member; its log is released up to what it applied.
+    await c.server(metaLeader).shards.split(Buffer.from('t'));
+    const two = c.server(metaLeader).hosting.shardGroup(2)!;
+    assert.equal(two.snapshotLogIndex(), two.appliedIndex, 'group 2 keeps no log behind what it applied');
+
+    await c.startMember(down);
+    const node = c.server(down).hosting;
+    await until('the restarted member hosting group 3', 15_000, () =>
+      node.shardGroup(3) !== undefined && node.shardGroup(2)!.shardRecord.epoch === 3 ? true : undefined,
+    );
+    await groupLeader(c, 3);
+    assert.deepEqual(
+      node
+        .hostedShardGroups()
+        .map((g) => [g.groupId, text(g.shardRecord.start), text(g.shardRecord.end), g.shardRecord.epoch]),
+      [
+        [1, '', 'm', 2],
+        [2, 'm', 't', 3],
+        [3, 't', '', 3],
+      ],
+    );
+    assert.match(c.logText(down), /installed a shard snapshot from the leader/);
+  });
+});
