@@ -945,8 +945,7 @@ export class GroupReplica {
    * election timeout, and a loop waiting for it sends no heartbeats).
    */
   private snapshotIfDue(): void {
-    // A group other than 1 keeps its whole log: its snapshot would be its key range's data,
-    // which a snapshot of the shared keyspace cannot carry alone (see src/node/README.md).
+    // A group other than 1 snapshots its records after every batch (releaseShardGroupLog).
     if (this.groupId !== FIRST_SHARD_ID) return;
     if (this.stopped) return;
     void this.takeSnapshot();
