@@ -10,11 +10,15 @@
 // leader's client URL elsewhere (retried while the leader is unknown or changes, until the
 // request timeout).
 //
-// The floor: revisions handed out must be above every revision the data group gave out densely
-// before the cluster had two shards. A split records the keyspace's revision at the split entry
-// (replica/shard-record.ts); the metadata leader raises the persisted mark to it before the map
-// takes the split (shard-admin.ts), and an oracle that leads from an older mark restarts above
-// the floor before it hands out a revision at or below it.
+// The floor: once writes take their revisions from the oracle, those must be above every revision
+// the data group gave out densely before. A split records the keyspace's revision at the split
+// entry (replica/shard-record.ts); the metadata leader raises the persisted mark to it before the
+// map takes the split (shard-admin.ts), and an oracle that leads from an older mark restarts
+// above the floor before it hands out a revision at or below it. No request takes revisions from
+// the oracle yet, and group 1 keeps giving dense revisions after a split (it serves every
+// request), so today's oracle revisions are not disjoint from the data's: the switch of the data
+// path to oracle revisions must stop group 1's dense revisions at the split entry (refuse
+// unstamped writes after it) for this floor to hold.
 
 import * as grpc from '@grpc/grpc-js';
 import type { MetaReplica } from '../replica/meta-replica.js';

@@ -65,6 +65,9 @@ describe('concordctl shard split on real processes', { timeout: 180_000 }, () =>
       const endpoints = [0, 1, 2].map((i) => cluster.endpoint(i));
       await etcdctlOk(['put', 'apple', 'a1'], { endpoints });
       await etcdctlOk(['put', 'pear', 'p1'], { endpoints });
+      const revisionOf = async (key: string) =>
+        Number(JSON.parse(await etcdctlOk(['get', key, '-w', 'json'], { endpoints })).header.revision);
+      const beforeSplit = await revisionOf('pear');
 
       await mapsWith(cluster, 1);
       // A member that does not lead the metadata group passes the split on.
@@ -133,11 +136,8 @@ describe('concordctl shard split on real processes', { timeout: 180_000 }, () =>
         ['apple', 'pear', 'zebra'],
       );
 
-      // The timestamp oracle on the metadata leader: ranges above the dense revisions of the data
-      // group, strictly increasing, also from the next leader after a kill -9 of this one.
-      const dense = Number(
-        JSON.parse(await etcdctlOk(['get', 'zebra', '-w', 'json'], { endpoints })).header.revision,
-      );
+      // The timestamp oracle on the metadata leader: ranges above the keyspace's revision at the
+      // first split, strictly increasing, also from the next leader after a kill -9 of this one.
       const handedOut: number[] = [];
       const oracleAt = async (index: number) => {
         const c = rawClient(new URL(cluster.endpoint(index)).host, 'concordpb.Shard');
@@ -169,7 +169,10 @@ describe('concordctl shard split on real processes', { timeout: 180_000 }, () =>
         assert.equal(range.count, '5');
         handedOut.push(Number(range.first));
       }
-      assert.ok(handedOut[0]! > dense, `first oracle revision ${handedOut[0]} is above the dense ${dense}`);
+      assert.ok(
+        handedOut[0]! > beforeSplit,
+        `first oracle revision ${handedOut[0]} is above the revision before the split, ${beforeSplit}`,
+      );
       assert.deepEqual(
         handedOut,
         [...handedOut].sort((a, b) => a - b),
