@@ -25,9 +25,12 @@ import type { Members } from '../replica/members.js';
 import { META_GROUP_ID, MetaReplica } from '../replica/meta-replica.js';
 import {
   decodeShardIds,
+  encodeShardRecord,
   FIRST_SHARD_ID,
+  foundingRecord,
   SHARD_IDS_META_NAME,
   type ShardRecord,
+  shardMetaName,
 } from '../replica/shard-record.js';
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
@@ -541,7 +544,7 @@ export class ConcordNode {
         shard: record,
       },
       this.config,
-      this.log,
+      withShardField(this.log, group),
       {
         keyspace: this.keyspace,
         wal: this.wal,
@@ -591,7 +594,11 @@ export class ConcordNode {
   private afterGroupOneSnapshot(): void {
     for (const group of this.shardGroups.values()) group.persistShardRecord();
     for (const id of decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME))) {
-      if (id !== FIRST_SHARD_ID) this.hostShard(loadShardRecord(this.keyspace, id));
+      if (id === FIRST_SHARD_ID || this.shardGroups.has(id)) continue;
+      // Founded here from its first state (the leader's record holds the leader's progress).
+      const record = foundingRecord(loadShardRecord(this.keyspace, id));
+      this.keyspace.putMetaRecords({ [shardMetaName(id)]: encodeShardRecord(record) });
+      this.hostShard(record);
     }
   }
 
@@ -738,6 +745,17 @@ export interface MemberObservation {
  */
 function snapshotBytesMaxFor(quotaBackendBytes: number): number {
   return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
+}
+
+/** A shard group's lines carry its id (`shard`), so they read apart from group 1's. */
+function withShardField(log: Logger, shard: number): Logger {
+  const fields = (extra?: Record<string, unknown>) => ({ shard, ...extra });
+  return {
+    debug: (msg, extra) => log.debug(msg, fields(extra)),
+    info: (msg, extra) => log.info(msg, fields(extra)),
+    warn: (msg, extra) => log.warn(msg, fields(extra)),
+    error: (msg, extra) => log.error(msg, fields(extra)),
+  };
 }
 
 /** The data dir's directories the stores live in. */

@@ -61,6 +61,7 @@ import {
   encodeShardIds,
   encodeShardRecord,
   FIRST_SHARD_ID,
+  foundingRecord,
   initialShardRecord,
   SHARD_IDS_META_NAME,
   type ShardRecord,
@@ -730,7 +731,8 @@ export class GroupReplica {
     const writes: Record<string, Uint8Array> = {};
     for (const [i, record] of records.entries()) {
       ids.add(record.id);
-      const stored = i === 0 ? { ...record, applied: snapshot.metadata.index } : record;
+      // A child this member does not host yet is founded from its first state and replays its log.
+      const stored = i === 0 ? { ...record, applied: snapshot.metadata.index } : foundingRecord(record);
       // A child this member already hosts keeps its own record (its applied index is its own).
       if (i > 0 && this.keyspace.getMeta(shardMetaName(record.id)) !== undefined) continue;
       writes[shardMetaName(record.id)] = encodeShardRecord(stored);
@@ -911,7 +913,7 @@ export class GroupReplica {
       if (own === undefined || own.id !== this.groupId)
         throw new Error(`a snapshot of another shard for group ${this.groupId}`);
       this.shard = { ...own, applied: snapshot.metadata.index };
-      for (const child of children) this.events.onShardSplit?.(child);
+      for (const child of children) this.events.onShardSplit?.(foundingRecord(child));
       this.log.info('installed a shard snapshot from the leader', {
         shard: this.groupId,
         index: snapshot.metadata.index,

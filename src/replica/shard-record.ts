@@ -35,6 +35,18 @@ export interface ShardRecord {
    * group handed out densely before the cluster had two shards is at or below it (the oracle's floor).
    */
   revisionAtSplit?: number;
+  /**
+   * The range end and epoch the split gave this shard, before its own splits changed them: what
+   * a member that founds the group late (from its parent's snapshot) starts from, so replaying
+   * the group's log gives the same record as everywhere else.
+   */
+  founding?: { end: Uint8Array; epoch: number };
+}
+
+/** The record a shard group starts from when a member founds it: as its split made it, nothing applied. */
+export function foundingRecord(record: ShardRecord): ShardRecord {
+  if (record.founding === undefined) return { ...record, applied: 0 };
+  return { ...record, end: record.founding.end, epoch: record.founding.epoch, applied: 0 };
 }
 
 /** A split the shard's log refused (stale epoch, bad key): nothing changed. */
@@ -73,6 +85,10 @@ export function encodeShardRecord(record: ShardRecord): Uint8Array {
       applied: record.applied,
       parent: record.parent,
       revisionAtSplit: record.revisionAtSplit,
+      founding:
+        record.founding === undefined
+          ? undefined
+          : { end: Buffer.from(record.founding.end).toString('base64'), epoch: record.founding.epoch },
     }),
   );
 }
@@ -87,6 +103,7 @@ export function decodeShardRecord(data: Uint8Array): ShardRecord {
     applied: number;
     parent?: { id: number; epoch: number };
     revisionAtSplit?: number;
+    founding?: { end: string; epoch: number };
   };
   return {
     id: raw.id,
@@ -97,6 +114,14 @@ export function decodeShardRecord(data: Uint8Array): ShardRecord {
     applied: raw.applied,
     ...(raw.parent === undefined ? {} : { parent: raw.parent }),
     ...(raw.revisionAtSplit === undefined ? {} : { revisionAtSplit: raw.revisionAtSplit }),
+    ...(raw.founding === undefined
+      ? {}
+      : {
+          founding: {
+            end: new Uint8Array(Buffer.from(raw.founding.end, 'base64')),
+            epoch: raw.founding.epoch,
+          },
+        }),
   };
 }
 
@@ -139,6 +164,7 @@ export function splitRecord(
       applied: 0,
       parent: { id: record.id, epoch: record.epoch },
       revisionAtSplit: revision,
+      founding: { end: record.end, epoch: record.epoch + 1 },
     },
   };
 }

@@ -205,17 +205,36 @@ describe('shard groups catch a member up by snapshot', () => {
     await groupLeader(c, 2);
     const down = [0, 1, 2].find((i) => i !== metaLeader)!;
     await c.stopMember(down);
+    // A proposal forwarded to a leader that is gone is lost (as in etcd): wait for a live one.
+    await groupLeader(c, 2);
 
     // Group 2 splits without the stopped member; its log is released up to what it applied.
     await c.server(metaLeader).shards.split(Buffer.from('t'));
-    const two = c.server(metaLeader).hosting.shardGroup(2)!;
-    assert.equal(two.snapshotLogIndex(), two.appliedIndex, 'group 2 keeps no log behind what it applied');
+    // Group 2 keeps no log behind what it applied, on every running member.
+    await until('group 2 released its log on the running members', 10_000, () =>
+      c
+        .runningIndexes()
+        .map((i) => c.server(i).hosting.shardGroup(2)!)
+        .every((g) => g.shardRecord.epoch === 3 && g.snapshotLogIndex() === g.lastIndex())
+        ? true
+        : undefined,
+    );
 
+    // The others restart (their transports drop what they queued for the stopped member, and the
+    // leader's snapshot is rebuilt from the keyspace's records), then the stopped member returns.
+    const others = c.runningIndexes();
+    for (const i of others) await c.stopMember(i);
+    await Promise.all(others.map((i) => c.startMember(i)));
+    await groupLeader(c, 2);
     await c.startMember(down);
     const node = c.server(down).hosting;
-    await until('the restarted member hosting group 3', 15_000, () =>
-      node.shardGroup(3) !== undefined && node.shardGroup(2)!.shardRecord.epoch === 3 ? true : undefined,
-    );
+    try {
+      await until('the restarted member hosting group 3', 15_000, () =>
+        node.shardGroup(3) !== undefined && node.shardGroup(2)!.shardRecord.epoch === 3 ? true : undefined,
+      );
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; its log:\n${c.logText(down)}`);
+    }
     await groupLeader(c, 3);
     assert.deepEqual(
       node
