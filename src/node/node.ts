@@ -396,7 +396,7 @@ export class ConcordNode {
     this.every(this.config.heartbeatIntervalMs, () => {
       this.replica.onTick();
       for (const group of this.shardGroups.values()) group.onTick();
-      if (this.metaReplica !== undefined) this.oracle.followRole();
+      if (this.metaReplica !== undefined) this.oracle.onTick();
     });
     this.every(REENCRYPT_STEP_MS, () => void this.keyRotation.rotationStep());
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.

@@ -70,7 +70,16 @@ export class OracleService {
     return this.batcher.next();
   }
 
-  /** Follows the metadata replica's role (called every heartbeat and before each allocation). */
+  /**
+   * Every heartbeat: an oracle that leads steps down when its replica no longer leads in that
+   * term. An oracle starts leading only when asked for revisions (allocate), so a cluster that
+   * never asks (one shard) writes no mark raises to the metadata group.
+   */
+  onTick(): void {
+    if (this.leadingTerm !== 0) this.followRole();
+  }
+
+  /** Follows the metadata replica's role (before each allocation, and from onTick). */
   followRole(): void {
     const meta = this.context.meta();
     const term = meta.leadingCaughtUpTerm();
