@@ -545,7 +545,7 @@ export class GroupReplica {
       if (op.type === 'splitShard') {
         batch.push({ index: entry.index, op: { type: 'noop' } });
         owners.push(undefined);
-        const split = this.applySplit(op);
+        const split = this.applySplit(op, shardMeta);
         if (split instanceof ShardSplitRefusedError) {
           if (mine !== undefined) refused.push({ requestId: mine, error: split });
           continue;
@@ -627,6 +627,8 @@ export class GroupReplica {
    */
   private applySplit(
     op: SplitOp,
+    /** Records an earlier split of the same batch wrote (not in the keyspace yet). */
+    pending: Readonly<Record<string, Uint8Array>> | undefined,
   ): { records: Record<string, Uint8Array>; right: ShardRecord } | ShardSplitRefusedError {
     const split = splitRecord(this.shard, op, this.confState.voters, this.keyspace.currentRevision());
     if ('refused' in split) {
@@ -634,7 +636,9 @@ export class GroupReplica {
       return new ShardSplitRefusedError(split.refused);
     }
     this.shard = split.left;
-    const ids = new Set(decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME)));
+    const ids = new Set(
+      decodeShardIds(pending?.[SHARD_IDS_META_NAME] ?? this.keyspace.getMeta(SHARD_IDS_META_NAME)),
+    );
     ids.add(split.right.id);
     this.log.info('applied a shard split', {
       shard: op.shardId,
@@ -671,7 +675,7 @@ export class GroupReplica {
       const proposal = decodeProposal(entry.data);
       const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
       if (proposal.op.type === 'splitShard') {
-        const split = this.applySplit(proposal.op);
+        const split = this.applySplit(proposal.op, records);
         if (split instanceof ShardSplitRefusedError) {
           if (mine !== undefined) outcomes.push([mine, { status: 'error', error: split }]);
           continue;

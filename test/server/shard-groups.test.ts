@@ -249,3 +249,50 @@ describe('shard groups catch a member up by snapshot', () => {
     assert.match(c.logText(down), /installed a shard snapshot from the leader/);
   });
 });
+
+describe('two splits in one batch', () => {
+  let cluster: InProcessCluster | undefined;
+  after(() => cluster?.dispose());
+
+  it('both new groups are listed and come back after a restart', async () => {
+    cluster = await InProcessCluster.start({ size: 3 });
+    const c = cluster;
+    const leader = c.server(await c.leader()).hosting.shardGroup(1)!;
+    // Proposed in one turn, so they commit and apply together.
+    const [first, second] = await Promise.all([
+      leader.propose({
+        type: 'splitShard',
+        shardId: 1,
+        expectedEpoch: 1,
+        splitKey: Buffer.from('m'),
+        rightId: 2,
+      }),
+      leader.propose({
+        type: 'splitShard',
+        shardId: 1,
+        expectedEpoch: 2,
+        splitKey: Buffer.from('f'),
+        rightId: 3,
+      }),
+    ]);
+    assert.deepEqual([first.status, second.status], ['done', 'done']);
+    await groupLeader(c, 2);
+    await groupLeader(c, 3);
+    for (const i of [0, 1, 2]) await c.stopMember(i);
+    await Promise.all([0, 1, 2].map((i) => c.startMember(i)));
+    for (const group of [1, 2, 3]) await groupLeader(c, group);
+    for (const i of [0, 1, 2]) {
+      assert.deepEqual(
+        c
+          .server(i)
+          .hosting.hostedShardGroups()
+          .map((g) => [g.groupId, text(g.shardRecord.start), text(g.shardRecord.end), g.shardRecord.epoch]),
+        [
+          [1, '', 'f', 3],
+          [2, 'm', '', 2],
+          [3, 'f', 'm', 3],
+        ],
+      );
+    }
+  });
+});
