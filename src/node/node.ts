@@ -551,9 +551,11 @@ export class ConcordNode {
         snapshots: this.snapshots,
         storage,
         durableLog: new WalLog(this.wal, this.snapshots, undefined, group, (snapshot) =>
-          replica.persistShardSnapshot(snapshot),
+          this.replica.exclusive(() => replica.persistShardSnapshot(snapshot)),
         ),
         scratchDir: this.snapshotScratchDir,
+        // The keyspace is shared: applies wait for group 1's (and its defragment and re-encryption).
+        serialize: (work) => this.replica.exclusive(work),
       },
       this.replica.members,
       { send: (messages) => transport.send(messages, group), flush: () => transport.flush() },

@@ -107,6 +107,11 @@ export interface ReplicaStorage {
   durableLog: DurableLog;
   /** Where snapshot copies are staged. */
   scratchDir: string;
+  /**
+   * Runs this group's applies in line with another group's (a group other than 1 passes group
+   * 1's `exclusive`: the keyspace is shared, and defragment and re-encryption replace its file).
+   */
+  serialize?: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 /** What the replica tells the node. */
@@ -203,6 +208,7 @@ export class GroupReplica {
   private applyQueue: Promise<void> = Promise.resolve();
   /** This group's shard: its key range and epoch (and, for a group other than 1, its applied index). */
   private shard: ShardRecord;
+  private readonly serialize: ReplicaStorage['serialize'];
 
   constructor(
     identity: ReplicaIdentity,
@@ -218,6 +224,7 @@ export class GroupReplica {
     this.memberId = identity.memberId;
     this.keyspace = opened.keyspace;
     this.shard = identity.shard ?? loadShardRecord(opened.keyspace, identity.groupId);
+    this.serialize = opened.serialize;
     this.wal = opened.wal;
     this.snapshots = opened.snapshots;
     this.storage = opened.storage;
@@ -487,7 +494,8 @@ export class GroupReplica {
   }
 
   private applyEntries(entries: Entry[]): Promise<void> {
-    return this.exclusive(() => this.applyEntriesNow(entries));
+    const run = () => this.applyEntriesNow(entries);
+    return this.serialize !== undefined ? this.serialize(run) : this.exclusive(run);
   }
 
   private async applyEntriesNow(entries: Entry[]): Promise<void> {
