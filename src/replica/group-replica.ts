@@ -250,6 +250,9 @@ export class GroupReplica {
       inflightBytesMax: 64 * 1024 * 1024,
       uncommittedBytesMax: 256 * 1024 * 1024,
       committedBytesPerReadyMax: 64 * 1024 * 1024,
+      // A group a split made is idle but for its admin entries: it sleeps (no ticks, no heartbeats)
+      // until a proposal, a message or an unreachable leader wakes it. Raft only.
+      ...(identity.groupId === FIRST_SHARD_ID ? {} : { quiesce: true }),
     });
     this.waiters = new Waiters(this.requestTimeoutMs);
     this.appliedWait = new AppliedWait(identity.appliedIndex);
@@ -396,6 +399,13 @@ export class GroupReplica {
 
   reportUnreachable(peer: NodeId): void {
     this.raft.reportUnreachable(peer);
+    // A hibernating follower of a leader on that peer wakes (group 1 never hibernates).
+    if (this.groupId !== FIRST_SHARD_ID) this.host.schedule();
+  }
+
+  /** The group sleeps: its core quiesced and nothing ticks it (groups a split made). */
+  get hibernating(): boolean {
+    return this.host.isHibernating;
   }
 
   reportSnapshot(peer: NodeId, ok: boolean): void {

@@ -97,6 +97,14 @@ describe('shard groups in the server', () => {
     assert.equal(second.status, 'done');
     await groupLeader(c, 3);
 
+    // Idle, the groups a split made hibernate on every member (group 1 does not).
+    await until('groups 2 and 3 hibernating everywhere', 10_000, () =>
+      [0, 1, 2].every((i) => [2, 3].every((g) => c.server(i).hosting.shardGroup(g)!.hibernating))
+        ? true
+        : undefined,
+    );
+    assert.ok([0, 1, 2].every((i) => !c.server(i).hosting.shardGroup(1)!.hibernating));
+
     // Every member restarts: every group comes back from the shared WAL with its record.
     for (const i of [0, 1, 2]) await c.stopMember(i);
     await Promise.all([0, 1, 2].map((i) => c.startMember(i)));
