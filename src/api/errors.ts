@@ -35,6 +35,10 @@ export function toWireStatus(error: unknown): WireStatus {
   if (error instanceof MvccError) {
     return { code: error.grpcCode as GrpcStatus, details: error.grpcMessage };
   }
+  // Errors of Concord's own admin calls (node/shard-admin.ts) carry the status they answer with.
+  if (error instanceof Error && error.name === 'ShardAdminError') {
+    return { code: (error as Error & { grpcCode: GrpcStatus }).grpcCode, details: error.message };
+  }
   // etcd sends unknown server errors with their text and code Unknown.
   const details = error instanceof Error ? error.message : String(error);
   return { code: S.UNKNOWN, details };

@@ -97,6 +97,7 @@ const routeTable: Array<[string, string, string]> = [
   ['/v3/maintenance/hashkv', 'etcdserverpb.Maintenance', 'HashKV'],
   ['/v3/maintenance/transfer-leadership', 'etcdserverpb.Maintenance', 'MoveLeader'],
   ['/v3/concord/shard/list', 'concordpb.Shard', 'List'],
+  ['/v3/concord/shard/split', 'concordpb.Shard', 'Split'],
   ['/v3/auth/enable', 'etcdserverpb.Auth', 'AuthEnable'],
   ['/v3/auth/disable', 'etcdserverpb.Auth', 'AuthDisable'],
   ['/v3/auth/authenticate', 'etcdserverpb.Auth', 'Authenticate'],

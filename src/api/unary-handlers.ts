@@ -10,6 +10,7 @@ import type {
   HeaderInfo,
   Permission,
   PermissionType,
+  ShardView,
 } from '../services/backend.js';
 import {
   asBuffer,
@@ -578,26 +579,52 @@ function disabledAuthHandlers(header: () => WireHeader): Record<string, UnaryHan
   };
 }
 
+/** A shard as concordpb.ShardInfo. */
+function shardInfoToWire(shard: ShardView) {
+  return {
+    ID: uint64ToWire(BigInt(shard.id)),
+    start: shard.start,
+    end: shard.end,
+    epoch: uint64ToWire(BigInt(shard.epoch)),
+    confEpoch: uint64ToWire(BigInt(shard.confEpoch)),
+    leader: uint64ToWire(shard.leader),
+    replicas: shard.replicas.map((r) => ({ ID: uint64ToWire(r.id), isLearner: r.isLearner })),
+    sizeBytes: int64ToWire(BigInt(shard.sizeBytes)),
+    qps: shard.qps,
+  };
+}
+
 /** Concord's own admin calls (proto/concordpb/admin.proto). */
 function concordHandlers({ backend }: HandlerContext): Record<string, UnaryHandler> {
   return {
+    'Shard/Split': async (request) => {
+      if (backend.shardSplit === undefined)
+        throw new ApiRequestError(12, 'concord: this backend has no shard map');
+      const key = asBuffer(request.key as Uint8Array | undefined);
+      if (key.length === 0) throw new ApiRequestError(3, 'concord: shard split needs a key');
+      const split = await backend.shardSplit(key);
+      return {
+        header: headerToWire(split.header),
+        left: shardInfoToWire(split.left),
+        right: shardInfoToWire(split.right),
+      };
+    },
+    'Shard/Revisions': async (request) => {
+      if (backend.shardRevisions === undefined)
+        throw new ApiRequestError(12, 'concord: this backend has no timestamp oracle');
+      const count = wireToNumber(request.count as string | number | undefined);
+      if (!Number.isSafeInteger(count) || count < 1)
+        throw new ApiRequestError(3, 'concord: count must be positive');
+      const range = await backend.shardRevisions(count);
+      return { first: uint64ToWire(BigInt(range.first)), count: uint64ToWire(BigInt(range.count)) };
+    },
     'Shard/List': async () => {
       if (backend.shardList === undefined)
         throw new ApiRequestError(12, 'concord: this backend has no shard map');
       const map = backend.shardList();
       return {
         header: headerToWire(map.header),
-        shards: map.shards.map((shard) => ({
-          ID: uint64ToWire(BigInt(shard.id)),
-          start: shard.start,
-          end: shard.end,
-          epoch: uint64ToWire(BigInt(shard.epoch)),
-          confEpoch: uint64ToWire(BigInt(shard.confEpoch)),
-          leader: uint64ToWire(shard.leader),
-          replicas: shard.replicas.map((r) => ({ ID: uint64ToWire(r.id), isLearner: r.isLearner })),
-          sizeBytes: int64ToWire(BigInt(shard.sizeBytes)),
-          qps: shard.qps,
-        })),
+        shards: map.shards.map(shardInfoToWire),
         metaLeader: uint64ToWire(map.metaLeader),
         metaApplied: uint64ToWire(BigInt(map.metaApplied)),
         linearizable: map.linearizable,

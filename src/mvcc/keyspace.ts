@@ -373,6 +373,14 @@ export class Keyspace {
     this.state.store.transaction(() => this.state.store.writeServerMeta(name, value));
   }
 
+  /** Several server metadata records in one LMDB transaction. */
+  putMetaRecords(records: Readonly<Record<string, Uint8Array>>): void {
+    this.assertOpen();
+    this.state.store.transaction(() => {
+      for (const [name, value] of Object.entries(records)) this.state.store.writeServerMeta(name, value);
+    });
+  }
+
   getMeta(name: string): Uint8Array | undefined {
     this.assertOpen();
     return this.state.store.readServerMeta(name);

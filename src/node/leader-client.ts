@@ -18,7 +18,7 @@ interface KeepAliveStream {
 }
 
 /** The services a member calls on the leader. */
-type ServiceName = 'Lease' | 'Cluster';
+type ServiceName = 'Lease' | 'Cluster' | 'Shard';
 
 export class LeaderClient {
   private readonly clients = new Map<string, grpc.Client>();
@@ -39,9 +39,14 @@ export class LeaderClient {
   private service(name: ServiceName): grpc.ServiceClientConstructor {
     if (this.services === undefined) {
       const pkg = grpc.loadPackageDefinition(etcdPackageDefinition()) as unknown as {
-        etcdserverpb: Record<ServiceName, grpc.ServiceClientConstructor>;
+        etcdserverpb: Record<'Lease' | 'Cluster', grpc.ServiceClientConstructor>;
+        concordpb: Record<'Shard', grpc.ServiceClientConstructor>;
       };
-      this.services = { Lease: pkg.etcdserverpb.Lease, Cluster: pkg.etcdserverpb.Cluster };
+      this.services = {
+        Lease: pkg.etcdserverpb.Lease,
+        Cluster: pkg.etcdserverpb.Cluster,
+        Shard: pkg.concordpb.Shard,
+      };
     }
     return this.services[name];
   }
@@ -138,6 +143,17 @@ export class LeaderClient {
 
   async memberPromote(url: string, id: bigint): Promise<void> {
     await this.unary(url, this.service('Cluster'), 'MemberPromote', { ID: id.toString() });
+  }
+
+  /** concordpb.Shard/Split on the metadata group's leader: the wire response (left, right). */
+  shardSplit(url: string, key: Uint8Array): Promise<Record<string, unknown>> {
+    return this.unary(url, this.service('Shard'), 'Split', { key: Buffer.from(key) });
+  }
+
+  /** concordpb.Shard/Revisions on the metadata group's leader: revisions from its oracle. */
+  async revisions(url: string, count: number): Promise<{ first: number; count: number }> {
+    const response = await this.unary(url, this.service('Shard'), 'Revisions', { count: String(count) });
+    return { first: Number(response.first ?? 0), count: Number(response.count ?? 0) };
   }
 
   close(): void {

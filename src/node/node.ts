@@ -12,12 +12,26 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Keyspace } from '../mvcc/keyspace.js';
 import { MemoryStorage } from '../raft/memory-storage.js';
-import { type Message, MessageType } from '../raft/types.js';
+import { EMPTY_BYTES, type Message, MessageType } from '../raft/types.js';
 import { choiceOf, describeChoice } from '../replica/consensus.js';
-import { GroupReplica, type ReplicaStorage } from '../replica/group-replica.js';
+import {
+  GroupReplica,
+  loadShardRecord,
+  type ReplicaStorage,
+  shardSnapshotData,
+} from '../replica/group-replica.js';
 import { formatId, memberIdNamed } from '../replica/ids.js';
 import type { Members } from '../replica/members.js';
 import { META_GROUP_ID, MetaReplica } from '../replica/meta-replica.js';
+import {
+  decodeShardIds,
+  encodeShardRecord,
+  FIRST_SHARD_ID,
+  foundingRecord,
+  SHARD_IDS_META_NAME,
+  type ShardRecord,
+  shardMetaName,
+} from '../replica/shard-record.js';
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
@@ -30,6 +44,7 @@ import {
   Wal,
   type WalOptions,
 } from '../storage/wal.js';
+import type { RecoveredGroup } from '../storage/wal-replay.js';
 import { PeerTransport } from '../transport/peer-transport.js';
 import { memorySnapshotSink } from '../transport/snapshot.js';
 import type { TlsFileWatcher } from '../transport/tls-config.js';
@@ -43,6 +58,7 @@ import { adoptAgreedKey, KeyRotation, REENCRYPT_STEP_MS } from './key-rotation.j
 import { LeaderClient } from './leader-client.js';
 import { refuseEtcdDataDir } from './member-dir.js';
 import { leaderCredentials, peerTlsWatcher, peerTransportTls } from './member-tls.js';
+import { OracleService } from './oracle-service.js';
 import { ReceivedSnapshots } from './received-snapshots.js';
 
 const COMPACTION_IDLE_STEP_MS = 100;
@@ -69,8 +85,16 @@ export class ConcordNode {
   readonly replica: GroupReplica;
   /** The metadata group's replica (group 0); set by start() before the node serves. */
   private metaReplica: MetaReplica | undefined;
+  /**
+   * The shard groups other than 1 this member hosts, by group id: the right halves of the splits
+   * its groups applied (listed in the keyspace's `shard.ids`), all on the one WAL, keyspace and
+   * transport.
+   */
+  private readonly shardGroups = new Map<number, GroupReplica>();
   /** Forwards to the leader what only the leader answers (see leader-client.ts). */
   readonly leaderClient: LeaderClient;
+  /** Revisions from the timestamp oracle (oracle-service.ts): served on the metadata leader, fetched elsewhere. */
+  readonly oracle: OracleService;
   /** The peer certificate files, watched for rotation (undefined: plaintext peers). */
   private peerTls: TlsFileWatcher | undefined;
   /** Counters and observers for /metrics (src/cli/metrics.ts). */
@@ -99,6 +123,7 @@ export class ConcordNode {
     memberId: number,
     appliedIndex: number,
     readonly transport: PeerTransport,
+    private readonly snapshots: SnapshotStore,
     readonly snapshotScratchDir: string,
     private readonly received: ReceivedSnapshots,
     stats: ServerStats,
@@ -118,7 +143,11 @@ export class ConcordNode {
         onFatal: (operation, error) => this.failStop(operation, error),
         onMembersChanged: () => this.syncPeers(),
         onEncryptionKeyApplied: (keyId) => this.keyRotation.switchEncryptionKey(keyId),
-        onSnapshotInstalled: () => this.keyRotation.onSnapshotInstalled(),
+        onSnapshotInstalled: () => {
+          this.keyRotation.onSnapshotInstalled();
+          this.afterGroupOneSnapshot();
+        },
+        onShardSplit: (right) => this.hostShard(right),
       },
     );
     this.keyRotation = new KeyRotation(encryption, {
@@ -131,6 +160,15 @@ export class ConcordNode {
       failStop: (operation, cause) => this.failStop(operation, cause),
     });
     this.leaderClient = new LeaderClient(this.replica.requestTimeoutMs, leaderCredentials(config));
+    this.oracle = new OracleService({
+      meta: () => this.meta,
+      leaderUrl: () => this.replica.members.get(this.meta.leaderId)?.clientUrls[0],
+      fetchRemote: (url, count) => this.leaderClient.revisions(url, count),
+      floor: () => Math.max(0, ...this.hostedShardGroups().map((g) => g.shardRecord.revisionAtSplit ?? 0)),
+      requestTimeoutMs: this.replica.requestTimeoutMs,
+      retryIntervalMs: config.heartbeatIntervalMs,
+      isStopped: () => this.stopped,
+    });
   }
 
   // ---- lifecycle -----------------------------------------------------------------------------
@@ -181,10 +219,12 @@ export class ConcordNode {
       onUnreachable: (peer) => {
         node.replica.reportUnreachable(peer);
         node.metaReplica?.reportUnreachable(peer);
+        for (const group of node.shardGroups.values()) group.reportUnreachable(peer);
       },
       onPeerConnected: () => {
         node.replica.fastForwardElection();
         node.metaReplica?.fastForwardElection();
+        for (const group of node.shardGroups.values()) group.fastForwardElection();
       },
       onSnapshotStatus: (peer, ok) => {
         node.replica.reportSnapshot(peer, ok);
@@ -193,10 +233,12 @@ export class ConcordNode {
       snapshotSource: (message, group) =>
         group === META_GROUP_ID
           ? node.metaReplica?.snapshotSource(message)
-          : node.replica.snapshotSource(message),
-      // The metadata group's snapshots are a few kilobytes: reassembled in memory.
-      snapshotSink: (message, group) =>
-        group === META_GROUP_ID ? memorySnapshotSink() : received.sink(message),
+          : group === GROUP_ID
+            ? node.replica.snapshotSource(message)
+            : undefined,
+      // The metadata group's snapshots are a few kilobytes, and so are those of the groups splits
+      // made (their records): reassembled in memory.
+      snapshotSink: (message, group) => (group === GROUP_ID ? received.sink(message) : memorySnapshotSink()),
       snapshotBytesMax: snapshotBytesMaxFor(config.quotaBackendBytes),
       httpConnection: (socket) => peerHttp.emit('connection', socket),
       tls: peerTls === undefined ? undefined : peerTransportTls(peerTls),
@@ -223,6 +265,7 @@ export class ConcordNode {
       memberId,
       appliedIndex,
       transport,
+      snapshots,
       scratchDir,
       received,
       stats,
@@ -258,10 +301,15 @@ export class ConcordNode {
       onMessage: (message) => meta.step(message),
       onSnapshotStatus: (peer, ok) => meta.reportSnapshot(peer, ok),
     });
+    for (const id of decodeShardIds(keyspace.getMeta(SHARD_IDS_META_NAME))) {
+      if (id !== FIRST_SHARD_ID)
+        await node.openShardGroup(loadShardRecord(keyspace, id), recovered.groups.get(id));
+    }
     await transport.listen();
     node.syncPeers();
     node.replica.start();
     meta.start();
+    for (const group of node.shardGroups.values()) group.start();
     node.startTimers();
     log.info('concord member started', {
       name: config.name,
@@ -293,7 +341,9 @@ export class ConcordNode {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     this.replica.stop();
+    this.oracle.stop();
     this.metaReplica?.stop();
+    for (const group of this.shardGroups.values()) group.stop();
     this.leaderClient.close();
   }
 
@@ -343,7 +393,11 @@ export class ConcordNode {
   }
 
   private startTimers(): void {
-    this.every(this.config.heartbeatIntervalMs, () => this.replica.onTick());
+    this.every(this.config.heartbeatIntervalMs, () => {
+      this.replica.onTick();
+      for (const group of this.shardGroups.values()) group.onTick();
+      if (this.metaReplica !== undefined) this.oracle.onTick();
+    });
     this.every(REENCRYPT_STEP_MS, () => void this.keyRotation.rotationStep());
     // Physical compaction runs in bounded steps after each batch; an idle member finishes it here.
     this.timers.push(
@@ -430,6 +484,123 @@ export class ConcordNode {
         }
       }
       await sleep(this.config.heartbeatIntervalMs);
+    }
+  }
+
+  // ---- shard groups ---------------------------------------------------------------------------
+
+  /** The replica of shard group `id` on this member (group 1 included); undefined: not hosted. */
+  shardGroup(id: number): GroupReplica | undefined {
+    return id === FIRST_SHARD_ID ? this.replica : this.shardGroups.get(id);
+  }
+
+  /** Every shard group this member hosts, group 1 first. */
+  hostedShardGroups(): GroupReplica[] {
+    return [this.replica, ...[...this.shardGroups.values()].sort((a, b) => a.groupId - b.groupId)];
+  }
+
+  /**
+   * Opens the replica of shard group `record.id` over the node's WAL, keyspace and transport:
+   * from its WAL records, or founded (a bootstrap snapshot at index 1 with the voters the split
+   * gave it, the same on every member) when the WAL holds none. Does not start it.
+   */
+  private async openShardGroup(
+    record: ShardRecord,
+    recovered: RecoveredGroup | undefined,
+  ): Promise<GroupReplica> {
+    const storage = new MemoryStorage();
+    const empty =
+      recovered === undefined ||
+      (recovered.hardState === null && recovered.snapshot === null && recovered.entries.length === 0);
+    if (!empty) {
+      // Past the bootstrap snapshot the snapshot's state is the keyspace's records (synced before
+      // the marker was written): what this member sends a follower that needs a snapshot.
+      const data =
+        recovered.snapshot !== null && recovered.snapshot.index > 1
+          ? shardSnapshotData(this.keyspace, record.id)
+          : EMPTY_BYTES;
+      if (recovered.snapshot !== null) storage.applySnapshot({ metadata: recovered.snapshot, data });
+      storage.append(recovered.entries);
+      if (recovered.hardState !== null) storage.setHardState(recovered.hardState);
+    } else {
+      storage.bootstrap({
+        voters: [...record.voters].sort((a, b) => a - b),
+        learners: [],
+        votersOutgoing: [],
+        learnersNext: [],
+        autoLeave: false,
+      });
+      this.wal.saveSnapshotMarker(record.id, storage.snapshot().metadata);
+      this.wal.saveHardState(record.id, storage.initialState().hardState);
+      await this.wal.sync();
+    }
+    const group = record.id;
+    const transport = this.transport;
+    const replica = new GroupReplica(
+      {
+        groupId: group,
+        memberId: this.memberId,
+        appliedIndex: Math.max(record.applied, storage.snapshot().metadata.index),
+        shard: record,
+      },
+      this.config,
+      withShardField(this.log, group),
+      {
+        keyspace: this.keyspace,
+        wal: this.wal,
+        snapshots: this.snapshots,
+        storage,
+        durableLog: new WalLog(this.wal, this.snapshots, undefined, group, (snapshot) =>
+          this.replica.exclusive(() => replica.persistShardSnapshot(snapshot)),
+        ),
+        scratchDir: this.snapshotScratchDir,
+        // The keyspace is shared: applies wait for group 1's (and its defragment and re-encryption).
+        serialize: (work) => this.replica.exclusive(work),
+      },
+      this.replica.members,
+      { send: (messages) => transport.send(messages, group), flush: () => transport.flush() },
+      this.stats,
+      {
+        onFatal: (operation, error) => this.failStop(operation, error),
+        onMembersChanged: () => undefined,
+        onEncryptionKeyApplied: () => undefined,
+        onSnapshotInstalled: () => undefined,
+        onShardSplit: (right) => this.hostShard(right),
+      },
+    );
+    this.shardGroups.set(group, replica);
+    transport.addGroup(group, {
+      onMessage: (message) => replica.step(message),
+      onSnapshotStatus: (peer, ok) => replica.reportSnapshot(peer, ok),
+    });
+    this.log.info('hosting shard group', { shard: group, epoch: record.epoch, applied: record.applied });
+    return replica;
+  }
+
+  /** A split applied here: the right half's group starts on this member (once). */
+  private hostShard(right: ShardRecord): void {
+    if (this.stopped || this.shardGroups.has(right.id)) return;
+    this.openShardGroup(right, undefined).then(
+      (replica) => {
+        if (!this.stopped) replica.start();
+      },
+      (error) => this.failStop('wal-write', error),
+    );
+  }
+
+  /**
+   * A group-1 snapshot from the leader replaced the keyspace, and with it the other groups'
+   * records: each hosted group writes its own back, and the groups the snapshot lists that this
+   * member does not host yet (splits it had not applied) start from the leader's records.
+   */
+  private afterGroupOneSnapshot(): void {
+    for (const group of this.shardGroups.values()) group.persistShardRecord();
+    for (const id of decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME))) {
+      if (id === FIRST_SHARD_ID || this.shardGroups.has(id)) continue;
+      // Founded here from its first state (the leader's record holds the leader's progress).
+      const record = foundingRecord(loadShardRecord(this.keyspace, id));
+      this.keyspace.putMetaRecords({ [shardMetaName(id)]: encodeShardRecord(record) });
+      this.hostShard(record);
     }
   }
 
@@ -576,6 +747,17 @@ export interface MemberObservation {
  */
 function snapshotBytesMaxFor(quotaBackendBytes: number): number {
   return quotaBackendBytes + Math.max(Math.ceil(quotaBackendBytes / 4), SNAPSHOT_QUOTA_SLACK_BYTES_MIN);
+}
+
+/** A shard group's lines carry its id (`shard`), so they read apart from group 1's. */
+function withShardField(log: Logger, shard: number): Logger {
+  const fields = (extra?: Record<string, unknown>) => ({ shard, ...extra });
+  return {
+    debug: (msg, extra) => log.debug(msg, fields(extra)),
+    info: (msg, extra) => log.info(msg, fields(extra)),
+    warn: (msg, extra) => log.warn(msg, fields(extra)),
+    error: (msg, extra) => log.error(msg, fields(extra)),
+  };
 }
 
 /** The data dir's directories the stores live in. */

@@ -51,10 +51,24 @@ import {
   type MemberChangeContext,
   Members,
 } from './members.js';
-import { type ClusterOp, decodeProposal, type ServerOp } from './proposal.js';
+import { type ClusterOp, decodeProposal, type ServerOp, type SplitOp } from './proposal.js';
 import { type ApplyOutcome, Proposer, type ResponseOf } from './proposer.js';
 import { type DurableLog, type HostStage, type MessageSender, RaftHost } from './raft-host.js';
 import { ReadBatcher } from './read-batcher.js';
+import {
+  decodeShardIds,
+  decodeShardRecord,
+  encodeShardIds,
+  encodeShardRecord,
+  FIRST_SHARD_ID,
+  foundingRecord,
+  initialShardRecord,
+  SHARD_IDS_META_NAME,
+  type ShardRecord,
+  ShardSplitRefusedError,
+  shardMetaName,
+  splitRecord,
+} from './shard-record.js';
 import { DEFAULT_WARNING_APPLY_DURATION_MS, type ServerStats } from './stats.js';
 import { Waiters } from './waiters.js';
 
@@ -93,6 +107,11 @@ export interface ReplicaStorage {
   durableLog: DurableLog;
   /** Where snapshot copies are staged. */
   scratchDir: string;
+  /**
+   * Runs this group's applies in line with another group's (a group other than 1 passes group
+   * 1's `exclusive`: the keyspace is shared, and defragment and re-encryption replace its file).
+   */
+  serialize?: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
 /** What the replica tells the node. */
@@ -105,6 +124,8 @@ export interface ReplicaEvents {
   onEncryptionKeyApplied(keyId: string): void;
   /** A snapshot from the leader replaced the keyspace (before the membership is synced). */
   onSnapshotInstalled(): void;
+  /** This group applied a split: the node starts the right half's group (`right`) on this member. */
+  onShardSplit?(right: ShardRecord): void;
 }
 
 export interface ReplicaIdentity {
@@ -112,6 +133,11 @@ export interface ReplicaIdentity {
   memberId: number;
   /** Index of the last entry the keyspace holds applied when the replica starts. */
   appliedIndex: number;
+  /**
+   * A group other than 1: its shard as the keyspace's `shard.<id>` record holds it (range, epoch,
+   * applied index). Group 1 reads its own record, or holds the whole keyspace before a split.
+   */
+  shard?: ShardRecord;
 }
 
 export interface HeaderInfo {
@@ -180,6 +206,9 @@ export class GroupReplica {
   private encryptionKeyApplied: string | undefined;
   /** Serializes applies with work that replaces the database file (defragment, re-encryption). */
   private applyQueue: Promise<void> = Promise.resolve();
+  /** This group's shard: its key range and epoch (and, for a group other than 1, its applied index). */
+  private shard: ShardRecord;
+  private readonly serialize: ReplicaStorage['serialize'];
 
   constructor(
     identity: ReplicaIdentity,
@@ -194,6 +223,8 @@ export class GroupReplica {
     this.groupId = identity.groupId;
     this.memberId = identity.memberId;
     this.keyspace = opened.keyspace;
+    this.shard = identity.shard ?? loadShardRecord(opened.keyspace, identity.groupId);
+    this.serialize = opened.serialize;
     this.wal = opened.wal;
     this.snapshots = opened.snapshots;
     this.storage = opened.storage;
@@ -219,6 +250,9 @@ export class GroupReplica {
       inflightBytesMax: 64 * 1024 * 1024,
       uncommittedBytesMax: 256 * 1024 * 1024,
       committedBytesPerReadyMax: 64 * 1024 * 1024,
+      // A group a split made is idle but for its admin entries: it sleeps (no ticks, no heartbeats)
+      // until a proposal, a message or an unreachable leader wakes it. Raft only.
+      ...(identity.groupId === FIRST_SHARD_ID ? {} : { quiesce: true }),
     });
     this.waiters = new Waiters(this.requestTimeoutMs);
     this.appliedWait = new AppliedWait(identity.appliedIndex);
@@ -365,6 +399,13 @@ export class GroupReplica {
 
   reportUnreachable(peer: NodeId): void {
     this.raft.reportUnreachable(peer);
+    // A hibernating follower of a leader on that peer wakes (group 1 never hibernates).
+    if (this.groupId !== FIRST_SHARD_ID) this.host.schedule();
+  }
+
+  /** The group sleeps: its core quiesced and nothing ticks it (groups a split made). */
+  get hibernating(): boolean {
+    return this.host.isHibernating;
   }
 
   reportSnapshot(peer: NodeId, ok: boolean): void {
@@ -463,16 +504,20 @@ export class GroupReplica {
   }
 
   private applyEntries(entries: Entry[]): Promise<void> {
-    return this.exclusive(() => this.applyEntriesNow(entries));
+    const run = () => this.applyEntriesNow(entries);
+    return this.serialize !== undefined ? this.serialize(run) : this.exclusive(run);
   }
 
   private async applyEntriesNow(entries: Entry[]): Promise<void> {
+    if (this.groupId !== FIRST_SHARD_ID) return this.applyShardGroupEntries(entries);
     const batch: AppliedEntry[] = [];
     const owners: Array<number | undefined> = [];
     const done: { requestId: number; alarms?: Alarm[]; auth?: AuthEffect }[] = [];
-    const refused: { requestId: number; error: EtcdError }[] = [];
+    const refused: { requestId: number; error: Error }[] = [];
     let membersChanged = false;
     let authChanged = false;
+    let shardMeta: Record<string, Uint8Array> | undefined;
+    const splits: ShardRecord[] = [];
     // After a restart the log re-delivers entries the keyspace (and the membership stored with
     // it) already holds: only conf changes matter again, to the core; the rest is not decoded.
     const appliedBefore = this.keyspace.appliedIndex();
@@ -515,6 +560,19 @@ export class GroupReplica {
         if (mine !== undefined) done.push({ requestId: mine, auth: applied });
         continue;
       }
+      if (op.type === 'splitShard') {
+        batch.push({ index: entry.index, op: { type: 'noop' } });
+        owners.push(undefined);
+        const split = this.applySplit(op, shardMeta);
+        if (split instanceof ShardSplitRefusedError) {
+          if (mine !== undefined) refused.push({ requestId: mine, error: split });
+          continue;
+        }
+        shardMeta = { ...shardMeta, ...split.records };
+        splits.push(split.right);
+        if (mine !== undefined) done.push({ requestId: mine });
+        continue;
+      }
       if (isClusterOp(op)) {
         const alarms = this.applyClusterOp(op);
         membersChanged = true;
@@ -538,11 +596,12 @@ export class GroupReplica {
     const keyId = this.encryptionKeyApplied;
     this.encryptionKeyApplied = undefined;
     const meta =
-      membersChanged || authChanged
+      membersChanged || authChanged || shardMeta !== undefined
         ? {
             ...(membersChanged ? { [MEMBERS_META_NAME]: this.members.encode() } : {}),
             ...(keyId === undefined ? {} : { [ENCRYPTION_KEY_META_NAME]: Buffer.from(keyId) }),
             ...(authChanged ? { [AUTH_META_NAME]: this.authGate.store.encode() } : {}),
+            ...shardMeta,
           }
         : undefined;
     const applyStartMs = performance.now();
@@ -550,6 +609,7 @@ export class GroupReplica {
     this.noteApplyDuration(performance.now() - applyStartMs, batch);
     if (membersChanged) this.events.onMembersChanged();
     if (keyId !== undefined) this.events.onEncryptionKeyApplied(keyId);
+    for (const right of splits) this.events.onShardSplit?.(right);
     const nowMs = Date.now();
     for (let i = 0; i < results.length; i++) {
       const result = results[i]!;
@@ -575,6 +635,152 @@ export class GroupReplica {
     for (const { requestId, error } of refused) this.waiters.resolve(requestId, { status: 'error', error });
     this.snapshotIfDue();
     this.quotaCheckDue = true;
+  }
+
+  /**
+   * A split entry of this shard's log: the shard keeps [start, splitKey) at epoch + 1 and the
+   * right half's group is founded with this group's voters. Returns the keyspace records to write
+   * in the batch's transaction (this shard's, the right half's, the list of hosted groups), or
+   * why it was refused (every replica refuses alike: the record is the same on all of them).
+   */
+  private applySplit(
+    op: SplitOp,
+    /** Records an earlier split of the same batch wrote (not in the keyspace yet). */
+    pending: Readonly<Record<string, Uint8Array>> | undefined,
+  ): { records: Record<string, Uint8Array>; right: ShardRecord } | ShardSplitRefusedError {
+    const split = splitRecord(this.shard, op, this.confState.voters, this.keyspace.currentRevision());
+    if ('refused' in split) {
+      this.log.warn('refused a shard split', { shard: op.shardId, reason: split.refused });
+      return new ShardSplitRefusedError(split.refused);
+    }
+    this.shard = split.left;
+    const ids = new Set(
+      decodeShardIds(pending?.[SHARD_IDS_META_NAME] ?? this.keyspace.getMeta(SHARD_IDS_META_NAME)),
+    );
+    ids.add(split.right.id);
+    this.log.info('applied a shard split', {
+      shard: op.shardId,
+      epoch: split.left.epoch,
+      right: split.right.id,
+    });
+    return {
+      records: {
+        [shardMetaName(this.groupId)]: encodeShardRecord(this.shard),
+        [shardMetaName(split.right.id)]: encodeShardRecord(split.right),
+        [SHARD_IDS_META_NAME]: encodeShardIds([...ids]),
+      },
+      right: split.right,
+    };
+  }
+
+  /**
+   * A group other than 1 applies its own admin entries only (splits, conf changes to its core);
+   * its shard record, with the index applied, is written in one LMDB transaction per batch.
+   * Keyspace writes are not routed to these groups yet: one found in the log is refused.
+   */
+  private async applyShardGroupEntries(entries: Entry[]): Promise<void> {
+    let records: Record<string, Uint8Array> = {};
+    const splits: ShardRecord[] = [];
+    const outcomes: Array<[number, ApplyOutcome]> = [];
+    const appliedBefore = this.shard.applied;
+    for (const entry of entries) {
+      if (entry.type === EntryType.ConfChange) {
+        this.confState = this.raft.applyConfChange(decodeConfChange(entry.data));
+        this.storage.setConfState(this.confState);
+        continue;
+      }
+      if (entry.index <= appliedBefore || entry.data.length === 0) continue;
+      const proposal = decodeProposal(entry.data);
+      const mine = proposal.proposer === this.memberId ? proposal.requestId : undefined;
+      if (proposal.op.type === 'splitShard') {
+        const split = this.applySplit(proposal.op, records);
+        if (split instanceof ShardSplitRefusedError) {
+          if (mine !== undefined) outcomes.push([mine, { status: 'error', error: split }]);
+          continue;
+        }
+        records = { ...records, ...split.records };
+        splits.push(split.right);
+        if (mine !== undefined) outcomes.push([mine, { status: 'done' }]);
+        continue;
+      }
+      if (mine !== undefined)
+        outcomes.push([
+          mine,
+          {
+            status: 'error',
+            error: new Error(`concord: shard ${this.groupId} does not serve ${proposal.op.type} yet`),
+          },
+        ]);
+    }
+    const last = entries.at(-1);
+    if (last !== undefined && last.index > this.shard.applied)
+      this.shard = { ...this.shard, applied: last.index };
+    records[shardMetaName(this.groupId)] = encodeShardRecord(this.shard);
+    this.keyspace.putMetaRecords(records);
+    for (const right of splits) this.events.onShardSplit?.(right);
+    for (const [requestId, outcome] of outcomes) this.waiters.resolve(requestId, outcome);
+    await this.releaseShardGroupLog();
+  }
+
+  /**
+   * A group other than 1 keeps no log behind what it applied: its state is its record (and the
+   * records of the shards it split off), so after each batch the keyspace is synced, the records
+   * become the in-memory snapshot (what a lagging follower is sent), the marker goes to the WAL
+   * and the group's WAL entries are released.
+   */
+  private async releaseShardGroupLog(): Promise<void> {
+    const index = this.shard.applied;
+    if (index <= this.storage.snapshot().metadata.index || index > this.storage.lastIndex()) return;
+    await this.keyspace.sync();
+    const snapshot = this.storage.createSnapshot(
+      index,
+      this.confState,
+      shardSnapshotData(this.keyspace, this.groupId),
+    );
+    this.storage.compact(index);
+    this.wal.saveSnapshotMarker(this.groupId, snapshot.metadata);
+    await this.wal.sync();
+    await this.wal.releaseTo(this.groupId, index);
+  }
+
+  /**
+   * A snapshot from the leader of a group other than 1, made durable before its WAL marker: its
+   * records written to the keyspace with the index as applied, and synced.
+   */
+  async persistShardSnapshot(snapshot: Snapshot): Promise<void> {
+    const records = decodeShardSnapshot(snapshot.data);
+    const ids = new Set(decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME)));
+    const writes: Record<string, Uint8Array> = {};
+    for (const [i, record] of records.entries()) {
+      ids.add(record.id);
+      // A child this member does not host yet is founded from its first state and replays its log.
+      const stored = i === 0 ? { ...record, applied: snapshot.metadata.index } : foundingRecord(record);
+      // A child this member already hosts keeps its own record (its applied index is its own).
+      if (i > 0 && this.keyspace.getMeta(shardMetaName(record.id)) !== undefined) continue;
+      writes[shardMetaName(record.id)] = encodeShardRecord(stored);
+    }
+    writes[SHARD_IDS_META_NAME] = encodeShardIds([...ids]);
+    this.keyspace.putMetaRecords(writes);
+    await this.keyspace.sync();
+  }
+
+  /** This group's shard: key range and epoch (see shard-record.ts). */
+  get shardRecord(): ShardRecord {
+    return this.shard;
+  }
+
+  /**
+   * Writes this group's record again (a group other than 1), after a group-1 snapshot from the
+   * leader replaced the keyspace and with it every record in it.
+   */
+  persistShardRecord(): void {
+    if (this.groupId === FIRST_SHARD_ID) return;
+    const ids = new Set(decodeShardIds(this.keyspace.getMeta(SHARD_IDS_META_NAME)));
+    ids.add(this.groupId);
+    this.keyspace.putMetaRecords({
+      [shardMetaName(this.groupId)]: encodeShardRecord(this.shard),
+      [SHARD_IDS_META_NAME]: encodeShardIds([...ids]),
+    });
   }
 
   /** etcd's "apply request took too long": one warning per slow batch, with what it held. */
@@ -694,6 +900,8 @@ export class GroupReplica {
       case 'updateMember':
         this.members.updatePeerUrls(op.memberId, op.peerUrls);
         return undefined;
+      case 'splitShard':
+        return undefined; // applied before cluster ops (applySplit)
       case 'alarm': {
         // etcd swaps its applier on alarm changes: a newly raised alarm's guard replaces whichever
         // stood (raising one again changes nothing), and lowering the last alarm of a kind
@@ -721,6 +929,19 @@ export class GroupReplica {
     this.confState = snapshot.metadata.confState;
     this.confChanges++;
     if (snapshot.data.length === 0) return; // the bootstrap snapshot: an empty keyspace
+    if (this.groupId !== FIRST_SHARD_ID) {
+      // The records are durable already (persistShardSnapshot, before the WAL marker).
+      const [own, ...children] = decodeShardSnapshot(snapshot.data);
+      if (own === undefined || own.id !== this.groupId)
+        throw new Error(`a snapshot of another shard for group ${this.groupId}`);
+      this.shard = { ...own, applied: snapshot.metadata.index };
+      for (const child of children) this.events.onShardSplit?.(foundingRecord(child));
+      this.log.info('installed a shard snapshot from the leader', {
+        shard: this.groupId,
+        index: snapshot.metadata.index,
+      });
+      return;
+    }
     const path = join(this.snapshotScratchDir, `incoming-${snapshot.metadata.index}.mdb`);
     const files = await this.snapshots.list();
     const file = files.find((f) => f.index === snapshot.metadata.index && f.term === snapshot.metadata.term);
@@ -731,6 +952,7 @@ export class GroupReplica {
     this.members = loadMembers(this.keyspace) ?? this.members;
     this.authGate.store = loadAuth(this.keyspace);
     this.alarmGuard = alarmGuardAfterRestart(this.members);
+    this.shard = loadShardRecord(this.keyspace, this.groupId);
     this.events.onSnapshotInstalled();
     this.leases.clear();
     const nowMs = Date.now();
@@ -747,6 +969,8 @@ export class GroupReplica {
    * election timeout, and a loop waiting for it sends no heartbeats).
    */
   private snapshotIfDue(): void {
+    // A group other than 1 snapshots its records after every batch (releaseShardGroupLog).
+    if (this.groupId !== FIRST_SHARD_ID) return;
     if (this.stopped) return;
     void this.takeSnapshot();
   }
@@ -923,6 +1147,34 @@ export function txnHasPut(request: TxnRequest): boolean {
 export function loadAuth(keyspace: Keyspace): AuthStore {
   const data = keyspace.getMeta(AUTH_META_NAME);
   return data === undefined ? new AuthStore() : AuthStore.decode(data);
+}
+
+/**
+ * The snapshot of a group other than 1: its record and the records of the shards it split off
+ * (so a follower that installs it hosts them too), as JSON of base64 records.
+ */
+export function shardSnapshotData(keyspace: Keyspace, groupId: number): Uint8Array {
+  const children = decodeShardIds(keyspace.getMeta(SHARD_IDS_META_NAME))
+    .filter((id) => id !== groupId)
+    .map((id) => loadShardRecord(keyspace, id))
+    .filter((record) => record.parent?.id === groupId);
+  const records = [loadShardRecord(keyspace, groupId), ...children];
+  return Buffer.from(
+    JSON.stringify(records.map((r) => Buffer.from(encodeShardRecord(r)).toString('base64'))),
+  );
+}
+
+function decodeShardSnapshot(data: Uint8Array): ShardRecord[] {
+  const list = JSON.parse(Buffer.from(data).toString()) as string[];
+  return list.map((entry) => decodeShardRecord(Buffer.from(entry, 'base64')));
+}
+
+/** A group's shard record in the keyspace; group 1 before its first split holds the whole keyspace. */
+export function loadShardRecord(keyspace: Keyspace, groupId: number): ShardRecord {
+  const data = keyspace.getMeta(shardMetaName(groupId));
+  if (data !== undefined) return decodeShardRecord(data);
+  if (groupId === FIRST_SHARD_ID) return initialShardRecord();
+  throw new Error(`no shard record for group ${groupId} in the keyspace`);
 }
 
 export function loadMembers(keyspace: Keyspace): Members | undefined {

@@ -97,6 +97,20 @@ export interface MetaReplicaOptions {
   scheduler?: HostScheduler;
 }
 
+interface Pending {
+  resolve(): void;
+  reject(error: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+function settle(map: Map<string, Pending>, key: string): void {
+  const waiter = map.get(key);
+  if (waiter === undefined) return;
+  map.delete(key);
+  clearTimeout(waiter.timer);
+  waiter.resolve();
+}
+
 class CryptoRng implements Rng {
   nextInt(bound: number): number {
     return bound <= 1 ? 0 : randomInt(bound);
@@ -118,6 +132,11 @@ export class MetaReplica {
   private waitUntil = 0;
   private stopped = false;
   private fastForwarded = false;
+  /** Leadership confirmations in flight (ReadIndex rounds), by context. */
+  private readonly rounds = new Map<string, Pending>();
+  /** Oracle mark raises waiting for the applied mark to reach `mark`. */
+  private readonly raises: Array<Pending & { mark: number }> = [];
+  private nextRoundId = 1;
   private readonly wal: Wal;
   private readonly dir: string;
   private readonly log: Logger;
@@ -185,7 +204,9 @@ export class MetaReplica {
           this.softState = state;
         },
         onHardState: () => undefined,
-        onReadStates: () => undefined,
+        onReadStates: (states) => {
+          for (const state of states) settle(this.rounds, Buffer.from(state.context).toString('hex'));
+        },
         onApplied: (index) => {
           this.applied = Math.max(this.applied, index);
         },
@@ -246,6 +267,12 @@ export class MetaReplica {
     this.stopped = true;
     this.host.stop();
     if (this.stopTicks !== undefined) clearInterval(this.stopTicks);
+    const stopped = new Error('metadata group: stopped');
+    for (const waiter of [...this.rounds.values(), ...this.raises.splice(0)]) {
+      clearTimeout(waiter.timer);
+      waiter.reject(stopped);
+    }
+    this.rounds.clear();
   }
 
   step(message: Message): void {
@@ -340,6 +367,7 @@ export class MetaReplica {
       this.applied = entry.index;
     }
     this.waitUntil = 0;
+    this.settleRaises();
     await this.snapshotIfBehind();
   }
 
@@ -421,6 +449,92 @@ export class MetaReplica {
       if (found !== null && Number.parseInt(found[1]!, 16) < index)
         rmSync(join(this.dir, name), { force: true });
     }
+  }
+
+  // ---- the oracle's hooks (node/oracle-service.ts) ------------------------------------------
+
+  /**
+   * The term this replica leads in once it has applied everything committed and an entry of its
+   * own term is committed (so every mark an earlier leader raised is in its state); 0 otherwise.
+   */
+  leadingCaughtUpTerm(): number {
+    if (!this.isLeader || this.state === undefined) return 0;
+    const { hardState } = this.engine.status();
+    const commit = hardState.commit;
+    if (commit > this.storage.lastIndex() || commit < this.storage.firstIndex() - 1) return 0;
+    if (this.storage.term(commit) !== hardState.term || this.applied < commit) return 0;
+    return hardState.term;
+  }
+
+  /**
+   * A ReadIndex round started now: resolves once a quorum confirmed this leader after the call;
+   * rejects when the round is dropped, stalls past the election timeout, or the replica stops.
+   */
+  confirmLeadership(): Promise<void> {
+    const context = Buffer.alloc(8);
+    context.writeUInt32BE(this.options.memberId % 0x1_0000_0000, 0);
+    context.writeUInt32BE(this.nextRoundId++ % 0x1_0000_0000, 4);
+    const key = context.toString('hex');
+    return this.pending(this.rounds, key, () => this.engine.readIndex(context).ok);
+  }
+
+  /** Proposes raising the oracle's persisted mark; resolves once this replica applied a mark ≥ `mark`. */
+  raiseOracleMark(mark: number): Promise<void> {
+    if (this.stopped || !this.isLeader) return Promise.reject(new Error('not the metadata leader'));
+    const encoded = encodeMetaCommand({ type: 'raiseOracleMark', mark });
+    const data = new Uint8Array(1 + encoded.length);
+    data[0] = COMMAND;
+    data.set(encoded, 1);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const at = this.raises.indexOf(waiter);
+        if (at >= 0) this.raises.splice(at, 1);
+        reject(new Error('metadata group: the oracle mark raise timed out'));
+      }, this.requestTimeoutMs);
+      const waiter = { mark, resolve, reject, timer };
+      this.raises.push(waiter);
+      const proposed = this.engine.propose(data).ok;
+      this.host.schedule();
+      if (!proposed) {
+        this.raises.splice(this.raises.indexOf(waiter), 1);
+        clearTimeout(timer);
+        reject(new Error('metadata group: the oracle mark raise was dropped'));
+      }
+    });
+  }
+
+  private get requestTimeoutMs(): number {
+    return 2 * this.options.electionTimeoutMs;
+  }
+
+  private settleRaises(): void {
+    const mark = this.state?.oracleMark ?? 0;
+    for (let i = this.raises.length - 1; i >= 0; i--) {
+      const waiter = this.raises[i]!;
+      if (waiter.mark > mark) continue;
+      this.raises.splice(i, 1);
+      clearTimeout(waiter.timer);
+      waiter.resolve();
+    }
+  }
+
+  private pending(map: Map<string, Pending>, key: string, start: () => boolean): Promise<void> {
+    if (this.stopped || !this.isLeader) return Promise.reject(new Error('not the metadata leader'));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (map.get(key) === undefined) return;
+        map.delete(key);
+        reject(new Error('metadata group: the leadership round timed out'));
+      }, this.requestTimeoutMs);
+      map.set(key, { resolve, reject, timer });
+      const started = start();
+      this.host.schedule();
+      if (!started) {
+        map.delete(key);
+        clearTimeout(timer);
+        reject(new Error('metadata group: the leadership round was dropped'));
+      }
+    });
   }
 
   // ---- the leader's reconcile loop ----------------------------------------------------------

@@ -24,7 +24,15 @@ export type ClusterOp =
   | { type: 'updateMember'; memberId: number; peerUrls: string[] }
   | { type: 'alarm'; action: 'activate' | 'deactivate'; memberId: number; alarm: AlarmType }
   /** Encryption at rest: from this entry on, every member seals new data with key `keyId`. */
-  | { type: 'encryptionKey'; keyId: string };
+  | { type: 'encryptionKey'; keyId: string }
+  /**
+   * A shard split, as an admin entry in the shard's own log: shard `shardId` at `expectedEpoch`
+   * keeps [start, splitKey) and the new group `rightId` takes [splitKey, end) on the same members.
+   */
+  | { type: 'splitShard'; shardId: number; expectedEpoch: number; splitKey: Uint8Array; rightId: number };
+
+/** A shard split entry (see ClusterOp). */
+export type SplitOp = Extract<ClusterOp, { type: 'splitShard' }>;
 
 /**
  * A request made with credentials while auth was enabled on the proposing member: applying it
@@ -69,6 +77,7 @@ const OP_TAGS = {
   encryptionKey: 11,
   auth: 12,
   authed: 13,
+  splitShard: 14,
 } as const;
 
 const AUTH_OP_TYPES: AuthOp['type'][] = [
@@ -154,6 +163,9 @@ function writeOp(w: BinaryWriter, op: ServerOp): void {
       return;
     case 'encryptionKey':
       w.string(op.keyId);
+      return;
+    case 'splitShard':
+      w.uvarint(op.shardId).uvarint(op.expectedEpoch).bytes(op.splitKey).uvarint(op.rightId);
       return;
     case 'auth':
       return writeAuthOp(w, op.request);
@@ -282,6 +294,14 @@ function readOp(r: BinaryReader): ServerOp {
     }
     case OP_TAGS.encryptionKey:
       return { type: 'encryptionKey', keyId: r.string() };
+    case OP_TAGS.splitShard:
+      return {
+        type: 'splitShard',
+        shardId: r.uvarint(),
+        expectedEpoch: r.uvarint(),
+        splitKey: r.bytes(),
+        rightId: r.uvarint(),
+      };
     case OP_TAGS.auth:
       return { type: 'auth', request: readAuthOp(r) };
     case OP_TAGS.authed: {

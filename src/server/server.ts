@@ -5,6 +5,7 @@
 // How a request travels through the layers: docs/architecture.md.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as grpc from '@grpc/grpc-js';
 import type {
   CompactionResponse,
   DeleteRangeRequest,
@@ -18,7 +19,7 @@ import type {
 } from '../mvcc/types.js';
 import type { ServerConfig } from '../node/config.js';
 import { ConcordNode, type MemberObservation, type StorageHooks } from '../node/node.js';
-import { ShardAdmin } from '../node/shard-admin.js';
+import { ShardAdmin, ShardAdminError } from '../node/shard-admin.js';
 import type { AuthInfo } from '../replica/auth-store.js';
 import type { MetaReplica } from '../replica/meta-replica.js';
 import type { ServerStats } from '../replica/stats.js';
@@ -37,6 +38,7 @@ import type {
   LeaseTimeToLiveResult,
   Member,
   ShardMapView,
+  ShardSplitView,
   SnapshotChunk,
   StatusResult,
   WatchCreate,
@@ -48,6 +50,7 @@ import { KvService } from '../services/kv.js';
 import { LEASE_CHECK_INTERVAL_MS, LeaseService } from '../services/lease.js';
 import { LockElectionService } from '../services/lock-election.js';
 import { MaintenanceService, QUOTA_CHECK_INTERVAL_MS } from '../services/maintenance.js';
+import { OracleNotLeaderError } from '../shard/errors.js';
 import type { FailStopError } from '../storage/fail-stop.js';
 import type { PeerTransport } from '../transport/peer-transport.js';
 import type { Logger } from '../util/logger.js';
@@ -316,9 +319,30 @@ export class ConcordServer implements EtcdBackend {
     return { ...this.shards.shardMap(), header: this.node.replica.header() };
   }
 
+  /** Revisions from this member's oracle; refused (FAILED_PRECONDITION) unless it leads the metadata group. */
+  async shardRevisions(count: number): Promise<{ first: number; count: number }> {
+    try {
+      return await this.node.oracle.allocate(count);
+    } catch (error) {
+      if (error instanceof OracleNotLeaderError)
+        throw new ShardAdminError(grpc.status.FAILED_PRECONDITION, `concord: ${error.message}`);
+      throw error;
+    }
+  }
+
+  async shardSplit(key: Uint8Array): Promise<WithHeader<ShardSplitView>> {
+    const split = await this.shards.split(key);
+    return { ...split, header: this.node.replica.header() };
+  }
+
   /** /concord/v1/shard/list on the client URL; false: not one of its paths. */
   shardRoutes(request: IncomingMessage, response: ServerResponse, path: string): Promise<boolean> {
     return this.shards.routes(request, response, path);
+  }
+
+  /** This member's process-level node: its storage, transport and hosted group replicas. */
+  get hosting(): ConcordNode {
+    return this.node;
   }
 
   /** The metadata group's replica (group 0) of this member. */

@@ -23,7 +23,7 @@ import type {
   TxnResponse,
   WatchFilter,
 } from '../mvcc/types.js';
-import type { ShardMapView } from '../node/shard-admin.js';
+import type { ShardMapView, ShardSplitView, ShardView } from '../node/shard-admin.js';
 import type { HeaderInfo } from '../replica/group-replica.js';
 
 /** The etcd release whose v3 API a member implements and reports (Status.version, /version). */
@@ -46,7 +46,7 @@ export type {
   WatchFilter,
 } from '../mvcc/types.js';
 
-export type { HeaderInfo, ShardMapView };
+export type { HeaderInfo, ShardMapView, ShardSplitView, ShardView };
 
 /** Every answer carries the header it was served under (revision = store revision then). */
 export type WithHeader<T> = T & { header: HeaderInfo };
@@ -259,6 +259,10 @@ export interface EtcdBackend {
   status(): Promise<WithHeader<StatusResult>>;
   /** Concord's shard map (concordpb.Shard/List); absent: a backend without one (Unimplemented). */
   shardList?(): WithHeader<ShardMapView>;
+  /** Splits the shard holding `key` at `key` (concordpb.Shard/Split); absent: Unimplemented. */
+  shardSplit?(key: Uint8Array): Promise<WithHeader<ShardSplitView>>;
+  /** Revisions from the timestamp oracle on the metadata leader (concordpb.Shard/Revisions, internal). */
+  shardRevisions?(count: number): Promise<{ first: number; count: number }>;
   alarm(
     action: AlarmAction,
     memberId: bigint,

@@ -103,7 +103,7 @@ const commands: Record<string, Command | Record<string, Command>> = {
   'move-leader': cluster.moveLeader,
   check: { perf: checkPerf, capacity: checkCapacity },
   encryption: { 'rotate-key': encryption.rotateKey, status: encryption.status },
-  shard: { list: shard.list },
+  shard: { list: shard.list, split: shard.split },
 };
 
 /** Commands that never talk to a server. */
