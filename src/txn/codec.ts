@@ -1,6 +1,7 @@
 // The transaction layer's bytes: a `ShardTxnCommand` as a shard log entry payload, and a
-// `ShardTxnState` as the transaction part of a shard snapshot. Written with util/binary as the
-// metadata group's commands and snapshot are (shard/meta-commands.ts, shard/meta-snapshot.ts).
+// `ShardTxnState` as the transaction part of a shard snapshot. Written with util/binary's writer as the
+// metadata group's commands and snapshot are (shard/meta-commands.ts, shard/meta-snapshot.ts), read
+// back by a stricter reader of its own (below).
 //
 // Command:  u8 encoding version (1) | u8 command tag | fields
 // Snapshot: u8 format version (1) | int clock | uint last revision
@@ -16,12 +17,15 @@
 // uvarint presence mask ahead of the struct's fields. Tags, enum orders and field orders are
 // stable: a new field or command gets a new version or tag.
 //
-// Every encoding is canonical for its value: decode(encode(x)) equals x (absent optional fields
-// stay absent) and encode(decode(bytes)) gives back the bytes. Decoding anything else throws
-// TxnCommandInvalidError or TxnSnapshotCorruptError, never another error and never a partial value.
+// Every encoding is canonical: decode(encode(x)) equals x (an optional field set to undefined is
+// written as absent and comes back absent), and every payload decode accepts is the one encoding
+// of its value, encode(decode(bytes)) = bytes (varints with redundant bytes, negative zero and
+// flag bytes other than 0/1 are refused; strings are strict UTF-8, a leading BOM kept). Decoding
+// anything else throws TxnCommandInvalidError or TxnSnapshotCorruptError, never another error and
+// never a partial value.
 
 import { crc32 } from 'node:zlib';
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js';
+import { BinaryWriter, DecodeError } from '../util/binary.js';
 import type { LockEntry } from './lock-table.js';
 import type { Finished, ShardTxnImage } from './shard-txn-state.js';
 import type {
@@ -81,7 +85,8 @@ export const TXN_SNAPSHOT_FORMAT_VERSION = 1;
 export const MAX_TXN_NESTING = 64;
 
 const CRC_BYTES = 4;
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is part of the string, not a marker to strip (it would not round-trip).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const utf8Encoder = new TextEncoder();
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -95,16 +100,78 @@ const ABORT_KINDS: readonly AbortReason['kind'][] = ['coordinator', 'expired', '
 const RECORD_STATUSES: readonly TxnRecordState['status'][] = ['pending', 'committed', 'aborted'];
 const OUTCOMES: readonly Finished['outcome'][] = ['committed', 'aborted'];
 
+/**
+ * The reader for util/binary's writer, stricter than util/binary's: a varint with a redundant zero
+ * last byte or above 2^53 - 1 is refused, so every accepted payload is the one encoding of its
+ * value. Failures are DecodeErrors.
+ */
+class Reader {
+  private offset = 0;
+  private readonly view: DataView;
+
+  constructor(private readonly buffer: Uint8Array) {
+    this.view = new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+  }
+
+  private need(bytes: number): void {
+    if (bytes > this.buffer.length - this.offset) {
+      throw new DecodeError(
+        `truncated: need ${bytes} bytes at offset ${this.offset} of ${this.buffer.length}`,
+      );
+    }
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buffer[this.offset++]!;
+  }
+
+  uint(): number {
+    let value = 0;
+    let scale = 1;
+    for (let i = 0; i < 8; i++) {
+      const byte = this.u8();
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) {
+        if (byte === 0 && i > 0) throw new DecodeError('a varint has a redundant zero byte');
+        if (!Number.isSafeInteger(value)) throw new DecodeError(`integer ${value} is above 2^53 - 1`);
+        return value;
+      }
+      scale *= 0x80;
+    }
+    throw new DecodeError('a varint is longer than 8 bytes');
+  }
+
+  i64(): bigint {
+    this.need(8);
+    const value = this.view.getBigInt64(this.offset, true);
+    this.offset += 8;
+    return value;
+  }
+
+  /** A view into the payload. */
+  bytes(): Uint8Array {
+    const length = this.uint();
+    this.need(length);
+    const value = this.buffer.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return value;
+  }
+
+  expectDone(): void {
+    const left = this.buffer.length - this.offset;
+    if (left > 0) throw new DecodeError(`${left} trailing bytes`);
+  }
+}
+
 // --- primitives -------------------------------------------------------------------------------
 
 function uint(w: BinaryWriter, value: number): BinaryWriter {
   return w.uvarint(value);
 }
 
-function readUint(r: BinaryReader): number {
-  const value = r.uvarint();
-  if (!Number.isSafeInteger(value)) throw new DecodeError(`integer ${value} is above 2^53 - 1`);
-  return value;
+function readUint(r: Reader): number {
+  return r.uint();
 }
 
 function int(w: BinaryWriter, value: number): BinaryWriter {
@@ -112,7 +179,7 @@ function int(w: BinaryWriter, value: number): BinaryWriter {
   return value < 0 ? w.u8(1).uvarint(-value) : w.u8(0).uvarint(value);
 }
 
-function readInt(r: BinaryReader): number {
+function readInt(r: Reader): number {
   const sign = r.u8();
   if (sign > 1) throw new DecodeError(`sign byte ${sign} is not 0 or 1`);
   const magnitude = readUint(r);
@@ -125,14 +192,14 @@ function bool(w: BinaryWriter, value: boolean): BinaryWriter {
   return w.u8(value ? 1 : 0);
 }
 
-function readBool(r: BinaryReader): boolean {
+function readBool(r: Reader): boolean {
   const value = r.u8();
   if (value > 1) throw new DecodeError(`boolean byte ${value} is not 0 or 1`);
   return value === 1;
 }
 
-/** A copy, as a plain Uint8Array (the reader's bytes are views into the payload, a Buffer's are Buffers). */
-function readBytes(r: BinaryReader): Uint8Array {
+/** A copy, as a plain Uint8Array (so a Buffer payload does not leak into the values). */
+function readBytes(r: Reader): Uint8Array {
   return new Uint8Array(r.bytes());
 }
 
@@ -149,7 +216,7 @@ function string(w: BinaryWriter, value: string): BinaryWriter {
   return w.bytes(utf8Encoder.encode(value));
 }
 
-function readString(r: BinaryReader): string {
+function readString(r: Reader): string {
   const bytes = r.bytes();
   try {
     return utf8.decode(bytes);
@@ -164,7 +231,7 @@ function enumIndex<T>(values: readonly T[], value: T, what: string): number {
   return index;
 }
 
-function readEnum<T>(r: BinaryReader, values: readonly T[], what: string): T {
+function readEnum<T>(r: Reader, values: readonly T[], what: string): T {
   const index = r.u8();
   const value = values[index];
   if (value === undefined) throw new DecodeError(`unknown ${what} ${index}`);
@@ -181,7 +248,7 @@ function list<T>(
   return w;
 }
 
-function readList<T>(r: BinaryReader, read: (r: BinaryReader) => T): T[] {
+function readList<T>(r: Reader, read: (r: Reader) => T): T[] {
   const count = readUint(r);
   const items: T[] = [];
   for (let i = 0; i < count; i++) items.push(read(r));
@@ -195,13 +262,13 @@ function readList<T>(r: BinaryReader, read: (r: BinaryReader) => T): T[] {
 interface OptionalField<T> {
   readonly name: keyof T & string;
   write(w: BinaryWriter, value: never): void;
-  read(r: BinaryReader): unknown;
+  read(r: Reader): unknown;
 }
 
 function optionalField<T, K extends keyof T & string>(
   name: K,
   write: (w: BinaryWriter, value: Exclude<T[K], undefined>) => void,
-  read: (r: BinaryReader) => Exclude<T[K], undefined>,
+  read: (r: Reader) => Exclude<T[K], undefined>,
 ): OptionalField<T> {
   return { name, write: write as (w: BinaryWriter, value: never) => void, read };
 }
@@ -218,7 +285,7 @@ function writeOptionals<T>(w: BinaryWriter, value: T, fields: readonly OptionalF
   }
 }
 
-function readOptionals<T>(r: BinaryReader, fields: readonly OptionalField<T>[]): Partial<T> {
+function readOptionals<T>(r: Reader, fields: readonly OptionalField<T>[]): Partial<T> {
   const mask = readUint(r);
   if (mask >= 2 ** fields.length) throw new DecodeError(`presence mask ${mask} has unknown fields`);
   const out: Record<string, unknown> = {};
@@ -291,7 +358,7 @@ function writeCompare(w: BinaryWriter, c: Compare): void {
   }
 }
 
-function readCompare(r: BinaryReader): Compare {
+function readCompare(r: Reader): Compare {
   const target = readEnum(r, COMPARE_TARGETS, 'compare target');
   const result = readEnum(r, COMPARE_RESULTS, 'compare result');
   const key = readBytes(r);
@@ -331,7 +398,7 @@ function writeOp(w: BinaryWriter, op: RequestOp, depth: number): void {
   }
 }
 
-function readOp(r: BinaryReader, depth: number): RequestOp {
+function readOp(r: Reader, depth: number): RequestOp {
   const type = readEnum(r, OP_TYPES, 'op type');
   switch (type) {
     case 'range':
@@ -345,7 +412,7 @@ function readOp(r: BinaryReader, depth: number): RequestOp {
   }
 }
 
-function readLeafOp(r: BinaryReader): LeafOp {
+function readLeafOp(r: Reader): LeafOp {
   const op = readOp(r, 0);
   if (op.type === 'txn') throw new DecodeError('a part op is a nested txn');
   return op;
@@ -358,7 +425,7 @@ function writeTxnRequest(w: BinaryWriter, t: TxnRequest, depth: number): void {
   list(w, t.failure, (ww, op) => writeOp(ww, op, depth));
 }
 
-function readTxnRequest(r: BinaryReader, depth: number): TxnRequest {
+function readTxnRequest(r: Reader, depth: number): TxnRequest {
   if (depth > MAX_TXN_NESTING) throw new DecodeError(`txn nested deeper than ${MAX_TXN_NESTING}`);
   return {
     compare: readList(r, readCompare),
@@ -378,7 +445,7 @@ function writeKeyValue(w: BinaryWriter, kv: KeyValue): void {
   lease(w, kv.lease);
 }
 
-function readKeyValue(r: BinaryReader): KeyValue {
+function readKeyValue(r: Reader): KeyValue {
   return {
     key: readBytes(r),
     createRevision: readUint(r),
@@ -417,7 +484,7 @@ function writeLeafResponse(w: BinaryWriter, op: LeafResponse): void {
   }
 }
 
-function readLeafResponse(r: BinaryReader): LeafResponse {
+function readLeafResponse(r: Reader): LeafResponse {
   const type = readEnum(r, OP_TYPES, 'response type');
   switch (type) {
     case 'range':
@@ -454,7 +521,7 @@ function writeMeta(w: BinaryWriter, m: TxnMeta): void {
   int(w, m.startedAtMs);
 }
 
-function readMeta(r: BinaryReader): TxnMeta {
+function readMeta(r: Reader): TxnMeta {
   return {
     id: readString(r),
     primary: readUint(r),
@@ -469,7 +536,7 @@ function writeLock(w: BinaryWriter, l: LockInterval): void {
   bool(w, l.write);
 }
 
-function readLock(r: BinaryReader): LockInterval {
+function readLock(r: Reader): LockInterval {
   return { start: readBytes(r), end: readBytes(r), write: readBool(r) };
 }
 
@@ -479,7 +546,7 @@ function writePart(w: BinaryWriter, p: TxnPart): void {
   list(w, p.locks, writeLock);
 }
 
-function readPart(r: BinaryReader): TxnPart {
+function readPart(r: Reader): TxnPart {
   return {
     compares: readList(r, (rr) => ({ id: readUint(rr), compare: readCompare(rr) })),
     ops: readList(r, (rr) => ({ id: readUint(rr), op: readLeafOp(rr) })),
@@ -491,7 +558,7 @@ function writeExecuted(w: BinaryWriter, executed: readonly number[]): void {
   list(w, executed, uint);
 }
 
-function readExecuted(r: BinaryReader): number[] {
+function readExecuted(r: Reader): number[] {
   return readList(r, readUint);
 }
 
@@ -500,7 +567,7 @@ function writeReason(w: BinaryWriter, reason: AbortReason): void {
   if (reason.kind === 'wound') int(w, reason.byPriority);
 }
 
-function readReason(r: BinaryReader): AbortReason {
+function readReason(r: Reader): AbortReason {
   const kind = readEnum(r, ABORT_KINDS, 'abort reason');
   return kind === 'wound' ? { kind, byPriority: readInt(r) } : { kind };
 }
@@ -513,7 +580,7 @@ type CommandOf<K extends CommandType> = Extract<ShardTxnCommand, { type: K }>;
 interface CommandCodec<K extends CommandType> {
   readonly tag: number;
   write(w: BinaryWriter, command: CommandOf<K>): void;
-  read(r: BinaryReader): CommandOf<K>;
+  read(r: Reader): CommandOf<K>;
 }
 
 /** One entry per command type (the mapped type makes a missing one a compile error). `nowMs` comes last in each. */
@@ -645,13 +712,9 @@ export function decodeShardTxnCommand(payload: Uint8Array): ShardTxnCommand {
 }
 
 /** Reads the whole payload (trailing bytes are an error); every decoding failure becomes `fail`'s error. */
-function decodeWhole<T>(
-  payload: Uint8Array,
-  fail: (message: string) => Error,
-  read: (r: BinaryReader) => T,
-): T {
+function decodeWhole<T>(payload: Uint8Array, fail: (message: string) => Error, read: (r: Reader) => T): T {
   try {
-    const r = new BinaryReader(payload);
+    const r = new Reader(payload);
     const value = read(r);
     r.expectDone();
     return value;
@@ -683,7 +746,7 @@ function writeRecord(w: BinaryWriter, record: TxnRecord): void {
   w.u8(record.forgotten === undefined ? 0 : record.forgotten ? 2 : 1);
 }
 
-function readRecord(r: BinaryReader): TxnRecord {
+function readRecord(r: Reader): TxnRecord {
   const meta = readMeta(r);
   const status = readEnum(r, RECORD_STATUSES, 'record status');
   let state: TxnRecordState;
@@ -719,7 +782,7 @@ function writeLockEntry(w: BinaryWriter, lock: LockEntry): void {
   );
 }
 
-function readLockEntry(r: BinaryReader): LockEntry {
+function readLockEntry(r: Reader): LockEntry {
   return {
     meta: readMeta(r),
     part: readPart(r),
@@ -740,7 +803,7 @@ function writeFinished(w: BinaryWriter, f: { readonly id: TxnId } & Finished): v
   list(w, f.responses, (ww, p: PartResponse) => writeLeafResponse(uint(ww, p.id), p.response));
 }
 
-function readFinished(r: BinaryReader): { readonly id: TxnId } & Finished {
+function readFinished(r: Reader): { readonly id: TxnId } & Finished {
   return {
     id: readString(r),
     outcome: readEnum(r, OUTCOMES, 'outcome'),
