@@ -483,6 +483,23 @@ test('a snapshot taken mid-run and restored answers the rest of the log as the o
   assert.ok(checked > 1000, `entries applied after a restore: ${checked}`);
 });
 
+test('one run, snapshotted after every entry of every shard', async () => {
+  const harness = new TxnHarness({ ...DEFAULT_OPTIONS, seed: 2 });
+  await harness.run();
+  let checked = 0;
+  for (const shard of harness.shards) {
+    const cuts = Array.from({ length: shard.log.length + 1 }, (_, i) => i);
+    const result = replayWithCuts(shard.log, shard.state.options, cuts);
+    assert.deepStrictEqual(
+      result.reference.exportImage(),
+      shard.state.exportImage(),
+      'the replay is the run',
+    );
+    checked += result.checked;
+  }
+  assert.ok(checked > 10_000, `entries applied after a restore: ${checked}`);
+});
+
 test('with a short retention (outcomes and records dropped mid-log), a restored state still answers the same', async () => {
   let dropped = 0;
   let checked = 0;
