@@ -14,7 +14,7 @@
 // lose its txn to an abort, never commit half of it. Clock skew moves abort rates, not safety.
 
 import { TxnInvariantError } from './errors.js';
-import { LockTable } from './lock-table.js';
+import { type LockEntry, LockTable } from './lock-table.js';
 import { buildTxnResponse, chooseBranch, compareResults, planTxn, singleShardRouter } from './plan.js';
 import type {
   AbortReason,
@@ -68,7 +68,7 @@ export interface ShardTxnOptions {
   readonly retainMs: number;
 }
 
-interface Finished {
+export interface Finished {
   readonly outcome: 'committed' | 'aborted';
   readonly atMs: number;
   readonly startedAtMs: number;
@@ -83,6 +83,21 @@ export interface ShardTxnSnapshot {
   readonly locks: readonly { meta: TxnMeta; part: TxnPart; expiresAtMs: number }[];
   readonly finished: readonly { id: TxnId; outcome: string; atMs: number }[];
   readonly records: readonly TxnRecord[];
+}
+
+/**
+ * The whole state, for a snapshot: everything `apply` reads, each list in the order that matters
+ * (locks in acquisition order, which `conflict` reports first; outcomes and decided records in
+ * decision order, which the retention drops oldest first). `ShardTxnState.restore` of an export
+ * behaves exactly as the state it was exported from.
+ */
+export interface ShardTxnImage {
+  readonly clockMs: number;
+  readonly lastRevision: Revision;
+  readonly locks: readonly LockEntry[];
+  readonly finished: readonly ({ readonly id: TxnId } & Finished)[];
+  readonly pendingRecords: readonly TxnRecord[];
+  readonly decidedRecords: readonly TxnRecord[];
 }
 
 export class ShardTxnState {
@@ -419,6 +434,32 @@ export class ShardTxnState {
       finished: [...this.finished.entries()].map(([id, f]) => ({ id, outcome: f.outcome, atMs: f.atMs })),
       records: [...this.pendingRecords.values(), ...this.decidedRecords.values()],
     };
+  }
+
+  /** The whole state (shares its immutable values with this state: do not mutate them). */
+  exportImage(): ShardTxnImage {
+    return {
+      clockMs: this.clock,
+      lastRevision: this.last,
+      locks: [...this.locks.entries()],
+      finished: [...this.finished.entries()].map(([id, f]) => ({ id, ...f })),
+      pendingRecords: [...this.pendingRecords.values()],
+      decidedRecords: [...this.decidedRecords.values()],
+    };
+  }
+
+  /** Replaces the whole state by an image (from `exportImage`, or a decoded snapshot). */
+  restore(image: ShardTxnImage): void {
+    for (const id of [...this.locks.entries()].map((l) => l.meta.id)) this.locks.delete(id);
+    for (const lock of image.locks) this.locks.add(lock);
+    this.finished.clear();
+    for (const { id, ...f } of image.finished) this.finished.set(id, f);
+    this.pendingRecords.clear();
+    for (const r of image.pendingRecords) this.pendingRecords.set(r.meta.id, r);
+    this.decidedRecords.clear();
+    for (const r of image.decidedRecords) this.decidedRecords.set(r.meta.id, r);
+    this.clock = image.clockMs;
+    this.last = image.lastRevision;
   }
 
   /** Forgets outcomes and decided records past the retention (the oldest first; insertion order is decision order). */
