@@ -77,7 +77,7 @@ type CommandOf<K extends MetaCommandType> = Extract<MetaCommand, { type: K }>;
 /** The encoding version this code writes (and the only one it reads). */
 export const META_COMMAND_ENCODING_VERSION = 1;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 const NODE_STATES: readonly NodeState[] = ['up', 'draining', 'removed'];
 const REPLICA_STEPS: readonly ReplicaStep[] = ['add-learner', 'promote', 'remove'];
 

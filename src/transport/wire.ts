@@ -35,7 +35,7 @@ export interface HelloAck {
 }
 
 const utf8 = new TextEncoder();
-const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function stringBytes(text: Uint8Array): number {
   return varUintBytes(text.length) + text.length;

@@ -2,7 +2,7 @@
 // Integers up to 2^53 are written as varints, so small numbers (the common case) cost one byte.
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export class DecodeError extends Error {
   readonly code = 'DECODE_ERROR';

@@ -2,7 +2,7 @@
 // its stable code (and the state left exactly as it was), and the derived placement and plan.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeMetaCommand } from '../../src/shard/meta-commands.js';
+import { decodeMetaCommand, encodeMetaCommand } from '../../src/shard/meta-commands.js';
 import { MetaState } from '../../src/shard/meta-state.js';
 import { REVISION_MAX } from '../../src/shard/oracle.js';
 import { b, text } from './helpers.js';
@@ -491,4 +491,12 @@ test('a new node gets a share of the replicas through the plan', () => {
   }
   assert.ok(loads.get(4)! > 0, 'the new node holds replicas');
   assert.deepEqual(state.plan().moves, []);
+});
+
+test('a label that starts with U+FEFF reads back unchanged', () => {
+  const command = {
+    type: 'addNode',
+    node: { id: 9, peerUrls: ['http://a'], clientUrls: [], host: '\uFEFFrack-1', zone: '\uFEFF' },
+  } as const;
+  assert.deepEqual(decodeMetaCommand(encodeMetaCommand(command)), command);
 });
