@@ -157,9 +157,9 @@ describe('ShardStateMachine', () => {
     split(4, 1);
     assert.equal(machine.lastSplit, undefined, 'a duplicate split (planned at the old epoch) is a no-op');
     applyWrite(machine, 5, 5, { write: 3, revision: 9, epoch: 1, ops: [{ key: 'b', op: 'put' }] });
-    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'stale-epoch', epoch: 2 });
+    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'stale-epoch', epoch: 2, confEpoch: 1 });
     applyWrite(machine, 6, 6, { write: 3, revision: 9, epoch: 2, ops: [{ key: 'm', op: 'put' }] });
-    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'stale-epoch', epoch: 2 });
+    assert.deepEqual(machine.lastWrite?.outcome, { kind: 'stale-epoch', epoch: 2, confEpoch: 1 });
     applyWrite(machine, 7, 7, { write: 3, revision: 9, epoch: 2, ops: [{ key: 'c', op: 'put' }] });
     assert.equal(machine.lastWrite?.outcome.kind, 'applied');
   });
