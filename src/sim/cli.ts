@@ -224,11 +224,19 @@ function printShardedStats(report: ShardedSeedRangeReport): void {
       summary.speed,
       `events=${sum((x) => x.events)} writes=${sum((x) => x.writes)} acked=${sum((x) => x.acked)} refused=${sum((x) => x.refused)} rerouted=${sum((x) => x.rerouted)} crossShard=${sum((x) => x.crossShard)} splits=${sum((x) => x.splits)} revisionsReleased=${sum((x) => x.revisionsReleased)} oracleLeaderships=${sum((x) => x.oracleLeaderships)}`,
       `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} transfers=${sum((x) => x.leaderTransfers)} snapshots=${sum((x) => x.snapshotsSent)}`,
-      `moves=${sum((x) => x.moves)} confChanges=${sum((x) => x.confChanges)} nodeAdds=${sum((x) => x.nodeAdds)} nodeRemoves=${sum((x) => x.nodeRemoves)}`,
+      `moves=${sum((x) => x.moves)} confChanges=${sum((x) => x.confChanges)} nodeAdds=${sum((x) => x.nodeAdds)} nodeRemoves=${sum((x) => x.nodeRemoves)} oracleCrashes=${sum((x) => x.oracleCrashes)} crashesDuringMoves=${sum((x) => x.crashesDuringMoves)} ${shareSummary(r.flatMap((x) => x.addedNodeShares))}`,
       `fsyncs=${sum((x) => x.fsyncs)} groupWrites=${sum((x) => x.groupWrites)}`,
       summary.liveness,
     ].join('\n'),
   );
+}
+
+/** How close each joined node came to its fair share (replicas over the average per up node). */
+function shareSummary(shares: number[]): string {
+  if (shares.length === 0) return '';
+  const sorted = [...shares].sort((a, b) => a - b);
+  const mean = shares.reduce((a, b) => a + b, 0) / shares.length;
+  return `joinedNodeShare n=${shares.length} min=${sorted[0]!.toFixed(2)} mean=${mean.toFixed(2)} max=${sorted.at(-1)!.toFixed(2)}`;
 }
 
 function printStats(report: SeedRangeReport): void {

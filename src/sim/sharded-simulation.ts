@@ -98,6 +98,8 @@ export interface ShardedSimOptions {
   unsafePromoteBeforeCaughtUp?: boolean;
   /** Test only: a snapshot installed on a replica a move created loses the newest key version. */
   unsafeSnapshotDropsWrite?: boolean;
+  /** Test only: shard replicas are not compared by content after every apply (only at the end). */
+  uncheckedDigest?: boolean;
   /** Test only: the scheduler places without the load bound. */
   unsafeSchedulerIgnoresBound?: boolean;
   /** Test only: the scheduler places without host labels. */
@@ -127,6 +129,14 @@ export interface ShardedSimResult {
   confChanges: number;
   nodeAdds: number;
   nodeRemoves: number;
+  /** Crashes of the oracle's node (group 0's leader), and those while a move was in progress. */
+  oracleCrashes: number;
+  crashesDuringMoves: number;
+  /**
+   * Each node that joined and is still up at the end: its replicas over the average per up node
+   * (1 is exactly its fair share).
+   */
+  addedNodeShares: number[];
   revisionsReleased: number;
   oracleLeaderships: number;
   livenessUs: number;
@@ -420,6 +430,8 @@ export class ShardedSimulation {
     confChanges: 0,
     nodeAdds: 0,
     nodeRemoves: 0,
+    oracleCrashes: 0,
+    crashesDuringMoves: 0,
     oracleLeaderships: 0,
     crashes: 0,
     pauses: 0,
@@ -454,6 +466,7 @@ export class ShardedSimulation {
     const shardOptions = {
       unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision,
       unsafeIgnoreEpoch: options.unsafeIgnoreEpoch,
+      uncheckedDigest: options.uncheckedDigest,
     };
     this.shardConfig = (range) => ({
       ...base,
@@ -515,6 +528,9 @@ export class ShardedSimulation {
       confChanges: this.stats.confChanges,
       nodeAdds: this.stats.nodeAdds,
       nodeRemoves: this.stats.nodeRemoves,
+      oracleCrashes: this.stats.oracleCrashes,
+      crashesDuringMoves: this.stats.crashesDuringMoves,
+      addedNodeShares: this.addedNodeShares(),
       revisionsReleased: this.revisions.releasedCount,
       oracleLeaderships: this.stats.oracleLeaderships,
       livenessUs: this.stats.livenessUs,
@@ -1525,7 +1541,10 @@ export class ShardedSimulation {
       this.trace(`n${server.id} paused until ${(server.pausedUntilUs / 1000).toFixed(3)}ms`);
     } else if (action === 8) {
       const leader = this.leaderOf(METADATA_GROUP);
-      if (leader) this.crash(leader);
+      if (leader) {
+        this.stats.oracleCrashes++;
+        this.crash(leader);
+      }
     } else if (action === 9) this.transferLeadership(rng.pick([...this.placement.keys()]));
     this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
   }
@@ -1533,6 +1552,7 @@ export class ShardedSimulation {
   private crash(server: SimServer): void {
     this.crashServer(server);
     this.stats.crashes++;
+    if (this.job !== undefined) this.stats.crashesDuringMoves++;
     this.queue.after(this.rngFault.between(20_000, 800_000), { kind: 'restart', server });
   }
 
@@ -1917,10 +1937,26 @@ export class ShardedSimulation {
     return this.nodeOps.length === 0;
   }
 
+  private addedNodeShares(): number[] {
+    if (!this.options.nodeChurn) return [];
+    const meta = this.latestMeta();
+    const up = meta.nodes.filter((node) => node.state === 'up');
+    const total = meta.shardMap.shards.reduce((n, shard) => n + shard.replicas.length, 0);
+    return up
+      .filter((node) => node.id > this.options.nodes)
+      .map((node) => {
+        const load = meta.shardMap.shards.filter((shard) =>
+          shard.replicas.some((r) => r.node === node.id),
+        ).length;
+        return load / (total / up.length);
+      });
+  }
+
   /** The unsafeSnapshotDropsWrite mutant: a snapshot for a replica a move created loses its newest key version. */
   private droppingWrite(group: number, message: Message): Message {
     const snapshot = message.snapshot;
-    if (snapshot === undefined || (this.joinedAt.get(`${group}:${message.to}`) ?? 0) === 0) return message;
+    if (snapshot === undefined || snapshot.data.length === 0) return message;
+    if ((this.joinedAt.get(`${group}:${message.to}`) ?? 0) === 0) return message;
     const state = JSON.parse(utf8Decoder.decode(snapshot.data)) as {
       history: [string, { revision: number }[]][];
     };
