@@ -132,6 +132,7 @@ export interface ShardedSimResult {
   /** Crashes of the oracle's node (group 0's leader), and those while a move was in progress. */
   oracleCrashes: number;
   crashesDuringMoves: number;
+  oracleCrashesDuringMoves: number;
   /**
    * Each node that joined and is still up at the end: its replicas over the average per up node
    * (1 is exactly its fair share).
@@ -432,6 +433,7 @@ export class ShardedSimulation {
     nodeRemoves: 0,
     oracleCrashes: 0,
     crashesDuringMoves: 0,
+    oracleCrashesDuringMoves: 0,
     oracleLeaderships: 0,
     crashes: 0,
     pauses: 0,
@@ -530,6 +532,7 @@ export class ShardedSimulation {
       nodeRemoves: this.stats.nodeRemoves,
       oracleCrashes: this.stats.oracleCrashes,
       crashesDuringMoves: this.stats.crashesDuringMoves,
+      oracleCrashesDuringMoves: this.stats.oracleCrashesDuringMoves,
       addedNodeShares: this.addedNodeShares(),
       revisionsReleased: this.revisions.releasedCount,
       oracleLeaderships: this.stats.oracleLeaderships,
@@ -1543,6 +1546,7 @@ export class ShardedSimulation {
       const leader = this.leaderOf(METADATA_GROUP);
       if (leader) {
         this.stats.oracleCrashes++;
+        if (this.job !== undefined) this.stats.oracleCrashesDuringMoves++;
         this.crash(leader);
       }
     } else if (action === 9) this.transferLeadership(rng.pick([...this.placement.keys()]));
