@@ -11,15 +11,7 @@
 
 import type { ConfChange } from '../raft/api.js';
 import { encodeConfChange } from '../raft/confchange.js';
-import {
-  type ConfState,
-  EntryType,
-  type HardState,
-  type Message,
-  MessageType,
-  type NodeId,
-  Role,
-} from '../raft/types.js';
+import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
 import { OracleNotLeaderError } from '../shard/errors.js';
 import type { MetaCommand, MetaNode } from '../shard/meta-commands.js';
 import { MetaState } from '../shard/meta-state.js';
@@ -133,6 +125,8 @@ export interface ShardedSimResult {
   oracleCrashes: number;
   crashesDuringMoves: number;
   oracleCrashesDuringMoves: number;
+  /** Replicas added to a node that held one of the same group before (each with a new Raft id). */
+  readds: number;
   /**
    * Each node that joined and is still up at the end: its replicas over the average per up node
    * (1 is exactly its fair share).
@@ -193,6 +187,8 @@ const BATCH_REVISIONS_MAX = 16;
 const RESOLVE_TICK_US = 50_000;
 /** Nodes that may join a run with node churn. */
 const SPARE_NODES = 2;
+/** A replica's Raft id is its node id plus this times its generation on the node (see raftIds). */
+const REPLICA_ID_STRIDE = 100;
 /** How often the scheduler looks at the plan and drives the move in progress. */
 const REBALANCE_TICK_US = 20_000;
 
@@ -383,12 +379,17 @@ export class ShardedSimulation {
   private readonly hosts = new Map<NodeId, string>();
   /** Group → its newest membership applied by any replica (by log index). */
   private readonly memberships = new Map<number, { index: number; conf: ConfState }>();
-  /** Group → the nodes it was created on. */
-  private readonly founders = new Map<number, readonly NodeId[]>();
   /** `group:node` → the log index at which the node joined the group (absent: a founding replica). */
   private readonly joinedAt = new Map<string, number>();
-  /** `group:node` → a removed replica's hard state and incarnation (kept if it is added back). */
-  private readonly tombstones = new Map<string, { hardState: HardState; incarnation: number }>();
+  /**
+   * `group:node` → the Raft id of the node's latest replica of the group. A founding replica's is
+   * the node id; a replica added to a node that held one of the group before gets a new one
+   * (node + REPLICA_ID_STRIDE × generation), as TiKV's peer ids and CockroachDB's replica ids: a
+   * snapshot or a message from before its removal names the old id, never the new replica.
+   */
+  private readonly raftIds = new Map<string, NodeId>();
+  /** `group:raftId` of every replica ever created (messages to a removed one are dropped). */
+  private readonly knownReplicas = new Set<string>();
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -434,6 +435,7 @@ export class ShardedSimulation {
     oracleCrashes: 0,
     crashesDuringMoves: 0,
     oracleCrashesDuringMoves: 0,
+    readds: 0,
     oracleLeaderships: 0,
     crashes: 0,
     pauses: 0,
@@ -533,6 +535,7 @@ export class ShardedSimulation {
       oracleCrashes: this.stats.oracleCrashes,
       crashesDuringMoves: this.stats.crashesDuringMoves,
       oracleCrashesDuringMoves: this.stats.oracleCrashesDuringMoves,
+      readds: this.stats.readds,
       addedNodeShares: this.addedNodeShares(),
       revisionsReleased: this.revisions.releasedCount,
       oracleLeaderships: this.stats.oracleLeaderships,
@@ -559,8 +562,9 @@ export class ShardedSimulation {
     if (to === from.id)
       throw new InvariantViolation('core-contract', `g${group} n${from.id} sends a message to itself`);
     if (message.type === MessageType.Snapshot) return this.sendSnapshot(group, from, message);
-    if (!this.network.isLinkUp(from.id, to)) return this.reportUnreachable(group, from, to);
-    for (const delay of this.network.planDelivery(from.id, to))
+    if (!this.network.isLinkUp(serverOf(from.id), serverOf(to)))
+      return this.reportUnreachable(group, from, to);
+    for (const delay of this.network.planDelivery(serverOf(from.id), serverOf(to)))
       this.queue.after(delay, { kind: 'deliver', group, message: cloneMessage(message) });
   }
 
@@ -746,7 +750,6 @@ export class ShardedSimulation {
         };
         disks.set(group, SimDisk.bootstrap(confState, new Uint8Array(0)));
         this.memberships.set(group, { index: 1, conf: confState });
-        this.founders.set(group, nodes);
       }
       const server = new SimServer(id, new NodeDisk(disks), this.fsyncNormalUs, this.rngRoot.pick(metaNodes));
       const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
@@ -896,7 +899,6 @@ export class ShardedSimulation {
     this.configs.set(rightId, this.shardConfig({ start: applied.split.splitKey, end: '' }));
     const confState = { voters: nodes, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
     this.memberships.set(rightId, { index: 1, conf: confState });
-    this.founders.set(rightId, nodes);
     for (const id of nodes) {
       const server = this.servers.get(id)!;
       server.disk.addGroup(rightId, SimDisk.bootstrap(confState, applied.rightBoot));
@@ -928,13 +930,15 @@ export class ShardedSimulation {
     }
   }
 
-  private createReplica(server: SimServer, group: number): SimNode {
+  private createReplica(server: SimServer, group: number, raftId: NodeId = server.id): SimNode {
     const port = new GroupPort(this, server, group, this.checker(group));
+    this.raftIds.set(`${group}:${server.id}`, raftId);
+    this.knownReplicas.add(`${group}:${raftId}`);
     const replica = new SimNode(
-      server.id,
+      raftId,
       server.disk.group(group),
       port,
-      this.rngRoot.fork(1000 * (group + 1) + server.id),
+      this.rngRoot.fork(1000 * (group + 1) + raftId),
       this.configs.get(group)!,
       server.fsyncLatencyUs,
     );
@@ -1122,12 +1126,12 @@ export class ShardedSimulation {
       case 'deliver':
       case 'oracle-request':
       case 'oracle-response':
-        return this.servers.get(event.kind === 'deliver' ? event.message.to : event.to);
+        return this.servers.get(event.kind === 'deliver' ? serverOf(event.message.to) : event.to);
       case 'unreachable':
-        return this.servers.get(event.replica.id);
+        return this.servers.get(serverOf(event.replica.id));
       case 'snapshot-done': {
-        const from = this.servers.get(event.message.from);
-        return from?.paused(this.queue.now) ? from : this.servers.get(event.message.to);
+        const from = this.servers.get(serverOf(event.message.from));
+        return from?.paused(this.queue.now) ? from : this.servers.get(serverOf(event.message.to));
       }
       default:
         return undefined;
@@ -1235,12 +1239,12 @@ export class ShardedSimulation {
   }
 
   private deliver(group: number, message: Message): void {
-    const server = this.servers.get(message.to);
-    if (!server?.running || !this.network.isLinkUp(message.from, message.to)) return;
+    const server = this.servers.get(serverOf(message.to));
+    if (!server?.running || !this.network.isLinkUp(serverOf(message.from), serverOf(message.to))) return;
     const replica = server.replicas.get(group);
-    if (replica === undefined) {
-      // A replica a move removed (or one not created yet) drops what it is sent.
-      if (this.tombstones.has(`${group}:${message.to}`) || this.everHosted(group, message.to)) return;
+    if (replica?.id !== message.to) {
+      // A replica a move removed drops what it is sent (its node may host a newer replica).
+      if (this.knownReplicas.has(`${group}:${message.to}`)) return;
       throw new SimulatorError(`g${group} message to n${message.to}, which does not host it`);
     }
     if (this.options.trace) this.trace(`g${group} deliver ${formatMessage(message)}`);
@@ -1261,7 +1265,7 @@ export class ShardedSimulation {
 
   private sendSnapshot(group: number, from: SimNode, message: Message): void {
     const bytes = (message.snapshot?.data.length ?? 0) + 64;
-    const stream = this.network.startSnapshotStream(from.id, message.to, bytes);
+    const stream = this.network.startSnapshotStream(serverOf(from.id), serverOf(message.to), bytes);
     this.stats.snapshotsSent++;
     this.trace(
       `g${group} n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to}`,
@@ -1283,13 +1287,15 @@ export class ShardedSimulation {
     epoch: number,
     chunkFails: boolean,
   ) {
-    const from = this.servers.get(message.from)!.replicas.get(group);
-    const toServer = this.servers.get(message.to);
-    const to = toServer?.replicas.get(group);
+    const fromReplica = this.servers.get(serverOf(message.from))!.replicas.get(group);
+    const from = fromReplica?.id === message.from ? fromReplica : undefined;
+    const toServer = this.servers.get(serverOf(message.to));
+    const toReplica = toServer?.replicas.get(group);
+    const to = toReplica?.id === message.to ? toReplica : undefined;
     const ok =
       toServer?.running === true &&
       to !== undefined &&
-      this.network.snapshotStreamArrived(message.from, message.to, { epoch, chunkFails });
+      this.network.snapshotStreamArrived(serverOf(message.from), serverOf(message.to), { epoch, chunkFails });
     if (ok) to!.step(this.options.unsafeSnapshotDropsWrite ? this.droppingWrite(group, message) : message);
     if (from?.running && from.incarnation === fromIncarnation)
       from.withCore((raft) => raft.reportSnapshot(message.to, ok));
@@ -1573,7 +1579,8 @@ export class ShardedSimulation {
     const target = this.rngFault.pick(this.placement.get(group)!.filter((id) => id !== leader.id));
     this.trace(`g${group}: leadership n${leader.id} → n${target}`);
     this.stats.leaderTransfers++;
-    leader.replicas.get(group)!.withCore((raft) => raft.transferLeadership(target));
+    const targetId = this.raftIdOf(group, target);
+    leader.replicas.get(group)!.withCore((raft) => raft.transferLeadership(targetId));
   }
 
   private setFsyncLatency(server: SimServer, latencyUs: number): void {
@@ -1600,9 +1607,9 @@ export class ShardedSimulation {
     );
   }
 
-  /** Whether `node` was ever a replica of `group` (messages to it after its removal are dropped). */
-  private everHosted(group: number, node: NodeId): boolean {
-    return this.joinedAt.has(`${group}:${node}`) || this.founders.get(group)?.includes(node) === true;
+  /** The Raft id of `node`'s current (or latest) replica of `group`; a node that never held one: its id. */
+  private raftIdOf(group: number, node: NodeId): NodeId {
+    return this.raftIds.get(`${group}:${node}`) ?? node;
   }
 
   /**
@@ -1622,8 +1629,8 @@ export class ShardedSimulation {
       for (const id of conf.voters) {
         const joined = this.joinedAt.get(`${group}:${id}`) ?? 0;
         if (joined === 0) continue;
-        const replica = this.servers.get(id)?.replicas.get(group);
-        const durable = replica?.disk.lastIndex() ?? 0;
+        const replica = this.servers.get(serverOf(id))?.replicas.get(group);
+        const durable = replica?.id === id ? replica.disk.lastIndex() : 0;
         if (durable < joined)
           throw new InvariantViolation(
             'move-quorum',
@@ -1733,7 +1740,7 @@ export class ShardedSimulation {
       const status = leader.raft.status();
       if (step.kind === 'snapshot') {
         job.catchUpTo ??= status.hardState.commit;
-        const match = status.progress?.get(step.node)?.match ?? 0;
+        const match = status.progress?.get(this.raftIdOf(shard, step.node))?.match ?? 0;
         if (!this.options.unsafePromoteBeforeCaughtUp && match < job.catchUpTo) return;
         this.nextStep(job);
         continue;
@@ -1743,14 +1750,18 @@ export class ShardedSimulation {
           this.nextStep(job);
           continue;
         }
-        const voters = status.confState.voters.filter((id) => id !== step.from);
-        const target = job.transfers++ % 3 === 0 || !voters.length ? step.to : this.rngMove.pick(voters);
-        this.trace(`move shard ${shard}: leadership n${step.from} → n${target}`);
+        const voters = status.confState.voters.filter((id) => id !== leader.id);
+        const target =
+          job.transfers++ % 3 === 0 || !voters.length
+            ? this.raftIdOf(shard, step.to)
+            : this.rngMove.pick(voters);
+        this.trace(`move shard ${shard}: leadership n${leader.id} → n${target}`);
         leader.withCore((raft) => raft.transferLeadership(target));
         return;
       }
       if (job.phase === 'raft') {
-        if (!membershipHas(leader.app.confState, step)) {
+        const replicaId = this.membershipId(shard, step);
+        if (replicaId === undefined || !membershipHas(leader.app.confState, step.kind, replicaId)) {
           this.proposeConfChange(shard, leader, step);
           return;
         }
@@ -1791,7 +1802,7 @@ export class ShardedSimulation {
       step.kind === 'add-learner' ? 'add-learner' : step.kind === 'promote' ? 'add-node' : 'remove-node';
     const change: ConfChange = {
       transition: 'auto',
-      changes: [{ type, nodeId: step.node }],
+      changes: [{ type, nodeId: this.raftIdOf(shard, step.node) }],
       context: new Uint8Array(0),
     };
     const data = encodeConfChange(change);
@@ -1810,17 +1821,27 @@ export class ShardedSimulation {
     leader.propose(data);
   }
 
-  /** The replica a learner step adds: an empty disk (with the hard state of a replica removed before). */
+  /**
+   * The Raft id a membership step names: for a learner step, the node's replica created for it
+   * (undefined before it exists); else the node's latest replica.
+   */
+  private membershipId(shard: number, step: MembershipStep): NodeId | undefined {
+    if (step.kind === 'add-learner' && !this.servers.get(step.node)!.replicas.has(shard)) return undefined;
+    return this.raftIdOf(shard, step.node);
+  }
+
+  /**
+   * The replica a learner step adds: an empty disk, and a new Raft id if the node held a replica of
+   * the group before (see raftIds).
+   */
   private ensureReplica(shard: number, node: NodeId): void {
     const server = this.servers.get(node)!;
     if (server.replicas.has(shard)) return;
-    const disk = new SimDisk();
-    const tombstone = this.tombstones.get(`${shard}:${node}`);
-    if (tombstone !== undefined) disk.hardState = { ...tombstone.hardState, commit: 0 };
-    this.tombstones.delete(`${shard}:${node}`);
-    server.disk.addGroup(shard, disk);
-    const replica = this.createReplica(server, shard);
-    if (tombstone !== undefined) replica.incarnation = tombstone.incarnation;
+    const previous = this.raftIds.get(`${shard}:${node}`);
+    const raftId = previous === undefined ? node : previous + REPLICA_ID_STRIDE;
+    if (raftId !== node) this.stats.readds++;
+    server.disk.addGroup(shard, new SimDisk());
+    const replica = this.createReplica(server, shard, raftId);
     this.placement.set(shard, [...this.placement.get(shard)!, node]);
     if (server.running) replica.start();
     this.trace(`g${shard}: replica created on n${node}`);
@@ -1833,11 +1854,7 @@ export class ShardedSimulation {
     if (replica === undefined) return;
     replica.crash();
     server.replicas.delete(shard);
-    const disk = server.disk.removeGroup(shard);
-    this.tombstones.set(`${shard}:${node}`, {
-      hardState: { ...disk.hardState },
-      incarnation: replica.incarnation,
-    });
+    server.disk.removeGroup(shard);
     this.placement.set(
       shard,
       this.placement.get(shard)!.filter((id) => id !== node),
@@ -2109,12 +2126,16 @@ function keyName(i: number): string {
 
 type MembershipStep = Extract<MoveStep, { kind: 'add-learner' | 'promote' | 'remove' }>;
 
-/** The shard's group has taken the step (applied by its leader). */
-function membershipHas(conf: ConfState, step: MembershipStep): boolean {
-  if (step.kind === 'add-learner')
-    return conf.learners.includes(step.node) || conf.voters.includes(step.node);
-  if (step.kind === 'promote') return conf.voters.includes(step.node);
-  return !conf.voters.includes(step.node) && !conf.learners.includes(step.node);
+/** The node hosting the replica with this Raft id (see REPLICA_ID_STRIDE). */
+function serverOf(raftId: NodeId): NodeId {
+  return raftId % REPLICA_ID_STRIDE;
+}
+
+/** The shard's group has taken the step for the replica with Raft id `id` (applied by its leader). */
+function membershipHas(conf: ConfState, kind: MembershipStep['kind'], id: NodeId): boolean {
+  if (kind === 'add-learner') return conf.learners.includes(id) || conf.voters.includes(id);
+  if (kind === 'promote') return conf.voters.includes(id);
+  return !conf.voters.includes(id) && !conf.learners.includes(id);
 }
 
 /** The metadata group's map has taken the step. */
