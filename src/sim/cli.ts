@@ -224,7 +224,7 @@ function printShardedStats(report: ShardedSeedRangeReport): void {
       summary.speed,
       `events=${sum((x) => x.events)} writes=${sum((x) => x.writes)} acked=${sum((x) => x.acked)} refused=${sum((x) => x.refused)} rerouted=${sum((x) => x.rerouted)} crossShard=${sum((x) => x.crossShard)} splits=${sum((x) => x.splits)} revisionsReleased=${sum((x) => x.revisionsReleased)} oracleLeaderships=${sum((x) => x.oracleLeaderships)}`,
       `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} transfers=${sum((x) => x.leaderTransfers)} snapshots=${sum((x) => x.snapshotsSent)}`,
-      `moves=${sum((x) => x.moves)} confChanges=${sum((x) => x.confChanges)} nodeAdds=${sum((x) => x.nodeAdds)} nodeRemoves=${sum((x) => x.nodeRemoves)} oracleCrashes=${sum((x) => x.oracleCrashes)} crashesDuringMoves=${sum((x) => x.crashesDuringMoves)} oracleCrashesDuringMoves=${sum((x) => x.oracleCrashesDuringMoves)} ${shareSummary(r.flatMap((x) => x.addedNodeShares))}`,
+      `moves=${sum((x) => x.moves)} confChanges=${sum((x) => x.confChanges)} nodeAdds=${sum((x) => x.nodeAdds)} nodeRemoves=${sum((x) => x.nodeRemoves)} readds=${sum((x) => x.readds)} oracleCrashes=${sum((x) => x.oracleCrashes)} crashesDuringMoves=${sum((x) => x.crashesDuringMoves)} oracleCrashesDuringMoves=${sum((x) => x.oracleCrashesDuringMoves)} ${shareSummary(r.flatMap((x) => x.addedNodeShares))}`,
       `fsyncs=${sum((x) => x.fsyncs)} groupWrites=${sum((x) => x.groupWrites)}`,
       summary.liveness,
     ].join('\n'),

@@ -93,6 +93,7 @@ describe('sharded simulation under faults', () => {
     assert.ok(results.every((r) => r.acked > 0 && r.acked + r.crossShard === r.writes));
     assert.ok(results.every((r) => r.moves > 0 && r.nodeAdds > 0));
     assert.ok(sum((r) => r.nodeRemoves) > 0, 'no node left the cluster');
+    assert.ok(sum((r) => r.readds) > 0, 'no replica was added back to a node it left');
     // Every move is 3 membership changes (add learner, promote, remove).
     assert.ok(results.every((r) => r.confChanges === 3 * r.moves));
     assert.ok(sum((r) => r.crashesDuringMoves) > 0, 'no node crashed during a move');
