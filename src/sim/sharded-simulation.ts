@@ -926,7 +926,23 @@ export class ShardedSimulation {
             'shard-map',
             `shard ${shard.id} n${id} is at epoch ${state.epoch} ${JSON.stringify(state.range)}, the map says ${shard.epoch} ${JSON.stringify(range)}`,
           );
+        if (state.confEpoch !== shard.confEpoch)
+          throw new InvariantViolation(
+            'shard-map',
+            `shard ${shard.id} n${id} is at conf epoch ${state.confEpoch}, the map says ${shard.confEpoch}`,
+          );
       }
+      // The map's replicas are the nodes hosting the group, and its group's membership.
+      const sorted = (ids: readonly NodeId[]) => JSON.stringify([...ids].sort((a, b) => a - b));
+      const conf = this.memberships.get(shard.id)!.conf;
+      const inMap = sorted(shard.replicas.map((r) => r.node));
+      const hosted = sorted(this.placement.get(shard.id) ?? []);
+      const members = sorted([...conf.voters, ...conf.learners].map(serverOf));
+      if (inMap !== hosted || inMap !== members)
+        throw new InvariantViolation(
+          'shard-map',
+          `shard ${shard.id}: the map's replicas are ${inMap}, its group's members ${members}, hosted on ${hosted}`,
+        );
     }
   }
 
