@@ -11,7 +11,15 @@
 
 import type { ConfChange } from '../raft/api.js';
 import { encodeConfChange } from '../raft/confchange.js';
-import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
+import {
+  type ConfState,
+  EntryType,
+  type HardState,
+  type Message,
+  MessageType,
+  type NodeId,
+  Role,
+} from '../raft/types.js';
 import { OracleNotLeaderError } from '../shard/errors.js';
 import type { MetaCommand, MetaNode } from '../shard/meta-commands.js';
 import { MetaState } from '../shard/meta-state.js';
@@ -92,6 +100,8 @@ export interface ShardedSimOptions {
   unsafeSnapshotDropsWrite?: boolean;
   /** Test only: shard replicas are not compared by content after every apply (only at the end). */
   uncheckedDigest?: boolean;
+  /** Test only: a replica added back to a node that held one of its group reuses the old Raft id. */
+  unsafeReuseReplicaIds?: boolean;
   /** Test only: the scheduler places without the load bound. */
   unsafeSchedulerIgnoresBound?: boolean;
   /** Test only: the scheduler places without host labels. */
@@ -390,6 +400,11 @@ export class ShardedSimulation {
   private readonly raftIds = new Map<string, NodeId>();
   /** `group:raftId` of every replica ever created (messages to a removed one are dropped). */
   private readonly knownReplicas = new Set<string>();
+  /**
+   * `group:raftId` → a removed replica's incarnation and hard state: the unsafeReuseReplicaIds
+   * mutant starts the replica it adds back from them (its term and vote kept, as a tombstone).
+   */
+  private readonly removedReplicas = new Map<string, { incarnation: number; hardState: HardState }>();
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -1854,11 +1869,16 @@ export class ShardedSimulation {
     const server = this.servers.get(node)!;
     if (server.replicas.has(shard)) return;
     const previous = this.raftIds.get(`${shard}:${node}`);
-    const raftId = previous === undefined ? node : previous + REPLICA_ID_STRIDE;
+    const reuse = this.options.unsafeReuseReplicaIds === true;
+    const raftId = previous === undefined || reuse ? node : previous + REPLICA_ID_STRIDE;
     if (raftId !== node) this.stats.readds++;
-    server.disk.addGroup(shard, new SimDisk());
+    const disk = new SimDisk();
+    const removed = this.removedReplicas.get(`${shard}:${raftId}`);
+    if (removed !== undefined) disk.hardState = { ...removed.hardState, commit: 0 };
+    server.disk.addGroup(shard, disk);
     const replica = this.createReplica(server, shard, raftId);
     this.placement.set(shard, [...this.placement.get(shard)!, node]);
+    replica.incarnation = removed?.incarnation ?? 0;
     if (server.running) replica.start();
     this.trace(`g${shard}: replica created on n${node}`);
   }
@@ -1870,7 +1890,11 @@ export class ShardedSimulation {
     if (replica === undefined) return;
     replica.crash();
     server.replicas.delete(shard);
-    server.disk.removeGroup(shard);
+    const disk = server.disk.removeGroup(shard);
+    this.removedReplicas.set(`${shard}:${replica.id}`, {
+      incarnation: replica.incarnation,
+      hardState: { ...disk.hardState },
+    });
     this.placement.set(
       shard,
       this.placement.get(shard)!.filter((id) => id !== node),

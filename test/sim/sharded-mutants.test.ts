@@ -125,6 +125,20 @@ describe('sharded simulation: broken replica moves and a broken scheduler are ca
     );
   });
 
+  it('a replica added back to a node it left that reuses the old Raft id (term and vote kept)', async () => {
+    // Seed 1003 moves shard 2's replica off n3 and back. The new learner installs the leader's
+    // snapshot from before n3's removal, whose membership lists n3 as a voter: under the old id it
+    // campaigns and wins with a lagging voter's vote. The correct code gives it a new Raft id.
+    const base: ShardedSimOptions = { seed: 1003, nodes: 5, shards: 4, moves: true };
+    const healthy = await runShardedSimulation(base);
+    assert.ok(healthy.readds > 0, 'no replica was added back to a node it left');
+    await assert.rejects(runShardedSimulation({ ...base, unsafeReuseReplicaIds: true }), (error: unknown) => {
+      assert.ok(error instanceof ShardedSimFailure, String(error));
+      assert.match(error.message, /\[leader-completeness\] node 3 became leader/);
+      return true;
+    });
+  });
+
   it('a scheduler that places without the load bound', async () => {
     await assertCaught(
       moving(11, 7),
