@@ -80,6 +80,17 @@ export class KvStateMachine {
     if (id !== undefined && !this.proposals.has(id)) this.proposals.set(id, index);
   }
 
+  /**
+   * The hash the per-group invariants compare across replicas at one index (a subclass may fold in
+   * a digest of its content, recomputed on restore, so a snapshot that lost data is caught).
+   */
+  get stateHash(): number {
+    return this.hash;
+  }
+
+  /** A ConfChange entry applied: `confState` is the new membership, `before` the old one. */
+  onConfChange(_before: ConfState): void {}
+
   has(proposalId: number): boolean {
     return this.proposals.has(proposalId);
   }

@@ -76,6 +76,10 @@ export interface ShardedSeedRangeOptions {
   /** Fixed node count; otherwise derived from each seed (3, 5 or 7). */
   nodes?: number;
   faultPhaseUs?: number;
+  /** Operator moves and the scheduler (ShardedSimOptions.moves). */
+  moves?: boolean;
+  /** Node add and remove under load (ShardedSimOptions.nodeChurn). */
+  nodeChurn?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -103,6 +107,8 @@ export async function runShardedSeedRange(options: ShardedSeedRangeOptions): Pro
           nodes: options.nodes ?? shardedNodesForSeed(seed),
           shards: options.shards,
           faultPhaseUs: options.faultPhaseUs,
+          moves: options.moves,
+          nodeChurn: options.nodeChurn,
           trace: options.trace,
         }),
       );
@@ -124,6 +130,8 @@ async function main(): Promise<void> {
       'paxos-phase2-quorum': { type: 'string' },
       'fault-ms': { type: 'string' },
       shards: { type: 'string' },
+      moves: { type: 'boolean', default: false },
+      'node-churn': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       stats: { type: 'boolean', default: false },
       quiesce: { type: 'boolean', default: false },
@@ -153,6 +161,8 @@ async function main(): Promise<void> {
       }
     }
   }
+  if ((values.moves || values['node-churn']) && values.shards === undefined)
+    usage('--moves and --node-churn need --shards');
   if (values.verbose && seeds !== 1) usage('--verbose traces one seed: use it with --seeds 1');
   const faultPhaseUs = faultMs === undefined ? undefined : faultMs * 1000;
   const trace = values.verbose ? (line: string) => console.log(line) : undefined;
@@ -160,7 +170,18 @@ async function main(): Promise<void> {
     const shards = parsePositiveInt('shards', values.shards);
     if (consensus !== 'raft' || phase2Quorum !== undefined) usage('--shards runs Raft groups only');
     if (nodes !== undefined && nodes < 3) usage('--shards needs --nodes 3 or more (3 replicas per group)');
-    const report = await runShardedSeedRange({ seeds, from, shards, nodes, faultPhaseUs, trace });
+    const moves = values.moves;
+    const nodeChurn = values['node-churn'];
+    const report = await runShardedSeedRange({
+      seeds,
+      from,
+      shards,
+      nodes,
+      faultPhaseUs,
+      moves,
+      nodeChurn,
+      trace,
+    });
     console.log(`seeds=${report.seeds} failures=${report.failures.length}`);
     for (const failure of report.failures) console.log(failure.message);
     if (values.stats) printShardedStats(report);
@@ -203,10 +224,19 @@ function printShardedStats(report: ShardedSeedRangeReport): void {
       summary.speed,
       `events=${sum((x) => x.events)} writes=${sum((x) => x.writes)} acked=${sum((x) => x.acked)} refused=${sum((x) => x.refused)} rerouted=${sum((x) => x.rerouted)} crossShard=${sum((x) => x.crossShard)} splits=${sum((x) => x.splits)} revisionsReleased=${sum((x) => x.revisionsReleased)} oracleLeaderships=${sum((x) => x.oracleLeaderships)}`,
       `crashes=${sum((x) => x.crashes)} pauses=${sum((x) => x.pauses)} partitions=${sum((x) => x.partitions)} transfers=${sum((x) => x.leaderTransfers)} snapshots=${sum((x) => x.snapshotsSent)}`,
+      `moves=${sum((x) => x.moves)} confChanges=${sum((x) => x.confChanges)} nodeAdds=${sum((x) => x.nodeAdds)} nodeRemoves=${sum((x) => x.nodeRemoves)} readds=${sum((x) => x.readds)} oracleCrashes=${sum((x) => x.oracleCrashes)} crashesDuringMoves=${sum((x) => x.crashesDuringMoves)} oracleCrashesDuringMoves=${sum((x) => x.oracleCrashesDuringMoves)} ${shareSummary(r.flatMap((x) => x.addedNodeShares))}`,
       `fsyncs=${sum((x) => x.fsyncs)} groupWrites=${sum((x) => x.groupWrites)}`,
       summary.liveness,
     ].join('\n'),
   );
+}
+
+/** How close each joined node came to its fair share (replicas over the average per up node). */
+function shareSummary(shares: number[]): string {
+  if (shares.length === 0) return '';
+  const sorted = [...shares].sort((a, b) => a - b);
+  const mean = shares.reduce((a, b) => a + b, 0) / shares.length;
+  return `joinedNodeShare n=${shares.length} min=${sorted[0]!.toFixed(2)} mean=${mean.toFixed(2)} max=${sorted.at(-1)!.toFixed(2)}`;
 }
 
 function printStats(report: SeedRangeReport): void {
@@ -239,7 +269,7 @@ function parseNonNegativeInt(name: string, text: string): number {
 
 function usage(problem: string): never {
   console.error(
-    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--shards M] [--quiesce] [--verbose] [--stats]`,
+    `${problem}\nusage: npm run sim -- --seeds N --from S [--nodes K] [--consensus raft|multi-paxos] [--paxos-phase2-quorum Q] [--fault-ms MS] [--shards M [--moves] [--node-churn]] [--quiesce] [--verbose] [--stats]`,
   );
   process.exit(2);
 }

@@ -39,6 +39,13 @@ export type InvariantCode =
   | 'watch-gap'
   /** Sharded runs: the merged watch released an event twice, or one no shard holds. */
   | 'watch-repeat'
+  /**
+   * Sharded runs with moves: a shard's newest membership has fewer voters than the replication
+   * factor, or a voter that never caught up to where it joined (promoted before its snapshot).
+   */
+  | 'move-quorum'
+  /** Sharded runs with moves: a settled placement breaks bounded load or puts two replicas on one host. */
+  | 'placement'
   | 'core-contract'
   | 'liveness';
 

@@ -26,6 +26,14 @@ export class NodeDisk {
     this.groups.set(groupId, disk);
   }
 
+  /** A replica removed from this node (a move): its records and snapshot files are dropped. */
+  removeGroup(groupId: number): SimDisk {
+    const disk = this.group(groupId);
+    this.groups.delete(groupId);
+    this.waiting = this.waiting.filter((replica) => replica.disk !== disk);
+    return disk;
+  }
+
   group(groupId: number): SimDisk {
     const disk = this.groups.get(groupId);
     if (disk === undefined) throw new SimulatorError(`no group ${groupId} on this disk`);

@@ -8,7 +8,7 @@
 // unchanged; it folds what an entry did into the state hash, so replicas that applied the same
 // entries but reached different states (a snapshot that lost something) are caught as well.
 
-import { EntryType } from '../raft/types.js';
+import { type ConfState, EntryType } from '../raft/types.js';
 import { encodeCommandProposal, fnvString, KvStateMachine, proposalBody } from './app.js';
 
 export type WriteOp = 'put' | 'delete';
@@ -36,6 +36,8 @@ export interface WriteCommand extends WriteRequest {
   readonly revision: number;
   /** The shard epoch the client routed this attempt with (a split bumps it). */
   readonly epoch: number;
+  /** The shard's conf epoch the client routed this attempt with (a replica change bumps it). */
+  readonly confEpoch?: number;
 }
 
 /** The shard's admin entry splitting off [splitKey, end) into a new shard group `rightId`. */
@@ -100,8 +102,8 @@ export type WriteOutcome =
   | { readonly kind: 'applied'; readonly write: AppliedWrite }
   | { readonly kind: 'duplicate'; readonly write: AppliedWrite }
   | { readonly kind: 'refused'; readonly revision: number }
-  /** Routed at another epoch, or a key outside the shard's range: the client re-routes. */
-  | { readonly kind: 'stale-epoch'; readonly epoch: number };
+  /** Routed at another epoch or conf epoch, or a key outside the shard's range: the client re-routes. */
+  | { readonly kind: 'stale-epoch'; readonly epoch: number; readonly confEpoch: number };
 
 const utf8 = new TextEncoder();
 const utf8Decoder = new TextDecoder();
@@ -151,6 +153,22 @@ export interface ShardStateOptions {
    * shard's range (a stale route answered instead of refused).
    */
   unsafeIgnoreEpoch?: boolean;
+  /**
+   * Test only: leave the content digest out of the state hash, so replicas that hold different
+   * content are compared only by the end-of-run checks (shows those checks catching a loss alone).
+   */
+  uncheckedDigest?: boolean;
+}
+
+/** A membership's identity (voters and learners, sorted): a conf change that leaves it is a no-op. */
+function membershipKey(conf: ConfState): string {
+  const sorted = (ids: readonly number[]) => [...ids].sort((a, b) => a - b).join(',');
+  return `${sorted(conf.voters)}|${sorted(conf.learners)}|${sorted(conf.votersOutgoing)}|${sorted(conf.learnersNext)}`;
+}
+
+/** One key version's share of a shard's content digest (a sum, so the order of versions does not matter). */
+function versionDigest(key: string, version: KeyVersion): number {
+  return fnvString(`${key}@${version.revision}/${version.write}/${version.op}`, 0x811c9dc5);
 }
 
 /** A split as a replica applied it: the new shard's boot state (the same bytes on every replica). */
@@ -167,6 +185,16 @@ export class ShardStateMachine extends KvStateMachine {
   revision = 0;
   /** Bumped by every split; writes routed at another epoch are refused. */
   epoch = 1;
+  /**
+   * Bumped by every applied conf change that changes the membership (as the metadata group's
+   * `changeReplicas` bumps the map's): writes routed at another conf epoch are refused.
+   */
+  confEpoch = 1;
+  /**
+   * A digest of the content (the sum of every key version's hash, and the write ids), kept as
+   * writes apply and recomputed from the content on restore: replicas at one index must agree on it.
+   */
+  private digest = 0;
   range: KeyRange;
   /** The split applied by the entry applied last, if it was one that took effect. */
   lastSplit: AppliedSplit | undefined;
@@ -186,6 +214,20 @@ export class ShardStateMachine extends KvStateMachine {
   ) {
     super();
     this.range = range;
+  }
+
+  override get stateHash(): number {
+    if (this.options.uncheckedDigest === true) return this.hash;
+    return fnvString(
+      `${this.digest}/${this.writes.size}/${this.revision}/${this.epoch}/${this.confEpoch}`,
+      this.hash,
+    );
+  }
+
+  override onConfChange(before: ConfState): void {
+    if (membershipKey(before) === membershipKey(this.confState)) return;
+    this.confEpoch++;
+    this.hash = fnvString(`conf ${this.confEpoch}`, this.hash);
   }
 
   owns(key: string): boolean {
@@ -231,8 +273,12 @@ export class ShardStateMachine extends KvStateMachine {
   private applyWrite(command: WriteCommand): WriteOutcome {
     const done = this.writes.get(command.write);
     if (done !== undefined) return { kind: 'duplicate', write: done };
-    const routed = command.epoch === this.epoch && requestKeys(command).every((key) => this.owns(key));
-    if (!routed && this.options.unsafeIgnoreEpoch !== true) return { kind: 'stale-epoch', epoch: this.epoch };
+    const routed =
+      command.epoch === this.epoch &&
+      (command.confEpoch === undefined || command.confEpoch === this.confEpoch) &&
+      requestKeys(command).every((key) => this.owns(key));
+    if (!routed && this.options.unsafeIgnoreEpoch !== true)
+      return { kind: 'stale-epoch', epoch: this.epoch, confEpoch: this.confEpoch };
     if (command.revision <= this.revision && this.options.unsafeAcceptStaleRevision !== true)
       return { kind: 'refused', revision: this.revision };
     const succeeded = command.ifExists === undefined || this.keys.has(command.ifExists);
@@ -255,6 +301,7 @@ export class ShardStateMachine extends KvStateMachine {
     if (split.epoch !== this.epoch || !inside) return undefined;
     const right = new ShardStateMachine(this.options, { start: split.splitKey, end: this.range.end });
     right.epoch = this.epoch + 1;
+    right.confEpoch = this.confEpoch;
     right.revision = this.revision;
     right.appliedIndex = 1;
     right.hash = fnvString(`shard ${split.rightId}`, right.hash);
@@ -269,12 +316,16 @@ export class ShardStateMachine extends KvStateMachine {
     }
     this.range = { start: this.range.start, end: split.splitKey };
     this.epoch++;
+    this.digest = this.computeDigest();
+    right.digest = right.computeDigest();
     return { split, rightBoot: right.encode(), revision: this.revision };
   }
 
   private applyKeyOp(write: number, key: string, op: WriteOp, revision: number): void {
     const versions = this.history.get(key) ?? [];
-    versions.push({ revision, write, op });
+    const version: KeyVersion = { revision, write, op };
+    versions.push(version);
+    this.digest = (this.digest + versionDigest(key, version)) >>> 0;
     this.history.set(key, versions);
     const current = this.keys.get(key);
     if (op === 'delete') this.keys.delete(key);
@@ -293,6 +344,7 @@ export class ShardStateMachine extends KvStateMachine {
       ...super.snapshotState(),
       revision: this.revision,
       epoch: this.epoch,
+      confEpoch: this.confEpoch,
       range: this.range,
       keys: [...this.keys],
       history: [...this.history],
@@ -308,5 +360,14 @@ export class ShardStateMachine extends KvStateMachine {
     for (const [key, value] of state.keys as [string, KeyState][]) this.keys.set(key, value);
     for (const [key, versions] of state.history as [string, KeyVersion[]][]) this.history.set(key, versions);
     for (const [id, write] of state.writes as [number, AppliedWrite][]) this.writes.set(id, write);
+    this.confEpoch = (state.confEpoch as number | undefined) ?? 1;
+    this.digest = this.computeDigest();
+  }
+
+  private computeDigest(): number {
+    let digest = 0;
+    for (const [key, versions] of this.history)
+      for (const version of versions) digest = (digest + versionDigest(key, version)) >>> 0;
+    return digest;
   }
 }

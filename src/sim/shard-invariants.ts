@@ -106,16 +106,17 @@ export class RevisionChecker {
     command: WriteCommand,
     outcome: WriteOutcome,
     previous: number,
-    route: { readonly epoch: number; readonly range: KeyRange },
+    route: { readonly epoch: number; readonly confEpoch: number; readonly range: KeyRange },
   ): void {
     if (outcome.kind !== 'applied') return;
     const revision = outcome.write.revision;
     const where = `shard ${shard} n${node}`;
     const outside = requestKeys(command).find((key) => !rangeHolds(route.range, key));
-    if (command.epoch !== route.epoch || outside !== undefined) {
+    const staleConf = command.confEpoch !== undefined && command.confEpoch !== route.confEpoch;
+    if (command.epoch !== route.epoch || staleConf || outside !== undefined) {
       throw new InvariantViolation(
         'stale-route',
-        `${where} at epoch ${route.epoch} [${route.range.start}, ${route.range.end || '∞'}) applied write ${command.write} routed at epoch ${command.epoch}${outside === undefined ? '' : ` with key ${outside} outside its range`}`,
+        `${where} at epoch ${route.epoch}/${route.confEpoch} [${route.range.start}, ${route.range.end || '∞'}) applied write ${command.write} routed at epoch ${command.epoch}/${command.confEpoch}${outside === undefined ? '' : ` with key ${outside} outside its range`}`,
       );
     }
     const first = this.appliedAt.get(revision);
@@ -139,7 +140,7 @@ export class RevisionChecker {
       );
     }
     const asked = this.issued.get(command.write);
-    const { write: _, revision: __, epoch: ___, ...request } = command;
+    const { write: _, revision: __, epoch: ___, confEpoch: ____, ...request } = command;
     if (asked === undefined || JSON.stringify(asked) !== JSON.stringify(request)) {
       throw new InvariantViolation('key-history', `${where} applied write ${command.write} nobody issued`);
     }

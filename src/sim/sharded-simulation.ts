@@ -9,12 +9,23 @@
 // InvariantChecker, revisions across shards by RevisionChecker, after every event; after the fault
 // phase everything heals and must converge (liveness), then every acked write must be readable.
 
-import { type ConfState, EntryType, type Message, MessageType, type NodeId, Role } from '../raft/types.js';
+import type { ConfChange } from '../raft/api.js';
+import { encodeConfChange } from '../raft/confchange.js';
+import {
+  type ConfState,
+  EntryType,
+  type HardState,
+  type Message,
+  MessageType,
+  type NodeId,
+  Role,
+} from '../raft/types.js';
 import { OracleNotLeaderError } from '../shard/errors.js';
-import type { MetaNode } from '../shard/meta-commands.js';
+import type { MetaCommand, MetaNode } from '../shard/meta-commands.js';
 import { MetaState } from '../shard/meta-state.js';
 import { RevisionBatcher, type RevisionRange } from '../shard/oracle.js';
 import { placeReplicas } from '../shard/placement.js';
+import { type Move, type MoveStep, planRebalance } from '../shard/rebalance.js';
 import { type ShardDescriptor, ShardMap } from '../shard/shard-map.js';
 import { entryKey, fnv1a } from './app.js';
 import { engineFactory } from './consensus.js';
@@ -70,6 +81,31 @@ export interface ShardedSimOptions {
   unsafeReleaseAtMax?: boolean;
   /** Test only: a shard leader reports its resolved revision before it has applied its commit. */
   unsafeResolveBeforeCaughtUp?: boolean;
+  /**
+   * Replica moves: operator moves of a random replica at random times in the fault phase, and the
+   * scheduler (`MetaState.plan()`) run until the placement settles (default false).
+   */
+  moves?: boolean;
+  /**
+   * Node add and remove under load: spare nodes join the cluster (`addNode`) and members are
+   * drained (`updateNode` draining) and removed once the scheduler moved their replicas away
+   * (default false; turns the scheduler on).
+   */
+  nodeChurn?: boolean;
+  /** Test only: a move removes the leaving replica before it adds and promotes the new one. */
+  unsafeRemoveBeforePromote?: boolean;
+  /** Test only: a move promotes its learner without waiting for it to catch up. */
+  unsafePromoteBeforeCaughtUp?: boolean;
+  /** Test only: a snapshot installed on a replica a move created loses the newest key version. */
+  unsafeSnapshotDropsWrite?: boolean;
+  /** Test only: shard replicas are not compared by content after every apply (only at the end). */
+  uncheckedDigest?: boolean;
+  /** Test only: a replica added back to a node that held one of its group reuses the old Raft id. */
+  unsafeReuseReplicaIds?: boolean;
+  /** Test only: the scheduler places without the load bound. */
+  unsafeSchedulerIgnoresBound?: boolean;
+  /** Test only: the scheduler places without host labels. */
+  unsafeSchedulerIgnoresHosts?: boolean;
   trace?: (line: string) => void;
 }
 
@@ -89,6 +125,23 @@ export interface ShardedSimResult {
   crossShard: number;
   /** Splits completed (shard log entry applied and the metadata group's map updated). */
   splits: number;
+  /** Replica moves completed (every membership step in the shard's group and the metadata map). */
+  moves: number;
+  /** Membership changes applied by shard groups (first apply of each). */
+  confChanges: number;
+  nodeAdds: number;
+  nodeRemoves: number;
+  /** Crashes of the oracle's node (group 0's leader), and those while a move was in progress. */
+  oracleCrashes: number;
+  crashesDuringMoves: number;
+  oracleCrashesDuringMoves: number;
+  /** Replicas added to a node that held one of the same group before (each with a new Raft id). */
+  readds: number;
+  /**
+   * Each node that joined and is still up at the end: its replicas over the average per up node
+   * (1 is exactly its fair share).
+   */
+  addedNodeShares: number[];
   revisionsReleased: number;
   oracleLeaderships: number;
   livenessUs: number;
@@ -117,8 +170,14 @@ export class ShardedSimFailure extends Error {
   }
 }
 
-export function shardedReplayCommand(seed: number, nodes: number, shards: number): string {
-  return `npm run sim -- --shards ${shards} --nodes ${nodes} --seeds 1 --from ${seed}`;
+export function shardedReplayCommand(
+  seed: number,
+  nodes: number,
+  shards: number,
+  flags: { moves?: boolean; nodeChurn?: boolean } = {},
+): string {
+  const extra = `${flags.moves ? ' --moves' : ''}${flags.nodeChurn ? ' --node-churn' : ''}`;
+  return `npm run sim -- --shards ${shards} --nodes ${nodes}${extra} --seeds 1 --from ${seed}`;
 }
 
 const TICK_INTERVAL_US = 10_000;
@@ -136,6 +195,12 @@ const LIVENESS_CHECK_US = 10_000;
 const BATCH_REVISIONS_MAX = 16;
 /** How often shard leaders propose a resolve entry. */
 const RESOLVE_TICK_US = 50_000;
+/** Nodes that may join a run with node churn. */
+const SPARE_NODES = 2;
+/** A replica's Raft id is its node id plus this times its generation on the node (see raftIds). */
+const REPLICA_ID_STRIDE = 100;
+/** How often the scheduler looks at the plan and drives the move in progress. */
+const REBALANCE_TICK_US = 20_000;
 
 /** One simulated process: the replicas of the groups it hosts, one disk, one address. */
 class SimServer {
@@ -152,6 +217,8 @@ class SimServer {
   metaLeaderHint: NodeId;
   /** The range fetched last (kept only for the reuse mutation). */
   lastRange: RevisionRange | undefined;
+  /** Removed from the cluster (node churn): never restarted. */
+  retired = false;
 
   constructor(
     readonly id: NodeId,
@@ -204,6 +271,10 @@ type SimEvent =
   | { kind: 'split' }
   | { kind: 'split-step' }
   | { kind: 'resolve-tick' }
+  | { kind: 'rebalance' }
+  | { kind: 'operator-move' }
+  | { kind: 'node-add' }
+  | { kind: 'node-remove' }
   | { kind: 'liveness-check' };
 
 interface PendingSplit {
@@ -213,12 +284,32 @@ interface PendingSplit {
   readonly rightId: number;
 }
 
+/** The replica move in progress: its steps, run one at a time (each membership step in the shard's group, then in the map). */
+interface MoveJob {
+  readonly move: Move;
+  readonly steps: readonly MoveStep[];
+  step: number;
+  /** A membership step is applied by the shard's group first ('raft'), then by the metadata group ('meta'). */
+  phase: 'raft' | 'meta';
+  /** The snapshot step: the leader's commit the learner must have acknowledged. */
+  catchUpTo: number | undefined;
+  /** Leader transfers asked in the current transfer step. */
+  transfers: number;
+}
+
+/** A node operation of the churn: join, drain, then leave once it holds nothing. */
+interface NodeOp {
+  readonly kind: 'add' | 'drain' | 'remove';
+  readonly node: NodeId;
+}
+
 interface PendingWrite {
   write: number;
   request: WriteRequest;
-  /** The shard this attempt is routed to, and the epoch the route was read at. */
+  /** The shard this attempt is routed to, and the epochs the route was read at. */
   shard: number;
   epoch: number;
+  confEpoch: number;
   /** Highest revision acked before the write started: its revision must be above it. */
   floor: number;
 }
@@ -252,8 +343,8 @@ class GroupPort implements SimNodeHost {
   onProposalApplied(node: SimNode, proposalId: number, key: string, index: number): void {
     this.sim.onProposalApplied(this.group, this.server, node, proposalId, key, index);
   }
-  onConfChangeApplied(): void {
-    // Replica sets are static in sharded runs.
+  onConfChangeApplied(node: SimNode, confState: ConfState, index: number): void {
+    this.sim.onConfChangeApplied(this.group, node, confState, index);
   }
   onReadServed(_node: SimNode, context: Uint8Array): void {
     this.server.oracle?.onReadServed(decodeReadContext(context));
@@ -285,6 +376,35 @@ export class ShardedSimulation {
   /** Shard group id → the fingerprint of its boot state, from the replica that created it. */
   private readonly splitBoots = new Map<number, number>();
   private readonly watch: MergedWatch;
+  /** Operator moves and the scheduler run (moves or node churn). */
+  private readonly rebalancing: boolean;
+  private readonly rngMove: SimRng;
+  /** The replica move in progress (one at a time, never during a split). */
+  private job: MoveJob | undefined;
+  /** Node operations of the churn, in order. */
+  private readonly nodeOps: NodeOp[] = [];
+  /** Nodes that are not members yet (node churn): each may join once. */
+  private readonly spares: NodeId[] = [];
+  /** Node ids → host labels (nodes 1 and 2 share one when the run has enough nodes). */
+  private readonly hosts = new Map<NodeId, string>();
+  /** Group → its newest membership applied by any replica (by log index). */
+  private readonly memberships = new Map<number, { index: number; conf: ConfState }>();
+  /** `group:node` → the log index at which the node joined the group (absent: a founding replica). */
+  private readonly joinedAt = new Map<string, number>();
+  /**
+   * `group:node` → the Raft id of the node's latest replica of the group. A founding replica's is
+   * the node id; a replica added to a node that held one of the group before gets a new one
+   * (node + REPLICA_ID_STRIDE × generation), as TiKV's peer ids and CockroachDB's replica ids: a
+   * snapshot or a message from before its removal names the old id, never the new replica.
+   */
+  private readonly raftIds = new Map<string, NodeId>();
+  /** `group:raftId` of every replica ever created (messages to a removed one are dropped). */
+  private readonly knownReplicas = new Set<string>();
+  /**
+   * `group:raftId` → a removed replica's incarnation and hard state: the unsafeReuseReplicaIds
+   * mutant starts the replica it adds back from them (its term and vote kept, as a tombstone).
+   */
+  private readonly removedReplicas = new Map<string, { incarnation: number; hardState: HardState }>();
   /** Group id → the nodes hosting it. */
   private readonly placement = new Map<number, NodeId[]>();
   private readonly keys: string[] = [];
@@ -323,6 +443,14 @@ export class ShardedSimulation {
     rerouted: 0,
     crossShard: 0,
     splits: 0,
+    moves: 0,
+    confChanges: 0,
+    nodeAdds: 0,
+    nodeRemoves: 0,
+    oracleCrashes: 0,
+    crashesDuringMoves: 0,
+    oracleCrashesDuringMoves: 0,
+    readds: 0,
     oracleLeaderships: 0,
     crashes: 0,
     pauses: 0,
@@ -357,6 +485,7 @@ export class ShardedSimulation {
     const shardOptions = {
       unsafeAcceptStaleRevision: options.unsafeAcceptStaleRevision,
       unsafeIgnoreEpoch: options.unsafeIgnoreEpoch,
+      uncheckedDigest: options.uncheckedDigest,
     };
     this.shardConfig = (range) => ({
       ...base,
@@ -364,6 +493,12 @@ export class ShardedSimulation {
         ShardStateMachine.restoreInto(new ShardStateMachine(shardOptions, range), index, confState, data),
     });
     this.rngSplit = new SimRng(options.seed, 16);
+    this.rngMove = new SimRng(options.seed, 17);
+    this.rebalancing = options.moves === true || options.nodeChurn === true;
+    if (options.nodeChurn) for (let i = 1; i <= SPARE_NODES; i++) this.spares.push(options.nodes + i);
+    // With four or more members, nodes 1 and 2 share a host: placement must keep them apart.
+    for (let id = 1; id <= options.nodes + this.spares.length; id++)
+      this.hosts.set(id, this.rebalancing && options.nodes >= 4 && id <= 2 ? 'h1' : `n${id}`);
     this.watch = new MergedWatch({ unsafeReleaseAtMax: options.unsafeReleaseAtMax });
     this.nextShardId = options.shards + 1;
     this.place();
@@ -375,6 +510,8 @@ export class ShardedSimulation {
         this.shardConfig({ start: decodeKey(shard.start), end: decodeKey(shard.end) }),
       );
     this.initialMeta = this.bootstrapMeta();
+    if (this.rebalancing && this.initialMeta.plan().moves.length > 0)
+      throw new SimulatorError("the initial placement is not the metadata group's target");
     this.build();
   }
 
@@ -388,7 +525,7 @@ export class ShardedSimulation {
       const where = `at t=${(this.queue.now / 1000).toFixed(3)}ms after ${this.events} events${during}`;
       throw new ShardedSimFailure(
         this.options.seed,
-        shardedReplayCommand(this.options.seed, this.options.nodes, this.options.shards),
+        shardedReplayCommand(this.options.seed, this.options.nodes, this.options.shards, this.options),
         err,
         where,
       );
@@ -406,6 +543,15 @@ export class ShardedSimulation {
       rerouted: this.stats.rerouted,
       crossShard: this.stats.crossShard,
       splits: this.stats.splits,
+      moves: this.stats.moves,
+      confChanges: this.stats.confChanges,
+      nodeAdds: this.stats.nodeAdds,
+      nodeRemoves: this.stats.nodeRemoves,
+      oracleCrashes: this.stats.oracleCrashes,
+      crashesDuringMoves: this.stats.crashesDuringMoves,
+      oracleCrashesDuringMoves: this.stats.oracleCrashesDuringMoves,
+      readds: this.stats.readds,
+      addedNodeShares: this.addedNodeShares(),
       revisionsReleased: this.revisions.releasedCount,
       oracleLeaderships: this.stats.oracleLeaderships,
       livenessUs: this.stats.livenessUs,
@@ -431,8 +577,9 @@ export class ShardedSimulation {
     if (to === from.id)
       throw new InvariantViolation('core-contract', `g${group} n${from.id} sends a message to itself`);
     if (message.type === MessageType.Snapshot) return this.sendSnapshot(group, from, message);
-    if (!this.network.isLinkUp(from.id, to)) return this.reportUnreachable(group, from, to);
-    for (const delay of this.network.planDelivery(from.id, to))
+    if (!this.network.isLinkUp(serverOf(from.id), serverOf(to)))
+      return this.reportUnreachable(group, from, to);
+    for (const delay of this.network.planDelivery(serverOf(from.id), serverOf(to)))
       this.queue.after(delay, { kind: 'deliver', group, message: cloneMessage(message) });
   }
 
@@ -543,8 +690,21 @@ export class ShardedSimulation {
     const groups = [METADATA_GROUP];
     for (let shard = 1; shard <= this.options.shards; shard++) groups.push(shard);
     const placed = placeReplicas({ nodes, shards: groups, replicationFactor: REPLICATION_FACTOR });
+    // With moves the shards start where the metadata group's placement wants them (an empty
+    // plan), the metadata group on its own rendezvous choice.
+    const shardPlacement = this.rebalancing
+      ? placeReplicas({
+          nodes: nodes.map(({ id }) => ({ id, host: this.hosts.get(id) })),
+          shards: groups.filter((group) => group !== METADATA_GROUP),
+          replicationFactor: REPLICATION_FACTOR,
+        })
+      : placed;
+    const metaPlacement = this.rebalancing
+      ? placeReplicas({ nodes, shards: [METADATA_GROUP], replicationFactor: REPLICATION_FACTOR })
+      : placed;
     for (const group of groups) {
-      const replicas = [...(placed.replicas.get(group) ?? [])].sort((a, b) => a - b);
+      const source = group === METADATA_GROUP ? metaPlacement : shardPlacement;
+      const replicas = [...(source.replicas.get(group) ?? [])].sort((a, b) => a - b);
       if (replicas.length !== REPLICATION_FACTOR)
         throw new SimulatorError(`group ${group} placed on ${replicas.length} nodes`);
       this.placement.set(group, replicas);
@@ -559,7 +719,7 @@ export class ShardedSimulation {
         id,
         peerUrls: [`sim://n${id}`],
         clientUrls: [],
-        host: undefined,
+        host: this.rebalancing ? this.hosts.get(id) : undefined,
         zone: undefined,
         state: 'up',
       });
@@ -592,7 +752,7 @@ export class ShardedSimulation {
     for (const group of this.placement.keys())
       this.checkers.set(group, new InvariantChecker({ consensus: 'raft' }));
     const metaNodes = this.placement.get(METADATA_GROUP)!;
-    for (let id = 1; id <= this.options.nodes; id++) {
+    for (let id = 1; id <= this.options.nodes + this.spares.length; id++) {
       const disks = new Map<number, SimDisk>();
       for (const [group, nodes] of this.placement) {
         if (!nodes.includes(id)) continue;
@@ -604,6 +764,7 @@ export class ShardedSimulation {
           autoLeave: false,
         };
         disks.set(group, SimDisk.bootstrap(confState, new Uint8Array(0)));
+        this.memberships.set(group, { index: 1, conf: confState });
       }
       const server = new SimServer(id, new NodeDisk(disks), this.fsyncNormalUs, this.rngRoot.pick(metaNodes));
       const driftUs = (TICK_INTERVAL_US * TICK_DRIFT_PERCENT_MAX) / 100;
@@ -669,7 +830,7 @@ export class ShardedSimulation {
    */
   private startSplit(): void {
     if (this.quiesced) return;
-    if (this.splitting !== undefined) {
+    if (this.splitting !== undefined || this.job !== undefined) {
       this.queue.after(this.rngSplit.between(50_000, 300_000), { kind: 'split' });
       return;
     }
@@ -752,6 +913,7 @@ export class ShardedSimulation {
     this.checkers.set(rightId, new InvariantChecker({ consensus: 'raft' }));
     this.configs.set(rightId, this.shardConfig({ start: applied.split.splitKey, end: '' }));
     const confState = { voters: nodes, learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    this.memberships.set(rightId, { index: 1, conf: confState });
     for (const id of nodes) {
       const server = this.servers.get(id)!;
       server.disk.addGroup(rightId, SimDisk.bootstrap(confState, applied.rightBoot));
@@ -779,17 +941,35 @@ export class ShardedSimulation {
             'shard-map',
             `shard ${shard.id} n${id} is at epoch ${state.epoch} ${JSON.stringify(state.range)}, the map says ${shard.epoch} ${JSON.stringify(range)}`,
           );
+        if (state.confEpoch !== shard.confEpoch)
+          throw new InvariantViolation(
+            'shard-map',
+            `shard ${shard.id} n${id} is at conf epoch ${state.confEpoch}, the map says ${shard.confEpoch}`,
+          );
       }
+      // The map's replicas are the nodes hosting the group, and its group's membership.
+      const sorted = (ids: readonly NodeId[]) => JSON.stringify([...ids].sort((a, b) => a - b));
+      const conf = this.memberships.get(shard.id)!.conf;
+      const inMap = sorted(shard.replicas.map((r) => r.node));
+      const hosted = sorted(this.placement.get(shard.id) ?? []);
+      const members = sorted([...conf.voters, ...conf.learners].map(serverOf));
+      if (inMap !== hosted || inMap !== members)
+        throw new InvariantViolation(
+          'shard-map',
+          `shard ${shard.id}: the map's replicas are ${inMap}, its group's members ${members}, hosted on ${hosted}`,
+        );
     }
   }
 
-  private createReplica(server: SimServer, group: number): SimNode {
+  private createReplica(server: SimServer, group: number, raftId: NodeId = server.id): SimNode {
     const port = new GroupPort(this, server, group, this.checker(group));
+    this.raftIds.set(`${group}:${server.id}`, raftId);
+    this.knownReplicas.add(`${group}:${raftId}`);
     const replica = new SimNode(
-      server.id,
+      raftId,
       server.disk.group(group),
       port,
-      this.rngRoot.fork(1000 * (group + 1) + server.id),
+      this.rngRoot.fork(1000 * (group + 1) + raftId),
       this.configs.get(group)!,
       server.fsyncLatencyUs,
     );
@@ -875,6 +1055,21 @@ export class ShardedSimulation {
       for (let i = 0; i < splits; i++)
         this.queue.after(this.rngSplit.between(100_000, this.faultPhaseUs - 1), { kind: 'split' });
     }
+    if (this.rebalancing) {
+      this.queue.after(REBALANCE_TICK_US, { kind: 'rebalance' });
+      const late = Math.max(200_000, this.faultPhaseUs - 800_000);
+      if (this.options.moves) {
+        const moves = this.rngMove.between(1, 3);
+        for (let i = 0; i < moves; i++)
+          this.queue.after(this.rngMove.between(100_000, late), { kind: 'operator-move' });
+      }
+      if (this.options.nodeChurn) {
+        this.queue.after(this.rngMove.between(100_000, late / 2), { kind: 'node-add' });
+        if (this.rngMove.chance(0.5))
+          this.queue.after(this.rngMove.between(100_000, late), { kind: 'node-add' });
+        this.queue.after(this.rngMove.between(late / 2, late), { kind: 'node-remove' });
+      }
+    }
     this.queue.after(this.faultPhaseUs, { kind: 'quiesce' });
   }
 
@@ -915,6 +1110,7 @@ export class ShardedSimulation {
         this.queue.after(server.fsyncLatencyUs, { kind: 'fsync', server, incarnation: server.incarnation });
     }
     this.checkTouched();
+    if (this.rebalancing) this.checkMoveQuorum();
     this.followResolved();
   }
 
@@ -961,12 +1157,12 @@ export class ShardedSimulation {
       case 'deliver':
       case 'oracle-request':
       case 'oracle-response':
-        return this.servers.get(event.kind === 'deliver' ? event.message.to : event.to);
+        return this.servers.get(event.kind === 'deliver' ? serverOf(event.message.to) : event.to);
       case 'unreachable':
-        return this.servers.get(event.replica.id);
+        return this.servers.get(serverOf(event.replica.id));
       case 'snapshot-done': {
-        const from = this.servers.get(event.message.from);
-        return from?.paused(this.queue.now) ? from : this.servers.get(event.message.to);
+        const from = this.servers.get(serverOf(event.message.from));
+        return from?.paused(this.queue.now) ? from : this.servers.get(serverOf(event.message.to));
       }
       default:
         return undefined;
@@ -1015,7 +1211,7 @@ export class ShardedSimulation {
       case 'nemesis':
         return this.nemesis();
       case 'restart':
-        if (!event.server.running) {
+        if (!event.server.running && !event.server.retired) {
           this.trace(`n${event.server.id} restarts from its disk`);
           this.startServer(event.server);
         }
@@ -1035,6 +1231,14 @@ export class ShardedSimulation {
         return this.splitStep();
       case 'resolve-tick':
         return this.resolveTick();
+      case 'rebalance':
+        return this.rebalanceTick();
+      case 'operator-move':
+        return this.operatorMove();
+      case 'node-add':
+        return this.nodeAdd();
+      case 'node-remove':
+        return this.nodeRemove();
       default:
         assertNever(event);
     }
@@ -1066,11 +1270,14 @@ export class ShardedSimulation {
   }
 
   private deliver(group: number, message: Message): void {
-    const server = this.servers.get(message.to);
-    if (!server?.running || !this.network.isLinkUp(message.from, message.to)) return;
+    const server = this.servers.get(serverOf(message.to));
+    if (!server?.running || !this.network.isLinkUp(serverOf(message.from), serverOf(message.to))) return;
     const replica = server.replicas.get(group);
-    if (replica === undefined)
+    if (replica?.id !== message.to) {
+      // A replica a move removed drops what it is sent (its node may host a newer replica).
+      if (this.knownReplicas.has(`${group}:${message.to}`)) return;
       throw new SimulatorError(`g${group} message to n${message.to}, which does not host it`);
+    }
     if (this.options.trace) this.trace(`g${group} deliver ${formatMessage(message)}`);
     replica.step(message);
   }
@@ -1089,7 +1296,7 @@ export class ShardedSimulation {
 
   private sendSnapshot(group: number, from: SimNode, message: Message): void {
     const bytes = (message.snapshot?.data.length ?? 0) + 64;
-    const stream = this.network.startSnapshotStream(from.id, message.to, bytes);
+    const stream = this.network.startSnapshotStream(serverOf(from.id), serverOf(message.to), bytes);
     this.stats.snapshotsSent++;
     this.trace(
       `g${group} n${from.id} streams snapshot ${message.snapshot?.metadata.index} to n${message.to}`,
@@ -1111,13 +1318,17 @@ export class ShardedSimulation {
     epoch: number,
     chunkFails: boolean,
   ) {
-    const from = this.servers.get(message.from)!.replicas.get(group)!;
-    const toServer = this.servers.get(message.to);
+    const fromReplica = this.servers.get(serverOf(message.from))!.replicas.get(group);
+    const from = fromReplica?.id === message.from ? fromReplica : undefined;
+    const toServer = this.servers.get(serverOf(message.to));
+    const toReplica = toServer?.replicas.get(group);
+    const to = toReplica?.id === message.to ? toReplica : undefined;
     const ok =
       toServer?.running === true &&
-      this.network.snapshotStreamArrived(message.from, message.to, { epoch, chunkFails });
-    if (ok) toServer!.replicas.get(group)!.step(message);
-    if (from.running && from.incarnation === fromIncarnation)
+      to !== undefined &&
+      this.network.snapshotStreamArrived(serverOf(message.from), serverOf(message.to), { epoch, chunkFails });
+    if (ok) to!.step(this.options.unsafeSnapshotDropsWrite ? this.droppingWrite(group, message) : message);
+    if (from?.running && from.incarnation === fromIncarnation)
       from.withCore((raft) => raft.reportSnapshot(message.to, ok));
   }
 
@@ -1223,6 +1434,7 @@ export class ShardedSimulation {
         request,
         shard: 0,
         epoch: 0,
+        confEpoch: 0,
         floor: this.revisions.startWrite(write, request),
       };
       this.stats.writes++;
@@ -1250,6 +1462,7 @@ export class ShardedSimulation {
     const route = [...routes.values()][0]!;
     client.current.shard = route.id;
     client.current.epoch = route.epoch;
+    client.current.confEpoch = route.confEpoch;
     const shard = route.id;
     const server = this.servers.get(this.rngClient.pick(this.placement.get(shard)!))!;
     const replica = server.replicas.get(shard)!;
@@ -1297,9 +1510,11 @@ export class ShardedSimulation {
   }
 
   private proposeWrite(client: Client, replica: SimNode, revision: number): void {
-    const { write, request, shard, epoch } = client.current!;
+    const { write, request, shard, epoch, confEpoch } = client.current!;
     const proposalId = this.nextProposalId++;
-    const data = encodeWrite(proposalId, { write, revision, epoch, ...request });
+    // Runs without moves route as before (no conf epoch); with moves every write carries it.
+    const routed = this.rebalancing ? { epoch, confEpoch } : { epoch };
+    const data = encodeWrite(proposalId, { write, revision, ...routed, ...request });
     this.checker(shard).registerProposal(entryKey(EntryType.Normal, data));
     if (!replica.running || !replica.propose(data).ok) return this.clientRetry(client, client.attempt);
     client.waitingOn = { replica, incarnation: replica.incarnation, proposalId };
@@ -1327,8 +1542,8 @@ export class ShardedSimulation {
   private nemesis(): void {
     if (this.quiesced) return;
     const rng = this.rngFault;
-    const alive = this.serverList.filter((s) => s.running);
-    const ids = this.serverList.map((s) => s.id);
+    const alive = this.serverList.filter((s) => s.running && !s.retired);
+    const ids = this.serverList.filter((s) => !s.retired).map((s) => s.id);
     const action = rng.nextInt(10);
     if (action === 0 && alive.length > 0) this.crash(rng.pick(alive));
     else if (action === 1) {
@@ -1366,7 +1581,11 @@ export class ShardedSimulation {
       this.trace(`n${server.id} paused until ${(server.pausedUntilUs / 1000).toFixed(3)}ms`);
     } else if (action === 8) {
       const leader = this.leaderOf(METADATA_GROUP);
-      if (leader) this.crash(leader);
+      if (leader) {
+        this.stats.oracleCrashes++;
+        if (this.job !== undefined) this.stats.oracleCrashesDuringMoves++;
+        this.crash(leader);
+      }
     } else if (action === 9) this.transferLeadership(rng.pick([...this.placement.keys()]));
     this.queue.after(rng.between(30_000, 400_000), { kind: 'nemesis' });
   }
@@ -1374,6 +1593,7 @@ export class ShardedSimulation {
   private crash(server: SimServer): void {
     this.crashServer(server);
     this.stats.crashes++;
+    if (this.job !== undefined) this.stats.crashesDuringMoves++;
     this.queue.after(this.rngFault.between(20_000, 800_000), { kind: 'restart', server });
   }
 
@@ -1390,12 +1610,427 @@ export class ShardedSimulation {
     const target = this.rngFault.pick(this.placement.get(group)!.filter((id) => id !== leader.id));
     this.trace(`g${group}: leadership n${leader.id} → n${target}`);
     this.stats.leaderTransfers++;
-    leader.replicas.get(group)!.withCore((raft) => raft.transferLeadership(target));
+    const targetId = this.raftIdOf(group, target);
+    leader.replicas.get(group)!.withCore((raft) => raft.transferLeadership(targetId));
   }
 
   private setFsyncLatency(server: SimServer, latencyUs: number): void {
     server.fsyncLatencyUs = latencyUs;
     for (const replica of server.replicas.values()) replica.fsyncLatencyUs = latencyUs;
+  }
+
+  // ---- replica moves, the scheduler and node churn ----------------------------------------------
+
+  /** A replica of `group` applied a membership change (the newest by index is the group's). */
+  onConfChangeApplied(group: number, node: SimNode, confState: ConfState, index: number): void {
+    const known = this.memberships.get(group);
+    if (known === undefined) throw new SimulatorError(`g${group} has no founding membership`);
+    if (known.index >= index) return;
+    const before = known.conf;
+    this.memberships.set(group, { index, conf: confState });
+    this.stats.confChanges++;
+    for (const id of [...confState.voters, ...confState.learners]) {
+      const wasMember = before.voters.includes(id) || before.learners.includes(id);
+      if (!wasMember) this.joinedAt.set(`${group}:${id}`, index);
+    }
+    this.trace(
+      `g${group} n${node.id} applied membership at ${index}: voters ${confState.voters.join(',')} learners ${confState.learners.join(',') || '-'}`,
+    );
+  }
+
+  /** The Raft id of `node`'s current (or latest) replica of `group`; a node that never held one: its id. */
+  private raftIdOf(group: number, node: NodeId): NodeId {
+    return this.raftIds.get(`${group}:${node}`) ?? node;
+  }
+
+  /**
+   * After every event, for every shard group with a membership change applied: its newest
+   * membership has at least REPLICATION_FACTOR voters, and every voter's disk holds the group's
+   * log up to where it joined (a learner is promoted only once it caught up, and no voter is
+   * removed before its replacement is promoted).
+   */
+  private checkMoveQuorum(): void {
+    for (const [group, { index, conf }] of this.memberships) {
+      if (group === METADATA_GROUP || !this.placement.has(group)) continue;
+      if (conf.voters.length < REPLICATION_FACTOR)
+        throw new InvariantViolation(
+          'move-quorum',
+          `shard ${group}'s membership at ${index} has ${conf.voters.length} voters (${conf.voters.join(',')}), fewer than ${REPLICATION_FACTOR}`,
+        );
+      for (const id of conf.voters) {
+        const joined = this.joinedAt.get(`${group}:${id}`) ?? 0;
+        if (joined === 0) continue;
+        const replica = this.servers.get(serverOf(id))?.replicas.get(group);
+        const durable = replica?.id === id ? replica.disk.lastIndex() : 0;
+        if (durable < joined)
+          throw new InvariantViolation(
+            'move-quorum',
+            `shard ${group}'s voter n${id} (membership at ${index}) holds its log only up to ${durable}, below ${joined} where it joined`,
+          );
+      }
+    }
+  }
+
+  /** The settled placement obeys bounded load (⌈1.25 × average⌉ per up node) and distinct hosts. */
+  private checkPlacement(meta: MetaState): void {
+    const up = meta.nodes.filter((node) => node.state === 'up');
+    const load = new Map<NodeId, number>(up.map((node) => [node.id, 0]));
+    let replicas = 0;
+    for (const shard of meta.shardMap.shards) {
+      const hosts = new Set<string>();
+      for (const { node, role } of shard.replicas) {
+        if (role !== 'voter')
+          throw new InvariantViolation('placement', `settled shard ${shard.id} still has learner n${node}`);
+        const host = this.hosts.get(node)!;
+        if (hosts.has(host))
+          throw new InvariantViolation('placement', `shard ${shard.id} has two replicas on host ${host}`);
+        hosts.add(host);
+        if (!load.has(node))
+          throw new InvariantViolation(
+            'placement',
+            `shard ${shard.id} has a replica on n${node}, which is not up`,
+          );
+        load.set(node, load.get(node)! + 1);
+        replicas++;
+      }
+    }
+    const bound = Math.ceil((1.25 * replicas) / up.length);
+    for (const [node, count] of load)
+      if (count > bound)
+        throw new InvariantViolation(
+          'placement',
+          `n${node} holds ${count} replicas, above the bound ⌈1.25 × ${replicas}/${up.length}⌉ = ${bound}`,
+        );
+  }
+
+  /** The scheduler's moves: the metadata state's plan (or a broken one, for the mutants). */
+  private schedulerPlan(meta: MetaState): readonly Move[] {
+    if (this.options.unsafeSchedulerIgnoresBound) return meta.plan(100).moves;
+    if (this.options.unsafeSchedulerIgnoresHosts)
+      return MetaState.fromFields({
+        nodes: meta.nodes.map((node) => ({ ...node, host: undefined })),
+        shardMap: meta.shardMap,
+        pins: meta.pins,
+        compactionRevision: meta.compactionRevision,
+        oracleMark: meta.oracleMark,
+        replicationFactor: meta.replicationFactor,
+        version: meta.version,
+      }).plan().moves;
+    return meta.plan().moves;
+  }
+
+  /**
+   * The scheduler's turn (every REBALANCE_TICK_US): drive the move in progress; else the next node
+   * operation; else start the plan's first move; with nothing to move, the placement has settled
+   * and is checked.
+   */
+  private rebalanceTick(): void {
+    if (!this.done) this.queue.after(REBALANCE_TICK_US, { kind: 'rebalance' });
+    if (this.job !== undefined) return this.driveMove();
+    if (this.splitting !== undefined) return;
+    const meta = this.latestMeta();
+    if (this.nodeOps.length > 0 && !this.driveNodeOp(meta)) return;
+    const moves = this.schedulerPlan(meta);
+    if (moves.length === 0) {
+      if (this.nodeOps.length === 0) this.checkPlacement(meta);
+      return;
+    }
+    this.startMove(moves[0]!);
+  }
+
+  private startMove(move: Move): void {
+    let steps = move.steps;
+    if (this.options.unsafeRemoveBeforePromote) {
+      const removal = new Set<MoveStep>(
+        steps.filter((step) => step.kind === 'remove' || step.kind === 'transfer-leader'),
+      );
+      steps = [...removal, ...steps.filter((step) => !removal.has(step))];
+    }
+    this.job = { move, steps, step: 0, phase: 'raft', catchUpTo: undefined, transfers: 0 };
+    this.trace(
+      `move shard ${move.shard}: n${move.from ?? '-'} → n${move.to ?? '-'} (${steps.map(describeStep).join(', ')})`,
+    );
+    this.driveMove();
+  }
+
+  /** Runs the move in progress as far as it can go now. */
+  private driveMove(): void {
+    const job = this.job!;
+    const shard = job.move.shard;
+    for (;;) {
+      const step = job.steps[job.step];
+      if (step === undefined) {
+        this.trace(`move of shard ${shard} done`);
+        this.stats.moves++;
+        this.job = undefined;
+        return;
+      }
+      const leaderServer = this.leaderOf(shard);
+      const leader = leaderServer?.replicas.get(shard);
+      if (leaderServer === undefined || leader?.raft === undefined) return;
+      const status = leader.raft.status();
+      if (step.kind === 'snapshot') {
+        job.catchUpTo ??= status.hardState.commit;
+        const match = status.progress?.get(this.raftIdOf(shard, step.node))?.match ?? 0;
+        if (!this.options.unsafePromoteBeforeCaughtUp && match < job.catchUpTo) return;
+        this.nextStep(job);
+        continue;
+      }
+      if (step.kind === 'transfer-leader') {
+        if (leaderServer.id !== step.from) {
+          this.nextStep(job);
+          continue;
+        }
+        const voters = status.confState.voters.filter((id) => id !== leader.id);
+        const target =
+          job.transfers++ % 3 === 0 || !voters.length
+            ? this.raftIdOf(shard, step.to)
+            : this.rngMove.pick(voters);
+        this.trace(`move shard ${shard}: leadership n${leader.id} → n${target}`);
+        leader.withCore((raft) => raft.transferLeadership(target));
+        return;
+      }
+      if (job.phase === 'raft') {
+        const replicaId = this.membershipId(shard, step);
+        if (replicaId === undefined || !membershipHas(leader.app.confState, step.kind, replicaId)) {
+          this.proposeConfChange(shard, leader, step);
+          return;
+        }
+        if (step.kind === 'remove') this.retireReplica(shard, step.node);
+        job.phase = 'meta';
+      }
+      const record = this.latestMeta().shardMap.get(shard);
+      if (record === undefined) throw new SimulatorError(`shard ${shard} left the map during a move`);
+      if (!mapHas(record.replicas, step)) {
+        this.proposeMeta({
+          type: 'changeReplicas',
+          shardId: shard,
+          expectedConfEpoch: record.confEpoch,
+          step: step.kind,
+          nodeId: step.node,
+        });
+        return;
+      }
+      this.nextStep(job);
+    }
+  }
+
+  private nextStep(job: MoveJob): void {
+    job.step++;
+    job.phase = 'raft';
+    job.catchUpTo = undefined;
+    job.transfers = 0;
+  }
+
+  /** Proposes a membership step to the shard's leader (creating the learner's replica first). */
+  private proposeConfChange(
+    shard: number,
+    leader: SimNode,
+    step: Extract<MoveStep, { kind: 'add-learner' | 'promote' | 'remove' }>,
+  ): void {
+    if (step.kind === 'add-learner') this.ensureReplica(shard, step.node);
+    const type =
+      step.kind === 'add-learner' ? 'add-learner' : step.kind === 'promote' ? 'add-node' : 'remove-node';
+    const change: ConfChange = {
+      transition: 'auto',
+      changes: [{ type, nodeId: this.raftIdOf(shard, step.node) }],
+      context: new Uint8Array(0),
+    };
+    const data = encodeConfChange(change);
+    this.checker(shard).registerProposal(entryKey(EntryType.ConfChange, data));
+    const result = leader.withCore((raft) => raft.proposeConfChange(change));
+    this.trace(
+      `g${shard} n${leader.id} proposes ${type} n${step.node}: ${result.ok ? 'accepted' : result.reason}`,
+    );
+  }
+
+  private proposeMeta(command: MetaCommand): void {
+    const leader = this.leaderOf(METADATA_GROUP)?.meta;
+    if (leader === undefined) return;
+    const data = encodeMetaProposal(this.nextProposalId++, command);
+    this.checker(METADATA_GROUP).registerProposal(entryKey(EntryType.Normal, data));
+    leader.propose(data);
+  }
+
+  /**
+   * The Raft id a membership step names: for a learner step, the node's replica created for it
+   * (undefined before it exists); else the node's latest replica.
+   */
+  private membershipId(shard: number, step: MembershipStep): NodeId | undefined {
+    if (step.kind === 'add-learner' && !this.servers.get(step.node)!.replicas.has(shard)) return undefined;
+    return this.raftIdOf(shard, step.node);
+  }
+
+  /**
+   * The replica a learner step adds: an empty disk, and a new Raft id if the node held a replica of
+   * the group before (see raftIds).
+   */
+  private ensureReplica(shard: number, node: NodeId): void {
+    const server = this.servers.get(node)!;
+    if (server.replicas.has(shard)) return;
+    const previous = this.raftIds.get(`${shard}:${node}`);
+    const reuse = this.options.unsafeReuseReplicaIds === true;
+    const raftId = previous === undefined || reuse ? node : previous + REPLICA_ID_STRIDE;
+    if (raftId !== node) this.stats.readds++;
+    const disk = new SimDisk();
+    const removed = this.removedReplicas.get(`${shard}:${raftId}`);
+    if (removed !== undefined) disk.hardState = { ...removed.hardState, commit: 0 };
+    server.disk.addGroup(shard, disk);
+    const replica = this.createReplica(server, shard, raftId);
+    this.placement.set(shard, [...this.placement.get(shard)!, node]);
+    replica.incarnation = removed?.incarnation ?? 0;
+    if (server.running) replica.start();
+    this.trace(`g${shard}: replica created on n${node}`);
+  }
+
+  /** The shard's group applied the removal of `node`: its replica stops and its data goes. */
+  private retireReplica(shard: number, node: NodeId): void {
+    const server = this.servers.get(node)!;
+    const replica = server.replicas.get(shard);
+    if (replica === undefined) return;
+    replica.crash();
+    server.replicas.delete(shard);
+    const disk = server.disk.removeGroup(shard);
+    this.removedReplicas.set(`${shard}:${replica.id}`, {
+      incarnation: replica.incarnation,
+      hardState: { ...disk.hardState },
+    });
+    this.placement.set(
+      shard,
+      this.placement.get(shard)!.filter((id) => id !== node),
+    );
+    this.trace(`g${shard}: replica on n${node} removed`);
+  }
+
+  /** An operator move (`shard move ID --from N --to M`): a random voter to an up node on a host the shard does not use. */
+  private operatorMove(): void {
+    if (this.quiesced) return;
+    if (this.job !== undefined || this.splitting !== undefined || this.nodeOps.length > 0) {
+      this.queue.after(this.rngMove.between(50_000, 200_000), { kind: 'operator-move' });
+      return;
+    }
+    const meta = this.latestMeta();
+    const shard = this.rngMove.pick(meta.shardMap.shards);
+    const voters = shard.replicas.map((r) => r.node);
+    const from = this.rngMove.pick(voters);
+    const usedHosts = new Set(voters.filter((id) => id !== from).map((id) => this.hosts.get(id)));
+    const candidates = meta.nodes.filter(
+      (node) => node.state === 'up' && !voters.includes(node.id) && !usedHosts.has(this.hosts.get(node.id)),
+    );
+    if (candidates.length === 0) return;
+    const to = this.rngMove.pick(candidates).id;
+    const target = voters.map((id) => (id === from ? to : id));
+    const [move] = planRebalance({
+      current: new Map([[shard.id, { voters }]]),
+      target: new Map([[shard.id, target]]),
+      replicationFactor: REPLICATION_FACTOR,
+    });
+    this.trace(`operator moves shard ${shard.id} n${from} → n${to}`);
+    this.startMove(move!);
+  }
+
+  /** A spare node joins: the scheduler then moves a fair share of replicas to it. */
+  private nodeAdd(): void {
+    const node = this.spares.shift();
+    if (node === undefined || this.quiesced) return;
+    this.trace(`n${node} joins the cluster`);
+    this.nodeOps.push({ kind: 'add', node });
+  }
+
+  /** A member not hosting the metadata group is drained, then removed once it holds nothing. */
+  private nodeRemove(): void {
+    if (this.quiesced) return;
+    const meta = this.latestMeta();
+    const metaNodes = this.placement.get(METADATA_GROUP)!;
+    const up = meta.nodes.filter((node) => node.state === 'up');
+    const candidates = up.filter((node) => {
+      if (metaNodes.includes(node.id) || this.nodeOps.some((op) => op.node === node.id)) return false;
+      const hostsLeft = new Set(up.filter((n) => n.id !== node.id).map((n) => this.hosts.get(n.id)));
+      return hostsLeft.size >= REPLICATION_FACTOR;
+    });
+    if (candidates.length === 0) return;
+    const node = this.rngMove.pick(candidates).id;
+    this.trace(`n${node} is drained to leave the cluster`);
+    this.nodeOps.push({ kind: 'drain', node }, { kind: 'remove', node });
+  }
+
+  /**
+   * Drives the first node operation one step; true when the scheduler may plan meanwhile (the
+   * removal waits for the plan to have moved every replica away).
+   */
+  private driveNodeOp(meta: MetaState): boolean {
+    const op = this.nodeOps[0]!;
+    const record = meta.nodes.find((node) => node.id === op.node);
+    const attributes = {
+      id: op.node,
+      peerUrls: [`sim://n${op.node}`],
+      clientUrls: [],
+      host: this.hosts.get(op.node),
+      zone: undefined,
+    };
+    if (op.kind === 'add') {
+      if (record !== undefined) return this.nodeOpDone(op);
+      this.proposeMeta({ type: 'addNode', node: attributes });
+      return false;
+    }
+    if (op.kind === 'drain') {
+      if (record?.state === 'draining') return this.nodeOpDone(op);
+      this.proposeMeta({ type: 'updateNode', node: attributes, state: 'draining' });
+      return false;
+    }
+    if (record?.state === 'removed') {
+      const server = this.servers.get(op.node)!;
+      if (server.running) this.crashServer(server);
+      server.retired = true;
+      this.trace(`n${op.node} left the cluster`);
+      return this.nodeOpDone(op);
+    }
+    const holds = meta.shardMap.shards.some((shard) => shard.replicas.some((r) => r.node === op.node));
+    if (holds) return true;
+    this.proposeMeta({ type: 'removeNode', nodeId: op.node });
+    return false;
+  }
+
+  private nodeOpDone(op: NodeOp): boolean {
+    this.nodeOps.shift();
+    if (op.kind === 'add') this.stats.nodeAdds++;
+    if (op.kind === 'remove') this.stats.nodeRemoves++;
+    return this.nodeOps.length === 0;
+  }
+
+  private addedNodeShares(): number[] {
+    if (!this.options.nodeChurn) return [];
+    const meta = this.latestMeta();
+    const up = meta.nodes.filter((node) => node.state === 'up');
+    const total = meta.shardMap.shards.reduce((n, shard) => n + shard.replicas.length, 0);
+    return up
+      .filter((node) => node.id > this.options.nodes)
+      .map((node) => {
+        const load = meta.shardMap.shards.filter((shard) =>
+          shard.replicas.some((r) => r.node === node.id),
+        ).length;
+        return load / (total / up.length);
+      });
+  }
+
+  /** The unsafeSnapshotDropsWrite mutant: a snapshot for a replica a move created loses its newest key version. */
+  private droppingWrite(group: number, message: Message): Message {
+    const snapshot = message.snapshot;
+    if (snapshot === undefined || snapshot.data.length === 0) return message;
+    if ((this.joinedAt.get(`${group}:${message.to}`) ?? 0) === 0) return message;
+    const state = JSON.parse(utf8Decoder.decode(snapshot.data)) as {
+      history: [string, { revision: number }[]][];
+    };
+    let newest: { revision: number }[] | undefined;
+    for (const [, versions] of state.history)
+      if (
+        versions.length > 0 &&
+        (newest === undefined || versions.at(-1)!.revision > newest.at(-1)!.revision)
+      )
+        newest = versions;
+    if (newest === undefined) return message;
+    newest.pop();
+    return { ...message, snapshot: { ...snapshot, data: utf8.encode(JSON.stringify(state)) } };
   }
 
   // ---- liveness and the end of the run ----------------------------------------------------------
@@ -1408,7 +2043,7 @@ export class ShardedSimulation {
     for (const server of this.serverList) {
       this.setFsyncLatency(server, this.fsyncNormalUs);
       server.pausedUntilUs = 0;
-      if (!server.running) {
+      if (!server.running && !server.retired) {
         this.trace(`n${server.id} restarts from its disk`);
         this.startServer(server);
       }
@@ -1438,6 +2073,13 @@ export class ShardedSimulation {
     const oracle = this.leaderOf(METADATA_GROUP)?.oracle;
     if (!oracle?.leading) return 'no oracle leader';
     if (this.splitting !== undefined) return `split of shard ${this.splitting.shardId} pending`;
+    if (this.rebalancing) {
+      if (this.job !== undefined)
+        return `move of shard ${this.job.move.shard} pending (step ${this.job.step})`;
+      if (this.nodeOps.length > 0) return `${this.nodeOps[0]!.kind} of n${this.nodeOps[0]!.node} pending`;
+      const moves = this.schedulerPlan(this.latestMeta()).length;
+      if (moves > 0) return `${moves} moves planned`;
+    }
     if (this.watch.released < this.watch.appliedMax)
       return `watch released up to ${this.watch.released} < ${this.watch.appliedMax}`;
     const pending = this.clients.filter((c) => c.current !== undefined);
@@ -1457,6 +2099,7 @@ export class ShardedSimulation {
 
   private finalChecks(): void {
     this.checkShardMap();
+    if (this.rebalancing) this.checkPlacement(this.latestMeta());
     const shardReplicas: ShardReplicaView[] = [];
     for (const [group, nodes] of this.placement) {
       const replicas = nodes.map((id) => this.servers.get(id)!.replicas.get(group)!);
@@ -1519,6 +2162,34 @@ function decodeKey(key: Uint8Array): string {
 
 function keyName(i: number): string {
   return `k${String(i).padStart(3, '0')}`;
+}
+
+type MembershipStep = Extract<MoveStep, { kind: 'add-learner' | 'promote' | 'remove' }>;
+
+/** The node hosting the replica with this Raft id (see REPLICA_ID_STRIDE). */
+function serverOf(raftId: NodeId): NodeId {
+  return raftId % REPLICA_ID_STRIDE;
+}
+
+/** The shard's group has taken the step for the replica with Raft id `id` (applied by its leader). */
+function membershipHas(conf: ConfState, kind: MembershipStep['kind'], id: NodeId): boolean {
+  if (kind === 'add-learner') return conf.learners.includes(id) || conf.voters.includes(id);
+  if (kind === 'promote') return conf.voters.includes(id);
+  return !conf.voters.includes(id) && !conf.learners.includes(id);
+}
+
+/** The metadata group's map has taken the step. */
+function mapHas(replicas: readonly { node: NodeId; role: string }[], step: MembershipStep): boolean {
+  const replica = replicas.find((r) => r.node === step.node);
+  if (step.kind === 'add-learner') return replica !== undefined;
+  if (step.kind === 'promote') return replica?.role === 'voter';
+  return replica === undefined;
+}
+
+function describeStep(step: MoveStep): string {
+  return step.kind === 'transfer-leader'
+    ? `transfer n${step.from}→n${step.to}`
+    : `${step.kind} n${step.node}`;
 }
 
 function describeEvent(event: SimEvent): string {

@@ -175,7 +175,7 @@ export class SimNode {
       term: disk.hardState.term,
       entries: entries.map((e) => ({ index: e.index, term: e.term, key: entryKey(e.type, e.data) })),
     });
-    this.sim.checker.observeRestore(this.id, snap.metadata.index, this.app.hash);
+    this.sim.checker.observeRestore(this.id, snap.metadata.index, this.app.stateHash);
     const raftConfig: RaftConfig = {
       id: this.id,
       electionTicks: this.config.electionTicks,
@@ -478,7 +478,7 @@ export class SimNode {
   private restoreApp(snapshot: Snapshot): void {
     const { index, confState } = snapshot.metadata;
     this.app = this.restoreState(index, confState, snapshot.data);
-    this.sim.checker.observeRestore(this.id, index, this.app.hash);
+    this.sim.checker.observeRestore(this.id, index, this.app.stateHash);
     this.sim.trace?.(`n${this.id} installs snapshot at ${index}`);
   }
 
@@ -493,14 +493,16 @@ export class SimNode {
       const change = decodeConfChange(e.data);
       needsProposal = change.changes.length > 0;
       const confState = raft.applyConfChange(change);
+      const before = this.app.confState;
       this.app.confState = confState;
+      this.app.onConfChange(before);
       this.sim.onConfChangeApplied(this, confState, e.index);
     }
     this.app.apply(e.index, e.type, e.data, key);
     this.sim.checker.observeApply(
       this.id,
       { index: e.index, term: e.term, key },
-      this.app.hash,
+      this.app.stateHash,
       needsProposal,
     );
     if (e.type === EntryType.Normal && e.data.length > 0) {
