@@ -7,9 +7,12 @@ import { type Measured, ratio, renderTable } from '../../src/cli/bench/tables.js
 import {
   bestOfRounds,
   endpointsStartingAt,
+  latencyRatioRows,
   parseEngines,
   parseVsArgs,
   placeSlowMember,
+  selectedBy,
+  WORKLOAD_IDS,
 } from '../../src/cli/bench/vs-etcd.js';
 
 function measured(opsPerSec: number): Measured {
@@ -112,5 +115,35 @@ describe('bench:vs-etcd --memory-keys', () => {
     assert.throws(() => parseVsArgs(['--memory-keys', '10']), /--memory-keys must be/);
     assert.throws(() => parseVsArgs(['--memory-keys', '3000000']), /--memory-keys must be/);
     assert.throws(() => parseVsArgs(['--memory-keys', '1000000', '--engines', 'raft']), /drop --security/);
+  });
+});
+
+describe('bench:vs-etcd single-client rows and --only', () => {
+  it('--only single-put selects the two single-client put rows and nothing else', () => {
+    const chosen = WORKLOAD_IDS.filter((id) => selectedBy(['single-put'], id));
+    assert.deepEqual(chosen, ['single-put-leader', 'single-put-follower']);
+    assert.deepEqual(
+      WORKLOAD_IDS.filter((id) => selectedBy(['put'], id)),
+      ['put-64', 'put-256'],
+    );
+    assert.deepEqual(
+      WORKLOAD_IDS.filter((id) => selectedBy(['watch', 'put-64'], id)),
+      ['put-64', 'watch'],
+    );
+    assert.deepEqual(parseVsArgs(['--quick', '--only', 'single-put,put-64']).only, ['single-put', 'put-64']);
+    assert.equal(parseVsArgs(['--quick']).only, undefined);
+    assert.throws(() => parseVsArgs(['--only', 'single-get']), /unknown workload 'single-get'/);
+    assert.throws(() => parseVsArgs(['--only', 'single-']), /unknown workload/);
+  });
+
+  it('the latency rows are Concord over etcd at p50 and at p99', () => {
+    const result = (p50: number, p99: number) => ({ latencyMs: { p50, p99 } }) as BenchResult;
+    const rows = latencyRatioRows(
+      [{ id: 'single-put-leader', title: 'single client put through the leader' }],
+      () => result(1, 4),
+      () => result(2, 3),
+    );
+    assert.equal(rows.length, 1);
+    assert.deepEqual(rows[0]!.slice(3), ['2.00x', '0.75x']);
   });
 });

@@ -24,7 +24,7 @@ import { BenchCluster, type ClusterSecurity, type MemberBinary } from './cluster
 import { monotonicNowUs, type ProfileWindow, readCpuProfile, topSelfTime } from './cpu-profile.js';
 import type { BenchOptions } from './options.js';
 import { formatMs } from './report.js';
-import { runWorkload } from './run.js';
+import { type BenchResult, runWorkload } from './run.js';
 import {
   clusterSecurity,
   enableBenchAuth,
@@ -67,6 +67,8 @@ export interface VsOptions {
   security: SecuritySetting[] | undefined;
   /** --memory-keys: only load this many keys into etcd and Concord and compare RSS and disk. */
   memoryKeys: number | undefined;
+  /** --only: run just these workloads (ids or '-'-prefixes of ids, see WORKLOAD_IDS); undefined: all. */
+  only: string[] | undefined;
 }
 
 /** One Concord engine to benchmark: `raft`, `multi-paxos` or `multi-paxos:K` (phase-2 quorum K). */
@@ -92,6 +94,8 @@ interface WorkloadSpec {
   id: string;
   title: string;
   options: Partial<BenchOptions> & Pick<BenchOptions, 'workload'>;
+  /** Every connection goes to this member, found when the workload starts; undefined: all members. */
+  target?: 'leader' | 'follower';
 }
 
 export interface SystemRun {
@@ -112,18 +116,40 @@ const valSize = 256;
 const securityWorkloadIds = ['put-64', 'range-l', 'range-s'];
 
 function workloadSpecs(options: VsOptions): WorkloadSpec[] {
-  const all = allWorkloadSpecs(options);
-  return options.security === undefined ? all : all.filter((spec) => securityWorkloadIds.includes(spec.id));
+  const all = allWorkloadSpecs(options.loadKeys);
+  const chosen =
+    options.security === undefined ? all : all.filter((spec) => securityWorkloadIds.includes(spec.id));
+  return options.only === undefined ? chosen : chosen.filter((spec) => selectedBy(options.only!, spec.id));
 }
 
-function allWorkloadSpecs(options: VsOptions): WorkloadSpec[] {
-  const kv = { keySize, valSize, keySpaceSize: options.loadKeys, skipPreload: true };
+/** --only: a workload is chosen by its id or by a prefix of it followed by '-' ('single-put', 'put'). */
+export function selectedBy(only: string[], id: string): boolean {
+  return only.some((want) => id === want || id.startsWith(`${want}-`));
+}
+
+/** The ids --only accepts (each also selects the ids it is a '-'-prefix of). */
+export const WORKLOAD_IDS: readonly string[] = allWorkloadSpecs(0).map((spec) => spec.id);
+
+function allWorkloadSpecs(loadKeys: number): WorkloadSpec[] {
+  const kv = { keySize, valSize, keySpaceSize: loadKeys, skipPreload: true };
   return [
     { id: 'put-64', title: 'put, 64 clients', options: { workload: 'put', clients: 64, conns: 8, ...kv } },
     {
       id: 'put-256',
       title: 'put, 256 clients',
       options: { workload: 'put', clients: 256, conns: 16, ...kv },
+    },
+    {
+      id: 'single-put-leader',
+      title: 'single client put through the leader',
+      options: { workload: 'put', clients: 1, conns: 1, ...kv },
+      target: 'leader',
+    },
+    {
+      id: 'single-put-follower',
+      title: 'single client put through a follower',
+      options: { workload: 'put', clients: 1, conns: 1, ...kv },
+      target: 'follower',
     },
     {
       id: 'range-l',
@@ -367,7 +393,12 @@ async function runRound(
     }
     const workloads = new Map<string, Measured>();
     for (const spec of workloadSpecs(options)) {
-      const specOptions = endpoints === undefined ? spec.options : { ...spec.options, endpoints };
+      const specOptions =
+        spec.target !== undefined
+          ? { ...spec.options, endpoints: await targetEndpoints(cluster, spec.target) }
+          : endpoints === undefined
+            ? spec.options
+            : { ...spec.options, endpoints };
       const measured = await measure(cluster, benchOptions(cluster, options.workloadMs, specOptions));
       workloads.set(spec.id, measured);
       note(`${label} round ${round}: ${spec.title}: ${summary(measured)}`);
@@ -378,6 +409,13 @@ async function runRound(
   } finally {
     await cluster.stopAll();
   }
+}
+
+/** The one endpoint of the leader, or of the member after it (a follower), as it is now. */
+async function targetEndpoints(cluster: BenchCluster, target: 'leader' | 'follower'): Promise<string[]> {
+  const leader = await cluster.leaderIndex();
+  const index = target === 'leader' ? leader : (leader + 1) % cluster.members.length;
+  return [cluster.endpoints()[index]!];
 }
 
 /** Makes a follower slow: it delays every peer message it sends or receives (needs fault injection). */
@@ -489,6 +527,11 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
       `${e.result.clientCpuPercent.toFixed(0)} / ${c.result.clientCpuPercent.toFixed(0)} %`,
     ];
   });
+  const latencyRows = latencyRatioRows(
+    workloadSpecs(options).filter((spec) => spec.options.clients === 1 && spec.options.workload === 'put'),
+    (id) => pick(etcd, id).result,
+    (id) => pick(concord, id).result,
+  );
   const resourceRows = [
     ...footprintRows(options.loadKeys, etcd, concord),
     [
@@ -510,6 +553,18 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
       throughputRows,
       options.markdown,
     ),
+    ...(latencyRows.length === 0
+      ? []
+      : [
+          '',
+          'Latency of a lone client, Concord / etcd (below 1.00x: Concord answers sooner):',
+          '',
+          renderTable(
+            ['workload', 'etcd p50 / p99', 'concord p50 / p99', 'p50 ratio', 'p99 ratio'],
+            latencyRows,
+            options.markdown,
+          ),
+        ]),
     '',
     'Server CPU during each workload (leader / all 3 members, % of one core); CPU time of all members per operation',
     '(robust on a busy machine, where a single-threaded process only gets its share of the cores); the client CPU:',
@@ -530,6 +585,25 @@ function comparisonTables(etcd: SystemRun, concord: SystemRun, options: VsOption
     '',
     renderTable(['resource', 'etcd', 'concord', 'ratio'], resourceRows, options.markdown),
   ].join('\n');
+}
+
+/** Per workload: both systems' p50 / p99 and Concord's over etcd's (latency: lower is better). */
+export function latencyRatioRows(
+  specs: { id: string; title: string }[],
+  etcd: (id: string) => BenchResult,
+  concord: (id: string) => BenchResult,
+): string[][] {
+  return specs.map((spec) => {
+    const e = etcd(spec.id);
+    const c = concord(spec.id);
+    return [
+      spec.title,
+      p50p99(e),
+      p50p99(c),
+      ratio(c.latencyMs.p50, e.latencyMs.p50),
+      ratio(c.latencyMs.p99, e.latencyMs.p99),
+    ];
+  });
 }
 
 function machineHeader(etcdVersion: string, nodes: number): string {
@@ -585,6 +659,7 @@ export function parseVsArgs(argv: string[]): VsOptions {
       security: { type: 'boolean' },
       settings: { type: 'string' },
       'memory-keys': { type: 'string' },
+      only: { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -612,7 +687,9 @@ export function parseVsArgs(argv: string[]): VsOptions {
         '                     JWT) as a non-root user, and with TLS and auth; ratios to plaintext\n' +
         `  --settings LIST    with --security: some of ${SECURITY_SETTINGS.map((s) => s.id).join(',')}\n` +
         '  --memory-keys N    only memory: load N keys (up to 2,000,000) into etcd and Concord, then\n' +
-        '                     RSS per member and disk; time grows with N (1,000,000: ~10 min quiet, 30 busy)\n',
+        '                     RSS per member and disk; time grows with N (1,000,000: ~10 min quiet, 30 busy)\n' +
+        `  --only LIST        only these workloads (an id, or a prefix before '-': single-put, put):\n` +
+        `                     ${WORKLOAD_IDS.join(',')}\n`,
     );
     process.exit(0);
   }
@@ -632,6 +709,12 @@ export function parseVsArgs(argv: string[]): VsOptions {
     throw new Error(`--memory-keys must be 1000..2000000, got '${values['memory-keys']}'`);
   if (memoryKeys !== undefined && (security !== undefined || values.engines !== undefined))
     throw new Error('--memory-keys compares etcd and Concord: drop --security and --engines');
+  const only = values.only?.split(',').map((id) => id.trim());
+  if (only !== undefined) {
+    const unknown = only.filter((want) => !WORKLOAD_IDS.some((id) => selectedBy([want], id)));
+    if (unknown.length > 0 || only.length === 0)
+      throw new Error(`--only: unknown workload '${unknown.join(',')}' (ids: ${WORKLOAD_IDS.join(',')})`);
+  }
   const slowMemberMs = values['slow-member-ms'] === undefined ? 0 : Number(values['slow-member-ms']);
   if (!Number.isInteger(slowMemberMs) || slowMemberMs < 0 || slowMemberMs > 10_000)
     throw new Error(`--slow-member-ms must be 0..10000, got '${values['slow-member-ms']}'`);
@@ -652,6 +735,7 @@ export function parseVsArgs(argv: string[]): VsOptions {
     workloadMs: quick ? 3000 : 8000,
     loadKeys: memoryKeys ?? (security === undefined ? (quick ? 20_000 : 100_000) : quick ? 1000 : 5000),
     memoryKeys,
+    only,
     security,
     rounds: roundsFlag(values.rounds, quick ? 1 : 2),
     tls: values.tls === true,
@@ -700,7 +784,7 @@ async function profilePut(options: VsOptions, profileDir: string): Promise<numbe
   activeClusters.add(cluster);
   // With --security also range serializable: the request path without consensus or disk.
   const specIds = setting === undefined ? ['put-64'] : ['put-64', 'range-s'];
-  const specs = specIds.map((id) => allWorkloadSpecs(options).find((s) => s.id === id)!);
+  const specs = specIds.map((id) => allWorkloadSpecs(options.loadKeys).find((s) => s.id === id)!);
   let leader: number;
   const measured: Measured[] = [];
   try {
