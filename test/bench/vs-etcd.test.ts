@@ -128,7 +128,11 @@ describe('bench:vs-etcd single-client rows and --only', () => {
     );
     assert.deepEqual(
       WORKLOAD_IDS.filter((id) => selectedBy(['watch', 'put-64'], id)),
-      ['put-64', 'watch'],
+      ['put-64', 'watch', 'watch-1000'],
+    );
+    assert.deepEqual(
+      WORKLOAD_IDS.filter((id) => selectedBy(['watch-1000'], id)),
+      ['watch-1000'],
     );
     assert.deepEqual(parseVsArgs(['--quick', '--only', 'single-put,put-64']).only, ['single-put', 'put-64']);
     assert.equal(parseVsArgs(['--quick']).only, undefined);
