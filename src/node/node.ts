@@ -35,6 +35,7 @@ import {
 import { ServerStats, timedWalOptions } from '../replica/stats.js';
 import { mkdirDurableSync } from '../storage/durable-fs.js';
 import { EncryptionKeys } from '../storage/encryption.js';
+import { WalFailedError } from '../storage/errors.js';
 import { FailStopError, type FailStopOperation } from '../storage/fail-stop.js';
 import { SnapshotStore } from '../storage/snapshot-store.js';
 import {
@@ -357,7 +358,10 @@ export class ConcordNode {
    */
   failStop(operation: FailStopOperation, cause: unknown): void {
     if (this.stopped) return;
-    const error = new FailStopError(operation, cause, this.config.dataDir);
+    // A WAL that failed earlier refuses everything after; whichever path meets the refusal first,
+    // what failed is the WAL write named in it.
+    const failed = cause instanceof WalFailedError ? 'wal-write' : operation;
+    const error = new FailStopError(failed, cause, this.config.dataDir);
     this.failure = error;
     this.log.error('fatal storage error; the member stops', error.logFields());
     this.halt();

@@ -417,11 +417,16 @@ export class MetaReplica {
 
   /** Writes the snapshot's marker (when it is not already in the WAL) and frees the entries it covers. */
   private async release(index: number, marker?: Snapshot['metadata']): Promise<void> {
-    try {
-      if (marker !== undefined) {
+    if (marker !== undefined) {
+      try {
         this.wal.saveSnapshotMarker(META_GROUP_ID, marker);
         await this.wal.sync();
+      } catch (error) {
+        this.fatal('wal-write', error);
+        return;
       }
+    }
+    try {
       this.removeSnapshotFilesBefore(index);
       await this.wal.releaseTo(META_GROUP_ID, index);
     } catch (error) {

@@ -13,6 +13,7 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Keyspace } from '../../src/mvcc/keyspace.js';
 import type { ConcordServer, StorageHooks } from '../../src/server/server.js';
+import { WalFailedError } from '../../src/storage/errors.js';
 import type { SnapshotStore } from '../../src/storage/snapshot-store.js';
 import { faulty, InProcessCluster, ioError, isListening, within } from './in-process-cluster.js';
 
@@ -130,6 +131,15 @@ describe('fail-stop: a single member', { timeout: 180_000 }, () => {
     armed = true;
     await assert.rejects(put(server, 'k'));
     await assertFailStopped(cluster!, 0, 'wal-write', /EIO/);
+  });
+
+  it('a WAL refusal met first by another path (the metadata group releasing) is reported as the WAL write', async () => {
+    const server = await startOne({});
+    // The race seen in CI: the put's fdatasync failed, and the metadata group's release met the
+    // WAL's refusal and reported before the write path did.
+    const node = (server as unknown as { node: { failStop(operation: string, cause: unknown): void } }).node;
+    node.failStop('wal-release', new WalFailedError(ioError('EIO', 'fdatasync')));
+    await assertFailStopped(cluster!, 0, 'wal-write', /refuses further writes: EIO/);
   });
 
   it('a failed WAL segment rollover stops the member', async () => {
