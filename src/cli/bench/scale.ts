@@ -301,7 +301,6 @@ export async function main(argv: string[]): Promise<number> {
       : `CPU quota: ${options.cpu} core per member (cgroup v1 cpu.cfs_quota_us)\n`,
   );
   const rows: ScaleRow[] = [];
-  const stop = () => quotas?.remove();
   try {
     for (const nodes of options.nodes) {
       const row = await runSize(options, nodes, quotas);
@@ -311,7 +310,7 @@ export async function main(argv: string[]): Promise<number> {
       );
     }
   } finally {
-    stop();
+    quotas?.remove();
   }
   process.stdout.write(`${formatScaleTable(rows, options.markdown)}\n`);
   return 0;
